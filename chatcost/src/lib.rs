@@ -1,0 +1,1 @@
+//! Exact decimal costing (in progress).

@@ -1,0 +1,1 @@
+//! Error classification for LLM provider failures (in progress).
