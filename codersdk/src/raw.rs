@@ -266,3 +266,14 @@ mod tests {
         assert!(matches!(RawJson::from_json(""), Err(RawJsonError::Syntax(_))));
     }
 }
+
+#[cfg(test)]
+mod value_tests {
+    use super::*;
+    #[test]
+    fn from_value_works() {
+        let v = serde_json::json!({"a": [1, 2]});
+        let r: Result<RawJson, _> = serde_json::from_value(v);
+        assert!(r.is_ok(), "{r:?}");
+    }
+}
