@@ -33,7 +33,10 @@ string_enum! {
 impl ChatStatus {
     /// Whether a worker holds or is about to hold the chat (new messages are queued).
     pub fn is_busy(&self) -> bool {
-        matches!(self, ChatStatus::Pending | ChatStatus::Running | ChatStatus::RequiresAction)
+        matches!(
+            self,
+            ChatStatus::Pending | ChatStatus::Running | ChatStatus::RequiresAction
+        )
     }
 }
 

@@ -20,7 +20,9 @@ pub struct ChatSystemPromptResponse {
 }
 
 /// Body of `PUT /chats/config/system-prompt`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
+)]
 pub struct UpdateChatSystemPromptRequest {
     /// The custom prompt (at most 128 KiB).
     pub system_prompt: String,
@@ -31,7 +33,9 @@ pub struct UpdateChatSystemPromptRequest {
 }
 
 /// `GET /chats/config/plan-mode-instructions`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
+)]
 pub struct ChatPlanModeInstructionsResponse {
     /// Text appended to the prompt in plan mode.
     pub plan_mode_instructions: String,
@@ -41,7 +45,9 @@ pub struct ChatPlanModeInstructionsResponse {
 pub type UpdateChatPlanModeInstructionsRequest = ChatPlanModeInstructionsResponse;
 
 /// `GET/PUT /chats/config/desktop-enabled`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
+)]
 pub struct ChatDesktopEnabledResponse {
     /// Desktop (computer use) is enabled.
     pub enable_desktop: bool,
@@ -74,7 +80,9 @@ pub struct ChatDebugLoggingAdminSettings {
 }
 
 /// Body of `PUT /chats/config/debug-logging`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
+)]
 pub struct UpdateChatDebugLoggingAllowUsersRequest {
     /// Users may turn on debug logging.
     pub allow_users: bool,
@@ -92,14 +100,18 @@ pub struct UserChatDebugLoggingSettings {
 }
 
 /// Body of `PUT /chats/config/user-debug-logging`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
+)]
 pub struct UpdateUserChatDebugLoggingRequest {
     /// Turn it on or off.
     pub debug_logging_enabled: bool,
 }
 
 /// `GET/PUT /chats/config/advisor`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
+)]
 pub struct AdvisorConfig {
     /// The advisor is enabled.
     pub enabled: bool,
@@ -120,7 +132,9 @@ pub struct AdvisorConfig {
 pub type UpdateAdvisorConfigRequest = AdvisorConfig;
 
 /// `GET/PUT /chats/config/user-prompt`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
+)]
 pub struct UserChatCustomPrompt {
     /// The user's personal prompt.
     pub custom_prompt: String,
@@ -144,42 +158,54 @@ pub struct UserChatCompactionThresholds {
 }
 
 /// Body of `PUT /chats/config/user-compaction-thresholds/{modelConfig}`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
+)]
 pub struct UpdateUserChatCompactionThresholdRequest {
     /// Percent (0–100).
     pub threshold_percent: i32,
 }
 
 /// `GET/PUT /chats/config/workspace-ttl`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
+)]
 pub struct ChatWorkspaceTTLResponse {
     /// 0 = disabled, else 1 minute … 30 days, in milliseconds.
     pub workspace_ttl_ms: i64,
 }
 
 /// `GET/PUT /chats/config/retention-days`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
+)]
 pub struct ChatRetentionDaysResponse {
     /// 0–3650; 0 keeps forever.
     pub retention_days: i32,
 }
 
 /// `GET/PUT /chats/config/debug-retention-days`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
+)]
 pub struct ChatDebugRetentionDaysResponse {
     /// 0–3650 (default 30).
     pub debug_retention_days: i32,
 }
 
 /// `GET/PUT /chats/config/auto-archive-days`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
+)]
 pub struct ChatAutoArchiveDaysResponse {
     /// 0–3650; 0 disables.
     pub auto_archive_days: i32,
 }
 
 /// `GET/PUT /chats/config/template-allowlist`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
+)]
 pub struct ChatTemplateAllowlist {
     /// Allowed template ids. Never null.
     #[serde(default, deserialize_with = "null_as_default")]

@@ -49,7 +49,9 @@ pub fn parse_decimal(text: &str) -> Result<Decimal, DecimalError> {
     let unsigned = mantissa.strip_prefix(['-', '+']).unwrap_or(mantissa);
     let (int_part, frac_part) = unsigned.split_once('.').unwrap_or((unsigned, ""));
     let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    if (int_part.is_empty() && frac_part.is_empty()) || !all_digits(int_part) || !all_digits(frac_part)
+    if (int_part.is_empty() && frac_part.is_empty())
+        || !all_digits(int_part)
+        || !all_digits(frac_part)
     {
         return Err(DecimalError::Invalid(t.to_owned()));
     }
@@ -158,17 +160,32 @@ mod tests {
         assert_eq!(format_decimal(&d("-2.5")), "-2.5");
         assert_eq!(format_decimal(&d(".5")), "0.5");
         assert_eq!(format_decimal(&d("0")), "0");
-        assert_eq!(format_decimal(&d("0.1000000000000000000000000000000000")), "0.1");
-        assert_eq!(format_decimal(&d("1234567890123456789012345678")), "1234567890123456789012345678");
+        assert_eq!(
+            format_decimal(&d("0.1000000000000000000000000000000000")),
+            "0.1"
+        );
+        assert_eq!(
+            format_decimal(&d("1234567890123456789012345678")),
+            "1234567890123456789012345678"
+        );
     }
 
     #[test]
     fn rejects_bad_text() {
         assert_eq!(parse_decimal(""), Err(DecimalError::Empty));
         assert_eq!(parse_decimal("  "), Err(DecimalError::Empty));
-        assert!(matches!(parse_decimal("abc"), Err(DecimalError::Invalid(_))));
-        assert!(matches!(parse_decimal("1.2.3"), Err(DecimalError::Invalid(_))));
-        assert!(matches!(parse_decimal("NaN"), Err(DecimalError::Invalid(_))));
+        assert!(matches!(
+            parse_decimal("abc"),
+            Err(DecimalError::Invalid(_))
+        ));
+        assert!(matches!(
+            parse_decimal("1.2.3"),
+            Err(DecimalError::Invalid(_))
+        ));
+        assert!(matches!(
+            parse_decimal("NaN"),
+            Err(DecimalError::Invalid(_))
+        ));
         assert!(matches!(parse_decimal("1e"), Err(DecimalError::Invalid(_))));
         assert!(matches!(parse_decimal("."), Err(DecimalError::Invalid(_))));
         // 29 significant digits cannot be exact.
@@ -176,9 +193,18 @@ mod tests {
             parse_decimal("1.2345678901234567890123456789"),
             Err(DecimalError::Inexact(_))
         ));
-        assert!(matches!(parse_decimal("1e100"), Err(DecimalError::Inexact(_))));
-        assert!(matches!(parse_decimal("1e-40"), Err(DecimalError::Inexact(_))));
-        assert!(matches!(parse_decimal("1e999999999999999999999"), Err(DecimalError::Invalid(_))));
+        assert!(matches!(
+            parse_decimal("1e100"),
+            Err(DecimalError::Inexact(_))
+        ));
+        assert!(matches!(
+            parse_decimal("1e-40"),
+            Err(DecimalError::Inexact(_))
+        ));
+        assert!(matches!(
+            parse_decimal("1e999999999999999999999"),
+            Err(DecimalError::Invalid(_))
+        ));
         assert_eq!(parse_decimal(&"1".repeat(300)), Err(DecimalError::TooLong));
     }
 
@@ -199,9 +225,18 @@ mod tests {
             (r#"{}"#, r#"{"p":null}"#),
         ] {
             let v: P = serde_json::from_str(input).unwrap_or_else(|e| panic!("{input}: {e}"));
-            assert_eq!(serde_json::to_string(&v).unwrap_or_default(), want, "{input}");
+            assert_eq!(
+                serde_json::to_string(&v).unwrap_or_default(),
+                want,
+                "{input}"
+            );
         }
-        for bad in [r#"{"p":true}"#, r#"{"p":"x"}"#, r#"{"p":[1]}"#, r#"{"p":"1e"}"#] {
+        for bad in [
+            r#"{"p":true}"#,
+            r#"{"p":"x"}"#,
+            r#"{"p":[1]}"#,
+            r#"{"p":"1e"}"#,
+        ] {
             assert!(serde_json::from_str::<P>(bad).is_err(), "{bad}");
         }
     }

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
 use crate::macros::string_enum;
+use crate::serde_util::is_zero_u16;
 use crate::Timestamp;
 
 string_enum! {
@@ -116,12 +117,17 @@ pub struct ValidationError {
 impl ValidationError {
     /// Builds a validation entry.
     pub fn new(field: impl Into<String>, detail: impl Into<String>) -> Self {
-        ValidationError { field: field.into(), detail: detail.into() }
+        ValidationError {
+            field: field.into(),
+            detail: detail.into(),
+        }
     }
 }
 
 /// The standard body of every failing (and some succeeding) HTTP call.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
+)]
 pub struct Response {
     /// What happened, in one sentence. Always present.
     #[serde(default)]
@@ -139,7 +145,10 @@ pub struct Response {
 impl Response {
     /// A response with only a message.
     pub fn new(message: impl Into<String>) -> Self {
-        Response { message: message.into(), ..Default::default() }
+        Response {
+            message: message.into(),
+            ..Default::default()
+        }
     }
 
     /// Adds a detail sentence.
@@ -170,26 +179,30 @@ impl std::fmt::Display for Response {
 
 impl std::error::Error for Response {}
 
-pub(crate) fn is_zero_u16(v: &u16) -> bool {
-    *v == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn kind_alias_and_unknown() {
-        let k: ChatErrorKind = serde_json::from_str("\"stream_silence_timeout\"").unwrap_or(ChatErrorKind::Generic);
+        let k: ChatErrorKind =
+            serde_json::from_str("\"stream_silence_timeout\"").unwrap_or(ChatErrorKind::Generic);
         assert_eq!(k, ChatErrorKind::StartupTimeout);
-        let k: ChatErrorKind = serde_json::from_str("\"hook_denied\"").unwrap_or(ChatErrorKind::Generic);
+        let k: ChatErrorKind =
+            serde_json::from_str("\"hook_denied\"").unwrap_or(ChatErrorKind::Generic);
         assert_eq!(k, ChatErrorKind::Unknown("hook_denied".into()));
-        assert_eq!(serde_json::to_string(&k).unwrap_or_default(), "\"hook_denied\"");
+        assert_eq!(
+            serde_json::to_string(&k).unwrap_or_default(),
+            "\"hook_denied\""
+        );
     }
 
     #[test]
     fn chat_error_presence_rules() {
-        let e = ChatError { retryable: false, ..ChatError::generic("boom") };
+        let e = ChatError {
+            retryable: false,
+            ..ChatError::generic("boom")
+        };
         assert_eq!(
             serde_json::to_string(&e).unwrap_or_default(),
             r#"{"message":"boom","kind":"generic","retryable":false}"#

@@ -1,11 +1,92 @@
-//! codersdk (work in progress)
-mod macros;
+//! Wire types for Coder-compatible AI-agent chat APIs.
+//!
+//! `codersdk` is the vocabulary of the chatd crates: every JSON body, stream event and
+//! configuration object of Coder's experimental chats API (`/api/experimental/chats`), with
+//! the exact field names, omitted-versus-null rules and never-null arrays of Coder's Go
+//! server, so clients written for Coder work against chatd and the other way round. Every
+//! type also derives TypeScript (ts-rs, committed under `bindings/`) and request bodies derive
+//! JSON Schema (schemars). Reading is forward compatible: unknown fields are ignored and
+//! unknown enum strings are kept as `Unknown(..)` values that round-trip. The crate also holds
+//! the validation rules that server and clients share, the chat list search-query parser and
+//! the decoder for stored message content. It does no I/O.
+//!
+//! # Example: a bot reading a stream frame
+//!
+//! ```
+//! use codersdk::{ChatMessagePartType, ChatStreamEvent, ChatStreamEventType, ChatStatus};
+//!
+//! // One WebSocket text frame of `GET /api/experimental/chats/{chat}/stream`.
+//! let frame = r#"[
+//!   {"type":"status","chat_id":"0b6c6ad4-54a4-4be0-9b7e-6f1d1f0c1a01","status":{"status":"running"}},
+//!   {"type":"message_part","chat_id":"0b6c6ad4-54a4-4be0-9b7e-6f1d1f0c1a01","message_part":{"role":"assistant",
+//!    "part":{"type":"text","text":"Hel","url":"","media_type":"","file_name":"","start_line":0,
+//!            "end_line":0,"content":"","context_file_path":"","skill_name":""}}},
+//!   {"type":"preview_reset","chat_id":"0b6c6ad4-54a4-4be0-9b7e-6f1d1f0c1a01"}
+//! ]"#;
+//! let events: Vec<ChatStreamEvent> = serde_json::from_str(frame)?;
+//!
+//! let mut text = String::new();
+//! for event in &events {
+//!     match &event.event_type {
+//!         ChatStreamEventType::Status => {
+//!             assert_eq!(event.status.as_ref().map(|s| &s.status), Some(&ChatStatus::Running));
+//!         }
+//!         ChatStreamEventType::MessagePart => {
+//!             if let Some(mp) = &event.message_part {
+//!                 if mp.part.part_type == ChatMessagePartType::Text {
+//!                     text.push_str(&mp.part.text);
+//!                 }
+//!             }
+//!         }
+//!         // A newer server's event type is kept, not an error.
+//!         other => assert!(other.is_unknown()),
+//!     }
+//! }
+//! assert_eq!(text, "Hel");
+//! # Ok::<(), serde_json::Error>(())
+//! ```
+//!
+//! # Example: building a request
+//!
+//! ```
+//! use codersdk::{ChatInputPart, CreateChatRequest, DynamicTool, RawJson};
+//!
+//! let request = CreateChatRequest {
+//!     content: vec![ChatInputPart::text("Deploy the billing service to staging")],
+//!     unsafe_dynamic_tools: vec![DynamicTool {
+//!         name: "deploy".into(),
+//!         description: "Deploy a service".into(),
+//!         input_schema: RawJson::from_json(r#"{"type":"object","properties":{"env":{"type":"string"}}}"#)?,
+//!     }],
+//!     ..Default::default()
+//! };
+//! let json = serde_json::to_string(&request).map_err(|e| e.to_string())?;
+//! assert!(json.starts_with(r#"{"content":[{"type":"text","text":"Deploy"#));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Feature flags
+//!
+//! None yet. (A `client` feature with a typed HTTP/WebSocket client is planned.)
+//!
+//! # Wire conventions
+//!
+//! - Timestamps are [`Timestamp`]s, written like Go's `RFC3339Nano` (UTC, `Z`, trailing zeros
+//!   of the fraction removed).
+//! - Arbitrary JSON (tool arguments and results, schemas) is [`RawJson`]: kept verbatim,
+//!   compacted, nesting bounded by [`MAX_RAW_JSON_DEPTH`].
+//! - Prices are exact [`Decimal`]s, read from numbers or strings without `f64`
+//!   and written as decimal strings. Types holding prices must be read with `serde_json`
+//!   (they rely on its raw-value support), not through `#[serde(flatten)]`.
+//! - Secrets are [`SecretString`]s, which never print themselves.
+
 mod chat;
 mod config;
 mod content;
 mod cost;
 mod decimal;
 mod error;
+mod macros;
 mod mcp;
 mod message;
 mod model;
@@ -21,15 +102,19 @@ pub use chat::*;
 pub use config::*;
 pub use content::*;
 pub use cost::*;
+pub use decimal::{
+    format_decimal, parse_decimal, DecimalError, MAX_DECIMAL_DIGITS, MAX_DECIMAL_TEXT_LEN,
+};
 pub use error::*;
 pub use mcp::*;
 pub use message::*;
 pub use model::*;
 pub use raw::*;
 pub use request::*;
+pub use rust_decimal::Decimal;
 pub use search::*;
 pub use secret::*;
 pub use stream::*;
 pub use time::*;
+pub use uuid::Uuid;
 pub use validation::*;
-pub use decimal::{parse_decimal, format_decimal, DecimalError, MAX_DECIMAL_DIGITS, MAX_DECIMAL_TEXT_LEN};

@@ -8,7 +8,7 @@
 
 /// Declares a forward-compatible string enum.
 ///
-/// ```ignore
+/// ```text
 /// string_enum! {
 ///     /// Docs.
 ///     pub enum ChatStatus {

@@ -184,23 +184,43 @@ pub struct CreateMCPServerConfigRequest {
     #[ts(optional)]
     pub api_key_value: Option<SecretString>,
     /// Admin-set headers (write-only values).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     #[ts(as = "Option<BTreeMap<String, String>>", optional)]
     pub custom_headers: BTreeMap<String, SecretString>,
     /// Header names each user supplies.
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     #[ts(as = "Option<_>", optional)]
     pub custom_headers_user_keys: Vec<String>,
     /// Descriptions of the user-supplied headers.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     #[ts(as = "Option<_>", optional)]
     pub custom_headers_user_key_descriptions: BTreeMap<String, String>,
     /// Tool allow-list.
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     #[ts(as = "Option<_>", optional)]
     pub tool_allow_list: Vec<String>,
     /// Tool deny-list.
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     #[ts(as = "Option<_>", optional)]
     pub tool_deny_list: Vec<String>,
     /// Availability (required).
@@ -224,7 +244,9 @@ pub struct CreateMCPServerConfigRequest {
 }
 
 /// Body of `PATCH /mcp/servers/{mcpServer}`: every field optional; absent = unchanged.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
+)]
 #[ts(optional_fields)]
 pub struct UpdateMCPServerConfigRequest {
     /// Display name.
@@ -313,7 +335,9 @@ pub struct MCPServerUserHeaders {
 }
 
 /// Body of `PUT /mcp/servers/{mcpServer}/user-headers`; `""` clears one value.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
+)]
 pub struct UpdateMCPServerUserHeadersRequest {
     /// Header name → value (write-only).
     #[serde(default, deserialize_with = "null_as_default")]

@@ -47,7 +47,9 @@ string_enum! {
 }
 
 /// Token usage of one assistant step. Every field is optional and omitted when unknown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
+)]
 pub struct ChatMessageUsage {
     /// Input tokens not served from cache.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -271,12 +273,18 @@ impl ChatMessagePart {
 
     /// A `text` part.
     pub fn text(text: impl Into<String>) -> Self {
-        ChatMessagePart { text: text.into(), ..Self::new(ChatMessagePartType::Text) }
+        ChatMessagePart {
+            text: text.into(),
+            ..Self::new(ChatMessagePartType::Text)
+        }
     }
 
     /// A `reasoning` part.
     pub fn reasoning(text: impl Into<String>) -> Self {
-        ChatMessagePart { text: text.into(), ..Self::new(ChatMessagePartType::Reasoning) }
+        ChatMessagePart {
+            text: text.into(),
+            ..Self::new(ChatMessagePartType::Reasoning)
+        }
     }
 
     /// A complete `tool-call` part.
@@ -569,7 +577,10 @@ mod tests {
         let p: ChatMessagePart =
             serde_json::from_str(r#"{"type":"hook-notice","text":"x","future":1}"#)
                 .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(p.part_type, ChatMessagePartType::Unknown("hook-notice".into()));
+        assert_eq!(
+            p.part_type,
+            ChatMessagePartType::Unknown("hook-notice".into())
+        );
         assert_eq!(p.text, "x");
     }
 
@@ -580,7 +591,9 @@ mod tests {
             chat_id: Uuid::nil(),
             created_by: None,
             model_config_id: None,
-            created_at: "2026-01-01T00:00:00Z".parse().unwrap_or_else(|_| Timestamp::now()),
+            created_at: "2026-01-01T00:00:00Z"
+                .parse()
+                .unwrap_or_else(|_| Timestamp::now()),
             role: ChatMessageRole::Assistant,
             content: vec![],
             usage: Some(ChatMessageUsage::default()),

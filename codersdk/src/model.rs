@@ -25,25 +25,43 @@ fn price_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 ///
 /// A missing price means "not priced" and differs from `"0"` (free). Read from decimal
 /// strings or JSON numbers without passing through `f64`; written as decimal strings.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
+)]
 pub struct ModelCostConfig {
     /// Input (non-cached prompt) tokens.
-    #[serde(default, with = "crate::decimal::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::decimal::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[ts(as = "Option<String>", optional)]
     #[schemars(schema_with = "price_schema")]
     pub input_price_per_million_tokens: Option<Decimal>,
     /// Output tokens (reasoning included).
-    #[serde(default, with = "crate::decimal::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::decimal::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[ts(as = "Option<String>", optional)]
     #[schemars(schema_with = "price_schema")]
     pub output_price_per_million_tokens: Option<Decimal>,
     /// Tokens read from the prompt cache.
-    #[serde(default, with = "crate::decimal::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::decimal::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[ts(as = "Option<String>", optional)]
     #[schemars(schema_with = "price_schema")]
     pub cache_read_price_per_million_tokens: Option<Decimal>,
     /// Tokens written to the prompt cache (cache creation).
-    #[serde(default, with = "crate::decimal::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::decimal::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[ts(as = "Option<String>", optional)]
     #[schemars(schema_with = "price_schema")]
     pub cache_write_price_per_million_tokens: Option<Decimal>,
@@ -65,8 +83,14 @@ impl ModelCostConfig {
                 *dst = src;
             }
         };
-        fill(&mut self.input_price_per_million_tokens, defaults.input_price_per_million_tokens);
-        fill(&mut self.output_price_per_million_tokens, defaults.output_price_per_million_tokens);
+        fill(
+            &mut self.input_price_per_million_tokens,
+            defaults.input_price_per_million_tokens,
+        );
+        fill(
+            &mut self.output_price_per_million_tokens,
+            defaults.output_price_per_million_tokens,
+        );
         fill(
             &mut self.cache_read_price_per_million_tokens,
             defaults.cache_read_price_per_million_tokens,
@@ -80,16 +104,30 @@ impl ModelCostConfig {
     /// The prices with their JSON field names, in declaration order.
     pub fn prices(&self) -> [(&'static str, Option<Decimal>); 4] {
         [
-            ("input_price_per_million_tokens", self.input_price_per_million_tokens),
-            ("output_price_per_million_tokens", self.output_price_per_million_tokens),
-            ("cache_read_price_per_million_tokens", self.cache_read_price_per_million_tokens),
-            ("cache_write_price_per_million_tokens", self.cache_write_price_per_million_tokens),
+            (
+                "input_price_per_million_tokens",
+                self.input_price_per_million_tokens,
+            ),
+            (
+                "output_price_per_million_tokens",
+                self.output_price_per_million_tokens,
+            ),
+            (
+                "cache_read_price_per_million_tokens",
+                self.cache_read_price_per_million_tokens,
+            ),
+            (
+                "cache_write_price_per_million_tokens",
+                self.cache_write_price_per_million_tokens,
+            ),
         ]
     }
 }
 
 /// Reasoning-effort bounds of a model config (later experimental versions).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
+)]
 #[ts(optional_fields)]
 pub struct ChatModelReasoningEffortConfig {
     /// Effort used when a chat does not ask for one.
@@ -101,7 +139,9 @@ pub struct ChatModelReasoningEffortConfig {
 }
 
 /// OpenAI API selection of a model config.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
+)]
 #[ts(optional_fields)]
 pub struct ChatModelOpenAIConfig {
     /// Use the Responses API (`true`) or Chat Completions (`false`); unset = by model.
@@ -315,7 +355,9 @@ pub struct ChatModelOpenAIProviderOptions {
 }
 
 /// Anthropic extended-thinking options.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
+)]
 #[ts(optional_fields)]
 pub struct ChatModelAnthropicThinkingOptions {
     /// Thinking token budget; thinking is enabled only when set.
@@ -324,7 +366,9 @@ pub struct ChatModelAnthropicThinkingOptions {
 }
 
 /// Anthropic options.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
+)]
 #[ts(optional_fields)]
 pub struct ChatModelAnthropicProviderOptions {
     /// Send reasoning back to the model.
@@ -357,7 +401,9 @@ pub struct ChatModelAnthropicProviderOptions {
 }
 
 /// Google thinking options.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
+)]
 #[ts(optional_fields)]
 pub struct ChatModelGoogleThinkingConfig {
     /// Thinking token budget.
@@ -372,7 +418,9 @@ pub struct ChatModelGoogleThinkingConfig {
 }
 
 /// One Google safety setting.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
+)]
 #[ts(optional_fields)]
 pub struct ChatModelGoogleSafetySetting {
     /// Harm category.
@@ -384,7 +432,9 @@ pub struct ChatModelGoogleSafetySetting {
 }
 
 /// Google options.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
+)]
 #[ts(optional_fields)]
 pub struct ChatModelGoogleProviderOptions {
     /// Thinking configuration.
@@ -405,7 +455,9 @@ pub struct ChatModelGoogleProviderOptions {
 }
 
 /// OpenAI-compatible options.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
+)]
 #[ts(optional_fields)]
 pub struct ChatModelOpenAICompatProviderOptions {
     /// End-user identifier.
@@ -417,7 +469,9 @@ pub struct ChatModelOpenAICompatProviderOptions {
 }
 
 /// Reasoning options of OpenRouter and Vercel.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
+)]
 #[ts(optional_fields)]
 pub struct ChatModelReasoningOptions {
     /// Enable reasoning.
@@ -435,7 +489,9 @@ pub struct ChatModelReasoningOptions {
 }
 
 /// OpenRouter provider routing.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
+)]
 #[ts(optional_fields)]
 pub struct ChatModelOpenRouterProvider {
     /// Provider order.
@@ -495,7 +551,9 @@ pub struct ChatModelOpenRouterProviderOptions {
 }
 
 /// Vercel AI Gateway routing.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
+)]
 #[ts(optional_fields)]
 pub struct ChatModelVercelGatewayProviderOptions {
     /// Provider order.
@@ -514,7 +572,11 @@ pub struct ChatModelVercelProviderOptions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasoning: Option<ChatModelReasoningOptions>,
     /// Gateway routing (camelCase on the wire, as Coder has it).
-    #[serde(default, rename = "providerOptions", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "providerOptions",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub provider_options: Option<ChatModelVercelGatewayProviderOptions>,
     /// End-user identifier.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -535,6 +597,18 @@ pub struct ChatModelVercelProviderOptions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extra_body: Option<JsonObject>,
 }
+
+/// Provider ids this version knows (DECISIONS §5), in catalog order.
+pub const CHAT_PROVIDER_IDS: &[&str] = &[
+    "anthropic",
+    "azure",
+    "bedrock",
+    "google",
+    "openai",
+    "openai-compat",
+    "openrouter",
+    "vercel",
+];
 
 string_enum! {
     /// Where a provider entry comes from.
@@ -590,7 +664,9 @@ pub struct ChatProviderConfig {
 }
 
 /// Body of `POST /chats/providers`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
+)]
 #[ts(optional_fields)]
 pub struct CreateChatProviderConfigRequest {
     /// Provider id.
@@ -619,7 +695,9 @@ pub struct CreateChatProviderConfigRequest {
 }
 
 /// Body of `PATCH /chats/providers/{providerConfig}`; absent = unchanged, `api_key: ""` clears.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
+)]
 #[ts(optional_fields)]
 pub struct UpdateChatProviderConfigRequest {
     /// Display name.
@@ -664,7 +742,9 @@ pub struct UserChatProviderConfig {
 }
 
 /// Body of `PUT /chats/user-provider-configs/{providerConfig}`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
+)]
 pub struct CreateUserChatProviderKeyRequest {
     /// The user's API key (write-only).
     pub api_key: SecretString,
@@ -839,7 +919,9 @@ pub struct ChatModelOverrideResponse {
 }
 
 /// Body of `PUT /chats/config/model-override/{context}`; `""` clears.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
+)]
 pub struct UpdateChatModelOverrideRequest {
     /// The model config id, or `""`.
     #[serde(default)]
@@ -847,14 +929,17 @@ pub struct UpdateChatModelOverrideRequest {
 }
 
 /// Admin switch for personal model overrides.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
+)]
 pub struct ChatPersonalModelOverridesAdminSettings {
     /// Users may pick their own models.
     pub allow_users: bool,
 }
 
 /// Body of `PUT /chats/config/personal-model-overrides`.
-pub type UpdateChatPersonalModelOverridesAdminSettingsRequest = ChatPersonalModelOverridesAdminSettings;
+pub type UpdateChatPersonalModelOverridesAdminSettingsRequest =
+    ChatPersonalModelOverridesAdminSettings;
 
 string_enum! {
     /// Slot of a personal model override.
@@ -943,8 +1028,15 @@ mod tests {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         let cost = c.cost.unwrap_or_default();
-        assert_eq!(cost.input_price_per_million_tokens, Some(Decimal::from(2)), "cost wins");
-        assert_eq!(cost.output_price_per_million_tokens, Some(Decimal::from(15)));
+        assert_eq!(
+            cost.input_price_per_million_tokens,
+            Some(Decimal::from(2)),
+            "cost wins"
+        );
+        assert_eq!(
+            cost.output_price_per_million_tokens,
+            Some(Decimal::from(15))
+        );
         let legacy_only: ChatModelCallConfig =
             serde_json::from_str(r#"{"cache_read_price_per_million_tokens":"0.3"}"#)
                 .unwrap_or_else(|e| panic!("{e}"));

@@ -220,10 +220,14 @@ mod tests {
 
     #[test]
     fn keeps_numbers_and_key_order_and_compacts() {
-        let r: RawJson =
-            serde_json::from_str(r#"{ "z": 1.000000000000000000001, "a" : [1, 2 ], "s": " a b " }"#)
-                .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(r.get(), r#"{"z":1.000000000000000000001,"a":[1,2],"s":" a b "}"#);
+        let r: RawJson = serde_json::from_str(
+            r#"{ "z": 1.000000000000000000001, "a" : [1, 2 ], "s": " a b " }"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            r.get(),
+            r#"{"z":1.000000000000000000001,"a":[1,2],"s":" a b "}"#
+        );
         assert_eq!(
             serde_json::to_string(&r).unwrap_or_default(),
             r#"{"z":1.000000000000000000001,"a":[1,2],"s":" a b "}"#
@@ -232,7 +236,11 @@ mod tests {
 
     #[test]
     fn depth_limit_edge() {
-        let ok = format!("{}{}", "[".repeat(MAX_RAW_JSON_DEPTH), "]".repeat(MAX_RAW_JSON_DEPTH));
+        let ok = format!(
+            "{}{}",
+            "[".repeat(MAX_RAW_JSON_DEPTH),
+            "]".repeat(MAX_RAW_JSON_DEPTH)
+        );
         assert!(RawJson::from_json(&ok).is_ok());
         let deep = format!(
             "{}{}",
@@ -262,8 +270,14 @@ mod tests {
 
     #[test]
     fn rejects_invalid() {
-        assert!(matches!(RawJson::from_json("{"), Err(RawJsonError::Syntax(_))));
-        assert!(matches!(RawJson::from_json(""), Err(RawJsonError::Syntax(_))));
+        assert!(matches!(
+            RawJson::from_json("{"),
+            Err(RawJsonError::Syntax(_))
+        ));
+        assert!(matches!(
+            RawJson::from_json(""),
+            Err(RawJsonError::Syntax(_))
+        ));
     }
 }
 

@@ -112,7 +112,9 @@ pub struct DynamicTool {
 }
 
 /// Body of `POST /chats` (§5.2).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
+)]
 pub struct CreateChatRequest {
     /// Owning organization. Older clients omit it; the server then uses the caller's only
     /// organization.
@@ -136,15 +138,27 @@ pub struct CreateChatRequest {
     #[ts(optional)]
     pub model_config_id: Option<Uuid>,
     /// MCP servers to enable.
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     #[ts(as = "Option<_>", optional)]
     pub mcp_server_ids: Vec<Uuid>,
     /// Labels (§10).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     #[ts(as = "Option<_>", optional)]
     pub labels: BTreeMap<String, String>,
     /// Client-executed tools (at most 250, unique names).
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     #[ts(as = "Option<_>", optional)]
     pub unsafe_dynamic_tools: Vec<DynamicTool>,
     /// `plan` to start in plan mode.
@@ -158,7 +172,9 @@ pub struct CreateChatRequest {
 }
 
 /// Body of `PATCH /chats/{chat}` (§5.3). Absent fields are unchanged.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
+)]
 pub struct UpdateChatRequest {
     /// New title (trimmed, 1–200 runes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -197,7 +213,9 @@ string_enum! {
 }
 
 /// Body of `POST /chats/{chat}/messages` (§5.4).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
+)]
 pub struct CreateChatMessageRequest {
     /// The message.
     #[serde(default, deserialize_with = "null_as_default")]
@@ -241,7 +259,9 @@ pub struct CreateChatMessageResponse {
 }
 
 /// Body of `PATCH /chats/{chat}/messages/{message}` (§5.5).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
+)]
 pub struct EditChatMessageRequest {
     /// The replacement content.
     #[serde(default, deserialize_with = "null_as_default")]
@@ -275,7 +295,9 @@ pub struct ToolResult {
 }
 
 /// Body of `POST /chats/{chat}/tool-results`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
+)]
 pub struct SubmitToolResultsRequest {
     /// One result per pending call.
     #[serde(default, deserialize_with = "null_as_default")]

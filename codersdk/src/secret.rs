@@ -93,6 +93,9 @@ mod tests {
         assert_eq!(format!("{s:?}"), "[REDACTED]");
         assert_eq!(format!("{s}"), "[REDACTED]");
         assert_eq!(format!("{:?}", Some(&s)), "Some([REDACTED])");
-        assert_eq!(serde_json::to_string(&s).unwrap_or_default(), "\"sk-live-abcdef123456\"");
+        assert_eq!(
+            serde_json::to_string(&s).unwrap_or_default(),
+            "\"sk-live-abcdef123456\""
+        );
     }
 }

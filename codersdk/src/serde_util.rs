@@ -16,7 +16,7 @@ pub(crate) fn is_false(b: &bool) -> bool {
     !*b
 }
 
-pub(crate) fn is_zero_i32(v: &i32) -> bool {
+pub(crate) fn is_zero_u16(v: &u16) -> bool {
     *v == 0
 }
 

@@ -113,7 +113,11 @@ impl ChatStreamEvent {
     }
 
     /// A `message_part` event.
-    pub fn message_part(chat_id: Uuid, role: Option<ChatMessageRole>, part: ChatMessagePart) -> Self {
+    pub fn message_part(
+        chat_id: Uuid,
+        role: Option<ChatMessageRole>,
+        part: ChatMessagePart,
+    ) -> Self {
         ChatStreamEvent {
             message_part: Some(ChatStreamMessagePart { role, part }),
             ..Self::empty(ChatStreamEventType::MessagePart, chat_id)
@@ -122,7 +126,10 @@ impl ChatStreamEvent {
 
     /// A `message` event.
     pub fn message(chat_id: Uuid, message: ChatMessage) -> Self {
-        ChatStreamEvent { message: Some(message), ..Self::empty(ChatStreamEventType::Message, chat_id) }
+        ChatStreamEvent {
+            message: Some(message),
+            ..Self::empty(ChatStreamEventType::Message, chat_id)
+        }
     }
 
     /// A `status` event.
@@ -135,12 +142,18 @@ impl ChatStreamEvent {
 
     /// An `error` event.
     pub fn error(chat_id: Uuid, error: ChatError) -> Self {
-        ChatStreamEvent { error: Some(error), ..Self::empty(ChatStreamEventType::Error, chat_id) }
+        ChatStreamEvent {
+            error: Some(error),
+            ..Self::empty(ChatStreamEventType::Error, chat_id)
+        }
     }
 
     /// A `retry` event.
     pub fn retry(chat_id: Uuid, retry: ChatStreamRetry) -> Self {
-        ChatStreamEvent { retry: Some(retry), ..Self::empty(ChatStreamEventType::Retry, chat_id) }
+        ChatStreamEvent {
+            retry: Some(retry),
+            ..Self::empty(ChatStreamEventType::Retry, chat_id)
+        }
     }
 
     /// A `queue_update` event carrying the whole queue.

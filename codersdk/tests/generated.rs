@@ -30,57 +30,145 @@ macro_rules! ts_types {
 
 ts_types![
     // errors
-    ChatError, ChatErrorKind, ChatStreamRetry, Response, ValidationError,
+    ChatError,
+    ChatErrorKind,
+    ChatStreamRetry,
+    Response,
+    ValidationError,
     // chats
-    Chat, ChatStatus, ChatPlanMode, ChatClientType, ChatDiffStatus, ChatDiffContents,
-    ChatFileMetadata, UploadChatFileResponse,
+    Chat,
+    ChatStatus,
+    ChatPlanMode,
+    ChatClientType,
+    ChatDiffStatus,
+    ChatDiffContents,
+    ChatFileMetadata,
+    UploadChatFileResponse,
     // messages
-    ChatMessage, ChatMessageRole, ChatMessagePart, ChatMessagePartType, ChatMessageUsage,
-    ChatQueuedMessage, ChatMessagesResponse,
+    ChatMessage,
+    ChatMessageRole,
+    ChatMessagePart,
+    ChatMessagePartType,
+    ChatMessageUsage,
+    ChatQueuedMessage,
+    ChatMessagesResponse,
     // requests
-    ChatInputPart, ChatInputPartType, CreateChatRequest, UpdateChatRequest, ChatBusyBehavior,
-    CreateChatMessageRequest, CreateChatMessageResponse, EditChatMessageRequest,
-    EditChatMessageResponse, DynamicTool, ToolResult, SubmitToolResultsRequest,
-    ChatStreamToolCall, DynamicToolResponse, ProposeChatTitleResponse,
+    ChatInputPart,
+    ChatInputPartType,
+    CreateChatRequest,
+    UpdateChatRequest,
+    ChatBusyBehavior,
+    CreateChatMessageRequest,
+    CreateChatMessageResponse,
+    EditChatMessageRequest,
+    EditChatMessageResponse,
+    DynamicTool,
+    ToolResult,
+    SubmitToolResultsRequest,
+    ChatStreamToolCall,
+    DynamicToolResponse,
+    ProposeChatTitleResponse,
     // streaming
-    ChatStreamEvent, ChatStreamEventType, ChatStreamMessagePart, ChatStreamStatus,
-    ChatStreamActionRequired, ChatWatchEvent, ChatWatchEventKind,
+    ChatStreamEvent,
+    ChatStreamEventType,
+    ChatStreamMessagePart,
+    ChatStreamStatus,
+    ChatStreamActionRequired,
+    ChatWatchEvent,
+    ChatWatchEventKind,
     // providers and models
-    ModelCostConfig, ChatModelCallConfig, ChatModelReasoningEffortConfig, ChatModelOpenAIConfig,
-    ChatModelProviderOptions, ChatModelOpenAIProviderOptions, ChatModelAnthropicProviderOptions,
-    ChatModelAnthropicThinkingOptions, ChatModelGoogleProviderOptions,
-    ChatModelGoogleThinkingConfig, ChatModelGoogleSafetySetting,
-    ChatModelOpenAICompatProviderOptions, ChatModelOpenRouterProviderOptions,
-    ChatModelOpenRouterProvider, ChatModelReasoningOptions, ChatModelVercelProviderOptions,
-    ChatModelVercelGatewayProviderOptions, ChatProviderConfig, ChatProviderConfigSource,
-    CreateChatProviderConfigRequest, UpdateChatProviderConfigRequest, UserChatProviderConfig,
-    CreateUserChatProviderKeyRequest, ChatModelConfig, CreateChatModelConfigRequest,
-    UpdateChatModelConfigRequest, ChatModel, ChatModelProvider, ChatModelsResponse,
-    ChatModelProviderUnavailableReason, ChatModelOverrideContext, ChatModelOverrideResponse,
-    UpdateChatModelOverrideRequest, ChatPersonalModelOverridesAdminSettings,
-    ChatPersonalModelOverrideContext, ChatPersonalModelOverrideMode, ChatPersonalModelOverride,
-    ChatPersonalModelOverrideDeploymentDefaults, UserChatPersonalModelOverridesResponse,
+    ModelCostConfig,
+    ChatModelCallConfig,
+    ChatModelReasoningEffortConfig,
+    ChatModelOpenAIConfig,
+    ChatModelProviderOptions,
+    ChatModelOpenAIProviderOptions,
+    ChatModelAnthropicProviderOptions,
+    ChatModelAnthropicThinkingOptions,
+    ChatModelGoogleProviderOptions,
+    ChatModelGoogleThinkingConfig,
+    ChatModelGoogleSafetySetting,
+    ChatModelOpenAICompatProviderOptions,
+    ChatModelOpenRouterProviderOptions,
+    ChatModelOpenRouterProvider,
+    ChatModelReasoningOptions,
+    ChatModelVercelProviderOptions,
+    ChatModelVercelGatewayProviderOptions,
+    ChatProviderConfig,
+    ChatProviderConfigSource,
+    CreateChatProviderConfigRequest,
+    UpdateChatProviderConfigRequest,
+    UserChatProviderConfig,
+    CreateUserChatProviderKeyRequest,
+    ChatModelConfig,
+    CreateChatModelConfigRequest,
+    UpdateChatModelConfigRequest,
+    ChatModel,
+    ChatModelProvider,
+    ChatModelsResponse,
+    ChatModelProviderUnavailableReason,
+    ChatModelOverrideContext,
+    ChatModelOverrideResponse,
+    UpdateChatModelOverrideRequest,
+    ChatPersonalModelOverridesAdminSettings,
+    ChatPersonalModelOverrideContext,
+    ChatPersonalModelOverrideMode,
+    ChatPersonalModelOverride,
+    ChatPersonalModelOverrideDeploymentDefaults,
+    UserChatPersonalModelOverridesResponse,
     UpdateUserChatPersonalModelOverrideRequest,
     // cost and limits
-    ChatCostTotals, ChatCostModelBreakdown, ChatCostChatBreakdown, ChatCostSummary,
-    ChatCostUserRollup, ChatCostUsersResponse, ChatCost, ChatUsageLimitPeriod,
-    ChatUsageLimitConfig, ChatUsageLimitOverride, ChatUsageLimitGroupOverride,
-    ChatUsageLimitConfigResponse, ChatUsageLimitStatus, UpsertChatUsageLimitOverrideRequest,
+    ChatCostTotals,
+    ChatCostModelBreakdown,
+    ChatCostChatBreakdown,
+    ChatCostSummary,
+    ChatCostUserRollup,
+    ChatCostUsersResponse,
+    ChatCost,
+    ChatUsageLimitPeriod,
+    ChatUsageLimitConfig,
+    ChatUsageLimitOverride,
+    ChatUsageLimitGroupOverride,
+    ChatUsageLimitConfigResponse,
+    ChatUsageLimitStatus,
+    UpsertChatUsageLimitOverrideRequest,
     ChatUsageLimitExceededResponse,
     // MCP
-    MCPServerTransport, MCPServerAuthType, MCPServerAvailability, MCPServerConfig,
-    CreateMCPServerConfigRequest, UpdateMCPServerConfigRequest, MCPServerUserHeaders,
+    MCPServerTransport,
+    MCPServerAuthType,
+    MCPServerAvailability,
+    MCPServerConfig,
+    CreateMCPServerConfigRequest,
+    UpdateMCPServerConfigRequest,
+    MCPServerUserHeaders,
     UpdateMCPServerUserHeadersRequest,
     // configuration and debug
-    ChatSystemPromptResponse, UpdateChatSystemPromptRequest, ChatPlanModeInstructionsResponse,
-    ChatDesktopEnabledResponse, ChatComputerUseProvider, ChatComputerUseProviderResponse,
-    ChatDebugLoggingAdminSettings, UpdateChatDebugLoggingAllowUsersRequest,
-    UserChatDebugLoggingSettings, UpdateUserChatDebugLoggingRequest, AdvisorConfig,
-    UserChatCustomPrompt, UserChatCompactionThreshold, UserChatCompactionThresholds,
-    UpdateUserChatCompactionThresholdRequest, ChatWorkspaceTTLResponse,
-    ChatRetentionDaysResponse, ChatDebugRetentionDaysResponse, ChatAutoArchiveDaysResponse,
-    ChatTemplateAllowlist, ChatDebugRunKind, ChatDebugStatus, ChatDebugStepOperation,
-    ChatDebugRunSummary, ChatDebugStep, ChatDebugRun,
+    ChatSystemPromptResponse,
+    UpdateChatSystemPromptRequest,
+    ChatPlanModeInstructionsResponse,
+    ChatDesktopEnabledResponse,
+    ChatComputerUseProvider,
+    ChatComputerUseProviderResponse,
+    ChatDebugLoggingAdminSettings,
+    UpdateChatDebugLoggingAllowUsersRequest,
+    UserChatDebugLoggingSettings,
+    UpdateUserChatDebugLoggingRequest,
+    AdvisorConfig,
+    UserChatCustomPrompt,
+    UserChatCompactionThreshold,
+    UserChatCompactionThresholds,
+    UpdateUserChatCompactionThresholdRequest,
+    ChatWorkspaceTTLResponse,
+    ChatRetentionDaysResponse,
+    ChatDebugRetentionDaysResponse,
+    ChatAutoArchiveDaysResponse,
+    ChatTemplateAllowlist,
+    ChatDebugRunKind,
+    ChatDebugStatus,
+    ChatDebugStepOperation,
+    ChatDebugRunSummary,
+    ChatDebugStep,
+    ChatDebugRun,
 ];
 
 /// JSON Schemas published for request bodies (and the dynamic-tool shapes).
@@ -102,33 +190,84 @@ fn schemas() -> BTreeMap<String, String> {
     schema!("DynamicTool", DynamicTool);
     schema!("ToolResult", ToolResult);
     schema!("ChatStreamToolCall", ChatStreamToolCall);
-    schema!("CreateChatProviderConfigRequest", CreateChatProviderConfigRequest);
-    schema!("UpdateChatProviderConfigRequest", UpdateChatProviderConfigRequest);
-    schema!("CreateUserChatProviderKeyRequest", CreateUserChatProviderKeyRequest);
+    schema!(
+        "CreateChatProviderConfigRequest",
+        CreateChatProviderConfigRequest
+    );
+    schema!(
+        "UpdateChatProviderConfigRequest",
+        UpdateChatProviderConfigRequest
+    );
+    schema!(
+        "CreateUserChatProviderKeyRequest",
+        CreateUserChatProviderKeyRequest
+    );
     schema!("CreateChatModelConfigRequest", CreateChatModelConfigRequest);
     schema!("UpdateChatModelConfigRequest", UpdateChatModelConfigRequest);
     schema!("ChatModelCallConfig", ChatModelCallConfig);
-    schema!("UpdateChatModelOverrideRequest", UpdateChatModelOverrideRequest);
-    schema!("UpdateChatPersonalModelOverridesAdminSettingsRequest", ChatPersonalModelOverridesAdminSettings);
-    schema!("UpdateUserChatPersonalModelOverrideRequest", UpdateUserChatPersonalModelOverrideRequest);
+    schema!(
+        "UpdateChatModelOverrideRequest",
+        UpdateChatModelOverrideRequest
+    );
+    schema!(
+        "UpdateChatPersonalModelOverridesAdminSettingsRequest",
+        ChatPersonalModelOverridesAdminSettings
+    );
+    schema!(
+        "UpdateUserChatPersonalModelOverrideRequest",
+        UpdateUserChatPersonalModelOverrideRequest
+    );
     schema!("ChatUsageLimitConfig", ChatUsageLimitConfig);
-    schema!("UpsertChatUsageLimitOverrideRequest", UpsertChatUsageLimitOverrideRequest);
+    schema!(
+        "UpsertChatUsageLimitOverrideRequest",
+        UpsertChatUsageLimitOverrideRequest
+    );
     schema!("CreateMCPServerConfigRequest", CreateMCPServerConfigRequest);
     schema!("UpdateMCPServerConfigRequest", UpdateMCPServerConfigRequest);
-    schema!("UpdateMCPServerUserHeadersRequest", UpdateMCPServerUserHeadersRequest);
-    schema!("UpdateChatSystemPromptRequest", UpdateChatSystemPromptRequest);
-    schema!("UpdateChatPlanModeInstructionsRequest", ChatPlanModeInstructionsResponse);
-    schema!("UpdateChatDesktopEnabledRequest", ChatDesktopEnabledResponse);
-    schema!("UpdateChatComputerUseProviderRequest", ChatComputerUseProviderResponse);
-    schema!("UpdateChatDebugLoggingAllowUsersRequest", UpdateChatDebugLoggingAllowUsersRequest);
-    schema!("UpdateUserChatDebugLoggingRequest", UpdateUserChatDebugLoggingRequest);
+    schema!(
+        "UpdateMCPServerUserHeadersRequest",
+        UpdateMCPServerUserHeadersRequest
+    );
+    schema!(
+        "UpdateChatSystemPromptRequest",
+        UpdateChatSystemPromptRequest
+    );
+    schema!(
+        "UpdateChatPlanModeInstructionsRequest",
+        ChatPlanModeInstructionsResponse
+    );
+    schema!(
+        "UpdateChatDesktopEnabledRequest",
+        ChatDesktopEnabledResponse
+    );
+    schema!(
+        "UpdateChatComputerUseProviderRequest",
+        ChatComputerUseProviderResponse
+    );
+    schema!(
+        "UpdateChatDebugLoggingAllowUsersRequest",
+        UpdateChatDebugLoggingAllowUsersRequest
+    );
+    schema!(
+        "UpdateUserChatDebugLoggingRequest",
+        UpdateUserChatDebugLoggingRequest
+    );
     schema!("UpdateAdvisorConfigRequest", AdvisorConfig);
     schema!("UserChatCustomPrompt", UserChatCustomPrompt);
-    schema!("UpdateUserChatCompactionThresholdRequest", UpdateUserChatCompactionThresholdRequest);
+    schema!(
+        "UpdateUserChatCompactionThresholdRequest",
+        UpdateUserChatCompactionThresholdRequest
+    );
     schema!("UpdateChatWorkspaceTTLRequest", ChatWorkspaceTTLResponse);
     schema!("UpdateChatRetentionDaysRequest", ChatRetentionDaysResponse);
-    schema!("UpdateChatDebugRetentionDaysRequest", ChatDebugRetentionDaysResponse);
-    schema!("UpdateChatAutoArchiveDaysRequest", ChatAutoArchiveDaysResponse);
+    schema!(
+        "UpdateChatDebugRetentionDaysRequest",
+        ChatDebugRetentionDaysResponse
+    );
+    schema!(
+        "UpdateChatAutoArchiveDaysRequest",
+        ChatAutoArchiveDaysResponse
+    );
     schema!("UpdateChatTemplateAllowlistRequest", ChatTemplateAllowlist);
     out
 }
@@ -147,7 +286,8 @@ fn expected_ts() -> BTreeMap<String, String> {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_nanos())
                 .unwrap_or_default();
-            let dir = std::env::temp_dir().join(format!("chatd-bindings-{}-{nanos}", std::process::id()));
+            let dir =
+                std::env::temp_dir().join(format!("chatd-bindings-{}-{nanos}", std::process::id()));
             export_ts(&ts_config().with_out_dir(&dir));
             let mut files = BTreeMap::new();
             collect(&dir, &dir, &mut files);
@@ -172,7 +312,11 @@ fn collect(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
         if path.is_dir() {
             collect(root, &path, out);
         } else {
-            let rel = path.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/");
             out.insert(rel, std::fs::read_to_string(&path).unwrap());
         }
     }
@@ -186,7 +330,9 @@ fn check_dir(dir: &Path, ext: &str, expected: &BTreeMap<String, String>, keep: &
     // Only files of this kind, outside node_modules, are ours to judge.
     let stale: Vec<String> = existing
         .keys()
-        .filter(|n| n.ends_with(ext) && !n.starts_with("node_modules/") && !n.starts_with("schemas/"))
+        .filter(|n| {
+            n.ends_with(ext) && !n.starts_with("node_modules/") && !n.starts_with("schemas/")
+        })
         .filter(|n| !expected.contains_key(*n) && !keep.contains(&n.as_str()))
         .cloned()
         .collect();
