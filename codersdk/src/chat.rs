@@ -94,7 +94,11 @@ pub struct Chat {
     /// Status.
     pub status: ChatStatus,
     /// `plan` when in plan mode; omitted otherwise.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::serde_util::empty_as_none"
+    )]
     #[ts(optional)]
     pub plan_mode: Option<ChatPlanMode>,
     /// Error of the last failed turn.
@@ -125,18 +129,30 @@ pub struct Chat {
     #[serde(default, deserialize_with = "null_as_default")]
     pub labels: BTreeMap<String, String>,
     /// Linked files; only filled by create and single-chat reads.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     #[ts(as = "Option<_>", optional)]
     pub files: Vec<ChatFileMetadata>,
     /// There is an assistant message newer than the owner's read marker.
     #[serde(default)]
     pub has_unread: bool,
     /// Context parts most recently injected into the prompt.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     #[ts(as = "Option<_>", optional)]
     pub last_injected_context: Vec<ChatMessagePart>,
     /// Non-fatal problems (e.g. file-linking warnings on create).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     #[ts(as = "Option<_>", optional)]
     pub warnings: Vec<String>,
     /// `ui` or `api`.

@@ -65,8 +65,17 @@ pub fn parse_decimal(text: &str) -> Result<Decimal, DecimalError> {
     if significant.len() > MAX_DECIMAL_DIGITS {
         return Err(DecimalError::Inexact(t.to_owned()));
     }
-    // Scale after applying the exponent: fractional digits minus exponent.
-    let scale = frac_part.len() as i64 - exp;
+    if significant.is_empty() {
+        // Zero with any exponent is zero; the scaling loops below would otherwise run once
+        // per unit of a huge exponent without ever overflowing.
+        return Ok(Decimal::ZERO);
+    }
+    // Scale after applying the exponent: fractional digits minus exponent. A non-zero
+    // value overflows i128 (or runs out of zeros) within a few dozen steps either way.
+    let frac_len = i64::try_from(frac_part.len()).map_err(|_| DecimalError::TooLong)?;
+    let scale = frac_len
+        .checked_sub(exp)
+        .ok_or_else(|| DecimalError::Inexact(t.to_owned()))?;
     let negative = mantissa.starts_with('-');
     let mut value: i128 = 0;
     for b in digits.trim_start_matches('0').bytes() {
@@ -206,6 +215,21 @@ mod tests {
             Err(DecimalError::Invalid(_))
         ));
         assert_eq!(parse_decimal(&"1".repeat(300)), Err(DecimalError::TooLong));
+        assert!(matches!(
+            parse_decimal("1e-9223372036854775808"),
+            Err(DecimalError::Inexact(_))
+        ));
+        assert!(matches!(
+            parse_decimal("1e9223372036854775807"),
+            Err(DecimalError::Inexact(_))
+        ));
+    }
+
+    #[test]
+    fn zero_with_huge_exponent_is_zero_at_once() {
+        assert_eq!(parse_decimal("0e-999999999999"), Ok(Decimal::ZERO));
+        assert_eq!(parse_decimal("0.000e999999999999999999"), Ok(Decimal::ZERO));
+        assert_eq!(parse_decimal("-0"), Ok(Decimal::ZERO));
     }
 
     #[derive(serde::Deserialize, serde::Serialize)]

@@ -50,7 +50,11 @@ pub struct ChatError {
     #[ts(as = "Option<_>", optional)]
     pub detail: String,
     /// Classification; omitted when unknown.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::serde_util::empty_as_none"
+    )]
     #[ts(optional)]
     pub kind: Option<ChatErrorKind>,
     /// Provider id (`anthropic`, `openai`, …); omitted when unknown.
@@ -90,7 +94,11 @@ pub struct ChatStreamRetry {
     /// User-facing retry message.
     pub error: String,
     /// Classification; omitted when unknown.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::serde_util::empty_as_none"
+    )]
     #[ts(optional)]
     pub kind: Option<ChatErrorKind>,
     /// Provider id; omitted when unknown.

@@ -390,7 +390,11 @@ pub struct ChatMessage {
     /// Author role.
     pub role: ChatMessageRole,
     /// Content parts; omitted when empty.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::serde_util::null_as_default"
+    )]
     #[ts(as = "Option<_>", optional)]
     pub content: Vec<ChatMessagePart>,
     /// Token usage; omitted when every field is unknown.

@@ -157,19 +157,39 @@ pub struct ChatModelCallConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_output_tokens: Option<i64>,
     /// Sampling temperature (0–2).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::serde_util::go_float::serialize"
+    )]
+    #[schemars(with = "Option<f64>")]
     pub temperature: Option<f64>,
     /// Nucleus sampling.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::serde_util::go_float::serialize"
+    )]
+    #[schemars(with = "Option<f64>")]
     pub top_p: Option<f64>,
     /// Top-k sampling.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top_k: Option<i64>,
     /// Presence penalty.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::serde_util::go_float::serialize"
+    )]
+    #[schemars(with = "Option<f64>")]
     pub presence_penalty: Option<f64>,
     /// Frequency penalty.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::serde_util::go_float::serialize"
+    )]
+    #[schemars(with = "Option<f64>")]
     pub frequency_penalty: Option<f64>,
     /// Reasoning-effort bounds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -877,7 +897,11 @@ pub struct ChatModelProvider {
     /// Whether the caller can use it.
     pub available: bool,
     /// Why not; omitted when available.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::serde_util::empty_as_none"
+    )]
     #[ts(optional)]
     pub unavailable_reason: Option<ChatModelProviderUnavailableReason>,
     /// Its models. Never null.

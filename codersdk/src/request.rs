@@ -253,7 +253,11 @@ pub struct CreateChatMessageResponse {
     #[serde(default)]
     pub queued: bool,
     /// Non-fatal problems.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::serde_util::null_as_default"
+    )]
     #[ts(as = "Option<_>", optional)]
     pub warnings: Vec<String>,
 }
@@ -274,7 +278,11 @@ pub struct EditChatMessageResponse {
     /// The replacement message.
     pub message: ChatMessage,
     /// Non-fatal problems.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::serde_util::null_as_default"
+    )]
     #[ts(as = "Option<_>", optional)]
     pub warnings: Vec<String>,
 }

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// An instant on the wire: RFC 3339, UTC, with sub-second precision.
@@ -77,9 +77,18 @@ pub struct TimestampParseError(String);
 impl FromStr for Timestamp {
     type Err = TimestampParseError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        DateTime::parse_from_rfc3339(s)
-            .map(|t| Timestamp(t.with_timezone(&Utc)))
-            .map_err(|e| TimestampParseError(e.to_string()))
+        let t = DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| TimestampParseError(e.to_string()))?;
+        // RFC 3339 (and Go) only has four-digit years. An offset can push a valid local
+        // time outside them in UTC, which we could then not write back.
+        if !(0..=9999).contains(&t.year()) {
+            return Err(TimestampParseError(format!(
+                "year {} is outside 0000-9999 in UTC",
+                t.year()
+            )));
+        }
+        Ok(Timestamp(t))
     }
 }
 
@@ -151,5 +160,11 @@ mod tests {
         assert!("yesterday".parse::<Timestamp>().is_err());
         assert!(serde_json::from_str::<Timestamp>("12").is_err());
         assert!(serde_json::from_str::<Timestamp>("\"2026-13-01T00:00:00Z\"").is_err());
+        // Valid locally, but outside four-digit years in UTC.
+        assert!("9999-12-31T23:00:00-05:00".parse::<Timestamp>().is_err());
+        assert!("0000-01-01T00:00:00+01:00".parse::<Timestamp>().is_err());
+        assert!("9999-12-31T23:59:59.999999999Z"
+            .parse::<Timestamp>()
+            .is_ok());
     }
 }
