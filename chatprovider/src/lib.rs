@@ -1,0 +1,135 @@
+//! The LLM provider layer of chatd: the provider catalog, the API-key policy, model
+//! resolution and per-provider model options.
+//!
+//! Administrators decide per provider whether the deployment's key is used, whether users
+//! must bring their own key, and whether the deployment key is a fallback; AWS Bedrock can
+//! also run on the server's ambient AWS credentials. This crate turns those settings, the
+//! deployment's keys and one user's keys into the credentials that user's chats run with
+//! ([`resolve_user_provider_keys`]), with the availability and the reason shown in the
+//! model picker, and without ever printing a key. It also resolves model references
+//! (`openai:gpt-4o`, `claude-sonnet-4`, …), builds the normalized options of a model call
+//! from a model config, applies reasoning-effort rules, enforces the inline image cap, and
+//! reports missing keys and configuration problems as errors that [`chaterror::classify`]
+//! already knows how to classify. The rules are Coder's (core.md part E, DECISIONS §5);
+//! `docs/providers.md` explains them for administrators. The crate does no I/O.
+//!
+//! - Catalog: [`Provider`], [`normalize_provider`],
+//!   [`azure_base_url`].
+//! - Keys ([`ProviderApiKeys`], [`ProviderCredentials`], [`key_hint`]) and the policy
+//!   ([`resolve_user_provider_keys`], [`ResolvedProviderKeys`], [`CredentialSource`]).
+//! - Admin-side validation: [`validate_create_provider_request`],
+//!   [`validate_update_provider_request`], [`validate_user_provider_key_request`].
+//! - Models: [`resolve_model_with_provider_hint`], [`list_configured_models`].
+//! - Options: [`call_options`], [`provider_request_options`],
+//!   [`merge_missing_provider_options`]; reasoning: [`reasoning_effort_from_chat`],
+//!   [`resolve_reasoning_effort`].
+//! - Images: [`inline_image_byte_cap`], [`check_inline_images`].
+//!
+//! # Example
+//!
+//! ```
+//! use chatprovider::{
+//!     resolve_user_provider_keys, ConfiguredProvider, Provider, ProviderApiKeys,
+//!     UserProviderKey,
+//! };
+//! use uuid::Uuid;
+//!
+//! // The deployment's own key (e.g. from OPENAI_API_KEY).
+//! let deployment = ProviderApiKeys::new().with_api_key(Provider::OpenAi, "sk-deploy-0123456789abcdef")?;
+//!
+//! // OpenAI: users may bring a key, the deployment key is the fallback.
+//! // Anthropic: users must bring their own key.
+//! let openai_id = Uuid::new_v4();
+//! let anthropic_id = Uuid::new_v4();
+//! let providers = [
+//!     ConfiguredProvider {
+//!         id: openai_id,
+//!         provider: "openai".into(),
+//!         allow_user_api_key: true,
+//!         allow_central_api_key_fallback: true,
+//!         ..Default::default()
+//!     },
+//!     ConfiguredProvider {
+//!         id: anthropic_id,
+//!         provider: "anthropic".into(),
+//!         central_api_key_enabled: false,
+//!         allow_user_api_key: true,
+//!         ..Default::default()
+//!     },
+//! ];
+//! let user_keys: [UserProviderKey; 0] = [];
+//!
+//! let keys = resolve_user_provider_keys(&deployment, &providers, &user_keys);
+//! assert!(keys.is_available("openai"));
+//! assert_eq!(keys.credential("openai").map(|c| c.as_str()), Some("central"));
+//! assert!(!keys.is_available("anthropic"));
+//! assert_eq!(keys.unavailable_reason("anthropic"), Some("user_api_key_required"));
+//!
+//! // What a provider client connects with.
+//! let creds = keys.client_credentials("openai")?;
+//! assert_eq!(creds.api_key(), Some("sk-deploy-0123456789abcdef"));
+//! let err = keys.client_credentials("anthropic").unwrap_err();
+//! assert_eq!(err.to_string(), "ANTHROPIC_API_KEY is not set");
+//!
+//! // Safe to log: no key, only a masked hint.
+//! let audit = serde_json::to_string(&keys)?;
+//! assert!(!audit.contains("sk-deploy-0123456789abcdef"));
+//! assert!(audit.contains(r#""key_hint":"sk-…cdef""#));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Feature flags
+//!
+//! None.
+
+mod admin;
+mod catalog;
+mod error;
+mod image;
+mod keys;
+mod options;
+mod policy;
+mod reasoning;
+mod resolve;
+
+pub use admin::{
+    validate_create_provider_request, validate_update_provider_request,
+    validate_user_provider_key_request,
+};
+pub use catalog::{
+    azure_base_url, is_env_preset_provider, normalize_provider,
+    provider_allows_ambient_credentials, provider_display_name, supported_providers, Provider,
+    AZURE_DEFAULT_API_VERSION, SUPPORTED_PROVIDERS,
+};
+pub use error::{Error, ErrorKind, MAX_ECHOED_INPUT_BYTES};
+pub use image::{
+    check_inline_image, check_inline_images, client_image_byte_budget, inline_image_byte_cap,
+    InlineAttachment, ANTHROPIC_INLINE_IMAGE_CAP_BYTES, CLIENT_IMAGE_BUDGET_HEADROOM_BYTES,
+};
+pub use keys::{
+    key_hint, merge_provider_api_keys, prune_disabled_provider_keys, ProviderApiKeys,
+    ProviderCredentials, KEY_HINT_MAX_SHOWN_DENOMINATOR, KEY_HINT_PREFIX_CHARS,
+    KEY_HINT_SUFFIX_CHARS, MAX_API_KEY_BYTES,
+};
+pub use options::{
+    apply_reasoning_effort, call_options, is_openai_responses_model,
+    merge_missing_provider_options, provider_request_options, uses_openai_responses_api,
+    AnthropicRequestOptions, AnthropicWebSearchOptions, CallOptions, GoogleRequestOptions,
+    GoogleSafetySetting, GoogleThinkingOptions, OpenAiChatOptions, OpenAiCompatRequestOptions,
+    OpenAiLogprobs, OpenAiRequestOptions, OpenAiResponsesOptions, OpenAiWebSearchOptions,
+    OpenRouterRequestOptions, ProviderRequestOptions, ReasoningRequestOptions,
+    VercelRequestOptions, OPENAI_INCLUDE_REASONING_ENCRYPTED_CONTENT, OPENAI_RESPONSES_INCLUDES,
+};
+pub use policy::{
+    resolve_user_provider_keys, ConfiguredProvider, CredentialSource, ProviderStatus,
+    ResolvedProviderKeys, UnavailableReason, UserProviderKey,
+};
+pub use reasoning::{
+    allowed_reasoning_efforts, effective_reasoning_effort, openai_search_context_size,
+    openai_service_tier, openai_text_verbosity, reasoning_effort_from_chat,
+    requested_reasoning_effort, resolve_reasoning_effort, ReasoningEffort,
+};
+pub use resolve::{
+    canonical_model_id, is_openai_reasoning_model, list_configured_models,
+    list_provider_availability, resolve_model_with_provider_hint, ConfiguredModel,
+};
