@@ -86,8 +86,14 @@ pub fn try_calculate_total_cost_micros(
     let pairs = [
         (usage.input_tokens, cost.input_price_per_million_tokens),
         (usage.output_tokens, cost.output_price_per_million_tokens),
-        (usage.cache_read_tokens, cost.cache_read_price_per_million_tokens),
-        (usage.cache_creation_tokens, cost.cache_write_price_per_million_tokens),
+        (
+            usage.cache_read_tokens,
+            cost.cache_read_price_per_million_tokens,
+        ),
+        (
+            usage.cache_creation_tokens,
+            cost.cache_write_price_per_million_tokens,
+        ),
     ];
     let mut terms = [Term::ZERO; 4];
     let mut priced = 0;
@@ -102,7 +108,9 @@ pub fn try_calculate_total_cost_micros(
         return Ok(None);
     }
     let terms = terms.get(..priced).unwrap_or(&[]);
-    let micros = ceil_sum_fast(terms).or_else(|| ceil_sum_split(terms)).ok_or_else(overflow)?;
+    let micros = ceil_sum_fast(terms)
+        .or_else(|| ceil_sum_split(terms))
+        .ok_or_else(overflow)?;
     i64::try_from(micros).map(Some).map_err(|_| overflow())
 }
 
@@ -162,7 +170,11 @@ pub fn parse_price(text: &str) -> Result<Decimal, CostError> {
 pub fn parse_cost_config(json: &str) -> Result<ModelCostConfig, CostError> {
     let cost: ModelCostConfig = serde_json::from_str(json).map_err(|e| {
         // Every data-level failure of this type is a price that failed to parse.
-        let kind = if e.is_data() { CostErrorKind::InvalidPrice } else { CostErrorKind::Json };
+        let kind = if e.is_data() {
+            CostErrorKind::InvalidPrice
+        } else {
+            CostErrorKind::Json
+        };
         CostError::new(kind, format!("invalid cost config: {e}")).with_source(e)
     })?;
     validate_cost_config(&cost)?;
@@ -199,7 +211,8 @@ fn check_count(field: &'static str, count: Option<i64>) -> Result<(), CostError>
 }
 
 fn check_price(field: &'static str, price: Decimal) -> Result<(), CostError> {
-    if price < Decimal::ZERO {
+    // Sign and zero tests read flags only; `-0` is zero, not negative.
+    if price.is_sign_negative() && !price.is_zero() {
         return Err(CostError::new(
             CostErrorKind::InvalidPrice,
             format!("{field} must not be negative (got {price})"),
@@ -225,18 +238,28 @@ struct Term {
 }
 
 impl Term {
-    const ZERO: Term = Term { tokens: 0, mantissa: 0, scale: 0 };
+    const ZERO: Term = Term {
+        tokens: 0,
+        mantissa: 0,
+        scale: 0,
+    };
 
     fn new(tokens: i64, price: Decimal) -> Result<Term, CostError> {
         // Both were validated non-negative; the conversions only fail on a bug, which is
         // then reported instead of wrapping.
         let tokens = u128::try_from(tokens).map_err(|_| overflow())?;
         let mantissa = u128::try_from(price.mantissa()).map_err(|_| overflow())?;
-        Ok(Term { tokens, mantissa, scale: price.scale() })
+        Ok(Term {
+            tokens,
+            mantissa,
+            scale: price.scale(),
+        })
     }
 }
 
 /// Powers of ten up to 10^28, the largest [`Decimal`] scale.
+// Evaluated at compile time: a bad index would fail the build, not panic at run time.
+#[allow(clippy::indexing_slicing)]
 const POW10: [u128; 29] = {
     let mut table = [1u128; 29];
     let mut i = 1;
@@ -261,10 +284,15 @@ fn ceil_sum_fast(terms: &[Term]) -> Option<u128> {
         let v = t.tokens.checked_mul(t.mantissa)?.checked_mul(widen)?;
         numerator = numerator.checked_add(v)?;
     }
+    if scale == 0 {
+        return Some(numerator);
+    }
     let denominator = pow10(scale)?;
     let whole = numerator / denominator;
+    // One 128-bit division instead of two: the remainder is what `whole` leaves over.
+    let exact = whole.checked_mul(denominator)? == numerator;
     // `whole < u128::MAX` whenever there is a remainder (denominator ≥ 2), so +1 is safe.
-    Some(if numerator % denominator == 0 { whole } else { whole + 1 })
+    Some(if exact { whole } else { whole + 1 })
 }
 
 /// Ceiling of the exact sum for any non-negative `i64` token count and any [`Decimal`]
@@ -290,7 +318,9 @@ fn ceil_sum_split(terms: &[Term]) -> Option<u128> {
             .checked_add(t.tokens.checked_mul(integer)?)?
             .checked_add(x / HALF)?
             .checked_add(y / ONE)?;
-        fraction = fraction.checked_add((x % HALF).checked_mul(HALF)?)?.checked_add(y % ONE)?;
+        fraction = fraction
+            .checked_add((x % HALF).checked_mul(HALF)?)?
+            .checked_add(y % ONE)?;
     }
     whole = whole.checked_add(fraction / ONE)?;
     if fraction % ONE != 0 {
@@ -322,9 +352,63 @@ mod tests {
 
     #[test]
     fn both_paths_agree_on_small_values() {
-        let terms = [term(101, "1.23"), term(201, "4.56"), term(1005, "0.7"), term(33, "7.89")];
+        let terms = [
+            term(101, "1.23"),
+            term(201, "4.56"),
+            term(1005, "0.7"),
+            term(33, "7.89"),
+        ];
         assert_eq!(ceil_sum_fast(&terms), Some(2005));
         assert_eq!(ceil_sum_split(&terms), Some(2005));
+    }
+
+    #[test]
+    fn split_path_carries_every_fraction_half() {
+        // Fraction only in the high 14 digits, only in the low 14, and both.
+        for (terms, want) in [
+            (vec![term(1, "0.5")], 1),
+            (vec![term(1, "0.5"), term(1, "0.5")], 1),
+            (vec![term(3, "0.00000000000000000000000001")], 1),
+            (
+                vec![term(1, "0.99999999999999"), term(1, "0.00000000000001")],
+                1,
+            ),
+            (
+                vec![term(1, "0.99999999999999"), term(1, "0.000000000000009")],
+                1,
+            ),
+            (
+                vec![term(1, "0.99999999999999"), term(1, "0.000000000000011")],
+                2,
+            ),
+            (vec![term(7, "0.1428571428571428571428571428")], 1),
+        ] {
+            assert_eq!(ceil_sum_split(&terms), Some(want), "{:?}", terms.len());
+            assert_eq!(ceil_sum_fast(&terms), Some(want));
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn split_and_fast_paths_agree(
+            parts in proptest::collection::vec((0i64..i64::MAX, 0i64..i64::MAX, 0u32..=28), 1..=4)
+        ) {
+            let terms: Vec<Term> = parts
+                .iter()
+                .map(|&(t, m, s)| Term::new(t, Decimal::new(m, s.min(28))).unwrap())
+                .collect();
+            if let Some(fast) = ceil_sum_fast(&terms) {
+                proptest::prop_assert_eq!(ceil_sum_split(&terms), Some(fast));
+            }
+            let small: Vec<Term> = parts
+                .iter()
+                .map(|&(t, m, s)| Term::new(t % 1_000_000, Decimal::new(m % 1_000_000, s % 21)).unwrap())
+                .collect();
+            // Below 10^12 × 10^20 per term the fast path always applies.
+            let fast = ceil_sum_fast(&small);
+            proptest::prop_assert!(fast.is_some());
+            proptest::prop_assert_eq!(ceil_sum_split(&small), fast);
+        }
     }
 
     #[test]
@@ -341,11 +425,30 @@ mod tests {
     }
 
     #[test]
-    fn the_largest_inputs_do_not_overflow_u128() {
-        let t = Term { tokens: i64::MAX as u128, mantissa: Decimal::MAX.mantissa() as u128, scale: 0 };
-        assert!(ceil_sum_split(&[t, t, t, t]).is_some());
+    fn the_largest_inputs_never_wrap() {
+        let max = Decimal::MAX.mantissa() as u128;
+        // ≈ 7.3e47 micros: beyond u128, reported as None (then as overflow), never wrapped.
+        let t = Term {
+            tokens: i64::MAX as u128,
+            mantissa: max,
+            scale: 0,
+        };
         assert_eq!(ceil_sum_fast(&[t]), None);
-        let t = Term { tokens: i64::MAX as u128, mantissa: Decimal::MAX.mantissa() as u128, scale: 28 };
-        assert!(ceil_sum_split(&[t, t, t, t]).is_some());
+        assert_eq!(ceil_sum_split(&[t]), None);
+        // ≈ 7.3e19 micros per term: fits u128 through the split path only.
+        let t = Term {
+            tokens: i64::MAX as u128,
+            mantissa: max,
+            scale: 28,
+        };
+        assert_eq!(ceil_sum_fast(&[t]), None);
+        let one = ceil_sum_split(&[t]).unwrap();
+        assert_eq!(one, 73_075_081_866_545_145_903);
+        // The four fractions (0.2614… each) sum to 1.0457…, so the exact total is
+        // …609.0457… and one ceiling gives …610; ceiling each term first would give …612.
+        assert_eq!(
+            ceil_sum_split(&[t, t, t, t]),
+            Some(292_300_327_466_180_583_610)
+        );
     }
 }

@@ -73,7 +73,12 @@ struct Inner {
 impl CostError {
     pub(crate) fn new(kind: CostErrorKind, message: impl Into<String>) -> Self {
         CostError {
-            inner: Box::new(Inner { kind, field: None, message: message.into(), source: None }),
+            inner: Box::new(Inner {
+                kind,
+                field: None,
+                message: message.into(),
+                source: None,
+            }),
         }
     }
 
@@ -156,7 +161,10 @@ impl fmt::Display for CostError {
 
 impl StdError for CostError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.inner.source.as_ref().map(|s| &**s as &(dyn StdError + 'static))
+        self.inner
+            .source
+            .as_ref()
+            .map(|s| &**s as &(dyn StdError + 'static))
     }
 }
 
@@ -168,7 +176,10 @@ mod tests {
     fn error_is_small_and_thread_safe() {
         fn assert_send_sync<T: Send + Sync + 'static>() {}
         assert_send_sync::<CostError>();
-        assert_eq!(std::mem::size_of::<CostError>(), std::mem::size_of::<usize>());
+        assert_eq!(
+            std::mem::size_of::<CostError>(),
+            std::mem::size_of::<usize>()
+        );
     }
 
     #[test]

@@ -90,7 +90,10 @@ mod keys;
 mod options;
 mod policy;
 mod reasoning;
+mod request;
 mod resolve;
+mod response;
+pub mod sse;
 
 pub use admin::{
     validate_create_provider_request, validate_update_provider_request,
@@ -129,7 +132,13 @@ pub use reasoning::{
     openai_service_tier, openai_text_verbosity, reasoning_effort_from_chat,
     requested_reasoning_effort, resolve_reasoning_effort, ReasoningEffort,
 };
+pub use request::{
+    CallSettings, CorrelationHeaders, Message, ModelRequest, Part, Role, ToolChoice, ToolDefinition,
+};
 pub use resolve::{
     canonical_model_id, is_openai_reasoning_model, list_configured_models,
     list_provider_availability, resolve_model_with_provider_hint, ConfiguredModel,
+};
+pub use response::{
+    FinishReason, ModelResponse, ReasoningBlock, ResponseCollector, StreamPart, ToolCall,
 };

@@ -59,7 +59,8 @@ pub struct ChatMessageUsage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[ts(optional)]
     pub output_tokens: Option<i64>,
-    /// Total tokens as the provider reported them.
+    /// Total tokens: input + output + cache read + cache write as normalized (equal to the
+    /// provider's own total wherever a provider reports one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[ts(optional)]
     pub total_tokens: Option<i64>,

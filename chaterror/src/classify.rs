@@ -1,0 +1,315 @@
+//! The classification algorithm (core.md §A.4, Era C).
+
+use std::error::Error as StdError;
+use std::time::Duration;
+
+use codersdk::ChatErrorKind;
+
+use crate::chain::{chain_text, is_canceled_node, is_deadline_node, prefix_within, Chain};
+use crate::markers::{Http2StreamError, Interrupted, TransportReset};
+use crate::messages::{CANCELED, CONTINUITY};
+use crate::patterns::{self as pat, contains_any};
+use crate::provider::{detect_provider_lower, normalize_provider, subject_initial};
+use crate::{detail, ClassifiedError, Error, ProviderError};
+
+/// Classifies an error, walking its whole source chain.
+///
+/// A classification attached with [`with_classification`](crate::with_classification)
+/// anywhere in the chain wins. Otherwise the first [`ProviderError`] in the chain supplies
+/// status, detail and Retry-After; typed markers ([`Canceled`](crate::Canceled),
+/// [`DeadlineExceeded`](crate::DeadlineExceeded), [`Interrupted`],
+/// [`TransportReset`], [`Http2StreamError`]) are recognised; and the text of the whole
+/// chain is matched against the patterns of core.md §A.5 in the rule order of §A.4.
+///
+/// An error with no text and no structured information gives the empty classification.
+pub fn classify(err: &(dyn StdError + 'static)) -> ClassifiedError {
+    let mut facts = ChainFacts::default();
+    for node in Chain::new(err) {
+        if let Some(e) = node.downcast_ref::<Error>() {
+            if let Some(c) = e.classification() {
+                return c.clone().normalized();
+            }
+        }
+        if facts.provider_error.is_none() {
+            facts.provider_error = node.downcast_ref::<ProviderError>();
+        }
+        if facts.http2.is_none() {
+            facts.http2 = node.downcast_ref::<Http2StreamError>();
+        }
+        facts.canceled |= is_canceled_node(node);
+        facts.deadline |= is_deadline_node(node);
+        facts.interrupted |= node.is::<Interrupted>();
+        facts.transport_reset |= node.is::<TransportReset>();
+    }
+    classify_with(&chain_text(err), &facts)
+}
+
+/// Classifies a bare error message, as [`classify`] would an error with this text and no
+/// typed information.
+///
+/// ```
+/// use chaterror::{classify_text, ChatErrorKind};
+/// let c = classify_text("anthropic overloaded_error");
+/// assert_eq!(c.kind(), Some(&ChatErrorKind::Overloaded));
+/// assert_eq!(c.provider(), "anthropic");
+/// assert_eq!(c.message(), "Anthropic is temporarily overloaded.");
+/// ```
+pub fn classify_text(text: &str) -> ClassifiedError {
+    classify_with(
+        prefix_within(text, crate::MAX_ERROR_TEXT_BYTES),
+        &ChainFacts::default(),
+    )
+}
+
+/// What the source chain says beyond its text.
+#[derive(Default)]
+struct ChainFacts<'a> {
+    provider_error: Option<&'a ProviderError>,
+    http2: Option<&'a Http2StreamError>,
+    canceled: bool,
+    deadline: bool,
+    interrupted: bool,
+    transport_reset: bool,
+}
+
+/// Structured information from a [`ProviderError`] (core.md §A.7).
+#[derive(Default)]
+struct Structured {
+    detail: String,
+    /// Error codes from the body (`insufficient_quota`, `server_error`, …), lowercased.
+    codes: String,
+    status: u16,
+    retry_after: Duration,
+    provider: String,
+    should_retry: Option<bool>,
+}
+
+impl Structured {
+    fn from(pe: Option<&ProviderError>) -> Self {
+        let Some(pe) = pe else {
+            return Structured::default();
+        };
+        let body = detail::from_body(pe.body());
+        // Like the error text, a detail candidate is cut before it is copied and scanned;
+        // the cut still leaves far more than MAX_DETAIL_RUNES.
+        let detail = match body.message {
+            Some(m) => prefix_within(&m, crate::MAX_ERROR_TEXT_BYTES).to_owned(),
+            None => {
+                let message = prefix_within(pe.message(), crate::MAX_ERROR_TEXT_BYTES).trim();
+                detail::unwrap_transport_wrapper(message).trim().to_owned()
+            }
+        };
+        Structured {
+            detail,
+            codes: body.codes,
+            status: pe.status().unwrap_or(0),
+            retry_after: pe.retry_after(),
+            provider: pe.provider().map(normalize_provider).unwrap_or_default(),
+            should_retry: pe.should_retry(),
+        }
+    }
+}
+
+fn classify_with(text: &str, facts: &ChainFacts<'_>) -> ClassifiedError {
+    let structured = Structured::from(facts.provider_error);
+    let c = apply_rules(text, facts, &structured);
+    // The provider's own verdict that a retry cannot help (DECISIONS §3).
+    if c.is_retryable() && structured.should_retry == Some(false) {
+        let mut c = c;
+        c.set_retryable(false);
+        c.set_message(String::new());
+        return c.normalized();
+    }
+    c
+}
+
+fn apply_rules(text: &str, facts: &ChainFacts<'_>, structured: &Structured) -> ClassifiedError {
+    let message = text.trim();
+    if message.is_empty()
+        && structured.detail.is_empty()
+        && structured.status == 0
+        && structured.retry_after.is_zero()
+    {
+        return ClassifiedError::default();
+    }
+    let lower = message.to_lowercase();
+    let status = match structured.status {
+        0 => pat::status_from_text(&lower),
+        s => s,
+    };
+    let provider = if structured.provider.is_empty() {
+        detect_provider_lower(&lower)
+    } else {
+        structured.provider.as_str()
+    };
+    let base = |kind: ChatErrorKind, retryable: bool, provider: &str| {
+        ClassifiedError::from_parts(kind, retryable, provider, status, structured.retry_after)
+    };
+    let with_detail = |mut c: ClassifiedError, detail: &str| {
+        c.set_detail(detail);
+        c.normalized()
+    };
+
+    // Interrupted by the user: never retry, never surface the raw text.
+    if facts.interrupted || contains_any(&lower, pat::INTERRUPTED) {
+        let mut c = base(ChatErrorKind::Generic, false, provider);
+        c.set_message(CANCELED);
+        return with_detail(c, &structured.detail);
+    }
+
+    // OpenAI Responses continuity failures name provider item ids; report only which
+    // mismatch it was.
+    let lower_detail = structured.detail.to_lowercase();
+    let diagnostic = [
+        (
+            pat::RESPONSES_TOOL_OUTPUT_MISSING,
+            "function_call_output_missing",
+        ),
+        (
+            pat::RESPONSES_REASONING_MISSING,
+            "web_search_reasoning_missing",
+        ),
+    ]
+    .into_iter()
+    .find(|(p, _)| lower.contains(p) || lower_detail.contains(p));
+    if let Some((_, matched)) = diagnostic {
+        let mut c = base(ChatErrorKind::Generic, false, provider);
+        c.set_message(CONTINUITY);
+        let d = format!("OpenAI Responses API request continuity diagnostic: match={matched}.");
+        return with_detail(c, &d);
+    }
+
+    // A stream that ended without its terminal event was cut in transit: retry.
+    let incomplete = [
+        (pat::ANTHROPIC_STREAM_INCOMPLETE, "anthropic"),
+        (pat::OPENAI_STREAM_INCOMPLETE, "openai"),
+    ]
+    .into_iter()
+    .find(|(p, _)| lower.contains(p));
+    if let Some((_, default_provider)) = incomplete {
+        let provider = if provider.is_empty() {
+            default_provider
+        } else {
+            provider
+        };
+        let mut c = base(ChatErrorKind::Timeout, true, provider);
+        c.set_message(format!(
+            "{} stream closed unexpectedly before the response completed.",
+            subject_initial(provider)
+        ));
+        return with_detail(c, &structured.detail);
+    }
+
+    // Provider error codes count as text: `insufficient_quota` or `server_error` often
+    // appear only there. Underscores are also read as spaces so that `server_error`
+    // matches "server error" and `context_length_exceeded` "context length exceeded".
+    let signal_text;
+    let lower_for_signals = if structured.codes.is_empty() {
+        lower.as_str()
+    } else {
+        signal_text = format!(
+            "{lower}\n{}\n{}",
+            structured.codes,
+            structured.codes.replace('_', " ")
+        );
+        signal_text.as_str()
+    };
+    let sig = Signals::compute(lower_for_signals, &lower_detail, status, facts);
+    let rule = if sig.overloaded {
+        Some((ChatErrorKind::Overloaded, true))
+    } else if sig.usage_limit {
+        Some((ChatErrorKind::UsageLimit, false))
+    } else if sig.auth_strong || (sig.auth_weak && !sig.config) {
+        Some((ChatErrorKind::Auth, false))
+    } else if sig.rate_limit && !sig.config {
+        Some((ChatErrorKind::RateLimit, true))
+    } else if sig.provider_disabled {
+        Some((ChatErrorKind::ProviderDisabled, false))
+    } else if sig.timeout && !sig.config {
+        Some((ChatErrorKind::Timeout, !sig.deadline))
+    } else if sig.config {
+        Some((ChatErrorKind::Config, false))
+    } else if sig.generic_retryable {
+        Some((ChatErrorKind::Generic, true))
+    } else {
+        None
+    };
+
+    match rule {
+        Some((kind, retryable)) => {
+            // Auth errors keep only the provider's own words: the raw text may hold the key.
+            let detail = if kind == ChatErrorKind::Auth {
+                structured.detail.clone()
+            } else {
+                structured_or_raw(&structured.detail, message)
+            };
+            with_detail(base(kind, retryable, provider), &detail)
+        }
+        None if facts.canceled => {
+            let mut c = base(ChatErrorKind::Generic, false, provider);
+            c.set_message(CANCELED);
+            with_detail(c, &structured.detail)
+        }
+        None => with_detail(
+            base(ChatErrorKind::Generic, false, provider),
+            &structured_or_raw(&structured.detail, message),
+        ),
+    }
+}
+
+fn structured_or_raw(structured: &str, message: &str) -> String {
+    if structured.is_empty() {
+        detail::from_raw_text(message)
+    } else {
+        structured.to_owned()
+    }
+}
+
+/// The signals of core.md §A.4 step 11.
+struct Signals {
+    overloaded: bool,
+    usage_limit: bool,
+    auth_strong: bool,
+    auth_weak: bool,
+    config: bool,
+    rate_limit: bool,
+    provider_disabled: bool,
+    deadline: bool,
+    timeout: bool,
+    generic_retryable: bool,
+}
+
+impl Signals {
+    fn compute(lower: &str, lower_detail: &str, status: u16, facts: &ChainFacts<'_>) -> Self {
+        let in_text_or_detail = |patterns: &[&str]| {
+            contains_any(lower, patterns) || contains_any(lower_detail, patterns)
+        };
+        let usage_limit = in_text_or_detail(pat::USAGE_LIMIT_ANY_STATUS)
+            || (status != 429 && in_text_or_detail(pat::USAGE_LIMIT));
+        // A typed HTTP/2 reset decides for itself; its text must not count as a timeout.
+        let (http2_retryable, text_timeouts_allowed) = match facts.http2 {
+            Some(e) if e.is_retryable() => (true, true),
+            Some(_) => (false, false),
+            None => (false, true),
+        };
+        let deadline = facts.deadline || lower.contains(pat::DEADLINE);
+        let transport_reset = facts.transport_reset && status == 0;
+        let timeout = transport_reset
+            || deadline
+            || matches!(status, 408 | 502 | 503 | 504)
+            || http2_retryable
+            || (text_timeouts_allowed && contains_any(lower, pat::TIMEOUT));
+        Signals {
+            overloaded: status == 529 || contains_any(lower, pat::OVERLOADED),
+            usage_limit,
+            auth_strong: status == 401 || contains_any(lower, pat::AUTH_STRONG),
+            auth_weak: status == 403 || contains_any(lower, pat::AUTH_WEAK),
+            config: contains_any(lower, pat::CONFIG),
+            rate_limit: status == 429 || contains_any(lower, pat::RATE_LIMIT),
+            provider_disabled: contains_any(lower, pat::PROVIDER_DISABLED),
+            deadline,
+            timeout,
+            generic_retryable: status == 500 || contains_any(lower, pat::GENERIC_RETRYABLE),
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! [`ProviderError`]: the structured failure a provider client reports (core.md §A.7).
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::BoxError;
+
+/// Retry-After hints are capped at this duration.
+///
+/// Coder applies no cap. We do, because the hint is a floor on the retry delay
+/// ([`retry::effective_delay`](crate::retry::effective_delay)) and a misbehaving proxy that
+/// answers `retry-after: 99999999` would otherwise park a chat for years (DESIGN
+/// invariant 7, bounded timeouts). An hour is far above any rate-limit window providers use.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60 * 60);
+
+/// Header carrying the provider's minimum retry delay in (fractional) milliseconds
+/// (OpenAI convention); read before [`RETRY_AFTER`].
+pub const RETRY_AFTER_MS: &str = "retry-after-ms";
+
+/// Standard header carrying the provider's minimum retry delay, as seconds or an HTTP date.
+pub const RETRY_AFTER: &str = "retry-after";
+
+/// Header by which a provider overrides whether a request may be retried (Anthropic,
+/// OpenAI). `false` makes an error terminal.
+pub const X_SHOULD_RETRY: &str = "x-should-retry";
+
+/// A failed call to an LLM provider, as a provider client reports it.
+///
+/// It carries what classification needs: the message, the HTTP status, the response
+/// headers (looked up case-insensitively) and the response body or a dump of the whole HTTP
+/// response. [`classify`](crate::classify) finds it anywhere in an error's source chain.
+///
+/// ```
+/// use chaterror::{classify, ChatErrorKind, ProviderError};
+///
+/// let err = ProviderError::new("upstream failed")
+///     .with_status(429)
+///     .with_header("Retry-After", "30")
+///     .with_body(r#"{"error":{"message":"Slow down."}}"#)
+///     .with_provider("openai");
+/// let c = classify(&err);
+/// assert_eq!(c.kind(), Some(&ChatErrorKind::RateLimit));
+/// assert_eq!(c.detail(), "Slow down.");
+/// assert_eq!(c.retry_after().as_secs(), 30);
+/// ```
+#[derive(Clone, Default)]
+pub struct ProviderError {
+    message: String,
+    title: String,
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    provider: String,
+    source: Option<Arc<dyn StdError + Send + Sync + 'static>>,
+}
+
+impl ProviderError {
+    /// A provider error with only a message.
+    pub fn new(message: impl Into<String>) -> Self {
+        ProviderError {
+            message: message.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Sets a short title (such as the HTTP reason phrase) shown before the message.
+    pub fn with_title(mut self, title: impl Into<String>) -> Self {
+        self.title = title.into();
+        self
+    }
+
+    /// Sets the HTTP status of the response; `0` means unknown.
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// Adds a response header. Names compare case-insensitively; the first of several
+    /// headers with the same name wins.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Adds several response headers.
+    pub fn with_headers<N, V>(mut self, headers: impl IntoIterator<Item = (N, V)>) -> Self
+    where
+        N: Into<String>,
+        V: Into<String>,
+    {
+        self.headers
+            .extend(headers.into_iter().map(|(n, v)| (n.into(), v.into())));
+        self
+    }
+
+    /// Sets the response body, or a dump of the whole response (status line, headers, blank
+    /// line, body). It need not be UTF-8 or JSON; bodies over
+    /// [`MAX_PARSED_BODY_BYTES`](crate::MAX_PARSED_BODY_BYTES) are kept but never parsed.
+    pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// Names the provider that failed (`openai`, `anthropic`, …). It is normalized on
+    /// classification and beats guessing the provider from the message.
+    pub fn with_provider(mut self, provider: impl Into<String>) -> Self {
+        self.provider = provider.into();
+        self
+    }
+
+    /// Sets the lower-level error that caused this one (a transport error, say).
+    pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+        self.source = Some(Arc::from(source.into()));
+        self
+    }
+
+    /// The provider's message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The title, empty when none.
+    pub fn title(&self) -> &str {
+        &self.title
+    }
+
+    /// The HTTP status, `None` when unknown.
+    pub fn status(&self) -> Option<u16> {
+        (self.status != 0).then_some(self.status)
+    }
+
+    /// The value of a response header, looked up case-insensitively.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// All response headers in the order they were added.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// The response body or dump, empty when none.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The provider id as given, `None` when not set.
+    pub fn provider(&self) -> Option<&str> {
+        (!self.provider.trim().is_empty()).then_some(self.provider.as_str())
+    }
+
+    /// The provider's minimum retry delay from `retry-after-ms` or `retry-after`; zero when
+    /// absent or unusable. See [`parse_retry_after`].
+    pub fn retry_after(&self) -> Duration {
+        parse_retry_after(
+            self.header(RETRY_AFTER_MS),
+            self.header(RETRY_AFTER),
+            SystemTime::now(),
+        )
+    }
+
+    /// The provider's `x-should-retry` verdict, `None` when absent or not a boolean.
+    pub fn should_retry(&self) -> Option<bool> {
+        let v = self.header(X_SHOULD_RETRY)?.trim();
+        if v.eq_ignore_ascii_case("true") {
+            Some(true)
+        } else if v.eq_ignore_ascii_case("false") {
+            Some(false)
+        } else {
+            None
+        }
+    }
+}
+
+impl fmt::Display for ProviderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.title.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.title, self.message)
+        }
+    }
+}
+
+impl fmt::Debug for ProviderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The body can be large; its size is what matters when debugging.
+        f.debug_struct("ProviderError")
+            .field("message", &self.message)
+            .field("title", &self.title)
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .field("body_len", &self.body.len())
+            .field("provider", &self.provider)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl StdError for ProviderError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static))
+    }
+}
+
+/// Parses a provider's minimum retry delay from the values of the `retry-after-ms` and
+/// `retry-after` headers, relative to `now`.
+///
+/// `retry-after-ms` (fractional milliseconds) wins when it is a positive number.
+/// Otherwise `retry-after` is read as seconds (a number; zero or negative gives zero) or
+/// as an HTTP date (the time left until then, zero if past). Anything unparseable,
+/// non-finite or too large to represent gives zero; results are capped at
+/// [`MAX_RETRY_AFTER`].
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// let now = SystemTime::now();
+/// assert_eq!(chaterror::parse_retry_after(Some("1500"), Some("30"), now), Duration::from_millis(1500));
+/// assert_eq!(chaterror::parse_retry_after(None, Some("30"), now), Duration::from_secs(30));
+/// assert_eq!(chaterror::parse_retry_after(None, Some("soon"), now), Duration::ZERO);
+/// ```
+pub fn parse_retry_after(ms: Option<&str>, seconds: Option<&str>, now: SystemTime) -> Duration {
+    if let Some(ms) = ms.and_then(positive_float) {
+        if let Ok(d) = Duration::try_from_secs_f64(ms / 1000.0) {
+            return d.min(MAX_RETRY_AFTER);
+        }
+    }
+    let Some(value) = seconds.map(str::trim) else {
+        return Duration::ZERO;
+    };
+    if let Ok(secs) = value.parse::<f64>() {
+        return match Duration::try_from_secs_f64(secs) {
+            Ok(d) if secs.is_finite() && secs > 0.0 => d.min(MAX_RETRY_AFTER),
+            _ => Duration::ZERO,
+        };
+    }
+    match httpdate::parse_http_date(value) {
+        Ok(at) => at
+            .duration_since(now)
+            .map_or(Duration::ZERO, |d| d.min(MAX_RETRY_AFTER)),
+        Err(_) => Duration::ZERO,
+    }
+}
+
+fn positive_float(s: &str) -> Option<f64> {
+    let v = s.trim().parse::<f64>().ok()?;
+    (v.is_finite() && v > 0.0).then_some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_lookup_is_case_insensitive() {
+        let e = ProviderError::new("m")
+            .with_header("ReTrY-AfTeR-Ms", "1500")
+            .with_header("retry-after-ms", "9");
+        assert_eq!(e.header("retry-after-ms"), Some("1500"));
+        assert_eq!(e.header("RETRY-AFTER-MS"), Some("1500"));
+        assert_eq!(e.header("missing"), None);
+    }
+
+    #[test]
+    fn display_joins_title_and_message() {
+        assert_eq!(ProviderError::new("m").to_string(), "m");
+        assert_eq!(ProviderError::new("m").with_title("T").to_string(), "T: m");
+        assert_eq!(ProviderError::new("").to_string(), "");
+    }
+
+    #[test]
+    fn retry_after_parsing() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let p = |ms: Option<&str>, s: Option<&str>| parse_retry_after(ms, s, now);
+        assert_eq!(p(None, Some("30")), Duration::from_secs(30));
+        assert_eq!(p(Some("1500"), Some("30")), Duration::from_millis(1500));
+        assert_eq!(p(Some("0"), Some("30")), Duration::from_secs(30));
+        assert_eq!(p(Some("-5"), Some("2")), Duration::from_secs(2));
+        assert_eq!(p(Some("garbage"), None), Duration::ZERO);
+        assert_eq!(p(None, Some("-3")), Duration::ZERO);
+        assert_eq!(p(None, Some("0")), Duration::ZERO);
+        assert_eq!(p(None, Some("0.25")), Duration::from_millis(250));
+        assert_eq!(p(None, Some(" 7 ")), Duration::from_secs(7));
+        assert_eq!(p(None, Some("NaN")), Duration::ZERO);
+        assert_eq!(p(None, Some("inf")), Duration::ZERO);
+        assert_eq!(p(Some("inf"), None), Duration::ZERO);
+        assert_eq!(p(None, Some("1e300")), Duration::ZERO);
+        assert_eq!(p(None, Some("definitely not a delay")), Duration::ZERO);
+        assert_eq!(p(None, Some("")), Duration::ZERO);
+        // Cap edge: exactly the cap survives, one second more is capped.
+        assert_eq!(p(None, Some("3600")), MAX_RETRY_AFTER);
+        assert_eq!(p(None, Some("3601")), MAX_RETRY_AFTER);
+        assert_eq!(p(Some("3600001"), None), MAX_RETRY_AFTER);
+        // HTTP dates in all three formats.
+        let at = now + Duration::from_secs(3);
+        let imf = httpdate::fmt_http_date(at);
+        assert_eq!(p(None, Some(&imf)), Duration::from_secs(3));
+        assert_eq!(
+            p(None, Some("Tue, 14 Nov 2023 22:13:23 GMT")),
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            p(None, Some("Tuesday, 14-Nov-23 22:13:23 GMT")),
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            p(None, Some("Tue Nov 14 22:13:23 2023")),
+            Duration::from_secs(3)
+        );
+        // A date in the past gives zero.
+        assert_eq!(
+            p(None, Some("Tue, 14 Nov 2023 22:13:10 GMT")),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn should_retry_header() {
+        let e = ProviderError::new("m").with_header("X-Should-Retry", " FALSE ");
+        assert_eq!(e.should_retry(), Some(false));
+        let e = ProviderError::new("m").with_header("x-should-retry", "true");
+        assert_eq!(e.should_retry(), Some(true));
+        let e = ProviderError::new("m").with_header("x-should-retry", "maybe");
+        assert_eq!(e.should_retry(), None);
+    }
+}
