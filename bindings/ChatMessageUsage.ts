@@ -13,7 +13,8 @@ input_tokens?: number,
  */
 output_tokens?: number, 
 /**
- * Total tokens as the provider reported them.
+ * Total tokens: input + output + cache read + cache write as normalized (equal to the
+ * provider's own total wherever a provider reports one).
  */
 total_tokens?: number, 
 /**
