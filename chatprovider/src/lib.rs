@@ -83,10 +83,14 @@
 //! None.
 
 mod admin;
+mod anthropic;
 mod catalog;
 mod error;
 mod image;
 mod keys;
+mod language_model;
+mod openai_chat;
+mod openai_responses;
 mod options;
 mod policy;
 mod reasoning;
@@ -94,6 +98,7 @@ mod request;
 mod resolve;
 mod response;
 pub mod sse;
+mod transport;
 
 pub use admin::{
     validate_create_provider_request, validate_update_provider_request,
@@ -114,6 +119,10 @@ pub use keys::{
     ProviderCredentials, KEY_HINT_MAX_SHOWN_DENOMINATOR, KEY_HINT_PREFIX_CHARS,
     KEY_HINT_SUFFIX_CHARS, MAX_API_KEY_BYTES,
 };
+pub use anthropic::*;
+pub use openai_chat::*;
+pub use openai_responses::*;
+pub use language_model::{decode_body, LanguageModel, ModelStream, StreamDecoder};
 pub use options::{
     apply_reasoning_effort, call_options, is_openai_responses_model,
     merge_missing_provider_options, provider_request_options, uses_openai_responses_api,
@@ -141,4 +150,7 @@ pub use resolve::{
 };
 pub use response::{
     FinishReason, ModelResponse, ReasoningBlock, ResponseCollector, StreamPart, ToolCall,
+};
+pub use transport::{
+    default_user_agent, ClientSettings, DEFAULT_STARTUP_TIMEOUT, MAX_ERROR_BODY_BYTES,
 };
