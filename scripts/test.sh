@@ -27,6 +27,11 @@ cargo fmt --all --check
 step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+# npm packages (pinned by lockfiles) that tests need, installed on first use.
+if [ ! -d chatprovider/tests/aimock/node_modules/@copilotkit/aimock ]; then
+  (cd chatprovider/tests/aimock && npm ci --no-audit --no-fund)
+fi
+
 step "TypeScript bindings type-check"
 if [ ! -d bindings/node_modules/typescript ]; then
   (cd bindings && npm ci --no-audit --no-fund)

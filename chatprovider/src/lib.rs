@@ -85,6 +85,7 @@
 mod admin;
 mod anthropic;
 mod catalog;
+mod convert;
 mod error;
 mod image;
 mod keys;
@@ -120,6 +121,9 @@ pub use keys::{
     KEY_HINT_SUFFIX_CHARS, MAX_API_KEY_BYTES,
 };
 pub use anthropic::*;
+pub use convert::{
+    message_from_parts, request_role, response_to_parts, AnthropicReplay, OpenAiReplay, ReplayMetadata,
+};
 pub use openai_chat::*;
 pub use openai_responses::*;
 pub use language_model::{decode_body, LanguageModel, ModelStream, StreamDecoder};
