@@ -47,6 +47,13 @@ pub const X_SHOULD_RETRY: &str = "x-should-retry";
 /// ```
 #[derive(Clone, Default)]
 pub struct ProviderError {
+    // Boxed so `Result<_, ProviderError>` stays one pointer wide on the hot path of every
+    // stream part (the fields are only touched on failure).
+    inner: Box<Inner>,
+}
+
+#[derive(Clone, Default)]
+struct Inner {
     message: String,
     title: String,
     status: u16,
@@ -60,27 +67,29 @@ impl ProviderError {
     /// A provider error with only a message.
     pub fn new(message: impl Into<String>) -> Self {
         ProviderError {
-            message: message.into(),
-            ..Default::default()
+            inner: Box::new(Inner {
+                message: message.into(),
+                ..Default::default()
+            }),
         }
     }
 
     /// Sets a short title (such as the HTTP reason phrase) shown before the message.
     pub fn with_title(mut self, title: impl Into<String>) -> Self {
-        self.title = title.into();
+        self.inner.title = title.into();
         self
     }
 
     /// Sets the HTTP status of the response; `0` means unknown.
     pub fn with_status(mut self, status: u16) -> Self {
-        self.status = status;
+        self.inner.status = status;
         self
     }
 
     /// Adds a response header. Names compare case-insensitively; the first of several
     /// headers with the same name wins.
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.push((name.into(), value.into()));
+        self.inner.headers.push((name.into(), value.into()));
         self
     }
 
@@ -90,7 +99,8 @@ impl ProviderError {
         N: Into<String>,
         V: Into<String>,
     {
-        self.headers
+        self.inner
+            .headers
             .extend(headers.into_iter().map(|(n, v)| (n.into(), v.into())));
         self
     }
@@ -99,41 +109,42 @@ impl ProviderError {
     /// line, body). It need not be UTF-8 or JSON; bodies over
     /// [`MAX_PARSED_BODY_BYTES`](crate::MAX_PARSED_BODY_BYTES) are kept but never parsed.
     pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Self {
-        self.body = body.into();
+        self.inner.body = body.into();
         self
     }
 
     /// Names the provider that failed (`openai`, `anthropic`, …). It is normalized on
     /// classification and beats guessing the provider from the message.
     pub fn with_provider(mut self, provider: impl Into<String>) -> Self {
-        self.provider = provider.into();
+        self.inner.provider = provider.into();
         self
     }
 
     /// Sets the lower-level error that caused this one (a transport error, say).
     pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
-        self.source = Some(Arc::from(source.into()));
+        self.inner.source = Some(Arc::from(source.into()));
         self
     }
 
     /// The provider's message.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.inner.message
     }
 
     /// The title, empty when none.
     pub fn title(&self) -> &str {
-        &self.title
+        &self.inner.title
     }
 
     /// The HTTP status, `None` when unknown.
     pub fn status(&self) -> Option<u16> {
-        (self.status != 0).then_some(self.status)
+        (self.inner.status != 0).then_some(self.inner.status)
     }
 
     /// The value of a response header, looked up case-insensitively.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
+        self.inner
+            .headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
@@ -141,17 +152,20 @@ impl ProviderError {
 
     /// All response headers in the order they were added.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+        self.inner
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
     }
 
     /// The response body or dump, empty when none.
     pub fn body(&self) -> &[u8] {
-        &self.body
+        &self.inner.body
     }
 
     /// The provider id as given, `None` when not set.
     pub fn provider(&self) -> Option<&str> {
-        (!self.provider.trim().is_empty()).then_some(self.provider.as_str())
+        (!self.inner.provider.trim().is_empty()).then_some(self.inner.provider.as_str())
     }
 
     /// The provider's minimum retry delay from `retry-after-ms` or `retry-after`; zero when
@@ -179,10 +193,10 @@ impl ProviderError {
 
 impl fmt::Display for ProviderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.title.is_empty() {
-            f.write_str(&self.message)
+        if self.inner.title.is_empty() {
+            f.write_str(&self.inner.message)
         } else {
-            write!(f, "{}: {}", self.title, self.message)
+            write!(f, "{}: {}", self.inner.title, self.inner.message)
         }
     }
 }
@@ -191,20 +205,21 @@ impl fmt::Debug for ProviderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The body can be large; its size is what matters when debugging.
         f.debug_struct("ProviderError")
-            .field("message", &self.message)
-            .field("title", &self.title)
-            .field("status", &self.status)
-            .field("headers", &self.headers)
-            .field("body_len", &self.body.len())
-            .field("provider", &self.provider)
-            .field("source", &self.source)
+            .field("message", &self.inner.message)
+            .field("title", &self.inner.title)
+            .field("status", &self.inner.status)
+            .field("headers", &self.inner.headers)
+            .field("body_len", &self.inner.body.len())
+            .field("provider", &self.inner.provider)
+            .field("source", &self.inner.source)
             .finish()
     }
 }
 
 impl StdError for ProviderError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source
+        self.inner
+            .source
             .as_deref()
             .map(|e| e as &(dyn StdError + 'static))
     }

@@ -49,7 +49,10 @@ pub struct AnthropicReplay {
 
 impl ReplayMetadata {
     fn from_part(part: &ChatMessagePart) -> Self {
-        part.provider_metadata.as_ref().and_then(|m| m.parse().ok()).unwrap_or_default()
+        part.provider_metadata
+            .as_ref()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or_default()
     }
 
     fn is_empty(&self) -> bool {
@@ -77,7 +80,10 @@ pub fn request_role(role: &ChatMessageRole) -> Option<Role> {
 /// the caller first); context files and skills become text the model can read.
 pub fn message_from_parts(role: &ChatMessageRole, parts: &[ChatMessagePart]) -> Option<Message> {
     let role = request_role(role)?;
-    let content: Vec<Part> = parts.iter().filter_map(|p| part_to_request(role, p)).collect();
+    let content: Vec<Part> = parts
+        .iter()
+        .filter_map(|p| part_to_request(role, p))
+        .collect();
     if content.is_empty() {
         None
     } else {
@@ -87,7 +93,9 @@ pub fn message_from_parts(role: &ChatMessageRole, parts: &[ChatMessagePart]) -> 
 
 fn part_to_request(role: Role, p: &ChatMessagePart) -> Option<Part> {
     match &p.part_type {
-        ChatMessagePartType::Text if !p.text.is_empty() => Some(Part::Text { text: p.text.clone() }),
+        ChatMessagePartType::Text if !p.text.is_empty() => Some(Part::Text {
+            text: p.text.clone(),
+        }),
         ChatMessagePartType::Reasoning if role == Role::Assistant => {
             let meta = ReplayMetadata::from_part(p);
             let openai = meta.openai.unwrap_or_default();
@@ -112,7 +120,9 @@ fn part_to_request(role: Role, p: &ChatMessagePart) -> Option<Part> {
             is_error: p.is_error,
         }),
         ChatMessagePartType::File if !p.data.is_empty() => {
-            let data = base64::engine::general_purpose::STANDARD.decode(p.data.as_bytes()).ok()?;
+            let data = base64::engine::general_purpose::STANDARD
+                .decode(p.data.as_bytes())
+                .ok()?;
             Some(Part::File {
                 media_type: p.media_type.clone(),
                 data,
@@ -125,9 +135,11 @@ fn part_to_request(role: Role, p: &ChatMessagePart) -> Option<Part> {
                 p.file_name, p.start_line, p.end_line, p.content
             ),
         }),
-        ChatMessagePartType::ContextFile if !p.context_file_content.is_empty() => Some(Part::Text {
-            text: format!("{}:\n{}", p.context_file_path, p.context_file_content),
-        }),
+        ChatMessagePartType::ContextFile if !p.context_file_content.is_empty() => {
+            Some(Part::Text {
+                text: format!("{}:\n{}", p.context_file_path, p.context_file_content),
+            })
+        }
         ChatMessagePartType::Skill if !p.skill_name.is_empty() => Some(Part::Text {
             text: format!("Skill {}: {}", p.skill_name, p.skill_description),
         }),
@@ -156,7 +168,10 @@ pub fn response_to_parts(resp: &ModelResponse) -> Vec<ChatMessagePart> {
         parts.push(part);
     }
     for (url, title) in &resp.sources {
-        parts.push(ChatMessagePart::source(url.clone(), title.clone().unwrap_or_default()));
+        parts.push(ChatMessagePart::source(
+            url.clone(),
+            title.clone().unwrap_or_default(),
+        ));
     }
     parts
 }
@@ -165,14 +180,15 @@ fn reasoning_part(block: &ReasoningBlock) -> ChatMessagePart {
     let mut part = ChatMessagePart::reasoning(block.text.clone());
     part.signature = block.signature.clone().unwrap_or_default();
     let meta = ReplayMetadata {
-        openai: (block.item_id.is_some() || block.encrypted_content.is_some()).then(|| OpenAiReplay {
-            item_id: block.item_id.clone(),
-            encrypted_content: block.encrypted_content.clone(),
+        openai: (block.item_id.is_some() || block.encrypted_content.is_some()).then(|| {
+            OpenAiReplay {
+                item_id: block.item_id.clone(),
+                encrypted_content: block.encrypted_content.clone(),
+            }
         }),
-        anthropic: block
-            .redacted_data
-            .clone()
-            .map(|d| AnthropicReplay { redacted_data: Some(d) }),
+        anthropic: block.redacted_data.clone().map(|d| AnthropicReplay {
+            redacted_data: Some(d),
+        }),
     };
     if !meta.is_empty() {
         part.provider_metadata = RawJson::from_value(&meta).ok();
@@ -218,11 +234,19 @@ mod tests {
         };
         let parts = response_to_parts(&resp);
         assert_eq!(parts.len(), 4);
-        assert_eq!(parts[3].args.as_ref().unwrap().get(), "\"{\\\"text\\\":\\\"cut\"");
+        assert_eq!(
+            parts[3].args.as_ref().unwrap().get(),
+            "\"{\\\"text\\\":\\\"cut\""
+        );
         let msg = message_from_parts(&ChatMessageRole::Assistant, &parts).unwrap();
         assert_eq!(msg.role, Role::Assistant);
         match &msg.content[0] {
-            Part::Reasoning { signature, item_id, encrypted_content, .. } => {
+            Part::Reasoning {
+                signature,
+                item_id,
+                encrypted_content,
+                ..
+            } => {
                 assert_eq!(signature.as_deref(), Some("sig"));
                 assert_eq!(item_id.as_deref(), Some("rs_1"));
                 assert_eq!(encrypted_content.as_deref(), Some("enc"));
@@ -238,7 +262,9 @@ mod tests {
         delta.args_delta = "{\"a".into();
         let parts = [ChatMessagePart::text(""), delta];
         assert!(message_from_parts(&ChatMessageRole::User, &parts).is_none());
-        assert!(message_from_parts(&ChatMessageRole::System, &[ChatMessagePart::text("x")]).is_none());
+        assert!(
+            message_from_parts(&ChatMessageRole::System, &[ChatMessagePart::text("x")]).is_none()
+        );
     }
 
     #[test]

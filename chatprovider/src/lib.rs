@@ -87,6 +87,7 @@ mod anthropic;
 mod catalog;
 mod convert;
 mod error;
+mod factory;
 mod image;
 mod keys;
 mod language_model;
@@ -105,12 +106,18 @@ pub use admin::{
     validate_create_provider_request, validate_update_provider_request,
     validate_user_provider_key_request,
 };
+pub use anthropic::*;
 pub use catalog::{
     azure_base_url, is_env_preset_provider, normalize_provider,
     provider_allows_ambient_credentials, provider_display_name, supported_providers, Provider,
     AZURE_DEFAULT_API_VERSION, SUPPORTED_PROVIDERS,
 };
+pub use convert::{
+    message_from_parts, request_role, response_to_parts, AnthropicReplay, OpenAiReplay,
+    ReplayMetadata,
+};
 pub use error::{Error, ErrorKind, MAX_ECHOED_INPUT_BYTES};
+pub use factory::{language_model, OpenAiApi};
 pub use image::{
     check_inline_image, check_inline_images, client_image_byte_budget, inline_image_byte_cap,
     InlineAttachment, ANTHROPIC_INLINE_IMAGE_CAP_BYTES, CLIENT_IMAGE_BUDGET_HEADROOM_BYTES,
@@ -120,13 +127,9 @@ pub use keys::{
     ProviderCredentials, KEY_HINT_MAX_SHOWN_DENOMINATOR, KEY_HINT_PREFIX_CHARS,
     KEY_HINT_SUFFIX_CHARS, MAX_API_KEY_BYTES,
 };
-pub use anthropic::*;
-pub use convert::{
-    message_from_parts, request_role, response_to_parts, AnthropicReplay, OpenAiReplay, ReplayMetadata,
-};
+pub use language_model::{decode_body, LanguageModel, ModelStream, StreamDecoder};
 pub use openai_chat::*;
 pub use openai_responses::*;
-pub use language_model::{decode_body, LanguageModel, ModelStream, StreamDecoder};
 pub use options::{
     apply_reasoning_effort, call_options, is_openai_responses_model,
     merge_missing_provider_options, provider_request_options, uses_openai_responses_api,
@@ -156,5 +159,12 @@ pub use response::{
     FinishReason, ModelResponse, ReasoningBlock, ResponseCollector, StreamPart, ToolCall,
 };
 pub use transport::{
-    default_user_agent, ClientSettings, DEFAULT_STARTUP_TIMEOUT, MAX_ERROR_BODY_BYTES,
+    default_http_client, default_user_agent, ClientSettings, DEFAULT_STARTUP_TIMEOUT,
+    MAX_ERROR_BODY_BYTES, MAX_REDIRECTS,
 };
+
+/// The Rust snippets of the repository README, compiled and run as doctests so the quick
+/// start cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

@@ -4,6 +4,7 @@
 use std::fmt;
 
 use codersdk::{ChatMessageUsage, RawJson};
+use serde::{Serialize, Serializer};
 
 /// Why the model stopped.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -34,6 +35,12 @@ impl FinishReason {
     }
 }
 
+impl Serialize for FinishReason {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 impl fmt::Display for FinishReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -44,7 +51,11 @@ impl fmt::Display for FinishReason {
 ///
 /// Content blocks are identified by a `block` index that is stable within one response (the
 /// provider's content-block or output index), so interleaved deltas can be reassembled.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Serializes (for logs and tools) as an object tagged by `type` in snake case, e.g.
+/// `{"type":"text_delta","block":0,"delta":"Hi"}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum StreamPart {
     /// The provider's response id and model, as soon as known.
@@ -132,7 +143,7 @@ pub enum StreamPart {
 }
 
 /// A complete tool call.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ToolCall {
     /// Call id.
     pub id: String,

@@ -18,6 +18,39 @@ pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Most bytes of an error response body kept (and handed to classification).
 pub const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
 
+/// Most redirects the default HTTP client follows (all within one origin).
+pub const MAX_REDIRECTS: usize = 5;
+
+/// The HTTP client models use unless [`ClientSettings::http`] is replaced.
+///
+/// It follows redirects only within the same origin (scheme, host and port), at most
+/// [`MAX_REDIRECTS`]: provider keys travel in headers (`x-api-key`, Azure's `api-key`)
+/// that reqwest does not strip on a redirect, so a cross-origin redirect must never be
+/// followed. A caller supplying its own client must give it the same policy.
+pub fn default_http_client() -> reqwest::Client {
+    let policy = reqwest::redirect::Policy::custom(|attempt| {
+        if attempt.previous().len() > MAX_REDIRECTS {
+            return attempt.error("too many redirects");
+        }
+        let same_origin = attempt.previous().first().is_some_and(|first| {
+            first.scheme() == attempt.url().scheme()
+                && first.host_str() == attempt.url().host_str()
+                && first.port_or_known_default() == attempt.url().port_or_known_default()
+        });
+        if same_origin {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    });
+    // Building only fails when the TLS backend cannot initialize, in which case reqwest's
+    // own default client cannot be built either.
+    reqwest::Client::builder()
+        .redirect(policy)
+        .build()
+        .unwrap_or_default()
+}
+
 /// The `User-Agent` every client sends: `chatd/<version> (<os>/<arch>)`.
 pub fn default_user_agent() -> String {
     format!(
@@ -40,7 +73,8 @@ pub struct ClientSettings {
     pub max_event_bytes: usize,
     /// Extra headers sent with every request (after the client's own).
     pub extra_headers: Vec<(String, String)>,
-    /// The HTTP client; share one across models to reuse connections.
+    /// The HTTP client; share one across models to reuse connections. Defaults to
+    /// [`default_http_client`], which never follows a redirect to another origin.
     pub http: reqwest::Client,
 }
 
@@ -51,7 +85,7 @@ impl Default for ClientSettings {
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
             extra_headers: Vec::new(),
-            http: reqwest::Client::new(),
+            http: default_http_client(),
         }
     }
 }

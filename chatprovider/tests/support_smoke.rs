@@ -10,14 +10,27 @@ async fn replays_chunked_bodies_and_records_requests() {
     let body = stream_body("openai-chat--text--usage.sse");
     let server = ReplayServer::start(vec![
         Reply::sse(chunk(&body, Some(0), 7)),
-        Reply::status(429, vec![("retry-after".into(), "3".into())], b"{}".to_vec()),
+        Reply::status(
+            429,
+            vec![("retry-after".into(), "3".into())],
+            b"{}".to_vec(),
+        ),
     ])
     .await;
     let http = reqwest::Client::new();
-    let resp = http.post(format!("{}/v1/chat/completions", server.base_url)).body("{\"a\":1}").send().await.unwrap();
+    let resp = http
+        .post(format!("{}/v1/chat/completions", server.base_url))
+        .body("{\"a\":1}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.bytes().await.unwrap().to_vec(), body);
-    let resp = http.post(format!("{}/v1/chat/completions", server.base_url)).send().await.unwrap();
+    let resp = http
+        .post(format!("{}/v1/chat/completions", server.base_url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 429);
     assert_eq!(resp.headers()["retry-after"], "3");
     let reqs = server.requests();
@@ -30,6 +43,7 @@ async fn replays_chunked_bodies_and_records_requests() {
 fn jsonl_fixtures_become_sse() {
     let body = String::from_utf8(stream_body("anthropic-messages--text.jsonl")).unwrap();
     assert!(body.starts_with("event: message_start\ndata: {"));
-    let chat = String::from_utf8(stream_body("openai-chat--text--obfuscation-usage.jsonl")).unwrap();
+    let chat =
+        String::from_utf8(stream_body("openai-chat--text--obfuscation-usage.jsonl")).unwrap();
     assert!(chat.ends_with("data: [DONE]\n\n"));
 }

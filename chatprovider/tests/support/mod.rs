@@ -1,7 +1,12 @@
 //! Test support for the streaming clients: a local HTTP server that replays recorded
 //! provider responses (optionally re-chunked) and records the requests it receives, plus
 //! loaders for the shared fixtures.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -17,7 +22,10 @@ use chatprovider::{StreamDecoder, StreamPart};
 pub fn fixtures_dir() -> PathBuf {
     match std::env::var("CHATD_FIXTURES") {
         Ok(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures")),
+        _ => PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/fixtures"
+        )),
     }
 }
 
@@ -139,7 +147,12 @@ impl Reply {
 
     /// A response with a status, headers and a body.
     pub fn status(status: u16, headers: Vec<(String, String)>, body: Vec<u8>) -> Self {
-        Reply { status, headers, chunks: vec![body], delay_first_byte: std::time::Duration::ZERO }
+        Reply {
+            status,
+            headers,
+            chunks: vec![body],
+            delay_first_byte: std::time::Duration::ZERO,
+        }
     }
 }
 
@@ -183,13 +196,19 @@ impl ReplayServer {
     pub async fn start(replies: Vec<Reply>) -> Self {
         let shared = Arc::new(Shared::default());
         shared.replies.lock().unwrap().extend(replies);
-        let app = axum::Router::new().fallback(handle).with_state(shared.clone());
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        ReplayServer { base_url: format!("http://{addr}"), shared, task }
+        ReplayServer {
+            base_url: format!("http://{addr}"),
+            shared,
+            task,
+        }
     }
 
     /// Requests received so far.
@@ -223,19 +242,26 @@ async fn handle(
     });
     let reply = shared.replies.lock().unwrap().pop_front();
     let Some(reply) = reply else {
-        return Response::builder().status(StatusCode::NOT_FOUND).body(Body::from("no reply queued")).unwrap();
+        return Response::builder()
+            .status(StatusCode::NOT_FOUND)
+            .body(Body::from("no reply queued"))
+            .unwrap();
     };
     let delay = reply.delay_first_byte;
     let chunks = reply.chunks.clone();
-    let stream = futures_util::stream::unfold((0usize, chunks, delay), |(i, chunks, delay)| async move {
-        if i == 0 && !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
-        let c = chunks.get(i)?.clone();
-        // Give the client a chance to read each chunk separately.
-        tokio::task::yield_now().await;
-        Some((Ok::<_, std::io::Error>(Bytes::from(c)), (i + 1, chunks, delay)))
-    });
+    let stream =
+        futures_util::stream::unfold((0usize, chunks, delay), |(i, chunks, delay)| async move {
+            if i == 0 && !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let c = chunks.get(i)?.clone();
+            // Give the client a chance to read each chunk separately.
+            tokio::task::yield_now().await;
+            Some((
+                Ok::<_, std::io::Error>(Bytes::from(c)),
+                (i + 1, chunks, delay),
+            ))
+        });
     let mut builder = Response::builder().status(reply.status);
     for (n, v) in &reply.headers {
         builder = builder.header(n.as_str(), v.as_str());

@@ -1,0 +1,170 @@
+//! The crate's single error type.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// What went wrong, coarsely. Match on this rather than on message text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A key's text is not the base64 encoding of exactly [`crate::KEY_LEN`] bytes.
+    InvalidKey,
+    /// A key id is empty, longer than [`crate::MAX_KEY_ID_LEN`], or uses characters outside
+    /// `A–Z a–z 0–9 . _ -`.
+    InvalidKeyId,
+    /// Two keys of one keyring share an id.
+    DuplicateKeyId,
+    /// The keyring has no key with the id a ciphertext (or a call) names.
+    UnknownKeyId,
+    /// The keyring has a key with the ciphertext's id, but not the key that sealed it: its
+    /// key check differs, so the id was reused for different key bytes.
+    KeyMismatch,
+    /// The keyring configuration is unusable (empty, or the change would leave no active key).
+    InvalidKeyring,
+    /// The text is not a sealed secret in any format this crate writes.
+    MalformedCiphertext,
+    /// The text is a sealed secret of a format version this build does not know (written by a
+    /// newer version).
+    UnsupportedVersion,
+    /// Authentication failed: the ciphertext was altered, or it is being opened with other
+    /// associated data than it was sealed with (for example copied to another row).
+    DecryptionFailed,
+    /// A plaintext is longer than [`crate::MAX_PLAINTEXT_LEN`], or a sealed text longer than
+    /// [`crate::MAX_SEALED_LEN`].
+    TooLarge,
+    /// The operating system's random number generator failed.
+    Random,
+    /// A decrypted secret is not UTF-8 text.
+    NotUtf8,
+    /// A chat or owner already has the configured maximum number of live subscribers.
+    TooManySubscribers,
+}
+
+impl ErrorKind {
+    /// A short, stable name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidKey => "invalid_key",
+            ErrorKind::InvalidKeyId => "invalid_key_id",
+            ErrorKind::DuplicateKeyId => "duplicate_key_id",
+            ErrorKind::UnknownKeyId => "unknown_key_id",
+            ErrorKind::KeyMismatch => "key_mismatch",
+            ErrorKind::InvalidKeyring => "invalid_keyring",
+            ErrorKind::MalformedCiphertext => "malformed_ciphertext",
+            ErrorKind::UnsupportedVersion => "unsupported_version",
+            ErrorKind::DecryptionFailed => "decryption_failed",
+            ErrorKind::TooLarge => "too_large",
+            ErrorKind::Random => "random",
+            ErrorKind::NotUtf8 => "not_utf8",
+            ErrorKind::TooManySubscribers => "too_many_subscribers",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Error of every fallible operation in this crate.
+///
+/// Cheap to move (one pointer). [`Error::kind`] classifies it and [`Error::key_id`] names the
+/// key concerned, when there is one. Messages never contain plaintext, key bytes or ciphertext
+/// payloads: only key ids (which are names, validated before they are echoed), lengths and
+/// limits. No underlying error is kept as a source, because decoder errors quote the offending
+/// byte, which could be a byte of a key.
+pub struct Error {
+    inner: Box<Inner>,
+}
+
+struct Inner {
+    kind: ErrorKind,
+    message: Cow<'static, str>,
+    key_id: Option<String>,
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn new(kind: ErrorKind, message: impl Into<Cow<'static, str>>) -> Self {
+        Error {
+            inner: Box::new(Inner {
+                kind,
+                message: message.into(),
+                key_id: None,
+            }),
+        }
+    }
+
+    pub(crate) fn with_key_id(mut self, key_id: impl Into<String>) -> Self {
+        self.inner.key_id = Some(key_id.into());
+        self
+    }
+
+    /// The classification of this error.
+    pub fn kind(&self) -> ErrorKind {
+        self.inner.kind
+    }
+
+    /// The key id concerned (the unknown id, the mismatching id, the duplicate id), if any.
+    pub fn key_id(&self) -> Option<&str> {
+        self.inner.key_id.as_deref()
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &self.inner.kind);
+        if let Some(id) = &self.inner.key_id {
+            d.field("key_id", id);
+        }
+        d.field("message", &self.inner.message).finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.inner.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_names_are_unique() {
+        let kinds = [
+            ErrorKind::InvalidKey,
+            ErrorKind::InvalidKeyId,
+            ErrorKind::DuplicateKeyId,
+            ErrorKind::UnknownKeyId,
+            ErrorKind::KeyMismatch,
+            ErrorKind::InvalidKeyring,
+            ErrorKind::MalformedCiphertext,
+            ErrorKind::UnsupportedVersion,
+            ErrorKind::DecryptionFailed,
+            ErrorKind::TooLarge,
+            ErrorKind::Random,
+            ErrorKind::NotUtf8,
+            ErrorKind::TooManySubscribers,
+        ];
+        let names: std::collections::HashSet<_> = kinds.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names.len(), kinds.len());
+        assert_eq!(ErrorKind::KeyMismatch.to_string(), "key_mismatch");
+    }
+
+    #[test]
+    fn error_is_one_pointer_and_shows_key_id() {
+        assert_eq!(std::mem::size_of::<Error>(), std::mem::size_of::<usize>());
+        let e = Error::new(ErrorKind::UnknownKeyId, "no key").with_key_id("k1");
+        assert_eq!(e.key_id(), Some("k1"));
+        assert_eq!(e.to_string(), "no key");
+        assert!(format!("{e:?}").contains("k1"));
+    }
+}

@@ -1,0 +1,72 @@
+//! The durable chat engine of chatd: the part of the backend that owns chats, runs their
+//! turns against a model, and tells clients what happened.
+//!
+//! The engine is being built. It will hold the store (SQLite and PostgreSQL), the status
+//! state machine, chat acquisition by leased workers, the chat loop and its tools, the queue
+//! and usage limits. This release provides two self-contained building blocks the engine
+//! rests on:
+//!
+//! - **Secrets at rest** ([`Keyring`], [`SecretKey`]): AES-256-GCM with a random nonce per
+//!   value, associated data binding each ciphertext to its row, and a ring of named keys so
+//!   keys can be rotated without downtime. See docs/secrets.md for the format and the
+//!   operator's rotation procedure.
+//! - **Stream fan-out** ([`StreamHub`]): the in-process hub between a chat's worker and the
+//!   WebSocket handlers of the same process. It buffers the parts of the step in flight for
+//!   late joiners, keeps the retry state, fans events out without ever waiting on a slow
+//!   subscriber (a subscriber that falls behind is disconnected with [`RecvError::Lagged`]),
+//!   and implements "subscribe, then query": [`StreamHub::subscribe`] registers the live
+//!   receiver and snapshots the in-memory state atomically, before the caller reads the
+//!   database. See docs/stream-hub.md.
+//!
+//! Every limit is a named constant or a [`HubConfig`] setting. Errors are one type,
+//! [`Error`], classified by [`Error::kind`]; their messages never contain secrets.
+//!
+//! # Example
+//!
+//! ```
+//! use chatd_core::{Keyring, SecretKey, StreamHub};
+//! use codersdk::{ChatMessagePart, ChatStreamEvent, Uuid};
+//!
+//! // Secrets: seal an API key for one provider-config row, open it again.
+//! let keyring = Keyring::new("2025-06", SecretKey::generate()?)?;
+//! let row = Uuid::new_v4();
+//! let aad = format!("chat_providers.api_key:{row}");
+//! let sealed = keyring.encrypt(b"sk-live-123", aad.as_bytes())?;
+//! assert!(sealed.starts_with("v1:2025-06:"));
+//! assert_eq!(keyring.decrypt_secret(&sealed, aad.as_bytes())?.expose(), "sk-live-123");
+//!
+//! // Streams: a client joining mid-turn sees the buffered parts, then live events.
+//! let hub = StreamHub::default();
+//! let chat = Uuid::new_v4();
+//! hub.begin_turn(chat);
+//! hub.publish(ChatStreamEvent::message_part(chat, None, ChatMessagePart::text("Hel")));
+//! let mut sub = hub.subscribe(chat)?;
+//! assert_eq!(sub.snapshot().parts.len(), 1);
+//! hub.publish(ChatStreamEvent::message_part(chat, None, ChatMessagePart::text("lo")));
+//! assert!(sub.try_recv().is_ok());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Feature flags
+//!
+//! None.
+
+mod error;
+mod hub;
+mod secrets;
+
+pub use error::{Error, ErrorKind, Result};
+pub use hub::{
+    ChatSnapshot, ChatStats, ChatSubscription, HubConfig, HubReceiver, RecvError, StreamHub,
+    SweepStats, TryRecvError, TurnPhase, WatchSubscription, DEFAULT_DROP_WARN_INTERVAL,
+    DEFAULT_JANITOR_INTERVAL, DEFAULT_MAX_SUBSCRIBERS_PER_CHAT, DEFAULT_MAX_WATCHERS_PER_OWNER,
+    DEFAULT_PART_BUFFER_CAPACITY, DEFAULT_RETAIN_GRACE, DEFAULT_SUBSCRIBER_CAPACITY,
+    MAX_SUBSCRIBER_CAPACITY, MIN_JANITOR_INTERVAL,
+};
+pub use secrets::{
+    sealed_key_id, Keyring, SecretKey, KEY_LEN, MAX_KEY_ID_LEN, MAX_PLAINTEXT_LEN, MAX_SEALED_LEN,
+    NONCE_LEN, SEALED_VERSION, TAG_LEN,
+};
+/// Re-exported because [`Keyring::decrypt`] returns plaintext in a [`Zeroizing`] buffer,
+/// which wipes it when dropped.
+pub use zeroize::Zeroizing;
