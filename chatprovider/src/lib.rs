@@ -1,5 +1,6 @@
 //! The LLM provider layer of chatd: the provider catalog, the API-key policy, model
-//! resolution and per-provider model options.
+//! resolution, per-provider model options, and streaming clients behind one
+//! [`LanguageModel`] trait.
 //!
 //! Administrators decide per provider whether the deployment's key is used, whether users
 //! must bring their own key, and whether the deployment key is a fallback; AWS Bedrock can
@@ -11,7 +12,14 @@
 //! from a model config, applies reasoning-effort rules, enforces the inline image cap, and
 //! reports missing keys and configuration problems as errors that [`chaterror::classify`]
 //! already knows how to classify. The rules are Coder's (core.md part E, DECISIONS §5);
-//! `docs/providers.md` explains them for administrators. The crate does no I/O.
+//! `docs/providers.md` explains them for administrators.
+//!
+//! The streaming clients — OpenAI Responses, OpenAI Chat Completions (also for
+//! OpenAI-compatible servers, OpenRouter and Vercel) and Anthropic Messages — turn a
+//! provider-neutral [`ModelRequest`] into the provider's wire format and its server-sent
+//! events back into provider-neutral [`StreamPart`]s; failures are
+//! [`chaterror::ProviderError`]s that [`chaterror::classify`] understands. [`language_model`]
+//! picks the client for a provider.
 //!
 //! - Catalog: [`Provider`], [`normalize_provider`],
 //!   [`azure_base_url`].
@@ -24,8 +32,54 @@
 //!   [`merge_missing_provider_options`]; reasoning: [`reasoning_effort_from_chat`],
 //!   [`resolve_reasoning_effort`].
 //! - Images: [`inline_image_byte_cap`], [`check_inline_images`].
+//! - Streaming: [`LanguageModel`], [`language_model`], [`ModelRequest`], [`StreamPart`],
+//!   [`ModelResponse`], the clients [`OpenAiResponsesModel`], [`OpenAiChatModel`],
+//!   [`AnthropicModel`], conversions [`message_from_parts`] / [`response_to_parts`].
 //!
-//! # Example
+//! # Example: streaming a turn from OpenAI with a tool
+//!
+//! ```no_run
+//! use chatprovider::{
+//!     language_model, ClientSettings, Message, ModelRequest, Provider, ProviderApiKeys,
+//!     StreamPart, ToolDefinition,
+//! };
+//! use codersdk::RawJson;
+//! use futures_util::StreamExt;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let keys = ProviderApiKeys::new().with_api_key(Provider::OpenAi, std::env::var("OPENAI_API_KEY")?)?;
+//! let model = language_model(&keys.client_credentials("openai")?, "gpt-5", None, ClientSettings::default())?;
+//!
+//! let request = ModelRequest {
+//!     system: vec!["You are a weather assistant.".into()],
+//!     messages: vec![Message::user_text("What is the weather in Paris?")],
+//!     tools: vec![ToolDefinition {
+//!         name: "get_weather".into(),
+//!         description: "Current weather for a city".into(),
+//!         input_schema: RawJson::from_json(r#"{"type":"object","properties":{"city":{"type":"string"}}}"#)?,
+//!     }],
+//!     ..Default::default()
+//! };
+//! let mut stream = model.stream(request);
+//! while let Some(part) = stream.next().await {
+//!     match part {
+//!         Ok(StreamPart::TextDelta { delta, .. }) => print!("{delta}"),
+//!         Ok(StreamPart::ToolCall(call)) => println!("call {}({})", call.name, call.arguments),
+//!         Ok(StreamPart::Finish { reason, usage }) => println!("\n{reason}, {usage:?}"),
+//!         Ok(_) => {}
+//!         Err(err) => {
+//!             // Kind, user-facing message and Retry-After in one call.
+//!             let classified = chaterror::classify(&err);
+//!             eprintln!("{}: {}", classified.retry_message(), classified.is_retryable());
+//!             break;
+//!         }
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Example: who pays
 //!
 //! ```
 //! use chatprovider::{

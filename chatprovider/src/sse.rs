@@ -5,7 +5,7 @@
 //! once however the body is chunked (a multi-megabyte event arriving one byte at a time
 //! stays linear), and an event larger than a limit is an error instead of unbounded memory.
 //! `benches/sse.rs` measures it against `eventsource-stream`; the numbers are in
-//! `docs/providers.md`.
+//! `docs/sse-benchmark.md`.
 
 use std::fmt;
 
