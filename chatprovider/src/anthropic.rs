@@ -22,19 +22,17 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::time::Duration;
 
 use base64::Engine as _;
 use chatcost::{AnthropicUsage, AnthropicUsageAccumulator};
 use chaterror::{ClassifiedError, ProviderError};
 use codersdk::{ChatErrorKind, RawJson, SecretString};
-use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::catalog::Provider;
 use crate::image::{check_inline_image, InlineAttachment};
-use crate::language_model::{decode_events, LanguageModel, ModelStream, StreamDecoder};
+use crate::language_model::{LanguageModel, ModelStream, StreamDecoder};
 use crate::options::AnthropicRequestOptions;
 use crate::request::{Message, ModelRequest, Part, Role, ToolChoice, ToolDefinition};
 use crate::response::{FinishReason, StreamPart, ToolCall};
@@ -81,9 +79,6 @@ pub const ANTHROPIC_MAX_OPEN_BLOCKS: usize = 1024;
 pub const ANTHROPIC_MAX_ERROR_MESSAGE_CHARS: usize = 1024;
 
 const PROVIDER: &str = "anthropic";
-
-/// A far-but-representable startup deadline for absurd `startup_timeout` settings.
-const FAR_FUTURE: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 /// A Claude model served by the Anthropic Messages API.
 ///
@@ -205,20 +200,12 @@ impl LanguageModel for AnthropicModel {
     }
 
     fn stream(&self, request: ModelRequest) -> ModelStream {
-        let prepared = self.build_http_request(&request);
-        let settings = self.settings.clone();
-        let start = async move {
-            let req = prepared?;
-            let now = tokio::time::Instant::now();
-            let deadline = now
-                .checked_add(settings.startup_timeout)
-                .or_else(|| now.checked_add(FAR_FUTURE))
-                .unwrap_or(now);
-            let resp = transport::send(req, PROVIDER, &settings, deadline).await?;
-            let events = transport::sse_events(resp, &settings, PROVIDER, deadline);
-            Ok::<ModelStream, ProviderError>(decode_events(events, AnthropicDecoder::new()))
-        };
-        Box::pin(futures_util::stream::once(start).try_flatten())
+        transport::stream_sse(
+            self.build_http_request(&request),
+            PROVIDER,
+            self.settings.clone(),
+            AnthropicDecoder::new(),
+        )
     }
 }
 

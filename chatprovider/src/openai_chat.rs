@@ -47,8 +47,8 @@ use crate::response::{FinishReason, StreamPart, ToolCall};
 use crate::sse::SseError;
 use crate::sse::SseEvent;
 use crate::transport::{
-    send, sse_events, startup_timeout_error, transport_error, with_common_headers, ClientSettings,
-    MAX_ERROR_BODY_BYTES,
+    send, sse_events, startup_deadline, startup_timeout_error, transport_error,
+    with_common_headers, ClientSettings, MAX_ERROR_BODY_BYTES,
 };
 
 /// Path segments appended to the base URL: `{base_url}/chat/completions`.
@@ -81,9 +81,6 @@ const DONE_MARKER: &str = "[DONE]";
 
 /// Prefix of the error text of an in-stream error chunk.
 const STREAM_ERROR_PREFIX: &str = "openai chat stream error";
-
-/// Used when a `startup_timeout` is too large to add to the current instant.
-const FALLBACK_STARTUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// Which `chatcost` rule normalizes a Chat Completions `usage` object (see
 /// `docs/cost.md`): vendors disagree on whether `completion_tokens` include reasoning and
@@ -417,11 +414,7 @@ impl LanguageModel for OpenAiChatModel {
         let decoder = OpenAiChatDecoder::new(provider).with_usage_rule(self.usage_rule);
         let start = async move {
             let name = provider.as_str();
-            let now = tokio::time::Instant::now();
-            let deadline = now
-                .checked_add(settings.startup_timeout)
-                .or_else(|| now.checked_add(FALLBACK_STARTUP_TIMEOUT))
-                .unwrap_or(now);
+            let deadline = startup_deadline(&settings);
             let resp = send(req, name, &settings, deadline).await?;
             if is_json_response(&resp) {
                 let body = read_json_body(resp, &settings, name, deadline).await?;

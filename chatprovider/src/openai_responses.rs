@@ -12,7 +12,6 @@ use base64::Engine as _;
 use chatcost::normalize::{self, OpenAiResponsesUsage};
 use chaterror::ProviderError;
 use codersdk::{ChatMessageUsage, RawJson};
-use futures_util::TryStreamExt;
 use reqwest::header::{HeaderName, HeaderValue, ACCEPT, AUTHORIZATION};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -20,7 +19,7 @@ use serde_json::{json, Map, Value};
 use crate::catalog::{azure_base_url, parse_http_url, Provider};
 use crate::error::{Error, ErrorKind};
 use crate::keys::ProviderCredentials;
-use crate::language_model::{decode_events, LanguageModel, ModelStream, StreamDecoder};
+use crate::language_model::{LanguageModel, ModelStream, StreamDecoder};
 use crate::options::{
     OpenAiLogprobs, OpenAiRequestOptions, OpenAiResponsesOptions, ProviderRequestOptions,
     OPENAI_INCLUDE_REASONING_ENCRYPTED_CONTENT,
@@ -29,7 +28,7 @@ use crate::request::{Message, ModelRequest, Part, Role, ToolChoice};
 use crate::resolve::is_openai_reasoning_model;
 use crate::response::{FinishReason, StreamPart, ToolCall};
 use crate::sse::SseEvent;
-use crate::transport::{self, ClientSettings, EventStream};
+use crate::transport::{self, ClientSettings};
 
 /// The error text of a Responses stream whose body ended before `response.completed`,
 /// `response.incomplete`, `response.failed` or `error`. `chaterror` recognises it and
@@ -221,30 +220,20 @@ impl LanguageModel for OpenAiResponsesModel {
 
     fn stream(&self, request: ModelRequest) -> ModelStream {
         let body = build_request_body(&self.model_id, &request);
-        let settings = self.settings.clone();
-        let endpoint = self.endpoint.clone();
-        let auth = (self.auth_name.clone(), self.auth_value.clone());
-        let provider = self.provider;
-        let correlation = request.correlation;
-        let connect = async move {
-            let deadline = tokio::time::Instant::now() + settings.startup_timeout;
-            let req = settings
-                .http
-                .post(&endpoint)
-                .header(auth.0, auth.1)
-                .header(ACCEPT, "text/event-stream")
-                .json(&body);
-            let req = transport::with_common_headers(req, &settings, &correlation);
-            let resp = transport::send(req, provider.as_str(), &settings, deadline).await?;
-            Ok::<EventStream, ProviderError>(transport::sse_events(
-                resp,
-                &settings,
-                provider.as_str(),
-                deadline,
-            ))
-        };
-        let events: EventStream = Box::pin(futures_util::stream::once(connect).try_flatten());
-        decode_events(events, OpenAiResponsesDecoder::new(provider))
+        let req = self
+            .settings
+            .http
+            .post(&self.endpoint)
+            .header(self.auth_name.clone(), self.auth_value.clone())
+            .header(ACCEPT, "text/event-stream")
+            .json(&body);
+        let req = transport::with_common_headers(req, &self.settings, &request.correlation);
+        transport::stream_sse(
+            Ok(req),
+            self.provider.as_str(),
+            self.settings.clone(),
+            OpenAiResponsesDecoder::new(self.provider),
+        )
     }
 }
 

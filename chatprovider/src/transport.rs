@@ -90,6 +90,40 @@ impl Default for ClientSettings {
     }
 }
 
+/// Stand-in for a startup timeout too large to add to the clock: far enough to never fire.
+const FAR_FUTURE: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// The startup deadline of a request sent now. Saturates rather than overflowing when the
+/// configured timeout is enormous (`Instant + Duration` would panic).
+pub(crate) fn startup_deadline(settings: &ClientSettings) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(settings.startup_timeout)
+        .or_else(|| now.checked_add(FAR_FUTURE))
+        .unwrap_or(now)
+}
+
+/// Sends a prepared request and streams its SSE body through `decoder`: the common path of
+/// every client. Nothing happens until the stream is first polled; the startup deadline
+/// covers sending and the first body byte.
+pub(crate) fn stream_sse<D: crate::StreamDecoder + 'static>(
+    request: Result<reqwest::RequestBuilder, ProviderError>,
+    provider: &'static str,
+    settings: ClientSettings,
+    decoder: D,
+) -> crate::ModelStream {
+    use futures_util::TryStreamExt;
+    let start = async move {
+        let req = request?;
+        let deadline = startup_deadline(&settings);
+        let resp = send(req, provider, &settings, deadline).await?;
+        let events = sse_events(resp, &settings, provider, deadline);
+        Ok::<crate::ModelStream, ProviderError>(crate::language_model::decode_events(
+            events, decoder,
+        ))
+    };
+    Box::pin(futures_util::stream::once(start).try_flatten())
+}
+
 /// A stream of SSE events or the failure that ended it.
 pub(crate) type EventStream = Pin<Box<dyn Stream<Item = Result<SseEvent, ProviderError>> + Send>>;
 
@@ -264,4 +298,30 @@ pub(crate) fn sse_events(
             }
         }
     }))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_enormous_startup_timeout_saturates_instead_of_panicking() {
+        let settings = ClientSettings {
+            startup_timeout: Duration::MAX,
+            ..ClientSettings::default()
+        };
+        let deadline = startup_deadline(&settings);
+        assert!(deadline > tokio::time::Instant::now() + Duration::from_secs(24 * 3600));
+    }
+
+    #[test]
+    fn user_agent_names_the_crate_and_platform() {
+        let ua = default_user_agent();
+        assert!(ua.starts_with("chatd/"), "{ua}");
+        assert!(
+            ua.contains(std::env::consts::OS) && ua.contains(std::env::consts::ARCH),
+            "{ua}"
+        );
+    }
 }
