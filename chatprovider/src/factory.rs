@@ -35,12 +35,13 @@ impl OpenAiApi {
         }
     }
 
-    /// From a model config's `openai_config.use_responses_api`.
+    /// From a model config's `openai_config.use_responses_api` (see
+    /// [`uses_openai_responses_api`](crate::uses_openai_responses_api)).
     pub fn from_config(model: &str, config: Option<&codersdk::ChatModelOpenAIConfig>) -> Self {
-        match config.and_then(|c| c.use_responses_api) {
-            Some(true) => OpenAiApi::Responses,
-            Some(false) => OpenAiApi::ChatCompletions,
-            None => OpenAiApi::default_for(model),
+        if crate::options::uses_openai_responses_api(Provider::OpenAi, model, config) {
+            OpenAiApi::Responses
+        } else {
+            OpenAiApi::ChatCompletions
         }
     }
 }

@@ -77,21 +77,14 @@ pub fn uses_openai_responses_api(
         .unwrap_or_else(|| is_openai_responses_model(model))
 }
 
-/// Options of one model call, ready for a provider client.
+/// Options of one model call, ready for a provider client: the [`ModelRequest`] fields
+/// `settings` and `provider_options`, plus which OpenAI API to use.
+///
+/// [`ModelRequest`]: crate::ModelRequest
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct CallOptions {
-    /// Maximum output tokens.
-    pub max_output_tokens: Option<i64>,
-    /// Sampling temperature.
-    pub temperature: Option<f64>,
-    /// Nucleus sampling.
-    pub top_p: Option<f64>,
-    /// Top-k sampling.
-    pub top_k: Option<i64>,
-    /// Presence penalty.
-    pub presence_penalty: Option<f64>,
-    /// Frequency penalty.
-    pub frequency_penalty: Option<f64>,
+    /// Sampling and length settings.
+    pub settings: crate::CallSettings,
     /// Whether an OpenAI or Azure client uses the Responses API
     /// ([`uses_openai_responses_api`]).
     pub use_responses_api: bool,
@@ -122,14 +115,8 @@ pub fn call_options(
     if let Some(effort) = requested_reasoning_effort(requested_effort, config) {
         apply_reasoning_effort(&mut provider_options, provider, responses, &effort);
     }
-    let c = config.cloned().unwrap_or_default();
     CallOptions {
-        max_output_tokens: c.max_output_tokens,
-        temperature: c.temperature,
-        top_p: c.top_p,
-        top_k: c.top_k,
-        presence_penalty: c.presence_penalty,
-        frequency_penalty: c.frequency_penalty,
+        settings: config.map(crate::CallSettings::from).unwrap_or_default(),
         use_responses_api: responses,
         provider_options,
     }
@@ -1126,13 +1113,14 @@ mod tests {
         )
         .unwrap();
         let c = call_options(Provider::OpenAi, "gpt-5", Some(&config), Some("xhigh"));
-        assert_eq!(c.max_output_tokens, Some(1000));
+        let settings = &c.settings;
+        assert_eq!(settings.max_output_tokens, Some(1000));
         assert_eq!(
-            (c.temperature, c.top_p, c.top_k),
+            (settings.temperature, settings.top_p, settings.top_k),
             (Some(0.2), Some(0.9), Some(40))
         );
         assert_eq!(
-            (c.presence_penalty, c.frequency_penalty),
+            (settings.presence_penalty, settings.frequency_penalty),
             (Some(0.1), Some(0.3))
         );
         assert!(!c.use_responses_api);
