@@ -38,6 +38,20 @@ pub enum ErrorKind {
     NotUtf8,
     /// A chat or owner already has the configured maximum number of live subscribers.
     TooManySubscribers,
+    /// A row the operation needs does not exist (a chat to lock, or a referenced user,
+    /// organization or chat named by a foreign key).
+    NotFound,
+    /// The write would break a uniqueness rule (a taken username, organization name, …).
+    Conflict,
+    /// An argument is unusable before the database is asked (an unsupported database URL,
+    /// an invalid schema name).
+    InvalidArgument,
+    /// The database failed, or could not be reached, or a migration failed.
+    Database,
+    /// A stored value could not be decoded (an id that is not a UUID, malformed JSON,
+    /// content of an unknown version). The row was written by something other than this
+    /// store, or by a newer version.
+    CorruptRow,
 }
 
 impl ErrorKind {
@@ -57,6 +71,11 @@ impl ErrorKind {
             ErrorKind::Random => "random",
             ErrorKind::NotUtf8 => "not_utf8",
             ErrorKind::TooManySubscribers => "too_many_subscribers",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::InvalidArgument => "invalid_argument",
+            ErrorKind::Database => "database",
+            ErrorKind::CorruptRow => "corrupt_row",
         }
     }
 }
@@ -73,7 +92,8 @@ impl fmt::Display for ErrorKind {
 /// key concerned, when there is one. Messages never contain plaintext, key bytes or ciphertext
 /// payloads: only key ids (which are names, validated before they are echoed), lengths and
 /// limits. No underlying error is kept as a source, because decoder errors quote the offending
-/// byte, which could be a byte of a key.
+/// byte, which could be a byte of a key. Store errors carry the database's own message
+/// (constraint and column names, never bound values) but not the driver error itself.
 pub struct Error {
     inner: Box<Inner>,
 }
@@ -133,6 +153,28 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+impl From<sqlx::Error> for Error {
+    /// Classifies a driver error: unique violations are [`ErrorKind::Conflict`], foreign-key
+    /// violations [`ErrorKind::NotFound`] (the referenced row is missing), decode failures
+    /// [`ErrorKind::CorruptRow`], anything else [`ErrorKind::Database`].
+    fn from(e: sqlx::Error) -> Self {
+        let kind = match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => ErrorKind::Conflict,
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => ErrorKind::NotFound,
+            sqlx::Error::RowNotFound => ErrorKind::NotFound,
+            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => ErrorKind::CorruptRow,
+            _ => ErrorKind::Database,
+        };
+        Error::new(kind, format!("database: {e}"))
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for Error {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        Error::new(ErrorKind::Database, format!("migration failed: {e}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +195,11 @@ mod tests {
             ErrorKind::Random,
             ErrorKind::NotUtf8,
             ErrorKind::TooManySubscribers,
+            ErrorKind::NotFound,
+            ErrorKind::Conflict,
+            ErrorKind::InvalidArgument,
+            ErrorKind::Database,
+            ErrorKind::CorruptRow,
         ];
         let names: std::collections::HashSet<_> = kinds.iter().map(|k| k.as_str()).collect();
         assert_eq!(names.len(), kinds.len());

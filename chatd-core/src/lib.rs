@@ -18,6 +18,10 @@
 //!   receiver and snapshots the in-memory state atomically, before the caller reads the
 //!   database. See docs/stream-hub.md.
 //!
+//! - **The store** ([`store::Store`]): chats, messages, users and organizations on SQLite or
+//!   PostgreSQL through one implementation over `sqlx`'s `Any` driver, with embedded
+//!   migrations per backend and a per-chat lock ([`store::Store::begin_chat_tx`]).
+//!
 //! Every limit is a named constant or a [`HubConfig`] setting. Errors are one type,
 //! [`Error`], classified by [`Error::kind`]; their messages never contain secrets.
 //!
@@ -54,6 +58,7 @@
 mod error;
 mod hub;
 mod secrets;
+pub mod store;
 
 pub use error::{Error, ErrorKind, Result};
 pub use hub::{

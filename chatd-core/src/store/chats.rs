@@ -1,0 +1,407 @@
+//! Chats and their messages.
+
+use std::collections::BTreeMap;
+
+use codersdk::{
+    decode_message_content, encode_message_content, Chat, ChatClientType, ChatError, ChatMessage,
+    ChatMessagePart, ChatMessageRole, ChatMessageUsage, ChatPlanMode, ChatStatus, DynamicTool,
+    MessagePage, Uuid, CURRENT_CONTENT_VERSION,
+};
+use sqlx::any::AnyRow;
+use sqlx::AnyConnection;
+use sqlx::Row;
+
+use super::{
+    chat_not_found, get_bool, get_opt_uuid, get_time, get_uuid, now_micros, timestamp_from_micros,
+    uuid_text, ChatTx, Store,
+};
+use crate::error::{Error, ErrorKind, Result};
+
+/// Who sees a message (engine.md §1.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageVisibility {
+    /// Sent to the model only.
+    Model,
+    /// Shown to the user only.
+    User,
+    /// Sent to the model and shown to the user.
+    Both,
+}
+
+impl MessageVisibility {
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageVisibility::Model => "model",
+            MessageVisibility::User => "user",
+            MessageVisibility::Both => "both",
+        }
+    }
+}
+
+/// A chat to create with [`Store::create_chat`]. Inputs are assumed validated by the caller
+/// (codersdk's request validators); the store only enforces what the schema does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewChat {
+    /// Owning organization; must exist.
+    pub organization_id: Uuid,
+    /// Owner; must exist.
+    pub owner_id: Uuid,
+    /// Title.
+    pub title: String,
+    /// Model config of the first turn.
+    pub model_config_id: Uuid,
+    /// User labels.
+    pub labels: BTreeMap<String, String>,
+    /// MCP servers enabled for the chat.
+    pub mcp_server_ids: Vec<Uuid>,
+    /// Client-executed tools declared at creation.
+    pub dynamic_tools: Vec<DynamicTool>,
+    /// Extra system prompt of the chat.
+    pub system_prompt: String,
+    /// `ui` or `api`.
+    pub client_type: ChatClientType,
+    /// Plan mode, when requested.
+    pub plan_mode: Option<ChatPlanMode>,
+    /// Content of the first user message.
+    pub first_message_parts: Vec<ChatMessagePart>,
+    /// Author of the first message (usually the owner).
+    pub created_by: Option<Uuid>,
+}
+
+/// A message to append with [`ChatTx::insert_message`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewMessage {
+    /// Author role.
+    pub role: ChatMessageRole,
+    /// Content parts.
+    pub parts: Vec<ChatMessagePart>,
+    /// Who sees it.
+    pub visibility: MessageVisibility,
+    /// Author of a user message.
+    pub created_by: Option<Uuid>,
+    /// Model config in effect; when set it also becomes the chat's `last_model_config_id`.
+    pub model_config_id: Option<Uuid>,
+    /// Token usage of an assistant step.
+    pub usage: Option<ChatMessageUsage>,
+}
+
+const CHAT_COLUMNS: &str = "c.id, c.organization_id, c.owner_id, c.workspace_id, \
+    c.parent_chat_id, c.root_chat_id, c.last_model_config_id, c.title, c.status, c.plan_mode, \
+    c.last_error, c.last_turn_summary, c.archived, c.pin_order, c.mcp_server_ids, \
+    c.client_type, c.created_at, c.updated_at, \
+    CASE WHEN EXISTS (SELECT 1 FROM chat_messages m WHERE m.chat_id = c.id \
+        AND m.role = 'assistant' AND m.deleted = 0 AND m.id > c.last_read_message_id) \
+    THEN 1 ELSE 0 END AS has_unread";
+
+const MESSAGE_COLUMNS: &str = "id, chat_id, created_by, model_config_id, role, content, \
+    content_version, created_at, input_tokens, output_tokens, total_tokens, reasoning_tokens, \
+    cache_creation_tokens, cache_read_tokens, context_limit";
+
+fn json_text(encoded: serde_json::Result<String>, what: &str) -> Result<String> {
+    encoded.map_err(|_| {
+        Error::new(
+            ErrorKind::InvalidArgument,
+            format!("{what} could not be encoded"),
+        )
+    })
+}
+
+fn content_text(parts: &[ChatMessagePart]) -> Result<String> {
+    encode_message_content(parts).map_err(|e| Error::new(ErrorKind::InvalidArgument, e.to_string()))
+}
+
+impl Store {
+    /// Creates a chat (status `pending`, its own root) with its labels and first user
+    /// message (visibility `both`), in one transaction. [`ErrorKind::NotFound`] when the
+    /// organization, owner or author does not exist.
+    pub async fn create_chat(&self, new: NewChat) -> Result<(Chat, ChatMessage)> {
+        let id = Uuid::new_v4();
+        let now = now_micros();
+        let mcp = json_text(serde_json::to_string(&new.mcp_server_ids), "mcp_server_ids")?;
+        let dynamic_tools = if new.dynamic_tools.is_empty() {
+            None
+        } else {
+            Some(json_text(
+                serde_json::to_string(&new.dynamic_tools),
+                "dynamic tools",
+            )?)
+        };
+        let plan_mode = new
+            .plan_mode
+            .as_ref()
+            .map(|m| m.as_str().to_owned())
+            .unwrap_or_default();
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO chats (id, organization_id, owner_id, root_chat_id, \
+             last_model_config_id, title, status, plan_mode, mcp_server_ids, client_type, \
+             dynamic_tools, system_prompt, created_at, updated_at) \
+             VALUES ($1, $2, $3, $1, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
+        )
+        .bind(uuid_text(id))
+        .bind(uuid_text(new.organization_id))
+        .bind(uuid_text(new.owner_id))
+        .bind(uuid_text(new.model_config_id))
+        .bind(&new.title)
+        .bind(ChatStatus::Pending.as_str())
+        .bind(&plan_mode)
+        .bind(&mcp)
+        .bind(new.client_type.as_str())
+        .bind(dynamic_tools)
+        .bind(&new.system_prompt)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        for (key, value) in &new.labels {
+            sqlx::query("INSERT INTO chat_labels (chat_id, key, value) VALUES ($1, $2, $3)")
+                .bind(uuid_text(id))
+                .bind(key)
+                .bind(value)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let message = insert_message(
+            &mut tx,
+            id,
+            now,
+            NewMessage {
+                role: ChatMessageRole::User,
+                parts: new.first_message_parts,
+                visibility: MessageVisibility::Both,
+                created_by: new.created_by,
+                model_config_id: Some(new.model_config_id),
+                usage: None,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        let created = timestamp_from_micros(now)?;
+        let chat = Chat {
+            id,
+            organization_id: new.organization_id,
+            owner_id: new.owner_id,
+            workspace_id: None,
+            build_id: None,
+            agent_id: None,
+            parent_chat_id: None,
+            root_chat_id: Some(id),
+            last_model_config_id: new.model_config_id,
+            title: new.title,
+            status: ChatStatus::Pending,
+            plan_mode: new.plan_mode,
+            last_error: None,
+            last_turn_summary: None,
+            diff_status: None,
+            created_at: created,
+            updated_at: created,
+            archived: false,
+            pin_order: 0,
+            mcp_server_ids: new.mcp_server_ids,
+            labels: new.labels,
+            files: Vec::new(),
+            has_unread: false,
+            last_injected_context: Vec::new(),
+            warnings: Vec::new(),
+            client_type: new.client_type,
+            children: Vec::new(),
+        };
+        Ok((chat, message))
+    }
+
+    /// The chat with `id`, with its labels; `None` when it does not exist.
+    pub async fn get_chat(&self, id: Uuid) -> Result<Option<Chat>> {
+        let mut conn = self.pool().acquire().await?;
+        let sql = format!("SELECT {CHAT_COLUMNS} FROM chats c WHERE c.id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(uuid_text(id))
+            .fetch_optional(&mut *conn)
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let mut chat = chat_from_row(&row)?;
+        chat.labels = load_labels(&mut conn, id).await?;
+        Ok(Some(chat))
+    }
+
+    /// One page of the messages a user sees (visibility `user` or `both`, not deleted) and
+    /// whether more exist beyond it. Oldest first when the page has only `after_id`,
+    /// newest first otherwise (codersdk.md §16.2). [`ErrorKind::NotFound`] when the chat
+    /// does not exist.
+    pub async fn list_messages(
+        &self,
+        chat_id: Uuid,
+        page: &MessagePage,
+    ) -> Result<(Vec<ChatMessage>, bool)> {
+        let mut conn = self.pool().acquire().await?;
+        let exists = sqlx::query("SELECT id FROM chats WHERE id = $1")
+            .bind(uuid_text(chat_id))
+            .fetch_optional(&mut *conn)
+            .await?;
+        if exists.is_none() {
+            return Err(chat_not_found(chat_id));
+        }
+        let order = if page.ascending { "ASC" } else { "DESC" };
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM chat_messages WHERE chat_id = $1 \
+             AND visibility IN ('user', 'both') AND deleted = 0 AND id > $2 AND id < $3 \
+             ORDER BY id {order} LIMIT $4"
+        );
+        // Absent cursors become bounds no id reaches, so one SQL text serves every page.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(uuid_text(chat_id))
+            .bind(page.after_id.unwrap_or(i64::MIN))
+            .bind(page.before_id.unwrap_or(i64::MAX))
+            .bind(page.fetch_limit())
+            .fetch_all(&mut *conn)
+            .await?;
+        let limit = usize::try_from(page.limit.max(0)).unwrap_or(usize::MAX);
+        let has_more = rows.len() > limit;
+        let messages = rows
+            .iter()
+            .take(limit)
+            .map(message_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        Ok((messages, has_more))
+    }
+}
+
+impl ChatTx {
+    /// Appends a message to the locked chat.
+    pub async fn insert_message(&mut self, new: NewMessage) -> Result<ChatMessage> {
+        let chat_id = self.chat_id();
+        insert_message(self.conn(), chat_id, now_micros(), new).await
+    }
+}
+
+async fn insert_message(
+    conn: &mut AnyConnection,
+    chat_id: Uuid,
+    now: i64,
+    new: NewMessage,
+) -> Result<ChatMessage> {
+    let content = content_text(&new.parts)?;
+    let usage = new.usage.unwrap_or_default();
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO chat_messages (chat_id, created_by, model_config_id, role, content, \
+         content_version, visibility, input_tokens, output_tokens, total_tokens, \
+         reasoning_tokens, cache_creation_tokens, cache_read_tokens, context_limit, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
+    )
+    .bind(uuid_text(chat_id))
+    .bind(new.created_by.map(uuid_text))
+    .bind(new.model_config_id.map(uuid_text))
+    .bind(new.role.as_str())
+    .bind(content)
+    .bind(i32::from(CURRENT_CONTENT_VERSION))
+    .bind(new.visibility.as_str())
+    .bind(usage.input_tokens)
+    .bind(usage.output_tokens)
+    .bind(usage.total_tokens)
+    .bind(usage.reasoning_tokens)
+    .bind(usage.cache_creation_tokens)
+    .bind(usage.cache_read_tokens)
+    .bind(usage.context_limit)
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?;
+    if let Some(model) = new.model_config_id {
+        sqlx::query("UPDATE chats SET last_model_config_id = $2 WHERE id = $1")
+            .bind(uuid_text(chat_id))
+            .bind(uuid_text(model))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(ChatMessage {
+        id,
+        chat_id,
+        created_by: new.created_by,
+        model_config_id: new.model_config_id,
+        created_at: timestamp_from_micros(now)?,
+        role: new.role,
+        content: new.parts,
+        usage: new.usage.filter(|u| !u.is_empty()),
+    })
+}
+
+async fn load_labels(conn: &mut AnyConnection, chat_id: Uuid) -> Result<BTreeMap<String, String>> {
+    let rows = sqlx::query("SELECT key, value FROM chat_labels WHERE chat_id = $1")
+        .bind(uuid_text(chat_id))
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("key")?, r.try_get("value")?)))
+        .collect()
+}
+
+fn corrupt(what: &str) -> Error {
+    Error::new(ErrorKind::CorruptRow, format!("stored {what} is malformed"))
+}
+
+fn chat_from_row(row: &AnyRow) -> Result<Chat> {
+    let plan_mode: String = row.try_get("plan_mode")?;
+    let last_error = row
+        .try_get::<Option<String>, _>("last_error")?
+        .map(|s| serde_json::from_str::<ChatError>(&s).map_err(|_| corrupt("last_error")))
+        .transpose()?;
+    let mcp: String = row.try_get("mcp_server_ids")?;
+    let mcp_server_ids: Vec<Uuid> =
+        serde_json::from_str(&mcp).map_err(|_| corrupt("mcp_server_ids"))?;
+    let id = get_uuid(row, "id")?;
+    Ok(Chat {
+        id,
+        organization_id: get_uuid(row, "organization_id")?,
+        owner_id: get_uuid(row, "owner_id")?,
+        workspace_id: get_opt_uuid(row, "workspace_id")?,
+        build_id: None,
+        agent_id: None,
+        parent_chat_id: get_opt_uuid(row, "parent_chat_id")?,
+        root_chat_id: Some(get_uuid(row, "root_chat_id")?),
+        last_model_config_id: get_uuid(row, "last_model_config_id")?,
+        title: row.try_get("title")?,
+        status: ChatStatus::from_wire(&row.try_get::<String, _>("status")?),
+        plan_mode: (!plan_mode.is_empty()).then(|| ChatPlanMode::from_wire(&plan_mode)),
+        last_error,
+        last_turn_summary: row.try_get("last_turn_summary")?,
+        diff_status: None,
+        created_at: get_time(row, "created_at")?,
+        updated_at: get_time(row, "updated_at")?,
+        archived: get_bool(row, "archived")?,
+        pin_order: row.try_get("pin_order")?,
+        mcp_server_ids,
+        labels: BTreeMap::new(),
+        files: Vec::new(),
+        has_unread: get_bool(row, "has_unread")?,
+        last_injected_context: Vec::new(),
+        warnings: Vec::new(),
+        client_type: ChatClientType::from_wire(&row.try_get::<String, _>("client_type")?),
+        children: Vec::new(),
+    })
+}
+
+fn message_from_row(row: &AnyRow) -> Result<ChatMessage> {
+    let version: i16 = row.try_get("content_version")?;
+    let raw: String = row.try_get("content")?;
+    let content = decode_message_content(version, &raw)
+        .map_err(|e| Error::new(ErrorKind::CorruptRow, e.to_string()))?;
+    let usage = ChatMessageUsage {
+        input_tokens: row.try_get("input_tokens")?,
+        output_tokens: row.try_get("output_tokens")?,
+        total_tokens: row.try_get("total_tokens")?,
+        reasoning_tokens: row.try_get("reasoning_tokens")?,
+        cache_creation_tokens: row.try_get("cache_creation_tokens")?,
+        cache_read_tokens: row.try_get("cache_read_tokens")?,
+        context_limit: row.try_get("context_limit")?,
+    };
+    Ok(ChatMessage {
+        id: row.try_get("id")?,
+        chat_id: get_uuid(row, "chat_id")?,
+        created_by: get_opt_uuid(row, "created_by")?,
+        model_config_id: get_opt_uuid(row, "model_config_id")?,
+        created_at: get_time(row, "created_at")?,
+        role: ChatMessageRole::from_wire(&row.try_get::<String, _>("role")?),
+        content,
+        usage: (!usage.is_empty()).then_some(usage),
+    })
+}

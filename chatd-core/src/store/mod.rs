@@ -1,0 +1,387 @@
+//! The durable store: one implementation over `sqlx`'s `Any` driver for SQLite and
+//! PostgreSQL (see docs/engine-design.md).
+//!
+//! Every operation is one transaction. Column types are portable: ids are lowercase
+//! hyphenated UUID text, timestamps `BIGINT` Unix microseconds, JSON `TEXT`, booleans
+//! `BIGINT` 0/1 (the `Any` driver cannot decode a SQLite column declared `BOOLEAN`).
+//! Per-chat writes go through [`Store::begin_chat_tx`], which serializes them (invariant 1).
+
+mod chats;
+mod users;
+
+use std::time::Duration;
+
+use codersdk::{Timestamp, Uuid};
+use sqlx::any::AnyPoolOptions;
+use sqlx::{Any, AnyConnection, AnyPool, Executor, Row, Transaction};
+
+use crate::error::{Error, ErrorKind, Result};
+
+pub use chats::{MessageVisibility, NewChat, NewMessage};
+pub use users::{NewUser, Organization, User};
+
+/// How long a SQLite connection waits for the database write lock before failing with
+/// "database is locked". Writers hold the lock for one short transaction, so waiting this
+/// long means something is wrong rather than merely busy.
+pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Default size of the connection pool.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
+
+/// How long acquiring a pooled connection may wait before failing.
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Longest PostgreSQL schema name [`StoreOptions::schema`] accepts (PostgreSQL's identifier
+/// limit).
+pub const MAX_SCHEMA_NAME_LEN: usize = 63;
+
+/// Which database a [`Store`] talks to; chosen from the URL's scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dialect {
+    /// SQLite (`sqlite:` URLs): one process, one writer at a time.
+    Sqlite,
+    /// PostgreSQL (`postgres://` or `postgresql://` URLs).
+    Postgres,
+}
+
+impl Dialect {
+    /// The dialect of a database URL, or [`ErrorKind::InvalidArgument`] for another scheme.
+    pub fn from_url(url: &str) -> Result<Dialect> {
+        if url.starts_with("sqlite:") {
+            Ok(Dialect::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Dialect::Postgres)
+        } else {
+            Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "unsupported database URL: expected sqlite:, postgres:// or postgresql://",
+            ))
+        }
+    }
+}
+
+/// How to open a [`Store`].
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Database URL: `sqlite:///path/to/chatd.db` (created when missing) or
+    /// `postgres://user@host:port/db`. Not `sqlite::memory:`: each pooled connection would
+    /// get its own empty database.
+    pub url: String,
+    /// PostgreSQL only: the schema to create tables in and read from (set as the
+    /// connection's `search_path`). Letters, digits and `_`; must already exist.
+    pub schema: Option<String>,
+    /// Connection pool size.
+    pub max_connections: u32,
+}
+
+impl StoreOptions {
+    /// Options for `url` with the defaults.
+    pub fn new(url: impl Into<String>) -> Self {
+        StoreOptions {
+            url: url.into(),
+            schema: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+/// Handle to the database. Cheap to clone: clones share one pool.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    dialect: Dialect,
+}
+
+/// An open transaction holding the lock on one chat (invariant 1). Dropping it without
+/// [`ChatTx::commit`] rolls back.
+#[derive(Debug)]
+pub struct ChatTx {
+    tx: Transaction<'static, Any>,
+    chat_id: Uuid,
+}
+
+impl ChatTx {
+    /// The locked chat.
+    pub fn chat_id(&self) -> Uuid {
+        self.chat_id
+    }
+
+    /// The transaction's connection, for queries under the lock.
+    pub fn conn(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
+
+    /// Commits and releases the lock.
+    pub async fn commit(self) -> Result<()> {
+        self.tx.commit().await.map_err(Error::from)
+    }
+
+    /// Rolls back and releases the lock.
+    pub async fn rollback(self) -> Result<()> {
+        self.tx.rollback().await.map_err(Error::from)
+    }
+}
+
+impl Store {
+    /// Opens `url` with the default [`StoreOptions`]; see [`Store::connect_with`].
+    pub async fn connect(url: &str) -> Result<Store> {
+        Store::connect_with(StoreOptions::new(url)).await
+    }
+
+    /// Opens the database and applies the embedded migrations of its dialect.
+    ///
+    /// SQLite: the file is created when missing, switched to WAL, and every connection
+    /// gets `foreign_keys=ON` and a [`SQLITE_BUSY_TIMEOUT`]. PostgreSQL: with
+    /// [`StoreOptions::schema`], every connection's `search_path` is that schema.
+    pub async fn connect_with(options: StoreOptions) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let dialect = Dialect::from_url(&options.url)?;
+        let url = match dialect {
+            Dialect::Sqlite => sqlite_url_creating_file(&options.url),
+            Dialect::Postgres => options.url.clone(),
+        };
+        let set_path = match (&options.schema, dialect) {
+            (None, _) => None,
+            (Some(schema), Dialect::Postgres) => {
+                validate_schema_name(schema)?;
+                Some(format!("SET search_path TO \"{schema}\""))
+            }
+            (Some(_), Dialect::Sqlite) => {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    "a schema can only be set for PostgreSQL",
+                ))
+            }
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(DEFAULT_ACQUIRE_TIMEOUT)
+            .after_connect(move |conn, _meta| {
+                let set_path = set_path.clone();
+                Box::pin(async move {
+                    match dialect {
+                        Dialect::Sqlite => {
+                            let busy = format!(
+                                "PRAGMA busy_timeout = {}",
+                                SQLITE_BUSY_TIMEOUT.as_millis()
+                            );
+                            conn.execute(sqlx::AssertSqlSafe(busy)).await?;
+                            conn.execute("PRAGMA foreign_keys = ON").await?;
+                        }
+                        Dialect::Postgres => {
+                            if let Some(sql) = set_path {
+                                // The schema name was validated to identifier characters.
+                                conn.execute(sqlx::AssertSqlSafe(sql)).await?;
+                            }
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await?;
+        if dialect == Dialect::Sqlite {
+            // Persistent in the file, so once suffices; WAL lets readers run beside the
+            // single writer.
+            let mode: String = sqlx::query_scalar("PRAGMA journal_mode = WAL")
+                .fetch_one(&pool)
+                .await?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(Error::new(
+                    ErrorKind::Database,
+                    format!("SQLite refused WAL mode (journal mode is {mode})"),
+                ));
+            }
+        }
+        match dialect {
+            Dialect::Sqlite => sqlx::migrate!("migrations/sqlite").run(&pool).await?,
+            Dialect::Postgres => sqlx::migrate!("migrations/postgres").run(&pool).await?,
+        }
+        Ok(Store { pool, dialect })
+    }
+
+    /// The database this store talks to.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// The connection pool, for reads that need no transaction.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Starts a write transaction. On SQLite it takes the database write lock up front
+    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads and then writes can fail to
+    /// upgrade its lock without waiting on the busy timeout.
+    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Any>> {
+        let tx = match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Dialect::Postgres => self.pool.begin().await?,
+        };
+        Ok(tx)
+    }
+
+    /// Starts a transaction holding the lock on chat `chat_id` (invariant 1): PostgreSQL
+    /// locks the row (`FOR UPDATE`), SQLite the whole database (`BEGIN IMMEDIATE`, one
+    /// writer). Either way two such transactions on one chat never interleave.
+    /// [`ErrorKind::NotFound`] when the chat does not exist.
+    pub async fn begin_chat_tx(&self, chat_id: Uuid) -> Result<ChatTx> {
+        let mut tx = self.begin_write().await?;
+        let sql = match self.dialect {
+            Dialect::Sqlite => "SELECT id FROM chats WHERE id = $1",
+            Dialect::Postgres => "SELECT id FROM chats WHERE id = $1 FOR UPDATE",
+        };
+        let found = sqlx::query(sql)
+            .bind(uuid_text(chat_id))
+            .fetch_optional(&mut *tx)
+            .await?;
+        if found.is_none() {
+            tx.rollback().await?;
+            return Err(chat_not_found(chat_id));
+        }
+        Ok(ChatTx { tx, chat_id })
+    }
+}
+
+fn sqlite_url_creating_file(url: &str) -> String {
+    let has_mode = url
+        .split_once('?')
+        .is_some_and(|(_, q)| q.split('&').any(|kv| kv.starts_with("mode=")));
+    if has_mode {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    }
+}
+
+fn validate_schema_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_SCHEMA_NAME_LEN
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !name.as_bytes().first().is_some_and(u8::is_ascii_digit);
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::InvalidArgument,
+            format!(
+                "schema name must be 1 to {MAX_SCHEMA_NAME_LEN} letters, digits or '_', not starting with a digit"
+            ),
+        ))
+    }
+}
+
+pub(crate) fn chat_not_found(chat_id: Uuid) -> Error {
+    Error::new(ErrorKind::NotFound, format!("chat {chat_id} not found"))
+}
+
+/// The current instant truncated to whole microseconds, the store's time resolution, so a
+/// value returned by a write equals the value read back.
+pub fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+/// A stored timestamp (Unix microseconds) as a [`Timestamp`]; [`ErrorKind::CorruptRow`]
+/// when out of range.
+pub fn timestamp_from_micros(micros: i64) -> Result<Timestamp> {
+    chrono::DateTime::from_timestamp_micros(micros)
+        .map(Timestamp)
+        .ok_or_else(|| Error::new(ErrorKind::CorruptRow, "stored timestamp is out of range"))
+}
+
+/// A [`Timestamp`] as stored (Unix microseconds; sub-microsecond digits are dropped).
+pub fn timestamp_to_micros(t: Timestamp) -> i64 {
+    t.0.timestamp_micros()
+}
+
+/// A UUID as stored: lowercase hyphenated text.
+pub fn uuid_text(id: Uuid) -> String {
+    id.as_hyphenated().to_string()
+}
+
+/// A stored UUID; [`ErrorKind::CorruptRow`] when it is not one.
+pub fn parse_uuid(text: &str) -> Result<Uuid> {
+    Uuid::parse_str(text).map_err(|_| Error::new(ErrorKind::CorruptRow, "stored id is not a UUID"))
+}
+
+fn parse_opt_uuid(text: Option<String>) -> Result<Option<Uuid>> {
+    text.as_deref().map(parse_uuid).transpose()
+}
+
+fn get_uuid(row: &sqlx::any::AnyRow, col: &str) -> Result<Uuid> {
+    parse_uuid(&row.try_get::<String, _>(col)?)
+}
+
+fn get_opt_uuid(row: &sqlx::any::AnyRow, col: &str) -> Result<Option<Uuid>> {
+    parse_opt_uuid(row.try_get::<Option<String>, _>(col)?)
+}
+
+fn get_bool(row: &sqlx::any::AnyRow, col: &str) -> Result<bool> {
+    Ok(row.try_get::<i64, _>(col)? != 0)
+}
+
+fn get_time(row: &sqlx::any::AnyRow, col: &str) -> Result<Timestamp> {
+    timestamp_from_micros(row.try_get::<i64, _>(col)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dialect_from_url() {
+        assert_eq!(
+            Dialect::from_url("sqlite:///tmp/x.db").ok(),
+            Some(Dialect::Sqlite)
+        );
+        assert_eq!(
+            Dialect::from_url("postgresql://h/db").ok(),
+            Some(Dialect::Postgres)
+        );
+        assert_eq!(
+            Dialect::from_url("mysql://h/db")
+                .map_err(|e| e.kind())
+                .err(),
+            Some(ErrorKind::InvalidArgument)
+        );
+    }
+
+    #[test]
+    fn sqlite_url_gets_create_mode_once() {
+        assert_eq!(
+            sqlite_url_creating_file("sqlite:///a.db"),
+            "sqlite:///a.db?mode=rwc"
+        );
+        assert_eq!(
+            sqlite_url_creating_file("sqlite:///a.db?cache=shared"),
+            "sqlite:///a.db?cache=shared&mode=rwc"
+        );
+        assert_eq!(
+            sqlite_url_creating_file("sqlite:///a.db?mode=ro"),
+            "sqlite:///a.db?mode=ro"
+        );
+    }
+
+    #[test]
+    fn schema_names() {
+        assert!(validate_schema_name("chatd_test_1").is_ok());
+        for bad in ["", "1abc", "a-b", "a\"b", &"x".repeat(64)] {
+            assert!(validate_schema_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn time_round_trips_in_micros() {
+        let now = now_micros();
+        let t = timestamp_from_micros(now).map_err(|e| e.kind());
+        assert_eq!(t.map(timestamp_to_micros), Ok(now));
+        assert!(timestamp_from_micros(i64::MAX).is_err());
+    }
+}

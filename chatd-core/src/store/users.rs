@@ -1,0 +1,106 @@
+//! Users and organizations: the identities chats belong to.
+
+use codersdk::{Timestamp, Uuid};
+
+use super::{now_micros, timestamp_from_micros, uuid_text, Store};
+use crate::error::Result;
+
+/// A user to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUser {
+    /// Login name; unique.
+    pub username: String,
+    /// Display name.
+    pub name: String,
+    /// Site role (`owner`, `member`, …).
+    pub role: String,
+}
+
+/// A stored user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// User id.
+    pub id: Uuid,
+    /// Login name.
+    pub username: String,
+    /// Display name.
+    pub name: String,
+    /// Site role.
+    pub role: String,
+    /// Creation time.
+    pub created_at: Timestamp,
+}
+
+/// A stored organization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Organization {
+    /// Organization id.
+    pub id: Uuid,
+    /// Name; unique.
+    pub name: String,
+    /// Creation time.
+    pub created_at: Timestamp,
+}
+
+impl Store {
+    /// Creates a user. [`crate::ErrorKind::Conflict`] when the username is taken.
+    pub async fn create_user(&self, new: NewUser) -> Result<User> {
+        let id = Uuid::new_v4();
+        let now = now_micros();
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO users (id, username, name, role, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(uuid_text(id))
+        .bind(&new.username)
+        .bind(&new.name)
+        .bind(&new.role)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(User {
+            id,
+            username: new.username,
+            name: new.name,
+            role: new.role,
+            created_at: timestamp_from_micros(now)?,
+        })
+    }
+
+    /// Creates an organization. [`crate::ErrorKind::Conflict`] when the name is taken.
+    pub async fn create_organization(&self, name: &str) -> Result<Organization> {
+        let id = Uuid::new_v4();
+        let now = now_micros();
+        let mut tx = self.begin_write().await?;
+        sqlx::query("INSERT INTO organizations (id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(uuid_text(id))
+            .bind(name)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Organization {
+            id,
+            name: name.to_owned(),
+            created_at: timestamp_from_micros(now)?,
+        })
+    }
+
+    /// Makes a user a member of an organization; adding an existing member is a no-op.
+    /// [`crate::ErrorKind::NotFound`] when either does not exist.
+    pub async fn add_member(&self, organization_id: Uuid, user_id: Uuid) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO organization_members (organization_id, user_id, created_at) \
+             VALUES ($1, $2, $3) ON CONFLICT (organization_id, user_id) DO NOTHING",
+        )
+        .bind(uuid_text(organization_id))
+        .bind(uuid_text(user_id))
+        .bind(now_micros())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

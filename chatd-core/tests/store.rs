@@ -1,0 +1,522 @@
+//! Store tests. Every test runs on SQLite (a fresh temp file) and, when
+//! `CHATD_TEST_DATABASE_URL` names a PostgreSQL database, also on PostgreSQL (a fresh schema
+//! that is dropped afterwards).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+
+use chatd_core::store::{
+    Dialect, MessageVisibility, NewChat, NewMessage, NewUser, Store, StoreOptions,
+};
+use chatd_core::ErrorKind;
+use codersdk::{
+    ChatClientType, ChatMessagePart, ChatMessageRole, ChatMessageUsage, ChatPlanMode, ChatStatus,
+    DynamicTool, MessagePage, RawJson, Uuid,
+};
+use sqlx::Row;
+
+const DATABASE_URL_ENV: &str = "CHATD_TEST_DATABASE_URL";
+
+/// A store on a throw-away database, and how to throw it away.
+struct TestDb {
+    store: Store,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    File(PathBuf),
+    Schema { url: String, schema: String },
+}
+
+impl TestDb {
+    async fn sqlite() -> TestDb {
+        let path = std::env::temp_dir().join(format!("chatd-store-test-{}.db", Uuid::new_v4()));
+        let store = Store::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        TestDb {
+            store,
+            cleanup: Cleanup::File(path),
+        }
+    }
+
+    async fn postgres(url: &str) -> TestDb {
+        sqlx::any::install_default_drivers();
+        let schema = format!("chatd_test_{}", Uuid::new_v4().simple());
+        let admin = sqlx::AnyPool::connect(url).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+        let mut options = StoreOptions::new(url);
+        options.schema = Some(schema.clone());
+        options.max_connections = 4;
+        let store = Store::connect_with(options).await.unwrap();
+        TestDb {
+            store,
+            cleanup: Cleanup::Schema {
+                url: url.to_owned(),
+                schema,
+            },
+        }
+    }
+
+    async fn finish(self) {
+        self.store.close().await;
+        match self.cleanup {
+            Cleanup::File(path) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut p = path.clone().into_os_string();
+                    p.push(suffix);
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+            Cleanup::Schema { url, schema } => {
+                if let Ok(admin) = sqlx::AnyPool::connect(&url).await {
+                    let _ =
+                        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+                            .execute(&admin)
+                            .await;
+                    admin.close().await;
+                }
+            }
+        }
+    }
+}
+
+/// Runs `test` on SQLite, then on PostgreSQL when configured.
+async fn on_each_backend<F, Fut>(test: F)
+where
+    F: Fn(Store) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let db = TestDb::sqlite().await;
+    test(db.store.clone()).await;
+    db.finish().await;
+    if let Some(url) = std::env::var(DATABASE_URL_ENV)
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
+        let db = TestDb::postgres(&url).await;
+        test(db.store.clone()).await;
+        db.finish().await;
+    }
+}
+
+struct Fixture {
+    org: Uuid,
+    user: Uuid,
+}
+
+async fn fixture(store: &Store) -> Fixture {
+    let user = store
+        .create_user(NewUser {
+            username: "alice".into(),
+            name: "Alice".into(),
+            role: "member".into(),
+        })
+        .await
+        .unwrap();
+    let org = store.create_organization("acme").await.unwrap();
+    store.add_member(org.id, user.id).await.unwrap();
+    Fixture {
+        org: org.id,
+        user: user.id,
+    }
+}
+
+fn new_chat(f: &Fixture, text: &str) -> NewChat {
+    NewChat {
+        organization_id: f.org,
+        owner_id: f.user,
+        title: "A chat".into(),
+        model_config_id: Uuid::new_v4(),
+        labels: BTreeMap::new(),
+        mcp_server_ids: Vec::new(),
+        dynamic_tools: Vec::new(),
+        system_prompt: String::new(),
+        client_type: ChatClientType::Ui,
+        plan_mode: None,
+        first_message_parts: vec![ChatMessagePart::text(text)],
+        created_by: Some(f.user),
+    }
+}
+
+fn page(before_id: Option<i64>, after_id: Option<i64>, limit: i64) -> MessagePage {
+    MessagePage {
+        before_id,
+        after_id,
+        limit,
+        ascending: after_id.is_some() && before_id.is_none(),
+    }
+}
+
+#[tokio::test]
+async fn migrations_apply_and_pragmas_hold() {
+    on_each_backend(|store| async move {
+        let tables: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM chats")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(tables, 0);
+        let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(applied, 1);
+        if store.dialect() == Dialect::Sqlite {
+            let mut conn = store.pool().acquire().await.unwrap();
+            let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+            assert_eq!(fk, 1);
+            let busy: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+            assert_eq!(busy, 5000);
+            let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+            assert_eq!(mode, "wal");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn reopening_an_sqlite_store_keeps_data_and_migrations() {
+    let path = std::env::temp_dir().join(format!("chatd-store-reopen-{}.db", Uuid::new_v4()));
+    let url = format!("sqlite://{}", path.display());
+    let store = Store::connect(&url).await.unwrap();
+    let f = fixture(&store).await;
+    store.close().await;
+    let store = Store::connect(&url).await.unwrap();
+    let (chat, _) = store.create_chat(new_chat(&f, "hi")).await.unwrap();
+    assert!(store.get_chat(chat.id).await.unwrap().is_some());
+    store.close().await;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.clone().into_os_string();
+        p.push(suffix);
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+#[tokio::test]
+async fn unique_and_foreign_keys_are_enforced() {
+    on_each_backend(|store| async move {
+        let f = fixture(&store).await;
+        let dup = store
+            .create_user(NewUser {
+                username: "alice".into(),
+                name: String::new(),
+                role: "member".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(dup.kind(), ErrorKind::Conflict);
+        let dup = store.create_organization("acme").await.unwrap_err();
+        assert_eq!(dup.kind(), ErrorKind::Conflict);
+        // Adding a member twice is a no-op.
+        store.add_member(f.org, f.user).await.unwrap();
+        let missing = store.add_member(f.org, Uuid::new_v4()).await.unwrap_err();
+        assert_eq!(missing.kind(), ErrorKind::NotFound);
+        let mut chat = new_chat(&f, "x");
+        chat.owner_id = Uuid::new_v4();
+        let err = store.create_chat(chat).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn create_and_get_round_trip() {
+    on_each_backend(|store| async move {
+        let f = fixture(&store).await;
+        let mut input = new_chat(&f, "hello");
+        input.labels = BTreeMap::from([
+            ("env".to_owned(), "prod".to_owned()),
+            ("team".to_owned(), "core".to_owned()),
+        ]);
+        input.mcp_server_ids = vec![Uuid::new_v4(), Uuid::new_v4()];
+        input.dynamic_tools = vec![DynamicTool {
+            name: "lookup".into(),
+            description: "Looks things up".into(),
+            input_schema: RawJson::from_value(&serde_json::json!({"type": "object"})).unwrap(),
+        }];
+        input.system_prompt = "Be brief.".into();
+        input.client_type = ChatClientType::Api;
+        input.plan_mode = Some(ChatPlanMode::Plan);
+        let model = input.model_config_id;
+        let (chat, first) = store.create_chat(input).await.unwrap();
+
+        assert_eq!(chat.status, ChatStatus::Pending);
+        assert_eq!(chat.root_chat_id, Some(chat.id));
+        assert_eq!(chat.last_model_config_id, model);
+        assert_eq!(chat.labels.len(), 2);
+        assert_eq!(first.chat_id, chat.id);
+        assert_eq!(first.role, ChatMessageRole::User);
+        assert_eq!(first.created_by, Some(f.user));
+        assert_eq!(first.content, vec![ChatMessagePart::text("hello")]);
+        assert!(first.id > 0);
+
+        let got = store.get_chat(chat.id).await.unwrap().unwrap();
+        assert_eq!(got, chat);
+        // Never-null arrays stay arrays on the wire.
+        let json = serde_json::to_value(&got).unwrap();
+        assert_eq!(json["mcp_server_ids"].as_array().unwrap().len(), 2);
+        assert!(json["children"].as_array().unwrap().is_empty());
+        assert_eq!(json["labels"]["env"], "prod");
+        assert_eq!(json["plan_mode"], "plan");
+        assert!(json["last_turn_summary"].is_null());
+
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT dynamic_tools FROM chats WHERE id = $1")
+                .bind(chat.id.to_string())
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        let tools: Vec<DynamicTool> = serde_json::from_str(&stored.unwrap()).unwrap();
+        assert_eq!(tools[0].name, "lookup");
+
+        let (messages, has_more) = store
+            .list_messages(chat.id, &page(None, None, 50))
+            .await
+            .unwrap();
+        assert_eq!(messages, vec![first]);
+        assert!(!has_more);
+
+        assert_eq!(store.get_chat(Uuid::new_v4()).await.unwrap(), None);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn minimal_chat_has_empty_collections_and_no_plan_mode() {
+    on_each_backend(|store| async move {
+        let f = fixture(&store).await;
+        let (chat, _) = store.create_chat(new_chat(&f, "x")).await.unwrap();
+        let got = store.get_chat(chat.id).await.unwrap().unwrap();
+        assert_eq!(got, chat);
+        assert!(got.labels.is_empty() && got.mcp_server_ids.is_empty());
+        assert_eq!(got.plan_mode, None);
+        assert!(!got.archived && !got.has_unread);
+        let json = serde_json::to_value(&got).unwrap();
+        assert_eq!(json["labels"], serde_json::json!({}));
+        assert_eq!(json["mcp_server_ids"], serde_json::json!([]));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn list_messages_pages_and_filters() {
+    on_each_backend(|store| async move {
+        let f = fixture(&store).await;
+        let (chat, first) = store.create_chat(new_chat(&f, "m0")).await.unwrap();
+        let mut visible = vec![first.id];
+        let mut tx = store.begin_chat_tx(chat.id).await.unwrap();
+        for i in 1..=6 {
+            let m = tx
+                .insert_message(NewMessage {
+                    role: ChatMessageRole::Assistant,
+                    parts: vec![ChatMessagePart::text(format!("m{i}"))],
+                    visibility: MessageVisibility::Both,
+                    created_by: None,
+                    model_config_id: None,
+                    usage: Some(ChatMessageUsage {
+                        input_tokens: Some(10),
+                        output_tokens: Some(i),
+                        ..Default::default()
+                    }),
+                })
+                .await
+                .unwrap();
+            visible.push(m.id);
+            // Model-only messages are never listed.
+            tx.insert_message(NewMessage {
+                role: ChatMessageRole::System,
+                parts: vec![ChatMessagePart::text("hidden")],
+                visibility: MessageVisibility::Model,
+                created_by: None,
+                model_config_id: None,
+                usage: None,
+            })
+            .await
+            .unwrap();
+        }
+        tx.commit().await.unwrap();
+        // Deleted messages are never listed.
+        sqlx::query("UPDATE chat_messages SET deleted = 1 WHERE id = $1")
+            .bind(visible[3])
+            .execute(store.pool())
+            .await
+            .unwrap();
+        visible.remove(3);
+        let ids = |ms: &[codersdk::ChatMessage]| ms.iter().map(|m| m.id).collect::<Vec<_>>();
+        let newest_first: Vec<i64> = visible.iter().rev().copied().collect();
+
+        // No cursor: newest first.
+        let (ms, more) = store
+            .list_messages(chat.id, &page(None, None, 3))
+            .await
+            .unwrap();
+        assert_eq!(ids(&ms), newest_first[..3]);
+        assert!(more);
+        assert_eq!(ms[0].usage.as_ref().unwrap().output_tokens, Some(6));
+
+        // before_id continues backwards.
+        let (ms, more) = store
+            .list_messages(chat.id, &page(Some(newest_first[2]), None, 3))
+            .await
+            .unwrap();
+        assert_eq!(ids(&ms), newest_first[3..6]);
+        assert!(!more);
+
+        // Exactly the remaining rows: no more.
+        let (ms, more) = store
+            .list_messages(chat.id, &page(None, None, 6))
+            .await
+            .unwrap();
+        assert_eq!(ms.len(), 6);
+        assert!(!more);
+
+        // after_id only: oldest first.
+        let (ms, more) = store
+            .list_messages(chat.id, &page(None, Some(visible[0]), 2))
+            .await
+            .unwrap();
+        assert_eq!(ids(&ms), visible[1..3]);
+        assert!(more);
+        assert_eq!(ms[0].content, vec![ChatMessagePart::text("m1")]);
+
+        // Both cursors: newest first between them.
+        let (ms, more) = store
+            .list_messages(chat.id, &page(Some(visible[4]), Some(visible[0]), 10))
+            .await
+            .unwrap();
+        let expected: Vec<i64> = visible[1..4].iter().rev().copied().collect();
+        assert_eq!(ids(&ms), expected);
+        assert!(!more);
+
+        // The first message has no usage; it is omitted rather than all-None.
+        let (ms, _) = store
+            .list_messages(chat.id, &page(Some(visible[1]), None, 10))
+            .await
+            .unwrap();
+        assert_eq!(ms.len(), 1);
+        assert_eq!(ms[0].usage, None);
+
+        let err = store
+            .list_messages(Uuid::new_v4(), &page(None, None, 10))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+
+        // The assistant messages are newer than the (zero) read marker.
+        assert!(store.get_chat(chat.id).await.unwrap().unwrap().has_unread);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn chat_lock_serializes_read_modify_write() {
+    const TASKS: usize = 2;
+    const ROUNDS: i64 = 50;
+    on_each_backend(|store| async move {
+        let f = fixture(&store).await;
+        let (chat, _) = store.create_chat(new_chat(&f, "x")).await.unwrap();
+        let mut handles = Vec::new();
+        for _ in 0..TASKS {
+            let store = store.clone();
+            handles.push(tokio::spawn(async move {
+                for _ in 0..ROUNDS {
+                    let mut tx = store.begin_chat_tx(chat.id).await.unwrap();
+                    let row = sqlx::query("SELECT lease_epoch FROM chats WHERE id = $1")
+                        .bind(chat.id.to_string())
+                        .fetch_one(tx.conn())
+                        .await
+                        .unwrap();
+                    let epoch: i64 = row.try_get("lease_epoch").unwrap();
+                    // Give the other task every chance to interleave.
+                    tokio::task::yield_now().await;
+                    sqlx::query("UPDATE chats SET lease_epoch = $2 WHERE id = $1")
+                        .bind(chat.id.to_string())
+                        .bind(epoch + 1)
+                        .execute(tx.conn())
+                        .await
+                        .unwrap();
+                    tx.commit().await.unwrap();
+                }
+            }));
+        }
+        for h in handles {
+            h.await.unwrap();
+        }
+        let epoch: i64 = sqlx::query_scalar("SELECT lease_epoch FROM chats WHERE id = $1")
+            .bind(chat.id.to_string())
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(epoch, ROUNDS * TASKS as i64);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn chat_lock_on_missing_chat_is_not_found() {
+    on_each_backend(|store| async move {
+        let err = store.begin_chat_tx(Uuid::new_v4()).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+        // The failed attempt released its lock: another writer gets through.
+        fixture(&store).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn rolled_back_chat_tx_writes_nothing() {
+    on_each_backend(|store| async move {
+        let f = fixture(&store).await;
+        let (chat, _) = store.create_chat(new_chat(&f, "x")).await.unwrap();
+        let mut tx = store.begin_chat_tx(chat.id).await.unwrap();
+        assert_eq!(tx.chat_id(), chat.id);
+        tx.insert_message(NewMessage {
+            role: ChatMessageRole::Assistant,
+            parts: vec![ChatMessagePart::text("never")],
+            visibility: MessageVisibility::Both,
+            created_by: None,
+            model_config_id: Some(Uuid::new_v4()),
+            usage: None,
+        })
+        .await
+        .unwrap();
+        tx.rollback().await.unwrap();
+        let (ms, _) = store
+            .list_messages(chat.id, &page(None, None, 10))
+            .await
+            .unwrap();
+        assert_eq!(ms.len(), 1);
+        assert_eq!(store.get_chat(chat.id).await.unwrap().unwrap(), chat);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bad_urls_and_schemas_are_rejected() {
+    let err = Store::connect("mysql://localhost/x").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    let mut options = StoreOptions::new("postgres://127.0.0.1:1/x");
+    options.schema = Some("bad name".into());
+    let err = Store::connect_with(options).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    let mut options = StoreOptions::new("sqlite:///tmp/never-created.db");
+    options.schema = Some("s".into());
+    let err = Store::connect_with(options).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+}
