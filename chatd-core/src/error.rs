@@ -44,8 +44,12 @@ pub enum ErrorKind {
     /// The write would break a uniqueness rule (a taken username, organization name, …).
     Conflict,
     /// An argument is unusable before the database is asked (an unsupported database URL,
-    /// an invalid schema name).
+    /// an invalid schema name), or the request is refused by a chat rule that maps to
+    /// HTTP 400 (codersdk.md §5.4): sending to or promoting in an archived chat.
     InvalidArgument,
+    /// The chat's queue already holds [`crate::store::MAX_QUEUED_MESSAGES`] messages
+    /// (HTTP 429 "Message queue is full.").
+    QueueFull,
     /// The database failed, or could not be reached, or a migration failed.
     Database,
     /// A stored value could not be decoded (an id that is not a UUID, malformed JSON,
@@ -74,6 +78,7 @@ impl ErrorKind {
             ErrorKind::NotFound => "not_found",
             ErrorKind::Conflict => "conflict",
             ErrorKind::InvalidArgument => "invalid_argument",
+            ErrorKind::QueueFull => "queue_full",
             ErrorKind::Database => "database",
             ErrorKind::CorruptRow => "corrupt_row",
         }
@@ -198,6 +203,7 @@ mod tests {
             ErrorKind::NotFound,
             ErrorKind::Conflict,
             ErrorKind::InvalidArgument,
+            ErrorKind::QueueFull,
             ErrorKind::Database,
             ErrorKind::CorruptRow,
         ];

@@ -107,7 +107,7 @@ fn json_text(encoded: serde_json::Result<String>, what: &str) -> Result<String> 
     })
 }
 
-fn content_text(parts: &[ChatMessagePart]) -> Result<String> {
+pub(super) fn content_text(parts: &[ChatMessagePart]) -> Result<String> {
     encode_message_content(parts).map_err(|e| Error::new(ErrorKind::InvalidArgument, e.to_string()))
 }
 
@@ -275,7 +275,7 @@ impl ChatTx {
     }
 }
 
-async fn insert_message(
+pub(super) async fn insert_message(
     conn: &mut AnyConnection,
     chat_id: Uuid,
     now: i64,
@@ -335,7 +335,7 @@ async fn load_labels(conn: &mut AnyConnection, chat_id: Uuid) -> Result<BTreeMap
         .collect()
 }
 
-fn corrupt(what: &str) -> Error {
+pub(super) fn corrupt(what: &str) -> Error {
     Error::new(ErrorKind::CorruptRow, format!("stored {what} is malformed"))
 }
 

@@ -7,6 +7,8 @@
 //! Per-chat writes go through [`Store::begin_chat_tx`], which serializes them (invariant 1).
 
 mod chats;
+mod leases;
+mod queue;
 mod users;
 
 use std::time::Duration;
@@ -18,6 +20,11 @@ use sqlx::{Any, AnyConnection, AnyPool, Executor, Row, Transaction};
 use crate::error::{Error, ErrorKind, Result};
 
 pub use chats::{MessageVisibility, NewChat, NewMessage};
+pub use leases::{
+    Lease, LeaseState, RecoveredChats, DYNAMIC_TOOL_TIMEOUT_MESSAGE, MAX_CLAIM_BATCH,
+    MAX_LEASES_PER_HEARTBEAT_STATEMENT,
+};
+pub use queue::{Promoted, SendMessage, SendOutcome, SendResult, MAX_QUEUED_MESSAGES};
 pub use users::{NewUser, Organization, User};
 
 /// How long a SQLite connection waits for the database write lock before failing with
@@ -119,6 +126,25 @@ impl ChatTx {
     /// Rolls back and releases the lock.
     pub async fn rollback(self) -> Result<()> {
         self.tx.rollback().await.map_err(Error::from)
+    }
+
+    /// Commits when `result` is `Ok`, rolls back otherwise, and passes `result` on (a failed
+    /// rollback does not mask the original error). An explicit rollback releases the lock
+    /// now: a dropped transaction is rolled back only when its connection is next used,
+    /// and until then PostgreSQL claims skip the still-locked row.
+    pub(crate) async fn finish<T>(self, result: Result<T>) -> Result<T> {
+        match result {
+            Ok(value) => {
+                self.commit().await?;
+                Ok(value)
+            }
+            Err(e) => {
+                // The original error is the one worth reporting; the connection is
+                // discarded by the pool if the rollback failed.
+                let _ = self.rollback().await;
+                Err(e)
+            }
+        }
     }
 }
 

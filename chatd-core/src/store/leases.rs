@@ -1,0 +1,295 @@
+//! Worker leases: claims, heartbeats, release and stale recovery (engine.md §3.1–3.3 and
+//! docs/engine-design.md "Fenced workers").
+
+use std::time::Duration;
+
+use codersdk::{ChatError, ChatStatus, Timestamp, Uuid};
+use sqlx::Row;
+
+use super::{get_opt_uuid, get_uuid, now_micros, timestamp_to_micros, uuid_text};
+use super::{ChatTx, Dialect, Store};
+use crate::error::{Error, ErrorKind, Result};
+
+/// Most chats one [`Store::claim_pending`] call claims (`MaxChatsPerAcquire`, §3.1); larger
+/// limits are clamped to it.
+pub const MAX_CLAIM_BATCH: usize = 10;
+
+/// Most leases one heartbeat statement names. [`Store::heartbeat`] splits longer lists so
+/// the statement stays far below both backends' bind-parameter limits (SQLite 32 766,
+/// PostgreSQL 65 535; each lease takes two).
+pub const MAX_LEASES_PER_HEARTBEAT_STATEMENT: usize = 500;
+
+/// `last_error` message of a `requires_action` chat whose client never answered (§3.3).
+pub const DYNAMIC_TOOL_TIMEOUT_MESSAGE: &str = "Dynamic tool execution timed out";
+
+/// A worker's claim on a running chat. Every worker write names it and is refused when the
+/// chat was since released, recovered or claimed again (the epoch tells a stale worker of
+/// the same process from the current one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Lease {
+    /// The claimed chat.
+    pub chat_id: Uuid,
+    /// The claiming worker (one per process).
+    pub worker_id: Uuid,
+    /// The chat's `lease_epoch` after the claim; every claim bumps it.
+    pub epoch: i64,
+}
+
+/// What [`ChatTx::check_lease`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LeaseState {
+    /// Still `running` under this worker and epoch: the worker may write.
+    Owned,
+    /// Interrupted: now `waiting` with the worker cleared and no claim since (epoch
+    /// unchanged). The worker may persist its partial step (§4.6), then must stop.
+    Interrupted,
+    /// Released, recovered, edited, promoted or claimed again: the worker must write
+    /// nothing and stop.
+    Lost,
+}
+
+/// The chats [`Store::recover_stale`] moved, for the engine to publish and follow up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveredChats {
+    /// Stale `running` chats set back to `pending` (to be claimed again).
+    pub to_pending: Vec<Uuid>,
+    /// `requires_action` chats set to `error` because the client never submitted results.
+    /// The engine still has to write synthetic error results for their pending dynamic
+    /// tool calls.
+    pub timed_out: Vec<Uuid>,
+}
+
+fn micros_of(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+impl Store {
+    /// Claims up to `limit` (at most [`MAX_CLAIM_BATCH`]) non-archived `pending` chats for
+    /// `worker_id`, oldest `updated_at` first, in one statement: each becomes `running` with
+    /// a bumped epoch and fresh `started_at`/`heartbeat_at`. Concurrent claimers never get
+    /// the same chat: PostgreSQL skips rows another claim has locked, SQLite claims under
+    /// the database write lock.
+    pub async fn claim_pending(&self, worker_id: Uuid, limit: usize) -> Result<Vec<Lease>> {
+        let limit = limit.min(MAX_CLAIM_BATCH);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let pick = "SELECT id FROM chats WHERE status = $5 AND archived = 0 \
+                    ORDER BY updated_at, id LIMIT $2";
+        // PostgreSQL: the pick runs once, as an init plan (`ARRAY(…)`). Written as
+        // `id IN (…)` it may be re-run per outer row; a re-run skips the rows this statement
+        // already updated and picks further ones, claiming more than the limit.
+        let chosen = match self.dialect() {
+            Dialect::Sqlite => format!("id IN ({pick})"),
+            Dialect::Postgres => format!("id = ANY(ARRAY({pick} FOR UPDATE SKIP LOCKED))"),
+        };
+        // The outer status re-check keeps a row another transaction changed after the pick
+        // from being claimed.
+        let sql = format!(
+            "UPDATE chats SET status = $3, worker_id = $1, lease_epoch = lease_epoch + 1, \
+             started_at = $4, heartbeat_at = $4, updated_at = $4 \
+             WHERE status = $5 AND {chosen} RETURNING id, lease_epoch"
+        );
+        let now = now_micros();
+        let mut tx = self.begin_write().await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(uuid_text(worker_id))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind(ChatStatus::Running.as_str())
+            .bind(now)
+            .bind(ChatStatus::Pending.as_str())
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Lease {
+                    chat_id: get_uuid(row, "id")?,
+                    worker_id,
+                    epoch: row.try_get("lease_epoch")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Refreshes `heartbeat_at` of the chats `worker_id` still owns among `leases` (status
+    /// `running`, same worker, same epoch) and returns those leases. A lease missing from
+    /// the answer was lost: its worker must stop (§3.2).
+    pub async fn heartbeat(&self, worker_id: Uuid, leases: &[Lease]) -> Result<Vec<Lease>> {
+        let now = now_micros();
+        let mut owned = Vec::new();
+        for chunk in leases.chunks(MAX_LEASES_PER_HEARTBEAT_STATEMENT) {
+            let pairs = (0..chunk.len())
+                .map(|i| {
+                    let id = 4 + 2 * i;
+                    format!("(id = ${id} AND lease_epoch = ${})", id + 1)
+                })
+                .collect::<Vec<_>>()
+                .join(" OR ");
+            // Only numbered placeholders are formatted in; every value is bound.
+            let sql = format!(
+                "UPDATE chats SET heartbeat_at = $3 WHERE worker_id = $1 AND status = $2 \
+                 AND ({pairs}) RETURNING id, lease_epoch"
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(uuid_text(worker_id))
+                .bind(ChatStatus::Running.as_str())
+                .bind(now);
+            for lease in chunk {
+                query = query.bind(uuid_text(lease.chat_id)).bind(lease.epoch);
+            }
+            let rows = query.fetch_all(self.pool()).await?;
+            for row in &rows {
+                owned.push(Lease {
+                    chat_id: get_uuid(row, "id")?,
+                    worker_id,
+                    epoch: row.try_get("lease_epoch")?,
+                });
+            }
+        }
+        Ok(owned)
+    }
+
+    /// Graceful shutdown (§2.1 row 9): every chat `worker_id` is running goes back to
+    /// `pending` with its worker fields cleared, for another process to claim. Returns the
+    /// released chats.
+    pub async fn release_all(&self, worker_id: Uuid) -> Result<Vec<Uuid>> {
+        let rows = sqlx::query(
+            "UPDATE chats SET status = $2, worker_id = NULL, started_at = NULL, \
+             heartbeat_at = NULL, updated_at = $4 WHERE worker_id = $1 AND status = $3 \
+             RETURNING id",
+        )
+        .bind(uuid_text(worker_id))
+        .bind(ChatStatus::Pending.as_str())
+        .bind(ChatStatus::Running.as_str())
+        .bind(now_micros())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(|row| get_uuid(row, "id")).collect()
+    }
+
+    /// Stale recovery (§3.3) as of `now`: `running` chats whose heartbeat is older than
+    /// `stale_after` go back to `pending` with the worker cleared (the epoch is left for the
+    /// next claim to bump); `requires_action` chats not updated for `stale_after` go to
+    /// `error` with [`DYNAMIC_TOOL_TIMEOUT_MESSAGE`]. Each candidate is re-checked under its
+    /// chat lock, one transaction per chat, so a heartbeat or submission racing the scan
+    /// wins.
+    pub async fn recover_stale(
+        &self,
+        now: Timestamp,
+        stale_after: Duration,
+    ) -> Result<RecoveredChats> {
+        let now = timestamp_to_micros(now);
+        let threshold = now.saturating_sub(micros_of(stale_after));
+        let candidates = sqlx::query(
+            "SELECT id, status FROM chats WHERE (status = $1 AND heartbeat_at < $3) \
+             OR (status = $2 AND updated_at < $3) ORDER BY id",
+        )
+        .bind(ChatStatus::Running.as_str())
+        .bind(ChatStatus::RequiresAction.as_str())
+        .bind(threshold)
+        .fetch_all(self.pool())
+        .await?;
+        let mut recovered = RecoveredChats::default();
+        for row in &candidates {
+            let chat_id = get_uuid(row, "id")?;
+            let status = ChatStatus::from_wire(&row.try_get::<String, _>("status")?);
+            let mut tx = match self.begin_chat_tx(chat_id).await {
+                Ok(tx) => tx,
+                // Deleted since the scan: nothing to recover.
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            let result = recover_one(&mut tx, &status, threshold, now).await;
+            let moved = tx.finish(result).await?;
+            if moved {
+                match status {
+                    ChatStatus::Running => recovered.to_pending.push(chat_id),
+                    _ => recovered.timed_out.push(chat_id),
+                }
+            }
+        }
+        Ok(recovered)
+    }
+}
+
+/// Re-checks one recovery candidate under its chat lock and moves it; whether it moved.
+async fn recover_one(
+    tx: &mut ChatTx,
+    status: &ChatStatus,
+    threshold: i64,
+    now: i64,
+) -> Result<bool> {
+    let chat_id = tx.chat_id();
+    let moved = match status {
+        ChatStatus::Running => {
+            sqlx::query(
+                "UPDATE chats SET status = $2, worker_id = NULL, started_at = NULL, \
+                 heartbeat_at = NULL, updated_at = $5 \
+                 WHERE id = $1 AND status = $3 AND heartbeat_at < $4",
+            )
+            .bind(uuid_text(chat_id))
+            .bind(ChatStatus::Pending.as_str())
+            .bind(ChatStatus::Running.as_str())
+            .bind(threshold)
+            .bind(now)
+            .execute(&mut *tx.conn())
+            .await?
+            .rows_affected()
+                > 0
+        }
+        ChatStatus::RequiresAction => {
+            sqlx::query(
+                "UPDATE chats SET status = $2, last_error = $5, worker_id = NULL, \
+                 started_at = NULL, heartbeat_at = NULL, updated_at = $6 \
+                 WHERE id = $1 AND status = $3 AND updated_at < $4",
+            )
+            .bind(uuid_text(chat_id))
+            .bind(ChatStatus::Error.as_str())
+            .bind(ChatStatus::RequiresAction.as_str())
+            .bind(threshold)
+            .bind(dynamic_tool_timeout_error()?)
+            .bind(now)
+            .execute(&mut *tx.conn())
+            .await?
+            .rows_affected()
+                > 0
+        }
+        _ => false,
+    };
+    Ok(moved)
+}
+
+fn dynamic_tool_timeout_error() -> Result<String> {
+    serde_json::to_string(&ChatError::generic(DYNAMIC_TOOL_TIMEOUT_MESSAGE))
+        .map_err(|_| Error::new(ErrorKind::InvalidArgument, "error could not be encoded"))
+}
+
+impl ChatTx {
+    /// Whether `lease` still entitles its worker to write to the locked chat (the fencing
+    /// check of every worker write). [`ErrorKind::InvalidArgument`] when the lease is for
+    /// another chat.
+    pub async fn check_lease(&mut self, lease: &Lease) -> Result<LeaseState> {
+        if lease.chat_id != self.chat_id() {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "lease is for another chat than the locked one",
+            ));
+        }
+        let row = sqlx::query("SELECT status, worker_id, lease_epoch FROM chats WHERE id = $1")
+            .bind(uuid_text(lease.chat_id))
+            .fetch_one(&mut *self.conn())
+            .await?;
+        let status = ChatStatus::from_wire(&row.try_get::<String, _>("status")?);
+        let worker = get_opt_uuid(&row, "worker_id")?;
+        let epoch: i64 = row.try_get("lease_epoch")?;
+        if epoch != lease.epoch {
+            return Ok(LeaseState::Lost);
+        }
+        Ok(match (status, worker) {
+            (ChatStatus::Running, Some(w)) if w == lease.worker_id => LeaseState::Owned,
+            (ChatStatus::Waiting, None) => LeaseState::Interrupted,
+            _ => LeaseState::Lost,
+        })
+    }
+}
