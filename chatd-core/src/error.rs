@@ -50,6 +50,10 @@ pub enum ErrorKind {
     /// The chat's queue already holds [`crate::store::MAX_QUEUED_MESSAGES`] messages
     /// (HTTP 429 "Message queue is full.").
     QueueFull,
+    /// A worker write named a lease the chat no longer honours (released, recovered,
+    /// edited, promoted or claimed again): nothing was written and the worker must stop
+    /// (HTTP 409 where it surfaces).
+    LeaseLost,
     /// The database failed, or could not be reached, or a migration failed.
     Database,
     /// A stored value could not be decoded (an id that is not a UUID, malformed JSON,
@@ -79,6 +83,7 @@ impl ErrorKind {
             ErrorKind::Conflict => "conflict",
             ErrorKind::InvalidArgument => "invalid_argument",
             ErrorKind::QueueFull => "queue_full",
+            ErrorKind::LeaseLost => "lease_lost",
             ErrorKind::Database => "database",
             ErrorKind::CorruptRow => "corrupt_row",
         }
@@ -204,6 +209,7 @@ mod tests {
             ErrorKind::Conflict,
             ErrorKind::InvalidArgument,
             ErrorKind::QueueFull,
+            ErrorKind::LeaseLost,
             ErrorKind::Database,
             ErrorKind::CorruptRow,
         ];

@@ -66,6 +66,13 @@ pub struct SseDecoder {
     scanned: usize,
     /// The previous line ended with `\r`; a `\n` right after it is part of that line end.
     after_cr: bool,
+    // Kept apart from `buf` so a line can be read in place while the event is updated.
+    event: PendingEvent,
+}
+
+/// The event being assembled from its lines.
+#[derive(Debug)]
+struct PendingEvent {
     at_stream_start: bool,
     event: String,
     data: String,
@@ -88,12 +95,14 @@ impl SseDecoder {
             line_start: 0,
             scanned: 0,
             after_cr: false,
-            at_stream_start: true,
-            event: String::new(),
-            data: String::new(),
-            has_data: false,
-            id: None,
-            max_event_bytes,
+            event: PendingEvent {
+                at_stream_start: true,
+                event: String::new(),
+                data: String::new(),
+                has_data: false,
+                id: None,
+                max_event_bytes,
+            },
         }
     }
 
@@ -116,19 +125,15 @@ impl SseDecoder {
                 continue;
             }
             self.after_cr = terminator == b'\r';
-            let line = self
-                .buf
-                .get(self.line_start..end)
-                .unwrap_or_default()
-                .to_vec();
+            let line = self.buf.get(self.line_start..end).unwrap_or_default();
+            self.event.process_line(line, out)?;
             self.line_start = end + 1;
             self.scanned = end + 1;
-            self.process_line(&line, out)?;
         }
         let pending = self.buf.len() - self.line_start;
-        if self.data.len() + pending > self.max_event_bytes {
+        if self.event.data.len() + pending > self.event.max_event_bytes {
             return Err(SseError::EventTooLarge {
-                limit: self.max_event_bytes,
+                limit: self.event.max_event_bytes,
             });
         }
         if self.line_start >= COMPACT_THRESHOLD && self.line_start * 2 >= self.buf.len() {
@@ -142,18 +147,20 @@ impl SseDecoder {
     /// Ends the body: a trailing line and a pending event are dispatched.
     pub fn finish(&mut self, out: &mut Vec<SseEvent>) -> Result<(), SseError> {
         if self.line_start < self.buf.len() {
-            let line = self.buf.get(self.line_start..).unwrap_or_default().to_vec();
+            let line = self.buf.get(self.line_start..).unwrap_or_default();
+            self.event.process_line(line, out)?;
             self.line_start = self.buf.len();
             self.scanned = self.buf.len();
-            self.process_line(&line, out)?;
         }
-        self.dispatch(out);
+        self.event.dispatch(out);
         self.buf.clear();
         self.line_start = 0;
         self.scanned = 0;
         Ok(())
     }
+}
 
+impl PendingEvent {
     fn process_line(&mut self, line: &[u8], out: &mut Vec<SseEvent>) -> Result<(), SseError> {
         let mut line = line;
         if self.at_stream_start {

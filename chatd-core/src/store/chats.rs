@@ -94,11 +94,12 @@ const CHAT_COLUMNS: &str = "c.id, c.organization_id, c.owner_id, c.workspace_id,
         AND m.role = 'assistant' AND m.deleted = 0 AND m.id > c.last_read_message_id) \
     THEN 1 ELSE 0 END AS has_unread";
 
-const MESSAGE_COLUMNS: &str = "id, chat_id, created_by, model_config_id, role, content, \
+pub(super) const MESSAGE_COLUMNS: &str =
+    "id, chat_id, created_by, model_config_id, role, content, \
     content_version, created_at, input_tokens, output_tokens, total_tokens, reasoning_tokens, \
     cache_creation_tokens, cache_read_tokens, context_limit";
 
-fn json_text(encoded: serde_json::Result<String>, what: &str) -> Result<String> {
+pub(super) fn json_text(encoded: serde_json::Result<String>, what: &str) -> Result<String> {
     encoded.map_err(|_| {
         Error::new(
             ErrorKind::InvalidArgument,
@@ -281,13 +282,34 @@ pub(super) async fn insert_message(
     now: i64,
     new: NewMessage,
 ) -> Result<ChatMessage> {
+    insert_message_with(conn, chat_id, now, new, &StepColumns::default()).await
+}
+
+/// Columns only an assistant step row carries (engine.md §4.6); not part of
+/// [`ChatMessage`], so they travel beside [`NewMessage`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct StepColumns {
+    pub(super) total_cost_micros: Option<i64>,
+    pub(super) runtime_ms: Option<i64>,
+    pub(super) provider_response_id: Option<String>,
+}
+
+pub(super) async fn insert_message_with(
+    conn: &mut AnyConnection,
+    chat_id: Uuid,
+    now: i64,
+    new: NewMessage,
+    step: &StepColumns,
+) -> Result<ChatMessage> {
     let content = content_text(&new.parts)?;
     let usage = new.usage.unwrap_or_default();
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO chat_messages (chat_id, created_by, model_config_id, role, content, \
          content_version, visibility, input_tokens, output_tokens, total_tokens, \
-         reasoning_tokens, cache_creation_tokens, cache_read_tokens, context_limit, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
+         reasoning_tokens, cache_creation_tokens, cache_read_tokens, context_limit, created_at, \
+         total_cost_micros, runtime_ms, provider_response_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
+         RETURNING id",
     )
     .bind(uuid_text(chat_id))
     .bind(new.created_by.map(uuid_text))
@@ -304,6 +326,9 @@ pub(super) async fn insert_message(
     .bind(usage.cache_read_tokens)
     .bind(usage.context_limit)
     .bind(now)
+    .bind(step.total_cost_micros)
+    .bind(step.runtime_ms)
+    .bind(step.provider_response_id.as_deref())
     .fetch_one(&mut *conn)
     .await?;
     if let Some(model) = new.model_config_id {
@@ -380,7 +405,7 @@ fn chat_from_row(row: &AnyRow) -> Result<Chat> {
     })
 }
 
-fn message_from_row(row: &AnyRow) -> Result<ChatMessage> {
+pub(super) fn message_from_row(row: &AnyRow) -> Result<ChatMessage> {
     let version: i16 = row.try_get("content_version")?;
     let raw: String = row.try_get("content")?;
     let content = decode_message_content(version, &raw)

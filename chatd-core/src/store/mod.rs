@@ -9,6 +9,7 @@
 mod chats;
 mod leases;
 mod queue;
+mod turns;
 mod users;
 
 use std::time::Duration;
@@ -25,6 +26,7 @@ pub use leases::{
     MAX_LEASES_PER_HEARTBEAT_STATEMENT,
 };
 pub use queue::{Promoted, SendMessage, SendOutcome, SendResult, MAX_QUEUED_MESSAGES};
+pub use turns::{FinishedTurn, PersistedStep, Step, TurnOutcome};
 pub use users::{NewUser, Organization, User};
 
 /// How long a SQLite connection waits for the database write lock before failing with

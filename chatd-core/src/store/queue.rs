@@ -68,7 +68,10 @@ pub struct Promoted {
 const QUEUE_COLUMNS: &str = "id, chat_id, model_config_id, content, content_version, created_at";
 
 /// Status and archived flag of the locked chat.
-async fn chat_state(conn: &mut AnyConnection, chat_id: Uuid) -> Result<(ChatStatus, bool)> {
+pub(super) async fn chat_state(
+    conn: &mut AnyConnection,
+    chat_id: Uuid,
+) -> Result<(ChatStatus, bool)> {
     let row = sqlx::query("SELECT status, archived FROM chats WHERE id = $1")
         .bind(uuid_text(chat_id))
         .fetch_one(&mut *conn)
@@ -84,7 +87,10 @@ fn chat_archived(chat_id: Uuid) -> Error {
     )
 }
 
-async fn load_queue(conn: &mut AnyConnection, chat_id: Uuid) -> Result<Vec<ChatQueuedMessage>> {
+pub(super) async fn load_queue(
+    conn: &mut AnyConnection,
+    chat_id: Uuid,
+) -> Result<Vec<ChatQueuedMessage>> {
     let sql =
         format!("SELECT {QUEUE_COLUMNS} FROM chat_queued_messages WHERE chat_id = $1 ORDER BY id");
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -314,7 +320,7 @@ fn queued_not_found(chat_id: Uuid, id: i64) -> Error {
 }
 
 /// Moves queue entry `id` of the locked chat into its history and sets the chat `pending`.
-async fn promote_in_tx(tx: &mut ChatTx, id: i64, now: i64) -> Result<ChatMessage> {
+pub(super) async fn promote_in_tx(tx: &mut ChatTx, id: i64, now: i64) -> Result<ChatMessage> {
     let chat_id = tx.chat_id();
     let conn = tx.conn();
     let sql = format!(
