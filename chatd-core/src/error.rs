@@ -54,6 +54,12 @@ pub enum ErrorKind {
     /// edited, promoted or claimed again): nothing was written and the worker must stop
     /// (HTTP 409 where it surfaces).
     LeaseLost,
+    /// The caller may read the chat but not change it (an owner-only write; HTTP 403).
+    Forbidden,
+    /// A usage limit refuses the request (HTTP 409 "Chat usage limit exceeded.").
+    UsageLimit,
+    /// The engine is shutting down and takes no new work (HTTP 503).
+    ShuttingDown,
     /// The database failed, or could not be reached, or a migration failed.
     Database,
     /// A stored value could not be decoded (an id that is not a UUID, malformed JSON,
@@ -84,9 +90,34 @@ impl ErrorKind {
             ErrorKind::InvalidArgument => "invalid_argument",
             ErrorKind::QueueFull => "queue_full",
             ErrorKind::LeaseLost => "lease_lost",
+            ErrorKind::Forbidden => "forbidden",
+            ErrorKind::UsageLimit => "usage_limit",
+            ErrorKind::ShuttingDown => "shutting_down",
             ErrorKind::Database => "database",
             ErrorKind::CorruptRow => "corrupt_row",
         }
+    }
+}
+
+impl ErrorKind {
+    /// The HTTP status this kind answers with at an API boundary. Kinds a caller cannot
+    /// cause (database, corrupt rows, key handling) are 500: the server's problem.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorKind::InvalidArgument => 400,
+            ErrorKind::Forbidden => 403,
+            ErrorKind::NotFound => 404,
+            ErrorKind::Conflict | ErrorKind::LeaseLost | ErrorKind::UsageLimit => 409,
+            ErrorKind::TooLarge => 413,
+            ErrorKind::QueueFull | ErrorKind::TooManySubscribers => 429,
+            ErrorKind::ShuttingDown => 503,
+            _ => 500,
+        }
+    }
+
+    /// Whether the kind is the caller's fault (a 4xx status).
+    pub fn is_client_error(self) -> bool {
+        (400..500).contains(&self.http_status())
     }
 }
 
@@ -112,6 +143,7 @@ struct Inner {
     kind: ErrorKind,
     message: Cow<'static, str>,
     key_id: Option<String>,
+    response: Option<codersdk::Response>,
 }
 
 /// `Result` with this crate's [`Error`].
@@ -124,8 +156,38 @@ impl Error {
                 kind,
                 message: message.into(),
                 key_id: None,
+                response: None,
             }),
         }
+    }
+
+    /// An error whose API body is `response` (its message becomes the error's message);
+    /// used for request validation failures that carry per-field details.
+    pub fn with_response(kind: ErrorKind, response: codersdk::Response) -> Self {
+        let mut e = Error::new(kind, response.message.clone());
+        e.inner.response = Some(response);
+        e
+    }
+
+    /// The `Response` body for an API boundary: the one given to
+    /// [`Error::with_response`], or the message for client errors. Server errors (5xx) get
+    /// a generic message so internal details (SQL, constraint names) stay in the logs.
+    pub fn to_response(&self) -> codersdk::Response {
+        if let Some(r) = &self.inner.response {
+            return r.clone();
+        }
+        if self.inner.kind.is_client_error() {
+            codersdk::Response::new(self.inner.message.to_string())
+        } else if self.inner.kind == ErrorKind::ShuttingDown {
+            codersdk::Response::new("The server is shutting down.")
+        } else {
+            codersdk::Response::new("Internal error.")
+        }
+    }
+
+    /// The HTTP status of [`ErrorKind::http_status`].
+    pub fn http_status(&self) -> u16 {
+        self.inner.kind.http_status()
     }
 
     pub(crate) fn with_key_id(mut self, key_id: impl Into<String>) -> Self {
@@ -210,12 +272,33 @@ mod tests {
             ErrorKind::InvalidArgument,
             ErrorKind::QueueFull,
             ErrorKind::LeaseLost,
+            ErrorKind::Forbidden,
+            ErrorKind::UsageLimit,
+            ErrorKind::ShuttingDown,
             ErrorKind::Database,
             ErrorKind::CorruptRow,
         ];
         let names: std::collections::HashSet<_> = kinds.iter().map(|k| k.as_str()).collect();
         assert_eq!(names.len(), kinds.len());
         assert_eq!(ErrorKind::KeyMismatch.to_string(), "key_mismatch");
+    }
+
+    #[test]
+    fn kinds_map_onto_http_statuses() {
+        assert_eq!(ErrorKind::InvalidArgument.http_status(), 400);
+        assert_eq!(ErrorKind::Forbidden.http_status(), 403);
+        assert_eq!(ErrorKind::NotFound.http_status(), 404);
+        assert_eq!(ErrorKind::Conflict.http_status(), 409);
+        assert_eq!(ErrorKind::UsageLimit.http_status(), 409);
+        assert_eq!(ErrorKind::TooLarge.http_status(), 413);
+        assert_eq!(ErrorKind::QueueFull.http_status(), 429);
+        assert_eq!(ErrorKind::Database.http_status(), 500);
+        let internal = Error::new(ErrorKind::Database, "database: relation chats missing");
+        assert_eq!(internal.to_response().message, "Internal error.");
+        let resp = codersdk::Response::new("Invalid labels.").with_validation("labels", "bad");
+        let e = Error::with_response(ErrorKind::InvalidArgument, resp.clone());
+        assert_eq!(e.to_response(), resp);
+        assert_eq!(e.to_string(), "Invalid labels.");
     }
 
     #[test]
