@@ -314,6 +314,20 @@ impl ChatMessagePart {
         }
     }
 
+    /// An error `tool-result` part: `result` is `{"error": message}` and `is_error` is set.
+    /// The one shape the engine uses for every failure it reports in place of a tool's
+    /// output (unknown tool, timeout, panic, interruption), so models and UIs see one form.
+    pub fn tool_error(
+        id: impl Into<String>,
+        name: impl Into<String>,
+        message: impl AsRef<str>,
+    ) -> Self {
+        // A one-key object of a string cannot fail to encode, nor exceed the depth limit.
+        let result = RawJson::from_value(&serde_json::json!({ "error": message.as_ref() }))
+            .unwrap_or_else(|_| RawJson::null());
+        Self::tool_result(id, name, result, true)
+    }
+
     /// A `source` part.
     pub fn source(url: impl Into<String>, title: impl Into<String>) -> Self {
         ChatMessagePart {
@@ -552,6 +566,15 @@ impl TS for ChatMessagePart {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tool_error_escapes_the_message_into_an_error_object() {
+        let p = ChatMessagePart::tool_error("c1", "ls", "bad \"quote\"");
+        assert!(p.is_error);
+        assert_eq!(p.part_type, ChatMessagePartType::ToolResult);
+        let result = p.result.map(|r| r.get().to_owned()).unwrap_or_default();
+        assert_eq!(result, r#"{"error":"bad \"quote\""}"#);
+    }
 
     #[test]
     fn required_fields_are_emitted_on_every_part() {
