@@ -7,6 +7,7 @@
 //! Per-chat writes go through [`Store::begin_chat_tx`], which serializes them (invariant 1).
 
 mod chats;
+mod history;
 mod leases;
 mod queue;
 mod turns;
@@ -21,6 +22,7 @@ use sqlx::{Any, AnyConnection, AnyPool, Executor, Row, Transaction};
 use crate::error::{Error, ErrorKind, Result};
 
 pub use chats::{MessageVisibility, NewChat, NewMessage};
+pub use history::{NewFile, StoredFile, TurnInputs, MAX_FILES_PER_LOOKUP, MAX_FILE_BYTES};
 pub use leases::{
     Lease, LeaseState, RecoveredChats, DYNAMIC_TOOL_TIMEOUT_MESSAGE, MAX_CLAIM_BATCH,
     MAX_LEASES_PER_HEARTBEAT_STATEMENT,

@@ -104,3 +104,31 @@ impl Store {
         Ok(())
     }
 }
+
+impl Store {
+    /// Whether `user_id` is a member of `organization_id`.
+    pub async fn is_member(&self, organization_id: Uuid, user_id: Uuid) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT user_id FROM organization_members WHERE organization_id = $1 AND user_id = $2",
+        )
+        .bind(uuid_text(organization_id))
+        .bind(uuid_text(user_id))
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// The organizations `user_id` belongs to, oldest membership first.
+    pub async fn organizations_of(&self, user_id: Uuid) -> Result<Vec<Uuid>> {
+        let rows = sqlx::query(
+            "SELECT organization_id FROM organization_members WHERE user_id = $1 \
+             ORDER BY created_at, organization_id",
+        )
+        .bind(uuid_text(user_id))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| super::get_uuid(row, "organization_id"))
+            .collect()
+    }
+}

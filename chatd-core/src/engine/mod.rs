@@ -1,0 +1,436 @@
+//! The engine: a handle over the store, the stream hub and this process's workers.
+//!
+//! [`Engine::start`] connects to the database and starts the run loop (acquisition,
+//! heartbeats, stale recovery). Its methods mirror the HTTP operations of
+//! `/api/experimental/chats` and return `codersdk` types. Every method that changes a chat
+//! commits first and then publishes (stream events, watch events, the wake signal), so a
+//! subscriber never sees a state the database does not hold.
+
+mod models;
+mod ops;
+mod runner;
+mod stream;
+mod toolset;
+mod turn;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use codersdk::{Chat, ChatStatus, ChatStreamEvent, ChatWatchEvent, ChatWatchEventKind, Uuid};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::hub::{HubConfig, StreamHub};
+use crate::store::{Lease, Store, StoreOptions};
+
+pub use models::{ModelResolver, ModelSelection, ResolvedModel, TurnModelRequest};
+pub use ops::fallback_title;
+pub use stream::ChatStream;
+pub use toolset::TOOL_NOT_FOUND_MESSAGE;
+pub use turn::INTERRUPTED_TOOL_MESSAGE;
+
+/// How often the run loop looks for `pending` chats when no wake signal arrives
+/// (engine.md §3.1).
+pub const DEFAULT_ACQUIRE_INTERVAL: Duration = Duration::from_secs(1);
+/// How often a worker refreshes the heartbeats of the chats it runs (§3.2).
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(30);
+/// A `running` chat whose heartbeat is older than this, or a `requires_action` chat not
+/// updated for this long, is recovered (§3.3).
+pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(5 * 60);
+/// How often stale recovery runs (also once at start-up).
+pub const DEFAULT_RECOVERY_INTERVAL: Duration = Duration::from_secs(60);
+/// Most model steps in one turn; reaching it ends the turn normally (§4.5).
+pub const DEFAULT_MAX_STEPS: u32 = 1200;
+/// Most turns one engine runs at once; `pending` chats beyond it wait for a free slot (or
+/// for another process).
+pub const DEFAULT_MAX_ACTIVE_TURNS: usize = 64;
+/// Output token limit of a model call whose model config sets none (§4.5).
+pub const DEFAULT_MAX_OUTPUT_TOKENS: i64 = 32_000;
+/// How long [`Engine::shutdown`] waits for running turns to hand their chats back.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Intervals and limits of an [`Engine`]. Every field has a `DEFAULT_*` constant; tests
+/// shrink the intervals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EngineSettings {
+    /// See [`DEFAULT_ACQUIRE_INTERVAL`].
+    pub acquire_interval: Duration,
+    /// See [`DEFAULT_HEARTBEAT_INTERVAL`].
+    pub heartbeat_interval: Duration,
+    /// See [`DEFAULT_STALE_AFTER`].
+    pub stale_after: Duration,
+    /// See [`DEFAULT_RECOVERY_INTERVAL`].
+    pub recovery_interval: Duration,
+    /// See [`DEFAULT_MAX_STEPS`].
+    pub max_steps: u32,
+    /// See [`DEFAULT_MAX_ACTIVE_TURNS`].
+    pub max_active_turns: usize,
+    /// See [`DEFAULT_MAX_OUTPUT_TOKENS`].
+    pub default_max_output_tokens: i64,
+    /// See [`DEFAULT_SHUTDOWN_TIMEOUT`].
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            acquire_interval: DEFAULT_ACQUIRE_INTERVAL,
+            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
+            stale_after: DEFAULT_STALE_AFTER,
+            recovery_interval: DEFAULT_RECOVERY_INTERVAL,
+            max_steps: DEFAULT_MAX_STEPS,
+            max_active_turns: DEFAULT_MAX_ACTIVE_TURNS,
+            default_max_output_tokens: DEFAULT_MAX_OUTPUT_TOKENS,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+        }
+    }
+}
+
+impl EngineSettings {
+    fn validate(&self) -> Result<()> {
+        let zero = [
+            ("acquire_interval", self.acquire_interval),
+            ("heartbeat_interval", self.heartbeat_interval),
+            ("stale_after", self.stale_after),
+            ("recovery_interval", self.recovery_interval),
+        ]
+        .into_iter()
+        .find(|(_, d)| d.is_zero());
+        if let Some((name, _)) = zero {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!("engine setting {name} must be positive"),
+            ));
+        }
+        if self.heartbeat_interval >= self.stale_after {
+            // A worker would be declared stale between two of its own heartbeats.
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "engine setting heartbeat_interval must be shorter than stale_after",
+            ));
+        }
+        if self.max_steps == 0 || self.max_active_turns == 0 || self.default_max_output_tokens <= 0
+        {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "engine settings max_steps, max_active_turns and default_max_output_tokens must be positive",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Everything [`Engine::start`] needs.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct EngineConfig {
+    /// The database.
+    pub database: StoreOptions,
+    /// Where models come from.
+    pub models: Arc<dyn ModelResolver>,
+    /// Intervals and limits.
+    pub settings: EngineSettings,
+    /// Stream hub limits.
+    pub hub: HubConfig,
+    /// This process's worker id; a fresh random one when `None`.
+    pub worker_id: Option<Uuid>,
+}
+
+impl EngineConfig {
+    /// A configuration with default settings.
+    pub fn new(database: StoreOptions, models: Arc<dyn ModelResolver>) -> Self {
+        EngineConfig {
+            database,
+            models,
+            settings: EngineSettings::default(),
+            hub: HubConfig::default(),
+            worker_id: None,
+        }
+    }
+
+    /// Replaces the settings.
+    pub fn with_settings(mut self, settings: EngineSettings) -> Self {
+        self.settings = settings;
+        self
+    }
+}
+
+/// Who is asking: engine methods check that the caller may see or change the chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Actor {
+    /// The user.
+    pub user_id: Uuid,
+    /// Admins may read every chat; changing a chat is for its owner only.
+    pub admin: bool,
+}
+
+impl Actor {
+    /// A member.
+    pub fn user(user_id: Uuid) -> Self {
+        Actor {
+            user_id,
+            admin: false,
+        }
+    }
+
+    /// An admin.
+    pub fn admin(user_id: Uuid) -> Self {
+        Actor {
+            user_id,
+            admin: true,
+        }
+    }
+}
+
+/// Why a running turn is being stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StopCause {
+    /// Interrupt (the chat is `waiting`): keep the partial step, then finish.
+    Interrupted,
+    /// Edit or promote (the chat is `pending` again): discard the partial step.
+    Superseded,
+    /// The engine is shutting down: discard the partial step, hand the chat back.
+    Shutdown,
+    /// The heartbeat found the lease gone: stop without writing.
+    LeaseLost,
+}
+
+/// The in-process control of one running turn.
+#[derive(Debug)]
+pub(crate) struct TurnControl {
+    pub(crate) lease: Lease,
+    pub(crate) cancel: CancellationToken,
+    cause: Mutex<Option<StopCause>>,
+}
+
+impl TurnControl {
+    fn new(lease: Lease) -> Self {
+        TurnControl {
+            lease,
+            cancel: CancellationToken::new(),
+            cause: Mutex::new(None),
+        }
+    }
+
+    /// Stops the turn; the first cause wins.
+    pub(crate) fn stop(&self, cause: StopCause) {
+        {
+            let mut slot = lock(&self.cause);
+            if slot.is_none() {
+                *slot = Some(cause);
+            }
+        }
+        self.cancel.cancel();
+    }
+
+    pub(crate) fn cause(&self) -> Option<StopCause> {
+        *lock(&self.cause)
+    }
+}
+
+/// Locks a std mutex, recovering from poisoning: every critical section here leaves the
+/// data consistent, so a panic elsewhere must not wedge the engine.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Store,
+    pub(crate) hub: StreamHub,
+    pub(crate) models: Arc<dyn ModelResolver>,
+    pub(crate) settings: EngineSettings,
+    pub(crate) worker_id: Uuid,
+    pub(crate) wake: Notify,
+    pub(crate) active: Mutex<HashMap<Uuid, Arc<TurnControl>>>,
+    /// Every task the engine spawned; aborted when the last [`Engine`] handle is dropped.
+    pub(crate) tasks: Arc<Mutex<JoinSet<()>>>,
+    /// Cancelled by [`Engine::shutdown`]: no new claims, no new work.
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl Inner {
+    /// Tells the run loop that a chat became `pending`.
+    pub(crate) fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub(crate) fn spawn<F>(&self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let mut tasks = lock(&self.tasks);
+        // Reap finished tasks so the set does not grow with every turn.
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(task);
+    }
+
+    /// Stops this process's turn of `chat_id`, if it runs one, because an operation moved
+    /// the chat to `status`.
+    pub(crate) fn signal_status(&self, chat_id: Uuid, status: &ChatStatus) {
+        let control = lock(&self.active).get(&chat_id).cloned();
+        let Some(control) = control else {
+            return;
+        };
+        match status {
+            ChatStatus::Running => {}
+            ChatStatus::Waiting => control.stop(StopCause::Interrupted),
+            _ => control.stop(StopCause::Superseded),
+        }
+    }
+
+    /// Publishes a `status` stream event and a `status_change` watch event.
+    pub(crate) async fn publish_status(&self, chat_id: Uuid, status: ChatStatus) {
+        self.hub
+            .publish(ChatStreamEvent::status(chat_id, status.clone()));
+        self.publish_watch_by_id(chat_id, ChatWatchEventKind::StatusChange)
+            .await;
+        if status == ChatStatus::Pending {
+            self.wake();
+        }
+    }
+
+    /// Publishes a watch event about `chat_id` to its owner, reading the chat only when
+    /// someone watches.
+    pub(crate) async fn publish_watch_by_id(&self, chat_id: Uuid, kind: ChatWatchEventKind) {
+        match self.store.get_chat(chat_id).await {
+            Ok(Some(chat)) => self.publish_watch(kind, chat, None),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(%chat_id, error = %e, "watch event skipped: chat read failed"),
+        }
+    }
+
+    pub(crate) fn publish_watch(
+        &self,
+        kind: ChatWatchEventKind,
+        mut chat: Chat,
+        tool_calls: Option<Vec<codersdk::ChatStreamToolCall>>,
+    ) {
+        if self.hub.watcher_count(chat.owner_id) == 0 {
+            return;
+        }
+        chat.files.clear();
+        let owner = chat.owner_id;
+        self.hub.publish_watch(
+            owner,
+            ChatWatchEvent {
+                kind,
+                chat,
+                tool_calls,
+            },
+        );
+    }
+}
+
+/// Aborts the engine's tasks when the last handle goes away without
+/// [`Engine::shutdown`]: like a crashed process, the chats it ran stay `running` until
+/// stale recovery (of this or another engine) hands them back.
+struct AbortOnDrop {
+    tasks: Arc<Mutex<JoinSet<()>>>,
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        lock(&self.tasks).abort_all();
+    }
+}
+
+/// The durable chat engine: cheap to clone; see the [module docs](self).
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+    _guard: Arc<AbortOnDrop>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("worker_id", &self.inner.worker_id)
+            .field("dialect", &self.inner.store.dialect())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Connects to the database (running migrations) and starts the run loop.
+    pub async fn start(config: EngineConfig) -> Result<Engine> {
+        config.settings.validate()?;
+        let store = Store::connect_with(config.database.clone()).await?;
+        Engine::with_store(store, config).await
+    }
+
+    /// Starts an engine on an open store (several engines may share one database, as
+    /// several processes would). `config.database` is ignored.
+    pub async fn with_store(store: Store, config: EngineConfig) -> Result<Engine> {
+        config.settings.validate()?;
+        let tasks = Arc::new(Mutex::new(JoinSet::new()));
+        let inner = Arc::new(Inner {
+            store,
+            hub: StreamHub::new(config.hub),
+            models: config.models,
+            settings: config.settings,
+            worker_id: config.worker_id.unwrap_or_else(Uuid::new_v4),
+            wake: Notify::new(),
+            active: Mutex::new(HashMap::new()),
+            tasks: Arc::clone(&tasks),
+            shutdown: CancellationToken::new(),
+        });
+        inner.spawn(inner.hub.janitor());
+        inner.spawn(runner::run(Arc::clone(&inner)));
+        inner.spawn(runner::heartbeats(Arc::clone(&inner)));
+        Ok(Engine {
+            inner,
+            _guard: Arc::new(AbortOnDrop { tasks }),
+        })
+    }
+
+    /// The store, for operations the engine does not wrap (users, organizations).
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The stream hub of this process.
+    pub fn hub(&self) -> &StreamHub {
+        &self.inner.hub
+    }
+
+    /// This process's worker id.
+    pub fn worker_id(&self) -> Uuid {
+        self.inner.worker_id
+    }
+
+    /// How many turns this engine is running now.
+    pub fn active_turns(&self) -> usize {
+        lock(&self.inner.active).len()
+    }
+
+    /// Stops taking work, stops every running turn and hands its chat back as `pending`
+    /// (discarding the partial step, as a crash would), waiting up to
+    /// [`EngineSettings::shutdown_timeout`]; then aborts what is left.
+    pub async fn shutdown(self) {
+        let inner = &self.inner;
+        inner.shutdown.cancel();
+        let controls: Vec<_> = lock(&inner.active).values().cloned().collect();
+        for control in &controls {
+            control.stop(StopCause::Shutdown);
+        }
+        let deadline = tokio::time::Instant::now() + inner.settings.shutdown_timeout;
+        while !lock(&inner.active).is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Turns that did not finish in time: release their chats in one statement.
+        match inner.store.release_all(inner.worker_id).await {
+            Ok(released) => {
+                for chat_id in released {
+                    inner.hub.end_turn(chat_id);
+                    inner.publish_status(chat_id, ChatStatus::Pending).await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "releasing chats at shutdown failed"),
+        }
+        lock(&inner.tasks).abort_all();
+    }
+}

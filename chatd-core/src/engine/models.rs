@@ -1,0 +1,150 @@
+//! How the engine gets a model for a turn: the [`ModelResolver`] seam.
+
+use std::fmt;
+use std::sync::Arc;
+
+use chatprovider::{CallSettings, LanguageModel, ProviderRequestOptions};
+use codersdk::{ChatError, ModelCostConfig, Uuid};
+
+use crate::error::Result;
+
+/// What [`ModelResolver::select`] is asked: the model config a request names, if any, for a
+/// chat of `owner_id` in `organization_id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ModelSelection {
+    /// The chat's owner.
+    pub owner_id: Uuid,
+    /// The chat's organization.
+    pub organization_id: Uuid,
+    /// The model config the request names; `None` asks for the default.
+    pub requested: Option<Uuid>,
+}
+
+impl ModelSelection {
+    /// A selection for `owner_id` in `organization_id`.
+    pub fn new(owner_id: Uuid, organization_id: Uuid, requested: Option<Uuid>) -> Self {
+        ModelSelection {
+            owner_id,
+            organization_id,
+            requested,
+        }
+    }
+}
+
+/// What [`ModelResolver::resolve`] is asked at the start of each turn (engine.md §4.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TurnModelRequest {
+    /// The chat.
+    pub chat_id: Uuid,
+    /// The chat's owner (whose own provider keys may apply).
+    pub owner_id: Uuid,
+    /// The chat's organization.
+    pub organization_id: Uuid,
+    /// The model config of the newest user message, when it names one.
+    pub requested: Option<Uuid>,
+    /// The chat's last model config.
+    pub last: Uuid,
+}
+
+/// A model ready for a turn, with what the engine needs to account for it.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct ResolvedModel {
+    /// The model config the turn runs with (stored on each assistant message).
+    pub model_config_id: Uuid,
+    /// The client.
+    pub model: Arc<dyn LanguageModel>,
+    /// Sampling and length settings.
+    pub settings: CallSettings,
+    /// Provider-specific request options.
+    pub provider_options: Option<ProviderRequestOptions>,
+    /// Prices. Prices left unset are filled from `chatcost`'s embedded price book by the
+    /// engine; `None` and no price-book row means the turn's cost is unknown (NULL).
+    pub cost: Option<ModelCostConfig>,
+    /// The model's context window in tokens, recorded with each step's usage.
+    pub context_limit: Option<i64>,
+    /// Whether the provider keeps responses (OpenAI Responses `store = true`): only then is
+    /// the provider response id saved (engine.md §11).
+    pub store_response_id: bool,
+}
+
+impl ResolvedModel {
+    /// A resolved model with default settings, no prices and no context limit.
+    pub fn new(model_config_id: Uuid, model: Arc<dyn LanguageModel>) -> Self {
+        ResolvedModel {
+            model_config_id,
+            model,
+            settings: CallSettings::default(),
+            provider_options: None,
+            cost: None,
+            context_limit: None,
+            store_response_id: false,
+        }
+    }
+
+    /// Sets the sampling settings.
+    pub fn with_settings(mut self, settings: CallSettings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// Sets the prices.
+    pub fn with_cost(mut self, cost: Option<ModelCostConfig>) -> Self {
+        self.cost = cost;
+        self
+    }
+
+    /// Sets the context window.
+    pub fn with_context_limit(mut self, limit: Option<i64>) -> Self {
+        self.context_limit = limit;
+        self
+    }
+
+    /// Sets the provider options.
+    pub fn with_provider_options(mut self, options: Option<ProviderRequestOptions>) -> Self {
+        self.provider_options = options;
+        self
+    }
+
+    /// Sets whether the provider response id is kept.
+    pub fn with_store_response_id(mut self, store: bool) -> Self {
+        self.store_response_id = store;
+        self
+    }
+}
+
+impl fmt::Debug for ResolvedModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResolvedModel")
+            .field("model_config_id", &self.model_config_id)
+            .field("provider", &self.model.provider())
+            .field("model", &self.model.model_id())
+            .field("context_limit", &self.context_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where models come from: the engine asks it which model config a new chat or message
+/// uses, and for a ready client at the start of each turn.
+///
+/// The engine ships [`crate::StoreModelResolver`]-style resolvers built on the store's
+/// provider and model configs; tests and embedders can supply their own (a scripted model,
+/// a fixed client).
+#[async_trait::async_trait]
+pub trait ModelResolver: Send + Sync + fmt::Debug + 'static {
+    /// The model config id to store for a new chat or message: the requested one when it
+    /// exists and may be used, else the default. A requested id that cannot be used is
+    /// [`crate::ErrorKind::InvalidArgument`]; no default at all is also
+    /// `InvalidArgument` ("no default model config").
+    async fn select(&self, selection: ModelSelection) -> Result<Uuid>;
+
+    /// The model for a turn: the requested model config, else the chat's last one, else the
+    /// default. A failure (unknown model, disabled provider, missing key) ends the turn in
+    /// `error` with this payload, so it should be a classified `ChatError`.
+    async fn resolve(
+        &self,
+        turn: TurnModelRequest,
+    ) -> std::result::Result<ResolvedModel, ChatError>;
+}

@@ -1,0 +1,119 @@
+//! The run loop (acquisition and stale recovery, engine.md §3.1 and §3.3) and the heartbeat
+//! loop (§3.2).
+
+use std::sync::Arc;
+
+use codersdk::{ChatStatus, Timestamp};
+use tokio::time::MissedTickBehavior;
+
+use super::{lock, turn, Inner, StopCause, TurnControl};
+use crate::store::MAX_CLAIM_BATCH;
+
+/// Claims `pending` chats when woken or every acquire interval, and runs stale recovery at
+/// start-up and every recovery interval, until shutdown.
+pub(crate) async fn run(inner: Arc<Inner>) {
+    let mut acquire = tokio::time::interval(inner.settings.acquire_interval);
+    acquire.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut recovery = tokio::time::interval(inner.settings.recovery_interval);
+    recovery.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            () = inner.shutdown.cancelled() => return,
+            _ = recovery.tick() => recover(&inner).await,
+            () = inner.wake.notified() => {}
+            _ = acquire.tick() => {}
+        }
+        claim(&inner).await;
+    }
+}
+
+/// Claims as many chats as there are free turn slots (in batches of at most
+/// [`MAX_CLAIM_BATCH`]) and starts a turn for each.
+async fn claim(inner: &Arc<Inner>) {
+    loop {
+        if inner.shutdown.is_cancelled() {
+            return;
+        }
+        let free = inner
+            .settings
+            .max_active_turns
+            .saturating_sub(lock(&inner.active).len());
+        let batch = free.min(MAX_CLAIM_BATCH);
+        if batch == 0 {
+            return;
+        }
+        let leases = match inner.store.claim_pending(inner.worker_id, batch).await {
+            Ok(leases) => leases,
+            Err(e) => {
+                tracing::warn!(error = %e, "claiming pending chats failed");
+                return;
+            }
+        };
+        let full = leases.len() == batch;
+        for lease in leases {
+            let control = Arc::new(TurnControl::new(lease));
+            lock(&inner.active).insert(lease.chat_id, Arc::clone(&control));
+            inner.spawn(turn::run_turn(Arc::clone(inner), control));
+        }
+        if !full {
+            return;
+        }
+    }
+}
+
+/// Stale recovery: hands chats of dead workers back and times out dynamic tool calls.
+async fn recover(inner: &Arc<Inner>) {
+    let now = Timestamp(chrono::Utc::now());
+    match inner
+        .store
+        .recover_stale(now, inner.settings.stale_after)
+        .await
+    {
+        Ok(recovered) => {
+            for chat_id in &recovered.to_pending {
+                tracing::info!(%chat_id, "recovered a chat from a stale worker");
+                inner.publish_status(*chat_id, ChatStatus::Pending).await;
+            }
+            for chat_id in &recovered.timed_out {
+                tracing::info!(%chat_id, "dynamic tool calls timed out");
+                inner.publish_status(*chat_id, ChatStatus::Error).await;
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "stale recovery failed"),
+    }
+}
+
+/// Refreshes the heartbeats of this engine's running chats every heartbeat interval and
+/// stops the turns whose lease is gone (another worker or an operation took the chat).
+pub(crate) async fn heartbeats(inner: Arc<Inner>) {
+    let mut tick = tokio::time::interval(inner.settings.heartbeat_interval);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // The first tick completes at once; a fresh claim already set the heartbeat.
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            biased;
+            () = inner.shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let controls: Vec<Arc<TurnControl>> = lock(&inner.active).values().cloned().collect();
+        if controls.is_empty() {
+            continue;
+        }
+        let leases: Vec<_> = controls.iter().map(|c| c.lease).collect();
+        match inner.store.heartbeat(inner.worker_id, &leases).await {
+            Ok(kept) => {
+                for control in &controls {
+                    if !kept.contains(&control.lease) {
+                        control.stop(StopCause::LeaseLost);
+                    }
+                }
+            }
+            // A failed heartbeat proves nothing; the next one retries. If the database
+            // stays away long enough, recovery elsewhere takes the chats and the next
+            // successful heartbeat (or the step write) stops these turns.
+            Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+        }
+    }
+}

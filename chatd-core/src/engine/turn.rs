@@ -1,0 +1,551 @@
+//! One turn of one chat (engine.md §4): model steps under the retry policy, tools, step
+//! persistence, and the finish routine.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use chaterror::retry::CauseToken;
+use chatprovider::{
+    message_from_parts, response_to_parts, CorrelationHeaders, Message, ModelRequest,
+    ModelResponse, Part, ResponseCollector, StreamPart, ToolCall,
+};
+use codersdk::{
+    ChatError, ChatMessage, ChatMessagePart, ChatMessagePartType, ChatMessageRole, ChatStatus,
+    ChatStreamEvent, ChatStreamToolCall, ChatWatchEventKind, RawJson, Timestamp, Uuid,
+};
+use futures_util::{FutureExt, StreamExt};
+
+use super::models::{ResolvedModel, TurnModelRequest};
+use super::toolset::{ToolContext, TurnTools};
+use super::{lock, Inner, StopCause, TurnControl};
+use crate::error::ErrorKind;
+use crate::store::{Lease, LeaseState, Step, TurnOutcome};
+
+/// Result text of a tool call cut short by an interrupt (engine.md §4.8).
+pub const INTERRUPTED_TOOL_MESSAGE: &str = "tool call was interrupted before it produced a result";
+
+/// How a turn ended, before the finish routine.
+#[derive(Debug)]
+enum TurnEnd {
+    Completed,
+    Interrupted,
+    Shutdown,
+    Failed(ChatError),
+    RequiresAction(Vec<ChatStreamToolCall>),
+    /// The lease is gone: another worker or an operation owns the chat now.
+    Lost,
+}
+
+/// Runs the turn of `control.lease` to its end and finishes it; never panics outward.
+pub(crate) async fn run_turn(inner: Arc<Inner>, control: Arc<TurnControl>) {
+    let lease = control.lease;
+    let chat_id = lease.chat_id;
+    // Buffer before announcing `running`, so a client that sees the status sees every part.
+    inner.hub.begin_turn(chat_id);
+    inner.publish_status(chat_id, ChatStatus::Running).await;
+    let end = match AssertUnwindSafe(turn_loop(&inner, &control))
+        .catch_unwind()
+        .await
+    {
+        Ok(end) => end,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            tracing::error!(%chat_id, panic = %what, "chat turn panicked");
+            TurnEnd::Failed(ChatError::generic(format!(
+                "chat processing panicked: {what}"
+            )))
+        }
+    };
+    finish(&inner, &lease, end).await;
+    inner.hub.end_turn(chat_id);
+    lock(&inner.active).remove(&chat_id);
+    // A slot is free: look for more work.
+    inner.wake();
+}
+
+/// The finish routine (§2.1): one transaction, then publish in order status, watch event,
+/// error / action_required, promoted message and queue.
+async fn finish(inner: &Inner, lease: &Lease, end: TurnEnd) {
+    let chat_id = lease.chat_id;
+    let (outcome, error, calls) = match end {
+        TurnEnd::Completed => (TurnOutcome::Completed, None, None),
+        TurnEnd::Interrupted => (TurnOutcome::Interrupted, None, None),
+        TurnEnd::Shutdown => (TurnOutcome::Shutdown, None, None),
+        TurnEnd::Failed(e) => (TurnOutcome::Failed(e.clone()), Some(e), None),
+        TurnEnd::RequiresAction(calls) => (TurnOutcome::RequiresAction, None, Some(calls)),
+        // Nothing to write: the new owner (or the operation) decides the chat's state.
+        TurnEnd::Lost => return,
+    };
+    let finished = match inner.store.finish_turn(lease, outcome).await {
+        Ok(f) => f,
+        Err(e) => {
+            // The chat stays `running` under a dead lease; stale recovery hands it back.
+            tracing::error!(%chat_id, error = %e, "finishing a turn failed");
+            return;
+        }
+    };
+    if !finished.wrote {
+        return;
+    }
+    inner
+        .hub
+        .publish(ChatStreamEvent::status(chat_id, finished.status.clone()));
+    let chat = inner.store.get_chat(chat_id).await.ok().flatten();
+    if let Some(chat) = chat.clone() {
+        inner.publish_watch(ChatWatchEventKind::StatusChange, chat, None);
+    }
+    if let Some(error) = error.filter(|_| finished.status == ChatStatus::Error) {
+        inner.hub.publish(ChatStreamEvent::error(chat_id, error));
+    }
+    if let Some(calls) = calls.filter(|_| finished.status == ChatStatus::RequiresAction) {
+        inner
+            .hub
+            .publish(ChatStreamEvent::action_required(chat_id, calls.clone()));
+        if let Some(chat) = chat {
+            inner.publish_watch(ChatWatchEventKind::ActionRequired, chat, Some(calls));
+        }
+    }
+    if let Some(message) = finished.promoted {
+        inner
+            .hub
+            .publish(ChatStreamEvent::message(chat_id, message));
+        inner
+            .hub
+            .publish(ChatStreamEvent::queue_update(chat_id, finished.queue));
+    }
+    if finished.status == ChatStatus::Pending {
+        inner.wake();
+    }
+}
+
+/// The chat's step loop.
+async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
+    let lease = control.lease;
+    let chat_id = lease.chat_id;
+    let inputs = match inner.store.turn_inputs(chat_id).await {
+        Ok(Some(inputs)) => inputs,
+        Ok(None) => return TurnEnd::Lost,
+        Err(e) => return TurnEnd::Failed(internal_error(&e)),
+    };
+    let mut history = match inner.store.prompt_history(chat_id).await {
+        Ok(h) => h,
+        Err(e) => return TurnEnd::Failed(internal_error(&e)),
+    };
+    let requested = history
+        .iter()
+        .rev()
+        .find(|m| m.role == ChatMessageRole::User)
+        .and_then(|m| m.model_config_id);
+    let chat = &inputs.chat;
+    let request = TurnModelRequest {
+        chat_id,
+        owner_id: chat.owner_id,
+        organization_id: chat.organization_id,
+        requested,
+        last: chat.last_model_config_id,
+    };
+    let mut resolved = match inner.models.resolve(request).await {
+        Ok(r) => r,
+        Err(e) => return TurnEnd::Failed(e),
+    };
+    chatcost::PriceBook::embedded().fill_missing(
+        resolved.model.provider().as_str(),
+        resolved.model.model_id(),
+        &mut resolved.cost,
+    );
+    let tools = TurnTools::for_turn(inner, &inputs);
+    let system = super::ops::system_prompt(inner, &inputs).await;
+    let files = FileCache::default();
+
+    for _ in 0..inner.settings.max_steps {
+        if control.cancel.is_cancelled() {
+            return stopped(control);
+        }
+        let messages = match request_messages(inner, &history, &files).await {
+            Ok(m) => m,
+            Err(e) => return TurnEnd::Failed(internal_error(&e)),
+        };
+        let request = ModelRequest {
+            system: system.clone(),
+            messages,
+            tools: tools.definitions(),
+            tool_choice: None,
+            settings: with_default_max_tokens(&resolved, inner.settings.default_max_output_tokens),
+            provider_options: resolved.provider_options.clone(),
+            previous_response_id: None,
+            correlation: CorrelationHeaders {
+                owner_id: Some(chat.owner_id.to_string()),
+                chat_id: Some(chat.root_chat_id.unwrap_or(chat_id).to_string()),
+                subchat_id: chat.parent_chat_id.map(|_| chat_id.to_string()),
+                workspace_id: chat.workspace_id.map(|w| w.to_string()),
+            },
+        };
+        let started = Instant::now();
+        let partial = Mutex::new(ResponseCollector::new());
+        let response = match stream_with_retry(inner, control, &resolved, request, &partial).await {
+            Ok(response) => response,
+            Err(StepError::Stopped) => {
+                let partial = std::mem::take(&mut *lock(&partial)).finish();
+                return stop_mid_step(inner, control, &resolved, partial, started).await;
+            }
+            Err(StepError::Failed(e)) => return TurnEnd::Failed(e),
+        };
+
+        let assistant_parts = response_to_parts(&response);
+        let calls: Vec<ToolCall> = response
+            .tool_calls
+            .iter()
+            .filter(|c| !c.provider_executed)
+            .cloned()
+            .collect();
+        let ctx = ToolContext::new(chat_id, chat.owner_id, control.cancel.child_token());
+        let executed = tools
+            .execute(&calls, ctx, |index, part| {
+                publish_tool_part(inner, chat_id, index, part);
+            })
+            .await;
+        let step = Step {
+            assistant_parts,
+            usage: Some(usage_with_limit(&response, &resolved)),
+            total_cost_micros: chatcost::calculate_total_cost_micros(
+                &response.usage,
+                resolved.cost.as_ref(),
+            ),
+            runtime_ms: elapsed_ms(started),
+            provider_response_id: response
+                .response_id
+                .clone()
+                .filter(|_| resolved.store_response_id),
+            model_config_id: Some(resolved.model_config_id),
+            tool_results: executed.results.iter().map(|p| vec![p.clone()]).collect(),
+        };
+        let persisted = match inner.store.persist_step(&lease, step).await {
+            Ok(p) => p,
+            Err(e) if e.kind() == ErrorKind::LeaseLost => return TurnEnd::Lost,
+            Err(e) => return TurnEnd::Failed(internal_error(&e)),
+        };
+        publish_messages(inner, chat_id, &persisted.messages);
+        history.extend(persisted.messages);
+        if persisted.lease == LeaseState::Interrupted || control.cancel.is_cancelled() {
+            return match control.cause() {
+                None | Some(StopCause::Interrupted) => TurnEnd::Interrupted,
+                Some(_) => stopped(control),
+            };
+        }
+        if !executed.pending.is_empty() {
+            return TurnEnd::RequiresAction(executed.pending);
+        }
+        if executed.stop_after || executed.results.is_empty() {
+            return TurnEnd::Completed;
+        }
+    }
+    TurnEnd::Completed
+}
+
+/// The end of a turn stopped between steps.
+fn stopped(control: &TurnControl) -> TurnEnd {
+    match control.cause() {
+        Some(StopCause::Interrupted) | None => TurnEnd::Interrupted,
+        Some(StopCause::Shutdown) => TurnEnd::Shutdown,
+        Some(StopCause::Superseded | StopCause::LeaseLost) => TurnEnd::Lost,
+    }
+}
+
+/// A turn stopped while the model streamed. An interrupt keeps what was produced (text,
+/// reasoning, completed tool calls with synthetic results), written without regard to the
+/// cancellation (§4.8); edit, promote, shutdown and a lost lease discard it.
+async fn stop_mid_step(
+    inner: &Inner,
+    control: &TurnControl,
+    resolved: &ResolvedModel,
+    partial: ModelResponse,
+    started: Instant,
+) -> TurnEnd {
+    let end = stopped(control);
+    if !matches!(end, TurnEnd::Interrupted) {
+        return end;
+    }
+    let assistant_parts = response_to_parts(&partial);
+    if assistant_parts.is_empty() {
+        return end;
+    }
+    let tool_results = partial
+        .tool_calls
+        .iter()
+        .filter(|c| !c.provider_executed)
+        .map(|c| {
+            vec![ChatMessagePart::tool_error(
+                &c.id,
+                &c.name,
+                INTERRUPTED_TOOL_MESSAGE,
+            )]
+        })
+        .collect();
+    let step = Step {
+        assistant_parts,
+        usage: Some(usage_with_limit(&partial, resolved)),
+        total_cost_micros: chatcost::calculate_total_cost_micros(
+            &partial.usage,
+            resolved.cost.as_ref(),
+        ),
+        runtime_ms: elapsed_ms(started),
+        provider_response_id: None,
+        model_config_id: Some(resolved.model_config_id),
+        tool_results,
+    };
+    let chat_id = control.lease.chat_id;
+    match inner.store.persist_step(&control.lease, step).await {
+        Ok(persisted) => {
+            publish_messages(inner, chat_id, &persisted.messages);
+            TurnEnd::Interrupted
+        }
+        Err(e) if e.kind() == ErrorKind::LeaseLost => TurnEnd::Lost,
+        Err(e) => {
+            tracing::warn!(%chat_id, error = %e, "persisting an interrupted step failed");
+            TurnEnd::Interrupted
+        }
+    }
+}
+
+enum StepError {
+    /// The turn's control token fired.
+    Stopped,
+    /// The model call failed for good.
+    Failed(ChatError),
+}
+
+/// One model call under the retry policy (§4.5.2). Each attempt starts from an empty
+/// collector; each retry publishes a `retry` event (which clears the preview) and records
+/// the retry state.
+async fn stream_with_retry(
+    inner: &Arc<Inner>,
+    control: &TurnControl,
+    resolved: &ResolvedModel,
+    request: ModelRequest,
+    partial: &Mutex<ResponseCollector>,
+) -> Result<ModelResponse, StepError> {
+    let chat_id = control.lease.chat_id;
+    let cause = CauseToken::from_token(control.cancel.clone());
+    let model = &resolved.model;
+    let provider = model.provider().as_str().to_owned();
+    let result = chaterror::retry::retry(
+        &cause,
+        |_attempt_token| {
+            let request = request.clone();
+            *lock(partial) = ResponseCollector::new();
+            async move {
+                let mut stream = model.stream(request);
+                while let Some(part) = stream.next().await {
+                    let part = part?;
+                    publish_stream_part(inner, chat_id, &part);
+                    lock(partial).push(&part);
+                }
+                Ok::<_, chaterror::ProviderError>(std::mem::take(&mut *lock(partial)).finish())
+            }
+        },
+        |attempt, _err, classified, delay| {
+            let classified = classified.with_provider(&provider);
+            let now = Timestamp(chrono::Utc::now());
+            if let Some(retry) = classified.to_stream_retry(attempt, delay, now) {
+                tracing::info!(%chat_id, attempt, delay_ms = retry.delay_ms, "retrying model call");
+                inner
+                    .hub
+                    .publish(ChatStreamEvent::retry(chat_id, retry.clone()));
+                let store = inner.store.clone();
+                let lease = control.lease;
+                inner.spawn(async move {
+                    // Best effort: only other processes' late subscribers read it.
+                    let _ = store.record_retry(&lease, Some(retry)).await;
+                });
+            }
+        },
+    )
+    .await;
+    match result {
+        Ok(response) => Ok(response),
+        Err(e) if e.is_canceled() => Err(StepError::Stopped),
+        Err(e) => {
+            let classified = chaterror::classify(&e).with_provider(&provider);
+            let error = classified
+                .to_chat_error()
+                .unwrap_or_else(|| ChatError::generic(e.to_string()));
+            Err(StepError::Failed(error))
+        }
+    }
+}
+
+/// Publishes one stream part as a `message_part` event in the shape of codersdk.md §8.2.
+fn publish_stream_part(inner: &Inner, chat_id: Uuid, part: &StreamPart) {
+    let message_part = match part {
+        StreamPart::TextDelta { delta, .. } => ChatMessagePart::text(delta.clone()),
+        StreamPart::ReasoningDelta { delta, .. } => ChatMessagePart::reasoning(delta.clone()),
+        StreamPart::ToolCallStart { id, name, .. } => {
+            let mut p = ChatMessagePart::new(ChatMessagePartType::ToolCall);
+            p.tool_call_id.clone_from(id);
+            p.tool_name.clone_from(name);
+            p
+        }
+        StreamPart::ToolCallDelta { id, delta, .. } => {
+            let mut p = ChatMessagePart::new(ChatMessagePartType::ToolCall);
+            p.tool_call_id.clone_from(id);
+            p.args_delta.clone_from(delta);
+            p
+        }
+        StreamPart::ToolCall(call) => {
+            let args = call.arguments_json().unwrap_or_else(|| {
+                RawJson::from_value(&call.arguments).unwrap_or_else(|_| RawJson::null())
+            });
+            let mut p = ChatMessagePart::tool_call(&call.id, &call.name, args);
+            p.provider_executed = call.provider_executed;
+            p
+        }
+        StreamPart::Source { url, title, .. } => {
+            ChatMessagePart::source(url.clone(), title.clone().unwrap_or_default())
+        }
+        StreamPart::ProviderToolResult {
+            tool_call_id,
+            name,
+            result,
+            is_error,
+        } => {
+            let mut p = ChatMessagePart::tool_result(tool_call_id, name, result.clone(), *is_error);
+            p.provider_executed = true;
+            p
+        }
+        _ => return,
+    };
+    inner.hub.publish(ChatStreamEvent::message_part(
+        chat_id,
+        Some(ChatMessageRole::Assistant),
+        message_part,
+    ));
+}
+
+fn publish_tool_part(inner: &Inner, chat_id: Uuid, _index: usize, part: &ChatMessagePart) {
+    inner.hub.publish(ChatStreamEvent::message_part(
+        chat_id,
+        Some(ChatMessageRole::Tool),
+        part.clone(),
+    ));
+}
+
+/// Publishes committed messages; they supersede the buffered preview.
+fn publish_messages(inner: &Inner, chat_id: Uuid, messages: &[ChatMessage]) {
+    inner.hub.clear_parts(chat_id);
+    for message in messages {
+        inner
+            .hub
+            .publish(ChatStreamEvent::message(chat_id, message.clone()));
+    }
+}
+
+fn with_default_max_tokens(resolved: &ResolvedModel, default: i64) -> chatprovider::CallSettings {
+    let mut settings = resolved.settings;
+    if settings.max_output_tokens.is_none() {
+        settings.max_output_tokens = Some(default);
+    }
+    settings
+}
+
+fn usage_with_limit(
+    response: &ModelResponse,
+    resolved: &ResolvedModel,
+) -> codersdk::ChatMessageUsage {
+    let mut usage = response.usage;
+    if usage.context_limit.is_none() {
+        usage.context_limit = resolved.context_limit;
+    }
+    usage
+}
+
+fn elapsed_ms(started: Instant) -> i64 {
+    i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A store failure inside a turn, as the chat's `last_error`: generic wording, details in
+/// the log (they may name tables and constraints).
+fn internal_error(e: &crate::Error) -> ChatError {
+    tracing::error!(error = %e, "chat turn failed on a store error");
+    ChatError::generic("The chat could not be processed because of an internal error.")
+}
+
+/// An uploaded file as a model request needs it: media type, bytes, name.
+type LoadedFile = (String, Vec<u8>, String);
+
+/// Bytes of uploaded files referenced by the history, loaded once per turn.
+#[derive(Default)]
+struct FileCache {
+    files: Mutex<HashMap<Uuid, Option<LoadedFile>>>,
+}
+
+/// The history as request messages. `file` parts that reference an upload get the file's
+/// bytes; a file that no longer exists becomes a short text placeholder so the model knows
+/// something was attached.
+async fn request_messages(
+    inner: &Inner,
+    history: &[ChatMessage],
+    files: &FileCache,
+) -> crate::Result<Vec<Message>> {
+    let mut out = Vec::with_capacity(history.len());
+    for message in history {
+        let mut parts = Vec::with_capacity(message.content.len());
+        let mut extra = Vec::new();
+        for part in &message.content {
+            match (part.part_type == ChatMessagePartType::File, part.file_id) {
+                (true, Some(file_id)) if part.data.is_empty() => {
+                    match load_file(inner, files, file_id).await? {
+                        Some((media_type, data, name)) => extra.push(Part::File {
+                            media_type,
+                            data,
+                            filename: (!name.is_empty()).then_some(name),
+                        }),
+                        None => parts.push(ChatMessagePart::text(format!(
+                            "[attached file {file_id} is no longer available]"
+                        ))),
+                    }
+                }
+                _ => parts.push(part.clone()),
+            }
+        }
+        let converted = message_from_parts(&message.role, &parts);
+        match converted {
+            Some(mut m) => {
+                m.content.extend(extra);
+                out.push(m);
+            }
+            None if !extra.is_empty() => {
+                if let Some(role) = chatprovider::request_role(&message.role) {
+                    out.push(Message {
+                        role,
+                        content: extra,
+                    });
+                }
+            }
+            None => {}
+        }
+    }
+    Ok(out)
+}
+
+async fn load_file(
+    inner: &Inner,
+    cache: &FileCache,
+    id: Uuid,
+) -> crate::Result<Option<LoadedFile>> {
+    if let Some(hit) = lock(&cache.files).get(&id) {
+        return Ok(hit.clone());
+    }
+    let loaded = inner
+        .store
+        .get_file(id)
+        .await?
+        .map(|f| (f.metadata.mime_type, f.data, f.metadata.name));
+    lock(&cache.files).insert(id, loaded.clone());
+    Ok(loaded)
+}

@@ -1,0 +1,237 @@
+//! What a turn reads: the model-visible history and the files its messages reference.
+
+use codersdk::{ChatFileMetadata, ChatMessage, Uuid};
+use sqlx::Row;
+
+use super::chats::{message_from_row, MESSAGE_COLUMNS};
+use super::{chat_not_found, get_time, get_uuid, now_micros, uuid_text, Store};
+use crate::error::{Error, ErrorKind, Result};
+
+/// Largest file [`Store::create_file`] stores, in bytes: codersdk's upload cap (10 MiB).
+pub const MAX_FILE_BYTES: usize = codersdk::MAX_CHAT_FILE_SIZE_BYTES as usize;
+
+/// Most files one call to [`Store::files_by_ids`] looks up: more than any message can
+/// reference ([`codersdk::MAX_CHAT_FILE_LINKS`] per chat), so a request naming more is
+/// refused rather than turned into an unbounded `IN` list.
+pub const MAX_FILES_PER_LOOKUP: usize = 256;
+
+/// An uploaded file with its bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredFile {
+    /// Id, owner, name, type, size and upload time.
+    pub metadata: ChatFileMetadata,
+    /// The content.
+    pub data: Vec<u8>,
+}
+
+impl std::fmt::Debug for StoredFile {
+    // File contents are user data and can be large: keep them out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredFile")
+            .field("metadata", &self.metadata)
+            .field("data_len", &self.data.len())
+            .finish()
+    }
+}
+
+/// A file to store with [`Store::create_file`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewFile {
+    /// Uploader.
+    pub owner_id: Uuid,
+    /// Organization the file belongs to.
+    pub organization_id: Uuid,
+    /// Original name (may be empty).
+    pub name: String,
+    /// The MIME type, already checked against the content (codersdk's `check_upload`).
+    pub mime_type: String,
+    /// The content, at most [`MAX_FILE_BYTES`].
+    pub data: Vec<u8>,
+}
+
+impl std::fmt::Debug for NewFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewFile")
+            .field("owner_id", &self.owner_id)
+            .field("name", &self.name)
+            .field("mime_type", &self.mime_type)
+            .field("data_len", &self.data.len())
+            .finish()
+    }
+}
+
+impl Store {
+    /// The history a model sees (engine.md §4.2): every non-deleted message with visibility
+    /// `model` or `both`, oldest first. [`ErrorKind::NotFound`] when the chat does not
+    /// exist.
+    ///
+    /// There is no compaction boundary yet (compaction is a later feature), so this is the
+    /// whole model-visible history.
+    pub async fn prompt_history(&self, chat_id: Uuid) -> Result<Vec<ChatMessage>> {
+        let mut conn = self.pool().acquire().await?;
+        let exists = sqlx::query("SELECT id FROM chats WHERE id = $1")
+            .bind(uuid_text(chat_id))
+            .fetch_optional(&mut *conn)
+            .await?;
+        if exists.is_none() {
+            return Err(chat_not_found(chat_id));
+        }
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM chat_messages WHERE chat_id = $1 \
+             AND visibility IN ('model', 'both') AND deleted = 0 ORDER BY id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(uuid_text(chat_id))
+            .fetch_all(&mut *conn)
+            .await?;
+        rows.iter().map(message_from_row).collect()
+    }
+
+    /// The user-visible messages with id greater than `after_id`, oldest first: what a
+    /// stream subscriber has not seen yet (codersdk.md §8.1).
+    pub async fn messages_after(&self, chat_id: Uuid, after_id: i64) -> Result<Vec<ChatMessage>> {
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM chat_messages WHERE chat_id = $1 \
+             AND visibility IN ('user', 'both') AND deleted = 0 AND id > $2 ORDER BY id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(uuid_text(chat_id))
+            .bind(after_id)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(message_from_row).collect()
+    }
+
+    /// Stores an uploaded file. [`ErrorKind::TooLarge`] over [`MAX_FILE_BYTES`];
+    /// [`ErrorKind::NotFound`] when the owner or organization does not exist.
+    pub async fn create_file(&self, file: NewFile) -> Result<ChatFileMetadata> {
+        if file.data.len() > MAX_FILE_BYTES {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                format!("File is larger than the {MAX_FILE_BYTES}-byte limit."),
+            ));
+        }
+        let id = Uuid::new_v4();
+        let now = now_micros();
+        let size = i64::try_from(file.data.len()).unwrap_or(i64::MAX);
+        sqlx::query(
+            "INSERT INTO chat_files (id, owner_id, organization_id, name, mime_type, data, \
+             size_bytes, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(uuid_text(id))
+        .bind(uuid_text(file.owner_id))
+        .bind(uuid_text(file.organization_id))
+        .bind(&file.name)
+        .bind(&file.mime_type)
+        .bind(file.data)
+        .bind(size)
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        Ok(ChatFileMetadata {
+            id,
+            owner_id: file.owner_id,
+            organization_id: file.organization_id,
+            name: file.name,
+            mime_type: file.mime_type,
+            size_bytes: Some(size),
+            created_at: super::timestamp_from_micros(now)?,
+        })
+    }
+
+    /// The file with `id` and its bytes; `None` when it does not exist.
+    pub async fn get_file(&self, id: Uuid) -> Result<Option<StoredFile>> {
+        let row = sqlx::query(
+            "SELECT id, owner_id, organization_id, name, mime_type, data, size_bytes, \
+             created_at FROM chat_files WHERE id = $1",
+        )
+        .bind(uuid_text(id))
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|row| {
+            Ok(StoredFile {
+                metadata: file_metadata(&row)?,
+                data: row.try_get("data")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Metadata of the files among `ids` that exist (without their bytes), in no
+    /// particular order. [`ErrorKind::InvalidArgument`] for more than
+    /// [`MAX_FILES_PER_LOOKUP`] ids.
+    pub async fn files_by_ids(&self, ids: &[Uuid]) -> Result<Vec<ChatFileMetadata>> {
+        if ids.len() > MAX_FILES_PER_LOOKUP {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!("at most {MAX_FILES_PER_LOOKUP} files can be looked up at once"),
+            ));
+        }
+        let mut out = Vec::with_capacity(ids.len());
+        // One indexed primary-key lookup per id: portable, and the list is short.
+        for id in ids {
+            let row = sqlx::query(
+                "SELECT id, owner_id, organization_id, name, mime_type, size_bytes, created_at \
+                 FROM chat_files WHERE id = $1",
+            )
+            .bind(uuid_text(*id))
+            .fetch_optional(self.pool())
+            .await?;
+            if let Some(row) = row {
+                out.push(file_metadata(&row)?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn file_metadata(row: &sqlx::any::AnyRow) -> Result<ChatFileMetadata> {
+    Ok(ChatFileMetadata {
+        id: get_uuid(row, "id")?,
+        owner_id: get_uuid(row, "owner_id")?,
+        organization_id: get_uuid(row, "organization_id")?,
+        name: row.try_get("name")?,
+        mime_type: row.try_get("mime_type")?,
+        size_bytes: Some(row.try_get("size_bytes")?),
+        created_at: get_time(row, "created_at")?,
+    })
+}
+
+/// The chat columns a turn needs beyond [`codersdk::Chat`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TurnInputs {
+    /// The chat.
+    pub chat: codersdk::Chat,
+    /// Client-executed tools declared at creation.
+    pub dynamic_tools: Vec<codersdk::DynamicTool>,
+    /// The chat's own system prompt (empty when none).
+    pub system_prompt: String,
+}
+
+impl Store {
+    /// The chat with its dynamic tools and system prompt; `None` when it does not exist.
+    pub async fn turn_inputs(&self, chat_id: Uuid) -> Result<Option<TurnInputs>> {
+        let Some(chat) = self.get_chat(chat_id).await? else {
+            return Ok(None);
+        };
+        let row = sqlx::query("SELECT dynamic_tools, system_prompt FROM chats WHERE id = $1")
+            .bind(uuid_text(chat_id))
+            .fetch_optional(self.pool())
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let tools: Option<String> = row.try_get("dynamic_tools")?;
+        let dynamic_tools = match tools {
+            Some(text) => serde_json::from_str(&text).map_err(|_| {
+                Error::new(ErrorKind::CorruptRow, "stored dynamic_tools is malformed")
+            })?,
+            None => Vec::new(),
+        };
+        Ok(Some(TurnInputs {
+            chat,
+            dynamic_tools,
+            system_prompt: row.try_get("system_prompt")?,
+        }))
+    }
+}
