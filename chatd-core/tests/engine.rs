@@ -399,3 +399,77 @@ async fn graceful_shutdown_hands_running_chats_back_as_pending() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_chats_times_three_turns_lose_and_duplicate_nothing() {
+    const CHATS: usize = 200;
+    const TURNS: usize = 3;
+    on_each_backend(|store| async move {
+        let f = fixture(&store).await;
+        let actor = Actor::user(f.user);
+        let engine = engine(&store, ScriptedModel::new([])).await;
+        let mut ids = Vec::with_capacity(CHATS);
+        for i in 0..CHATS {
+            let chat = engine
+                .create_chat(&actor, create_request(f.org, &format!("chat {i} turn 0")))
+                .await
+                .unwrap();
+            ids.push(chat.id);
+        }
+        for turn in 1..TURNS {
+            // Every chat sends its next message while possibly still busy: it queues and
+            // is promoted when the turn ends, so nothing may be lost either way.
+            let sends = ids.iter().enumerate().map(|(i, id)| {
+                let engine = engine.clone();
+                async move {
+                    engine
+                        .send_message(
+                            &actor,
+                            *id,
+                            CreateChatMessageRequest {
+                                content: vec![ChatInputPart::text(format!("chat {i} turn {turn}"))],
+                                ..Default::default()
+                            },
+                        )
+                        .await
+                        .unwrap();
+                }
+            });
+            futures_util::future::join_all(sends).await;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        for (i, id) in ids.iter().enumerate() {
+            loop {
+                let chat = engine.get_chat(&actor, *id).await.unwrap();
+                let page = engine
+                    .list_messages(&actor, *id, &all_messages())
+                    .await
+                    .unwrap();
+                if chat.status == ChatStatus::Waiting && page.messages.len() == 2 * TURNS {
+                    let got = texts(&page.messages);
+                    for turn in 0..TURNS {
+                        assert_eq!(
+                            got[2 * turn],
+                            (ChatMessageRole::User, format!("chat {i} turn {turn}"))
+                        );
+                        assert_eq!(got[2 * turn + 1], (ChatMessageRole::Assistant, "ok".into()));
+                    }
+                    assert!(page.queued_messages.is_empty());
+                    break;
+                }
+                assert!(
+                    page.messages.len() <= 2 * TURNS,
+                    "chat {i} has duplicates: {:?}",
+                    texts(&page.messages)
+                );
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "chat {i} did not finish"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        engine.shutdown().await;
+    })
+    .await;
+}

@@ -301,6 +301,27 @@ pub(super) async fn insert_message_with(
     new: NewMessage,
     step: &StepColumns,
 ) -> Result<ChatMessage> {
+    let model = new.model_config_id;
+    let message = insert_message_row(conn, chat_id, now, new, step).await?;
+    if let Some(model) = model {
+        sqlx::query("UPDATE chats SET last_model_config_id = $2 WHERE id = $1")
+            .bind(uuid_text(chat_id))
+            .bind(uuid_text(model))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(message)
+}
+
+/// Inserts the message row only; the caller keeps `chats.last_model_config_id` current
+/// (step persistence folds it into its one chat update).
+pub(super) async fn insert_message_row(
+    conn: &mut AnyConnection,
+    chat_id: Uuid,
+    now: i64,
+    new: NewMessage,
+    step: &StepColumns,
+) -> Result<ChatMessage> {
     let content = content_text(&new.parts)?;
     let usage = new.usage.unwrap_or_default();
     let id: i64 = sqlx::query_scalar(
@@ -331,13 +352,6 @@ pub(super) async fn insert_message_with(
     .bind(step.provider_response_id.as_deref())
     .fetch_one(&mut *conn)
     .await?;
-    if let Some(model) = new.model_config_id {
-        sqlx::query("UPDATE chats SET last_model_config_id = $2 WHERE id = $1")
-            .bind(uuid_text(chat_id))
-            .bind(uuid_text(model))
-            .execute(&mut *conn)
-            .await?;
-    }
     Ok(ChatMessage {
         id,
         chat_id,

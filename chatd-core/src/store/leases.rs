@@ -280,16 +280,21 @@ impl ChatTx {
             .bind(uuid_text(lease.chat_id))
             .fetch_one(&mut *self.conn())
             .await?;
-        let status = ChatStatus::from_wire(&row.try_get::<String, _>("status")?);
-        let worker = get_opt_uuid(&row, "worker_id")?;
-        let epoch: i64 = row.try_get("lease_epoch")?;
-        if epoch != lease.epoch {
-            return Ok(LeaseState::Lost);
-        }
-        Ok(match (status, worker) {
-            (ChatStatus::Running, Some(w)) if w == lease.worker_id => LeaseState::Owned,
-            (ChatStatus::Waiting, None) => LeaseState::Interrupted,
-            _ => LeaseState::Lost,
-        })
+        lease_state_of(&row, lease)
     }
+}
+
+/// The state of `lease` given the chat's `status`, `worker_id` and `lease_epoch`.
+pub(super) fn lease_state_of(row: &sqlx::any::AnyRow, lease: &Lease) -> Result<LeaseState> {
+    let status = ChatStatus::from_wire(&row.try_get::<String, _>("status")?);
+    let worker = get_opt_uuid(row, "worker_id")?;
+    let epoch: i64 = row.try_get("lease_epoch")?;
+    if epoch != lease.epoch {
+        return Ok(LeaseState::Lost);
+    }
+    Ok(match (status, worker) {
+        (ChatStatus::Running, Some(w)) if w == lease.worker_id => LeaseState::Owned,
+        (ChatStatus::Waiting, None) => LeaseState::Interrupted,
+        _ => LeaseState::Lost,
+    })
 }

@@ -7,7 +7,7 @@ use codersdk::{
     ChatStatus, ChatStreamRetry, Uuid,
 };
 
-use super::chats::{insert_message_with, json_text, StepColumns};
+use super::chats::{insert_message_row, json_text, StepColumns};
 use super::queue::{chat_state, load_queue, promote_in_tx};
 use super::Store;
 use super::{now_micros, uuid_text, ChatTx, Lease, LeaseState, MessageVisibility, NewMessage};
@@ -95,11 +95,44 @@ impl Store {
     /// [`LeaseState::Interrupted`], so an interrupted turn keeps its partial step. Otherwise
     /// (edit, promote, recovery, a later claim) nothing is written and the error is
     /// [`ErrorKind::LeaseLost`]: the worker must stop.
+    ///
+    /// Statements, for one assistant message and `n` tool results: `BEGIN`, one locking
+    /// read that also checks the lease, `1 + n` inserts, one chat update, `COMMIT`.
     pub async fn persist_step(&self, lease: &Lease, step: Step) -> Result<PersistedStep> {
         let now = now_micros();
-        let mut tx = self.begin_chat_tx(lease.chat_id).await?;
-        let result = persist_in_tx(&mut tx, lease, step, now).await;
+        let (mut tx, state) = self.begin_leased_tx(lease).await?;
+        let result = persist_in_tx(&mut tx, lease, state, step, now).await;
         tx.finish(result).await
+    }
+
+    /// Locks the lease's chat and reads its lease state in the same statement (one round
+    /// trip instead of two on the hot path of every step).
+    async fn begin_leased_tx(&self, lease: &Lease) -> Result<(ChatTx, LeaseState)> {
+        let mut tx = self.begin_write().await?;
+        let sql = match self.dialect() {
+            super::Dialect::Sqlite => {
+                "SELECT status, worker_id, lease_epoch FROM chats WHERE id = $1"
+            }
+            super::Dialect::Postgres => {
+                "SELECT status, worker_id, lease_epoch FROM chats WHERE id = $1 FOR UPDATE"
+            }
+        };
+        let row = sqlx::query(sql)
+            .bind(uuid_text(lease.chat_id))
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else {
+            tx.rollback().await?;
+            return Err(super::chat_not_found(lease.chat_id));
+        };
+        let state = super::leases::lease_state_of(&row, lease)?;
+        Ok((
+            ChatTx {
+                tx,
+                chat_id: lease.chat_id,
+            },
+            state,
+        ))
     }
 
     /// The finish routine of §2.1 (steps 1–5) in one transaction under the chat lock.
@@ -138,10 +171,10 @@ impl Store {
 async fn persist_in_tx(
     tx: &mut ChatTx,
     lease: &Lease,
+    state: LeaseState,
     step: Step,
     now: i64,
 ) -> Result<PersistedStep> {
-    let state = tx.check_lease(lease).await?;
     if state == LeaseState::Lost {
         return Err(lease_lost(lease));
     }
@@ -162,7 +195,7 @@ async fn persist_in_tx(
         model_config_id: step.model_config_id,
         usage: step.usage,
     };
-    messages.push(insert_message_with(conn, chat_id, now, assistant, &columns).await?);
+    messages.push(insert_message_row(conn, chat_id, now, assistant, &columns).await?);
     let no_columns = StepColumns::default();
     for parts in step.tool_results {
         let tool = NewMessage {
@@ -173,13 +206,17 @@ async fn persist_in_tx(
             model_config_id: None,
             usage: None,
         };
-        messages.push(insert_message_with(conn, chat_id, now, tool, &no_columns).await?);
+        messages.push(insert_message_row(conn, chat_id, now, tool, &no_columns).await?);
     }
-    sqlx::query("UPDATE chats SET updated_at = $2 WHERE id = $1")
-        .bind(uuid_text(chat_id))
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "UPDATE chats SET updated_at = $2, \
+         last_model_config_id = COALESCE($3, last_model_config_id) WHERE id = $1",
+    )
+    .bind(uuid_text(chat_id))
+    .bind(now)
+    .bind(step.model_config_id.map(uuid_text))
+    .execute(&mut *conn)
+    .await?;
     Ok(PersistedStep {
         messages,
         lease: state,

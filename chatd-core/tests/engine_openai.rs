@@ -1,0 +1,176 @@
+//! One turn end to end through the real OpenAI Chat Completions client, against a local
+//! server replaying recorded provider streams.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chatd_core::store::StoreOptions;
+use chatd_core::{
+    Actor, Engine, EngineConfig, EngineSettings, ModelResolver, ModelSelection, ResolvedModel,
+    TurnModelRequest,
+};
+use chatprovider::{ClientSettings, OpenAiChatModel, Provider};
+use codersdk::{
+    ChatError, ChatInputPart, ChatMessagePartType, ChatMessageRole, ChatStatus, CreateChatRequest,
+    MessagePage, SecretString, Uuid,
+};
+use common::{fixture, on_each_backend};
+
+fn fixtures_dir() -> PathBuf {
+    match std::env::var("CHATD_FIXTURES") {
+        Ok(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/fixtures"
+        )),
+    }
+}
+
+/// Serves the queued SSE bodies, one per request, and records the request bodies.
+#[derive(Default)]
+struct Replay {
+    bodies: Mutex<VecDeque<Vec<u8>>>,
+    requests: Mutex<Vec<serde_json::Value>>,
+}
+
+async fn serve(State(replay): State<Arc<Replay>>, body: Bytes) -> Response {
+    if let Ok(json) = serde_json::from_slice(&body) {
+        replay.requests.lock().unwrap().push(json);
+    }
+    match replay.bodies.lock().unwrap().pop_front() {
+        Some(body) => ([(header::CONTENT_TYPE, "text/event-stream")], body).into_response(),
+        None => (StatusCode::INTERNAL_SERVER_ERROR, "no more recordings").into_response(),
+    }
+}
+
+async fn start_replay(files: &[&str]) -> (String, Arc<Replay>) {
+    let replay = Arc::new(Replay::default());
+    for f in files {
+        let body = std::fs::read(fixtures_dir().join("streams").join(f)).unwrap();
+        replay.bodies.lock().unwrap().push_back(body);
+    }
+    let app = axum::Router::new()
+        .route("/v1/chat/completions", axum::routing::post(serve))
+        .with_state(replay.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (format!("http://{addr}/v1"), replay)
+}
+
+/// Resolves every chat to `gpt-4o` at the replay server, without prices of its own so
+/// the engine fills them from the embedded price book.
+#[derive(Debug)]
+struct OpenAiAt {
+    base_url: String,
+    model_config_id: Uuid,
+}
+
+#[async_trait::async_trait]
+impl ModelResolver for OpenAiAt {
+    async fn select(&self, _selection: ModelSelection) -> chatd_core::Result<Uuid> {
+        Ok(self.model_config_id)
+    }
+
+    async fn resolve(&self, _turn: TurnModelRequest) -> Result<ResolvedModel, ChatError> {
+        let model = OpenAiChatModel::new(
+            Provider::OpenAi,
+            "gpt-4o",
+            Some(SecretString::from("sk-test-not-a-key")),
+            Some(&self.base_url),
+            ClientSettings::default(),
+        )
+        .map_err(|e| ChatError::generic(e.to_string()))?;
+        Ok(ResolvedModel::new(self.model_config_id, Arc::new(model)))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_openai_stream_becomes_a_priced_assistant_message() {
+    on_each_backend(|store| async move {
+        let (base_url, replay) = start_replay(&["openai-chat--text--usage.sse"]).await;
+        let f = fixture(&store).await;
+        let actor = Actor::user(f.user);
+        let mut settings = EngineSettings::default();
+        settings.acquire_interval = Duration::from_millis(50);
+        let resolver = Arc::new(OpenAiAt {
+            base_url,
+            model_config_id: Uuid::new_v4(),
+        });
+        let config =
+            EngineConfig::new(StoreOptions::new("unused"), resolver).with_settings(settings);
+        let engine = Engine::with_store(store.clone(), config).await.unwrap();
+        let chat = engine
+            .create_chat(
+                &actor,
+                CreateChatRequest {
+                    organization_id: Some(f.org),
+                    content: vec![ChatInputPart::text("What can you do?")],
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while engine.get_chat(&actor, chat.id).await.unwrap().status != ChatStatus::Waiting {
+            assert!(tokio::time::Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let page = MessagePage {
+            before_id: None,
+            after_id: Some(0),
+            limit: 10,
+            ascending: true,
+        };
+        let messages = engine
+            .list_messages(&actor, chat.id, &page)
+            .await
+            .unwrap()
+            .messages;
+        assert_eq!(messages.len(), 2);
+        let reply = &messages[1];
+        assert_eq!(reply.role, ChatMessageRole::Assistant);
+        let text: String = reply
+            .content
+            .iter()
+            .filter(|p| p.part_type == ChatMessagePartType::Text)
+            .map(|p| p.text.as_str())
+            .collect();
+        assert!(text.ends_with("weather app."), "{text}");
+        let usage = reply.usage.unwrap();
+        assert_eq!(usage.input_tokens, Some(14));
+        assert_eq!(usage.output_tokens, Some(30));
+        // gpt-4o from the embedded price book: 14 × $2.50/M + 30 × $10/M = 335 µ$.
+        let book = chatcost::PriceBook::embedded()
+            .lookup("openai", "gpt-4o")
+            .unwrap();
+        let expected = chatcost::calculate_total_cost_micros(&usage, Some(&book));
+        assert_eq!(expected, Some(335));
+        let stored: Option<i64> =
+            sqlx::query_scalar("SELECT total_cost_micros FROM chat_messages WHERE id = $1")
+                .bind(reply.id)
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        assert_eq!(stored, Some(335));
+        // What the client sent: the user's message, streaming, our default output limit.
+        let requests = replay.requests.lock().unwrap().clone();
+        assert_eq!(requests.len(), 1);
+        assert_eq!(requests[0]["model"], "gpt-4o");
+        assert_eq!(requests[0]["stream"], true);
+        assert_eq!(requests[0]["messages"][0]["role"], "user");
+        engine.shutdown().await;
+    })
+    .await;
+}
