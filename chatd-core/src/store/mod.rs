@@ -6,6 +6,7 @@
 //! `BIGINT` 0/1 (the `Any` driver cannot decode a SQLite column declared `BOOLEAN`).
 //! Per-chat writes go through [`Store::begin_chat_tx`], which serializes them (invariant 1).
 
+mod actions;
 mod chats;
 mod leases;
 mod queue;
@@ -20,6 +21,10 @@ use sqlx::{Any, AnyConnection, AnyPool, Executor, Row, Transaction};
 
 use crate::error::{Error, ErrorKind, Result};
 
+pub use actions::{
+    ArchivedChat, EditMessage, Edited, Interrupted, Submitted, NOT_AWAITING_TOOL_RESULTS_MESSAGE,
+    ONLY_USER_MESSAGES_EDITABLE_MESSAGE, PARENT_ARCHIVED_MESSAGE, TOOL_INTERRUPTED_MESSAGE,
+};
 pub use chats::{MessageVisibility, NewChat, NewMessage};
 pub use leases::{
     Lease, LeaseState, RecoveredChats, DYNAMIC_TOOL_TIMEOUT_MESSAGE, MAX_CLAIM_BATCH,
