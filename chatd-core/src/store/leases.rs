@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
-use codersdk::{ChatError, ChatStatus, Timestamp, Uuid};
+use codersdk::{ChatError, ChatMessage, ChatStatus, Timestamp, Uuid};
 use sqlx::Row;
 
+use super::actions::answer_pending_calls;
 use super::{get_opt_uuid, get_uuid, now_micros, timestamp_to_micros, uuid_text};
 use super::{ChatTx, Dialect, Store};
 use crate::error::{Error, ErrorKind, Result};
@@ -49,14 +50,16 @@ pub enum LeaseState {
 }
 
 /// The chats [`Store::recover_stale`] moved, for the engine to publish and follow up.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RecoveredChats {
     /// Stale `running` chats set back to `pending` (to be claimed again).
     pub to_pending: Vec<Uuid>,
     /// `requires_action` chats set to `error` because the client never submitted results.
-    /// The engine still has to write synthetic error results for their pending dynamic
-    /// tool calls.
     pub timed_out: Vec<Uuid>,
+    /// The synthetic error results ([`DYNAMIC_TOOL_TIMEOUT_MESSAGE`]) written in the same
+    /// transactions for the pending dynamic tool calls of the `timed_out` chats: one
+    /// `tool` message per call, grouped by chat in `timed_out` order.
+    pub tool_results: Vec<ChatMessage>,
 }
 
 fn micros_of(d: Duration) -> i64 {
@@ -171,9 +174,10 @@ impl Store {
     /// Stale recovery (§3.3) as of `now`: `running` chats whose heartbeat is older than
     /// `stale_after` go back to `pending` with the worker cleared (the epoch is left for the
     /// next claim to bump); `requires_action` chats not updated for `stale_after` go to
-    /// `error` with [`DYNAMIC_TOOL_TIMEOUT_MESSAGE`]. Each candidate is re-checked under its
-    /// chat lock, one transaction per chat, so a heartbeat or submission racing the scan
-    /// wins.
+    /// `error` with [`DYNAMIC_TOOL_TIMEOUT_MESSAGE`], and each of their pending dynamic
+    /// tool calls gets an error result with that message in the same transaction. Each
+    /// candidate is re-checked under its chat lock, one transaction per chat, so a
+    /// heartbeat or submission racing the scan wins.
     pub async fn recover_stale(
         &self,
         now: Timestamp,
@@ -201,11 +205,14 @@ impl Store {
                 Err(e) => return Err(e),
             };
             let result = recover_one(&mut tx, &status, threshold, now).await;
-            let moved = tx.finish(result).await?;
+            let (moved, tool_results) = tx.finish(result).await?;
             if moved {
                 match status {
                     ChatStatus::Running => recovered.to_pending.push(chat_id),
-                    _ => recovered.timed_out.push(chat_id),
+                    _ => {
+                        recovered.timed_out.push(chat_id);
+                        recovered.tool_results.extend(tool_results);
+                    }
                 }
             }
         }
@@ -213,13 +220,14 @@ impl Store {
     }
 }
 
-/// Re-checks one recovery candidate under its chat lock and moves it; whether it moved.
+/// Re-checks one recovery candidate under its chat lock and moves it; whether it moved,
+/// and the synthetic tool results written for a timed-out `requires_action` chat.
 async fn recover_one(
     tx: &mut ChatTx,
     status: &ChatStatus,
     threshold: i64,
     now: i64,
-) -> Result<bool> {
+) -> Result<(bool, Vec<ChatMessage>)> {
     let chat_id = tx.chat_id();
     let moved = match status {
         ChatStatus::Running => {
@@ -239,7 +247,7 @@ async fn recover_one(
                 > 0
         }
         ChatStatus::RequiresAction => {
-            sqlx::query(
+            let moved = sqlx::query(
                 "UPDATE chats SET status = $2, last_error = $5, worker_id = NULL, \
                  started_at = NULL, heartbeat_at = NULL, updated_at = $6 \
                  WHERE id = $1 AND status = $3 AND updated_at < $4",
@@ -253,11 +261,20 @@ async fn recover_one(
             .execute(&mut *tx.conn())
             .await?
             .rows_affected()
-                > 0
+                > 0;
+            if moved {
+                // §3.3: the unanswered calls get error results in the same transaction,
+                // so the history never ends in calls without answers.
+                let results =
+                    answer_pending_calls(tx.conn(), chat_id, now, DYNAMIC_TOOL_TIMEOUT_MESSAGE)
+                        .await?;
+                return Ok((true, results));
+            }
+            false
         }
         _ => false,
     };
-    Ok(moved)
+    Ok((moved, Vec::new()))
 }
 
 fn dynamic_tool_timeout_error() -> Result<String> {

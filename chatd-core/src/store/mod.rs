@@ -6,6 +6,7 @@
 //! `BIGINT` 0/1 (the `Any` driver cannot decode a SQLite column declared `BOOLEAN`).
 //! Per-chat writes go through [`Store::begin_chat_tx`], which serializes them (invariant 1).
 
+mod actions;
 mod chats;
 mod history;
 mod leases;
@@ -21,6 +22,10 @@ use sqlx::{Any, AnyConnection, AnyPool, Executor, Row, Transaction};
 
 use crate::error::{Error, ErrorKind, Result};
 
+pub use actions::{
+    ArchivedChat, EditMessage, Edited, Interrupted, Submitted, NOT_AWAITING_TOOL_RESULTS_MESSAGE,
+    ONLY_USER_MESSAGES_EDITABLE_MESSAGE, PARENT_ARCHIVED_MESSAGE, TOOL_INTERRUPTED_MESSAGE,
+};
 pub use chats::{MessageVisibility, NewChat, NewMessage};
 pub use history::{NewFile, StoredFile, TurnInputs, MAX_FILES_PER_LOOKUP, MAX_FILE_BYTES};
 pub use leases::{

@@ -7,6 +7,9 @@ use codersdk::{
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
+use super::actions::{
+    answer_pending_calls, move_to_waiting, promote_head, TOOL_INTERRUPTED_MESSAGE,
+};
 use super::chats::{content_text, insert_message};
 use super::{get_opt_uuid, get_time, get_uuid, now_micros, timestamp_from_micros, uuid_text};
 use super::{ChatTx, MessageVisibility, NewMessage, Store};
@@ -37,10 +40,12 @@ pub enum SendOutcome {
     Inserted(ChatMessage),
     /// The chat was busy (or its queue non-empty): the message was queued.
     Queued {
-        /// The new queue entry.
+        /// The new queue entry. When the send also promoted the queue head (see
+        /// [`SendResult::promoted`]) this entry may already be history.
         queued: ChatQueuedMessage,
-        /// `busy_behavior` was `interrupt` and a turn (`running` or `requires_action`) or an
-        /// `error` chat was set to `waiting`.
+        /// `busy_behavior` was `interrupt` and the chat's status changed: a `running` turn
+        /// was set to `waiting`, or a `requires_action` or `error` chat was set to
+        /// `waiting` and its queue head promoted.
         interrupted: bool,
     },
 }
@@ -54,11 +59,22 @@ pub struct SendResult {
     pub status: ChatStatus,
     /// The whole queue after the send, oldest first (the `queue_update` payload).
     pub queue: Vec<ChatQueuedMessage>,
+    /// Synthetic error results ([`TOOL_INTERRUPTED_MESSAGE`]) written for the pending
+    /// dynamic tool calls when an `interrupt` send left `requires_action`; one `tool`
+    /// message per call, in call order.
+    pub tool_results: Vec<ChatMessage>,
+    /// The queue head an `interrupt` send promoted because no worker would (the chat was
+    /// `requires_action` or `error`); the chat is then `pending`.
+    pub promoted: Option<ChatMessage>,
 }
 
 /// The committed facts of [`Store::promote_queued`], for the engine to publish.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Promoted {
+    /// Synthetic error results ([`TOOL_INTERRUPTED_MESSAGE`]) written first for the
+    /// pending dynamic tool calls when the chat was `requires_action`, so the history
+    /// stays well-formed (codersdk.md §5.6); one `tool` message per call, in call order.
+    pub tool_results: Vec<ChatMessage>,
     /// The user message the queue entry became.
     pub message: ChatMessage,
     /// The queue after the promotion, oldest first.
@@ -80,7 +96,7 @@ pub(super) async fn chat_state(
     Ok((status, row.try_get::<i64, _>("archived")? != 0))
 }
 
-fn chat_archived(chat_id: Uuid) -> Error {
+pub(super) fn chat_archived(chat_id: Uuid) -> Error {
     Error::new(
         ErrorKind::InvalidArgument,
         format!("chat {chat_id} is archived"),
@@ -143,9 +159,13 @@ impl Store {
     /// - archived chat: [`ErrorKind::InvalidArgument`] (HTTP 400, codersdk.md §5.4);
     /// - busy (status `running`, `pending` or `requires_action`, or a non-empty queue, which
     ///   keeps FIFO order): the message is queued, or [`ErrorKind::QueueFull`] (HTTP 429)
-    ///   when the queue holds [`MAX_QUEUED_MESSAGES`]; with `interrupt` the chat then goes to
-    ///   `waiting` with its worker cleared, except from `pending` (an acquired run that has
-    ///   not started must not be lost) or `waiting`;
+    ///   when the queue holds [`MAX_QUEUED_MESSAGES`]. With `interrupt`: a `running` chat
+    ///   goes to `waiting` with its worker cleared and its epoch kept (the worker persists
+    ///   its partial step and its finish routine promotes the queue head); a
+    ///   `requires_action` chat gets a [`TOOL_INTERRUPTED_MESSAGE`] error result for every
+    ///   pending dynamic call and, like an `error` chat, has its queue head promoted at once
+    ///   (status `pending`), since no worker will; `pending` (an acquired run that has not
+    ///   started must not be lost) and `waiting` are left as they are;
     /// - idle: the message is inserted (visibility `both`), the chat goes to `pending` and
     ///   its `last_error` is cleared.
     ///
@@ -181,9 +201,10 @@ impl Store {
 
     /// Promotes queue entry `id` (§6.3, classic): deletes it, inserts it as a user message
     /// (visibility `both`) and sets the chat `pending` with its worker cleared, so a running
-    /// worker stops and drops its partial step. [`ErrorKind::InvalidArgument`] (HTTP 400)
-    /// when the chat is archived; [`ErrorKind::NotFound`] when the chat or the entry does
-    /// not exist.
+    /// worker stops and drops its partial step. From `requires_action`, every pending
+    /// dynamic call first gets a [`TOOL_INTERRUPTED_MESSAGE`] error result.
+    /// [`ErrorKind::InvalidArgument`] (HTTP 400) when the chat is archived;
+    /// [`ErrorKind::NotFound`] when the chat or the entry does not exist.
     pub async fn promote_queued(&self, chat_id: Uuid, id: i64) -> Result<Promoted> {
         let now = now_micros();
         let mut tx = self.begin_chat_tx(chat_id).await?;
@@ -226,22 +247,31 @@ async fn send_in_tx(
         .bind(now)
         .fetch_one(&mut *conn)
         .await?;
-        let interrupted = if send.busy_behavior == ChatBusyBehavior::Interrupt {
-            sqlx::query(
-                "UPDATE chats SET status = $2, worker_id = NULL, started_at = NULL, \
-                 heartbeat_at = NULL, updated_at = $3 \
-                 WHERE id = $1 AND status NOT IN ($4, $2)",
-            )
-            .bind(uuid_text(chat_id))
-            .bind(ChatStatus::Waiting.as_str())
-            .bind(now)
-            .bind(ChatStatus::Pending.as_str())
-            .execute(&mut *conn)
-            .await?
-            .rows_affected()
-                > 0
-        } else {
-            false
+        let mut tool_results = Vec::new();
+        let mut promoted = None;
+        let interrupted = send.busy_behavior == ChatBusyBehavior::Interrupt
+            && match status {
+                // The worker sees `waiting`, persists its partial step and its finish
+                // routine promotes the queue head (§6.1).
+                ChatStatus::Running => {
+                    move_to_waiting(conn, chat_id, &status, now).await?;
+                    true
+                }
+                // No worker will finish these, so the queue head (the new message when
+                // the queue was empty) is promoted now; a waiting chat with a queue
+                // would otherwise never run it.
+                ChatStatus::RequiresAction | ChatStatus::Error => {
+                    tool_results = move_to_waiting(conn, chat_id, &status, now).await?;
+                    promoted = promote_head(conn, chat_id, now).await?;
+                    true
+                }
+                // `pending` must not be overwritten: an acquired run would be lost.
+                _ => false,
+            };
+        let status = match (&promoted, interrupted) {
+            (Some(_), _) => ChatStatus::Pending,
+            (None, true) => ChatStatus::Waiting,
+            (None, false) => status,
         };
         let queued = ChatQueuedMessage {
             id,
@@ -255,12 +285,10 @@ async fn send_in_tx(
                 queued,
                 interrupted,
             },
-            status: if interrupted {
-                ChatStatus::Waiting
-            } else {
-                status
-            },
+            status,
             queue: load_queue(conn, chat_id).await?,
+            tool_results,
+            promoted,
         }
     } else {
         let message = insert_message(
@@ -282,6 +310,8 @@ async fn send_in_tx(
             outcome: SendOutcome::Inserted(message),
             status: ChatStatus::Pending,
             queue: Vec::new(),
+            tool_results: Vec::new(),
+            promoted: None,
         }
     };
     Ok(result)
@@ -303,13 +333,23 @@ async fn delete_in_tx(tx: &mut ChatTx, id: i64) -> Result<Vec<ChatQueuedMessage>
 
 async fn promote_checked_in_tx(tx: &mut ChatTx, id: i64, now: i64) -> Result<Promoted> {
     let chat_id = tx.chat_id();
-    let (_, archived) = chat_state(tx.conn(), chat_id).await?;
+    let (status, archived) = chat_state(tx.conn(), chat_id).await?;
     if archived {
         return Err(chat_archived(chat_id));
     }
+    // A user message may not follow unanswered tool calls (engine.md §2.2 general rules).
+    let tool_results = if status == ChatStatus::RequiresAction {
+        answer_pending_calls(tx.conn(), chat_id, now, TOOL_INTERRUPTED_MESSAGE).await?
+    } else {
+        Vec::new()
+    };
     let message = promote_in_tx(tx, id, now).await?;
     let queue = load_queue(tx.conn(), chat_id).await?;
-    Ok(Promoted { message, queue })
+    Ok(Promoted {
+        tool_results,
+        message,
+        queue,
+    })
 }
 
 fn queued_not_found(chat_id: Uuid, id: i64) -> Error {
@@ -322,7 +362,17 @@ fn queued_not_found(chat_id: Uuid, id: i64) -> Error {
 /// Moves queue entry `id` of the locked chat into its history and sets the chat `pending`.
 pub(super) async fn promote_in_tx(tx: &mut ChatTx, id: i64, now: i64) -> Result<ChatMessage> {
     let chat_id = tx.chat_id();
-    let conn = tx.conn();
+    promote_in_conn(tx.conn(), chat_id, id, now).await
+}
+
+/// [`promote_in_tx`] for a chat locked by the caller's transaction on `conn` (archiving
+/// holds the locks of a whole family in one transaction).
+pub(super) async fn promote_in_conn(
+    conn: &mut AnyConnection,
+    chat_id: Uuid,
+    id: i64,
+    now: i64,
+) -> Result<ChatMessage> {
     let sql = format!(
         "DELETE FROM chat_queued_messages WHERE chat_id = $1 AND id = $2 \
          RETURNING {QUEUE_COLUMNS}, created_by"
