@@ -86,13 +86,29 @@ pub struct NewMessage {
     pub usage: Option<ChatMessageUsage>,
 }
 
-const CHAT_COLUMNS: &str = "c.id, c.organization_id, c.owner_id, c.workspace_id, \
+/// The unread rule as SQL over the chat aliased `c`: a non-deleted assistant message the
+/// user can see, newer than the read marker. A macro so the column list below and
+/// [`UNREAD_EXISTS`] are one text.
+macro_rules! unread_exists {
+    () => {
+        "EXISTS (SELECT 1 FROM chat_messages m WHERE m.chat_id = c.id \
+        AND m.role = 'assistant' AND m.deleted = 0 AND m.visibility IN ('user', 'both') \
+        AND m.id > c.last_read_message_id)"
+    };
+}
+
+/// `Chat.has_unread` as a condition on the chat aliased `c`, for list filters.
+pub(super) const UNREAD_EXISTS: &str = unread_exists!();
+
+pub(super) const CHAT_COLUMNS: &str = concat!(
+    "c.id, c.organization_id, c.owner_id, c.workspace_id, \
     c.parent_chat_id, c.root_chat_id, c.last_model_config_id, c.title, c.status, c.plan_mode, \
     c.last_error, c.last_turn_summary, c.archived, c.pin_order, c.mcp_server_ids, \
     c.client_type, c.created_at, c.updated_at, \
-    CASE WHEN EXISTS (SELECT 1 FROM chat_messages m WHERE m.chat_id = c.id \
-        AND m.role = 'assistant' AND m.deleted = 0 AND m.id > c.last_read_message_id) \
-    THEN 1 ELSE 0 END AS has_unread";
+    CASE WHEN ",
+    unread_exists!(),
+    " THEN 1 ELSE 0 END AS has_unread"
+);
 
 pub(super) const MESSAGE_COLUMNS: &str =
     "id, chat_id, created_by, model_config_id, role, content, \
@@ -364,7 +380,10 @@ pub(super) async fn insert_message_row(
     })
 }
 
-async fn load_labels(conn: &mut AnyConnection, chat_id: Uuid) -> Result<BTreeMap<String, String>> {
+pub(super) async fn load_labels(
+    conn: &mut AnyConnection,
+    chat_id: Uuid,
+) -> Result<BTreeMap<String, String>> {
     let rows = sqlx::query("SELECT key, value FROM chat_labels WHERE chat_id = $1")
         .bind(uuid_text(chat_id))
         .fetch_all(&mut *conn)
@@ -378,7 +397,7 @@ pub(super) fn corrupt(what: &str) -> Error {
     Error::new(ErrorKind::CorruptRow, format!("stored {what} is malformed"))
 }
 
-fn chat_from_row(row: &AnyRow) -> Result<Chat> {
+pub(super) fn chat_from_row(row: &AnyRow) -> Result<Chat> {
     let plan_mode: String = row.try_get("plan_mode")?;
     let last_error = row
         .try_get::<Option<String>, _>("last_error")?

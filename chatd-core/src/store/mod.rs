@@ -10,6 +10,7 @@ mod actions;
 mod chats;
 mod history;
 mod leases;
+mod listing;
 mod queue;
 mod turns;
 mod users;
@@ -32,6 +33,7 @@ pub use leases::{
     Lease, LeaseState, RecoveredChats, DYNAMIC_TOOL_TIMEOUT_MESSAGE, MAX_CLAIM_BATCH,
     MAX_LEASES_PER_HEARTBEAT_STATEMENT,
 };
+pub use listing::{normalize_turn_summary, ChatListQuery, MAX_TURN_SUMMARY_RUNES};
 pub use queue::{Promoted, SendMessage, SendOutcome, SendResult, MAX_QUEUED_MESSAGES};
 pub use turns::{FinishedTurn, PersistedStep, Step, TurnOutcome};
 pub use users::{NewUser, Organization, User};
