@@ -7,6 +7,7 @@
 //! Per-chat writes go through [`Store::begin_chat_tx`], which serializes them (invariant 1).
 
 mod chats;
+mod config;
 mod leases;
 mod queue;
 mod turns;
@@ -21,6 +22,13 @@ use sqlx::{Any, AnyConnection, AnyPool, Executor, Row, Transaction};
 use crate::error::{Error, ErrorKind, Result};
 
 pub use chats::{MessageVisibility, NewChat, NewMessage};
+pub use config::{
+    provider_config_listing, provider_key_aad, user_key_aad, validate_user_prompt,
+    DeletedModelConfig, DeletedProviderConfig, ModelConfigFilter, ModelConfigSource,
+    ResolvedModelConfig, SecretColumn, SecretRotationFailure, SecretRotationReport,
+    SystemPromptConfig, TurnModel, UnusableRequestedModel, DEFAULT_INCLUDE_DEFAULT_SYSTEM_PROMPT,
+    INVALID_MODEL_CONFIG_MESSAGE, MAX_USER_PROMPT_CHARS, NO_DEFAULT_MODEL_CONFIG_MESSAGE,
+};
 pub use leases::{
     Lease, LeaseState, RecoveredChats, DYNAMIC_TOOL_TIMEOUT_MESSAGE, MAX_CLAIM_BATCH,
     MAX_LEASES_PER_HEARTBEAT_STATEMENT,
