@@ -60,6 +60,10 @@ pub enum ErrorKind {
     UsageLimit,
     /// The engine is shutting down and takes no new work (HTTP 503).
     ShuttingDown,
+    /// No model config was named (or the named ones cannot be used) and there is no usable
+    /// default model config: "no default model config" (HTTP 400). A turn that meets it
+    /// fails; chat creation answers 400.
+    NoDefaultModelConfig,
     /// The database failed, or could not be reached, or a migration failed.
     Database,
     /// A stored value could not be decoded (an id that is not a UUID, malformed JSON,
@@ -93,6 +97,7 @@ impl ErrorKind {
             ErrorKind::Forbidden => "forbidden",
             ErrorKind::UsageLimit => "usage_limit",
             ErrorKind::ShuttingDown => "shutting_down",
+            ErrorKind::NoDefaultModelConfig => "no_default_model_config",
             ErrorKind::Database => "database",
             ErrorKind::CorruptRow => "corrupt_row",
         }
@@ -104,7 +109,7 @@ impl ErrorKind {
     /// cause (database, corrupt rows, key handling) are 500: the server's problem.
     pub fn http_status(self) -> u16 {
         match self {
-            ErrorKind::InvalidArgument => 400,
+            ErrorKind::InvalidArgument | ErrorKind::NoDefaultModelConfig => 400,
             ErrorKind::Forbidden => 403,
             ErrorKind::NotFound => 404,
             ErrorKind::Conflict | ErrorKind::LeaseLost | ErrorKind::UsageLimit => 409,
@@ -275,6 +280,7 @@ mod tests {
             ErrorKind::Forbidden,
             ErrorKind::UsageLimit,
             ErrorKind::ShuttingDown,
+            ErrorKind::NoDefaultModelConfig,
             ErrorKind::Database,
             ErrorKind::CorruptRow,
         ];
@@ -286,6 +292,7 @@ mod tests {
     #[test]
     fn kinds_map_onto_http_statuses() {
         assert_eq!(ErrorKind::InvalidArgument.http_status(), 400);
+        assert_eq!(ErrorKind::NoDefaultModelConfig.http_status(), 400);
         assert_eq!(ErrorKind::Forbidden.http_status(), 403);
         assert_eq!(ErrorKind::NotFound.http_status(), 404);
         assert_eq!(ErrorKind::Conflict.http_status(), 409);

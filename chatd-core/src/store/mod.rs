@@ -8,6 +8,7 @@
 
 mod actions;
 mod chats;
+mod config;
 mod history;
 mod leases;
 mod listing;
@@ -28,6 +29,13 @@ pub use actions::{
     ONLY_USER_MESSAGES_EDITABLE_MESSAGE, PARENT_ARCHIVED_MESSAGE, TOOL_INTERRUPTED_MESSAGE,
 };
 pub use chats::{MessageVisibility, NewChat, NewMessage};
+pub use config::{
+    provider_config_listing, provider_key_aad, user_key_aad, validate_user_prompt,
+    DeletedModelConfig, DeletedProviderConfig, ModelConfigFilter, ModelConfigSource,
+    ResolvedModelConfig, SecretColumn, SecretRotationFailure, SecretRotationReport,
+    SystemPromptConfig, TurnModel, UnusableRequestedModel, DEFAULT_INCLUDE_DEFAULT_SYSTEM_PROMPT,
+    INVALID_MODEL_CONFIG_MESSAGE, MAX_USER_PROMPT_CHARS, NO_DEFAULT_MODEL_CONFIG_MESSAGE,
+};
 pub use history::{NewFile, StoredFile, TurnInputs, MAX_FILES_PER_LOOKUP, MAX_FILE_BYTES};
 pub use leases::{
     Lease, LeaseState, RecoveredChats, DYNAMIC_TOOL_TIMEOUT_MESSAGE, MAX_CLAIM_BATCH,
