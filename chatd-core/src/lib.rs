@@ -57,8 +57,11 @@
 
 mod error;
 mod hub;
+pub mod prompt;
 mod secrets;
 pub mod store;
+pub mod title;
+pub mod tools;
 
 pub use error::{Error, ErrorKind, Result};
 pub use hub::{
