@@ -58,8 +58,11 @@
 mod engine;
 mod error;
 mod hub;
+pub mod prompt;
 mod secrets;
 pub mod store;
+pub mod title;
+pub mod tools;
 
 pub use engine::{
     fallback_title, Actor, ChatStream, Engine, EngineConfig, EngineSettings, ModelResolver,
