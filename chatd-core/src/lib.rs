@@ -65,11 +65,10 @@ pub mod title;
 pub mod tools;
 
 pub use engine::{
-    fallback_title, Actor, ChatStream, Engine, EngineConfig, EngineSettings, ModelResolver,
-    ModelSelection, ResolvedModel, TurnModelRequest, DEFAULT_ACQUIRE_INTERVAL,
+    Actor, ChatStream, Engine, EngineConfig, EngineSettings, ModelResolver, ModelSelection,
+    ResolvedModel, StoreModelResolver, TurnModelRequest, DEFAULT_ACQUIRE_INTERVAL,
     DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_ACTIVE_TURNS, DEFAULT_MAX_OUTPUT_TOKENS,
     DEFAULT_MAX_STEPS, DEFAULT_RECOVERY_INTERVAL, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STALE_AFTER,
-    INTERRUPTED_TOOL_MESSAGE, TOOL_NOT_FOUND_MESSAGE,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use hub::{

@@ -57,7 +57,7 @@ async fn a_turn_streams_parts_persists_the_reply_and_waits() {
             .await
             .unwrap();
         assert_eq!(chat.status, ChatStatus::Pending);
-        assert_eq!(chat.title, "say hello to me please now");
+        assert_eq!(chat.title, "say hello to me please now…");
         let mut stream = engine.subscribe(&actor, chat.id, None).await.unwrap();
         let done = wait_status(&engine, &actor, chat.id, ChatStatus::Waiting).await;
         assert!(done.last_error.is_none());
@@ -232,7 +232,10 @@ async fn a_subscriber_joining_mid_step_gets_the_buffered_parts_then_the_rest_liv
                 ChatStreamEventType::Message => {
                     let m = e.message.as_ref().unwrap();
                     assert_eq!(m.role, ChatMessageRole::Assistant);
-                    assert_eq!(texts(&[m.clone()])[0].1, "one two three four five");
+                    assert_eq!(
+                        texts(std::slice::from_ref(m))[0].1,
+                        "one two three four five"
+                    );
                 }
                 ChatStreamEventType::Status
                     if e.status.as_ref().unwrap().status == ChatStatus::Waiting =>

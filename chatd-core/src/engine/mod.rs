@@ -6,11 +6,12 @@
 //! commits first and then publishes (stream events, watch events, the wake signal), so a
 //! subscriber never sees a state the database does not hold.
 
+mod autotitle;
 mod models;
 mod ops;
+mod resolver;
 mod runner;
 mod stream;
-mod toolset;
 mod turn;
 
 use std::collections::HashMap;
@@ -25,12 +26,11 @@ use tokio_util::sync::CancellationToken;
 use crate::error::{Error, ErrorKind, Result};
 use crate::hub::{HubConfig, StreamHub};
 use crate::store::{Lease, Store, StoreOptions};
+use crate::tools::ToolRegistry;
 
 pub use models::{ModelResolver, ModelSelection, ResolvedModel, TurnModelRequest};
-pub use ops::fallback_title;
+pub use resolver::StoreModelResolver;
 pub use stream::ChatStream;
-pub use toolset::TOOL_NOT_FOUND_MESSAGE;
-pub use turn::INTERRUPTED_TOOL_MESSAGE;
 
 /// How often the run loop looks for `pending` chats when no wake signal arrives
 /// (engine.md §3.1).
@@ -138,6 +138,11 @@ pub struct EngineConfig {
     pub hub: HubConfig,
     /// This process's worker id; a fresh random one when `None`.
     pub worker_id: Option<Uuid>,
+    /// The built-in tools and the policy that picks each turn's active set.
+    pub tools: Arc<ToolRegistry>,
+    /// Whether a model-written title replaces the fallback title after the first turn
+    /// starts (engine.md §10.1).
+    pub generate_titles: bool,
 }
 
 impl EngineConfig {
@@ -149,7 +154,21 @@ impl EngineConfig {
             settings: EngineSettings::default(),
             hub: HubConfig::default(),
             worker_id: None,
+            tools: Arc::new(ToolRegistry::new()),
+            generate_titles: true,
         }
+    }
+
+    /// Turns automatic titles on or off (on by default).
+    pub fn with_generated_titles(mut self, on: bool) -> Self {
+        self.generate_titles = on;
+        self
+    }
+
+    /// Replaces the tool registry.
+    pub fn with_tools(mut self, tools: ToolRegistry) -> Self {
+        self.tools = Arc::new(tools);
+        self
     }
 
     /// Replaces the settings.
@@ -242,6 +261,8 @@ pub(crate) struct Inner {
     pub(crate) store: Store,
     pub(crate) hub: StreamHub,
     pub(crate) models: Arc<dyn ModelResolver>,
+    pub(crate) tools: Arc<ToolRegistry>,
+    pub(crate) generate_titles: bool,
     pub(crate) settings: EngineSettings,
     pub(crate) worker_id: Uuid,
     pub(crate) wake: Notify,
@@ -279,6 +300,18 @@ impl Inner {
             ChatStatus::Running => {}
             ChatStatus::Waiting => control.stop(StopCause::Interrupted),
             _ => control.stop(StopCause::Superseded),
+        }
+    }
+
+    /// Publishes committed messages as `message` events, in order.
+    pub(crate) fn publish_messages<'a>(
+        &self,
+        chat_id: Uuid,
+        messages: impl IntoIterator<Item = &'a codersdk::ChatMessage>,
+    ) {
+        for message in messages {
+            self.hub
+                .publish(ChatStreamEvent::message(chat_id, message.clone()));
         }
     }
 
@@ -371,6 +404,8 @@ impl Engine {
             store,
             hub: StreamHub::new(config.hub),
             models: config.models,
+            tools: config.tools,
+            generate_titles: config.generate_titles,
             settings: config.settings,
             worker_id: config.worker_id.unwrap_or_else(Uuid::new_v4),
             wake: Notify::new(),

@@ -5,16 +5,19 @@ use std::collections::HashMap;
 
 use codersdk::{
     input_parts_to_message_parts, referenced_file_ids, validate_create_chat_message_request,
-    validate_create_chat_request, Chat, ChatMessagePart, ChatMessagesResponse, ChatQueuedMessage,
-    ChatStatus, ChatStreamEvent, ChatWatchEventKind, CreateChatMessageRequest,
-    CreateChatMessageResponse, CreateChatRequest, MessagePage, ResolvedChatFile, Uuid,
-    ValidatedInputPart,
+    validate_create_chat_request, validate_edit_chat_message_request,
+    validate_submit_tool_results_request, validate_update_chat_request, Chat, ChatMessagePart,
+    ChatMessagesResponse, ChatQueuedMessage, ChatStatus, ChatStreamEvent, ChatWatchEventKind,
+    CreateChatMessageRequest, CreateChatMessageResponse, CreateChatRequest, EditChatMessageRequest,
+    EditChatMessageResponse, MessagePage, ResolvedChatFile, SubmitToolResultsRequest,
+    UpdateChatRequest, Uuid, ValidatedInputPart,
 };
 
 use super::models::ModelSelection;
 use super::{Actor, Engine, Inner};
 use crate::error::{Error, ErrorKind, Result};
-use crate::store::{NewChat, SendMessage, SendOutcome, TurnInputs};
+use crate::prompt::{compose_system_prompt, SystemPromptInput};
+use crate::store::{ChatListQuery, EditMessage, NewChat, SendMessage, SendOutcome, TurnInputs};
 
 /// Whether an operation only reads the chat or changes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,7 +90,7 @@ impl Engine {
                 valid.model_config_id,
             ))
             .await?;
-        let title = fallback_title(&first_text(&parts));
+        let title = crate::title::fallback_title(&first_text(&parts));
         let (chat, _message) = self
             .inner
             .store
@@ -202,6 +205,12 @@ impl Engine {
                 }
             }
         };
+        inner.publish_messages(chat_id, sent.tool_results.iter().chain(&sent.promoted));
+        if sent.promoted.is_some() {
+            inner
+                .hub
+                .publish(ChatStreamEvent::queue_update(chat_id, sent.queue));
+        }
         if sent.status != chat.status {
             inner.signal_status(chat_id, &sent.status);
             inner.publish_status(chat_id, sent.status).await;
@@ -237,14 +246,187 @@ impl Engine {
         let promoted = self.inner.store.promote_queued(chat_id, queued_id).await?;
         let inner = &self.inner;
         inner.signal_status(chat_id, &ChatStatus::Pending);
-        inner
-            .hub
-            .publish(ChatStreamEvent::message(chat_id, promoted.message.clone()));
+        inner.publish_messages(
+            chat_id,
+            promoted.tool_results.iter().chain(Some(&promoted.message)),
+        );
         inner
             .hub
             .publish(ChatStreamEvent::queue_update(chat_id, promoted.queue));
         inner.publish_status(chat_id, ChatStatus::Pending).await;
         Ok(promoted.message)
+    }
+
+    /// Stops the chat's turn (engine.md §6.6): a running turn keeps its partial output; a
+    /// chat waiting for client tool results gets "Tool execution interrupted by user"
+    /// results; the queue head, if any, runs next. Returns the chat afterwards.
+    pub async fn interrupt(&self, actor: &Actor, chat_id: Uuid) -> Result<Chat> {
+        self.authorized_chat(actor, chat_id, Access::Write).await?;
+        let done = self.inner.store.interrupt(chat_id).await?;
+        let inner = &self.inner;
+        if done.changed {
+            inner.signal_status(chat_id, &done.status);
+            inner.publish_messages(chat_id, done.tool_results.iter().chain(&done.promoted));
+            if done.promoted.is_some() {
+                inner
+                    .hub
+                    .publish(ChatStreamEvent::queue_update(chat_id, done.queue));
+            }
+            inner.publish_status(chat_id, done.status).await;
+        }
+        self.authorized_chat(actor, chat_id, Access::Read).await
+    }
+
+    /// Replaces a user message and everything after it (engine.md §6.4): later messages
+    /// are soft-deleted, the queue is cleared, a running turn stops and its partial output
+    /// is discarded, and the chat runs again from the edited message.
+    pub async fn edit_message(
+        &self,
+        actor: &Actor,
+        chat_id: Uuid,
+        message_id: i64,
+        request: EditChatMessageRequest,
+    ) -> Result<EditChatMessageResponse> {
+        let content = validate_edit_chat_message_request(&request)
+            .map_err(|r| Error::with_response(ErrorKind::InvalidArgument, r))?;
+        self.authorized_chat(actor, chat_id, Access::Write).await?;
+        let parts = self.message_parts(actor, &content).await?;
+        let edited = self
+            .inner
+            .store
+            .edit_message(
+                chat_id,
+                message_id,
+                EditMessage {
+                    parts,
+                    created_by: Some(actor.user_id),
+                    model_config_id: None,
+                },
+            )
+            .await?;
+        let inner = &self.inner;
+        inner.signal_status(chat_id, &edited.status);
+        // The preview of a stopped turn is void: clients drop it on the status change and
+        // re-read the history, whose tail the edit replaced.
+        inner.hub.clear_parts(chat_id);
+        inner
+            .hub
+            .publish(ChatStreamEvent::queue_update(chat_id, edited.queue));
+        inner.publish_messages(chat_id, std::iter::once(&edited.message));
+        inner.publish_status(chat_id, edited.status).await;
+        Ok(EditChatMessageResponse {
+            message: edited.message,
+            warnings: Vec::new(),
+        })
+    }
+
+    /// Accepts the client's results for the pending dynamic tool calls (codersdk.md §5.6)
+    /// and resumes the chat. 409 when the chat is not waiting for results; 400 for
+    /// duplicate, missing, unexpected or non-JSON results (nothing is written).
+    pub async fn submit_tool_results(
+        &self,
+        actor: &Actor,
+        chat_id: Uuid,
+        request: SubmitToolResultsRequest,
+    ) -> Result<()> {
+        let results = validate_submit_tool_results_request(&request)
+            .map_err(|r| Error::with_response(ErrorKind::InvalidArgument, r))?;
+        self.authorized_chat(actor, chat_id, Access::Write).await?;
+        let submitted = self
+            .inner
+            .store
+            .submit_tool_results(chat_id, results)
+            .await?;
+        self.inner
+            .publish_messages(chat_id, submitted.messages.iter());
+        self.inner.publish_status(chat_id, submitted.status).await;
+        Ok(())
+    }
+
+    /// Applies `PATCH /chats/{chat}` (codersdk.md §5.3): title, labels, pin order, plan
+    /// mode, and archiving (of the whole family, which stops busy chats).
+    pub async fn update_chat(
+        &self,
+        actor: &Actor,
+        chat_id: Uuid,
+        request: UpdateChatRequest,
+    ) -> Result<Chat> {
+        let update = validate_update_chat_request(&request)
+            .map_err(|r| Error::with_response(ErrorKind::InvalidArgument, r))?;
+        let before = self.authorized_chat(actor, chat_id, Access::Write).await?;
+        if let Some(archived) = update.archived {
+            if archived == before.archived {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    if archived {
+                        "Chat is already archived."
+                    } else {
+                        "Chat is not archived."
+                    },
+                ));
+            }
+        }
+        // Unarchive first so the other fields apply to a live chat (pinning an archived
+        // chat is refused); archive last for the same reason.
+        if update.archived == Some(false) {
+            self.apply_archive(chat_id, false).await?;
+        }
+        let chat = self.inner.store.update_chat(chat_id, &update).await?;
+        if update.title.is_some() && chat.title != before.title {
+            self.inner
+                .publish_watch(ChatWatchEventKind::TitleChange, chat.clone(), None);
+        }
+        if update.archived == Some(true) {
+            self.apply_archive(chat_id, true).await?;
+        }
+        self.authorized_chat(actor, chat_id, Access::Read).await
+    }
+
+    async fn apply_archive(&self, chat_id: Uuid, archived: bool) -> Result<()> {
+        let changed = self.inner.store.set_archived(chat_id, archived).await?;
+        let inner = &self.inner;
+        for member in changed {
+            let id = member.chat_id;
+            if member.status != member.previous_status {
+                inner.signal_status(id, &member.status);
+            }
+            inner.publish_messages(id, member.tool_results.iter().chain(&member.promoted));
+            if member.promoted.is_some() {
+                inner
+                    .hub
+                    .publish(ChatStreamEvent::queue_update(id, member.queue));
+            }
+            if member.status != member.previous_status {
+                inner
+                    .hub
+                    .publish(ChatStreamEvent::status(id, member.status.clone()));
+                if member.status == ChatStatus::Pending {
+                    inner.wake();
+                }
+            }
+            let kind = if member.archived {
+                ChatWatchEventKind::Deleted
+            } else {
+                ChatWatchEventKind::Created
+            };
+            inner.publish_watch_by_id(id, kind).await;
+        }
+        Ok(())
+    }
+
+    /// The actor's chats (codersdk.md §16.1): `q` filters, label filters, cursor paging.
+    pub async fn list_chats(&self, actor: &Actor, query: &ChatListQuery) -> Result<Vec<Chat>> {
+        self.inner.store.list_chats(actor.user_id, query).await
+    }
+
+    /// Marks the chat read up to its newest message (what opening and closing the chat
+    /// stream does in Coder, codersdk.md §8.1). Only the owner's reads count.
+    pub async fn mark_read(&self, actor: &Actor, chat_id: Uuid) -> Result<()> {
+        let chat = self.authorized_chat(actor, chat_id, Access::Read).await?;
+        if chat.owner_id == actor.user_id {
+            self.inner.store.mark_read(chat_id, None).await?;
+        }
+        Ok(())
     }
 
     /// The actor's only organization, for requests that omit it.
@@ -306,19 +488,20 @@ fn first_text(parts: &[ChatMessagePart]) -> String {
         .unwrap_or_default()
 }
 
-/// The system prompt blocks of a turn (engine.md §4.3).
-pub(crate) async fn system_prompt(_inner: &Inner, inputs: &TurnInputs) -> Vec<String> {
-    let mut blocks = Vec::new();
-    if !inputs.system_prompt.trim().is_empty() {
-        blocks.push(inputs.system_prompt.clone());
-    }
-    blocks
-}
-
-/// MERGE(tools): replaced by crate::title::fallback_title.
-pub fn fallback_title(text: &str) -> String {
-    text.split_whitespace()
-        .take(6)
-        .collect::<Vec<_>>()
-        .join(" ")
+/// The system prompt blocks of a turn (engine.md §4.3), composed from the current
+/// deployment and personal settings each turn, so an administrator's change reaches
+/// existing chats.
+pub(crate) async fn system_prompt(inner: &Inner, inputs: &TurnInputs) -> Result<Vec<String>> {
+    let deployment = inner.store.system_prompt_config().await?;
+    let personal = inner.store.user_prompt(inputs.chat.owner_id).await?;
+    let plan_mode = inputs.chat.plan_mode == Some(codersdk::ChatPlanMode::Plan);
+    Ok(compose_system_prompt(&SystemPromptInput {
+        deployment_prompt: &deployment.system_prompt,
+        include_default_prompt: deployment.include_default_system_prompt,
+        chat_prompt: &inputs.system_prompt,
+        context_blocks: &[],
+        user_prompt: &personal,
+        plan_mode,
+        plan_mode_instructions: "",
+    }))
 }

@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use codersdk::{ChatStatus, Timestamp};
+use codersdk::{ChatError, ChatStatus, ChatStreamEvent, Timestamp};
 use tokio::time::MissedTickBehavior;
 
 use super::{lock, turn, Inner, StopCause, TurnControl};
-use crate::store::MAX_CLAIM_BATCH;
+use crate::store::{DYNAMIC_TOOL_TIMEOUT_MESSAGE, MAX_CLAIM_BATCH};
 
 /// Claims `pending` chats when woken or every acquire interval, and runs stale recovery at
 /// start-up and every recovery interval, until shutdown.
@@ -75,9 +75,18 @@ async fn recover(inner: &Arc<Inner>) {
                 tracing::info!(%chat_id, "recovered a chat from a stale worker");
                 inner.publish_status(*chat_id, ChatStatus::Pending).await;
             }
+            for message in &recovered.tool_results {
+                inner
+                    .hub
+                    .publish(ChatStreamEvent::message(message.chat_id, message.clone()));
+            }
             for chat_id in &recovered.timed_out {
                 tracing::info!(%chat_id, "dynamic tool calls timed out");
                 inner.publish_status(*chat_id, ChatStatus::Error).await;
+                inner.hub.publish(ChatStreamEvent::error(
+                    *chat_id,
+                    ChatError::generic(DYNAMIC_TOOL_TIMEOUT_MESSAGE),
+                ));
             }
         }
         Err(e) => tracing::warn!(error = %e, "stale recovery failed"),

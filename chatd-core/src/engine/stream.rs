@@ -77,7 +77,7 @@ impl Engine {
             .await?;
         let queue = inner.store.list_queue(chat_id).await?;
         let pending_calls = if chat.status == ChatStatus::RequiresAction {
-            Vec::<codersdk::ChatStreamToolCall>::new() // MERGE(manage): store.pending_tool_calls
+            inner.store.pending_tool_calls(chat_id).await?
         } else {
             Vec::new()
         };

@@ -18,13 +18,10 @@ use codersdk::{
 use futures_util::{FutureExt, StreamExt};
 
 use super::models::{ResolvedModel, TurnModelRequest};
-use super::toolset::{ToolContext, TurnTools};
 use super::{lock, Inner, StopCause, TurnControl};
 use crate::error::ErrorKind;
 use crate::store::{Lease, LeaseState, Step, TurnOutcome};
-
-/// Result text of a tool call cut short by an interrupt (engine.md §4.8).
-pub const INTERRUPTED_TOOL_MESSAGE: &str = "tool call was interrupted before it produced a result";
+use crate::tools::{interrupted_result_part, TurnContext};
 
 /// How a turn ended, before the finish routine.
 #[derive(Debug)]
@@ -159,8 +156,16 @@ async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
         resolved.model.model_id(),
         &mut resolved.cost,
     );
-    let tools = TurnTools::for_turn(inner, &inputs);
-    let system = super::ops::system_prompt(inner, &inputs).await;
+    let tools = inner
+        .tools
+        .turn_tools(TurnContext::for_chat(chat))
+        .with_dynamic_tools(inputs.dynamic_tools.clone())
+        .build();
+    let system = match super::ops::system_prompt(inner, &inputs).await {
+        Ok(system) => system,
+        Err(e) => return TurnEnd::Failed(internal_error(&e)),
+    };
+    super::autotitle::maybe_generate(inner, &inputs, &history, &resolved);
     let files = FileCache::default();
 
     for _ in 0..inner.settings.max_steps {
@@ -204,12 +209,11 @@ async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
             .filter(|c| !c.provider_executed)
             .cloned()
             .collect();
-        let ctx = ToolContext::new(chat_id, chat.owner_id, control.cancel.child_token());
-        let executed = tools
-            .execute(&calls, ctx, |index, part| {
-                publish_tool_part(inner, chat_id, index, part);
-            })
-            .await;
+        let mut execution = tools.execute(&calls, &control.cancel);
+        while let Some(result) = execution.next().await {
+            publish_tool_part(inner, chat_id, &result.part);
+        }
+        let executed = execution.finish().await;
         let step = Step {
             assistant_parts,
             usage: Some(usage_with_limit(&response, &resolved)),
@@ -223,7 +227,7 @@ async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
                 .clone()
                 .filter(|_| resolved.store_response_id),
             model_config_id: Some(resolved.model_config_id),
-            tool_results: executed.results.iter().map(|p| vec![p.clone()]).collect(),
+            tool_results: executed.parts().into_iter().map(|p| vec![p]).collect(),
         };
         let persisted = match inner.store.persist_step(&lease, step).await {
             Ok(p) => p,
@@ -238,10 +242,20 @@ async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
                 Some(_) => stopped(control),
             };
         }
-        if !executed.pending.is_empty() {
-            return TurnEnd::RequiresAction(executed.pending);
+        if executed.requires_action() {
+            let pending = executed
+                .pending_dynamic
+                .iter()
+                .map(|c| ChatStreamToolCall {
+                    tool_call_id: c.id.clone(),
+                    tool_name: c.name.clone(),
+                    args: c.arguments.clone(),
+                })
+                .collect();
+            return TurnEnd::RequiresAction(pending);
         }
-        if executed.stop_after || executed.results.is_empty() {
+        // Continue only while the model asked for tools that answered (§4.5.4).
+        if executed.stop_turn || executed.results.is_empty() {
             return TurnEnd::Completed;
         }
     }
@@ -279,13 +293,7 @@ async fn stop_mid_step(
         .tool_calls
         .iter()
         .filter(|c| !c.provider_executed)
-        .map(|c| {
-            vec![ChatMessagePart::tool_error(
-                &c.id,
-                &c.name,
-                INTERRUPTED_TOOL_MESSAGE,
-            )]
-        })
+        .map(|c| vec![interrupted_result_part(c)])
         .collect();
     let step = Step {
         assistant_parts,
@@ -427,7 +435,7 @@ fn publish_stream_part(inner: &Inner, chat_id: Uuid, part: &StreamPart) {
     ));
 }
 
-fn publish_tool_part(inner: &Inner, chat_id: Uuid, _index: usize, part: &ChatMessagePart) {
+fn publish_tool_part(inner: &Inner, chat_id: Uuid, part: &ChatMessagePart) {
     inner.hub.publish(ChatStreamEvent::message_part(
         chat_id,
         Some(ChatMessageRole::Tool),

@@ -118,6 +118,19 @@ impl LanguageModel for ScriptedModel {
     }
 
     fn stream(&self, request: ModelRequest) -> ModelStream {
+        // Title requests are answered aside, so they never take a scripted turn reply.
+        if request.system.first().map(String::as_str)
+            == Some(chatd_core::title::TITLE_SYSTEM_PROMPT)
+        {
+            let parts = vec![
+                StreamPart::TextDelta {
+                    block: 0,
+                    delta: "Scripted Title".into(),
+                },
+                finish(FinishReason::Stop),
+            ];
+            return futures_util::stream::iter(parts.into_iter().map(Ok)).boxed();
+        }
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.requests.lock().unwrap().push(request);
         let reply = self
@@ -233,14 +246,27 @@ pub async fn engine(store: &Store, model: Arc<ScriptedModel>) -> Engine {
     engine_with(store, model, fast_settings()).await
 }
 
+/// An engine whose every model call is `model`'s, with automatic titles off (they would
+/// take replies from the script).
 pub async fn engine_with(
     store: &Store,
     model: Arc<ScriptedModel>,
     settings: EngineSettings,
 ) -> Engine {
+    engine_with_config(store, model, settings, |c| c.with_generated_titles(false)).await
+}
+
+pub async fn engine_with_config(
+    store: &Store,
+    model: Arc<ScriptedModel>,
+    settings: EngineSettings,
+    adjust: impl FnOnce(EngineConfig) -> EngineConfig,
+) -> Engine {
     let config = EngineConfig::new(StoreOptions::new("unused"), ScriptedResolver::new(model))
         .with_settings(settings);
-    Engine::with_store(store.clone(), config).await.unwrap()
+    Engine::with_store(store.clone(), adjust(config))
+        .await
+        .unwrap()
 }
 
 pub fn create_request(org: Uuid, text: &str) -> CreateChatRequest {

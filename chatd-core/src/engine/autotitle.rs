@@ -1,0 +1,67 @@
+//! The automatic title (engine.md §10.1): after the first turn starts, a model-written
+//! title replaces the fallback title, unless the user renamed the chat meanwhile.
+
+use std::sync::Arc;
+
+use codersdk::{ChatMessage, ChatMessagePartType, ChatMessageRole, ChatWatchEventKind};
+
+use super::models::ResolvedModel;
+use super::Inner;
+use crate::store::TurnInputs;
+use crate::title::{fallback_title, generate_title, TITLE_TIMEOUT};
+
+/// Starts title generation in the background when the chat is on its first turn and
+/// still has the title derived from its first message.
+pub(crate) fn maybe_generate(
+    inner: &Arc<Inner>,
+    inputs: &TurnInputs,
+    history: &[ChatMessage],
+    resolved: &ResolvedModel,
+) {
+    if !inner.generate_titles {
+        return;
+    }
+    let mut users = history.iter().filter(|m| m.role == ChatMessageRole::User);
+    let (Some(first), None) = (users.next(), users.next()) else {
+        return;
+    };
+    if history
+        .iter()
+        .any(|m| matches!(m.role, ChatMessageRole::Assistant | ChatMessageRole::Tool))
+    {
+        return;
+    }
+    let text: String = first
+        .content
+        .iter()
+        .filter(|p| p.part_type == ChatMessagePartType::Text)
+        .map(|p| p.text.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let current = inputs.chat.title.clone();
+    if current != fallback_title(&text) {
+        return;
+    }
+    let chat_id = inputs.chat.id;
+    let model = Arc::clone(&resolved.model);
+    let task_inner = Arc::clone(inner);
+    inner.spawn(async move {
+        let inner = task_inner;
+        let title = match generate_title(model.as_ref(), &text, TITLE_TIMEOUT).await {
+            Ok(title) => title,
+            Err(e) => {
+                tracing::debug!(%chat_id, error = %e, "title generation failed; keeping the fallback title");
+                return;
+            }
+        };
+        match inner.store.set_title_if(chat_id, &current, &title).await {
+            Ok(true) => {
+                inner
+                    .publish_watch_by_id(chat_id, ChatWatchEventKind::TitleChange)
+                    .await;
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(%chat_id, error = %e, "saving the generated title failed"),
+        }
+    });
+}

@@ -1,0 +1,129 @@
+//! [`StoreModelResolver`]: models from the store's provider and model configs, with the
+//! key policy applied and stored keys decrypted with the engine's keyring.
+
+use std::sync::Arc;
+
+use chaterror::ClassifiedError;
+use chatprovider::{call_options, language_model, ClientSettings, OpenAiApi, ProviderApiKeys};
+use codersdk::{ChatError, ChatErrorKind, Uuid};
+
+use super::models::{ModelResolver, ModelSelection, ResolvedModel, TurnModelRequest};
+use crate::error::Result;
+use crate::secrets::Keyring;
+use crate::store::{Store, UnusableRequestedModel};
+
+/// Resolves models from the store (docs/provider-config.md): the requested model config,
+/// the chat's last one, then the default; credentials by the key policy (central key, the
+/// user's own key, fallback, environment presets).
+#[derive(Clone)]
+pub struct StoreModelResolver {
+    store: Store,
+    keyring: Arc<Keyring>,
+    deployment_keys: ProviderApiKeys,
+    client: ClientSettings,
+}
+
+impl std::fmt::Debug for StoreModelResolver {
+    // The keyring and the deployment keys are secrets: never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreModelResolver").finish_non_exhaustive()
+    }
+}
+
+impl StoreModelResolver {
+    /// A resolver over `store`, opening stored keys with `keyring`; `deployment_keys` are
+    /// the environment presets (`OPENAI_API_KEY`, …) that stand in for unconfigured
+    /// providers and missing central keys.
+    pub fn new(store: Store, keyring: Arc<Keyring>, deployment_keys: ProviderApiKeys) -> Self {
+        StoreModelResolver {
+            store,
+            keyring,
+            deployment_keys,
+            client: ClientSettings::default(),
+        }
+    }
+
+    /// Replaces the HTTP client settings of the model clients it builds.
+    pub fn with_client_settings(mut self, client: ClientSettings) -> Self {
+        self.client = client;
+        self
+    }
+}
+
+/// A turn that cannot get a model fails with a non-retryable `config` error.
+fn config_error(message: impl Into<String>) -> ChatError {
+    ClassifiedError::builder(ChatErrorKind::Config)
+        .message(message)
+        .retryable(false)
+        .build()
+        .to_chat_error()
+        .unwrap_or_else(|| ChatError::generic("The model is not configured correctly."))
+}
+
+fn classified(err: &(dyn std::error::Error + 'static)) -> ChatError {
+    chaterror::classify(err)
+        .to_chat_error()
+        .unwrap_or_else(|| config_error(err.to_string()))
+}
+
+#[async_trait::async_trait]
+impl ModelResolver for StoreModelResolver {
+    async fn select(&self, selection: ModelSelection) -> Result<Uuid> {
+        let resolved = self
+            .store
+            .resolve_model_config(selection.requested, None, UnusableRequestedModel::Reject)
+            .await?;
+        Ok(resolved.config.id)
+    }
+
+    async fn resolve(
+        &self,
+        turn: TurnModelRequest,
+    ) -> std::result::Result<ResolvedModel, ChatError> {
+        let model = self
+            .store
+            .resolve_turn_model(
+                turn.owner_id,
+                turn.requested,
+                Some(turn.last),
+                &self.keyring,
+                &self.deployment_keys,
+            )
+            .await
+            .map_err(|e| {
+                if e.kind().is_client_error() {
+                    config_error(e.to_string())
+                } else {
+                    tracing::error!(error = %e, "resolving the turn's model failed");
+                    config_error("The chat's model could not be loaded.")
+                }
+            })?;
+        let Some(provider) = model.provider() else {
+            return Err(config_error(format!(
+                "Provider \"{}\" is not supported.",
+                model.model_config.provider
+            )));
+        };
+        let credentials = model.credentials().map_err(|e| classified(&e))?;
+        let config = &model.model_config;
+        let options = call_options(provider, &config.model, Some(&model.call_config), None);
+        let api = options.use_responses_api.then_some(OpenAiApi::Responses);
+        let api = api.or(Some(OpenAiApi::ChatCompletions));
+        let client = language_model(&credentials, &config.model, api, self.client.clone())
+            .map_err(|e| classified(&e))?;
+        let store_response_id = options.use_responses_api
+            && model
+                .call_config
+                .provider_options
+                .as_ref()
+                .and_then(|o| o.openai.as_ref())
+                .and_then(|o| o.store)
+                .unwrap_or(false);
+        Ok(ResolvedModel::new(config.id, client)
+            .with_settings(options.settings)
+            .with_provider_options(options.provider_options)
+            .with_cost(model.call_config.cost.clone())
+            .with_context_limit((config.context_limit > 0).then_some(config.context_limit))
+            .with_store_response_id(store_response_id))
+    }
+}
