@@ -1,28 +1,34 @@
 //! The durable chat engine of chatd: the part of the backend that owns chats, runs their
 //! turns against a model, and tells clients what happened.
 //!
-//! The engine is being built. It will hold the store (SQLite and PostgreSQL), the status
-//! state machine, chat acquisition by leased workers, the chat loop and its tools, the queue
-//! and usage limits. This release provides two self-contained building blocks the engine
-//! rests on:
+//! An [`Engine`] runs on SQLite (the embedded default) or PostgreSQL. Its methods mirror
+//! the chats API (create, send with queue or interrupt, edit, promote, interrupt, archive,
+//! client tool results, list, subscribe, watch) and return `codersdk` types; each change is
+//! one transaction that locks the chat row and re-checks its preconditions, and events are
+//! published only after commit. Workers claim `pending` chats through a lease (worker id +
+//! epoch) that fences every write they make, so an edited, interrupted or recovered chat is
+//! never overwritten by a stale worker; a crashed process's chats are recovered by stale
+//! recovery in any other engine on the same database. A turn streams the model under the
+//! retry policy of `chaterror`, runs the model's tool calls concurrently ([`tools`]), waits
+//! for the client's results for client-executed tools, and records usage and exact cost.
 //!
+//! The building blocks are public too:
+//!
+//! - **The store** ([`store::Store`]): one implementation over `sqlx`'s `Any` driver with
+//!   embedded per-backend migrations; administrator configuration (providers, models,
+//!   users' own keys, prompts) with keys sealed by a [`Keyring`].
 //! - **Secrets at rest** ([`Keyring`], [`SecretKey`]): AES-256-GCM with a random nonce per
 //!   value, associated data binding each ciphertext to its row, and a ring of named keys so
-//!   keys can be rotated without downtime. See docs/secrets.md for the format and the
-//!   operator's rotation procedure.
-//! - **Stream fan-out** ([`StreamHub`]): the in-process hub between a chat's worker and the
-//!   WebSocket handlers of the same process. It buffers the parts of the step in flight for
-//!   late joiners, keeps the retry state, fans events out without ever waiting on a slow
-//!   subscriber (a subscriber that falls behind is disconnected with [`RecvError::Lagged`]),
-//!   and implements "subscribe, then query": [`StreamHub::subscribe`] registers the live
-//!   receiver and snapshots the in-memory state atomically, before the caller reads the
-//!   database. See docs/stream-hub.md.
+//!   keys can be rotated without downtime. See docs/secrets.md.
+//! - **Stream fan-out** ([`StreamHub`]): the in-process hub between a chat's worker and its
+//!   subscribers: the part buffer for late joiners, the retry state, and lag-disconnect
+//!   back-pressure so a slow subscriber never blocks a worker. See docs/stream-hub.md.
+//! - **Tools, prompts, titles** ([`tools`], [`prompt`], [`title`]).
 //!
-//! - **The store** ([`store::Store`]): chats, messages, users and organizations on SQLite or
-//!   PostgreSQL through one implementation over `sqlx`'s `Any` driver, with embedded
-//!   migrations per backend and a per-chat lock ([`store::Store::begin_chat_tx`]).
+//! `examples/embedded.rs` runs a whole chat on SQLite with a scripted model and a built-in
+//! tool and prints its event stream: `cargo run -p chatd-core --example embedded`.
 //!
-//! Every limit is a named constant or a [`HubConfig`] setting. Errors are one type,
+//! Every limit is a named constant or an [`EngineSettings`] / [`HubConfig`] setting. Errors are one type,
 //! [`Error`], classified by [`Error::kind`]; their messages never contain secrets.
 //!
 //! # Example
@@ -34,7 +40,7 @@
 //! // Secrets: seal an API key for one provider-config row, open it again.
 //! let keyring = Keyring::new("2025-06", SecretKey::generate()?)?;
 //! let row = Uuid::new_v4();
-//! let aad = format!("chat_providers.api_key:{row}");
+//! let aad = format!("provider_configs.api_key:{row}");
 //! let sealed = keyring.encrypt(b"sk-live-123", aad.as_bytes())?;
 //! assert!(sealed.starts_with("v1:2025-06:"));
 //! assert_eq!(keyring.decrypt_secret(&sealed, aad.as_bytes())?.expose(), "sk-live-123");

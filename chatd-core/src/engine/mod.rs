@@ -371,7 +371,8 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// The durable chat engine: cheap to clone; see the [module docs](self).
+/// The durable chat engine: cheap to clone. [`Engine::start`] connects and starts the run
+/// loop; the methods mirror the chats API and publish only after their transaction commits.
 #[derive(Clone)]
 pub struct Engine {
     inner: Arc<Inner>,
