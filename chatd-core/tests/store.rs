@@ -415,3 +415,45 @@ fn both_backends_ship_the_same_migrations() {
     };
     assert_eq!(names("sqlite"), names("postgres"));
 }
+
+#[tokio::test]
+async fn api_tokens_are_stored_hashed_and_authenticate_their_user() {
+    on_each_backend(|store| async move {
+        let f = fixture(&store).await;
+        let token = store.create_api_token(f.user).await.unwrap();
+        let token = token.expose().to_owned();
+        assert!(token.starts_with(chatd_core::store::API_TOKEN_PREFIX));
+        let user = store.authenticate_token(&token).await.unwrap().unwrap();
+        assert_eq!(user.id, f.user);
+        // Only the hash is stored.
+        let stored: Vec<String> = sqlx::query_scalar("SELECT token_hash FROM api_tokens")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(stored, vec![chatd_core::store::hash_api_token(&token)]);
+        assert!(!stored[0].contains(&token));
+        assert!(store
+            .authenticate_token("chatd_wrong")
+            .await
+            .unwrap()
+            .is_none());
+        assert!(store.authenticate_token("").await.unwrap().is_none());
+        let long = "x".repeat(chatd_core::store::MAX_API_TOKEN_LEN + 1);
+        assert!(store.authenticate_token(&long).await.unwrap().is_none());
+        // An operator-chosen token, stored twice, still authenticates once.
+        store
+            .insert_api_token(f.user, "chatd_admin_fixed")
+            .await
+            .unwrap();
+        store
+            .insert_api_token(f.user, "chatd_admin_fixed")
+            .await
+            .unwrap();
+        assert!(store
+            .authenticate_token("chatd_admin_fixed")
+            .await
+            .unwrap()
+            .is_some());
+    })
+    .await;
+}

@@ -174,7 +174,7 @@ impl fmt::Debug for SecretKey {
     }
 }
 
-fn fill_random(dest: &mut [u8]) -> Result<()> {
+pub(crate) fn fill_random(dest: &mut [u8]) -> Result<()> {
     OsRng.try_fill_bytes(dest).map_err(|_| {
         Error::new(
             ErrorKind::Random,

@@ -13,6 +13,7 @@ mod history;
 mod leases;
 mod listing;
 mod queue;
+mod tokens;
 mod turns;
 mod users;
 
@@ -43,6 +44,7 @@ pub use leases::{
 };
 pub use listing::{normalize_turn_summary, ChatListQuery, MAX_TURN_SUMMARY_RUNES};
 pub use queue::{Promoted, SendMessage, SendOutcome, SendResult, MAX_QUEUED_MESSAGES};
+pub use tokens::{hash_api_token, API_TOKEN_BYTES, API_TOKEN_PREFIX, MAX_API_TOKEN_LEN};
 pub use turns::{FinishedTurn, PersistedStep, Step, TurnOutcome};
 pub use users::{NewUser, Organization, User};
 

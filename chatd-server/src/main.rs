@@ -1,0 +1,214 @@
+//! `chatd-server`: serve the chats API.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chatd_core::store::StoreOptions;
+use chatd_core::{Keyring, SecretKey};
+use chatd_server::state::{self, ServerOptions};
+use chatprovider::{Provider, ProviderApiKeys};
+use clap::{Parser, Subcommand};
+use codersdk::SecretString;
+
+/// The reference chatd server: Coder's /api/experimental chats API.
+#[derive(Debug, Parser)]
+#[command(name = "chatd-server", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the API (the default).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "CHATD_LISTEN", default_value = "127.0.0.1:3000")]
+    listen: SocketAddr,
+    /// Database URL: a SQLite file (`sqlite://chatd.db`) or `postgres://…`.
+    #[arg(long, env = "CHATD_DATABASE_URL", default_value = "sqlite://chatd.db")]
+    database_url: String,
+    /// Keyring for stored secrets: `id=base64key[,id=base64key…]`, the first active.
+    /// Generated and saved beside a SQLite database on first start when absent; required
+    /// for PostgreSQL.
+    #[arg(long, env = "CHATD_ENCRYPTION_KEY", hide_env_values = true)]
+    encryption_key: Option<String>,
+}
+
+/// File name suffix of the generated keyring beside a SQLite database.
+const KEY_FILE_SUFFIX: &str = ".key";
+
+/// Id of a generated key.
+const GENERATED_KEY_ID: &str = "k1";
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CHATD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Serve(args)) => serve(args).await,
+        None => serve(cli.serve).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chatd-server: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+async fn serve(args: ServeArgs) -> Result<(), BoxError> {
+    let keyring = Arc::new(keyring(&args)?);
+    let mut options = ServerOptions::new(StoreOptions::new(&args.database_url), keyring);
+    options.deployment_keys = deployment_keys_from_env()?;
+    options.admin_token = std::env::var("CHATD_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty());
+    let started = state::build(options).await?;
+    if let Some(token) = &started.generated_admin_token {
+        // Printed once, to the terminal of whoever started the server; never logged.
+        println!(
+            "Admin API token (shown once, store it now): {}",
+            token.expose()
+        );
+    }
+    let state = started.state;
+    let engine = state.engine().clone();
+    let app = chatd_server::router(state);
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    tracing::info!(listen = %args.listen, "chatd-server listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    engine.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    tracing::info!("shutting down");
+}
+
+/// The keyring from `--encryption-key`, else the key file beside a SQLite database
+/// (created on first start).
+fn keyring(args: &ServeArgs) -> Result<Keyring, BoxError> {
+    if let Some(spec) = &args.encryption_key {
+        return Ok(Keyring::from_config(spec)?);
+    }
+    let Some(db_path) = sqlite_path(&args.database_url) else {
+        return Err(
+            "an encryption key is required for PostgreSQL: set --encryption-key or \
+                    CHATD_ENCRYPTION_KEY (id=base64key; generate a key with `openssl rand \
+                    -base64 32`)"
+                .into(),
+        );
+    };
+    let key_path = PathBuf::from(format!("{}{KEY_FILE_SUFFIX}", db_path.display()));
+    if key_path.exists() {
+        let spec = std::fs::read_to_string(&key_path)?;
+        return Ok(Keyring::from_config(spec.trim())?);
+    }
+    let key = SecretKey::generate()?;
+    let spec = format!("{GENERATED_KEY_ID}={}", key.to_base64().as_str());
+    write_private(&key_path, &spec)?;
+    tracing::info!(path = %key_path.display(), "generated the encryption key for stored secrets");
+    Ok(Keyring::new(GENERATED_KEY_ID, key)?)
+}
+
+/// The file of a `sqlite:` URL (`sqlite://chatd.db`, `sqlite:chatd.db`, with or without
+/// query parameters); `None` for other databases or in-memory SQLite.
+fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.write_all(b"\n")
+}
+
+/// `OPENAI_API_KEY` / `ANTHROPIC_API_KEY` (and their `*_BASE_URL`) as env-preset providers.
+fn deployment_keys_from_env() -> Result<ProviderApiKeys, BoxError> {
+    let mut keys = ProviderApiKeys::new();
+    for (provider, key_var, url_var) in [
+        (Provider::OpenAi, "OPENAI_API_KEY", "OPENAI_BASE_URL"),
+        (
+            Provider::Anthropic,
+            "ANTHROPIC_API_KEY",
+            "ANTHROPIC_BASE_URL",
+        ),
+    ] {
+        if let Some(key) = std::env::var(key_var).ok().filter(|k| !k.trim().is_empty()) {
+            keys.set_api_key(provider, SecretString::from(key.trim().to_owned()))?;
+        }
+        if let Some(url) = std::env::var(url_var).ok().filter(|u| !u.trim().is_empty()) {
+            keys.set_base_url(provider, url.trim())?;
+        }
+    }
+    Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_paths() {
+        assert_eq!(
+            sqlite_path("sqlite://chatd.db"),
+            Some(PathBuf::from("chatd.db"))
+        );
+        assert_eq!(
+            sqlite_path("sqlite:/tmp/a.db?mode=rwc"),
+            Some(PathBuf::from("/tmp/a.db"))
+        );
+        assert_eq!(sqlite_path("sqlite::memory:"), None);
+        assert_eq!(sqlite_path("postgres://h/db"), None);
+    }
+}

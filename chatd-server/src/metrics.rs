@@ -1,0 +1,5 @@
+//! Prometheus metrics served at `/metrics`.
+
+/// The server's metrics.
+#[derive(Debug, Default)]
+pub struct Metrics {}

@@ -1,0 +1,34 @@
+//! The server starts, answers health checks, and unknown routes get JSON 404s, on both
+//! backends.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use common::scripted::ScriptedModel;
+use common::{on_each_backend, TestServer};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_check_and_json_not_found() {
+    on_each_backend(|store| async move {
+        let server = TestServer::start(&store, ScriptedModel::new([])).await;
+        let health = server
+            .http
+            .get(format!("{}/healthz", server.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(health.status(), 200);
+        // Unknown routes are JSON 404s.
+        let r = server
+            .http
+            .get(server.api("/no/such/route"))
+            .header("Coder-Session-Token", &server.admin_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+        let _: codersdk::Response = r.json().await.unwrap();
+        server.stop().await;
+    })
+    .await;
+}
