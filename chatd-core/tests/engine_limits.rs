@@ -156,7 +156,8 @@ async fn an_engine_runs_at_most_max_active_turns_at_once() {
 async fn settings_that_would_misbehave_are_refused_at_start() {
     on_each_backend(|store| async move {
         let model = ScriptedModel::new([]);
-        let cases: Vec<(&str, Box<dyn Fn(&mut EngineSettings)>)> = vec![
+        type Adjust = Box<dyn Fn(&mut EngineSettings)>;
+        let cases: Vec<(&str, Adjust)> = vec![
             (
                 "zero acquire interval",
                 Box::new(|s| s.acquire_interval = Duration::ZERO),
