@@ -108,8 +108,10 @@ async fn a_recorded_openai_stream_becomes_a_priced_assistant_message() {
             base_url,
             model_config_id: Uuid::new_v4(),
         });
-        let config =
-            EngineConfig::new(StoreOptions::new("unused"), resolver).with_settings(settings);
+        // Titles off: a title request would take the one recording.
+        let config = EngineConfig::new(StoreOptions::new("unused"), resolver)
+            .with_settings(settings)
+            .with_generated_titles(false);
         let engine = Engine::with_store(store.clone(), config).await.unwrap();
         let chat = engine
             .create_chat(
@@ -124,7 +126,13 @@ async fn a_recorded_openai_stream_becomes_a_priced_assistant_message() {
             .unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while engine.get_chat(&actor, chat.id).await.unwrap().status != ChatStatus::Waiting {
-            assert!(tokio::time::Instant::now() < deadline);
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{:?} on {:?}; requests {}",
+                engine.get_chat(&actor, chat.id).await.unwrap(),
+                store.dialect(),
+                replay.requests.lock().unwrap().len()
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let page = MessagePage {
@@ -164,12 +172,19 @@ async fn a_recorded_openai_stream_becomes_a_priced_assistant_message() {
                 .await
                 .unwrap();
         assert_eq!(stored, Some(335));
-        // What the client sent: the user's message, streaming, our default output limit.
+        // What the client sent: the default system prompt, then the user's message, streamed.
         let requests = replay.requests.lock().unwrap().clone();
         assert_eq!(requests.len(), 1);
         assert_eq!(requests[0]["model"], "gpt-4o");
         assert_eq!(requests[0]["stream"], true);
-        assert_eq!(requests[0]["messages"][0]["role"], "user");
+        let messages = requests[0]["messages"].as_array().unwrap();
+        assert_eq!(messages[0]["role"], "system");
+        assert_eq!(
+            messages[0]["content"],
+            chatd_core::prompt::DEFAULT_SYSTEM_PROMPT
+        );
+        assert_eq!(messages[1]["role"], "user");
+        assert_eq!(messages.len(), 2);
         engine.shutdown().await;
     })
     .await;
