@@ -31,6 +31,7 @@ use crate::tools::ToolRegistry;
 pub use models::{ModelResolver, ModelSelection, ResolvedModel, TurnModelRequest};
 pub use resolver::StoreModelResolver;
 pub use stream::ChatStream;
+pub use turn::{FINISH_ATTEMPTS, FINISH_RETRY_DELAY};
 
 /// How often the run loop looks for `pending` chats when no wake signal arrives
 /// (engine.md §3.1).

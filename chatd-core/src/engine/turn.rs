@@ -23,6 +23,13 @@ use crate::error::ErrorKind;
 use crate::store::{Lease, LeaseState, Step, TurnOutcome};
 use crate::tools::{interrupted_result_part, TurnContext};
 
+/// Attempts at the finish transaction when the database fails transiently; after them the
+/// chat is left to stale recovery.
+pub const FINISH_ATTEMPTS: u32 = 3;
+
+/// Wait before the second finish attempt (the third waits twice as long).
+pub const FINISH_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// How a turn ended, before the finish routine.
 #[derive(Debug)]
 enum TurnEnd {
@@ -79,12 +86,20 @@ async fn finish(inner: &Inner, lease: &Lease, end: TurnEnd) {
         // Nothing to write: the new owner (or the operation) decides the chat's state.
         TurnEnd::Lost => return,
     };
-    let finished = match inner.store.finish_turn(lease, outcome).await {
-        Ok(f) => f,
-        Err(e) => {
-            // The chat stays `running` under a dead lease; stale recovery hands it back.
-            tracing::error!(%chat_id, error = %e, "finishing a turn failed");
-            return;
+    let mut attempt = 0;
+    let finished = loop {
+        match inner.store.finish_turn(lease, outcome.clone()).await {
+            Ok(f) => break f,
+            Err(e) if attempt + 1 < FINISH_ATTEMPTS && !e.kind().is_client_error() => {
+                tracing::warn!(%chat_id, error = %e, attempt, "finishing a turn failed; retrying");
+                tokio::time::sleep(FINISH_RETRY_DELAY * (attempt + 1)).await;
+                attempt += 1;
+            }
+            Err(e) => {
+                // The chat stays `running` under a dead lease; stale recovery hands it back.
+                tracing::error!(%chat_id, error = %e, "finishing a turn failed");
+                return;
+            }
         }
     };
     if !finished.wrote {
