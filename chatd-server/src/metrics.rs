@@ -120,7 +120,8 @@ impl Metrics {
     /// `running` before the subscription (possible only when the worker claims the chat
     /// between the commit and this call) is observed late, giving an upper bound. At most
     /// [`DEFAULT_MAX_TRACKED_TURNS`] turns are followed at once, each for at most
-    /// [`DEFAULT_TURN_TRACKING_TIMEOUT`].
+    /// [`DEFAULT_TURN_TRACKING_TIMEOUT`]. Must be called within a Tokio runtime (any
+    /// handler is).
     pub fn track_turn(&self, engine: &Engine, chat_id: Uuid, started_at: Instant) {
         let Some(slot) = TrackingSlot::take(&self.inner) else {
             tracing::debug!(%chat_id, "turn tracking limit reached; turn not tracked");
