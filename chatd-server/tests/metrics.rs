@@ -205,12 +205,23 @@ async fn tracking_stops_at_its_limits() {
         metrics.track_turn(engine, other, Instant::now());
         assert_eq!(metrics.tracked_turns(), 1);
         wait_status(engine, &actor, other, ChatStatus::Waiting).await;
+        // The held turn's milestones so far are recorded (its tracker runs on its own task).
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let text = metrics.render();
+            if text.contains("chat_time_to_running_seconds_count 1\n")
+                && text.contains("chat_time_to_first_output_seconds_count 1\n")
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "held turn not observed:\n{text}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let text = metrics.render();
         assert!(
             text.contains("chat_time_to_running_seconds_count 1\n"),
-            "{text}"
+            "the untracked turn is not observed: {text}"
         );
-        assert!(text.contains("chat_time_to_first_output_seconds_count 1\n"));
         assert!(text.contains("chat_time_to_terminal_status_seconds_count 0\n"));
 
         // The held turn outlives the tracking timeout: its tracker ends at the timeout...
