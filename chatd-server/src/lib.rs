@@ -29,10 +29,12 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics::serve))
         .nest("/api/experimental", routes::experimental())
         .nest("/api/v2", routes::v2())
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(metrics::trace_request))
         .with_state(state)
 }
 

@@ -44,6 +44,18 @@ enum TurnEnd {
 
 /// Runs the turn of `control.lease` to its end and finishes it; never panics outward.
 pub(crate) async fn run_turn(inner: Arc<Inner>, control: Arc<TurnControl>) {
+    // One span per turn, so every log line of the turn (model calls, tools, retries) names
+    // its chat and worker.
+    let span = tracing::info_span!(
+        "turn",
+        chat_id = %control.lease.chat_id,
+        worker = %control.lease.worker_id,
+        epoch = control.lease.epoch,
+    );
+    tracing::Instrument::instrument(turn_body(inner, control), span).await;
+}
+
+async fn turn_body(inner: Arc<Inner>, control: Arc<TurnControl>) {
     let lease = control.lease;
     let chat_id = lease.chat_id;
     // Buffer before announcing `running`, so a client that sees the status sees every part.
