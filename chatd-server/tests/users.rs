@@ -554,10 +554,20 @@ async fn admins_list_users_in_pages() {
         assert_eq!(page["count"], 4);
         assert_eq!(page["users"][0]["username"], "Bob");
         assert_eq!(page["users"].as_array().unwrap().len(), 2);
-        // limit=0 is the default page; the maximum is accepted, one more is not.
-        let (s, _) = call(&server, Method::GET, "/users?limit=0", admin, None).await;
-        assert_eq!(s, StatusCode::OK);
-        assert!(DEFAULT_USER_PAGE_LIMIT >= 4);
+        // Without a limit, or with 0, a page holds DEFAULT_USER_PAGE_LIMIT users; the
+        // maximum limit is accepted, one more is not.
+        for i in 0..DEFAULT_USER_PAGE_LIMIT {
+            server.user(&format!("user{i}")).await;
+        }
+        for path in ["/users", "/users?limit=0"] {
+            let (s, page) = call(&server, Method::GET, path, admin, None).await;
+            assert_eq!(s, StatusCode::OK);
+            assert_eq!(page["count"], DEFAULT_USER_PAGE_LIMIT + 4);
+            assert_eq!(
+                page["users"].as_array().unwrap().len() as i64,
+                DEFAULT_USER_PAGE_LIMIT
+            );
+        }
         let max = format!("/users?limit={MAX_USER_PAGE_LIMIT}");
         assert_eq!(
             call(&server, Method::GET, &max, admin, None).await.0,

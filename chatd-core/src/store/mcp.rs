@@ -446,6 +446,17 @@ fn json_text<T: serde::Serialize>(value: &T) -> Result<String> {
 // Validation
 // ---------------------------------------------------------------------------------------
 
+/// User input for a message: escaped (no raw control characters reach a log line) and cut
+/// to 64 characters so a huge value cannot bloat the response. Never used for secrets.
+fn quoted(s: &str) -> String {
+    const MAX_ECHO_CHARS: usize = 64;
+    let mut cut: String = s.chars().take(MAX_ECHO_CHARS).collect();
+    if cut.len() < s.len() {
+        cut.push('…');
+    }
+    format!("{cut:?}")
+}
+
 /// Characters of an HTTP header name (RFC 9110 `token`).
 fn header_name_problem(name: &str) -> Option<String> {
     if name.is_empty() {
@@ -463,7 +474,8 @@ fn header_name_problem(name: &str) -> Option<String> {
         .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
     if !ok {
         return Some(format!(
-            "{name:?} is not a valid HTTP header name (letters, digits and !#$%&'*+-.^_`|~)."
+            "{} is not a valid HTTP header name (letters, digits and !#$%&'*+-.^_`|~).",
+            quoted(name)
         ));
     }
     None
@@ -767,17 +779,20 @@ fn validate_headers(d: &Draft, r: &mut Response) {
                     push(
                         r,
                         "custom_headers",
-                        format!("The header {name:?} is given twice (names ignore case)."),
+                        format!(
+                            "The header {} is given twice (names ignore case).",
+                            quoted(name)
+                        ),
                     );
                 }
                 if value.is_empty() {
                     push(
                         r,
                         "custom_headers",
-                        format!("The header {name:?} has an empty value."),
+                        format!("The header {} has an empty value.", quoted(name)),
                     );
                 } else if let Some(p) = secret_problem(value, MAX_MCP_HEADER_VALUE_BYTES) {
-                    push(r, "custom_headers", format!("Header {name:?}: {p}"));
+                    push(r, "custom_headers", format!("Header {}: {p}", quoted(name)));
                 }
             }
             map.keys().cloned().collect()
@@ -810,25 +825,38 @@ fn validate_headers(d: &Draft, r: &mut Response) {
             push(
                 r,
                 "custom_headers_user_keys",
-                format!("The header {key:?} is listed twice (names ignore case)."),
+                format!(
+                    "The header {} is listed twice (names ignore case).",
+                    quoted(key)
+                ),
             );
         } else if admin_folded.contains(&folded) {
             push(
                 r,
                 "custom_headers_user_keys",
                 format!(
-                    "The header {key:?} is also set by the administrator; a header is either \
-                     admin-set or user-supplied."
+                    "The header {} is also set by the administrator; a header is either \
+                     admin-set or user-supplied.",
+                    quoted(key)
                 ),
             );
         }
+    }
+    if d.custom_headers_user_key_descriptions.len() > keys.len() {
+        push(
+            r,
+            "custom_headers_user_key_descriptions",
+            "There are more descriptions than user-supplied headers; describe only headers \
+             listed in custom_headers_user_keys.",
+        );
+        return;
     }
     for (key, description) in &d.custom_headers_user_key_descriptions {
         if !keys.iter().any(|k| k == key) {
             push(
                 r,
                 "custom_headers_user_key_descriptions",
-                format!("{key:?} is not one of custom_headers_user_keys."),
+                format!("{} is not one of custom_headers_user_keys.", quoted(key)),
             );
         }
         let chars = description.chars().count();
@@ -1411,6 +1439,23 @@ mod tests {
         r.custom_headers_user_key_descriptions.clear();
         r.custom_headers.insert("Bad Name".into(), "v".into());
         assert_eq!(fields(&check(&r).unwrap_err()), ["custom_headers"]);
+    }
+
+    #[test]
+    fn echoed_input_is_bounded() {
+        let mut r = base();
+        r.auth_type = MCPServerAuthType::CustomHeaders;
+        r.custom_headers_user_keys = vec!["X-User".into()];
+        r.custom_headers_user_key_descriptions
+            .insert("k".repeat(100_000), "d".into());
+        let err = check(&r).unwrap_err();
+        assert_eq!(fields(&err), ["custom_headers_user_key_descriptions"]);
+        assert!(err.to_string().len() < 500, "{}", err.to_string().len());
+        // More descriptions than keys: one problem, not one per entry.
+        r.custom_headers_user_key_descriptions = (0..1000)
+            .map(|i| (format!("X-{i}"), "d".to_owned()))
+            .collect();
+        assert_eq!(check(&r).unwrap_err().validations.len(), 1);
     }
 
     #[test]

@@ -309,7 +309,21 @@ async fn list_models(
     let store = state.store();
     // The key policy as it applies to the caller: central keys, their own keys, the
     // deployment's environment keys. Keys are opened only to decide availability.
-    let configured = store.configured_providers(state.keyring()).await?;
+    let mut configured = store.configured_providers(state.keyring()).await?;
+    // A provider the deployment has a key for (an environment preset) counts as configured
+    // with the defaults of a new config — central key, no user keys — as it is listed by
+    // `GET /chats/providers` and served by turns; a stored config replaces it.
+    for p in state.deployment_keys().providers() {
+        if !configured
+            .iter()
+            .any(|c| chatprovider::Provider::parse(&c.provider) == Some(p))
+        {
+            configured.push(chatprovider::ConfiguredProvider {
+                provider: p.as_str().to_owned(),
+                ..Default::default()
+            });
+        }
+    }
     let user_keys = store
         .user_provider_keys(caller.user.id, state.keyring())
         .await?;
