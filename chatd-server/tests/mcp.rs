@@ -199,10 +199,20 @@ async fn admins_manage_servers_whose_secrets_are_write_only() {
             Method::PATCH,
             &format!("/mcp/servers/{id}"),
             admin,
-            Some(json!({"display_name": "Tracker", "description": "", "enabled": false})),
+            Some(json!({
+                "display_name": "Tracker",
+                "description": "",
+                "enabled": false,
+                "forward_coder_headers": true,
+                "allow_in_plan_mode": true
+            })),
         )
         .await;
         assert_eq!(s, StatusCode::OK, "{updated}");
+        assert_eq!(updated["forward_coder_headers"], true);
+        assert_eq!(updated["allow_in_plan_mode"], true);
+        assert_eq!(updated["model_intent"], false);
+        assert_eq!(updated["availability"], "default_on");
         assert_eq!(updated["display_name"], "Tracker");
         assert_eq!(updated["description"], "");
         assert_eq!(updated["enabled"], false);
