@@ -169,6 +169,15 @@ ts_types![
     ChatDebugRunSummary,
     ChatDebugStep,
     ChatDebugRun,
+    // users and tokens
+    UserStatus,
+    LoginType,
+    SlimRole,
+    User,
+    CreateUserRequest,
+    UpdateRoles,
+    GenerateAPIKeyResponse,
+    GetUsersResponse,
 ];
 
 /// JSON Schemas published for request bodies (and the dynamic-tool shapes).
@@ -269,6 +278,8 @@ fn schemas() -> BTreeMap<String, String> {
         ChatAutoArchiveDaysResponse
     );
     schema!("UpdateChatTemplateAllowlistRequest", ChatTemplateAllowlist);
+    schema!("CreateUserRequest", CreateUserRequest);
+    schema!("UpdateRoles", UpdateRoles);
     out
 }
 

@@ -320,6 +320,13 @@ wire_types![
     ChatDebugRunSummary,
     ChatDebugStep,
     ChatDebugRun,
+    // users and tokens
+    SlimRole,
+    User,
+    CreateUserRequest,
+    UpdateRoles,
+    GenerateAPIKeyResponse,
+    GetUsersResponse,
 ];
 
 fn check_samples(ty: &str) {
@@ -525,6 +532,8 @@ wire_enums![
     ChatDebugRunKind,
     ChatDebugStatus,
     ChatDebugStepOperation,
+    UserStatus,
+    LoginType,
 ];
 
 fn check_enum<T: WireEnum>(name: &str, spec: &Value) {

@@ -6,12 +6,14 @@
 //! `BIGINT` 0/1 (the `Any` driver cannot decode a SQLite column declared `BOOLEAN`).
 //! Per-chat writes go through [`Store::begin_chat_tx`], which serializes them (invariant 1).
 
+mod accounts;
 mod actions;
 mod chats;
 mod config;
 mod history;
 mod leases;
 mod listing;
+mod mcp;
 mod queue;
 mod tokens;
 mod turns;
@@ -25,6 +27,7 @@ use sqlx::{Any, AnyConnection, AnyPool, Executor, Row, Transaction};
 
 use crate::error::{Error, ErrorKind, Result};
 
+pub use accounts::{Account, NewAccount, MAX_ACCOUNT_PAGE};
 pub use actions::{
     ArchivedChat, EditMessage, Edited, Interrupted, Submitted, NOT_AWAITING_TOOL_RESULTS_MESSAGE,
     ONLY_USER_MESSAGES_EDITABLE_MESSAGE, PARENT_ARCHIVED_MESSAGE, TOOL_INTERRUPTED_MESSAGE,
@@ -43,6 +46,14 @@ pub use leases::{
     MAX_LEASES_PER_HEARTBEAT_STATEMENT,
 };
 pub use listing::{normalize_turn_summary, ChatListQuery, MAX_TURN_SUMMARY_RUNES};
+pub use mcp::{
+    mcp_secret_aad, McpSecretColumn, McpSecretRotationFailure, McpSecretRotationReport,
+    McpServerFilter, McpServerSecrets, INVALID_MCP_SERVER_MESSAGE, MANUAL_OAUTH2_REQUIRED_MESSAGE,
+    MAX_MCP_CUSTOM_HEADERS, MAX_MCP_CUSTOM_HEADERS_BYTES, MAX_MCP_DESCRIPTION_CHARS,
+    MAX_MCP_HEADER_DESCRIPTION_CHARS, MAX_MCP_HEADER_NAME_BYTES, MAX_MCP_HEADER_VALUE_BYTES,
+    MAX_MCP_OAUTH2_FIELD_BYTES, MAX_MCP_SECRET_BYTES, MAX_MCP_SLUG_LEN,
+    MAX_MCP_TOOL_FILTER_ENTRIES, MAX_MCP_TOOL_NAME_BYTES, MAX_MCP_USER_HEADER_KEYS,
+};
 pub use queue::{Promoted, SendMessage, SendOutcome, SendResult, MAX_QUEUED_MESSAGES};
 pub use tokens::{hash_api_token, API_TOKEN_BYTES, API_TOKEN_PREFIX, MAX_API_TOKEN_LEN};
 pub use turns::{FinishedTurn, PersistedStep, Step, TurnOutcome};

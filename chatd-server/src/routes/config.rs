@@ -1,10 +1,421 @@
-//! Routes (being built).
+//! Administrator configuration under `/api/experimental/chats` (codersdk.md §12, §15,
+//! §16.4): providers, model configs, users' own keys (BYOK), the model catalogue, the
+//! deployment system prompt and users' personal prompts.
+//!
+//! Handlers validate with the shared validators, call the store, and map its errors through
+//! [`ApiError`]. Keys are sealed by the store; no response carries one (views have
+//! `has_api_key` / `has_user_api_key` only). Decisions: docs/server-admin.md.
 
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, RawQuery, State};
+use axum::handler::Handler;
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::routing::{get, patch, put};
 use axum::Router;
+use chatd_core::store::{provider_config_listing, ModelConfigFilter};
+use chatprovider::ConfiguredModel;
+use codersdk::{
+    ChatModelConfig, ChatModelsResponse, ChatProviderConfig, ChatSystemPromptResponse,
+    ChatUsageLimitStatus, CreateChatModelConfigRequest, CreateChatProviderConfigRequest,
+    CreateUserChatProviderKeyRequest, Response, UpdateChatModelConfigRequest,
+    UpdateChatProviderConfigRequest, UpdateChatSystemPromptRequest, UserChatCustomPrompt,
+    UserChatProviderConfig, Uuid,
+};
 
+use crate::auth::{Caller, SESSION_TOKEN_QUERY};
+use crate::error::{query_pairs, ApiError, ApiResult, Json};
 use crate::state::AppState;
+
+/// Body limit of `PUT /chats/config/system-prompt`: a prompt at
+/// `codersdk::MAX_DEPLOYMENT_SYSTEM_PROMPT_BYTES` fits however JSON escapes it (at most
+/// six bytes per byte, `\u00XX`), plus room for the rest of the body. The server-wide
+/// limit (`MAX_BODY_BYTES`) would refuse some valid prompts with 413.
+pub const SYSTEM_PROMPT_BODY_BYTES: usize = 6 * codersdk::MAX_DEPLOYMENT_SYSTEM_PROMPT_BYTES + 1024;
 
 /// The routes of this group.
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route(
+            "/chats/providers",
+            get(list_providers).post(create_provider),
+        )
+        .route(
+            "/chats/providers/{providerConfig}",
+            patch(update_provider).delete(delete_provider),
+        )
+        .route(
+            "/chats/model-configs",
+            get(list_model_configs).post(create_model_config),
+        )
+        .route(
+            "/chats/model-configs/{modelConfig}",
+            patch(update_model_config).delete(delete_model_config),
+        )
+        .route(
+            "/chats/user-provider-configs",
+            get(list_user_provider_configs),
+        )
+        .route(
+            "/chats/user-provider-configs/{providerConfig}",
+            put(set_user_provider_key).delete(delete_user_provider_key),
+        )
+        .route("/chats/models", get(list_models))
+        .route("/chats/usage-limits/status", get(usage_limit_status))
+        .route(
+            "/chats/config/system-prompt",
+            get(get_system_prompt)
+                .put(put_system_prompt.layer(DefaultBodyLimit::max(SYSTEM_PROMPT_BODY_BYTES))),
+        )
+        .route(
+            "/chats/config/user-prompt",
+            get(get_user_prompt).put(put_user_prompt),
+        )
+        .method_not_allowed_fallback(super::unsupported::method_not_allowed)
+}
+
+/// An authenticated administrator: 401 without a valid token, 403 for other users. As a
+/// parts extractor it runs before the body is read, so a non-administrator learns nothing
+/// from how their body would have been judged.
+#[derive(Debug, Clone)]
+pub(crate) struct Admin(pub Caller);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        caller.require_admin()?;
+        Ok(Admin(caller))
+    }
+}
+
+/// Parses a UUID path parameter; a JSON 400 naming the parameter otherwise.
+pub(crate) fn path_uuid(raw: &str, name: &str) -> ApiResult<Uuid> {
+    Uuid::parse_str(raw).map_err(|_| {
+        ApiError::validation(Response::new(format!("Invalid {name}.")).with_validation(
+            name,
+            format!(
+                "{:?} is not a UUID.",
+                raw.chars().take(64).collect::<String>()
+            ),
+        ))
+    })
+}
+
+/// Refuses every query parameter but the session token: these routes take none, and a
+/// misspelt parameter should fail loudly rather than be ignored.
+pub(crate) fn no_query(raw: Option<&str>) -> ApiResult<()> {
+    query_pairs(raw, &[SESSION_TOKEN_QUERY]).map(|_| ())
+}
+
+// ---------------------------------------------------------------------------------------
+// Providers (admin)
+// ---------------------------------------------------------------------------------------
+
+async fn list_providers(
+    State(state): State<AppState>,
+    _admin: Admin,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<Vec<ChatProviderConfig>>> {
+    no_query(q.as_deref())?;
+    let stored = state.store().list_provider_configs().await?;
+    Ok(Json(provider_config_listing(
+        &stored,
+        state.deployment_keys(),
+    )))
+}
+
+async fn create_provider(
+    State(state): State<AppState>,
+    _admin: Admin,
+    RawQuery(q): RawQuery,
+    Json(req): Json<CreateChatProviderConfigRequest>,
+) -> ApiResult<(StatusCode, Json<ChatProviderConfig>)> {
+    no_query(q.as_deref())?;
+    let valid = chatprovider::validate_create_provider_request(&req, state.deployment_keys())
+        .map_err(ApiError::validation)?;
+    let created = state
+        .store()
+        .create_provider_config(&valid, state.keyring())
+        .await?;
+    tracing::info!(provider = %created.provider, id = %created.id, "provider config created");
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+async fn update_provider(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+    Json(req): Json<UpdateChatProviderConfigRequest>,
+) -> ApiResult<Json<ChatProviderConfig>> {
+    let id = path_uuid(&id, "providerConfig")?;
+    no_query(q.as_deref())?;
+    let updated = state
+        .store()
+        .update_provider_config(id, &req, state.deployment_keys(), state.keyring())
+        .await?;
+    Ok(Json(updated))
+}
+
+async fn delete_provider(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<StatusCode> {
+    let id = path_uuid(&id, "providerConfig")?;
+    no_query(q.as_deref())?;
+    let deleted = state.store().delete_provider_config(id).await?;
+    tracing::info!(
+        provider = %deleted.provider,
+        id = %deleted.id,
+        model_configs = deleted.deleted_model_config_ids.len(),
+        user_keys = deleted.deleted_user_keys,
+        "provider config deleted"
+    );
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---------------------------------------------------------------------------------------
+// Model configs (read: everyone, enabled only for non-admins; write: admin)
+// ---------------------------------------------------------------------------------------
+
+async fn list_model_configs(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<Vec<ChatModelConfig>>> {
+    no_query(q.as_deref())?;
+    let filter = if caller.is_admin() {
+        ModelConfigFilter::All
+    } else {
+        ModelConfigFilter::Enabled
+    };
+    Ok(Json(state.store().list_model_configs(filter).await?))
+}
+
+async fn create_model_config(
+    State(state): State<AppState>,
+    _admin: Admin,
+    RawQuery(q): RawQuery,
+    Json(req): Json<CreateChatModelConfigRequest>,
+) -> ApiResult<(StatusCode, Json<ChatModelConfig>)> {
+    no_query(q.as_deref())?;
+    let valid = codersdk::validate_create_model_config(&req).map_err(ApiError::validation)?;
+    let created = state
+        .store()
+        .create_model_config(&valid, state.deployment_keys())
+        .await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+async fn update_model_config(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+    Json(req): Json<UpdateChatModelConfigRequest>,
+) -> ApiResult<Json<ChatModelConfig>> {
+    let id = path_uuid(&id, "modelConfig")?;
+    no_query(q.as_deref())?;
+    let updated = state
+        .store()
+        .update_model_config(id, &req, state.deployment_keys())
+        .await?;
+    Ok(Json(updated))
+}
+
+async fn delete_model_config(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<StatusCode> {
+    let id = path_uuid(&id, "modelConfig")?;
+    no_query(q.as_deref())?;
+    state.store().delete_model_config(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---------------------------------------------------------------------------------------
+// Users' own keys (BYOK): every user, for themself
+// ---------------------------------------------------------------------------------------
+
+async fn list_user_provider_configs(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<Vec<UserChatProviderConfig>>> {
+    no_query(q.as_deref())?;
+    Ok(Json(
+        state
+            .store()
+            .list_user_provider_configs(caller.user.id, state.deployment_keys())
+            .await?,
+    ))
+}
+
+async fn set_user_provider_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+    Json(req): Json<CreateUserChatProviderKeyRequest>,
+) -> ApiResult<Json<UserChatProviderConfig>> {
+    let id = path_uuid(&id, "providerConfig")?;
+    no_query(q.as_deref())?;
+    let view = state
+        .store()
+        .set_user_provider_key(
+            caller.user.id,
+            id,
+            &req.api_key,
+            state.keyring(),
+            state.deployment_keys(),
+        )
+        .await?;
+    Ok(Json(view))
+}
+
+async fn delete_user_provider_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<StatusCode> {
+    let id = path_uuid(&id, "providerConfig")?;
+    no_query(q.as_deref())?;
+    // An unknown provider config is a 404; deleting a key that is not there is a success
+    // (the caller's goal, "no key of mine is stored", holds).
+    state.store().get_provider_config(id).await?;
+    state
+        .store()
+        .delete_user_provider_key(caller.user.id, id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---------------------------------------------------------------------------------------
+// The model catalogue
+// ---------------------------------------------------------------------------------------
+
+async fn list_models(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<ChatModelsResponse>> {
+    no_query(q.as_deref())?;
+    let store = state.store();
+    // The key policy as it applies to the caller: central keys, their own keys, the
+    // deployment's environment keys. Keys are opened only to decide availability.
+    let mut configured = store.configured_providers(state.keyring()).await?;
+    // A provider the deployment has a key for (an environment preset) counts as configured
+    // with the defaults of a new config — central key, no user keys — as it is listed by
+    // `GET /chats/providers` and served by turns; a stored config replaces it.
+    for p in state.deployment_keys().providers() {
+        if !configured
+            .iter()
+            .any(|c| chatprovider::Provider::parse(&c.provider) == Some(p))
+        {
+            configured.push(chatprovider::ConfiguredProvider {
+                provider: p.as_str().to_owned(),
+                ..Default::default()
+            });
+        }
+    }
+    let user_keys = store
+        .user_provider_keys(caller.user.id, state.keyring())
+        .await?;
+    let resolved =
+        chatprovider::resolve_user_provider_keys(state.deployment_keys(), &configured, &user_keys);
+    let models: Vec<ConfiguredModel> = store
+        .list_model_configs(ModelConfigFilter::Enabled)
+        .await?
+        .into_iter()
+        .map(|m| ConfiguredModel {
+            provider: m.provider,
+            model: m.model,
+            display_name: m.display_name,
+        })
+        .collect();
+    let catalogue = chatprovider::list_configured_models(&configured, &models, &resolved)
+        .unwrap_or_else(|| chatprovider::list_provider_availability(&configured, &resolved));
+    Ok(Json(catalogue))
+}
+
+/// `GET /chats/usage-limits/status` (any user): this server enforces no spend limits, so
+/// nobody is limited — a true answer, unlike a 501, for clients that poll it before sending.
+async fn usage_limit_status(
+    _caller: Caller,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<ChatUsageLimitStatus>> {
+    no_query(q.as_deref())?;
+    Ok(Json(ChatUsageLimitStatus {
+        is_limited: false,
+        period: None,
+        spend_limit_micros: None,
+        current_spend: None,
+        period_start: None,
+        period_end: None,
+    }))
+}
+
+// ---------------------------------------------------------------------------------------
+// Prompts
+// ---------------------------------------------------------------------------------------
+
+async fn get_system_prompt(
+    State(state): State<AppState>,
+    _admin: Admin,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<ChatSystemPromptResponse>> {
+    no_query(q.as_deref())?;
+    let config = state.store().system_prompt_config().await?;
+    Ok(Json(ChatSystemPromptResponse {
+        system_prompt: config.system_prompt,
+        include_default_system_prompt: config.include_default_system_prompt,
+        default_system_prompt: chatd_core::prompt::DEFAULT_SYSTEM_PROMPT.to_owned(),
+    }))
+}
+
+async fn put_system_prompt(
+    State(state): State<AppState>,
+    _admin: Admin,
+    RawQuery(q): RawQuery,
+    Json(req): Json<UpdateChatSystemPromptRequest>,
+) -> ApiResult<StatusCode> {
+    no_query(q.as_deref())?;
+    state
+        .store()
+        .set_system_prompt_config(&req.system_prompt, req.include_default_system_prompt)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn get_user_prompt(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<UserChatCustomPrompt>> {
+    no_query(q.as_deref())?;
+    Ok(Json(UserChatCustomPrompt {
+        custom_prompt: state.store().user_prompt(caller.user.id).await?,
+    }))
+}
+
+async fn put_user_prompt(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(q): RawQuery,
+    Json(req): Json<UserChatCustomPrompt>,
+) -> ApiResult<Json<UserChatCustomPrompt>> {
+    no_query(q.as_deref())?;
+    let stored = state
+        .store()
+        .set_user_prompt(caller.user.id, &req.custom_prompt)
+        .await?;
+    Ok(Json(UserChatCustomPrompt {
+        custom_prompt: stored,
+    }))
 }
