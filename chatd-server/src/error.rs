@@ -101,7 +101,12 @@ impl IntoResponse for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
-        let status = r.status();
+        // Coder answers a body of the wrong shape (a missing or mistyped field) with 400;
+        // axum's 422 for that case is not part of the API.
+        let status = match r.status() {
+            StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
+            other => other,
+        };
         let message = match &r {
             JsonRejection::MissingJsonContentType(_) => {
                 "Request body must be JSON (Content-Type: application/json).".to_owned()

@@ -33,6 +33,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/experimental", routes::experimental())
         .nest("/api/v2", routes::v2())
         .fallback(not_found)
+        .method_not_allowed_fallback(routes::unsupported::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(metrics::trace_request))
         .with_state(state)

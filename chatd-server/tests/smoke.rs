@@ -32,3 +32,34 @@ async fn health_check_and_json_not_found() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_methods_and_wrong_shapes_get_json_errors() {
+    on_each_backend(|store| async move {
+        let server = TestServer::start(&store, ScriptedModel::new([])).await;
+        // A route that exists, with a method it does not take.
+        let r = server
+            .http
+            .delete(format!("{}/healthz", server.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405);
+        let _: codersdk::Response = r.json().await.unwrap();
+        // A JSON body with a field of the wrong type is a 400, not axum's 422.
+        let r = server
+            .http
+            .put(server.api("/chats/config/user-prompt"))
+            .header("Coder-Session-Token", &server.admin_token)
+            .header("Content-Type", "application/json")
+            .body(r#"{"custom_prompt": 42}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        let body: codersdk::Response = r.json().await.unwrap();
+        assert!(body.message.contains("shape"), "{body:?}");
+        server.stop().await;
+    })
+    .await;
+}
