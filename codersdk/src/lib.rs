@@ -68,7 +68,7 @@
 //!
 //! # Client: a bot in a few lines (feature `client`)
 //!
-//! With the `client` feature, [`client::Client`] speaks the whole chats API over HTTP and
+//! With the `client` feature, `client::Client` speaks the whole chats API over HTTP and
 //! WebSockets with these types. A bot that offers the model a tool it runs itself (a
 //! *dynamic* tool), answers the model's calls when the chat stops in `requires_action`, and
 //! prints the reply:
@@ -143,12 +143,12 @@
 //! ```
 //!
 //! Errors carry the HTTP status and the server's [`Response`] body
-//! ([`client::Error::status`], [`client::Error::response`], [`client::Error::is_not_found`]
+//! (`client::Error::status`, `client::Error::response`, `client::Error::is_not_found`
 //! and the other predicates). See docs/client.md.
 //!
 //! # Feature flags
 //!
-//! - `client` (off by default): the typed HTTP/WebSocket client [`client::Client`], on
+//! - `client` (off by default): the typed HTTP/WebSocket client `client::Client`, on
 //!   `reqwest` and `tokio-tungstenite` (rustls). Without it the crate does no I/O and
 //!   pulls in no network or async runtime dependency.
 //!
