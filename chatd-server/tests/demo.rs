@@ -588,3 +588,51 @@ fn the_catalog_entry_is_labelled_demo() {
     assert_eq!(entry.models[0].model, "demo");
     assert!(entry.models[0].display_name.starts_with("demo"));
 }
+
+/// `chatd-server chat` against a server on the demo model: the reply on stdout as it
+/// streams, the tool call on stderr, exit 0; a wrong token exits non-zero with the 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the chat and stream routes of wt/srvchats and wt/srvstream: un-ignore once merged"]
+async fn the_chat_command_runs_a_demo_turn_end_to_end() {
+    on_each_backend(|store| async move {
+        let (state, _admin) = server(&store, ProviderApiKeys::new()).await;
+        let app = chatd_server::router(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        let run = |token: &str, prompt: &str| {
+            let args = ["chat", "--url", &base, "--token", token, prompt].map(str::to_owned);
+            tokio::task::spawn_blocking(move || {
+                std::process::Command::new(env!("CARGO_BIN_EXE_chatd-server"))
+                    .args(args)
+                    .env_remove("CHATD_TOKEN")
+                    .env_remove("CHATD_URL")
+                    .env_remove("CHATD_LOG")
+                    .output()
+                    .unwrap()
+            })
+        };
+
+        let out = run(common::ADMIN_TOKEN, "What time is it?").await.unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        );
+        assert!(out.status.success(), "{stderr}");
+        assert!(stdout.starts_with("The current time is "), "{stdout}");
+        assert!(
+            stdout.ends_with("(from the demo current_time tool).\n"),
+            "{stdout}"
+        );
+        assert!(stderr.contains("[calling current_time({})]"), "{stderr}");
+
+        let out = run("wrong-token", "hi").await.unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(!out.status.success());
+        assert!(stderr.contains("HTTP 401"), "{stderr}");
+        state.engine().clone().shutdown().await;
+    })
+    .await;
+}

@@ -15,6 +15,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use codersdk::client::{
     ChatMessagesOptions, Client, CreateUserRequest, Error, ListChatsOptions, MAX_ERROR_BODY_BYTES,
+    MAX_ERROR_DETAIL_CHARS,
 };
 use codersdk::{
     ChatInputPart, ChatStatus, ChatStreamEventType, ChatWatchEventKind, CreateChatRequest,
@@ -229,6 +230,17 @@ async fn errors_carry_the_status_and_the_response_body() {
                     )
                         .into_response()
                 }
+                // Non-JSON bodies keep MAX_ERROR_DETAIL_CHARS characters of detail.
+                "00000000-0000-0000-0000-000000000503" => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "é".repeat(MAX_ERROR_DETAIL_CHARS),
+                )
+                    .into_response(),
+                "00000000-0000-0000-0000-000000000504" => (
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "é".repeat(MAX_ERROR_DETAIL_CHARS + 1),
+                )
+                    .into_response(),
                 _ => json_response(StatusCode::OK, chat_json(Uuid::nil(), "waiting")),
             }
         }),
@@ -262,6 +274,17 @@ async fn errors_carry_the_status_and_the_response_body() {
     assert_eq!(response.message, "Bad Gateway (HTTP 502)");
     assert_eq!(response.detail, "<html><body>upstream down</body></html>");
     assert!(err.usage_limit().is_none());
+
+    let err = client.chat(hex("503")).await.unwrap_err();
+    assert_eq!(
+        err.response().unwrap().detail,
+        "é".repeat(MAX_ERROR_DETAIL_CHARS)
+    );
+    let err = client.chat(hex("504")).await.unwrap_err();
+    assert_eq!(
+        err.response().unwrap().detail,
+        format!("{}…", "é".repeat(MAX_ERROR_DETAIL_CHARS))
+    );
 
     let err = client.chat(hex("501")).await.unwrap_err();
     assert!(err.is_not_implemented());
