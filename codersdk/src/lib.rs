@@ -8,7 +8,8 @@
 //! JSON Schema (schemars). Reading is forward compatible: unknown fields are ignored and
 //! unknown enum strings are kept as `Unknown(..)` values that round-trip. The crate also holds
 //! the validation rules that server and clients share, the chat list search-query parser and
-//! the decoder for stored message content. It does no I/O.
+//! the decoder for stored message content. It does no I/O, except in the typed client of the
+//! optional `client` feature.
 //!
 //! # Example: a bot reading a stream frame
 //!
@@ -65,9 +66,91 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Client: a bot in a few lines (feature `client`)
+//!
+//! With the `client` feature, `client::Client` speaks the whole chats API over HTTP and
+//! WebSockets with these types. A bot that offers the model a tool it runs itself (a
+//! *dynamic* tool), answers the model's calls when the chat stops in `requires_action`, and
+//! prints the reply:
+//!
+#![cfg_attr(feature = "client", doc = "```no_run")]
+#![cfg_attr(not(feature = "client"), doc = "```ignore")]
+//! use codersdk::client::Client;
+//! use codersdk::{
+//!     ChatInputPart, ChatMessagePartType, ChatMessageRole, ChatStatus, ChatStreamEventType,
+//!     CreateChatRequest, DynamicTool, RawJson, SubmitToolResultsRequest, ToolResult,
+//! };
+//! use futures_util::StreamExt;
+//!
+//! # async fn bot() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = Client::new("http://127.0.0.1:3000", std::env::var("CHATD_TOKEN")?)?;
+//! let chat = client
+//!     .create_chat(&CreateChatRequest {
+//!         content: vec![ChatInputPart::text("Where is order 42? Use lookup_order.")],
+//!         unsafe_dynamic_tools: vec![DynamicTool {
+//!             name: "lookup_order".into(),
+//!             description: "Looks up an order by its number.".into(),
+//!             input_schema: RawJson::from_json(
+//!                 r#"{"type":"object","properties":{"number":{"type":"integer"}}}"#,
+//!             )?,
+//!         }],
+//!         ..Default::default()
+//!     })
+//!     .await?;
+//!
+//! // The stream starts with a snapshot (status, messages so far), then follows live.
+//! let mut events = client.stream(chat.id, None).await?;
+//! let mut reply = String::new();
+//! while let Some(event) = events.next().await {
+//!     let event = event?;
+//!     match event.event_type {
+//!         // The model called our tool: run it here and answer every pending call.
+//!         ChatStreamEventType::ActionRequired => {
+//!             let calls = event.action_required.map(|a| a.tool_calls).unwrap_or_default();
+//!             let results = calls
+//!                 .into_iter()
+//!                 .map(|call| ToolResult {
+//!                     tool_call_id: call.tool_call_id,
+//!                     output: RawJson::from_json(r#"{"order":42,"status":"shipped"}"#).ok(),
+//!                     is_error: false,
+//!                 })
+//!                 .collect();
+//!             client
+//!                 .submit_tool_results(chat.id, &SubmitToolResultsRequest { results })
+//!                 .await?;
+//!         }
+//!         // The reply streams in as text deltas.
+//!         ChatStreamEventType::MessagePart => {
+//!             if let Some(mp) = event.message_part {
+//!                 let assistant = mp.role == Some(ChatMessageRole::Assistant);
+//!                 if assistant && mp.part.part_type == ChatMessagePartType::Text {
+//!                     reply.push_str(&mp.part.text);
+//!                 }
+//!             }
+//!         }
+//!         // `waiting`: the turn is over. `error`: it failed (the chat's `last_error` says why).
+//!         ChatStreamEventType::Status => match event.status.map(|s| s.status) {
+//!             Some(ChatStatus::Waiting) => break,
+//!             Some(ChatStatus::Error) => return Err("the turn failed".into()),
+//!             _ => {}
+//!         },
+//!         _ => {}
+//!     }
+//! }
+//! println!("{reply}");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Errors carry the HTTP status and the server's [`Response`] body
+//! (`client::Error::status`, `client::Error::response`, `client::Error::is_not_found`
+//! and the other predicates). See docs/client.md.
+//!
 //! # Feature flags
 //!
-//! None yet. (A `client` feature with a typed HTTP/WebSocket client is planned.)
+//! - `client` (off by default): the typed HTTP/WebSocket client `client::Client`, on
+//!   `reqwest` and `tokio-tungstenite` (rustls). Without it the crate does no I/O and
+//!   pulls in no network or async runtime dependency.
 //!
 //! # Wire conventions
 //!
@@ -81,6 +164,8 @@
 //! - Secrets are [`SecretString`]s, which never print themselves.
 
 mod chat;
+#[cfg(feature = "client")]
+pub mod client;
 mod config;
 mod content;
 mod cost;
