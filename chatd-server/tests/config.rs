@@ -659,7 +659,11 @@ async fn model_catalogue_without_any_configuration() {
         .await;
         assert_eq!(s, StatusCode::OK);
         let providers = catalogue["providers"].as_array().unwrap();
-        assert_eq!(providers.len(), chatprovider::SUPPORTED_PROVIDERS.len());
+        // The offline demo model answers while nothing is configured, and is listed first.
+        assert_eq!(providers.len(), chatprovider::SUPPORTED_PROVIDERS.len() + 1);
+        assert_eq!(providers[0]["provider"], "demo");
+        assert_eq!(providers[0]["available"], true);
+        assert_eq!(providers[0]["models"][0]["model"], "demo");
         let openai = entry(&catalogue["providers"], "openai");
         assert_eq!(openai["available"], false);
         assert_eq!(openai["unavailable_reason"], "missing_api_key");

@@ -341,6 +341,12 @@ async fn list_models(
         .collect();
     let catalogue = chatprovider::list_configured_models(&configured, &models, &resolved)
         .unwrap_or_else(|| chatprovider::list_provider_availability(&configured, &resolved));
+    let mut catalogue = catalogue;
+    // With nothing configured, chats run on the offline demo model: list it first so a
+    // client's model picker shows what will answer.
+    if crate::demo::demo_active(store, state.deployment_keys()).await? {
+        catalogue.providers.insert(0, crate::demo::catalog_entry());
+    }
     Ok(Json(catalogue))
 }
 
