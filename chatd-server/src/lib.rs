@@ -25,6 +25,13 @@ pub use state::{AppState, ServerOptions, Started};
 /// Most bytes of any request body not given its own limit (the chat creation limit).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
+/// The Rust snippets of the repository README, compiled (and run unless marked `no_run`) as
+/// doctests so the quick start cannot rot. They live here because this crate enables
+/// codersdk's `client` feature, which the client snippet needs.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 /// The whole application.
 pub fn router(state: AppState) -> Router {
     Router::new()

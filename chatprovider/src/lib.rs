@@ -216,9 +216,3 @@ pub use transport::{
     default_http_client, default_user_agent, ClientSettings, DEFAULT_STARTUP_TIMEOUT,
     MAX_ERROR_BODY_BYTES, MAX_REDIRECTS,
 };
-
-/// The Rust snippets of the repository README, compiled and run as doctests so the quick
-/// start cannot rot.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-pub struct ReadmeDoctests;
