@@ -12,6 +12,7 @@ mod ops;
 mod resolver;
 mod runner;
 mod stream;
+mod titles;
 mod turn;
 
 use std::collections::HashMap;
