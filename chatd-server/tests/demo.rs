@@ -592,7 +592,6 @@ fn the_catalog_entry_is_labelled_demo() {
 /// `chatd-server chat` against a server on the demo model: the reply on stdout as it
 /// streams, the tool call on stderr, exit 0; a wrong token exits non-zero with the 401.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the chat and stream routes of wt/srvchats and wt/srvstream: un-ignore once merged"]
 async fn the_chat_command_runs_a_demo_turn_end_to_end() {
     on_each_backend(|store| async move {
         let (state, _admin) = server(&store, ProviderApiKeys::new()).await;

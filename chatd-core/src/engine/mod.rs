@@ -32,6 +32,10 @@ use crate::tools::ToolRegistry;
 pub use models::{ModelResolver, ModelSelection, ResolvedModel, TurnModelRequest};
 pub use resolver::StoreModelResolver;
 pub use stream::ChatStream;
+pub use titles::{
+    CONVERSATION_TITLE_SYSTEM_PROMPT, TITLE_CONTEXT_MESSAGES, TITLE_CONVERSATION_MAX_RUNES,
+    TITLE_RECENT_TURNS,
+};
 pub use turn::{FINISH_ATTEMPTS, FINISH_RETRY_DELAY};
 
 /// How often the run loop looks for `pending` chats when no wake signal arrives

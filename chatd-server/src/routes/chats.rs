@@ -113,7 +113,10 @@ async fn create_chat(
     Json(request): Json<CreateChatRequest>,
 ) -> ApiResult<(StatusCode, Json<Chat>)> {
     query_pairs(raw.as_deref(), NO_KEYS)?;
+    let started = std::time::Instant::now();
     let chat = state.engine().create_chat(&caller.actor, request).await?;
+    state.metrics().observe_create(started.elapsed());
+    state.metrics().track_turn(state.engine(), chat.id, started);
     Ok((StatusCode::CREATED, Json(chat)))
 }
 
@@ -203,10 +206,17 @@ async fn send_message(
 ) -> ApiResult<Json<CreateChatMessageResponse>> {
     let chat_id = chat_id(path)?;
     query_pairs(raw.as_deref(), NO_KEYS)?;
+    let started = std::time::Instant::now();
     let sent = state
         .engine()
         .send_message(&caller.actor, chat_id, request)
         .await?;
+    state.metrics().observe_message(started.elapsed());
+    // A queued message runs when the current turn ends; only a send that starts a turn
+    // measures time to running and first output from this request.
+    if !sent.queued {
+        state.metrics().track_turn(state.engine(), chat_id, started);
+    }
     Ok(Json(sent))
 }
 
