@@ -147,14 +147,21 @@ async fn a_client_tool_call_waits_for_results_then_the_turn_continues() {
         assert_eq!(pending[0].args, r#"{"city":"Paris"}"#);
 
         // The watch stream announced it too, with the calls.
-        let mut saw_action = false;
-        while let Ok(e) = watch.try_recv() {
-            if e.kind == ChatWatchEventKind::ActionRequired {
-                assert_eq!(e.tool_calls.as_ref().unwrap()[0].tool_name, "get_weather");
-                saw_action = true;
+        // (It is published after the commit, so wait for it rather than race it.)
+        let action = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                let e = watch.recv().await.unwrap();
+                if e.kind == ChatWatchEventKind::ActionRequired {
+                    break e;
+                }
             }
-        }
-        assert!(saw_action);
+        })
+        .await
+        .expect("action_required on the watch stream");
+        assert_eq!(
+            action.tool_calls.as_ref().unwrap()[0].tool_name,
+            "get_weather"
+        );
 
         // Wrong ids are refused and change nothing; a JSON string holding JSON is accepted.
         let wrong = SubmitToolResultsRequest {
@@ -586,11 +593,20 @@ async fn the_first_turn_replaces_the_fallback_title_with_a_generated_one() {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let mut saw = false;
-        while let Ok(e) = watch.try_recv() {
-            saw |= e.kind == ChatWatchEventKind::TitleChange && e.chat.title == "Scripted Title";
-        }
-        assert!(saw, "a title_change watch event carries the new title");
+        // The watch event follows the commit; wait for it rather than race it.
+        let saw = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                let e = watch.recv().await.unwrap();
+                if e.kind == ChatWatchEventKind::TitleChange && e.chat.title == "Scripted Title" {
+                    break;
+                }
+            }
+        })
+        .await;
+        assert!(
+            saw.is_ok(),
+            "a title_change watch event carries the new title"
+        );
         engine.shutdown().await;
     })
     .await;
