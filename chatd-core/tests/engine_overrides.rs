@@ -21,9 +21,9 @@ use chatd_core::{
 };
 use chatprovider::ProviderApiKeys;
 use codersdk::{
-    ChatInputPart, ChatModelConfig, ChatModelOverrideContext, ChatStatus, CreateChatModelConfigRequest,
-    CreateChatProviderConfigRequest, CreateChatRequest, SecretString, UpdateChatModelConfigRequest,
-    Uuid,
+    ChatInputPart, ChatModelConfig, ChatModelOverrideContext, ChatStatus,
+    CreateChatModelConfigRequest, CreateChatProviderConfigRequest, CreateChatRequest, SecretString,
+    UpdateChatModelConfigRequest, Uuid,
 };
 use common::{fixture, on_each_backend, Fixture};
 use serde_json::Value;
@@ -136,7 +136,10 @@ async fn setup(store: &Store) -> Setup {
     };
     for req in [openai, anthropic] {
         let valid = chatprovider::validate_create_provider_request(&req, &keys).unwrap();
-        store.create_provider_config(&valid, &keyring).await.unwrap();
+        store
+            .create_provider_config(&valid, &keyring)
+            .await
+            .unwrap();
     }
     let mut models = Vec::new();
     for (p, m) in [

@@ -32,7 +32,10 @@ async fn models(store: &Store, names: &[&str]) -> Vec<ChatModelConfig> {
         ..Default::default()
     };
     let valid = chatprovider::validate_create_provider_request(&provider, &keys).unwrap();
-    store.create_provider_config(&valid, &keyring).await.unwrap();
+    store
+        .create_provider_config(&valid, &keyring)
+        .await
+        .unwrap();
     let mut out = Vec::new();
     for name in names {
         let req = CreateChatModelConfigRequest {
@@ -114,7 +117,11 @@ async fn every_context_starts_unset_and_is_set_and_cleared_on_its_own() {
         assert_eq!(read(general.clone()).await, m[1].id.to_string());
         assert_eq!(read(title.clone()).await, m[2].id.to_string());
         assert_eq!(read(explore.clone()).await, m[2].id.to_string());
-        let usable = store.usable_model_override(&general).await.unwrap().unwrap();
+        let usable = store
+            .usable_model_override(&general)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(usable.id, m[1].id);
         assert_eq!(usable.model, "gpt-4o-mini");
 
@@ -235,7 +242,10 @@ async fn an_override_whose_model_goes_away_is_reported_but_not_used() {
 
         // Deleted: the model config delete succeeds, the override stays but is ignored.
         store.delete_model_config(m[1].id).await.unwrap();
-        assert_eq!(store.model_override(&title).await.unwrap().model_config_id, id);
+        assert_eq!(
+            store.model_override(&title).await.unwrap().model_config_id,
+            id
+        );
         assert!(store.usable_model_override(&title).await.unwrap().is_none());
     })
     .await;

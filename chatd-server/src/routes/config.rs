@@ -16,12 +16,11 @@ use chatd_core::store::{provider_config_listing, ModelConfigFilter};
 use chatprovider::ConfiguredModel;
 use codersdk::{
     ChatModelConfig, ChatModelOverrideContext, ChatModelOverrideResponse, ChatModelsResponse,
-    ChatProviderConfig, ChatSystemPromptResponse,
-    ChatUsageLimitStatus, CreateChatModelConfigRequest, CreateChatProviderConfigRequest,
+    ChatProviderConfig, ChatSystemPromptResponse, ChatUsageLimitStatus,
+    CreateChatModelConfigRequest, CreateChatProviderConfigRequest,
     CreateUserChatProviderKeyRequest, Response, UpdateChatModelConfigRequest,
-    UpdateChatModelOverrideRequest, UpdateChatProviderConfigRequest,
-    UpdateChatSystemPromptRequest, UserChatCustomPrompt,
-    UserChatProviderConfig, Uuid,
+    UpdateChatModelOverrideRequest, UpdateChatProviderConfigRequest, UpdateChatSystemPromptRequest,
+    UserChatCustomPrompt, UserChatProviderConfig, Uuid,
 };
 
 use crate::auth::{Caller, SESSION_TOKEN_QUERY};

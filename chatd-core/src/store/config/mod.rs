@@ -31,7 +31,8 @@ use crate::error::{Error, ErrorKind, Result};
 
 pub use models::{DeletedModelConfig, ModelConfigFilter};
 pub use overrides::{
-    INVALID_MODEL_OVERRIDE_CONTEXT_MESSAGE, INVALID_MODEL_OVERRIDE_MESSAGE, MODEL_OVERRIDE_KEY_PREFIX,
+    INVALID_MODEL_OVERRIDE_CONTEXT_MESSAGE, INVALID_MODEL_OVERRIDE_MESSAGE,
+    MODEL_OVERRIDE_KEY_PREFIX,
 };
 pub use prompts::{
     validate_user_prompt, SystemPromptConfig, DEFAULT_INCLUDE_DEFAULT_SYSTEM_PROMPT,

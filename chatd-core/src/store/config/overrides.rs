@@ -27,7 +27,7 @@ pub const INVALID_MODEL_OVERRIDE_CONTEXT_MESSAGE: &str = "Invalid model override
 /// exist, was deleted or is disabled.
 pub const INVALID_MODEL_OVERRIDE_MESSAGE: &str = "Invalid model override.";
 
-/// The `site_config` key of `context`; [`ErrorKind::InvalidArgument`] for a context this
+/// The `site_config` key of `context`; [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) for a context this
 /// version does not know (a key is only ever built from a known context).
 fn override_key(context: &ChatModelOverrideContext) -> Result<String> {
     if context.is_unknown() {
@@ -48,7 +48,9 @@ fn override_key(context: &ChatModelOverrideContext) -> Result<String> {
 }
 
 fn invalid_override(detail: String) -> Error {
-    invalid(Response::new(INVALID_MODEL_OVERRIDE_MESSAGE).with_validation("model_config_id", detail))
+    invalid(
+        Response::new(INVALID_MODEL_OVERRIDE_MESSAGE).with_validation("model_config_id", detail),
+    )
 }
 
 /// The wire view of a stored value: empty when unset, malformed when not a UUID.
@@ -80,7 +82,7 @@ impl Store {
     /// /chats/config/model-override/{context}`): `model_config_id` empty when unset,
     /// `is_malformed` when the stored value is not a UUID. A model config that was deleted
     /// or disabled since is still reported; whether it is used is
-    /// [`Store::usable_model_override`]'s question. [`ErrorKind::InvalidArgument`]
+    /// [`Store::usable_model_override`]'s question. [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument)
     /// ([`INVALID_MODEL_OVERRIDE_CONTEXT_MESSAGE`]) for an unknown context.
     pub async fn model_override(
         &self,
@@ -96,7 +98,7 @@ impl Store {
     /// /chats/config/model-override/{context}`): `model_config_id` must name a live,
     /// enabled model config; `""` clears the override. Returns the stored override.
     ///
-    /// [`ErrorKind::InvalidArgument`] for an unknown context
+    /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) for an unknown context
     /// ([`INVALID_MODEL_OVERRIDE_CONTEXT_MESSAGE`]) and for an id that is not a UUID or
     /// names no usable model config ([`INVALID_MODEL_OVERRIDE_MESSAGE`], the field
     /// `model_config_id`); nothing is written then.
@@ -159,7 +161,7 @@ impl Store {
     /// UUID, and a live, enabled config. `None` otherwise (no override, a malformed value,
     /// a config deleted or disabled since it was chosen), so that callers fall back as if
     /// no override were set. Whether the config's provider is usable is the turn
-    /// credentials' concern, as for every other model choice. [`ErrorKind::InvalidArgument`]
+    /// credentials' concern, as for every other model choice. [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument)
     /// for an unknown context.
     pub async fn usable_model_override(
         &self,
