@@ -172,6 +172,12 @@ impl ModelResolver for DemoFallbackResolver {
             }
         }
     }
+
+    async fn title_model(&self, turn: TurnModelRequest) -> Option<ResolvedModel> {
+        // The `title_generation` override names a model config, so it is only ever set
+        // (and usable) once something is configured, when the demo is not in use.
+        self.configured.title_model(turn).await
+    }
 }
 
 /// What the demo model does with a request.

@@ -1,11 +1,15 @@
 //! The automatic title (engine.md §10.1): after the first turn starts, a model-written
-//! title replaces the fallback title, unless the user renamed the chat meanwhile.
+//! title replaces the fallback title, unless the user renamed the chat meanwhile. The
+//! title is written by the resolver's title model ([`ModelResolver::title_model`], the
+//! `title_generation` model override) when there is one, else by the turn's model.
+//!
+//! [`ModelResolver::title_model`]: super::models::ModelResolver::title_model
 
 use std::sync::Arc;
 
 use codersdk::{ChatMessage, ChatMessagePartType, ChatMessageRole, ChatWatchEventKind};
 
-use super::models::ResolvedModel;
+use super::models::{ResolvedModel, TurnModelRequest};
 use super::Inner;
 use crate::store::TurnInputs;
 use crate::title::{fallback_title, generate_title, TITLE_TIMEOUT};
@@ -43,10 +47,23 @@ pub(crate) fn maybe_generate(
         return;
     }
     let chat_id = inputs.chat.id;
-    let model = Arc::clone(&resolved.model);
+    let chat_model = Arc::clone(&resolved.model);
+    let request = TurnModelRequest {
+        chat_id,
+        owner_id: inputs.chat.owner_id,
+        organization_id: inputs.chat.organization_id,
+        requested: None,
+        last: inputs.chat.last_model_config_id,
+    };
     let task_inner = Arc::clone(inner);
     inner.spawn(async move {
         let inner = task_inner;
+        // The deployment's title model when one is set and usable, else the turn's model.
+        // Resolved here, off the turn's path: the turn does not wait for it.
+        let model = match inner.models.title_model(request).await {
+            Some(title_model) => title_model.model,
+            None => chat_model,
+        };
         let title = match generate_title(model.as_ref(), &text, TITLE_TIMEOUT).await {
             Ok(title) => title,
             Err(e) => {

@@ -147,4 +147,15 @@ pub trait ModelResolver: Send + Sync + fmt::Debug + 'static {
         &self,
         turn: TurnModelRequest,
     ) -> std::result::Result<ResolvedModel, ChatError>;
+
+    /// The model that writes the chat's titles (the automatic title and the title
+    /// propose/regenerate operations), when the deployment chose one for titles (the
+    /// `title_generation` model override) and it can be used for the chat's owner. `None`
+    /// means "use the chat's own model" ([`ModelResolver::resolve`]), which is also what a
+    /// resolver should answer when the title model cannot be built: a title is never worth
+    /// failing over. The default has no title model.
+    async fn title_model(&self, turn: TurnModelRequest) -> Option<ResolvedModel> {
+        let _ = turn;
+        None
+    }
 }

@@ -5,16 +5,18 @@ use std::sync::Arc;
 
 use chaterror::ClassifiedError;
 use chatprovider::{call_options, language_model, ClientSettings, OpenAiApi, ProviderApiKeys};
-use codersdk::{ChatError, ChatErrorKind, Uuid};
+use codersdk::{ChatError, ChatErrorKind, ChatModelOverrideContext, Uuid};
 
 use super::models::{ModelResolver, ModelSelection, ResolvedModel, TurnModelRequest};
 use crate::error::Result;
 use crate::secrets::Keyring;
-use crate::store::{Store, UnusableRequestedModel};
+use crate::store::{Store, TurnModel, UnusableRequestedModel};
 
 /// Resolves models from the store (docs/provider-config.md): the requested model config,
 /// the chat's last one, then the default; credentials by the key policy (central key, the
-/// user's own key, fallback, environment presets).
+/// user's own key, fallback, environment presets). The deployment's model overrides apply:
+/// `general` picks the model of a new chat that names none, `title_generation` the model
+/// that writes titles ([`ModelResolver::title_model`]).
 #[derive(Clone)]
 pub struct StoreModelResolver {
     store: Store,
@@ -66,9 +68,53 @@ fn classified(err: &(dyn std::error::Error + 'static)) -> ChatError {
         .unwrap_or_else(|| config_error(err.to_string()))
 }
 
+impl StoreModelResolver {
+    /// The client and settings of a resolved turn model.
+    fn build(&self, model: &TurnModel) -> std::result::Result<ResolvedModel, ChatError> {
+        let Some(provider) = model.provider() else {
+            return Err(config_error(format!(
+                "Provider \"{}\" is not supported.",
+                model.model_config.provider
+            )));
+        };
+        let credentials = model.credentials().map_err(|e| classified(&e))?;
+        let config = &model.model_config;
+        let options = call_options(provider, &config.model, Some(&model.call_config), None);
+        let api = options.use_responses_api.then_some(OpenAiApi::Responses);
+        let api = api.or(Some(OpenAiApi::ChatCompletions));
+        let client = language_model(&credentials, &config.model, api, self.client.clone())
+            .map_err(|e| classified(&e))?;
+        let store_response_id = options.use_responses_api
+            && model
+                .call_config
+                .provider_options
+                .as_ref()
+                .and_then(|o| o.openai.as_ref())
+                .and_then(|o| o.store)
+                .unwrap_or(false);
+        Ok(ResolvedModel::new(config.id, client)
+            .with_settings(options.settings)
+            .with_provider_options(options.provider_options)
+            .with_cost(model.call_config.cost.clone())
+            .with_context_limit((config.context_limit > 0).then_some(config.context_limit))
+            .with_store_response_id(store_response_id))
+    }
+}
+
 #[async_trait::async_trait]
 impl ModelResolver for StoreModelResolver {
+    /// The requested model config; with none requested, the `general` model override when
+    /// it can be used, else the default.
     async fn select(&self, selection: ModelSelection) -> Result<Uuid> {
+        if selection.requested.is_none() {
+            if let Some(config) = self
+                .store
+                .usable_model_override(&ChatModelOverrideContext::General)
+                .await?
+            {
+                return Ok(config.id);
+            }
+        }
         let resolved = self
             .store
             .resolve_model_config(selection.requested, None, UnusableRequestedModel::Reject)
@@ -98,32 +144,57 @@ impl ModelResolver for StoreModelResolver {
                     config_error("The chat's model could not be loaded.")
                 }
             })?;
-        let Some(provider) = model.provider() else {
-            return Err(config_error(format!(
-                "Provider \"{}\" is not supported.",
-                model.model_config.provider
-            )));
+        self.build(&model)
+    }
+
+    /// The `title_generation` model override, built like a turn's model with the key
+    /// policy of the chat's owner; `None` when no usable override is set or the owner
+    /// cannot use it (no key, disabled provider), so titles fall back to the chat's model.
+    async fn title_model(&self, turn: TurnModelRequest) -> Option<ResolvedModel> {
+        let config = match self
+            .store
+            .usable_model_override(&ChatModelOverrideContext::TitleGeneration)
+            .await
+        {
+            Ok(Some(config)) => config,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the title model override failed");
+                return None;
+            }
         };
-        let credentials = model.credentials().map_err(|e| classified(&e))?;
-        let config = &model.model_config;
-        let options = call_options(provider, &config.model, Some(&model.call_config), None);
-        let api = options.use_responses_api.then_some(OpenAiApi::Responses);
-        let api = api.or(Some(OpenAiApi::ChatCompletions));
-        let client = language_model(&credentials, &config.model, api, self.client.clone())
-            .map_err(|e| classified(&e))?;
-        let store_response_id = options.use_responses_api
-            && model
-                .call_config
-                .provider_options
-                .as_ref()
-                .and_then(|o| o.openai.as_ref())
-                .and_then(|o| o.store)
-                .unwrap_or(false);
-        Ok(ResolvedModel::new(config.id, client)
-            .with_settings(options.settings)
-            .with_provider_options(options.provider_options)
-            .with_cost(model.call_config.cost.clone())
-            .with_context_limit((config.context_limit > 0).then_some(config.context_limit))
-            .with_store_response_id(store_response_id))
+        let model = match self
+            .store
+            .resolve_turn_model(
+                turn.owner_id,
+                Some(config.id),
+                None,
+                &self.keyring,
+                &self.deployment_keys,
+            )
+            .await
+        {
+            Ok(model) => model,
+            Err(e) => {
+                tracing::warn!(error = %e, "resolving the title model override failed");
+                return None;
+            }
+        };
+        // Deleted or disabled between the two reads: the store fell back to the default,
+        // which is not the title model; the chat's own model is the fallback.
+        if model.model_config.id != config.id {
+            return None;
+        }
+        match self.build(&model) {
+            Ok(resolved) => Some(resolved),
+            Err(e) => {
+                tracing::debug!(
+                    chat_id = %turn.chat_id,
+                    reason = %e.message,
+                    "the title model override cannot be used for this chat; using the chat's model"
+                );
+                None
+            }
+        }
     }
 }

@@ -1,5 +1,5 @@
 //! Titles on request (engine.md §10.2): `POST /chats/{chat}/title/propose` asks the chat's
-//! model for a title of the conversation so far, and `POST /chats/{chat}/title/regenerate`
+//! model (or the deployment's title model, `ModelResolver::title_model`) for a title of the conversation so far, and `POST /chats/{chat}/title/regenerate`
 //! also saves it.
 //!
 //! The model sees a short transcript, not the history: the first user turn (what the chat
@@ -76,8 +76,9 @@ impl Drop for RegenerationGuard {
 }
 
 impl Engine {
-    /// A title for the chat's conversation so far, written by the chat's model; nothing is
-    /// saved. Owner only: the call spends the owner's model and keys, so an admin reading
+    /// A title for the chat's conversation so far, written by the deployment's title model
+    /// (the `title_generation` model override, when set and usable for the owner) or else
+    /// the chat's model; nothing is saved. Owner only: the call spends the owner's model and keys, so an admin reading
     /// the chat gets [`ErrorKind::Forbidden`] (another user's chat is
     /// [`ErrorKind::NotFound`]). Waits for the model up to [`TITLE_TIMEOUT`], retries
     /// included.
@@ -128,7 +129,8 @@ impl Engine {
         lock(&REGENERATING).contains(&chat_id)
     }
 
-    /// Reads the transcript, resolves the chat's model and asks it for a title.
+    /// Reads the transcript, resolves the title model (else the chat's model) and asks it
+    /// for a title.
     async fn conversation_title(&self, chat: &Chat) -> Result<String> {
         let messages = self.title_messages(chat.id).await?;
         let Some(transcript) = title_transcript(&messages) else {
@@ -137,18 +139,24 @@ impl Engine {
                 "The chat has no text to write a title from.",
             ));
         };
-        let resolved = self
-            .inner
-            .models
-            .resolve(TurnModelRequest {
-                chat_id: chat.id,
-                owner_id: chat.owner_id,
-                organization_id: chat.organization_id,
-                requested: None,
-                last: chat.last_model_config_id,
-            })
-            .await
-            .map_err(model_unavailable)?;
+        let request = TurnModelRequest {
+            chat_id: chat.id,
+            owner_id: chat.owner_id,
+            organization_id: chat.organization_id,
+            requested: None,
+            last: chat.last_model_config_id,
+        };
+        // The deployment's title model (the `title_generation` override) when it is set
+        // and usable for the owner, else the chat's model.
+        let resolved = match self.inner.models.title_model(request).await {
+            Some(title_model) => title_model,
+            None => self
+                .inner
+                .models
+                .resolve(request)
+                .await
+                .map_err(model_unavailable)?,
+        };
         let model = resolved.model.as_ref();
         let provider = model.provider().as_str().to_owned();
         generate_conversation_title(model, &transcript, TITLE_TIMEOUT)

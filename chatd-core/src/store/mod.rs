@@ -40,6 +40,10 @@ pub use config::{
     SystemPromptConfig, TurnModel, UnusableRequestedModel, DEFAULT_INCLUDE_DEFAULT_SYSTEM_PROMPT,
     INVALID_MODEL_CONFIG_MESSAGE, MAX_USER_PROMPT_CHARS, NO_DEFAULT_MODEL_CONFIG_MESSAGE,
 };
+pub use config::{
+    INVALID_MODEL_OVERRIDE_CONTEXT_MESSAGE, INVALID_MODEL_OVERRIDE_MESSAGE,
+    MODEL_OVERRIDE_KEY_PREFIX,
+};
 pub use history::{NewFile, StoredFile, TurnInputs, MAX_FILES_PER_LOOKUP, MAX_FILE_BYTES};
 pub use leases::{
     Lease, LeaseState, RecoveredChats, DYNAMIC_TOOL_TIMEOUT_MESSAGE, MAX_CLAIM_BATCH,

@@ -1,6 +1,6 @@
 //! Administrator configuration under `/api/experimental/chats` (codersdk.md §12, §15,
 //! §16.4): providers, model configs, users' own keys (BYOK), the model catalogue, the
-//! deployment system prompt and users' personal prompts.
+//! deployment model overrides, the deployment system prompt and users' personal prompts.
 //!
 //! Handlers validate with the shared validators, call the store, and map its errors through
 //! [`ApiError`]. Keys are sealed by the store; no response carries one (views have
@@ -15,11 +15,12 @@ use axum::Router;
 use chatd_core::store::{provider_config_listing, ModelConfigFilter};
 use chatprovider::ConfiguredModel;
 use codersdk::{
-    ChatModelConfig, ChatModelsResponse, ChatProviderConfig, ChatSystemPromptResponse,
-    ChatUsageLimitStatus, CreateChatModelConfigRequest, CreateChatProviderConfigRequest,
+    ChatModelConfig, ChatModelOverrideContext, ChatModelOverrideResponse, ChatModelsResponse,
+    ChatProviderConfig, ChatSystemPromptResponse, ChatUsageLimitStatus,
+    CreateChatModelConfigRequest, CreateChatProviderConfigRequest,
     CreateUserChatProviderKeyRequest, Response, UpdateChatModelConfigRequest,
-    UpdateChatProviderConfigRequest, UpdateChatSystemPromptRequest, UserChatCustomPrompt,
-    UserChatProviderConfig, Uuid,
+    UpdateChatModelOverrideRequest, UpdateChatProviderConfigRequest, UpdateChatSystemPromptRequest,
+    UserChatCustomPrompt, UserChatProviderConfig, Uuid,
 };
 
 use crate::auth::{Caller, SESSION_TOKEN_QUERY};
@@ -69,6 +70,10 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/chats/config/user-prompt",
             get(get_user_prompt).put(put_user_prompt),
+        )
+        .route(
+            "/chats/config/model-override/{context}",
+            get(get_model_override).put(put_model_override),
         )
         .method_not_allowed_fallback(super::unsupported::method_not_allowed)
 }
@@ -424,4 +429,48 @@ async fn put_user_prompt(
     Ok(Json(UserChatCustomPrompt {
         custom_prompt: stored,
     }))
+}
+
+// ---------------------------------------------------------------------------------------
+// Deployment model overrides (read: every user; write: admin)
+// ---------------------------------------------------------------------------------------
+
+/// `GET /chats/config/model-override/{context}`: any signed-in user may read it. The value
+/// is a model config id, no secret: members already list the enabled model configs, and the
+/// `general` override is the model their new chats get, which a client's model picker
+/// should be able to show (Coder shows members the deployment defaults too). An unknown
+/// context is a 400.
+async fn get_model_override(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(context): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<ChatModelOverrideResponse>> {
+    no_query(q.as_deref())?;
+    let context = ChatModelOverrideContext::from_wire(&context);
+    Ok(Json(state.store().model_override(&context).await?))
+}
+
+/// `PUT /chats/config/model-override/{context}` (admin) → 204: `model_config_id` names a
+/// live, enabled model config, `""` clears. 400 for an unknown context, an id that is not a
+/// UUID, or a model config that does not exist, was deleted or is disabled.
+async fn put_model_override(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(context): Path<String>,
+    RawQuery(q): RawQuery,
+    Json(req): Json<UpdateChatModelOverrideRequest>,
+) -> ApiResult<StatusCode> {
+    no_query(q.as_deref())?;
+    let context = ChatModelOverrideContext::from_wire(&context);
+    let stored = state
+        .store()
+        .set_model_override(&context, &req.model_config_id)
+        .await?;
+    tracing::info!(
+        context = %stored.context,
+        model_config_id = %stored.model_config_id,
+        "model override set"
+    );
+    Ok(StatusCode::NO_CONTENT)
 }

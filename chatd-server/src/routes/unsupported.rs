@@ -89,11 +89,6 @@ pub const UNSUPPORTED_ROUTES: &[(&str, &[&str], &str)] = &[
         "Workspace templates",
     ),
     (
-        "/chats/config/model-override/{context}",
-        &["GET", "PUT"],
-        "Model overrides",
-    ),
-    (
         "/chats/config/personal-model-overrides",
         &["GET", "PUT"],
         "Model overrides",

@@ -589,7 +589,8 @@ impl Client {
         self.empty(self.request(reqwest::Method::DELETE, url)).await
     }
 
-    /// `GET /chats/config/model-override/{context}` (administrators).
+    /// `GET /chats/config/model-override/{context}` (any signed-in user; an unknown
+    /// context is a 400).
     pub async fn chat_model_override(
         &self,
         context: &ChatModelOverrideContext,

@@ -16,6 +16,7 @@
 //! the new one" and "re-select a default" never interleave.
 
 mod models;
+mod overrides;
 mod prompts;
 mod providers;
 mod resolve;
@@ -29,6 +30,10 @@ use super::{uuid_text, Dialect};
 use crate::error::{Error, ErrorKind, Result};
 
 pub use models::{DeletedModelConfig, ModelConfigFilter};
+pub use overrides::{
+    INVALID_MODEL_OVERRIDE_CONTEXT_MESSAGE, INVALID_MODEL_OVERRIDE_MESSAGE,
+    MODEL_OVERRIDE_KEY_PREFIX,
+};
 pub use prompts::{
     validate_user_prompt, SystemPromptConfig, DEFAULT_INCLUDE_DEFAULT_SYSTEM_PROMPT,
     MAX_USER_PROMPT_CHARS,
