@@ -476,3 +476,80 @@ async fn two_hundred_chats_times_three_turns_lose_and_duplicate_nothing() {
     })
     .await;
 }
+
+/// A worker that persisted its last step but died before finishing leaves a chat whose
+/// reply is already stored: recovery must finish it, not answer twice; and a step with
+/// open client tool calls must come back as `requires_action`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_after_the_last_step_finishes_without_answering_twice() {
+    use chatd_core::store::Step;
+    use codersdk::{ChatMessagePart, DynamicTool, RawJson};
+    on_each_backend(|store| async move {
+        let f = fixture(&store).await;
+        let actor = Actor::user(f.user);
+        let mut plain = common::new_chat(&f, "answered already");
+        plain.title = "plain".into();
+        let (answered, _) = store.create_chat(plain).await.unwrap();
+        let mut with_tool = common::new_chat(&f, "needs the client");
+        with_tool.dynamic_tools = vec![DynamicTool {
+            name: "ask_user".into(),
+            description: String::new(),
+            input_schema: RawJson::from_json(r#"{"type":"object"}"#).unwrap(),
+        }];
+        let (waiting_on_client, _) = store.create_chat(with_tool).await.unwrap();
+        // A worker claims both, persists each chat's last step, and dies before finishing.
+        let dead = codersdk::Uuid::new_v4();
+        let leases = store.claim_pending(dead, 10).await.unwrap();
+        for lease in &leases {
+            let parts = if lease.chat_id == answered.id {
+                vec![ChatMessagePart::text("the stored reply")]
+            } else {
+                vec![ChatMessagePart::tool_call(
+                    "call_1",
+                    "ask_user",
+                    RawJson::empty_object(),
+                )]
+            };
+            store
+                .persist_step(
+                    lease,
+                    Step {
+                        assistant_parts: parts,
+                        runtime_ms: 1,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+        }
+        let model = ScriptedModel::new([]);
+        let engine = engine(&store, model.clone()).await;
+        wait_status(&engine, &actor, answered.id, ChatStatus::Waiting).await;
+        wait_status(
+            &engine,
+            &actor,
+            waiting_on_client.id,
+            ChatStatus::RequiresAction,
+        )
+        .await;
+        assert_eq!(model.calls.load(Ordering::SeqCst), 0, "no second answer");
+        let page = engine
+            .list_messages(&actor, answered.id, &all_messages())
+            .await
+            .unwrap();
+        assert_eq!(
+            texts(&page.messages),
+            vec![
+                (ChatMessageRole::User, "answered already".into()),
+                (ChatMessageRole::Assistant, "the stored reply".into()),
+            ]
+        );
+        let pending = store
+            .pending_tool_calls(waiting_on_client.id)
+            .await
+            .unwrap();
+        assert_eq!(pending.len(), 1);
+        engine.shutdown().await;
+    })
+    .await;
+}

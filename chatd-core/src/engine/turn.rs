@@ -161,6 +161,19 @@ async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
         Ok(h) => h,
         Err(e) => return TurnEnd::Failed(internal_error(&e)),
     };
+    // Client tool calls of a step whose finish never ran are still waiting for the client.
+    match inner.store.pending_tool_calls(chat_id).await {
+        Ok(pending) if !pending.is_empty() => return TurnEnd::RequiresAction(pending),
+        Ok(_) => {}
+        Err(e) => return TurnEnd::Failed(internal_error(&e)),
+    }
+    if turn_already_answered(&history) {
+        // A recovered or re-claimed chat whose last turn was persisted but not finished
+        // (the worker died, or lost its lease, between the last step and the finish):
+        // answering again would duplicate the reply. Only the finish is missing.
+        tracing::info!(%chat_id, "claimed chat already has its reply; finishing without a model call");
+        return TurnEnd::Completed;
+    }
     let requested = history
         .iter()
         .rev()
@@ -287,6 +300,17 @@ async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
         }
     }
     TurnEnd::Completed
+}
+
+/// Whether the model-visible history already ends with a complete answer: an assistant
+/// message without local tool calls waiting for results. Every step commits its tool
+/// results with its assistant message, so an assistant message at the end with tool calls
+/// means the calls were client-executed (answered later) or provider-executed (answered
+/// inline); either way a trailing assistant message ends the model's turn.
+fn turn_already_answered(history: &[ChatMessage]) -> bool {
+    history
+        .last()
+        .is_some_and(|m| m.role == ChatMessageRole::Assistant)
 }
 
 /// The end of a turn stopped between steps.
