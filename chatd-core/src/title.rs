@@ -148,9 +148,22 @@ pub async fn generate_title(
     if message.trim().is_empty() {
         return Err(TitleError::Empty);
     }
+    ask_for_title(model, TITLE_SYSTEM_PROMPT, message, timeout).await
+}
+
+/// One title request: `system` as the instruction, `user_text` as the user turn, at most
+/// [`TITLE_MAX_OUTPUT_TOKENS`], retried with `chaterror`'s policy until `timeout` runs out
+/// for all attempts together; the reply cleaned with [`normalize_generated_title`]. Shared
+/// by the automatic title and the conversation title of the title routes.
+pub(crate) async fn ask_for_title(
+    model: &dyn LanguageModel,
+    system: &str,
+    user_text: String,
+    timeout: Duration,
+) -> Result<String, TitleError> {
     let request = ModelRequest {
-        system: vec![TITLE_SYSTEM_PROMPT.to_owned()],
-        messages: vec![Message::user_text(message)],
+        system: vec![system.to_owned()],
+        messages: vec![Message::user_text(user_text)],
         settings: CallSettings {
             max_output_tokens: Some(TITLE_MAX_OUTPUT_TOKENS),
             ..CallSettings::default()
@@ -168,7 +181,7 @@ pub async fn generate_title(
                 attempt,
                 ?delay,
                 error = %err,
-                "title generation failed; retrying"
+                "title request failed; retrying"
             );
         },
     );

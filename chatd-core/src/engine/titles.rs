@@ -15,21 +15,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use chatprovider::{CallSettings, LanguageModel, Message, ModelRequest};
+use chatprovider::LanguageModel;
 use codersdk::{
     Chat, ChatError, ChatMessage, ChatMessagePartType, ChatMessageRole, ChatWatchEventKind,
     MessagePage, Response, Uuid,
 };
-use tokio_util::sync::CancellationToken;
 
 use super::models::TurnModelRequest;
 use super::ops::Access;
 use super::{lock, Actor, Engine};
 use crate::error::{Error, ErrorKind, Result};
-use crate::title::{
-    normalize_generated_title, TitleError, TITLE_ELLIPSIS, TITLE_INPUT_MAX_RUNES,
-    TITLE_MAX_OUTPUT_TOKENS, TITLE_TIMEOUT,
-};
+use crate::title::{TitleError, TITLE_ELLIPSIS, TITLE_INPUT_MAX_RUNES, TITLE_TIMEOUT};
 
 /// Messages read from each end of the conversation (the first and the last this many,
 /// merged): enough to find the first user turn and the recent ones without reading a long
@@ -308,36 +304,13 @@ async fn generate_conversation_title(
     transcript: &str,
     timeout: Duration,
 ) -> std::result::Result<String, TitleError> {
-    let request = ModelRequest {
-        system: vec![CONVERSATION_TITLE_SYSTEM_PROMPT.to_owned()],
-        messages: vec![Message::user_text(transcript)],
-        settings: CallSettings {
-            max_output_tokens: Some(TITLE_MAX_OUTPUT_TOKENS),
-            ..CallSettings::default()
-        },
-        ..ModelRequest::default()
-    };
-    // Never cancelled: the timeout, or the HTTP request going away, ends the attempts.
-    let cancel = CancellationToken::new();
-    let attempts = chaterror::retry(
-        &cancel,
-        |_| model.generate(request.clone()),
-        |attempt, err, _, delay| {
-            tracing::debug!(
-                model = model.model_id(),
-                attempt,
-                ?delay,
-                error = %err,
-                "conversation title failed; retrying"
-            );
-        },
-    );
-    let response = match tokio::time::timeout(timeout, attempts).await {
-        Err(_) => return Err(TitleError::TimedOut(timeout)),
-        Ok(Err(e)) => return Err(TitleError::Model(e)),
-        Ok(Ok(response)) => response,
-    };
-    normalize_generated_title(&response.text).ok_or(TitleError::Empty)
+    crate::title::ask_for_title(
+        model,
+        CONVERSATION_TITLE_SYSTEM_PROMPT,
+        transcript.to_owned(),
+        timeout,
+    )
+    .await
 }
 
 /// The resolver could not give the chat's model: a configuration problem to fix.
