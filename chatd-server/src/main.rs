@@ -266,7 +266,7 @@ async fn chat_command(args: ChatArgs) -> Result<(), BoxError> {
             )
             .await?;
         for message in page.messages.iter().rev() {
-            printer.on_message(message, &mut out)?;
+            printer.on_message(message, &mut out, &mut err)?;
         }
     }
     printer.finish(&mut out)?;
@@ -338,6 +338,10 @@ struct Printer {
     open_line: bool,
     /// The last `error` event's message.
     error: Option<ChatError>,
+    /// Tool calls and results already shown (by id), so a call seen streaming is not
+    /// shown again when its persisted message arrives.
+    shown_calls: std::collections::HashSet<String>,
+    shown_results: std::collections::HashSet<String>,
 }
 
 impl Printer {
@@ -364,22 +368,15 @@ impl Printer {
                         self.open_line = !part.text.ends_with('\n');
                     }
                     // The complete call (deltas carry `args_delta` and no `args`).
-                    (_, ChatMessagePartType::ToolCall) => {
-                        if let Some(args) = &part.args {
-                            writeln!(err, "[calling {}({args})]", part.tool_name)?;
-                        }
-                    }
-                    (_, ChatMessagePartType::ToolResult) => {
-                        let result = part.result.as_ref().map(|r| r.get()).unwrap_or("null");
-                        let verb = if part.is_error { "failed" } else { "returned" };
-                        writeln!(err, "[{} {verb} {result}]", part.tool_name)?;
+                    (_, ChatMessagePartType::ToolCall | ChatMessagePartType::ToolResult) => {
+                        self.show_tool_part(part, err)?;
                     }
                     _ => {}
                 }
             }
             ChatStreamEventType::Message => {
                 if let Some(message) = &event.message {
-                    self.on_message(message, out)?;
+                    self.on_message(message, out, err)?;
                 }
             }
             ChatStreamEventType::Error => self.error = event.error.clone(),
@@ -414,7 +411,12 @@ impl Printer {
         &mut self,
         message: &ChatMessage,
         out: &mut impl std::io::Write,
+        err: &mut impl std::io::Write,
     ) -> std::io::Result<()> {
+        // Tool activity of steps that did not stream here (the stream connected later).
+        for part in &message.content {
+            self.show_tool_part(part, err)?;
+        }
         if message.role != ChatMessageRole::Assistant {
             return Ok(());
         }
@@ -426,6 +428,33 @@ impl Printer {
                 }
             }
             out.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Shows a complete tool call or a tool result on `err`, once per id. Call deltas
+    /// (without `args`) are not shown.
+    fn show_tool_part(
+        &mut self,
+        part: &codersdk::ChatMessagePart,
+        err: &mut impl std::io::Write,
+    ) -> std::io::Result<()> {
+        match part.part_type {
+            ChatMessagePartType::ToolCall => {
+                if let Some(args) = &part.args {
+                    if self.shown_calls.insert(part.tool_call_id.clone()) {
+                        writeln!(err, "[calling {}({args})]", part.tool_name)?;
+                    }
+                }
+            }
+            ChatMessagePartType::ToolResult => {
+                if self.shown_results.insert(part.tool_call_id.clone()) {
+                    let result = part.result.as_ref().map(|r| r.get()).unwrap_or("null");
+                    let verb = if part.is_error { "failed" } else { "returned" };
+                    writeln!(err, "[{} {verb} {result}]", part.tool_name)?;
+                }
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -536,16 +565,40 @@ mod tests {
             &[ChatStreamEvent::status(id, ChatStatus::Waiting)],
         );
         assert_eq!((out.as_str(), ended), ("", Some(Ended::AlreadyOver)));
-        // The messages read back: only the assistant's text is the reply.
-        let mut out = Vec::new();
-        printer
-            .on_message(&message(ChatMessageRole::User, "hi"), &mut out)
-            .unwrap();
-        printer
-            .on_message(&message(ChatMessageRole::Assistant, "Hello!"), &mut out)
-            .unwrap();
+        // The messages read back: only the assistant's text is the reply; the tool activity
+        // goes to stderr, each call and result once.
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let call = codersdk::ChatMessagePart::tool_call(
+            "c1",
+            "current_time",
+            codersdk::RawJson::empty_object(),
+        );
+        let result = codersdk::ChatMessagePart::tool_result(
+            "c1",
+            "current_time",
+            codersdk::RawJson::from_json(r#""12:00""#).unwrap(),
+            false,
+        );
+        let mut asked = message(ChatMessageRole::Assistant, "");
+        asked.content = vec![call];
+        let mut answered = message(ChatMessageRole::Tool, "");
+        answered.content = vec![result];
+        for m in [
+            message(ChatMessageRole::User, "hi"),
+            asked.clone(),
+            answered.clone(),
+            asked,
+            answered,
+            message(ChatMessageRole::Assistant, "Hello!"),
+        ] {
+            printer.on_message(&m, &mut out, &mut err).unwrap();
+        }
         printer.finish(&mut out).unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), "Hello!\n");
+        assert_eq!(
+            String::from_utf8(err).unwrap(),
+            "[calling current_time({})]\n[current_time returned \"12:00\"]\n"
+        );
     }
 
     #[test]

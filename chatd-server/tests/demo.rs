@@ -619,7 +619,11 @@ async fn the_chat_command_runs_a_demo_turn_end_to_end() {
             String::from_utf8(out.stdout).unwrap(),
             String::from_utf8(out.stderr).unwrap(),
         );
-        assert!(out.status.success(), "{stderr}");
+        assert!(
+            out.status.success(),
+            "{:?}: {stdout} / {stderr}",
+            out.status
+        );
         assert!(stdout.starts_with("The current time is "), "{stdout}");
         assert!(
             stdout.ends_with("(from the demo current_time tool).\n"),
