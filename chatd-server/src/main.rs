@@ -447,12 +447,12 @@ impl Printer {
                     }
                 }
             }
-            ChatMessagePartType::ToolResult => {
-                if self.shown_results.insert(part.tool_call_id.clone()) {
-                    let result = part.result.as_ref().map(|r| r.get()).unwrap_or("null");
-                    let verb = if part.is_error { "failed" } else { "returned" };
-                    writeln!(err, "[{} {verb} {result}]", part.tool_name)?;
-                }
+            ChatMessagePartType::ToolResult
+                if self.shown_results.insert(part.tool_call_id.clone()) =>
+            {
+                let result = part.result.as_ref().map(|r| r.get()).unwrap_or("null");
+                let verb = if part.is_error { "failed" } else { "returned" };
+                writeln!(err, "[{} {verb} {result}]", part.tool_name)?;
             }
             _ => {}
         }
