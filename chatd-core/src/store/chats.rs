@@ -12,8 +12,8 @@ use sqlx::AnyConnection;
 use sqlx::Row;
 
 use super::{
-    chat_not_found, get_bool, get_opt_uuid, get_time, get_uuid, now_micros, timestamp_from_micros,
-    uuid_text, ChatTx, Store,
+    get_bool, get_opt_uuid, get_time, get_uuid, now_micros, timestamp_from_micros, uuid_text,
+    ChatTx, Store,
 };
 use crate::error::{Error, ErrorKind, Result};
 
@@ -252,13 +252,7 @@ impl Store {
         page: &MessagePage,
     ) -> Result<(Vec<ChatMessage>, bool)> {
         let mut conn = self.pool().acquire().await?;
-        let exists = sqlx::query("SELECT id FROM chats WHERE id = $1")
-            .bind(uuid_text(chat_id))
-            .fetch_optional(&mut *conn)
-            .await?;
-        if exists.is_none() {
-            return Err(chat_not_found(chat_id));
-        }
+        super::ensure_chat_exists(&mut conn, chat_id).await?;
         let order = if page.ascending { "ASC" } else { "DESC" };
         let sql = format!(
             "SELECT {MESSAGE_COLUMNS} FROM chat_messages WHERE chat_id = $1 \

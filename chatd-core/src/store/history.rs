@@ -4,7 +4,7 @@ use codersdk::{ChatFileMetadata, ChatMessage, Uuid};
 use sqlx::Row;
 
 use super::chats::{message_from_row, MESSAGE_COLUMNS};
-use super::{chat_not_found, get_time, get_uuid, now_micros, uuid_text, Store};
+use super::{get_time, get_uuid, now_micros, uuid_text, Store};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Largest file [`Store::create_file`] stores, in bytes: codersdk's upload cap (10 MiB).
@@ -69,13 +69,7 @@ impl Store {
     /// whole model-visible history.
     pub async fn prompt_history(&self, chat_id: Uuid) -> Result<Vec<ChatMessage>> {
         let mut conn = self.pool().acquire().await?;
-        let exists = sqlx::query("SELECT id FROM chats WHERE id = $1")
-            .bind(uuid_text(chat_id))
-            .fetch_optional(&mut *conn)
-            .await?;
-        if exists.is_none() {
-            return Err(chat_not_found(chat_id));
-        }
+        super::ensure_chat_exists(&mut conn, chat_id).await?;
         let sql = format!(
             "SELECT {MESSAGE_COLUMNS} FROM chat_messages WHERE chat_id = $1 \
              AND visibility IN ('model', 'both') AND deleted = 0 ORDER BY id"

@@ -340,6 +340,19 @@ fn validate_schema_name(name: &str) -> Result<()> {
     }
 }
 
+/// [`ErrorKind::NotFound`] unless chat `chat_id` exists: the check of reads that would
+/// otherwise answer an unknown chat with an empty result.
+pub(crate) async fn ensure_chat_exists(conn: &mut AnyConnection, chat_id: Uuid) -> Result<()> {
+    let exists = sqlx::query("SELECT id FROM chats WHERE id = $1")
+        .bind(uuid_text(chat_id))
+        .fetch_optional(&mut *conn)
+        .await?;
+    match exists {
+        Some(_) => Ok(()),
+        None => Err(chat_not_found(chat_id)),
+    }
+}
+
 pub(crate) fn chat_not_found(chat_id: Uuid) -> Error {
     Error::new(ErrorKind::NotFound, format!("chat {chat_id} not found"))
 }

@@ -181,13 +181,7 @@ impl Store {
     /// The chat's queue, oldest first. [`ErrorKind::NotFound`] when the chat does not exist.
     pub async fn list_queue(&self, chat_id: Uuid) -> Result<Vec<ChatQueuedMessage>> {
         let mut conn = self.pool().acquire().await?;
-        let exists = sqlx::query("SELECT id FROM chats WHERE id = $1")
-            .bind(uuid_text(chat_id))
-            .fetch_optional(&mut *conn)
-            .await?;
-        if exists.is_none() {
-            return Err(super::chat_not_found(chat_id));
-        }
+        super::ensure_chat_exists(&mut conn, chat_id).await?;
         load_queue(&mut conn, chat_id).await
     }
 
