@@ -335,6 +335,9 @@ impl Inner {
     /// Publishes a watch event about `chat_id` to its owner, reading the chat only when
     /// someone watches.
     pub(crate) async fn publish_watch_by_id(&self, chat_id: Uuid, kind: ChatWatchEventKind) {
+        if !self.hub.has_watchers() {
+            return;
+        }
         match self.store.get_chat(chat_id).await {
             Ok(Some(chat)) => self.publish_watch(kind, chat, None),
             Ok(None) => {}

@@ -120,7 +120,12 @@ async fn finish(inner: &Inner, lease: &Lease, end: TurnEnd) {
     inner
         .hub
         .publish(ChatStreamEvent::status(chat_id, finished.status.clone()));
-    let chat = inner.store.get_chat(chat_id).await.ok().flatten();
+    // The chat is read only for watch events, so only when someone watches.
+    let chat = if inner.hub.has_watchers() {
+        inner.store.get_chat(chat_id).await.ok().flatten()
+    } else {
+        None
+    };
     if let Some(chat) = chat.clone() {
         inner.publish_watch(ChatWatchEventKind::StatusChange, chat, None);
     }

@@ -692,6 +692,16 @@ impl StreamHub {
         }
     }
 
+    /// Whether anyone watches any owner's chat list: a cheap check (no allocation, one
+    /// short lock per shard) that lets a publisher skip building watch events, and the
+    /// database read behind them, when nobody would receive them.
+    pub fn has_watchers(&self) -> bool {
+        self.inner
+            .owners
+            .iter()
+            .any(|shard| lock(shard).values().any(|fanout| !fanout.is_empty()))
+    }
+
     /// Live watchers of an owner.
     pub fn watcher_count(&self, owner_id: Uuid) -> usize {
         self.inner

@@ -527,10 +527,12 @@ async fn watch_fans_out_per_owner_only() {
     let hub = StreamHub::default();
     let alice = Uuid::new_v4();
     let bob = Uuid::new_v4();
+    assert!(!hub.has_watchers());
     let mut a1 = hub.watch(alice).unwrap();
     let mut a2 = hub.watch(alice).unwrap();
     let mut b1 = hub.watch(bob).unwrap();
     assert_eq!(hub.watcher_count(alice), 2);
+    assert!(hub.has_watchers());
 
     hub.publish_watch(alice, watch_event(alice, "for alice"));
     assert_eq!(a1.recv().await.unwrap().chat.title, "for alice");
@@ -547,6 +549,9 @@ async fn watch_fans_out_per_owner_only() {
     assert_eq!(hub.watcher_count(alice), 0);
     // Nobody watching: a no-op.
     hub.publish_watch(alice, watch_event(alice, "lost"));
+    assert!(hub.has_watchers(), "bob still watches");
+    drop(b1);
+    assert!(!hub.has_watchers());
 }
 
 #[test]
