@@ -502,11 +502,7 @@ fn publish_tool_part(inner: &Inner, chat_id: Uuid, part: &ChatMessagePart) {
 /// Publishes committed messages; they supersede the buffered preview.
 fn publish_messages(inner: &Inner, chat_id: Uuid, messages: &[ChatMessage]) {
     inner.hub.clear_parts(chat_id);
-    for message in messages {
-        inner
-            .hub
-            .publish(ChatStreamEvent::message(chat_id, message.clone()));
-    }
+    inner.publish_messages(chat_id, messages);
 }
 
 fn with_default_max_tokens(resolved: &ResolvedModel, default: i64) -> chatprovider::CallSettings {
