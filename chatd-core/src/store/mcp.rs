@@ -1056,33 +1056,7 @@ impl Store {
                  $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, \
                  $22, $23, $24, $25, $26, $26)"
             );
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(uuid_text(id))
-                .bind(&draft.display_name)
-                .bind(&draft.slug)
-                .bind(&draft.description)
-                .bind(&draft.icon_url)
-                .bind(draft.transport.as_str())
-                .bind(&draft.url)
-                .bind(draft.auth_type.as_str())
-                .bind(&draft.oauth2_client_id)
-                .bind(v.oauth2_client_secret.as_deref())
-                .bind(&draft.oauth2_auth_url)
-                .bind(&draft.oauth2_token_url)
-                .bind(&draft.oauth2_scopes)
-                .bind(&draft.api_key_header)
-                .bind(v.api_key.as_deref())
-                .bind(v.custom_headers.as_deref())
-                .bind(&v.user_keys)
-                .bind(&v.user_key_descriptions)
-                .bind(&v.allow)
-                .bind(&v.deny)
-                .bind(draft.availability.as_str())
-                .bind(i64::from(draft.enabled))
-                .bind(i64::from(draft.model_intent))
-                .bind(i64::from(draft.allow_in_plan_mode))
-                .bind(i64::from(draft.forward_coder_headers))
-                .bind(now)
+            bind_row(sqlx::query(sqlx::AssertSqlSafe(sql)), id, &draft, &v, now)
                 .execute(&mut *tx)
                 .await
                 // A concurrent create won the unique index after our check.
@@ -1172,7 +1146,7 @@ impl Store {
                 return Err(slug_taken(&draft.slug));
             }
             let v = row_values(&draft, keyring, id)?;
-            sqlx::query(
+            let update = sqlx::query(
                 "UPDATE mcp_server_configs SET display_name = $2, slug = $3, description = $4, \
                  icon_url = $5, transport = $6, url = $7, auth_type = $8, \
                  oauth2_client_id = $9, oauth2_client_secret_sealed = $10, \
@@ -1182,39 +1156,14 @@ impl Store {
                  tool_allow_list = $19, tool_deny_list = $20, availability = $21, \
                  enabled = $22, model_intent = $23, allow_in_plan_mode = $24, \
                  forward_coder_headers = $25, updated_at = $26 WHERE id = $1",
-            )
-            .bind(uuid_text(id))
-            .bind(&draft.display_name)
-            .bind(&draft.slug)
-            .bind(&draft.description)
-            .bind(&draft.icon_url)
-            .bind(draft.transport.as_str())
-            .bind(&draft.url)
-            .bind(draft.auth_type.as_str())
-            .bind(&draft.oauth2_client_id)
-            .bind(v.oauth2_client_secret.as_deref())
-            .bind(&draft.oauth2_auth_url)
-            .bind(&draft.oauth2_token_url)
-            .bind(&draft.oauth2_scopes)
-            .bind(&draft.api_key_header)
-            .bind(v.api_key.as_deref())
-            .bind(v.custom_headers.as_deref())
-            .bind(&v.user_keys)
-            .bind(&v.user_key_descriptions)
-            .bind(&v.allow)
-            .bind(&v.deny)
-            .bind(draft.availability.as_str())
-            .bind(i64::from(draft.enabled))
-            .bind(i64::from(draft.model_intent))
-            .bind(i64::from(draft.allow_in_plan_mode))
-            .bind(i64::from(draft.forward_coder_headers))
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| match Error::from(e) {
-                e if e.kind() == ErrorKind::Conflict => slug_taken(&draft.slug),
-                e => e,
-            })?;
+            );
+            bind_row(update, id, &draft, &v, now)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| match Error::from(e) {
+                    e if e.kind() == ErrorKind::Conflict => slug_taken(&draft.slug),
+                    e => e,
+                })?;
             Ok(())
         }
         .await;
@@ -1327,6 +1276,44 @@ impl Store {
 
 /// Commits when `result` is `Ok`, rolls back otherwise (a failed rollback does not mask the
 /// original error).
+/// Binds a configuration row as `$1` (id) … `$26` (time), the order the insert's column
+/// list and the update's assignments share.
+fn bind_row<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    id: Uuid,
+    draft: &'q Draft,
+    v: &'q RowValues,
+    now: i64,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    query
+        .bind(uuid_text(id))
+        .bind(&draft.display_name)
+        .bind(&draft.slug)
+        .bind(&draft.description)
+        .bind(&draft.icon_url)
+        .bind(draft.transport.as_str())
+        .bind(&draft.url)
+        .bind(draft.auth_type.as_str())
+        .bind(&draft.oauth2_client_id)
+        .bind(v.oauth2_client_secret.as_deref())
+        .bind(&draft.oauth2_auth_url)
+        .bind(&draft.oauth2_token_url)
+        .bind(&draft.oauth2_scopes)
+        .bind(&draft.api_key_header)
+        .bind(v.api_key.as_deref())
+        .bind(v.custom_headers.as_deref())
+        .bind(&v.user_keys)
+        .bind(&v.user_key_descriptions)
+        .bind(&v.allow)
+        .bind(&v.deny)
+        .bind(draft.availability.as_str())
+        .bind(i64::from(draft.enabled))
+        .bind(i64::from(draft.model_intent))
+        .bind(i64::from(draft.allow_in_plan_mode))
+        .bind(i64::from(draft.forward_coder_headers))
+        .bind(now)
+}
+
 async fn finish<T>(tx: sqlx::Transaction<'static, sqlx::Any>, result: Result<T>) -> Result<T> {
     match result {
         Ok(value) => {
