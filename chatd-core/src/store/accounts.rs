@@ -162,14 +162,7 @@ impl Store {
             Ok(())
         }
         .await;
-        match result {
-            Ok(()) => tx.commit().await?,
-            Err(e) => {
-                // The original error is the one worth reporting.
-                let _ = tx.rollback().await;
-                return Err(e);
-            }
-        }
+        super::finish_tx(tx, result).await?;
         let created_at = timestamp_from_micros(now)?;
         Ok(Account {
             id,
@@ -310,13 +303,7 @@ impl Store {
             Ok(())
         }
         .await;
-        match result {
-            Ok(()) => tx.commit().await?,
-            Err(e) => {
-                let _ = tx.rollback().await;
-                return Err(e);
-            }
-        }
+        super::finish_tx(tx, result).await?;
         self.get_account(id)
             .await?
             .ok_or_else(|| user_not_found(id))

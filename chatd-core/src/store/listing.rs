@@ -649,16 +649,8 @@ impl Store {
             Dialect::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
         };
         let mut tx = self.pool().begin_with(begin).await?;
-        match list_in_tx(&mut tx, owner_id, query).await {
-            Ok(chats) => {
-                tx.commit().await?;
-                Ok(chats)
-            }
-            Err(e) => {
-                let _ = tx.rollback().await;
-                Err(e)
-            }
-        }
+        let result = list_in_tx(&mut tx, owner_id, query).await;
+        super::finish_tx(tx, result).await
     }
 
     /// Applies a validated `PATCH /chats/{chat}` (codersdk.md §5.3) in one transaction and

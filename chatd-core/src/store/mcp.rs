@@ -18,6 +18,7 @@ use codersdk::{
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use super::finish_tx as finish;
 use super::{get_bool, get_time, get_uuid, now_micros, uuid_text, Dialect, Store};
 use crate::error::{Error, ErrorKind, Result};
 use crate::Keyring;
@@ -1312,19 +1313,6 @@ fn bind_row<'q>(
         .bind(i64::from(draft.allow_in_plan_mode))
         .bind(i64::from(draft.forward_coder_headers))
         .bind(now)
-}
-
-async fn finish<T>(tx: sqlx::Transaction<'static, sqlx::Any>, result: Result<T>) -> Result<T> {
-    match result {
-        Ok(value) => {
-            tx.commit().await?;
-            Ok(value)
-        }
-        Err(e) => {
-            let _ = tx.rollback().await;
-            Err(e)
-        }
-    }
 }
 
 #[cfg(test)]

@@ -169,17 +169,22 @@ impl ChatTx {
     /// now: a dropped transaction is rolled back only when its connection is next used,
     /// and until then PostgreSQL claims skip the still-locked row.
     pub(crate) async fn finish<T>(self, result: Result<T>) -> Result<T> {
-        match result {
-            Ok(value) => {
-                self.commit().await?;
-                Ok(value)
-            }
-            Err(e) => {
-                // The original error is the one worth reporting; the connection is
-                // discarded by the pool if the rollback failed.
-                let _ = self.rollback().await;
-                Err(e)
-            }
+        finish_tx(self.tx, result).await
+    }
+}
+
+/// Commits `tx` when `result` is `Ok`, rolls it back otherwise, and passes `result` on: the
+/// end of every store transaction. A failed rollback does not mask the original error (the
+/// pool discards the connection), and the explicit rollback releases locks at once.
+pub(crate) async fn finish_tx<T>(tx: Transaction<'static, Any>, result: Result<T>) -> Result<T> {
+    match result {
+        Ok(value) => {
+            tx.commit().await?;
+            Ok(value)
+        }
+        Err(e) => {
+            let _ = tx.rollback().await;
+            Err(e)
         }
     }
 }

@@ -24,8 +24,9 @@ mod rotate;
 mod user_keys;
 
 use codersdk::{Response, Uuid};
-use sqlx::{Any, AnyConnection, Transaction};
+use sqlx::AnyConnection;
 
+use super::finish_tx as finish;
 use super::{uuid_text, Dialect};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -59,23 +60,6 @@ pub fn user_key_aad(user_id: Uuid, provider_config_id: Uuid) -> String {
         uuid_text(user_id),
         uuid_text(provider_config_id)
     )
-}
-
-/// Commits when `result` is `Ok`, rolls back otherwise (a failed rollback does not mask the
-/// original error), like `ChatTx::finish` for transactions that lock no chat.
-async fn finish<T>(tx: Transaction<'static, Any>, result: Result<T>) -> Result<T> {
-    match result {
-        Ok(value) => {
-            tx.commit().await?;
-            Ok(value)
-        }
-        Err(e) => {
-            // The original error is the one worth reporting; the pool discards the
-            // connection if the rollback failed.
-            let _ = tx.rollback().await;
-            Err(e)
-        }
-    }
 }
 
 /// Serializes model-config writers. SQLite's `BEGIN IMMEDIATE` already admits one writer;
