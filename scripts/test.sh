@@ -6,21 +6,6 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
-# Fixtures live in ../shared beside the checkout; tests also honour CHATD_FIXTURES.
-if [ -z "${CHATD_FIXTURES:-}" ]; then
-  for candidate in ../shared/fixtures /work/shared/fixtures; do
-    if [ -d "$candidate" ]; then
-      CHATD_FIXTURES="$(cd "$candidate" && pwd)"
-      export CHATD_FIXTURES
-      break
-    fi
-  done
-fi
-if [ -z "${CHATD_FIXTURES:-}" ] || [ ! -d "$CHATD_FIXTURES" ]; then
-  echo "error: fixtures not found; set CHATD_FIXTURES to shared/fixtures" >&2
-  exit 1
-fi
-
 step "rustfmt"
 cargo fmt --all --check
 

@@ -15,13 +15,7 @@ use proptest::prelude::*;
 use rust_decimal::Decimal;
 
 fn fixtures() -> PathBuf {
-    match std::env::var_os("CHATD_FIXTURES") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/fixtures"
-        )),
-    }
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata"))
 }
 
 fn d(s: &str) -> Decimal {

@@ -21,13 +21,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 fn fixtures() -> PathBuf {
-    match std::env::var_os("CHATD_FIXTURES") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/fixtures"
-        )),
-    }
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata"))
 }
 
 fn read(rel: &str) -> String {

@@ -16,13 +16,7 @@ use codersdk::ModelCostConfig;
 use rust_decimal::Decimal;
 
 fn fixtures() -> PathBuf {
-    match std::env::var_os("CHATD_FIXTURES") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/fixtures"
-        )),
-    }
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata"))
 }
 
 fn upstream_snapshot() -> String {

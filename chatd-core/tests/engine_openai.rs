@@ -26,13 +26,7 @@ use codersdk::{
 use common::{fixture, on_each_backend};
 
 fn fixtures_dir() -> PathBuf {
-    match std::env::var("CHATD_FIXTURES") {
-        Ok(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/fixtures"
-        )),
-    }
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata"))
 }
 
 /// Serves the queued SSE bodies, one per request, and records the request bodies.

@@ -1,8 +1,8 @@
-//! Classifies every file of `shared/fixtures/errors/` (recorded or canonical provider error
+//! Classifies every file of `testdata/errors/` (recorded or canonical provider error
 //! responses), each with its expected kind written down and justified.
 //!
-//! Fixtures are found through `CHATD_FIXTURES` if set, else `../../shared/fixtures` from this
-//! crate (the repository is checked out with `shared/` beside it).
+//! The fixtures are the recorded files copied unchanged into `testdata/` at the repository
+//! root (their README gives the provenance).
 //!
 //! Each error is built the way a provider client reports it: a [`ProviderError`] whose
 //! message is the provider's `error.message`, with the HTTP status from `manifest.json`, the
@@ -21,13 +21,7 @@ use common::Want;
 use serde_json::Value;
 
 fn fixtures_dir() -> PathBuf {
-    match std::env::var_os("CHATD_FIXTURES") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/fixtures"
-        )),
-    }
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata"))
     .join("errors")
 }
 

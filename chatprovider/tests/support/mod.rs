@@ -18,15 +18,9 @@ use axum::response::Response;
 use chatprovider::sse::{SseDecoder, SseEvent};
 use chatprovider::{StreamDecoder, StreamPart};
 
-/// `shared/fixtures`, from `CHATD_FIXTURES` or beside the checkout.
+/// The recorded fixtures in `testdata/` at the repository root.
 pub fn fixtures_dir() -> PathBuf {
-    match std::env::var("CHATD_FIXTURES") {
-        Ok(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/fixtures"
-        )),
-    }
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata"))
 }
 
 /// Raw bytes of a fixture file (path relative to `fixtures/`).
