@@ -99,8 +99,23 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl ApiError {
+    /// 408: the request body did not arrive before its deadline
+    /// ([`crate::serve::ServeSettings::request_body_timeout`]).
+    pub fn body_timeout() -> Self {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "The request body was not received in time.",
+        )
+        .with_detail("Send the whole body promptly; slow uploads get a longer deadline.")
+    }
+}
+
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
+        if crate::serve::is_body_deadline(&r) {
+            return ApiError::body_timeout();
+        }
         // Coder answers a body of the wrong shape (a missing or mistyped field) with 400;
         // axum's 422 for that case is not part of the API.
         let status = match r.status() {

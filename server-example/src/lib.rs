@@ -14,6 +14,7 @@ pub mod demo;
 pub mod error;
 pub mod metrics;
 pub mod routes;
+pub mod serve;
 pub mod state;
 
 use axum::routing::get;

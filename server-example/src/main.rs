@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use chatd_core::store::StoreOptions;
 use chatd_core::{Keyring, SecretKey};
-use server_example::state::{self, ServerOptions};
 use chatprovider::{Provider, ProviderApiKeys};
 use clap::{Parser, Subcommand};
 use codersdk::client::{ChatMessagesOptions, Client};
@@ -15,6 +14,7 @@ use codersdk::{
     ChatError, ChatInputPart, ChatMessage, ChatMessagePartType, ChatMessageRole, ChatStatus,
     ChatStreamEvent, ChatStreamEventType, CreateChatRequest, SecretString,
 };
+use server_example::state::{self, ServerOptions};
 
 /// The reference chatd server: Coder's /api/experimental chats API.
 #[derive(Debug, Parser)]
@@ -123,9 +123,13 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     let app = server_example::router(state);
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     tracing::info!(listen = %args.listen, "chatd-server listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    server_example::serve::serve(
+        listener,
+        app,
+        server_example::serve::ServeSettings::default(),
+        shutdown_signal(),
+    )
+    .await?;
     engine.shutdown().await;
     Ok(())
 }

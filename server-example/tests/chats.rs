@@ -9,7 +9,6 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use server_example::routes::chats::MAX_CREATE_CHAT_BODY_BYTES;
 use codersdk::{
     Chat, ChatMessage, ChatMessagePartType, ChatMessageRole, ChatMessagesResponse, ChatStatus,
     ChatWatchEventKind, CreateChatMessageResponse, EditChatMessageResponse,
@@ -19,6 +18,7 @@ use common::scripted::{Reply, ScriptedModel};
 use common::{on_each_backend, TestServer};
 use reqwest::Method;
 use serde_json::{json, Value};
+use server_example::routes::chats::MAX_CREATE_CHAT_BODY_BYTES;
 use tokio::sync::Notify;
 
 /// How long a test waits for a chat to reach a status.

@@ -179,6 +179,9 @@ fn invalid_organization(detail: &str) -> ApiError {
 
 /// The body could not be read: 413 over [`MAX_UPLOAD_BYTES`], else axum's status.
 fn body_error(rejection: BytesRejection) -> ApiError {
+    if crate::serve::is_body_deadline(&rejection) {
+        return ApiError::body_timeout();
+    }
     let status = rejection.status();
     if status == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(status, "The file is too large.").with_detail(format!(
