@@ -575,23 +575,42 @@ pub fn is_body_deadline(err: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
     fn defaults_are_valid_and_zero_values_are_refused() {
         assert_eq!(ServeSettings::default().validate(), Ok(()));
-        let mut s = ServeSettings::default();
-        s.max_connections = 0;
-        assert_eq!(s.validate().unwrap_err().setting, "max_connections");
-        let mut s = ServeSettings::default();
-        s.header_read_timeout = Duration::ZERO;
-        assert_eq!(s.validate().unwrap_err().setting, "header_read_timeout");
-        let mut s = ServeSettings::default();
-        s.max_header_bytes = MIN_MAX_HEADER_BYTES - 1;
-        assert_eq!(s.validate().unwrap_err().setting, "max_header_bytes");
-        s.max_header_bytes = MIN_MAX_HEADER_BYTES;
-        assert_eq!(s.validate(), Ok(()));
+        let refused = |s: ServeSettings| s.validate().err().map(|e| e.setting);
+        assert_eq!(
+            refused(ServeSettings {
+                max_connections: 0,
+                ..Default::default()
+            }),
+            Some("max_connections")
+        );
+        assert_eq!(
+            refused(ServeSettings {
+                header_read_timeout: Duration::ZERO,
+                ..Default::default()
+            }),
+            Some("header_read_timeout")
+        );
+        assert_eq!(
+            refused(ServeSettings {
+                max_header_bytes: MIN_MAX_HEADER_BYTES - 1,
+                ..Default::default()
+            }),
+            Some("max_header_bytes")
+        );
+        assert_eq!(
+            refused(ServeSettings {
+                max_header_bytes: MIN_MAX_HEADER_BYTES,
+                ..Default::default()
+            }),
+            None
+        );
     }
 
     #[test]
