@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""Idle-socket flood against a real chatd-server (docs/hardening.md, "Measured").
+
+Starts the release binary on a temporary SQLite database, measures /healthz latency and the
+server's RSS at rest, opens N idle sockets from helper processes (none sends a byte), probes
+/healthz on fresh connections while they are open, closes them, and measures again.
+
+    cargo build --release -p server-example
+    python3 scripts/bench_idle_sockets.py [--sockets 20000] [--hold 15] [--bin target/release/chatd-server]
+
+Prints one JSON document. The baseline (latency and RSS at rest) is measured in the same run.
+"""
+import argparse
+import json
+import multiprocessing as mp
+import os
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def health_ms(port: int, timeout: float = 5.0) -> float:
+    """One GET /healthz on a fresh connection; milliseconds, or inf on failure."""
+    start = time.perf_counter()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.settimeout(timeout)
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        if not data.startswith(b"HTTP/1.1 200"):
+            return float("inf")
+    except OSError:
+        return float("inf")
+    return (time.perf_counter() - start) * 1000.0
+
+
+def holder(port: int, count: int, hold: float, ready, result) -> None:
+    """Opens `count` idle sockets, holds them, reports how many the server closed."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    socks = []
+    failed = 0
+    for _ in range(count):
+        try:
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", port))
+            socks.append(s)
+        except OSError:
+            failed += 1
+    ready.set()
+    time.sleep(hold)
+    closed = 0
+    for s in socks:
+        try:
+            if s.recv(1) == b"":
+                closed += 1
+        except BlockingIOError:
+            pass
+        except OSError:
+            closed += 1
+        s.close()
+    result.put({"opened": len(socks), "connect_failed": failed, "closed_by_server": closed})
+
+
+def percentile(values, p):
+    v = sorted(values)
+    if not v:
+        return None
+    k = max(0, min(len(v) - 1, int(round(p / 100.0 * len(v) + 0.5)) - 1))
+    return v[k]
+
+
+def probe(port: int, n: int):
+    times = [health_ms(port) for _ in range(n)]
+    ok = [t for t in times if t != float("inf")]
+    return {
+        "probes": n,
+        "failed": n - len(ok),
+        "p50_ms": round(statistics.median(ok), 3) if ok else None,
+        "max_ms": round(max(ok), 3) if ok else None,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sockets", type=int, default=20000)
+    ap.add_argument("--hold", type=float, default=15.0)
+    ap.add_argument("--bin", default="target/release/chatd-server")
+    ap.add_argument("--port", type=int, default=3917)
+    args = ap.parse_args()
+
+    tmp = tempfile.mkdtemp(prefix="chatd-idle-")
+    env = dict(os.environ)
+    env.update(
+        CHATD_ADMIN_TOKEN="chatd_bench_admin_token",
+        CHATD_LOG="warn",
+        CHATD_LISTEN=f"127.0.0.1:{args.port}",
+        CHATD_DATABASE_URL=f"sqlite://{tmp}/chatd.db",
+    )
+    server = subprocess.Popen([args.bin, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        for _ in range(200):
+            if health_ms(args.port, 0.5) != float("inf"):
+                break
+            time.sleep(0.05)
+        for _ in range(200):
+            health_ms(args.port)
+        time.sleep(1)
+        rest = {"rss_kib": rss_kib(server.pid), "fds": open_fds(server.pid), **probe(args.port, 50)}
+
+        ready_events = []
+        result = mp.Queue()
+        procs = []
+        per = 9000  # below each helper's descriptor limit
+        remaining = args.sockets
+        while remaining > 0:
+            n = min(per, remaining)
+            ev = mp.Event()
+            p = mp.Process(target=holder, args=(args.port, n, args.hold, ev, result))
+            p.start()
+            procs.append(p)
+            ready_events.append(ev)
+            remaining -= n
+        for ev in ready_events:
+            ev.wait()
+        time.sleep(1.0)
+        flood = {"rss_kib": rss_kib(server.pid), "fds": open_fds(server.pid), **probe(args.port, 50)}
+        peak = flood["rss_kib"]
+        deadline = time.time() + args.hold - 2
+        while time.time() < deadline:
+            peak = max(peak, rss_kib(server.pid))
+            time.sleep(0.25)
+        flood["peak_rss_kib"] = peak
+        holders = [result.get() for _ in procs]
+        for p in procs:
+            p.join()
+        time.sleep(5)
+        after = {"rss_kib": rss_kib(server.pid), "fds": open_fds(server.pid), **probe(args.port, 50)}
+        print(json.dumps({
+            "sockets": args.sockets,
+            "hold_s": args.hold,
+            "at_rest": rest,
+            "during_flood": flood,
+            "after": after,
+            "holders": holders,
+        }, indent=2))
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
