@@ -21,8 +21,7 @@ use common::Want;
 use serde_json::Value;
 
 fn fixtures_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata"))
-    .join("errors")
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata")).join("errors")
 }
 
 fn read(name: &str) -> Vec<u8> {

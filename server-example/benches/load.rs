@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 
 use chatd_core::store::{Store, StoreOptions};
 use chatd_core::{Keyring, SecretKey};
-use server_example::state::{build_on, ServerOptions};
 use chatprovider::ProviderApiKeys;
 use codersdk::client::{ChatEventStream, Client};
 use codersdk::{
@@ -32,6 +31,7 @@ use codersdk::{
     CreateChatRequest, Uuid,
 };
 use futures_util::StreamExt;
+use server_example::state::{build_on, ServerOptions};
 
 /// How long one turn may take before the run is declared broken.
 const TURN_TIMEOUT: Duration = Duration::from_secs(60);

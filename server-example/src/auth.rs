@@ -68,12 +68,10 @@ pub fn presented_token(parts: &Parts) -> Option<String> {
             }
         }
     }
-    parts.uri.query().and_then(|q| {
-        q.split('&').find_map(|kv| {
-            let (k, v) = kv.split_once('=')?;
-            (k == SESSION_TOKEN_QUERY).then(|| v.to_owned())
-        })
-    })
+    let query = parts.uri.query()?;
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(key, _)| key == SESSION_TOKEN_QUERY)
+        .map(|(_, token)| token.into_owned())
 }
 
 impl FromRequestParts<AppState> for Caller {

@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod demo;
 pub mod error;
+pub mod extract;
 pub mod metrics;
 pub mod routes;
 pub mod state;

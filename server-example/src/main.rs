@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use chatd_core::store::StoreOptions;
 use chatd_core::{Keyring, SecretKey};
-use server_example::state::{self, ServerOptions};
 use chatprovider::{Provider, ProviderApiKeys};
 use clap::{Parser, Subcommand};
 use codersdk::client::{ChatMessagesOptions, Client};
@@ -15,6 +14,7 @@ use codersdk::{
     ChatError, ChatInputPart, ChatMessage, ChatMessagePartType, ChatMessageRole, ChatStatus,
     ChatStreamEvent, ChatStreamEventType, CreateChatRequest, SecretString,
 };
+use server_example::state::{self, ServerOptions};
 
 /// The reference chatd server: Coder's /api/experimental chats API.
 #[derive(Debug, Parser)]

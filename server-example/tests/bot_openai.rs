@@ -16,7 +16,6 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chatd_core::store::StoreOptions;
 use chatd_core::{Keyring, SecretKey};
-use server_example::state::{build_on, ServerOptions};
 use codersdk::client::{Client, ListChatsOptions};
 use codersdk::{
     ChatInputPart, ChatStatus, ChatWatchEventKind, CreateChatModelConfigRequest,
@@ -25,6 +24,7 @@ use codersdk::{
 };
 use common::on_each_backend;
 use futures_util::StreamExt;
+use server_example::state::{build_on, ServerOptions};
 
 fn fixtures_dir() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata"))

@@ -9,7 +9,6 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use server_example::routes::chats::MAX_CREATE_CHAT_BODY_BYTES;
 use codersdk::{
     Chat, ChatMessage, ChatMessagePartType, ChatMessageRole, ChatMessagesResponse, ChatStatus,
     ChatWatchEventKind, CreateChatMessageResponse, EditChatMessageResponse,
@@ -19,6 +18,7 @@ use common::scripted::{Reply, ScriptedModel};
 use common::{on_each_backend, TestServer};
 use reqwest::Method;
 use serde_json::{json, Value};
+use server_example::routes::chats::MAX_CREATE_CHAT_BODY_BYTES;
 use tokio::sync::Notify;
 
 /// How long a test waits for a chat to reach a status.
@@ -570,6 +570,20 @@ async fn bad_input_is_a_json_4xx_and_nothing_is_persisted() {
         ] {
             api.get(&path).await.error(400);
         }
+        // The message quotes the bad value; the validation names the parameter.
+        let body = api.get("/chats/not-a-uuid").await.error(400);
+        assert_eq!(body.message, "Invalid chat ID \"not-a-uuid\".");
+        assert_eq!(body.validations[0].field, "chat");
+        let body = api.get(&format!("/chats/{id}?extra=1")).await.error(400);
+        assert_eq!(body.validations[0].field, "extra");
+        // The token parameter is an authentication parameter: accepted on every route.
+        let chat: Chat = api
+            .get(&format!(
+                "/chats/{id}?coder_session_token=ignored-with-a-header"
+            ))
+            .await
+            .expect(200);
+        assert_eq!(chat.id, id);
         let edit = json!({"content": [{"type": "text", "text": "x"}]});
         api.patch(&format!("/chats/{id}/messages/abc"), edit.clone())
             .await
@@ -587,9 +601,12 @@ async fn bad_input_is_a_json_4xx_and_nothing_is_persisted() {
         api.delete(&format!("/chats/{id}/queue/abc"))
             .await
             .error(400);
-        api.delete(&format!("/chats/{id}/queue/-3"))
+        let body = api
+            .delete(&format!("/chats/{id}/queue/-3"))
             .await
             .error(400);
+        assert_eq!(body.validations[0].field, "queuedMessage");
+        assert_eq!(body.message, "Invalid queued message ID \"-3\".");
         api.post_empty(&format!("/chats/{id}/queue/1.5/promote"))
             .await
             .error(400);

@@ -9,15 +9,15 @@ use std::sync::Arc;
 
 use chatd_core::store::{Store, StoreOptions};
 use chatd_core::{Keyring, SecretKey};
-use server_example::routes::config::SYSTEM_PROMPT_BODY_BYTES;
-use server_example::routes::unsupported::UNSUPPORTED_ROUTES;
-use server_example::state::{build_on, ServerOptions};
 use chatprovider::{Provider, ProviderApiKeys};
 use codersdk::{SecretString, MAX_DEPLOYMENT_SYSTEM_PROMPT_BYTES};
 use common::scripted::{fast_settings, ScriptedModel, ScriptedResolver};
 use common::{on_each_backend, TestServer, ADMIN_TOKEN};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use server_example::routes::config::SYSTEM_PROMPT_BODY_BYTES;
+use server_example::routes::unsupported::UNSUPPORTED_ROUTES;
+use server_example::state::{build_on, ServerOptions};
 
 const CENTRAL_KEY: &str = "sk-central-KEY-must-never-appear-7f3a9";
 const USER_KEY: &str = "sk-user-KEY-must-never-appear-c41d2";

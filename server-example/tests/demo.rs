@@ -11,12 +11,6 @@ use std::time::Duration;
 use chatd_core::store::{Store, StoreOptions};
 use chatd_core::tools::{ToolContext, TurnContext};
 use chatd_core::{Actor, Keyring, SecretKey};
-use server_example::demo::{
-    self, DemoModel, DemoReply, ADD_TOOL, CURRENT_TIME_TOOL, DEMO_ECHO_MAX_CHARS,
-    DEMO_MODEL_CONFIG_ID,
-};
-use server_example::state::{build_on, ServerOptions};
-use server_example::AppState;
 use chatprovider::{
     LanguageModel, Message, ModelRequest, Part, Provider, ProviderApiKeys, Role, StreamPart,
     ToolDefinition,
@@ -28,6 +22,12 @@ use codersdk::{
 };
 use common::on_each_backend;
 use futures_util::StreamExt;
+use server_example::demo::{
+    self, DemoModel, DemoReply, ADD_TOOL, CURRENT_TIME_TOOL, DEMO_ECHO_MAX_CHARS,
+    DEMO_MODEL_CONFIG_ID,
+};
+use server_example::state::{build_on, ServerOptions};
+use server_example::AppState;
 use tokio_util::sync::CancellationToken;
 
 // ----- the model on its own

@@ -5,10 +5,10 @@
 
 mod common;
 
-use server_example::routes::files::{FILE_CACHE_CONTROL, MAX_UPLOAD_BYTES};
 use codersdk::{UploadChatFileResponse, Uuid};
 use common::scripted::ScriptedModel;
 use common::{on_each_backend, TestServer, TestUser};
+use server_example::routes::files::{FILE_CACHE_CONTROL, MAX_UPLOAD_BYTES};
 use sqlx::Row;
 
 const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01";

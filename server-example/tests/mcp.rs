@@ -12,11 +12,11 @@ use chatd_core::store::{
     McpSecretColumn, Store, StoreOptions, MANUAL_OAUTH2_REQUIRED_MESSAGE, MAX_MCP_SLUG_LEN,
 };
 use chatd_core::{ErrorKind, Keyring, SecretKey};
-use server_example::state::{build_on, ServerOptions};
 use common::scripted::{fast_settings, ScriptedModel, ScriptedResolver};
 use common::{on_each_backend, TestServer, ADMIN_TOKEN};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use server_example::state::{build_on, ServerOptions};
 
 const API_KEY: &str = "mcp-api-KEY-never-shown-5d1e";
 const CLIENT_SECRET: &str = "oauth-client-SECRET-never-shown-a8c2";

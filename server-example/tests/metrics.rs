@@ -11,10 +11,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use chatd_core::Actor;
-use server_example::metrics::{Metrics, PROMETHEUS_CONTENT_TYPE};
 use codersdk::{ChatStatus, Uuid};
 use common::scripted::{create_request, wait_status, Reply, ScriptedModel};
 use common::{on_each_backend, TestServer, TestUser};
+use server_example::metrics::{Metrics, PROMETHEUS_CONTENT_TYPE};
 use tokio::sync::Notify;
 use tracing::span::{Attributes, Id, Record};
 use tracing::Subscriber;

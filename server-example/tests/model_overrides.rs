@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use chatd_core::store::{StoreOptions, MODEL_OVERRIDE_KEY_PREFIX};
 use chatd_core::{Keyring, SecretKey};
-use server_example::state::{build_on, ServerOptions};
 use codersdk::client::Client;
 use codersdk::{
     ChatModelOverrideContext, CreateChatModelConfigRequest, CreateChatProviderConfigRequest,
@@ -20,6 +19,7 @@ use common::scripted::{fast_settings, ScriptedModel};
 use common::{on_each_backend, TestServer, ADMIN_TOKEN};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use server_example::state::{build_on, ServerOptions};
 
 const PATH: &str = "/chats/config/model-override";
 

@@ -6,11 +6,11 @@
 mod common;
 
 use chatd_core::ErrorKind;
-use server_example::routes::users::{DEFAULT_USER_PAGE_LIMIT, MAX_USER_PAGE_LIMIT};
 use common::scripted::ScriptedModel;
 use common::{on_each_backend, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use server_example::routes::users::{DEFAULT_USER_PAGE_LIMIT, MAX_USER_PAGE_LIMIT};
 
 /// Sends a request with an optional session token and JSON body; returns status and body.
 async fn call(
