@@ -35,6 +35,7 @@ pub struct ReadmeDoctests;
 
 /// The whole application.
 pub fn router(state: AppState) -> Router {
+    let metrics = metrics::MetricsLayer::new(state.metrics().clone());
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics::serve))
@@ -43,7 +44,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(routes::unsupported::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn(metrics::trace_request))
+        .layer(metrics)
         .with_state(state)
 }
 
