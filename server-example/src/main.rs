@@ -3,6 +3,7 @@
 
 mod chat_command;
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use server_example::state::{self, ServerOptions};
 
 /// The reference chatd server: Coder's /api/experimental chats API.
 #[derive(Debug, Parser)]
-#[command(name = "chatd-server", version)]
+#[command(name = "chatd-server", version, after_help = environment_help())]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -49,6 +50,82 @@ struct ServeArgs {
     encryption_key: Option<String>,
 }
 
+/// Administrator token variable: see [`ENVIRONMENT`].
+const ADMIN_TOKEN_VAR: &str = "CHATD_ADMIN_TOKEN";
+
+/// Log filter variable.
+const LOG_VAR: &str = "CHATD_LOG";
+
+/// The informal standard for turning colours off (<https://no-color.org>).
+const NO_COLOR_VAR: &str = "NO_COLOR";
+
+/// The provider keys and base URLs read from the environment: provider, key, base URL.
+const PROVIDER_VARS: [(Provider, &str, &str); 2] = [
+    (Provider::OpenAi, "OPENAI_API_KEY", "OPENAI_BASE_URL"),
+    (
+        Provider::Anthropic,
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_BASE_URL",
+    ),
+];
+
+/// Every environment variable the binary reads, with what it sets; `--help` lists them
+/// (the flags' own `[env: …]` notes name only the flags' variables).
+const ENVIRONMENT: &[(&str, &str)] = &[
+    ("CHATD_LISTEN", "address to listen on (--listen)"),
+    ("CHATD_DATABASE_URL", "database URL (--database-url)"),
+    (
+        "CHATD_ENCRYPTION_KEY",
+        "keyring for stored secrets (--encryption-key)",
+    ),
+    (
+        ADMIN_TOKEN_VAR,
+        "API token of the `admin` user, created or added at start-up (also how to recover a \
+         lost admin token)",
+    ),
+    (
+        LOG_VAR,
+        "log filter, e.g. `debug` or `chatd_core=debug` (default `info`; `warn` for chat)",
+    ),
+    (
+        NO_COLOR_VAR,
+        "set to anything to keep colour codes out of the logs",
+    ),
+    (
+        "OPENAI_API_KEY",
+        "OpenAI key for every user (ends the demo model)",
+    ),
+    (
+        "OPENAI_BASE_URL",
+        "OpenAI-compatible endpoint instead of api.openai.com",
+    ),
+    (
+        "ANTHROPIC_API_KEY",
+        "Anthropic key for every user (ends the demo model)",
+    ),
+    (
+        "ANTHROPIC_BASE_URL",
+        "Anthropic endpoint instead of api.anthropic.com",
+    ),
+    ("CHATD_URL", "server URL of `chat` (--url)"),
+    ("CHATD_TOKEN", "API token of `chat` (--token)"),
+];
+
+/// The `Environment:` section of `--help`.
+fn environment_help() -> String {
+    let width = ENVIRONMENT
+        .iter()
+        .map(|(name, _)| name.len())
+        .max()
+        .unwrap_or(0);
+    let mut help = String::from("Environment:\n");
+    for (name, what) in ENVIRONMENT {
+        help.push_str(&format!("  {name:width$}  {what}\n"));
+    }
+    help.push_str("\nLogs go to stderr, without colour codes unless stderr is a terminal.");
+    help
+}
+
 /// File name suffix of the generated keyring beside a SQLite database.
 const KEY_FILE_SUFFIX: &str = ".key";
 
@@ -58,21 +135,22 @@ const GENERATED_KEY_ID: &str = "k1";
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    // `chat` writes the reply to stdout: its logs go to stderr, warnings only by default.
-    let (default_filter, chat) = match &cli.command {
-        Some(Command::Chat(_)) => ("warn", true),
-        _ => ("info", false),
+    // Logs go to stderr: stdout is the program's output (the admin token on a first start,
+    // the reply of `chat`). `chat` logs warnings only by default.
+    let default_filter = match &cli.command {
+        Some(Command::Chat(_)) => "warn",
+        _ => "info",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CHATD_LOG")
+    let filter = tracing_subscriber::EnvFilter::try_from_env(LOG_VAR)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    if chat {
-        tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .init();
-    } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
-    }
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(log_colours(
+            std::io::stderr().is_terminal(),
+            std::env::var_os(NO_COLOR_VAR).as_deref(),
+        ))
+        .init();
     let result = match cli.command {
         Some(Command::Serve(args)) => serve(args).await,
         Some(Command::Chat(args)) => chat_command::run(args).await,
@@ -90,11 +168,17 @@ async fn main() -> std::process::ExitCode {
 /// The error of the commands: printed once, then the process exits non-zero.
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Whether log lines carry ANSI colour codes: only on a terminal, and not when `NO_COLOR`
+/// is set to something (a log file or pipe would otherwise fill with escape codes).
+fn log_colours(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
 async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     let keyring = Arc::new(keyring(&args)?);
     let mut options = ServerOptions::new(StoreOptions::new(&args.database_url), keyring);
     options.deployment_keys = deployment_keys_from_env()?;
-    options.admin_token = std::env::var("CHATD_ADMIN_TOKEN")
+    options.admin_token = std::env::var(ADMIN_TOKEN_VAR)
         .ok()
         .filter(|t| !t.trim().is_empty());
     let started = state::build(options).await?;
@@ -109,7 +193,9 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     let engine = state.engine().clone();
     let app = server_example::router(state);
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    tracing::info!(listen = %args.listen, "chatd-server listening");
+    // The bound address, which says the port when `--listen` asked for any (`:0`).
+    let listen = listener.local_addr()?;
+    tracing::info!(%listen, "chatd-server listening");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
@@ -194,14 +280,7 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 /// `OPENAI_API_KEY` / `ANTHROPIC_API_KEY` (and their `*_BASE_URL`) as env-preset providers.
 fn deployment_keys_from_env() -> Result<ProviderApiKeys, BoxError> {
     let mut keys = ProviderApiKeys::new();
-    for (provider, key_var, url_var) in [
-        (Provider::OpenAi, "OPENAI_API_KEY", "OPENAI_BASE_URL"),
-        (
-            Provider::Anthropic,
-            "ANTHROPIC_API_KEY",
-            "ANTHROPIC_BASE_URL",
-        ),
-    ] {
+    for (provider, key_var, url_var) in PROVIDER_VARS {
         if let Some(key) = std::env::var(key_var).ok().filter(|k| !k.trim().is_empty()) {
             keys.set_api_key(provider, SecretString::from(key.trim().to_owned()))?;
         }
@@ -229,6 +308,62 @@ mod tests {
         );
         assert_eq!(sqlite_path("sqlite::memory:"), None);
         assert_eq!(sqlite_path("postgres://h/db"), None);
+    }
+
+    #[test]
+    fn help_lists_every_environment_variable() {
+        use clap::CommandFactory;
+        let help = Cli::command().render_help().to_string();
+        for (name, _) in ENVIRONMENT {
+            assert!(
+                help.contains(&format!("  {name} ")),
+                "{name} missing from\n{help}"
+            );
+        }
+        // Every variable the sources of the binary name is listed: flags' `env = "…"`,
+        // the constants read with `std::env::var`, the provider table.
+        let sources = [include_str!("main.rs"), include_str!("chat_command.rs")];
+        let mut named = Vec::new();
+        for source in sources {
+            for (i, _) in source.match_indices('"') {
+                let rest = source.get(i + 1..).unwrap_or_default();
+                let word: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_uppercase() || *c == '_')
+                    .collect();
+                let closed = rest.get(word.len()..).is_some_and(|r| r.starts_with('"'));
+                // A whole name (not the prefixes and suffixes this test itself spells).
+                let whole =
+                    word.starts_with(|c: char| c.is_ascii_uppercase()) && !word.ends_with('_');
+                let env_like = word.starts_with("CHATD_")
+                    || word.ends_with("_API_KEY")
+                    || word.ends_with("_BASE_URL")
+                    || word == NO_COLOR_VAR;
+                if closed && whole && env_like {
+                    named.push(word);
+                }
+            }
+        }
+        assert!(named.len() >= ENVIRONMENT.len(), "{named:?}");
+        for name in named {
+            assert!(
+                ENVIRONMENT.iter().any(|(listed, _)| *listed == name),
+                "{name} is read but not listed in ENVIRONMENT"
+            );
+        }
+        for (_, key, url) in PROVIDER_VARS {
+            assert!(ENVIRONMENT.iter().any(|(listed, _)| *listed == key));
+            assert!(ENVIRONMENT.iter().any(|(listed, _)| *listed == url));
+        }
+    }
+
+    #[test]
+    fn colours_only_on_a_terminal_without_no_color() {
+        use std::ffi::OsStr;
+        assert!(log_colours(true, None));
+        assert!(log_colours(true, Some(OsStr::new(""))));
+        assert!(!log_colours(true, Some(OsStr::new("1"))));
+        assert!(!log_colours(false, None));
     }
 
     #[test]
