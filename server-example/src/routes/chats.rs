@@ -9,7 +9,6 @@
 //! choices.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::handler::Handler;
@@ -18,10 +17,10 @@ use axum::routing::{delete, get, patch, post};
 use axum::Router;
 use chatd_core::store::ChatListQuery;
 use codersdk::{
-    parse_message_page, parse_workspace_ids, Chat, ChatMessage, ChatMessagesResponse,
-    CreateChatMessageRequest, CreateChatMessageResponse, CreateChatRequest, EditChatMessageRequest,
-    EditChatMessageResponse, ProposeChatTitleResponse, SubmitToolResultsRequest, UpdateChatRequest,
-    Uuid,
+    parse_message_page, parse_workspace_ids, Chat, ChatDiffContents, ChatMessage,
+    ChatMessagesResponse, CreateChatMessageRequest, CreateChatMessageResponse, CreateChatRequest,
+    EditChatMessageRequest, EditChatMessageResponse, ProposeChatTitleResponse,
+    SubmitToolResultsRequest, UpdateChatRequest, Uuid,
 };
 use serde::Deserialize;
 
@@ -316,13 +315,18 @@ async fn propose_title(
 }
 
 /// `GET /chats/{chat}/diff`: git diffs come from Coder workspaces, which this server does
-/// not have (DECISIONS §7): 501 for a chat the caller can see, 404 otherwise.
+/// not have (DECISIONS §7), so a chat the caller may see has no diff: 200 with only
+/// `chat_id` (no provider, branch, pull request or diff text). Another user's chat is the
+/// engine's 404, as everywhere.
 async fn chat_diff(
     State(state): State<AppState>,
     caller: Caller,
     ChatId(chat_id): ChatId,
     _: NoQuery,
-) -> ApiResult<Infallible> {
+) -> ApiResult<Json<ChatDiffContents>> {
     state.engine().get_chat(&caller.actor, chat_id).await?;
-    Err(ApiError::not_implemented("Chat diffs"))
+    Ok(Json(ChatDiffContents {
+        chat_id,
+        ..Default::default()
+    }))
 }
