@@ -188,6 +188,11 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
             "Admin API token (shown once, store it now): {}",
             token.expose()
         );
+        println!(
+            "To chat: export CHATD_TOKEN=<that token>, then run `chatd-server chat \"What \
+             time is it?\"` (from the repository: `cargo run -p server-example -- chat …`). \
+             Lost the token? Restart with CHATD_ADMIN_TOKEN=<a new token>."
+        );
     }
     let state = started.state;
     let engine = state.engine().clone();

@@ -144,11 +144,26 @@ impl Server {
 
     /// Stops the process (it was started by this test) and returns every line it printed.
     fn stop(mut self) -> Vec<String> {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-        self.seen.extend(self.stdout.iter());
-        self.seen.extend(self.stderr.iter());
-        self.seen
+        self.kill();
+        let mut seen = std::mem::take(&mut self.seen);
+        // The reader threads end at the pipes' EOF, which follows the process's exit.
+        seen.extend(self.stdout.iter());
+        seen.extend(self.stderr.iter());
+        seen
+    }
+
+    /// Kills and reaps the process; both pipes are closed afterwards.
+    fn kill(&mut self) {
+        // Already gone (an earlier call): nothing to do.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    /// A failing test does not leave a server running.
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
@@ -212,6 +227,17 @@ async fn first_start_restart_with_a_new_admin_token_and_logs_without_colour() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let generated = printed.rsplit(' ').next().unwrap().trim().to_owned();
+    // With what to do next: the token goes in the environment.
+    let deadline = std::time::Instant::now() + START_TIMEOUT;
+    while !first
+        .seen
+        .iter()
+        .any(|l| l.starts_with("To chat: export CHATD_TOKEN="))
+    {
+        assert!(std::time::Instant::now() < deadline, "{:#?}", first.seen);
+        first.stdout_so_far();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(generated.starts_with("chatd_"), "{printed}");
     let r = me(&first.base, &generated).await;
     assert_eq!(r.status(), 200);
