@@ -1,6 +1,8 @@
 //! Authentication: API tokens from the `Coder-Session-Token` header, `Authorization:
 //! Bearer`, or the `coder_session_token` query parameter (browsers cannot set headers on
-//! WebSockets).
+//! WebSockets) — or, for the chats API mounted inside another application with
+//! [`Authentication::Upstream`], the identity that application's middleware attached to the
+//! request ([`Authenticated`]).
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -21,6 +23,30 @@ pub const ROLE_ADMIN: &str = "admin";
 
 /// Role of everyone else.
 pub const ROLE_MEMBER: &str = "member";
+
+/// How a router of this crate learns who is calling. The reference server
+/// ([`crate::router`]) uses [`Authentication::Tokens`]; an application that mounts the chats
+/// API behind its own authentication ([`crate::chats_router`]) uses
+/// [`Authentication::Upstream`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Authentication {
+    /// This server's API tokens (header, bearer or query parameter), looked up in the store.
+    #[default]
+    Tokens,
+    /// The embedding application authenticates: a middleware in front of the router
+    /// inserts an [`Authenticated`] into the request's extensions. A request without one is
+    /// 401; tokens are not consulted, so the API has exactly the embedding application's
+    /// users and sessions.
+    Upstream,
+}
+
+/// The identity an embedding application's middleware attaches to a request for
+/// [`Authentication::Upstream`]: `request.extensions_mut().insert(Authenticated(actor))`.
+/// The actor's `user_id` must name a user of the store (chats, files and keys belong to
+/// users); its `admin` flag grants the administrator routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Authenticated(pub Actor);
 
 /// The authenticated caller.
 #[derive(Debug, Clone)]
@@ -68,18 +94,24 @@ pub fn presented_token(parts: &Parts) -> Option<String> {
             }
         }
     }
-    parts.uri.query().and_then(|q| {
-        q.split('&').find_map(|kv| {
-            let (k, v) = kv.split_once('=')?;
-            (k == SESSION_TOKEN_QUERY).then(|| v.to_owned())
-        })
-    })
+    let query = parts.uri.query()?;
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(key, _)| key == SESSION_TOKEN_QUERY)
+        .map(|(_, token)| token.into_owned())
 }
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let authentication = parts
+            .extensions
+            .get::<Authentication>()
+            .copied()
+            .unwrap_or_default();
+        if authentication == Authentication::Upstream {
+            return upstream_caller(parts, state).await;
+        }
         let token = presented_token(parts).ok_or_else(ApiError::unauthorized)?;
         let user = state
             .store()
@@ -93,4 +125,24 @@ impl FromRequestParts<AppState> for Caller {
         };
         Ok(Caller { user, actor })
     }
+}
+
+/// The caller an embedding application authenticated ([`Authentication::Upstream`]).
+async fn upstream_caller(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
+    let Some(Authenticated(actor)) = parts.extensions.get::<Authenticated>().copied() else {
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "You must be logged in to do this.",
+        ));
+    };
+    let Some(user) = state.store().get_user(actor.user_id).await? else {
+        // The application's middleware named an id the store does not know: its user was
+        // never created here (or was deleted).
+        tracing::warn!(user_id = %actor.user_id, "authenticated user is not in the store");
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "Your account is not set up for chats.",
+        ));
+    };
+    Ok(Caller { user, actor })
 }

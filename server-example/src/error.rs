@@ -1,7 +1,7 @@
 //! Errors as HTTP answers: every failure is a JSON `codersdk::Response` with the status
 //! its kind maps to.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response as HttpResponse};
@@ -137,12 +137,6 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
-impl From<QueryRejection> for ApiError {
-    fn from(r: QueryRejection) -> Self {
-        ApiError::bad_request("Invalid query parameters.").with_detail(r.body_text())
-    }
-}
-
 /// `axum::Json` whose rejections are JSON `Response`s (400 malformed, 415 wrong content
 /// type, 413 over the body limit).
 #[derive(Debug, Clone, Copy, Default)]
@@ -167,64 +161,6 @@ impl<T: serde::Serialize> IntoResponse for Json<T> {
     }
 }
 
-/// Query parameters as pairs, refusing keys outside `allowed` (400, naming the key) so a
-/// typo is not silently ignored.
-pub fn query_pairs(raw: Option<&str>, allowed: &[&str]) -> ApiResult<Vec<(String, String)>> {
-    let pairs: Vec<(String, String)> = match raw {
-        Some(q) => serde_urlencoded_pairs(q)?,
-        None => Vec::new(),
-    };
-    if let Some((bad, _)) = pairs.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
-        return Err(ApiError::validation(
-            Response::new("Invalid query parameters.")
-                .with_validation(bad.clone(), format!("Unknown query parameter {bad:?}.")),
-        ));
-    }
-    Ok(pairs)
-}
-
-/// The first value of `key` among `pairs`.
-pub fn query_value<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    pairs
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-}
-
-fn serde_urlencoded_pairs(q: &str) -> ApiResult<Vec<(String, String)>> {
-    let mut out = Vec::new();
-    for piece in q.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = piece.split_once('=').unwrap_or((piece, ""));
-        out.push((percent_decode(k)?, percent_decode(v)?));
-    }
-    Ok(out)
-}
-
-fn percent_decode(s: &str) -> ApiResult<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        match b {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| {
-                        ApiError::bad_request("Invalid percent-encoding in the query.")
-                    })?;
-                out.push(hex);
-                i += 2;
-            }
-            other => out.push(other),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).map_err(|_| ApiError::bad_request("Query parameters must be UTF-8."))
-}
-
 /// The status of an empty success (`204 No Content`).
 pub fn no_content() -> StatusCode {
     StatusCode::NO_CONTENT
@@ -234,20 +170,6 @@ pub fn no_content() -> StatusCode {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn unknown_query_keys_are_refused_by_name() {
-        let err = query_pairs(Some("limit=5&nope=1"), &["limit"]).unwrap_err();
-        assert_eq!(err.status, StatusCode::BAD_REQUEST);
-        assert_eq!(
-            err.body.validations.first().map(|v| v.field.as_str()),
-            Some("nope")
-        );
-        let ok = query_pairs(Some("label=a%3Ab&label=c:d"), &["label"]).unwrap();
-        assert_eq!(ok.len(), 2);
-        assert_eq!(ok.first().map(|p| p.1.as_str()), Some("a:b"));
-        assert!(query_pairs(Some("label=%ZZ"), &["label"]).is_err());
-    }
 
     #[test]
     fn core_errors_keep_their_status_and_hide_internals() {

@@ -5,6 +5,11 @@
 //! rule lives in the engine. [`router`] builds the axum application from an [`AppState`],
 //! which [`state::build`] assembles from [`ServerOptions`].
 //!
+//! To serve the chats API from your own axum application, behind your own authentication,
+//! nest [`chats_router`] with [`Authentication::Upstream`] and have your middleware attach
+//! an [`Authenticated`] actor to each request (`examples/embed_router.rs`;
+//! docs/server-embedding.md).
+//!
 //! # Feature flags
 //!
 //! None.
@@ -12,6 +17,7 @@
 pub mod auth;
 pub mod demo;
 pub mod error;
+pub mod extract;
 pub mod metrics;
 pub mod routes;
 pub mod serve;
@@ -20,6 +26,7 @@ pub mod state;
 use axum::routing::get;
 use axum::Router;
 
+pub use auth::{Authenticated, Authentication};
 pub use error::{ApiError, ApiResult};
 pub use state::{AppState, ServerOptions, Started};
 
@@ -33,8 +40,11 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
 
-/// The whole application.
+/// The whole reference server: `/healthz`, `/metrics`, the chats API under
+/// `/api/experimental` and the user and token routes under `/api/v2`, authenticated with
+/// this server's API tokens.
 pub fn router(state: AppState) -> Router {
+    let metrics = metrics::MetricsLayer::new(state.metrics().clone());
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics::serve))
@@ -43,7 +53,33 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(routes::unsupported::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn(metrics::trace_request))
+        .layer(metrics)
+        .with_state(state)
+}
+
+/// The chats API alone — the routes the reference server serves under `/api/experimental`
+/// (`/chats…`, `/mcp/servers…`), unprefixed — for mounting in another axum application:
+/// `Router::new().nest("/api/experimental", chats_router(state, Authentication::Upstream))`.
+/// Nesting it at `/api/experimental` below some prefix keeps codersdk's typed client usable
+/// with that prefix as its base URL.
+///
+/// With [`Authentication::Upstream`], put your authentication middleware on the returned
+/// router (or outside it) and insert an [`Authenticated`] into every request it admits;
+/// requests without one are 401. With [`Authentication::Tokens`] the API authenticates
+/// this server's API tokens, as [`router`] does (the `/api/v2` routes that issue them are
+/// not part of this router).
+///
+/// The router carries the JSON error bodies, the body limits and the request layer
+/// ([`metrics::MetricsLayer`]: spans and the create/send latencies recorded in the state's
+/// metrics); serve [`metrics::serve`] yourself if you want the Prometheus endpoint.
+pub fn chats_router(state: AppState, authentication: Authentication) -> Router {
+    let metrics = metrics::MetricsLayer::new(state.metrics().clone());
+    routes::experimental()
+        .fallback(not_found)
+        .method_not_allowed_fallback(routes::unsupported::method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::Extension(authentication))
+        .layer(metrics)
         .with_state(state)
 }
 

@@ -1,6 +1,7 @@
 //! Administrator configuration routes on both backends: providers (secrets never in a
 //! response), model configs, users' own keys, the model catalogue, the system and user
-//! prompts, the usage-limit status, and every 501 route.
+//! prompts, the usage-limit status, the settings of unbuilt features (read as off), and
+//! every 501 route.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
@@ -16,7 +17,7 @@ use common::{on_each_backend, TestServer, ADMIN_TOKEN};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use server_example::routes::config::SYSTEM_PROMPT_BODY_BYTES;
-use server_example::routes::unsupported::UNSUPPORTED_ROUTES;
+use server_example::routes::unsupported::{OFF_SETTINGS, UNSUPPORTED_ROUTES};
 use server_example::state::{build_on, ServerOptions};
 
 const CENTRAL_KEY: &str = "sk-central-KEY-must-never-appear-7f3a9";
@@ -863,6 +864,98 @@ async fn usage_limit_status_says_nobody_is_limited() {
         .await;
         assert_eq!(s, StatusCode::OK);
         assert_eq!(status, json!({"is_limited": false}));
+        server.stop().await;
+    })
+    .await;
+}
+
+/// The settings Coder's frontend reads when its chat pages open answer the truthful "off"
+/// value instead of a 501; their writes stay 501 (walked by the next test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_of_unbuilt_features_read_as_off() {
+    on_each_backend(|store| async move {
+        let server = TestServer::start(&store, ScriptedModel::new([])).await;
+        let bob = server.user("bob").await;
+        let expected = [
+            (
+                "/chats/config/plan-mode-instructions",
+                json!({"plan_mode_instructions": ""}),
+            ),
+            (
+                "/chats/config/user-compaction-thresholds",
+                json!({"thresholds": []}),
+            ),
+            (
+                "/chats/config/personal-model-overrides",
+                json!({"allow_users": false}),
+            ),
+            (
+                "/chats/config/debug-logging",
+                json!({"allow_users": false, "forced_by_deployment": false}),
+            ),
+            ("/chats/config/retention-days", json!({"retention_days": 0})),
+            (
+                "/chats/config/auto-archive-days",
+                json!({"auto_archive_days": 0}),
+            ),
+        ];
+        assert_eq!(expected.len(), OFF_SETTINGS.len());
+        for ((path, admin_only), (expected_path, value)) in OFF_SETTINGS.iter().zip(&expected) {
+            assert_eq!(path, expected_path);
+            let (s, body) = call(&server, Method::GET, path, Some(ADMIN_TOKEN), None).await;
+            assert_eq!((s, &body), (StatusCode::OK, value), "{path}");
+            let (s, body) = call(&server, Method::GET, path, Some(&bob.token), None).await;
+            if *admin_only {
+                assert_eq!(s, StatusCode::FORBIDDEN, "{path}");
+            } else {
+                assert_eq!((s, &body), (StatusCode::OK, value), "{path}");
+            }
+            let (s, _) = call(&server, Method::GET, path, None, None).await;
+            assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}");
+            let (s, err) = call(
+                &server,
+                Method::GET,
+                &format!("{path}?verbose=1"),
+                Some(ADMIN_TOKEN),
+                None,
+            )
+            .await;
+            assert_eq!(s, StatusCode::BAD_REQUEST, "{path}");
+            assert_eq!(fields(&err), ["verbose"]);
+            // The writes of the setting (on its path, or per model config below it) are
+            // still 501s; its read is not.
+            assert!(
+                UNSUPPORTED_ROUTES
+                    .iter()
+                    .any(|(p, methods, _)| p.starts_with(path) && methods.contains(&"PUT")),
+                "{path}"
+            );
+            assert!(
+                !UNSUPPORTED_ROUTES
+                    .iter()
+                    .any(|(p, methods, _)| p == path && methods.contains(&"GET")),
+                "{path}"
+            );
+        }
+        // The bodies are codersdk's types.
+        let (_, body) = call(
+            &server,
+            Method::GET,
+            "/chats/config/user-compaction-thresholds",
+            Some(&bob.token),
+            None,
+        )
+        .await;
+        let _: codersdk::UserChatCompactionThresholds = serde_json::from_value(body).unwrap();
+        let (_, body) = call(
+            &server,
+            Method::GET,
+            "/chats/config/debug-logging",
+            Some(&bob.token),
+            None,
+        )
+        .await;
+        let _: codersdk::ChatDebugLoggingAdminSettings = serde_json::from_value(body).unwrap();
         server.stop().await;
     })
     .await;

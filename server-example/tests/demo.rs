@@ -590,35 +590,41 @@ fn the_catalog_entry_is_labelled_demo() {
 }
 
 /// `chatd-server chat` against a server on the demo model: the reply on stdout as it
-/// streams, the tool call on stderr, exit 0; a wrong token exits non-zero with the 401.
+/// streams, the tool call and the chat id on stderr, exit 0; `--chat <id>` continues that
+/// chat (token from `CHATD_TOKEN`) and prints only the new reply; a failed turn exits
+/// non-zero with the stored error's message and kind; a wrong token exits non-zero with the
+/// 401.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chat_command_runs_a_demo_turn_end_to_end() {
     on_each_backend(|store| async move {
-        let (state, _admin) = server(&store, ProviderApiKeys::new()).await;
+        let (state, admin) = server(&store, ProviderApiKeys::new()).await;
         let app = server_example::router(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
-        let run = |token: &str, prompt: &str| {
-            let args = ["chat", "--url", &base, "--token", token, prompt].map(str::to_owned);
-            tokio::task::spawn_blocking(move || {
-                std::process::Command::new(env!("CARGO_BIN_EXE_chatd-server"))
-                    .args(args)
-                    .env_remove("CHATD_TOKEN")
-                    .env_remove("CHATD_URL")
-                    .env_remove("CHATD_LOG")
-                    .output()
-                    .unwrap()
-            })
+        // Runs the binary with `args` after `chat --url <base>`, the token in CHATD_TOKEN.
+        let run = |token: &str, args: &[&str]| {
+            let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_chatd-server"));
+            command
+                .args(["chat", "--url", &base])
+                .args(args)
+                .env("CHATD_TOKEN", token)
+                .env_remove("CHATD_URL")
+                .env_remove("CHATD_LOG");
+            tokio::task::spawn_blocking(move || command.output().unwrap())
         };
+        let text = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap();
 
-        let out = run(common::ADMIN_TOKEN, "What time is it?").await.unwrap();
-        let (stdout, stderr) = (
-            String::from_utf8(out.stdout).unwrap(),
-            String::from_utf8(out.stderr).unwrap(),
-        );
+        // The token as a flag overrides the environment.
+        let out = run(
+            "wrong-token",
+            &["--token", common::ADMIN_TOKEN, "What time is it?"],
+        )
+        .await
+        .unwrap();
+        let (stdout, stderr) = (text(out.stdout), text(out.stderr));
         assert!(
             out.status.success(),
             "{:?}: {stdout} / {stderr}",
@@ -630,11 +636,113 @@ async fn the_chat_command_runs_a_demo_turn_end_to_end() {
             "{stdout}"
         );
         assert!(stderr.contains("[calling current_time({})]"), "{stderr}");
+        // The chat id is on stderr, with how to continue.
+        let chat_id: codersdk::Uuid = stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("[chat ")?.split(';').next())
+            .unwrap_or_else(|| panic!("no chat id in {stderr}"))
+            .parse()
+            .unwrap();
+        assert!(stderr.contains(&format!("continue it with --chat {chat_id}]")));
+        let chats = state.engine().get_chat(&admin, chat_id).await.unwrap();
+        assert_eq!(chats.status, ChatStatus::Waiting);
 
-        let out = run("wrong-token", "hi").await.unwrap();
-        let stderr = String::from_utf8(out.stderr).unwrap();
+        // A follow-up in the same chat: only the new turn is printed.
+        let out = run(
+            common::ADMIN_TOKEN,
+            &["--chat", &chat_id.to_string(), "Please add 2 and 40"],
+        )
+        .await
+        .unwrap();
+        let (stdout, stderr) = (text(out.stdout), text(out.stderr));
+        assert!(out.status.success(), "{stdout} / {stderr}");
+        assert_eq!(stdout, "The sum is 42 (from the demo add tool).\n");
+        assert!(stderr.contains("[calling add("), "{stderr}");
+        assert!(
+            !stderr.contains("current_time"),
+            "history replayed: {stderr}"
+        );
+        assert!(stderr.contains(&format!("[chat {chat_id};")), "{stderr}");
+        let history = messages(&state, &admin, chat_id).await;
+        let users = history
+            .iter()
+            .filter(|m| m.role == ChatMessageRole::User)
+            .count();
+        assert_eq!(users, 2, "both prompts are in the one chat");
+
+        // An unknown chat is the server's 404, with a hint.
+        let out = run(
+            common::ADMIN_TOKEN,
+            &["--chat", &codersdk::Uuid::new_v4().to_string(), "hi"],
+        )
+        .await
+        .unwrap();
+        let stderr = text(out.stderr);
+        assert!(!out.status.success());
+        assert!(
+            stderr.contains("HTTP 404") && stderr.contains("--chat"),
+            "{stderr}"
+        );
+
+        // A turn that fails: configuring a disabled provider ends the demo, and the chat's
+        // next turn fails before any network call. The exit says why, with the kind.
+        let provider = chatprovider::validate_create_provider_request(
+            &codersdk::CreateChatProviderConfigRequest {
+                provider: "openai".into(),
+                api_key: Some("sk-test-not-used".into()),
+                enabled: Some(false),
+                ..Default::default()
+            },
+            &ProviderApiKeys::new(),
+        )
+        .unwrap();
+        store
+            .create_provider_config(&provider, state.keyring())
+            .await
+            .unwrap();
+        let model =
+            codersdk::validate_create_model_config(&codersdk::CreateChatModelConfigRequest {
+                provider: "openai".into(),
+                model: "gpt-4o-mini".into(),
+                context_limit: Some(128_000),
+                ..Default::default()
+            })
+            .unwrap();
+        store
+            .create_model_config(&model, &ProviderApiKeys::new())
+            .await
+            .unwrap();
+        let out = run(
+            common::ADMIN_TOKEN,
+            &["--chat", &chat_id.to_string(), "still there?"],
+        )
+        .await
+        .unwrap();
+        let stderr = text(out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        let stored = state
+            .engine()
+            .get_chat(&admin, chat_id)
+            .await
+            .unwrap()
+            .last_error
+            .unwrap();
+        assert_eq!(stored.kind, Some(ChatErrorKind::ProviderDisabled));
+        assert!(
+            stderr.contains(&format!("the turn failed: {}", stored.message)),
+            "{stderr}"
+        );
+        assert!(stderr.contains("[kind provider_disabled"), "{stderr}");
+        assert!(
+            !stderr.contains("sk-test-not-used"),
+            "a key leaked: {stderr}"
+        );
+
+        let out = run("wrong-token", &["hi"]).await.unwrap();
+        let stderr = text(out.stderr);
         assert!(!out.status.success());
         assert!(stderr.contains("HTTP 401"), "{stderr}");
+        assert!(stderr.contains("CHATD_TOKEN"), "{stderr}");
         state.engine().clone().shutdown().await;
     })
     .await;

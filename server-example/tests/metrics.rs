@@ -95,10 +95,12 @@ async fn every_scale_test_metric_is_exposed_with_its_type() {
             assert_eq!(sample(&text, &format!("{name}_count")), 0.0);
             assert!(text.contains(&format!("{name}_bucket{{le=\"+Inf\"}} 0\n")));
         }
-        assert!(text.contains("# TYPE chat_retry_events_total counter\n"));
+        // OpenMetrics: the counter family is named without `_total`, its sample with it.
+        assert!(text.contains("# TYPE chat_retry_events counter\n"));
         assert_eq!(sample(&text, "chat_retry_events_total"), 0.0);
         assert!(text.contains("# TYPE active_chat_streams gauge\n"));
         assert_eq!(sample(&text, "active_chat_streams"), 0.0);
+        assert!(text.ends_with("# EOF\n"), "{text}");
 
         // The handler-latency histograms move when the handlers report.
         server
@@ -115,6 +117,53 @@ async fn every_scale_test_metric_is_exposed_with_its_type() {
         assert!(text.contains("chat_create_latency_seconds_bucket{le=\"0.05\"} 1\n"));
         assert_eq!(sample(&text, "chat_message_latency_seconds_count"), 1.0);
         assert!((sample(&text, "chat_message_latency_seconds_sum") - 0.07).abs() < 1e-9);
+        server.stop().await;
+    })
+    .await;
+}
+
+/// The request layer records the create and send latencies of successful requests only,
+/// and the turns those requests start are tracked from the request's arrival.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_layer_records_create_and_send_latency() {
+    on_each_backend(|store| async move {
+        let model = ScriptedModel::new([Reply::Text("one".into()), Reply::Text("two".into())]);
+        let server = TestServer::start(&store, model).await;
+        let alice = server.user("alice").await;
+        let post = |path: String, body: serde_json::Value| {
+            server
+                .http
+                .post(server.api(&path))
+                .header("Coder-Session-Token", &alice.token)
+                .json(&body)
+                .send()
+        };
+        let text = serde_json::json!({"content": [{"type": "text", "text": "hi"}]});
+        // A refused request is not a latency sample.
+        let r = post("/chats".into(), serde_json::json!({"content": []}))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        let r = post("/chats".into(), text.clone()).await.unwrap();
+        assert_eq!(r.status(), 201);
+        let chat: codersdk::Chat = r.json().await.unwrap();
+        let scraped =
+            until_sample(&server, "chat_time_to_terminal_status_seconds_count", 1.0).await;
+        assert_eq!(sample(&scraped, "chat_create_latency_seconds_count"), 1.0);
+        assert_eq!(sample(&scraped, "chat_message_latency_seconds_count"), 0.0);
+        let r = post(format!("/chats/{}/messages", chat.id), text.clone())
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let r = post(format!("/chats/{}/messages", Uuid::new_v4()), text)
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+        let scraped =
+            until_sample(&server, "chat_time_to_terminal_status_seconds_count", 2.0).await;
+        assert_eq!(sample(&scraped, "chat_message_latency_seconds_count"), 1.0);
+        assert_eq!(sample(&scraped, "chat_create_latency_seconds_count"), 1.0);
+        assert_eq!(sample(&scraped, "chat_time_to_running_seconds_count"), 2.0);
         server.stop().await;
     })
     .await;

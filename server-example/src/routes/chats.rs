@@ -9,47 +9,59 @@
 //! choices.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 
-use axum::extract::rejection::PathRejection;
-use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::handler::Handler;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, patch, post};
 use axum::Router;
 use chatd_core::store::ChatListQuery;
 use codersdk::{
-    parse_message_id, parse_message_page, parse_workspace_ids, Chat, ChatMessage,
+    parse_message_page, parse_workspace_ids, Chat, ChatDiffContents, ChatMessage,
     ChatMessagesResponse, CreateChatMessageRequest, CreateChatMessageResponse, CreateChatRequest,
-    EditChatMessageRequest, EditChatMessageResponse, ProposeChatTitleResponse, Response,
+    EditChatMessageRequest, EditChatMessageResponse, ProposeChatTitleResponse,
     SubmitToolResultsRequest, UpdateChatRequest, Uuid,
 };
+use serde::Deserialize;
 
-use crate::auth::{Caller, SESSION_TOKEN_QUERY};
-use crate::error::{no_content, query_pairs, ApiError, ApiResult, Json};
+use crate::auth::Caller;
+use crate::error::{no_content, ApiError, ApiResult, Json};
+use crate::extract::{ChatId, MessageId, NoQuery, Query, QueuedMessageId};
+use crate::metrics::{Observe, RequestStart};
 use crate::state::AppState;
 
 /// Most bytes of a `POST /chats` body (codersdk.md §1: chat creation reads at most 256 KiB
 /// of JSON). Set on the route itself so it holds whatever the server-wide default becomes.
 pub const MAX_CREATE_CHAT_BODY_BYTES: usize = 256 * 1024;
 
-/// Query keys of `GET /chats` (§16.1). `label` repeats; the others may appear once.
-const LIST_CHATS_KEYS: &[&str] = &[
-    "q",
-    "label",
-    "limit",
-    "offset",
-    "after_id",
-    SESSION_TOKEN_QUERY,
-];
+/// Query of `GET /chats` (§16.1). `label` repeats; the others may appear once. Values stay
+/// text here: the engine's parser judges them (and names the key in its 400).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListChatsQuery {
+    q: Option<String>,
+    #[serde(default)]
+    label: Vec<String>,
+    limit: Option<String>,
+    offset: Option<String>,
+    after_id: Option<String>,
+}
 
-/// Query keys of `GET /chats/{chat}/messages` (§16.2).
-const LIST_MESSAGES_KEYS: &[&str] = &["before_id", "after_id", "limit", SESSION_TOKEN_QUERY];
+/// Query of `GET /chats/{chat}/messages` (§16.2), judged by codersdk's parser.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListMessagesQuery {
+    before_id: Option<String>,
+    after_id: Option<String>,
+    limit: Option<String>,
+}
 
-/// Query keys of `GET /chats/by-workspace` (§16.3).
-const BY_WORKSPACE_KEYS: &[&str] = &["workspace_ids", SESSION_TOKEN_QUERY];
-
-/// Query keys of every route that takes no parameters: only the token may be there.
-const NO_KEYS: &[&str] = &[SESSION_TOKEN_QUERY];
+/// Query of `GET /chats/by-workspace` (§16.3).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ByWorkspaceQuery {
+    workspace_ids: Option<String>,
+}
 
 /// The routes of this group.
 pub fn routes() -> Router<AppState> {
@@ -57,24 +69,21 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/chats",
             get(list_chats)
-                .post(create_chat)
+                .post(create_chat.layer(Observe::ChatCreate.layer()))
                 .layer(DefaultBodyLimit::max(MAX_CREATE_CHAT_BODY_BYTES)),
         )
         .route("/chats/by-workspace", get(chats_by_workspace))
         .route("/chats/{chat}", get(get_chat).patch(update_chat))
         .route(
             "/chats/{chat}/messages",
-            get(list_messages).post(send_message),
+            get(list_messages).post(send_message.layer(Observe::ChatMessage.layer())),
         )
         .route("/chats/{chat}/messages/{message}", patch(edit_message))
         .route("/chats/{chat}/interrupt", post(interrupt))
         .route("/chats/{chat}/tool-results", post(submit_tool_results))
+        .route("/chats/{chat}/queue/{queuedMessage}", delete(delete_queued))
         .route(
-            "/chats/{chat}/queue/{queued_message}",
-            delete(delete_queued),
-        )
-        .route(
-            "/chats/{chat}/queue/{queued_message}/promote",
+            "/chats/{chat}/queue/{queuedMessage}/promote",
             post(promote_queued),
         )
         .route("/chats/{chat}/title/regenerate", post(regenerate_title))
@@ -87,35 +96,30 @@ pub fn routes() -> Router<AppState> {
 async fn list_chats(
     State(state): State<AppState>,
     caller: Caller,
-    RawQuery(raw): RawQuery,
+    Query(query): Query<ListChatsQuery>,
 ) -> ApiResult<Json<Vec<Chat>>> {
-    let pairs = query_pairs(raw.as_deref(), LIST_CHATS_KEYS)?;
-    let labels = pairs
-        .iter()
-        .filter(|(k, _)| k == "label")
-        .map(|(_, v)| v.as_str());
     let query = ChatListQuery::parse(
-        once(&pairs, "q")?,
-        labels,
-        once(&pairs, "limit")?,
-        once(&pairs, "offset")?,
-        once(&pairs, "after_id")?,
+        query.q.as_deref(),
+        &query.label,
+        query.limit.as_deref(),
+        query.offset.as_deref(),
+        query.after_id.as_deref(),
     )?;
     let chats = state.engine().list_chats(&caller.actor, &query).await?;
     Ok(Json(chats))
 }
 
-/// `POST /chats` → 201 with the new chat, whose first turn is queued.
+/// `POST /chats` → 201 with the new chat, whose first turn is queued. Its latency is
+/// recorded by the metrics layer ([`Observe::ChatCreate`]); the turn's milestones are
+/// measured from the request's arrival.
 async fn create_chat(
     State(state): State<AppState>,
+    RequestStart(started): RequestStart,
     caller: Caller,
-    RawQuery(raw): RawQuery,
+    _: NoQuery,
     Json(request): Json<CreateChatRequest>,
 ) -> ApiResult<(StatusCode, Json<Chat>)> {
-    query_pairs(raw.as_deref(), NO_KEYS)?;
-    let started = std::time::Instant::now();
     let chat = state.engine().create_chat(&caller.actor, request).await?;
-    state.metrics().observe_create(started.elapsed());
     state.metrics().track_turn(state.engine(), chat.id, started);
     Ok((StatusCode::CREATED, Json(chat)))
 }
@@ -125,10 +129,9 @@ async fn create_chat(
 /// [`codersdk::MAX_WORKSPACE_IDS_PER_LOOKUP`] are 400 as in Coder.
 async fn chats_by_workspace(
     _caller: Caller,
-    RawQuery(raw): RawQuery,
+    Query(query): Query<ByWorkspaceQuery>,
 ) -> ApiResult<Json<BTreeMap<Uuid, Uuid>>> {
-    let pairs = query_pairs(raw.as_deref(), BY_WORKSPACE_KEYS)?;
-    parse_workspace_ids(once(&pairs, "workspace_ids")?.unwrap_or_default())
+    parse_workspace_ids(query.workspace_ids.as_deref().unwrap_or_default())
         .map_err(ApiError::validation)?;
     Ok(Json(BTreeMap::new()))
 }
@@ -137,11 +140,9 @@ async fn chats_by_workspace(
 async fn get_chat(
     State(state): State<AppState>,
     caller: Caller,
-    path: Result<Path<String>, PathRejection>,
-    RawQuery(raw): RawQuery,
+    ChatId(chat_id): ChatId,
+    _: NoQuery,
 ) -> ApiResult<Json<Chat>> {
-    let chat_id = chat_id(path)?;
-    query_pairs(raw.as_deref(), NO_KEYS)?;
     Ok(Json(state.engine().get_chat(&caller.actor, chat_id).await?))
 }
 
@@ -150,12 +151,10 @@ async fn get_chat(
 async fn update_chat(
     State(state): State<AppState>,
     caller: Caller,
-    path: Result<Path<String>, PathRejection>,
-    RawQuery(raw): RawQuery,
+    ChatId(chat_id): ChatId,
+    _: NoQuery,
     Json(request): Json<UpdateChatRequest>,
 ) -> ApiResult<StatusCode> {
-    let chat_id = chat_id(path)?;
-    query_pairs(raw.as_deref(), NO_KEYS)?;
     let engine = state.engine();
     if request.title.is_some() && engine.is_regenerating_title(chat_id) {
         // Only the owner learns about the regeneration: others get the engine's 404 or
@@ -177,15 +176,13 @@ async fn update_chat(
 async fn list_messages(
     State(state): State<AppState>,
     caller: Caller,
-    path: Result<Path<String>, PathRejection>,
-    RawQuery(raw): RawQuery,
+    ChatId(chat_id): ChatId,
+    Query(query): Query<ListMessagesQuery>,
 ) -> ApiResult<Json<ChatMessagesResponse>> {
-    let chat_id = chat_id(path)?;
-    let pairs = query_pairs(raw.as_deref(), LIST_MESSAGES_KEYS)?;
     let page = parse_message_page(
-        once(&pairs, "before_id")?,
-        once(&pairs, "after_id")?,
-        once(&pairs, "limit")?,
+        query.before_id.as_deref(),
+        query.after_id.as_deref(),
+        query.limit.as_deref(),
     )
     .map_err(ApiError::validation)?;
     let messages = state
@@ -196,22 +193,19 @@ async fn list_messages(
 }
 
 /// `POST /chats/{chat}/messages` → 200: the message, or the queue entry when the chat is
-/// busy (429 when the queue is full).
+/// busy (429 when the queue is full). Latency: [`Observe::ChatMessage`].
 async fn send_message(
     State(state): State<AppState>,
+    RequestStart(started): RequestStart,
     caller: Caller,
-    path: Result<Path<String>, PathRejection>,
-    RawQuery(raw): RawQuery,
+    ChatId(chat_id): ChatId,
+    _: NoQuery,
     Json(request): Json<CreateChatMessageRequest>,
 ) -> ApiResult<Json<CreateChatMessageResponse>> {
-    let chat_id = chat_id(path)?;
-    query_pairs(raw.as_deref(), NO_KEYS)?;
-    let started = std::time::Instant::now();
     let sent = state
         .engine()
         .send_message(&caller.actor, chat_id, request)
         .await?;
-    state.metrics().observe_message(started.elapsed());
     // A queued message runs when the current turn ends; only a send that starts a turn
     // measures time to running and first output from this request.
     if !sent.queued {
@@ -225,14 +219,11 @@ async fn send_message(
 async fn edit_message(
     State(state): State<AppState>,
     caller: Caller,
-    path: Result<Path<(String, String)>, PathRejection>,
-    RawQuery(raw): RawQuery,
+    ChatId(chat_id): ChatId,
+    MessageId(message_id): MessageId,
+    _: NoQuery,
     Json(request): Json<EditChatMessageRequest>,
 ) -> ApiResult<Json<EditChatMessageResponse>> {
-    let Path((chat, message)) = path.map_err(path_error)?;
-    let chat_id = parse_chat_id(&chat)?;
-    let message_id = parse_message_id(&message).map_err(ApiError::validation)?;
-    query_pairs(raw.as_deref(), NO_KEYS)?;
     let edited = state
         .engine()
         .edit_message(&caller.actor, chat_id, message_id, request)
@@ -244,11 +235,9 @@ async fn edit_message(
 async fn interrupt(
     State(state): State<AppState>,
     caller: Caller,
-    path: Result<Path<String>, PathRejection>,
-    RawQuery(raw): RawQuery,
+    ChatId(chat_id): ChatId,
+    _: NoQuery,
 ) -> ApiResult<Json<Chat>> {
-    let chat_id = chat_id(path)?;
-    query_pairs(raw.as_deref(), NO_KEYS)?;
     Ok(Json(
         state.engine().interrupt(&caller.actor, chat_id).await?,
     ))
@@ -258,12 +247,10 @@ async fn interrupt(
 async fn submit_tool_results(
     State(state): State<AppState>,
     caller: Caller,
-    path: Result<Path<String>, PathRejection>,
-    RawQuery(raw): RawQuery,
+    ChatId(chat_id): ChatId,
+    _: NoQuery,
     Json(request): Json<SubmitToolResultsRequest>,
 ) -> ApiResult<StatusCode> {
-    let chat_id = chat_id(path)?;
-    query_pairs(raw.as_deref(), NO_KEYS)?;
     state
         .engine()
         .submit_tool_results(&caller.actor, chat_id, request)
@@ -275,11 +262,10 @@ async fn submit_tool_results(
 async fn delete_queued(
     State(state): State<AppState>,
     caller: Caller,
-    path: Result<Path<(String, String)>, PathRejection>,
-    RawQuery(raw): RawQuery,
+    ChatId(chat_id): ChatId,
+    QueuedMessageId(queued_id): QueuedMessageId,
+    _: NoQuery,
 ) -> ApiResult<StatusCode> {
-    let (chat_id, queued_id) = queue_path(path)?;
-    query_pairs(raw.as_deref(), NO_KEYS)?;
     state
         .engine()
         .delete_queued(&caller.actor, chat_id, queued_id)
@@ -292,11 +278,10 @@ async fn delete_queued(
 async fn promote_queued(
     State(state): State<AppState>,
     caller: Caller,
-    path: Result<Path<(String, String)>, PathRejection>,
-    RawQuery(raw): RawQuery,
+    ChatId(chat_id): ChatId,
+    QueuedMessageId(queued_id): QueuedMessageId,
+    _: NoQuery,
 ) -> ApiResult<Json<ChatMessage>> {
-    let (chat_id, queued_id) = queue_path(path)?;
-    query_pairs(raw.as_deref(), NO_KEYS)?;
     let message = state
         .engine()
         .promote_queued(&caller.actor, chat_id, queued_id)
@@ -308,11 +293,9 @@ async fn promote_queued(
 async fn regenerate_title(
     State(state): State<AppState>,
     caller: Caller,
-    path: Result<Path<String>, PathRejection>,
-    RawQuery(raw): RawQuery,
+    ChatId(chat_id): ChatId,
+    _: NoQuery,
 ) -> ApiResult<Json<Chat>> {
-    let chat_id = chat_id(path)?;
-    query_pairs(raw.as_deref(), NO_KEYS)?;
     let chat = state
         .engine()
         .regenerate_title(&caller.actor, chat_id)
@@ -324,74 +307,26 @@ async fn regenerate_title(
 async fn propose_title(
     State(state): State<AppState>,
     caller: Caller,
-    path: Result<Path<String>, PathRejection>,
-    RawQuery(raw): RawQuery,
+    ChatId(chat_id): ChatId,
+    _: NoQuery,
 ) -> ApiResult<Json<ProposeChatTitleResponse>> {
-    let chat_id = chat_id(path)?;
-    query_pairs(raw.as_deref(), NO_KEYS)?;
     let title = state.engine().propose_title(&caller.actor, chat_id).await?;
     Ok(Json(ProposeChatTitleResponse { title }))
 }
 
 /// `GET /chats/{chat}/diff`: git diffs come from Coder workspaces, which this server does
-/// not have (DECISIONS §7): 501 for a chat the caller can see, 404 otherwise.
+/// not have (DECISIONS §7), so a chat the caller may see has no diff: 200 with only
+/// `chat_id` (no provider, branch, pull request or diff text). Another user's chat is the
+/// engine's 404, as everywhere.
 async fn chat_diff(
     State(state): State<AppState>,
     caller: Caller,
-    path: Result<Path<String>, PathRejection>,
-    RawQuery(raw): RawQuery,
-) -> ApiResult<Infallible> {
-    let chat_id = chat_id(path)?;
-    query_pairs(raw.as_deref(), NO_KEYS)?;
+    ChatId(chat_id): ChatId,
+    _: NoQuery,
+) -> ApiResult<Json<ChatDiffContents>> {
     state.engine().get_chat(&caller.actor, chat_id).await?;
-    Err(ApiError::not_implemented("Chat diffs"))
-}
-
-/// The `{chat}` path parameter.
-fn chat_id(path: Result<Path<String>, PathRejection>) -> ApiResult<Uuid> {
-    let Path(raw) = path.map_err(path_error)?;
-    parse_chat_id(&raw)
-}
-
-fn parse_chat_id(raw: &str) -> ApiResult<Uuid> {
-    Uuid::parse_str(raw).map_err(|_| {
-        ApiError::validation(
-            Response::new("Invalid chat ID.").with_validation("chat", "Chat ID must be a UUID."),
-        )
-    })
-}
-
-/// The `{chat}` and `{queuedMessage}` path parameters; a queue entry id is a positive
-/// 64-bit integer.
-fn queue_path(path: Result<Path<(String, String)>, PathRejection>) -> ApiResult<(Uuid, i64)> {
-    let Path((chat, queued)) = path.map_err(path_error)?;
-    let chat_id = parse_chat_id(&chat)?;
-    match queued.parse::<i64>() {
-        Ok(id) if id > 0 => Ok((chat_id, id)),
-        _ => Err(ApiError::validation(
-            Response::new("Invalid queued message ID.").with_validation(
-                "queuedMessage",
-                "Queued message ID must be a positive integer.",
-            ),
-        )),
-    }
-}
-
-/// Path segments axum could not decode (percent-encoding that is not UTF-8).
-fn path_error(rejection: PathRejection) -> ApiError {
-    ApiError::bad_request("Invalid path parameter.").with_detail(rejection.body_text())
-}
-
-/// The value of a query key that may appear at most once: a repeat is 400 rather than a
-/// silent choice between the two values.
-fn once<'a>(pairs: &'a [(String, String)], key: &str) -> ApiResult<Option<&'a str>> {
-    let mut values = pairs.iter().filter(|(k, _)| k == key).map(|(_, v)| v);
-    let first = values.next();
-    if values.next().is_some() {
-        return Err(ApiError::validation(
-            Response::new("Invalid query parameters.")
-                .with_validation(key, format!("Query parameter {key:?} may be given once.")),
-        ));
-    }
-    Ok(first.map(String::as_str))
+    Ok(Json(ChatDiffContents {
+        chat_id,
+        ..Default::default()
+    }))
 }

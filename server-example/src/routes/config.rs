@@ -6,7 +6,7 @@
 //! [`ApiError`]. Keys are sealed by the store; no response carries one (views have
 //! `has_api_key` / `has_user_api_key` only). Decisions: docs/server-admin.md.
 
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, RawQuery, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
 use axum::handler::Handler;
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -15,16 +15,16 @@ use axum::Router;
 use chatd_core::store::{provider_config_listing, ModelConfigFilter};
 use chatprovider::ConfiguredModel;
 use codersdk::{
-    ChatModelConfig, ChatModelOverrideContext, ChatModelOverrideResponse, ChatModelsResponse,
-    ChatProviderConfig, ChatSystemPromptResponse, ChatUsageLimitStatus,
-    CreateChatModelConfigRequest, CreateChatProviderConfigRequest,
-    CreateUserChatProviderKeyRequest, Response, UpdateChatModelConfigRequest,
-    UpdateChatModelOverrideRequest, UpdateChatProviderConfigRequest, UpdateChatSystemPromptRequest,
-    UserChatCustomPrompt, UserChatProviderConfig, Uuid,
+    ChatModelConfig, ChatModelOverrideResponse, ChatModelsResponse, ChatProviderConfig,
+    ChatSystemPromptResponse, ChatUsageLimitStatus, CreateChatModelConfigRequest,
+    CreateChatProviderConfigRequest, CreateUserChatProviderKeyRequest,
+    UpdateChatModelConfigRequest, UpdateChatModelOverrideRequest, UpdateChatProviderConfigRequest,
+    UpdateChatSystemPromptRequest, UserChatCustomPrompt, UserChatProviderConfig,
 };
 
-use crate::auth::{Caller, SESSION_TOKEN_QUERY};
-use crate::error::{query_pairs, ApiError, ApiResult, Json};
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, Json};
+use crate::extract::{ModelConfigId, NoQuery, OverrideContext, ProviderConfigId};
 use crate::state::AppState;
 
 /// Body limit of `PUT /chats/config/system-prompt`: a prompt at
@@ -94,25 +94,6 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
-/// Parses a UUID path parameter; a JSON 400 naming the parameter otherwise.
-pub(crate) fn path_uuid(raw: &str, name: &str) -> ApiResult<Uuid> {
-    Uuid::parse_str(raw).map_err(|_| {
-        ApiError::validation(Response::new(format!("Invalid {name}.")).with_validation(
-            name,
-            format!(
-                "{:?} is not a UUID.",
-                raw.chars().take(64).collect::<String>()
-            ),
-        ))
-    })
-}
-
-/// Refuses every query parameter but the session token: these routes take none, and a
-/// misspelt parameter should fail loudly rather than be ignored.
-pub(crate) fn no_query(raw: Option<&str>) -> ApiResult<()> {
-    query_pairs(raw, &[SESSION_TOKEN_QUERY]).map(|_| ())
-}
-
 // ---------------------------------------------------------------------------------------
 // Providers (admin)
 // ---------------------------------------------------------------------------------------
@@ -120,9 +101,8 @@ pub(crate) fn no_query(raw: Option<&str>) -> ApiResult<()> {
 async fn list_providers(
     State(state): State<AppState>,
     _admin: Admin,
-    RawQuery(q): RawQuery,
+    _: NoQuery,
 ) -> ApiResult<Json<Vec<ChatProviderConfig>>> {
-    no_query(q.as_deref())?;
     let stored = state.store().list_provider_configs().await?;
     Ok(Json(provider_config_listing(
         &stored,
@@ -133,10 +113,9 @@ async fn list_providers(
 async fn create_provider(
     State(state): State<AppState>,
     _admin: Admin,
-    RawQuery(q): RawQuery,
+    _: NoQuery,
     Json(req): Json<CreateChatProviderConfigRequest>,
 ) -> ApiResult<(StatusCode, Json<ChatProviderConfig>)> {
-    no_query(q.as_deref())?;
     let valid = chatprovider::validate_create_provider_request(&req, state.deployment_keys())
         .map_err(ApiError::validation)?;
     let created = state
@@ -150,12 +129,10 @@ async fn create_provider(
 async fn update_provider(
     State(state): State<AppState>,
     _admin: Admin,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
+    ProviderConfigId(id): ProviderConfigId,
+    _: NoQuery,
     Json(req): Json<UpdateChatProviderConfigRequest>,
 ) -> ApiResult<Json<ChatProviderConfig>> {
-    let id = path_uuid(&id, "providerConfig")?;
-    no_query(q.as_deref())?;
     let updated = state
         .store()
         .update_provider_config(id, &req, state.deployment_keys(), state.keyring())
@@ -166,11 +143,9 @@ async fn update_provider(
 async fn delete_provider(
     State(state): State<AppState>,
     _admin: Admin,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
+    ProviderConfigId(id): ProviderConfigId,
+    _: NoQuery,
 ) -> ApiResult<StatusCode> {
-    let id = path_uuid(&id, "providerConfig")?;
-    no_query(q.as_deref())?;
     let deleted = state.store().delete_provider_config(id).await?;
     tracing::info!(
         provider = %deleted.provider,
@@ -189,9 +164,8 @@ async fn delete_provider(
 async fn list_model_configs(
     State(state): State<AppState>,
     caller: Caller,
-    RawQuery(q): RawQuery,
+    _: NoQuery,
 ) -> ApiResult<Json<Vec<ChatModelConfig>>> {
-    no_query(q.as_deref())?;
     let filter = if caller.is_admin() {
         ModelConfigFilter::All
     } else {
@@ -203,10 +177,9 @@ async fn list_model_configs(
 async fn create_model_config(
     State(state): State<AppState>,
     _admin: Admin,
-    RawQuery(q): RawQuery,
+    _: NoQuery,
     Json(req): Json<CreateChatModelConfigRequest>,
 ) -> ApiResult<(StatusCode, Json<ChatModelConfig>)> {
-    no_query(q.as_deref())?;
     let valid = codersdk::validate_create_model_config(&req).map_err(ApiError::validation)?;
     let created = state
         .store()
@@ -218,12 +191,10 @@ async fn create_model_config(
 async fn update_model_config(
     State(state): State<AppState>,
     _admin: Admin,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
+    ModelConfigId(id): ModelConfigId,
+    _: NoQuery,
     Json(req): Json<UpdateChatModelConfigRequest>,
 ) -> ApiResult<Json<ChatModelConfig>> {
-    let id = path_uuid(&id, "modelConfig")?;
-    no_query(q.as_deref())?;
     let updated = state
         .store()
         .update_model_config(id, &req, state.deployment_keys())
@@ -234,11 +205,9 @@ async fn update_model_config(
 async fn delete_model_config(
     State(state): State<AppState>,
     _admin: Admin,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
+    ModelConfigId(id): ModelConfigId,
+    _: NoQuery,
 ) -> ApiResult<StatusCode> {
-    let id = path_uuid(&id, "modelConfig")?;
-    no_query(q.as_deref())?;
     state.store().delete_model_config(id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -250,9 +219,8 @@ async fn delete_model_config(
 async fn list_user_provider_configs(
     State(state): State<AppState>,
     caller: Caller,
-    RawQuery(q): RawQuery,
+    _: NoQuery,
 ) -> ApiResult<Json<Vec<UserChatProviderConfig>>> {
-    no_query(q.as_deref())?;
     Ok(Json(
         state
             .store()
@@ -264,12 +232,10 @@ async fn list_user_provider_configs(
 async fn set_user_provider_key(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
+    ProviderConfigId(id): ProviderConfigId,
+    _: NoQuery,
     Json(req): Json<CreateUserChatProviderKeyRequest>,
 ) -> ApiResult<Json<UserChatProviderConfig>> {
-    let id = path_uuid(&id, "providerConfig")?;
-    no_query(q.as_deref())?;
     let view = state
         .store()
         .set_user_provider_key(
@@ -286,11 +252,9 @@ async fn set_user_provider_key(
 async fn delete_user_provider_key(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
+    ProviderConfigId(id): ProviderConfigId,
+    _: NoQuery,
 ) -> ApiResult<StatusCode> {
-    let id = path_uuid(&id, "providerConfig")?;
-    no_query(q.as_deref())?;
     // An unknown provider config is a 404; deleting a key that is not there is a success
     // (the caller's goal, "no key of mine is stored", holds).
     state.store().get_provider_config(id).await?;
@@ -308,9 +272,8 @@ async fn delete_user_provider_key(
 async fn list_models(
     State(state): State<AppState>,
     caller: Caller,
-    RawQuery(q): RawQuery,
+    _: NoQuery,
 ) -> ApiResult<Json<ChatModelsResponse>> {
-    no_query(q.as_deref())?;
     let store = state.store();
     // The key policy as it applies to the caller: central keys, their own keys, the
     // deployment's environment keys. Keys are opened only to decide availability.
@@ -357,11 +320,7 @@ async fn list_models(
 
 /// `GET /chats/usage-limits/status` (any user): this server enforces no spend limits, so
 /// nobody is limited — a true answer, unlike a 501, for clients that poll it before sending.
-async fn usage_limit_status(
-    _caller: Caller,
-    RawQuery(q): RawQuery,
-) -> ApiResult<Json<ChatUsageLimitStatus>> {
-    no_query(q.as_deref())?;
+async fn usage_limit_status(_caller: Caller, _: NoQuery) -> ApiResult<Json<ChatUsageLimitStatus>> {
     Ok(Json(ChatUsageLimitStatus {
         is_limited: false,
         period: None,
@@ -379,9 +338,8 @@ async fn usage_limit_status(
 async fn get_system_prompt(
     State(state): State<AppState>,
     _admin: Admin,
-    RawQuery(q): RawQuery,
+    _: NoQuery,
 ) -> ApiResult<Json<ChatSystemPromptResponse>> {
-    no_query(q.as_deref())?;
     let config = state.store().system_prompt_config().await?;
     Ok(Json(ChatSystemPromptResponse {
         system_prompt: config.system_prompt,
@@ -393,10 +351,9 @@ async fn get_system_prompt(
 async fn put_system_prompt(
     State(state): State<AppState>,
     _admin: Admin,
-    RawQuery(q): RawQuery,
+    _: NoQuery,
     Json(req): Json<UpdateChatSystemPromptRequest>,
 ) -> ApiResult<StatusCode> {
-    no_query(q.as_deref())?;
     state
         .store()
         .set_system_prompt_config(&req.system_prompt, req.include_default_system_prompt)
@@ -407,9 +364,8 @@ async fn put_system_prompt(
 async fn get_user_prompt(
     State(state): State<AppState>,
     caller: Caller,
-    RawQuery(q): RawQuery,
+    _: NoQuery,
 ) -> ApiResult<Json<UserChatCustomPrompt>> {
-    no_query(q.as_deref())?;
     Ok(Json(UserChatCustomPrompt {
         custom_prompt: state.store().user_prompt(caller.user.id).await?,
     }))
@@ -418,10 +374,9 @@ async fn get_user_prompt(
 async fn put_user_prompt(
     State(state): State<AppState>,
     caller: Caller,
-    RawQuery(q): RawQuery,
+    _: NoQuery,
     Json(req): Json<UserChatCustomPrompt>,
 ) -> ApiResult<Json<UserChatCustomPrompt>> {
-    no_query(q.as_deref())?;
     let stored = state
         .store()
         .set_user_prompt(caller.user.id, &req.custom_prompt)
@@ -443,11 +398,9 @@ async fn put_user_prompt(
 async fn get_model_override(
     State(state): State<AppState>,
     _caller: Caller,
-    Path(context): Path<String>,
-    RawQuery(q): RawQuery,
+    OverrideContext(context): OverrideContext,
+    _: NoQuery,
 ) -> ApiResult<Json<ChatModelOverrideResponse>> {
-    no_query(q.as_deref())?;
-    let context = ChatModelOverrideContext::from_wire(&context);
     Ok(Json(state.store().model_override(&context).await?))
 }
 
@@ -457,12 +410,10 @@ async fn get_model_override(
 async fn put_model_override(
     State(state): State<AppState>,
     _admin: Admin,
-    Path(context): Path<String>,
-    RawQuery(q): RawQuery,
+    OverrideContext(context): OverrideContext,
+    _: NoQuery,
     Json(req): Json<UpdateChatModelOverrideRequest>,
 ) -> ApiResult<StatusCode> {
-    no_query(q.as_deref())?;
-    let context = ChatModelOverrideContext::from_wire(&context);
     let stored = state
         .store()
         .set_model_override(&context, &req.model_config_id)

@@ -7,7 +7,7 @@
 //! only; everyone else, administrators included, gets the same 404 as for a missing file.
 
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS,
 };
@@ -18,9 +18,11 @@ use axum::Router;
 use bytes::Bytes;
 use chatd_core::store::NewFile;
 use codersdk::{Response, UploadChatFileResponse, Uuid};
+use serde::Deserialize;
 
-use crate::auth::{Caller, SESSION_TOKEN_QUERY};
-use crate::error::{query_pairs, query_value, ApiError, ApiResult, Json};
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, Json};
+use crate::extract::{FileId, Query};
 use crate::state::AppState;
 
 /// Largest upload body, in bytes: codersdk's 10 MiB attachment cap. Larger bodies are
@@ -55,16 +57,22 @@ pub fn routes() -> Router<AppState> {
         .route("/chats/files/{file}", get(download))
 }
 
+/// Query of `POST /chats/files`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UploadQuery {
+    organization: Option<String>,
+}
+
 /// `POST /chats/files?organization=<uuid>`.
 async fn upload(
     State(state): State<AppState>,
     caller: Caller,
-    RawQuery(query): RawQuery,
+    Query(query): Query<UploadQuery>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<UploadChatFileResponse>)> {
-    let pairs = query_pairs(query.as_deref(), &["organization", SESSION_TOKEN_QUERY])?;
-    let organization_id = match query_value(&pairs, "organization").map(str::trim) {
+    let organization_id = match query.organization.as_deref().map(str::trim) {
         None | Some("") => {
             return Err(invalid_organization(
                 "The organization query parameter is required.",
@@ -125,14 +133,8 @@ async fn upload(
 async fn download(
     State(state): State<AppState>,
     caller: Caller,
-    Path(file): Path<String>,
+    FileId(id): FileId,
 ) -> ApiResult<HttpResponse> {
-    let id = Uuid::parse_str(&file).map_err(|_| {
-        ApiError::validation(
-            Response::new("Invalid file ID.")
-                .with_validation("file", "The file ID must be a UUID."),
-        )
-    })?;
     let file = state
         .store()
         .get_file(id)

@@ -4,7 +4,7 @@
 //! OAuth2 connections and per-user header values are not built yet (501, see
 //! `unsupported.rs`), so `auth_connected` is false for every OAuth2 server.
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
@@ -13,9 +13,10 @@ use codersdk::{
     CreateMCPServerConfigRequest, MCPServerConfig, MCPServerTransport, UpdateMCPServerConfigRequest,
 };
 
-use super::config::{no_query, path_uuid, Admin};
+use super::config::Admin;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Json};
+use crate::extract::{McpServerId, NoQuery};
 use crate::state::AppState;
 
 /// The routes of this group.
@@ -56,9 +57,8 @@ fn view(caller: &Caller, config: MCPServerConfig) -> MCPServerConfig {
 async fn list_servers(
     State(state): State<AppState>,
     caller: Caller,
-    RawQuery(q): RawQuery,
+    _: NoQuery,
 ) -> ApiResult<Json<Vec<MCPServerConfig>>> {
-    no_query(q.as_deref())?;
     let filter = if caller.is_admin() {
         McpServerFilter::All
     } else {
@@ -71,11 +71,9 @@ async fn list_servers(
 async fn get_server(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
+    McpServerId(id): McpServerId,
+    _: NoQuery,
 ) -> ApiResult<Json<MCPServerConfig>> {
-    let id = path_uuid(&id, "mcpServer")?;
-    no_query(q.as_deref())?;
     let config = state.store().get_mcp_server_config(id).await?;
     // A disabled server does not exist for other users, like in the listing.
     if !config.enabled && !caller.is_admin() {
@@ -89,10 +87,9 @@ async fn get_server(
 async fn create_server(
     State(state): State<AppState>,
     _admin: Admin,
-    RawQuery(q): RawQuery,
+    _: NoQuery,
     Json(req): Json<CreateMCPServerConfigRequest>,
 ) -> ApiResult<(StatusCode, Json<MCPServerConfig>)> {
-    no_query(q.as_deref())?;
     let created = state
         .store()
         .create_mcp_server_config(&req, state.keyring())
@@ -104,12 +101,10 @@ async fn create_server(
 async fn update_server(
     State(state): State<AppState>,
     _admin: Admin,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
+    McpServerId(id): McpServerId,
+    _: NoQuery,
     Json(req): Json<UpdateMCPServerConfigRequest>,
 ) -> ApiResult<Json<MCPServerConfig>> {
-    let id = path_uuid(&id, "mcpServer")?;
-    no_query(q.as_deref())?;
     let updated = state
         .store()
         .update_mcp_server_config(id, &req, state.keyring())
@@ -120,11 +115,9 @@ async fn update_server(
 async fn delete_server(
     State(state): State<AppState>,
     _admin: Admin,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
+    McpServerId(id): McpServerId,
+    _: NoQuery,
 ) -> ApiResult<StatusCode> {
-    let id = path_uuid(&id, "mcpServer")?;
-    no_query(q.as_deref())?;
     state.store().delete_mcp_server_config(id).await?;
     tracing::info!(%id, "MCP server config deleted");
     Ok(StatusCode::NO_CONTENT)

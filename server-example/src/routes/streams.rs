@@ -12,19 +12,21 @@ use std::time::Duration;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::State;
 use axum::response::Response as HttpResponse;
 use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 use chatd_core::{Actor, ChatStream, Engine, RecvError, WatchSubscription};
-use codersdk::{ChatStreamEvent, ChatStreamEventType, Response, Uuid, MAX_STREAM_EVENTS_PER_FRAME};
+use codersdk::{ChatStreamEvent, ChatStreamEventType, Uuid, MAX_STREAM_EVENTS_PER_FRAME};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{FutureExt, SinkExt, StreamExt};
+use serde::Deserialize;
 use tracing::Instrument;
 
-use crate::auth::{Caller, SESSION_TOKEN_QUERY};
-use crate::error::{query_pairs, query_value, ApiError, ApiResult};
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ChatId, NoQuery, Query};
 use crate::state::AppState;
 
 /// How often a WebSocket ping keeps an idle stream or watch alive through proxies.
@@ -54,18 +56,23 @@ pub fn routes() -> Router<AppState> {
         .route("/chats/{chat}/stream/git", get(git))
 }
 
+/// Query of `GET /chats/{chat}/stream`, judged by codersdk's parser.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StreamQuery {
+    after_id: Option<String>,
+}
+
 /// `GET /chats/{chat}/stream?after_id=`: the chat's snapshot, then live events.
 async fn stream(
     State(state): State<AppState>,
     caller: Caller,
-    Path(chat): Path<String>,
-    RawQuery(query): RawQuery,
+    ChatId(chat_id): ChatId,
+    Query(query): Query<StreamQuery>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> ApiResult<HttpResponse> {
-    let chat_id = parse_chat_id(&chat)?;
-    let pairs = query_pairs(query.as_deref(), &["after_id", SESSION_TOKEN_QUERY])?;
-    let after_id = codersdk::parse_stream_after_id(query_value(&pairs, "after_id"))
-        .map_err(ApiError::validation)?;
+    let after_id =
+        codersdk::parse_stream_after_id(query.after_id.as_deref()).map_err(ApiError::validation)?;
     let upgrade = upgrade.map_err(upgrade_error)?;
     // Subscribing before the upgrade answers a missing or foreign chat with a JSON 404 and
     // takes the snapshot at request time.
@@ -83,10 +90,9 @@ async fn stream(
 async fn watch(
     State(state): State<AppState>,
     caller: Caller,
-    RawQuery(query): RawQuery,
+    _: NoQuery,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> ApiResult<HttpResponse> {
-    query_pairs(query.as_deref(), &[SESSION_TOKEN_QUERY])?;
     let upgrade = upgrade.map_err(upgrade_error)?;
     let events = state.engine().watch(&caller.actor)?;
     let span = tracing::info_span!("chat_watch", user_id = %caller.actor.user_id);
@@ -101,15 +107,6 @@ async fn desktop(_caller: Caller) -> ApiError {
 /// `GET /chats/{chat}/stream/git`: a workspace agent's git watcher; not built.
 async fn git(_caller: Caller) -> ApiError {
     ApiError::not_implemented("The workspace git stream")
-}
-
-fn parse_chat_id(raw: &str) -> ApiResult<Uuid> {
-    Uuid::parse_str(raw).map_err(|_| {
-        ApiError::validation(
-            Response::new("Invalid chat ID.")
-                .with_validation("chat", "The chat ID must be a UUID."),
-        )
-    })
 }
 
 /// A request that is not a WebSocket handshake gets a JSON answer with axum's status

@@ -1,13 +1,24 @@
 //! Routes of codersdk.md §16.4–16.5 for features this server does not build (DECISIONS
 //! §7): each answers a JSON 501 `Response` to authenticated callers, never a hang or a
 //! plain-text error. The list, with the reason for each, is in docs/server-admin.md.
+//!
+//! The settings of some of these features are read by Coder's frontend whenever its chat
+//! pages open. Their reads answer 200 with the truthful value — the feature is off — so a
+//! page loads instead of showing an error; only their writes are 501 ([`OFF_SETTINGS`]).
 
 use axum::http::StatusCode;
-use axum::routing::{on, MethodFilter, MethodRouter};
+use axum::routing::{get, on, MethodFilter, MethodRouter};
 use axum::Router;
+use codersdk::{
+    ChatAutoArchiveDaysResponse, ChatDebugLoggingAdminSettings,
+    ChatPersonalModelOverridesAdminSettings, ChatPlanModeInstructionsResponse,
+    ChatRetentionDaysResponse, UserChatCompactionThresholds,
+};
 
+use super::config::Admin;
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiResult, Json};
+use crate::extract::NoQuery;
 use crate::state::AppState;
 
 /// Every route answered with 501: path (under `/api/experimental`), methods, and the
@@ -33,7 +44,7 @@ pub const UNSUPPORTED_ROUTES: &[(&str, &[&str], &str)] = &[
     ),
     (
         "/chats/config/plan-mode-instructions",
-        &["GET", "PUT"],
+        &["PUT"],
         "Plan-mode instructions",
     ),
     (
@@ -48,7 +59,7 @@ pub const UNSUPPORTED_ROUTES: &[(&str, &[&str], &str)] = &[
     ),
     (
         "/chats/config/debug-logging",
-        &["GET", "PUT"],
+        &["PUT"],
         "Chat debug logging",
     ),
     (
@@ -58,21 +69,12 @@ pub const UNSUPPORTED_ROUTES: &[(&str, &[&str], &str)] = &[
     ),
     ("/chats/config/advisor", &["GET", "PUT"], "The advisor"),
     (
-        "/chats/config/user-compaction-thresholds",
-        &["GET"],
-        "Context compaction",
-    ),
-    (
         "/chats/config/user-compaction-thresholds/{modelConfig}",
         &["PUT", "DELETE"],
         "Context compaction",
     ),
     ("/chats/config/workspace-ttl", &["GET", "PUT"], "Workspaces"),
-    (
-        "/chats/config/retention-days",
-        &["GET", "PUT"],
-        "Chat retention",
-    ),
+    ("/chats/config/retention-days", &["PUT"], "Chat retention"),
     (
         "/chats/config/debug-retention-days",
         &["GET", "PUT"],
@@ -80,7 +82,7 @@ pub const UNSUPPORTED_ROUTES: &[(&str, &[&str], &str)] = &[
     ),
     (
         "/chats/config/auto-archive-days",
-        &["GET", "PUT"],
+        &["PUT"],
         "Automatic archiving",
     ),
     (
@@ -90,7 +92,7 @@ pub const UNSUPPORTED_ROUTES: &[(&str, &[&str], &str)] = &[
     ),
     (
         "/chats/config/personal-model-overrides",
-        &["GET", "PUT"],
+        &["PUT"],
         "Model overrides",
     ),
     (
@@ -131,13 +133,103 @@ pub const UNSUPPORTED_ROUTES: &[(&str, &[&str], &str)] = &[
     ),
 ];
 
+/// Settings of unbuilt features whose reads answer "off" (200) while their writes are in
+/// [`UNSUPPORTED_ROUTES`]: path (under `/api/experimental`) and whether only
+/// administrators may read it (as in Coder).
+pub const OFF_SETTINGS: &[(&str, bool)] = &[
+    ("/chats/config/plan-mode-instructions", false),
+    ("/chats/config/user-compaction-thresholds", false),
+    ("/chats/config/personal-model-overrides", true),
+    ("/chats/config/debug-logging", false),
+    ("/chats/config/retention-days", false),
+    ("/chats/config/auto-archive-days", false),
+];
+
 /// The routes of this group.
 pub fn routes() -> Router<AppState> {
     let mut router = Router::new();
     for (path, methods, feature) in UNSUPPORTED_ROUTES {
         router = router.route(path, not_implemented(methods, feature));
     }
-    router.method_not_allowed_fallback(method_not_allowed)
+    // The same paths again: axum merges these GETs with the 501 writes above.
+    router
+        .route(
+            "/chats/config/plan-mode-instructions",
+            get(plan_mode_instructions),
+        )
+        .route(
+            "/chats/config/user-compaction-thresholds",
+            get(compaction_thresholds),
+        )
+        .route(
+            "/chats/config/personal-model-overrides",
+            get(personal_model_overrides),
+        )
+        .route("/chats/config/debug-logging", get(debug_logging))
+        .route("/chats/config/retention-days", get(retention_days))
+        .route("/chats/config/auto-archive-days", get(auto_archive_days))
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+/// `GET /chats/config/plan-mode-instructions`: there are none (plan mode adds no deployment
+/// text here).
+async fn plan_mode_instructions(
+    _caller: Caller,
+    _: NoQuery,
+) -> ApiResult<Json<ChatPlanModeInstructionsResponse>> {
+    Ok(Json(ChatPlanModeInstructionsResponse {
+        plan_mode_instructions: String::new(),
+    }))
+}
+
+/// `GET /chats/config/user-compaction-thresholds`: the caller has set none (there is no
+/// compaction to tune).
+async fn compaction_thresholds(
+    _caller: Caller,
+    _: NoQuery,
+) -> ApiResult<Json<UserChatCompactionThresholds>> {
+    Ok(Json(UserChatCompactionThresholds {
+        thresholds: Vec::new(),
+    }))
+}
+
+/// `GET /chats/config/personal-model-overrides` (admin): users may not pick their own
+/// models; chats use the deployment's model overrides.
+async fn personal_model_overrides(
+    _admin: Admin,
+    _: NoQuery,
+) -> ApiResult<Json<ChatPersonalModelOverridesAdminSettings>> {
+    Ok(Json(ChatPersonalModelOverridesAdminSettings {
+        allow_users: false,
+    }))
+}
+
+/// `GET /chats/config/debug-logging`: debug logging is off, neither allowed to users nor
+/// forced by the deployment.
+async fn debug_logging(
+    _caller: Caller,
+    _: NoQuery,
+) -> ApiResult<Json<ChatDebugLoggingAdminSettings>> {
+    Ok(Json(ChatDebugLoggingAdminSettings {
+        allow_users: false,
+        forced_by_deployment: false,
+    }))
+}
+
+/// `GET /chats/config/retention-days`: `0`, chats are kept forever (nothing purges them).
+async fn retention_days(_caller: Caller, _: NoQuery) -> ApiResult<Json<ChatRetentionDaysResponse>> {
+    Ok(Json(ChatRetentionDaysResponse { retention_days: 0 }))
+}
+
+/// `GET /chats/config/auto-archive-days`: `0`, automatic archiving is off (Coder's
+/// default).
+async fn auto_archive_days(
+    _caller: Caller,
+    _: NoQuery,
+) -> ApiResult<Json<ChatAutoArchiveDaysResponse>> {
+    Ok(Json(ChatAutoArchiveDaysResponse {
+        auto_archive_days: 0,
+    }))
 }
 
 fn not_implemented(methods: &[&str], feature: &'static str) -> MethodRouter<AppState> {

@@ -6,19 +6,22 @@
 //! Tokens are random, shown once in the `201` response, and stored only as a hash. There
 //! are no passwords. Decisions: docs/server-admin.md.
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::Router;
 use chatd_core::store::{Account, NewAccount};
 use codersdk::{
     CreateUserRequest, GenerateAPIKeyResponse, GetUsersResponse, LoginType, Response, SlimRole,
-    UpdateRoles, User, UserStatus, Uuid,
+    UpdateRoles, User, UserStatus,
 };
 
-use super::config::{no_query, Admin};
-use crate::auth::{Caller, ROLE_ADMIN, ROLE_MEMBER, SESSION_TOKEN_QUERY};
-use crate::error::{query_pairs, query_value, ApiError, ApiResult, Json};
+use serde::Deserialize;
+
+use super::config::Admin;
+use crate::auth::{Caller, ROLE_ADMIN, ROLE_MEMBER};
+use crate::error::{ApiError, ApiResult, Json};
+use crate::extract::{NoQuery, Query, UserRef};
 use crate::state::AppState;
 
 /// Page size of `GET /api/v2/users` when `limit` is absent or `0`.
@@ -31,7 +34,7 @@ pub const MAX_USER_PAGE_LIMIT: i64 = 200;
 pub const MAX_USER_PAGE_OFFSET: i64 = i32::MAX as i64;
 
 /// The `{user}` alias for the caller.
-pub const ME: &str = "me";
+pub const ME: &str = UserRef::ME;
 
 /// The routes of this group.
 pub fn routes() -> Router<AppState> {
@@ -77,27 +80,23 @@ pub fn user_view(account: Account) -> User {
 
 /// Whether `{user}` names the caller, decided without a lookup so that the answer to
 /// someone else's name (403) is the same whether that user exists or not.
-fn names_caller(raw: &str, caller: &Caller) -> bool {
-    raw == ME
-        || Uuid::parse_str(raw).is_ok_and(|id| id == caller.user.id)
-        || raw.eq_ignore_ascii_case(&caller.user.username)
+fn names_caller(user: &UserRef, caller: &Caller) -> bool {
+    user.names(caller.user.id, &caller.user.username)
 }
 
 /// The account `{user}` names; 404 when there is none.
-async fn resolve(state: &AppState, caller: &Caller, raw: &str) -> ApiResult<Account> {
-    let found = if raw == ME {
-        state.store().get_account(caller.user.id).await?
-    } else if let Ok(id) = Uuid::parse_str(raw) {
-        state.store().get_account(id).await?
-    } else {
-        state.store().find_account_by_username(raw).await?
+async fn resolve(state: &AppState, caller: &Caller, user: &UserRef) -> ApiResult<Account> {
+    let found = match user {
+        UserRef::Me => state.store().get_account(caller.user.id).await?,
+        UserRef::Id(id) => state.store().get_account(*id).await?,
+        UserRef::Username(name) => state.store().find_account_by_username(name).await?,
     };
     found.ok_or_else(|| ApiError::not_found("User not found."))
 }
 
 /// 403 unless the caller is an administrator or `{user}` names the caller.
-fn require_self_or_admin(raw: &str, caller: &Caller, what: &str) -> ApiResult<()> {
-    if caller.is_admin() || names_caller(raw, caller) {
+fn require_self_or_admin(user: &UserRef, caller: &Caller, what: &str) -> ApiResult<()> {
+    if caller.is_admin() || names_caller(user, caller) {
         Ok(())
     } else {
         Err(ApiError::forbidden(format!(
@@ -117,22 +116,24 @@ fn page_param(raw: Option<&str>, name: &str, max: i64) -> ApiResult<Option<i64>>
     }
 }
 
+/// Query of `GET /api/v2/users`; the values are judged by [`page_param`] for its messages.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListUsersQuery {
+    limit: Option<String>,
+    offset: Option<String>,
+}
+
 async fn list_users(
     State(state): State<AppState>,
     _admin: Admin,
-    RawQuery(q): RawQuery,
+    Query(query): Query<ListUsersQuery>,
 ) -> ApiResult<Json<GetUsersResponse>> {
-    let pairs = query_pairs(q.as_deref(), &["limit", "offset", SESSION_TOKEN_QUERY])?;
-    let limit = match page_param(query_value(&pairs, "limit"), "limit", MAX_USER_PAGE_LIMIT)? {
+    let limit = match page_param(query.limit.as_deref(), "limit", MAX_USER_PAGE_LIMIT)? {
         None | Some(0) => DEFAULT_USER_PAGE_LIMIT,
         Some(v) => v,
     };
-    let offset = page_param(
-        query_value(&pairs, "offset"),
-        "offset",
-        MAX_USER_PAGE_OFFSET,
-    )?
-    .unwrap_or(0);
+    let offset = page_param(query.offset.as_deref(), "offset", MAX_USER_PAGE_OFFSET)?.unwrap_or(0);
     let (accounts, count) = state.store().list_accounts(limit, offset).await?;
     Ok(Json(GetUsersResponse {
         users: accounts.into_iter().map(user_view).collect(),
@@ -143,10 +144,9 @@ async fn list_users(
 async fn create_user(
     State(state): State<AppState>,
     _admin: Admin,
-    RawQuery(q): RawQuery,
+    _: NoQuery,
     Json(req): Json<CreateUserRequest>,
 ) -> ApiResult<(StatusCode, Json<User>)> {
-    no_query(q.as_deref())?;
     let valid = codersdk::validate_create_user_request(&req).map_err(ApiError::validation)?;
     let organization_ids = if valid.organization_ids.is_empty() {
         vec![state.default_organization()]
@@ -170,22 +170,20 @@ async fn create_user(
 async fn get_user(
     State(state): State<AppState>,
     caller: Caller,
-    Path(user): Path<String>,
-    RawQuery(q): RawQuery,
+    user: UserRef,
+    _: NoQuery,
 ) -> ApiResult<Json<User>> {
     require_self_or_admin(&user, &caller, "view the accounts")?;
-    no_query(q.as_deref())?;
     Ok(Json(user_view(resolve(&state, &caller, &user).await?)))
 }
 
 async fn update_roles(
     State(state): State<AppState>,
     Admin(caller): Admin,
-    Path(user): Path<String>,
-    RawQuery(q): RawQuery,
+    user: UserRef,
+    _: NoQuery,
     Json(req): Json<UpdateRoles>,
 ) -> ApiResult<Json<User>> {
-    no_query(q.as_deref())?;
     let mut admin = false;
     for role in &req.roles {
         match role.as_str() {
@@ -222,11 +220,10 @@ async fn update_roles(
 async fn create_token(
     State(state): State<AppState>,
     caller: Caller,
-    Path(user): Path<String>,
-    RawQuery(q): RawQuery,
+    user: UserRef,
+    _: NoQuery,
 ) -> ApiResult<(StatusCode, Json<GenerateAPIKeyResponse>)> {
     require_self_or_admin(&user, &caller, "create API tokens")?;
-    no_query(q.as_deref())?;
     let target = resolve(&state, &caller, &user).await?;
     let key = state.store().create_api_token(target.id).await?;
     // Who got a token and who asked; never the token.

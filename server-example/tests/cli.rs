@@ -1,0 +1,282 @@
+//! The `chatd-server` binary as a newcomer runs it: `--help` lists every environment
+//! variable; logs written to a pipe carry no colour codes; the first start prints the admin
+//! token once, and a restart with `CHATD_ADMIN_TOKEN` sets a new one for the existing admin
+//! (how a lost token is recovered). SQLite in a temporary directory.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Longest wait for the server to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Every variable the binary reads (main.rs `ENVIRONMENT`; its unit test checks the sources).
+const EXPECTED_ENVIRONMENT: &[&str] = &[
+    "CHATD_LISTEN",
+    "CHATD_DATABASE_URL",
+    "CHATD_ENCRYPTION_KEY",
+    "CHATD_ADMIN_TOKEN",
+    "CHATD_LOG",
+    "NO_COLOR",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_BASE_URL",
+    "CHATD_URL",
+    "CHATD_TOKEN",
+];
+
+/// The variables a test run must not inherit from the developer's shell.
+const INHERITED: &[&str] = &[
+    "CHATD_LISTEN",
+    "CHATD_DATABASE_URL",
+    "CHATD_ENCRYPTION_KEY",
+    "CHATD_ADMIN_TOKEN",
+    "CHATD_LOG",
+    "NO_COLOR",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_BASE_URL",
+];
+
+fn binary() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chatd-server"));
+    for var in INHERITED {
+        command.env_remove(var);
+    }
+    command
+}
+
+#[test]
+fn help_lists_every_environment_variable() {
+    let out = binary().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    let listed: Vec<&str> = help
+        .lines()
+        .skip_while(|l| *l != "Environment:")
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(listed, EXPECTED_ENVIRONMENT, "{help}");
+    // Each has a description.
+    for line in help.lines().skip_while(|l| *l != "Environment:").skip(1) {
+        if line.trim().is_empty() {
+            break;
+        }
+        assert!(line.split_whitespace().count() > 1, "{line}");
+    }
+    assert!(help.contains("Logs go to stderr"));
+    assert!(!help.as_bytes().contains(&0x1b), "colour codes in --help");
+}
+
+/// A running server process with its output collected line by line.
+struct Server {
+    child: Child,
+    stdout: mpsc::Receiver<String>,
+    stderr: mpsc::Receiver<String>,
+    /// Every line read so far, both streams.
+    seen: Vec<String>,
+    base: String,
+}
+
+impl Server {
+    /// Starts `serve` on a free port with the database in `dir`, and waits until it listens.
+    fn start(dir: &std::path::Path, admin_token: Option<&str>) -> Server {
+        let mut command = binary();
+        command
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env(
+                "CHATD_DATABASE_URL",
+                format!("sqlite://{}", dir.join("chatd.db").display()),
+            )
+            .env("CHATD_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(token) = admin_token {
+            command.env("CHATD_ADMIN_TOKEN", token);
+        }
+        let mut child = command.spawn().unwrap();
+        let stdout = lines(child.stdout.take().unwrap());
+        let stderr = lines(child.stderr.take().unwrap());
+        let mut server = Server {
+            child,
+            stdout,
+            stderr,
+            seen: Vec::new(),
+            base: String::new(),
+        };
+        let listening = server.stderr_line(|l| l.contains("chatd-server listening"));
+        let addr = listening
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("listen="))
+            .unwrap_or_else(|| panic!("no address in {listening:?}"));
+        server.base = format!("http://{addr}");
+        server
+    }
+
+    /// The first stderr line matching `pred` (earlier lines are kept in `seen`).
+    fn stderr_line(&mut self, pred: impl Fn(&str) -> bool) -> String {
+        loop {
+            let line = self
+                .stderr
+                .recv_timeout(START_TIMEOUT)
+                .unwrap_or_else(|e| panic!("{e}; output so far: {:#?}", self.seen));
+            self.seen.push(line.clone());
+            if pred(&line) {
+                return line;
+            }
+        }
+    }
+
+    /// Everything printed on stdout so far.
+    fn stdout_so_far(&mut self) -> Vec<String> {
+        let lines: Vec<String> = self.stdout.try_iter().collect();
+        self.seen.extend(lines.iter().cloned());
+        lines
+    }
+
+    /// Stops the process (it was started by this test) and returns every line it printed.
+    fn stop(mut self) -> Vec<String> {
+        self.kill();
+        let mut seen = std::mem::take(&mut self.seen);
+        // The reader threads end at the pipes' EOF, which follows the process's exit.
+        seen.extend(self.stdout.iter());
+        seen.extend(self.stderr.iter());
+        seen
+    }
+
+    /// Kills and reaps the process; both pipes are closed afterwards.
+    fn kill(&mut self) {
+        // Already gone (an earlier call): nothing to do.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    /// A failing test does not leave a server running.
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Forwards `pipe` line by line (raw bytes kept, so escape codes survive) until it closes.
+fn lines(pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(pipe);
+        let mut line = Vec::new();
+        while reader.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
+            let text = String::from_utf8_lossy(&line).into_owned();
+            if tx.send(text).is_err() {
+                return;
+            }
+            line.clear();
+        }
+    });
+    rx
+}
+
+async fn me(base: &str, token: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(format!("{base}/api/v2/users/me"))
+        .header("Coder-Session-Token", token)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A directory of its own under the system's temporary directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        let dir = std::env::temp_dir().join(format!("chatd-cli-{}", codersdk::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_start_restart_with_a_new_admin_token_and_logs_without_colour() {
+    let dir = TempDir::new();
+
+    // First start: the admin token is printed once, on stdout.
+    let mut first = Server::start(&dir.0, None);
+    let printed = loop {
+        if let Some(line) = first
+            .stdout_so_far()
+            .into_iter()
+            .find(|l| l.starts_with("Admin API token"))
+        {
+            break line;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let generated = printed.rsplit(' ').next().unwrap().trim().to_owned();
+    // With what to do next: the token goes in the environment.
+    let deadline = std::time::Instant::now() + START_TIMEOUT;
+    while !first
+        .seen
+        .iter()
+        .any(|l| l.starts_with("To chat: export CHATD_TOKEN="))
+    {
+        assert!(std::time::Instant::now() < deadline, "{:#?}", first.seen);
+        first.stdout_so_far();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(generated.starts_with("chatd_"), "{printed}");
+    let r = me(&first.base, &generated).await;
+    assert_eq!(r.status(), 200);
+    let first_output = first.stop();
+
+    // Lost it? Restart with CHATD_ADMIN_TOKEN: the existing admin gets that token.
+    let chosen = "chatd_recovered_admin_token_for_the_cli_test";
+    let mut second = Server::start(&dir.0, Some(chosen));
+    let r = me(&second.base, chosen).await;
+    assert_eq!(r.status(), 200);
+    let user: codersdk::User = r.json().await.unwrap();
+    assert_eq!(user.username, "admin");
+    assert!(user.roles.iter().any(|r| r.name == "admin"));
+    // The same admin as before (not a new account), and nothing is printed this time.
+    let before: codersdk::User = me(&second.base, &generated).await.json().await.unwrap();
+    assert_eq!(before.id, user.id);
+    assert!(
+        !second
+            .stdout_so_far()
+            .iter()
+            .any(|l| l.contains("Admin API token")),
+        "a chosen token is never printed"
+    );
+    let second_output = second.stop();
+
+    // A third start with the same variable is fine (the token is already there).
+    let third = Server::start(&dir.0, Some(chosen));
+    assert_eq!(me(&third.base, chosen).await.status(), 200);
+    let third_output = third.stop();
+
+    // Logs went to a pipe: not one escape byte, on either stream.
+    for line in first_output
+        .iter()
+        .chain(&second_output)
+        .chain(&third_output)
+    {
+        assert!(!line.contains('\u{1b}'), "colour codes in {line:?}");
+    }
+    // The chosen token is never logged.
+    assert!(!second_output.iter().any(|l| l.contains(chosen)));
+    assert!(first_output.iter().any(|l| l.contains("INFO")));
+}
