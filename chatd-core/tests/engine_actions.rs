@@ -520,7 +520,7 @@ async fn other_users_see_nothing_and_admins_may_read_but_not_write() {
             .create_user(chatd_core::store::NewUser {
                 username: "mallory".into(),
                 name: String::new(),
-                role: "member".into(),
+                role: chatd_core::Role::Member,
             })
             .await
             .unwrap();

@@ -97,7 +97,7 @@ async fn unique_and_foreign_keys_are_enforced() {
             .create_user(NewUser {
                 username: "alice".into(),
                 name: String::new(),
-                role: "member".into(),
+                role: chatd_core::Role::Member,
             })
             .await
             .unwrap_err();

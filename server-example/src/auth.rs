@@ -16,12 +16,6 @@ pub const SESSION_TOKEN_HEADER: &str = "coder-session-token";
 /// Query parameter carrying the session token.
 pub const SESSION_TOKEN_QUERY: &str = "coder_session_token";
 
-/// Role of administrators.
-pub const ROLE_ADMIN: &str = "admin";
-
-/// Role of everyone else.
-pub const ROLE_MEMBER: &str = "member";
-
 /// The authenticated caller.
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -39,11 +33,7 @@ impl Caller {
 
     /// 403 unless the caller is an administrator.
     pub fn require_admin(&self) -> Result<(), ApiError> {
-        if self.is_admin() {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden("Only administrators can do this."))
-        }
+        Ok(self.actor.require_admin()?)
     }
 }
 
@@ -86,11 +76,7 @@ impl FromRequestParts<AppState> for Caller {
             .authenticate_token(&token)
             .await?
             .ok_or_else(ApiError::unauthorized)?;
-        let admin = user.role == ROLE_ADMIN;
-        let actor = Actor {
-            user_id: user.id,
-            admin,
-        };
+        let actor = user.actor();
         Ok(Caller { user, actor })
     }
 }

@@ -163,7 +163,7 @@ pub async fn build_on(store: Store, options: ServerOptions) -> chatd_core::Resul
                 .create_user(NewUser {
                     username: ADMIN_USERNAME.into(),
                     name: "Administrator".into(),
-                    role: crate::auth::ROLE_ADMIN.into(),
+                    role: chatd_core::Role::Admin,
                 })
                 .await?,
             true,

@@ -11,10 +11,6 @@ use std::time::{Duration, Instant};
 
 use chatd_core::store::{NewUser, Store, StoreOptions};
 use chatd_core::{Actor, Engine, EngineConfig, HubConfig, Keyring, SecretKey};
-use server_example::routes::streams::{
-    CLOSE_CODE_LAGGED, MAX_CLIENT_MESSAGE_BYTES, STREAM_PING_INTERVAL, STREAM_WRITE_TIMEOUT,
-};
-use server_example::AppState;
 use chatprovider::ProviderApiKeys;
 use codersdk::{
     ChatInputPart, ChatStatus, ChatStreamEvent, ChatStreamEventType, ChatWatchEvent,
@@ -23,6 +19,10 @@ use codersdk::{
 use common::scripted::{self, create_request, wait_status, Reply, ScriptedModel};
 use common::{on_each_backend, TestServer, TestUser};
 use futures_util::{SinkExt, StreamExt};
+use server_example::routes::streams::{
+    CLOSE_CODE_LAGGED, MAX_CLIENT_MESSAGE_BYTES, STREAM_PING_INTERVAL, STREAM_WRITE_TIMEOUT,
+};
+use server_example::AppState;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
@@ -624,7 +624,7 @@ async fn start_lagging_server(store: &Store) -> (String, AppState, TestUser) {
         .create_user(NewUser {
             username: "alice".into(),
             name: "alice".into(),
-            role: "member".into(),
+            role: chatd_core::Role::Member,
         })
         .await
         .unwrap();

@@ -6,11 +6,11 @@
 mod common;
 
 use chatd_core::ErrorKind;
-use server_example::routes::users::{DEFAULT_USER_PAGE_LIMIT, MAX_USER_PAGE_LIMIT};
 use common::scripted::ScriptedModel;
 use common::{on_each_backend, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use server_example::routes::users::{DEFAULT_USER_PAGE_LIMIT, MAX_USER_PAGE_LIMIT};
 
 /// Sends a request with an optional session token and JSON body; returns status and body.
 async fn call(
@@ -504,7 +504,7 @@ async fn admins_change_roles_but_never_their_own_or_the_last_admins() {
         let time = |k: &str| -> codersdk::Timestamp { user[k].as_str().unwrap().parse().unwrap() };
         assert!(time("updated_at") > time("created_at"));
         let err = store
-            .set_user_role(bob.id, "member", "admin")
+            .set_user_role(bob.id, chatd_core::Role::Member)
             .await
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Conflict);

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::hub::{HubConfig, StreamHub};
+use crate::role::Role;
 use crate::store::{Lease, Store, StoreOptions};
 use crate::tools::ToolRegistry;
 
@@ -184,32 +185,58 @@ impl EngineConfig {
     }
 }
 
-/// Who is asking: engine methods check that the caller may see or change the chat.
+/// Who is asking: engine methods check that the caller may see or change the chat, and
+/// the [`Admin`](crate::Admin) handle that they may read or change the configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Actor {
     /// The user.
     pub user_id: Uuid,
-    /// Admins may read every chat; changing a chat is for its owner only.
+    /// Whether the user holds [`Role::Admin`]: admins may read every chat (changing a chat
+    /// is for its owner only) and administer the deployment.
     pub admin: bool,
 }
 
 impl Actor {
-    /// A member.
-    pub fn user(user_id: Uuid) -> Self {
+    /// A user acting with `role`.
+    pub fn new(user_id: Uuid, role: Role) -> Self {
         Actor {
             user_id,
-            admin: false,
+            admin: role.is_admin(),
         }
+    }
+
+    /// A member.
+    pub fn user(user_id: Uuid) -> Self {
+        Actor::new(user_id, Role::Member)
     }
 
     /// An admin.
     pub fn admin(user_id: Uuid) -> Self {
-        Actor {
-            user_id,
-            admin: true,
+        Actor::new(user_id, Role::Admin)
+    }
+
+    /// The actor's role.
+    pub fn role(&self) -> Role {
+        if self.admin {
+            Role::Admin
+        } else {
+            Role::Member
+        }
+    }
+
+    /// [`ErrorKind::Forbidden`] ([`ADMIN_ONLY_MESSAGE`]) unless the actor is an admin: the
+    /// check of every administrator-only operation.
+    pub fn require_admin(&self) -> Result<()> {
+        if self.admin {
+            Ok(())
+        } else {
+            Err(Error::new(ErrorKind::Forbidden, ADMIN_ONLY_MESSAGE))
         }
     }
 }
+
+/// The refusal of an administrator-only operation to anyone else (HTTP 403).
+pub const ADMIN_ONLY_MESSAGE: &str = "Only administrators can do this.";
 
 /// Why a running turn is being stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

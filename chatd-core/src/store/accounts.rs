@@ -1,7 +1,7 @@
 //! User accounts as the `/api/v2/users` routes see them: a [`User`](super::User) with its
 //! e-mail address, last change and organizations; creation with memberships in one
 //! transaction, case-insensitive lookup, paging, and role changes that never remove the
-//! last holder of a role.
+//! last administrator.
 
 use std::collections::BTreeMap;
 
@@ -11,6 +11,7 @@ use sqlx::Row;
 
 use super::{get_time, get_uuid, now_micros, timestamp_from_micros, uuid_text, Store};
 use crate::error::{Error, ErrorKind, Result};
+use crate::role::Role;
 
 /// Largest page [`Store::list_accounts`] returns.
 pub const MAX_ACCOUNT_PAGE: i64 = 1000;
@@ -25,7 +26,7 @@ pub struct NewAccount {
     /// E-mail address; empty for none, else unique case-insensitively.
     pub email: String,
     /// Site role.
-    pub role: String,
+    pub role: Role,
     /// Organizations to join; each must exist.
     pub organization_ids: Vec<Uuid>,
 }
@@ -42,7 +43,7 @@ pub struct Account {
     /// E-mail address; empty when none.
     pub email: String,
     /// Site role.
-    pub role: String,
+    pub role: Role,
     /// Creation time.
     pub created_at: Timestamp,
     /// Last change of the record (the creation time until one).
@@ -60,7 +61,7 @@ fn account_from_row(row: &AnyRow) -> Result<Account> {
         username: row.try_get("username")?,
         name: row.try_get("name")?,
         email: row.try_get("email")?,
-        role: row.try_get("role")?,
+        role: super::users::parse_role(&row.try_get::<String, _>("role")?)?,
         created_at: get_time(row, "created_at")?,
         updated_at: get_time(row, "updated_at")?,
         organization_ids: Vec::new(),
@@ -135,7 +136,7 @@ impl Store {
             .bind(uuid_text(id))
             .bind(&new.username)
             .bind(&new.name)
-            .bind(&new.role)
+            .bind(new.role.as_str())
             .bind(now)
             .bind(&new.email)
             .execute(&mut *tx)
@@ -169,7 +170,7 @@ impl Store {
             username: new.username.clone(),
             name: new.name.clone(),
             email: new.email.clone(),
-            role: new.role.clone(),
+            role: new.role,
             created_at,
             updated_at: created_at,
             organization_ids: new.organization_ids.clone(),
@@ -257,17 +258,13 @@ impl Store {
         Ok((accounts, count))
     }
 
-    /// Sets user `id`'s site role. When the user holds `required_role` and `role` is
-    /// another, the change is refused ([`ErrorKind::Conflict`]) if no other user holds
-    /// `required_role`, so a deployment never loses its last administrator. The holders are
-    /// locked in id order first, so two concurrent demotions cannot both pass the check.
-    /// [`ErrorKind::NotFound`] when the user does not exist.
-    pub async fn set_user_role(
-        &self,
-        id: Uuid,
-        role: &str,
-        required_role: &str,
-    ) -> Result<Account> {
+    /// Sets user `id`'s site role. Demoting an administrator is refused
+    /// ([`ErrorKind::Conflict`]) when no other user is one, so a deployment never loses its
+    /// last administrator. The administrators are locked in id order first, so two
+    /// concurrent demotions cannot both pass the check. [`ErrorKind::NotFound`] when the
+    /// user does not exist.
+    pub async fn set_user_role(&self, id: Uuid, role: Role) -> Result<Account> {
+        let required_role = Role::Admin;
         let now = now_micros();
         let mut tx = self.begin_write().await?;
         let result = async {
@@ -277,7 +274,7 @@ impl Store {
             };
             let sql = format!("SELECT id FROM users WHERE role = $1 ORDER BY id{lock}");
             let holders: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                .bind(required_role)
+                .bind(required_role.as_str())
                 .fetch_all(&mut *tx)
                 .await?;
             let sql = format!("SELECT role FROM users WHERE id = $1{lock}");
@@ -286,16 +283,20 @@ impl Store {
                 .fetch_optional(&mut *tx)
                 .await?
                 .ok_or_else(|| user_not_found(id))?;
+            let current = super::users::parse_role(&current)?;
             if current == required_role && role != required_role && holders.len() <= 1 {
                 return Err(Error::new(
                     ErrorKind::Conflict,
-                    format!("At least one user must keep the {required_role:?} role."),
+                    format!(
+                        "At least one user must keep the {:?} role.",
+                        required_role.as_str()
+                    ),
                 ));
             }
             if current != role {
                 sqlx::query("UPDATE users SET role = $2, updated_at = $3 WHERE id = $1")
                     .bind(uuid_text(id))
-                    .bind(role)
+                    .bind(role.as_str())
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;

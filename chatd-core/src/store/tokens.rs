@@ -120,7 +120,7 @@ fn user_from_row(row: &sqlx::any::AnyRow) -> Result<User> {
         id: get_uuid(row, "id")?,
         username: row.try_get("username")?,
         name: row.try_get("name")?,
-        role: row.try_get("role")?,
+        role: super::users::parse_role(&row.try_get::<String, _>("role")?)?,
         created_at: get_time(row, "created_at")?,
     })
 }

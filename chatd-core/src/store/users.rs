@@ -3,7 +3,8 @@
 use codersdk::{Timestamp, Uuid};
 
 use super::{now_micros, timestamp_from_micros, uuid_text, Store};
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
+use crate::role::Role;
 
 /// A user to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,8 +13,8 @@ pub struct NewUser {
     pub username: String,
     /// Display name.
     pub name: String,
-    /// Site role (`owner`, `member`, …).
-    pub role: String,
+    /// Site role.
+    pub role: Role,
 }
 
 /// A stored user.
@@ -26,7 +27,7 @@ pub struct User {
     /// Display name.
     pub name: String,
     /// Site role.
-    pub role: String,
+    pub role: Role,
     /// Creation time.
     pub created_at: Timestamp,
 }
@@ -42,6 +43,20 @@ pub struct Organization {
     pub created_at: Timestamp,
 }
 
+/// A stored role; [`ErrorKind::CorruptRow`] for a name this version does not know.
+pub(super) fn parse_role(stored: &str) -> Result<Role> {
+    stored
+        .parse()
+        .map_err(|_| Error::new(ErrorKind::CorruptRow, "stored user role is unknown"))
+}
+
+impl User {
+    /// The engine's view of this user as the caller of an operation.
+    pub fn actor(&self) -> crate::Actor {
+        crate::Actor::new(self.id, self.role)
+    }
+}
+
 impl Store {
     /// Creates a user. [`crate::ErrorKind::Conflict`] when the username is taken.
     pub async fn create_user(&self, new: NewUser) -> Result<User> {
@@ -54,7 +69,7 @@ impl Store {
         .bind(uuid_text(id))
         .bind(&new.username)
         .bind(&new.name)
-        .bind(&new.role)
+        .bind(new.role.as_str())
         .bind(now)
         .execute(&mut *tx)
         .await?;

@@ -114,7 +114,7 @@ pub async fn fixture(store: &Store) -> Fixture {
         .create_user(NewUser {
             username: "alice".into(),
             name: "Alice".into(),
-            role: "member".into(),
+            role: chatd_core::Role::Member,
         })
         .await
         .unwrap();

@@ -11,13 +11,14 @@ use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::Router;
 use chatd_core::store::{Account, NewAccount};
+use chatd_core::Role;
 use codersdk::{
     CreateUserRequest, GenerateAPIKeyResponse, GetUsersResponse, LoginType, Response, SlimRole,
     UpdateRoles, User, UserStatus, Uuid,
 };
 
 use super::config::{no_query, Admin};
-use crate::auth::{Caller, ROLE_ADMIN, ROLE_MEMBER, SESSION_TOKEN_QUERY};
+use crate::auth::{Caller, SESSION_TOKEN_QUERY};
 use crate::error::{query_pairs, query_value, ApiError, ApiResult, Json};
 use crate::state::AppState;
 
@@ -43,15 +44,10 @@ pub fn routes() -> Router<AppState> {
         .method_not_allowed_fallback(super::unsupported::method_not_allowed)
 }
 
-fn slim_role(role: &str) -> SlimRole {
-    let display_name = match role {
-        ROLE_ADMIN => "Administrator",
-        ROLE_MEMBER => "Member",
-        other => other,
-    };
+fn slim_role(role: Role) -> SlimRole {
     SlimRole {
-        name: role.to_owned(),
-        display_name: display_name.to_owned(),
+        name: role.as_str().to_owned(),
+        display_name: role.display_name().to_owned(),
         organization_id: String::new(),
     }
 }
@@ -71,7 +67,7 @@ pub fn user_view(account: Account) -> User {
         status: UserStatus::Active,
         login_type: LoginType::None,
         organization_ids: account.organization_ids,
-        roles: vec![slim_role(&account.role)],
+        roles: vec![slim_role(account.role)],
     }
 }
 
@@ -159,7 +155,7 @@ async fn create_user(
             username: valid.username,
             name: valid.name,
             email: valid.email,
-            role: ROLE_MEMBER.to_owned(),
+            role: Role::Member,
             organization_ids,
         })
         .await?;
@@ -186,36 +182,30 @@ async fn update_roles(
     Json(req): Json<UpdateRoles>,
 ) -> ApiResult<Json<User>> {
     no_query(q.as_deref())?;
-    let mut admin = false;
-    for role in &req.roles {
-        match role.as_str() {
-            ROLE_ADMIN => admin = true,
-            ROLE_MEMBER => {}
-            other => {
-                return Err(ApiError::validation(
-                    Response::new("Invalid roles.").with_validation(
-                        "roles",
-                        format!(
-                            "{:?} is not a role; the roles are {ROLE_ADMIN:?} and \
-                             {ROLE_MEMBER:?}.",
-                            other.chars().take(64).collect::<String>()
-                        ),
-                    ),
-                ))
-            }
-        }
-    }
+    // An unknown role is the request's fault: 400 naming the field.
+    let roles = req
+        .roles
+        .iter()
+        .map(|name| name.parse::<Role>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            ApiError::validation(
+                Response::new("Invalid roles.").with_validation("roles", e.to_string()),
+            )
+        })?;
+    // A user has one site role: administrator when named, else member.
+    let role = if roles.contains(&Role::Admin) {
+        Role::Admin
+    } else {
+        Role::Member
+    };
     let target = resolve(&state, &caller, &user).await?;
     // As in Coder: an administrator cannot lock themself out by accident.
     if target.id == caller.user.id {
         return Err(ApiError::bad_request("You cannot change your own roles."));
     }
-    let role = if admin { ROLE_ADMIN } else { ROLE_MEMBER };
-    let account = state
-        .store()
-        .set_user_role(target.id, role, ROLE_ADMIN)
-        .await?;
-    tracing::info!(user = %account.id, role, "user role changed");
+    let account = state.store().set_user_role(target.id, role).await?;
+    tracing::info!(user = %account.id, role = %role, "user role changed");
     Ok(Json(user_view(account)))
 }
 

@@ -16,10 +16,10 @@ use std::sync::Arc;
 
 use chatd_core::store::{NewUser, Store, StoreOptions};
 use chatd_core::{Keyring, SecretKey};
-use server_example::state::{build_on, ServerOptions};
-use server_example::AppState;
 use codersdk::Uuid;
 use scripted::{ScriptedModel, ScriptedResolver};
+use server_example::state::{build_on, ServerOptions};
+use server_example::AppState;
 
 pub use self::core::on_each_backend;
 
@@ -82,7 +82,7 @@ impl TestServer {
             .create_user(NewUser {
                 username: username.into(),
                 name: username.into(),
-                role: "member".into(),
+                role: chatd_core::Role::Member,
             })
             .await
             .unwrap();
