@@ -61,6 +61,7 @@
 //!
 //! None.
 
+mod admin;
 mod engine;
 mod error;
 mod hub;
@@ -71,13 +72,17 @@ pub mod store;
 pub mod title;
 pub mod tools;
 
+pub use admin::{
+    AccountPage, Admin, Bootstrap, Bootstrapped, IssuedToken, UserRef, USER_NOT_FOUND_MESSAGE,
+};
 pub use engine::{
-    Actor, ChatStream, Engine, EngineConfig, EngineSettings, ModelResolver, ModelSelection,
-    ResolvedModel, StoreModelResolver, TurnModelRequest, ADMIN_ONLY_MESSAGE,
+    Actor, ChatStream, Engine, EngineConfig, EngineSettings, FileUpload, ModelResolver,
+    ModelSelection, ResolvedModel, StoreModelResolver, TurnModelRequest, ADMIN_ONLY_MESSAGE,
     CONVERSATION_TITLE_SYSTEM_PROMPT, DEFAULT_ACQUIRE_INTERVAL, DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_MAX_ACTIVE_TURNS, DEFAULT_MAX_OUTPUT_TOKENS, DEFAULT_MAX_STEPS,
-    DEFAULT_RECOVERY_INTERVAL, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STALE_AFTER, FINISH_ATTEMPTS,
-    FINISH_RETRY_DELAY, TITLE_CONTEXT_MESSAGES, TITLE_CONVERSATION_MAX_RUNES, TITLE_RECENT_TURNS,
+    DEFAULT_RECOVERY_INTERVAL, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STALE_AFTER,
+    FILE_NOT_FOUND_MESSAGE, FINISH_ATTEMPTS, FINISH_RETRY_DELAY, NOT_A_MEMBER_MESSAGE,
+    TITLE_CONTEXT_MESSAGES, TITLE_CONVERSATION_MAX_RUNES, TITLE_RECENT_TURNS,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use hub::{
@@ -91,6 +96,11 @@ pub use role::Role;
 pub use secrets::{
     sealed_key_id, Keyring, SecretKey, KEY_LEN, MAX_KEY_ID_LEN, MAX_PLAINTEXT_LEN, MAX_SEALED_LEN,
     NONCE_LEN, SEALED_VERSION, TAG_LEN,
+};
+/// Store types that the engine's and the [`Admin`] handle's methods take or return.
+pub use store::{
+    Account, ChatListQuery, DeletedModelConfig, DeletedProviderConfig, StoreOptions, StoredFile,
+    User, MAX_FILE_BYTES,
 };
 /// Re-exported because [`Keyring::decrypt`] returns plaintext in a [`Zeroizing`] buffer,
 /// which wipes it when dropped.

@@ -7,6 +7,7 @@
 //! subscriber never sees a state the database does not hold.
 
 mod autotitle;
+mod files;
 mod models;
 mod ops;
 mod resolver;
@@ -30,6 +31,7 @@ use crate::role::Role;
 use crate::store::{Lease, Store, StoreOptions};
 use crate::tools::ToolRegistry;
 
+pub use files::{FileUpload, FILE_NOT_FOUND_MESSAGE, NOT_A_MEMBER_MESSAGE};
 pub use models::{ModelResolver, ModelSelection, ResolvedModel, TurnModelRequest};
 pub use resolver::StoreModelResolver;
 pub use stream::ChatStream;
@@ -459,9 +461,29 @@ impl Engine {
         })
     }
 
-    /// The store, for operations the engine does not wrap (users, organizations).
+    /// Starts an engine beside an administration handle, on its database (`config.database`
+    /// is ignored): how a server gets both from one connection pool.
+    pub async fn with_admin(admin: &crate::Admin, config: EngineConfig) -> Result<Engine> {
+        Engine::with_store(admin.store().clone(), config).await
+    }
+
+    /// The store underneath: the low-level seam for embedders and tests that need what
+    /// neither the engine nor the [`Admin`](crate::Admin) handle offers. It checks no
+    /// caller's rights; a server should not need it.
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// The status of chat `chat_id` as committed, whoever owns it; `None` when there is
+    /// no such chat. For observers that follow chats without acting for a user (metrics,
+    /// tests); it checks no caller's rights, so never answer a user with it.
+    pub async fn chat_status(&self, chat_id: Uuid) -> Result<Option<ChatStatus>> {
+        Ok(self
+            .inner
+            .store
+            .get_chat(chat_id)
+            .await?
+            .map(|chat| chat.status))
     }
 
     /// The stream hub of this process.
