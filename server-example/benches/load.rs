@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 
 use chatd_core::store::{Store, StoreOptions};
 use chatd_core::{Keyring, SecretKey};
-use server_example::state::{build_on, ServerOptions};
 use chatprovider::ProviderApiKeys;
 use codersdk::client::{ChatEventStream, Client};
 use codersdk::{
@@ -32,6 +31,7 @@ use codersdk::{
     CreateChatRequest, Uuid,
 };
 use futures_util::StreamExt;
+use server_example::state::{build_on, ServerOptions};
 
 /// How long one turn may take before the run is declared broken.
 const TURN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -273,13 +273,12 @@ async fn main() {
             options.admin_token = Some(ADMIN_TOKEN.to_owned());
             options.engine.max_active_turns = options.engine.max_active_turns.max(args.chats);
             // The demo fallback exactly as the server builds it, minus the word delay.
+            let admin = chatd_core::Admin::new(store, keyring, ProviderApiKeys::new());
             options.models = Some(server_example::demo::resolver_with_word_delay(
-                store.clone(),
-                keyring,
-                ProviderApiKeys::new(),
+                admin.clone(),
                 Duration::ZERO,
             ));
-            let started = build_on(store, options).await.unwrap();
+            let started = build_on(admin, options).await.unwrap();
             engine = Some(started.state.engine().clone());
             let app = server_example::router(started.state);
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

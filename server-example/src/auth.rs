@@ -4,8 +4,7 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use chatd_core::store::User;
-use chatd_core::Actor;
+use chatd_core::{Actor, User};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -72,8 +71,8 @@ impl FromRequestParts<AppState> for Caller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = presented_token(parts).ok_or_else(ApiError::unauthorized)?;
         let user = state
-            .store()
-            .authenticate_token(&token)
+            .admin()
+            .authenticate(&token)
             .await?
             .ok_or_else(ApiError::unauthorized)?;
         let actor = user.actor();

@@ -5,8 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use chatd_core::store::StoreOptions;
-use chatd_core::{Keyring, SecretKey};
+use chatd_core::{Keyring, SecretKey, StoreOptions};
 use server_example::state::{self, ServerOptions};
 use chatprovider::{Provider, ProviderApiKeys};
 use clap::{Parser, Subcommand};

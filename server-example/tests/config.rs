@@ -9,15 +9,15 @@ use std::sync::Arc;
 
 use chatd_core::store::{Store, StoreOptions};
 use chatd_core::{Keyring, SecretKey};
-use server_example::routes::config::SYSTEM_PROMPT_BODY_BYTES;
-use server_example::routes::unsupported::UNSUPPORTED_ROUTES;
-use server_example::state::{build_on, ServerOptions};
 use chatprovider::{Provider, ProviderApiKeys};
 use codersdk::{SecretString, MAX_DEPLOYMENT_SYSTEM_PROMPT_BYTES};
 use common::scripted::{fast_settings, ScriptedModel, ScriptedResolver};
 use common::{on_each_backend, TestServer, ADMIN_TOKEN};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use server_example::routes::config::SYSTEM_PROMPT_BODY_BYTES;
+use server_example::routes::unsupported::UNSUPPORTED_ROUTES;
+use server_example::state::{build_on, ServerOptions};
 
 const CENTRAL_KEY: &str = "sk-central-KEY-must-never-appear-7f3a9";
 const USER_KEY: &str = "sk-user-KEY-must-never-appear-c41d2";
@@ -32,7 +32,11 @@ async fn start_with_keys(store: &Store, keys: ProviderApiKeys) -> TestServer {
     let model = ScriptedModel::new([]);
     options.models = Some(ScriptedResolver::new(model.clone()));
     options.deployment_keys = keys;
-    let state = build_on(store.clone(), options).await.unwrap().state;
+    let keyring = Arc::clone(&options.keyring);
+    let state = build_on(common::admin_over(store, &options), options)
+        .await
+        .unwrap()
+        .state;
     let app = server_example::router(state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -43,6 +47,7 @@ async fn start_with_keys(store: &Store, keys: ProviderApiKeys) -> TestServer {
         base: format!("http://{addr}"),
         admin_token: ADMIN_TOKEN.to_owned(),
         state,
+        keyring,
         model,
         http: reqwest::Client::new(),
     }

@@ -11,12 +11,6 @@ use std::time::Duration;
 use chatd_core::store::{Store, StoreOptions};
 use chatd_core::tools::{ToolContext, TurnContext};
 use chatd_core::{Actor, Keyring, SecretKey};
-use server_example::demo::{
-    self, DemoModel, DemoReply, ADD_TOOL, CURRENT_TIME_TOOL, DEMO_ECHO_MAX_CHARS,
-    DEMO_MODEL_CONFIG_ID,
-};
-use server_example::state::{build_on, ServerOptions};
-use server_example::AppState;
 use chatprovider::{
     LanguageModel, Message, ModelRequest, Part, Provider, ProviderApiKeys, Role, StreamPart,
     ToolDefinition,
@@ -28,6 +22,12 @@ use codersdk::{
 };
 use common::on_each_backend;
 use futures_util::StreamExt;
+use server_example::demo::{
+    self, DemoModel, DemoReply, ADD_TOOL, CURRENT_TIME_TOOL, DEMO_ECHO_MAX_CHARS,
+    DEMO_MODEL_CONFIG_ID,
+};
+use server_example::state::{build_on, ServerOptions};
+use server_example::AppState;
 use tokio_util::sync::CancellationToken;
 
 // ----- the model on its own
@@ -274,7 +274,9 @@ async fn server(store: &Store, deployment_keys: ProviderApiKeys) -> (AppState, A
     options.engine = common::scripted::fast_settings();
     options.deployment_keys = deployment_keys;
     // `models` stays None: the server's own resolver, i.e. the demo fallback.
-    let started = build_on(store.clone(), options).await.unwrap();
+    let started = build_on(common::admin_over(store, &options), options)
+        .await
+        .unwrap();
     let admin = store
         .get_user_by_username(server_example::state::ADMIN_USERNAME)
         .await
@@ -335,9 +337,7 @@ fn text_of(message: &codersdk::ChatMessage) -> String {
 async fn a_whole_turn_runs_on_the_demo_model_without_any_provider() {
     on_each_backend(|store| async move {
         let (state, admin) = server(&store, ProviderApiKeys::new()).await;
-        assert!(demo::demo_active(&store, &ProviderApiKeys::new())
-            .await
-            .unwrap());
+        assert!(demo::demo_active(state.admin()).await.unwrap());
         let engine = state.engine();
         let chat = engine
             .create_chat(&admin, ask_request("What time is it?"))
@@ -498,7 +498,7 @@ async fn configuring_anything_turns_the_demo_off() {
             .unwrap();
         {
             let (state, admin) = server(&store, env.clone()).await;
-            assert!(!demo::demo_active(&store, &env).await.unwrap());
+            assert!(!demo::demo_active(state.admin()).await.unwrap());
             let err = state
                 .engine()
                 .create_chat(&admin, ask_request("hello"))
@@ -517,24 +517,21 @@ async fn configuring_anything_turns_the_demo_off() {
             .unwrap();
         wait_status(&state, &admin, chat.id, ChatStatus::Waiting).await;
 
-        let provider = chatprovider::validate_create_provider_request(
-            &codersdk::CreateChatProviderConfigRequest {
-                provider: "openai".into(),
-                api_key: Some("sk-test-not-used".into()),
-                enabled: Some(false),
-                ..Default::default()
-            },
-            &ProviderApiKeys::new(),
-        )
-        .unwrap();
-        store
-            .create_provider_config(&provider, state.keyring())
+        state
+            .admin()
+            .create_provider(
+                &admin,
+                &codersdk::CreateChatProviderConfigRequest {
+                    provider: "openai".into(),
+                    api_key: Some("sk-test-not-used".into()),
+                    enabled: Some(false),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap();
         // A provider config alone already ends the demo.
-        assert!(!demo::demo_active(&store, &ProviderApiKeys::new())
-            .await
-            .unwrap());
+        assert!(!demo::demo_active(state.admin()).await.unwrap());
         let model =
             codersdk::validate_create_model_config(&codersdk::CreateChatModelConfigRequest {
                 provider: "openai".into(),

@@ -16,7 +16,7 @@ use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, patch, post};
 use axum::Router;
-use chatd_core::store::ChatListQuery;
+use chatd_core::ChatListQuery;
 use codersdk::{
     parse_message_id, parse_message_page, parse_workspace_ids, Chat, ChatMessage,
     ChatMessagesResponse, CreateChatMessageRequest, CreateChatMessageResponse, CreateChatRequest,

@@ -10,8 +10,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::Router;
-use chatd_core::store::{Account, NewAccount};
-use chatd_core::Role;
+use chatd_core::{Account, Role, UserRef};
 use codersdk::{
     CreateUserRequest, GenerateAPIKeyResponse, GetUsersResponse, LoginType, Response, SlimRole,
     UpdateRoles, User, UserStatus, Uuid,
@@ -71,34 +70,14 @@ pub fn user_view(account: Account) -> User {
     }
 }
 
-/// Whether `{user}` names the caller, decided without a lookup so that the answer to
-/// someone else's name (403) is the same whether that user exists or not.
-fn names_caller(raw: &str, caller: &Caller) -> bool {
-    raw == ME
-        || Uuid::parse_str(raw).is_ok_and(|id| id == caller.user.id)
-        || raw.eq_ignore_ascii_case(&caller.user.username)
-}
-
-/// The account `{user}` names; 404 when there is none.
-async fn resolve(state: &AppState, caller: &Caller, raw: &str) -> ApiResult<Account> {
-    let found = if raw == ME {
-        state.store().get_account(caller.user.id).await?
+/// The user `{user}` names: `me`, a user id, or a username.
+fn user_ref(raw: &str) -> UserRef {
+    if raw == ME {
+        UserRef::Me
     } else if let Ok(id) = Uuid::parse_str(raw) {
-        state.store().get_account(id).await?
+        UserRef::Id(id)
     } else {
-        state.store().find_account_by_username(raw).await?
-    };
-    found.ok_or_else(|| ApiError::not_found("User not found."))
-}
-
-/// 403 unless the caller is an administrator or `{user}` names the caller.
-fn require_self_or_admin(raw: &str, caller: &Caller, what: &str) -> ApiResult<()> {
-    if caller.is_admin() || names_caller(raw, caller) {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden(format!(
-            "Only administrators can {what} of other users."
-        )))
+        UserRef::Username(raw.to_owned())
     }
 }
 
@@ -115,7 +94,7 @@ fn page_param(raw: Option<&str>, name: &str, max: i64) -> ApiResult<Option<i64>>
 
 async fn list_users(
     State(state): State<AppState>,
-    _admin: Admin,
+    admin: Admin,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Json<GetUsersResponse>> {
     let pairs = query_pairs(q.as_deref(), &["limit", "offset", SESSION_TOKEN_QUERY])?;
@@ -129,35 +108,26 @@ async fn list_users(
         MAX_USER_PAGE_OFFSET,
     )?
     .unwrap_or(0);
-    let (accounts, count) = state.store().list_accounts(limit, offset).await?;
+    let page = state
+        .admin()
+        .list_users(&admin.0.actor, limit, offset)
+        .await?;
     Ok(Json(GetUsersResponse {
-        users: accounts.into_iter().map(user_view).collect(),
-        count,
+        users: page.accounts.into_iter().map(user_view).collect(),
+        count: page.count,
     }))
 }
 
 async fn create_user(
     State(state): State<AppState>,
-    _admin: Admin,
+    admin: Admin,
     RawQuery(q): RawQuery,
     Json(req): Json<CreateUserRequest>,
 ) -> ApiResult<(StatusCode, Json<User>)> {
     no_query(q.as_deref())?;
-    let valid = codersdk::validate_create_user_request(&req).map_err(ApiError::validation)?;
-    let organization_ids = if valid.organization_ids.is_empty() {
-        vec![state.default_organization()]
-    } else {
-        valid.organization_ids
-    };
     let account = state
-        .store()
-        .create_account(&NewAccount {
-            username: valid.username,
-            name: valid.name,
-            email: valid.email,
-            role: Role::Member,
-            organization_ids,
-        })
+        .admin()
+        .create_user(&admin.0.actor, &req, state.default_organization())
         .await?;
     tracing::info!(user = %account.id, username = %account.username, "user created");
     Ok((StatusCode::CREATED, Json(user_view(account))))
@@ -169,9 +139,12 @@ async fn get_user(
     Path(user): Path<String>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Json<User>> {
-    require_self_or_admin(&user, &caller, "view the accounts")?;
     no_query(q.as_deref())?;
-    Ok(Json(user_view(resolve(&state, &caller, &user).await?)))
+    let account = state
+        .admin()
+        .get_user(&caller.actor, &user_ref(&user))
+        .await?;
+    Ok(Json(user_view(account)))
 }
 
 async fn update_roles(
@@ -199,12 +172,12 @@ async fn update_roles(
     } else {
         Role::Member
     };
-    let target = resolve(&state, &caller, &user).await?;
-    // As in Coder: an administrator cannot lock themself out by accident.
-    if target.id == caller.user.id {
-        return Err(ApiError::bad_request("You cannot change your own roles."));
-    }
-    let account = state.store().set_user_role(target.id, role).await?;
+    // As in Coder, an administrator cannot change their own roles (400): nobody locks
+    // themself out by accident.
+    let account = state
+        .admin()
+        .set_user_role(&caller.actor, &user_ref(&user), role)
+        .await?;
     tracing::info!(user = %account.id, role = %role, "user role changed");
     Ok(Json(user_view(account)))
 }
@@ -215,11 +188,15 @@ async fn create_token(
     Path(user): Path<String>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<(StatusCode, Json<GenerateAPIKeyResponse>)> {
-    require_self_or_admin(&user, &caller, "create API tokens")?;
     no_query(q.as_deref())?;
-    let target = resolve(&state, &caller, &user).await?;
-    let key = state.store().create_api_token(target.id).await?;
+    let issued = state
+        .admin()
+        .create_api_token(&caller.actor, &user_ref(&user))
+        .await?;
     // Who got a token and who asked; never the token.
-    tracing::info!(user = %target.id, by = %caller.user.id, "API token created");
-    Ok((StatusCode::CREATED, Json(GenerateAPIKeyResponse { key })))
+    tracing::info!(user = %issued.user_id, by = %caller.user.id, "API token created");
+    Ok((
+        StatusCode::CREATED,
+        Json(GenerateAPIKeyResponse { key: issued.token }),
+    ))
 }
