@@ -589,3 +589,26 @@ async fn files_are_checked_on_upload_and_shown_to_their_uploader_only() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn database_errors_keep_the_driver_error_as_their_source() {
+    use std::error::Error as _;
+    on_each_backend(|store| async move {
+        store.create_organization("acme").await.unwrap();
+        // The unique index refuses the second one: a Conflict whose source is the
+        // database's own error.
+        let err = store.create_organization("acme").await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Conflict);
+        let source = err.source().expect("the driver error is kept");
+        let db = source
+            .downcast_ref::<sqlx::Error>()
+            .and_then(|e| e.as_database_error())
+            .expect("a database error");
+        assert!(db.is_unique_violation());
+        // Errors of the engine's own rules have no source.
+        let err = store.begin_chat_tx(Uuid::new_v4()).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+        assert!(err.source().is_none());
+    })
+    .await;
+}

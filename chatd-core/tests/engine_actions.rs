@@ -17,7 +17,7 @@ use codersdk::{
     EditChatMessageRequest, MessagePage, RawJson, SubmitToolResultsRequest, ToolResult,
     UpdateChatRequest, Uuid,
 };
-use common::{fixture, on_each_backend};
+use common::{fixture, on_each_backend, RawSql};
 use scripted::{
     create_request, deltas, engine, engine_with_config, fast_settings, wait_status, Reply,
     ScriptedModel,

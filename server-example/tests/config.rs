@@ -11,6 +11,7 @@ use chatd_core::store::{Store, StoreOptions};
 use chatd_core::{Keyring, SecretKey};
 use chatprovider::{Provider, ProviderApiKeys};
 use codersdk::{SecretString, MAX_DEPLOYMENT_SYSTEM_PROMPT_BYTES};
+use common::core::RawSql;
 use common::scripted::{fast_settings, ScriptedModel, ScriptedResolver};
 use common::{on_each_backend, TestServer, ADMIN_TOKEN};
 use reqwest::{Method, StatusCode};

@@ -6,6 +6,7 @@
 mod common;
 
 use codersdk::{UploadChatFileResponse, Uuid};
+use common::core::RawSql;
 use common::scripted::ScriptedModel;
 use common::{on_each_backend, TestServer, TestUser};
 use server_example::routes::files::{FILE_CACHE_CONTROL, MAX_UPLOAD_BYTES};

@@ -12,6 +12,7 @@ use chatd_core::store::{
     McpSecretColumn, Store, StoreOptions, MANUAL_OAUTH2_REQUIRED_MESSAGE, MAX_MCP_SLUG_LEN,
 };
 use chatd_core::{ErrorKind, Keyring, SecretKey};
+use common::core::RawSql;
 use common::scripted::{fast_settings, ScriptedModel, ScriptedResolver};
 use common::{on_each_backend, TestServer, ADMIN_TOKEN};
 use reqwest::{Method, StatusCode};

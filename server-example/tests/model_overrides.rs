@@ -15,6 +15,7 @@ use codersdk::{
     ChatModelOverrideContext, CreateChatModelConfigRequest, CreateChatProviderConfigRequest,
     SecretString, UpdateChatModelOverrideRequest, Uuid,
 };
+use common::core::RawSql;
 use common::scripted::{fast_settings, ScriptedModel};
 use common::{on_each_backend, TestServer, ADMIN_TOKEN};
 use reqwest::{Method, StatusCode};

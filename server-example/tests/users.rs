@@ -6,6 +6,7 @@
 mod common;
 
 use chatd_core::ErrorKind;
+use common::core::RawSql;
 use common::scripted::ScriptedModel;
 use common::{on_each_backend, TestServer};
 use reqwest::{Method, StatusCode};

@@ -10,7 +10,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{get_time, get_uuid, now_micros, timestamp_from_micros, uuid_text, Store};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{DbResultExt, Error, ErrorKind, Result};
 use crate::role::Role;
 
 /// Largest page [`Store::list_accounts`] returns.
@@ -58,10 +58,10 @@ const ACCOUNT_COLUMNS: &str = "id, username, name, email, role, created_at, \
 fn account_from_row(row: &AnyRow) -> Result<Account> {
     Ok(Account {
         id: get_uuid(row, "id")?,
-        username: row.try_get("username")?,
-        name: row.try_get("name")?,
-        email: row.try_get("email")?,
-        role: super::users::parse_role(&row.try_get::<String, _>("role")?)?,
+        username: row.try_get("username").db()?,
+        name: row.try_get("name").db()?,
+        email: row.try_get("email").db()?,
+        role: super::users::parse_role(&row.try_get::<String, _>("role").db()?)?,
         created_at: get_time(row, "created_at")?,
         updated_at: get_time(row, "updated_at")?,
         organization_ids: Vec::new(),
@@ -101,7 +101,8 @@ impl Store {
             let taken = sqlx::query("SELECT id FROM users WHERE lower(username) = lower($1)")
                 .bind(&new.username)
                 .fetch_optional(&mut *tx)
-                .await?;
+                .await
+                .db()?;
             if taken.is_some() {
                 return Err(username_taken(&new.username));
             }
@@ -109,7 +110,8 @@ impl Store {
                 let taken = sqlx::query("SELECT id FROM users WHERE lower(email) = lower($1)")
                     .bind(&new.email)
                     .fetch_optional(&mut *tx)
-                    .await?;
+                    .await
+                    .db()?;
                 if taken.is_some() {
                     return Err(email_taken());
                 }
@@ -118,7 +120,8 @@ impl Store {
                 let found = sqlx::query("SELECT id FROM organizations WHERE id = $1")
                     .bind(uuid_text(*org))
                     .fetch_optional(&mut *tx)
-                    .await?;
+                    .await
+                    .db()?;
                 if found.is_none() {
                     return Err(Error::with_response(
                         ErrorKind::InvalidArgument,
@@ -142,11 +145,12 @@ impl Store {
             .execute(&mut *tx)
             .await
             // A concurrent create won one of the unique indexes after our checks.
-            .map_err(|e| match Error::from(e) {
+            .map_err(|e| match Error::from_sqlx(e) {
                 e if e.kind() == ErrorKind::Conflict => Error::new(
                     ErrorKind::Conflict,
                     "The username or e-mail address is already taken.",
-                ),
+                )
+                .with_source(e),
                 e => e,
             })?;
             for org in &new.organization_ids {
@@ -158,7 +162,8 @@ impl Store {
                 .bind(uuid_text(id))
                 .bind(now)
                 .execute(&mut *tx)
-                .await?;
+                .await
+                .db()?;
             }
             Ok(())
         }
@@ -183,7 +188,8 @@ impl Store {
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(uuid_text(id))
             .fetch_optional(self.pool())
-            .await?;
+            .await
+            .db()?;
         self.with_organizations(row.as_ref().map(account_from_row).transpose()?)
             .await
     }
@@ -195,7 +201,8 @@ impl Store {
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(username)
             .fetch_optional(self.pool())
-            .await?;
+            .await
+            .db()?;
         self.with_organizations(row.as_ref().map(account_from_row).transpose()?)
             .await
     }
@@ -222,10 +229,12 @@ impl Store {
             .bind(limit)
             .bind(offset)
             .fetch_all(self.pool())
-            .await?;
+            .await
+            .db()?;
         let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
             .fetch_one(self.pool())
-            .await?;
+            .await
+            .db()?;
         let mut accounts = rows
             .iter()
             .map(account_from_row)
@@ -247,7 +256,7 @@ impl Store {
             query = query.bind(uuid_text(a.id));
         }
         let mut orgs: BTreeMap<Uuid, Vec<Uuid>> = BTreeMap::new();
-        for row in query.fetch_all(self.pool()).await? {
+        for row in query.fetch_all(self.pool()).await.db()? {
             orgs.entry(get_uuid(&row, "user_id")?)
                 .or_default()
                 .push(get_uuid(&row, "organization_id")?);
@@ -276,12 +285,14 @@ impl Store {
             let holders: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
                 .bind(required_role.as_str())
                 .fetch_all(&mut *tx)
-                .await?;
+                .await
+                .db()?;
             let sql = format!("SELECT role FROM users WHERE id = $1{lock}");
             let current: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
                 .bind(uuid_text(id))
                 .fetch_optional(&mut *tx)
-                .await?
+                .await
+                .db()?
                 .ok_or_else(|| user_not_found(id))?;
             let current = super::users::parse_role(&current)?;
             if current == required_role && role != required_role && holders.len() <= 1 {
@@ -299,7 +310,8 @@ impl Store {
                     .bind(role.as_str())
                     .bind(now)
                     .execute(&mut *tx)
-                    .await?;
+                    .await
+                    .db()?;
             }
             Ok(())
         }

@@ -3,7 +3,7 @@
 use codersdk::{Timestamp, Uuid};
 
 use super::{now_micros, timestamp_from_micros, uuid_text, Store};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{DbResultExt, Error, ErrorKind, Result};
 use crate::role::Role;
 
 /// A user to create.
@@ -72,8 +72,9 @@ impl Store {
         .bind(new.role.as_str())
         .bind(now)
         .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        .await
+        .db()?;
+        tx.commit().await.db()?;
         Ok(User {
             id,
             username: new.username,
@@ -93,8 +94,9 @@ impl Store {
             .bind(name)
             .bind(now)
             .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+            .await
+            .db()?;
+        tx.commit().await.db()?;
         Ok(Organization {
             id,
             name: name.to_owned(),
@@ -114,8 +116,9 @@ impl Store {
         .bind(uuid_text(user_id))
         .bind(now_micros())
         .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        .await
+        .db()?;
+        tx.commit().await.db()?;
         Ok(())
     }
 }
@@ -129,7 +132,8 @@ impl Store {
         .bind(uuid_text(organization_id))
         .bind(uuid_text(user_id))
         .fetch_optional(self.pool())
-        .await?;
+        .await
+        .db()?;
         Ok(row.is_some())
     }
 
@@ -141,7 +145,8 @@ impl Store {
         )
         .bind(uuid_text(user_id))
         .fetch_all(self.pool())
-        .await?;
+        .await
+        .db()?;
         rows.iter()
             .map(|row| super::get_uuid(row, "organization_id"))
             .collect()
