@@ -118,14 +118,13 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
         );
     }
     let state = started.state;
-    let engine = state.engine().clone();
-    let app = server_example::router(state);
+    let app = server_example::router(state.clone());
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     tracing::info!(listen = %args.listen, "chatd-server listening");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
-    engine.shutdown().await;
+    state.shutdown().await;
     Ok(())
 }
 

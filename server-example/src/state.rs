@@ -70,6 +70,14 @@ impl AppState {
     pub fn default_organization(&self) -> Uuid {
         self.inner.default_organization
     }
+
+    /// The end of a graceful stop, once the HTTP server has drained: shuts the engine down
+    /// (running turns hand their chats back) and closes the database cleanly, which on
+    /// SQLite checkpoints and truncates the write-ahead log.
+    pub async fn shutdown(&self) {
+        self.inner.engine.clone().shutdown().await;
+        self.inner.admin.close().await;
+    }
 }
 
 /// Everything needed to build a server's state.

@@ -107,9 +107,11 @@ impl Admin {
         )
     }
 
-    /// Closes the database cleanly, waiting for connections in use to be returned: the
-    /// last step of a graceful stop, after [`Engine::shutdown`](crate::Engine::shutdown).
-    /// Every clone of this handle, and an engine built beside it, stops working.
+    /// Closes the database cleanly, waiting for connections in use to be returned (on
+    /// SQLite after checkpointing and truncating the write-ahead log, see
+    /// [`Store::close`]): the last step of a graceful stop, after
+    /// [`Engine::shutdown`](crate::Engine::shutdown). Every clone of this handle, and an
+    /// engine built beside it, stops working.
     pub async fn close(&self) {
         self.inner.store.close().await;
     }

@@ -306,6 +306,9 @@ pub(crate) struct Inner {
     pub(crate) tasks: Arc<Mutex<JoinSet<()>>>,
     /// Cancelled by [`Engine::shutdown`]: no new claims, no new work.
     pub(crate) shutdown: CancellationToken,
+    /// The engine opened the database itself ([`Engine::start`]), so its shutdown closes
+    /// it; a store handed in belongs to whoever opened it.
+    pub(crate) owns_store: bool,
 }
 
 impl Inner {
@@ -431,12 +434,16 @@ impl Engine {
     pub async fn start(config: EngineConfig) -> Result<Engine> {
         config.settings.validate()?;
         let store = Store::connect_with(config.database.clone()).await?;
-        Engine::with_store(store, config).await
+        Engine::build(store, config, true).await
     }
 
     /// Starts an engine on an open store (several engines may share one database, as
     /// several processes would). `config.database` is ignored.
     pub async fn with_store(store: Store, config: EngineConfig) -> Result<Engine> {
+        Engine::build(store, config, false).await
+    }
+
+    async fn build(store: Store, config: EngineConfig, owns_store: bool) -> Result<Engine> {
         config.settings.validate()?;
         let tasks = Arc::new(Mutex::new(JoinSet::new()));
         let inner = Arc::new(Inner {
@@ -451,6 +458,7 @@ impl Engine {
             active: Mutex::new(HashMap::new()),
             tasks: Arc::clone(&tasks),
             shutdown: CancellationToken::new(),
+            owns_store,
         });
         inner.spawn(inner.hub.janitor());
         inner.spawn(runner::run(Arc::clone(&inner)));
@@ -503,7 +511,10 @@ impl Engine {
 
     /// Stops taking work, stops every running turn and hands its chat back as `pending`
     /// (discarding the partial step, as a crash would), waiting up to
-    /// [`EngineSettings::shutdown_timeout`]; then aborts what is left.
+    /// [`EngineSettings::shutdown_timeout`]; then aborts what is left. An engine that opened
+    /// its database ([`Engine::start`]) then closes it ([`Store::close`], which checkpoints
+    /// SQLite's write-ahead log); one given a store or built beside an
+    /// [`Admin`](crate::Admin) leaves that to its owner ([`Admin::close`](crate::Admin::close)).
     pub async fn shutdown(self) {
         let inner = &self.inner;
         inner.shutdown.cancel();
@@ -526,5 +537,8 @@ impl Engine {
             Err(e) => tracing::warn!(error = %e, "releasing chats at shutdown failed"),
         }
         lock(&inner.tasks).abort_all();
+        if inner.owns_store {
+            inner.store.close().await;
+        }
     }
 }

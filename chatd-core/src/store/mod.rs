@@ -285,9 +285,34 @@ impl Store {
         &self.pool
     }
 
-    /// Closes the pool, waiting for connections in use to be returned.
+    /// Closes the pool, waiting for connections in use to be returned: the end of a clean
+    /// shutdown. On SQLite the write-ahead log is first checkpointed into the database
+    /// file and truncated (`PRAGMA wal_checkpoint(TRUNCATE)`), so no `-wal` file full of
+    /// committed pages is left beside the database; a checkpoint that cannot finish (a
+    /// reader in another process) is logged and the pool closed anyway. Every clone of
+    /// this store stops working.
     pub async fn close(&self) {
+        if self.dialect == Dialect::Sqlite && !self.pool.is_closed() {
+            self.checkpoint_wal().await;
+        }
         self.pool.close().await;
+    }
+
+    /// Checkpoints the SQLite write-ahead log and truncates it; see [`Store::close`].
+    async fn checkpoint_wal(&self) {
+        let outcome: std::result::Result<(i64, i64, i64), _> =
+            sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+                .fetch_one(&self.pool)
+                .await;
+        match outcome {
+            Ok((0, _, _)) => {}
+            Ok((_, log_frames, checkpointed)) => tracing::warn!(
+                log_frames,
+                checkpointed,
+                "the SQLite WAL checkpoint at close was blocked by a reader; the -wal file stays"
+            ),
+            Err(e) => tracing::warn!(error = %e, "the SQLite WAL checkpoint at close failed"),
+        }
     }
 
     /// Starts a write transaction. On SQLite it takes the database write lock up front
