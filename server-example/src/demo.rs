@@ -1,4 +1,4 @@
-//! The offline demo model and the server's built-in tools.
+//! The offline demo model and its tools.
 //!
 //! A server with no provider configured at all (no provider config, no model config, no
 //! `OPENAI_API_KEY` / `ANTHROPIC_API_KEY`) runs every turn on [`DemoModel`], a built-in,
@@ -9,8 +9,11 @@
 //! configured, the stored configuration ([`StoreModelResolver`]) takes over; the check is
 //! made on every chat creation and every turn, so configuring a provider needs no restart.
 //!
-//! [`tools`] registers the demo tools [`CURRENT_TIME_TOOL`] and [`ADD_TOOL`]: pure
-//! functions (the clock and integer addition), safe to offer to any model.
+//! The demo tools [`CURRENT_TIME_TOOL`] and [`ADD_TOOL`] (pure functions: the clock and
+//! integer addition) come with the demo model ([`ResolvedModel::with_tools`]): they exist
+//! only in turns the demo model serves, so a real model is never offered them, and they
+//! rank below a chat's dynamic tools, so a bot's own tool of the same name always reaches
+//! the bot.
 //!
 //! See docs/client.md ("The offline demo model") for the decisions.
 
@@ -120,7 +123,9 @@ impl DemoFallbackResolver {
             cache_read_price_per_million_tokens: Some(Decimal::ZERO),
             cache_write_price_per_million_tokens: Some(Decimal::ZERO),
         };
-        ResolvedModel::new(DEMO_MODEL_CONFIG_ID, self.demo.clone()).with_cost(Some(free))
+        ResolvedModel::new(DEMO_MODEL_CONFIG_ID, self.demo.clone())
+            .with_cost(Some(free))
+            .with_tools(demo_tools())
     }
 }
 
@@ -443,11 +448,16 @@ fn result_sentence(name: &str, output: &RawJson, is_error: bool) -> String {
     }
 }
 
-/// The built-in tools: [`CURRENT_TIME_TOOL`] and [`ADD_TOOL`].
+/// The demo model's tools: [`CURRENT_TIME_TOOL`] and [`ADD_TOOL`].
+pub fn demo_tools() -> Vec<Arc<dyn Tool>> {
+    vec![Arc::new(CurrentTime), Arc::new(Add)]
+}
+
+/// The demo tools as a registry, for embedders that want them as built-ins of every turn.
+/// The server does not register them: they come with the demo model ([`demo_tools`]).
 pub fn tools() -> ToolRegistry {
     let mut registry = ToolRegistry::new();
-    let tools: [Arc<dyn Tool>; 2] = [Arc::new(CurrentTime), Arc::new(Add)];
-    for tool in tools {
+    for tool in demo_tools() {
         // The names are constants that pass the registry's rules; a failure here is a
         // programming error worth a log line, not a server that refuses to start.
         if let Err(e) = registry.register(tool) {

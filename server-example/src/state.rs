@@ -159,9 +159,9 @@ pub async fn build_on(admin: Admin, options: ServerOptions) -> chatd_core::Resul
         Some(models) => models,
         None => crate::demo::resolver(admin.clone()),
     };
-    let config = EngineConfig::new(options.database.clone(), models)
-        .with_settings(options.engine.clone())
-        .with_tools(crate::demo::tools());
+    // No built-in tools: the demo tools come with the demo model, for its turns only.
+    let config =
+        EngineConfig::new(options.database.clone(), models).with_settings(options.engine.clone());
     let engine = Engine::with_admin(&admin, config).await?;
     Ok(Started {
         state: AppState::new(engine, admin, boot.organization_id),

@@ -488,6 +488,112 @@ async fn a_bot_with_a_dynamic_tool_completes_on_the_demo_model() {
     .await;
 }
 
+fn bot_tool(name: &str) -> DynamicTool {
+    DynamicTool {
+        name: name.into(),
+        description: format!("The bot's own {name}."),
+        input_schema: RawJson::from_json(r#"{"type":"object"}"#).unwrap(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bots_own_current_time_tool_wins_over_the_demo_tool() {
+    on_each_backend(|store| async move {
+        let (state, admin) = server(&store, ProviderApiKeys::new()).await;
+        let engine = state.engine();
+        let chat = engine
+            .create_chat(
+                &admin,
+                CreateChatRequest {
+                    unsafe_dynamic_tools: vec![bot_tool(CURRENT_TIME_TOOL)],
+                    ..ask_request("What time is it?")
+                },
+            )
+            .await
+            .unwrap();
+        // The demo tools are no built-ins: nothing to warn about.
+        assert!(chat.warnings.is_empty(), "{:?}", chat.warnings);
+        // The demo model calls `current_time`, which is the bot's: it waits for the bot.
+        wait_status(&state, &admin, chat.id, ChatStatus::RequiresAction).await;
+        let pending = state
+            .engine()
+            .store()
+            .pending_tool_calls(chat.id)
+            .await
+            .unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].tool_name, CURRENT_TIME_TOOL);
+        engine.clone().shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_model_is_never_offered_the_demo_tools() {
+    use common::scripted::{create_request, Reply, ScriptedModel};
+
+    on_each_backend(|store| async move {
+        // A server whose turns run on a (scripted) real model, not the demo.
+        let model = ScriptedModel::new([
+            Reply::Text("plain".into()),
+            Reply::ToolCalls(vec![(
+                "call_1".into(),
+                CURRENT_TIME_TOOL.into(),
+                "{}".into(),
+            )]),
+        ]);
+        let server = common::TestServer::start(&store, model.clone()).await;
+        let alice = server.user("alice").await;
+        let actor = Actor::user(alice.id);
+        let engine = server.state.engine();
+        let org = server.state.default_organization();
+        let plain = engine
+            .create_chat(&actor, create_request(org, "hello"))
+            .await
+            .unwrap();
+        wait_status(&server.state, &actor, plain.id, ChatStatus::Waiting).await;
+        // A bot's client-executed `current_time` reaches the bot.
+        let bot = engine
+            .create_chat(
+                &actor,
+                CreateChatRequest {
+                    unsafe_dynamic_tools: vec![bot_tool(CURRENT_TIME_TOOL)],
+                    ..create_request(org, "what time is it?")
+                },
+            )
+            .await
+            .unwrap();
+        assert!(bot.warnings.is_empty(), "{:?}", bot.warnings);
+        wait_status(&server.state, &actor, bot.id, ChatStatus::RequiresAction).await;
+        let requests = model.requests.lock().unwrap().clone();
+        let offered = |i: usize| -> Vec<(String, String)> {
+            requests[i]
+                .tools
+                .iter()
+                .map(|t| (t.name.clone(), t.description.clone()))
+                .collect()
+        };
+        assert_eq!(offered(0), vec![], "no demo tools for a real model");
+        assert_eq!(
+            offered(1),
+            vec![(
+                CURRENT_TIME_TOOL.to_owned(),
+                format!("The bot's own {CURRENT_TIME_TOOL}.")
+            )]
+        );
+        assert!(requests
+            .iter()
+            .all(|r| r.tools.iter().all(|t| t.name != ADD_TOOL)));
+        let list = messages(&server.state, &actor, bot.id).await;
+        assert!(
+            list.iter().all(|m| m.role != ChatMessageRole::Tool),
+            "the server ran no current_time of its own"
+        );
+        server.stop().await;
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configuring_anything_turns_the_demo_off() {
     on_each_backend(|store| async move {
