@@ -12,11 +12,18 @@
 //! retry policy of `chaterror`, runs the model's tool calls concurrently ([`tools`]), waits
 //! for the client's results for client-executed tools, and records usage and exact cost.
 //!
+//! Beside the engine, the administration handle [`Admin`] serves everything else a server
+//! needs — providers, model configs, users' own keys, prompts, model overrides, MCP
+//! configs, users and API tokens — taking the [`Actor`] asking, validating, authorizing
+//! ([`Role`]) and holding the [`Keyring`]. A server talks to these two only.
+//!
 //! The building blocks are public too:
 //!
 //! - **The store** ([`store::Store`]): one implementation over `sqlx`'s `Any` driver with
 //!   embedded per-backend migrations; administrator configuration (providers, models,
-//!   users' own keys, prompts) with keys sealed by a [`Keyring`].
+//!   users' own keys, prompts) with keys sealed by a [`Keyring`]. It is the low-level seam
+//!   under the engine and the handle and checks no caller's rights; sqlx's own types stay
+//!   inside the crate (a database [`Error`] keeps the driver's error as its source).
 //! - **Secrets at rest** ([`Keyring`], [`SecretKey`]): AES-256-GCM with a random nonce per
 //!   value, associated data binding each ciphertext to its row, and a ring of named keys so
 //!   keys can be rotated without downtime. See docs/secrets.md.

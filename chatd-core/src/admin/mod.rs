@@ -1,24 +1,5 @@
-//! The administration handle ([`Admin`]): everything a server does besides chats — the
-//! deployment's configuration (providers, model configs, the model catalogue, prompts,
-//! model overrides, MCP servers), users' own keys and prompts, users and their API tokens
-//! — behind one type that takes the [`Actor`] asking, validates the request with the
-//! shared `codersdk` / `chatprovider` validators, authorizes it, and holds the [`Keyring`]
-//! that seals stored secrets.
-//!
-//! Authorization, per operation group (docs/server-admin.md):
-//!
-//! - **Administrators only** ([`ErrorKind::Forbidden`], [`ADMIN_ONLY_MESSAGE`](crate::ADMIN_ONLY_MESSAGE)): provider
-//!   configs, writing model configs, the deployment system prompt, writing model
-//!   overrides, writing MCP server configs, creating and listing users, changing roles.
-//! - **Every user, for themself**: their own provider keys, their personal prompt.
-//! - **Every user, filtered**: model configs and MCP servers (members see enabled ones,
-//!   MCP configs redacted), the model catalogue (by the key policy as it applies to
-//!   them), the model overrides.
-//! - **Administrators, or the user themself**: reading an account, issuing an API token.
-//!
-//! The handle is cheap to clone. It is built beside the [`Engine`](crate::Engine) on the
-//! same database ([`Admin::connect`], then [`Engine::with_admin`](crate::Engine::with_admin)),
-//! or over an open [`Store`] ([`Admin::new`]).
+//! The administration handle ([`Admin`]): the deployment's configuration, users and
+//! tokens behind one type that authorizes every call.
 
 mod catalogue;
 mod config;
@@ -38,7 +19,28 @@ use crate::store::{NewUser, Store, StoreOptions, User};
 
 pub use users::{AccountPage, IssuedToken, UserRef, USER_NOT_FOUND_MESSAGE};
 
-/// The administration handle: see the [module documentation](self). Cheap to clone.
+/// The administration handle: everything a server does besides chats — the
+/// deployment's configuration (providers, model configs, the model catalogue, prompts,
+/// model overrides, MCP servers), users' own keys and prompts, users and their API tokens
+/// — behind one type that takes the [`Actor`] asking, validates the request with the
+/// shared `codersdk` / `chatprovider` validators, authorizes it, and holds the [`Keyring`]
+/// that seals stored secrets.
+///
+/// Authorization, per operation group (docs/server-admin.md):
+///
+/// - **Administrators only** ([`ErrorKind::Forbidden`],
+///   [`ADMIN_ONLY_MESSAGE`](crate::ADMIN_ONLY_MESSAGE)): provider configs, writing model
+///   configs, the deployment system prompt, writing model overrides, writing MCP server
+///   configs, creating and listing users, changing roles.
+/// - **Every user, for themself**: their own provider keys, their personal prompt.
+/// - **Every user, filtered**: model configs and MCP servers (members see enabled ones,
+///   MCP configs redacted), the model catalogue (by the key policy as it applies to
+///   them), the model overrides.
+/// - **Administrators, or the user themself**: reading an account, issuing an API token.
+///
+/// The handle is cheap to clone. It is built beside the [`Engine`](crate::Engine) on the
+/// same database ([`Admin::connect`], then [`Engine::with_admin`](crate::Engine::with_admin)),
+/// or over an open [`Store`] ([`Admin::new`]).
 #[derive(Clone)]
 pub struct Admin {
     inner: Arc<Inner>,
