@@ -86,7 +86,7 @@ async fn fixture(store: &Store) -> (Uuid, Uuid) {
         .create_user(chatd_core::store::NewUser {
             username: format!("bench-{}", Uuid::new_v4().simple()),
             name: "Bench".into(),
-            role: "member".into(),
+            role: chatd_core::Role::Member,
         })
         .await
         .unwrap();

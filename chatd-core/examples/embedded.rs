@@ -150,7 +150,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .create_user(NewUser {
             username: "ada".into(),
             name: "Ada".into(),
-            role: "member".into(),
+            role: chatd_core::Role::Member,
         })
         .await?;
     let org = store.create_organization("example").await?;

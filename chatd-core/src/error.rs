@@ -137,18 +137,24 @@ impl fmt::Display for ErrorKind {
 /// Cheap to move (one pointer). [`Error::kind`] classifies it and [`Error::key_id`] names the
 /// key concerned, when there is one. Messages never contain plaintext, key bytes or ciphertext
 /// payloads: only key ids (which are names, validated before they are echoed), lengths and
-/// limits. No underlying error is kept as a source, because decoder errors quote the offending
-/// byte, which could be a byte of a key. Store errors carry the database's own message
-/// (constraint and column names, never bound values) but not the driver error itself.
+/// limits.
+///
+/// Database failures keep the driver's error as their [`source`](std::error::Error::source)
+/// (its message names constraints and columns, never bound values), so a caller can walk
+/// the chain to what the database said. Key handling keeps no source, because decoder
+/// errors quote the offending byte, which could be a byte of a key.
 pub struct Error {
     inner: Box<Inner>,
 }
+
+type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 struct Inner {
     kind: ErrorKind,
     message: Cow<'static, str>,
     key_id: Option<String>,
     response: Option<codersdk::Response>,
+    source: Option<Source>,
 }
 
 /// `Result` with this crate's [`Error`].
@@ -162,8 +168,16 @@ impl Error {
                 message: message.into(),
                 key_id: None,
                 response: None,
+                source: None,
             }),
         }
+    }
+
+    /// Keeps `source` as the error's cause (a driver error, or the error this one
+    /// re-states for the caller).
+    pub(crate) fn with_source(mut self, source: impl Into<Source>) -> Self {
+        self.inner.source = Some(source.into());
+        self
     }
 
     /// An error whose API body is `response` (its message becomes the error's message);
@@ -228,13 +242,24 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.inner
+            .source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
 
-impl From<sqlx::Error> for Error {
-    /// Classifies a driver error: unique violations are [`ErrorKind::Conflict`], foreign-key
-    /// violations [`ErrorKind::NotFound`] (the referenced row is missing), decode failures
-    /// [`ErrorKind::CorruptRow`], anything else [`ErrorKind::Database`].
-    fn from(e: sqlx::Error) -> Self {
+impl Error {
+    /// Classifies a driver error, keeping it as the source: unique violations are
+    /// [`ErrorKind::Conflict`], foreign-key violations [`ErrorKind::NotFound`] (the
+    /// referenced row is missing), decode failures [`ErrorKind::CorruptRow`], anything else
+    /// [`ErrorKind::Database`].
+    ///
+    /// Crate-private, like every conversion from sqlx (see [`DbResultExt`]): a public
+    /// `From<sqlx::Error>` would make the driver's types part of this crate's API.
+    pub(crate) fn from_sqlx(e: sqlx::Error) -> Self {
         let kind = match &e {
             sqlx::Error::Database(db) if db.is_unique_violation() => ErrorKind::Conflict,
             sqlx::Error::Database(db) if db.is_foreign_key_violation() => ErrorKind::NotFound,
@@ -242,13 +267,25 @@ impl From<sqlx::Error> for Error {
             sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => ErrorKind::CorruptRow,
             _ => ErrorKind::Database,
         };
-        Error::new(kind, format!("database: {e}"))
+        Error::new(kind, format!("database: {e}")).with_source(e)
+    }
+
+    /// A failed migration, kept as the source.
+    pub(crate) fn from_migration(e: sqlx::migrate::MigrateError) -> Self {
+        Error::new(ErrorKind::Database, format!("migration failed: {e}")).with_source(e)
     }
 }
 
-impl From<sqlx::migrate::MigrateError> for Error {
-    fn from(e: sqlx::migrate::MigrateError) -> Self {
-        Error::new(ErrorKind::Database, format!("migration failed: {e}"))
+/// `.db()?` turns a driver result into this crate's [`Result`] ([`Error::from_sqlx`]); the
+/// crate's stand-in for a `From<sqlx::Error>` impl, which would be public.
+pub(crate) trait DbResultExt<T> {
+    /// The result with a driver error classified.
+    fn db(self) -> Result<T>;
+}
+
+impl<T> DbResultExt<T> for std::result::Result<T, sqlx::Error> {
+    fn db(self) -> Result<T> {
+        self.map_err(Error::from_sqlx)
     }
 }
 
@@ -306,6 +343,23 @@ mod tests {
         let e = Error::with_response(ErrorKind::InvalidArgument, resp.clone());
         assert_eq!(e.to_response(), resp);
         assert_eq!(e.to_string(), "Invalid labels.");
+    }
+
+    #[test]
+    fn database_errors_keep_the_driver_error_as_their_source() {
+        use std::error::Error as _;
+        let e = Error::from_sqlx(sqlx::Error::RowNotFound);
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        let source = e.source();
+        assert!(source.is_some_and(|s| s.downcast_ref::<sqlx::Error>().is_some()));
+        assert_eq!(
+            source.map(|s| s.to_string()),
+            Some(sqlx::Error::RowNotFound.to_string())
+        );
+        // Errors of this crate's own making have none.
+        assert!(Error::new(ErrorKind::InvalidArgument, "bad")
+            .source()
+            .is_none());
     }
 
     #[test]

@@ -12,11 +12,18 @@
 //! retry policy of `chaterror`, runs the model's tool calls concurrently ([`tools`]), waits
 //! for the client's results for client-executed tools, and records usage and exact cost.
 //!
+//! Beside the engine, the administration handle [`Admin`] serves everything else a server
+//! needs — providers, model configs, users' own keys, prompts, model overrides, MCP
+//! configs, users and API tokens — taking the [`Actor`] asking, validating, authorizing
+//! ([`Role`]) and holding the [`Keyring`]. A server talks to these two only.
+//!
 //! The building blocks are public too:
 //!
 //! - **The store** ([`store::Store`]): one implementation over `sqlx`'s `Any` driver with
 //!   embedded per-backend migrations; administrator configuration (providers, models,
-//!   users' own keys, prompts) with keys sealed by a [`Keyring`].
+//!   users' own keys, prompts) with keys sealed by a [`Keyring`]. It is the low-level seam
+//!   under the engine and the handle and checks no caller's rights; sqlx's own types stay
+//!   inside the crate (a database [`Error`] keeps the driver's error as its source).
 //! - **Secrets at rest** ([`Keyring`], [`SecretKey`]): AES-256-GCM with a random nonce per
 //!   value, associated data binding each ciphertext to its row, and a ring of named keys so
 //!   keys can be rotated without downtime. See docs/secrets.md.
@@ -61,21 +68,27 @@
 //!
 //! None.
 
+mod admin;
 mod engine;
 mod error;
 mod hub;
 pub mod prompt;
+mod role;
 mod secrets;
 pub mod store;
 pub mod title;
 pub mod tools;
 
+pub use admin::{
+    AccountPage, Admin, Bootstrap, Bootstrapped, IssuedToken, UserRef, USER_NOT_FOUND_MESSAGE,
+};
 pub use engine::{
-    Actor, ChatStream, Engine, EngineConfig, EngineSettings, ModelResolver, ModelSelection,
-    ResolvedModel, StoreModelResolver, TurnModelRequest, CONVERSATION_TITLE_SYSTEM_PROMPT,
-    DEFAULT_ACQUIRE_INTERVAL, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_ACTIVE_TURNS,
-    DEFAULT_MAX_OUTPUT_TOKENS, DEFAULT_MAX_STEPS, DEFAULT_RECOVERY_INTERVAL,
-    DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STALE_AFTER, FINISH_ATTEMPTS, FINISH_RETRY_DELAY,
+    Actor, ChatStream, Engine, EngineConfig, EngineSettings, FileUpload, ModelResolver,
+    ModelSelection, ResolvedModel, StoreModelResolver, TurnModelRequest, ADMIN_ONLY_MESSAGE,
+    CONVERSATION_TITLE_SYSTEM_PROMPT, DEFAULT_ACQUIRE_INTERVAL, DEFAULT_HEARTBEAT_INTERVAL,
+    DEFAULT_MAX_ACTIVE_TURNS, DEFAULT_MAX_OUTPUT_TOKENS, DEFAULT_MAX_STEPS,
+    DEFAULT_RECOVERY_INTERVAL, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STALE_AFTER,
+    FILE_NOT_FOUND_MESSAGE, FINISH_ATTEMPTS, FINISH_RETRY_DELAY, NOT_A_MEMBER_MESSAGE,
     TITLE_CONTEXT_MESSAGES, TITLE_CONVERSATION_MAX_RUNES, TITLE_RECENT_TURNS,
 };
 pub use error::{Error, ErrorKind, Result};
@@ -86,9 +99,15 @@ pub use hub::{
     DEFAULT_PART_BUFFER_CAPACITY, DEFAULT_RETAIN_GRACE, DEFAULT_SUBSCRIBER_CAPACITY,
     MAX_SUBSCRIBER_CAPACITY, MIN_JANITOR_INTERVAL,
 };
+pub use role::Role;
 pub use secrets::{
     sealed_key_id, Keyring, SecretKey, KEY_LEN, MAX_KEY_ID_LEN, MAX_PLAINTEXT_LEN, MAX_SEALED_LEN,
     NONCE_LEN, SEALED_VERSION, TAG_LEN,
+};
+/// Store types that the engine's and the [`Admin`] handle's methods take or return.
+pub use store::{
+    Account, ChatListQuery, DeletedModelConfig, DeletedProviderConfig, StoreOptions, StoredFile,
+    User, MAX_FILE_BYTES,
 };
 /// Re-exported because [`Keyring::decrypt`] returns plaintext in a [`Zeroizing`] buffer,
 /// which wipes it when dropped.

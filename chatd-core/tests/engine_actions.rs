@@ -17,7 +17,7 @@ use codersdk::{
     EditChatMessageRequest, MessagePage, RawJson, SubmitToolResultsRequest, ToolResult,
     UpdateChatRequest, Uuid,
 };
-use common::{fixture, on_each_backend};
+use common::{fixture, on_each_backend, RawSql};
 use scripted::{
     create_request, deltas, engine, engine_with_config, fast_settings, wait_status, Reply,
     ScriptedModel,
@@ -520,7 +520,7 @@ async fn other_users_see_nothing_and_admins_may_read_but_not_write() {
             .create_user(chatd_core::store::NewUser {
                 username: "mallory".into(),
                 name: String::new(),
-                role: "member".into(),
+                role: chatd_core::Role::Member,
             })
             .await
             .unwrap();
@@ -607,6 +607,51 @@ async fn the_first_turn_replaces_the_fallback_title_with_a_generated_one() {
             saw.is_ok(),
             "a title_change watch event carries the new title"
         );
+        engine.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dynamic_tool_a_built_in_shadows_is_named_in_the_creation_warnings() {
+    on_each_backend(|store| async move {
+        let f = fixture(&store).await;
+        let actor = Actor::user(f.user);
+        let model = ScriptedModel::new([Reply::Text("ok".into())]);
+        let registry = ToolRegistry::new().with_tool(Arc::new(Echo)).unwrap();
+        let engine = engine_with_config(&store, model.clone(), fast_settings(), |c| {
+            c.with_tools(registry).with_generated_titles(false)
+        })
+        .await;
+        let echo = DynamicTool {
+            name: "echo".into(),
+            ..weather_tool()
+        };
+        let request = CreateChatRequest {
+            unsafe_dynamic_tools: vec![echo, weather_tool()],
+            ..create_request(f.org, "hi")
+        };
+        let chat = engine.create_chat(&actor, request).await.unwrap();
+        // The built-in wins (spec), and the answer says so instead of dropping it silently.
+        assert_eq!(chat.warnings.len(), 1, "{:?}", chat.warnings);
+        assert!(chat.warnings[0].contains("\"echo\""), "{:?}", chat.warnings);
+        wait_status(&engine, &actor, chat.id, ChatStatus::Waiting).await;
+        let offered = model.requests.lock().unwrap()[0].tools.clone();
+        let echo_def = offered.iter().find(|t| t.name == "echo").unwrap();
+        assert_eq!(echo_def.description, "Echoes its arguments");
+        assert!(offered.iter().any(|t| t.name == "get_weather"));
+        // A chat without a clash gets no warning; warnings are not stored with the chat.
+        let clean = engine
+            .create_chat(&actor, with_tools(f.org, "hi"))
+            .await
+            .unwrap();
+        assert!(clean.warnings.is_empty());
+        assert!(engine
+            .get_chat(&actor, chat.id)
+            .await
+            .unwrap()
+            .warnings
+            .is_empty());
         engine.shutdown().await;
     })
     .await;

@@ -23,7 +23,7 @@ use codersdk::{
     ChatError, ChatInputPart, ChatMessagePartType, ChatMessageRole, ChatStatus, CreateChatRequest,
     MessagePage, SecretString, Uuid,
 };
-use common::{fixture, on_each_backend};
+use common::{fixture, on_each_backend, RawSql};
 
 fn fixtures_dir() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata"))

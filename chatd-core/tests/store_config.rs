@@ -122,7 +122,7 @@ async fn second_user(store: &Store) -> Uuid {
         .create_user(NewUser {
             username: "bob".into(),
             name: "Bob".into(),
-            role: "member".into(),
+            role: chatd_core::Role::Member,
         })
         .await
         .unwrap()

@@ -66,7 +66,7 @@ async fn second_user(store: &Store, f: &Fixture) -> Fixture {
         .create_user(NewUser {
             username: "bob".into(),
             name: "Bob".into(),
-            role: "member".into(),
+            role: chatd_core::Role::Member,
         })
         .await
         .unwrap();

@@ -19,7 +19,7 @@ use codersdk::{
 
 mod common;
 
-use common::on_each_backend;
+use common::{on_each_backend, RawSql};
 
 /// An `openai` provider with a central key, and one model config per name (the first is
 /// the default).

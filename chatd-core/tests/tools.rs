@@ -268,6 +268,46 @@ fn a_server_tool_wins_a_name_clash_with_a_dynamic_tool() {
 }
 
 #[test]
+fn the_models_own_tools_rank_below_every_other_tool() {
+    let r = registry([FnTool::sleeper("execute", secs(0)).arc()]);
+    let tools = r
+        .turn_tools(turn())
+        .with_tools([FnTool::sleeper("skill", secs(0)).arc()])
+        .with_dynamic_tools([dynamic("current_time")])
+        .with_model_tools([
+            FnTool::sleeper("current_time", secs(0)).arc(),
+            FnTool::sleeper("execute", secs(0)).arc(),
+            FnTool::sleeper("skill", secs(0)).arc(),
+            FnTool::sleeper("add", secs(0)).arc(),
+        ])
+        .build();
+    // The client's tool keeps its name: it stays dynamic, offered with its own description.
+    assert!(tools.is_dynamic("current_time"));
+    let defs = tools.definitions();
+    let current = defs.iter().find(|d| d.name == "current_time").unwrap();
+    assert_eq!(current.description, "client tool current_time");
+    // A free name is the model's, a server-side tool like any other.
+    assert!(tools.is_active("add"));
+    let names: Vec<_> = defs.into_iter().map(|d| d.name).collect();
+    assert_eq!(names, ["add", "current_time", "execute", "skill"]);
+    // Without the model's tools there is no `add`.
+    let plain = r.turn_tools(turn()).build();
+    assert!(!plain.is_active("add") && !plain.is_dynamic("add"));
+}
+
+#[test]
+fn dynamic_tools_shadowed_by_registered_ones_are_warned_about() {
+    let r = registry([FnTool::sleeper("execute", secs(0)).arc()]);
+    let warnings = r.dynamic_tool_warnings(&[dynamic("execute"), dynamic("ask_client")]);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("\"execute\""), "{warnings:?}");
+    assert!(r.dynamic_tool_warnings(&[dynamic("ask_client")]).is_empty());
+    assert!(ToolRegistry::new()
+        .dynamic_tool_warnings(&[dynamic("execute")])
+        .is_empty());
+}
+
+#[test]
 fn plan_mode_switches_dynamic_tools_off() {
     let r = registry([FnTool::sleeper("execute", secs(0)).arc()]);
     let tools = r

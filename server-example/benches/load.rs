@@ -273,13 +273,12 @@ async fn main() {
             options.admin_token = Some(ADMIN_TOKEN.to_owned());
             options.engine.max_active_turns = options.engine.max_active_turns.max(args.chats);
             // The demo fallback exactly as the server builds it, minus the word delay.
+            let admin = chatd_core::Admin::new(store, keyring, ProviderApiKeys::new());
             options.models = Some(server_example::demo::resolver_with_word_delay(
-                store.clone(),
-                keyring,
-                ProviderApiKeys::new(),
+                admin.clone(),
                 Duration::ZERO,
             ));
-            let started = build_on(store, options).await.unwrap();
+            let started = build_on(admin, options).await.unwrap();
             engine = Some(started.state.engine().clone());
             let app = server_example::router(started.state);
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -24,8 +24,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use chatd_core::store::{NewUser, StoreOptions};
-use chatd_core::{Actor, Keyring, SecretKey};
+
+use chatd_core::{Actor, Keyring, Role, SecretKey, StoreOptions};
 use server_example::state::{self, ServerOptions};
 use server_example::{chats_router, AppState, Authenticated, Authentication};
 
@@ -66,30 +66,15 @@ async fn authenticate(State(users): State<Users>, mut request: Request, next: Ne
 /// Creates the application's users in chatd's store (once per user: chats belong to
 /// users) and returns the session table.
 pub async fn register_users(state: &AppState, names: &[(&str, bool)]) -> chatd_core::Result<Users> {
-    let store = state.store();
     let mut users = HashMap::new();
     for (name, admin) in names {
-        let user = match store.get_user_by_username(name).await? {
-            Some(user) => user,
-            None => {
-                store
-                    .create_user(NewUser {
-                        username: (*name).to_owned(),
-                        name: (*name).to_owned(),
-                        role: if *admin { "admin" } else { "member" }.to_owned(),
-                    })
-                    .await?
-            }
-        };
+        let role = if *admin { Role::Admin } else { Role::Member };
         // New chats and uploads belong to an organization the user is a member of.
-        store
-            .add_member(state.default_organization(), user.id)
+        let user = state
+            .admin()
+            .provision_user(name, name, role, state.default_organization())
             .await?;
-        let actor = if *admin {
-            Actor::admin(user.id)
-        } else {
-            Actor::user(user.id)
-        };
+        let actor = user.actor();
         users.insert((*name).to_owned(), actor);
     }
     Ok(Users(Arc::new(users)))

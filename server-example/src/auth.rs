@@ -6,8 +6,7 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use chatd_core::store::User;
-use chatd_core::Actor;
+use chatd_core::{Actor, User};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -17,12 +16,6 @@ pub const SESSION_TOKEN_HEADER: &str = "coder-session-token";
 
 /// Query parameter carrying the session token.
 pub const SESSION_TOKEN_QUERY: &str = "coder_session_token";
-
-/// Role of administrators.
-pub const ROLE_ADMIN: &str = "admin";
-
-/// Role of everyone else.
-pub const ROLE_MEMBER: &str = "member";
 
 /// How a router of this crate learns who is calling. The reference server
 /// ([`crate::router`]) uses [`Authentication::Tokens`]; an application that mounts the chats
@@ -65,11 +58,7 @@ impl Caller {
 
     /// 403 unless the caller is an administrator.
     pub fn require_admin(&self) -> Result<(), ApiError> {
-        if self.is_admin() {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden("Only administrators can do this."))
-        }
+        Ok(self.actor.require_admin()?)
     }
 }
 
@@ -114,15 +103,11 @@ impl FromRequestParts<AppState> for Caller {
         }
         let token = presented_token(parts).ok_or_else(ApiError::unauthorized)?;
         let user = state
-            .store()
-            .authenticate_token(&token)
+            .admin()
+            .authenticate(&token)
             .await?
             .ok_or_else(ApiError::unauthorized)?;
-        let admin = user.role == ROLE_ADMIN;
-        let actor = Actor {
-            user_id: user.id,
-            admin,
-        };
+        let actor = user.actor();
         Ok(Caller { user, actor })
     }
 }
@@ -135,7 +120,7 @@ async fn upstream_caller(parts: &Parts, state: &AppState) -> Result<Caller, ApiE
             "You must be logged in to do this.",
         ));
     };
-    let Some(user) = state.store().get_user(actor.user_id).await? else {
+    let Some(user) = state.admin().authenticated_user(actor.user_id).await? else {
         // The application's middleware named an id the store does not know: its user was
         // never created here (or was deleted).
         tracing::warn!(user_id = %actor.user_id, "authenticated user is not in the store");

@@ -1,4 +1,4 @@
-//! The offline demo model and the server's built-in tools.
+//! The offline demo model and its tools.
 //!
 //! A server with no provider configured at all (no provider config, no model config, no
 //! `OPENAI_API_KEY` / `ANTHROPIC_API_KEY`) runs every turn on [`DemoModel`], a built-in,
@@ -6,25 +6,27 @@
 //! word, and calls a tool first when the user's message asks for one (the time, a sum, or
 //! any offered tool named in the message), so a newcomer sees a whole turn — streaming,
 //! tool call, tool result, final answer — without an API key. As soon as anything is
-//! configured, the store's configuration ([`StoreModelResolver`]) takes over; the check is
+//! configured, the stored configuration ([`StoreModelResolver`]) takes over; the check is
 //! made on every chat creation and every turn, so configuring a provider needs no restart.
 //!
-//! [`tools`] registers the demo tools [`CURRENT_TIME_TOOL`] and [`ADD_TOOL`]: pure
-//! functions (the clock and integer addition), safe to offer to any model.
+//! The demo tools [`CURRENT_TIME_TOOL`] and [`ADD_TOOL`] (pure functions: the clock and
+//! integer addition) come with the demo model ([`ResolvedModel::with_tools`]): they exist
+//! only in turns the demo model serves, so a real model is never offered them, and they
+//! rank below a chat's dynamic tools, so a bot's own tool of the same name always reaches
+//! the bot.
 //!
 //! See docs/client.md ("The offline demo model") for the decisions.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chatd_core::store::{ModelConfigFilter, Store};
 use chatd_core::tools::{parse_arguments, schema_for, Tool, ToolContext, ToolOutput, ToolRegistry};
 use chatd_core::{
-    Keyring, ModelResolver, ModelSelection, ResolvedModel, StoreModelResolver, TurnModelRequest,
+    Admin, ModelResolver, ModelSelection, ResolvedModel, StoreModelResolver, TurnModelRequest,
 };
 use chatprovider::{
-    FinishReason, LanguageModel, Message, ModelRequest, ModelStream, Part, Provider,
-    ProviderApiKeys, Role, StreamPart, ToolCall,
+    FinishReason, LanguageModel, Message, ModelRequest, ModelStream, Part, Provider, Role,
+    StreamPart, ToolCall,
 };
 use codersdk::{
     ChatError, ChatModel, ChatModelProvider, Decimal, ModelCostConfig, RawJson, Timestamp, Uuid,
@@ -58,48 +60,26 @@ pub const CURRENT_TIME_TOOL: &str = "current_time";
 /// Name of the demo addition tool.
 pub const ADD_TOOL: &str = "add";
 
-/// Where the server's models come from: the store's configuration once anything is
-/// configured, else the demo model (with [`DEFAULT_DEMO_WORD_DELAY`]).
-pub fn resolver(
-    store: Store,
-    keyring: Arc<Keyring>,
-    deployment_keys: ProviderApiKeys,
-) -> Arc<dyn ModelResolver> {
-    resolver_with_word_delay(store, keyring, deployment_keys, DEFAULT_DEMO_WORD_DELAY)
+/// Where the server's models come from: the configuration behind `admin` once anything
+/// is configured, else the demo model (with [`DEFAULT_DEMO_WORD_DELAY`]).
+pub fn resolver(admin: Admin) -> Arc<dyn ModelResolver> {
+    resolver_with_word_delay(admin, DEFAULT_DEMO_WORD_DELAY)
 }
 
 /// [`resolver`] whose demo model pauses `word_delay` between words (zero: no pauses).
-pub fn resolver_with_word_delay(
-    store: Store,
-    keyring: Arc<Keyring>,
-    deployment_keys: ProviderApiKeys,
-    word_delay: Duration,
-) -> Arc<dyn ModelResolver> {
+pub fn resolver_with_word_delay(admin: Admin, word_delay: Duration) -> Arc<dyn ModelResolver> {
     Arc::new(DemoFallbackResolver {
-        configured: StoreModelResolver::new(store.clone(), keyring, deployment_keys.clone()),
-        store,
-        deployment_keys,
+        configured: admin.model_resolver(),
+        admin,
         demo: Arc::new(DemoModel::new(word_delay)),
     })
 }
 
-/// Whether the demo model is in use: no provider config, no model config (deleted ones do
-/// not count) and no provider key in the environment.
-pub async fn demo_active(
-    store: &Store,
-    deployment_keys: &ProviderApiKeys,
-) -> chatd_core::Result<bool> {
-    if deployment_keys.providers().next().is_some() {
-        return Ok(false);
-    }
-    if !store
-        .list_model_configs(ModelConfigFilter::All)
-        .await?
-        .is_empty()
-    {
-        return Ok(false);
-    }
-    Ok(store.list_provider_configs().await?.is_empty())
+/// Whether the demo model is in use: nothing is configured ([`Admin::is_configured`]: no
+/// provider config, no model config — deleted ones do not count — and no provider key in
+/// the environment).
+pub async fn demo_active(admin: &Admin) -> chatd_core::Result<bool> {
+    Ok(!admin.is_configured().await?)
 }
 
 /// The demo model as `GET /chats/models` should list it while [`demo_active`]: provider
@@ -120,8 +100,7 @@ pub fn catalog_entry() -> ChatModelProvider {
 
 /// The demo model when nothing is configured, the store's configuration otherwise.
 pub struct DemoFallbackResolver {
-    store: Store,
-    deployment_keys: ProviderApiKeys,
+    admin: Admin,
     configured: StoreModelResolver,
     demo: Arc<DemoModel>,
 }
@@ -144,7 +123,9 @@ impl DemoFallbackResolver {
             cache_read_price_per_million_tokens: Some(Decimal::ZERO),
             cache_write_price_per_million_tokens: Some(Decimal::ZERO),
         };
-        ResolvedModel::new(DEMO_MODEL_CONFIG_ID, self.demo.clone()).with_cost(Some(free))
+        ResolvedModel::new(DEMO_MODEL_CONFIG_ID, self.demo.clone())
+            .with_cost(Some(free))
+            .with_tools(demo_tools())
     }
 }
 
@@ -152,7 +133,7 @@ impl DemoFallbackResolver {
 impl ModelResolver for DemoFallbackResolver {
     async fn select(&self, selection: ModelSelection) -> chatd_core::Result<Uuid> {
         let demo_requested = matches!(selection.requested, None | Some(DEMO_MODEL_CONFIG_ID));
-        if demo_requested && demo_active(&self.store, &self.deployment_keys).await? {
+        if demo_requested && demo_active(&self.admin).await? {
             return Ok(DEMO_MODEL_CONFIG_ID);
         }
         // Configured, or a model config was named: the store decides (and refuses unknown
@@ -161,7 +142,7 @@ impl ModelResolver for DemoFallbackResolver {
     }
 
     async fn resolve(&self, turn: TurnModelRequest) -> Result<ResolvedModel, ChatError> {
-        match demo_active(&self.store, &self.deployment_keys).await {
+        match demo_active(&self.admin).await {
             Ok(true) => Ok(self.demo_model()),
             // A chat begun on the demo names DEMO_MODEL_CONFIG_ID, which no config has:
             // the store skips it and uses the default model.
@@ -467,11 +448,16 @@ fn result_sentence(name: &str, output: &RawJson, is_error: bool) -> String {
     }
 }
 
-/// The built-in tools: [`CURRENT_TIME_TOOL`] and [`ADD_TOOL`].
+/// The demo model's tools: [`CURRENT_TIME_TOOL`] and [`ADD_TOOL`].
+pub fn demo_tools() -> Vec<Arc<dyn Tool>> {
+    vec![Arc::new(CurrentTime), Arc::new(Add)]
+}
+
+/// The demo tools as a registry, for embedders that want them as built-ins of every turn.
+/// The server does not register them: they come with the demo model ([`demo_tools`]).
 pub fn tools() -> ToolRegistry {
     let mut registry = ToolRegistry::new();
-    let tools: [Arc<dyn Tool>; 2] = [Arc::new(CurrentTime), Arc::new(Add)];
-    for tool in tools {
+    for tool in demo_tools() {
         // The names are constants that pass the registry's rules; a failure here is a
         // programming error worth a log line, not a server that refuses to start.
         if let Err(e) = registry.register(tool) {

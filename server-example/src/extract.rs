@@ -4,7 +4,7 @@
 //! handler that takes these extractors never parses ids or query strings itself:
 //!
 //! - **Path ids** ([`ChatId`], [`MessageId`], [`QueuedMessageId`], [`FileId`],
-//!   [`ModelConfigId`], [`ProviderConfigId`], [`McpServerId`], [`UserRef`],
+//!   [`ModelConfigId`], [`ProviderConfigId`], [`McpServerId`], [`UserPath`],
 //!   [`OverrideContext`]) read their route parameter by name (`{chat}`, `{message}`, …), so
 //!   one handler may take several, in any order.
 //! - **[`Query<T>`]** deserializes the query string into `T` with serde, strictly: a key `T`
@@ -22,6 +22,7 @@ use std::fmt;
 
 use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
+use chatd_core::UserRef;
 use codersdk::{ChatModelOverrideContext, Response, Uuid};
 use serde::de::{self, DeserializeOwned, IntoDeserializer};
 use serde::Deserialize;
@@ -190,47 +191,31 @@ impl PathParam for QueuedMessageId {
 
 path_extractor!(QueuedMessageId);
 
-/// `{user}` of Coder's user routes: `me`, a user id, or a username (compared
-/// case-insensitively by the lookup). Any value parses; an unknown user is the lookup's 404.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum UserRef {
-    /// `me`: the caller.
-    Me,
-    /// A user id.
-    Id(Uuid),
-    /// A username.
-    Username(String),
-}
+/// `{user}`: `me` (the caller), a user id, or a username (which the administration handle
+/// compares case-insensitively).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserPath(pub UserRef);
 
-impl UserRef {
+impl UserPath {
     /// The `{user}` alias for the caller.
     pub const ME: &'static str = "me";
-
-    /// Whether this names the user `id` / `username`, decided without a lookup.
-    pub fn names(&self, id: Uuid, username: &str) -> bool {
-        match self {
-            UserRef::Me => true,
-            UserRef::Id(other) => *other == id,
-            UserRef::Username(name) => name.eq_ignore_ascii_case(username),
-        }
-    }
 }
 
-impl PathParam for UserRef {
+impl PathParam for UserPath {
     const NAME: &'static str = "user";
 
     fn parse(raw: &str) -> ApiResult<Self> {
-        Ok(if raw == Self::ME {
+        Ok(UserPath(if raw == Self::ME {
             UserRef::Me
         } else if let Ok(id) = Uuid::parse_str(raw) {
             UserRef::Id(id)
         } else {
             UserRef::Username(raw.to_owned())
-        })
+        }))
     }
 }
 
-path_extractor!(UserRef);
+path_extractor!(UserPath);
 
 /// `{context}` of the deployment model overrides. Any value parses (an unknown context is
 /// kept as such); the store refuses unknown contexts with its own 400.
@@ -721,12 +706,16 @@ mod tests {
     #[test]
     fn user_refs() {
         let id = Uuid::new_v4();
-        assert_eq!(UserRef::parse("me").unwrap(), UserRef::Me);
-        assert_eq!(UserRef::parse(&id.to_string()).unwrap(), UserRef::Id(id));
-        let by_name = UserRef::parse("Alice").unwrap();
-        assert!(by_name.names(Uuid::new_v4(), "alice"));
-        assert!(!by_name.names(id, "bob"));
-        assert!(UserRef::Id(id).names(id, "x"));
-        assert!(UserRef::Me.names(id, "x"));
+        assert_eq!(UserPath::parse("me").unwrap(), UserPath(UserRef::Me));
+        assert_eq!(
+            UserPath::parse(&id.to_string()).unwrap(),
+            UserPath(UserRef::Id(id))
+        );
+        // Usernames keep their case here; the administration handle compares them
+        // case-insensitively.
+        assert_eq!(
+            UserPath::parse("Alice").unwrap(),
+            UserPath(UserRef::Username("Alice".into()))
+        );
     }
 }

@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chat_command::ChatArgs;
-use chatd_core::store::StoreOptions;
-use chatd_core::{Keyring, SecretKey};
+use chatd_core::{Keyring, SecretKey, StoreOptions};
 use chatprovider::{Provider, ProviderApiKeys};
 use clap::{Parser, Subcommand};
 use codersdk::SecretString;
@@ -195,8 +194,7 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
         );
     }
     let state = started.state;
-    let engine = state.engine().clone();
-    let app = server_example::router(state);
+    let app = server_example::router(state.clone());
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     // The bound address, which says the port when `--listen` asked for any (`:0`).
     let listen = listener.local_addr()?;
@@ -208,7 +206,7 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
         shutdown_signal(),
     )
     .await?;
-    engine.shutdown().await;
+    state.shutdown().await;
     Ok(())
 }
 

@@ -196,7 +196,7 @@ impl Metrics {
             }
         };
         let (_, mut live) = subscription.into_parts();
-        let store = engine.store().clone();
+        let engine = engine.clone();
         let inner = Arc::clone(&self.inner);
         let timeout = self.inner.tracking_timeout;
         tokio::spawn(async move {
@@ -205,8 +205,8 @@ impl Metrics {
                 let mut turn = TurnObservation::new(&inner, started_at);
                 // Subscribed first, read second: a status committed before the subscription
                 // is seen here, one committed after arrives as an event.
-                if let Ok(Some(chat)) = store.get_chat(chat_id).await {
-                    if turn.status(&chat.status) {
+                if let Ok(Some(status)) = engine.chat_status(chat_id).await {
+                    if turn.status(&status) {
                         return;
                     }
                 }

@@ -3,8 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chatd_core::store::{NewUser, Store, StoreOptions};
-use chatd_core::{Engine, EngineConfig, EngineSettings, Keyring, ModelResolver};
+use chatd_core::{
+    Admin, Bootstrap, Engine, EngineConfig, EngineSettings, Keyring, ModelResolver, StoreOptions,
+};
 use chatprovider::ProviderApiKeys;
 use codersdk::Uuid;
 
@@ -24,8 +25,7 @@ pub struct AppState {
 
 struct StateInner {
     engine: Engine,
-    keyring: Arc<Keyring>,
-    deployment_keys: ProviderApiKeys,
+    admin: Admin,
     metrics: Metrics,
     default_organization: Uuid,
 }
@@ -39,18 +39,12 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    /// State over a running engine.
-    pub fn new(
-        engine: Engine,
-        keyring: Arc<Keyring>,
-        deployment_keys: ProviderApiKeys,
-        default_organization: Uuid,
-    ) -> Self {
+    /// State over a running engine and the administration handle beside it.
+    pub fn new(engine: Engine, admin: Admin, default_organization: Uuid) -> Self {
         AppState {
             inner: Arc::new(StateInner {
                 engine,
-                keyring,
-                deployment_keys,
+                admin,
                 metrics: Metrics::default(),
                 default_organization,
             }),
@@ -62,19 +56,9 @@ impl AppState {
         &self.inner.engine
     }
 
-    /// The store.
-    pub fn store(&self) -> &Store {
-        self.inner.engine.store()
-    }
-
-    /// The keyring that seals stored secrets.
-    pub fn keyring(&self) -> &Keyring {
-        &self.inner.keyring
-    }
-
-    /// Provider keys from the environment (`OPENAI_API_KEY`, `ANTHROPIC_API_KEY`).
-    pub fn deployment_keys(&self) -> &ProviderApiKeys {
-        &self.inner.deployment_keys
+    /// The administration handle: configuration, users and tokens.
+    pub fn admin(&self) -> &Admin {
+        &self.inner.admin
     }
 
     /// The Prometheus metrics.
@@ -85,6 +69,14 @@ impl AppState {
     /// The organization every user belongs to.
     pub fn default_organization(&self) -> Uuid {
         self.inner.default_organization
+    }
+
+    /// The end of a graceful stop, once the HTTP server has drained: shuts the engine down
+    /// (running turns hand their chats back) and closes the database cleanly, which on
+    /// SQLite checkpoints and truncates the write-ahead log.
+    pub async fn shutdown(&self) {
+        self.inner.engine.clone().shutdown().await;
+        self.inner.admin.close().await;
     }
 }
 
@@ -143,56 +135,37 @@ pub struct Started {
 /// Connects, migrates, makes sure the default organization and the admin exist, and starts
 /// the engine.
 pub async fn build(options: ServerOptions) -> chatd_core::Result<Started> {
-    let store = Store::connect_with(options.database.clone()).await?;
-    build_on(store, options).await
+    let admin = Admin::connect(
+        options.database.clone(),
+        Arc::clone(&options.keyring),
+        options.deployment_keys.clone(),
+    )
+    .await?;
+    build_on(admin, options).await
 }
 
-/// [`build`] on an open store.
-pub async fn build_on(store: Store, options: ServerOptions) -> chatd_core::Result<Started> {
-    let org = match store
-        .get_organization_by_name(DEFAULT_ORGANIZATION_NAME)
-        .await?
-    {
-        Some(org) => org,
-        None => store.create_organization(DEFAULT_ORGANIZATION_NAME).await?,
-    };
-    let admin = match store.get_user_by_username(ADMIN_USERNAME).await? {
-        Some(user) => (user, false),
-        None => (
-            store
-                .create_user(NewUser {
-                    username: ADMIN_USERNAME.into(),
-                    name: "Administrator".into(),
-                    role: crate::auth::ROLE_ADMIN.into(),
-                })
-                .await?,
-            true,
-        ),
-    };
-    store.add_member(org.id, admin.0.id).await?;
-    let generated_admin_token = match &options.admin_token {
-        Some(token) => {
-            store.insert_api_token(admin.0.id, token).await?;
-            None
-        }
-        None if admin.1 => Some(store.create_api_token(admin.0.id).await?),
-        None => None,
-    };
+/// [`build`] over an open administration handle, whose database, keyring and deployment
+/// keys are used (`options.database`, `options.keyring` and `options.deployment_keys` are
+/// not): how tests and embedders share one database with the server.
+pub async fn build_on(admin: Admin, options: ServerOptions) -> chatd_core::Result<Started> {
+    let bootstrap = Bootstrap::new(DEFAULT_ORGANIZATION_NAME, ADMIN_USERNAME).with_admin_token(
+        options
+            .admin_token
+            .clone()
+            .map(codersdk::SecretString::from),
+    );
+    let boot = admin.bootstrap(&bootstrap).await?;
     let models = match options.models.clone() {
         Some(models) => models,
-        None => crate::demo::resolver(
-            store.clone(),
-            Arc::clone(&options.keyring),
-            options.deployment_keys.clone(),
-        ),
+        None => crate::demo::resolver(admin.clone()),
     };
-    let config = EngineConfig::new(options.database.clone(), models)
-        .with_settings(options.engine.clone())
-        .with_tools(crate::demo::tools());
-    let engine = Engine::with_store(store, config).await?;
+    // No built-in tools: the demo tools come with the demo model, for its turns only.
+    let config =
+        EngineConfig::new(options.database.clone(), models).with_settings(options.engine.clone());
+    let engine = Engine::with_admin(&admin, config).await?;
     Ok(Started {
-        state: AppState::new(engine, options.keyring, options.deployment_keys, org.id),
-        generated_admin_token,
+        state: AppState::new(engine, admin, boot.organization_id),
+        generated_admin_token: boot.generated_admin_token,
     })
 }
 

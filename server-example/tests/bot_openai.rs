@@ -85,7 +85,10 @@ async fn a_bot_answers_a_client_tool_call_over_http_with_openai_replayed_behind_
         let mut options = ServerOptions::new(StoreOptions::new("unused"), keyring);
         options.admin_token = Some(common::ADMIN_TOKEN.to_owned());
         options.engine = common::scripted::fast_settings();
-        let state = build_on(store.clone(), options).await.unwrap().state;
+        let state = build_on(common::admin_over(&store, &options), options)
+            .await
+            .unwrap()
+            .state;
         let app = server_example::router(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

@@ -12,6 +12,7 @@ use chatd_core::store::{Store, StoreOptions};
 use chatd_core::{Keyring, SecretKey};
 use chatprovider::{Provider, ProviderApiKeys};
 use codersdk::{SecretString, MAX_DEPLOYMENT_SYSTEM_PROMPT_BYTES};
+use common::core::RawSql;
 use common::scripted::{fast_settings, ScriptedModel, ScriptedResolver};
 use common::{on_each_backend, TestServer, ADMIN_TOKEN};
 use reqwest::{Method, StatusCode};
@@ -33,7 +34,11 @@ async fn start_with_keys(store: &Store, keys: ProviderApiKeys) -> TestServer {
     let model = ScriptedModel::new([]);
     options.models = Some(ScriptedResolver::new(model.clone()));
     options.deployment_keys = keys;
-    let state = build_on(store.clone(), options).await.unwrap().state;
+    let keyring = Arc::clone(&options.keyring);
+    let state = build_on(common::admin_over(store, &options), options)
+        .await
+        .unwrap()
+        .state;
     let app = server_example::router(state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -44,6 +49,7 @@ async fn start_with_keys(store: &Store, keys: ProviderApiKeys) -> TestServer {
         base: format!("http://{addr}"),
         admin_token: ADMIN_TOKEN.to_owned(),
         state,
+        keyring,
         model,
         http: reqwest::Client::new(),
     }

@@ -274,7 +274,9 @@ async fn server(store: &Store, deployment_keys: ProviderApiKeys) -> (AppState, A
     options.engine = common::scripted::fast_settings();
     options.deployment_keys = deployment_keys;
     // `models` stays None: the server's own resolver, i.e. the demo fallback.
-    let started = build_on(store.clone(), options).await.unwrap();
+    let started = build_on(common::admin_over(store, &options), options)
+        .await
+        .unwrap();
     let admin = store
         .get_user_by_username(server_example::state::ADMIN_USERNAME)
         .await
@@ -335,9 +337,7 @@ fn text_of(message: &codersdk::ChatMessage) -> String {
 async fn a_whole_turn_runs_on_the_demo_model_without_any_provider() {
     on_each_backend(|store| async move {
         let (state, admin) = server(&store, ProviderApiKeys::new()).await;
-        assert!(demo::demo_active(&store, &ProviderApiKeys::new())
-            .await
-            .unwrap());
+        assert!(demo::demo_active(state.admin()).await.unwrap());
         let engine = state.engine();
         let chat = engine
             .create_chat(&admin, ask_request("What time is it?"))
@@ -488,6 +488,112 @@ async fn a_bot_with_a_dynamic_tool_completes_on_the_demo_model() {
     .await;
 }
 
+fn bot_tool(name: &str) -> DynamicTool {
+    DynamicTool {
+        name: name.into(),
+        description: format!("The bot's own {name}."),
+        input_schema: RawJson::from_json(r#"{"type":"object"}"#).unwrap(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bots_own_current_time_tool_wins_over_the_demo_tool() {
+    on_each_backend(|store| async move {
+        let (state, admin) = server(&store, ProviderApiKeys::new()).await;
+        let engine = state.engine();
+        let chat = engine
+            .create_chat(
+                &admin,
+                CreateChatRequest {
+                    unsafe_dynamic_tools: vec![bot_tool(CURRENT_TIME_TOOL)],
+                    ..ask_request("What time is it?")
+                },
+            )
+            .await
+            .unwrap();
+        // The demo tools are no built-ins: nothing to warn about.
+        assert!(chat.warnings.is_empty(), "{:?}", chat.warnings);
+        // The demo model calls `current_time`, which is the bot's: it waits for the bot.
+        wait_status(&state, &admin, chat.id, ChatStatus::RequiresAction).await;
+        let pending = state
+            .engine()
+            .store()
+            .pending_tool_calls(chat.id)
+            .await
+            .unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].tool_name, CURRENT_TIME_TOOL);
+        engine.clone().shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_model_is_never_offered_the_demo_tools() {
+    use common::scripted::{create_request, Reply, ScriptedModel};
+
+    on_each_backend(|store| async move {
+        // A server whose turns run on a (scripted) real model, not the demo.
+        let model = ScriptedModel::new([
+            Reply::Text("plain".into()),
+            Reply::ToolCalls(vec![(
+                "call_1".into(),
+                CURRENT_TIME_TOOL.into(),
+                "{}".into(),
+            )]),
+        ]);
+        let server = common::TestServer::start(&store, model.clone()).await;
+        let alice = server.user("alice").await;
+        let actor = Actor::user(alice.id);
+        let engine = server.state.engine();
+        let org = server.state.default_organization();
+        let plain = engine
+            .create_chat(&actor, create_request(org, "hello"))
+            .await
+            .unwrap();
+        wait_status(&server.state, &actor, plain.id, ChatStatus::Waiting).await;
+        // A bot's client-executed `current_time` reaches the bot.
+        let bot = engine
+            .create_chat(
+                &actor,
+                CreateChatRequest {
+                    unsafe_dynamic_tools: vec![bot_tool(CURRENT_TIME_TOOL)],
+                    ..create_request(org, "what time is it?")
+                },
+            )
+            .await
+            .unwrap();
+        assert!(bot.warnings.is_empty(), "{:?}", bot.warnings);
+        wait_status(&server.state, &actor, bot.id, ChatStatus::RequiresAction).await;
+        let requests = model.requests.lock().unwrap().clone();
+        let offered = |i: usize| -> Vec<(String, String)> {
+            requests[i]
+                .tools
+                .iter()
+                .map(|t| (t.name.clone(), t.description.clone()))
+                .collect()
+        };
+        assert_eq!(offered(0), vec![], "no demo tools for a real model");
+        assert_eq!(
+            offered(1),
+            vec![(
+                CURRENT_TIME_TOOL.to_owned(),
+                format!("The bot's own {CURRENT_TIME_TOOL}.")
+            )]
+        );
+        assert!(requests
+            .iter()
+            .all(|r| r.tools.iter().all(|t| t.name != ADD_TOOL)));
+        let list = messages(&server.state, &actor, bot.id).await;
+        assert!(
+            list.iter().all(|m| m.role != ChatMessageRole::Tool),
+            "the server ran no current_time of its own"
+        );
+        server.stop().await;
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configuring_anything_turns_the_demo_off() {
     on_each_backend(|store| async move {
@@ -498,7 +604,7 @@ async fn configuring_anything_turns_the_demo_off() {
             .unwrap();
         {
             let (state, admin) = server(&store, env.clone()).await;
-            assert!(!demo::demo_active(&store, &env).await.unwrap());
+            assert!(!demo::demo_active(state.admin()).await.unwrap());
             let err = state
                 .engine()
                 .create_chat(&admin, ask_request("hello"))
@@ -517,24 +623,21 @@ async fn configuring_anything_turns_the_demo_off() {
             .unwrap();
         wait_status(&state, &admin, chat.id, ChatStatus::Waiting).await;
 
-        let provider = chatprovider::validate_create_provider_request(
-            &codersdk::CreateChatProviderConfigRequest {
-                provider: "openai".into(),
-                api_key: Some("sk-test-not-used".into()),
-                enabled: Some(false),
-                ..Default::default()
-            },
-            &ProviderApiKeys::new(),
-        )
-        .unwrap();
-        store
-            .create_provider_config(&provider, state.keyring())
+        state
+            .admin()
+            .create_provider(
+                &admin,
+                &codersdk::CreateChatProviderConfigRequest {
+                    provider: "openai".into(),
+                    api_key: Some("sk-test-not-used".into()),
+                    enabled: Some(false),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap();
         // A provider config alone already ends the demo.
-        assert!(!demo::demo_active(&store, &ProviderApiKeys::new())
-            .await
-            .unwrap());
+        assert!(!demo::demo_active(state.admin()).await.unwrap());
         let model =
             codersdk::validate_create_model_config(&codersdk::CreateChatModelConfigRequest {
                 provider: "openai".into(),
@@ -686,30 +789,30 @@ async fn the_chat_command_runs_a_demo_turn_end_to_end() {
 
         // A turn that fails: configuring a disabled provider ends the demo, and the chat's
         // next turn fails before any network call. The exit says why, with the kind.
-        let provider = chatprovider::validate_create_provider_request(
-            &codersdk::CreateChatProviderConfigRequest {
-                provider: "openai".into(),
-                api_key: Some("sk-test-not-used".into()),
-                enabled: Some(false),
-                ..Default::default()
-            },
-            &ProviderApiKeys::new(),
-        )
-        .unwrap();
-        store
-            .create_provider_config(&provider, state.keyring())
+        state
+            .admin()
+            .create_provider(
+                &admin,
+                &codersdk::CreateChatProviderConfigRequest {
+                    provider: "openai".into(),
+                    api_key: Some("sk-test-not-used".into()),
+                    enabled: Some(false),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap();
-        let model =
-            codersdk::validate_create_model_config(&codersdk::CreateChatModelConfigRequest {
-                provider: "openai".into(),
-                model: "gpt-4o-mini".into(),
-                context_limit: Some(128_000),
-                ..Default::default()
-            })
-            .unwrap();
-        store
-            .create_model_config(&model, &ProviderApiKeys::new())
+        state
+            .admin()
+            .create_model_config(
+                &admin,
+                &codersdk::CreateChatModelConfigRequest {
+                    provider: "openai".into(),
+                    model: "gpt-4o-mini".into(),
+                    context_limit: Some(128_000),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap();
         let out = run(

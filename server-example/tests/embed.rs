@@ -28,7 +28,10 @@ async fn state(store: &chatd_core::store::Store, model: Arc<ScriptedModel>) -> A
     options.admin_token = Some(ADMIN_TOKEN.to_owned());
     options.engine = fast_settings();
     options.models = Some(ScriptedResolver::new(model));
-    build_on(store.clone(), options).await.unwrap().state
+    build_on(common::admin_over(store, &options), options)
+        .await
+        .unwrap()
+        .state
 }
 
 async fn serve(app: axum::Router) -> String {
@@ -155,7 +158,7 @@ async fn upstream_authentication_needs_an_authenticated_known_user() {
             .create_user(NewUser {
                 username: "bob".into(),
                 name: "Bob".into(),
-                role: "member".into(),
+                role: chatd_core::Role::Member,
             })
             .await
             .unwrap();

@@ -6,6 +6,7 @@
 mod common;
 
 use codersdk::{UploadChatFileResponse, Uuid};
+use common::core::RawSql;
 use common::scripted::ScriptedModel;
 use common::{on_each_backend, TestServer, TestUser};
 use server_example::routes::files::{FILE_CACHE_CONTROL, MAX_UPLOAD_BYTES};
@@ -70,7 +71,7 @@ async fn download(server: &TestServer, token: &str, id: &str) -> reqwest::Respon
 
 async fn file_count(server: &TestServer) -> i64 {
     sqlx::query("SELECT COUNT(*) AS n FROM chat_files")
-        .fetch_one(server.state.store().pool())
+        .fetch_one(server.state.engine().store().pool())
         .await
         .unwrap()
         .try_get("n")
@@ -104,7 +105,14 @@ async fn upload_then_download_with_the_spec_headers() {
         );
         assert_eq!(header("x-content-type-options"), "nosniff");
         assert_eq!(r.bytes().await.unwrap().as_ref(), PNG);
-        let stored = server.state.store().get_file(id).await.unwrap().unwrap();
+        let stored = server
+            .state
+            .engine()
+            .store()
+            .get_file(id)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(stored.metadata.owner_id, alice.id);
         assert_eq!(stored.metadata.name, "pixel.png");
 
@@ -246,6 +254,7 @@ async fn the_organization_must_be_given_valid_and_joined() {
         // An organization the caller is not in (existing or not) is forbidden.
         let other = server
             .state
+            .engine()
             .store()
             .create_organization("elsewhere")
             .await

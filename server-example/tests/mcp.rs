@@ -12,6 +12,7 @@ use chatd_core::store::{
     McpSecretColumn, Store, StoreOptions, MANUAL_OAUTH2_REQUIRED_MESSAGE, MAX_MCP_SLUG_LEN,
 };
 use chatd_core::{ErrorKind, Keyring, SecretKey};
+use common::core::RawSql;
 use common::scripted::{fast_settings, ScriptedModel, ScriptedResolver};
 use common::{on_each_backend, TestServer, ADMIN_TOKEN};
 use reqwest::{Method, StatusCode};
@@ -30,7 +31,11 @@ async fn start_with_keyring(store: &Store, keyring: Arc<Keyring>) -> TestServer 
     options.engine = fast_settings();
     let model = ScriptedModel::new([]);
     options.models = Some(ScriptedResolver::new(model.clone()));
-    let state = build_on(store.clone(), options).await.unwrap().state;
+    let keyring = Arc::clone(&options.keyring);
+    let state = build_on(common::admin_over(store, &options), options)
+        .await
+        .unwrap()
+        .state;
     let app = server_example::router(state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -41,6 +46,7 @@ async fn start_with_keyring(store: &Store, keyring: Arc<Keyring>) -> TestServer 
         base: format!("http://{addr}"),
         admin_token: ADMIN_TOKEN.to_owned(),
         state,
+        keyring,
         model,
         http: reqwest::Client::new(),
     }
@@ -165,17 +171,11 @@ async fn admins_manage_servers_whose_secrets_are_write_only() {
                 .await
                 .unwrap();
         assert!(!sealed.contains(API_KEY));
-        let secrets = store
-            .mcp_server_secrets(id, server.state.keyring())
-            .await
-            .unwrap();
+        let secrets = store.mcp_server_secrets(id, &server.keyring).await.unwrap();
         assert_eq!(secrets.api_key_value.unwrap().expose(), API_KEY);
         assert!(!format!(
             "{:?}",
-            store
-                .mcp_server_secrets(id, server.state.keyring())
-                .await
-                .unwrap()
+            store.mcp_server_secrets(id, &server.keyring).await.unwrap()
         )
         .contains(API_KEY));
 
@@ -217,10 +217,7 @@ async fn admins_manage_servers_whose_secrets_are_write_only() {
         assert_eq!(updated["description"], "");
         assert_eq!(updated["enabled"], false);
         assert_eq!(updated["has_api_key"], true);
-        let secrets = store
-            .mcp_server_secrets(id, server.state.keyring())
-            .await
-            .unwrap();
+        let secrets = store.mcp_server_secrets(id, &server.keyring).await.unwrap();
         assert_eq!(secrets.api_key_value.unwrap().expose(), API_KEY);
         let (s, _) = call(
             &server,
@@ -231,10 +228,7 @@ async fn admins_manage_servers_whose_secrets_are_write_only() {
         )
         .await;
         assert_eq!(s, StatusCode::OK);
-        let secrets = store
-            .mcp_server_secrets(id, server.state.keyring())
-            .await
-            .unwrap();
+        let secrets = store.mcp_server_secrets(id, &server.keyring).await.unwrap();
         assert_eq!(secrets.api_key_value.unwrap().expose(), NEW_API_KEY);
         // Switching to auth type none erases the key: no secret outlives its use.
         let (s, updated) = call(
@@ -248,10 +242,7 @@ async fn admins_manage_servers_whose_secrets_are_write_only() {
         assert_eq!(s, StatusCode::OK);
         assert_eq!(updated["has_api_key"], false);
         assert!(updated.get("api_key_header").is_none());
-        let secrets = store
-            .mcp_server_secrets(id, server.state.keyring())
-            .await
-            .unwrap();
+        let secrets = store.mcp_server_secrets(id, &server.keyring).await.unwrap();
         assert!(secrets.api_key_value.is_none());
 
         // DELETE: 204, then 404 everywhere.
@@ -279,7 +270,7 @@ async fn admins_manage_servers_whose_secrets_are_write_only() {
         }
         assert_eq!(
             store
-                .mcp_server_secrets(id, server.state.keyring())
+                .mcp_server_secrets(id, &server.keyring)
                 .await
                 .unwrap_err()
                 .kind(),
@@ -575,10 +566,7 @@ async fn custom_headers_are_sealed_and_user_keys_never_clash_with_them() {
         let (s, created) = call(&server, Method::POST, "/mcp/servers", admin, Some(body)).await;
         assert_eq!(s, StatusCode::CREATED);
         let id: uuid::Uuid = created["id"].as_str().unwrap().parse().unwrap();
-        let secrets = store
-            .mcp_server_secrets(id, server.state.keyring())
-            .await
-            .unwrap();
+        let secrets = store.mcp_server_secrets(id, &server.keyring).await.unwrap();
         assert_eq!(secrets.custom_headers.len(), 2);
         assert_eq!(
             secrets.custom_headers["Authorization"].expose(),

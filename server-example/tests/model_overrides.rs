@@ -15,6 +15,7 @@ use codersdk::{
     ChatModelOverrideContext, CreateChatModelConfigRequest, CreateChatProviderConfigRequest,
     SecretString, UpdateChatModelOverrideRequest, Uuid,
 };
+use common::core::RawSql;
 use common::scripted::{fast_settings, ScriptedModel};
 use common::{on_each_backend, TestServer, ADMIN_TOKEN};
 use reqwest::{Method, StatusCode};
@@ -386,10 +387,13 @@ async fn a_stale_or_malformed_override_is_reported_and_chats_still_get_a_model()
     on_each_backend(|store| async move {
         // The server's own resolver (the store's configuration), not a scripted one.
         let keyring = Arc::new(Keyring::new("test", SecretKey::generate().unwrap()).unwrap());
-        let mut options = ServerOptions::new(StoreOptions::new("unused"), keyring);
+        let mut options = ServerOptions::new(StoreOptions::new("unused"), keyring.clone());
         options.admin_token = Some(ADMIN_TOKEN.to_owned());
         options.engine = fast_settings();
-        let state = build_on(store.clone(), options).await.unwrap().state;
+        let state = build_on(common::admin_over(&store, &options), options)
+            .await
+            .unwrap()
+            .state;
         let app = server_example::router(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -400,6 +404,7 @@ async fn a_stale_or_malformed_override_is_reported_and_chats_still_get_a_model()
             base: format!("http://{addr}"),
             admin_token: ADMIN_TOKEN.to_owned(),
             state,
+            keyring,
             model: ScriptedModel::new([]),
             http: reqwest::Client::new(),
         };

@@ -63,3 +63,38 @@ async fn wrong_methods_and_wrong_shapes_get_json_errors() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_leaves_no_sqlite_wal_behind() {
+    use std::sync::Arc;
+
+    use chatd_core::{Keyring, SecretKey, StoreOptions};
+    use server_example::state::{build, ServerOptions};
+
+    let path = std::env::temp_dir().join(format!("chatd-server-wal-{}.db", uuid::Uuid::new_v4()));
+    let wal = || {
+        let mut wal = path.clone().into_os_string();
+        wal.push("-wal");
+        std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0)
+    };
+    let keyring = Arc::new(Keyring::new("test", SecretKey::generate().unwrap()).unwrap());
+    let mut options = ServerOptions::new(
+        StoreOptions::new(format!("sqlite://{}", path.display())),
+        keyring,
+    );
+    options.engine = common::scripted::fast_settings();
+    options.models = Some(common::scripted::ScriptedResolver::new(ScriptedModel::new(
+        [],
+    )));
+    // The first start creates the administrator and their token: writes in the WAL.
+    let started = build(options).await.unwrap();
+    assert!(started.generated_admin_token.is_some());
+    assert!(wal() > 0, "the bootstrap wrote to the WAL");
+    started.state.shutdown().await;
+    assert_eq!(wal(), 0, "a graceful stop leaves no WAL content");
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.clone().into_os_string();
+        p.push(suffix);
+        let _ = std::fs::remove_file(p);
+    }
+}

@@ -624,14 +624,15 @@ async fn start_lagging_server(store: &Store) -> (String, AppState, TestUser) {
         .create_user(NewUser {
             username: "alice".into(),
             name: "alice".into(),
-            role: "member".into(),
+            role: chatd_core::Role::Member,
         })
         .await
         .unwrap();
     store.add_member(org.id, user.id).await.unwrap();
     let token = store.create_api_token(user.id).await.unwrap();
     let keyring = Arc::new(Keyring::new("test", SecretKey::generate().unwrap()).unwrap());
-    let state = AppState::new(engine, keyring, ProviderApiKeys::new(), org.id);
+    let admin = chatd_core::Admin::new(store.clone(), keyring, ProviderApiKeys::new());
+    let state = AppState::new(engine, admin, org.id);
     let app = server_example::router(state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

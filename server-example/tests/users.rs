@@ -6,6 +6,7 @@
 mod common;
 
 use chatd_core::ErrorKind;
+use common::core::RawSql;
 use common::scripted::ScriptedModel;
 use common::{on_each_backend, TestServer};
 use reqwest::{Method, StatusCode};
@@ -504,7 +505,7 @@ async fn admins_change_roles_but_never_their_own_or_the_last_admins() {
         let time = |k: &str| -> codersdk::Timestamp { user[k].as_str().unwrap().parse().unwrap() };
         assert!(time("updated_at") > time("created_at"));
         let err = store
-            .set_user_role(bob.id, "member", "admin")
+            .set_user_role(bob.id, chatd_core::Role::Member)
             .await
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Conflict);

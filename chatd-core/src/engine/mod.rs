@@ -7,6 +7,7 @@
 //! subscriber never sees a state the database does not hold.
 
 mod autotitle;
+mod files;
 mod models;
 mod ops;
 mod resolver;
@@ -26,9 +27,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::hub::{HubConfig, StreamHub};
+use crate::role::Role;
 use crate::store::{Lease, Store, StoreOptions};
 use crate::tools::ToolRegistry;
 
+pub use files::{FileUpload, FILE_NOT_FOUND_MESSAGE, NOT_A_MEMBER_MESSAGE};
 pub use models::{ModelResolver, ModelSelection, ResolvedModel, TurnModelRequest};
 pub use resolver::StoreModelResolver;
 pub use stream::ChatStream;
@@ -184,32 +187,58 @@ impl EngineConfig {
     }
 }
 
-/// Who is asking: engine methods check that the caller may see or change the chat.
+/// Who is asking: engine methods check that the caller may see or change the chat, and
+/// the [`Admin`](crate::Admin) handle that they may read or change the configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Actor {
     /// The user.
     pub user_id: Uuid,
-    /// Admins may read every chat; changing a chat is for its owner only.
+    /// Whether the user holds [`Role::Admin`]: admins may read every chat (changing a chat
+    /// is for its owner only) and administer the deployment.
     pub admin: bool,
 }
 
 impl Actor {
-    /// A member.
-    pub fn user(user_id: Uuid) -> Self {
+    /// A user acting with `role`.
+    pub fn new(user_id: Uuid, role: Role) -> Self {
         Actor {
             user_id,
-            admin: false,
+            admin: role.is_admin(),
         }
+    }
+
+    /// A member.
+    pub fn user(user_id: Uuid) -> Self {
+        Actor::new(user_id, Role::Member)
     }
 
     /// An admin.
     pub fn admin(user_id: Uuid) -> Self {
-        Actor {
-            user_id,
-            admin: true,
+        Actor::new(user_id, Role::Admin)
+    }
+
+    /// The actor's role.
+    pub fn role(&self) -> Role {
+        if self.admin {
+            Role::Admin
+        } else {
+            Role::Member
+        }
+    }
+
+    /// [`ErrorKind::Forbidden`] ([`ADMIN_ONLY_MESSAGE`]) unless the actor is an admin: the
+    /// check of every administrator-only operation.
+    pub fn require_admin(&self) -> Result<()> {
+        if self.admin {
+            Ok(())
+        } else {
+            Err(Error::new(ErrorKind::Forbidden, ADMIN_ONLY_MESSAGE))
         }
     }
 }
+
+/// The refusal of an administrator-only operation to anyone else (HTTP 403).
+pub const ADMIN_ONLY_MESSAGE: &str = "Only administrators can do this.";
 
 /// Why a running turn is being stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,6 +306,9 @@ pub(crate) struct Inner {
     pub(crate) tasks: Arc<Mutex<JoinSet<()>>>,
     /// Cancelled by [`Engine::shutdown`]: no new claims, no new work.
     pub(crate) shutdown: CancellationToken,
+    /// The engine opened the database itself ([`Engine::start`]), so its shutdown closes
+    /// it; a store handed in belongs to whoever opened it.
+    pub(crate) owns_store: bool,
 }
 
 impl Inner {
@@ -402,12 +434,16 @@ impl Engine {
     pub async fn start(config: EngineConfig) -> Result<Engine> {
         config.settings.validate()?;
         let store = Store::connect_with(config.database.clone()).await?;
-        Engine::with_store(store, config).await
+        Engine::build(store, config, true).await
     }
 
     /// Starts an engine on an open store (several engines may share one database, as
     /// several processes would). `config.database` is ignored.
     pub async fn with_store(store: Store, config: EngineConfig) -> Result<Engine> {
+        Engine::build(store, config, false).await
+    }
+
+    async fn build(store: Store, config: EngineConfig, owns_store: bool) -> Result<Engine> {
         config.settings.validate()?;
         let tasks = Arc::new(Mutex::new(JoinSet::new()));
         let inner = Arc::new(Inner {
@@ -422,6 +458,7 @@ impl Engine {
             active: Mutex::new(HashMap::new()),
             tasks: Arc::clone(&tasks),
             shutdown: CancellationToken::new(),
+            owns_store,
         });
         inner.spawn(inner.hub.janitor());
         inner.spawn(runner::run(Arc::clone(&inner)));
@@ -432,9 +469,29 @@ impl Engine {
         })
     }
 
-    /// The store, for operations the engine does not wrap (users, organizations).
+    /// Starts an engine beside an administration handle, on its database (`config.database`
+    /// is ignored): how a server gets both from one connection pool.
+    pub async fn with_admin(admin: &crate::Admin, config: EngineConfig) -> Result<Engine> {
+        Engine::with_store(admin.store().clone(), config).await
+    }
+
+    /// The store underneath: the low-level seam for embedders and tests that need what
+    /// neither the engine nor the [`Admin`](crate::Admin) handle offers. It checks no
+    /// caller's rights; a server should not need it.
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// The status of chat `chat_id` as committed, whoever owns it; `None` when there is
+    /// no such chat. For observers that follow chats without acting for a user (metrics,
+    /// tests); it checks no caller's rights, so never answer a user with it.
+    pub async fn chat_status(&self, chat_id: Uuid) -> Result<Option<ChatStatus>> {
+        Ok(self
+            .inner
+            .store
+            .get_chat(chat_id)
+            .await?
+            .map(|chat| chat.status))
     }
 
     /// The stream hub of this process.
@@ -454,7 +511,10 @@ impl Engine {
 
     /// Stops taking work, stops every running turn and hands its chat back as `pending`
     /// (discarding the partial step, as a crash would), waiting up to
-    /// [`EngineSettings::shutdown_timeout`]; then aborts what is left.
+    /// [`EngineSettings::shutdown_timeout`]; then aborts what is left. An engine that opened
+    /// its database ([`Engine::start`]) then closes it ([`Store::close`], which checkpoints
+    /// SQLite's write-ahead log); one given a store or built beside an
+    /// [`Admin`](crate::Admin) leaves that to its owner ([`Admin::close`](crate::Admin::close)).
     pub async fn shutdown(self) {
         let inner = &self.inner;
         inner.shutdown.cancel();
@@ -477,5 +537,8 @@ impl Engine {
             Err(e) => tracing::warn!(error = %e, "releasing chats at shutdown failed"),
         }
         lock(&inner.tasks).abort_all();
+        if inner.owns_store {
+            inner.store.close().await;
+        }
     }
 }

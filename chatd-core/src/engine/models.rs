@@ -7,6 +7,7 @@ use chatprovider::{CallSettings, LanguageModel, ProviderRequestOptions};
 use codersdk::{ChatError, ModelCostConfig, Uuid};
 
 use crate::error::Result;
+use crate::tools::Tool;
 
 /// What [`ModelResolver::select`] is asked: the model config a request names, if any, for a
 /// chat of `owner_id` in `organization_id`.
@@ -68,6 +69,10 @@ pub struct ResolvedModel {
     /// Whether the provider keeps responses (OpenAI Responses `store = true`): only then is
     /// the provider response id saved (engine.md §11).
     pub store_response_id: bool,
+    /// Server-side tools that exist only while this model serves the turn (a stand-in
+    /// model's demo tools). They rank below every other tool of the turn, the chat's
+    /// dynamic tools included ([`TurnToolsBuilder::with_model_tools`](crate::tools::TurnToolsBuilder::with_model_tools)).
+    pub tools: Vec<Arc<dyn Tool>>,
 }
 
 impl ResolvedModel {
@@ -81,7 +86,14 @@ impl ResolvedModel {
             cost: None,
             context_limit: None,
             store_response_id: false,
+            tools: Vec::new(),
         }
+    }
+
+    /// Sets the tools that come with this model.
+    pub fn with_tools(mut self, tools: impl IntoIterator<Item = Arc<dyn Tool>>) -> Self {
+        self.tools = tools.into_iter().collect();
+        self
     }
 
     /// Sets the sampling settings.

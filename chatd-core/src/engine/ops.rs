@@ -61,7 +61,9 @@ impl Engine {
     ///
     /// `organization_id` may be omitted when the actor belongs to exactly one organization.
     /// An empty title gets the fallback title (the first words of the message); the
-    /// model-written title follows asynchronously as a `title_change` watch event.
+    /// model-written title follows asynchronously as a `title_change` watch event. A dynamic
+    /// tool whose name a registered tool has is named in the answer's `warnings`
+    /// ([`ToolRegistry::dynamic_tool_warnings`](crate::tools::ToolRegistry::dynamic_tool_warnings)).
     pub async fn create_chat(&self, actor: &Actor, request: CreateChatRequest) -> Result<Chat> {
         let valid = validate_create_chat_request(&request)
             .map_err(|r| Error::with_response(ErrorKind::InvalidArgument, r))?;
@@ -91,7 +93,8 @@ impl Engine {
             ))
             .await?;
         let title = crate::title::fallback_title(&first_text(&parts));
-        let (chat, _message) = self
+        let warnings = self.inner.tools.dynamic_tool_warnings(&valid.dynamic_tools);
+        let (mut chat, _message) = self
             .inner
             .store
             .create_chat(NewChat {
@@ -112,6 +115,8 @@ impl Engine {
         self.inner
             .publish_watch(ChatWatchEventKind::Created, chat.clone(), None);
         self.inner.wake();
+        // Only the creation answer says it: warnings are not stored with the chat.
+        chat.warnings.extend(warnings);
         Ok(chat)
     }
 

@@ -205,6 +205,7 @@ async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
         .tools
         .turn_tools(TurnContext::for_chat(chat))
         .with_dynamic_tools(inputs.dynamic_tools.clone())
+        .with_model_tools(resolved.tools.iter().cloned())
         .build();
     let system = match super::ops::system_prompt(inner, &inputs).await {
         Ok(system) => system,

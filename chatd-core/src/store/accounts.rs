@@ -1,7 +1,7 @@
 //! User accounts as the `/api/v2/users` routes see them: a [`User`](super::User) with its
 //! e-mail address, last change and organizations; creation with memberships in one
 //! transaction, case-insensitive lookup, paging, and role changes that never remove the
-//! last holder of a role.
+//! last administrator.
 
 use std::collections::BTreeMap;
 
@@ -10,7 +10,8 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{get_time, get_uuid, now_micros, timestamp_from_micros, uuid_text, Store};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{DbResultExt, Error, ErrorKind, Result};
+use crate::role::Role;
 
 /// Largest page [`Store::list_accounts`] returns.
 pub const MAX_ACCOUNT_PAGE: i64 = 1000;
@@ -25,7 +26,7 @@ pub struct NewAccount {
     /// E-mail address; empty for none, else unique case-insensitively.
     pub email: String,
     /// Site role.
-    pub role: String,
+    pub role: Role,
     /// Organizations to join; each must exist.
     pub organization_ids: Vec<Uuid>,
 }
@@ -42,7 +43,7 @@ pub struct Account {
     /// E-mail address; empty when none.
     pub email: String,
     /// Site role.
-    pub role: String,
+    pub role: Role,
     /// Creation time.
     pub created_at: Timestamp,
     /// Last change of the record (the creation time until one).
@@ -57,10 +58,10 @@ const ACCOUNT_COLUMNS: &str = "id, username, name, email, role, created_at, \
 fn account_from_row(row: &AnyRow) -> Result<Account> {
     Ok(Account {
         id: get_uuid(row, "id")?,
-        username: row.try_get("username")?,
-        name: row.try_get("name")?,
-        email: row.try_get("email")?,
-        role: row.try_get("role")?,
+        username: row.try_get("username").db()?,
+        name: row.try_get("name").db()?,
+        email: row.try_get("email").db()?,
+        role: super::users::parse_role(&row.try_get::<String, _>("role").db()?)?,
         created_at: get_time(row, "created_at")?,
         updated_at: get_time(row, "updated_at")?,
         organization_ids: Vec::new(),
@@ -100,7 +101,8 @@ impl Store {
             let taken = sqlx::query("SELECT id FROM users WHERE lower(username) = lower($1)")
                 .bind(&new.username)
                 .fetch_optional(&mut *tx)
-                .await?;
+                .await
+                .db()?;
             if taken.is_some() {
                 return Err(username_taken(&new.username));
             }
@@ -108,7 +110,8 @@ impl Store {
                 let taken = sqlx::query("SELECT id FROM users WHERE lower(email) = lower($1)")
                     .bind(&new.email)
                     .fetch_optional(&mut *tx)
-                    .await?;
+                    .await
+                    .db()?;
                 if taken.is_some() {
                     return Err(email_taken());
                 }
@@ -117,7 +120,8 @@ impl Store {
                 let found = sqlx::query("SELECT id FROM organizations WHERE id = $1")
                     .bind(uuid_text(*org))
                     .fetch_optional(&mut *tx)
-                    .await?;
+                    .await
+                    .db()?;
                 if found.is_none() {
                     return Err(Error::with_response(
                         ErrorKind::InvalidArgument,
@@ -135,17 +139,18 @@ impl Store {
             .bind(uuid_text(id))
             .bind(&new.username)
             .bind(&new.name)
-            .bind(&new.role)
+            .bind(new.role.as_str())
             .bind(now)
             .bind(&new.email)
             .execute(&mut *tx)
             .await
             // A concurrent create won one of the unique indexes after our checks.
-            .map_err(|e| match Error::from(e) {
+            .map_err(|e| match Error::from_sqlx(e) {
                 e if e.kind() == ErrorKind::Conflict => Error::new(
                     ErrorKind::Conflict,
                     "The username or e-mail address is already taken.",
-                ),
+                )
+                .with_source(e),
                 e => e,
             })?;
             for org in &new.organization_ids {
@@ -157,7 +162,8 @@ impl Store {
                 .bind(uuid_text(id))
                 .bind(now)
                 .execute(&mut *tx)
-                .await?;
+                .await
+                .db()?;
             }
             Ok(())
         }
@@ -169,7 +175,7 @@ impl Store {
             username: new.username.clone(),
             name: new.name.clone(),
             email: new.email.clone(),
-            role: new.role.clone(),
+            role: new.role,
             created_at,
             updated_at: created_at,
             organization_ids: new.organization_ids.clone(),
@@ -182,7 +188,8 @@ impl Store {
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(uuid_text(id))
             .fetch_optional(self.pool())
-            .await?;
+            .await
+            .db()?;
         self.with_organizations(row.as_ref().map(account_from_row).transpose()?)
             .await
     }
@@ -194,7 +201,8 @@ impl Store {
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(username)
             .fetch_optional(self.pool())
-            .await?;
+            .await
+            .db()?;
         self.with_organizations(row.as_ref().map(account_from_row).transpose()?)
             .await
     }
@@ -221,10 +229,12 @@ impl Store {
             .bind(limit)
             .bind(offset)
             .fetch_all(self.pool())
-            .await?;
+            .await
+            .db()?;
         let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
             .fetch_one(self.pool())
-            .await?;
+            .await
+            .db()?;
         let mut accounts = rows
             .iter()
             .map(account_from_row)
@@ -246,7 +256,7 @@ impl Store {
             query = query.bind(uuid_text(a.id));
         }
         let mut orgs: BTreeMap<Uuid, Vec<Uuid>> = BTreeMap::new();
-        for row in query.fetch_all(self.pool()).await? {
+        for row in query.fetch_all(self.pool()).await.db()? {
             orgs.entry(get_uuid(&row, "user_id")?)
                 .or_default()
                 .push(get_uuid(&row, "organization_id")?);
@@ -257,17 +267,13 @@ impl Store {
         Ok((accounts, count))
     }
 
-    /// Sets user `id`'s site role. When the user holds `required_role` and `role` is
-    /// another, the change is refused ([`ErrorKind::Conflict`]) if no other user holds
-    /// `required_role`, so a deployment never loses its last administrator. The holders are
-    /// locked in id order first, so two concurrent demotions cannot both pass the check.
-    /// [`ErrorKind::NotFound`] when the user does not exist.
-    pub async fn set_user_role(
-        &self,
-        id: Uuid,
-        role: &str,
-        required_role: &str,
-    ) -> Result<Account> {
+    /// Sets user `id`'s site role. Demoting an administrator is refused
+    /// ([`ErrorKind::Conflict`]) when no other user is one, so a deployment never loses its
+    /// last administrator. The administrators are locked in id order first, so two
+    /// concurrent demotions cannot both pass the check. [`ErrorKind::NotFound`] when the
+    /// user does not exist.
+    pub async fn set_user_role(&self, id: Uuid, role: Role) -> Result<Account> {
+        let required_role = Role::Admin;
         let now = now_micros();
         let mut tx = self.begin_write().await?;
         let result = async {
@@ -277,28 +283,35 @@ impl Store {
             };
             let sql = format!("SELECT id FROM users WHERE role = $1 ORDER BY id{lock}");
             let holders: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                .bind(required_role)
+                .bind(required_role.as_str())
                 .fetch_all(&mut *tx)
-                .await?;
+                .await
+                .db()?;
             let sql = format!("SELECT role FROM users WHERE id = $1{lock}");
             let current: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
                 .bind(uuid_text(id))
                 .fetch_optional(&mut *tx)
-                .await?
+                .await
+                .db()?
                 .ok_or_else(|| user_not_found(id))?;
+            let current = super::users::parse_role(&current)?;
             if current == required_role && role != required_role && holders.len() <= 1 {
                 return Err(Error::new(
                     ErrorKind::Conflict,
-                    format!("At least one user must keep the {required_role:?} role."),
+                    format!(
+                        "At least one user must keep the {:?} role.",
+                        required_role.as_str()
+                    ),
                 ));
             }
             if current != role {
                 sqlx::query("UPDATE users SET role = $2, updated_at = $3 WHERE id = $1")
                     .bind(uuid_text(id))
-                    .bind(role)
+                    .bind(role.as_str())
                     .bind(now)
                     .execute(&mut *tx)
-                    .await?;
+                    .await
+                    .db()?;
             }
             Ok(())
         }

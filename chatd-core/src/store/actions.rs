@@ -17,7 +17,7 @@ use super::chats::{corrupt, insert_message, message_from_row, MESSAGE_COLUMNS};
 use super::queue::{chat_archived, chat_state, load_queue, promote_in_conn};
 use super::{chat_not_found, get_opt_uuid, get_uuid, now_micros, uuid_text};
 use super::{ChatTx, Dialect, MessageVisibility, NewMessage, Store};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{DbResultExt, Error, ErrorKind, Result};
 
 /// Error text of the synthetic results written for pending dynamic tool calls when the
 /// user interrupts a `requires_action` chat (engine.md §2.1 row 12), archives it, or sends
@@ -122,7 +122,7 @@ impl Store {
     /// non-deleted message, in call order. These are what an `action_required` event
     /// carries. [`ErrorKind::NotFound`] when the chat does not exist.
     pub async fn pending_tool_calls(&self, chat_id: Uuid) -> Result<Vec<ChatStreamToolCall>> {
-        let mut conn = self.pool().acquire().await?;
+        let mut conn = self.pool().acquire().await.db()?;
         pending_calls(&mut conn, chat_id).await
     }
 
@@ -245,7 +245,8 @@ pub(super) async fn pending_calls(
     let tools: Option<String> = sqlx::query_scalar("SELECT dynamic_tools FROM chats WHERE id = $1")
         .bind(uuid_text(chat_id))
         .fetch_optional(&mut *conn)
-        .await?
+        .await
+        .db()?
         .ok_or_else(|| chat_not_found(chat_id))?;
     let Some(tools) = tools else {
         return Ok(Vec::new());
@@ -269,7 +270,8 @@ pub(super) async fn pending_calls(
         .bind(uuid_text(chat_id))
         .bind(ChatMessageRole::Assistant.as_str())
         .fetch_all(&mut *conn)
-        .await?;
+        .await
+        .db()?;
     let mut messages = rows.iter().map(message_from_row);
     let assistant = match messages.next() {
         Some(message) => message?,
@@ -365,7 +367,8 @@ pub(super) async fn move_to_waiting(
         .bind(ChatStatus::Waiting.as_str())
         .bind(now)
         .execute(&mut *conn)
-        .await?;
+        .await
+        .db()?;
     Ok(tool_results)
 }
 
@@ -380,7 +383,8 @@ pub(super) async fn promote_head(
     )
     .bind(uuid_text(chat_id))
     .fetch_optional(&mut *conn)
-    .await?;
+    .await
+    .db()?;
     match head {
         Some(id) => Ok(Some(promote_in_conn(conn, chat_id, id, now).await?)),
         None => Ok(None),
@@ -430,7 +434,8 @@ async fn submit_in_tx(
         .bind(ChatStatus::Pending.as_str())
         .bind(now)
         .execute(&mut *conn)
-        .await?;
+        .await
+        .db()?;
     Ok(Submitted {
         messages,
         status: ChatStatus::Pending,
@@ -507,14 +512,16 @@ async fn edit_in_tx(
     .bind(uuid_text(chat_id))
     .bind(message_id)
     .fetch_optional(&mut *conn)
-    .await?
+    .await
+    .db()?
     .ok_or_else(|| message_not_found(chat_id, message_id))?;
-    let visibility = visibility_from_str(&row.try_get::<String, _>("visibility")?)?;
+    let visibility = visibility_from_str(&row.try_get::<String, _>("visibility").db()?)?;
     // The client's history never shows model-only rows, so no client can name one.
     if visibility == MessageVisibility::Model {
         return Err(message_not_found(chat_id, message_id));
     }
-    if ChatMessageRole::from_wire(&row.try_get::<String, _>("role")?) != ChatMessageRole::User {
+    if ChatMessageRole::from_wire(&row.try_get::<String, _>("role").db()?) != ChatMessageRole::User
+    {
         return Err(Error::new(
             ErrorKind::InvalidArgument,
             ONLY_USER_MESSAGES_EDITABLE_MESSAGE,
@@ -531,7 +538,8 @@ async fn edit_in_tx(
     .bind(uuid_text(chat_id))
     .bind(message_id)
     .fetch_all(&mut *conn)
-    .await?;
+    .await
+    .db()?;
     deleted_message_ids.sort_unstable();
     let message = insert_message(
         conn,
@@ -550,7 +558,8 @@ async fn edit_in_tx(
     sqlx::query("DELETE FROM chat_queued_messages WHERE chat_id = $1")
         .bind(uuid_text(chat_id))
         .execute(&mut *conn)
-        .await?;
+        .await
+        .db()?;
     // The epoch bump retires a running worker's lease outright: whatever status the chat
     // moves through next, the pre-edit turn can never persist into the new history.
     sqlx::query(
@@ -562,7 +571,8 @@ async fn edit_in_tx(
     .bind(ChatStatus::Pending.as_str())
     .bind(now)
     .execute(&mut *conn)
-    .await?;
+    .await
+    .db()?;
     Ok(Edited {
         message,
         deleted_message_ids,
@@ -591,7 +601,8 @@ async fn set_archived_in_tx(
     let root: String = sqlx::query_scalar("SELECT root_chat_id FROM chats WHERE id = $1")
         .bind(uuid_text(chat_id))
         .fetch_optional(&mut *conn)
-        .await?
+        .await
+        .db()?
         .ok_or_else(|| chat_not_found(chat_id))?;
     let sql = match dialect {
         // `BEGIN IMMEDIATE` already holds the database write lock.
@@ -605,15 +616,19 @@ async fn set_archived_in_tx(
              WHERE root_chat_id = $1 ORDER BY id FOR UPDATE"
         }
     };
-    let rows = sqlx::query(sql).bind(&root).fetch_all(&mut *conn).await?;
+    let rows = sqlx::query(sql)
+        .bind(&root)
+        .fetch_all(&mut *conn)
+        .await
+        .db()?;
     let members = rows
         .iter()
         .map(|row| {
             Ok(Member {
                 id: get_uuid(row, "id")?,
                 parent: get_opt_uuid(row, "parent_chat_id")?,
-                status: ChatStatus::from_wire(&row.try_get::<String, _>("status")?),
-                archived: row.try_get::<i64, _>("archived")? != 0,
+                status: ChatStatus::from_wire(&row.try_get::<String, _>("status").db()?),
+                archived: row.try_get::<i64, _>("archived").db()? != 0,
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -668,7 +683,8 @@ async fn archive_member(
     sqlx::query("UPDATE chats SET archived = 1, pin_order = 0 WHERE id = $1")
         .bind(uuid_text(member.id))
         .execute(&mut *conn)
-        .await?;
+        .await
+        .db()?;
     Ok(Some(ArchivedChat {
         chat_id: member.id,
         previous_status: member.status.clone(),
@@ -691,7 +707,8 @@ async fn unarchive_member(
     sqlx::query("UPDATE chats SET archived = 0 WHERE id = $1")
         .bind(uuid_text(member.id))
         .execute(&mut *conn)
-        .await?;
+        .await
+        .db()?;
     // An archived chat's finish routine promotes nothing, so its queue waited for this.
     let promoted = if member.status == ChatStatus::Waiting {
         promote_head(conn, member.id, now).await?

@@ -15,7 +15,7 @@ use super::{
     get_bool, get_opt_uuid, get_time, get_uuid, now_micros, timestamp_from_micros, uuid_text,
     ChatTx, Store,
 };
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{DbResultExt, Error, ErrorKind, Result};
 
 /// Who sees a message (engine.md §1.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -169,14 +169,16 @@ impl Store {
         .bind(&new.system_prompt)
         .bind(now)
         .execute(&mut *tx)
-        .await?;
+        .await
+        .db()?;
         for (key, value) in &new.labels {
             sqlx::query("INSERT INTO chat_labels (chat_id, key, value) VALUES ($1, $2, $3)")
                 .bind(uuid_text(id))
                 .bind(key)
                 .bind(value)
                 .execute(&mut *tx)
-                .await?;
+                .await
+                .db()?;
         }
         let message = insert_message(
             &mut tx,
@@ -192,7 +194,7 @@ impl Store {
             },
         )
         .await?;
-        tx.commit().await?;
+        tx.commit().await.db()?;
         let created = timestamp_from_micros(now)?;
         let chat = Chat {
             id,
@@ -228,12 +230,13 @@ impl Store {
 
     /// The chat with `id`, with its labels; `None` when it does not exist.
     pub async fn get_chat(&self, id: Uuid) -> Result<Option<Chat>> {
-        let mut conn = self.pool().acquire().await?;
+        let mut conn = self.pool().acquire().await.db()?;
         let sql = format!("SELECT {CHAT_COLUMNS} FROM chats c WHERE c.id = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(uuid_text(id))
             .fetch_optional(&mut *conn)
-            .await?;
+            .await
+            .db()?;
         let Some(row) = row else {
             return Ok(None);
         };
@@ -251,7 +254,7 @@ impl Store {
         chat_id: Uuid,
         page: &MessagePage,
     ) -> Result<(Vec<ChatMessage>, bool)> {
-        let mut conn = self.pool().acquire().await?;
+        let mut conn = self.pool().acquire().await.db()?;
         super::ensure_chat_exists(&mut conn, chat_id).await?;
         let order = if page.ascending { "ASC" } else { "DESC" };
         let sql = format!(
@@ -266,7 +269,8 @@ impl Store {
             .bind(page.before_id.unwrap_or(i64::MAX))
             .bind(page.fetch_limit())
             .fetch_all(&mut *conn)
-            .await?;
+            .await
+            .db()?;
         let limit = usize::try_from(page.limit.max(0)).unwrap_or(usize::MAX);
         let has_more = rows.len() > limit;
         let messages = rows
@@ -318,7 +322,8 @@ pub(super) async fn insert_message_with(
             .bind(uuid_text(chat_id))
             .bind(uuid_text(model))
             .execute(&mut *conn)
-            .await?;
+            .await
+            .db()?;
     }
     Ok(message)
 }
@@ -361,7 +366,8 @@ pub(super) async fn insert_message_row(
     .bind(step.runtime_ms)
     .bind(step.provider_response_id.as_deref())
     .fetch_one(&mut *conn)
-    .await?;
+    .await
+    .db()?;
     Ok(ChatMessage {
         id,
         chat_id,
@@ -381,9 +387,10 @@ pub(super) async fn load_labels(
     let rows = sqlx::query("SELECT key, value FROM chat_labels WHERE chat_id = $1")
         .bind(uuid_text(chat_id))
         .fetch_all(&mut *conn)
-        .await?;
+        .await
+        .db()?;
     rows.iter()
-        .map(|r| Ok((r.try_get("key")?, r.try_get("value")?)))
+        .map(|r| Ok((r.try_get("key").db()?, r.try_get("value").db()?)))
         .collect()
 }
 
@@ -392,12 +399,13 @@ pub(super) fn corrupt(what: &str) -> Error {
 }
 
 pub(super) fn chat_from_row(row: &AnyRow) -> Result<Chat> {
-    let plan_mode: String = row.try_get("plan_mode")?;
+    let plan_mode: String = row.try_get("plan_mode").db()?;
     let last_error = row
-        .try_get::<Option<String>, _>("last_error")?
+        .try_get::<Option<String>, _>("last_error")
+        .db()?
         .map(|s| serde_json::from_str::<ChatError>(&s).map_err(|_| corrupt("last_error")))
         .transpose()?;
-    let mcp: String = row.try_get("mcp_server_ids")?;
+    let mcp: String = row.try_get("mcp_server_ids").db()?;
     let mcp_server_ids: Vec<Uuid> =
         serde_json::from_str(&mcp).map_err(|_| corrupt("mcp_server_ids"))?;
     let id = get_uuid(row, "id")?;
@@ -411,48 +419,48 @@ pub(super) fn chat_from_row(row: &AnyRow) -> Result<Chat> {
         parent_chat_id: get_opt_uuid(row, "parent_chat_id")?,
         root_chat_id: Some(get_uuid(row, "root_chat_id")?),
         last_model_config_id: get_uuid(row, "last_model_config_id")?,
-        title: row.try_get("title")?,
-        status: ChatStatus::from_wire(&row.try_get::<String, _>("status")?),
+        title: row.try_get("title").db()?,
+        status: ChatStatus::from_wire(&row.try_get::<String, _>("status").db()?),
         plan_mode: (!plan_mode.is_empty()).then(|| ChatPlanMode::from_wire(&plan_mode)),
         last_error,
-        last_turn_summary: row.try_get("last_turn_summary")?,
+        last_turn_summary: row.try_get("last_turn_summary").db()?,
         diff_status: None,
         created_at: get_time(row, "created_at")?,
         updated_at: get_time(row, "updated_at")?,
         archived: get_bool(row, "archived")?,
-        pin_order: row.try_get("pin_order")?,
+        pin_order: row.try_get("pin_order").db()?,
         mcp_server_ids,
         labels: BTreeMap::new(),
         files: Vec::new(),
         has_unread: get_bool(row, "has_unread")?,
         last_injected_context: Vec::new(),
         warnings: Vec::new(),
-        client_type: ChatClientType::from_wire(&row.try_get::<String, _>("client_type")?),
+        client_type: ChatClientType::from_wire(&row.try_get::<String, _>("client_type").db()?),
         children: Vec::new(),
     })
 }
 
 pub(super) fn message_from_row(row: &AnyRow) -> Result<ChatMessage> {
-    let version: i16 = row.try_get("content_version")?;
-    let raw: String = row.try_get("content")?;
+    let version: i16 = row.try_get("content_version").db()?;
+    let raw: String = row.try_get("content").db()?;
     let content = decode_message_content(version, &raw)
         .map_err(|e| Error::new(ErrorKind::CorruptRow, e.to_string()))?;
     let usage = ChatMessageUsage {
-        input_tokens: row.try_get("input_tokens")?,
-        output_tokens: row.try_get("output_tokens")?,
-        total_tokens: row.try_get("total_tokens")?,
-        reasoning_tokens: row.try_get("reasoning_tokens")?,
-        cache_creation_tokens: row.try_get("cache_creation_tokens")?,
-        cache_read_tokens: row.try_get("cache_read_tokens")?,
-        context_limit: row.try_get("context_limit")?,
+        input_tokens: row.try_get("input_tokens").db()?,
+        output_tokens: row.try_get("output_tokens").db()?,
+        total_tokens: row.try_get("total_tokens").db()?,
+        reasoning_tokens: row.try_get("reasoning_tokens").db()?,
+        cache_creation_tokens: row.try_get("cache_creation_tokens").db()?,
+        cache_read_tokens: row.try_get("cache_read_tokens").db()?,
+        context_limit: row.try_get("context_limit").db()?,
     };
     Ok(ChatMessage {
-        id: row.try_get("id")?,
+        id: row.try_get("id").db()?,
         chat_id: get_uuid(row, "chat_id")?,
         created_by: get_opt_uuid(row, "created_by")?,
         model_config_id: get_opt_uuid(row, "model_config_id")?,
         created_at: get_time(row, "created_at")?,
-        role: ChatMessageRole::from_wire(&row.try_get::<String, _>("role")?),
+        role: ChatMessageRole::from_wire(&row.try_get::<String, _>("role").db()?),
         content,
         usage: (!usage.is_empty()).then_some(usage),
     })

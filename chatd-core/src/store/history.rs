@@ -5,7 +5,7 @@ use sqlx::Row;
 
 use super::chats::{message_from_row, MESSAGE_COLUMNS};
 use super::{get_time, get_uuid, now_micros, uuid_text, Store};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{DbResultExt, Error, ErrorKind, Result};
 
 /// Largest file [`Store::create_file`] stores, in bytes: codersdk's upload cap (10 MiB).
 pub const MAX_FILE_BYTES: usize = codersdk::MAX_CHAT_FILE_SIZE_BYTES as usize;
@@ -68,7 +68,7 @@ impl Store {
     /// There is no compaction boundary yet (compaction is a later feature), so this is the
     /// whole model-visible history.
     pub async fn prompt_history(&self, chat_id: Uuid) -> Result<Vec<ChatMessage>> {
-        let mut conn = self.pool().acquire().await?;
+        let mut conn = self.pool().acquire().await.db()?;
         super::ensure_chat_exists(&mut conn, chat_id).await?;
         let sql = format!(
             "SELECT {MESSAGE_COLUMNS} FROM chat_messages WHERE chat_id = $1 \
@@ -77,7 +77,8 @@ impl Store {
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(uuid_text(chat_id))
             .fetch_all(&mut *conn)
-            .await?;
+            .await
+            .db()?;
         rows.iter().map(message_from_row).collect()
     }
 
@@ -92,7 +93,8 @@ impl Store {
             .bind(uuid_text(chat_id))
             .bind(after_id)
             .fetch_all(self.pool())
-            .await?;
+            .await
+            .db()?;
         rows.iter().map(message_from_row).collect()
     }
 
@@ -121,7 +123,8 @@ impl Store {
         .bind(size)
         .bind(now)
         .execute(self.pool())
-        .await?;
+        .await
+        .db()?;
         Ok(ChatFileMetadata {
             id,
             owner_id: file.owner_id,
@@ -141,11 +144,12 @@ impl Store {
         )
         .bind(uuid_text(id))
         .fetch_optional(self.pool())
-        .await?;
+        .await
+        .db()?;
         row.map(|row| {
             Ok(StoredFile {
                 metadata: file_metadata(&row)?,
-                data: row.try_get("data")?,
+                data: row.try_get("data").db()?,
             })
         })
         .transpose()
@@ -170,7 +174,8 @@ impl Store {
             )
             .bind(uuid_text(*id))
             .fetch_optional(self.pool())
-            .await?;
+            .await
+            .db()?;
             if let Some(row) = row {
                 out.push(file_metadata(&row)?);
             }
@@ -184,9 +189,9 @@ fn file_metadata(row: &sqlx::any::AnyRow) -> Result<ChatFileMetadata> {
         id: get_uuid(row, "id")?,
         owner_id: get_uuid(row, "owner_id")?,
         organization_id: get_uuid(row, "organization_id")?,
-        name: row.try_get("name")?,
-        mime_type: row.try_get("mime_type")?,
-        size_bytes: Some(row.try_get("size_bytes")?),
+        name: row.try_get("name").db()?,
+        mime_type: row.try_get("mime_type").db()?,
+        size_bytes: Some(row.try_get("size_bytes").db()?),
         created_at: get_time(row, "created_at")?,
     })
 }
@@ -211,11 +216,12 @@ impl Store {
         let row = sqlx::query("SELECT dynamic_tools, system_prompt FROM chats WHERE id = $1")
             .bind(uuid_text(chat_id))
             .fetch_optional(self.pool())
-            .await?;
+            .await
+            .db()?;
         let Some(row) = row else {
             return Ok(None);
         };
-        let tools: Option<String> = row.try_get("dynamic_tools")?;
+        let tools: Option<String> = row.try_get("dynamic_tools").db()?;
         let dynamic_tools = match tools {
             Some(text) => serde_json::from_str(&text).map_err(|_| {
                 Error::new(ErrorKind::CorruptRow, "stored dynamic_tools is malformed")
@@ -225,7 +231,7 @@ impl Store {
         Ok(Some(TurnInputs {
             chat,
             dynamic_tools,
-            system_prompt: row.try_get("system_prompt")?,
+            system_prompt: row.try_get("system_prompt").db()?,
         }))
     }
 }

@@ -9,7 +9,7 @@ use sqlx::Row;
 use super::actions::answer_pending_calls;
 use super::{get_opt_uuid, get_uuid, now_micros, timestamp_to_micros, uuid_text};
 use super::{ChatTx, Dialect, Store};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{DbResultExt, Error, ErrorKind, Result};
 
 /// Most chats one [`Store::claim_pending`] call claims (`MaxChatsPerAcquire`, §3.1); larger
 /// limits are clamped to it.
@@ -102,14 +102,15 @@ impl Store {
             .bind(now)
             .bind(ChatStatus::Pending.as_str())
             .fetch_all(&mut *tx)
-            .await?;
-        tx.commit().await?;
+            .await
+            .db()?;
+        tx.commit().await.db()?;
         rows.iter()
             .map(|row| {
                 Ok(Lease {
                     chat_id: get_uuid(row, "id")?,
                     worker_id,
-                    epoch: row.try_get("lease_epoch")?,
+                    epoch: row.try_get("lease_epoch").db()?,
                 })
             })
             .collect()
@@ -141,12 +142,12 @@ impl Store {
             for lease in chunk {
                 query = query.bind(uuid_text(lease.chat_id)).bind(lease.epoch);
             }
-            let rows = query.fetch_all(self.pool()).await?;
+            let rows = query.fetch_all(self.pool()).await.db()?;
             for row in &rows {
                 owned.push(Lease {
                     chat_id: get_uuid(row, "id")?,
                     worker_id,
-                    epoch: row.try_get("lease_epoch")?,
+                    epoch: row.try_get("lease_epoch").db()?,
                 });
             }
         }
@@ -167,7 +168,8 @@ impl Store {
         .bind(ChatStatus::Running.as_str())
         .bind(now_micros())
         .fetch_all(self.pool())
-        .await?;
+        .await
+        .db()?;
         rows.iter().map(|row| get_uuid(row, "id")).collect()
     }
 
@@ -193,11 +195,12 @@ impl Store {
         .bind(ChatStatus::RequiresAction.as_str())
         .bind(threshold)
         .fetch_all(self.pool())
-        .await?;
+        .await
+        .db()?;
         let mut recovered = RecoveredChats::default();
         for row in &candidates {
             let chat_id = get_uuid(row, "id")?;
-            let status = ChatStatus::from_wire(&row.try_get::<String, _>("status")?);
+            let status = ChatStatus::from_wire(&row.try_get::<String, _>("status").db()?);
             let mut tx = match self.begin_chat_tx(chat_id).await {
                 Ok(tx) => tx,
                 // Deleted since the scan: nothing to recover.
@@ -242,7 +245,8 @@ async fn recover_one(
             .bind(threshold)
             .bind(now)
             .execute(&mut *tx.conn())
-            .await?
+            .await
+            .db()?
             .rows_affected()
                 > 0
         }
@@ -259,7 +263,8 @@ async fn recover_one(
             .bind(dynamic_tool_timeout_error()?)
             .bind(now)
             .execute(&mut *tx.conn())
-            .await?
+            .await
+            .db()?
             .rows_affected()
                 > 0;
             if moved {
@@ -296,16 +301,17 @@ impl ChatTx {
         let row = sqlx::query("SELECT status, worker_id, lease_epoch FROM chats WHERE id = $1")
             .bind(uuid_text(lease.chat_id))
             .fetch_one(&mut *self.conn())
-            .await?;
+            .await
+            .db()?;
         lease_state_of(&row, lease)
     }
 }
 
 /// The state of `lease` given the chat's `status`, `worker_id` and `lease_epoch`.
 pub(super) fn lease_state_of(row: &sqlx::any::AnyRow, lease: &Lease) -> Result<LeaseState> {
-    let status = ChatStatus::from_wire(&row.try_get::<String, _>("status")?);
+    let status = ChatStatus::from_wire(&row.try_get::<String, _>("status").db()?);
     let worker = get_opt_uuid(row, "worker_id")?;
-    let epoch: i64 = row.try_get("lease_epoch")?;
+    let epoch: i64 = row.try_get("lease_epoch").db()?;
     if epoch != lease.epoch {
         return Ok(LeaseState::Lost);
     }

@@ -18,7 +18,7 @@ use sqlx::{Any, AnyConnection, Row};
 
 use super::chats::{chat_from_row, load_labels, CHAT_COLUMNS, UNREAD_EXISTS};
 use super::{chat_not_found, get_bool, get_opt_uuid, get_uuid, uuid_text, ChatTx, Dialect, Store};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{DbResultExt, Error, ErrorKind, Result};
 
 /// Longest turn summary [`Store::set_turn_summary`] stores, in Unicode scalar values; a
 /// longer one is cut to this length. Summaries are 2–5 word status labels (engine.md
@@ -233,7 +233,8 @@ async fn cursor_of(conn: &mut AnyConnection, owner_id: Uuid, after: Uuid) -> Res
             .bind(uuid_text(after))
             .bind(uuid_text(owner_id))
             .fetch_optional(&mut *conn)
-            .await?;
+            .await
+            .db()?;
     // Another user's chat gets the same answer as a missing one: its position would leak
     // when it was last active.
     let Some(row) = row else {
@@ -245,14 +246,14 @@ async fn cursor_of(conn: &mut AnyConnection, owner_id: Uuid, after: Uuid) -> Res
             ),
         ));
     };
-    let pin_order: i32 = row.try_get("pin_order")?;
+    let pin_order: i32 = row.try_get("pin_order").db()?;
     Ok(Cursor {
         sort_key: if pin_order > 0 {
             i64::from(pin_order)
         } else {
             UNPINNED_SORT_KEY
         },
-        updated_at: row.try_get("updated_at")?,
+        updated_at: row.try_get("updated_at").db()?,
         id: after,
     })
 }
@@ -314,7 +315,8 @@ async fn list_in_tx(
     let rows = args
         .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
         .fetch_all(&mut *conn)
-        .await?;
+        .await
+        .db()?;
     let mut roots = rows.iter().map(chat_from_row).collect::<Result<Vec<_>>>()?;
     if roots.is_empty() {
         return Ok(roots);
@@ -346,7 +348,8 @@ async fn list_in_tx(
     let rows = args
         .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
         .fetch_all(&mut *conn)
-        .await?;
+        .await
+        .db()?;
     let children = rows.iter().map(chat_from_row).collect::<Result<Vec<_>>>()?;
 
     // Every label of the page in one query.
@@ -359,13 +362,14 @@ async fn list_in_tx(
     let rows = args
         .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
         .fetch_all(&mut *conn)
-        .await?;
+        .await
+        .db()?;
     let mut labels: HashMap<Uuid, BTreeMap<String, String>> = HashMap::new();
     for row in &rows {
         labels
             .entry(get_uuid(row, "chat_id")?)
             .or_default()
-            .insert(row.try_get("key")?, row.try_get("value")?);
+            .insert(row.try_get("key").db()?, row.try_get("value").db()?);
     }
 
     let mut children_of: HashMap<Uuid, Vec<Chat>> = HashMap::new();
@@ -395,7 +399,8 @@ async fn read_chat(conn: &mut AnyConnection, chat_id: Uuid) -> Result<Chat> {
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(uuid_text(chat_id))
         .fetch_one(&mut *conn)
-        .await?;
+        .await
+        .db()?;
     let mut chat = chat_from_row(&row)?;
     chat.labels = load_labels(conn, chat_id).await?;
     Ok(chat)
@@ -409,7 +414,8 @@ async fn replace_labels(
     sqlx::query("DELETE FROM chat_labels WHERE chat_id = $1")
         .bind(uuid_text(chat_id))
         .execute(&mut *conn)
-        .await?;
+        .await
+        .db()?;
     let pairs: Vec<(&String, &String)> = labels.iter().collect();
     // A validated map fits one statement; the chunks only bound the bind count of a map
     // that skipped validation.
@@ -428,7 +434,8 @@ async fn replace_labels(
         let sql = format!("INSERT INTO chat_labels (chat_id, key, value) VALUES {values}");
         args.bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
             .execute(&mut *conn)
-            .await?;
+            .await
+            .db()?;
     }
     Ok(())
 }
@@ -453,7 +460,8 @@ async fn set_pin(
     .bind(uuid_text(owner_id))
     .bind(uuid_text(chat_id))
     .fetch_one(&mut *conn)
-    .await?;
+    .await
+    .db()?;
     let last = others.saturating_add(1);
     let target = match (current, requested) {
         (_, 0) => 0,
@@ -475,12 +483,14 @@ async fn set_pin(
     .bind(uuid_text(chat_id))
     .bind(target)
     .execute(&mut *conn)
-    .await?;
+    .await
+    .db()?;
     sqlx::query("UPDATE chats SET pin_order = $2 WHERE id = $1")
         .bind(uuid_text(chat_id))
         .bind(i32::try_from(target).unwrap_or(i32::MAX))
         .execute(&mut *conn)
-        .await?;
+        .await
+        .db()?;
     Ok(())
 }
 
@@ -492,11 +502,12 @@ async fn update_in_tx(tx: &mut ChatTx, update: &ValidatedChatUpdate) -> Result<C
     )
     .bind(uuid_text(chat_id))
     .fetch_one(&mut *conn)
-    .await?;
+    .await
+    .db()?;
     let owner_id = get_uuid(&row, "owner_id")?;
     let is_child = get_opt_uuid(&row, "parent_chat_id")?.is_some();
     let archived = get_bool(&row, "archived")?;
-    let pin_order: i32 = row.try_get("pin_order")?;
+    let pin_order: i32 = row.try_get("pin_order").db()?;
 
     if matches!(update.workspace_id, Some(Some(_))) {
         return Err(invalid_update(
@@ -530,7 +541,8 @@ async fn update_in_tx(tx: &mut ChatTx, update: &ValidatedChatUpdate) -> Result<C
             .bind(uuid_text(chat_id))
             .bind(title.as_str())
             .execute(&mut *conn)
-            .await?;
+            .await
+            .db()?;
     }
     if let Some(plan) = update.plan_mode {
         let mode = if plan {
@@ -542,7 +554,8 @@ async fn update_in_tx(tx: &mut ChatTx, update: &ValidatedChatUpdate) -> Result<C
             .bind(uuid_text(chat_id))
             .bind(mode)
             .execute(&mut *conn)
-            .await?;
+            .await
+            .db()?;
     }
     if let Some(labels) = &update.labels {
         replace_labels(conn, chat_id, labels).await?;
@@ -563,7 +576,8 @@ async fn mark_read_in_tx(tx: &mut ChatTx, up_to: Option<i64>) -> Result<()> {
             .bind(uuid_text(chat_id))
             .bind(up_to.unwrap_or(i64::MAX))
             .fetch_one(&mut *conn)
-            .await?;
+            .await
+            .db()?;
     if let Some(target) = target {
         sqlx::query(
             "UPDATE chats SET last_read_message_id = $2 \
@@ -572,7 +586,8 @@ async fn mark_read_in_tx(tx: &mut ChatTx, up_to: Option<i64>) -> Result<()> {
         .bind(uuid_text(chat_id))
         .bind(target)
         .execute(&mut *conn)
-        .await?;
+        .await
+        .db()?;
     }
     Ok(())
 }
@@ -582,20 +597,20 @@ async fn mark_read_in_tx(tx: &mut ChatTx, up_to: Option<i64>) -> Result<()> {
 async fn title_in_tx(tx: &mut ChatTx, expected: Option<&str>, title: &str) -> Result<bool> {
     let chat_id = uuid_text(tx.chat_id());
     let done = match expected {
-        None => {
-            sqlx::query("UPDATE chats SET title = $2 WHERE id = $1 AND title <> $2")
-                .bind(chat_id)
-                .bind(title)
-                .execute(&mut *tx.conn())
-                .await?
-        }
+        None => sqlx::query("UPDATE chats SET title = $2 WHERE id = $1 AND title <> $2")
+            .bind(chat_id)
+            .bind(title)
+            .execute(&mut *tx.conn())
+            .await
+            .db()?,
         Some(expected) => {
             sqlx::query("UPDATE chats SET title = $2 WHERE id = $1 AND title <> $2 AND title = $3")
                 .bind(chat_id)
                 .bind(title)
                 .bind(expected)
                 .execute(&mut *tx.conn())
-                .await?
+                .await
+                .db()?
         }
     };
     Ok(done.rows_affected() > 0)
@@ -607,7 +622,8 @@ async fn summary_in_tx(tx: &mut ChatTx, summary: Option<String>) -> Result<bool>
         sqlx::query_scalar("SELECT last_turn_summary FROM chats WHERE id = $1")
             .bind(chat_id.as_str())
             .fetch_one(&mut *tx.conn())
-            .await?;
+            .await
+            .db()?;
     if current == summary {
         return Ok(false);
     }
@@ -615,7 +631,8 @@ async fn summary_in_tx(tx: &mut ChatTx, summary: Option<String>) -> Result<bool>
         .bind(chat_id)
         .bind(summary)
         .execute(&mut *tx.conn())
-        .await?;
+        .await
+        .db()?;
     Ok(true)
 }
 
@@ -648,7 +665,7 @@ impl Store {
             Dialect::Sqlite => "BEGIN",
             Dialect::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
         };
-        let mut tx = self.pool().begin_with(begin).await?;
+        let mut tx = self.pool().begin_with(begin).await.db()?;
         let result = list_in_tx(&mut tx, owner_id, query).await;
         super::finish_tx(tx, result).await
     }
@@ -741,7 +758,7 @@ impl Store {
         match lock_owner_then_chat(&mut tx, self.dialect(), chat_id).await {
             Ok(true) => Ok(ChatTx { tx, chat_id }),
             Ok(false) => {
-                tx.rollback().await?;
+                tx.rollback().await.db()?;
                 Err(chat_not_found(chat_id))
             }
             Err(e) => {
@@ -762,7 +779,8 @@ async fn lock_owner_then_chat(
     let owner: Option<String> = sqlx::query_scalar("SELECT owner_id FROM chats WHERE id = $1")
         .bind(uuid_text(chat_id))
         .fetch_optional(&mut *conn)
-        .await?;
+        .await
+        .db()?;
     let Some(owner) = owner else {
         return Ok(false);
     };
@@ -773,11 +791,13 @@ async fn lock_owner_then_chat(
     sqlx::query("SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE")
         .bind(owner)
         .execute(&mut *conn)
-        .await?;
+        .await
+        .db()?;
     let found = sqlx::query("SELECT id FROM chats WHERE id = $1 FOR UPDATE")
         .bind(uuid_text(chat_id))
         .fetch_optional(&mut *conn)
-        .await?;
+        .await
+        .db()?;
     Ok(found.is_some())
 }
 

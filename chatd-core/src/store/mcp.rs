@@ -20,7 +20,7 @@ use sqlx::Row;
 
 use super::finish_tx as finish;
 use super::{get_bool, get_time, get_uuid, now_micros, uuid_text, Dialect, Store};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{DbResultExt, Error, ErrorKind, Result};
 use crate::Keyring;
 
 /// Longest slug, in bytes.
@@ -296,24 +296,25 @@ impl Draft {
 
     fn from_row(row: &AnyRow) -> Result<Draft> {
         let secret = |col: McpSecretColumn| -> Result<Secret> {
-            let sealed: Option<String> = row.try_get(col.sql())?;
+            let sealed: Option<String> = row.try_get(col.sql()).db()?;
             Ok(sealed.map_or(Secret::None, Secret::Stored))
         };
-        let sealed_headers: Option<String> = row.try_get(McpSecretColumn::CustomHeaders.sql())?;
+        let sealed_headers: Option<String> =
+            row.try_get(McpSecretColumn::CustomHeaders.sql()).db()?;
         Ok(Draft {
-            display_name: row.try_get("display_name")?,
-            slug: row.try_get("slug")?,
-            description: row.try_get("description")?,
-            icon_url: row.try_get("icon_url")?,
-            transport: MCPServerTransport::from_wire(&row.try_get::<String, _>("transport")?),
-            url: row.try_get("url")?,
-            auth_type: MCPServerAuthType::from_wire(&row.try_get::<String, _>("auth_type")?),
-            oauth2_client_id: row.try_get("oauth2_client_id")?,
+            display_name: row.try_get("display_name").db()?,
+            slug: row.try_get("slug").db()?,
+            description: row.try_get("description").db()?,
+            icon_url: row.try_get("icon_url").db()?,
+            transport: MCPServerTransport::from_wire(&row.try_get::<String, _>("transport").db()?),
+            url: row.try_get("url").db()?,
+            auth_type: MCPServerAuthType::from_wire(&row.try_get::<String, _>("auth_type").db()?),
+            oauth2_client_id: row.try_get("oauth2_client_id").db()?,
             oauth2_client_secret: secret(McpSecretColumn::OAuth2ClientSecret)?,
-            oauth2_auth_url: row.try_get("oauth2_auth_url")?,
-            oauth2_token_url: row.try_get("oauth2_token_url")?,
-            oauth2_scopes: row.try_get("oauth2_scopes")?,
-            api_key_header: row.try_get("api_key_header")?,
+            oauth2_auth_url: row.try_get("oauth2_auth_url").db()?,
+            oauth2_token_url: row.try_get("oauth2_token_url").db()?,
+            oauth2_scopes: row.try_get("oauth2_scopes").db()?,
+            api_key_header: row.try_get("api_key_header").db()?,
             api_key_value: secret(McpSecretColumn::ApiKey)?,
             custom_headers: sealed_headers.map_or(Headers::None, |sealed| Headers::Stored {
                 sealed,
@@ -327,7 +328,7 @@ impl Draft {
             tool_allow_list: json_column(row, "tool_allow_list")?,
             tool_deny_list: json_column(row, "tool_deny_list")?,
             availability: MCPServerAvailability::from_wire(
-                &row.try_get::<String, _>("availability")?,
+                &row.try_get::<String, _>("availability").db()?,
             ),
             enabled: get_bool(row, "enabled")?,
             model_intent: get_bool(row, "model_intent")?,
@@ -429,7 +430,7 @@ impl Draft {
 }
 
 fn json_column<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> Result<T> {
-    let text: String = row.try_get(col)?;
+    let text: String = row.try_get(col).db()?;
     serde_json::from_str(&text).map_err(|_| {
         Error::new(
             ErrorKind::CorruptRow,
@@ -1048,7 +1049,8 @@ impl Store {
             let taken = sqlx::query("SELECT id FROM mcp_server_configs WHERE slug = $1")
                 .bind(&draft.slug)
                 .fetch_optional(&mut *tx)
-                .await?;
+                .await
+                .db()?;
             if taken.is_some() {
                 return Err(slug_taken(&draft.slug));
             }
@@ -1061,8 +1063,8 @@ impl Store {
                 .execute(&mut *tx)
                 .await
                 // A concurrent create won the unique index after our check.
-                .map_err(|e| match Error::from(e) {
-                    e if e.kind() == ErrorKind::Conflict => slug_taken(&draft.slug),
+                .map_err(|e| match Error::from_sqlx(e) {
+                    e if e.kind() == ErrorKind::Conflict => slug_taken(&draft.slug).with_source(e),
                     e => e,
                 })?;
             Ok(())
@@ -1085,7 +1087,8 @@ impl Store {
         let sql = format!("SELECT {MCP_COLUMNS} FROM mcp_server_configs{condition} ORDER BY slug");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .fetch_all(self.pool())
-            .await?;
+            .await
+            .db()?;
         rows.iter().map(config_from_row).collect()
     }
 
@@ -1095,7 +1098,8 @@ impl Store {
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(uuid_text(id))
             .fetch_optional(self.pool())
-            .await?;
+            .await
+            .db()?;
         match row {
             Some(row) => config_from_row(&row),
             None => Err(mcp_not_found(id)),
@@ -1126,7 +1130,8 @@ impl Store {
             let row = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(uuid_text(id))
                 .fetch_optional(&mut *tx)
-                .await?
+                .await
+                .db()?
                 .ok_or_else(|| mcp_not_found(id))?;
             let mut draft = Draft::from_row(&row)?;
             draft.apply(req);
@@ -1142,7 +1147,8 @@ impl Store {
                     .bind(&draft.slug)
                     .bind(uuid_text(id))
                     .fetch_optional(&mut *tx)
-                    .await?;
+                    .await
+                    .db()?;
             if taken.is_some() {
                 return Err(slug_taken(&draft.slug));
             }
@@ -1161,8 +1167,8 @@ impl Store {
             bind_row(update, id, &draft, &v, now)
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| match Error::from(e) {
-                    e if e.kind() == ErrorKind::Conflict => slug_taken(&draft.slug),
+                .map_err(|e| match Error::from_sqlx(e) {
+                    e if e.kind() == ErrorKind::Conflict => slug_taken(&draft.slug).with_source(e),
                     e => e,
                 })?;
             Ok(())
@@ -1179,7 +1185,8 @@ impl Store {
         let done = sqlx::query("DELETE FROM mcp_server_configs WHERE id = $1")
             .bind(uuid_text(id))
             .execute(self.pool())
-            .await?;
+            .await
+            .db()?;
         if done.rows_affected() == 0 {
             return Err(mcp_not_found(id));
         }
@@ -1200,15 +1207,16 @@ impl Store {
         )
         .bind(uuid_text(id))
         .fetch_optional(self.pool())
-        .await?
+        .await
+        .db()?
         .ok_or_else(|| mcp_not_found(id))?;
         let open = |col: McpSecretColumn| -> Result<Option<SecretString>> {
-            let sealed: Option<String> = row.try_get(col.sql())?;
+            let sealed: Option<String> = row.try_get(col.sql()).db()?;
             sealed
                 .map(|s| keyring.decrypt_secret(&s, mcp_secret_aad(id, col).as_bytes()))
                 .transpose()
         };
-        let headers: Option<String> = row.try_get(McpSecretColumn::CustomHeaders.sql())?;
+        let headers: Option<String> = row.try_get(McpSecretColumn::CustomHeaders.sql()).db()?;
         Ok(McpServerSecrets {
             oauth2_client_secret: open(McpSecretColumn::OAuth2ClientSecret)?,
             api_key_value: open(McpSecretColumn::ApiKey)?,
@@ -1234,10 +1242,11 @@ impl Store {
             );
             let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .fetch_all(self.pool())
-                .await?;
+                .await
+                .db()?;
             for row in &rows {
                 let id = get_uuid(row, "id")?;
-                let sealed: String = row.try_get("sealed")?;
+                let sealed: String = row.try_get("sealed").db()?;
                 let resealed = match keyring.rotate(&sealed, mcp_secret_aad(id, column).as_bytes())
                 {
                     Ok(Some(text)) => text,
@@ -1263,7 +1272,8 @@ impl Store {
                     .bind(&resealed)
                     .bind(&sealed)
                     .execute(self.pool())
-                    .await?;
+                    .await
+                    .db()?;
                 if swapped.rows_affected() == 1 {
                     report.rotated += 1;
                 } else {

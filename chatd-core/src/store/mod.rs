@@ -25,7 +25,7 @@ use codersdk::{Timestamp, Uuid};
 use sqlx::any::AnyPoolOptions;
 use sqlx::{Any, AnyConnection, AnyPool, Executor, Row, Transaction};
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{DbResultExt, Error, ErrorKind, Result};
 
 pub use accounts::{Account, NewAccount, MAX_ACCOUNT_PAGE};
 pub use actions::{
@@ -150,18 +150,18 @@ impl ChatTx {
     }
 
     /// The transaction's connection, for queries under the lock.
-    pub fn conn(&mut self) -> &mut AnyConnection {
+    pub(crate) fn conn(&mut self) -> &mut AnyConnection {
         &mut self.tx
     }
 
     /// Commits and releases the lock.
     pub async fn commit(self) -> Result<()> {
-        self.tx.commit().await.map_err(Error::from)
+        self.tx.commit().await.db()
     }
 
     /// Rolls back and releases the lock.
     pub async fn rollback(self) -> Result<()> {
-        self.tx.rollback().await.map_err(Error::from)
+        self.tx.rollback().await.db()
     }
 
     /// Commits when `result` is `Ok`, rolls back otherwise, and passes `result` on (a failed
@@ -179,7 +179,7 @@ impl ChatTx {
 pub(crate) async fn finish_tx<T>(tx: Transaction<'static, Any>, result: Result<T>) -> Result<T> {
     match result {
         Ok(value) => {
-            tx.commit().await?;
+            tx.commit().await.db()?;
             Ok(value)
         }
         Err(e) => {
@@ -246,13 +246,15 @@ impl Store {
                 })
             })
             .connect(&url)
-            .await?;
+            .await
+            .db()?;
         if dialect == Dialect::Sqlite {
             // Persistent in the file, so once suffices; WAL lets readers run beside the
             // single writer.
             let mode: String = sqlx::query_scalar("PRAGMA journal_mode = WAL")
                 .fetch_one(&pool)
-                .await?;
+                .await
+                .db()?;
             if !mode.eq_ignore_ascii_case("wal") {
                 return Err(Error::new(
                     ErrorKind::Database,
@@ -261,8 +263,14 @@ impl Store {
             }
         }
         match dialect {
-            Dialect::Sqlite => sqlx::migrate!("migrations/sqlite").run(&pool).await?,
-            Dialect::Postgres => sqlx::migrate!("migrations/postgres").run(&pool).await?,
+            Dialect::Sqlite => sqlx::migrate!("migrations/sqlite")
+                .run(&pool)
+                .await
+                .map_err(Error::from_migration)?,
+            Dialect::Postgres => sqlx::migrate!("migrations/postgres")
+                .run(&pool)
+                .await
+                .map_err(Error::from_migration)?,
         }
         Ok(Store { pool, dialect })
     }
@@ -273,13 +281,38 @@ impl Store {
     }
 
     /// The connection pool, for reads that need no transaction.
-    pub fn pool(&self) -> &AnyPool {
+    pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
-    /// Closes the pool, waiting for connections in use to be returned.
+    /// Closes the pool, waiting for connections in use to be returned: the end of a clean
+    /// shutdown. On SQLite the write-ahead log is first checkpointed into the database
+    /// file and truncated (`PRAGMA wal_checkpoint(TRUNCATE)`), so no `-wal` file full of
+    /// committed pages is left beside the database; a checkpoint that cannot finish (a
+    /// reader in another process) is logged and the pool closed anyway. Every clone of
+    /// this store stops working.
     pub async fn close(&self) {
+        if self.dialect == Dialect::Sqlite && !self.pool.is_closed() {
+            self.checkpoint_wal().await;
+        }
         self.pool.close().await;
+    }
+
+    /// Checkpoints the SQLite write-ahead log and truncates it; see [`Store::close`].
+    async fn checkpoint_wal(&self) {
+        let outcome: std::result::Result<(i64, i64, i64), _> =
+            sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+                .fetch_one(&self.pool)
+                .await;
+        match outcome {
+            Ok((0, _, _)) => {}
+            Ok((_, log_frames, checkpointed)) => tracing::warn!(
+                log_frames,
+                checkpointed,
+                "the SQLite WAL checkpoint at close was blocked by a reader; the -wal file stays"
+            ),
+            Err(e) => tracing::warn!(error = %e, "the SQLite WAL checkpoint at close failed"),
+        }
     }
 
     /// Starts a write transaction. On SQLite it takes the database write lock up front
@@ -287,8 +320,8 @@ impl Store {
     /// upgrade its lock without waiting on the busy timeout.
     pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Any>> {
         let tx = match self.dialect {
-            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Dialect::Postgres => self.pool.begin().await?,
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await.db()?,
+            Dialect::Postgres => self.pool.begin().await.db()?,
         };
         Ok(tx)
     }
@@ -306,9 +339,10 @@ impl Store {
         let found = sqlx::query(sql)
             .bind(uuid_text(chat_id))
             .fetch_optional(&mut *tx)
-            .await?;
+            .await
+            .db()?;
         if found.is_none() {
-            tx.rollback().await?;
+            tx.rollback().await.db()?;
             return Err(chat_not_found(chat_id));
         }
         Ok(ChatTx { tx, chat_id })
@@ -351,7 +385,8 @@ pub(crate) async fn ensure_chat_exists(conn: &mut AnyConnection, chat_id: Uuid) 
     let exists = sqlx::query("SELECT id FROM chats WHERE id = $1")
         .bind(uuid_text(chat_id))
         .fetch_optional(&mut *conn)
-        .await?;
+        .await
+        .db()?;
     match exists {
         Some(_) => Ok(()),
         None => Err(chat_not_found(chat_id)),
@@ -396,22 +431,23 @@ fn parse_opt_uuid(text: Option<String>) -> Result<Option<Uuid>> {
 }
 
 fn get_uuid(row: &sqlx::any::AnyRow, col: &str) -> Result<Uuid> {
-    parse_uuid(&row.try_get::<String, _>(col)?)
+    parse_uuid(&row.try_get::<String, _>(col).db()?)
 }
 
 fn get_opt_uuid(row: &sqlx::any::AnyRow, col: &str) -> Result<Option<Uuid>> {
-    parse_opt_uuid(row.try_get::<Option<String>, _>(col)?)
+    parse_opt_uuid(row.try_get::<Option<String>, _>(col).db()?)
 }
 
 fn get_bool(row: &sqlx::any::AnyRow, col: &str) -> Result<bool> {
-    Ok(row.try_get::<i64, _>(col)? != 0)
+    Ok(row.try_get::<i64, _>(col).db()? != 0)
 }
 
 fn get_time(row: &sqlx::any::AnyRow, col: &str) -> Result<Timestamp> {
-    timestamp_from_micros(row.try_get::<i64, _>(col)?)
+    timestamp_from_micros(row.try_get::<i64, _>(col).db()?)
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -455,6 +491,125 @@ mod tests {
         for bad in ["", "1abc", "a-b", "a\"b", &"x".repeat(64)] {
             assert!(validate_schema_name(bad).is_err(), "{bad}");
         }
+    }
+
+    /// A fresh SQLite file, and when `CHATD_TEST_DATABASE_URL` names a PostgreSQL database
+    /// also a fresh schema there (dropped afterwards): the integration tests' harness, for
+    /// the tests that need the store's crate-private parts.
+    async fn on_each_backend<F, Fut>(test: F)
+    where
+        F: Fn(Store) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let path = std::env::temp_dir().join(format!("chatd-unit-test-{}.db", Uuid::new_v4()));
+        let store = Store::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        test(store.clone()).await;
+        store.close().await;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = path.clone().into_os_string();
+            p.push(suffix);
+            let _ = std::fs::remove_file(p);
+        }
+        let Some(url) = std::env::var("CHATD_TEST_DATABASE_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+        else {
+            return;
+        };
+        sqlx::any::install_default_drivers();
+        let schema = format!("chatd_unit_{}", Uuid::new_v4().simple());
+        let admin = AnyPool::connect(&url).await.unwrap();
+        admin
+            .execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .await
+            .unwrap();
+        let mut options = StoreOptions::new(url);
+        options.schema = Some(schema.clone());
+        options.max_connections = 4;
+        let store = Store::connect_with(options).await.unwrap();
+        test(store.clone()).await;
+        store.close().await;
+        let _ = admin
+            .execute(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+            .await;
+        admin.close().await;
+    }
+
+    /// A user, an organization and a chat of theirs.
+    async fn one_chat(store: &Store) -> Uuid {
+        let user = store
+            .create_user(NewUser {
+                username: "alice".into(),
+                name: "Alice".into(),
+                role: crate::Role::Member,
+            })
+            .await
+            .unwrap();
+        let org = store.create_organization("acme").await.unwrap();
+        store.add_member(org.id, user.id).await.unwrap();
+        let (chat, _) = store
+            .create_chat(NewChat {
+                organization_id: org.id,
+                owner_id: user.id,
+                title: "A chat".into(),
+                model_config_id: Uuid::new_v4(),
+                labels: Default::default(),
+                mcp_server_ids: Vec::new(),
+                dynamic_tools: Vec::new(),
+                system_prompt: String::new(),
+                client_type: codersdk::ChatClientType::Ui,
+                plan_mode: None,
+                first_message_parts: vec![codersdk::ChatMessagePart::text("x")],
+                created_by: Some(user.id),
+            })
+            .await
+            .unwrap();
+        chat.id
+    }
+
+    #[tokio::test]
+    async fn chat_lock_serializes_read_modify_write() {
+        const TASKS: usize = 2;
+        const ROUNDS: i64 = 50;
+        on_each_backend(|store| async move {
+            let chat = one_chat(&store).await;
+            let mut handles = Vec::new();
+            for _ in 0..TASKS {
+                let store = store.clone();
+                handles.push(tokio::spawn(async move {
+                    for _ in 0..ROUNDS {
+                        let mut tx = store.begin_chat_tx(chat).await.unwrap();
+                        let row = sqlx::query("SELECT lease_epoch FROM chats WHERE id = $1")
+                            .bind(chat.to_string())
+                            .fetch_one(tx.conn())
+                            .await
+                            .unwrap();
+                        let epoch: i64 = row.try_get("lease_epoch").unwrap();
+                        // Give the other task every chance to interleave.
+                        tokio::task::yield_now().await;
+                        sqlx::query("UPDATE chats SET lease_epoch = $2 WHERE id = $1")
+                            .bind(chat.to_string())
+                            .bind(epoch + 1)
+                            .execute(tx.conn())
+                            .await
+                            .unwrap();
+                        tx.commit().await.unwrap();
+                    }
+                }));
+            }
+            for h in handles {
+                h.await.unwrap();
+            }
+            let epoch: i64 = sqlx::query_scalar("SELECT lease_epoch FROM chats WHERE id = $1")
+                .bind(chat.to_string())
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+            assert_eq!(epoch, ROUNDS * TASKS as i64);
+        })
+        .await;
     }
 
     #[test]

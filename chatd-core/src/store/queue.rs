@@ -13,7 +13,7 @@ use super::actions::{
 use super::chats::{content_text, insert_message};
 use super::{get_opt_uuid, get_time, get_uuid, now_micros, timestamp_from_micros, uuid_text};
 use super::{ChatTx, MessageVisibility, NewMessage, Store};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{DbResultExt, Error, ErrorKind, Result};
 
 /// Most messages one chat's queue holds; sending one more while the chat is busy fails with
 /// [`ErrorKind::QueueFull`] (engine.md §6.1, HTTP 429).
@@ -91,9 +91,10 @@ pub(super) async fn chat_state(
     let row = sqlx::query("SELECT status, archived FROM chats WHERE id = $1")
         .bind(uuid_text(chat_id))
         .fetch_one(&mut *conn)
-        .await?;
-    let status = ChatStatus::from_wire(&row.try_get::<String, _>("status")?);
-    Ok((status, row.try_get::<i64, _>("archived")? != 0))
+        .await
+        .db()?;
+    let status = ChatStatus::from_wire(&row.try_get::<String, _>("status").db()?);
+    Ok((status, row.try_get::<i64, _>("archived").db()? != 0))
 }
 
 pub(super) fn chat_archived(chat_id: Uuid) -> Error {
@@ -112,19 +113,20 @@ pub(super) async fn load_queue(
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(uuid_text(chat_id))
         .fetch_all(&mut *conn)
-        .await?;
+        .await
+        .db()?;
     rows.iter().map(queued_from_row).collect()
 }
 
 fn queued_from_row(row: &AnyRow) -> Result<ChatQueuedMessage> {
-    let version: i32 = row.try_get("content_version")?;
+    let version: i32 = row.try_get("content_version").db()?;
     let version = i16::try_from(version)
         .map_err(|_| Error::new(ErrorKind::CorruptRow, "stored content version out of range"))?;
-    let raw: String = row.try_get("content")?;
+    let raw: String = row.try_get("content").db()?;
     let content = decode_message_content(version, &raw)
         .map_err(|e| Error::new(ErrorKind::CorruptRow, e.to_string()))?;
     Ok(ChatQueuedMessage {
-        id: row.try_get("id")?,
+        id: row.try_get("id").db()?,
         chat_id: get_uuid(row, "chat_id")?,
         model_config_id: get_opt_uuid(row, "model_config_id")?,
         content,
@@ -148,7 +150,8 @@ async fn set_pending_for_new_message(
     .bind(ChatStatus::Pending.as_str())
     .bind(now)
     .execute(&mut *conn)
-    .await?;
+    .await
+    .db()?;
     Ok(())
 }
 
@@ -180,7 +183,7 @@ impl Store {
 
     /// The chat's queue, oldest first. [`ErrorKind::NotFound`] when the chat does not exist.
     pub async fn list_queue(&self, chat_id: Uuid) -> Result<Vec<ChatQueuedMessage>> {
-        let mut conn = self.pool().acquire().await?;
+        let mut conn = self.pool().acquire().await.db()?;
         super::ensure_chat_exists(&mut conn, chat_id).await?;
         load_queue(&mut conn, chat_id).await
     }
@@ -223,7 +226,8 @@ async fn send_in_tx(
         sqlx::query_scalar("SELECT COUNT(*) FROM chat_queued_messages WHERE chat_id = $1")
             .bind(uuid_text(chat_id))
             .fetch_one(&mut *conn)
-            .await?;
+            .await
+            .db()?;
     let result = if status.is_busy() || queued_count > 0 {
         if queued_count >= MAX_QUEUED_MESSAGES {
             return Err(Error::new(ErrorKind::QueueFull, "Message queue is full."));
@@ -240,7 +244,8 @@ async fn send_in_tx(
         .bind(send.created_by.map(uuid_text))
         .bind(now)
         .fetch_one(&mut *conn)
-        .await?;
+        .await
+        .db()?;
         let mut tool_results = Vec::new();
         let mut promoted = None;
         let interrupted = send.busy_behavior == ChatBusyBehavior::Interrupt
@@ -317,7 +322,8 @@ async fn delete_in_tx(tx: &mut ChatTx, id: i64) -> Result<Vec<ChatQueuedMessage>
         .bind(uuid_text(chat_id))
         .bind(id)
         .execute(&mut *tx.conn())
-        .await?
+        .await
+        .db()?
         .rows_affected();
     if deleted == 0 {
         return Err(queued_not_found(chat_id, id));
@@ -375,7 +381,8 @@ pub(super) async fn promote_in_conn(
         .bind(uuid_text(chat_id))
         .bind(id)
         .fetch_optional(&mut *conn)
-        .await?
+        .await
+        .db()?
         .ok_or_else(|| queued_not_found(chat_id, id))?;
     let queued = queued_from_row(&row)?;
     let created_by = get_opt_uuid(&row, "created_by")?;

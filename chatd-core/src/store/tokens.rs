@@ -5,7 +5,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use super::{get_time, get_uuid, now_micros, uuid_text, Store, User};
-use crate::error::Result;
+use crate::error::{DbResultExt, Result};
 
 /// Prefix of every token this store issues, so a leaked token is recognizable in logs and
 /// secret scanners.
@@ -54,7 +54,8 @@ impl Store {
         .bind(hash_api_token(token))
         .bind(now_micros())
         .execute(self.pool())
-        .await?;
+        .await
+        .db()?;
         Ok(())
     }
 
@@ -70,7 +71,8 @@ impl Store {
         )
         .bind(hash_api_token(token))
         .fetch_optional(self.pool())
-        .await?;
+        .await
+        .db()?;
         row.map(|r| user_from_row(&r)).transpose()
     }
 
@@ -80,7 +82,8 @@ impl Store {
             sqlx::query("SELECT id, username, name, role, created_at FROM users WHERE id = $1")
                 .bind(uuid_text(id))
                 .fetch_optional(self.pool())
-                .await?;
+                .await
+                .db()?;
         row.map(|r| user_from_row(&r)).transpose()
     }
 
@@ -91,7 +94,8 @@ impl Store {
         )
         .bind(username)
         .fetch_optional(self.pool())
-        .await?;
+        .await
+        .db()?;
         row.map(|r| user_from_row(&r)).transpose()
     }
 
@@ -103,11 +107,12 @@ impl Store {
         let row = sqlx::query("SELECT id, name, created_at FROM organizations WHERE name = $1")
             .bind(name)
             .fetch_optional(self.pool())
-            .await?;
+            .await
+            .db()?;
         row.map(|r| {
             Ok(super::Organization {
                 id: get_uuid(&r, "id")?,
-                name: r.try_get("name")?,
+                name: r.try_get("name").db()?,
                 created_at: get_time(&r, "created_at")?,
             })
         })
@@ -118,9 +123,9 @@ impl Store {
 fn user_from_row(row: &sqlx::any::AnyRow) -> Result<User> {
     Ok(User {
         id: get_uuid(row, "id")?,
-        username: row.try_get("username")?,
-        name: row.try_get("name")?,
-        role: row.try_get("role")?,
+        username: row.try_get("username").db()?,
+        name: row.try_get("name").db()?,
+        role: super::users::parse_role(&row.try_get::<String, _>("role").db()?)?,
         created_at: get_time(row, "created_at")?,
     })
 }

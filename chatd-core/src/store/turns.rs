@@ -11,7 +11,7 @@ use super::chats::{insert_message_row, json_text, StepColumns};
 use super::queue::{chat_state, load_queue, promote_in_tx};
 use super::Store;
 use super::{now_micros, uuid_text, ChatTx, Lease, LeaseState, MessageVisibility, NewMessage};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{DbResultExt, Error, ErrorKind, Result};
 
 /// One model step to persist with [`Store::persist_step`].
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -120,9 +120,10 @@ impl Store {
         let row = sqlx::query(sql)
             .bind(uuid_text(lease.chat_id))
             .fetch_optional(&mut *tx)
-            .await?;
+            .await
+            .db()?;
         let Some(row) = row else {
-            tx.rollback().await?;
+            tx.rollback().await.db()?;
             return Err(super::chat_not_found(lease.chat_id));
         };
         let state = super::leases::lease_state_of(&row, lease)?;
@@ -216,7 +217,8 @@ async fn persist_in_tx(
     .bind(now)
     .bind(step.model_config_id.map(uuid_text))
     .execute(&mut *conn)
-    .await?;
+    .await
+    .db()?;
     Ok(PersistedStep {
         messages,
         lease: state,
@@ -257,7 +259,8 @@ async fn finish_in_tx(
         )
         .bind(uuid_text(chat_id))
         .fetch_optional(&mut *tx.conn())
-        .await?
+        .await
+        .db()?
     } else {
         None
     };
@@ -271,7 +274,8 @@ async fn finish_in_tx(
             )
             .bind(uuid_text(chat_id))
             .execute(&mut *tx.conn())
-            .await?;
+            .await
+            .db()?;
             (ChatStatus::Pending, Some(message))
         }
         None => {
@@ -286,7 +290,8 @@ async fn finish_in_tx(
             .bind(last_error)
             .bind(now)
             .execute(&mut *tx.conn())
-            .await?;
+            .await
+            .db()?;
             (target, None)
         }
     };
@@ -306,6 +311,7 @@ async fn record_retry_in_tx(tx: &mut ChatTx, lease: &Lease, encoded: Option<Stri
         .bind(uuid_text(tx.chat_id()))
         .bind(encoded)
         .execute(&mut *tx.conn())
-        .await?;
+        .await
+        .db()?;
     Ok(())
 }

@@ -3,7 +3,8 @@
 use codersdk::{Timestamp, Uuid};
 
 use super::{now_micros, timestamp_from_micros, uuid_text, Store};
-use crate::error::Result;
+use crate::error::{DbResultExt, Error, ErrorKind, Result};
+use crate::role::Role;
 
 /// A user to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,8 +13,8 @@ pub struct NewUser {
     pub username: String,
     /// Display name.
     pub name: String,
-    /// Site role (`owner`, `member`, …).
-    pub role: String,
+    /// Site role.
+    pub role: Role,
 }
 
 /// A stored user.
@@ -26,7 +27,7 @@ pub struct User {
     /// Display name.
     pub name: String,
     /// Site role.
-    pub role: String,
+    pub role: Role,
     /// Creation time.
     pub created_at: Timestamp,
 }
@@ -42,6 +43,20 @@ pub struct Organization {
     pub created_at: Timestamp,
 }
 
+/// A stored role; [`ErrorKind::CorruptRow`] for a name this version does not know.
+pub(super) fn parse_role(stored: &str) -> Result<Role> {
+    stored
+        .parse()
+        .map_err(|_| Error::new(ErrorKind::CorruptRow, "stored user role is unknown"))
+}
+
+impl User {
+    /// The engine's view of this user as the caller of an operation.
+    pub fn actor(&self) -> crate::Actor {
+        crate::Actor::new(self.id, self.role)
+    }
+}
+
 impl Store {
     /// Creates a user. [`crate::ErrorKind::Conflict`] when the username is taken.
     pub async fn create_user(&self, new: NewUser) -> Result<User> {
@@ -54,11 +69,12 @@ impl Store {
         .bind(uuid_text(id))
         .bind(&new.username)
         .bind(&new.name)
-        .bind(&new.role)
+        .bind(new.role.as_str())
         .bind(now)
         .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        .await
+        .db()?;
+        tx.commit().await.db()?;
         Ok(User {
             id,
             username: new.username,
@@ -78,8 +94,9 @@ impl Store {
             .bind(name)
             .bind(now)
             .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+            .await
+            .db()?;
+        tx.commit().await.db()?;
         Ok(Organization {
             id,
             name: name.to_owned(),
@@ -99,8 +116,9 @@ impl Store {
         .bind(uuid_text(user_id))
         .bind(now_micros())
         .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        .await
+        .db()?;
+        tx.commit().await.db()?;
         Ok(())
     }
 }
@@ -114,7 +132,8 @@ impl Store {
         .bind(uuid_text(organization_id))
         .bind(uuid_text(user_id))
         .fetch_optional(self.pool())
-        .await?;
+        .await
+        .db()?;
         Ok(row.is_some())
     }
 
@@ -126,7 +145,8 @@ impl Store {
         )
         .bind(uuid_text(user_id))
         .fetch_all(self.pool())
-        .await?;
+        .await
+        .db()?;
         rows.iter()
             .map(|row| super::get_uuid(row, "organization_id"))
             .collect()

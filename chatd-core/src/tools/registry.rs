@@ -229,13 +229,33 @@ impl ToolRegistry {
             turn,
             extra: Vec::new(),
             dynamic: Vec::new(),
+            model: Vec::new(),
         }
+    }
+
+    /// What a chat's creation answer says about its dynamic tools: one warning for each
+    /// tool whose name a registered tool has. The registered tool wins every such clash
+    /// (the dynamic one is never offered, and a call of that name runs on the server), so
+    /// the client is told rather than left to wonder why its tool is never called.
+    pub fn dynamic_tool_warnings(&self, dynamic: &[DynamicTool]) -> Vec<String> {
+        dynamic
+            .iter()
+            .filter(|t| self.tools.contains_key(&t.name))
+            .map(|t| {
+                format!(
+                    "Dynamic tool {:?} will not be offered: the server has a built-in tool \
+                     of that name, which takes precedence.",
+                    t.name
+                )
+            })
+            .collect()
     }
 }
 
 /// Assembles a turn's tools (engine.md §8.7): registered tools first, then the turn's own
 /// tools in the order given (skills before admin MCP before workspace MCP), then the
-/// chat's dynamic tools. An earlier name wins every clash.
+/// chat's dynamic tools, then the tools the turn's model brings. An earlier name wins
+/// every clash.
 #[derive(Debug)]
 #[must_use = "call build() to get the turn's tools"]
 pub struct TurnToolsBuilder<'a> {
@@ -243,6 +263,7 @@ pub struct TurnToolsBuilder<'a> {
     turn: TurnContext,
     extra: Vec<Arc<dyn Tool>>,
     dynamic: Vec<DynamicTool>,
+    model: Vec<Arc<dyn Tool>>,
 }
 
 impl TurnToolsBuilder<'_> {
@@ -262,6 +283,16 @@ impl TurnToolsBuilder<'_> {
         self
     }
 
+    /// Adds the tools that come with the turn's model
+    /// ([`ResolvedModel::tools`](crate::ResolvedModel::tools), such as a stand-in model's
+    /// demo tools). They rank last: one whose name any other tool of the turn has —
+    /// registered, the turn's own, or the chat's dynamic tools — is left out, so a model's
+    /// tools never shadow a client's.
+    pub fn with_model_tools(mut self, tools: impl IntoIterator<Item = Arc<dyn Tool>>) -> Self {
+        self.model.extend(tools);
+        self
+    }
+
     /// The turn's tool set.
     pub fn build(self) -> TurnTools {
         let TurnToolsBuilder {
@@ -269,6 +300,7 @@ impl TurnToolsBuilder<'_> {
             turn,
             extra,
             dynamic,
+            model,
         } = self;
         let policy = &*registry.policy;
         let is_active = |tool: &dyn Tool| tool.available(&turn) && policy.allows(tool, &turn);
@@ -320,6 +352,25 @@ impl TurnToolsBuilder<'_> {
                 Slot::Inactive
             };
             slots.insert(tool.name, slot);
+        }
+        for tool in model {
+            if slots.contains_key(tool.name()) {
+                continue;
+            }
+            match Entry::new(tool) {
+                Ok(entry) => {
+                    let name = entry.definition.name.clone();
+                    let slot = if is_active(&*entry.tool) {
+                        Slot::Active(entry)
+                    } else {
+                        Slot::Inactive
+                    };
+                    slots.insert(name, slot);
+                }
+                Err(e) => {
+                    tracing::warn!(chat_id = %turn.chat_id, error = %e, "model tool left out");
+                }
+            }
         }
         TurnTools {
             turn: Arc::new(turn),

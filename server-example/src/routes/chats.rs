@@ -15,7 +15,7 @@ use axum::handler::Handler;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, patch, post};
 use axum::Router;
-use chatd_core::store::ChatListQuery;
+use chatd_core::ChatListQuery;
 use codersdk::{
     parse_message_page, parse_workspace_ids, Chat, ChatDiffContents, ChatMessage,
     ChatMessagesResponse, CreateChatMessageRequest, CreateChatMessageResponse, CreateChatRequest,

@@ -2,9 +2,10 @@
 //! §16.4): providers, model configs, users' own keys (BYOK), the model catalogue, the
 //! deployment model overrides, the deployment system prompt and users' personal prompts.
 //!
-//! Handlers validate with the shared validators, call the store, and map its errors through
-//! [`ApiError`]. Keys are sealed by the store; no response carries one (views have
-//! `has_api_key` / `has_user_api_key` only). Decisions: docs/server-admin.md.
+//! Handlers parse the request and call the administration handle ([`chatd_core::Admin`]),
+//! which validates with the shared validators, authorizes and seals keys; its errors map
+//! through [`ApiError`]. No response carries a key (views have `has_api_key` /
+//! `has_user_api_key` only). Decisions: docs/server-admin.md.
 
 use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
 use axum::handler::Handler;
@@ -12,8 +13,6 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::routing::{get, patch, put};
 use axum::Router;
-use chatd_core::store::{provider_config_listing, ModelConfigFilter};
-use chatprovider::ConfiguredModel;
 use codersdk::{
     ChatModelConfig, ChatModelOverrideResponse, ChatModelsResponse, ChatProviderConfig,
     ChatSystemPromptResponse, ChatUsageLimitStatus, CreateChatModelConfigRequest,
@@ -100,53 +99,44 @@ impl FromRequestParts<AppState> for Admin {
 
 async fn list_providers(
     State(state): State<AppState>,
-    _admin: Admin,
+    admin: Admin,
     _: NoQuery,
 ) -> ApiResult<Json<Vec<ChatProviderConfig>>> {
-    let stored = state.store().list_provider_configs().await?;
-    Ok(Json(provider_config_listing(
-        &stored,
-        state.deployment_keys(),
-    )))
+    Ok(Json(state.admin().list_providers(&admin.0.actor).await?))
 }
 
 async fn create_provider(
     State(state): State<AppState>,
-    _admin: Admin,
+    admin: Admin,
     _: NoQuery,
     Json(req): Json<CreateChatProviderConfigRequest>,
 ) -> ApiResult<(StatusCode, Json<ChatProviderConfig>)> {
-    let valid = chatprovider::validate_create_provider_request(&req, state.deployment_keys())
-        .map_err(ApiError::validation)?;
-    let created = state
-        .store()
-        .create_provider_config(&valid, state.keyring())
-        .await?;
+    let created = state.admin().create_provider(&admin.0.actor, &req).await?;
     tracing::info!(provider = %created.provider, id = %created.id, "provider config created");
     Ok((StatusCode::CREATED, Json(created)))
 }
 
 async fn update_provider(
     State(state): State<AppState>,
-    _admin: Admin,
+    admin: Admin,
     ProviderConfigId(id): ProviderConfigId,
     _: NoQuery,
     Json(req): Json<UpdateChatProviderConfigRequest>,
 ) -> ApiResult<Json<ChatProviderConfig>> {
     let updated = state
-        .store()
-        .update_provider_config(id, &req, state.deployment_keys(), state.keyring())
+        .admin()
+        .update_provider(&admin.0.actor, id, &req)
         .await?;
     Ok(Json(updated))
 }
 
 async fn delete_provider(
     State(state): State<AppState>,
-    _admin: Admin,
+    admin: Admin,
     ProviderConfigId(id): ProviderConfigId,
     _: NoQuery,
 ) -> ApiResult<StatusCode> {
-    let deleted = state.store().delete_provider_config(id).await?;
+    let deleted = state.admin().delete_provider(&admin.0.actor, id).await?;
     tracing::info!(
         provider = %deleted.provider,
         id = %deleted.id,
@@ -166,49 +156,46 @@ async fn list_model_configs(
     caller: Caller,
     _: NoQuery,
 ) -> ApiResult<Json<Vec<ChatModelConfig>>> {
-    let filter = if caller.is_admin() {
-        ModelConfigFilter::All
-    } else {
-        ModelConfigFilter::Enabled
-    };
-    Ok(Json(state.store().list_model_configs(filter).await?))
+    Ok(Json(state.admin().list_model_configs(&caller.actor).await?))
 }
 
 async fn create_model_config(
     State(state): State<AppState>,
-    _admin: Admin,
+    admin: Admin,
     _: NoQuery,
     Json(req): Json<CreateChatModelConfigRequest>,
 ) -> ApiResult<(StatusCode, Json<ChatModelConfig>)> {
-    let valid = codersdk::validate_create_model_config(&req).map_err(ApiError::validation)?;
     let created = state
-        .store()
-        .create_model_config(&valid, state.deployment_keys())
+        .admin()
+        .create_model_config(&admin.0.actor, &req)
         .await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
 async fn update_model_config(
     State(state): State<AppState>,
-    _admin: Admin,
+    admin: Admin,
     ModelConfigId(id): ModelConfigId,
     _: NoQuery,
     Json(req): Json<UpdateChatModelConfigRequest>,
 ) -> ApiResult<Json<ChatModelConfig>> {
     let updated = state
-        .store()
-        .update_model_config(id, &req, state.deployment_keys())
+        .admin()
+        .update_model_config(&admin.0.actor, id, &req)
         .await?;
     Ok(Json(updated))
 }
 
 async fn delete_model_config(
     State(state): State<AppState>,
-    _admin: Admin,
+    admin: Admin,
     ModelConfigId(id): ModelConfigId,
     _: NoQuery,
 ) -> ApiResult<StatusCode> {
-    state.store().delete_model_config(id).await?;
+    state
+        .admin()
+        .delete_model_config(&admin.0.actor, id)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -223,8 +210,8 @@ async fn list_user_provider_configs(
 ) -> ApiResult<Json<Vec<UserChatProviderConfig>>> {
     Ok(Json(
         state
-            .store()
-            .list_user_provider_configs(caller.user.id, state.deployment_keys())
+            .admin()
+            .list_user_provider_configs(&caller.actor)
             .await?,
     ))
 }
@@ -237,14 +224,8 @@ async fn set_user_provider_key(
     Json(req): Json<CreateUserChatProviderKeyRequest>,
 ) -> ApiResult<Json<UserChatProviderConfig>> {
     let view = state
-        .store()
-        .set_user_provider_key(
-            caller.user.id,
-            id,
-            &req.api_key,
-            state.keyring(),
-            state.deployment_keys(),
-        )
+        .admin()
+        .set_user_provider_key(&caller.actor, id, &req)
         .await?;
     Ok(Json(view))
 }
@@ -255,12 +236,10 @@ async fn delete_user_provider_key(
     ProviderConfigId(id): ProviderConfigId,
     _: NoQuery,
 ) -> ApiResult<StatusCode> {
-    // An unknown provider config is a 404; deleting a key that is not there is a success
-    // (the caller's goal, "no key of mine is stored", holds).
-    state.store().get_provider_config(id).await?;
+    // An unknown provider config is a 404; deleting a key that is not there is a success.
     state
-        .store()
-        .delete_user_provider_key(caller.user.id, id)
+        .admin()
+        .delete_user_provider_key(&caller.actor, id)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -274,45 +253,10 @@ async fn list_models(
     caller: Caller,
     _: NoQuery,
 ) -> ApiResult<Json<ChatModelsResponse>> {
-    let store = state.store();
-    // The key policy as it applies to the caller: central keys, their own keys, the
-    // deployment's environment keys. Keys are opened only to decide availability.
-    let mut configured = store.configured_providers(state.keyring()).await?;
-    // A provider the deployment has a key for (an environment preset) counts as configured
-    // with the defaults of a new config — central key, no user keys — as it is listed by
-    // `GET /chats/providers` and served by turns; a stored config replaces it.
-    for p in state.deployment_keys().providers() {
-        if !configured
-            .iter()
-            .any(|c| chatprovider::Provider::parse(&c.provider) == Some(p))
-        {
-            configured.push(chatprovider::ConfiguredProvider {
-                provider: p.as_str().to_owned(),
-                ..Default::default()
-            });
-        }
-    }
-    let user_keys = store
-        .user_provider_keys(caller.user.id, state.keyring())
-        .await?;
-    let resolved =
-        chatprovider::resolve_user_provider_keys(state.deployment_keys(), &configured, &user_keys);
-    let models: Vec<ConfiguredModel> = store
-        .list_model_configs(ModelConfigFilter::Enabled)
-        .await?
-        .into_iter()
-        .map(|m| ConfiguredModel {
-            provider: m.provider,
-            model: m.model,
-            display_name: m.display_name,
-        })
-        .collect();
-    let catalogue = chatprovider::list_configured_models(&configured, &models, &resolved)
-        .unwrap_or_else(|| chatprovider::list_provider_availability(&configured, &resolved));
-    let mut catalogue = catalogue;
+    let mut catalogue = state.admin().list_models(&caller.actor).await?;
     // With nothing configured, chats run on the offline demo model: list it first so a
     // client's model picker shows what will answer.
-    if crate::demo::demo_active(store, state.deployment_keys()).await? {
+    if crate::demo::demo_active(state.admin()).await? {
         catalogue.providers.insert(0, crate::demo::catalog_entry());
     }
     Ok(Json(catalogue))
@@ -337,26 +281,21 @@ async fn usage_limit_status(_caller: Caller, _: NoQuery) -> ApiResult<Json<ChatU
 
 async fn get_system_prompt(
     State(state): State<AppState>,
-    _admin: Admin,
+    admin: Admin,
     _: NoQuery,
 ) -> ApiResult<Json<ChatSystemPromptResponse>> {
-    let config = state.store().system_prompt_config().await?;
-    Ok(Json(ChatSystemPromptResponse {
-        system_prompt: config.system_prompt,
-        include_default_system_prompt: config.include_default_system_prompt,
-        default_system_prompt: chatd_core::prompt::DEFAULT_SYSTEM_PROMPT.to_owned(),
-    }))
+    Ok(Json(state.admin().system_prompt(&admin.0.actor).await?))
 }
 
 async fn put_system_prompt(
     State(state): State<AppState>,
-    _admin: Admin,
+    admin: Admin,
     _: NoQuery,
     Json(req): Json<UpdateChatSystemPromptRequest>,
 ) -> ApiResult<StatusCode> {
     state
-        .store()
-        .set_system_prompt_config(&req.system_prompt, req.include_default_system_prompt)
+        .admin()
+        .set_system_prompt(&admin.0.actor, &req)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -366,9 +305,7 @@ async fn get_user_prompt(
     caller: Caller,
     _: NoQuery,
 ) -> ApiResult<Json<UserChatCustomPrompt>> {
-    Ok(Json(UserChatCustomPrompt {
-        custom_prompt: state.store().user_prompt(caller.user.id).await?,
-    }))
+    Ok(Json(state.admin().user_prompt(&caller.actor).await?))
 }
 
 async fn put_user_prompt(
@@ -377,13 +314,9 @@ async fn put_user_prompt(
     _: NoQuery,
     Json(req): Json<UserChatCustomPrompt>,
 ) -> ApiResult<Json<UserChatCustomPrompt>> {
-    let stored = state
-        .store()
-        .set_user_prompt(caller.user.id, &req.custom_prompt)
-        .await?;
-    Ok(Json(UserChatCustomPrompt {
-        custom_prompt: stored,
-    }))
+    Ok(Json(
+        state.admin().set_user_prompt(&caller.actor, &req).await?,
+    ))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -397,11 +330,16 @@ async fn put_user_prompt(
 /// context is a 400.
 async fn get_model_override(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     OverrideContext(context): OverrideContext,
     _: NoQuery,
 ) -> ApiResult<Json<ChatModelOverrideResponse>> {
-    Ok(Json(state.store().model_override(&context).await?))
+    Ok(Json(
+        state
+            .admin()
+            .model_override(&caller.actor, &context)
+            .await?,
+    ))
 }
 
 /// `PUT /chats/config/model-override/{context}` (admin) → 204: `model_config_id` names a
@@ -409,14 +347,14 @@ async fn get_model_override(
 /// UUID, or a model config that does not exist, was deleted or is disabled.
 async fn put_model_override(
     State(state): State<AppState>,
-    _admin: Admin,
+    admin: Admin,
     OverrideContext(context): OverrideContext,
     _: NoQuery,
     Json(req): Json<UpdateChatModelOverrideRequest>,
 ) -> ApiResult<StatusCode> {
     let stored = state
-        .store()
-        .set_model_override(&context, &req.model_config_id)
+        .admin()
+        .set_model_override(&admin.0.actor, &context, &req)
         .await?;
     tracing::info!(
         context = %stored.context,

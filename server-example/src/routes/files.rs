@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
-use chatd_core::store::NewFile;
+use chatd_core::FileUpload;
 use codersdk::{Response, UploadChatFileResponse, Uuid};
 use serde::Deserialize;
 
@@ -27,7 +27,7 @@ use crate::state::AppState;
 
 /// Largest upload body, in bytes: codersdk's 10 MiB attachment cap. Larger bodies are
 /// refused with 413 while being read, before anything is stored.
-pub const MAX_UPLOAD_BYTES: usize = chatd_core::store::MAX_FILE_BYTES;
+pub const MAX_UPLOAD_BYTES: usize = chatd_core::MAX_FILE_BYTES;
 
 /// Longest file name kept from `Content-Disposition`, in bytes; longer names are cut at a
 /// character boundary.
@@ -81,22 +81,7 @@ async fn upload(
         Some(raw) => Uuid::parse_str(raw)
             .map_err(|_| invalid_organization("The organization must be a UUID."))?,
     };
-    if !state
-        .store()
-        .is_member(organization_id, caller.user.id)
-        .await?
-    {
-        return Err(ApiError::forbidden(
-            "You are not a member of this organization.",
-        ));
-    }
     let body = body.map_err(body_error)?;
-    codersdk::validate_upload_size(u64::try_from(body.len()).unwrap_or(u64::MAX)).map_err(|r| {
-        ApiError {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            body: r,
-        }
-    })?;
     let declared = match headers.get(CONTENT_TYPE) {
         None => "",
         Some(v) => v.to_str().map_err(|_| {
@@ -106,23 +91,15 @@ async fn upload(
             )
         })?,
     };
-    let mime_type = codersdk::check_upload(declared, &body).map_err(ApiError::validation)?;
     let name = headers
         .get(CONTENT_DISPOSITION)
         .and_then(|v| v.to_str().ok())
         .and_then(disposition_filename)
         .map(|n| clean_file_name(&n))
         .unwrap_or_default();
-    let file = state
-        .store()
-        .create_file(NewFile {
-            owner_id: caller.user.id,
-            organization_id,
-            name,
-            mime_type: mime_type.to_owned(),
-            data: Vec::from(body),
-        })
-        .await?;
+    // Membership (403), the size cap (413) and the type checks (400) are the engine's.
+    let upload = FileUpload::new(organization_id, declared, Vec::from(body)).with_name(name);
+    let file = state.engine().upload_file(&caller.actor, upload).await?;
     Ok((
         StatusCode::CREATED,
         Json(UploadChatFileResponse { id: file.id }),
@@ -135,13 +112,8 @@ async fn download(
     caller: Caller,
     FileId(id): FileId,
 ) -> ApiResult<HttpResponse> {
-    let file = state
-        .store()
-        .get_file(id)
-        .await?
-        // Another user's file is indistinguishable from a missing one.
-        .filter(|f| f.metadata.owner_id == caller.user.id)
-        .ok_or_else(|| ApiError::not_found("File not found."))?;
+    // Another user's file is indistinguishable from a missing one (404 either way).
+    let file = state.engine().get_file(&caller.actor, id).await?;
     let mime = file.metadata.mime_type.as_str();
     let disposition = if INLINE_MEDIA_TYPES.contains(&mime) {
         "inline"

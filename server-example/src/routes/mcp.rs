@@ -1,6 +1,7 @@
 //! MCP server configurations under `/api/experimental/mcp/servers` (codersdk.md §14,
 //! §16.5): stored configuration only. Administrators create, change and delete them and
-//! see every field but the secrets; other users see enabled servers only, redacted.
+//! see every field but the secrets; other users see enabled servers only, redacted (the
+//! rules live in [`chatd_core::Admin`]).
 //! OAuth2 connections and per-user header values are not built yet (501, see
 //! `unsupported.rs`), so `auth_connected` is false for every OAuth2 server.
 
@@ -8,14 +9,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use chatd_core::store::McpServerFilter;
-use codersdk::{
-    CreateMCPServerConfigRequest, MCPServerConfig, MCPServerTransport, UpdateMCPServerConfigRequest,
-};
+use codersdk::{CreateMCPServerConfigRequest, MCPServerConfig, UpdateMCPServerConfigRequest};
 
 use super::config::Admin;
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult, Json};
+use crate::error::{ApiResult, Json};
 use crate::extract::{McpServerId, NoQuery};
 use crate::state::AppState;
 
@@ -30,42 +28,12 @@ pub fn routes() -> Router<AppState> {
         .method_not_allowed_fallback(super::unsupported::method_not_allowed)
 }
 
-/// What a user who is not an administrator sees (codersdk.md §14.1, "Visibility"): where
-/// the server is and how the deployment authenticates to it are blanked — the URL (which
-/// may carry credentials), the transport, the OAuth2 client and endpoints and scopes, the
-/// API-key header. Names, descriptions, tool filters, availability and the header names
-/// users supply themselves stay visible.
-pub fn redact_for_member(mut config: MCPServerConfig) -> MCPServerConfig {
-    config.url.clear();
-    config.transport = MCPServerTransport::Unknown(String::new());
-    config.oauth2_client_id.clear();
-    config.oauth2_auth_url.clear();
-    config.oauth2_token_url.clear();
-    config.oauth2_scopes.clear();
-    config.api_key_header.clear();
-    config
-}
-
-fn view(caller: &Caller, config: MCPServerConfig) -> MCPServerConfig {
-    if caller.is_admin() {
-        config
-    } else {
-        redact_for_member(config)
-    }
-}
-
 async fn list_servers(
     State(state): State<AppState>,
     caller: Caller,
     _: NoQuery,
 ) -> ApiResult<Json<Vec<MCPServerConfig>>> {
-    let filter = if caller.is_admin() {
-        McpServerFilter::All
-    } else {
-        McpServerFilter::Enabled
-    };
-    let list = state.store().list_mcp_server_configs(filter).await?;
-    Ok(Json(list.into_iter().map(|c| view(&caller, c)).collect()))
+    Ok(Json(state.admin().list_mcp_servers(&caller.actor).await?))
 }
 
 async fn get_server(
@@ -74,25 +42,18 @@ async fn get_server(
     McpServerId(id): McpServerId,
     _: NoQuery,
 ) -> ApiResult<Json<MCPServerConfig>> {
-    let config = state.store().get_mcp_server_config(id).await?;
-    // A disabled server does not exist for other users, like in the listing.
-    if !config.enabled && !caller.is_admin() {
-        return Err(ApiError::not_found(format!(
-            "MCP server config {id} not found"
-        )));
-    }
-    Ok(Json(view(&caller, config)))
+    Ok(Json(state.admin().get_mcp_server(&caller.actor, id).await?))
 }
 
 async fn create_server(
     State(state): State<AppState>,
-    _admin: Admin,
+    admin: Admin,
     _: NoQuery,
     Json(req): Json<CreateMCPServerConfigRequest>,
 ) -> ApiResult<(StatusCode, Json<MCPServerConfig>)> {
     let created = state
-        .store()
-        .create_mcp_server_config(&req, state.keyring())
+        .admin()
+        .create_mcp_server(&admin.0.actor, &req)
         .await?;
     tracing::info!(slug = %created.slug, id = %created.id, "MCP server config created");
     Ok((StatusCode::CREATED, Json(created)))
@@ -100,25 +61,25 @@ async fn create_server(
 
 async fn update_server(
     State(state): State<AppState>,
-    _admin: Admin,
+    admin: Admin,
     McpServerId(id): McpServerId,
     _: NoQuery,
     Json(req): Json<UpdateMCPServerConfigRequest>,
 ) -> ApiResult<Json<MCPServerConfig>> {
     let updated = state
-        .store()
-        .update_mcp_server_config(id, &req, state.keyring())
+        .admin()
+        .update_mcp_server(&admin.0.actor, id, &req)
         .await?;
     Ok(Json(updated))
 }
 
 async fn delete_server(
     State(state): State<AppState>,
-    _admin: Admin,
+    admin: Admin,
     McpServerId(id): McpServerId,
     _: NoQuery,
 ) -> ApiResult<StatusCode> {
-    state.store().delete_mcp_server_config(id).await?;
+    state.admin().delete_mcp_server(&admin.0.actor, id).await?;
     tracing::info!(%id, "MCP server config deleted");
     Ok(StatusCode::NO_CONTENT)
 }

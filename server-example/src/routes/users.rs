@@ -10,18 +10,17 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::Router;
-use chatd_core::store::{Account, NewAccount};
+use chatd_core::{Account, Role};
 use codersdk::{
     CreateUserRequest, GenerateAPIKeyResponse, GetUsersResponse, LoginType, Response, SlimRole,
     UpdateRoles, User, UserStatus,
 };
-
 use serde::Deserialize;
 
 use super::config::Admin;
-use crate::auth::{Caller, ROLE_ADMIN, ROLE_MEMBER};
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Json};
-use crate::extract::{NoQuery, Query, UserRef};
+use crate::extract::{NoQuery, Query, UserPath};
 use crate::state::AppState;
 
 /// Page size of `GET /api/v2/users` when `limit` is absent or `0`.
@@ -33,9 +32,6 @@ pub const MAX_USER_PAGE_LIMIT: i64 = 200;
 /// Largest `offset` of `GET /api/v2/users` (Coder's database parameter is 32-bit).
 pub const MAX_USER_PAGE_OFFSET: i64 = i32::MAX as i64;
 
-/// The `{user}` alias for the caller.
-pub const ME: &str = UserRef::ME;
-
 /// The routes of this group.
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -46,15 +42,10 @@ pub fn routes() -> Router<AppState> {
         .method_not_allowed_fallback(super::unsupported::method_not_allowed)
 }
 
-fn slim_role(role: &str) -> SlimRole {
-    let display_name = match role {
-        ROLE_ADMIN => "Administrator",
-        ROLE_MEMBER => "Member",
-        other => other,
-    };
+fn slim_role(role: Role) -> SlimRole {
     SlimRole {
-        name: role.to_owned(),
-        display_name: display_name.to_owned(),
+        name: role.as_str().to_owned(),
+        display_name: role.display_name().to_owned(),
         organization_id: String::new(),
     }
 }
@@ -74,34 +65,7 @@ pub fn user_view(account: Account) -> User {
         status: UserStatus::Active,
         login_type: LoginType::None,
         organization_ids: account.organization_ids,
-        roles: vec![slim_role(&account.role)],
-    }
-}
-
-/// Whether `{user}` names the caller, decided without a lookup so that the answer to
-/// someone else's name (403) is the same whether that user exists or not.
-fn names_caller(user: &UserRef, caller: &Caller) -> bool {
-    user.names(caller.user.id, &caller.user.username)
-}
-
-/// The account `{user}` names; 404 when there is none.
-async fn resolve(state: &AppState, caller: &Caller, user: &UserRef) -> ApiResult<Account> {
-    let found = match user {
-        UserRef::Me => state.store().get_account(caller.user.id).await?,
-        UserRef::Id(id) => state.store().get_account(*id).await?,
-        UserRef::Username(name) => state.store().find_account_by_username(name).await?,
-    };
-    found.ok_or_else(|| ApiError::not_found("User not found."))
-}
-
-/// 403 unless the caller is an administrator or `{user}` names the caller.
-fn require_self_or_admin(user: &UserRef, caller: &Caller, what: &str) -> ApiResult<()> {
-    if caller.is_admin() || names_caller(user, caller) {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden(format!(
-            "Only administrators can {what} of other users."
-        )))
+        roles: vec![slim_role(account.role)],
     }
 }
 
@@ -126,7 +90,7 @@ struct ListUsersQuery {
 
 async fn list_users(
     State(state): State<AppState>,
-    _admin: Admin,
+    admin: Admin,
     Query(query): Query<ListUsersQuery>,
 ) -> ApiResult<Json<GetUsersResponse>> {
     let limit = match page_param(query.limit.as_deref(), "limit", MAX_USER_PAGE_LIMIT)? {
@@ -134,34 +98,25 @@ async fn list_users(
         Some(v) => v,
     };
     let offset = page_param(query.offset.as_deref(), "offset", MAX_USER_PAGE_OFFSET)?.unwrap_or(0);
-    let (accounts, count) = state.store().list_accounts(limit, offset).await?;
+    let page = state
+        .admin()
+        .list_users(&admin.0.actor, limit, offset)
+        .await?;
     Ok(Json(GetUsersResponse {
-        users: accounts.into_iter().map(user_view).collect(),
-        count,
+        users: page.accounts.into_iter().map(user_view).collect(),
+        count: page.count,
     }))
 }
 
 async fn create_user(
     State(state): State<AppState>,
-    _admin: Admin,
+    admin: Admin,
     _: NoQuery,
     Json(req): Json<CreateUserRequest>,
 ) -> ApiResult<(StatusCode, Json<User>)> {
-    let valid = codersdk::validate_create_user_request(&req).map_err(ApiError::validation)?;
-    let organization_ids = if valid.organization_ids.is_empty() {
-        vec![state.default_organization()]
-    } else {
-        valid.organization_ids
-    };
     let account = state
-        .store()
-        .create_account(&NewAccount {
-            username: valid.username,
-            name: valid.name,
-            email: valid.email,
-            role: ROLE_MEMBER.to_owned(),
-            organization_ids,
-        })
+        .admin()
+        .create_user(&admin.0.actor, &req, state.default_organization())
         .await?;
     tracing::info!(user = %account.id, username = %account.username, "user created");
     Ok((StatusCode::CREATED, Json(user_view(account))))
@@ -170,63 +125,58 @@ async fn create_user(
 async fn get_user(
     State(state): State<AppState>,
     caller: Caller,
-    user: UserRef,
+    UserPath(user): UserPath,
     _: NoQuery,
 ) -> ApiResult<Json<User>> {
-    require_self_or_admin(&user, &caller, "view the accounts")?;
-    Ok(Json(user_view(resolve(&state, &caller, &user).await?)))
+    let account = state.admin().get_user(&caller.actor, &user).await?;
+    Ok(Json(user_view(account)))
 }
 
 async fn update_roles(
     State(state): State<AppState>,
     Admin(caller): Admin,
-    user: UserRef,
+    UserPath(user): UserPath,
     _: NoQuery,
     Json(req): Json<UpdateRoles>,
 ) -> ApiResult<Json<User>> {
-    let mut admin = false;
-    for role in &req.roles {
-        match role.as_str() {
-            ROLE_ADMIN => admin = true,
-            ROLE_MEMBER => {}
-            other => {
-                return Err(ApiError::validation(
-                    Response::new("Invalid roles.").with_validation(
-                        "roles",
-                        format!(
-                            "{:?} is not a role; the roles are {ROLE_ADMIN:?} and \
-                             {ROLE_MEMBER:?}.",
-                            other.chars().take(64).collect::<String>()
-                        ),
-                    ),
-                ))
-            }
-        }
-    }
-    let target = resolve(&state, &caller, &user).await?;
-    // As in Coder: an administrator cannot lock themself out by accident.
-    if target.id == caller.user.id {
-        return Err(ApiError::bad_request("You cannot change your own roles."));
-    }
-    let role = if admin { ROLE_ADMIN } else { ROLE_MEMBER };
+    // An unknown role is the request's fault: 400 naming the field.
+    let roles = req
+        .roles
+        .iter()
+        .map(|name| name.parse::<Role>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            ApiError::validation(
+                Response::new("Invalid roles.").with_validation("roles", e.to_string()),
+            )
+        })?;
+    // A user has one site role: administrator when named, else member.
+    let role = if roles.contains(&Role::Admin) {
+        Role::Admin
+    } else {
+        Role::Member
+    };
+    // As in Coder, an administrator cannot change their own roles (400): nobody locks
+    // themself out by accident.
     let account = state
-        .store()
-        .set_user_role(target.id, role, ROLE_ADMIN)
+        .admin()
+        .set_user_role(&caller.actor, &user, role)
         .await?;
-    tracing::info!(user = %account.id, role, "user role changed");
+    tracing::info!(user = %account.id, role = %role, "user role changed");
     Ok(Json(user_view(account)))
 }
 
 async fn create_token(
     State(state): State<AppState>,
     caller: Caller,
-    user: UserRef,
+    UserPath(user): UserPath,
     _: NoQuery,
 ) -> ApiResult<(StatusCode, Json<GenerateAPIKeyResponse>)> {
-    require_self_or_admin(&user, &caller, "create API tokens")?;
-    let target = resolve(&state, &caller, &user).await?;
-    let key = state.store().create_api_token(target.id).await?;
+    let issued = state.admin().create_api_token(&caller.actor, &user).await?;
     // Who got a token and who asked; never the token.
-    tracing::info!(user = %target.id, by = %caller.user.id, "API token created");
-    Ok((StatusCode::CREATED, Json(GenerateAPIKeyResponse { key })))
+    tracing::info!(user = %issued.user_id, by = %caller.user.id, "API token created");
+    Ok((
+        StatusCode::CREATED,
+        Json(GenerateAPIKeyResponse { key: issued.token }),
+    ))
 }

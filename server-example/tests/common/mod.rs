@@ -15,7 +15,7 @@ pub mod scripted;
 use std::sync::Arc;
 
 use chatd_core::store::{NewUser, Store, StoreOptions};
-use chatd_core::{Keyring, SecretKey};
+use chatd_core::{Admin, Keyring, SecretKey};
 use codersdk::Uuid;
 use scripted::{ScriptedModel, ScriptedResolver};
 use server_example::state::{build_on, ServerOptions};
@@ -31,10 +31,22 @@ pub struct TestServer {
     pub admin_token: String,
     /// The server's state (engine, store).
     pub state: AppState,
+    /// The keyring sealing the server's secrets.
+    pub keyring: Arc<Keyring>,
     /// The model every turn uses.
     pub model: Arc<ScriptedModel>,
     /// A plain HTTP client.
     pub http: reqwest::Client,
+}
+
+/// An administration handle over `store` with the keyring and deployment keys of
+/// `options`, for `build_on`.
+pub fn admin_over(store: &Store, options: &ServerOptions) -> Admin {
+    Admin::new(
+        store.clone(),
+        Arc::clone(&options.keyring),
+        options.deployment_keys.clone(),
+    )
 }
 
 /// A user with a token.
@@ -53,7 +65,10 @@ impl TestServer {
         options.admin_token = Some(ADMIN_TOKEN.to_owned());
         options.engine = scripted::fast_settings();
         options.models = Some(ScriptedResolver::new(model.clone()));
-        let started = build_on(store.clone(), options).await.unwrap();
+        let keyring = Arc::clone(&options.keyring);
+        let started = build_on(admin_over(store, &options), options)
+            .await
+            .unwrap();
         let state = started.state;
         let app = server_example::router(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -65,6 +80,7 @@ impl TestServer {
             base: format!("http://{addr}"),
             admin_token: ADMIN_TOKEN.to_owned(),
             state,
+            keyring,
             model,
             http: reqwest::Client::new(),
         }
@@ -77,12 +93,12 @@ impl TestServer {
 
     /// A member of the default organization, with a token.
     pub async fn user(&self, username: &str) -> TestUser {
-        let store = self.state.store();
+        let store = self.state.engine().store();
         let user = store
             .create_user(NewUser {
                 username: username.into(),
                 name: username.into(),
-                role: "member".into(),
+                role: chatd_core::Role::Member,
             })
             .await
             .unwrap();

@@ -28,7 +28,7 @@ use sqlx::AnyConnection;
 
 use super::finish_tx as finish;
 use super::{uuid_text, Dialect};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{DbResultExt, Error, ErrorKind, Result};
 
 pub use models::{DeletedModelConfig, ModelConfigFilter};
 pub use overrides::{
@@ -70,7 +70,8 @@ async fn lock_model_configs(conn: &mut AnyConnection, dialect: Dialect) -> Resul
     if dialect == Dialect::Postgres {
         sqlx::query("LOCK TABLE model_configs IN SHARE ROW EXCLUSIVE MODE")
             .execute(conn)
-            .await?;
+            .await
+            .db()?;
     }
     Ok(())
 }

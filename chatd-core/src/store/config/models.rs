@@ -11,7 +11,7 @@ use sqlx::{AnyConnection, Row};
 use super::super::chats::json_text;
 use super::super::{get_bool, get_time, get_uuid, now_micros, uuid_text, Store};
 use super::{bool_int, finish, invalid, lock_model_configs, model_config_not_found};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{DbResultExt, Error, ErrorKind, Result};
 
 pub(super) const MODEL_COLUMNS: &str = "id, provider, model, display_name, enabled, \
     is_default, context_limit, compression_threshold, model_config, created_at, updated_at";
@@ -37,7 +37,7 @@ pub struct DeletedModelConfig {
 }
 
 pub(super) fn model_from_row(row: &AnyRow) -> Result<ChatModelConfig> {
-    let call: Option<String> = row.try_get("model_config")?;
+    let call: Option<String> = row.try_get("model_config").db()?;
     let model_config = call
         .as_deref()
         .map(serde_json::from_str::<ChatModelCallConfig>)
@@ -50,13 +50,13 @@ pub(super) fn model_from_row(row: &AnyRow) -> Result<ChatModelConfig> {
         })?;
     Ok(ChatModelConfig {
         id: get_uuid(row, "id")?,
-        provider: row.try_get("provider")?,
-        model: row.try_get("model")?,
-        display_name: row.try_get("display_name")?,
+        provider: row.try_get("provider").db()?,
+        model: row.try_get("model").db()?,
+        display_name: row.try_get("display_name").db()?,
         enabled: get_bool(row, "enabled")?,
         is_default: get_bool(row, "is_default")?,
-        context_limit: row.try_get("context_limit")?,
-        compression_threshold: row.try_get("compression_threshold")?,
+        context_limit: row.try_get("context_limit").db()?,
+        compression_threshold: row.try_get("compression_threshold").db()?,
         model_config,
         created_at: get_time(row, "created_at")?,
         updated_at: get_time(row, "updated_at")?,
@@ -92,7 +92,8 @@ async fn check_provider_configured(
     let row = sqlx::query("SELECT id FROM provider_configs WHERE provider = $1 AND deleted = 0")
         .bind(provider)
         .fetch_optional(conn)
-        .await?;
+        .await
+        .db()?;
     if row.is_none() {
         return Err(model_problem(
             "provider",
@@ -108,7 +109,8 @@ async fn current_default(conn: &mut AnyConnection) -> Result<Option<Uuid>> {
     let id: Option<String> =
         sqlx::query_scalar("SELECT id FROM model_configs WHERE is_default = 1 AND deleted = 0")
             .fetch_optional(conn)
-            .await?;
+            .await
+            .db()?;
     id.as_deref().map(super::super::parse_uuid).transpose()
 }
 
@@ -119,7 +121,8 @@ async fn clear_default(conn: &mut AnyConnection, now: i64) -> Result<()> {
     )
     .bind(now)
     .execute(conn)
-    .await?;
+    .await
+    .db()?;
     Ok(())
 }
 
@@ -137,7 +140,8 @@ pub(super) async fn reselect_default(conn: &mut AnyConnection, now: i64) -> Resu
          THEN 1 ELSE 0 END, m.updated_at DESC, m.created_at DESC, m.id DESC LIMIT 1",
     )
     .fetch_optional(&mut *conn)
-    .await?;
+    .await
+    .db()?;
     let Some(id) = id else {
         return Ok(None);
     };
@@ -145,7 +149,8 @@ pub(super) async fn reselect_default(conn: &mut AnyConnection, now: i64) -> Resu
         .bind(&id)
         .bind(now)
         .execute(conn)
-        .await?;
+        .await
+        .db()?;
     super::super::parse_uuid(&id).map(Some)
 }
 
@@ -198,7 +203,8 @@ impl Store {
             .bind(call)
             .bind(now)
             .execute(&mut *tx)
-            .await?;
+            .await
+            .db()?;
             Ok(())
         }
         .await;
@@ -229,7 +235,8 @@ impl Store {
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .fetch_all(self.pool())
-            .await?;
+            .await
+            .db()?;
         rows.iter().map(model_from_row).collect()
     }
 
@@ -241,7 +248,8 @@ impl Store {
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(uuid_text(id))
             .fetch_optional(self.pool())
-            .await?;
+            .await
+            .db()?;
         match row {
             Some(row) => model_from_row(&row),
             None => Err(model_config_not_found(id)),
@@ -255,7 +263,8 @@ impl Store {
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .fetch_optional(self.pool())
-            .await?;
+            .await
+            .db()?;
         row.as_ref().map(model_from_row).transpose()
     }
 
@@ -286,10 +295,11 @@ impl Store {
             let row = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(uuid_text(id))
                 .fetch_optional(&mut *tx)
-                .await?
+                .await
+                .db()?
                 .ok_or_else(|| model_config_not_found(id))?;
             let current = model_from_row(&row)?;
-            let stored_call: Option<String> = row.try_get("model_config")?;
+            let stored_call: Option<String> = row.try_get("model_config").db()?;
             if current.is_default && update.is_default == Some(false) {
                 return Err(model_problem(
                     "is_default",
@@ -343,7 +353,8 @@ impl Store {
             .bind(call.or(stored_call))
             .bind(now)
             .execute(&mut *tx)
-            .await?;
+            .await
+            .db()?;
             Ok(())
         }
         .await;
@@ -366,7 +377,8 @@ impl Store {
             )
             .bind(uuid_text(id))
             .fetch_optional(&mut *tx)
-            .await?;
+            .await
+            .db()?;
             let Some(was_default) = was_default else {
                 return Err(model_config_not_found(id));
             };
@@ -377,7 +389,8 @@ impl Store {
             .bind(uuid_text(id))
             .bind(now)
             .execute(&mut *tx)
-            .await?;
+            .await
+            .db()?;
             let new_default = if was_default != 0 {
                 reselect_default(&mut tx, now).await?
             } else {

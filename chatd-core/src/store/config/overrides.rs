@@ -14,7 +14,7 @@ use sqlx::AnyConnection;
 use super::super::{now_micros, uuid_text, Store};
 use super::models::{model_from_row, MODEL_COLUMNS};
 use super::{finish, invalid, lock_model_configs};
-use crate::error::{Error, Result};
+use crate::error::{DbResultExt, Error, Result};
 
 /// Prefix of the `site_config` key holding a context's override (`model_override:general`,
 /// …). The value is the model config id; no row means no override.
@@ -69,12 +69,11 @@ fn override_view(
 }
 
 async fn read_override(conn: &mut AnyConnection, key: &str) -> Result<Option<String>> {
-    Ok(
-        sqlx::query_scalar("SELECT value FROM site_config WHERE key = $1")
-            .bind(key)
-            .fetch_optional(conn)
-            .await?,
-    )
+    sqlx::query_scalar("SELECT value FROM site_config WHERE key = $1")
+        .bind(key)
+        .fetch_optional(conn)
+        .await
+        .db()
 }
 
 impl Store {
@@ -89,7 +88,7 @@ impl Store {
         context: &ChatModelOverrideContext,
     ) -> Result<ChatModelOverrideResponse> {
         let key = override_key(context)?;
-        let mut conn = self.pool().acquire().await?;
+        let mut conn = self.pool().acquire().await.db()?;
         let stored = read_override(&mut conn, &key).await?;
         Ok(override_view(context, stored))
     }
@@ -112,7 +111,8 @@ impl Store {
             sqlx::query("DELETE FROM site_config WHERE key = $1")
                 .bind(&key)
                 .execute(self.pool())
-                .await?;
+                .await
+                .db()?;
             return Ok(override_view(context, None));
         }
         let id = codersdk::Uuid::parse_str(model_config_id).map_err(|_| {
@@ -134,7 +134,8 @@ impl Store {
             )
             .bind(&value)
             .fetch_optional(&mut *tx)
-            .await?;
+            .await
+            .db()?;
             if usable.is_none() {
                 return Err(invalid_override(format!(
                     "Model config {id} does not exist or is disabled."
@@ -149,7 +150,8 @@ impl Store {
             .bind(&value)
             .bind(now)
             .execute(&mut *tx)
-            .await?;
+            .await
+            .db()?;
             Ok(())
         }
         .await;
@@ -168,7 +170,7 @@ impl Store {
         context: &ChatModelOverrideContext,
     ) -> Result<Option<ChatModelConfig>> {
         let key = override_key(context)?;
-        let mut conn = self.pool().acquire().await?;
+        let mut conn = self.pool().acquire().await.db()?;
         let Some(stored) = read_override(&mut conn, &key).await? else {
             return Ok(None);
         };
@@ -186,7 +188,8 @@ impl Store {
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(uuid_text(id))
             .fetch_optional(&mut *conn)
-            .await?;
+            .await
+            .db()?;
         row.as_ref().map(model_from_row).transpose()
     }
 }

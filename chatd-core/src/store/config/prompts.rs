@@ -6,7 +6,7 @@ use sqlx::AnyConnection;
 
 use super::super::{now_micros, uuid_text, Store};
 use super::{finish, invalid};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{DbResultExt, Error, ErrorKind, Result};
 
 /// Whether the built-in default prompt precedes the deployment's custom prompt before an
 /// administrator says otherwise.
@@ -57,7 +57,8 @@ async fn put_site_config(conn: &mut AnyConnection, key: &str, value: &str, now: 
     .bind(value)
     .bind(now)
     .execute(conn)
-    .await?;
+    .await
+    .db()?;
     Ok(())
 }
 
@@ -65,12 +66,14 @@ async fn read_system_prompt(conn: &mut AnyConnection) -> Result<SystemPromptConf
     let prompt: Option<String> = sqlx::query_scalar("SELECT value FROM site_config WHERE key = $1")
         .bind(SYSTEM_PROMPT_KEY)
         .fetch_optional(&mut *conn)
-        .await?;
+        .await
+        .db()?;
     let include: Option<String> =
         sqlx::query_scalar("SELECT value FROM site_config WHERE key = $1")
             .bind(INCLUDE_DEFAULT_KEY)
             .fetch_optional(&mut *conn)
-            .await?;
+            .await
+            .db()?;
     let include_default_system_prompt = match include.as_deref() {
         None => DEFAULT_INCLUDE_DEFAULT_SYSTEM_PROMPT,
         Some("true") => true,
@@ -92,7 +95,7 @@ impl Store {
     /// The deployment's system prompt settings; an empty prompt and
     /// [`DEFAULT_INCLUDE_DEFAULT_SYSTEM_PROMPT`] until an administrator sets them.
     pub async fn system_prompt_config(&self) -> Result<SystemPromptConfig> {
-        let mut conn = self.pool().acquire().await?;
+        let mut conn = self.pool().acquire().await.db()?;
         read_system_prompt(&mut conn).await
     }
 
@@ -127,7 +130,8 @@ impl Store {
             sqlx::query_scalar("SELECT custom_prompt FROM user_prompts WHERE user_id = $1")
                 .bind(uuid_text(user_id))
                 .fetch_optional(self.pool())
-                .await?;
+                .await
+                .db()?;
         Ok(prompt.unwrap_or_default())
     }
 
@@ -141,7 +145,8 @@ impl Store {
             sqlx::query("DELETE FROM user_prompts WHERE user_id = $1")
                 .bind(uuid_text(user_id))
                 .execute(self.pool())
-                .await?;
+                .await
+                .db()?;
             return Ok(prompt);
         }
         sqlx::query(
@@ -153,7 +158,8 @@ impl Store {
         .bind(&prompt)
         .bind(now_micros())
         .execute(self.pool())
-        .await?;
+        .await
+        .db()?;
         Ok(prompt)
     }
 }

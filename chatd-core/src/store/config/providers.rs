@@ -13,7 +13,7 @@ use super::{
     bool_int, finish, for_update, invalid, lock_model_configs, provider_config_not_found,
     provider_key_aad,
 };
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{DbResultExt, Error, ErrorKind, Result};
 use crate::Keyring;
 
 const PROVIDER_COLUMNS: &str = "id, provider, display_name, base_url, enabled, \
@@ -54,8 +54,8 @@ fn shown_name(provider: &str, stored: &str) -> String {
 }
 
 pub(super) fn provider_from_row(row: &AnyRow) -> Result<ChatProviderConfig> {
-    let provider: String = row.try_get("provider")?;
-    let display_name: String = row.try_get("display_name")?;
+    let provider: String = row.try_get("provider").db()?;
+    let display_name: String = row.try_get("display_name").db()?;
     Ok(ChatProviderConfig {
         id: get_uuid(row, "id")?,
         display_name: shown_name(&provider, &display_name),
@@ -65,7 +65,7 @@ pub(super) fn provider_from_row(row: &AnyRow) -> Result<ChatProviderConfig> {
         central_api_key_enabled: get_bool(row, "central_api_key_enabled")?,
         allow_user_api_key: get_bool(row, "allow_user_api_key")?,
         allow_central_api_key_fallback: get_bool(row, "allow_central_api_key_fallback")?,
-        base_url: row.try_get("base_url")?,
+        base_url: row.try_get("base_url").db()?,
         source: ChatProviderConfigSource::Database,
         created_at: Some(get_time(row, "created_at")?),
         updated_at: Some(get_time(row, "updated_at")?),
@@ -109,12 +109,12 @@ pub(super) fn open_provider_key(
 /// A stored row as the key policy sees it, the sealed central key opened.
 pub(super) fn configured_from_row(row: &AnyRow, keyring: &Keyring) -> Result<ConfiguredProvider> {
     let id = get_uuid(row, "id")?;
-    let sealed: Option<String> = row.try_get("api_key_sealed")?;
+    let sealed: Option<String> = row.try_get("api_key_sealed").db()?;
     Ok(ConfiguredProvider {
         id,
-        provider: row.try_get("provider")?,
+        provider: row.try_get("provider").db()?,
         api_key: open_provider_key(keyring, id, sealed.as_deref())?,
-        base_url: row.try_get("base_url")?,
+        base_url: row.try_get("base_url").db()?,
         enabled: get_bool(row, "enabled")?,
         central_api_key_enabled: get_bool(row, "central_api_key_enabled")?,
         allow_user_api_key: get_bool(row, "allow_user_api_key")?,
@@ -157,7 +157,8 @@ impl Store {
                 sqlx::query("SELECT id FROM provider_configs WHERE provider = $1 AND deleted = 0")
                     .bind(provider)
                     .fetch_optional(&mut *tx)
-                    .await?;
+                    .await
+                    .db()?;
             if taken.is_some() {
                 return Err(already_configured(provider));
             }
@@ -180,8 +181,8 @@ impl Store {
             .execute(&mut *tx)
             .await
             // A concurrent create won the partial unique index.
-            .map_err(|e| match Error::from(e) {
-                e if e.kind() == ErrorKind::Conflict => already_configured(provider),
+            .map_err(|e| match Error::from_sqlx(e) {
+                e if e.kind() == ErrorKind::Conflict => already_configured(provider).with_source(e),
                 e => e,
             })?;
             Ok(())
@@ -198,7 +199,8 @@ impl Store {
         let sql = format!("SELECT {PROVIDER_COLUMNS} FROM provider_configs WHERE deleted = 0");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .fetch_all(self.pool())
-            .await?;
+            .await
+            .db()?;
         let mut list = rows
             .iter()
             .map(provider_from_row)
@@ -218,7 +220,8 @@ impl Store {
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(uuid_text(id))
             .fetch_optional(self.pool())
-            .await?;
+            .await
+            .db()?;
         match row {
             Some(row) => provider_from_row(&row),
             None => Err(provider_config_not_found(id)),
@@ -251,9 +254,10 @@ impl Store {
             let row = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(uuid_text(id))
                 .fetch_optional(&mut *tx)
-                .await?
+                .await
+                .db()?
                 .ok_or_else(|| provider_config_not_found(id))?;
-            let stored_name: String = row.try_get("display_name")?;
+            let stored_name: String = row.try_get("display_name").db()?;
             let current = provider_from_row(&row)?;
             let update =
                 chatprovider::validate_update_provider_request(&current, req, deployment_keys)
@@ -272,7 +276,8 @@ impl Store {
             .bind(bool_int(update.allow_central_api_key_fallback))
             .bind(now)
             .execute(&mut *tx)
-            .await?;
+            .await
+            .db()?;
             let sealed = match &update.api_key {
                 ApiKeyChange::Keep => return Ok(()),
                 ApiKeyChange::Clear => None,
@@ -282,7 +287,8 @@ impl Store {
                 .bind(uuid_text(id))
                 .bind(sealed)
                 .execute(&mut *tx)
-                .await?;
+                .await
+                .db()?;
             Ok(())
         }
         .await;
@@ -309,7 +315,8 @@ impl Store {
             let provider: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
                 .bind(uuid_text(id))
                 .fetch_optional(&mut *tx)
-                .await?
+                .await
+                .db()?
                 .ok_or_else(|| provider_config_not_found(id))?;
             sqlx::query(
                 "UPDATE provider_configs SET deleted = 1, api_key_sealed = NULL, \
@@ -318,11 +325,13 @@ impl Store {
             .bind(uuid_text(id))
             .bind(now)
             .execute(&mut *tx)
-            .await?;
+            .await
+            .db()?;
             let keys = sqlx::query("DELETE FROM user_provider_keys WHERE provider_config_id = $1")
                 .bind(uuid_text(id))
                 .execute(&mut *tx)
-                .await?;
+                .await
+                .db()?;
             let (deleted, new_default) = delete_models_of_provider(&mut tx, &provider, now).await?;
             Ok(DeletedProviderConfig {
                 id,
@@ -346,7 +355,8 @@ impl Store {
         let sql = format!("SELECT {CONFIGURED_COLUMNS} FROM provider_configs WHERE deleted = 0");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .fetch_all(self.pool())
-            .await?;
+            .await
+            .db()?;
         let mut list = rows
             .iter()
             .map(|row| configured_from_row(row, keyring))
@@ -368,7 +378,8 @@ async fn delete_models_of_provider(
     )
     .bind(provider)
     .fetch_optional(&mut *conn)
-    .await?
+    .await
+    .db()?
     .is_some();
     let rows = sqlx::query(
         "UPDATE model_configs SET deleted = 1, is_default = 0, updated_at = $2 \
@@ -377,7 +388,8 @@ async fn delete_models_of_provider(
     .bind(provider)
     .bind(now)
     .fetch_all(&mut *conn)
-    .await?;
+    .await
+    .db()?;
     let ids = rows
         .iter()
         .map(|row| get_uuid(row, "id"))

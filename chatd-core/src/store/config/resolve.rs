@@ -11,7 +11,7 @@ use super::super::{uuid_text, Store};
 use super::models::{model_from_row, MODEL_COLUMNS};
 use super::providers::{configured_from_row, provider_from_row, FULL_PROVIDER_COLUMNS};
 use super::user_keys::open_user_key;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{DbResultExt, Error, ErrorKind, Result};
 use crate::Keyring;
 
 /// Message of the error for a requested model config that does not exist, was deleted or
@@ -136,7 +136,8 @@ impl Store {
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(uuid_text(id))
             .fetch_optional(self.pool())
-            .await?;
+            .await
+            .db()?;
         row.as_ref().map(model_from_row).transpose()
     }
 
@@ -221,7 +222,8 @@ impl Store {
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(&resolved.config.provider)
             .fetch_all(self.pool())
-            .await?;
+            .await
+            .db()?;
         let mut configured = Vec::with_capacity(rows.len());
         let mut user_keys = Vec::new();
         for row in &rows {
@@ -233,7 +235,8 @@ impl Store {
             .bind(uuid_text(owner_id))
             .bind(uuid_text(provider.id))
             .fetch_optional(self.pool())
-            .await?;
+            .await
+            .db()?;
             if let Some(key) = key {
                 user_keys.push(open_user_key(&key, owner_id, keyring)?);
             }

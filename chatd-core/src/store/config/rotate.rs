@@ -6,7 +6,7 @@ use sqlx::Row;
 
 use super::super::{get_uuid, uuid_text, Store};
 use super::{provider_key_aad, user_key_aad};
-use crate::error::{ErrorKind, Result};
+use crate::error::{DbResultExt, ErrorKind, Result};
 use crate::Keyring;
 
 /// A column that holds sealed secrets.
@@ -91,13 +91,14 @@ impl Store {
              ORDER BY id",
         )
         .fetch_all(self.pool())
-        .await?;
+        .await
+        .db()?;
         for row in &rows {
             pending.push(Pending {
                 column: SecretColumn::ProviderApiKey,
                 provider_config_id: get_uuid(row, "id")?,
                 user_id: None,
-                sealed: row.try_get("api_key_sealed")?,
+                sealed: row.try_get("api_key_sealed").db()?,
             });
         }
         let rows = sqlx::query(
@@ -105,13 +106,14 @@ impl Store {
              ORDER BY user_id, provider_config_id",
         )
         .fetch_all(self.pool())
-        .await?;
+        .await
+        .db()?;
         for row in &rows {
             pending.push(Pending {
                 column: SecretColumn::UserProviderKey,
                 provider_config_id: get_uuid(row, "provider_config_id")?,
                 user_id: Some(get_uuid(row, "user_id")?),
-                sealed: row.try_get("api_key_sealed")?,
+                sealed: row.try_get("api_key_sealed").db()?,
             });
         }
 
@@ -135,29 +137,27 @@ impl Store {
                 }
             };
             let swapped = match item.user_id {
-                None => {
-                    sqlx::query(
-                        "UPDATE provider_configs SET api_key_sealed = $2 \
+                None => sqlx::query(
+                    "UPDATE provider_configs SET api_key_sealed = $2 \
                          WHERE id = $1 AND api_key_sealed = $3",
-                    )
-                    .bind(uuid_text(item.provider_config_id))
-                    .bind(&resealed)
-                    .bind(&item.sealed)
-                    .execute(self.pool())
-                    .await?
-                }
-                Some(user) => {
-                    sqlx::query(
-                        "UPDATE user_provider_keys SET api_key_sealed = $3 \
+                )
+                .bind(uuid_text(item.provider_config_id))
+                .bind(&resealed)
+                .bind(&item.sealed)
+                .execute(self.pool())
+                .await
+                .db()?,
+                Some(user) => sqlx::query(
+                    "UPDATE user_provider_keys SET api_key_sealed = $3 \
                          WHERE user_id = $1 AND provider_config_id = $2 AND api_key_sealed = $4",
-                    )
-                    .bind(uuid_text(user))
-                    .bind(uuid_text(item.provider_config_id))
-                    .bind(&resealed)
-                    .bind(&item.sealed)
-                    .execute(self.pool())
-                    .await?
-                }
+                )
+                .bind(uuid_text(user))
+                .bind(uuid_text(item.provider_config_id))
+                .bind(&resealed)
+                .bind(&item.sealed)
+                .execute(self.pool())
+                .await
+                .db()?,
             };
             if swapped.rows_affected() == 1 {
                 report.rotated += 1;

@@ -9,14 +9,14 @@ use sqlx::Row;
 use super::super::{get_bool, get_uuid, now_micros, uuid_text, Store};
 use super::providers::{catalog_rank, CONFIGURED_COLUMNS};
 use super::{finish, for_share, invalid, provider_config_not_found, user_key_aad};
-use crate::error::Result;
+use crate::error::{DbResultExt, Result};
 use crate::Keyring;
 
 /// Whether a user without their own key is still served by the deployment: the central
 /// key is enabled and used as a fallback, and there is a central credential (a stored
 /// key, a deployment key, or ambient credentials).
 fn central_fallback(row: &AnyRow, deployment_keys: &ProviderApiKeys) -> Result<bool> {
-    let provider: String = row.try_get("provider")?;
+    let provider: String = row.try_get("provider").db()?;
     let has_stored: bool = get_bool(row, "has_api_key")?;
     let credential = has_stored
         || deployment_keys.api_key(&provider).is_some()
@@ -27,8 +27,8 @@ fn central_fallback(row: &AnyRow, deployment_keys: &ProviderApiKeys) -> Result<b
 }
 
 fn user_view(row: &AnyRow, deployment_keys: &ProviderApiKeys) -> Result<UserChatProviderConfig> {
-    let provider: String = row.try_get("provider")?;
-    let stored_name: String = row.try_get("display_name")?;
+    let provider: String = row.try_get("provider").db()?;
+    let stored_name: String = row.try_get("display_name").db()?;
     let display_name = if stored_name.is_empty() {
         Provider::parse(&provider)
             .map(|p| p.display_name().to_owned())
@@ -84,14 +84,15 @@ impl Store {
             let row = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(uuid_text(provider_config_id))
                 .fetch_optional(&mut *tx)
-                .await?
+                .await
+                .db()?
                 .ok_or_else(|| provider_config_not_found(provider_config_id))?;
             // The policy fields only: the central key is not needed, so it is not opened.
             let provider = ConfiguredProvider {
                 id: provider_config_id,
-                provider: row.try_get("provider")?,
+                provider: row.try_get("provider").db()?,
                 api_key: SecretString::default(),
-                base_url: row.try_get("base_url")?,
+                base_url: row.try_get("base_url").db()?,
                 enabled: get_bool(&row, "enabled")?,
                 central_api_key_enabled: get_bool(&row, "central_api_key_enabled")?,
                 allow_user_api_key: get_bool(&row, "allow_user_api_key")?,
@@ -117,13 +118,15 @@ impl Store {
             .bind(sealed)
             .bind(now)
             .execute(&mut *tx)
-            .await?;
+            .await
+            .db()?;
             let sql = format!("{USER_VIEW_SQL} AND p.id = $2");
             let row = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(uuid_text(user_id))
                 .bind(uuid_text(provider_config_id))
                 .fetch_one(&mut *tx)
-                .await?;
+                .await
+                .db()?;
             user_view(&row, deployment_keys)
         }
         .await;
@@ -143,7 +146,8 @@ impl Store {
         .bind(uuid_text(user_id))
         .bind(uuid_text(provider_config_id))
         .execute(self.pool())
-        .await?;
+        .await
+        .db()?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -160,7 +164,8 @@ impl Store {
         let rows = sqlx::query(USER_VIEW_SQL)
             .bind(uuid_text(user_id))
             .fetch_all(self.pool())
-            .await?;
+            .await
+            .db()?;
         let mut list = rows
             .iter()
             .map(|row| user_view(row, deployment_keys))
@@ -185,7 +190,8 @@ impl Store {
         )
         .bind(uuid_text(user_id))
         .fetch_all(self.pool())
-        .await?;
+        .await
+        .db()?;
         rows.iter()
             .map(|row| open_user_key(row, user_id, keyring))
             .collect()
@@ -198,7 +204,7 @@ pub(super) fn open_user_key(
     keyring: &Keyring,
 ) -> Result<UserProviderKey> {
     let provider_config_id = get_uuid(row, "provider_config_id")?;
-    let sealed: String = row.try_get("api_key_sealed")?;
+    let sealed: String = row.try_get("api_key_sealed").db()?;
     Ok(UserProviderKey {
         provider_config_id,
         api_key: keyring.decrypt_secret(

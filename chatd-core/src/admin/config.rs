@@ -1,0 +1,246 @@
+//! Providers, model configs, users' own keys, prompts and model overrides.
+
+use codersdk::{
+    ChatModelConfig, ChatModelOverrideContext, ChatModelOverrideResponse, ChatProviderConfig,
+    ChatSystemPromptResponse, CreateChatModelConfigRequest, CreateChatProviderConfigRequest,
+    CreateUserChatProviderKeyRequest, UpdateChatModelConfigRequest, UpdateChatModelOverrideRequest,
+    UpdateChatProviderConfigRequest, UpdateChatSystemPromptRequest, UserChatCustomPrompt,
+    UserChatProviderConfig, Uuid,
+};
+
+use super::{invalid, require_admin, Admin};
+use crate::engine::Actor;
+use crate::error::Result;
+use crate::store::{
+    provider_config_listing, DeletedModelConfig, DeletedProviderConfig, ModelConfigFilter,
+};
+
+impl Admin {
+    // -----------------------------------------------------------------------------------
+    // Providers (administrators)
+    // -----------------------------------------------------------------------------------
+
+    /// The listing of `GET /chats/providers`: one entry per supported provider (its stored
+    /// config, an environment preset, or a `supported` placeholder), then stored configs of
+    /// providers this version does not know. Keys are never returned, only `has_api_key`.
+    pub async fn list_providers(&self, actor: &Actor) -> Result<Vec<ChatProviderConfig>> {
+        require_admin(actor)?;
+        let stored = self.store().list_provider_configs().await?;
+        Ok(provider_config_listing(&stored, self.deployment_keys()))
+    }
+
+    /// Creates a provider config (`chatprovider::validate_create_provider_request`, with
+    /// the deployment keys for the "central key from the environment" waiver); its central
+    /// key is sealed with the handle's keyring. [`ErrorKind::Conflict`](crate::ErrorKind::Conflict)
+    /// when the provider already has one.
+    pub async fn create_provider(
+        &self,
+        actor: &Actor,
+        request: &CreateChatProviderConfigRequest,
+    ) -> Result<ChatProviderConfig> {
+        require_admin(actor)?;
+        let valid = chatprovider::validate_create_provider_request(request, self.deployment_keys())
+            .map_err(invalid)?;
+        self.store()
+            .create_provider_config(&valid, self.keyring())
+            .await
+    }
+
+    /// Applies `PATCH /chats/providers/{id}`, validated under the row lock against the row
+    /// as it is (see [`Store::update_provider_config`](crate::store::Store::update_provider_config)).
+    pub async fn update_provider(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        request: &UpdateChatProviderConfigRequest,
+    ) -> Result<ChatProviderConfig> {
+        require_admin(actor)?;
+        self.store()
+            .update_provider_config(id, request, self.deployment_keys(), self.keyring())
+            .await
+    }
+
+    /// Deletes a provider config with its model configs and users' keys for it.
+    pub async fn delete_provider(&self, actor: &Actor, id: Uuid) -> Result<DeletedProviderConfig> {
+        require_admin(actor)?;
+        self.store().delete_provider_config(id).await
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Model configs (read: everyone, enabled only for members; write: administrators)
+    // -----------------------------------------------------------------------------------
+
+    /// The model configs `actor` may see: every live one for administrators, the enabled
+    /// ones of enabled providers for everyone else.
+    pub async fn list_model_configs(&self, actor: &Actor) -> Result<Vec<ChatModelConfig>> {
+        let filter = if actor.admin {
+            ModelConfigFilter::All
+        } else {
+            ModelConfigFilter::Enabled
+        };
+        self.store().list_model_configs(filter).await
+    }
+
+    /// Creates a model config (`codersdk::validate_create_model_config`).
+    pub async fn create_model_config(
+        &self,
+        actor: &Actor,
+        request: &CreateChatModelConfigRequest,
+    ) -> Result<ChatModelConfig> {
+        require_admin(actor)?;
+        let valid = codersdk::validate_create_model_config(request).map_err(invalid)?;
+        self.store()
+            .create_model_config(&valid, self.deployment_keys())
+            .await
+    }
+
+    /// Applies `PATCH /chats/model-configs/{id}`.
+    pub async fn update_model_config(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        request: &UpdateChatModelConfigRequest,
+    ) -> Result<ChatModelConfig> {
+        require_admin(actor)?;
+        self.store()
+            .update_model_config(id, request, self.deployment_keys())
+            .await
+    }
+
+    /// Deletes a model config (another becomes the default when it was the default).
+    pub async fn delete_model_config(&self, actor: &Actor, id: Uuid) -> Result<DeletedModelConfig> {
+        require_admin(actor)?;
+        self.store().delete_model_config(id).await
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Users' own keys (BYOK): every user, for themself
+    // -----------------------------------------------------------------------------------
+
+    /// The providers `actor` may bring a key for, with whether they have one.
+    pub async fn list_user_provider_configs(
+        &self,
+        actor: &Actor,
+    ) -> Result<Vec<UserChatProviderConfig>> {
+        self.store()
+            .list_user_provider_configs(actor.user_id, self.deployment_keys())
+            .await
+    }
+
+    /// Stores (or replaces) `actor`'s own key for a provider config, sealed with the
+    /// handle's keyring; the provider and key are validated under the provider's row lock.
+    pub async fn set_user_provider_key(
+        &self,
+        actor: &Actor,
+        provider_config_id: Uuid,
+        request: &CreateUserChatProviderKeyRequest,
+    ) -> Result<UserChatProviderConfig> {
+        self.store()
+            .set_user_provider_key(
+                actor.user_id,
+                provider_config_id,
+                &request.api_key,
+                self.keyring(),
+                self.deployment_keys(),
+            )
+            .await
+    }
+
+    /// Erases `actor`'s own key for a provider config; returns whether there was one. An
+    /// unknown provider config is [`ErrorKind::NotFound`](crate::ErrorKind::NotFound);
+    /// erasing a key that is not there is a success (the caller's goal, "no key of mine is
+    /// stored", holds).
+    pub async fn delete_user_provider_key(
+        &self,
+        actor: &Actor,
+        provider_config_id: Uuid,
+    ) -> Result<bool> {
+        self.store().get_provider_config(provider_config_id).await?;
+        self.store()
+            .delete_user_provider_key(actor.user_id, provider_config_id)
+            .await
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Prompts
+    // -----------------------------------------------------------------------------------
+
+    /// The deployment's system prompt settings with the built-in default prompt
+    /// (administrators).
+    pub async fn system_prompt(&self, actor: &Actor) -> Result<ChatSystemPromptResponse> {
+        require_admin(actor)?;
+        let config = self.store().system_prompt_config().await?;
+        Ok(ChatSystemPromptResponse {
+            system_prompt: config.system_prompt,
+            include_default_system_prompt: config.include_default_system_prompt,
+            default_system_prompt: crate::prompt::DEFAULT_SYSTEM_PROMPT.to_owned(),
+        })
+    }
+
+    /// Sets the deployment's custom prompt (`codersdk::validate_deployment_system_prompt`)
+    /// and, when given, whether the default prompt precedes it (administrators).
+    pub async fn set_system_prompt(
+        &self,
+        actor: &Actor,
+        request: &UpdateChatSystemPromptRequest,
+    ) -> Result<()> {
+        require_admin(actor)?;
+        self.store()
+            .set_system_prompt_config(
+                &request.system_prompt,
+                request.include_default_system_prompt,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// `actor`'s personal prompt; empty when none.
+    pub async fn user_prompt(&self, actor: &Actor) -> Result<UserChatCustomPrompt> {
+        Ok(UserChatCustomPrompt {
+            custom_prompt: self.store().user_prompt(actor.user_id).await?,
+        })
+    }
+
+    /// Sets `actor`'s personal prompt ([`validate_user_prompt`](crate::store::validate_user_prompt));
+    /// blank removes it. Returns the prompt as stored.
+    pub async fn set_user_prompt(
+        &self,
+        actor: &Actor,
+        request: &UserChatCustomPrompt,
+    ) -> Result<UserChatCustomPrompt> {
+        Ok(UserChatCustomPrompt {
+            custom_prompt: self
+                .store()
+                .set_user_prompt(actor.user_id, &request.custom_prompt)
+                .await?,
+        })
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Deployment model overrides (read: every user; write: administrators)
+    // -----------------------------------------------------------------------------------
+
+    /// The override of `context` as stored. Any user may read it: it names a model config,
+    /// no secret, and the `general` one is the model their new chats get.
+    pub async fn model_override(
+        &self,
+        _actor: &Actor,
+        context: &ChatModelOverrideContext,
+    ) -> Result<ChatModelOverrideResponse> {
+        self.store().model_override(context).await
+    }
+
+    /// Sets (or with `""` clears) the override of `context` (administrators): it must name
+    /// a live, enabled model config.
+    pub async fn set_model_override(
+        &self,
+        actor: &Actor,
+        context: &ChatModelOverrideContext,
+        request: &UpdateChatModelOverrideRequest,
+    ) -> Result<ChatModelOverrideResponse> {
+        require_admin(actor)?;
+        self.store()
+            .set_model_override(context, &request.model_config_id)
+            .await
+    }
+}
