@@ -2,7 +2,14 @@
 import type { ChatUsageLimitPeriod } from "./ChatUsageLimitPeriod";
 
 /**
- * Response of `GET /chats/usage-limits/status`; just `{is_limited: false}` when disabled.
+ * Response of `GET /chats/usage-limits/status`.
+ *
+ * `current_spend`, `period_start` and `period_end` are always written, as Coder writes them:
+ * when no limit applies they are `0` and Go's zero time (`0001-01-01T00:00:00Z`,
+ * [`Timestamp::go_zero`]), so the disabled status is
+ * `{"is_limited":false,"current_spend":0,"period_start":"0001-01-01T00:00:00Z","period_end":"0001-01-01T00:00:00Z"}`
+ * ([`ChatUsageLimitStatus::default`]). Reading is lenient: absent or `null` values read as
+ * those zeros, so the short `{"is_limited":false}` of older servers still reads.
  */
 export type ChatUsageLimitStatus = { 
 /**
@@ -18,14 +25,14 @@ period?: ChatUsageLimitPeriod,
  */
 spend_limit_micros?: number, 
 /**
- * Spend so far in the period, micro-USD.
+ * Spend so far in the period, micro-USD; 0 when no limit applies.
  */
-current_spend?: number, 
+current_spend: number, 
 /**
- * Period start.
+ * Period start; Go's zero time when no limit applies.
  */
-period_start?: string, 
+period_start: string, 
 /**
- * Period end.
+ * Period end (exclusive); Go's zero time when no limit applies.
  */
-period_end?: string, };
+period_end: string, };

@@ -19,6 +19,8 @@ import type {
   ModelCostConfig,
   ChatModelCallConfig,
   ChatUsageLimitExceededResponse,
+  DynamicToolCall,
+  UpdateChatRetentionDaysRequest,
 } from "./index";
 
 const chat: Chat = {
@@ -159,7 +161,13 @@ const price: ModelCostConfig = { input_price_per_million_tokens: "3", output_pri
 const floatPrice: ModelCostConfig = { input_price_per_million_tokens: 3 };
 const callConfig: ChatModelCallConfig = { max_output_tokens: 4096, cost: price, provider_options: { anthropic: { thinking: { budget_tokens: 2048 } } } };
 
+// Request names that are Rust type aliases are exported under Coder's names too.
+const retention: UpdateChatRetentionDaysRequest = { retention_days: 30 };
+// @ts-expect-error the alias has the target's fields, nothing else
+const badRetention: UpdateChatRetentionDaysRequest = { days: 30 };
+const call: DynamicToolCall = { tool_call_id: "c1", tool_name: "lookup_order", args: "{}" };
+
 export const used = [
   missingLabels, statuses, badStatus, rendered, onStreamFrame, watch, create, results, handleSend, kind, failure,
-  limit, floatPrice, callConfig,
+  limit, floatPrice, callConfig, retention, badRetention, call,
 ];

@@ -16,7 +16,8 @@ use crate::{detail, ClassifiedError, Error, ProviderError};
 ///
 /// A classification attached with [`with_classification`](crate::with_classification)
 /// anywhere in the chain wins. Otherwise the first [`ProviderError`] in the chain supplies
-/// status, detail and Retry-After; typed markers ([`Canceled`](crate::Canceled),
+/// status, detail, Retry-After and whether the provider could not be reached at all
+/// ([`ProviderError::is_connect_failure`], a retryable `timeout` without a status); typed markers ([`Canceled`](crate::Canceled),
 /// [`DeadlineExceeded`](crate::DeadlineExceeded), [`Interrupted`],
 /// [`TransportReset`], [`Http2StreamError`]) are recognised; and the text of the whole
 /// chain is matched against the patterns of core.md §A.5 in the rule order of §A.4.
@@ -294,7 +295,14 @@ impl Signals {
         };
         let deadline = facts.deadline || lower.contains(pat::DEADLINE);
         let transport_reset = facts.transport_reset && status == 0;
+        // Not in Coder's rules (its DNS failures match no pattern and end as a terminal
+        // generic error): a typed "could not connect" is as transient as a reset stream.
+        let connect_failure = status == 0
+            && facts
+                .provider_error
+                .is_some_and(ProviderError::is_connect_failure);
         let timeout = transport_reset
+            || connect_failure
             || deadline
             || matches!(status, 408 | 502 | 503 | 504)
             || http2_retryable
@@ -311,5 +319,88 @@ impl Signals {
             timeout,
             generic_retryable: status == 500 || contains_any(lower, pat::GENERIC_RETRYABLE),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::DeadlineExceeded;
+
+    /// A provider error that never reached the provider, as a client reports a DNS failure.
+    fn unreachable() -> ProviderError {
+        ProviderError::new(
+            "send request (api.example.invalid): error sending request: client error (Connect): \
+             dns error: failed to lookup address information: Name or service not known",
+        )
+        .with_provider("openai")
+        .with_connect_failure(true)
+    }
+
+    #[test]
+    fn connect_failures_are_retryable_timeouts() {
+        // (error, kind, retryable)
+        let table: Vec<(ProviderError, ChatErrorKind, bool)> = vec![
+            // The rule: no status, marked → timeout, retryable.
+            (unreachable(), ChatErrorKind::Timeout, true),
+            // The same text unmarked matches no pattern: terminal generic (Coder's result).
+            (
+                ProviderError::new(unreachable().message()).with_provider("openai"),
+                ChatErrorKind::Generic,
+                false,
+            ),
+            // Unmarking works.
+            (
+                unreachable().with_connect_failure(false),
+                ChatErrorKind::Generic,
+                false,
+            ),
+            // A status means a response came back: the status rules decide.
+            (unreachable().with_status(401), ChatErrorKind::Auth, false),
+            (
+                unreachable().with_status(400),
+                ChatErrorKind::Generic,
+                false,
+            ),
+            // Config text still wins over the timeout signal, as for every transport signal.
+            (
+                ProviderError::new("unsupported model gpt-9").with_connect_failure(true),
+                ChatErrorKind::Config,
+                false,
+            ),
+            // Rules that come before the timeout rule keep their precedence.
+            (
+                ProviderError::new("rate limit exceeded").with_connect_failure(true),
+                ChatErrorKind::RateLimit,
+                true,
+            ),
+        ];
+        for (err, kind, retryable) in table {
+            let c = classify(&err);
+            assert_eq!(c.kind(), Some(&kind), "{err:?}");
+            assert_eq!(c.is_retryable(), retryable, "{err:?}");
+        }
+        let c = classify(&unreachable());
+        assert_eq!(c.provider(), "openai");
+        assert_eq!(c.message(), "OpenAI is temporarily unavailable.");
+        assert!(c.detail().contains("dns error"), "{}", c.detail());
+    }
+
+    #[test]
+    fn connect_failure_is_found_through_wrappers_and_yields_to_stronger_signals() {
+        // Wrapped further, the first provider error in the chain still decides.
+        let wrapped = std::io::Error::other(unreachable());
+        let c = classify(&wrapped);
+        assert_eq!(c.kind(), Some(&ChatErrorKind::Timeout));
+        assert!(c.is_retryable());
+        // The caller's own deadline spent: a timeout, but not retryable.
+        let late = unreachable().with_source(DeadlineExceeded);
+        let c = classify(&late);
+        assert_eq!(c.kind(), Some(&ChatErrorKind::Timeout));
+        assert!(!c.is_retryable());
+        // The provider's own verdict that a retry cannot help.
+        let refused = unreachable().with_header("x-should-retry", "false");
+        assert!(!classify(&refused).is_retryable());
     }
 }

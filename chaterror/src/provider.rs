@@ -1,18 +1,26 @@
-//! Provider ids: detection from error text, normalization and display names (core.md §A.8).
+//! Provider ids in error classification (core.md §A.8): detection from error text,
+//! normalization of the names clients report, and display names. The ids, their aliases and
+//! display names are codersdk's [`ProviderId`]; this module adds what only classification
+//! needs (guessing from text, keeping unknown names).
+
+use codersdk::ProviderId;
 
 /// Hints searched in lowercased error text, in priority order.
 ///
 /// Order matters: `openai` is a substring of `azure openai` and `openai-compat`, so the more
 /// specific providers are tried first.
-const DETECTION_HINTS: &[(&str, &[&str])] = &[
-    ("openai-compat", &["openai-compat", "openai compatible"]),
-    ("azure", &["azure openai", "azure-openai"]),
-    ("openrouter", &["openrouter"]),
-    ("bedrock", &["aws bedrock", "bedrock"]),
-    ("vercel", &["vercel ai gateway", "vercel"]),
-    ("anthropic", &["anthropic", "claude"]),
-    ("google", &["google", "gemini", "vertex"]),
-    ("openai", &["openai"]),
+const DETECTION_HINTS: &[(ProviderId, &[&str])] = &[
+    (
+        ProviderId::OpenAiCompat,
+        &["openai-compat", "openai compatible"],
+    ),
+    (ProviderId::Azure, &["azure openai", "azure-openai"]),
+    (ProviderId::OpenRouter, &["openrouter"]),
+    (ProviderId::Bedrock, &["aws bedrock", "bedrock"]),
+    (ProviderId::Vercel, &["vercel ai gateway", "vercel"]),
+    (ProviderId::Anthropic, &["anthropic", "claude"]),
+    (ProviderId::Google, &["google", "gemini", "vertex"]),
+    (ProviderId::OpenAi, &["openai"]),
 ];
 
 /// Guesses the provider id from error text; `""` when nothing matches.
@@ -34,36 +42,29 @@ pub(crate) fn detect_provider_lower(lower: &str) -> &'static str {
     DETECTION_HINTS
         .iter()
         .find(|(_, hints)| hints.iter().any(|h| lower.contains(h)))
-        .map_or("", |(id, _)| id)
+        .map_or("", |(id, _)| id.as_str())
 }
 
-/// Normalizes a provider name to its id: trimmed, lowercased, with the common spellings of
-/// Azure OpenAI and OpenAI-compatible folded into `azure` and `openai-compat`.
+/// Normalizes a provider name to its id with [`ProviderId::parse_lenient`]: trimmed,
+/// case-insensitive, with the common spellings of Azure OpenAI and OpenAI-compatible
+/// (`azure openai`, `openai compatible`, …) folded into `azure` and `openai-compat`.
 ///
-/// Unknown names are kept (lowercased) so that a custom provider still round-trips; they
-/// simply have no [`display_name`].
+/// Unknown names are kept (trimmed and lowercased) so that a custom provider still
+/// round-trips; they simply have no [`display_name`].
 pub fn normalize_provider(name: &str) -> String {
-    let id = name.trim().to_lowercase();
-    match id.as_str() {
-        "azure openai" | "azure-openai" => "azure".to_owned(),
-        "openai compat" | "openai compatible" | "openai_compat" => "openai-compat".to_owned(),
-        _ => id,
+    match ProviderId::parse_lenient(name) {
+        Some(id) => id.as_str().to_owned(),
+        None => name.trim().to_lowercase(),
     }
 }
 
-/// The user-facing name of a normalized provider id, or `None` for unknown providers.
+/// The user-facing name ([`ProviderId::display_name`]) of a normalized provider id, or
+/// `None` for unknown providers. The id must be exact, as [`normalize_provider`] returns it.
 pub fn display_name(provider: &str) -> Option<&'static str> {
-    Some(match provider {
-        "anthropic" => "Anthropic",
-        "azure" => "Azure OpenAI",
-        "bedrock" => "AWS Bedrock",
-        "google" => "Google",
-        "openai" => "OpenAI",
-        "openai-compat" => "OpenAI Compatible",
-        "openrouter" => "OpenRouter",
-        "vercel" => "Vercel AI Gateway",
-        _ => return None,
-    })
+    ProviderId::ALL
+        .into_iter()
+        .find(|id| id.as_str() == provider)
+        .map(ProviderId::display_name)
 }
 
 /// The grammatical subject naming a provider at the start of a sentence.
@@ -118,6 +119,7 @@ mod tests {
             ("OpenAI Compatible", "openai-compat"),
             ("openai_compat", "openai-compat"),
             ("MyCustomProvider", "mycustomprovider"),
+            (" Vertex AI ", "vertex ai"),
             ("", ""),
         ] {
             assert_eq!(normalize_provider(name), want, "{name}");
@@ -129,6 +131,12 @@ mod tests {
         assert_eq!(display_name("vercel"), Some("Vercel AI Gateway"));
         assert_eq!(display_name("openai-compat"), Some("OpenAI Compatible"));
         assert_eq!(display_name("mycustomprovider"), None);
+        // Exact ids only: names are normalized first.
+        assert_eq!(display_name("OpenAI"), None);
+        for id in ProviderId::ALL {
+            assert_eq!(display_name(id.as_str()), Some(id.display_name()));
+            assert_eq!(normalize_provider(&id.as_str().to_uppercase()), id.as_str());
+        }
         assert_eq!(subject_initial(""), "The AI provider");
         assert_eq!(subject_inner(""), "the AI provider");
     }

@@ -60,6 +60,7 @@ struct Inner {
     headers: Vec<(String, String)>,
     body: Vec<u8>,
     provider: String,
+    connect_failure: bool,
     source: Option<Arc<dyn StdError + Send + Sync + 'static>>,
 }
 
@@ -120,6 +121,18 @@ impl ProviderError {
         self
     }
 
+    /// Marks (or unmarks) the error as a failure to reach the provider at all: the DNS
+    /// lookup failed, the connection was refused or the host unreachable, the TLS handshake
+    /// failed, or the transport timed out before any response. No HTTP status exists then.
+    ///
+    /// Classification reads it as a retryable `timeout` when no status is known, like a cut
+    /// stream: the provider may well be reachable a moment later. Without the mark only the
+    /// error text decides, and texts such as `dns error` match no transport pattern.
+    pub fn with_connect_failure(mut self, failed: bool) -> Self {
+        self.inner.connect_failure = failed;
+        self
+    }
+
     /// Sets the lower-level error that caused this one (a transport error, say).
     pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
         self.inner.source = Some(Arc::from(source.into()));
@@ -161,6 +174,12 @@ impl ProviderError {
     /// The response body or dump, empty when none.
     pub fn body(&self) -> &[u8] {
         &self.inner.body
+    }
+
+    /// Whether the provider could not be reached at all (see
+    /// [`ProviderError::with_connect_failure`]).
+    pub fn is_connect_failure(&self) -> bool {
+        self.inner.connect_failure
     }
 
     /// The provider id as given, `None` when not set.
@@ -211,6 +230,7 @@ impl fmt::Debug for ProviderError {
             .field("headers", &self.inner.headers)
             .field("body_len", &self.inner.body.len())
             .field("provider", &self.inner.provider)
+            .field("connect_failure", &self.inner.connect_failure)
             .field("source", &self.inner.source)
             .finish()
     }

@@ -2,124 +2,50 @@
 //! providers have environment presets or may run on ambient credentials, and Azure endpoint
 //! rewriting.
 
-use std::fmt;
-use std::str::FromStr;
-
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 use crate::error::{Error, ErrorKind};
 
-/// One of the eight LLM providers chatd can talk to (DECISIONS §5).
-///
-/// The wire form is the lowercase id (`openai`, `openai-compat`, …); [`Provider::parse`]
-/// reads it case-insensitively after trimming, and rejects every other name, aliases
-/// included (`azure-openai` is not `azure`). New providers may be added, so match with a
-/// wildcard arm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[non_exhaustive]
-pub enum Provider {
-    /// Anthropic (`anthropic`).
-    Anthropic,
-    /// Azure OpenAI (`azure`); needs a base URL.
-    Azure,
-    /// AWS Bedrock (`bedrock`); may run on the server's ambient AWS credentials.
-    Bedrock,
-    /// Google Gemini (`google`).
-    Google,
-    /// OpenAI (`openai`).
-    OpenAi,
-    /// Any OpenAI-compatible endpoint (`openai-compat`).
-    OpenAiCompat,
-    /// OpenRouter (`openrouter`).
-    OpenRouter,
-    /// Vercel AI Gateway (`vercel`).
-    Vercel,
-}
+/// One of the eight LLM providers chatd can talk to: codersdk's [`codersdk::ProviderId`],
+/// the one provider vocabulary of every chatd crate, under the name this crate has always
+/// used. Ids, parsing (trimmed, ASCII case-insensitive, no aliases), display names and the
+/// key-policy flags are there; the endpoint facts only this crate needs are in
+/// [`ProviderCatalog`].
+pub use codersdk::ProviderId as Provider;
 
 /// Every provider, in the catalog order of core.md §E.1 (alphabetical by id).
-pub const SUPPORTED_PROVIDERS: [Provider; 8] = [
-    Provider::Anthropic,
-    Provider::Azure,
-    Provider::Bedrock,
-    Provider::Google,
-    Provider::OpenAi,
-    Provider::OpenAiCompat,
-    Provider::OpenRouter,
-    Provider::Vercel,
-];
+pub const SUPPORTED_PROVIDERS: [Provider; 8] = Provider::ALL;
 
 /// Azure OpenAI API version used when a request does not name one.
 pub const AZURE_DEFAULT_API_VERSION: &str = "2025-01-01-preview";
 
-impl Provider {
-    /// The wire id (`openai`, `openai-compat`, …).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Provider::Anthropic => "anthropic",
-            Provider::Azure => "azure",
-            Provider::Bedrock => "bedrock",
-            Provider::Google => "google",
-            Provider::OpenAi => "openai",
-            Provider::OpenAiCompat => "openai-compat",
-            Provider::OpenRouter => "openrouter",
-            Provider::Vercel => "vercel",
-        }
-    }
-
-    /// Reads a provider id: trimmed, case-insensitive, exact; anything else is `None`.
-    pub fn parse(name: &str) -> Option<Provider> {
-        let name = name.trim();
-        SUPPORTED_PROVIDERS
-            .iter()
-            .copied()
-            .find(|p| p.as_str().eq_ignore_ascii_case(name))
-    }
-
-    /// The name administrators and users see ("Azure OpenAI", "AWS Bedrock", …).
-    pub fn display_name(self) -> &'static str {
-        match self {
-            Provider::Anthropic => "Anthropic",
-            Provider::Azure => "Azure OpenAI",
-            Provider::Bedrock => "AWS Bedrock",
-            Provider::Google => "Google",
-            Provider::OpenAi => "OpenAI",
-            Provider::OpenAiCompat => "OpenAI Compatible",
-            Provider::OpenRouter => "OpenRouter",
-            Provider::Vercel => "Vercel AI Gateway",
-        }
-    }
-
+/// What the provider layer knows about a provider beyond its id: where its API is and
+/// which environment variable its key is reported under. Implemented for [`Provider`].
+pub trait ProviderCatalog {
     /// The endpoint used when no base URL is configured.
     ///
     /// `None` for Azure (a base URL is required), Bedrock (the regional AWS endpoint comes
     /// from the AWS environment) and Google (the Gemini SDK's own default). OpenAI
     /// Compatible falls back to the OpenAI endpoint, but is expected to be configured.
-    pub fn default_base_url(self) -> Option<&'static str> {
+    fn default_base_url(self) -> Option<&'static str>;
+
+    /// The environment variable a missing key is reported under (core.md §E.8), if the
+    /// provider has one. Bedrock has none: its key is optional and it is reported as
+    /// `API key for provider "bedrock" is not set`.
+    fn api_key_env_var(self) -> Option<&'static str>;
+}
+
+impl ProviderCatalog for Provider {
+    fn default_base_url(self) -> Option<&'static str> {
         match self {
             Provider::Anthropic => Some("https://api.anthropic.com"),
             Provider::OpenAi | Provider::OpenAiCompat => Some("https://api.openai.com/v1"),
             Provider::OpenRouter => Some("https://openrouter.ai/api/v1"),
             Provider::Vercel => Some("https://ai-gateway.vercel.sh/v1"),
-            Provider::Azure | Provider::Bedrock | Provider::Google => None,
+            // Azure, Bedrock, Google, and any provider a newer codersdk adds.
+            _ => None,
         }
     }
 
-    /// Whether a deployment can preset this provider from its environment
-    /// (`OPENAI_API_KEY`, `ANTHROPIC_API_KEY`). True only for OpenAI and Anthropic.
-    pub fn is_env_preset(self) -> bool {
-        matches!(self, Provider::OpenAi | Provider::Anthropic)
-    }
-
-    /// Whether the provider may run without a stored key, on credentials the server already
-    /// has (AWS role, instance profile, environment). True only for Bedrock.
-    pub fn allows_ambient_credentials(self) -> bool {
-        self == Provider::Bedrock
-    }
-
-    /// The environment variable a missing key is reported under (core.md §E.8), if the
-    /// provider has one. Bedrock has none: its key is optional and it is reported as
-    /// `API key for provider "bedrock" is not set`.
-    pub fn api_key_env_var(self) -> Option<&'static str> {
+    fn api_key_env_var(self) -> Option<&'static str> {
         match self {
             Provider::Anthropic => Some("ANTHROPIC_API_KEY"),
             Provider::Azure => Some("AZURE_OPENAI_API_KEY"),
@@ -128,47 +54,15 @@ impl Provider {
             Provider::OpenAiCompat => Some("OPENAI_COMPAT_API_KEY"),
             Provider::OpenRouter => Some("OPENROUTER_API_KEY"),
             Provider::Vercel => Some("VERCEL_API_KEY"),
-            Provider::Bedrock => None,
+            // Bedrock, and any provider a newer codersdk adds.
+            _ => None,
         }
     }
 }
 
-impl fmt::Display for Provider {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl AsRef<str> for Provider {
-    fn as_ref(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl FromStr for Provider {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Provider::parse(s).ok_or_else(|| Error::unsupported_provider(s))
-    }
-}
-
-impl Serialize for Provider {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for Provider {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let name = std::borrow::Cow::<'de, str>::deserialize(d)?;
-        Provider::parse(&name).ok_or_else(|| {
-            serde::de::Error::custom(format_args!(
-                "unknown provider {}; expected one of: {}",
-                crate::error::quote_bounded(&name),
-                supported_providers().join(", ")
-            ))
-        })
+impl From<codersdk::UnknownProviderId> for Error {
+    fn from(err: codersdk::UnknownProviderId) -> Self {
+        Error::unsupported_provider(err.name())
     }
 }
 
@@ -177,8 +71,8 @@ pub fn supported_providers() -> Vec<&'static str> {
     SUPPORTED_PROVIDERS.iter().map(|p| p.as_str()).collect()
 }
 
-/// Normalizes a provider name to its id: trimmed, case-insensitive, exact match only.
-/// Unknown names (aliases included) give `None`.
+/// Normalizes a provider name to its id as [`Provider::parse`] does: trimmed, ASCII
+/// case-insensitive, exact match only. Unknown names (aliases included) give `None`.
 ///
 /// ```
 /// assert_eq!(chatprovider::normalize_provider(" OpenAI "), Some("openai"));
@@ -286,11 +180,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn catalog_matches_the_wire_vocabulary() {
-        // codersdk validates provider ids without depending on this crate; both lists must
-        // name the same providers in the same order.
+    fn catalog_is_the_wire_vocabulary() {
+        // One type: the catalog's providers are codersdk's ids, in the same order.
         let ours: Vec<&str> = SUPPORTED_PROVIDERS.iter().map(|p| p.as_str()).collect();
         assert_eq!(ours, codersdk::CHAT_PROVIDER_IDS);
+        assert_eq!(SUPPORTED_PROVIDERS, codersdk::ProviderId::ALL);
     }
 
     #[test]
@@ -395,6 +289,10 @@ mod tests {
         );
         assert_eq!("google".parse::<Provider>().ok(), Some(Provider::Google));
         let err = "acme".parse::<Provider>().unwrap_err();
+        assert_eq!(err.to_string(), "unsupported model provider \"acme\"");
+        // Into this crate's error, as a configuration problem.
+        let err = Error::from(err);
+        assert_eq!(err.kind(), ErrorKind::UnsupportedProvider);
         assert_eq!(err.to_string(), "unsupported model provider \"acme\"");
     }
 

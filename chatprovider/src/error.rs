@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chaterror::ClassifiedError;
 use codersdk::ChatErrorKind;
 
-use crate::catalog::Provider;
+use crate::catalog::{Provider, ProviderCatalog};
 
 /// Longest piece of caller input (a model name, a provider name) repeated in an error
 /// message, in bytes; longer input is cut on a character boundary and marked with `…`.

@@ -99,7 +99,8 @@ pub fn language_model(
                 settings,
             )))
         }
-        Provider::Bedrock | Provider::Google => Err(Error::new(
+        // Bedrock, Google, and any provider a newer codersdk adds.
+        _ => Err(Error::new(
             ErrorKind::UnsupportedProvider,
             format!(
                 "streaming for provider \"{}\" is not available in this version",

@@ -325,7 +325,7 @@ impl<'a> ProviderCredentials<'a> {
         self.api_key.is_none()
     }
 
-    /// The endpoint; `None` means the client's default ([`Provider::default_base_url`]).
+    /// The endpoint; `None` means the client's default ([`ProviderCatalog::default_base_url`](crate::ProviderCatalog::default_base_url)).
     /// For Azure it is always set and already rewritten by
     /// [`azure_base_url`](crate::azure_base_url).
     pub fn base_url(&self) -> Option<&str> {

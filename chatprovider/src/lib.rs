@@ -21,8 +21,8 @@
 //! [`chaterror::ProviderError`]s that [`chaterror::classify`] understands. [`language_model`]
 //! picks the client for a provider.
 //!
-//! - Catalog: [`Provider`], [`normalize_provider`],
-//!   [`azure_base_url`].
+//! - Catalog: [`Provider`] (codersdk's `ProviderId`), [`ProviderCatalog`],
+//!   [`normalize_provider`], [`azure_base_url`].
 //! - Keys ([`ProviderApiKeys`], [`ProviderCredentials`], [`key_hint`]) and the policy
 //!   ([`resolve_user_provider_keys`], [`ResolvedProviderKeys`], [`CredentialSource`]).
 //! - Admin-side validation: [`validate_create_provider_request`],
@@ -164,7 +164,7 @@ pub use anthropic::*;
 pub use catalog::{
     azure_base_url, is_env_preset_provider, normalize_provider,
     provider_allows_ambient_credentials, provider_display_name, supported_providers, Provider,
-    AZURE_DEFAULT_API_VERSION, SUPPORTED_PROVIDERS,
+    ProviderCatalog, AZURE_DEFAULT_API_VERSION, SUPPORTED_PROVIDERS,
 };
 pub use convert::{
     message_from_parts, request_role, response_to_parts, AnthropicReplay, OpenAiReplay,
@@ -214,5 +214,5 @@ pub use response::{
 };
 pub use transport::{
     default_http_client, default_user_agent, ClientSettings, DEFAULT_STARTUP_TIMEOUT,
-    MAX_ERROR_BODY_BYTES, MAX_REDIRECTS,
+    MAX_ERROR_BODY_BYTES, MAX_REDIRECTS, MAX_TRANSPORT_ERROR_CAUSES,
 };

@@ -31,7 +31,7 @@ use codersdk::{ChatErrorKind, ChatMessageUsage, JsonObject, RawJson, SecretStrin
 use futures_util::{StreamExt, TryStreamExt};
 use serde_json::{json, Map, Value};
 
-use crate::catalog::{parse_http_url, Provider};
+use crate::catalog::{parse_http_url, Provider, ProviderCatalog};
 use crate::error::{Error, ErrorKind};
 use crate::keys::ProviderCredentials;
 use crate::language_model::{
@@ -174,7 +174,7 @@ pub struct OpenAiChatModel {
 
 impl OpenAiChatModel {
     /// A model `model_id` of `provider`, reached at `base_url` (or the provider's
-    /// [`Provider::default_base_url`] when `None` or blank), authenticated with `api_key`
+    /// [`ProviderCatalog::default_base_url`](crate::ProviderCatalog::default_base_url) when `None` or blank), authenticated with `api_key`
     /// as `Authorization: Bearer` (Azure: the `api-key` header; no header when `None` or
     /// empty).
     ///

@@ -16,7 +16,7 @@ use reqwest::header::{HeaderName, HeaderValue, ACCEPT, AUTHORIZATION};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::catalog::{azure_base_url, parse_http_url, Provider};
+use crate::catalog::{azure_base_url, parse_http_url, Provider, ProviderCatalog};
 use crate::error::{Error, ErrorKind};
 use crate::keys::ProviderCredentials;
 use crate::language_model::{LanguageModel, ModelStream, StreamDecoder};

@@ -165,11 +165,50 @@ pub(crate) fn startup_timeout_error(provider: &str, after: Duration) -> Provider
     .with_source(inner)
 }
 
-/// A transport failure (connect, TLS, reset) while sending or reading.
+/// Most causes of a transport error written into its message (reqwest → hyper → connector →
+/// resolver → OS error is five); the full chain stays reachable through `source()`.
+pub const MAX_TRANSPORT_ERROR_CAUSES: usize = 8;
+
+/// A transport failure (DNS, connect, TLS, reset, timeout) while sending or reading.
+///
+/// The message is `<what> (<host>): <cause>: <cause>…`, so the stored chat error says *why*
+/// (`dns error: failed to lookup address information`), not only "error sending request".
+/// It names the host but never the URL, which may carry credentials or a signed query; the
+/// reqwest error kept as `source()` has its URL removed for the same reason. A failure to
+/// reach the provider at all (reqwest's connect and timeout errors) is marked
+/// [`ProviderError::with_connect_failure`], which classifies as a retryable `timeout`.
 pub(crate) fn transport_error(provider: &str, what: &str, err: reqwest::Error) -> ProviderError {
-    ProviderError::new(format!("{what}: {err}"))
+    let host = err.url().and_then(|u| u.host_str()).map(str::to_owned);
+    let connect_failure = err.is_connect() || err.is_timeout();
+    let err = err.without_url();
+    let causes = cause_chain_text(&err);
+    let message = match host {
+        Some(host) => format!("{what} ({host}): {causes}"),
+        None => format!("{what}: {causes}"),
+    };
+    ProviderError::new(message)
         .with_provider(provider)
+        .with_connect_failure(connect_failure)
         .with_source(err)
+}
+
+/// An error and its causes joined with `": "`, at most [`MAX_TRANSPORT_ERROR_CAUSES`] of
+/// them, skipping a cause whose text the message already shows.
+fn cause_chain_text(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = String::new();
+    let mut node = Some(err);
+    for _ in 0..MAX_TRANSPORT_ERROR_CAUSES {
+        let Some(current) = node else { break };
+        let piece = current.to_string();
+        if !piece.is_empty() && !text.contains(&piece) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&piece);
+        }
+        node = current.source();
+    }
+    text
 }
 
 /// Sends the request and waits for a successful response before `deadline` (the startup
@@ -323,5 +362,134 @@ mod tests {
             ua.contains(std::env::consts::OS) && ua.contains(std::env::consts::ARCH),
             "{ua}"
         );
+    }
+
+    /// A model whose endpoint is `base_url`; nothing answers there.
+    fn unreachable_model(base_url: &str) -> crate::OpenAiChatModel {
+        crate::OpenAiChatModel::new(
+            crate::Provider::OpenAi,
+            "gpt-test",
+            Some(codersdk::SecretString::new("sk-test-secret-0123456789")),
+            Some(base_url),
+            ClientSettings::default(),
+        )
+        .unwrap()
+    }
+
+    async fn first_error(base_url: &str) -> ProviderError {
+        use crate::LanguageModel;
+        let request = crate::ModelRequest {
+            messages: vec![crate::Message::user_text("hi")],
+            ..Default::default()
+        };
+        let mut stream = unreachable_model(base_url).stream(request);
+        let first = tokio::time::timeout(Duration::from_secs(30), stream.next())
+            .await
+            .expect("an unreachable provider fails fast");
+        match first {
+            Some(Err(e)) => e,
+            other => panic!("expected a transport error, got {other:?}"),
+        }
+    }
+
+    /// A loopback port nobody listens on: bound, read, released.
+    fn closed_port() -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    }
+
+    fn assert_retryable_transport_failure(err: &ProviderError, host: &str, cause: &str) {
+        // The cause chain is kept: the reqwest error is the source, and its causes follow.
+        let source = std::error::Error::source(err).expect("a source");
+        let reqwest_err = source
+            .downcast_ref::<reqwest::Error>()
+            .expect("the reqwest error is the source");
+        assert!(reqwest_err.is_connect());
+        assert!(reqwest_err.url().is_none(), "the URL is not kept");
+        let mut depth = 0;
+        let mut node = Some(source);
+        while let Some(n) = node {
+            depth += 1;
+            node = n.source();
+        }
+        assert!(depth >= 3, "the lower causes are kept too ({depth})");
+        assert!(err.is_connect_failure());
+        // The message says why, names the host and never the URL or the key.
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!("send request ({host}): ")),
+            "{text}"
+        );
+        assert!(text.to_lowercase().contains(cause), "{text}");
+        assert!(!text.contains("://") && !text.contains("/v1"), "{text}");
+        assert!(!format!("{err:?}").contains("sk-test-secret"));
+        // Classified as the retryable transport failure it is.
+        let c = chaterror::classify(err);
+        assert_eq!(c.kind(), Some(&ChatErrorKind::Timeout), "{c:?}");
+        assert!(c.is_retryable());
+        assert_eq!(c.provider(), "openai");
+        assert_eq!(c.message(), "OpenAI is temporarily unavailable.");
+        assert!(c.detail().to_lowercase().contains(cause), "{}", c.detail());
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_keeps_its_cause_and_is_retryable() {
+        let port = closed_port();
+        let err = first_error(&format!("http://127.0.0.1:{port}/v1")).await;
+        assert_retryable_transport_failure(&err, "127.0.0.1", "connection refused");
+    }
+
+    #[tokio::test]
+    async fn a_dns_failure_keeps_its_cause_and_is_retryable() {
+        // `.invalid` never resolves (RFC 2606), with or without a network.
+        let err = first_error("http://chatd-test-host.invalid/v1").await;
+        assert_retryable_transport_failure(&err, "chatd-test-host.invalid", "dns error");
+    }
+
+    #[test]
+    fn cause_chain_text_is_bounded_and_skips_repeats() {
+        #[derive(Debug)]
+        struct Link {
+            text: String,
+            source: Option<Box<Link>>,
+        }
+        impl std::fmt::Display for Link {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.text)
+            }
+        }
+        impl std::error::Error for Link {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                self.source
+                    .as_deref()
+                    .map(|l| l as &(dyn std::error::Error + 'static))
+            }
+        }
+        let chain = |texts: &[String]| {
+            texts.iter().rev().fold(None, |source, text| {
+                Some(Box::new(Link {
+                    text: text.clone(),
+                    source,
+                }))
+            })
+        };
+        // A repeated text (a wrapper that prints its cause) is written once.
+        let texts: Vec<String> = [
+            "error sending request",
+            "error sending request",
+            "dns error",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let link = chain(&texts).unwrap();
+        assert_eq!(cause_chain_text(&*link), "error sending request: dns error");
+        // A long chain is cut at the limit.
+        let texts: Vec<String> = (0..MAX_TRANSPORT_ERROR_CAUSES + 5)
+            .map(|i| format!("cause {i}"))
+            .collect();
+        let link = chain(&texts).unwrap();
+        let text = cause_chain_text(&*link);
+        assert_eq!(text.split(": ").count(), MAX_TRANSPORT_ERROR_CAUSES);
+        assert!(text.ends_with(&format!("cause {}", MAX_TRANSPORT_ERROR_CAUSES - 1)));
     }
 }

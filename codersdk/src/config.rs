@@ -53,6 +53,9 @@ pub struct ChatDesktopEnabledResponse {
     pub enable_desktop: bool,
 }
 
+/// Body of `PUT /chats/config/desktop-enabled`.
+pub type UpdateChatDesktopEnabledRequest = ChatDesktopEnabledResponse;
+
 string_enum! {
     /// Provider used for computer use.
     pub enum ChatComputerUseProvider {
@@ -69,6 +72,9 @@ pub struct ChatComputerUseProviderResponse {
     /// The provider.
     pub provider: ChatComputerUseProvider,
 }
+
+/// Body of `PUT /chats/config/computer-use-provider`.
+pub type UpdateChatComputerUseProviderRequest = ChatComputerUseProviderResponse;
 
 /// `GET /chats/config/debug-logging` (admin).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS)]
@@ -175,6 +181,9 @@ pub struct ChatWorkspaceTTLResponse {
     pub workspace_ttl_ms: i64,
 }
 
+/// Body of `PUT /chats/config/workspace-ttl`.
+pub type UpdateChatWorkspaceTTLRequest = ChatWorkspaceTTLResponse;
+
 /// `GET/PUT /chats/config/retention-days`.
 #[derive(
     Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
@@ -183,6 +192,9 @@ pub struct ChatRetentionDaysResponse {
     /// 0–3650; 0 keeps forever.
     pub retention_days: i32,
 }
+
+/// Body of `PUT /chats/config/retention-days`.
+pub type UpdateChatRetentionDaysRequest = ChatRetentionDaysResponse;
 
 /// `GET/PUT /chats/config/debug-retention-days`.
 #[derive(
@@ -193,6 +205,9 @@ pub struct ChatDebugRetentionDaysResponse {
     pub debug_retention_days: i32,
 }
 
+/// Body of `PUT /chats/config/debug-retention-days`.
+pub type UpdateChatDebugRetentionDaysRequest = ChatDebugRetentionDaysResponse;
+
 /// `GET/PUT /chats/config/auto-archive-days`.
 #[derive(
     Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
@@ -201,6 +216,9 @@ pub struct ChatAutoArchiveDaysResponse {
     /// 0–3650; 0 disables.
     pub auto_archive_days: i32,
 }
+
+/// Body of `PUT /chats/config/auto-archive-days`.
+pub type UpdateChatAutoArchiveDaysRequest = ChatAutoArchiveDaysResponse;
 
 /// `GET/PUT /chats/config/template-allowlist`.
 #[derive(
@@ -211,6 +229,9 @@ pub struct ChatTemplateAllowlist {
     #[serde(default, deserialize_with = "null_as_default")]
     pub template_ids: Vec<Uuid>,
 }
+
+/// Body of `PUT /chats/config/template-allowlist`.
+pub type UpdateChatTemplateAllowlistRequest = ChatTemplateAllowlist;
 
 string_enum! {
     /// Kind of a debug run.

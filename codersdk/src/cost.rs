@@ -5,7 +5,7 @@ use ts_rs::TS;
 use uuid::Uuid;
 
 use crate::macros::string_enum;
-use crate::serde_util::null_as_default;
+use crate::serde_util::{null_as_default, null_as_go_zero};
 use crate::{Timestamp, ValidationError};
 
 /// Token and runtime totals shared by the cost breakdowns.
@@ -225,8 +225,15 @@ pub struct ChatUsageLimitConfigResponse {
     pub group_overrides: Vec<ChatUsageLimitGroupOverride>,
 }
 
-/// Response of `GET /chats/usage-limits/status`; just `{is_limited: false}` when disabled.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS)]
+/// Response of `GET /chats/usage-limits/status`.
+///
+/// `current_spend`, `period_start` and `period_end` are always written, as Coder writes them:
+/// when no limit applies they are `0` and Go's zero time (`0001-01-01T00:00:00Z`,
+/// [`Timestamp::go_zero`]), so the disabled status is
+/// `{"is_limited":false,"current_spend":0,"period_start":"0001-01-01T00:00:00Z","period_end":"0001-01-01T00:00:00Z"}`
+/// ([`ChatUsageLimitStatus::default`]). Reading is lenient: absent or `null` values read as
+/// those zeros, so the short `{"is_limited":false}` of older servers still reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 #[ts(optional_fields)]
 pub struct ChatUsageLimitStatus {
     /// A limit applies to the caller.
@@ -237,15 +244,29 @@ pub struct ChatUsageLimitStatus {
     /// Effective limit in micro-USD.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spend_limit_micros: Option<i64>,
-    /// Spend so far in the period, micro-USD.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub current_spend: Option<i64>,
-    /// Period start.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub period_start: Option<Timestamp>,
-    /// Period end.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub period_end: Option<Timestamp>,
+    /// Spend so far in the period, micro-USD; 0 when no limit applies.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub current_spend: i64,
+    /// Period start; Go's zero time when no limit applies.
+    #[serde(default = "Timestamp::go_zero", deserialize_with = "null_as_go_zero")]
+    pub period_start: Timestamp,
+    /// Period end (exclusive); Go's zero time when no limit applies.
+    #[serde(default = "Timestamp::go_zero", deserialize_with = "null_as_go_zero")]
+    pub period_end: Timestamp,
+}
+
+impl Default for ChatUsageLimitStatus {
+    /// Not limited: no period or limit, nothing spent, Go's zero time for both bounds.
+    fn default() -> Self {
+        ChatUsageLimitStatus {
+            is_limited: false,
+            period: None,
+            spend_limit_micros: None,
+            current_spend: 0,
+            period_start: Timestamp::go_zero(),
+            period_end: Timestamp::go_zero(),
+        }
+    }
 }
 
 /// Body of the user and group override `PUT`s.

@@ -618,18 +618,6 @@ pub struct ChatModelVercelProviderOptions {
     pub extra_body: Option<JsonObject>,
 }
 
-/// Provider ids this version knows (DECISIONS §5), in catalog order.
-pub const CHAT_PROVIDER_IDS: &[&str] = &[
-    "anthropic",
-    "azure",
-    "bedrock",
-    "google",
-    "openai",
-    "openai-compat",
-    "openrouter",
-    "vercel",
-];
-
 string_enum! {
     /// Where a provider entry comes from.
     pub enum ChatProviderConfigSource {

@@ -12,6 +12,15 @@ where
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
+/// Reads a timestamp; `null` is Go's zero time ([`crate::Timestamp::go_zero`]), which is
+/// also what an absent field means (pair with `default = "Timestamp::go_zero"`).
+pub(crate) fn null_as_go_zero<'de, D>(d: D) -> Result<crate::Timestamp, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    Ok(Option::<crate::Timestamp>::deserialize(d)?.unwrap_or_else(crate::Timestamp::go_zero))
+}
+
 pub(crate) fn is_false(b: &bool) -> bool {
     !*b
 }

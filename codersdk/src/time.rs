@@ -14,7 +14,25 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(pub DateTime<Utc>);
 
+/// Seconds from the Unix epoch back to Go's zero `time.Time`, 0001-01-01T00:00:00Z.
+const GO_ZERO_UNIX_SECONDS: i64 = -62_135_596_800;
+
 impl Timestamp {
+    /// Go's zero `time.Time`, `0001-01-01T00:00:00Z`: what Coder writes for a time field it
+    /// has no value for when the field cannot be omitted (a struct-typed field ignores
+    /// `omitempty` in Go's encoder).
+    pub fn go_zero() -> Self {
+        // The constant is within chrono's range, so the fallback is never taken.
+        Timestamp(
+            DateTime::from_timestamp(GO_ZERO_UNIX_SECONDS, 0).unwrap_or(DateTime::<Utc>::MIN_UTC),
+        )
+    }
+
+    /// Whether this is [`Timestamp::go_zero`].
+    pub fn is_go_zero(&self) -> bool {
+        self.0.timestamp() == GO_ZERO_UNIX_SECONDS && self.0.timestamp_subsec_nanos() == 0
+    }
+
     /// The current instant.
     pub fn now() -> Self {
         Timestamp(Utc::now())
@@ -153,6 +171,17 @@ mod tests {
             let t: Timestamp = input.parse().unwrap_or_else(|e| panic!("{input}: {e}"));
             assert_eq!(t.to_string(), want, "{input}");
         }
+    }
+
+    #[test]
+    fn go_zero_time() {
+        let zero = Timestamp::go_zero();
+        assert_eq!(zero.to_string(), "0001-01-01T00:00:00Z");
+        assert!(zero.is_go_zero());
+        assert_eq!("0001-01-01T00:00:00Z".parse::<Timestamp>(), Ok(zero));
+        let later: Timestamp = "0001-01-01T00:00:00.000000001Z".parse().unwrap_or(zero);
+        assert!(!later.is_go_zero());
+        assert!(!Timestamp::now().is_go_zero());
     }
 
     #[test]

@@ -368,6 +368,27 @@ fn enum_table() -> BTreeMap<String, Value> {
     serde_json::from_str(&text).unwrap()
 }
 
+/// Published enums that are closed (no `Unknown` value: an unknown string is an error, not
+/// kept), so the forward-compatible enum table does not fit them; each has its own test.
+const CLOSED_ENUMS: &[&str] = &["ProviderId"];
+
+#[test]
+fn provider_ids_round_trip_and_unknown_ids_are_rejected() {
+    for id in CHAT_PROVIDER_IDS {
+        let json = serde_json::to_string(id).unwrap();
+        let p: ProviderId = serde_json::from_str(&json).unwrap();
+        assert_eq!(p.as_str(), *id);
+        assert_eq!(serde_json::to_string(&p).unwrap(), json);
+    }
+    // Ids are read trimmed and ignoring ASCII case, and written canonically.
+    let p: ProviderId = serde_json::from_str(r#"" OpenAI-Compat ""#).unwrap();
+    assert_eq!(serde_json::to_string(&p).unwrap(), r#""openai-compat""#);
+    // Closed: an unknown id or an alias is an error, never kept.
+    for bad in [r#""acme""#, r#""azure-openai""#, r#""""#, "null", "1", "{}"] {
+        assert!(serde_json::from_str::<ProviderId>(bad).is_err(), "{bad}");
+    }
+}
+
 #[test]
 fn every_published_type_has_samples() {
     let published: BTreeSet<String> = published_types().into_iter().collect();
@@ -377,7 +398,10 @@ fn every_published_type_has_samples() {
         published.len()
     );
     let structs: BTreeSet<String> = WIRE_TYPES.iter().map(|w| w.name.to_owned()).collect();
-    let enums: BTreeSet<String> = enum_table().into_keys().collect();
+    let enums: BTreeSet<String> = enum_table()
+        .into_keys()
+        .chain(CLOSED_ENUMS.iter().map(|s| s.to_string()))
+        .collect();
     assert!(structs.is_disjoint(&enums));
     let covered: BTreeSet<String> = structs.union(&enums).cloned().collect();
     let missing: Vec<_> = published.difference(&covered).collect();
@@ -1079,10 +1103,17 @@ fn always_present_scalars_are_written_when_absent_on_input() {
             r#"{"message":""}"#,
         ),
         ("ChatStreamActionRequired", r#"{}"#, r#"{"tool_calls":[]}"#),
+        // Older servers' short form reads; the spend and period bounds are always written
+        // (Coder writes them as 0 and Go's zero time when no limit applies).
         (
             "ChatUsageLimitStatus",
             r#"{"is_limited":false,"period":null}"#,
-            r#"{"is_limited":false}"#,
+            r#"{"is_limited":false,"current_spend":0,"period_start":"0001-01-01T00:00:00Z","period_end":"0001-01-01T00:00:00Z"}"#,
+        ),
+        (
+            "ChatUsageLimitStatus",
+            r#"{"is_limited":false,"current_spend":null,"period_start":null,"period_end":null}"#,
+            r#"{"is_limited":false,"current_spend":0,"period_start":"0001-01-01T00:00:00Z","period_end":"0001-01-01T00:00:00Z"}"#,
         ),
     ];
     for (ty, input, want) in cases {

@@ -869,7 +869,16 @@ async fn usage_limit_status_says_nobody_is_limited() {
         )
         .await;
         assert_eq!(s, StatusCode::OK);
-        assert_eq!(status, json!({"is_limited": false}));
+        // Coder's disabled status: the spend and period bounds are always written.
+        assert_eq!(
+            status,
+            json!({
+                "is_limited": false,
+                "current_spend": 0,
+                "period_start": "0001-01-01T00:00:00Z",
+                "period_end": "0001-01-01T00:00:00Z"
+            })
+        );
         server.stop().await;
     })
     .await;

@@ -349,10 +349,15 @@ impl Store {
     }
 }
 
+/// `url` with `mode=rwc` (create the database file if missing) unless it sets a `mode`.
+///
+/// The parameters are read as sqlx reads them (everything after the first `?`, decoded as
+/// `application/x-www-form-urlencoded`), so `mod%65=ro` counts as a mode too; the URL is
+/// otherwise kept byte for byte, since sqlx percent-decodes the file name itself.
 fn sqlite_url_creating_file(url: &str) -> String {
-    let has_mode = url
-        .split_once('?')
-        .is_some_and(|(_, q)| q.split('&').any(|kv| kv.starts_with("mode=")));
+    let has_mode = url.split_once('?').is_some_and(|(_, q)| {
+        url::form_urlencoded::parse(q.as_bytes()).any(|(key, _)| key == "mode")
+    });
     if has_mode {
         url.to_owned()
     } else if url.contains('?') {
@@ -482,6 +487,21 @@ mod tests {
         assert_eq!(
             sqlite_url_creating_file("sqlite:///a.db?mode=ro"),
             "sqlite:///a.db?mode=ro"
+        );
+        // Decoded as sqlx decodes it: an encoded key is still the mode.
+        assert_eq!(
+            sqlite_url_creating_file("sqlite:///a.db?cache=shared&mod%65=ro"),
+            "sqlite:///a.db?cache=shared&mod%65=ro"
+        );
+        // A parameter that only starts with "mode" is not the mode.
+        assert_eq!(
+            sqlite_url_creating_file("sqlite:///a.db?modest=1"),
+            "sqlite:///a.db?modest=1&mode=rwc"
+        );
+        // The file name is left as given (sqlx decodes it).
+        assert_eq!(
+            sqlite_url_creating_file("sqlite:///my%20dir/a b.db"),
+            "sqlite:///my%20dir/a b.db?mode=rwc"
         );
     }
 

@@ -765,16 +765,25 @@ fn content_disposition(name: &str) -> String {
             }
         })
         .collect();
-    let mut encoded = String::new();
-    for b in name.bytes() {
-        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
-            encoded.push(char::from(b));
-        } else {
-            encoded.push_str(&format!("%{b:02X}"));
-        }
-    }
+    let encoded = percent_encoding::utf8_percent_encode(name, RFC8187_ATTR_CHAR_ESCAPES);
     format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
 }
+
+/// The bytes RFC 8187 percent-encodes in an `ext-value` such as `filename*`: everything
+/// but its `attr-char`s (ASCII letters, digits and ``!#$&+-.^_`|~``).
+const RFC8187_ATTR_CHAR_ESCAPES: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'!')
+    .remove(b'#')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'^')
+    .remove(b'_')
+    .remove(b'`')
+    .remove(b'|')
+    .remove(b'~');
 
 #[cfg(test)]
 mod tests {
@@ -793,6 +802,13 @@ mod tests {
         assert_eq!(
             content_disposition("été.txt"),
             "attachment; filename=\"_t_.txt\"; filename*=UTF-8''%C3%A9t%C3%A9.txt"
+        );
+        // Every attr-char stays, everything else is encoded (space, quote, `%`, `*`, `'`); the
+        // plain fallback replaces spaces too once the name needs the encoded form.
+        assert_eq!(
+            content_disposition("é !#$&+-.^_`|~ %*'.txt"),
+            "attachment; filename=\"__!#$&+-.^_`|~_%*'.txt\"; \
+             filename*=UTF-8''%C3%A9%20!#$&+-.^_`|~%20%25%2A%27.txt"
         );
     }
 

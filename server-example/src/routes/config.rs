@@ -264,15 +264,10 @@ async fn list_models(
 
 /// `GET /chats/usage-limits/status` (any user): this server enforces no spend limits, so
 /// nobody is limited — a true answer, unlike a 501, for clients that poll it before sending.
+/// Written as Coder writes a disabled status: `current_spend` 0 and Go's zero time for the
+/// period bounds ([`ChatUsageLimitStatus::default`]).
 async fn usage_limit_status(_caller: Caller, _: NoQuery) -> ApiResult<Json<ChatUsageLimitStatus>> {
-    Ok(Json(ChatUsageLimitStatus {
-        is_limited: false,
-        period: None,
-        spend_limit_micros: None,
-        current_spend: None,
-        period_start: None,
-        period_end: None,
-    }))
+    Ok(Json(ChatUsageLimitStatus::default()))
 }
 
 // ---------------------------------------------------------------------------------------
