@@ -7,6 +7,7 @@ server's RSS at rest, opens N idle sockets from helper processes (none sends a b
 
     cargo build --release -p server-example
     python3 scripts/bench_idle_sockets.py [--sockets 20000] [--hold 15] [--bin target/release/chatd-server]
+        [--server-arg=--max-connections=1000000 ...]
 
 Prints one JSON document. The baseline (latency and RSS at rest) is measured in the same run.
 """
@@ -109,6 +110,10 @@ def main() -> None:
     ap.add_argument("--hold", type=float, default=15.0)
     ap.add_argument("--bin", default="target/release/chatd-server")
     ap.add_argument("--port", type=int, default=3917)
+    ap.add_argument("--server-arg", action="append", default=[],
+                    help="extra `serve` flag, repeatable; e.g. --server-arg=--max-connections=1000000 "
+                         "--server-arg=--header-read-timeout=1h --server-arg=--idle-timeout=1h "
+                         "approximates the unbounded server of before (the same-run baseline)")
     args = ap.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="chatd-idle-")
@@ -119,7 +124,7 @@ def main() -> None:
         CHATD_LISTEN=f"127.0.0.1:{args.port}",
         CHATD_DATABASE_URL=f"sqlite://{tmp}/chatd.db",
     )
-    server = subprocess.Popen([args.bin, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    server = subprocess.Popen([args.bin, "serve", *args.server_arg], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         for _ in range(200):
             if health_ms(args.port, 0.5) != float("inf"):
@@ -160,6 +165,7 @@ def main() -> None:
         after = {"rss_kib": rss_kib(server.pid), "fds": open_fds(server.pid), **probe(args.port, 50)}
         print(json.dumps({
             "sockets": args.sockets,
+            "server_args": args.server_arg,
             "hold_s": args.hold,
             "at_rest": rest,
             "during_flood": flood,

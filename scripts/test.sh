@@ -28,3 +28,9 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 
 step "tests"
 cargo test --workspace --locked
+
+# Seconds per cargo-fuzz target when the nightly toolchain and cargo-fuzz are present
+# (docs/fuzzing.md); scripts/fuzz.sh prints why it skips otherwise.
+FUZZ_SMOKE_SECONDS="${FUZZ_SMOKE_SECONDS:-5}"
+step "fuzz smoke (${FUZZ_SMOKE_SECONDS}s per target)"
+bash scripts/fuzz.sh --seconds "$FUZZ_SMOKE_SECONDS" --sanitizer none

@@ -21,6 +21,7 @@ pub mod extract;
 pub mod metrics;
 pub mod routes;
 pub mod serve;
+pub mod sockets;
 pub mod state;
 
 use axum::routing::get;

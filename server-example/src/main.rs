@@ -7,12 +7,14 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use chat_command::ChatArgs;
 use chatd_core::{Keyring, SecretKey, StoreOptions};
 use chatprovider::{Provider, ProviderApiKeys};
 use clap::{Parser, Subcommand};
 use codersdk::SecretString;
+use server_example::serve;
 use server_example::state::{self, ServerOptions};
 
 /// The reference chatd server: Coder's /api/experimental chats API.
@@ -47,6 +49,65 @@ struct ServeArgs {
     /// for PostgreSQL.
     #[arg(long, env = "CHATD_ENCRYPTION_KEY", hide_env_values = true)]
     encryption_key: Option<String>,
+    /// Most open client connections; a new one beyond it closes the oldest idle one.
+    #[arg(long, env = "CHATD_MAX_CONNECTIONS", default_value_t = serve::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// Time a connection has to send a whole request head (seconds, or `500ms`, `2m`).
+    #[arg(long, env = "CHATD_HEADER_READ_TIMEOUT", value_parser = parse_duration,
+          default_value = "10s")]
+    header_read_timeout: Duration,
+    /// Time a connection may sit with no request in flight before it is closed.
+    #[arg(long, env = "CHATD_IDLE_TIMEOUT", value_parser = parse_duration, default_value = "60s")]
+    idle_timeout: Duration,
+    /// Time the whole body of a request may take to arrive (uploads: next flag).
+    #[arg(long, env = "CHATD_REQUEST_BODY_TIMEOUT", value_parser = parse_duration,
+          default_value = "30s")]
+    request_body_timeout: Duration,
+    /// Time the whole body of a file upload may take to arrive.
+    #[arg(long, env = "CHATD_UPLOAD_BODY_TIMEOUT", value_parser = parse_duration,
+          default_value = "300s")]
+    upload_body_timeout: Duration,
+    /// Most chat streams and watches one user may hold open at once.
+    #[arg(long, env = "CHATD_MAX_WEBSOCKETS_PER_USER",
+          default_value_t = server_example::sockets::DEFAULT_MAX_WEBSOCKETS_PER_USER)]
+    max_websockets_per_user: usize,
+}
+
+impl ServeArgs {
+    /// The connection settings of the flags; everything else keeps its default.
+    fn serve_settings(&self) -> serve::ServeSettings {
+        let mut settings = serve::ServeSettings::default();
+        settings.max_connections = self.max_connections;
+        settings.header_read_timeout = self.header_read_timeout;
+        settings.idle_timeout = self.idle_timeout;
+        settings.request_body_timeout = self.request_body_timeout;
+        settings.upload_body_timeout = self.upload_body_timeout;
+        settings
+    }
+}
+
+/// A duration flag: whole seconds (`10`) or a number with a unit (`500ms`, `10s`, `2m`,
+/// `1h`).
+fn parse_duration(value: &str) -> Result<Duration, String> {
+    let value = value.trim();
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{value}` is not a duration (e.g. 10, 10s, 500ms, 2m)"))?;
+    let duration = match unit {
+        "" | "s" => Duration::from_secs(number),
+        "ms" => Duration::from_millis(number),
+        "m" => Duration::from_secs(number.saturating_mul(60)),
+        "h" => Duration::from_secs(number.saturating_mul(3600)),
+        _ => return Err(format!("`{value}`: the unit must be ms, s, m or h")),
+    };
+    if duration.is_zero() {
+        return Err("must be positive".to_owned());
+    }
+    Ok(duration)
 }
 
 /// Administrator token variable: see [`ENVIRONMENT`].
@@ -105,6 +166,30 @@ const ENVIRONMENT: &[(&str, &str)] = &[
     (
         "ANTHROPIC_BASE_URL",
         "Anthropic endpoint instead of api.anthropic.com",
+    ),
+    (
+        "CHATD_MAX_CONNECTIONS",
+        "most open client connections (--max-connections)",
+    ),
+    (
+        "CHATD_HEADER_READ_TIMEOUT",
+        "time to send a request head (--header-read-timeout)",
+    ),
+    (
+        "CHATD_IDLE_TIMEOUT",
+        "idle connection lifetime (--idle-timeout)",
+    ),
+    (
+        "CHATD_REQUEST_BODY_TIMEOUT",
+        "time to send a request body (--request-body-timeout)",
+    ),
+    (
+        "CHATD_UPLOAD_BODY_TIMEOUT",
+        "time to send an upload body (--upload-body-timeout)",
+    ),
+    (
+        "CHATD_MAX_WEBSOCKETS_PER_USER",
+        "most streams and watches per user (--max-websockets-per-user)",
     ),
     ("CHATD_URL", "server URL of `chat` (--url)"),
     ("CHATD_TOKEN", "API token of `chat` (--token)"),
@@ -194,18 +279,15 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
         );
     }
     let state = started.state;
+    state.sockets().set_limit(args.max_websockets_per_user);
+    let settings = args.serve_settings();
+    settings.validate()?;
     let app = server_example::router(state.clone());
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     // The bound address, which says the port when `--listen` asked for any (`:0`).
     let listen = listener.local_addr()?;
     tracing::info!(%listen, "chatd-server listening");
-    server_example::serve::serve(
-        listener,
-        app,
-        server_example::serve::ServeSettings::default(),
-        shutdown_signal(),
-    )
-    .await?;
+    serve::serve(listener, app, settings, shutdown_signal()).await?;
     state.shutdown().await;
     Ok(())
 }
@@ -315,6 +397,50 @@ mod tests {
         );
         assert_eq!(sqlite_path("sqlite::memory:"), None);
         assert_eq!(sqlite_path("postgres://h/db"), None);
+    }
+
+    #[test]
+    fn connection_flags_default_to_the_serve_settings_defaults() {
+        let cli = Cli::try_parse_from(["chatd-server"]).unwrap();
+        assert_eq!(cli.serve.serve_settings(), serve::ServeSettings::default());
+        assert_eq!(
+            cli.serve.max_websockets_per_user,
+            server_example::sockets::DEFAULT_MAX_WEBSOCKETS_PER_USER
+        );
+        let cli = Cli::try_parse_from([
+            "chatd-server",
+            "--max-connections",
+            "10",
+            "--header-read-timeout",
+            "500ms",
+            "--idle-timeout",
+            "2m",
+        ])
+        .unwrap();
+        let settings = cli.serve.serve_settings();
+        assert_eq!(settings.max_connections, 10);
+        assert_eq!(settings.header_read_timeout, Duration::from_millis(500));
+        assert_eq!(settings.idle_timeout, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn durations_take_seconds_or_a_unit_and_refuse_zero_and_junk() {
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("1ms"), Ok(Duration::from_millis(1)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        for bad in [
+            "0",
+            "0ms",
+            "",
+            "s",
+            "-1",
+            "1.5s",
+            "10 parsecs",
+            "99999999999999999999",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ use chatprovider::ProviderApiKeys;
 use codersdk::Uuid;
 
 use crate::metrics::Metrics;
+use crate::sockets::UserSockets;
 
 /// Name of the organization every server has; users created through the API join it.
 pub const DEFAULT_ORGANIZATION_NAME: &str = "default";
@@ -27,6 +28,7 @@ struct StateInner {
     engine: Engine,
     admin: Admin,
     metrics: Metrics,
+    sockets: Arc<UserSockets>,
     default_organization: Uuid,
 }
 
@@ -46,6 +48,7 @@ impl AppState {
                 engine,
                 admin,
                 metrics: Metrics::default(),
+                sockets: Arc::new(UserSockets::default()),
                 default_organization,
             }),
         }
@@ -64,6 +67,13 @@ impl AppState {
     /// The Prometheus metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// Each user's open WebSockets and their limit
+    /// ([`crate::sockets::DEFAULT_MAX_WEBSOCKETS_PER_USER`] unless changed with
+    /// [`UserSockets::set_limit`]).
+    pub fn sockets(&self) -> &Arc<UserSockets> {
+        &self.inner.sockets
     }
 
     /// The organization every user belongs to.

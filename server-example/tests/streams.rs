@@ -796,3 +796,50 @@ async fn first_ping(ws: &mut Ws, started: Instant) -> Option<Duration> {
         .await
         .ok()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_holds_at_most_the_websocket_limit() {
+    on_each_backend(|store| async move {
+        let server = TestServer::start(&store, ScriptedModel::new([])).await;
+        let alice = server.user("alice").await;
+        let bob = server.user("bob").await;
+        server.state.sockets().set_limit(2);
+        let chat_id = create_chat(&server, &alice, "hello").await;
+        // At the limit: a stream and a watch.
+        let stream = connect(
+            &server.base,
+            &format!("/chats/{chat_id}/stream"),
+            &alice.token,
+        )
+        .await;
+        let mut watch = connect(&server.base, "/chats/watch", &alice.token).await;
+        // One more (of either kind) is refused before the upgrade with a JSON 429.
+        for path in [
+            format!("/chats/{chat_id}/stream"),
+            "/chats/watch".to_owned(),
+        ] {
+            let (status, body) = refused(ws_url(&server.base, &path), Some(&alice.token)).await;
+            assert_eq!(status, 429, "{path}");
+            assert!(body.detail.contains("At most 2"), "{}", body.detail);
+        }
+        // Another user has their own allowance.
+        let _bobs = connect(&server.base, "/chats/watch", &bob.token).await;
+        // Closing a socket frees its place once the server notices the close.
+        drop(stream);
+        let user = alice.id;
+        eventually("alice's closed stream is released", || {
+            server.state.sockets().open(user) == 1
+        })
+        .await;
+        let _again = connect(
+            &server.base,
+            &format!("/chats/{chat_id}/stream"),
+            &alice.token,
+        )
+        .await;
+        assert_eq!(server.state.sockets().open(user), 2);
+        watch.close(None).await.unwrap();
+        server.stop().await;
+    })
+    .await;
+}

@@ -74,6 +74,7 @@ async fn stream(
     let after_id =
         codersdk::parse_stream_after_id(query.after_id.as_deref()).map_err(ApiError::validation)?;
     let upgrade = upgrade.map_err(upgrade_error)?;
+    let permit = state.sockets().acquire(caller.actor.user_id)?;
     // Subscribing before the upgrade answers a missing or foreign chat with a JSON 404 and
     // takes the snapshot at request time.
     let events = state
@@ -81,8 +82,12 @@ async fn stream(
         .subscribe(&caller.actor, chat_id, after_id)
         .await?;
     let span = tracing::info_span!("chat_stream", %chat_id, user_id = %caller.actor.user_id);
-    Ok(limit(upgrade).on_upgrade(move |socket| {
-        run_stream(socket, state, caller.actor, chat_id, events).instrument(span)
+    Ok(limit(upgrade).on_upgrade(move |socket| async move {
+        // Held for as long as the socket's task runs.
+        let _permit = permit;
+        run_stream(socket, state, caller.actor, chat_id, events)
+            .instrument(span)
+            .await
     }))
 }
 
@@ -94,9 +99,14 @@ async fn watch(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> ApiResult<HttpResponse> {
     let upgrade = upgrade.map_err(upgrade_error)?;
+    let permit = state.sockets().acquire(caller.actor.user_id)?;
     let events = state.engine().watch(&caller.actor)?;
     let span = tracing::info_span!("chat_watch", user_id = %caller.actor.user_id);
-    Ok(limit(upgrade).on_upgrade(move |socket| run_watch(socket, events).instrument(span)))
+    Ok(limit(upgrade).on_upgrade(move |socket| async move {
+        // Held for as long as the socket's task runs.
+        let _permit = permit;
+        run_watch(socket, events).instrument(span).await
+    }))
 }
 
 /// `GET /chats/{chat}/stream/desktop`: a workspace's VNC desktop; not built.
