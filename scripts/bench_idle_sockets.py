@@ -9,7 +9,8 @@ server's RSS at rest, opens N idle sockets from helper processes (none sends a b
     python3 scripts/bench_idle_sockets.py [--sockets 20000] [--hold 15] [--bin target/release/chatd-server]
         [--server-arg=--max-connections=1000000 ...]
 
-Prints one JSON document. The baseline (latency and RSS at rest) is measured in the same run.
+Prints one JSON document. The baseline (latency, RSS and descriptors at rest) is measured in
+the same run; `--rounds N` floods N times in a row (memory must not keep growing).
 """
 import argparse
 import json
@@ -104,12 +105,56 @@ def probe(port: int, n: int):
     }
 
 
+def flood_round(args, pid: int) -> dict:
+    """One flood: open the idle sockets, measure while they are held, close, measure after."""
+    ready_events = []
+    result = mp.Queue()
+    procs = []
+    per = 9000  # below each helper's descriptor limit
+    remaining = args.sockets
+    while remaining > 0:
+        n = min(per, remaining)
+        ev = mp.Event()
+        p = mp.Process(target=holder, args=(args.port, n, args.hold, ev, result))
+        p.start()
+        procs.append(p)
+        ready_events.append(ev)
+        remaining -= n
+    for ev in ready_events:
+        ev.wait()
+    time.sleep(1.0)
+    flood = {"rss_kib": rss_kib(pid), "fds": open_fds(pid), **probe(args.port, 50)}
+    peak = flood["rss_kib"]
+    deadline = time.time() + args.hold - 2
+    while time.time() < deadline:
+        peak = max(peak, rss_kib(pid))
+        time.sleep(0.25)
+    flood["peak_rss_kib"] = peak
+    holders = [result.get() for _ in procs]
+    for p in procs:
+        p.join()
+    time.sleep(5)
+    after = {"rss_kib": rss_kib(pid), "fds": open_fds(pid), **probe(args.port, 50)}
+    time.sleep(max(0.0, args.settle - 5))
+    settled = {"rss_kib": rss_kib(pid), "fds": open_fds(pid), **probe(args.port, 50)}
+    return {
+        "during_flood": flood,
+        "after_5s": after,
+        f"after_{args.settle:g}s": settled,
+        "holders": holders,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sockets", type=int, default=20000)
     ap.add_argument("--hold", type=float, default=15.0)
     ap.add_argument("--bin", default="target/release/chatd-server")
     ap.add_argument("--port", type=int, default=3917)
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="floods in a row; memory after each shows whether it keeps growing")
+    ap.add_argument("--settle", type=float, default=30.0,
+                    help="seconds after the sockets close before the last measurement")
     ap.add_argument("--server-arg", action="append", default=[],
                     help="extra `serve` flag, repeatable; e.g. --server-arg=--max-connections=1000000 "
                          "--server-arg=--header-read-timeout=1h --server-arg=--idle-timeout=1h "
@@ -135,42 +180,15 @@ def main() -> None:
         time.sleep(1)
         rest = {"rss_kib": rss_kib(server.pid), "fds": open_fds(server.pid), **probe(args.port, 50)}
 
-        ready_events = []
-        result = mp.Queue()
-        procs = []
-        per = 9000  # below each helper's descriptor limit
-        remaining = args.sockets
-        while remaining > 0:
-            n = min(per, remaining)
-            ev = mp.Event()
-            p = mp.Process(target=holder, args=(args.port, n, args.hold, ev, result))
-            p.start()
-            procs.append(p)
-            ready_events.append(ev)
-            remaining -= n
-        for ev in ready_events:
-            ev.wait()
-        time.sleep(1.0)
-        flood = {"rss_kib": rss_kib(server.pid), "fds": open_fds(server.pid), **probe(args.port, 50)}
-        peak = flood["rss_kib"]
-        deadline = time.time() + args.hold - 2
-        while time.time() < deadline:
-            peak = max(peak, rss_kib(server.pid))
-            time.sleep(0.25)
-        flood["peak_rss_kib"] = peak
-        holders = [result.get() for _ in procs]
-        for p in procs:
-            p.join()
-        time.sleep(5)
-        after = {"rss_kib": rss_kib(server.pid), "fds": open_fds(server.pid), **probe(args.port, 50)}
+        rounds = []
+        for _ in range(args.rounds):
+            rounds.append(flood_round(args, server.pid))
         print(json.dumps({
             "sockets": args.sockets,
             "server_args": args.server_arg,
             "hold_s": args.hold,
             "at_rest": rest,
-            "during_flood": flood,
-            "after": after,
-            "holders": holders,
+            "rounds": rounds,
         }, indent=2))
     finally:
         server.terminate()

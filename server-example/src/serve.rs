@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -165,6 +165,10 @@ struct Conn {
     in_flight: AtomicUsize,
     /// Cancelled to close the connection (eviction or idle timeout).
     close: CancellationToken,
+    /// Set by the first byte the client sends. Until then hyper's automatic HTTP/1-or-2
+    /// detection is still reading the preface and its HTTP/1 header-read timer has not
+    /// started, so the connection loop applies the header-read timeout itself.
+    spoke: AtomicBool,
 }
 
 /// The open connections that may be evicted: a connection leaves the table when hyper is
@@ -183,6 +187,7 @@ impl Table {
         let conn = Arc::new(Conn {
             in_flight: AtomicUsize::new(0),
             close: parent.child_token(),
+            spoke: AtomicBool::new(false),
         });
         lock(&self.conns).insert(id, Arc::clone(&conn));
         (id, conn)
@@ -223,6 +228,7 @@ struct CountedIo {
     io: TcpStream,
     _permit: OwnedSemaphorePermit,
     stats: Arc<ServeStats>,
+    conn: Arc<Conn>,
 }
 
 impl Drop for CountedIo {
@@ -237,7 +243,12 @@ impl tokio::io::AsyncRead for CountedIo {
         cx: &mut Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+        if buf.filled().len() > before && !self.conn.spoke.load(Ordering::Relaxed) {
+            self.conn.spoke.store(true, Ordering::Relaxed);
+        }
+        polled
     }
 }
 
@@ -388,12 +399,13 @@ async fn accept_loop(
         // Chat frames are small and latency matters more than packet count.
         let _ = socket.set_nodelay(true);
         stats.open.fetch_add(1, Ordering::Relaxed);
+        let (id, conn) = table.insert(&stop);
         let io = CountedIo {
             io: socket,
             _permit: permit,
             stats: Arc::clone(&stats),
+            conn: Arc::clone(&conn),
         };
-        let (id, conn) = table.insert(&stop);
         let service = ConnService {
             app: app.clone(),
             conn: Arc::clone(&conn),
@@ -401,15 +413,24 @@ async fn accept_loop(
         let builder = Arc::clone(&builder);
         let table = Arc::clone(&table);
         let idle_timeout = settings.idle_timeout;
+        let header_read_timeout = settings.header_read_timeout;
         tracker.spawn(async move {
             let connection = builder
                 .serve_connection_with_upgrades(TokioIo::new(io), service)
                 .into_owned();
             tokio::pin!(connection);
-            let mut idle_since = tokio::time::Instant::now();
+            let opened = tokio::time::Instant::now();
+            let mut idle_since = opened;
             let mut closing = false;
             loop {
-                let idle_deadline = idle_since + idle_timeout;
+                // A client that has not sent a byte gets the header-read timeout from the
+                // moment it connected; after that, hyper's timer and the idle timeout rule.
+                let silent = !conn.spoke.load(Ordering::Relaxed);
+                let idle_deadline = if silent {
+                    opened + header_read_timeout.min(idle_timeout)
+                } else {
+                    idle_since + idle_timeout
+                };
                 tokio::select! {
                     _ = &mut connection => break,
                     _ = conn.close.cancelled(), if !closing => {
@@ -417,7 +438,10 @@ async fn accept_loop(
                         connection.as_mut().graceful_shutdown();
                     }
                     _ = tokio::time::sleep_until(idle_deadline), if !closing => {
-                        if conn.in_flight.load(Ordering::Acquire) == 0 {
+                        // Still silent, or idle since its last request: close. A client
+                        // that spoke while the silent deadline ran gets a fresh idle period.
+                        let still_silent = !conn.spoke.load(Ordering::Relaxed);
+                        if conn.in_flight.load(Ordering::Acquire) == 0 && silent == still_silent {
                             closing = true;
                             connection.as_mut().graceful_shutdown();
                         } else {

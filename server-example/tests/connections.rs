@@ -220,3 +220,43 @@ async fn shutdown_stops_accepting() {
         }
     );
 }
+
+#[tokio::test]
+async fn a_socket_that_never_speaks_gets_the_header_read_timeout_not_the_idle_timeout() {
+    // hyper's HTTP/1 header timer starts only once its version detection has read a byte, so
+    // a silent socket must be closed by the accept loop's own header-read deadline.
+    let mut s = settings();
+    s.idle_timeout = Duration::from_secs(600);
+    let (addr, handle) = start(s).await;
+    let started = std::time::Instant::now();
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    read_until_closed(&mut silent, Duration::from_secs(5)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "closed long before the 600 s idle timeout"
+    );
+    // A client that speaks after a pause shorter than the deadline is served, and its
+    // keep-alive connection is then left to the (long) idle timeout.
+    let mut talker = TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    talker
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 12];
+    tokio::io::AsyncReadExt::read_exact(&mut talker, &mut buf)
+        .await
+        .unwrap();
+    assert_eq!(&buf, b"HTTP/1.1 200");
+    for _ in 0..100 {
+        if handle.stats().open_connections() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        handle.stats().open_connections(),
+        1,
+        "the served client is still connected after its response"
+    );
+}
