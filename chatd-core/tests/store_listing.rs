@@ -907,6 +907,8 @@ async fn has_unread_follows_visible_assistant_messages_and_the_read_marker() {
                     created_by: Some(f.user),
                     model_config_id: None,
                     busy_behavior: ChatBusyBehavior::Queue,
+                    plan_mode: None,
+                    mcp_server_ids: None,
                 },
             )
             .await

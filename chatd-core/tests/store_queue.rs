@@ -24,6 +24,8 @@ fn send(f: &Fixture, text: &str, busy: ChatBusyBehavior) -> SendMessage {
         created_by: Some(f.user),
         model_config_id: None,
         busy_behavior: busy,
+        plan_mode: None,
+        mcp_server_ids: None,
     }
 }
 

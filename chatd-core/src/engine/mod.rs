@@ -33,7 +33,8 @@ use crate::tools::ToolRegistry;
 
 pub use files::{FileUpload, FILE_NOT_FOUND_MESSAGE, NOT_A_MEMBER_MESSAGE};
 pub use models::{ModelResolver, ModelSelection, ResolvedModel, TurnModelRequest};
-pub use resolver::StoreModelResolver;
+pub use ops::UNUSABLE_MCP_SERVER_DETAIL;
+pub use resolver::{StoreModelResolver, MODEL_KEY_MISSING_MESSAGE};
 pub use stream::ChatStream;
 pub use titles::{
     CONVERSATION_TITLE_SYSTEM_PROMPT, TITLE_CONTEXT_MESSAGES, TITLE_CONVERSATION_MAX_RUNES,

@@ -19,6 +19,10 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::prompt::{compose_system_prompt, SystemPromptInput};
 use crate::store::{ChatListQuery, EditMessage, NewChat, SendMessage, SendOutcome, TurnInputs};
 
+/// Validation detail of an `mcp_server_ids` entry that names no enabled MCP server
+/// configuration (HTTP 400 on chat creation and on sending a message); the id precedes it.
+pub const UNUSABLE_MCP_SERVER_DETAIL: &str = "no such MCP server configuration, or it is disabled.";
+
 /// Whether an operation only reads the chat or changes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Access {
@@ -82,15 +86,14 @@ impl Engine {
             }
             None => self.only_organization(actor).await?,
         };
+        self.check_mcp_server_ids(&valid.mcp_server_ids, "Invalid chat creation request.")
+            .await?;
         let parts = self.message_parts(actor, &valid.content).await?;
-        let model_config_id = self
-            .inner
+        let selection = ModelSelection::new(actor.user_id, organization_id, valid.model_config_id);
+        let model_config_id = self.inner.models.select(selection).await?;
+        self.inner
             .models
-            .select(ModelSelection::new(
-                actor.user_id,
-                organization_id,
-                valid.model_config_id,
-            ))
+            .check_new_chat(selection, model_config_id)
             .await?;
         let title = crate::title::fallback_title(&first_text(&parts));
         let warnings = self.inner.tools.dynamic_tool_warnings(&valid.dynamic_tools);
@@ -158,6 +161,10 @@ impl Engine {
         let valid = validate_create_chat_message_request(&request)
             .map_err(|r| Error::with_response(ErrorKind::InvalidArgument, r))?;
         let chat = self.authorized_chat(actor, chat_id, Access::Write).await?;
+        if let Some(ids) = &valid.mcp_server_ids {
+            self.check_mcp_server_ids(ids, "Invalid message request.")
+                .await?;
+        }
         let parts = self.message_parts(actor, &valid.content).await?;
         let model_config_id = match valid.model_config_id {
             Some(requested) => Some(
@@ -182,6 +189,8 @@ impl Engine {
                     created_by: Some(actor.user_id),
                     model_config_id,
                     busy_behavior: valid.busy_behavior,
+                    plan_mode: valid.plan_mode,
+                    mcp_server_ids: valid.mcp_server_ids,
                 },
             )
             .await?;
@@ -432,6 +441,26 @@ impl Engine {
             self.inner.store.mark_read(chat_id, None).await?;
         }
         Ok(())
+    }
+
+    /// [`ErrorKind::InvalidArgument`] with `message` and one `mcp_server_ids` entry per id
+    /// that names no enabled MCP server configuration ([`UNUSABLE_MCP_SERVER_DETAIL`]).
+    /// Checked before the write: a configuration deleted in between leaves an id no server
+    /// resolves, which is what deleting one a chat already names does too.
+    async fn check_mcp_server_ids(&self, ids: &[Uuid], message: &str) -> Result<()> {
+        let unusable = self.inner.store.unusable_mcp_server_ids(ids).await?;
+        if unusable.is_empty() {
+            return Ok(());
+        }
+        let response = unusable
+            .iter()
+            .fold(codersdk::Response::new(message), |response, id| {
+                response.with_validation(
+                    "mcp_server_ids",
+                    format!("MCP server {id}: {UNUSABLE_MCP_SERVER_DETAIL}"),
+                )
+            });
+        Err(Error::with_response(ErrorKind::InvalidArgument, response))
     }
 
     /// The actor's only organization, for requests that omit it.

@@ -2,7 +2,7 @@
 
 use codersdk::{
     decode_message_content, ChatBusyBehavior, ChatMessage, ChatMessagePart, ChatMessageRole,
-    ChatQueuedMessage, ChatStatus, Uuid, CURRENT_CONTENT_VERSION,
+    ChatPlanMode, ChatQueuedMessage, ChatStatus, Uuid, CURRENT_CONTENT_VERSION,
 };
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
@@ -10,7 +10,7 @@ use sqlx::{AnyConnection, Row};
 use super::actions::{
     answer_pending_calls, move_to_waiting, promote_head, TOOL_INTERRUPTED_MESSAGE,
 };
-use super::chats::{content_text, insert_message};
+use super::chats::{content_text, insert_message, json_text};
 use super::{get_opt_uuid, get_time, get_uuid, now_micros, timestamp_from_micros, uuid_text};
 use super::{ChatTx, MessageVisibility, NewMessage, Store};
 use crate::error::{DbResultExt, Error, ErrorKind, Result};
@@ -31,6 +31,14 @@ pub struct SendMessage {
     pub model_config_id: Option<Uuid>,
     /// What to do when the chat is busy.
     pub busy_behavior: ChatBusyBehavior,
+    /// Plan mode set with the message: `Some(true)` enters it, `Some(false)` leaves it,
+    /// `None` keeps it. Applied in the send's transaction whether the message is inserted
+    /// or queued, so the next turn that starts runs in the new mode.
+    pub plan_mode: Option<bool>,
+    /// When present, the chat's new MCP server selection (replacing the old one), applied
+    /// like `plan_mode`. The caller has checked that the ids name enabled MCP server
+    /// configurations; the store keeps what it is given.
+    pub mcp_server_ids: Option<Vec<Uuid>>,
 }
 
 /// What [`Store::send_message`] did with the message.
@@ -222,6 +230,13 @@ async fn send_in_tx(
     if archived {
         return Err(chat_archived(chat_id));
     }
+    apply_chat_settings(
+        conn,
+        chat_id,
+        send.plan_mode,
+        send.mcp_server_ids.as_deref(),
+    )
+    .await?;
     let queued_count: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM chat_queued_messages WHERE chat_id = $1")
             .bind(uuid_text(chat_id))
@@ -314,6 +329,39 @@ async fn send_in_tx(
         }
     };
     Ok(result)
+}
+
+/// Applies the chat settings a message carries (plan mode, MCP selection) to the locked
+/// chat; `None` keeps a setting.
+async fn apply_chat_settings(
+    conn: &mut AnyConnection,
+    chat_id: Uuid,
+    plan_mode: Option<bool>,
+    mcp_server_ids: Option<&[Uuid]>,
+) -> Result<()> {
+    if let Some(plan) = plan_mode {
+        let mode = if plan {
+            ChatPlanMode::Plan.as_str()
+        } else {
+            ""
+        };
+        sqlx::query("UPDATE chats SET plan_mode = $2 WHERE id = $1")
+            .bind(uuid_text(chat_id))
+            .bind(mode)
+            .execute(&mut *conn)
+            .await
+            .db()?;
+    }
+    if let Some(ids) = mcp_server_ids {
+        let ids = json_text(serde_json::to_string(ids), "mcp_server_ids")?;
+        sqlx::query("UPDATE chats SET mcp_server_ids = $2 WHERE id = $1")
+            .bind(uuid_text(chat_id))
+            .bind(ids)
+            .execute(&mut *conn)
+            .await
+            .db()?;
+    }
+    Ok(())
 }
 
 async fn delete_in_tx(tx: &mut ChatTx, id: i64) -> Result<Vec<ChatQueuedMessage>> {
