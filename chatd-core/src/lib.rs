@@ -92,6 +92,8 @@ pub use engine::{
     NOT_A_MEMBER_MESSAGE, TITLE_CONTEXT_MESSAGES, TITLE_CONVERSATION_MAX_RUNES, TITLE_RECENT_TURNS,
     UNUSABLE_MCP_SERVER_DETAIL,
 };
+#[doc(hidden)]
+pub use engine::{HookPoint, TestHook};
 pub use error::{Error, ErrorKind, Result};
 pub use hub::{
     ChatSnapshot, ChatStats, ChatSubscription, HubConfig, HubReceiver, RecvError, StreamHub,
