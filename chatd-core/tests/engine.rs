@@ -49,7 +49,16 @@ async fn a_turn_streams_parts_persists_the_reply_and_waits() {
     on_each_backend(|store| async move {
         let f = fixture(&store).await;
         let actor = Actor::user(f.user);
-        let model = ScriptedModel::new([Reply::Text("Hello there, friend".into())]);
+        // The reply waits for the gate after its first word, so the subscription below is
+        // made before the turn can end, whenever the worker claims the chat: a subscriber
+        // arriving between the step's commit and the finish gets the durable message but
+        // none of the parts it replaced, which this test counts.
+        let gate = Arc::new(Notify::new());
+        let model = ScriptedModel::new([Reply::Gated {
+            before: deltas("Hello "),
+            gate: gate.clone(),
+            after: deltas("there, friend"),
+        }]);
         let engine = engine(&store, model.clone()).await;
         let chat = engine
             .create_chat(
@@ -61,6 +70,7 @@ async fn a_turn_streams_parts_persists_the_reply_and_waits() {
         assert_eq!(chat.status, ChatStatus::Pending);
         assert_eq!(chat.title, "say hello to me please now…");
         let mut stream = engine.subscribe(&actor, chat.id, None).await.unwrap();
+        gate.notify_one();
         let done = wait_status(&engine, &actor, chat.id, ChatStatus::Waiting).await;
         assert!(done.last_error.is_none());
 
@@ -990,6 +1000,93 @@ async fn soak_5000_turns_at_50_concurrent_chats_leave_no_chat_stuck() {
             assert!(page.queued_messages.is_empty());
         }
         engine.shutdown().await;
+    })
+    .await;
+}
+
+/// An interrupting send made through another process (engine) cannot stop the turn
+/// directly; the running engine's heartbeat finds its lease interrupted (the chat is
+/// `waiting` under the same epoch), stops the turn as interrupted — keeping its partial
+/// step — and its finish runs the queued message. Stopping it as "lost" would write
+/// nothing and leave the message in the queue of a `waiting` chat for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupt_from_another_process_lets_the_turn_finish_and_run_the_queue() {
+    on_each_backend(|store| async move {
+        let f = fixture(&store).await;
+        let actor = Actor::user(f.user);
+        let running = ScriptedModel::new([Reply::Gated {
+            before: deltas("half "),
+            gate: Arc::new(Notify::new()),
+            after: deltas("never"),
+        }]);
+        let worker = engine_with_config(&store, running.clone(), no_recovery_settings(), |c| {
+            c.with_generated_titles(false)
+        })
+        .await;
+        let chat = worker
+            .create_chat(&actor, create_request(f.org, "start"))
+            .await
+            .unwrap();
+        until("the turn streams", || {
+            running.calls.load(Ordering::SeqCst) == 1
+                && worker
+                    .hub()
+                    .chat_stats(chat.id)
+                    .is_some_and(|s| s.buffered_parts >= 1)
+        })
+        .await;
+        // The other process claims nothing of its own while this runs: its run loop sees
+        // no pending chat until the queue is promoted, and either engine may run that.
+        let other = engine_with_config(
+            &store,
+            ScriptedModel::new([]),
+            no_recovery_settings(),
+            |c| c.with_generated_titles(false),
+        )
+        .await;
+        let sent = other
+            .send_message(
+                &actor,
+                chat.id,
+                CreateChatMessageRequest {
+                    busy_behavior: Some(ChatBusyBehavior::Interrupt),
+                    ..say("next")
+                },
+            )
+            .await
+            .unwrap();
+        assert!(sent.queued);
+        // The gate never opens: only the heartbeat can stop the first turn.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let page = worker
+                .list_messages(&actor, chat.id, &all_messages())
+                .await
+                .unwrap();
+            let status = worker.chat_status(chat.id).await.unwrap();
+            if status == Some(ChatStatus::Waiting) && page.messages.len() == 4 {
+                assert_eq!(
+                    texts(&page.messages),
+                    vec![
+                        (ChatMessageRole::User, "start".into()),
+                        (ChatMessageRole::Assistant, "half ".into()),
+                        (ChatMessageRole::User, "next".into()),
+                        (ChatMessageRole::Assistant, "ok".into()),
+                    ]
+                );
+                assert!(page.queued_messages.is_empty());
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "stayed {status:?} with {:?} and queue {:?}",
+                texts(&page.messages),
+                page.queued_messages.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        worker.shutdown().await;
+        other.shutdown().await;
     })
     .await;
 }

@@ -7,7 +7,7 @@ use codersdk::{ChatStatus, Timestamp};
 use tokio::time::MissedTickBehavior;
 
 use super::{lock, turn, Inner, StopCause, TurnControl};
-use crate::store::MAX_CLAIM_BATCH;
+use crate::store::{LeaseState, MAX_CLAIM_BATCH};
 
 /// Claims `pending` chats when woken or every acquire interval, and runs stale recovery at
 /// start-up and every recovery interval, until shutdown.
@@ -108,7 +108,7 @@ pub(crate) async fn heartbeats(inner: Arc<Inner>) {
             Ok(kept) => {
                 for control in &controls {
                     if !kept.contains(&control.lease) {
-                        control.stop(StopCause::LeaseLost);
+                        stop_unkept(&inner, control).await;
                     }
                 }
             }
@@ -118,4 +118,20 @@ pub(crate) async fn heartbeats(inner: Arc<Inner>) {
             Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
         }
     }
+}
+
+/// Stops a turn whose lease the heartbeat no longer found running. An interrupt that this
+/// process did not see (made by another process, or committed before the turn was
+/// registered) leaves the chat `waiting` under the same epoch: the turn then stops as
+/// interrupted, keeping its partial step, and its finish runs the queue (an interrupting
+/// send's message waits there). Anything else is a lost lease: stop without writing.
+async fn stop_unkept(inner: &Inner, control: &TurnControl) {
+    let cause = match inner.store.lease_state(&control.lease).await {
+        Ok(LeaseState::Interrupted) => StopCause::Interrupted,
+        // Owned again cannot be (the heartbeat just missed it); a failed read proves
+        // nothing, so the next heartbeat decides.
+        Ok(LeaseState::Owned) | Err(_) => return,
+        Ok(LeaseState::Lost) => StopCause::LeaseLost,
+    };
+    control.stop(cause);
 }

@@ -131,6 +131,15 @@ async fn finish(inner: &Inner, lease: &Lease, end: TurnEnd) {
 async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
     let lease = control.lease;
     let chat_id = lease.chat_id;
+    // An operation that took the chat between the claim and this turn's registration could
+    // not stop it (its publication found no turn of this lease): ask the store once. Later
+    // ones find the turn registered.
+    match inner.store.lease_state(&lease).await {
+        Ok(LeaseState::Owned) => {}
+        Ok(LeaseState::Interrupted) => return TurnEnd::Interrupted,
+        Ok(LeaseState::Lost) => return TurnEnd::Lost,
+        Err(e) => return TurnEnd::Failed(internal_error(&e)),
+    }
     let inputs = match inner.store.turn_inputs(chat_id).await {
         Ok(Some(inputs)) => inputs,
         Ok(None) => return TurnEnd::Lost,

@@ -181,6 +181,23 @@ impl Store {
         Ok(owned)
     }
 
+    /// The state of `lease` as committed, read without a lock: for a worker that was not
+    /// told why its lease is gone (an operation of another process, or one that committed
+    /// before the worker registered its turn) to learn whether it was interrupted (the
+    /// chat is `waiting` under the same epoch: keep the partial step and finish, which
+    /// runs the queue) or lost. A chat that no longer exists is [`LeaseState::Lost`].
+    pub async fn lease_state(&self, lease: &Lease) -> Result<LeaseState> {
+        let row = sqlx::query("SELECT status, worker_id, lease_epoch FROM chats WHERE id = $1")
+            .bind(uuid_text(lease.chat_id))
+            .fetch_optional(self.pool())
+            .await
+            .db()?;
+        match row {
+            Some(row) => lease_state_of(&row, lease),
+            None => Ok(LeaseState::Lost),
+        }
+    }
+
     /// Graceful shutdown (§2.1 row 9): every chat `worker_id` is running goes back to
     /// `pending` with its worker fields cleared, for another process to claim. Returns one
     /// transition per released chat (`running` → `pending`, the worker's lease ended).
