@@ -77,6 +77,7 @@ impl Inner {
     /// `waiting` or `error` already has the messages that put the chat there.
     pub(crate) async fn publish(&self, t: Transition) {
         let chat_id = t.chat_id;
+        let wakes = t.wakes();
         self.hook(HookPoint::Publishing {
             chat_id,
             status: t.status.clone(),
@@ -123,7 +124,7 @@ impl Inner {
                 }
             }
         }
-        if t.status_set && t.status == ChatStatus::Pending {
+        if wakes {
             self.wake();
         }
     }
