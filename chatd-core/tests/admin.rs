@@ -9,17 +9,19 @@ mod scripted;
 
 use std::sync::Arc;
 
-use chatd_core::store::Store;
+use chatd_core::store::{ChatListQuery, Store, StoreOptions};
 use chatd_core::{
-    Actor, Admin, Bootstrap, ErrorKind, FileUpload, Keyring, Role, SecretKey, UserRef,
-    ADMIN_ONLY_MESSAGE, FILE_NOT_FOUND_MESSAGE, NOT_A_MEMBER_MESSAGE, USER_NOT_FOUND_MESSAGE,
+    Actor, Admin, Bootstrap, Engine, EngineConfig, ErrorKind, FileUpload, Keyring, ModelResolver,
+    ModelSelection, Role, SecretKey, UserRef, ADMIN_ONLY_MESSAGE, FILE_NOT_FOUND_MESSAGE,
+    MODEL_KEY_MISSING_MESSAGE, NOT_A_MEMBER_MESSAGE, USER_NOT_FOUND_MESSAGE,
 };
 use chatprovider::{Provider, ProviderApiKeys};
 use codersdk::{
-    ChatModelOverrideContext, CreateChatModelConfigRequest, CreateChatProviderConfigRequest,
-    CreateMCPServerConfigRequest, CreateUserChatProviderKeyRequest, CreateUserRequest,
-    UpdateChatModelConfigRequest, UpdateChatModelOverrideRequest, UpdateChatProviderConfigRequest,
-    UpdateChatSystemPromptRequest, UpdateMCPServerConfigRequest, UserChatCustomPrompt, Uuid,
+    ChatInputPart, ChatModelOverrideContext, CreateChatModelConfigRequest,
+    CreateChatProviderConfigRequest, CreateChatRequest, CreateMCPServerConfigRequest,
+    CreateUserChatProviderKeyRequest, CreateUserRequest, UpdateChatModelConfigRequest,
+    UpdateChatModelOverrideRequest, UpdateChatProviderConfigRequest, UpdateChatSystemPromptRequest,
+    UpdateMCPServerConfigRequest, UserChatCustomPrompt, Uuid,
 };
 use common::on_each_backend;
 use scripted::{engine, ScriptedModel};
@@ -609,6 +611,116 @@ async fn database_errors_keep_the_driver_error_as_their_source() {
         let err = store.begin_chat_tx(Uuid::new_v4()).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::NotFound);
         assert!(err.source().is_none());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_new_chat_whose_provider_has_no_key_is_refused_naming_the_provider_and_the_key() {
+    on_each_backend(|store| async move {
+        const ENV_KEY: &str = "sk-env-key-0123456789abcdef";
+        let kr = keyring();
+        // The server started with OPENAI_API_KEY set: openai is an environment preset.
+        let env = ProviderApiKeys::new()
+            .with_api_key(Provider::OpenAi, ENV_KEY)
+            .unwrap();
+        let before = Admin::new(store.clone(), Arc::clone(&kr), env);
+        let boot = before
+            .bootstrap(&Bootstrap::new("default", "admin"))
+            .await
+            .unwrap();
+        let root = Actor::admin(boot.admin_id);
+        let org = boot.organization_id;
+        let gpt = before
+            .create_model_config(&root, &model_request("gpt-4o"))
+            .await
+            .unwrap();
+        let selection = ModelSelection::new(root.user_id, org, None);
+        before
+            .model_resolver()
+            .check_new_chat(selection, gpt.id)
+            .await
+            .unwrap();
+
+        // Restarted without it: a new chat is refused before anything is stored, instead
+        // of failing its first turn with "started with an API key that is no longer
+        // available".
+        let after = Admin::new(store.clone(), Arc::clone(&kr), ProviderApiKeys::new());
+        let config = EngineConfig::new(
+            StoreOptions::new("unused"),
+            Arc::new(after.model_resolver()),
+        )
+        .with_generated_titles(false);
+        let engine = Engine::with_admin(&after, config).await.unwrap();
+        let request = |model: Option<Uuid>| CreateChatRequest {
+            organization_id: Some(org),
+            content: vec![ChatInputPart::text("hello")],
+            model_config_id: model,
+            ..Default::default()
+        };
+        let err = engine.create_chat(&root, request(None)).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+        assert_eq!(err.http_status(), 400);
+        let response = err.to_response();
+        assert_eq!(response.message, MODEL_KEY_MISSING_MESSAGE);
+        assert_eq!(response.validations.len(), 1);
+        assert_eq!(response.validations[0].field, "model_config_id");
+        let detail = &response.validations[0].detail;
+        assert!(detail.contains("\"openai\""), "{detail}");
+        assert!(detail.contains("OPENAI_API_KEY"), "{detail}");
+        let body = serde_json::to_string(&response).unwrap();
+        assert!(!body.contains(ENV_KEY) && !body.contains("sk-"), "{body}");
+        assert!(engine
+            .list_chats(&root, &ChatListQuery::default())
+            .await
+            .unwrap()
+            .is_empty());
+
+        // A provider that wants the user's own key, which they have not added: refused
+        // too, saying so; with the key added the same model is accepted.
+        let anthropic = after
+            .create_provider(
+                &root,
+                &CreateChatProviderConfigRequest {
+                    provider: "anthropic".into(),
+                    central_api_key_enabled: Some(false),
+                    allow_user_api_key: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let claude = after
+            .create_model_config(
+                &root,
+                &CreateChatModelConfigRequest {
+                    provider: "anthropic".into(),
+                    ..model_request("claude-x")
+                },
+            )
+            .await
+            .unwrap();
+        let err = engine
+            .create_chat(&root, request(Some(claude.id)))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+        let detail = err.to_response().validations[0].detail.clone();
+        assert!(detail.contains("\"anthropic\""), "{detail}");
+        assert!(detail.contains("your own API key"), "{detail}");
+        let own = CreateUserChatProviderKeyRequest {
+            api_key: "sk-ant-own-key-0123".into(),
+        };
+        after
+            .set_user_provider_key(&root, anthropic.id, &own)
+            .await
+            .unwrap();
+        after
+            .model_resolver()
+            .check_new_chat(selection, claude.id)
+            .await
+            .unwrap();
+        engine.shutdown().await;
     })
     .await;
 }

@@ -656,3 +656,225 @@ async fn a_dynamic_tool_a_built_in_shadows_is_named_in_the_creation_warnings() {
     })
     .await;
 }
+
+/// An MCP server configuration named `slug`, enabled or not.
+async fn mcp_server(store: &chatd_core::store::Store, slug: &str, enabled: bool) -> Uuid {
+    let keyring =
+        chatd_core::Keyring::new("k", chatd_core::SecretKey::generate().unwrap()).unwrap();
+    let request: codersdk::CreateMCPServerConfigRequest =
+        serde_json::from_value(serde_json::json!({
+            "display_name": slug, "slug": slug, "transport": "streamable_http",
+            "url": "https://mcp.example.com/mcp", "auth_type": "none",
+            "availability": "default_on", "enabled": enabled,
+        }))
+        .unwrap();
+    store
+        .create_mcp_server_config(&request, &keyring)
+        .await
+        .unwrap()
+        .id
+}
+
+fn message(text: &str) -> codersdk::CreateChatMessageRequest {
+    codersdk::CreateChatMessageRequest {
+        content: vec![ChatInputPart::text(text)],
+        ..Default::default()
+    }
+}
+
+/// The `mcp_server_ids` validation details of a refusal.
+fn mcp_details(err: &chatd_core::Error) -> Vec<String> {
+    err.to_response()
+        .validations
+        .iter()
+        .filter(|v| v.field == "mcp_server_ids")
+        .map(|v| v.detail.clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_carries_plan_mode_and_the_mcp_selection_to_the_chat() {
+    on_each_backend(|store| async move {
+        let f = fixture(&store).await;
+        let actor = Actor::user(f.user);
+        let gate = Arc::new(Notify::new());
+        let model = ScriptedModel::new([Reply::Text("first".into())]);
+        let engine = engine(&store, model.clone()).await;
+        let on = mcp_server(&store, "on", true).await;
+        let other = mcp_server(&store, "other", true).await;
+        let chat = engine
+            .create_chat(&actor, create_request(f.org, "hi"))
+            .await
+            .unwrap();
+        wait_status(&engine, &actor, chat.id, ChatStatus::Waiting).await;
+        assert_eq!(chat.plan_mode, None);
+        assert!(chat.mcp_server_ids.is_empty());
+
+        // Idle chat: the message is inserted, and the settings change with it, so the turn
+        // it starts already runs in plan mode.
+        model.push(Reply::Gated {
+            before: deltas("planning "),
+            gate: gate.clone(),
+            after: deltas("done"),
+        });
+        let sent = engine
+            .send_message(
+                &actor,
+                chat.id,
+                codersdk::CreateChatMessageRequest {
+                    plan_mode: Some(codersdk::ChatPlanMode::Plan),
+                    mcp_server_ids: Some(vec![on, other, on]),
+                    ..message("plan it")
+                },
+            )
+            .await
+            .unwrap();
+        assert!(!sent.queued);
+        let now = engine.get_chat(&actor, chat.id).await.unwrap();
+        assert_eq!(now.plan_mode, Some(codersdk::ChatPlanMode::Plan));
+        assert_eq!(now.mcp_server_ids, vec![on, other], "duplicates removed");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while model.requests.lock().unwrap().len() < 2 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the turn never called the model"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let system = model.requests.lock().unwrap()[1].system.join("\n");
+        assert!(system.contains(chatd_core::prompt::PLAN_MODE_PROMPT));
+
+        // Busy chat: the message is queued and the settings still change at once (the
+        // running turn keeps the mode it started with; the next one uses the new one).
+        let queued = engine
+            .send_message(
+                &actor,
+                chat.id,
+                codersdk::CreateChatMessageRequest {
+                    plan_mode: Some(codersdk::ChatPlanMode::from_wire("")),
+                    mcp_server_ids: Some(Vec::new()),
+                    ..message("now build it")
+                },
+            )
+            .await
+            .unwrap();
+        assert!(queued.queued);
+        let now = engine.get_chat(&actor, chat.id).await.unwrap();
+        assert_eq!(now.plan_mode, None);
+        assert!(now.mcp_server_ids.is_empty());
+        gate.notify_one();
+        wait_status(&engine, &actor, chat.id, ChatStatus::Waiting).await;
+        let requests = model.requests.lock().unwrap().clone();
+        assert_eq!(requests.len(), 3, "the queued message ran");
+        assert!(!requests[2]
+            .system
+            .join("\n")
+            .contains(chatd_core::prompt::PLAN_MODE_PROMPT));
+
+        // Absent fields change nothing.
+        engine
+            .send_message(
+                &actor,
+                chat.id,
+                codersdk::CreateChatMessageRequest {
+                    plan_mode: Some(codersdk::ChatPlanMode::Plan),
+                    mcp_server_ids: Some(vec![other]),
+                    ..message("again")
+                },
+            )
+            .await
+            .unwrap();
+        wait_status(&engine, &actor, chat.id, ChatStatus::Waiting).await;
+        engine
+            .send_message(&actor, chat.id, message("plain"))
+            .await
+            .unwrap();
+        wait_status(&engine, &actor, chat.id, ChatStatus::Waiting).await;
+        let now = engine.get_chat(&actor, chat.id).await.unwrap();
+        assert_eq!(now.plan_mode, Some(codersdk::ChatPlanMode::Plan));
+        assert_eq!(now.mcp_server_ids, vec![other]);
+        engine.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_server_ids_must_name_enabled_configurations() {
+    on_each_backend(|store| async move {
+        let f = fixture(&store).await;
+        let actor = Actor::user(f.user);
+        let model = ScriptedModel::new([]);
+        let engine = engine(&store, model.clone()).await;
+        let on = mcp_server(&store, "on", true).await;
+        let off = mcp_server(&store, "off", false).await;
+        let missing = Uuid::new_v4();
+
+        // Creation: every offending id is named; nothing is stored.
+        let err = engine
+            .create_chat(
+                &actor,
+                CreateChatRequest {
+                    mcp_server_ids: vec![on, off, missing],
+                    ..create_request(f.org, "hi")
+                },
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+        assert_eq!(err.http_status(), 400);
+        let details = mcp_details(&err);
+        assert_eq!(details.len(), 2, "{details:?}");
+        assert!(details[0].contains(&off.to_string()), "{details:?}");
+        assert!(details[1].contains(&missing.to_string()), "{details:?}");
+        assert!(details
+            .iter()
+            .all(|d| d.ends_with(chatd_core::UNUSABLE_MCP_SERVER_DETAIL)));
+        assert!(!details.iter().any(|d| d.contains(&on.to_string())));
+        let listed = engine
+            .list_chats(&actor, &chatd_core::store::ChatListQuery::default())
+            .await
+            .unwrap();
+        assert!(listed.is_empty(), "a refused chat is not stored");
+
+        // Enabled ids are accepted.
+        let chat = engine
+            .create_chat(
+                &actor,
+                CreateChatRequest {
+                    mcp_server_ids: vec![on],
+                    ..create_request(f.org, "hi")
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(chat.mcp_server_ids, vec![on]);
+        wait_status(&engine, &actor, chat.id, ChatStatus::Waiting).await;
+
+        // Sending: refused before anything is written, the selection kept.
+        for bad in [off, missing] {
+            let err = engine
+                .send_message(
+                    &actor,
+                    chat.id,
+                    codersdk::CreateChatMessageRequest {
+                        mcp_server_ids: Some(vec![on, bad]),
+                        plan_mode: Some(codersdk::ChatPlanMode::Plan),
+                        ..message("switch")
+                    },
+                )
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+            let details = mcp_details(&err);
+            assert_eq!(details.len(), 1, "{details:?}");
+            assert!(details[0].contains(&bad.to_string()), "{details:?}");
+        }
+        let after = engine.get_chat(&actor, chat.id).await.unwrap();
+        assert_eq!(after.mcp_server_ids, vec![on]);
+        assert_eq!(after.plan_mode, None, "a refused message changes nothing");
+        assert_eq!(after.status, ChatStatus::Waiting);
+        assert_eq!(history(&engine, &actor, chat.id).await.len(), 2);
+        engine.shutdown().await;
+    })
+    .await;
+}

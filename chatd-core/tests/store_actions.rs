@@ -17,8 +17,9 @@ use chatd_core::store::{
 use chatd_core::ErrorKind;
 use codersdk::{
     validate_submit_tool_results_request, ChatBusyBehavior, ChatError, ChatMessage,
-    ChatMessagePart, ChatMessageRole, ChatStatus, ChatStreamRetry, ChatStreamToolCall, DynamicTool,
-    MessagePage, RawJson, SubmitToolResultsRequest, ToolResult, Uuid, ValidatedToolResult,
+    ChatMessagePart, ChatMessageRole, ChatStatus, ChatStreamRetry, ChatStreamToolCall,
+    ChatWatchEventKind, DynamicTool, MessagePage, RawJson, SubmitToolResultsRequest, ToolResult,
+    Uuid, ValidatedToolResult,
 };
 use sqlx::Row;
 
@@ -95,6 +96,8 @@ fn send(f: &Fixture, text: &str, busy: ChatBusyBehavior) -> SendMessage {
         created_by: Some(f.user),
         model_config_id: None,
         busy_behavior: busy,
+        plan_mode: None,
+        mcp_server_ids: None,
     }
 }
 
@@ -456,11 +459,14 @@ async fn interrupting_a_running_turn_keeps_its_partial_step() {
         let interrupted = store.interrupt(chat.id).await.unwrap();
         assert_eq!(interrupted.previous_status, ChatStatus::Running);
         assert_eq!(interrupted.status, ChatStatus::Waiting);
-        assert!(interrupted.changed);
-        assert!(interrupted.tool_results.is_empty());
+        assert!(interrupted.changed());
+        assert!(interrupted.tool_results().is_empty());
+        // The running turn's lease ended: its worker is the one to stop.
+        assert_eq!(interrupted.ended_turn, Some(lease));
         // The worker's finish routine promotes the queue, not the interrupt.
-        assert_eq!(interrupted.promoted, None);
-        assert_eq!(interrupted.queue.len(), 1);
+        assert_eq!(interrupted.user_message(), None);
+        assert!(interrupted.queue.is_none(), "the queue is unchanged");
+        assert_eq!(store.list_queue(chat.id).await.unwrap().len(), 1);
         let raw = raw_chat(&store, chat.id).await;
         assert_eq!(raw.status, "waiting");
         assert_eq!(raw.worker_id, None);
@@ -478,10 +484,14 @@ async fn interrupting_a_running_turn_keeps_its_partial_step() {
             .await
             .unwrap();
         assert_eq!(finished.status, ChatStatus::Pending);
-        let promoted = finished.promoted.unwrap();
+        assert_eq!(
+            finished.ended_turn, None,
+            "the finishing worker ends no other turn"
+        );
+        let promoted = finished.user_message().cloned().unwrap();
         assert_eq!(promoted.content, vec![ChatMessagePart::text("next")]);
         let shown = history(&store, chat.id).await;
-        assert_eq!(shown[1], partial.messages[0]);
+        assert_eq!(shown[1], partial.transition.messages[0]);
         assert_eq!(shown[2], promoted);
     })
     .await;
@@ -497,21 +507,22 @@ async fn interrupting_requires_action_answers_the_pending_calls() {
         let interrupted = store.interrupt(chat).await.unwrap();
         assert_eq!(interrupted.previous_status, ChatStatus::RequiresAction);
         assert_eq!(interrupted.status, ChatStatus::Waiting);
-        assert_eq!(interrupted.promoted, None);
+        assert_eq!(interrupted.user_message(), None);
+        assert_eq!(interrupted.ended_turn, None, "no turn ran the chat");
         assert_eq!(
-            contents(&interrupted.tool_results),
+            contents(&interrupted.tool_results()),
             interrupted_results(
                 &[("d1", "ask_user"), ("d2", "open_page")],
                 TOOL_INTERRUPTED_MESSAGE
             )
         );
         assert!(interrupted
-            .tool_results
+            .tool_results()
             .iter()
             .all(|m| m.role == ChatMessageRole::Tool));
         assert!(store.pending_tool_calls(chat).await.unwrap().is_empty());
         let shown = history(&store, chat).await;
-        assert_eq!(shown[shown.len() - 2..], interrupted.tool_results[..]);
+        assert_eq!(shown[shown.len() - 2..], interrupted.tool_results()[..]);
         let raw = raw_chat(&store, chat).await;
         assert_eq!(raw.status, "waiting");
         assert!(raw.lease_epoch > before.lease_epoch);
@@ -530,12 +541,12 @@ async fn interrupting_requires_action_answers_the_pending_calls() {
             .unwrap();
         let interrupted = store.interrupt(chat).await.unwrap();
         assert_eq!(interrupted.status, ChatStatus::Pending);
-        assert_eq!(interrupted.tool_results.len(), 2);
-        assert!(interrupted.queue.is_empty());
-        let promoted = interrupted.promoted.unwrap();
+        assert_eq!(interrupted.tool_results().len(), 2);
+        assert_eq!(interrupted.queue, Some(Vec::new()));
+        let promoted = interrupted.user_message().cloned().unwrap();
         assert_eq!(promoted.role, ChatMessageRole::User);
         assert_eq!(promoted.content, vec![ChatMessagePart::text("next")]);
-        assert!(promoted.id > interrupted.tool_results[1].id);
+        assert!(promoted.id > interrupted.tool_results()[1].id);
         assert_eq!(history(&store, chat).await.last(), Some(&promoted));
         assert_eq!(raw_chat(&store, chat).await.status, "pending");
         assert!(store.list_queue(chat).await.unwrap().is_empty());
@@ -551,7 +562,7 @@ async fn interrupting_a_pending_chat_never_leaves_a_queue_waiting() {
         let interrupted = store.interrupt(chat.id).await.unwrap();
         assert_eq!(interrupted.previous_status, ChatStatus::Pending);
         assert_eq!(interrupted.status, ChatStatus::Waiting);
-        assert!(interrupted.changed);
+        assert!(interrupted.changed());
         assert_eq!(raw_chat(&store, chat.id).await.status, "waiting");
 
         let (chat, _) = store.create_chat(new_chat(&f, "b")).await.unwrap();
@@ -562,12 +573,12 @@ async fn interrupting_a_pending_chat_never_leaves_a_queue_waiting() {
         let interrupted = store.interrupt(chat.id).await.unwrap();
         assert_eq!(interrupted.previous_status, ChatStatus::Pending);
         assert_eq!(interrupted.status, ChatStatus::Pending);
-        assert!(interrupted.changed);
+        assert!(interrupted.changed() && interrupted.status_set);
         assert_eq!(
-            interrupted.promoted.unwrap().content,
+            interrupted.user_message().unwrap().content,
             vec![ChatMessagePart::text("queued")]
         );
-        assert!(interrupted.queue.is_empty());
+        assert_eq!(interrupted.queue, Some(Vec::new()));
         assert_eq!(raw_chat(&store, chat.id).await.status, "pending");
     })
     .await;
@@ -603,7 +614,7 @@ async fn interrupt_after_a_promote_does_not_revive_the_old_lease() {
             .finish_turn(&lease, TurnOutcome::Interrupted)
             .await
             .unwrap();
-        assert!(!finished.wrote);
+        assert!(!finished.changed());
     })
     .await;
 }
@@ -626,10 +637,10 @@ async fn interrupting_an_idle_chat_changes_nothing() {
             age(&store, chat).await;
             let before = raw_chat(&store, chat).await;
             let interrupted = store.interrupt(chat).await.unwrap();
-            assert!(!interrupted.changed);
+            assert!(!interrupted.changed());
             assert_eq!(interrupted.previous_status, status);
             assert_eq!(interrupted.status, status);
-            assert!(interrupted.tool_results.is_empty() && interrupted.promoted.is_none());
+            assert!(interrupted.tool_results().is_empty() && interrupted.user_message().is_none());
             let after = raw_chat(&store, chat).await;
             assert_eq!(after.status, before.status);
             assert_eq!(after.updated_at, 1);
@@ -659,22 +670,23 @@ async fn interrupting_send_over_requires_action_promotes_at_once() {
                 ..
             }
         ));
+        let sent = sent.transition;
         assert_eq!(sent.status, ChatStatus::Pending);
         assert_eq!(
-            contents(&sent.tool_results),
+            contents(&sent.tool_results()),
             interrupted_results(
                 &[("d1", "ask_user"), ("d2", "open_page")],
                 TOOL_INTERRUPTED_MESSAGE
             )
         );
-        let promoted = sent.promoted.unwrap();
+        let promoted = sent.user_message().cloned().unwrap();
         assert_eq!(promoted.content, vec![ChatMessagePart::text("new")]);
         assert_eq!(promoted.created_by, Some(f.user));
-        assert!(sent.queue.is_empty());
+        assert_eq!(sent.queue, Some(Vec::new()));
         let shown = history(&store, chat).await;
         assert_eq!(
             shown[shown.len() - 3..shown.len() - 1],
-            sent.tool_results[..]
+            sent.tool_results()[..]
         );
         assert_eq!(shown.last(), Some(&promoted));
         assert_eq!(raw_chat(&store, chat).await.status, "pending");
@@ -691,13 +703,15 @@ async fn interrupting_send_over_requires_action_promotes_at_once() {
             .send_message(chat, send(&f, "newer", ChatBusyBehavior::Interrupt))
             .await
             .unwrap();
+        let sent = sent.transition;
         assert_eq!(sent.status, ChatStatus::Pending);
         assert_eq!(
-            sent.promoted.unwrap().content,
+            sent.user_message().unwrap().content,
             vec![ChatMessagePart::text("older")]
         );
-        assert_eq!(sent.queue.len(), 1);
-        assert_eq!(sent.queue[0].content, vec![ChatMessagePart::text("newer")]);
+        let queue = sent.queue.unwrap();
+        assert_eq!(queue.len(), 1);
+        assert_eq!(queue[0].content, vec![ChatMessagePart::text("newer")]);
     })
     .await;
 }
@@ -728,13 +742,14 @@ async fn interrupting_send_over_an_error_with_a_queue_promotes_the_head() {
                 ..
             }
         ));
+        let sent = sent.transition;
         assert_eq!(sent.status, ChatStatus::Pending);
-        assert!(sent.tool_results.is_empty());
+        assert!(sent.tool_results().is_empty());
         assert_eq!(
-            sent.promoted.unwrap().content,
+            sent.user_message().unwrap().content,
             vec![ChatMessagePart::text("queued")]
         );
-        assert_eq!(sent.queue.len(), 1);
+        assert_eq!(sent.queue.map(|q| q.len()), Some(1));
         let raw = raw_chat(&store, chat.id).await;
         assert_eq!(raw.status, "pending");
         assert_eq!(raw.last_error, None);
@@ -751,19 +766,19 @@ async fn promoting_over_requires_action_answers_the_pending_calls() {
             .send_message(chat, send(&f, "go on", ChatBusyBehavior::Queue))
             .await
             .unwrap();
-        assert_eq!(sent.status, ChatStatus::RequiresAction);
+        assert_eq!(sent.transition.status, ChatStatus::RequiresAction);
         let SendOutcome::Queued { queued, .. } = sent.outcome else {
             panic!("expected a queued message");
         };
         let promoted = store.promote_queued(chat, queued.id).await.unwrap();
         assert_eq!(
-            contents(&promoted.tool_results),
+            contents(&promoted.transition.tool_results()),
             interrupted_results(
                 &[("d1", "ask_user"), ("d2", "open_page")],
                 TOOL_INTERRUPTED_MESSAGE
             )
         );
-        assert!(promoted.message.id > promoted.tool_results[1].id);
+        assert!(promoted.message.id > promoted.transition.tool_results()[1].id);
         assert!(store.pending_tool_calls(chat).await.unwrap().is_empty());
         assert_eq!(raw_chat(&store, chat).await.status, "pending");
     })
@@ -781,19 +796,19 @@ async fn a_timed_out_requires_action_gets_error_results() {
         let now = timestamp_from_micros(now_micros()).unwrap();
         // Fresh: left alone.
         let recovered = store.recover_stale(now, STALE_AFTER).await.unwrap();
-        assert!(recovered.timed_out.is_empty() && recovered.tool_results.is_empty());
+        assert!(recovered.timed_out().is_empty() && recovered.tool_results().is_empty());
         age(&store, chat).await;
         let recovered = store.recover_stale(now, STALE_AFTER).await.unwrap();
-        assert_eq!(recovered.timed_out, vec![chat]);
+        assert_eq!(recovered.timed_out(), vec![chat]);
         assert_eq!(
-            contents(&recovered.tool_results),
+            contents(&recovered.tool_results()),
             interrupted_results(
                 &[("d1", "ask_user"), ("d2", "open_page")],
                 DYNAMIC_TOOL_TIMEOUT_MESSAGE
             )
         );
         let shown = history(&store, chat).await;
-        assert_eq!(shown[shown.len() - 2..], recovered.tool_results[..]);
+        assert_eq!(shown[shown.len() - 2..], recovered.tool_results()[..]);
         assert!(store.pending_tool_calls(chat).await.unwrap().is_empty());
         let read = store.get_chat(chat).await.unwrap().unwrap();
         assert_eq!(read.status, ChatStatus::Error);
@@ -802,7 +817,7 @@ async fn a_timed_out_requires_action_gets_error_results() {
             DYNAMIC_TOOL_TIMEOUT_MESSAGE
         );
         let again = store.recover_stale(now, STALE_AFTER).await.unwrap();
-        assert!(again.timed_out.is_empty() && again.tool_results.is_empty());
+        assert!(again.timed_out().is_empty() && again.tool_results().is_empty());
     })
     .await;
 }
@@ -860,11 +875,13 @@ async fn edit_truncates_history_and_discards_the_running_turn() {
             .edit_message(chat.id, second.id, edit("second, better"))
             .await
             .unwrap();
-        assert_eq!(edited.status, ChatStatus::Pending);
-        assert!(edited.queue.is_empty());
+        assert_eq!(edited.transition.status, ChatStatus::Pending);
+        assert_eq!(edited.transition.queue, Some(Vec::new()));
+        assert!(edited.transition.preview_reset);
+        assert_eq!(edited.transition.ended_turn, Some(lease));
         assert_eq!(
             edited.deleted_message_ids,
-            vec![second.id, step2.messages[0].id]
+            vec![second.id, step2.transition.messages[0].id]
         );
         // The replacement keeps the author and the model of the edited message.
         let message = &edited.message;
@@ -875,9 +892,9 @@ async fn edit_truncates_history_and_discards_the_running_turn() {
         );
         assert_eq!(message.created_by, Some(f.user));
         assert_eq!(message.model_config_id, Some(model));
-        assert!(message.id > step2.messages[0].id);
+        assert!(message.id > step2.transition.messages[0].id);
         let mut expected = vec![first.clone()];
-        expected.extend(step1.messages.clone());
+        expected.extend(step1.transition.messages.clone());
         expected.push(message.clone());
         assert_eq!(history(&store, chat.id).await, expected);
         assert!(store.list_queue(chat.id).await.unwrap().is_empty());
@@ -966,7 +983,7 @@ async fn edit_refuses_what_cannot_be_edited() {
             assert_eq!(err.kind(), ErrorKind::NotFound, "{id}");
         }
         let err = store
-            .edit_message(chat.id, step.messages[0].id, edit("x"))
+            .edit_message(chat.id, step.transition.messages[0].id, edit("x"))
             .await
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidArgument);
@@ -1014,7 +1031,7 @@ async fn edit_over_requires_action_drops_the_pending_calls() {
             .edit_message(chat, first.id, edit("rephrased"))
             .await
             .unwrap();
-        assert_eq!(edited.status, ChatStatus::Pending);
+        assert_eq!(edited.transition.status, ChatStatus::Pending);
         // The assistant step with the calls is deleted: nothing is pending any more.
         assert_eq!(edited.deleted_message_ids.len(), 3);
         assert!(store.pending_tool_calls(chat).await.unwrap().is_empty());
@@ -1058,15 +1075,26 @@ async fn archiving_a_parent_archives_the_family_and_interrupts_a_running_child()
         let by_id: HashMap<_, _> = changed.iter().map(|c| (c.chat_id, c)).collect();
         let p = by_id[&parent];
         assert_eq!(
-            (&p.previous_status, &p.status, p.archived),
+            (
+                &p.previous_status,
+                &p.status,
+                p.watch == Some(ChatWatchEventKind::Deleted)
+            ),
             (&ChatStatus::Waiting, &ChatStatus::Waiting, true)
         );
         let c = by_id[&child.id];
         assert_eq!(
-            (&c.previous_status, &c.status, c.archived),
+            (
+                &c.previous_status,
+                &c.status,
+                c.watch == Some(ChatWatchEventKind::Deleted)
+            ),
             (&ChatStatus::Running, &ChatStatus::Waiting, true)
         );
-        assert_eq!(c.queue.len(), 1);
+        // Archiving stopped the child's turn (its lease ended) and left its queue alone.
+        assert_eq!(c.ended_turn, Some(lease));
+        assert!(c.queue.is_none(), "the queue is unchanged");
+        assert_eq!(store.list_queue(child.id).await.unwrap().len(), 1);
         for id in [parent, child.id] {
             let raw = raw_chat(&store, id).await;
             assert_eq!(raw.archived, 1);
@@ -1089,8 +1117,9 @@ async fn archiving_a_parent_archives_the_family_and_interrupts_a_running_child()
             .await
             .unwrap();
         assert_eq!(finished.status, ChatStatus::Waiting);
-        assert_eq!(finished.promoted, None);
-        assert_eq!(finished.queue.len(), 1);
+        assert_eq!(finished.user_message(), None);
+        assert!(finished.queue.is_none(), "the queue is unchanged");
+        assert_eq!(store.list_queue(child.id).await.unwrap().len(), 1);
 
         // Archiving again, from either member, is a no-op.
         assert!(store.set_archived(parent, true).await.unwrap().is_empty());
@@ -1117,7 +1146,7 @@ async fn archiving_from_a_child_covers_the_family_and_answers_pending_calls() {
         assert_eq!(r.previous_status, ChatStatus::RequiresAction);
         assert_eq!(r.status, ChatStatus::Waiting);
         assert_eq!(
-            contents(&r.tool_results),
+            contents(&r.tool_results()),
             interrupted_results(
                 &[("d1", "ask_user"), ("d2", "open_page")],
                 TOOL_INTERRUPTED_MESSAGE
@@ -1166,18 +1195,18 @@ async fn unarchiving_restores_the_family_and_runs_its_queue() {
         assert_eq!(by_id.len(), 2);
         // The parent's queue waited for no worker: its head runs now.
         let p = by_id[&parent.id];
-        assert!(!p.archived);
+        assert_eq!(p.watch, Some(ChatWatchEventKind::Created));
         assert_eq!(p.previous_status, ChatStatus::Waiting);
         assert_eq!(p.status, ChatStatus::Pending);
         assert_eq!(
-            p.promoted.as_ref().unwrap().content,
+            p.user_message().unwrap().content,
             vec![ChatMessagePart::text("later")]
         );
-        assert!(p.queue.is_empty());
+        assert_eq!(p.queue, Some(Vec::new()));
         let c = by_id[&child.id];
-        assert!(!c.archived);
+        assert_eq!(c.watch, Some(ChatWatchEventKind::Created));
         assert_eq!(c.status, ChatStatus::Waiting);
-        assert_eq!(c.promoted, None);
+        assert_eq!(c.user_message(), None);
         for id in [parent.id, child.id] {
             let raw = raw_chat(&store, id).await;
             assert_eq!(raw.archived, 0);

@@ -872,7 +872,7 @@ async fn has_unread_follows_visible_assistant_messages_and_the_read_marker() {
             ..Step::default()
         };
         let persisted = store.persist_step(&lease, step).await.unwrap();
-        let first_reply = persisted.messages[0].id;
+        let first_reply = persisted.transition.messages[0].id;
         assert!(has_unread(&store, chat).await);
         assert_eq!(
             list_ids(&store, f.user, "has_unread:true").await,
@@ -907,6 +907,8 @@ async fn has_unread_follows_visible_assistant_messages_and_the_read_marker() {
                     created_by: Some(f.user),
                     model_config_id: None,
                     busy_behavior: ChatBusyBehavior::Queue,
+                    plan_mode: None,
+                    mcp_server_ids: None,
                 },
             )
             .await

@@ -24,6 +24,8 @@ fn send(f: &Fixture, text: &str, busy: ChatBusyBehavior) -> SendMessage {
         created_by: Some(f.user),
         model_config_id: None,
         busy_behavior: busy,
+        plan_mode: None,
+        mcp_server_ids: None,
     }
 }
 
@@ -72,8 +74,9 @@ async fn send_to_idle_chat_inserts_and_sets_pending() {
             .send_message(chat.id, send(&f, "second", ChatBusyBehavior::Queue))
             .await
             .unwrap();
-        assert_eq!(sent.status, ChatStatus::Pending);
-        assert!(sent.queue.is_empty());
+        assert_eq!(sent.transition.status, ChatStatus::Pending);
+        assert!(sent.transition.queue.is_none(), "the queue is unchanged");
+        assert_eq!(sent.transition.ended_turn, None, "no turn ran the chat");
         let SendOutcome::Inserted(message) = sent.outcome else {
             panic!("expected an inserted message");
         };
@@ -84,6 +87,7 @@ async fn send_to_idle_chat_inserts_and_sets_pending() {
         let (messages, _) = store.list_messages(chat.id, &all_messages()).await.unwrap();
         assert_eq!(messages.len(), 2);
         assert_eq!(messages[1], message);
+        assert_eq!(sent.transition.messages, vec![message.clone()]);
         assert_eq!(text_of(&messages[1].content), "second");
         assert!(store.list_queue(chat.id).await.unwrap().is_empty());
     })
@@ -100,7 +104,7 @@ async fn send_while_busy_queues_in_fifo_order() {
             .send_message(chat.id, send(&f, "q1", ChatBusyBehavior::Queue))
             .await
             .unwrap();
-        assert_eq!(sent.status, ChatStatus::Pending);
+        assert_eq!(sent.transition.status, ChatStatus::Pending);
         let SendOutcome::Queued {
             queued,
             interrupted,
@@ -109,7 +113,7 @@ async fn send_while_busy_queues_in_fifo_order() {
             panic!("expected a queued message");
         };
         assert!(!interrupted);
-        assert_eq!(sent.queue, vec![queued.clone()]);
+        assert_eq!(sent.transition.queue, Some(vec![queued.clone()]));
         // Idle but with a non-empty queue: still queued, to keep FIFO order.
         set_status(&store, chat.id, ChatStatus::Waiting).await;
         let sent = store
@@ -117,9 +121,9 @@ async fn send_while_busy_queues_in_fifo_order() {
             .await
             .unwrap();
         assert!(matches!(sent.outcome, SendOutcome::Queued { .. }));
-        assert_eq!(sent.status, ChatStatus::Waiting);
+        assert_eq!(sent.transition.status, ChatStatus::Waiting);
         let queue = store.list_queue(chat.id).await.unwrap();
-        assert_eq!(queue, sent.queue);
+        assert_eq!(Some(queue.clone()), sent.transition.queue);
         let texts: Vec<_> = queue.iter().map(|q| text_of(&q.content)).collect();
         assert_eq!(texts, ["q1", "q2"]);
         assert!(queue[0].id < queue[1].id);
@@ -175,7 +179,7 @@ async fn interrupt_sets_waiting_but_never_over_pending() {
                 ..
             }
         ));
-        assert_eq!(sent.status, ChatStatus::Pending);
+        assert_eq!(sent.transition.status, ChatStatus::Pending);
         assert_eq!(status_of(&store, chat.id).await, ChatStatus::Pending);
         // Running: queued and interrupted, the worker cleared, the epoch kept.
         let worker = Uuid::new_v4();
@@ -192,9 +196,10 @@ async fn interrupt_sets_waiting_but_never_over_pending() {
                 ..
             }
         ));
-        assert_eq!(sent.status, ChatStatus::Waiting);
+        assert_eq!(sent.transition.status, ChatStatus::Waiting);
+        assert_eq!(sent.transition.ended_turn, Some(leases[0]));
         assert_eq!(status_of(&store, chat.id).await, ChatStatus::Waiting);
-        assert_eq!(sent.queue.len(), 2);
+        assert_eq!(sent.transition.queue.map(|q| q.len()), Some(2));
         // The interrupted worker may still persist its partial step.
         let mut tx = store.begin_chat_tx(chat.id).await.unwrap();
         assert_eq!(
@@ -257,7 +262,7 @@ async fn delete_and_promote_queued() {
         }
         let queue = store.list_queue(chat.id).await.unwrap();
         let left = store.delete_queued(chat.id, queue[0].id).await.unwrap();
-        assert_eq!(left, queue[1..].to_vec());
+        assert_eq!(left.queue, Some(queue[1..].to_vec()));
         let err = store.delete_queued(chat.id, queue[0].id).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::NotFound);
 
@@ -268,7 +273,8 @@ async fn delete_and_promote_queued() {
         let promoted = store.promote_queued(chat.id, queue[2].id).await.unwrap();
         assert_eq!(text_of(&promoted.message.content), "c");
         assert_eq!(promoted.message.created_by, Some(f.user));
-        assert_eq!(promoted.queue, vec![queue[1].clone()]);
+        assert_eq!(promoted.transition.queue, Some(vec![queue[1].clone()]));
+        assert_eq!(promoted.transition.ended_turn, Some(leases[0]));
         assert_eq!(status_of(&store, chat.id).await, ChatStatus::Pending);
         let (messages, _) = store.list_messages(chat.id, &all_messages()).await.unwrap();
         assert_eq!(messages.last(), Some(&promoted.message));
@@ -386,7 +392,11 @@ async fn heartbeat_returns_only_owned_leases() {
             .unwrap()
             .is_empty());
         // Graceful release returns the worker's running chats to pending.
-        let mut released = store.release_all(worker).await.unwrap();
+        let released = store.release_all(worker).await.unwrap();
+        assert!(released
+            .iter()
+            .all(|t| t.status == ChatStatus::Pending && t.ended_turn.is_some()));
+        let mut released: Vec<_> = released.iter().map(|t| t.chat_id).collect();
         released.sort();
         let mut expected = vec![leases[1].chat_id, leases[2].chat_id];
         expected.sort();
@@ -446,8 +456,8 @@ async fn recovery_moves_stale_chats_and_nothing_else() {
         }
         let now = timestamp_from_micros(now_micros()).unwrap();
         let recovered = store.recover_stale(now, STALE_AFTER).await.unwrap();
-        assert_eq!(recovered.to_pending, vec![stale.chat_id]);
-        assert_eq!(recovered.timed_out, vec![waiting[0]]);
+        assert_eq!(recovered.to_pending(), vec![stale.chat_id]);
+        assert_eq!(recovered.timed_out(), vec![waiting[0]]);
 
         let row = sqlx::query("SELECT status, worker_id, lease_epoch FROM chats WHERE id = $1")
             .bind(stale.chat_id.to_string())
@@ -478,7 +488,7 @@ async fn recovery_moves_stale_chats_and_nothing_else() {
         assert_eq!(store.heartbeat(worker, &leases).await.unwrap(), vec![fresh]);
         // A second pass finds nothing.
         let again = store.recover_stale(now, STALE_AFTER).await.unwrap();
-        assert!(again.to_pending.is_empty() && again.timed_out.is_empty());
+        assert!(again.to_pending().is_empty() && again.timed_out().is_empty());
     })
     .await;
 }
@@ -499,7 +509,7 @@ async fn a_stale_lease_of_the_same_worker_is_fenced_off() {
             .recover_stale(later, std::time::Duration::from_secs(60))
             .await
             .unwrap();
-        assert_eq!(recovered.to_pending, vec![chat.id]);
+        assert_eq!(recovered.to_pending(), vec![chat.id]);
         let second = store.claim_pending(worker, 1).await.unwrap()[0];
         assert_eq!(second.worker_id, first.worker_id);
         assert_eq!(second.epoch, first.epoch + 1);

@@ -25,6 +25,8 @@ fn send(f: &Fixture, text: &str, busy: ChatBusyBehavior) -> SendMessage {
         created_by: Some(f.user),
         model_config_id: None,
         busy_behavior: busy,
+        plan_mode: None,
+        mcp_server_ids: None,
     }
 }
 
@@ -129,7 +131,12 @@ async fn persisted_step_then_completion_leaves_waiting_history() {
             .await
             .unwrap();
         assert_eq!(persisted.lease, LeaseState::Owned);
-        let roles: Vec<_> = persisted.messages.iter().map(|m| m.role.clone()).collect();
+        let roles: Vec<_> = persisted
+            .transition
+            .messages
+            .iter()
+            .map(|m| m.role.clone())
+            .collect();
         assert_eq!(
             roles,
             vec![
@@ -138,7 +145,8 @@ async fn persisted_step_then_completion_leaves_waiting_history() {
                 ChatMessageRole::Tool
             ]
         );
-        let assistant = &persisted.messages[0];
+        assert!(persisted.transition.preview_reset);
+        let assistant = &persisted.transition.messages[0];
         assert_eq!(assistant.model_config_id, Some(model));
         assert_eq!(assistant.usage.as_ref().unwrap().total_tokens, Some(15));
         let row = sqlx::query(
@@ -177,10 +185,11 @@ async fn persisted_step_then_completion_leaves_waiting_history() {
             .finish_turn(&lease, TurnOutcome::Completed)
             .await
             .unwrap();
-        assert!(finished.wrote);
+        assert!(finished.changed() && finished.status_set);
         assert_eq!(finished.status, ChatStatus::Waiting);
-        assert!(finished.promoted.is_none());
-        assert!(finished.queue.is_empty());
+        assert!(finished.user_message().is_none());
+        assert!(finished.queue.is_none(), "the queue is unchanged");
+        assert!(store.list_queue(chat).await.unwrap().is_empty());
         assert_eq!(status_of(&store, chat).await, ChatStatus::Waiting);
         let raw = raw_chat(&store, chat).await;
         assert_eq!(raw.worker_id, None);
@@ -199,7 +208,7 @@ async fn persisted_step_then_completion_leaves_waiting_history() {
                 ChatMessageRole::Tool
             ]
         );
-        assert_eq!(&messages[1..], &persisted.messages[..]);
+        assert_eq!(&messages[1..], &persisted.transition.messages[..]);
     })
     .await;
 }
@@ -213,13 +222,13 @@ async fn partial_step_after_an_interrupt_is_kept() {
             .send_message(chat, send(&f, "stop", ChatBusyBehavior::Interrupt))
             .await
             .unwrap();
-        assert_eq!(sent.status, ChatStatus::Waiting);
+        assert_eq!(sent.transition.status, ChatStatus::Waiting);
         let persisted = store
             .persist_step(&lease, step("partial", 1, Uuid::new_v4()))
             .await
             .unwrap();
         assert_eq!(persisted.lease, LeaseState::Interrupted);
-        assert_eq!(persisted.messages.len(), 2);
+        assert_eq!(persisted.transition.messages.len(), 2);
         assert_eq!(message_count(&store, chat).await, 3);
         // Retry state is only for a running turn.
         let err = store.record_retry(&lease, None).await.unwrap_err();
@@ -229,12 +238,12 @@ async fn partial_step_after_an_interrupt_is_kept() {
             .finish_turn(&lease, TurnOutcome::Interrupted)
             .await
             .unwrap();
-        assert!(finished.wrote);
+        assert!(finished.changed() && finished.status_set);
         assert_eq!(finished.status, ChatStatus::Pending);
-        assert!(finished.queue.is_empty());
-        let promoted = finished.promoted.unwrap();
+        assert_eq!(finished.queue, Some(Vec::new()));
+        let promoted = finished.user_message().cloned().unwrap();
         assert_eq!(promoted.role, ChatMessageRole::User);
-        assert!(promoted.id > persisted.messages[1].id);
+        assert!(promoted.id > persisted.transition.messages[1].id);
         assert_eq!(status_of(&store, chat).await, ChatStatus::Pending);
     })
     .await;
@@ -265,7 +274,7 @@ async fn step_after_a_promote_is_refused_and_writes_nothing() {
             .finish_turn(&lease, TurnOutcome::Interrupted)
             .await
             .unwrap();
-        assert!(!finished.wrote);
+        assert!(!finished.changed());
         assert_eq!(finished.status, ChatStatus::Pending);
         assert_eq!(status_of(&store, chat).await, ChatStatus::Pending);
     })
@@ -282,7 +291,7 @@ async fn stale_lease_after_recovery_and_reclaim_is_refused() {
             .recover_stale(later, std::time::Duration::from_secs(60))
             .await
             .unwrap();
-        assert_eq!(recovered.to_pending, vec![chat]);
+        assert_eq!(recovered.to_pending(), vec![chat]);
         let second = store.claim_pending(first.worker_id, 1).await.unwrap()[0];
         assert_eq!(second.epoch, first.epoch + 1);
         let before = message_count(&store, chat).await;
@@ -320,19 +329,17 @@ async fn completion_with_a_queue_promotes_its_head() {
             .finish_turn(&lease, TurnOutcome::Completed)
             .await
             .unwrap();
-        assert!(finished.wrote);
+        assert!(finished.changed() && finished.status_set);
         assert_eq!(finished.status, ChatStatus::Pending);
-        let promoted = finished.promoted.unwrap();
+        let promoted = finished.user_message().cloned().unwrap();
         assert_eq!(promoted.role, ChatMessageRole::User);
         assert_eq!(promoted.model_config_id, Some(model));
         assert_eq!(promoted.created_by, Some(f.user));
         assert_eq!(promoted.content, vec![ChatMessagePart::text("one")]);
-        assert_eq!(finished.queue.len(), 1);
-        assert_eq!(
-            finished.queue[0].content,
-            vec![ChatMessagePart::text("two")]
-        );
-        assert_eq!(store.list_queue(chat).await.unwrap(), finished.queue);
+        let queue = finished.queue.clone().unwrap();
+        assert_eq!(queue.len(), 1);
+        assert_eq!(queue[0].content, vec![ChatMessagePart::text("two")]);
+        assert_eq!(store.list_queue(chat).await.unwrap(), queue);
         let read = store.get_chat(chat).await.unwrap().unwrap();
         assert_eq!(read.status, ChatStatus::Pending);
         assert_eq!(read.last_model_config_id, model);
@@ -368,10 +375,11 @@ async fn archived_chat_is_not_auto_promoted() {
             .finish_turn(&lease, TurnOutcome::Completed)
             .await
             .unwrap();
-        assert!(finished.wrote);
+        assert!(finished.changed() && finished.status_set);
         assert_eq!(finished.status, ChatStatus::Waiting);
-        assert!(finished.promoted.is_none());
-        assert_eq!(finished.queue.len(), 1);
+        assert!(finished.user_message().is_none());
+        assert!(finished.queue.is_none(), "the queue is unchanged");
+        assert_eq!(store.list_queue(chat).await.unwrap().len(), 1);
     })
     .await;
 }
@@ -389,23 +397,26 @@ async fn failure_stores_last_error_until_the_next_send() {
             .finish_turn(&lease, TurnOutcome::Failed(ChatError::generic("boom")))
             .await
             .unwrap();
-        assert!(finished.wrote);
+        assert!(finished.changed() && finished.status_set);
         // An error turn does not auto-promote.
         assert_eq!(finished.status, ChatStatus::Error);
-        assert!(finished.promoted.is_none());
-        assert_eq!(finished.queue.len(), 1);
+        assert_eq!(finished.error, Some(ChatError::generic("boom")));
+        assert!(finished.user_message().is_none());
+        assert!(finished.queue.is_none(), "the queue is unchanged");
+        let queue = store.list_queue(chat).await.unwrap();
+        assert_eq!(queue.len(), 1);
         let read = store.get_chat(chat).await.unwrap().unwrap();
         assert_eq!(read.status, ChatStatus::Error);
         assert_eq!(read.last_error.unwrap().message, "boom");
         assert_eq!(raw_chat(&store, chat).await.worker_id, None);
         // Idle (error) with an empty queue: the send inserts and clears the error.
-        let id = finished.queue[0].id;
+        let id = queue[0].id;
         store.delete_queued(chat, id).await.unwrap();
         let sent = store
             .send_message(chat, send(&f, "again", ChatBusyBehavior::Queue))
             .await
             .unwrap();
-        assert_eq!(sent.status, ChatStatus::Pending);
+        assert_eq!(sent.transition.status, ChatStatus::Pending);
         let read = store.get_chat(chat).await.unwrap().unwrap();
         assert_eq!(read.last_error, None);
         assert_eq!(raw_chat(&store, chat).await.last_error, None);
@@ -426,7 +437,7 @@ async fn pending_dynamic_calls_require_action() {
             .finish_turn(&lease, TurnOutcome::RequiresAction)
             .await
             .unwrap();
-        assert!(finished.wrote);
+        assert!(finished.changed() && finished.status_set);
         assert_eq!(finished.status, ChatStatus::RequiresAction);
         assert_eq!(status_of(&store, chat).await, ChatStatus::RequiresAction);
         let raw = raw_chat(&store, chat).await;
@@ -445,7 +456,7 @@ async fn shutdown_returns_the_chat_to_pending() {
             .finish_turn(&lease, TurnOutcome::Shutdown)
             .await
             .unwrap();
-        assert!(finished.wrote);
+        assert!(finished.changed() && finished.status_set);
         assert_eq!(finished.status, ChatStatus::Pending);
         assert_eq!(raw_chat(&store, chat).await.worker_id, None);
         assert_eq!(
@@ -470,7 +481,7 @@ async fn finish_by_a_non_owner_writes_nothing() {
             .finish_turn(&stranger, TurnOutcome::Failed(ChatError::generic("no")))
             .await
             .unwrap();
-        assert!(!finished.wrote);
+        assert!(!finished.changed());
         assert_eq!(finished.status, ChatStatus::Running);
         let after = raw_chat(&store, chat).await;
         assert_eq!(after.worker_id, before.worker_id);
@@ -480,13 +491,11 @@ async fn finish_by_a_non_owner_writes_nothing() {
             epoch: lease.epoch - 1,
             ..lease
         };
-        assert!(
-            !store
-                .finish_turn(&stale, TurnOutcome::Completed)
-                .await
-                .unwrap()
-                .wrote
-        );
+        assert!(!store
+            .finish_turn(&stale, TurnOutcome::Completed)
+            .await
+            .unwrap()
+            .changed());
         assert_eq!(status_of(&store, chat).await, ChatStatus::Running);
         let err = store
             .persist_step(&stranger, step("x", 0, Uuid::new_v4()))
@@ -549,7 +558,7 @@ async fn a_finished_lease_can_write_nothing_more() {
             .finish_turn(&lease, TurnOutcome::Completed)
             .await
             .unwrap();
-        assert!(finished.wrote);
+        assert!(finished.changed() && finished.status_set);
         let count = message_count(&store, chat).await;
         // A stale copy of the lease (a duplicated finish, a late step) is refused.
         let err = store
@@ -565,7 +574,7 @@ async fn a_finished_lease_can_write_nothing_more() {
             )
             .await
             .unwrap();
-        assert!(!again.wrote);
+        assert!(!again.changed());
         assert_eq!(status_of(&store, chat).await, ChatStatus::Waiting);
         assert!(store
             .get_chat(chat)

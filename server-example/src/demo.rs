@@ -141,6 +141,20 @@ impl ModelResolver for DemoFallbackResolver {
         self.configured.select(selection).await
     }
 
+    async fn check_new_chat(
+        &self,
+        selection: ModelSelection,
+        model_config_id: Uuid,
+    ) -> chatd_core::Result<()> {
+        // The demo model needs no key; every configured model is the store's to check.
+        if model_config_id == DEMO_MODEL_CONFIG_ID {
+            return Ok(());
+        }
+        self.configured
+            .check_new_chat(selection, model_config_id)
+            .await
+    }
+
     async fn resolve(&self, turn: TurnModelRequest) -> Result<ResolvedModel, ChatError> {
         match demo_active(&self.admin).await {
             Ok(true) => Ok(self.demo_model()),

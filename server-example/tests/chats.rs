@@ -1464,3 +1464,108 @@ async fn a_long_chats_title_reads_only_its_first_and_last_fifty_messages() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_sets_plan_mode_and_the_mcp_selection_and_unknown_servers_are_400() {
+    on_each_backend(|store| async move {
+        let server = TestServer::start(&store, ScriptedModel::new([])).await;
+        let alice = server.user("alice").await;
+        let api = Api::new(&server, &alice.token);
+        let admin = Api::new(&server, &server.admin_token);
+        let mcp = |slug: &str, enabled: bool| {
+            json!({
+                "display_name": slug, "slug": slug, "transport": "streamable_http",
+                "url": "https://mcp.example.com/mcp", "auth_type": "none",
+                "availability": "default_on", "enabled": enabled,
+            })
+        };
+        let on: Value = admin
+            .post("/mcp/servers", mcp("on", true))
+            .await
+            .expect(201);
+        let on: Uuid = serde_json::from_value(on["id"].clone()).unwrap();
+        let off: Value = admin
+            .post("/mcp/servers", mcp("off", false))
+            .await
+            .expect(201);
+        let off: Uuid = serde_json::from_value(off["id"].clone()).unwrap();
+
+        // Creation names every server that does not exist or is disabled; nothing stored.
+        let unknown = Uuid::new_v4();
+        let body = api
+            .post(
+                "/chats",
+                json!({
+                    "content": [{"type": "text", "text": "hi"}],
+                    "mcp_server_ids": [on, off, unknown],
+                }),
+            )
+            .await
+            .error(400);
+        let named: Vec<&str> = body
+            .validations
+            .iter()
+            .filter(|v| v.field == "mcp_server_ids")
+            .map(|v| v.detail.as_str())
+            .collect();
+        assert_eq!(named.len(), 2, "{named:?}");
+        assert!(named[0].contains(&off.to_string()) && named[1].contains(&unknown.to_string()));
+        assert!(api.list("").await.is_empty());
+
+        let chat = api.create("hi", json!({"mcp_server_ids": [on]})).await;
+        assert_eq!(chat.mcp_server_ids, vec![on]);
+        api.wait_status(chat.id, ChatStatus::Waiting).await;
+        let path = format!("/chats/{}/messages", chat.id);
+        let body = api
+            .post(
+                &path,
+                json!({
+                    "content": [{"type": "text", "text": "plan"}],
+                    "plan_mode": "plan",
+                    "mcp_server_ids": [unknown],
+                }),
+            )
+            .await
+            .error(400);
+        assert!(body.validations[0].detail.contains(&unknown.to_string()));
+        let unchanged = api.chat(chat.id).await;
+        assert_eq!(unchanged.plan_mode, None);
+        assert_eq!(unchanged.mcp_server_ids, vec![on]);
+
+        // Applied with the message: plan mode on, the selection replaced (here: emptied).
+        let sent: CreateChatMessageResponse = api
+            .post(
+                &path,
+                json!({
+                    "content": [{"type": "text", "text": "plan"}],
+                    "plan_mode": "plan",
+                    "mcp_server_ids": [],
+                }),
+            )
+            .await
+            .expect(200);
+        assert!(sent.message.is_some());
+        let raw = api
+            .get(&format!("/chats/{}", chat.id))
+            .await
+            .expect::<Value>(200);
+        assert_eq!(raw["plan_mode"], "plan");
+        assert_eq!(raw["mcp_server_ids"], json!([]));
+        api.wait_status(chat.id, ChatStatus::Waiting).await;
+        // `""` leaves plan mode; absent fields keep the rest.
+        api.post(
+            &path,
+            json!({"content": [{"type": "text", "text": "build"}], "plan_mode": ""}),
+        )
+        .await
+        .expect::<CreateChatMessageResponse>(200);
+        let raw = api
+            .get(&format!("/chats/{}", chat.id))
+            .await
+            .expect::<Value>(200);
+        assert!(raw.get("plan_mode").is_none(), "{raw}");
+        assert_eq!(raw["mcp_server_ids"], json!([]));
+        server.stop().await;
+    })
+    .await;
+}

@@ -10,6 +10,7 @@ mod autotitle;
 mod files;
 mod models;
 mod ops;
+mod publish;
 mod resolver;
 mod runner;
 mod stream;
@@ -20,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use codersdk::{Chat, ChatStatus, ChatStreamEvent, ChatWatchEvent, ChatWatchEventKind, Uuid};
+use codersdk::{ChatStatus, Uuid};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -33,7 +34,10 @@ use crate::tools::ToolRegistry;
 
 pub use files::{FileUpload, FILE_NOT_FOUND_MESSAGE, NOT_A_MEMBER_MESSAGE};
 pub use models::{ModelResolver, ModelSelection, ResolvedModel, TurnModelRequest};
-pub use resolver::StoreModelResolver;
+pub use ops::UNUSABLE_MCP_SERVER_DETAIL;
+#[doc(hidden)]
+pub use publish::{HookPoint, TestHook};
+pub use resolver::{StoreModelResolver, MODEL_KEY_MISSING_MESSAGE};
 pub use stream::ChatStream;
 pub use titles::{
     CONVERSATION_TITLE_SYSTEM_PROMPT, TITLE_CONTEXT_MESSAGES, TITLE_CONVERSATION_MAX_RUNES,
@@ -152,6 +156,8 @@ pub struct EngineConfig {
     /// Whether a model-written title replaces the fallback title after the first turn
     /// starts (engine.md §10.1).
     pub generate_titles: bool,
+    /// A test hook; see [`EngineConfig::with_test_hook`].
+    hook: Option<TestHook>,
 }
 
 impl EngineConfig {
@@ -165,7 +171,17 @@ impl EngineConfig {
             worker_id: None,
             tools: Arc::new(ToolRegistry::new()),
             generate_titles: true,
+            hook: None,
         }
+    }
+
+    /// Installs a hook the engine awaits at each [`HookPoint`], so a test can hold it
+    /// there and force an interleaving. Not part of the supported API; an engine without
+    /// a hook pays one branch per publication.
+    #[doc(hidden)]
+    pub fn with_test_hook(mut self, hook: TestHook) -> Self {
+        self.hook = Some(hook);
+        self
     }
 
     /// Turns automatic titles on or off (on by default).
@@ -301,7 +317,12 @@ pub(crate) struct Inner {
     pub(crate) settings: EngineSettings,
     pub(crate) worker_id: Uuid,
     pub(crate) wake: Notify,
-    pub(crate) active: Mutex<HashMap<Uuid, Arc<TurnControl>>>,
+    /// This process's running turns, by lease: two turns of one chat may overlap (one
+    /// winding down after its lease ended while the next claim runs), and each removes
+    /// only its own entry.
+    pub(crate) active: Mutex<HashMap<Lease, Arc<TurnControl>>>,
+    /// The test hook, if any ([`EngineConfig::with_test_hook`]).
+    pub(crate) hook: Option<TestHook>,
     /// Every task the engine spawned; aborted when the last [`Engine`] handle is dropped.
     pub(crate) tasks: Arc<Mutex<JoinSet<()>>>,
     /// Cancelled by [`Engine::shutdown`]: no new claims, no new work.
@@ -325,77 +346,6 @@ impl Inner {
         // Reap finished tasks so the set does not grow with every turn.
         while tasks.try_join_next().is_some() {}
         tasks.spawn(task);
-    }
-
-    /// Stops this process's turn of `chat_id`, if it runs one, because an operation moved
-    /// the chat to `status`.
-    pub(crate) fn signal_status(&self, chat_id: Uuid, status: &ChatStatus) {
-        let control = lock(&self.active).get(&chat_id).cloned();
-        let Some(control) = control else {
-            return;
-        };
-        match status {
-            ChatStatus::Running => {}
-            ChatStatus::Waiting => control.stop(StopCause::Interrupted),
-            _ => control.stop(StopCause::Superseded),
-        }
-    }
-
-    /// Publishes committed messages as `message` events, in order.
-    pub(crate) fn publish_messages<'a>(
-        &self,
-        chat_id: Uuid,
-        messages: impl IntoIterator<Item = &'a codersdk::ChatMessage>,
-    ) {
-        for message in messages {
-            self.hub
-                .publish(ChatStreamEvent::message(chat_id, message.clone()));
-        }
-    }
-
-    /// Publishes a `status` stream event and a `status_change` watch event.
-    pub(crate) async fn publish_status(&self, chat_id: Uuid, status: ChatStatus) {
-        self.hub
-            .publish(ChatStreamEvent::status(chat_id, status.clone()));
-        self.publish_watch_by_id(chat_id, ChatWatchEventKind::StatusChange)
-            .await;
-        if status == ChatStatus::Pending {
-            self.wake();
-        }
-    }
-
-    /// Publishes a watch event about `chat_id` to its owner, reading the chat only when
-    /// someone watches.
-    pub(crate) async fn publish_watch_by_id(&self, chat_id: Uuid, kind: ChatWatchEventKind) {
-        if !self.hub.has_watchers() {
-            return;
-        }
-        match self.store.get_chat(chat_id).await {
-            Ok(Some(chat)) => self.publish_watch(kind, chat, None),
-            Ok(None) => {}
-            Err(e) => tracing::warn!(%chat_id, error = %e, "watch event skipped: chat read failed"),
-        }
-    }
-
-    pub(crate) fn publish_watch(
-        &self,
-        kind: ChatWatchEventKind,
-        mut chat: Chat,
-        tool_calls: Option<Vec<codersdk::ChatStreamToolCall>>,
-    ) {
-        if self.hub.watcher_count(chat.owner_id) == 0 {
-            return;
-        }
-        chat.files.clear();
-        let owner = chat.owner_id;
-        self.hub.publish_watch(
-            owner,
-            ChatWatchEvent {
-                kind,
-                chat,
-                tool_calls,
-            },
-        );
     }
 }
 
@@ -456,6 +406,7 @@ impl Engine {
             worker_id: config.worker_id.unwrap_or_else(Uuid::new_v4),
             wake: Notify::new(),
             active: Mutex::new(HashMap::new()),
+            hook: config.hook,
             tasks: Arc::clone(&tasks),
             shutdown: CancellationToken::new(),
             owns_store,
@@ -529,9 +480,9 @@ impl Engine {
         // Turns that did not finish in time: release their chats in one statement.
         match inner.store.release_all(inner.worker_id).await {
             Ok(released) => {
-                for chat_id in released {
-                    inner.hub.end_turn(chat_id);
-                    inner.publish_status(chat_id, ChatStatus::Pending).await;
+                for transition in released {
+                    inner.hub.end_turn(transition.chat_id);
+                    inner.publish(transition).await;
                 }
             }
             Err(e) => tracing::warn!(error = %e, "releasing chats at shutdown failed"),

@@ -152,6 +152,17 @@ pub trait ModelResolver: Send + Sync + fmt::Debug + 'static {
     /// `InvalidArgument` ("no default model config").
     async fn select(&self, selection: ModelSelection) -> Result<Uuid>;
 
+    /// Whether a new chat may start on `model_config_id` (what [`ModelResolver::select`]
+    /// chose for `selection`): an error refuses the chat's creation before anything is
+    /// stored. For failures a user can only fix outside the chat — the model's provider
+    /// has no API key, or wants the user's own and they have none — so a brand-new chat is
+    /// not created only to fail its first turn. Messages must name the provider and the
+    /// missing key, never a secret. The default accepts every model.
+    async fn check_new_chat(&self, selection: ModelSelection, model_config_id: Uuid) -> Result<()> {
+        let _ = (selection, model_config_id);
+        Ok(())
+    }
+
     /// The model for a turn: the requested model config, else the chat's last one, else the
     /// default. A failure (unknown model, disabled provider, missing key) ends the turn in
     /// `error` with this payload, so it should be a classified `ChatError`.

@@ -7,10 +7,10 @@ use codersdk::{
     input_parts_to_message_parts, referenced_file_ids, validate_create_chat_message_request,
     validate_create_chat_request, validate_edit_chat_message_request,
     validate_submit_tool_results_request, validate_update_chat_request, Chat, ChatMessagePart,
-    ChatMessagesResponse, ChatQueuedMessage, ChatStatus, ChatStreamEvent, ChatWatchEventKind,
-    CreateChatMessageRequest, CreateChatMessageResponse, CreateChatRequest, EditChatMessageRequest,
-    EditChatMessageResponse, MessagePage, ResolvedChatFile, SubmitToolResultsRequest,
-    UpdateChatRequest, Uuid, ValidatedInputPart,
+    ChatMessagesResponse, ChatQueuedMessage, ChatWatchEventKind, CreateChatMessageRequest,
+    CreateChatMessageResponse, CreateChatRequest, EditChatMessageRequest, EditChatMessageResponse,
+    MessagePage, ResolvedChatFile, SubmitToolResultsRequest, UpdateChatRequest, Uuid,
+    ValidatedInputPart,
 };
 
 use super::models::ModelSelection;
@@ -18,6 +18,10 @@ use super::{Actor, Engine, Inner};
 use crate::error::{Error, ErrorKind, Result};
 use crate::prompt::{compose_system_prompt, SystemPromptInput};
 use crate::store::{ChatListQuery, EditMessage, NewChat, SendMessage, SendOutcome, TurnInputs};
+
+/// Validation detail of an `mcp_server_ids` entry that names no enabled MCP server
+/// configuration (HTTP 400 on chat creation and on sending a message); the id precedes it.
+pub const UNUSABLE_MCP_SERVER_DETAIL: &str = "no such MCP server configuration, or it is disabled.";
 
 /// Whether an operation only reads the chat or changes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,15 +86,14 @@ impl Engine {
             }
             None => self.only_organization(actor).await?,
         };
+        self.check_mcp_server_ids(&valid.mcp_server_ids, "Invalid chat creation request.")
+            .await?;
         let parts = self.message_parts(actor, &valid.content).await?;
-        let model_config_id = self
-            .inner
+        let selection = ModelSelection::new(actor.user_id, organization_id, valid.model_config_id);
+        let model_config_id = self.inner.models.select(selection).await?;
+        self.inner
             .models
-            .select(ModelSelection::new(
-                actor.user_id,
-                organization_id,
-                valid.model_config_id,
-            ))
+            .check_new_chat(selection, model_config_id)
             .await?;
         let title = crate::title::fallback_title(&first_text(&parts));
         let warnings = self.inner.tools.dynamic_tool_warnings(&valid.dynamic_tools);
@@ -158,6 +161,10 @@ impl Engine {
         let valid = validate_create_chat_message_request(&request)
             .map_err(|r| Error::with_response(ErrorKind::InvalidArgument, r))?;
         let chat = self.authorized_chat(actor, chat_id, Access::Write).await?;
+        if let Some(ids) = &valid.mcp_server_ids {
+            self.check_mcp_server_ids(ids, "Invalid message request.")
+                .await?;
+        }
         let parts = self.message_parts(actor, &valid.content).await?;
         let model_config_id = match valid.model_config_id {
             Some(requested) => Some(
@@ -182,44 +189,26 @@ impl Engine {
                     created_by: Some(actor.user_id),
                     model_config_id,
                     busy_behavior: valid.busy_behavior,
+                    plan_mode: valid.plan_mode,
+                    mcp_server_ids: valid.mcp_server_ids,
                 },
             )
             .await?;
-        let inner = &self.inner;
-        let response = match sent.outcome {
-            SendOutcome::Inserted(message) => {
-                inner
-                    .hub
-                    .publish(ChatStreamEvent::message(chat_id, message.clone()));
-                CreateChatMessageResponse {
-                    message: Some(message),
-                    queued_message: None,
-                    queued: false,
-                    warnings: Vec::new(),
-                }
-            }
-            SendOutcome::Queued { queued, .. } => {
-                inner
-                    .hub
-                    .publish(ChatStreamEvent::queue_update(chat_id, sent.queue.clone()));
-                CreateChatMessageResponse {
-                    message: None,
-                    queued_message: Some(queued),
-                    queued: true,
-                    warnings: Vec::new(),
-                }
-            }
+        let response = match &sent.outcome {
+            SendOutcome::Inserted(message) => CreateChatMessageResponse {
+                message: Some(message.clone()),
+                queued_message: None,
+                queued: false,
+                warnings: Vec::new(),
+            },
+            SendOutcome::Queued { queued, .. } => CreateChatMessageResponse {
+                message: None,
+                queued_message: Some(queued.clone()),
+                queued: true,
+                warnings: Vec::new(),
+            },
         };
-        inner.publish_messages(chat_id, sent.tool_results.iter().chain(&sent.promoted));
-        if sent.promoted.is_some() {
-            inner
-                .hub
-                .publish(ChatStreamEvent::queue_update(chat_id, sent.queue));
-        }
-        if sent.status != chat.status {
-            inner.signal_status(chat_id, &sent.status);
-            inner.publish_status(chat_id, sent.status).await;
-        }
+        self.inner.publish(sent.transition).await;
         Ok(response)
     }
 
@@ -232,10 +221,8 @@ impl Engine {
     /// Deletes a queued message (§6.3) and publishes the new queue.
     pub async fn delete_queued(&self, actor: &Actor, chat_id: Uuid, queued_id: i64) -> Result<()> {
         self.authorized_chat(actor, chat_id, Access::Write).await?;
-        let queue = self.inner.store.delete_queued(chat_id, queued_id).await?;
-        self.inner
-            .hub
-            .publish(ChatStreamEvent::queue_update(chat_id, queue));
+        let deleted = self.inner.store.delete_queued(chat_id, queued_id).await?;
+        self.inner.publish(deleted).await;
         Ok(())
     }
 
@@ -249,16 +236,7 @@ impl Engine {
     ) -> Result<codersdk::ChatMessage> {
         self.authorized_chat(actor, chat_id, Access::Write).await?;
         let promoted = self.inner.store.promote_queued(chat_id, queued_id).await?;
-        let inner = &self.inner;
-        inner.signal_status(chat_id, &ChatStatus::Pending);
-        inner.publish_messages(
-            chat_id,
-            promoted.tool_results.iter().chain(Some(&promoted.message)),
-        );
-        inner
-            .hub
-            .publish(ChatStreamEvent::queue_update(chat_id, promoted.queue));
-        inner.publish_status(chat_id, ChatStatus::Pending).await;
+        self.inner.publish(promoted.transition).await;
         Ok(promoted.message)
     }
 
@@ -268,17 +246,7 @@ impl Engine {
     pub async fn interrupt(&self, actor: &Actor, chat_id: Uuid) -> Result<Chat> {
         self.authorized_chat(actor, chat_id, Access::Write).await?;
         let done = self.inner.store.interrupt(chat_id).await?;
-        let inner = &self.inner;
-        if done.changed {
-            inner.signal_status(chat_id, &done.status);
-            inner.publish_messages(chat_id, done.tool_results.iter().chain(&done.promoted));
-            if done.promoted.is_some() {
-                inner
-                    .hub
-                    .publish(ChatStreamEvent::queue_update(chat_id, done.queue));
-            }
-            inner.publish_status(chat_id, done.status).await;
-        }
+        self.inner.publish(done).await;
         self.authorized_chat(actor, chat_id, Access::Read).await
     }
 
@@ -309,16 +277,9 @@ impl Engine {
                 },
             )
             .await?;
-        let inner = &self.inner;
-        inner.signal_status(chat_id, &edited.status);
-        // The preview of a stopped turn is void: clients drop it on the status change and
-        // re-read the history, whose tail the edit replaced.
-        inner.hub.clear_parts(chat_id);
-        inner
-            .hub
-            .publish(ChatStreamEvent::queue_update(chat_id, edited.queue));
-        inner.publish_messages(chat_id, std::iter::once(&edited.message));
-        inner.publish_status(chat_id, edited.status).await;
+        // The preview of a stopped turn is void (the transition says so): clients drop it on
+        // the status change and re-read the history, whose tail the edit replaced.
+        self.inner.publish(edited.transition).await;
         Ok(EditChatMessageResponse {
             message: edited.message,
             warnings: Vec::new(),
@@ -342,9 +303,7 @@ impl Engine {
             .store
             .submit_tool_results(chat_id, results)
             .await?;
-        self.inner
-            .publish_messages(chat_id, submitted.messages.iter());
-        self.inner.publish_status(chat_id, submitted.status).await;
+        self.inner.publish(submitted).await;
         Ok(())
     }
 
@@ -389,32 +348,8 @@ impl Engine {
 
     async fn apply_archive(&self, chat_id: Uuid, archived: bool) -> Result<()> {
         let changed = self.inner.store.set_archived(chat_id, archived).await?;
-        let inner = &self.inner;
         for member in changed {
-            let id = member.chat_id;
-            if member.status != member.previous_status {
-                inner.signal_status(id, &member.status);
-            }
-            inner.publish_messages(id, member.tool_results.iter().chain(&member.promoted));
-            if member.promoted.is_some() {
-                inner
-                    .hub
-                    .publish(ChatStreamEvent::queue_update(id, member.queue));
-            }
-            if member.status != member.previous_status {
-                inner
-                    .hub
-                    .publish(ChatStreamEvent::status(id, member.status.clone()));
-                if member.status == ChatStatus::Pending {
-                    inner.wake();
-                }
-            }
-            let kind = if member.archived {
-                ChatWatchEventKind::Deleted
-            } else {
-                ChatWatchEventKind::Created
-            };
-            inner.publish_watch_by_id(id, kind).await;
+            self.inner.publish(member).await;
         }
         Ok(())
     }
@@ -432,6 +367,26 @@ impl Engine {
             self.inner.store.mark_read(chat_id, None).await?;
         }
         Ok(())
+    }
+
+    /// [`ErrorKind::InvalidArgument`] with `message` and one `mcp_server_ids` entry per id
+    /// that names no enabled MCP server configuration ([`UNUSABLE_MCP_SERVER_DETAIL`]).
+    /// Checked before the write: a configuration deleted in between leaves an id no server
+    /// resolves, which is what deleting one a chat already names does too.
+    async fn check_mcp_server_ids(&self, ids: &[Uuid], message: &str) -> Result<()> {
+        let unusable = self.inner.store.unusable_mcp_server_ids(ids).await?;
+        if unusable.is_empty() {
+            return Ok(());
+        }
+        let response = unusable
+            .iter()
+            .fold(codersdk::Response::new(message), |response, id| {
+                response.with_validation(
+                    "mcp_server_ids",
+                    format!("MCP server {id}: {UNUSABLE_MCP_SERVER_DETAIL}"),
+                )
+            });
+        Err(Error::with_response(ErrorKind::InvalidArgument, response))
     }
 
     /// The actor's only organization, for requests that omit it.

@@ -4,11 +4,14 @@
 use std::sync::Arc;
 
 use chaterror::ClassifiedError;
-use chatprovider::{call_options, language_model, ClientSettings, OpenAiApi, ProviderApiKeys};
-use codersdk::{ChatError, ChatErrorKind, ChatModelOverrideContext, Uuid};
+use chatprovider::{
+    call_options, language_model, ClientSettings, OpenAiApi, Provider, ProviderApiKeys,
+    ProviderCatalog, UnavailableReason,
+};
+use codersdk::{ChatError, ChatErrorKind, ChatModelOverrideContext, Response, Uuid};
 
 use super::models::{ModelResolver, ModelSelection, ResolvedModel, TurnModelRequest};
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 use crate::secrets::Keyring;
 use crate::store::{Store, TurnModel, UnusableRequestedModel};
 
@@ -60,6 +63,30 @@ fn config_error(message: impl Into<String>) -> ChatError {
         .build()
         .to_chat_error()
         .unwrap_or_else(|| ChatError::generic("The model is not configured correctly."))
+}
+
+/// Message of the refusal of a new chat whose model has no usable API key
+/// ([`ModelResolver::check_new_chat`]); the validation entry on `model_config_id` says
+/// which provider and which key.
+pub const MODEL_KEY_MISSING_MESSAGE: &str =
+    "The chat's model cannot be used: its provider has no API key.";
+
+/// The 400 of [`StoreModelResolver::check_new_chat`]: the provider, and the environment
+/// variable or the personal key it lacks. Only names, never a value.
+fn missing_key_error(provider: &str, reason: UnavailableReason) -> Error {
+    let detail = match (reason, Provider::parse(provider).and_then(Provider::api_key_env_var)) {
+        (UnavailableReason::UserApiKeyRequired, _) => format!(
+            "Provider \"{provider}\" needs your own API key, and you have not added one."
+        ),
+        (_, Some(var)) => format!(
+            "Provider \"{provider}\" has no API key: {var} is not set and no key is configured for the provider."
+        ),
+        (_, None) => format!("Provider \"{provider}\" has no API key configured."),
+    };
+    Error::with_response(
+        ErrorKind::InvalidArgument,
+        Response::new(MODEL_KEY_MISSING_MESSAGE).with_validation("model_config_id", detail),
+    )
 }
 
 fn classified(err: &(dyn std::error::Error + 'static)) -> ChatError {
@@ -120,6 +147,28 @@ impl ModelResolver for StoreModelResolver {
             .resolve_model_config(selection.requested, None, UnusableRequestedModel::Reject)
             .await?;
         Ok(resolved.config.id)
+    }
+
+    /// Refuses a new chat whose model's provider has no key for the owner (an environment
+    /// key that is no longer set, no central key, or a personal key required and missing):
+    /// [`ErrorKind::InvalidArgument`] naming the provider and the missing key or variable.
+    async fn check_new_chat(&self, selection: ModelSelection, model_config_id: Uuid) -> Result<()> {
+        let model = self
+            .store
+            .resolve_turn_model(
+                selection.owner_id,
+                Some(model_config_id),
+                None,
+                &self.keyring,
+                &self.deployment_keys,
+            )
+            .await?;
+        match model.unavailable_reason() {
+            Some(
+                reason @ (UnavailableReason::MissingApiKey | UnavailableReason::UserApiKeyRequired),
+            ) => Err(missing_key_error(&model.model_config.provider, reason)),
+            _ => Ok(()),
+        }
     }
 
     async fn resolve(

@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use codersdk::{ChatError, ChatStatus, ChatStreamEvent, Timestamp};
+use codersdk::{ChatStatus, Timestamp};
 use tokio::time::MissedTickBehavior;
 
 use super::{lock, turn, Inner, StopCause, TurnControl};
-use crate::store::{DYNAMIC_TOOL_TIMEOUT_MESSAGE, MAX_CLAIM_BATCH};
+use crate::store::{LeaseState, MAX_CLAIM_BATCH};
 
 /// Claims `pending` chats when woken or every acquire interval, and runs stale recovery at
 /// start-up and every recovery interval, until shutdown.
@@ -53,7 +53,7 @@ async fn claim(inner: &Arc<Inner>) {
         let full = leases.len() == batch;
         for lease in leases {
             let control = Arc::new(TurnControl::new(lease));
-            lock(&inner.active).insert(lease.chat_id, Arc::clone(&control));
+            lock(&inner.active).insert(lease, Arc::clone(&control));
             inner.spawn(turn::run_turn(Arc::clone(inner), control));
         }
         if !full {
@@ -71,22 +71,15 @@ async fn recover(inner: &Arc<Inner>) {
         .await
     {
         Ok(recovered) => {
-            for chat_id in &recovered.to_pending {
-                tracing::info!(%chat_id, "recovered a chat from a stale worker");
-                inner.publish_status(*chat_id, ChatStatus::Pending).await;
-            }
-            for message in &recovered.tool_results {
-                inner
-                    .hub
-                    .publish(ChatStreamEvent::message(message.chat_id, message.clone()));
-            }
-            for chat_id in &recovered.timed_out {
-                tracing::info!(%chat_id, "dynamic tool calls timed out");
-                inner.publish_status(*chat_id, ChatStatus::Error).await;
-                inner.hub.publish(ChatStreamEvent::error(
-                    *chat_id,
-                    ChatError::generic(DYNAMIC_TOOL_TIMEOUT_MESSAGE),
-                ));
+            for transition in recovered.transitions {
+                let chat_id = transition.chat_id;
+                match transition.status {
+                    ChatStatus::Pending => {
+                        tracing::info!(%chat_id, "recovered a chat from a stale worker");
+                    }
+                    _ => tracing::info!(%chat_id, "dynamic tool calls timed out"),
+                }
+                inner.publish(transition).await;
             }
         }
         Err(e) => tracing::warn!(error = %e, "stale recovery failed"),
@@ -115,7 +108,7 @@ pub(crate) async fn heartbeats(inner: Arc<Inner>) {
             Ok(kept) => {
                 for control in &controls {
                     if !kept.contains(&control.lease) {
-                        control.stop(StopCause::LeaseLost);
+                        stop_unkept(&inner, control).await;
                     }
                 }
             }
@@ -125,4 +118,20 @@ pub(crate) async fn heartbeats(inner: Arc<Inner>) {
             Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
         }
     }
+}
+
+/// Stops a turn whose lease the heartbeat no longer found running. An interrupt that this
+/// process did not see (made by another process, or committed before the turn was
+/// registered) leaves the chat `waiting` under the same epoch: the turn then stops as
+/// interrupted, keeping its partial step, and its finish runs the queue (an interrupting
+/// send's message waits there). Anything else is a lost lease: stop without writing.
+async fn stop_unkept(inner: &Inner, control: &TurnControl) {
+    let cause = match inner.store.lease_state(&control.lease).await {
+        Ok(LeaseState::Interrupted) => StopCause::Interrupted,
+        // Owned again cannot be (the heartbeat just missed it); a failed read proves
+        // nothing, so the next heartbeat decides.
+        Ok(LeaseState::Owned) | Err(_) => return,
+        Ok(LeaseState::Lost) => StopCause::LeaseLost,
+    };
+    control.stop(cause);
 }

@@ -13,12 +13,12 @@ use chatprovider::{
 };
 use codersdk::{
     ChatError, ChatMessage, ChatMessagePart, ChatMessagePartType, ChatMessageRole, ChatStatus,
-    ChatStreamEvent, ChatStreamToolCall, ChatWatchEventKind, RawJson, Timestamp, Uuid,
+    ChatStreamEvent, RawJson, Timestamp, Uuid,
 };
 use futures_util::{FutureExt, StreamExt};
 
 use super::models::{ResolvedModel, TurnModelRequest};
-use super::{lock, Inner, StopCause, TurnControl};
+use super::{lock, HookPoint, Inner, StopCause, TurnControl};
 use crate::error::ErrorKind;
 use crate::store::{Lease, LeaseState, Step, TurnOutcome};
 use crate::tools::{interrupted_result_part, TurnContext};
@@ -37,7 +37,8 @@ enum TurnEnd {
     Interrupted,
     Shutdown,
     Failed(ChatError),
-    RequiresAction(Vec<ChatStreamToolCall>),
+    /// Client-executed tool calls wait for results; the finish transaction reads them.
+    RequiresAction,
     /// The lease is gone: another worker or an operation owns the chat now.
     Lost,
 }
@@ -78,23 +79,32 @@ async fn turn_body(inner: Arc<Inner>, control: Arc<TurnControl>) {
             )))
         }
     };
+    inner.hook(HookPoint::Finishing(lease)).await;
     finish(&inner, &lease, end).await;
-    inner.hub.end_turn(chat_id);
-    lock(&inner.active).remove(&chat_id);
+    let chat_still_runs = {
+        let mut active = lock(&inner.active);
+        // Only this turn's own entry: a later claim of the same chat (made after this
+        // turn's lease ended) has its own and keeps it.
+        active.remove(&lease);
+        active.keys().any(|other| other.chat_id == chat_id)
+    };
+    if !chat_still_runs {
+        inner.hub.end_turn(chat_id);
+    }
     // A slot is free: look for more work.
     inner.wake();
 }
 
-/// The finish routine (§2.1): one transaction, then publish in order status, watch event,
-/// error / action_required, promoted message and queue.
+/// The finish routine (§2.1): one transaction, then its publication
+/// ([`Inner::publish`]).
 async fn finish(inner: &Inner, lease: &Lease, end: TurnEnd) {
     let chat_id = lease.chat_id;
-    let (outcome, error, calls) = match end {
-        TurnEnd::Completed => (TurnOutcome::Completed, None, None),
-        TurnEnd::Interrupted => (TurnOutcome::Interrupted, None, None),
-        TurnEnd::Shutdown => (TurnOutcome::Shutdown, None, None),
-        TurnEnd::Failed(e) => (TurnOutcome::Failed(e.clone()), Some(e), None),
-        TurnEnd::RequiresAction(calls) => (TurnOutcome::RequiresAction, None, Some(calls)),
+    let outcome = match end {
+        TurnEnd::Completed => TurnOutcome::Completed,
+        TurnEnd::Interrupted => TurnOutcome::Interrupted,
+        TurnEnd::Shutdown => TurnOutcome::Shutdown,
+        TurnEnd::Failed(e) => TurnOutcome::Failed(e),
+        TurnEnd::RequiresAction => TurnOutcome::RequiresAction,
         // Nothing to write: the new owner (or the operation) decides the chat's state.
         TurnEnd::Lost => return,
     };
@@ -114,49 +124,22 @@ async fn finish(inner: &Inner, lease: &Lease, end: TurnEnd) {
             }
         }
     };
-    if !finished.wrote {
-        return;
-    }
-    inner
-        .hub
-        .publish(ChatStreamEvent::status(chat_id, finished.status.clone()));
-    // The chat is read only for watch events, so only when someone watches.
-    let chat = if inner.hub.has_watchers() {
-        inner.store.get_chat(chat_id).await.ok().flatten()
-    } else {
-        None
-    };
-    if let Some(chat) = chat.clone() {
-        inner.publish_watch(ChatWatchEventKind::StatusChange, chat, None);
-    }
-    if let Some(error) = error.filter(|_| finished.status == ChatStatus::Error) {
-        inner.hub.publish(ChatStreamEvent::error(chat_id, error));
-    }
-    if let Some(calls) = calls.filter(|_| finished.status == ChatStatus::RequiresAction) {
-        inner
-            .hub
-            .publish(ChatStreamEvent::action_required(chat_id, calls.clone()));
-        if let Some(chat) = chat {
-            inner.publish_watch(ChatWatchEventKind::ActionRequired, chat, Some(calls));
-        }
-    }
-    if let Some(message) = finished.promoted {
-        inner
-            .hub
-            .publish(ChatStreamEvent::message(chat_id, message));
-        inner
-            .hub
-            .publish(ChatStreamEvent::queue_update(chat_id, finished.queue));
-    }
-    if finished.status == ChatStatus::Pending {
-        inner.wake();
-    }
+    inner.publish(finished).await;
 }
 
 /// The chat's step loop.
 async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
     let lease = control.lease;
     let chat_id = lease.chat_id;
+    // An operation that took the chat between the claim and this turn's registration could
+    // not stop it (its publication found no turn of this lease): ask the store once. Later
+    // ones find the turn registered.
+    match inner.store.lease_state(&lease).await {
+        Ok(LeaseState::Owned) => {}
+        Ok(LeaseState::Interrupted) => return TurnEnd::Interrupted,
+        Ok(LeaseState::Lost) => return TurnEnd::Lost,
+        Err(e) => return TurnEnd::Failed(internal_error(&e)),
+    }
     let inputs = match inner.store.turn_inputs(chat_id).await {
         Ok(Some(inputs)) => inputs,
         Ok(None) => return TurnEnd::Lost,
@@ -168,7 +151,7 @@ async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
     };
     // Client tool calls of a step whose finish never ran are still waiting for the client.
     match inner.store.pending_tool_calls(chat_id).await {
-        Ok(pending) if !pending.is_empty() => return TurnEnd::RequiresAction(pending),
+        Ok(pending) if !pending.is_empty() => return TurnEnd::RequiresAction,
         Ok(_) => {}
         Err(e) => return TurnEnd::Failed(internal_error(&e)),
     }
@@ -280,8 +263,8 @@ async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
             Err(e) if e.kind() == ErrorKind::LeaseLost => return TurnEnd::Lost,
             Err(e) => return TurnEnd::Failed(internal_error(&e)),
         };
-        publish_messages(inner, chat_id, &persisted.messages);
-        history.extend(persisted.messages);
+        history.extend(persisted.transition.messages.iter().cloned());
+        inner.publish(persisted.transition).await;
         if persisted.lease == LeaseState::Interrupted || control.cancel.is_cancelled() {
             return match control.cause() {
                 None | Some(StopCause::Interrupted) => TurnEnd::Interrupted,
@@ -289,16 +272,7 @@ async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
             };
         }
         if executed.requires_action() {
-            let pending = executed
-                .pending_dynamic
-                .iter()
-                .map(|c| ChatStreamToolCall {
-                    tool_call_id: c.id.clone(),
-                    tool_name: c.name.clone(),
-                    args: c.arguments.clone(),
-                })
-                .collect();
-            return TurnEnd::RequiresAction(pending);
+            return TurnEnd::RequiresAction;
         }
         // Continue only while the model asked for tools that answered (§4.5.4).
         if executed.stop_turn || executed.results.is_empty() {
@@ -367,7 +341,7 @@ async fn stop_mid_step(
     let chat_id = control.lease.chat_id;
     match inner.store.persist_step(&control.lease, step).await {
         Ok(persisted) => {
-            publish_messages(inner, chat_id, &persisted.messages);
+            inner.publish(persisted.transition).await;
             TurnEnd::Interrupted
         }
         Err(e) if e.kind() == ErrorKind::LeaseLost => TurnEnd::Lost,
@@ -498,12 +472,6 @@ fn publish_tool_part(inner: &Inner, chat_id: Uuid, part: &ChatMessagePart) {
         Some(ChatMessageRole::Tool),
         part.clone(),
     ));
-}
-
-/// Publishes committed messages; they supersede the buffered preview.
-fn publish_messages(inner: &Inner, chat_id: Uuid, messages: &[ChatMessage]) {
-    inner.hub.clear_parts(chat_id);
-    inner.publish_messages(chat_id, messages);
 }
 
 fn with_default_max_tokens(resolved: &ResolvedModel, default: i64) -> chatprovider::CallSettings {

@@ -1,28 +1,26 @@
 //! Status-changing chat operations: the pending dynamic tool calls, tool-result
 //! submission (engine.md §7), interrupt (§6.6), message edit (§6.4) and archiving (§6.6,
 //! §2.1 row 17). Each is one transaction under the chat lock (archiving: under the locks
-//! of the whole family) that re-checks its preconditions and returns the committed facts
-//! for the engine to publish. docs/engine-operations.md records the decisions.
+//! of the whole family) that re-checks its preconditions and returns the committed
+//! [`Transition`] for the engine to publish. docs/engine-operations.md records the
+//! decisions.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use codersdk::{
-    validate_tool_results_against, ChatMessage, ChatMessagePart, ChatMessagePartType,
-    ChatMessageRole, ChatQueuedMessage, ChatStatus, ChatStreamToolCall, DynamicTool, Uuid,
-    ValidatedToolResult,
+    validate_tool_results_against, ChatMessage, ChatMessagePart, ChatMessageRole, ChatStatus,
+    ChatStreamToolCall, ChatWatchEventKind, Uuid, ValidatedToolResult,
 };
 use sqlx::{AnyConnection, Row};
 
-use super::chats::{corrupt, insert_message, message_from_row, MESSAGE_COLUMNS};
-use super::queue::{chat_archived, chat_state, load_queue, promote_in_conn};
-use super::{chat_not_found, get_opt_uuid, get_uuid, now_micros, uuid_text};
-use super::{ChatTx, Dialect, MessageVisibility, NewMessage, Store};
+use super::changes::{
+    chat_archived, load_queue, locked_chat, move_to_waiting, moved, pending_calls, promote_head,
+    tool_message, LockedChat, LOCKED_CHAT_COLUMNS,
+};
+use super::chats::{corrupt, insert_message};
+use super::{chat_not_found, get_opt_uuid, now_micros, uuid_text};
+use super::{ChatTx, Dialect, MessageVisibility, NewMessage, Store, Transition};
 use crate::error::{DbResultExt, Error, ErrorKind, Result};
-
-/// Error text of the synthetic results written for pending dynamic tool calls when the
-/// user interrupts a `requires_action` chat (engine.md §2.1 row 12), archives it, or sends
-/// or promotes a message over it.
-pub const TOOL_INTERRUPTED_MESSAGE: &str = "Tool execution interrupted by user";
 
 /// Message of the [`ErrorKind::Conflict`] (HTTP 409) answering tool results for a chat
 /// that is not `requires_action` (codersdk.md §5.6), including a repeated submission.
@@ -37,37 +35,6 @@ pub const ONLY_USER_MESSAGES_EDITABLE_MESSAGE: &str = "Only user messages can be
 pub const PARENT_ARCHIVED_MESSAGE: &str =
     "Cannot unarchive a sub-agent chat while its parent chat is archived. Unarchive the parent instead.";
 
-/// The committed facts of [`Store::submit_tool_results`], for the engine to publish.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Submitted {
-    /// One `tool` message (visibility `both`) per submitted result, in request order.
-    pub messages: Vec<ChatMessage>,
-    /// The chat's status after the call: `pending`.
-    pub status: ChatStatus,
-}
-
-/// The committed facts of [`Store::interrupt`]. The engine publishes, in order: the tool
-/// messages, the promoted message, the status, then the queue (when a message was
-/// promoted).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Interrupted {
-    /// The status the chat had.
-    pub previous_status: ChatStatus,
-    /// The status after the call.
-    pub status: ChatStatus,
-    /// Whether anything was written (`false` for a chat that was already `waiting` or
-    /// `error`).
-    pub changed: bool,
-    /// Synthetic error results ([`TOOL_INTERRUPTED_MESSAGE`]) for the pending dynamic tool
-    /// calls of a `requires_action` chat: one `tool` message per call, in call order.
-    pub tool_results: Vec<ChatMessage>,
-    /// The queue head promoted to a user message because no worker would have done it
-    /// (the chat was not `running`); the chat is then `pending`.
-    pub promoted: Option<ChatMessage>,
-    /// The whole queue after the call, oldest first.
-    pub queue: Vec<ChatQueuedMessage>,
-}
-
 /// The replacement of an edited message, for [`Store::edit_message`]. The caller has
 /// validated the parts (`codersdk::validate_edit_chat_message_request`) and checked the
 /// usage limit.
@@ -81,38 +48,17 @@ pub struct EditMessage {
     pub model_config_id: Option<Uuid>,
 }
 
-/// The committed facts of [`Store::edit_message`]. The engine publishes a full refresh,
-/// the new message, an empty `queue_update` and the status.
+/// The answer of [`Store::edit_message`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Edited {
     /// The replacement message (`EditChatMessageResponse::message`).
     pub message: ChatMessage,
     /// Ids of the messages soft-deleted: the edited one and every later one, ascending.
     pub deleted_message_ids: Vec<i64>,
-    /// The chat's status after the edit: `pending`.
-    pub status: ChatStatus,
-    /// The queue after the edit: always empty.
-    pub queue: Vec<ChatQueuedMessage>,
-}
-
-/// One chat of a family whose status or archived flag [`Store::set_archived`] changed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ArchivedChat {
-    /// The chat.
-    pub chat_id: Uuid,
-    /// Its status before the call (`running` tells the engine to stop the worker).
-    pub previous_status: ChatStatus,
-    /// Its status after the call.
-    pub status: ChatStatus,
-    /// Its archived flag after the call.
-    pub archived: bool,
-    /// Synthetic error results ([`TOOL_INTERRUPTED_MESSAGE`]) written when archiving a
-    /// `requires_action` chat, one `tool` message per pending call.
-    pub tool_results: Vec<ChatMessage>,
-    /// The queue head promoted when unarchiving a `waiting` chat with a queue.
-    pub promoted: Option<ChatMessage>,
-    /// The chat's queue after the call, oldest first.
-    pub queue: Vec<ChatQueuedMessage>,
+    /// The committed transition: the replacement message, the queue (always empty after
+    /// an edit), status `pending` (always announced, codersdk.md §5.5), the preview of a
+    /// stopped turn void.
+    pub transition: Transition,
 }
 
 impl Store {
@@ -145,7 +91,7 @@ impl Store {
         &self,
         chat_id: Uuid,
         results: Vec<ValidatedToolResult>,
-    ) -> Result<Submitted> {
+    ) -> Result<Transition> {
         let now = now_micros();
         let mut tx = self.begin_chat_tx(chat_id).await?;
         let result = submit_in_tx(&mut tx, results, now).await;
@@ -157,7 +103,7 @@ impl Store {
     /// - `running`: `waiting` with the worker fields cleared but the lease epoch kept, so
     ///   the worker's lease becomes [`super::LeaseState::Interrupted`]: it may persist its
     ///   partial step, and its finish routine promotes the queue;
-    /// - `requires_action`: a [`TOOL_INTERRUPTED_MESSAGE`] error result for every pending
+    /// - `requires_action`: a [`TOOL_INTERRUPTED_MESSAGE`](super::TOOL_INTERRUPTED_MESSAGE) error result for every pending
     ///   dynamic call (one `tool` message each), then `waiting`;
     /// - `pending`: `waiting`;
     /// - `waiting`, `error` (or a legacy status): nothing changes.
@@ -166,9 +112,10 @@ impl Store {
     /// `waiting` with a non-empty queue its head is promoted at once and the chat becomes
     /// `pending`. Leaving `pending` or `requires_action` bumps the lease epoch: no worker
     /// owns such a chat, and an earlier lease that the `pending` status had already
-    /// fenced off must not turn into `Interrupted`. [`ErrorKind::NotFound`] when the chat
-    /// does not exist.
-    pub async fn interrupt(&self, chat_id: Uuid) -> Result<Interrupted> {
+    /// fenced off must not turn into `Interrupted`. The transition of a chat that was
+    /// already `waiting` or `error` has written nothing ([`Transition::changed`] is false).
+    /// [`ErrorKind::NotFound`] when the chat does not exist.
+    pub async fn interrupt(&self, chat_id: Uuid) -> Result<Transition> {
         let now = now_micros();
         let mut tx = self.begin_chat_tx(chat_id).await?;
         let result = interrupt_in_tx(&mut tx, now).await;
@@ -208,17 +155,18 @@ impl Store {
     /// worker cleared and the epoch kept (like [`Store::interrupt`]: the worker persists
     /// its partial step, and its finish routine promotes nothing in an archived chat);
     /// `pending` members go to `waiting`; `requires_action` members get
-    /// [`TOOL_INTERRUPTED_MESSAGE`] results for their pending calls, then `waiting`.
+    /// [`TOOL_INTERRUPTED_MESSAGE`](super::TOOL_INTERRUPTED_MESSAGE) results for their pending calls, then `waiting`.
     ///
     /// Unarchive: a no-op when the chat is not archived; [`ErrorKind::InvalidArgument`]
     /// ([`PARENT_ARCHIVED_MESSAGE`]) when it has an archived parent. Otherwise every
     /// archived member is unarchived, and a `waiting` one with a queue has its head
     /// promoted (`pending`), since no worker will.
     ///
-    /// Returns every member whose status or flag changed, in id order. `updated_at` is
-    /// bumped only where the status changed. [`ErrorKind::NotFound`] when the chat does not
+    /// Returns the transition of every member whose status or flag changed, in id order,
+    /// each with the watch event `deleted` (archived) or `created` (unarchived).
+    /// `updated_at` is bumped only where the status changed. [`ErrorKind::NotFound`] when the chat does not
     /// exist.
-    pub async fn set_archived(&self, chat_id: Uuid, archived: bool) -> Result<Vec<ArchivedChat>> {
+    pub async fn set_archived(&self, chat_id: Uuid, archived: bool) -> Result<Vec<Transition>> {
         let now = now_micros();
         let tx = self.begin_write().await?;
         // Not `begin_chat_tx`: locking the target first and its family after would take
@@ -237,172 +185,18 @@ impl ChatTx {
     }
 }
 
-/// The pending dynamic tool calls of `chat_id`; see [`Store::pending_tool_calls`].
-pub(super) async fn pending_calls(
-    conn: &mut AnyConnection,
-    chat_id: Uuid,
-) -> Result<Vec<ChatStreamToolCall>> {
-    let tools: Option<String> = sqlx::query_scalar("SELECT dynamic_tools FROM chats WHERE id = $1")
-        .bind(uuid_text(chat_id))
-        .fetch_optional(&mut *conn)
-        .await
-        .db()?
-        .ok_or_else(|| chat_not_found(chat_id))?;
-    let Some(tools) = tools else {
-        return Ok(Vec::new());
-    };
-    let names: HashSet<String> = serde_json::from_str::<Vec<DynamicTool>>(&tools)
-        .map_err(|_| corrupt("dynamic_tools"))?
-        .into_iter()
-        .map(|tool| tool.name)
-        .collect();
-    if names.is_empty() {
-        return Ok(Vec::new());
-    }
-    // One statement, so the assistant message and the answers after it come from one
-    // snapshot. Compressed assistant rows are compaction bookkeeping, never a model step.
-    let sql = format!(
-        "SELECT {MESSAGE_COLUMNS} FROM chat_messages WHERE chat_id = $1 AND deleted = 0 \
-         AND id >= (SELECT MAX(id) FROM chat_messages WHERE chat_id = $1 AND role = $2 \
-         AND deleted = 0 AND compressed = 0) ORDER BY id"
-    );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(uuid_text(chat_id))
-        .bind(ChatMessageRole::Assistant.as_str())
-        .fetch_all(&mut *conn)
-        .await
-        .db()?;
-    let mut messages = rows.iter().map(message_from_row);
-    let assistant = match messages.next() {
-        Some(message) => message?,
-        None => return Ok(Vec::new()),
-    };
-    let mut answered = HashSet::new();
-    for message in messages {
-        for part in message?.content {
-            if part.part_type == ChatMessagePartType::ToolResult {
-                answered.insert(part.tool_call_id);
-            }
-        }
-    }
-    let mut seen = HashSet::new();
-    Ok(assistant
-        .content
-        .into_iter()
-        .filter(|part| {
-            part.part_type == ChatMessagePartType::ToolCall
-                && !part.provider_executed
-                && names.contains(&part.tool_name)
-                && !answered.contains(&part.tool_call_id)
-                && seen.insert(part.tool_call_id.clone())
-        })
-        .map(|part| ChatStreamToolCall {
-            // A persisted call always has its arguments; an empty object keeps the
-            // event parseable if one does not.
-            args: part
-                .args
-                .map_or_else(|| "{}".to_owned(), |args| args.get().to_owned()),
-            tool_call_id: part.tool_call_id,
-            tool_name: part.tool_name,
-        })
-        .collect())
-}
-
-/// Answers every pending dynamic call of the locked chat with an error result carrying
-/// `message`: one `tool` message (visibility `both`) per call, in call order.
-pub(super) async fn answer_pending_calls(
-    conn: &mut AnyConnection,
-    chat_id: Uuid,
-    now: i64,
-    message: &str,
-) -> Result<Vec<ChatMessage>> {
-    let calls = pending_calls(conn, chat_id).await?;
-    let mut inserted = Vec::with_capacity(calls.len());
-    for call in calls {
-        let part = ChatMessagePart::tool_error(call.tool_call_id, call.tool_name, message);
-        inserted.push(insert_message(conn, chat_id, now, tool_message(vec![part])).await?);
-    }
-    Ok(inserted)
-}
-
-fn tool_message(parts: Vec<ChatMessagePart>) -> NewMessage {
-    NewMessage {
-        role: ChatMessageRole::Tool,
-        parts,
-        visibility: MessageVisibility::Both,
-        created_by: None,
-        model_config_id: None,
-        usage: None,
-    }
-}
-
-/// Sets the locked chat, now `from`, to `waiting` with the worker fields, retry state and
-/// `last_error` cleared and `updated_at` bumped; returns the synthetic results written
-/// for the pending calls of a `requires_action` chat. Only `running` keeps the lease
-/// epoch (the interrupted worker may still persist its partial step); from any other
-/// status no worker owns the chat, and the bump keeps a lease fenced off earlier (by an
-/// edit, promote or recovery that set `pending`) from turning `Interrupted`.
-pub(super) async fn move_to_waiting(
-    conn: &mut AnyConnection,
-    chat_id: Uuid,
-    from: &ChatStatus,
-    now: i64,
-) -> Result<Vec<ChatMessage>> {
-    let tool_results = if *from == ChatStatus::RequiresAction {
-        answer_pending_calls(conn, chat_id, now, TOOL_INTERRUPTED_MESSAGE).await?
-    } else {
-        Vec::new()
-    };
-    let sql = if *from == ChatStatus::Running {
-        "UPDATE chats SET status = $2, worker_id = NULL, started_at = NULL, \
-         heartbeat_at = NULL, retry_state = NULL, last_error = NULL, updated_at = $3 \
-         WHERE id = $1"
-    } else {
-        "UPDATE chats SET status = $2, worker_id = NULL, started_at = NULL, \
-         heartbeat_at = NULL, retry_state = NULL, last_error = NULL, updated_at = $3, \
-         lease_epoch = lease_epoch + 1 WHERE id = $1"
-    };
-    sqlx::query(sql)
-        .bind(uuid_text(chat_id))
-        .bind(ChatStatus::Waiting.as_str())
-        .bind(now)
-        .execute(&mut *conn)
-        .await
-        .db()?;
-    Ok(tool_results)
-}
-
-/// Promotes the queue head (lowest id) of the locked chat, if any, leaving it `pending`.
-pub(super) async fn promote_head(
-    conn: &mut AnyConnection,
-    chat_id: Uuid,
-    now: i64,
-) -> Result<Option<ChatMessage>> {
-    let head: Option<i64> = sqlx::query_scalar(
-        "SELECT id FROM chat_queued_messages WHERE chat_id = $1 ORDER BY id LIMIT 1",
-    )
-    .bind(uuid_text(chat_id))
-    .fetch_optional(&mut *conn)
-    .await
-    .db()?;
-    match head {
-        Some(id) => Ok(Some(promote_in_conn(conn, chat_id, id, now).await?)),
-        None => Ok(None),
-    }
-}
-
 async fn submit_in_tx(
     tx: &mut ChatTx,
     results: Vec<ValidatedToolResult>,
     now: i64,
-) -> Result<Submitted> {
+) -> Result<Transition> {
     let chat_id = tx.chat_id();
     let conn = tx.conn();
-    let (status, archived) = chat_state(conn, chat_id).await?;
-    if archived {
+    let chat = locked_chat(conn, chat_id).await?;
+    if chat.archived {
         return Err(chat_archived(chat_id));
     }
-    if status != ChatStatus::RequiresAction {
+    if chat.status != ChatStatus::RequiresAction {
         return Err(Error::new(
             ErrorKind::Conflict,
             NOT_AWAITING_TOOL_RESULTS_MESSAGE,
@@ -418,7 +212,7 @@ async fn submit_in_tx(
         .iter()
         .map(|call| (call.tool_call_id.as_str(), call.tool_name.as_str()))
         .collect();
-    let mut messages = Vec::with_capacity(results.len());
+    let mut t = chat.transition();
     for result in results {
         // Validation above guarantees every id is pending.
         let name = names
@@ -427,7 +221,8 @@ async fn submit_in_tx(
             .unwrap_or_default();
         let part =
             ChatMessagePart::tool_result(result.tool_call_id, name, result.output, result.is_error);
-        messages.push(insert_message(conn, chat_id, now, tool_message(vec![part])).await?);
+        t.messages
+            .push(insert_message(conn, chat_id, now, tool_message(vec![part])).await?);
     }
     sqlx::query("UPDATE chats SET status = $2, last_error = NULL, updated_at = $3 WHERE id = $1")
         .bind(uuid_text(chat_id))
@@ -436,45 +231,26 @@ async fn submit_in_tx(
         .execute(&mut *conn)
         .await
         .db()?;
-    Ok(Submitted {
-        messages,
-        status: ChatStatus::Pending,
-    })
+    moved(&mut t, &chat, ChatStatus::Pending);
+    Ok(t)
 }
 
-async fn interrupt_in_tx(tx: &mut ChatTx, now: i64) -> Result<Interrupted> {
+async fn interrupt_in_tx(tx: &mut ChatTx, now: i64) -> Result<Transition> {
     let chat_id = tx.chat_id();
     let conn = tx.conn();
-    let (previous_status, archived) = chat_state(conn, chat_id).await?;
-    let mut tool_results = Vec::new();
-    let mut promoted = None;
-    let (status, changed) = match previous_status {
-        ChatStatus::Running => {
-            move_to_waiting(conn, chat_id, &previous_status, now).await?;
-            (ChatStatus::Waiting, true)
-        }
+    let chat = locked_chat(conn, chat_id).await?;
+    let mut t = chat.transition();
+    match chat.status {
+        ChatStatus::Running => move_to_waiting(conn, &chat, &mut t, now).await?,
         ChatStatus::Pending | ChatStatus::RequiresAction => {
-            tool_results = move_to_waiting(conn, chat_id, &previous_status, now).await?;
-            if !archived {
-                promoted = promote_head(conn, chat_id, now).await?;
+            move_to_waiting(conn, &chat, &mut t, now).await?;
+            if !chat.archived && promote_head(conn, &chat, &mut t, now).await? {
+                t.queue = Some(load_queue(conn, chat_id).await?);
             }
-            let status = if promoted.is_some() {
-                ChatStatus::Pending
-            } else {
-                ChatStatus::Waiting
-            };
-            (status, true)
         }
-        ref other => (other.clone(), false),
-    };
-    Ok(Interrupted {
-        previous_status,
-        status,
-        changed,
-        tool_results,
-        promoted,
-        queue: load_queue(conn, chat_id).await?,
-    })
+        _ => {}
+    }
+    Ok(t)
 }
 
 fn message_not_found(chat_id: Uuid, message_id: i64) -> Error {
@@ -501,8 +277,8 @@ async fn edit_in_tx(
 ) -> Result<Edited> {
     let chat_id = tx.chat_id();
     let conn = tx.conn();
-    let (_, archived) = chat_state(conn, chat_id).await?;
-    if archived {
+    let chat = locked_chat(conn, chat_id).await?;
+    if chat.archived {
         return Err(chat_archived(chat_id));
     }
     let row = sqlx::query(
@@ -573,20 +349,17 @@ async fn edit_in_tx(
     .execute(&mut *conn)
     .await
     .db()?;
+    let mut t = chat.transition();
+    t.messages.push(message.clone());
+    t.queue = Some(Vec::new());
+    // The stopped turn's preview belongs to the history the edit replaced.
+    t.preview_reset = true;
+    moved(&mut t, &chat, ChatStatus::Pending);
     Ok(Edited {
         message,
         deleted_message_ids,
-        status: ChatStatus::Pending,
-        queue: Vec::new(),
+        transition: t,
     })
-}
-
-/// A family member as locked by [`set_archived_in_tx`].
-struct Member {
-    id: Uuid,
-    parent: Option<Uuid>,
-    status: ChatStatus,
-    archived: bool,
 }
 
 async fn set_archived_in_tx(
@@ -594,7 +367,7 @@ async fn set_archived_in_tx(
     dialect: Dialect,
     archive: bool,
     now: i64,
-) -> Result<Vec<ArchivedChat>> {
+) -> Result<Vec<Transition>> {
     let chat_id = tx.chat_id();
     let conn = tx.conn();
     // `root_chat_id` never changes, so reading it before taking the locks is safe.
@@ -606,17 +379,17 @@ async fn set_archived_in_tx(
         .ok_or_else(|| chat_not_found(chat_id))?;
     let sql = match dialect {
         // `BEGIN IMMEDIATE` already holds the database write lock.
-        Dialect::Sqlite => {
-            "SELECT id, parent_chat_id, status, archived FROM chats \
+        Dialect::Sqlite => format!(
+            "SELECT {LOCKED_CHAT_COLUMNS}, parent_chat_id FROM chats \
              WHERE root_chat_id = $1 ORDER BY id"
-        }
+        ),
         // PostgreSQL sorts before it locks, so the rows are locked in id order.
-        Dialect::Postgres => {
-            "SELECT id, parent_chat_id, status, archived FROM chats \
+        Dialect::Postgres => format!(
+            "SELECT {LOCKED_CHAT_COLUMNS}, parent_chat_id FROM chats \
              WHERE root_chat_id = $1 ORDER BY id FOR UPDATE"
-        }
+        ),
     };
-    let rows = sqlx::query(sql)
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(&root)
         .fetch_all(&mut *conn)
         .await
@@ -624,26 +397,23 @@ async fn set_archived_in_tx(
     let members = rows
         .iter()
         .map(|row| {
-            Ok(Member {
-                id: get_uuid(row, "id")?,
-                parent: get_opt_uuid(row, "parent_chat_id")?,
-                status: ChatStatus::from_wire(&row.try_get::<String, _>("status").db()?),
-                archived: row.try_get::<i64, _>("archived").db()? != 0,
-            })
+            Ok((
+                LockedChat::from_row(row)?,
+                get_opt_uuid(row, "parent_chat_id")?,
+            ))
         })
         .collect::<Result<Vec<_>>>()?;
-    let target = members
+    let (target, target_parent) = members
         .iter()
-        .find(|m| m.id == chat_id)
+        .find(|(m, _)| m.id == chat_id)
         .ok_or_else(|| chat_not_found(chat_id))?;
     if target.archived == archive {
         return Ok(Vec::new());
     }
     if !archive {
-        let parent_archived = target
-            .parent
-            .and_then(|parent| members.iter().find(|m| m.id == parent))
-            .is_some_and(|parent| parent.archived);
+        let parent_archived = target_parent
+            .and_then(|parent| members.iter().find(|(m, _)| m.id == parent))
+            .is_some_and(|(parent, _)| parent.archived);
         if parent_archived {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
@@ -652,11 +422,11 @@ async fn set_archived_in_tx(
         }
     }
     let mut changed = Vec::new();
-    for member in members {
+    for (member, _) in &members {
         let report = if archive {
-            archive_member(conn, &member, now).await?
+            archive_member(conn, member, now).await?
         } else {
-            unarchive_member(conn, &member, now).await?
+            unarchive_member(conn, member, now).await?
         };
         if let Some(report) = report {
             changed.push(report);
@@ -667,40 +437,31 @@ async fn set_archived_in_tx(
 
 async fn archive_member(
     conn: &mut AnyConnection,
-    member: &Member,
+    member: &LockedChat,
     now: i64,
-) -> Result<Option<ArchivedChat>> {
+) -> Result<Option<Transition>> {
     let busy = member.status.is_busy();
     if member.archived && !busy {
         return Ok(None);
     }
-    let (status, tool_results) = if busy {
-        let results = move_to_waiting(conn, member.id, &member.status, now).await?;
-        (ChatStatus::Waiting, results)
-    } else {
-        (member.status.clone(), Vec::new())
-    };
+    let mut t = member.transition();
+    if busy {
+        move_to_waiting(conn, member, &mut t, now).await?;
+    }
     sqlx::query("UPDATE chats SET archived = 1, pin_order = 0 WHERE id = $1")
         .bind(uuid_text(member.id))
         .execute(&mut *conn)
         .await
         .db()?;
-    Ok(Some(ArchivedChat {
-        chat_id: member.id,
-        previous_status: member.status.clone(),
-        status,
-        archived: true,
-        tool_results,
-        promoted: None,
-        queue: load_queue(conn, member.id).await?,
-    }))
+    t.watch = Some(ChatWatchEventKind::Deleted);
+    Ok(Some(t))
 }
 
 async fn unarchive_member(
     conn: &mut AnyConnection,
-    member: &Member,
+    member: &LockedChat,
     now: i64,
-) -> Result<Option<ArchivedChat>> {
+) -> Result<Option<Transition>> {
     if !member.archived {
         return Ok(None);
     }
@@ -709,24 +470,11 @@ async fn unarchive_member(
         .execute(&mut *conn)
         .await
         .db()?;
+    let mut t = member.transition();
     // An archived chat's finish routine promotes nothing, so its queue waited for this.
-    let promoted = if member.status == ChatStatus::Waiting {
-        promote_head(conn, member.id, now).await?
-    } else {
-        None
-    };
-    let status = if promoted.is_some() {
-        ChatStatus::Pending
-    } else {
-        member.status.clone()
-    };
-    Ok(Some(ArchivedChat {
-        chat_id: member.id,
-        previous_status: member.status.clone(),
-        status,
-        archived: false,
-        tool_results: Vec::new(),
-        promoted,
-        queue: load_queue(conn, member.id).await?,
-    }))
+    if member.status == ChatStatus::Waiting && promote_head(conn, member, &mut t, now).await? {
+        t.queue = Some(load_queue(conn, member.id).await?);
+    }
+    t.watch = Some(ChatWatchEventKind::Created);
+    Ok(Some(t))
 }

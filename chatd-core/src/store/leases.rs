@@ -6,9 +6,9 @@ use std::time::Duration;
 use codersdk::{ChatError, ChatMessage, ChatStatus, Timestamp, Uuid};
 use sqlx::Row;
 
-use super::actions::answer_pending_calls;
+use super::changes::{answer_pending_calls, locked_chat, moved as moved_to};
 use super::{get_opt_uuid, get_uuid, now_micros, timestamp_to_micros, uuid_text};
-use super::{ChatTx, Dialect, Store};
+use super::{ChatTx, Dialect, Store, Transition};
 use crate::error::{DbResultExt, Error, ErrorKind, Result};
 
 /// Most chats one [`Store::claim_pending`] call claims (`MaxChatsPerAcquire`, §3.1); larger
@@ -52,14 +52,41 @@ pub enum LeaseState {
 /// The chats [`Store::recover_stale`] moved, for the engine to publish and follow up.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RecoveredChats {
-    /// Stale `running` chats set back to `pending` (to be claimed again).
-    pub to_pending: Vec<Uuid>,
-    /// `requires_action` chats set to `error` because the client never submitted results.
-    pub timed_out: Vec<Uuid>,
-    /// The synthetic error results ([`DYNAMIC_TOOL_TIMEOUT_MESSAGE`]) written in the same
-    /// transactions for the pending dynamic tool calls of the `timed_out` chats: one
-    /// `tool` message per call, grouped by chat in `timed_out` order.
-    pub tool_results: Vec<ChatMessage>,
+    /// One transition per chat moved, in chat id order: a stale `running` chat set back
+    /// to `pending` (its dead worker's lease ended), or a `requires_action` chat set to
+    /// `error` because the client never submitted results, with the synthetic error
+    /// results ([`DYNAMIC_TOOL_TIMEOUT_MESSAGE`]) written in the same transaction for its
+    /// pending dynamic tool calls (one `tool` message per call) and the error.
+    pub transitions: Vec<Transition>,
+}
+
+impl RecoveredChats {
+    /// The stale `running` chats set back to `pending` (to be claimed again).
+    pub fn to_pending(&self) -> Vec<Uuid> {
+        self.ids_now(&ChatStatus::Pending)
+    }
+
+    /// The `requires_action` chats set to `error`.
+    pub fn timed_out(&self) -> Vec<Uuid> {
+        self.ids_now(&ChatStatus::Error)
+    }
+
+    /// The synthetic error results of the `timed_out` chats, grouped by chat in
+    /// `timed_out` order.
+    pub fn tool_results(&self) -> Vec<ChatMessage> {
+        self.transitions
+            .iter()
+            .flat_map(|t| t.messages.iter().cloned())
+            .collect()
+    }
+
+    fn ids_now(&self, status: &ChatStatus) -> Vec<Uuid> {
+        self.transitions
+            .iter()
+            .filter(|t| t.status == *status)
+            .map(|t| t.chat_id)
+            .collect()
+    }
 }
 
 fn micros_of(d: Duration) -> i64 {
@@ -154,14 +181,31 @@ impl Store {
         Ok(owned)
     }
 
+    /// The state of `lease` as committed, read without a lock: for a worker that was not
+    /// told why its lease is gone (an operation of another process, or one that committed
+    /// before the worker registered its turn) to learn whether it was interrupted (the
+    /// chat is `waiting` under the same epoch: keep the partial step and finish, which
+    /// runs the queue) or lost. A chat that no longer exists is [`LeaseState::Lost`].
+    pub async fn lease_state(&self, lease: &Lease) -> Result<LeaseState> {
+        let row = sqlx::query("SELECT status, worker_id, lease_epoch FROM chats WHERE id = $1")
+            .bind(uuid_text(lease.chat_id))
+            .fetch_optional(self.pool())
+            .await
+            .db()?;
+        match row {
+            Some(row) => lease_state_of(&row, lease),
+            None => Ok(LeaseState::Lost),
+        }
+    }
+
     /// Graceful shutdown (§2.1 row 9): every chat `worker_id` is running goes back to
-    /// `pending` with its worker fields cleared, for another process to claim. Returns the
-    /// released chats.
-    pub async fn release_all(&self, worker_id: Uuid) -> Result<Vec<Uuid>> {
+    /// `pending` with its worker fields cleared, for another process to claim. Returns one
+    /// transition per released chat (`running` → `pending`, the worker's lease ended).
+    pub async fn release_all(&self, worker_id: Uuid) -> Result<Vec<Transition>> {
         let rows = sqlx::query(
             "UPDATE chats SET status = $2, worker_id = NULL, started_at = NULL, \
              heartbeat_at = NULL, updated_at = $4 WHERE worker_id = $1 AND status = $3 \
-             RETURNING id",
+             RETURNING id, lease_epoch",
         )
         .bind(uuid_text(worker_id))
         .bind(ChatStatus::Pending.as_str())
@@ -170,7 +214,19 @@ impl Store {
         .fetch_all(self.pool())
         .await
         .db()?;
-        rows.iter().map(|row| get_uuid(row, "id")).collect()
+        rows.iter()
+            .map(|row| {
+                let chat_id = get_uuid(row, "id")?;
+                let mut t = Transition::unchanged(chat_id, ChatStatus::Running);
+                t.ended_turn = Some(Lease {
+                    chat_id,
+                    worker_id,
+                    epoch: row.try_get("lease_epoch").db()?,
+                });
+                t.set_status(ChatStatus::Pending);
+                Ok(t)
+            })
+            .collect()
     }
 
     /// Stale recovery (§3.3) as of `now`: `running` chats whose heartbeat is older than
@@ -208,33 +264,28 @@ impl Store {
                 Err(e) => return Err(e),
             };
             let result = recover_one(&mut tx, &status, threshold, now).await;
-            let (moved, tool_results) = tx.finish(result).await?;
-            if moved {
-                match status {
-                    ChatStatus::Running => recovered.to_pending.push(chat_id),
-                    _ => {
-                        recovered.timed_out.push(chat_id);
-                        recovered.tool_results.extend(tool_results);
-                    }
-                }
+            if let Some(transition) = tx.finish(result).await? {
+                recovered.transitions.push(transition);
             }
         }
         Ok(recovered)
     }
 }
 
-/// Re-checks one recovery candidate under its chat lock and moves it; whether it moved,
-/// and the synthetic tool results written for a timed-out `requires_action` chat.
+/// Re-checks one recovery candidate under its chat lock and moves it; the transition when
+/// it moved.
 async fn recover_one(
     tx: &mut ChatTx,
     status: &ChatStatus,
     threshold: i64,
     now: i64,
-) -> Result<(bool, Vec<ChatMessage>)> {
+) -> Result<Option<Transition>> {
     let chat_id = tx.chat_id();
-    let moved = match status {
+    let chat = locked_chat(tx.conn(), chat_id).await?;
+    let mut t = chat.transition();
+    match status {
         ChatStatus::Running => {
-            sqlx::query(
+            let moved = sqlx::query(
                 "UPDATE chats SET status = $2, worker_id = NULL, started_at = NULL, \
                  heartbeat_at = NULL, updated_at = $5 \
                  WHERE id = $1 AND status = $3 AND heartbeat_at < $4",
@@ -248,7 +299,14 @@ async fn recover_one(
             .await
             .db()?
             .rows_affected()
-                > 0
+                > 0;
+            if !moved {
+                return Ok(None);
+            }
+            // The dead worker's lease ends; if it is a turn of this very process that
+            // lost touch with the database, it stops.
+            moved_to(&mut t, &chat, ChatStatus::Pending);
+            Ok(Some(t))
         }
         ChatStatus::RequiresAction => {
             let moved = sqlx::query(
@@ -267,19 +325,19 @@ async fn recover_one(
             .db()?
             .rows_affected()
                 > 0;
-            if moved {
-                // §3.3: the unanswered calls get error results in the same transaction,
-                // so the history never ends in calls without answers.
-                let results =
-                    answer_pending_calls(tx.conn(), chat_id, now, DYNAMIC_TOOL_TIMEOUT_MESSAGE)
-                        .await?;
-                return Ok((true, results));
+            if !moved {
+                return Ok(None);
             }
-            false
+            // §3.3: the unanswered calls get error results in the same transaction, so
+            // the history never ends in calls without answers.
+            t.messages =
+                answer_pending_calls(tx.conn(), chat_id, now, DYNAMIC_TOOL_TIMEOUT_MESSAGE).await?;
+            t.error = Some(ChatError::generic(DYNAMIC_TOOL_TIMEOUT_MESSAGE));
+            moved_to(&mut t, &chat, ChatStatus::Error);
+            Ok(Some(t))
         }
-        _ => false,
-    };
-    Ok((moved, Vec::new()))
+        _ => Ok(None),
+    }
 }
 
 fn dynamic_tool_timeout_error() -> Result<String> {

@@ -476,6 +476,27 @@ impl Store {
         rows.iter().map(config_from_row).collect()
     }
 
+    /// The ids among `ids` that name no enabled MCP server configuration (never created,
+    /// deleted or disabled), in the order given: what a chat's `mcp_server_ids` may not
+    /// hold when a request sets it. Reads the enabled ids only (an administrator's short
+    /// list), so a long request list costs no bind parameters.
+    pub async fn unusable_mcp_server_ids(&self, ids: &[Uuid]) -> Result<Vec<Uuid>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let enabled: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM mcp_server_configs WHERE enabled = 1")
+                .fetch_all(self.pool())
+                .await
+                .db()?;
+        let enabled: std::collections::HashSet<String> = enabled.into_iter().collect();
+        Ok(ids
+            .iter()
+            .copied()
+            .filter(|id| !enabled.contains(&uuid_text(*id)))
+            .collect())
+    }
+
     /// One MCP server configuration. [`ErrorKind::NotFound`] when it does not exist.
     pub async fn get_mcp_server_config(&self, id: Uuid) -> Result<MCPServerConfig> {
         let sql = format!("SELECT {MCP_COLUMNS} FROM mcp_server_configs WHERE id = $1");

@@ -8,6 +8,7 @@
 
 mod accounts;
 mod actions;
+mod changes;
 mod chats;
 mod config;
 mod history;
@@ -16,6 +17,7 @@ mod listing;
 mod mcp;
 mod queue;
 mod tokens;
+mod transition;
 mod turns;
 mod users;
 
@@ -29,9 +31,10 @@ use crate::error::{DbResultExt, Error, ErrorKind, Result};
 
 pub use accounts::{Account, NewAccount, MAX_ACCOUNT_PAGE};
 pub use actions::{
-    ArchivedChat, EditMessage, Edited, Interrupted, Submitted, NOT_AWAITING_TOOL_RESULTS_MESSAGE,
-    ONLY_USER_MESSAGES_EDITABLE_MESSAGE, PARENT_ARCHIVED_MESSAGE, TOOL_INTERRUPTED_MESSAGE,
+    EditMessage, Edited, NOT_AWAITING_TOOL_RESULTS_MESSAGE, ONLY_USER_MESSAGES_EDITABLE_MESSAGE,
+    PARENT_ARCHIVED_MESSAGE,
 };
+pub use changes::TOOL_INTERRUPTED_MESSAGE;
 pub use chats::{MessageVisibility, NewChat, NewMessage};
 pub use config::{
     provider_config_listing, provider_key_aad, user_key_aad, validate_user_prompt,
@@ -60,7 +63,8 @@ pub use mcp::{
 };
 pub use queue::{Promoted, SendMessage, SendOutcome, SendResult, MAX_QUEUED_MESSAGES};
 pub use tokens::{hash_api_token, API_TOKEN_BYTES, API_TOKEN_PREFIX, MAX_API_TOKEN_LEN};
-pub use turns::{FinishedTurn, PersistedStep, Step, TurnOutcome};
+pub use transition::Transition;
+pub use turns::{PersistedStep, Step, TurnOutcome};
 pub use users::{NewUser, Organization, User};
 
 /// How long a SQLite connection waits for the database write lock before failing with

@@ -3,14 +3,15 @@
 //! worker's [`Lease`].
 
 use codersdk::{
-    ChatError, ChatMessage, ChatMessagePart, ChatMessageRole, ChatMessageUsage, ChatQueuedMessage,
-    ChatStatus, ChatStreamRetry, Uuid,
+    ChatError, ChatMessagePart, ChatMessageRole, ChatMessageUsage, ChatStatus, ChatStreamRetry,
+    Uuid,
 };
+use sqlx::Row;
 
+use super::changes::{load_queue, locked_chat, pending_calls, promote_head};
 use super::chats::{insert_message_row, json_text, StepColumns};
-use super::queue::{chat_state, load_queue, promote_in_tx};
-use super::Store;
 use super::{now_micros, uuid_text, ChatTx, Lease, LeaseState, MessageVisibility, NewMessage};
+use super::{Store, Transition};
 use crate::error::{DbResultExt, Error, ErrorKind, Result};
 
 /// One model step to persist with [`Store::persist_step`].
@@ -33,14 +34,16 @@ pub struct Step {
     pub tool_results: Vec<Vec<ChatMessagePart>>,
 }
 
-/// The committed facts of [`Store::persist_step`], for the engine to publish.
+/// The answer of [`Store::persist_step`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct PersistedStep {
-    /// The inserted messages in id order: the assistant message, then the tool results.
-    pub messages: Vec<ChatMessage>,
     /// [`LeaseState::Owned`], or [`LeaseState::Interrupted`] when this was the partial step
     /// of an interrupted turn: the worker must then stop and finish.
     pub lease: LeaseState,
+    /// The committed transition: the inserted messages in id order (the assistant
+    /// message, then the tool results), which supersede the step's preview; the status is
+    /// unchanged.
+    pub transition: Transition,
 }
 
 /// How a turn ended, for [`Store::finish_turn`] (§2.1 step 3).
@@ -58,21 +61,6 @@ pub enum TurnOutcome {
     Failed(ChatError),
     /// The last step has dynamic (client) tool calls: `requires_action`.
     RequiresAction,
-}
-
-/// The committed facts of [`Store::finish_turn`]. The engine publishes, in order: the
-/// status, the promoted message (if any), then the queue (when a message was promoted).
-#[derive(Debug, Clone, PartialEq)]
-pub struct FinishedTurn {
-    /// The chat's status after the call (unchanged when nothing was written).
-    pub status: ChatStatus,
-    /// The queue head that auto-promotion turned into a user message.
-    pub promoted: Option<ChatMessage>,
-    /// The whole queue after the call, oldest first.
-    pub queue: Vec<ChatQueuedMessage>,
-    /// Whether anything was written. `false` when the lease was lost: the chat was claimed
-    /// again, or an edit, promote, shutdown or recovery already moved it on.
-    pub wrote: bool,
 }
 
 fn lease_lost(lease: &Lease) -> Error {
@@ -100,14 +88,14 @@ impl Store {
     /// read that also checks the lease, `1 + n` inserts, one chat update, `COMMIT`.
     pub async fn persist_step(&self, lease: &Lease, step: Step) -> Result<PersistedStep> {
         let now = now_micros();
-        let (mut tx, state) = self.begin_leased_tx(lease).await?;
-        let result = persist_in_tx(&mut tx, lease, state, step, now).await;
+        let (mut tx, state, status) = self.begin_leased_tx(lease).await?;
+        let result = persist_in_tx(&mut tx, lease, state, status, step, now).await;
         tx.finish(result).await
     }
 
     /// Locks the lease's chat and reads its lease state in the same statement (one round
     /// trip instead of two on the hot path of every step).
-    async fn begin_leased_tx(&self, lease: &Lease) -> Result<(ChatTx, LeaseState)> {
+    async fn begin_leased_tx(&self, lease: &Lease) -> Result<(ChatTx, LeaseState, ChatStatus)> {
         let mut tx = self.begin_write().await?;
         let sql = match self.dialect() {
             super::Dialect::Sqlite => {
@@ -127,12 +115,14 @@ impl Store {
             return Err(super::chat_not_found(lease.chat_id));
         };
         let state = super::leases::lease_state_of(&row, lease)?;
+        let status = ChatStatus::from_wire(&row.try_get::<String, _>("status").db()?);
         Ok((
             ChatTx {
                 tx,
                 chat_id: lease.chat_id,
             },
             state,
+            status,
         ))
     }
 
@@ -140,14 +130,18 @@ impl Store {
     ///
     /// Writes only while the lease is [`LeaseState::Owned`] or [`LeaseState::Interrupted`];
     /// otherwise the chat is left as it is (another worker owns it, or an edit, promote,
-    /// shutdown or recovery moved it to `pending` or on) and [`FinishedTurn::wrote`] is
-    /// `false`. When writing, the target status follows `outcome`; a `waiting` target of a
+    /// shutdown or recovery moved it to `pending` or on) and the transition has written
+    /// nothing ([`Transition::changed`] is false). When writing, the target status follows `outcome`; a `waiting` target of a
     /// non-archived chat with a non-empty queue promotes the queue head (lowest id) to a
     /// user message and becomes `pending`. The worker fields and the retry state are
     /// cleared and the epoch is bumped, which retires the lease: finishing is the lease's
     /// last write, and anything a stale copy of it tries later is refused. `last_error` is set for
     /// [`TurnOutcome::Failed`] and cleared otherwise, and `updated_at` is bumped.
-    pub async fn finish_turn(&self, lease: &Lease, outcome: TurnOutcome) -> Result<FinishedTurn> {
+    ///
+    /// The transition carries the status, the error of a failed turn, the pending client
+    /// tool calls of a `requires_action` one (read in the transaction), and the promoted
+    /// message with the queue after it.
+    pub async fn finish_turn(&self, lease: &Lease, outcome: TurnOutcome) -> Result<Transition> {
         let now = now_micros();
         let mut tx = self.begin_chat_tx(lease.chat_id).await?;
         let result = finish_in_tx(&mut tx, lease, outcome, now).await;
@@ -173,6 +167,7 @@ async fn persist_in_tx(
     tx: &mut ChatTx,
     lease: &Lease,
     state: LeaseState,
+    status: ChatStatus,
     step: Step,
     now: i64,
 ) -> Result<PersistedStep> {
@@ -219,9 +214,13 @@ async fn persist_in_tx(
     .execute(&mut *conn)
     .await
     .db()?;
+    let mut transition = Transition::unchanged(chat_id, status);
+    transition.messages = messages;
+    // The durable step supersedes the preview of the parts that streamed it.
+    transition.preview_reset = true;
     Ok(PersistedStep {
-        messages,
         lease: state,
+        transition,
     })
 }
 
@@ -230,77 +229,66 @@ async fn finish_in_tx(
     lease: &Lease,
     outcome: TurnOutcome,
     now: i64,
-) -> Result<FinishedTurn> {
+) -> Result<Transition> {
     let state = tx.check_lease(lease).await?;
     let chat_id = tx.chat_id();
-    let (status, archived) = chat_state(tx.conn(), chat_id).await?;
+    let chat = locked_chat(tx.conn(), chat_id).await?;
+    let mut t = chat.transition();
     if state == LeaseState::Lost {
         // §2.1 steps 1–2: another worker owns the chat, or it was already moved on
         // (`pending` after edit, promote, shutdown or recovery): leave it untouched.
-        return Ok(FinishedTurn {
-            status,
-            promoted: None,
-            queue: load_queue(tx.conn(), chat_id).await?,
-            wrote: false,
-        });
+        return Ok(t);
     }
-    let (target, last_error) = match outcome {
+    let (target, error) = match outcome {
         TurnOutcome::Completed | TurnOutcome::Interrupted => (ChatStatus::Waiting, None),
         TurnOutcome::Shutdown => (ChatStatus::Pending, None),
-        TurnOutcome::Failed(error) => (
-            ChatStatus::Error,
-            Some(json_text(serde_json::to_string(&error), "error")?),
-        ),
+        TurnOutcome::Failed(error) => (ChatStatus::Error, Some(error)),
         TurnOutcome::RequiresAction => (ChatStatus::RequiresAction, None),
     };
-    let head: Option<i64> = if target == ChatStatus::Waiting && !archived {
-        sqlx::query_scalar(
-            "SELECT id FROM chat_queued_messages WHERE chat_id = $1 ORDER BY id LIMIT 1",
+    let last_error = error
+        .as_ref()
+        .map(|e| json_text(serde_json::to_string(e), "error"))
+        .transpose()?;
+    let conn = tx.conn();
+    let promoted = if target == ChatStatus::Waiting && !chat.archived {
+        // Auto-promotion (§2.1 step 4): the shared promote path sets `pending` and clears
+        // the worker fields and `last_error`.
+        promote_head(conn, &chat, &mut t, now).await?
+    } else {
+        false
+    };
+    if promoted {
+        sqlx::query(
+            "UPDATE chats SET retry_state = NULL, lease_epoch = lease_epoch + 1 WHERE id = $1",
         )
         .bind(uuid_text(chat_id))
-        .fetch_optional(&mut *tx.conn())
+        .execute(&mut *conn)
         .await
-        .db()?
+        .db()?;
+        t.queue = Some(load_queue(conn, chat_id).await?);
     } else {
-        None
-    };
-    let (status, promoted) = match head {
-        Some(id) => {
-            // Auto-promotion (§2.1 step 4): the shared promote path sets `pending` and
-            // clears the worker fields and `last_error`.
-            let message = promote_in_tx(tx, id, now).await?;
-            sqlx::query(
-                "UPDATE chats SET retry_state = NULL, lease_epoch = lease_epoch + 1 WHERE id = $1",
-            )
-            .bind(uuid_text(chat_id))
-            .execute(&mut *tx.conn())
-            .await
-            .db()?;
-            (ChatStatus::Pending, Some(message))
+        sqlx::query(
+            "UPDATE chats SET status = $2, last_error = $3, worker_id = NULL, \
+             lease_epoch = lease_epoch + 1, started_at = NULL, heartbeat_at = NULL, \
+             retry_state = NULL, updated_at = $4 \
+             WHERE id = $1",
+        )
+        .bind(uuid_text(chat_id))
+        .bind(target.as_str())
+        .bind(last_error)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .db()?;
+        t.error = error;
+        if target == ChatStatus::RequiresAction {
+            t.action_required = Some(pending_calls(conn, chat_id).await?);
         }
-        None => {
-            sqlx::query(
-                "UPDATE chats SET status = $2, last_error = $3, worker_id = NULL, \
-                 lease_epoch = lease_epoch + 1, started_at = NULL, heartbeat_at = NULL, \
-                 retry_state = NULL, updated_at = $4 \
-                 WHERE id = $1",
-            )
-            .bind(uuid_text(chat_id))
-            .bind(target.as_str())
-            .bind(last_error)
-            .bind(now)
-            .execute(&mut *tx.conn())
-            .await
-            .db()?;
-            (target, None)
-        }
-    };
-    Ok(FinishedTurn {
-        status,
-        promoted,
-        queue: load_queue(tx.conn(), chat_id).await?,
-        wrote: true,
-    })
+        t.set_status(target);
+    }
+    // The worker finishing is the lease's holder: no other turn ended.
+    t.ended_turn = None;
+    Ok(t)
 }
 
 async fn record_retry_in_tx(tx: &mut ChatTx, lease: &Lease, encoded: Option<String>) -> Result<()> {
