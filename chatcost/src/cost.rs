@@ -1,5 +1,5 @@
 //! Per-message cost: exact decimal products, one ceiling, integer microdollars
-//! (core.md §C.2, DECISIONS §4).
+//!.
 
 use codersdk::{ChatMessageUsage, ModelCostConfig};
 use rust_decimal::Decimal;
@@ -13,7 +13,7 @@ use crate::error::{CostError, CostErrorKind};
 /// absurd usage never looks cheap.
 pub const MAX_COST_MICROS: i64 = i64::MAX;
 
-/// Exact cost of one model call in microdollars (1e-6 USD), Coder's rule (core.md §C.2).
+/// Exact cost of one model call in microdollars (1e-6 USD), Coder's rule.
 ///
 /// Returns `None` ("unpriced") when `cost` is absent or sets no price, when `usage` has none
 /// of the input, output, reasoning, cache-creation and cache-read counts (`total_tokens` and
@@ -181,7 +181,7 @@ pub fn parse_cost_config(json: &str) -> Result<ModelCostConfig, CostError> {
     Ok(cost)
 }
 
-/// Fills the prices `dst` lacks from `defaults` (core.md §C.2 `MergeMissingModelCostConfig`).
+/// Fills the prices `dst` lacks from `defaults` (`MergeMissingModelCostConfig`).
 ///
 /// `defaults` absent ⇒ no change; `dst` absent ⇒ `dst` becomes a copy of `defaults`;
 /// otherwise each price missing in `dst` is taken from `defaults`. A price `dst` sets,

@@ -2,8 +2,7 @@
 //! per-provider usage normalization, and a price book seeded from models.dev.
 //!
 //! Spend limits, cost dashboards and billing all rest on one number per model call,
-//! `total_cost_micros`. This crate computes it the way Coder does (core.md §C.2, DECISIONS
-//! §4): every bucket's tokens times its USD-per-million price, summed **exactly**, then
+//! `total_cost_micros`. This crate computes it the way Coder does: every bucket's tokens times its USD-per-million price, summed **exactly**, then
 //! rounded **once**, up, to a whole microdollar. `None` means *unpriced* (no price, or no
 //! usage in a priced category) and is never confused with `Some(0)`, *free*. Prices are
 //! [`rust_decimal::Decimal`]s read from their JSON text, never through `f64`.
@@ -18,7 +17,7 @@
 //!   (`input_tokens` excludes cache reads and writes, `output_tokens` includes reasoning).
 //! - **Price book** ([`PriceBook`]): micro-USD-per-million prices for `anthropic`, `azure`,
 //!   `bedrock`, `deepseek`, `google`, `openai`, `openrouter`, `vercel` and `xai`, embedded
-//!   at build time and generated from models.dev data by [`generate`] (core.md §D.3–D.4).
+//!   at build time and generated from models.dev data by [`generate`].
 //!
 //! The crate does no I/O and never panics on input.
 //!

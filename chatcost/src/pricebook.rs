@@ -1,5 +1,5 @@
 //! The price book: a seed of per-model prices generated from models.dev data
-//! (core.md §D.3–D.4), embedded in the crate, and its lookup.
+//!, embedded in the crate, and its lookup.
 //!
 //! Seed units are **micro-USD per million tokens** (USD/M × 10^6) as integers; `null`
 //! means "upstream did not publish this price" and differs from `0` (free).
@@ -22,7 +22,7 @@ pub const EMBEDDED_PRICES_JSON: &str = include_str!("../data/prices.json");
 /// Coder's generator). Checked before parsing.
 pub const MAX_UPSTREAM_JSON_BYTES: usize = 100 * 1024 * 1024;
 
-/// One price-book row: exactly the six fields of the seed format (core.md §D.3).
+/// One price-book row: exactly the six fields of the seed format.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PriceRow {
@@ -79,7 +79,7 @@ impl<'a> ProviderMapping<'a> {
     }
 }
 
-/// The providers the embedded seed covers: the DECISIONS §5 ids that have a vendor price
+/// The providers the embedded seed covers: the provider ids of `codersdk::ProviderId` that have a vendor price
 /// list (`openai-compat` is excluded: its upstream vendor is unknown), plus `xai` and
 /// `deepseek` for use through `openai-compat` (see [`openai_compat_vendor`]).
 pub const SEED_PROVIDERS: &[ProviderMapping<'static>] = &[
@@ -127,7 +127,7 @@ pub fn render_seed(rows: &[PriceRow]) -> String {
     text
 }
 
-/// Generates price rows from models.dev data, following core.md §D.4.
+/// Generates price rows from models.dev data, following Coder's generator rules (described in docs/cost.md).
 ///
 /// `upstream_json` is models.dev's `api.json` (provider key → `{models: {model id →
 /// {cost: {input, output, cache_read, cache_write, …}}}}`, prices in USD per million
@@ -423,7 +423,7 @@ impl PriceBook {
         BOOK.get_or_init(|| PriceBook::from_json(EMBEDDED_PRICES_JSON).unwrap_or_default())
     }
 
-    /// Parses seed text (core.md §D.3) and indexes it.
+    /// Parses seed text and indexes it.
     ///
     /// Text that is not a JSON array of six-field rows with integer-or-null prices is
     /// [`CostErrorKind::InvalidPriceSeed`] ("parse price seed: …", the JSON error as source);
@@ -598,7 +598,7 @@ mod tests {
 
     #[test]
     fn to_micros_vectors() {
-        // core.md §D.4 vectors.
+        // The generator's reference vectors.
         assert_eq!(micros("0"), Some(0));
         assert_eq!(micros("3"), Some(3_000_000));
         assert_eq!(micros("0.075"), Some(75_000));

@@ -1,4 +1,4 @@
-//! The [`Chat`] object (§2) and what hangs off it: status, diff status, files.
+//! The [`Chat`] object and what hangs off it: status, diff status, files.
 
 use std::collections::BTreeMap;
 
@@ -11,7 +11,7 @@ use crate::serde_util::null_as_default;
 use crate::{ChatError, ChatMessagePart, Timestamp};
 
 string_enum! {
-    /// Lifecycle state of a chat (§3.1, DECISIONS §1).
+    /// Lifecycle state of a chat.
     pub enum ChatStatus {
         /// Idle, waiting for user input.
         Waiting = "waiting",
@@ -49,7 +49,7 @@ string_enum! {
 }
 
 string_enum! {
-    /// The kind of client that created a chat (§3.4).
+    /// The kind of client that created a chat.
     pub enum ChatClientType {
         /// Coder's web UI.
         Ui = "ui",
@@ -58,7 +58,7 @@ string_enum! {
     }
 }
 
-/// A chat (§2.1).
+/// A chat.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 pub struct Chat {
     /// Chat id.
@@ -162,7 +162,7 @@ pub struct Chat {
     pub children: Vec<Chat>,
 }
 
-/// Git and pull-request status of a chat's work (§11).
+/// Git and pull-request status of a chat's work.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS)]
 pub struct ChatDiffStatus {
     /// The chat.
@@ -258,7 +258,7 @@ pub struct ChatDiffContents {
     pub diff: Option<String>,
 }
 
-/// An uploaded chat file (§9).
+/// An uploaded chat file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 pub struct ChatFileMetadata {
     /// File id.
@@ -293,7 +293,7 @@ pub const MAX_CHAT_FILE_SIZE_BYTES: u64 = 10 * 1024 * 1024;
 /// Most files linked to one chat.
 pub const MAX_CHAT_FILE_LINKS: usize = 20;
 
-/// MIME types accepted for chat attachments (§9).
+/// MIME types accepted for chat attachments.
 pub const CHAT_ATTACHMENT_MEDIA_TYPES: &[&str] = &[
     "application/json",
     "application/pdf",

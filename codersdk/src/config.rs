@@ -1,4 +1,4 @@
-//! Bodies of the `/chats/config/…` endpoints (§15) and the debug-run types.
+//! Bodies of the `/chats/config/…` endpoints and the debug-run types.
 
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;

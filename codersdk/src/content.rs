@@ -1,4 +1,4 @@
-//! Stored message content (codersdk.md §4.3): decoding every `content_version` a database
+//! Stored message content: decoding every `content_version` a database
 //! may hold, and encoding the current one.
 //!
 //! Version 1 is a JSON array of [`ChatMessagePart`], the format the API also uses; it is

@@ -1,4 +1,4 @@
-//! Spend reporting and usage limits (§13).
+//! Spend reporting and usage limits.
 
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;

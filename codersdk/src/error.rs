@@ -9,7 +9,7 @@ use crate::serde_util::is_zero_u16;
 use crate::Timestamp;
 
 string_enum! {
-    /// Classification of a failed model call (core.md §A.1, DECISIONS §2).
+    /// Classification of a failed model call.
     ///
     /// `stream_silence_timeout` (Coder's newest name) is read as [`ChatErrorKind::StartupTimeout`].
     pub enum ChatErrorKind {

@@ -1,6 +1,6 @@
 //! The `string_enum!` macro: forward-compatible string enums.
 //!
-//! Every wire enum must survive a newer server (DECISIONS §1): an unknown string is kept
+//! Every wire enum must survive a newer server: an unknown string is kept
 //! in an `Unknown(String)` variant instead of failing the whole object. serde's derive
 //! cannot express "known strings or anything else" without an untagged fallback that
 //! loses error quality, so one macro writes the enum, its string conversions, serde,

@@ -1,4 +1,4 @@
-//! MCP server configurations (§14). Secrets are write-only: responses carry `has_*` flags.
+//! MCP server configurations. Secrets are write-only: responses carry `has_*` flags.
 
 use std::collections::BTreeMap;
 
@@ -48,7 +48,7 @@ string_enum! {
     }
 }
 
-/// An MCP server configuration as callers see it (§14.1).
+/// An MCP server configuration as callers see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 pub struct MCPServerConfig {
     /// Id.

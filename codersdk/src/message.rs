@@ -1,4 +1,4 @@
-//! Messages (§4): [`ChatMessage`], the flat [`ChatMessagePart`], usage and the queue.
+//! Messages: [`ChatMessage`], the flat [`ChatMessagePart`], usage and the queue.
 
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
@@ -93,7 +93,7 @@ fn usage_is_empty(u: &Option<ChatMessageUsage>) -> bool {
     u.as_ref().is_none_or(ChatMessageUsage::is_empty)
 }
 
-/// One piece of message content: a single flat object discriminated by `type` (§4.4).
+/// One piece of message content: a single flat object discriminated by `type`.
 ///
 /// The JSON is also the storage format, so it follows Coder byte for byte: a field that
 /// some variant *requires* (`text`, `url`, `media_type`, `file_name`, `start_line`,
@@ -362,7 +362,7 @@ impl ChatMessagePart {
         }
     }
 
-    /// Applies the output stripping rule (§4.4) before a part leaves the server: drops
+    /// Applies the output stripping rule before a part leaves the server: drops
     /// provider metadata, drops inline `data` when `file_id` is set, and blanks
     /// context-file and skill internals. Deltas are kept.
     pub fn strip_internal(&mut self) {
@@ -418,7 +418,7 @@ pub struct ChatMessage {
     pub usage: Option<ChatMessageUsage>,
 }
 
-/// A message waiting in a chat's queue while the chat is busy (§6).
+/// A message waiting in a chat's queue while the chat is busy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 pub struct ChatQueuedMessage {
     /// Queue entry id (path parameter of delete / promote).

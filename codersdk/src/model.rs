@@ -1,4 +1,4 @@
-//! Providers, model configs, call options, prices, BYOK keys and model overrides (§12).
+//! Providers, model configs, call options, prices, BYOK keys and model overrides.
 
 use std::collections::BTreeMap;
 
@@ -21,7 +21,7 @@ fn price_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     })
 }
 
-/// Prices of a model in USD per million tokens, as exact decimals (core.md §C.1).
+/// Prices of a model in USD per million tokens, as exact decimals.
 ///
 /// A missing price means "not priced" and differs from `"0"` (free). Read from decimal
 /// strings or JSON numbers without passing through `f64`; written as decimal strings.
@@ -149,7 +149,7 @@ pub struct ChatModelOpenAIConfig {
     pub use_responses_api: Option<bool>,
 }
 
-/// Call options and pricing of a model config (`model_config`, §12.3 and core.md §E.7).
+/// Call options and pricing of a model config (`model_config`).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, TS, schemars::JsonSchema)]
 #[ts(optional_fields)]
 pub struct ChatModelCallConfig {
@@ -630,7 +630,7 @@ string_enum! {
     }
 }
 
-/// A provider as administrators see it (§12.1). The key itself is never returned.
+/// A provider as administrators see it. The key itself is never returned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 pub struct ChatProviderConfig {
     /// Id; the nil UUID for supported-but-unconfigured providers.
@@ -731,7 +731,7 @@ pub struct UpdateChatProviderConfigRequest {
     pub allow_central_api_key_fallback: Option<bool>,
 }
 
-/// A provider as a user sees it for bring-your-own-key (§12.2).
+/// A provider as a user sees it for bring-your-own-key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 pub struct UserChatProviderConfig {
     /// Provider config id.
@@ -758,7 +758,7 @@ pub struct CreateUserChatProviderKeyRequest {
     pub api_key: SecretString,
 }
 
-/// A model configuration (§12.3).
+/// A model configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 pub struct ChatModelConfig {
     /// Id.

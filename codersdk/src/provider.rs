@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// One of the eight LLM providers chatd knows (DECISIONS §5).
+/// One of the eight LLM providers chatd knows.
 ///
 /// The wire form is the lowercase id: `anthropic`, `azure`, `bedrock`, `google`, `openai`,
 /// `openai-compat`, `openrouter`, `vercel`. Wire fields that carry a provider
@@ -81,7 +81,7 @@ pub const PROVIDER_NAME_ALIASES: &[(&str, ProviderId)] = &[
     ("openai_compat", ProviderId::OpenAiCompat),
 ];
 
-/// Provider ids this version knows (DECISIONS §5), in catalog order: the ids of
+/// Provider ids this version knows, in catalog order: the ids of
 /// [`ProviderId::ALL`].
 pub const CHAT_PROVIDER_IDS: &[&str] = &ProviderId::ids();
 

@@ -1,4 +1,4 @@
-//! Request and response bodies of the chat routes (§5) and dynamic tools (§5.6).
+//! Request and response bodies of the chat routes and dynamic tools.
 
 use std::collections::BTreeMap;
 
@@ -23,7 +23,7 @@ string_enum! {
     }
 }
 
-/// One piece of user input (§5.1).
+/// One piece of user input.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS, schemars::JsonSchema)]
 pub struct ChatInputPart {
     /// `text`, `file` or `file-reference`.
@@ -96,7 +96,7 @@ impl ChatInputPart {
     }
 }
 
-/// A client-executed tool declared at chat creation (§5.6).
+/// A client-executed tool declared at chat creation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS, schemars::JsonSchema)]
 pub struct DynamicTool {
     /// Unique, non-empty tool name.
@@ -111,7 +111,7 @@ pub struct DynamicTool {
     pub input_schema: RawJson,
 }
 
-/// Body of `POST /chats` (§5.2).
+/// Body of `POST /chats`.
 #[derive(
     Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
 )]
@@ -145,7 +145,7 @@ pub struct CreateChatRequest {
     )]
     #[ts(as = "Option<_>", optional)]
     pub mcp_server_ids: Vec<Uuid>,
-    /// Labels (§10).
+    /// Labels.
     #[serde(
         default,
         skip_serializing_if = "BTreeMap::is_empty",
@@ -171,7 +171,7 @@ pub struct CreateChatRequest {
     pub client_type: Option<ChatClientType>,
 }
 
-/// Body of `PATCH /chats/{chat}` (§5.3). Absent fields are unchanged.
+/// Body of `PATCH /chats/{chat}`. Absent fields are unchanged.
 #[derive(
     Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
 )]
@@ -203,7 +203,7 @@ pub struct UpdateChatRequest {
 }
 
 string_enum! {
-    /// What to do with a message sent while the chat is busy (§3.5).
+    /// What to do with a message sent while the chat is busy.
     pub enum ChatBusyBehavior {
         /// Queue it (the default; `""` means this too).
         Queue = "queue",
@@ -212,7 +212,7 @@ string_enum! {
     }
 }
 
-/// Body of `POST /chats/{chat}/messages` (§5.4).
+/// Body of `POST /chats/{chat}/messages`.
 #[derive(
     Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
 )]
@@ -262,7 +262,7 @@ pub struct CreateChatMessageResponse {
     pub warnings: Vec<String>,
 }
 
-/// Body of `PATCH /chats/{chat}/messages/{message}` (§5.5).
+/// Body of `PATCH /chats/{chat}/messages/{message}`.
 #[derive(
     Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
 )]
@@ -287,7 +287,7 @@ pub struct EditChatMessageResponse {
     pub warnings: Vec<String>,
 }
 
-/// The result of one dynamic tool call, submitted by the client (§5.6).
+/// The result of one dynamic tool call, submitted by the client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS, schemars::JsonSchema)]
 pub struct ToolResult {
     /// The call being answered.

@@ -1,4 +1,4 @@
-//! The chat list search query `q` of `GET /chats` (codersdk.md §16.1, later key set).
+//! The chat list search query `q` of `GET /chats` (later key set).
 //!
 //! `q` is a list of `key:value` terms separated by whitespace. Keys are case-insensitive;
 //! a value may be wrapped in double quotes to hold spaces (inside quotes, `\"` is a quote
@@ -15,7 +15,7 @@ use crate::{validate_http_url, ChatStatus, Response, ValidationError};
 /// Longest accepted `q`, in bytes. Longer queries are refused before any parsing.
 pub const MAX_CHAT_SEARCH_QUERY_BYTES: usize = 1024;
 
-/// The message of every `q` failure (codersdk.md §16.1).
+/// The message of every `q` failure.
 const INVALID_QUERY: &str = "Invalid chat search query.";
 
 /// The keys `q` understands, in the order [`ChatSearchQuery::to_query_string`] writes them.
@@ -351,7 +351,7 @@ fn show_term(term: &str) -> String {
     format!("{cut:?}")
 }
 
-/// Parses the `q` parameter of `GET /chats` (§16.1).
+/// Parses the `q` parameter of `GET /chats`.
 ///
 /// Rules: at most [`MAX_CHAT_SEARCH_QUERY_BYTES`]; terms are `key:value` split on the
 /// first colon; keys are lower-cased and must be one of [`CHAT_SEARCH_KEYS`]; each key at

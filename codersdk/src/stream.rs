@@ -1,4 +1,4 @@
-//! Streaming (§8): per-chat [`ChatStreamEvent`]s and chat-list [`ChatWatchEvent`]s.
+//! Streaming: per-chat [`ChatStreamEvent`]s and chat-list [`ChatWatchEvent`]s.
 
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;

@@ -96,7 +96,7 @@ impl std::fmt::Debug for Client {
     }
 }
 
-/// Query of `GET /chats` (codersdk.md §16.1).
+/// Query of `GET /chats`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListChatsOptions {
     /// Search query (`archived:true`, …).
@@ -111,7 +111,7 @@ pub struct ListChatsOptions {
     pub offset: Option<u32>,
 }
 
-/// Query of `GET /chats/{chat}/messages` (codersdk.md §16.2).
+/// Query of `GET /chats/{chat}/messages`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ChatMessagesOptions {
     /// Messages with smaller ids (newest first).
@@ -486,7 +486,7 @@ impl Client {
         })
     }
 
-    // ----- providers, models, keys (§12)
+    // ----- providers, models, keys
 
     /// `GET /chats/providers` (administrators): every supported provider with its config.
     pub async fn chat_providers(&self) -> Result<Vec<ChatProviderConfig>> {
@@ -610,7 +610,7 @@ impl Client {
             .await
     }
 
-    // ----- prompts (§15)
+    // ----- prompts
 
     /// `GET /chats/config/system-prompt` (administrators).
     pub async fn chat_system_prompt(&self) -> Result<ChatSystemPromptResponse> {
@@ -644,7 +644,7 @@ impl Client {
             .await
     }
 
-    // ----- MCP server configs (§16.5)
+    // ----- MCP server configs
 
     /// `GET /mcp/servers` (users see enabled servers, redacted).
     pub async fn mcp_server_configs(&self) -> Result<Vec<MCPServerConfig>> {
@@ -691,7 +691,7 @@ impl Client {
         self.empty(self.request(reqwest::Method::DELETE, url)).await
     }
 
-    // ----- WebSockets (§8)
+    // ----- WebSockets
 
     /// `GET /chats/{chat}/stream`: the chat's snapshot (status, buffered parts, messages
     /// after `after_id`, pending tool calls, the queue), then live events.

@@ -1,4 +1,4 @@
-//! Chat bodies: `POST /chats` (§5.2), `PATCH /chats/{chat}` (§5.3) and chat titles.
+//! Chat bodies: `POST /chats`, `PATCH /chats/{chat}` and chat titles.
 
 use std::collections::BTreeMap;
 use std::collections::HashSet;
@@ -14,7 +14,7 @@ use crate::{
     ChatClientType, ChatPlanMode, CreateChatRequest, DynamicTool, Response, UpdateChatRequest,
 };
 
-/// Longest chat title, in Unicode scalar values ("runes"), after trimming (§5.3).
+/// Longest chat title, in Unicode scalar values ("runes"), after trimming.
 pub const MAX_CHAT_TITLE_RUNES: usize = 200;
 
 pub(super) fn title_problem(title: &str) -> Result<String, String> {
@@ -35,7 +35,7 @@ pub(super) fn title_problem(title: &str) -> Result<String, String> {
     Ok(trimmed.to_owned())
 }
 
-/// Validates a chat title (§5.3) and returns it trimmed: non-empty, at most
+/// Validates a chat title and returns it trimmed: non-empty, at most
 /// [`MAX_CHAT_TITLE_RUNES`] characters, one line without control characters.
 pub fn validate_chat_title(title: &str) -> Result<String, Response> {
     title_problem(title).map_err(|detail| single("Invalid chat title.", "title", detail))
@@ -117,7 +117,7 @@ pub struct ValidatedCreateChat {
     pub client_type: ChatClientType,
 }
 
-/// Validates the body of `POST /chats` (§5.2) and applies its defaults.
+/// Validates the body of `POST /chats` and applies its defaults.
 pub fn validate_create_chat_request(
     req: &CreateChatRequest,
 ) -> Result<ValidatedCreateChat, Response> {
@@ -195,7 +195,7 @@ impl ValidatedChatUpdate {
     }
 }
 
-/// Validates the body of `PATCH /chats/{chat}` (§5.3). State-dependent rules (already
+/// Validates the body of `PATCH /chats/{chat}`. State-dependent rules (already
 /// archived, pinning a child chat, …) are the server's.
 pub fn validate_update_chat_request(
     req: &UpdateChatRequest,

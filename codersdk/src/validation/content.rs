@@ -1,4 +1,4 @@
-//! Message content (§5.1): the input parts of chat creation, sent and edited messages, and
+//! Message content: the input parts of chat creation, sent and edited messages, and
 //! their conversion into stored message parts.
 
 use std::collections::HashSet;
@@ -17,7 +17,7 @@ pub const MAX_CHAT_INPUT_PARTS: usize = 100;
 /// Most text in one message, in bytes: the sum of every `text`, and of every
 /// file-reference `file_name` and `content`.
 ///
-/// Equal to the 256 KiB body cap of chat creation (§1), so any message that fits the
+/// Equal to the 256 KiB body cap of chat creation, so any message that fits the
 /// creation body also passes here; sending a message applies the same bound.
 pub const MAX_CHAT_MESSAGE_TEXT_BYTES: usize = 256 * 1024;
 
@@ -46,7 +46,7 @@ pub enum ValidatedInputPart {
     },
 }
 
-/// Resolves the `type` of an input part: trimmed and case-insensitive (§5.1).
+/// Resolves the `type` of an input part: trimmed and case-insensitive.
 fn input_part_kind(t: &ChatInputPartType) -> Option<ChatInputPartType> {
     match folded(t.as_str()).as_str() {
         "text" => Some(ChatInputPartType::Text),
@@ -212,7 +212,7 @@ pub(super) fn content_message(parts: &[ChatInputPart], fallback: &'static str) -
     }
 }
 
-/// Validates the `content` of a chat or message request (§5.1).
+/// Validates the `content` of a chat or message request.
 ///
 /// `type` is compared trimmed and case-insensitively; `text` needs non-blank text, `file`
 /// a `file_id`, `file-reference` a `file_name` and a sane line range (both 0 for no range,
@@ -260,7 +260,7 @@ pub fn referenced_file_ids(parts: &[ValidatedInputPart]) -> Vec<Uuid> {
         .collect()
 }
 
-/// Turns validated input parts into the message parts that are stored (§5.1).
+/// Turns validated input parts into the message parts that are stored.
 ///
 /// Text and file-reference parts convert directly. A `file` part needs the file's MIME
 /// type: `resolve_file` returns it, or `None` when the file does not exist or the caller

@@ -1,11 +1,11 @@
-//! Client-executed ("dynamic") tools declared at chat creation (§5.6).
+//! Client-executed ("dynamic") tools declared at chat creation.
 
 use std::collections::HashSet;
 
 use super::{quoted, Problems};
 use crate::{DynamicTool, RawJson, Response};
 
-/// Most client-executed tools one chat may declare (§5.6).
+/// Most client-executed tools one chat may declare.
 pub const MAX_DYNAMIC_TOOLS: usize = 250;
 
 /// Longest dynamic tool name, in bytes. OpenAI and Anthropic both reject tool names
@@ -71,7 +71,7 @@ fn input_schema_problem(schema: &RawJson) -> Option<&'static str> {
     }
 }
 
-/// Validates the client-executed tools of chat creation (§5.6): at most
+/// Validates the client-executed tools of chat creation: at most
 /// [`MAX_DYNAMIC_TOOLS`], names unique and matching `^[a-zA-Z0-9_-]{1,64}$`, and every
 /// `input_schema` a JSON object whose `type`, when present, is `"object"`.
 pub fn validate_dynamic_tools(tools: &[DynamicTool]) -> Result<(), Response> {

@@ -1,17 +1,17 @@
-//! Chat labels (§10): the label map of a chat and the `label` filter of `GET /chats`.
+//! Chat labels: the label map of a chat and the `label` filter of `GET /chats`.
 
 use std::collections::BTreeMap;
 
 use super::{has_nul, quoted, Problems};
 use crate::Response;
 
-/// Most labels one chat may carry (§10).
+/// Most labels one chat may carry.
 pub const MAX_CHAT_LABELS: usize = 50;
 
-/// Longest label key, in bytes (§10).
+/// Longest label key, in bytes.
 pub const MAX_LABEL_KEY_BYTES: usize = 64;
 
-/// Longest label value, in bytes (§10).
+/// Longest label value, in bytes.
 pub const MAX_LABEL_VALUE_BYTES: usize = 256;
 
 pub(super) fn label_key_problem(key: &str) -> Option<String> {
@@ -82,19 +82,19 @@ pub(super) fn check_labels(labels: &BTreeMap<String, String>, field: &str, p: &m
     }
 }
 
-/// Validates a chat's label map (§10): at most [`MAX_CHAT_LABELS`] entries, keys and
-/// values as §10 describes. Every problem is reported under the field `labels`.
+/// Validates a chat's label map: at most [`MAX_CHAT_LABELS`] entries, keys and values
+/// within the label rules of this module. Every problem is reported under the field `labels`.
 pub fn validate_labels(labels: &BTreeMap<String, String>) -> Result<(), Response> {
     let mut p = Problems::default();
     check_labels(labels, "labels", &mut p);
     p.finish("Invalid chat labels.")
 }
 
-/// Parses the repeatable `label=key:value` filter of `GET /chats` (§16.1) into the map
+/// Parses the repeatable `label=key:value` filter of `GET /chats` into the map
 /// that every matching chat must contain.
 ///
 /// Each value is split on its **first** colon (so values may contain colons); a value
-/// without a colon is rejected. Keys and values follow the label rules of §10, because a
+/// without a colon is rejected. Keys and values follow the label rules of this module, because a
 /// filter that breaks them can never match. Giving the same key twice with the same value
 /// is harmless and merged; with different values it can never match and is rejected. At
 /// most [`MAX_CHAT_LABELS`] filters are accepted. Problems are reported under `label`.

@@ -1,4 +1,4 @@
-//! MCP server configurations (§14): the shape of `POST /mcp/servers` and
+//! MCP server configurations: the shape of `POST /mcp/servers` and
 //! `PATCH /mcp/servers/{id}`, the server URL, the slug, the rules of each authentication
 //! type, header names and values, and the tool allow and deny lists.
 //!

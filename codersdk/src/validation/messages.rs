@@ -1,5 +1,5 @@
-//! Message bodies: `POST /chats/{chat}/messages` (§5.4), `PATCH /chats/{chat}/messages/{message}`
-//! (§5.5) and the message id path parameter.
+//! Message bodies: `POST /chats/{chat}/messages`, `PATCH /chats/{chat}/messages/{message}`
+//! and the message id path parameter.
 
 use uuid::Uuid;
 
@@ -8,7 +8,7 @@ use super::content::{check_content, content_message, validate_input_parts, Valid
 use super::{quoted, single, Problems};
 use crate::{ChatBusyBehavior, CreateChatMessageRequest, EditChatMessageRequest, Response};
 
-/// Resolves `busy_behavior` (§3.5): absent or `""` means queue.
+/// Resolves `busy_behavior`: absent or `""` means queue.
 fn busy_behavior(value: Option<&ChatBusyBehavior>) -> Result<ChatBusyBehavior, String> {
     let Some(value) = value else {
         return Ok(ChatBusyBehavior::Queue);
@@ -38,7 +38,7 @@ pub struct ValidatedChatMessage {
     pub plan_mode: Option<bool>,
 }
 
-/// Validates the body of `POST /chats/{chat}/messages` (§5.4).
+/// Validates the body of `POST /chats/{chat}/messages`.
 pub fn validate_create_chat_message_request(
     req: &CreateChatMessageRequest,
 ) -> Result<ValidatedChatMessage, Response> {
@@ -70,7 +70,7 @@ pub fn validate_create_chat_message_request(
     })
 }
 
-/// Validates the body of `PATCH /chats/{chat}/messages/{message}` (§5.5) and returns the
+/// Validates the body of `PATCH /chats/{chat}/messages/{message}` and returns the
 /// replacement content.
 pub fn validate_edit_chat_message_request(
     req: &EditChatMessageRequest,
@@ -78,7 +78,7 @@ pub fn validate_edit_chat_message_request(
     validate_input_parts(&req.content)
 }
 
-/// Parses the `{message}` path parameter of message edits (§5.5): a positive 64-bit
+/// Parses the `{message}` path parameter of message edits: a positive 64-bit
 /// integer.
 pub fn parse_message_id(raw: &str) -> Result<i64, Response> {
     match raw.parse::<i64>() {

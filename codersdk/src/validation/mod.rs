@@ -1,5 +1,4 @@
-//! Request validation shared by the server and by clients (codersdk.md §5, §9, §10, §12,
-//! §13, §16; the choices the spec leaves open are written down in `docs/validation.md`).
+//! Request validation shared by the server and by clients (the choices the spec leaves open are written down in `docs/validation.md`).
 //!
 //! Every validator returns the standard [`Response`] on failure, with one
 //! [`ValidationError`] per problem. Field names are JSON paths (`content[0].text`,

@@ -1,4 +1,4 @@
-//! Model configurations (§12.3): provider, model id, context window, compaction threshold and
+//! Model configurations: provider, model id, context window, compaction threshold and
 //! call options with prices.
 
 use super::providers::check_provider_id;
@@ -11,13 +11,13 @@ use crate::{
 /// Longest provider model identifier (`model`), in bytes.
 pub const MAX_MODEL_NAME_BYTES: usize = 256;
 
-/// Highest compaction threshold, in percent of the context limit (§12.3); the lowest is 0.
+/// Highest compaction threshold, in percent of the context limit; the lowest is 0.
 pub const MAX_COMPRESSION_THRESHOLD_PERCENT: i32 = 100;
 
-/// Lowest sampling temperature (§12.3).
+/// Lowest sampling temperature.
 pub const MIN_MODEL_TEMPERATURE: f64 = 0.0;
 
-/// Highest sampling temperature (§12.3).
+/// Highest sampling temperature.
 pub const MAX_MODEL_TEMPERATURE: f64 = 2.0;
 
 /// Highest nucleus-sampling `top_p`; the lowest is 0. It is a probability mass.
@@ -67,7 +67,7 @@ fn check_threshold(v: i32, field: &str, p: &mut Problems) {
 }
 
 /// Validates a compaction threshold in percent (0–[`MAX_COMPRESSION_THRESHOLD_PERCENT`]),
-/// e.g. `threshold_percent` of the per-user thresholds (§15), reported under `field`.
+/// e.g. `threshold_percent` of the per-user thresholds, reported under `field`.
 pub fn validate_compression_threshold(value: i32, field: &str) -> Result<i32, Response> {
     let mut p = Problems::default();
     check_threshold(value, field, &mut p);
@@ -130,7 +130,7 @@ fn check_call_config(cfg: &ChatModelCallConfig, p: &mut Problems) {
     }
 }
 
-/// Validates the call options and prices of a model config (`model_config`, §12.3):
+/// Validates the call options and prices of a model config (`model_config`):
 /// positive `max_output_tokens` and `top_k`, `temperature` in
 /// [[`MIN_MODEL_TEMPERATURE`], [`MAX_MODEL_TEMPERATURE`]], `top_p` in [0,
 /// [`MAX_MODEL_TOP_P`]], penalties in ±[`MAX_MODEL_PENALTY`], and non-negative prices.
@@ -162,7 +162,7 @@ pub struct ValidatedModelConfig {
     pub model_config: Option<ChatModelCallConfig>,
 }
 
-/// Validates `POST /chats/model-configs` (§12.3): known provider, `model` required,
+/// Validates `POST /chats/model-configs`: known provider, `model` required,
 /// `context_limit` required and > 0, `compression_threshold` 0–100, and the call options
 /// of [`validate_model_call_config`].
 pub fn validate_create_model_config(
@@ -206,7 +206,7 @@ pub fn validate_create_model_config(
     })
 }
 
-/// Validates `PATCH /chats/model-configs/{modelConfig}` (§12.3) and returns it normalized:
+/// Validates `PATCH /chats/model-configs/{modelConfig}` and returns it normalized:
 /// blank strings become `None` ("keep"), other strings are trimmed, the provider id is
 /// normalized, and the numeric rules of [`validate_create_model_config`] apply to every
 /// field that is present.

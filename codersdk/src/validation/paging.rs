@@ -1,4 +1,4 @@
-//! Query parameters of the list routes (§16): message pages, the chat list page, the stream
+//! Query parameters of the list routes: message pages, the chat list page, the stream
 //! cursor and workspace id lookups.
 
 use std::collections::HashSet;
@@ -8,13 +8,13 @@ use uuid::Uuid;
 use super::{quoted, single, Problems};
 use crate::Response;
 
-/// Page size of `GET /chats/{chat}/messages` when `limit` is absent (§16.2).
+/// Page size of `GET /chats/{chat}/messages` when `limit` is absent.
 pub const DEFAULT_MESSAGE_PAGE_LIMIT: i64 = 50;
 
-/// Largest page size of `GET /chats/{chat}/messages` (§16.2).
+/// Largest page size of `GET /chats/{chat}/messages`.
 pub const MAX_MESSAGE_PAGE_LIMIT: i64 = 200;
 
-/// Page size of `GET /chats` when `limit` is absent or `0` (§16.1).
+/// Page size of `GET /chats` when `limit` is absent or `0`.
 pub const DEFAULT_CHAT_LIST_LIMIT: i64 = 50;
 
 /// Largest page size of `GET /chats`. The spec leaves the maximum open; every root chat
@@ -24,7 +24,7 @@ pub const MAX_CHAT_LIST_LIMIT: i64 = 200;
 /// Largest `offset` of `GET /chats`: Coder's database parameter is a 32-bit integer.
 pub const MAX_CHAT_LIST_OFFSET: i64 = i32::MAX as i64;
 
-/// Most workspace ids in one `GET /chats/by-workspace` lookup (§16.3).
+/// Most workspace ids in one `GET /chats/by-workspace` lookup.
 pub const MAX_WORKSPACE_IDS_PER_LOOKUP: usize = 25;
 
 const MSG_QUERY: &str = "Invalid query parameters.";
@@ -51,7 +51,7 @@ fn positive_id(name: &str, raw: Option<&str>, p: &mut Problems) -> Option<i64> {
     }
 }
 
-/// A validated page request of `GET /chats/{chat}/messages` (§16.2).
+/// A validated page request of `GET /chats/{chat}/messages`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MessagePage {
     /// Only messages with a smaller id.
@@ -76,7 +76,7 @@ impl MessagePage {
     }
 }
 
-/// Parses `before_id`, `after_id` and `limit` of `GET /chats/{chat}/messages` (§16.2):
+/// Parses `before_id`, `after_id` and `limit` of `GET /chats/{chat}/messages`:
 /// cursors are positive integers, `limit` is 1–[`MAX_MESSAGE_PAGE_LIMIT`] (default
 /// [`DEFAULT_MESSAGE_PAGE_LIMIT`]), and `after_id` must be below `before_id`. Empty
 /// parameters count as absent.
@@ -121,7 +121,7 @@ pub fn parse_message_page(
     })
 }
 
-/// Parses the `after_id` query parameter of the per-chat stream (§8.1): any 64-bit
+/// Parses the `after_id` query parameter of the per-chat stream: any 64-bit
 /// integer, or absent.
 pub fn parse_stream_after_id(raw: Option<&str>) -> Result<Option<i64>, Response> {
     let Some(raw) = present(raw) else {
@@ -139,7 +139,7 @@ pub fn parse_stream_after_id(raw: Option<&str>) -> Result<Option<i64>, Response>
     })
 }
 
-/// A validated page request of `GET /chats` (§16.1).
+/// A validated page request of `GET /chats`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChatListPage {
     /// Page size, 1 to [`MAX_CHAT_LIST_LIMIT`].
@@ -214,7 +214,7 @@ pub fn parse_chat_list_page(
     })
 }
 
-/// Parses `workspace_ids` of `GET /chats/by-workspace` (§16.3): comma-separated UUIDs, at
+/// Parses `workspace_ids` of `GET /chats/by-workspace`: comma-separated UUIDs, at
 /// most [`MAX_WORKSPACE_IDS_PER_LOOKUP`], duplicates removed. Blank items are skipped.
 pub fn parse_workspace_ids(raw: &str) -> Result<Vec<Uuid>, Response> {
     let mut p = Problems::default();

@@ -1,12 +1,12 @@
-//! System prompts: the per-chat prompt of chat creation (§5.2) and the deployment prompt (§15).
+//! System prompts: the per-chat prompt of chat creation and the deployment prompt.
 
 use super::{rune_count, single};
 use crate::Response;
 
-/// Longest per-chat system prompt, in Unicode scalar values, after sanitizing (§5.2).
+/// Longest per-chat system prompt, in Unicode scalar values, after sanitizing.
 pub const MAX_CHAT_SYSTEM_PROMPT_CHARS: usize = 10_000;
 
-/// Longest deployment system prompt, in bytes of UTF-8, after sanitizing (§15).
+/// Longest deployment system prompt, in bytes of UTF-8, after sanitizing.
 pub const MAX_DEPLOYMENT_SYSTEM_PROMPT_BYTES: usize = 128 * 1024;
 
 /// Cleans a system prompt before it is stored: line endings become `\n`, control
@@ -31,7 +31,7 @@ pub fn sanitize_system_prompt(prompt: &str) -> String {
     out.trim().to_owned()
 }
 
-/// Validates the per-chat `system_prompt` of chat creation (§5.2): sanitized as
+/// Validates the per-chat `system_prompt` of chat creation: sanitized as
 /// [`sanitize_system_prompt`] does, then at most [`MAX_CHAT_SYSTEM_PROMPT_CHARS`]
 /// characters. Returns the sanitized prompt (empty when none was given).
 pub fn validate_chat_system_prompt(prompt: &str) -> Result<String, Response> {
@@ -50,7 +50,7 @@ pub fn validate_chat_system_prompt(prompt: &str) -> Result<String, Response> {
     Ok(clean)
 }
 
-/// Validates the deployment system prompt of `PUT /chats/config/system-prompt` (§15):
+/// Validates the deployment system prompt of `PUT /chats/config/system-prompt`:
 /// sanitized as [`sanitize_system_prompt`] does, then at most
 /// [`MAX_DEPLOYMENT_SYSTEM_PROMPT_BYTES`] bytes. Returns the sanitized prompt.
 pub fn validate_deployment_system_prompt(prompt: &str) -> Result<String, Response> {

@@ -1,4 +1,4 @@
-//! Provider configurations (§12.1, core.md §E) and users' own provider keys (§12.2).
+//! Provider configurations and users' own provider keys.
 
 use super::urls::validate_http_url;
 use super::{check_display_name, quoted, Problems};
@@ -7,7 +7,7 @@ use crate::{
     ProviderId, Response, SecretString, UpdateChatProviderConfigRequest, CHAT_PROVIDER_IDS,
 };
 
-/// Largest central or user provider API key, in bytes ("10 KB" in §12.1, read as KiB).
+/// Largest central or user provider API key, in bytes (Coder documents "10 KB"; read as KiB).
 pub const MAX_PROVIDER_API_KEY_BYTES: usize = 10 * 1024;
 
 /// Reads a provider id as [`ProviderId::parse`] does (trimmed, ASCII case-insensitive, no
@@ -65,7 +65,9 @@ fn check_base_url(raw: &str, p: &mut Problems) -> String {
     url.to_owned()
 }
 
-/// Key-policy rules of §12.1 on the final state of a provider.
+/// The key-policy rules on the final state of a provider: some key source must be enabled,
+/// the central-key fallback needs both sources, and a central key must be stored unless the
+/// provider uses ambient credentials.
 fn check_key_policy(
     provider: &str,
     central: bool,
@@ -121,7 +123,7 @@ pub struct ValidatedProviderConfig {
     pub allow_central_api_key_fallback: bool,
 }
 
-/// Validates `POST /chats/providers` (§12.1, core.md §E.3).
+/// Validates `POST /chats/providers`.
 ///
 /// The provider must be a known id (trimmed, case-insensitive). At least one of central
 /// key and user keys must be enabled; the fallback needs both; central mode needs a key
@@ -215,7 +217,7 @@ pub struct ValidatedProviderConfigUpdate {
     pub allow_central_api_key_fallback: bool,
 }
 
-/// Validates `PATCH /chats/providers/{providerConfig}` (§12.1) against the provider's
+/// Validates `PATCH /chats/providers/{providerConfig}` against the provider's
 /// current state: the key-policy rules of [`validate_create_provider_config`] apply to the
 /// state **after** the update. `api_key: ""` (or blank) clears the stored key.
 pub fn validate_update_provider_config(
@@ -284,7 +286,7 @@ pub fn validate_update_provider_config(
     })
 }
 
-/// Validates `PUT /chats/user-provider-configs/{providerConfig}` (§12.2): a non-blank key
+/// Validates `PUT /chats/user-provider-configs/{providerConfig}`: a non-blank key
 /// within the limits of [`MAX_PROVIDER_API_KEY_BYTES`]; returns it trimmed. Whether the
 /// provider accepts user keys is the server's check.
 pub fn validate_user_provider_key(

@@ -1,5 +1,5 @@
-//! Tool results: the body of `POST /chats/{chat}/tool-results` (§5.6) and the check against
-//! the pending dynamic tool calls (engine.md §7.3).
+//! Tool results: the body of `POST /chats/{chat}/tool-results` and the check against
+//! the pending dynamic tool calls.
 
 use std::collections::HashSet;
 
@@ -98,7 +98,7 @@ pub fn tool_result_ids(results: &[ToolResult]) -> impl Iterator<Item = &str> {
     results.iter().map(|r| r.tool_call_id.as_str())
 }
 
-/// Checks submitted result ids against the pending dynamic tool calls (engine.md §7.3):
+/// Checks submitted result ids against the pending dynamic tool calls:
 /// no duplicates ("Duplicate tool_call_id in results."), every pending call answered
 /// ("Missing tool result."), no answer for a call that is not pending ("Unexpected tool
 /// result."). The message names the first failing check in that order; `validations`

@@ -1,4 +1,4 @@
-//! Chat file uploads (§9): the media-type allow-list, content sniffing and the size limit.
+//! Chat file uploads: the media-type allow-list, content sniffing and the size limit.
 
 use super::{folded, quoted, single};
 use crate::{Response, CHAT_ATTACHMENT_MEDIA_TYPES, MAX_CHAT_FILE_SIZE_BYTES};
@@ -54,7 +54,7 @@ fn parses_as_json(bytes: &[u8]) -> bool {
     serde_json::from_slice::<serde::de::IgnoredAny>(strip_bom(bytes)).is_ok()
 }
 
-/// Detects the media type of file content for the attachment allow-list (§9).
+/// Detects the media type of file content for the attachment allow-list.
 ///
 /// Magic numbers identify PNG, JPEG, GIF, WebP and PDF. Other content is
 /// `application/json` when it is text holding a JSON object or array, `text/plain` when it
@@ -98,7 +98,7 @@ pub fn validate_upload_size(len: u64) -> Result<(), Response> {
     Ok(())
 }
 
-/// Checks an upload and returns the media type to store (§9).
+/// Checks an upload and returns the media type to store.
 ///
 /// Rules, in order: the size passes [`validate_upload_size`] (call that first yourself to
 /// answer 413); the file is not empty; a `Content-Type` is given. A declared

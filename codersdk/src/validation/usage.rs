@@ -1,9 +1,9 @@
-//! Usage limits (§13.3): the deployment limit and per-user and per-group overrides.
+//! Usage limits: the deployment limit and per-user and per-group overrides.
 
 use super::{folded, quoted, Problems};
 use crate::{ChatUsageLimitPeriod, Response};
 
-/// Period of a usage limit when the request leaves it empty (§13.3).
+/// Period of a usage limit when the request leaves it empty.
 pub const DEFAULT_USAGE_LIMIT_PERIOD: ChatUsageLimitPeriod = ChatUsageLimitPeriod::Month;
 
 /// The deployment usage limit after validation.
@@ -25,7 +25,7 @@ fn check_spend_limit(v: i64, p: &mut Problems) {
     }
 }
 
-/// Validates `PUT /chats/usage-limits` (§13.3): a `null` limit disables limits, otherwise
+/// Validates `PUT /chats/usage-limits`: a `null` limit disables limits, otherwise
 /// it must be > 0; the period is a known [`ChatUsageLimitPeriod`] (trimmed,
 /// case-insensitive), [`DEFAULT_USAGE_LIMIT_PERIOD`] when absent or empty.
 pub fn validate_usage_limit_config(
@@ -66,7 +66,7 @@ pub fn validate_usage_limit_config(
     })
 }
 
-/// Validates the body of a user or group override (§13.3): `spend_limit_micros` is
+/// Validates the body of a user or group override: `spend_limit_micros` is
 /// required and > 0 (delete the override to remove it).
 pub fn validate_usage_limit_override(spend_limit_micros: Option<i64>) -> Result<i64, Response> {
     let mut p = Problems::default();
