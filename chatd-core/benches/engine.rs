@@ -21,12 +21,12 @@ use std::time::{Duration, Instant};
 
 use chatd_core::store::{Lease, Step, Store, StoreOptions};
 use chatd_core::Actor;
-use codersdk::{
-    ChatInputPart, ChatMessagePart, ChatStatus, ChatStreamEventType, CreateChatMessageRequest, Uuid,
-};
 use chatd_test_support::db::TestDatabase;
 use chatd_test_support::scripted::{
     self, create_request, engine, wait_status, Reply, ScriptedModel,
+};
+use codersdk::{
+    ChatInputPart, ChatMessagePart, ChatStatus, ChatStreamEventType, CreateChatMessageRequest, Uuid,
 };
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 

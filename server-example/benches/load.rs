@@ -23,13 +23,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chatd_core::store::{Store, StoreOptions};
-use chatd_test_support::db::{Backend, TestDatabase};
 use chatd_core::{Keyring, SecretKey};
+use chatd_test_support::db::{Backend, TestDatabase};
 use chatprovider::ProviderApiKeys;
 use codersdk::client::{ChatEventStream, Client};
 use codersdk::{
     ChatInputPart, ChatMessageRole, ChatStatus, ChatStreamEventType, CreateChatMessageRequest,
-    CreateChatRequest, Uuid,
+    CreateChatRequest,
 };
 use futures_util::StreamExt;
 use server_example::state::{build_on, ServerOptions};

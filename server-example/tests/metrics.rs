@@ -13,10 +13,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use chatd_core::Actor;
-use codersdk::{ChatStatus, Uuid};
-use chatd_test_support::scripted::{create_request, wait_status, Reply, ScriptedModel};
 use chatd_test_support::db::on_each_backend;
+use chatd_test_support::scripted::{create_request, wait_status, Reply, ScriptedModel};
 use chatd_test_support::server::{TestServer, TestUser};
+use codersdk::{ChatStatus, Uuid};
 use server_example::metrics::{Metrics, PROMETHEUS_CONTENT_TYPE};
 use tokio::sync::Notify;
 use tracing::span::{Attributes, Id, Record};

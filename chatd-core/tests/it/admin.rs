@@ -10,6 +10,8 @@ use chatd_core::{
     Actor, Admin, Bootstrap, ErrorKind, FileUpload, Keyring, Role, SecretKey, UserRef,
     ADMIN_ONLY_MESSAGE, FILE_NOT_FOUND_MESSAGE, NOT_A_MEMBER_MESSAGE, USER_NOT_FOUND_MESSAGE,
 };
+use chatd_test_support::db::on_each_backend;
+use chatd_test_support::scripted::{engine, ScriptedModel};
 use chatprovider::{Provider, ProviderApiKeys};
 use codersdk::{
     ChatModelOverrideContext, CreateChatModelConfigRequest, CreateChatProviderConfigRequest,
@@ -17,8 +19,6 @@ use codersdk::{
     UpdateChatModelConfigRequest, UpdateChatModelOverrideRequest, UpdateChatProviderConfigRequest,
     UpdateChatSystemPromptRequest, UpdateMCPServerConfigRequest, UserChatCustomPrompt, Uuid,
 };
-use chatd_test_support::db::on_each_backend;
-use chatd_test_support::scripted::{engine, ScriptedModel};
 use serde_json::json;
 
 fn keyring() -> Arc<Keyring> {

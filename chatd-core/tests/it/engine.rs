@@ -6,12 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chatd_core::Actor;
+use chatd_test_support::db::{fixture, on_each_backend};
+use chatd_test_support::scripted::{
+    create_request, deltas, engine, wait_status, Reply, ScriptedModel,
+};
 use codersdk::{
     ChatBusyBehavior, ChatInputPart, ChatMessagePartType, ChatMessageRole, ChatStatus,
     ChatStreamEventType, CreateChatMessageRequest, MessagePage,
 };
-use chatd_test_support::db::{fixture, on_each_backend};
-use chatd_test_support::scripted::{create_request, deltas, engine, wait_status, Reply, ScriptedModel};
 use tokio::sync::Notify;
 
 fn all_messages() -> MessagePage {

@@ -7,16 +7,16 @@ use std::time::Duration;
 
 use chatd_core::tools::{Tool, ToolContext, ToolOutput, ToolRegistry};
 use chatd_core::{Actor, Engine, ErrorKind};
+use chatd_test_support::db::{fixture, on_each_backend, RawSql};
+use chatd_test_support::scripted::{
+    create_request, deltas, engine, engine_with_config, fast_settings, wait_status, Reply,
+    ScriptedModel,
+};
 use codersdk::{
     ChatInputPart, ChatMessage, ChatMessagePartType, ChatMessageRole, ChatStatus,
     ChatStreamEventType, ChatWatchEventKind, CreateChatRequest, DynamicTool,
     EditChatMessageRequest, MessagePage, RawJson, SubmitToolResultsRequest, ToolResult,
     UpdateChatRequest, Uuid,
-};
-use chatd_test_support::db::{fixture, on_each_backend, RawSql};
-use chatd_test_support::scripted::{
-    create_request, deltas, engine, engine_with_config, fast_settings, wait_status, Reply,
-    ScriptedModel,
 };
 use tokio::sync::Notify;
 

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use chatd_core::store::StoreOptions;
 use chatd_core::{Actor, Engine, EngineConfig, EngineSettings, ErrorKind};
-use codersdk::{ChatErrorKind, ChatStatus, ChatStreamEventType, MessagePage};
 use chatd_test_support::db::{fixture, on_each_backend};
 use chatd_test_support::scripted::{
     create_request, engine_with, fast_settings, wait_status, Reply, ScriptedModel, ScriptedResolver,
 };
+use codersdk::{ChatErrorKind, ChatStatus, ChatStreamEventType, MessagePage};
 use tokio::sync::Notify;
 
 fn all() -> MessagePage {

@@ -10,13 +10,13 @@ use chatd_core::{
     Actor, Engine, EngineConfig, EngineSettings, ModelResolver, ModelSelection, ResolvedModel,
     TurnModelRequest,
 };
+use chatd_test_support::db::{fixture, on_each_backend, RawSql};
+use chatd_test_support::replay::ReplayServer;
 use chatprovider::{ClientSettings, OpenAiChatModel, Provider};
 use codersdk::{
     ChatError, ChatInputPart, ChatMessagePartType, ChatMessageRole, ChatStatus, CreateChatRequest,
     MessagePage, SecretString, Uuid,
 };
-use chatd_test_support::db::{fixture, on_each_backend, RawSql};
-use chatd_test_support::replay::ReplayServer;
 
 /// Resolves every chat to `gpt-4o` at the replay server, without prices of its own so
 /// the engine fills them from the embedded price book.
@@ -127,7 +127,10 @@ async fn a_recorded_openai_stream_becomes_a_priced_assistant_message() {
             .requests()
             .iter()
             .map(|r| {
-                assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", "/v1/chat/completions"));
+                assert_eq!(
+                    (r.method.as_str(), r.path.as_str()),
+                    ("POST", "/v1/chat/completions")
+                );
                 r.json()
             })
             .collect();

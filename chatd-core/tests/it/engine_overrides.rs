@@ -13,14 +13,14 @@ use chatd_core::title::TITLE_SYSTEM_PROMPT;
 use chatd_core::{
     Actor, Engine, EngineConfig, EngineSettings, Keyring, SecretKey, StoreModelResolver,
 };
+use chatd_test_support::db::{fixture, on_each_backend, Fixture};
+use chatd_test_support::replay::{Recorded, ReplayServer, Reply};
 use chatprovider::ProviderApiKeys;
 use codersdk::{
     ChatInputPart, ChatModelConfig, ChatModelOverrideContext, ChatStatus,
     CreateChatModelConfigRequest, CreateChatProviderConfigRequest, CreateChatRequest, SecretString,
     UpdateChatModelConfigRequest, Uuid,
 };
-use chatd_test_support::db::{fixture, on_each_backend, Fixture};
-use chatd_test_support::replay::{Recorded, ReplayServer, Reply};
 use serde_json::Value;
 
 /// The title the stand-in writes when asked by the title override's model.

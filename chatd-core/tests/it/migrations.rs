@@ -94,7 +94,9 @@ async fn sqlite_schema(db: &TestDatabase) -> Schema {
 
 async fn postgres_schema(db: &TestDatabase) -> Schema {
     let pool = db.raw_pool().await;
-    let schema_name = db.schema().expect("a PostgreSQL test database has a schema");
+    let schema_name = db
+        .schema()
+        .expect("a PostgreSQL test database has a schema");
     // Casts: information_schema's domain types are not among the Any driver's types.
     let rows = sqlx::query(
         "SELECT c.table_name::text AS tbl, c.column_name::text AS col, \

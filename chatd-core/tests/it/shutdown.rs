@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use chatd_core::store::{Store, StoreOptions};
 use chatd_core::{Actor, Engine, EngineConfig};
 use chatd_test_support::db::{fixture, TestDatabase};
-use codersdk::ChatStatus;
 use chatd_test_support::scripted::{
     create_request, fast_settings, wait_status, Reply, ScriptedModel, ScriptedResolver,
 };
+use codersdk::ChatStatus;
 
 /// The size of the database's `-wal` file; `None` when there is none.
 fn wal_len(db: &Path) -> Option<u64> {
@@ -23,7 +23,10 @@ fn wal_len(db: &Path) -> Option<u64> {
 /// its URL.
 fn temp_db() -> (TestDatabase, PathBuf, String) {
     let db = TestDatabase::sqlite();
-    let path = db.path().expect("a SQLite database has a file").to_path_buf();
+    let path = db
+        .path()
+        .expect("a SQLite database has a file")
+        .to_path_buf();
     let url = db.url().to_owned();
     (db, path, url)
 }

@@ -10,11 +10,11 @@
 use std::error::Error as StdError;
 use std::time::{Duration, SystemTime};
 
+use crate::common::*;
 use chaterror::{
     classify, classify_text, with_classification, Canceled, ChatErrorKind, ClassifiedError,
     DeadlineExceeded, Http2ErrorCode, Http2StreamError, ProviderError, TransportReset,
 };
-use crate::common::*;
 
 type Case = (&'static str, Box<dyn StdError + Send + Sync>, Want);
 

@@ -4,13 +4,13 @@
 
 use std::time::Duration;
 
+use crate::common::{e, wrap, CANCELED_MSG};
 use chaterror::retry::{delay, MAX_ATTEMPTS, MAX_DELAY};
 use chaterror::{
     classify, classify_text, BoxError, Canceled, ChatErrorKind, ProviderError, DETAIL_ELLIPSIS,
     MAX_CHAIN_DEPTH, MAX_DETAIL_RUNES, MAX_DETAIL_SCAN_RUNES, MAX_ERROR_CODE_BYTES,
     MAX_ERROR_TEXT_BYTES, MAX_PARSED_BODY_BYTES, MAX_RETRY_AFTER,
 };
-use crate::common::{e, wrap, CANCELED_MSG};
 
 #[test]
 fn error_text_limit() {

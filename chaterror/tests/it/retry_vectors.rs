@@ -6,6 +6,7 @@
 use std::error::Error as StdError;
 use std::time::Duration;
 
+use crate::common::*;
 use chaterror::retry::{
     self, delay, effective_delay, is_retryable, CauseToken, MAX_ATTEMPTS, MAX_DELAY,
 };
@@ -13,7 +14,6 @@ use chaterror::{
     classify, classify_text, is_canceled, is_transport_reset, BoxError, Canceled, ClassifiedError,
     ErrorKind, ProviderError,
 };
-use crate::common::*;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use chatd_test_support::fixtures::{read_testdata, stream_body, testdata_file_names};
+use chatd_test_support::replay::{chunk, ReplayServer, Reply};
 use chaterror::{classify, ChatErrorKind, ProviderError};
 use chatprovider::sse::DEFAULT_MAX_EVENT_BYTES;
 use chatprovider::{
@@ -16,8 +18,6 @@ use chatprovider::{
 };
 use codersdk::{ChatMessageUsage, RawJson};
 use futures_util::StreamExt;
-use chatd_test_support::fixtures::{read_testdata, stream_body, testdata_file_names};
-use chatd_test_support::replay::{chunk, ReplayServer, Reply};
 use serde_json::{json, Value};
 
 use crate::support::decode_chunked;

@@ -7,6 +7,8 @@
 use std::time::Duration;
 
 use chatcost::normalize;
+use chatd_test_support::fixtures::{read_testdata, stream_body, testdata_file_names};
+use chatd_test_support::replay::{chunk, ReplayServer, Reply};
 use chatprovider::sse::DEFAULT_MAX_EVENT_BYTES;
 use chatprovider::{
     decode_body, provider_request_options, CallSettings, ClientSettings, CorrelationHeaders,
@@ -17,8 +19,6 @@ use chatprovider::{
 };
 use codersdk::{ChatErrorKind, ChatMessageUsage, RawJson, SecretString};
 use futures_util::StreamExt;
-use chatd_test_support::fixtures::{read_testdata, stream_body, testdata_file_names};
-use chatd_test_support::replay::{chunk, ReplayServer, Reply};
 use serde_json::{json, Value};
 
 use crate::support::decode_chunked;

@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use chatd_test_support::fixtures::{read_testdata, stream_body};
+use chatd_test_support::replay::{chunk, ReplayServer, Reply};
 use chaterror::{classify, ChatErrorKind, ProviderError};
 use chatprovider::sse::{SseDecoder, DEFAULT_MAX_EVENT_BYTES};
 use chatprovider::{
@@ -18,8 +20,6 @@ use chatprovider::{
 };
 use codersdk::{ChatMessageUsage, RawJson};
 use futures_util::StreamExt;
-use chatd_test_support::fixtures::{read_testdata, stream_body};
-use chatd_test_support::replay::{chunk, ReplayServer, Reply};
 use serde_json::{json, Value};
 
 use crate::support::decode_chunked;

@@ -14,7 +14,8 @@ pub fn decode_chunked<D: StreamDecoder>(
     let mut out = Vec::new();
     let mut events: Vec<SseEvent> = Vec::new();
     for c in chunks {
-        sse.push(c, &mut events).expect("the recorded stream is valid SSE");
+        sse.push(c, &mut events)
+            .expect("the recorded stream is valid SSE");
         for e in events.drain(..) {
             if !decoder.is_done() {
                 decoder.on_event(&e, &mut out)?;

@@ -4,7 +4,6 @@
 use chatd_test_support::fixtures::stream_body;
 use chatd_test_support::replay::{chunk, ReplayServer, Reply};
 
-
 #[tokio::test]
 async fn replays_chunked_bodies_and_records_requests() {
     let body = stream_body("openai-chat--text--usage.sse");

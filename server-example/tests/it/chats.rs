@@ -7,14 +7,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chatd_test_support::db::on_each_backend;
+use chatd_test_support::scripted::{Reply, ScriptedModel};
+use chatd_test_support::server::TestServer;
 use codersdk::{
     Chat, ChatMessage, ChatMessagePartType, ChatMessageRole, ChatMessagesResponse, ChatStatus,
     ChatWatchEventKind, CreateChatMessageResponse, EditChatMessageResponse,
     ProposeChatTitleResponse, Response, Uuid, MAX_CHAT_LABELS, MAX_WORKSPACE_IDS_PER_LOOKUP,
 };
-use chatd_test_support::scripted::{Reply, ScriptedModel};
-use chatd_test_support::db::on_each_backend;
-use chatd_test_support::server::TestServer;
 use reqwest::Method;
 use serde_json::{json, Value};
 use server_example::routes::chats::MAX_CREATE_CHAT_BODY_BYTES;

@@ -5,13 +5,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use chatd_core::store::Store;
+use chatd_test_support::db::on_each_backend;
+use chatd_test_support::db::RawSql;
+use chatd_test_support::request::{
+    assert_error_body as assert_response, validation_fields as fields,
+};
+use chatd_test_support::scripted::ScriptedModel;
+use chatd_test_support::server::{TestServer, ADMIN_TOKEN};
 use chatprovider::{Provider, ProviderApiKeys};
 use codersdk::{SecretString, MAX_DEPLOYMENT_SYSTEM_PROMPT_BYTES};
-use chatd_test_support::db::RawSql;
-use chatd_test_support::scripted::ScriptedModel;
-use chatd_test_support::db::on_each_backend;
-use chatd_test_support::request::{assert_error_body as assert_response, validation_fields as fields};
-use chatd_test_support::server::{TestServer, ADMIN_TOKEN};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use server_example::routes::config::SYSTEM_PROMPT_BODY_BYTES;
@@ -58,7 +60,6 @@ async fn call(
     let (s, _, v) = call_raw(server, method, path, token, body).await;
     (s, v)
 }
-
 
 fn entry<'a>(list: &'a Value, provider: &str) -> &'a Value {
     list.as_array()

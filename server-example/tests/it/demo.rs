@@ -6,9 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chatd_core::store::{Store, StoreOptions};
+use chatd_core::store::Store;
 use chatd_core::tools::{ToolContext, TurnContext};
-use chatd_core::{Actor, Keyring, SecretKey};
+use chatd_core::Actor;
+use chatd_test_support::db::on_each_backend;
+use chatd_test_support::server::{serve, TestServer, ADMIN_TOKEN};
 use chatprovider::{
     LanguageModel, Message, ModelRequest, Part, Provider, ProviderApiKeys, Role, StreamPart,
     ToolDefinition,
@@ -18,14 +20,11 @@ use codersdk::{
     ChatStreamEventType, CreateChatMessageRequest, CreateChatRequest, DynamicTool, RawJson,
     SubmitToolResultsRequest, ToolResult,
 };
-use chatd_test_support::db::on_each_backend;
-use chatd_test_support::server::{serve, TestServer, ADMIN_TOKEN};
 use futures_util::StreamExt;
 use server_example::demo::{
     self, DemoModel, DemoReply, ADD_TOOL, CURRENT_TIME_TOOL, DEMO_ECHO_MAX_CHARS,
     DEMO_MODEL_CONFIG_ID,
 };
-use server_example::state::{build_on, ServerOptions};
 use server_example::AppState;
 use tokio_util::sync::CancellationToken;
 
@@ -712,12 +711,9 @@ async fn the_chat_command_runs_a_demo_turn_end_to_end() {
         let text = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap();
 
         // The token as a flag overrides the environment.
-        let out = run(
-            "wrong-token",
-            &["--token", ADMIN_TOKEN, "What time is it?"],
-        )
-        .await
-        .unwrap();
+        let out = run("wrong-token", &["--token", ADMIN_TOKEN, "What time is it?"])
+            .await
+            .unwrap();
         let (stdout, stderr) = (text(out.stdout), text(out.stderr));
         assert!(
             out.status.success(),

@@ -11,14 +11,13 @@ mod embed_router;
 
 use std::sync::Arc;
 
-use chatd_core::store::{NewUser, StoreOptions};
-use chatd_core::{Actor, Keyring, SecretKey};
-use codersdk::{ChatInputPart, ChatStatus, CreateChatRequest};
-use chatd_test_support::scripted::{fast_settings, Reply, ScriptedModel, ScriptedResolver};
+use chatd_core::store::NewUser;
+use chatd_core::Actor;
 use chatd_test_support::db::on_each_backend;
+use chatd_test_support::scripted::{Reply, ScriptedModel};
 use chatd_test_support::server::{serve, TestServer, ADMIN_TOKEN};
+use codersdk::{ChatInputPart, ChatStatus, CreateChatRequest};
 use reqwest::StatusCode;
-use server_example::state::{build_on, ServerOptions};
 use server_example::{chats_router, AppState, Authenticated, Authentication};
 
 async fn state(store: &chatd_core::store::Store, model: Arc<ScriptedModel>) -> AppState {

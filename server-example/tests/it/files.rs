@@ -3,11 +3,11 @@
 //! membership, who may download, and the download headers.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use codersdk::{UploadChatFileResponse, Uuid};
+use chatd_test_support::db::on_each_backend;
 use chatd_test_support::db::RawSql;
 use chatd_test_support::scripted::ScriptedModel;
-use chatd_test_support::db::on_each_backend;
 use chatd_test_support::server::{TestServer, TestUser};
+use codersdk::{UploadChatFileResponse, Uuid};
 use server_example::routes::files::{FILE_CACHE_CONTROL, MAX_UPLOAD_BYTES};
 use sqlx::Row;
 

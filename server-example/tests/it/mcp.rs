@@ -6,18 +6,15 @@
 
 use std::sync::Arc;
 
-use chatd_core::store::{
-    McpSecretColumn, Store, StoreOptions, MANUAL_OAUTH2_REQUIRED_MESSAGE, MAX_MCP_SLUG_LEN,
-};
+use chatd_core::store::{McpSecretColumn, Store, MANUAL_OAUTH2_REQUIRED_MESSAGE, MAX_MCP_SLUG_LEN};
 use chatd_core::{ErrorKind, Keyring, SecretKey};
-use chatd_test_support::db::RawSql;
-use chatd_test_support::scripted::{fast_settings, ScriptedModel, ScriptedResolver};
 use chatd_test_support::db::on_each_backend;
+use chatd_test_support::db::RawSql;
 use chatd_test_support::request::validation_fields as fields;
-use chatd_test_support::server::{TestServer, ADMIN_TOKEN};
+use chatd_test_support::scripted::ScriptedModel;
+use chatd_test_support::server::TestServer;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use server_example::state::{build_on, ServerOptions};
 
 const API_KEY: &str = "mcp-api-KEY-never-shown-5d1e";
 const CLIENT_SECRET: &str = "oauth-client-SECRET-never-shown-a8c2";

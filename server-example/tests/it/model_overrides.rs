@@ -4,23 +4,19 @@
 //! and the `general` override choosing the model of a chat created over HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::sync::Arc;
-
-use chatd_core::store::{StoreOptions, MODEL_OVERRIDE_KEY_PREFIX};
-use chatd_core::{Keyring, SecretKey};
+use chatd_core::store::MODEL_OVERRIDE_KEY_PREFIX;
+use chatd_test_support::db::on_each_backend;
+use chatd_test_support::db::RawSql;
+use chatd_test_support::request::validation_fields;
+use chatd_test_support::scripted::ScriptedModel;
+use chatd_test_support::server::{TestServer, ADMIN_TOKEN};
 use codersdk::client::Client;
 use codersdk::{
     ChatModelOverrideContext, CreateChatModelConfigRequest, CreateChatProviderConfigRequest,
     SecretString, UpdateChatModelOverrideRequest, Uuid,
 };
-use chatd_test_support::db::RawSql;
-use chatd_test_support::scripted::{fast_settings, ScriptedModel};
-use chatd_test_support::db::on_each_backend;
-use chatd_test_support::request::validation_fields;
-use chatd_test_support::server::{TestServer, ADMIN_TOKEN};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use server_example::state::{build_on, ServerOptions};
 
 const PATH: &str = "/chats/config/model-override";
 

@@ -2,8 +2,8 @@
 //! backends.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use chatd_test_support::scripted::ScriptedModel;
 use chatd_test_support::db::on_each_backend;
+use chatd_test_support::scripted::ScriptedModel;
 use chatd_test_support::server::TestServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,9 +79,9 @@ async fn a_graceful_stop_leaves_no_sqlite_wal_behind() {
     };
     let mut options = ServerOptions::new(StoreOptions::new(db.url()), test_keyring());
     options.engine = chatd_test_support::scripted::fast_settings();
-    options.models = Some(chatd_test_support::scripted::ScriptedResolver::new(ScriptedModel::new(
-        [],
-    )));
+    options.models = Some(chatd_test_support::scripted::ScriptedResolver::new(
+        ScriptedModel::new([]),
+    ));
     // The first start creates the administrator and their token: writes in the WAL.
     let started = build(options).await.unwrap();
     assert!(started.generated_admin_token.is_some());

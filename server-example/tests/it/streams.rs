@@ -7,16 +7,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chatd_core::store::{NewUser, Store, StoreOptions};
-use chatd_core::{Actor, Engine, EngineConfig, HubConfig, Keyring, SecretKey};
+use chatd_core::store::{NewUser, Store};
+use chatd_core::{Actor, Engine, HubConfig};
+use chatd_test_support::db::on_each_backend;
+use chatd_test_support::scripted::{self, create_request, wait_status, Reply, ScriptedModel};
+use chatd_test_support::server::{serve, test_keyring, TestServer, TestUser};
 use chatprovider::ProviderApiKeys;
 use codersdk::{
     ChatInputPart, ChatStatus, ChatStreamEvent, ChatStreamEventType, ChatWatchEvent,
     ChatWatchEventKind, CreateChatMessageRequest, Uuid, MAX_STREAM_EVENTS_PER_FRAME,
 };
-use chatd_test_support::scripted::{self, create_request, wait_status, Reply, ScriptedModel};
-use chatd_test_support::db::on_each_backend;
-use chatd_test_support::server::{serve, test_keyring, TestServer, TestUser};
 use futures_util::{SinkExt, StreamExt};
 use server_example::routes::streams::{
     CLOSE_CODE_LAGGED, MAX_CLIENT_MESSAGE_BYTES, STREAM_PING_INTERVAL, STREAM_WRITE_TIMEOUT,
