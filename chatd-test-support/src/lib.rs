@@ -3,12 +3,15 @@
 //!
 //! | Feature | Module | What |
 //! |---|---|---|
-//! | `fixtures` | [`fixtures`] | paths into `testdata/` at the repository root, the SSE form of a recorded stream |
-//! | `db` | [`db`] | throw-away databases on SQLite and PostgreSQL, removed on drop (also when the test panics); [`db::on_each_backend`]; raw SQL beside the store; store fixtures |
-//! | `scripted` | [`scripted`] | a `LanguageModel` answering from a script, its resolver, engine helpers |
-//! | `replay` | [`replay`] | a local HTTP server answering from a queue of canned or recorded replies, recording what it receives |
-//! | `request` | [`request`] | a typed HTTP request helper: status, text and JSON of an answer, secrets that must not appear |
-//! | `server` | [`server`] | the reference server on a random local port over a test database |
+//! | `fixtures` | `fixtures` | paths into `testdata/` at the repository root, the SSE form of a recorded stream |
+//! | `db` | `db` | throw-away databases on SQLite and PostgreSQL, removed on drop (also when the test panics); `db::on_each_backend`; raw SQL beside the store; store fixtures |
+//! | `scripted` | `scripted` | a `LanguageModel` answering from a script, its resolver, engine helpers |
+//! | `replay` | `replay` | a local HTTP server answering from a queue of canned or recorded replies, recording what it receives |
+//! | `request` | `request` | a typed HTTP request helper: status, text and JSON of an answer, secrets that must not appear |
+//! | `server` | `server` | the reference server on a random local port over a test database |
+//!
+//! A module exists only with its feature on, so this page (built without features) lists
+//! none; build the documentation with `--all-features` to read them.
 //!
 //! The kit is a dev-dependency only and never published. It panics where a test should
 //! fail: every failure message names what was being done.
