@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use chatd_core::store::{Store, StoreOptions};
 use chatd_core::{Keyring, SecretKey};
 use chatd_test_support::db::{Backend, TestDatabase};
+use chatd_test_support::server::serve;
 use chatprovider::ProviderApiKeys;
 use codersdk::client::{ChatEventStream, Client};
 use codersdk::{
@@ -244,14 +245,9 @@ async fn main() {
             ));
             let started = build_on(admin, options).await.unwrap();
             engine = Some(started.state.engine().clone());
-            let app = server_example::router(started.state);
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            tokio::spawn(async move {
-                axum::serve(listener, app).await.unwrap();
-            });
+            let base = serve(server_example::router(started.state)).await;
             cleanup = Some(db);
-            (format!("http://{addr}"), ADMIN_TOKEN.to_owned(), backend)
+            (base, ADMIN_TOKEN.to_owned(), backend)
         }
     };
     let client = Client::new(&base, token).unwrap();

@@ -45,7 +45,7 @@ fn normalise(declared: &str, rowid_alias: bool) -> String {
 async fn sqlite_schema(db: &TestDatabase) -> Schema {
     let pool = db.raw_pool().await;
     let rows = sqlx::query(
-        "SELECT m.name AS tbl, p.name AS col, p.type AS ty, p.\"notnull\" AS notnull, \
+        "SELECT m.name AS tbl, p.name AS col, p.type AS ty, p.\"notnull\" AS not_null, \
          p.pk AS pk \
          FROM sqlite_master m JOIN pragma_table_info(m.name) p \
          WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> $1",
@@ -62,7 +62,7 @@ async fn sqlite_schema(db: &TestDatabase) -> Schema {
                 r.get("tbl"),
                 r.get("col"),
                 r.get("ty"),
-                r.get("notnull"),
+                r.get("not_null"),
                 r.get("pk"),
             )
         })
