@@ -5,8 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use chatd_core::store::Store;
-use chatd_test_support::db::on_each_backend;
-use chatd_test_support::db::RawSql;
+use chatd_test_support::db::{on_each_backend, RawSql};
 use chatd_test_support::request::{
     assert_error_body as assert_response, validation_fields as fields,
 };

@@ -3,8 +3,7 @@
 //! membership, who may download, and the download headers.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use chatd_test_support::db::on_each_backend;
-use chatd_test_support::db::RawSql;
+use chatd_test_support::db::{on_each_backend, RawSql};
 use chatd_test_support::scripted::ScriptedModel;
 use chatd_test_support::server::{TestServer, TestUser};
 use codersdk::{UploadChatFileResponse, Uuid};

@@ -8,8 +8,7 @@ use std::sync::Arc;
 
 use chatd_core::store::{McpSecretColumn, Store, MANUAL_OAUTH2_REQUIRED_MESSAGE, MAX_MCP_SLUG_LEN};
 use chatd_core::{ErrorKind, Keyring, SecretKey};
-use chatd_test_support::db::on_each_backend;
-use chatd_test_support::db::RawSql;
+use chatd_test_support::db::{on_each_backend, RawSql};
 use chatd_test_support::request::validation_fields as fields;
 use chatd_test_support::scripted::ScriptedModel;
 use chatd_test_support::server::TestServer;

@@ -5,8 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use chatd_core::store::MODEL_OVERRIDE_KEY_PREFIX;
-use chatd_test_support::db::on_each_backend;
-use chatd_test_support::db::RawSql;
+use chatd_test_support::db::{on_each_backend, RawSql};
 use chatd_test_support::request::validation_fields;
 use chatd_test_support::scripted::ScriptedModel;
 use chatd_test_support::server::{TestServer, ADMIN_TOKEN};

@@ -4,8 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use chatd_core::ErrorKind;
-use chatd_test_support::db::on_each_backend;
-use chatd_test_support::db::RawSql;
+use chatd_test_support::db::{on_each_backend, RawSql};
 use chatd_test_support::request::assert_error_body as assert_response;
 use chatd_test_support::scripted::ScriptedModel;
 use chatd_test_support::server::TestServer;
