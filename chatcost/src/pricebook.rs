@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 use crate::error::{CostError, CostErrorKind};
 
 /// The embedded seed, `data/prices.json`, as shipped (regenerate it with
-/// `CHATD_UPDATE_PRICES=1 cargo test -p chatcost --test price_seed`).
+/// `CHATD_UPDATE_PRICES=1 cargo test -p chatcost --test it price_seed`).
 pub const EMBEDDED_PRICES_JSON: &str = include_str!("../data/prices.json");
 
 /// Largest upstream document [`generate`] accepts, in bytes (100 MiB, the body cap of

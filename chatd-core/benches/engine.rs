@@ -15,19 +15,19 @@
     missing_docs
 )]
 
-#[path = "../tests/common/engine.rs"]
-mod scripted;
-
 use std::alloc::System;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chatd_core::store::{Lease, Step, Store, StoreOptions};
 use chatd_core::Actor;
+use chatd_test_support::db::TestDatabase;
+use chatd_test_support::scripted::{
+    self, create_request, engine, wait_status, Reply, ScriptedModel,
+};
 use codersdk::{
     ChatInputPart, ChatMessagePart, ChatStatus, ChatStreamEventType, CreateChatMessageRequest, Uuid,
 };
-use scripted::{create_request, engine, wait_status, Reply, ScriptedModel};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 
 #[global_allocator]
@@ -317,12 +317,11 @@ async fn run_all(label: &str, store: Store) {
     store.close().await;
 }
 
-async fn sqlite_store() -> (Store, std::path::PathBuf) {
-    let path = std::env::temp_dir().join(format!("chatd-bench-{}.db", Uuid::new_v4()));
-    let store = Store::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .unwrap();
-    (store, path)
+/// A store on `db` with the default pool size, as a deployment would have it.
+async fn open(db: &TestDatabase) -> Store {
+    let mut options = StoreOptions::new(db.url());
+    options.schema = db.schema().map(str::to_owned);
+    Store::connect_with(options).await.unwrap()
 }
 
 fn main() {
@@ -333,29 +332,14 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let (store, path) = sqlite_store().await;
-        run_all("SQLite", store).await;
-        for suffix in ["", "-wal", "-shm"] {
-            let mut p = path.clone().into_os_string();
-            p.push(suffix);
-            let _ = std::fs::remove_file(p);
-        }
+        // The test kit's throw-away databases: removed afterwards, also if a run panics.
+        let db = TestDatabase::sqlite();
+        run_all("SQLite", open(&db).await).await;
+        db.remove().await;
         if let Ok(url) = std::env::var("CHATD_BENCH_DATABASE_URL") {
-            sqlx::any::install_default_drivers();
-            let schema = format!("chatd_bench_{}", Uuid::new_v4().simple());
-            let admin = sqlx::AnyPool::connect(&url).await.unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-                .execute(&admin)
-                .await
-                .unwrap();
-            let mut options = StoreOptions::new(&url);
-            options.schema = Some(schema.clone());
-            let store = Store::connect_with(options).await.unwrap();
-            run_all("PostgreSQL", store).await;
-            sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-                .execute(&admin)
-                .await
-                .unwrap();
+            let db = TestDatabase::postgres(&url).await;
+            run_all("PostgreSQL", open(&db).await).await;
+            db.remove().await;
         }
     });
 }

@@ -2,7 +2,9 @@
 //! (over `MAX_PARSED_BODY_BYTES`), nor to huge error texts (cut at `MAX_ERROR_TEXT_BYTES`).
 //!
 //! A counting global allocator measures the bytes allocated while classifying. This file
-//! holds a single test so that no other test allocates concurrently in the measured region.
+//! holds a single test so that no other test allocates concurrently in the measured region,
+//! and it stays a test binary of its own (outside `tests/it`) for the same reason: the
+//! allocator is process-wide.
 //! (`stats_alloc` provides the allocator because the workspace forbids `unsafe`, which a
 //! hand-written `GlobalAlloc` needs.)
 

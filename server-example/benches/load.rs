@@ -24,11 +24,13 @@ use std::time::{Duration, Instant};
 
 use chatd_core::store::{Store, StoreOptions};
 use chatd_core::{Keyring, SecretKey};
+use chatd_test_support::db::{Backend, TestDatabase};
+use chatd_test_support::server::serve;
 use chatprovider::ProviderApiKeys;
 use codersdk::client::{ChatEventStream, Client};
 use codersdk::{
     ChatInputPart, ChatMessageRole, ChatStatus, ChatStreamEventType, CreateChatMessageRequest,
-    CreateChatRequest, Uuid,
+    CreateChatRequest,
 };
 use futures_util::StreamExt;
 use server_example::state::{build_on, ServerOptions};
@@ -78,60 +80,23 @@ fn parse_args() -> Args {
     args
 }
 
-/// Where the in-process server keeps its data, and how to clean up.
-enum Database {
-    Sqlite(std::path::PathBuf),
-    Postgres { url: String, schema: String },
-}
-
-async fn open_store(database_url: Option<&str>) -> (Store, Database, &'static str) {
-    match database_url {
-        Some(url) if url.starts_with("postgres") => {
-            sqlx::any::install_default_drivers();
-            let schema = format!("chatd_bench_{}", Uuid::new_v4().simple());
-            let admin = sqlx::AnyPool::connect(url).await.unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-                .execute(&admin)
-                .await
-                .unwrap();
-            admin.close().await;
-            let mut options = StoreOptions::new(url);
-            options.schema = Some(schema.clone());
-            let store = Store::connect_with(options).await.unwrap();
-            let db = Database::Postgres {
-                url: url.to_owned(),
-                schema,
-            };
-            (store, db, "PostgreSQL")
-        }
+/// A store for the in-process server on a throw-away database (the test kit's: removed
+/// when dropped, also if the run panics), the database, and the backend's name.
+async fn open_store(database_url: Option<&str>) -> (Store, TestDatabase, &'static str) {
+    let db = match database_url {
+        Some(url) if url.starts_with("postgres") => TestDatabase::postgres(url).await,
         Some(other) => panic!("--database-url must be a postgres:// URL, not {other:?}"),
-        None => {
-            let path = std::env::temp_dir().join(format!("chatd-bench-{}.db", Uuid::new_v4()));
-            let store = Store::connect(&format!("sqlite://{}", path.display()))
-                .await
-                .unwrap();
-            (store, Database::Sqlite(path), "SQLite")
-        }
-    }
-}
-
-async fn drop_database(db: Database) {
-    match db {
-        Database::Sqlite(path) => {
-            for suffix in ["", "-wal", "-shm"] {
-                let mut p = path.clone().into_os_string();
-                p.push(suffix);
-                let _ = std::fs::remove_file(p);
-            }
-        }
-        Database::Postgres { url, schema } => {
-            if let Ok(admin) = sqlx::AnyPool::connect(&url).await {
-                let sql = format!("DROP SCHEMA {schema} CASCADE");
-                let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&admin).await;
-                admin.close().await;
-            }
-        }
-    }
+        None => TestDatabase::sqlite(),
+    };
+    // The store's default pool size, as a deployment would have it (not the tests' size).
+    let mut options = StoreOptions::new(db.url());
+    options.schema = db.schema().map(str::to_owned);
+    let store = Store::connect_with(options).await.unwrap();
+    let backend = match db.backend() {
+        Backend::Sqlite => "SQLite",
+        Backend::Postgres => "PostgreSQL",
+    };
+    (store, db, backend)
 }
 
 /// One turn's measurements.
@@ -280,14 +245,9 @@ async fn main() {
             ));
             let started = build_on(admin, options).await.unwrap();
             engine = Some(started.state.engine().clone());
-            let app = server_example::router(started.state);
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            tokio::spawn(async move {
-                axum::serve(listener, app).await.unwrap();
-            });
+            let base = serve(server_example::router(started.state)).await;
             cleanup = Some(db);
-            (format!("http://{addr}"), ADMIN_TOKEN.to_owned(), backend)
+            (base, ADMIN_TOKEN.to_owned(), backend)
         }
     };
     let client = Client::new(&base, token).unwrap();
@@ -327,6 +287,6 @@ async fn main() {
         engine.shutdown().await;
     }
     if let Some(db) = cleanup {
-        drop_database(db).await;
+        db.remove().await;
     }
 }

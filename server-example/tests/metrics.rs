@@ -2,18 +2,21 @@
 //! metric is exposed with its type, turn tracking records its milestones and retries (and
 //! stops at its limits), the stream gauge follows open sockets, and request spans carry the
 //! route template, status and latency but never the query (which may hold a token).
+//!
+//! A test binary of its own, outside `tests/it`: the span test installs a process-wide
+//! tracing subscriber that records every span, so in a shared binary it would record the
+//! other tests' spans too, and their requests could satisfy its assertions.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
-
-mod common;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use chatd_core::Actor;
+use chatd_test_support::db::on_each_backend;
+use chatd_test_support::scripted::{create_request, wait_status, Reply, ScriptedModel};
+use chatd_test_support::server::{TestServer, TestUser};
 use codersdk::{ChatStatus, Uuid};
-use common::scripted::{create_request, wait_status, Reply, ScriptedModel};
-use common::{on_each_backend, TestServer, TestUser};
 use server_example::metrics::{Metrics, PROMETHEUS_CONTENT_TYPE};
 use tokio::sync::Notify;
 use tracing::span::{Attributes, Id, Record};

@@ -517,48 +517,28 @@ mod tests {
         }
     }
 
-    /// A fresh SQLite file, and when `CHATD_TEST_DATABASE_URL` names a PostgreSQL database
-    /// also a fresh schema there (dropped afterwards): the integration tests' harness, for
-    /// the tests that need the store's crate-private parts.
+    /// Runs `test` on a fresh SQLite file, then on a fresh PostgreSQL schema when
+    /// `CHATD_TEST_DATABASE_URL` is set: the test kit's databases (removed afterwards, also
+    /// on panic) under this crate's own `Store`, for the tests that need the store's
+    /// crate-private parts. (The kit's `on_each_backend` hands out the `Store` of the
+    /// chatd-core the kit links, a different type from this unit-test build's.)
     async fn on_each_backend<F, Fut>(test: F)
     where
         F: Fn(Store) -> Fut,
         Fut: std::future::Future<Output = ()>,
     {
-        let path = std::env::temp_dir().join(format!("chatd-unit-test-{}.db", Uuid::new_v4()));
-        let store = Store::connect(&format!("sqlite://{}", path.display()))
-            .await
-            .unwrap();
-        test(store.clone()).await;
-        store.close().await;
-        for suffix in ["", "-wal", "-shm"] {
-            let mut p = path.clone().into_os_string();
-            p.push(suffix);
-            let _ = std::fs::remove_file(p);
+        for backend in chatd_test_support::db::backends() {
+            let db = chatd_test_support::db::TestDatabase::create(backend).await;
+            let mut options = StoreOptions::new(db.url());
+            if let Some(schema) = db.schema() {
+                options.schema = Some(schema.to_owned());
+                options.max_connections = chatd_test_support::db::POSTGRES_TEST_MAX_CONNECTIONS;
+            }
+            let store = Store::connect_with(options).await.unwrap();
+            test(store.clone()).await;
+            store.close().await;
+            db.remove().await;
         }
-        let Some(url) = std::env::var("CHATD_TEST_DATABASE_URL")
-            .ok()
-            .filter(|u| !u.is_empty())
-        else {
-            return;
-        };
-        sqlx::any::install_default_drivers();
-        let schema = format!("chatd_unit_{}", Uuid::new_v4().simple());
-        let admin = AnyPool::connect(&url).await.unwrap();
-        admin
-            .execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-            .await
-            .unwrap();
-        let mut options = StoreOptions::new(url);
-        options.schema = Some(schema.clone());
-        options.max_connections = 4;
-        let store = Store::connect_with(options).await.unwrap();
-        test(store.clone()).await;
-        store.close().await;
-        let _ = admin
-            .execute(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-            .await;
-        admin.close().await;
     }
 
     /// A user, an organization and a chat of theirs.

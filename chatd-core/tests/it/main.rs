@@ -1,0 +1,20 @@
+//! chatd-core's integration tests, one module per area, in one test binary: one link
+//! instead of one per file, and one place that names them all. docs/testing.md says how
+//! the tests are organised and how to add one.
+
+mod admin;
+mod engine;
+mod engine_actions;
+mod engine_limits;
+mod engine_openai;
+mod engine_overrides;
+mod migrations;
+mod shutdown;
+mod store;
+mod store_actions;
+mod store_config;
+mod store_listing;
+mod store_overrides;
+mod store_queue;
+mod store_turns;
+mod tools;

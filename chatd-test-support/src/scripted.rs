@@ -1,0 +1,316 @@
+//! A scripted model and helpers for engine tests: deterministic replies, failures on
+//! demand, and gates that hold a stream mid-step.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chatd_core::store::{Store, StoreOptions};
+use chatd_core::{
+    Actor, Engine, EngineConfig, EngineSettings, ModelResolver, ModelSelection, ResolvedModel,
+    TurnModelRequest,
+};
+use chaterror::ProviderError;
+use chatprovider::{
+    FinishReason, LanguageModel, ModelRequest, ModelStream, Provider, StreamPart, ToolCall,
+};
+use codersdk::{
+    Chat, ChatError, ChatInputPart, ChatMessageUsage, ChatStatus, CreateChatRequest, Uuid,
+};
+use futures_util::StreamExt;
+use tokio::sync::Notify;
+
+/// One scripted model call.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// Streams the text in word-sized deltas, then finishes with `stop`.
+    Text(String),
+    /// Calls these tools `(id, name, args)` and finishes with `tool_calls`.
+    ToolCalls(Vec<(String, String, String)>),
+    /// Fails with this HTTP status before streaming anything.
+    Fail(u16),
+    /// Streams `before` as text deltas, waits for the gate, then streams `after` and stops.
+    Gated {
+        /// Text deltas streamed before the gate.
+        before: Vec<String>,
+        /// Released by `notify_one` / `notify_waiters`.
+        gate: Arc<Notify>,
+        /// Text deltas streamed after the gate, before `stop`.
+        after: Vec<String>,
+    },
+}
+
+/// A model that answers from a script; with the script empty it says "ok".
+#[derive(Debug, Default)]
+pub struct ScriptedModel {
+    script: Mutex<VecDeque<Reply>>,
+    /// Turn calls so far (title requests are not counted).
+    pub calls: AtomicUsize,
+    /// The requests of those calls, in order.
+    pub requests: Mutex<Vec<ModelRequest>>,
+}
+
+impl ScriptedModel {
+    /// A model answering with `replies`, one per call, then "ok".
+    pub fn new(replies: impl IntoIterator<Item = Reply>) -> Arc<Self> {
+        Arc::new(ScriptedModel {
+            script: Mutex::new(replies.into_iter().collect()),
+            ..Default::default()
+        })
+    }
+
+    /// Appends `reply` to the script.
+    pub fn push(&self, reply: Reply) {
+        lock(&self.script).push_back(reply);
+    }
+}
+
+fn usage() -> ChatMessageUsage {
+    ChatMessageUsage {
+        input_tokens: Some(100),
+        output_tokens: Some(20),
+        total_tokens: Some(120),
+        ..Default::default()
+    }
+}
+
+fn text_parts(words: &[String]) -> Vec<StreamPart> {
+    words
+        .iter()
+        .map(|w| StreamPart::TextDelta {
+            block: 0,
+            delta: w.clone(),
+        })
+        .collect()
+}
+
+fn finish(reason: FinishReason) -> StreamPart {
+    StreamPart::Finish {
+        reason,
+        usage: usage(),
+    }
+}
+
+/// Splits text into deltas that concatenate back to it.
+pub fn deltas(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for c in text.chars() {
+        current.push(c);
+        if c == ' ' {
+            out.push(std::mem::take(&mut current));
+        }
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+#[async_trait::async_trait]
+impl LanguageModel for ScriptedModel {
+    fn provider(&self) -> Provider {
+        Provider::OpenAi
+    }
+
+    fn model_id(&self) -> &str {
+        "gpt-4o-mini"
+    }
+
+    fn stream(&self, request: ModelRequest) -> ModelStream {
+        // Title requests are answered aside, so they never take a scripted turn reply.
+        if request.system.first().map(String::as_str)
+            == Some(chatd_core::title::TITLE_SYSTEM_PROMPT)
+        {
+            let parts = vec![
+                StreamPart::TextDelta {
+                    block: 0,
+                    delta: "Scripted Title".into(),
+                },
+                finish(FinishReason::Stop),
+            ];
+            return futures_util::stream::iter(parts.into_iter().map(Ok)).boxed();
+        }
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        lock(&self.requests).push(request);
+        let reply = lock(&self.script)
+            .pop_front()
+            .unwrap_or_else(|| Reply::Text("ok".into()));
+        let meta = StreamPart::ResponseMetadata {
+            id: Some("resp_1".into()),
+            model: Some("gpt-4o-mini".into()),
+        };
+        match reply {
+            Reply::Text(text) => {
+                let mut parts = vec![meta];
+                parts.extend(text_parts(&deltas(&text)));
+                parts.push(finish(FinishReason::Stop));
+                futures_util::stream::iter(parts.into_iter().map(Ok)).boxed()
+            }
+            Reply::ToolCalls(calls) => {
+                let mut parts = vec![meta];
+                for ((id, name, args), block) in calls.into_iter().zip(0u32..) {
+                    parts.push(StreamPart::ToolCallStart {
+                        block,
+                        id: id.clone(),
+                        name: name.clone(),
+                    });
+                    parts.push(StreamPart::ToolCall(ToolCall {
+                        id,
+                        name,
+                        arguments: args,
+                        arguments_valid: true,
+                        provider_executed: false,
+                    }));
+                }
+                parts.push(finish(FinishReason::ToolCalls));
+                futures_util::stream::iter(parts.into_iter().map(Ok)).boxed()
+            }
+            Reply::Fail(status) => {
+                let err = ProviderError::new(format!("HTTP {status}"))
+                    .with_status(status)
+                    .with_provider("openai")
+                    .with_body(
+                        r#"{"error":{"message":"Rate limit reached","type":"rate_limit_error"}}"#,
+                    );
+                futures_util::stream::iter(vec![Err(err)]).boxed()
+            }
+            Reply::Gated {
+                before,
+                gate,
+                after,
+            } => {
+                let head = futures_util::stream::iter(
+                    std::iter::once(meta)
+                        .chain(text_parts(&before))
+                        .map(Ok)
+                        .collect::<Vec<_>>(),
+                );
+                let wait = futures_util::stream::once(async move {
+                    gate.notified().await;
+                })
+                .filter_map(|()| async { None });
+                let mut tail = text_parts(&after);
+                tail.push(finish(FinishReason::Stop));
+                head.chain(wait)
+                    .chain(futures_util::stream::iter(tail.into_iter().map(Ok)))
+                    .boxed()
+            }
+        }
+    }
+}
+
+/// Resolves every chat to one model config backed by one scripted model.
+#[derive(Debug)]
+pub struct ScriptedResolver {
+    /// The model config every chat gets unless it asks for another.
+    pub model_config_id: Uuid,
+    /// The model of every turn.
+    pub model: Arc<ScriptedModel>,
+}
+
+impl ScriptedResolver {
+    /// A resolver with a new model config id.
+    pub fn new(model: Arc<ScriptedModel>) -> Arc<Self> {
+        Arc::new(ScriptedResolver {
+            model_config_id: Uuid::new_v4(),
+            model,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl ModelResolver for ScriptedResolver {
+    async fn select(&self, selection: ModelSelection) -> chatd_core::Result<Uuid> {
+        Ok(selection.requested.unwrap_or(self.model_config_id))
+    }
+
+    async fn resolve(&self, _turn: TurnModelRequest) -> Result<ResolvedModel, ChatError> {
+        Ok(ResolvedModel::new(self.model_config_id, self.model.clone())
+            .with_context_limit(Some(128_000)))
+    }
+}
+
+/// Settings with intervals short enough for tests.
+pub fn fast_settings() -> EngineSettings {
+    let mut s = EngineSettings::default();
+    s.acquire_interval = Duration::from_millis(50);
+    s.heartbeat_interval = Duration::from_millis(100);
+    s.stale_after = Duration::from_millis(400);
+    s.recovery_interval = Duration::from_millis(100);
+    s.shutdown_timeout = Duration::from_secs(5);
+    s
+}
+
+/// An engine on `store` whose turns use `model`, with [`fast_settings`].
+pub async fn engine(store: &Store, model: Arc<ScriptedModel>) -> Engine {
+    engine_with(store, model, fast_settings()).await
+}
+
+/// An engine whose every model call is `model`'s, with automatic titles off (they would
+/// take replies from the script).
+pub async fn engine_with(
+    store: &Store,
+    model: Arc<ScriptedModel>,
+    settings: EngineSettings,
+) -> Engine {
+    engine_with_config(store, model, settings, |c| c.with_generated_titles(false)).await
+}
+
+/// Like [`engine_with`], with `adjust` applied to the configuration last (titles are on
+/// unless `adjust` turns them off).
+pub async fn engine_with_config(
+    store: &Store,
+    model: Arc<ScriptedModel>,
+    settings: EngineSettings,
+    adjust: impl FnOnce(EngineConfig) -> EngineConfig,
+) -> Engine {
+    let config = EngineConfig::new(StoreOptions::new("unused"), ScriptedResolver::new(model))
+        .with_settings(settings);
+    Engine::with_store(store.clone(), adjust(config))
+        .await
+        .expect("start a scripted engine")
+}
+
+/// A chat creation request in `org` whose first message is `text`.
+pub fn create_request(org: Uuid, text: &str) -> CreateChatRequest {
+    CreateChatRequest {
+        organization_id: Some(org),
+        content: vec![ChatInputPart::text(text)],
+        ..Default::default()
+    }
+}
+
+/// Polls until the chat has `status` (or panics after 10 s).
+pub async fn wait_status(
+    engine: &Engine,
+    actor: &Actor,
+    chat_id: Uuid,
+    status: ChatStatus,
+) -> Chat {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let chat = engine
+            .get_chat(actor, chat_id)
+            .await
+            .expect("read the awaited chat");
+        if chat.status == status {
+            return chat;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "chat {chat_id} stayed {:?}, wanted {status:?}",
+            chat.status
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Locks `mutex`, taking the data of a poisoned one: a panic elsewhere already fails the
+/// test, and the script must stay usable for the assertion that reports it.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

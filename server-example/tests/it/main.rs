@@ -1,0 +1,21 @@
+//! server-example's integration tests, one module per area, in one test binary: one link
+//! instead of one per file, and one place that names them all. docs/testing.md says how
+//! the tests are organised and how to add one.
+//!
+//! `tests/metrics.rs` is a binary of its own: it installs a process-wide tracing
+//! subscriber that records every span, which would capture the spans of every other test
+//! here (and let them match its assertions).
+
+mod bot_openai;
+mod chats;
+mod cli;
+mod config;
+mod connections;
+mod demo;
+mod embed;
+mod files;
+mod mcp;
+mod model_overrides;
+mod smoke;
+mod streams;
+mod users;
