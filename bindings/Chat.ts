@@ -8,7 +8,7 @@ import type { ChatPlanMode } from "./ChatPlanMode";
 import type { ChatStatus } from "./ChatStatus";
 
 /**
- * A chat (§2.1).
+ * A chat.
  */
 export type Chat = { 
 /**

@@ -2,7 +2,7 @@
 import type { ChatInputPartType } from "./ChatInputPartType";
 
 /**
- * One piece of user input (§5.1).
+ * One piece of user input.
  */
 export type ChatInputPart = { 
 /**

@@ -5,7 +5,7 @@ import type { ChatModelReasoningEffortConfig } from "./ChatModelReasoningEffortC
 import type { ModelCostConfig } from "./ModelCostConfig";
 
 /**
- * Call options and pricing of a model config (`model_config`, §12.3 and core.md §E.7).
+ * Call options and pricing of a model config (`model_config`).
  */
 export type ChatModelCallConfig = { 
 /**

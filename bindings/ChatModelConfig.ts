@@ -2,7 +2,7 @@
 import type { ChatModelCallConfig } from "./ChatModelCallConfig";
 
 /**
- * A model configuration (§12.3).
+ * A model configuration.
  */
 export type ChatModelConfig = { 
 /**

@@ -2,7 +2,7 @@
 import type { ChatProviderConfigSource } from "./ChatProviderConfigSource";
 
 /**
- * A provider as administrators see it (§12.1). The key itself is never returned.
+ * A provider as administrators see it. The key itself is never returned.
  */
 export type ChatProviderConfig = { 
 /**

@@ -2,7 +2,7 @@
 import type { ChatMessagePart } from "./ChatMessagePart";
 
 /**
- * A message waiting in a chat's queue while the chat is busy (§6).
+ * A message waiting in a chat's queue while the chat is busy.
  */
 export type ChatQueuedMessage = { 
 /**

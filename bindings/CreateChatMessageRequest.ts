@@ -3,7 +3,7 @@ import type { ChatBusyBehavior } from "./ChatBusyBehavior";
 import type { ChatInputPart } from "./ChatInputPart";
 
 /**
- * Body of `POST /chats/{chat}/messages` (§5.4).
+ * Body of `POST /chats/{chat}/messages`.
  */
 export type CreateChatMessageRequest = { 
 /**

@@ -4,7 +4,7 @@ import type { ChatInputPart } from "./ChatInputPart";
 import type { DynamicTool } from "./DynamicTool";
 
 /**
- * Body of `POST /chats` (§5.2).
+ * Body of `POST /chats`.
  */
 export type CreateChatRequest = { 
 /**
@@ -34,7 +34,7 @@ model_config_id?: string,
  */
 mcp_server_ids?: Array<string>, 
 /**
- * Labels (§10).
+ * Labels.
  */
 labels?: { [key in string]: string }, 
 /**

@@ -2,7 +2,7 @@
 import type { ChatInputPart } from "./ChatInputPart";
 
 /**
- * Body of `PATCH /chats/{chat}/messages/{message}` (§5.5).
+ * Body of `PATCH /chats/{chat}/messages/{message}`.
  */
 export type EditChatMessageRequest = { 
 /**

@@ -4,7 +4,7 @@ import type { MCPServerAvailability } from "./MCPServerAvailability";
 import type { MCPServerTransport } from "./MCPServerTransport";
 
 /**
- * An MCP server configuration as callers see it (§14.1).
+ * An MCP server configuration as callers see it.
  */
 export type MCPServerConfig = { 
 /**
