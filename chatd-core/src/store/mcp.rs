@@ -159,7 +159,7 @@ impl Sealed {
 /// A stored row as a draft (secrets kept, header names not opened) and its sealed texts.
 fn draft_from_row(row: &AnyRow) -> Result<(McpServerDraft, Sealed)> {
     let sealed_column = |col: McpSecretColumn| -> Result<Option<String>> {
-        Ok(row.try_get::<Option<String>, _>(col.sql()).db()?)
+        row.try_get::<Option<String>, _>(col.sql()).db()
     };
     let sealed = Sealed {
         oauth2_client_secret: sealed_column(McpSecretColumn::OAuth2ClientSecret)?,
