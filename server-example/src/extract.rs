@@ -205,6 +205,15 @@ impl PathParam for UserPath {
     const NAME: &'static str = "user";
 
     fn parse(raw: &str) -> ApiResult<Self> {
+        // No username has control characters; PostgreSQL cannot even compare one with NUL.
+        if raw.chars().any(char::is_control) {
+            return Err(invalid_path_param(
+                Self::NAME,
+                "user",
+                raw,
+                "A user is \"me\", a user ID or a username.",
+            ));
+        }
         Ok(UserPath(if raw == Self::ME {
             UserRef::Me
         } else if let Ok(id) = Uuid::parse_str(raw) {
@@ -711,6 +720,10 @@ mod tests {
             UserPath::parse(&id.to_string()).unwrap(),
             UserPath(UserRef::Id(id))
         );
+        for bad in ["a\0b", "\n", "x\u{7f}"] {
+            let err = UserPath::parse(bad).unwrap_err();
+            assert_eq!(field(&err), Some("user"), "{bad:?}");
+        }
         // Usernames keep their case here; the administration handle compares them
         // case-insensitively.
         assert_eq!(

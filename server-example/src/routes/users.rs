@@ -8,8 +8,6 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post, put};
-use axum::Router;
 use chatd_core::{Account, Role};
 use codersdk::{
     CreateUserRequest, GenerateAPIKeyResponse, GetUsersResponse, LoginType, Response, SlimRole,
@@ -18,6 +16,7 @@ use codersdk::{
 use serde::Deserialize;
 
 use super::config::Admin;
+use super::Route;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Json};
 use crate::extract::{NoQuery, Query, UserPath};
@@ -33,13 +32,15 @@ pub const MAX_USER_PAGE_LIMIT: i64 = 200;
 pub const MAX_USER_PAGE_OFFSET: i64 = i32::MAX as i64;
 
 /// The routes of this group.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/users", get(list_users).post(create_user))
-        .route("/users/{user}", get(get_user))
-        .route("/users/{user}/roles", put(update_roles))
-        .route("/users/{user}/keys", post(create_token))
-        .method_not_allowed_fallback(super::unsupported::method_not_allowed)
+pub fn routes() -> Vec<Route> {
+    use axum::http::Method;
+    vec![
+        Route::get("/users", list_users),
+        Route::json::<CreateUserRequest, _, _>(Method::POST, "/users", create_user),
+        Route::get("/users/{user}", get_user),
+        Route::json::<UpdateRoles, _, _>(Method::PUT, "/users/{user}/roles", update_roles),
+        Route::new(Method::POST, "/users/{user}/keys", create_token),
+    ]
 }
 
 fn slim_role(role: Role) -> SlimRole {
