@@ -48,7 +48,8 @@ impl ApiError {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
             "You must be logged in to do this. Send an API token in the Coder-Session-Token \
-             header, as Authorization: Bearer, or in the coder_session_token query parameter.",
+             header or as Authorization: Bearer (WebSockets and file downloads also take the \
+             coder_session_token query parameter).",
         )
     }
 

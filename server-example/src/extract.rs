@@ -4,7 +4,7 @@
 //! handler that takes these extractors never parses ids or query strings itself:
 //!
 //! - **Path ids** ([`ChatId`], [`MessageId`], [`QueuedMessageId`], [`FileId`],
-//!   [`ModelConfigId`], [`ProviderConfigId`], [`McpServerId`], [`UserPath`],
+//!   [`ModelConfigId`], [`ProviderConfigId`], [`McpServerId`], [`KeyId`], [`UserPath`],
 //!   [`OverrideContext`]) read their route parameter by name (`{chat}`, `{message}`, …), so
 //!   one handler may take several, in any order.
 //! - **[`Query<T>`]** deserializes the query string into `T` with serde, strictly: a key `T`
@@ -145,6 +145,12 @@ uuid_path_id!(
     ProviderConfigId,
     "providerConfig",
     "provider config ID"
+);
+uuid_path_id!(
+    /// `{keyid}`: an API token id.
+    KeyId,
+    "keyid",
+    "API token ID"
 );
 uuid_path_id!(
     /// `{mcpServer}`: an MCP server config id.

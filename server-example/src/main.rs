@@ -193,6 +193,13 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
              Lost the token? Restart with CHATD_ADMIN_TOKEN=<a new token>."
         );
     }
+    if started.admin_token_refused {
+        // A revoked token stays revoked when it is stored again at start-up.
+        tracing::warn!(
+            "{ADMIN_TOKEN_VAR} does not authenticate: it was revoked or belongs to another \
+             user. Set a new value to get an administrator token."
+        );
+    }
     let state = started.state;
     let app = server_example::router(state.clone());
     let listener = tokio::net::TcpListener::bind(args.listen).await?;

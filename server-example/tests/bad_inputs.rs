@@ -196,6 +196,23 @@ impl Suite<'_> {
         case.query = Some("coder_session_token=chatd_nope".into());
         case.want = Want::Status(401);
         self.run(case).await;
+        for (what, token) in [
+            ("expired token", self.ids["expired_token"].clone()),
+            ("revoked token", self.ids["revoked_token"].clone()),
+        ] {
+            let mut case = self.case(route, what);
+            case.headers = vec![("Coder-Session-Token".into(), token)];
+            case.want = Want::Status(401);
+            self.run(case).await;
+        }
+        // A valid token in the query authenticates WebSocket upgrades and downloads only.
+        if !matches!(route.kind, RouteKind::WebSocket | RouteKind::Download) {
+            let mut case = self.case(route, "valid token in the query");
+            case.headers.clear();
+            case.query = Some(format!("coder_session_token={}", self.server.admin_token));
+            case.want = Want::Status(401);
+            self.run(case).await;
+        }
     }
 
     /// Unknown, undecodable and oversized query strings.
@@ -644,7 +661,49 @@ async fn fixtures(server: &TestServer) -> BTreeMap<&'static str, String> {
         .unwrap();
     assert_eq!(file.status(), 201);
     let file = id_of(file.json().await.unwrap());
+    // Tokens: the member's (for `{keyid}`), one expired and one revoked.
+    let tokens: serde_json::Value = http
+        .get(format!(
+            "{}/api/v2/users/{}/keys/tokens",
+            server.base, member.id
+        ))
+        .header("Coder-Session-Token", token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let keyid = tokens[0]["id"].as_str().unwrap().to_owned();
+    let issue = |name: &'static str| {
+        post(
+            "/api/v2/users/me/keys/tokens",
+            serde_json::json!({"token_name": name, "lifetime": 3_600_000_000_000_i64}),
+        )
+    };
+    let expired: serde_json::Value = issue("expired").await.unwrap().json().await.unwrap();
+    sqlx::query("UPDATE api_tokens SET expires_at = 1 WHERE token_name = 'expired'")
+        .execute(server.state.engine().store().pool())
+        .await
+        .unwrap();
+    let revoked: serde_json::Value = issue("revoked").await.unwrap().json().await.unwrap();
+    let revoked_id: String =
+        sqlx::query_scalar("SELECT id FROM api_tokens WHERE token_name = 'revoked'")
+            .fetch_one(server.state.engine().store().pool())
+            .await
+            .unwrap();
+    let status = http
+        .delete(format!("{}/api/v2/users/me/keys/{revoked_id}", server.base))
+        .header("Coder-Session-Token", token)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 204);
     BTreeMap::from([
+        ("keyid", keyid),
+        ("expired_token", expired["key"].as_str().unwrap().to_owned()),
+        ("revoked_token", revoked["key"].as_str().unwrap().to_owned()),
         ("chat", chat),
         ("message", message.expect("the chat has messages")),
         ("queuedMessage", "1".to_owned()),

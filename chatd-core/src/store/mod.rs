@@ -59,7 +59,10 @@ pub use mcp::{
     MAX_MCP_TOOL_FILTER_ENTRIES, MAX_MCP_TOOL_NAME_BYTES, MAX_MCP_USER_HEADER_KEYS,
 };
 pub use queue::{Promoted, SendMessage, SendOutcome, SendResult, MAX_QUEUED_MESSAGES};
-pub use tokens::{hash_api_token, API_TOKEN_BYTES, API_TOKEN_PREFIX, MAX_API_TOKEN_LEN};
+pub use tokens::{
+    hash_api_token, ApiToken, NewApiToken, TokenCheck, API_TOKEN_BYTES, API_TOKEN_PREFIX,
+    LAST_ADMIN_TOKEN_MESSAGE, LAST_USED_RESOLUTION, MAX_API_TOKEN_LEN, TOKEN_NOT_FOUND_MESSAGE,
+};
 pub use turns::{FinishedTurn, PersistedStep, Step, TurnOutcome};
 pub use users::{NewUser, Organization, User};
 

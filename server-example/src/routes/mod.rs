@@ -66,9 +66,10 @@ impl std::fmt::Debug for RouteBody {
 pub enum RouteKind {
     /// An API route: authenticated, strict query, JSON answers.
     Api,
-    /// A WebSocket upgrade (the session token may come in the query).
+    /// A WebSocket upgrade: the session token may come in the query
+    /// ([`crate::auth::QueryTokenAllowed`]).
     WebSocket,
-    /// A file download (the session token may come in the query).
+    /// A file download: the session token may come in the query.
     Download,
     /// A Coder-platform feature this server does not build: 501 to authenticated callers.
     Unsupported,
@@ -187,13 +188,20 @@ impl Route {
             .collect()
     }
 
-    /// The handler, with the body limit applied.
+    /// The handler, with the body limit applied, and on WebSocket and download routes
+    /// the mark that lets the session token come in the query.
     fn into_method_router(self) -> (String, MethodRouter<AppState>) {
         let handler = match self.body {
             RouteBody::Json { limit, .. } | RouteBody::Upload { limit } => {
                 self.handler.layer(DefaultBodyLimit::max(limit))
             }
             RouteBody::None => self.handler,
+        };
+        let handler = match self.kind {
+            RouteKind::WebSocket | RouteKind::Download => {
+                handler.layer(axum::Extension(crate::auth::QueryTokenAllowed))
+            }
+            _ => handler,
         };
         (self.path, handler)
     }
