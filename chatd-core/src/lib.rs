@@ -108,7 +108,7 @@ pub use secrets::{
 pub use store::{
     Account, ApiToken, ChatListQuery, DeletedModelConfig, DeletedProviderConfig, StoreOptions,
     StoredFile, TokenCheck, User, LAST_ADMIN_TOKEN_MESSAGE, LAST_USED_RESOLUTION, MAX_FILE_BYTES,
-    TOKEN_NOT_FOUND_MESSAGE,
+    PRIVATE_FILE_MODE, TOKEN_NOT_FOUND_MESSAGE,
 };
 /// Re-exported because [`Keyring::decrypt`] returns plaintext in a [`Zeroizing`] buffer,
 /// which wipes it when dropped.

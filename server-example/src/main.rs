@@ -277,6 +277,10 @@ fn sqlite_path(url: &str) -> Option<PathBuf> {
     (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
 }
 
+/// Writes a new file readable and writable by its owner only
+/// ([`chatd_core::PRIVATE_FILE_MODE`]), whatever the umask: the mode is set again
+/// explicitly before anything is written, since the umask only ever narrows the one given
+/// at creation.
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
@@ -284,9 +288,16 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+        options.mode(chatd_core::PRIVATE_FILE_MODE);
     }
     let mut file = options.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(
+            chatd_core::PRIVATE_FILE_MODE,
+        ))?;
+    }
     file.write_all(contents.as_bytes())?;
     file.write_all(b"\n")
 }
