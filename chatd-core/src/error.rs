@@ -251,10 +251,14 @@ impl std::error::Error for Error {
     }
 }
 
+/// PostgreSQL's `character_not_in_repertoire`: text with a NUL byte.
+const PG_UNSTORABLE_TEXT: &str = "22021";
+
 impl Error {
     /// Classifies a driver error, keeping it as the source: unique violations are
     /// [`ErrorKind::Conflict`], foreign-key violations [`ErrorKind::NotFound`] (the
-    /// referenced row is missing), decode failures [`ErrorKind::CorruptRow`], anything else
+    /// referenced row is missing), text PostgreSQL cannot store (NUL)
+    /// [`ErrorKind::InvalidArgument`], decode failures [`ErrorKind::CorruptRow`], anything else
     /// [`ErrorKind::Database`].
     ///
     /// Crate-private, like every conversion from sqlx (see [`DbResultExt`]): a public
@@ -263,6 +267,15 @@ impl Error {
         let kind = match &e {
             sqlx::Error::Database(db) if db.is_unique_violation() => ErrorKind::Conflict,
             sqlx::Error::Database(db) if db.is_foreign_key_violation() => ErrorKind::NotFound,
+            // PostgreSQL refuses text it cannot store (a NUL character): the input's fault,
+            // not the server's.
+            sqlx::Error::Database(db) if db.code().as_deref() == Some(PG_UNSTORABLE_TEXT) => {
+                return Error::new(
+                    ErrorKind::InvalidArgument,
+                    "Text may not contain the NUL character (\\u0000).",
+                )
+                .with_source(e);
+            }
             sqlx::Error::RowNotFound => ErrorKind::NotFound,
             sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => ErrorKind::CorruptRow,
             _ => ErrorKind::Database,

@@ -109,8 +109,9 @@ pub use secrets::{
 };
 /// Store types that the engine's and the [`Admin`] handle's methods take or return.
 pub use store::{
-    Account, ChatListQuery, DeletedModelConfig, DeletedProviderConfig, StoreOptions, StoredFile,
-    User, MAX_FILE_BYTES,
+    Account, ApiToken, ChatListQuery, DeletedModelConfig, DeletedProviderConfig, StoreOptions,
+    StoredFile, TokenCheck, User, LAST_ADMIN_TOKEN_MESSAGE, LAST_USED_RESOLUTION, MAX_FILE_BYTES,
+    PRIVATE_FILE_MODE, TOKEN_NOT_FOUND_MESSAGE,
 };
 /// Re-exported because [`Keyring::decrypt`] returns plaintext in a [`Zeroizing`] buffer,
 /// which wipes it when dropped.

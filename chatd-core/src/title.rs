@@ -172,9 +172,15 @@ pub(crate) async fn ask_for_title(
     };
     // Never cancelled: the timeout (or the caller dropping us) ends the attempts.
     let cancel = CancellationToken::new();
+    // Failures are redacted with the model's credentials before anything reads them.
+    let redactor = model.redactor();
     let attempts = chaterror::retry(
         &cancel,
-        |_| model.generate(request.clone()),
+        |_| {
+            let call = model.generate(request.clone());
+            let redactor = &redactor;
+            async move { call.await.map_err(|e| redactor.redact_provider_error(e)) }
+        },
         |attempt, err, _, delay| {
             tracing::debug!(
                 model = model.model_id(),

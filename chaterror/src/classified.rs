@@ -167,7 +167,7 @@ impl ClassifiedError {
 
     /// Applies core.md §A.9 so that every value handed out is in canonical form.
     pub(crate) fn normalized(mut self) -> ClassifiedError {
-        self.message = self.message.trim().to_owned();
+        self.message = crate::redact::redact(self.message.trim()).into_owned();
         self.detail = detail::normalize(&self.detail);
         self.kind = self.kind.and_then(normalize_kind);
         self.provider = normalize_provider(&self.provider);

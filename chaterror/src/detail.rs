@@ -260,6 +260,9 @@ pub(crate) fn from_raw_text(text: &str) -> String {
     if t.is_empty() || t.contains("://") {
         return String::new();
     }
+    // Key-shaped text goes before the text is cut, so no cut key can survive as a prefix.
+    let redacted = crate::redact::redact(t);
+    let t: &str = &redacted;
     let mut out = String::new();
     let mut runes = 0usize;
     for word in t.split_whitespace() {
@@ -281,8 +284,8 @@ pub(crate) fn from_raw_text(text: &str) -> String {
     truncate(&out, false)
 }
 
-/// Normalizes a detail: trimmed, URLs reduced to `host/path`, at most
-/// [`MAX_DETAIL_RUNES`] runes. Idempotent.
+/// Normalizes a detail: trimmed, URLs reduced to `host/path`, key-shaped text redacted
+/// ([`crate::redact()`]), at most [`MAX_DETAIL_RUNES`] runes. Idempotent.
 pub(crate) fn normalize(detail: &str) -> String {
     let t = detail.trim();
     if t.is_empty() {
@@ -293,7 +296,10 @@ pub(crate) fn normalize(detail: &str) -> String {
         None => (t, false),
     };
     let scrubbed = scrub_urls(head);
-    truncate(scrubbed.trim(), cut)
+    // Redacted before the cut to MAX_DETAIL_RUNES: the scan head is far longer, so a key
+    // cut at its end is dropped by the truncation below.
+    let redacted = crate::redact::redact(&scrubbed);
+    truncate(redacted.trim(), cut)
 }
 
 /// At most [`MAX_DETAIL_RUNES`] runes; longer text (or text known to have been cut before,

@@ -19,6 +19,9 @@
 //! - [`ClassifiedError::to_chat_error`] and [`ClassifiedError::to_stream_retry`] build the
 //!   wire payloads; [`decode_chat_error`] reads persisted ones back, including legacy text
 //!   rows.
+//! - [`Redactor`] removes the credentials a request used, and anything shaped like a key,
+//!   from error text before it is stored, published, logged or returned; [`redact`]
+//!   removes key-shaped text only, and every classification's detail goes through it.
 //! - [`retry`](mod@retry) holds the backoff constants and the [`retry()`] driver.
 //!
 //! # Example
@@ -88,6 +91,7 @@ mod patterns;
 mod persisted;
 mod provider;
 mod provider_error;
+mod redact;
 pub mod retry;
 
 pub use codersdk::ChatErrorKind;
@@ -110,6 +114,10 @@ pub use persisted::{decode_chat_error, decode_last_error, persisted_error_text};
 pub use provider::{detect_provider, display_name, normalize_provider};
 pub use provider_error::{
     parse_retry_after, ProviderError, MAX_RETRY_AFTER, RETRY_AFTER, RETRY_AFTER_MS, X_SHOULD_RETRY,
+};
+pub use redact::{
+    redact, RedactedDisplay, Redactor, MIN_ASSIGNED_SECRET_CHARS, MIN_BEARER_TOKEN_CHARS,
+    MIN_KEY_SHAPE_CHARS, MIN_SUBSTRING_SECRET_BYTES, REDACTED,
 };
 pub use retry::{retry, Cancellation, CauseToken};
 

@@ -197,6 +197,34 @@ impl ProviderError {
         )
     }
 
+    /// Rewrites every text the error shows (message, title, header names and values) with
+    /// `text` and the body with `body`; used by redaction.
+    pub(crate) fn map_text(
+        mut self,
+        text: impl Fn(&str) -> String,
+        body: impl Fn(&[u8]) -> Vec<u8>,
+    ) -> Self {
+        let inner = &mut *self.inner;
+        inner.message = text(&inner.message);
+        inner.title = text(&inner.title);
+        for (name, value) in &mut inner.headers {
+            *name = text(name);
+            *value = text(value);
+        }
+        inner.body = body(&inner.body);
+        self
+    }
+
+    /// The source, shared.
+    pub(crate) fn shared_source(&self) -> Option<Arc<dyn StdError + Send + Sync + 'static>> {
+        self.inner.source.clone()
+    }
+
+    /// Replaces the source.
+    pub(crate) fn replace_source(&mut self, source: Arc<dyn StdError + Send + Sync + 'static>) {
+        self.inner.source = Some(source);
+    }
+
     /// The provider's `x-should-retry` verdict, `None` when absent or not a boolean.
     pub fn should_retry(&self) -> Option<bool> {
         let v = self.header(X_SHOULD_RETRY)?.trim();

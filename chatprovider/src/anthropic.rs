@@ -95,6 +95,7 @@ pub struct AnthropicModel {
     api_key: SecretString,
     base_url: String,
     settings: ClientSettings,
+    redactor: chaterror::Redactor,
 }
 
 impl fmt::Debug for AnthropicModel {
@@ -124,11 +125,18 @@ impl AnthropicModel {
             .unwrap_or(ANTHROPIC_DEFAULT_BASE_URL)
             .trim_end_matches('/')
             .to_owned();
+        let api_key = SecretString::new(api_key.into());
+        let redactor = transport::client_redactor(
+            Some(api_key.expose()),
+            url::Url::parse(&base).ok().as_ref(),
+            &settings,
+        );
         AnthropicModel {
             model: model.into(),
-            api_key: SecretString::new(api_key.into()),
+            api_key,
             base_url: base,
             settings,
+            redactor,
         }
     }
 
@@ -200,12 +208,19 @@ impl LanguageModel for AnthropicModel {
     }
 
     fn stream(&self, request: ModelRequest) -> ModelStream {
-        transport::stream_sse(
-            self.build_http_request(&request),
-            PROVIDER,
-            self.settings.clone(),
-            AnthropicDecoder::new(),
+        crate::language_model::redact_errors(
+            transport::stream_sse(
+                self.build_http_request(&request),
+                PROVIDER,
+                self.settings.clone(),
+                AnthropicDecoder::new(),
+            ),
+            self.redactor.clone(),
         )
+    }
+
+    fn redactor(&self) -> chaterror::Redactor {
+        self.redactor.clone()
     }
 }
 

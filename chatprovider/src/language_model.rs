@@ -3,7 +3,7 @@
 use std::fmt;
 use std::pin::Pin;
 
-use chaterror::ProviderError;
+use chaterror::{ProviderError, Redactor};
 use futures_util::{Stream, StreamExt};
 
 use crate::catalog::Provider;
@@ -32,6 +32,17 @@ pub trait LanguageModel: Send + Sync + fmt::Debug {
     /// dropping the stream cancels the call.
     fn stream(&self, request: ModelRequest) -> ModelStream;
 
+    /// The credentials this model sends with its requests (API key, header values, the
+    /// base URL's user info and query values), for redacting failures.
+    ///
+    /// Every error of [`LanguageModel::stream`] is already redacted with it; a caller that
+    /// turns a failure into text (a stored error, an event, a log line) redacts with it as
+    /// well, together with its own secrets. The default knows no secrets and removes
+    /// key-shaped text only: a custom model that sends credentials should return them here.
+    fn redactor(&self) -> Redactor {
+        Redactor::new()
+    }
+
     /// Runs one model call to completion.
     async fn generate(&self, request: ModelRequest) -> Result<ModelResponse, ProviderError> {
         let mut stream = self.stream(request);
@@ -41,6 +52,13 @@ pub trait LanguageModel: Send + Sync + fmt::Debug {
         }
         Ok(collector.finish())
     }
+}
+
+/// Redacts every error `stream` yields with `redactor`
+/// ([`Redactor::redact_provider_error`]): what each client does to its own stream, and what
+/// a custom [`LanguageModel`] can do to its.
+pub fn redact_errors(stream: ModelStream, redactor: Redactor) -> ModelStream {
+    Box::pin(stream.map(move |item| item.map_err(|e| redactor.redact_provider_error(e))))
 }
 
 /// The pure half of a client: turns the provider's SSE events into [`StreamPart`]s.

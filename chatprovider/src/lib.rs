@@ -181,7 +181,7 @@ pub use keys::{
     ProviderCredentials, KEY_HINT_MAX_SHOWN_DENOMINATOR, KEY_HINT_PREFIX_CHARS,
     KEY_HINT_SUFFIX_CHARS, MAX_API_KEY_BYTES,
 };
-pub use language_model::{decode_body, LanguageModel, ModelStream, StreamDecoder};
+pub use language_model::{decode_body, redact_errors, LanguageModel, ModelStream, StreamDecoder};
 pub use openai_chat::*;
 pub use openai_responses::*;
 pub use options::{

@@ -170,6 +170,7 @@ pub struct OpenAiChatModel {
     endpoint: url::Url,
     usage_rule: OpenAiChatUsageRule,
     settings: ClientSettings,
+    redactor: chaterror::Redactor,
 }
 
 impl OpenAiChatModel {
@@ -209,10 +210,17 @@ impl OpenAiChatModel {
                 )
             }
         }
+        let api_key = api_key.filter(|k| !k.is_empty());
+        let redactor = crate::transport::client_redactor(
+            api_key.as_ref().map(SecretString::expose),
+            Some(&endpoint),
+            &settings,
+        );
         Ok(OpenAiChatModel {
             provider,
             model_id,
-            api_key: api_key.filter(|k| !k.is_empty()),
+            api_key,
+            redactor,
             endpoint,
             usage_rule: OpenAiChatUsageRule::for_endpoint(provider, base),
             settings,
@@ -425,7 +433,14 @@ impl LanguageModel for OpenAiChatModel {
                 decoder,
             ))
         };
-        Box::pin(futures_util::stream::once(start).try_flatten())
+        crate::language_model::redact_errors(
+            Box::pin(futures_util::stream::once(start).try_flatten()),
+            self.redactor.clone(),
+        )
+    }
+
+    fn redactor(&self) -> chaterror::Redactor {
+        self.redactor.clone()
     }
 }
 

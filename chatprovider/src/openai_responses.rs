@@ -93,6 +93,7 @@ pub struct OpenAiResponsesModel {
     auth_name: HeaderName,
     auth_value: HeaderValue,
     settings: ClientSettings,
+    redactor: chaterror::Redactor,
 }
 
 impl OpenAiResponsesModel {
@@ -153,6 +154,7 @@ impl OpenAiResponsesModel {
             .with_provider(provider)
         })?;
         auth_value.set_sensitive(true);
+        let redactor = crate::transport::client_redactor(Some(api_key), Some(&url), &settings);
         Ok(OpenAiResponsesModel {
             provider,
             model_id,
@@ -160,6 +162,7 @@ impl OpenAiResponsesModel {
             auth_name,
             auth_value,
             settings,
+            redactor,
         })
     }
 
@@ -228,12 +231,19 @@ impl LanguageModel for OpenAiResponsesModel {
             .header(ACCEPT, "text/event-stream")
             .json(&body);
         let req = transport::with_common_headers(req, &self.settings, &request.correlation);
-        transport::stream_sse(
-            Ok(req),
-            self.provider.as_str(),
-            self.settings.clone(),
-            OpenAiResponsesDecoder::new(self.provider),
+        crate::language_model::redact_errors(
+            transport::stream_sse(
+                Ok(req),
+                self.provider.as_str(),
+                self.settings.clone(),
+                OpenAiResponsesDecoder::new(self.provider),
+            ),
+            self.redactor.clone(),
         )
+    }
+
+    fn redactor(&self) -> chaterror::Redactor {
+        self.redactor.clone()
     }
 }
 

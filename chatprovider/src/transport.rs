@@ -102,6 +102,43 @@ pub(crate) fn startup_deadline(settings: &ClientSettings) -> tokio::time::Instan
         .unwrap_or(now)
 }
 
+/// Query parameters of an endpoint whose values are credentials: their names contain one
+/// of these (`key`, `api_key`, `access_token`, Azure SAS `sig`, …). Others, such as Azure's
+/// `api-version`, are not secret and are left in error text.
+const CREDENTIAL_QUERY_NAMES: &[&str] = &["key", "token", "secret", "sig", "auth", "pass"];
+
+/// The secrets a client sends besides its key: every extra header value (the client
+/// cannot tell a proxy credential from a label), and the user info and credential query
+/// values of the endpoint, which gateways use for credentials.
+pub(crate) fn client_redactor(
+    api_key: Option<&str>,
+    endpoint: Option<&url::Url>,
+    settings: &ClientSettings,
+) -> chaterror::Redactor {
+    let mut redactor = chaterror::Redactor::new();
+    if let Some(key) = api_key {
+        redactor.add_secret(key);
+    }
+    for (_, value) in &settings.extra_headers {
+        redactor.add_secret(value);
+    }
+    if let Some(url) = endpoint {
+        if let Some(password) = url.password() {
+            redactor.add_secret(password);
+        }
+        if !url.username().is_empty() {
+            redactor.add_secret(url.username());
+        }
+        for (name, value) in url.query_pairs() {
+            let name = name.to_ascii_lowercase();
+            if CREDENTIAL_QUERY_NAMES.iter().any(|n| name.contains(n)) {
+                redactor.add_secret(value);
+            }
+        }
+    }
+    redactor
+}
+
 /// Sends a prepared request and streams its SSE body through `decoder`: the common path of
 /// every client. Nothing happens until the stream is first polled; the startup deadline
 /// covers sending and the first body byte.

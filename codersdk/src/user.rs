@@ -1,6 +1,7 @@
 //! Users and API tokens: the minimal, Coder-compatible subset of `/api/v2/users` that a chat
-//! server needs (`GET /users/me`, `POST /users`, `POST /users/{user}/keys`, …), and the
-//! validation of user creation.
+//! server needs (`GET /users/me`, `POST /users`, `POST /users/{user}/keys`, the token
+//! routes under `/users/{user}/keys/tokens`, …), and the validation of user and token
+//! creation.
 //!
 //! The shapes follow Coder's `codersdk.User` (field names, order and presence rules), keeping
 //! only what a chat deployment has: no avatars, no passwords, no themes.
@@ -177,6 +178,134 @@ pub struct GenerateAPIKeyResponse {
     pub key: SecretString,
 }
 
+/// Longest API token name, in bytes.
+pub const MAX_TOKEN_NAME_BYTES: usize = 64;
+
+/// Longest lifetime a token may be given, in nanoseconds: 876 600 hours (100 years),
+/// Coder's default `--max-token-lifetime`.
+pub const MAX_TOKEN_LIFETIME_NANOS: i64 = 876_600 * 3_600 * 1_000_000_000;
+
+/// Token scopes a request may name (Coder's `APIKeyScope`); this server has one.
+pub const TOKEN_SCOPE_ALL: &str = "all";
+
+/// Body of `POST /api/v2/users/{user}/keys/tokens` (Coder's `CreateTokenRequest`).
+#[derive(
+    Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
+)]
+pub struct CreateTokenRequest {
+    /// Lifetime in nanoseconds (Go's `time.Duration`); `0` or omitted: the token never
+    /// expires. At most [`MAX_TOKEN_LIFETIME_NANOS`].
+    #[serde(default)]
+    pub lifetime: i64,
+    /// `all` or empty (Coder's `application_connect` scope concerns workspaces, which this
+    /// server does not have).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[ts(as = "Option<_>", optional)]
+    pub scope: String,
+    /// The token's name, unique among the user's tokens (case-insensitively); one is made
+    /// up when empty.
+    #[serde(default)]
+    pub token_name: String,
+}
+
+/// A [`CreateTokenRequest`] after validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidatedCreateToken {
+    /// The trimmed name; `None` when the server picks one.
+    pub token_name: Option<String>,
+    /// The lifetime; `None` when the token never expires.
+    pub lifetime: Option<std::time::Duration>,
+}
+
+/// Validates a token request: a name of at most [`MAX_TOKEN_NAME_BYTES`] bytes without
+/// control characters, a lifetime of `0` (never expires) or between one second and
+/// [`MAX_TOKEN_LIFETIME_NANOS`], scope `all` or empty. Every problem is reported, per
+/// field.
+pub fn validate_create_token_request(
+    req: &CreateTokenRequest,
+) -> Result<ValidatedCreateToken, Response> {
+    let mut out = Response::new("Invalid token request.");
+    let name = req.token_name.trim();
+    if name.len() > MAX_TOKEN_NAME_BYTES {
+        out = out.with_validation(
+            "token_name",
+            format!(
+                "The token name is {} bytes long; it may be at most {MAX_TOKEN_NAME_BYTES}.",
+                name.len()
+            ),
+        );
+    } else if name.chars().any(char::is_control) {
+        out = out.with_validation(
+            "token_name",
+            "The token name must not contain control characters.",
+        );
+    }
+    const NANOS_PER_SECOND: i64 = 1_000_000_000;
+    let lifetime = match req.lifetime {
+        0 => None,
+        n if n < 0 => {
+            out = out.with_validation("lifetime", "The lifetime must not be negative.");
+            None
+        }
+        n if n < NANOS_PER_SECOND => {
+            out = out.with_validation(
+                "lifetime",
+                "The lifetime is in nanoseconds and must be at least one second.",
+            );
+            None
+        }
+        n if n > MAX_TOKEN_LIFETIME_NANOS => {
+            out = out.with_validation(
+                "lifetime",
+                "The lifetime may be at most 876600 hours (100 years).",
+            );
+            None
+        }
+        n => u64::try_from(n).ok().map(std::time::Duration::from_nanos),
+    };
+    let scope = req.scope.trim();
+    if !scope.is_empty() && scope != TOKEN_SCOPE_ALL {
+        out = out.with_validation(
+            "scope",
+            format!("Only the {TOKEN_SCOPE_ALL:?} scope exists on this server."),
+        );
+    }
+    if !out.validations.is_empty() {
+        return Err(out);
+    }
+    Ok(ValidatedCreateToken {
+        token_name: (!name.is_empty()).then(|| name.to_owned()),
+        lifetime,
+    })
+}
+
+/// An API token as listed (Coder's `APIKey`): never the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct APIKey {
+    /// The token's id (`DELETE /api/v2/users/{user}/keys/{id}` revokes it).
+    pub id: Uuid,
+    /// Whose token it is.
+    pub user_id: Uuid,
+    /// When the token last authenticated a request, to within a minute; Go's zero time
+    /// (`0001-01-01T00:00:00Z`) when never.
+    pub last_used: Timestamp,
+    /// When the token stops working; `null` when it never expires (Coder's tokens always
+    /// expire, so its clients read `null` as the zero time).
+    pub expires_at: Option<Timestamp>,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Last change: the last use, else the creation.
+    pub updated_at: Timestamp,
+    /// Always `token`.
+    pub login_type: LoginType,
+    /// Always `all`.
+    pub scope: String,
+    /// The token's name, unique per user.
+    pub token_name: String,
+    /// The lifetime it was created with, in seconds; `0` when it never expires.
+    pub lifetime_seconds: i64,
+}
+
 /// Response of `GET /api/v2/users` (Coder's `GetUsersResponse`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS)]
 pub struct GetUsersResponse {
@@ -302,6 +431,61 @@ pub fn validate_create_user_request(
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+
+    fn token(name: &str, lifetime: i64, scope: &str) -> Result<ValidatedCreateToken, Response> {
+        validate_create_token_request(&CreateTokenRequest {
+            lifetime,
+            scope: scope.into(),
+            token_name: name.into(),
+        })
+    }
+
+    fn token_fields(r: Result<ValidatedCreateToken, Response>) -> Vec<String> {
+        r.unwrap_err()
+            .validations
+            .into_iter()
+            .map(|v| v.field)
+            .collect()
+    }
+
+    #[test]
+    fn token_requests_at_their_edges() {
+        let ok = token("  ci  ", 0, "").unwrap();
+        assert_eq!(ok.token_name.as_deref(), Some("ci"));
+        assert_eq!(ok.lifetime, None);
+        assert_eq!(token("", 0, "all").unwrap().token_name, None);
+        let name = "n".repeat(MAX_TOKEN_NAME_BYTES);
+        assert!(token(&name, 0, "").is_ok());
+        assert_eq!(
+            token_fields(token(&format!("{name}n"), 0, "")),
+            ["token_name"]
+        );
+        assert_eq!(token_fields(token("a\nb", 0, "")), ["token_name"]);
+        // Lifetimes: one second to 100 years, in nanoseconds.
+        let second = 1_000_000_000;
+        assert_eq!(
+            token("x", second, "").unwrap().lifetime,
+            Some(std::time::Duration::from_secs(1))
+        );
+        assert_eq!(token_fields(token("x", second - 1, "")), ["lifetime"]);
+        assert_eq!(token_fields(token("x", -1, "")), ["lifetime"]);
+        assert!(token("x", MAX_TOKEN_LIFETIME_NANOS, "").is_ok());
+        assert_eq!(
+            token_fields(token("x", MAX_TOKEN_LIFETIME_NANOS + 1, "")),
+            ["lifetime"]
+        );
+        assert_eq!(
+            token_fields(token("a\u{0}", -5, "application_connect")),
+            ["token_name", "lifetime", "scope"]
+        );
+        // Go's duration JSON is a bare integer of nanoseconds.
+        let req: CreateTokenRequest =
+            serde_json::from_str(r#"{"token_name":"ci","lifetime":86400000000000}"#).unwrap();
+        assert_eq!(
+            validate_create_token_request(&req).unwrap().lifetime,
+            Some(std::time::Duration::from_secs(86_400))
+        );
+    }
 
     fn req(username: &str) -> CreateUserRequest {
         CreateUserRequest {

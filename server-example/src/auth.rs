@@ -1,12 +1,13 @@
-//! Authentication: API tokens from the `Coder-Session-Token` header, `Authorization:
-//! Bearer`, or the `coder_session_token` query parameter (browsers cannot set headers on
-//! WebSockets) — or, for the chats API mounted inside another application with
+//! Authentication: API tokens from the `Coder-Session-Token` header or `Authorization:
+//! Bearer`, or on WebSocket upgrades and file downloads only the `coder_session_token` query
+//! parameter (browsers cannot set headers there; docs/api-tokens.md) — or, for the chats API mounted inside another application with
 //! [`Authentication::Upstream`], the identity that application's middleware attached to the
 //! request ([`Authenticated`]).
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use chatd_core::{Actor, User};
+use axum::http::StatusCode;
+use chatd_core::{Actor, TokenCheck, User};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -24,7 +25,8 @@ pub const SESSION_TOKEN_QUERY: &str = "coder_session_token";
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Authentication {
-    /// This server's API tokens (header, bearer or query parameter), looked up in the store.
+    /// This server's API tokens (header, bearer, or the query parameter where allowed),
+    /// looked up in the store on every request.
     #[default]
     Tokens,
     /// The embedding application authenticates: a middleware in front of the router
@@ -62,7 +64,16 @@ impl Caller {
     }
 }
 
-/// The token a request presents, in the order header, bearer, query parameter.
+/// Marks a route on which the session token may come as the [`SESSION_TOKEN_QUERY`]
+/// parameter: WebSocket upgrades (browsers cannot set headers on them) and file downloads
+/// (an `<img src>` cannot either). The route table installs it
+/// ([`crate::routes::RouteKind`]); everywhere else the parameter is not read, so tokens stay
+/// in headers and out of proxy and access logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueryTokenAllowed;
+
+/// The token a request presents: the header, else a bearer token, else — on routes marked
+/// [`QueryTokenAllowed`] only — the query parameter.
 pub fn presented_token(parts: &Parts) -> Option<String> {
     if let Some(v) = parts
         .headers
@@ -83,10 +94,29 @@ pub fn presented_token(parts: &Parts) -> Option<String> {
             }
         }
     }
+    if parts.extensions.get::<QueryTokenAllowed>().is_some() {
+        return query_token(parts);
+    }
+    None
+}
+
+/// The [`SESSION_TOKEN_QUERY`] parameter, wherever it is.
+fn query_token(parts: &Parts) -> Option<String> {
     let query = parts.uri.query()?;
     form_urlencoded::parse(query.as_bytes())
         .find(|(key, _)| key == SESSION_TOKEN_QUERY)
         .map(|(_, token)| token.into_owned())
+}
+
+/// The 401 of a request without a usable token, saying why.
+fn no_token(parts: &Parts) -> ApiError {
+    if query_token(parts).is_some() {
+        return ApiError::unauthorized().with_detail(format!(
+            "The {SESSION_TOKEN_QUERY} query parameter is accepted only on WebSocket and file \
+             download routes; send the token in the Coder-Session-Token header."
+        ));
+    }
+    ApiError::unauthorized()
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -101,12 +131,24 @@ impl FromRequestParts<AppState> for Caller {
         if authentication == Authentication::Upstream {
             return upstream_caller(parts, state).await;
         }
-        let token = presented_token(parts).ok_or_else(ApiError::unauthorized)?;
-        let user = state
-            .admin()
-            .authenticate(&token)
-            .await?
-            .ok_or_else(ApiError::unauthorized)?;
+        let token = presented_token(parts).ok_or_else(|| no_token(parts))?;
+        let user = match state.admin().check_token(&token).await? {
+            TokenCheck::Valid { user, .. } => user,
+            TokenCheck::Expired { expired_at } => {
+                return Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    format!("Your API token expired at {expired_at}."),
+                )
+                .with_detail("Create a new token: POST /api/v2/users/me/keys/tokens."))
+            }
+            TokenCheck::Revoked => {
+                return Err(
+                    ApiError::new(StatusCode::UNAUTHORIZED, "Your API token was revoked.")
+                        .with_detail("Create a new token: POST /api/v2/users/me/keys/tokens."),
+                )
+            }
+            _ => return Err(ApiError::unauthorized()),
+        };
         let actor = user.actor();
         Ok(Caller { user, actor })
     }

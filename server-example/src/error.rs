@@ -1,10 +1,11 @@
 //! Errors as HTTP answers: every failure is a JSON `codersdk::Response` with the status
 //! its kind maps to.
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response as HttpResponse};
+use bytes::Bytes;
 use codersdk::Response;
 use serde::de::DeserializeOwned;
 
@@ -47,7 +48,8 @@ impl ApiError {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
             "You must be logged in to do this. Send an API token in the Coder-Session-Token \
-             header, as Authorization: Bearer, or in the coder_session_token query parameter.",
+             header or as Authorization: Bearer (WebSockets and file downloads also take the \
+             coder_session_token query parameter).",
         )
     }
 
@@ -138,9 +140,17 @@ impl From<JsonRejection> for ApiError {
 }
 
 /// `axum::Json` whose rejections are JSON `Response`s (400 malformed, 415 wrong content
-/// type, 413 over the body limit).
+/// type, 413 over the body limit), for bodies that are JSON **objects**: every request body
+/// of the API is one.
+///
+/// A body that is valid JSON but not an object (`[]`, `"x"`, `1`, `null`) is 400. serde
+/// would otherwise read a struct from an array of its fields in order, and a struct whose
+/// fields all have defaults from `[]`: `PUT /users/{id}/roles` with `[]` demoted the user.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
+
+/// The message of a body that is JSON but not an object.
+pub const NOT_AN_OBJECT: &str = "Request body must be a JSON object.";
 
 impl<S, T> FromRequest<S> for Json<T>
 where
@@ -150,8 +160,137 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
+        if !has_json_content_type(req.headers()) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Request body must be JSON (Content-Type: application/json).",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(body_read_error)?;
+        match validate_json(&bytes) {
+            Ok(JsonShape::Object) => {}
+            Ok(JsonShape::Other) => {
+                return Err(ApiError::bad_request(NOT_AN_OBJECT)
+                    .with_detail("The body is valid JSON of another type."));
+            }
+            Err(e) => {
+                return Err(ApiError::bad_request("Request body is not valid JSON.")
+                    .with_detail(e.to_string()));
+            }
+        }
+        let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
         Ok(Json(value))
+    }
+}
+
+/// The top-level type of a JSON document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JsonShape {
+    Object,
+    Other,
+}
+
+/// Checks the **whole** document before it is read into a request type: serde skips the
+/// members a type does not declare without checking them, so without this a body with an
+/// unknown member holding invalid UTF-8, a lone surrogate (`"\ud800"`) or arrays nested
+/// 100 000 deep would be accepted as if it were JSON. Nesting is bounded by serde_json's
+/// recursion limit ([`MAX_JSON_DEPTH`]); strings are borrowed, so this allocates little.
+fn validate_json(bytes: &[u8]) -> Result<JsonShape, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let shape = <Validate as serde::Deserialize>::deserialize(&mut de)?.0;
+    de.end()?;
+    Ok(shape)
+}
+
+/// Deepest nesting of arrays and objects a request body may have (the top-level object
+/// counts as one): serde_json's recursion limit of 128 refuses the 128th level.
+pub const MAX_JSON_DEPTH: usize = 127;
+
+/// Visits every value of a document (see [`validate_json`]).
+struct Validate(JsonShape);
+
+impl<'de> serde::Deserialize<'de> for Validate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ValidateVisitor)
+    }
+}
+
+struct ValidateVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ValidateVisitor {
+    type Value = Validate;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Validate, E> {
+        Ok(Validate(JsonShape::Other))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Validate, E> {
+        Ok(Validate(JsonShape::Other))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Validate, E> {
+        Ok(Validate(JsonShape::Other))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Validate, E> {
+        Ok(Validate(JsonShape::Other))
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Validate, E> {
+        Ok(Validate(JsonShape::Other))
+    }
+    fn visit_unit<E>(self) -> Result<Validate, E> {
+        Ok(Validate(JsonShape::Other))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Validate, A::Error> {
+        while seq.next_element::<Validate>()?.is_some() {}
+        Ok(Validate(JsonShape::Other))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Validate, A::Error> {
+        while map.next_key::<Validate>()?.is_some() {
+            map.next_value::<Validate>()?;
+        }
+        Ok(Validate(JsonShape::Object))
+    }
+}
+
+/// Whether the request says its body is JSON: `application/json` or any `+json` type, as
+/// axum's own `Json` decides.
+fn has_json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    kind == "application" && (subtype == "json" || subtype.ends_with("+json"))
+}
+
+/// A body that could not be read: 408 past its deadline, 413 over the limit, else 400.
+fn body_read_error(r: BytesRejection) -> ApiError {
+    if crate::serve::is_body_deadline(&r) {
+        return ApiError::body_timeout();
+    }
+    match r.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body is too large.")
+                .with_detail(r.body_text())
+        }
+        status if status.is_client_error() => {
+            ApiError::new(status, "Request body could not be read.").with_detail(r.body_text())
+        }
+        _ => ApiError::bad_request("Request body could not be read.").with_detail(r.body_text()),
     }
 }
 
@@ -170,6 +309,87 @@ pub fn no_content() -> StatusCode {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// An object whose member `a` nests `depth - 1` arrays: `depth` levels in all.
+    fn nested(depth: usize) -> Vec<u8> {
+        format!(
+            "{{\"a\":{}{}}}",
+            "[".repeat(depth - 1),
+            "]".repeat(depth - 1)
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn only_whole_valid_json_objects_pass() {
+        assert_eq!(validate_json(b" {} ").unwrap(), JsonShape::Object);
+        for other in [&b"[]"[..], b"[{}]", b"\"x\"", b"1", b"null", b"true"] {
+            assert_eq!(validate_json(other).unwrap(), JsonShape::Other);
+        }
+        for bad in [
+            &b""[..],
+            b"{",
+            b"{}}",
+            b"{\"a\":\"\xff\"}",
+            br#"{"a":"\ud800"}"#,
+            br#"{"a":[1,]}"#,
+        ] {
+            assert!(
+                validate_json(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        // The depth limit at its edge.
+        assert!(validate_json(&nested(MAX_JSON_DEPTH)).is_ok());
+        assert!(validate_json(&nested(MAX_JSON_DEPTH + 1)).is_err());
+        // Far beyond it: refused without exhausting the stack.
+        assert!(validate_json(&nested(200_000)).is_err());
+    }
+
+    #[tokio::test]
+    async fn the_extractor_refuses_non_objects_and_wrong_content_types() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Roles {
+            #[serde(default)]
+            #[allow(dead_code)]
+            roles: Vec<String>,
+        }
+        let request = |ct: Option<&str>, body: &'static str| {
+            let mut b = axum::http::Request::builder().method("PUT").uri("/");
+            if let Some(ct) = ct {
+                b = b.header("content-type", ct);
+            }
+            b.body(axum::body::Body::from(body)).unwrap()
+        };
+        // `[]` reads as a struct with defaults to serde; here it is 400.
+        let err = Json::<Roles>::from_request(request(Some("application/json"), "[]"), &())
+            .await
+            .unwrap_err();
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        assert_eq!(err.body.message, NOT_AN_OBJECT);
+        let err = Json::<Roles>::from_request(request(None, "{}"), &())
+            .await
+            .unwrap_err();
+        assert_eq!(err.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        let ok = Json::<Roles>::from_request(
+            request(Some("application/vnd.api+json; charset=utf-8"), "{}"),
+            &(),
+        )
+        .await;
+        assert!(ok.is_ok());
+        let err = Json::<Roles>::from_request(
+            request(Some("application/json"), r#"{"roles":"admin"}"#),
+            &(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            err.body.message,
+            "Request body does not match the expected shape."
+        );
+    }
 
     #[test]
     fn core_errors_keep_their_status_and_hide_internals() {

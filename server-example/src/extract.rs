@@ -4,7 +4,7 @@
 //! handler that takes these extractors never parses ids or query strings itself:
 //!
 //! - **Path ids** ([`ChatId`], [`MessageId`], [`QueuedMessageId`], [`FileId`],
-//!   [`ModelConfigId`], [`ProviderConfigId`], [`McpServerId`], [`UserPath`],
+//!   [`ModelConfigId`], [`ProviderConfigId`], [`McpServerId`], [`KeyId`], [`UserPath`],
 //!   [`OverrideContext`]) read their route parameter by name (`{chat}`, `{message}`, …), so
 //!   one handler may take several, in any order.
 //! - **[`Query<T>`]** deserializes the query string into `T` with serde, strictly: a key `T`
@@ -147,6 +147,12 @@ uuid_path_id!(
     "provider config ID"
 );
 uuid_path_id!(
+    /// `{keyid}`: an API token id.
+    KeyId,
+    "keyid",
+    "API token ID"
+);
+uuid_path_id!(
     /// `{mcpServer}`: an MCP server config id.
     McpServerId,
     "mcpServer",
@@ -205,6 +211,15 @@ impl PathParam for UserPath {
     const NAME: &'static str = "user";
 
     fn parse(raw: &str) -> ApiResult<Self> {
+        // No username has control characters; PostgreSQL cannot even compare one with NUL.
+        if raw.chars().any(char::is_control) {
+            return Err(invalid_path_param(
+                Self::NAME,
+                "user",
+                raw,
+                "A user is \"me\", a user ID or a username.",
+            ));
+        }
         Ok(UserPath(if raw == Self::ME {
             UserRef::Me
         } else if let Ok(id) = Uuid::parse_str(raw) {
@@ -711,6 +726,10 @@ mod tests {
             UserPath::parse(&id.to_string()).unwrap(),
             UserPath(UserRef::Id(id))
         );
+        for bad in ["a\0b", "\n", "x\u{7f}"] {
+            let err = UserPath::parse(bad).unwrap_err();
+            assert_eq!(field(&err), Some("user"), "{bad:?}");
+        }
         // Usernames keep their case here; the administration handle compares them
         // case-insensitively.
         assert_eq!(

@@ -278,6 +278,13 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
              Lost the token? Restart with CHATD_ADMIN_TOKEN=<a new token>."
         );
     }
+    if started.admin_token_refused {
+        // A revoked token stays revoked when it is stored again at start-up.
+        tracing::warn!(
+            "{ADMIN_TOKEN_VAR} does not authenticate: it was revoked or belongs to another \
+             user. Set a new value to get an administrator token."
+        );
+    }
     let state = started.state;
     state.sockets().set_limit(args.max_websockets_per_user);
     let settings = args.serve_settings();
@@ -352,6 +359,10 @@ fn sqlite_path(url: &str) -> Option<PathBuf> {
     (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
 }
 
+/// Writes a new file readable and writable by its owner only
+/// ([`chatd_core::PRIVATE_FILE_MODE`]), whatever the umask: the mode is set again
+/// explicitly before anything is written, since the umask only ever narrows the one given
+/// at creation.
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
@@ -359,9 +370,16 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+        options.mode(chatd_core::PRIVATE_FILE_MODE);
     }
     let mut file = options.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(
+            chatd_core::PRIVATE_FILE_MODE,
+        ))?;
+    }
     file.write_all(contents.as_bytes())?;
     file.write_all(b"\n")
 }

@@ -140,6 +140,9 @@ pub struct Started {
     /// A token generated for a freshly created admin (first start without
     /// `CHATD_ADMIN_TOKEN`); print it once.
     pub generated_admin_token: Option<codersdk::SecretString>,
+    /// The chosen admin token does not authenticate (it was revoked, or belongs to another
+    /// user); the binary warns.
+    pub admin_token_refused: bool,
 }
 
 /// Connects, migrates, makes sure the default organization and the admin exist, and starts
@@ -176,6 +179,7 @@ pub async fn build_on(admin: Admin, options: ServerOptions) -> chatd_core::Resul
     Ok(Started {
         state: AppState::new(engine, admin, boot.organization_id),
         generated_admin_token: boot.generated_admin_token,
+        admin_token_refused: boot.admin_token_refused,
     })
 }
 

@@ -15,7 +15,7 @@ use crate::engine::{Actor, StoreModelResolver};
 use crate::error::{Error, ErrorKind, Result};
 use crate::role::Role;
 use crate::secrets::Keyring;
-use crate::store::{NewUser, Store, StoreOptions, User};
+use crate::store::{NewUser, Store, StoreOptions, TokenCheck, User};
 
 pub use users::{AccountPage, IssuedToken, UserRef, USER_NOT_FOUND_MESSAGE};
 
@@ -152,9 +152,14 @@ impl Admin {
             ),
         };
         store.add_member(org.id, admin.id).await?;
+        let mut admin_token_refused = false;
         let generated_admin_token = match &bootstrap.admin_token {
             Some(token) => {
-                store.insert_api_token(admin.id, token.expose()).await?;
+                let check = store.insert_api_token(admin.id, token.expose()).await?;
+                admin_token_refused = !matches!(
+                    check,
+                    TokenCheck::Valid { ref user, .. } if user.id == admin.id
+                );
                 None
             }
             None if created => Some(store.create_api_token(admin.id).await?),
@@ -164,6 +169,7 @@ impl Admin {
             organization_id: org.id,
             admin_id: admin.id,
             generated_admin_token,
+            admin_token_refused,
         })
     }
 
@@ -201,6 +207,13 @@ impl Admin {
     /// bytes are hashed). The user's [`User::actor`] is who then asks.
     pub async fn authenticate(&self, token: &str) -> Result<Option<User>> {
         self.inner.store.authenticate_token(token).await
+    }
+
+    /// What a presented API token is: live (with its user), expired (and when), revoked,
+    /// or unknown — so that a refusal can say why. Reads the database every time: a
+    /// revocation holds at once on every server sharing it.
+    pub async fn check_token(&self, token: &str) -> Result<TokenCheck> {
+        self.inner.store.check_api_token(token).await
     }
 
     /// The user with this id, for an application that authenticated the caller itself
@@ -268,6 +281,9 @@ pub struct Bootstrapped {
     /// A token generated for an administrator created now without a chosen token; it is
     /// stored hashed only, so show it once.
     pub generated_admin_token: Option<SecretString>,
+    /// The chosen [`Bootstrap::admin_token`] does not authenticate: it was revoked (a
+    /// revoked token stays revoked when it is stored again) or belongs to another user.
+    pub admin_token_refused: bool,
 }
 
 /// [`ErrorKind::Forbidden`] unless `actor` is an administrator.

@@ -1,13 +1,14 @@
 //! Users and their API tokens: creating users, listing them, reading an account, changing
-//! a role, issuing a token. Tokens are random, returned once, and stored only as a hash.
+//! a role; issuing, listing, reading and revoking tokens. Tokens are random, returned once,
+//! and stored only as a hash (docs/api-tokens.md).
 
-use codersdk::{CreateUserRequest, SecretString, Uuid};
+use codersdk::{CreateTokenRequest, CreateUserRequest, SecretString, Uuid};
 
 use super::{invalid, require_admin, Admin};
 use crate::engine::Actor;
 use crate::error::{Error, ErrorKind, Result};
 use crate::role::Role;
-use crate::store::{Account, NewAccount};
+use crate::store::{Account, ApiToken, NewAccount, NewApiToken, TOKEN_NOT_FOUND_MESSAGE};
 
 /// The answer for a user that does not exist (HTTP 404).
 pub const USER_NOT_FOUND_MESSAGE: &str = "User not found.";
@@ -42,6 +43,8 @@ pub struct IssuedToken {
     pub user_id: Uuid,
     /// The token; stored only as a hash, so it cannot be shown again.
     pub token: SecretString,
+    /// What is stored of it.
+    pub stored: ApiToken,
 }
 
 fn user_not_found() -> Error {
@@ -156,13 +159,78 @@ impl Admin {
     /// Issues a new API token for the user `user` names: administrators for anyone, others
     /// for themselves ([`ErrorKind::Forbidden`] before any lookup).
     pub async fn create_api_token(&self, actor: &Actor, user: &UserRef) -> Result<IssuedToken> {
+        self.issue_token(actor, user, NewApiToken::default()).await
+    }
+
+    /// Issues a token as `request` asks (`POST /users/{user}/keys/tokens`): a name (made
+    /// up when empty; [`ErrorKind::Conflict`] when the user has one of that name) and a
+    /// lifetime (none: until revoked), validated with
+    /// `codersdk::validate_create_token_request`. Administrators for anyone, others for
+    /// themselves.
+    pub async fn create_named_api_token(
+        &self,
+        actor: &Actor,
+        user: &UserRef,
+        request: &CreateTokenRequest,
+    ) -> Result<IssuedToken> {
+        self.require_self_or_admin(actor, user, "create API tokens")
+            .await?;
+        let valid = codersdk::validate_create_token_request(request).map_err(invalid)?;
+        self.issue_token(
+            actor,
+            user,
+            NewApiToken::new(valid.token_name, valid.lifetime),
+        )
+        .await
+    }
+
+    async fn issue_token(
+        &self,
+        actor: &Actor,
+        user: &UserRef,
+        new: NewApiToken,
+    ) -> Result<IssuedToken> {
         self.require_self_or_admin(actor, user, "create API tokens")
             .await?;
         let target = self.resolve(actor, user).await?;
-        let token = self.store().create_api_token(target.id).await?;
+        let (stored, token) = self.store().issue_api_token(target.id, new).await?;
         Ok(IssuedToken {
             user_id: target.id,
             token,
+            stored,
         })
+    }
+
+    /// The tokens of the user `user` names, never their secrets, expired ones included
+    /// (revoked ones are gone): administrators for anyone, others for themselves.
+    pub async fn list_api_tokens(&self, actor: &Actor, user: &UserRef) -> Result<Vec<ApiToken>> {
+        self.require_self_or_admin(actor, user, "list the API tokens")
+            .await?;
+        let target = self.resolve(actor, user).await?;
+        self.store().list_api_tokens(target.id).await
+    }
+
+    /// Token `id` of the user `user` names; [`ErrorKind::NotFound`] when that user has no
+    /// such token.
+    pub async fn get_api_token(&self, actor: &Actor, user: &UserRef, id: Uuid) -> Result<ApiToken> {
+        self.require_self_or_admin(actor, user, "read the API tokens")
+            .await?;
+        let target = self.resolve(actor, user).await?;
+        self.store()
+            .get_api_token(target.id, id)
+            .await?
+            .ok_or_else(|| Error::new(ErrorKind::NotFound, TOKEN_NOT_FOUND_MESSAGE))
+    }
+
+    /// Revokes token `id` of the user `user` names: it stops authenticating at once, on
+    /// every server sharing the database. [`ErrorKind::NotFound`] when that user has no
+    /// such token; [`ErrorKind::Conflict`] when it is the last live token of any
+    /// administrator (create another first). Administrators for anyone, others for
+    /// themselves.
+    pub async fn revoke_api_token(&self, actor: &Actor, user: &UserRef, id: Uuid) -> Result<()> {
+        self.require_self_or_admin(actor, user, "revoke the API tokens")
+            .await?;
+        let target = self.resolve(actor, user).await?;
+        self.store().revoke_api_token(target.id, id).await
     }
 }

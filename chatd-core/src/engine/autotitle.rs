@@ -67,7 +67,8 @@ pub(crate) fn maybe_generate(
         let title = match generate_title(model.as_ref(), &text, TITLE_TIMEOUT).await {
             Ok(title) => title,
             Err(e) => {
-                tracing::debug!(%chat_id, error = %e, "title generation failed; keeping the fallback title");
+                let redactor = model.redactor();
+                tracing::debug!(%chat_id, error = %redactor.display(&e), "title generation failed; keeping the fallback title");
                 return;
             }
         };

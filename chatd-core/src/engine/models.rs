@@ -3,6 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use chaterror::Redactor;
 use chatprovider::{CallSettings, LanguageModel, ProviderRequestOptions};
 use codersdk::{ChatError, ModelCostConfig, Uuid};
 
@@ -73,6 +74,11 @@ pub struct ResolvedModel {
     /// model's demo tools). They rank below every other tool of the turn, the chat's
     /// dynamic tools included ([`TurnToolsBuilder::with_model_tools`](crate::tools::TurnToolsBuilder::with_model_tools)).
     pub tools: Vec<Arc<dyn Tool>>,
+    /// The credentials of the turn's requests: the model's own
+    /// ([`LanguageModel::redactor`]) plus whatever the resolver adds (the chat's MCP
+    /// secrets). Every failure of the turn is redacted with it before it is stored,
+    /// published or logged.
+    pub redactor: Redactor,
 }
 
 impl ResolvedModel {
@@ -80,14 +86,21 @@ impl ResolvedModel {
     pub fn new(model_config_id: Uuid, model: Arc<dyn LanguageModel>) -> Self {
         ResolvedModel {
             model_config_id,
-            model,
             settings: CallSettings::default(),
             provider_options: None,
             cost: None,
             context_limit: None,
             store_response_id: false,
             tools: Vec::new(),
+            redactor: model.redactor(),
+            model,
         }
+    }
+
+    /// Adds secrets the turn's failures must never show (beside the model's own).
+    pub fn with_secrets<S: AsRef<str>>(mut self, secrets: impl IntoIterator<Item = S>) -> Self {
+        self.redactor = self.redactor.with_secrets(secrets);
+        self
     }
 
     /// Sets the tools that come with this model.

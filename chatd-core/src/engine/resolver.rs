@@ -96,6 +96,40 @@ fn classified(err: &(dyn std::error::Error + 'static)) -> ChatError {
 }
 
 impl StoreModelResolver {
+    /// The opened secrets of the chat's MCP servers, so that a failure of the turn can never
+    /// show one. A server that is gone or whose secrets cannot be opened adds nothing
+    /// (nothing of it can reach a request either).
+    async fn chat_mcp_secrets(&self, chat_id: Uuid) -> Vec<String> {
+        let ids = match self.store.get_chat(chat_id).await {
+            Ok(Some(chat)) => chat.mcp_server_ids,
+            Ok(None) => return Vec::new(),
+            Err(e) => {
+                tracing::warn!(%chat_id, error = %e, "reading the chat's MCP servers failed");
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::new();
+        for id in ids {
+            match self.store.mcp_server_secrets(id, &self.keyring).await {
+                Ok(secrets) => {
+                    out.extend(secrets.oauth2_client_secret.map(|s| s.expose().to_owned()));
+                    out.extend(secrets.api_key_value.map(|s| s.expose().to_owned()));
+                    out.extend(
+                        secrets
+                            .custom_headers
+                            .values()
+                            .map(|s| s.expose().to_owned()),
+                    );
+                }
+                Err(e) if e.kind().is_client_error() => {}
+                Err(e) => {
+                    tracing::warn!(%chat_id, mcp_server_id = %id, error = %e, "opening MCP secrets failed")
+                }
+            }
+        }
+        out
+    }
+
     /// The client and settings of a resolved turn model.
     fn build(&self, model: &TurnModel) -> std::result::Result<ResolvedModel, ChatError> {
         let Some(provider) = model.provider() else {
@@ -193,7 +227,8 @@ impl ModelResolver for StoreModelResolver {
                     config_error("The chat's model could not be loaded.")
                 }
             })?;
-        self.build(&model)
+        let resolved = self.build(&model)?;
+        Ok(resolved.with_secrets(self.chat_mcp_secrets(turn.chat_id).await))
     }
 
     /// The `title_generation` model override, built like a turn's model with the key

@@ -157,7 +157,7 @@ impl Engine {
         let provider = model.provider().as_str().to_owned();
         generate_conversation_title(model, &transcript, TITLE_TIMEOUT)
             .await
-            .map_err(|e| generation_failed(e, &provider))
+            .map_err(|e| generation_failed(e, &provider, &resolved.redactor))
     }
 
     /// The first and the last [`TITLE_CONTEXT_MESSAGES`] user-visible messages, oldest
@@ -323,7 +323,7 @@ fn model_unavailable(e: ChatError) -> Error {
 
 /// A failed title call: refused for good → 400; out of time or no usable words → 409
 /// (trying again later may work).
-fn generation_failed(e: TitleError, provider: &str) -> Error {
+fn generation_failed(e: TitleError, provider: &str, redactor: &chaterror::Redactor) -> Error {
     let (kind, message, detail) = match e {
         TitleError::Model(err) => {
             let classified = chaterror::classify(&err).with_provider(provider);
@@ -332,7 +332,7 @@ fn generation_failed(e: TitleError, provider: &str) -> Error {
             } else {
                 ErrorKind::InvalidArgument
             };
-            tracing::warn!(provider, error = %err, "conversation title failed");
+            tracing::warn!(provider, error = %redactor.display(&err), "conversation title failed");
             (
                 kind,
                 "The model could not write a title.",

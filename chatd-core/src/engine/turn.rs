@@ -103,7 +103,9 @@ async fn finish(inner: &Inner, lease: &Lease, end: TurnEnd) {
         TurnEnd::Completed => TurnOutcome::Completed,
         TurnEnd::Interrupted => TurnOutcome::Interrupted,
         TurnEnd::Shutdown => TurnOutcome::Shutdown,
-        TurnEnd::Failed(e) => TurnOutcome::Failed(e),
+        // Every failure (a resolver's, a panic's) loses key-shaped text before it is
+        // stored and published; model failures were redacted with the turn's secrets.
+        TurnEnd::Failed(e) => TurnOutcome::Failed(chaterror::Redactor::new().redact_chat_error(e)),
         TurnEnd::RequiresAction => TurnOutcome::RequiresAction,
         // Nothing to write: the new owner (or the operation) decides the chat's state.
         TurnEnd::Lost => return,
@@ -372,6 +374,7 @@ async fn stream_with_retry(
     let chat_id = control.lease.chat_id;
     let cause = CauseToken::from_token(control.cancel.clone());
     let model = &resolved.model;
+    let redactor = &resolved.redactor;
     let provider = model.provider().as_str().to_owned();
     let result = chaterror::retry::retry(
         &cause,
@@ -381,7 +384,9 @@ async fn stream_with_retry(
             async move {
                 let mut stream = model.stream(request);
                 while let Some(part) = stream.next().await {
-                    let part = part?;
+                    // Redacted before classification reads it: a detail is cut to 500
+                    // runes, and a secret cut in half would no longer be recognised.
+                    let part = part.map_err(|e| redactor.redact_provider_error(e))?;
                     publish_stream_part(inner, chat_id, &part);
                     lock(partial).push(&part);
                 }
@@ -392,6 +397,7 @@ async fn stream_with_retry(
             let classified = classified.with_provider(&provider);
             let now = Timestamp(chrono::Utc::now());
             if let Some(retry) = classified.to_stream_retry(attempt, delay, now) {
+                let retry = redactor.redact_stream_retry(retry);
                 tracing::info!(%chat_id, attempt, delay_ms = retry.delay_ms, "retrying model call");
                 inner
                     .hub
@@ -413,7 +419,17 @@ async fn stream_with_retry(
             let classified = chaterror::classify(&e).with_provider(&provider);
             let error = classified
                 .to_chat_error()
-                .unwrap_or_else(|| ChatError::generic(e.to_string()));
+                .unwrap_or_else(|| ChatError::generic(redactor.redact(&e.to_string())));
+            let error = redactor.redact_chat_error(error);
+            // Operators see why a chat failed without reading the database.
+            tracing::warn!(
+                %chat_id,
+                provider = %error.provider,
+                kind = ?error.kind,
+                status = error.status_code,
+                detail = %error.detail,
+                "model call failed"
+            );
             Err(StepError::Failed(error))
         }
     }

@@ -62,7 +62,10 @@ pub use mcp::{
     MAX_MCP_TOOL_FILTER_ENTRIES, MAX_MCP_TOOL_NAME_BYTES, MAX_MCP_USER_HEADER_KEYS,
 };
 pub use queue::{Promoted, SendMessage, SendOutcome, SendResult, MAX_QUEUED_MESSAGES};
-pub use tokens::{hash_api_token, API_TOKEN_BYTES, API_TOKEN_PREFIX, MAX_API_TOKEN_LEN};
+pub use tokens::{
+    hash_api_token, ApiToken, NewApiToken, TokenCheck, API_TOKEN_BYTES, API_TOKEN_PREFIX,
+    LAST_ADMIN_TOKEN_MESSAGE, LAST_USED_RESOLUTION, MAX_API_TOKEN_LEN, TOKEN_NOT_FOUND_MESSAGE,
+};
 pub use transition::Transition;
 pub use turns::{PersistedStep, Step, TurnOutcome};
 pub use users::{NewUser, Organization, User};
@@ -201,14 +204,21 @@ impl Store {
 
     /// Opens the database and applies the embedded migrations of its dialect.
     ///
-    /// SQLite: the file is created when missing, switched to WAL, and every connection
-    /// gets `foreign_keys=ON` and a [`SQLITE_BUSY_TIMEOUT`]. PostgreSQL: with
+    /// SQLite: the file is created when missing — readable and writable by its owner only
+    /// ([`PRIVATE_FILE_MODE`], whatever the umask; SQLite gives the `-wal` and `-shm` files
+    /// the database file's mode) —, switched to WAL, and every connection gets
+    /// `foreign_keys=ON` and a [`SQLITE_BUSY_TIMEOUT`]. PostgreSQL: with
     /// [`StoreOptions::schema`], every connection's `search_path` is that schema.
     pub async fn connect_with(options: StoreOptions) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let dialect = Dialect::from_url(&options.url)?;
         let url = match dialect {
-            Dialect::Sqlite => sqlite_url_creating_file(&options.url),
+            Dialect::Sqlite => {
+                if let Some(path) = sqlite_file_path(&options.url) {
+                    create_private_file(&path)?;
+                }
+                sqlite_url_creating_file(&options.url)
+            }
             Dialect::Postgres => options.url.clone(),
         };
         let set_path = match (&options.schema, dialect) {
@@ -358,6 +368,86 @@ impl Store {
 /// The parameters are read as sqlx reads them (everything after the first `?`, decoded as
 /// `application/x-www-form-urlencoded`), so `mod%65=ro` counts as a mode too; the URL is
 /// otherwise kept byte for byte, since sqlx percent-decodes the file name itself.
+/// Mode of every file the store creates (and of the key file `chatd-server` writes beside
+/// it): read and write for the owner only. The database holds every chat, and provider keys
+/// sealed with a key that may sit next to it.
+pub const PRIVATE_FILE_MODE: u32 = 0o600;
+
+/// The file a `sqlite:` URL opens (`sqlite://chatd.db`, `sqlite:chatd.db`, query parameters
+/// ignored, percent-escapes decoded as SQLite's driver decodes them); `None` for other
+/// databases, in-memory databases (`:memory:`, `mode=memory`) and read-only opens
+/// (`mode=ro`), which create nothing.
+pub fn sqlite_file_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let (database, params) = match rest.split_once('?') {
+        Some((d, p)) => (d, p),
+        None => (rest, ""),
+    };
+    if database.is_empty() || database == ":memory:" {
+        return None;
+    }
+    let creates = url::form_urlencoded::parse(params.as_bytes())
+        .all(|(key, value)| key != "mode" || (value != "memory" && value != "ro"));
+    if !creates {
+        return None;
+    }
+    let decoded = percent_encoding::percent_decode_str(database)
+        .decode_utf8()
+        .ok()?;
+    Some(std::path::PathBuf::from(decoded.into_owned()))
+}
+
+/// Creates `path` empty with [`PRIVATE_FILE_MODE`] when it does not exist, setting the mode
+/// explicitly afterwards so the umask cannot widen or narrow it. An existing file is left
+/// as it is (an operator may have chosen its mode), with a warning when others can read
+/// it. A missing directory is left to the driver to report.
+pub fn create_private_file(path: &std::path::Path) -> Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(PRIVATE_FILE_MODE);
+    }
+    match options.open(path) {
+        Ok(file) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                file.set_permissions(std::fs::Permissions::from_mode(PRIVATE_FILE_MODE))
+                    .map_err(|e| {
+                        Error::new(
+                            ErrorKind::Database,
+                            format!("setting the mode of {}: {e}", path.display()),
+                        )
+                    })?;
+            }
+            drop(file);
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                if let Ok(meta) = std::fs::metadata(path) {
+                    let mode = meta.permissions().mode() & 0o777;
+                    if mode & 0o077 != 0 {
+                        tracing::warn!(
+                            path = %path.display(),
+                            mode = format!("{mode:o}"),
+                            "the database file is readable by other users; chmod 600 it"
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
+        Err(_) => Ok(()),
+    }
+}
+
 fn sqlite_url_creating_file(url: &str) -> String {
     let has_mode = url.split_once('?').is_some_and(|(_, q)| {
         url::form_urlencoded::parse(q.as_bytes()).any(|(key, _)| key == "mode")
@@ -459,6 +549,26 @@ fn get_time(row: &sqlx::any::AnyRow, col: &str) -> Result<Timestamp> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sqlite_file_paths() {
+        use std::path::PathBuf;
+        let p = |u: &str| sqlite_file_path(u);
+        assert_eq!(p("sqlite://chatd.db"), Some(PathBuf::from("chatd.db")));
+        assert_eq!(
+            p("sqlite:/tmp/a.db?mode=rwc"),
+            Some(PathBuf::from("/tmp/a.db"))
+        );
+        assert_eq!(
+            p("sqlite:///tmp/a%20b.db"),
+            Some(PathBuf::from("/tmp/a b.db"))
+        );
+        assert_eq!(p("sqlite://x.db?mode=ro"), None);
+        assert_eq!(p("sqlite://x.db?mode=memory"), None);
+        assert_eq!(p("sqlite::memory:"), None);
+        assert_eq!(p("sqlite://"), None);
+        assert_eq!(p("postgres://h/db"), None);
+    }
 
     #[test]
     fn dialect_from_url() {

@@ -10,4 +10,5 @@ mod common;
 mod fixtures;
 mod limits;
 mod properties;
+mod redaction;
 mod retry_vectors;

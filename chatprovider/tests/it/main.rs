@@ -7,6 +7,7 @@ mod anthropic;
 mod openai_chat;
 mod openai_responses;
 mod proptests;
+mod redaction;
 mod secrets;
 mod support;
 mod support_smoke;

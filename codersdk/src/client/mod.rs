@@ -269,6 +269,38 @@ impl Client {
         .await
     }
 
+    /// `POST /api/v2/users/{user}/keys/tokens`: a named token for `user`, expiring after
+    /// `request.lifetime` nanoseconds (never when `0`).
+    pub async fn create_named_token(
+        &self,
+        user: &str,
+        request: &crate::CreateTokenRequest,
+    ) -> Result<GenerateApiKeyResponse> {
+        let url = self.url(V2.iter().copied().chain(["users", user, "keys", "tokens"]))?;
+        self.with_body(reqwest::Method::POST, url, request, "an API key response")
+            .await
+    }
+
+    /// `GET /api/v2/users/{user}/keys/tokens`: `user`'s tokens, never their secrets.
+    pub async fn tokens(&self, user: &str) -> Result<Vec<crate::APIKey>> {
+        let url = self.url(V2.iter().copied().chain(["users", user, "keys", "tokens"]))?;
+        self.get(url, "a token list").await
+    }
+
+    /// `GET /api/v2/users/{user}/keys/{id}`.
+    pub async fn token(&self, user: &str, id: Uuid) -> Result<crate::APIKey> {
+        let id = id.to_string();
+        let url = self.url(V2.iter().copied().chain(["users", user, "keys", &id]))?;
+        self.get(url, "a token").await
+    }
+
+    /// `DELETE /api/v2/users/{user}/keys/{id}` (204): the token stops working at once.
+    pub async fn delete_token(&self, user: &str, id: Uuid) -> Result<()> {
+        let id = id.to_string();
+        let url = self.url(V2.iter().copied().chain(["users", user, "keys", &id]))?;
+        self.empty(self.request(reqwest::Method::DELETE, url)).await
+    }
+
     // ----- chats
 
     /// `GET /chats`: the caller's root chats, newest first.

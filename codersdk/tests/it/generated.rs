@@ -179,6 +179,8 @@ ts_types![
     UpdateRoles,
     GenerateAPIKeyResponse,
     GetUsersResponse,
+    CreateTokenRequest,
+    APIKey,
 ];
 
 /// Request names that are Rust type aliases. ts-rs exports types, not aliases, so each is
@@ -342,6 +344,7 @@ fn schemas() -> BTreeMap<String, String> {
     );
     schema!("CreateUserRequest", CreateUserRequest);
     schema!("UpdateRoles", UpdateRoles);
+    schema!("CreateTokenRequest", CreateTokenRequest);
     out
 }
 

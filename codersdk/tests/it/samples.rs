@@ -327,6 +327,8 @@ wire_types![
     UpdateRoles,
     GenerateAPIKeyResponse,
     GetUsersResponse,
+    CreateTokenRequest,
+    APIKey,
 ];
 
 fn check_samples(ty: &str) {

@@ -10,11 +10,9 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::handler::Handler;
 use axum::http::StatusCode;
-use axum::routing::{delete, get, patch, post};
-use axum::Router;
 use chatd_core::ChatListQuery;
 use codersdk::{
     parse_message_page, parse_workspace_ids, Chat, ChatDiffContents, ChatMessage,
@@ -24,6 +22,7 @@ use codersdk::{
 };
 use serde::Deserialize;
 
+use super::Route;
 use crate::auth::Caller;
 use crate::error::{no_content, ApiError, ApiResult, Json};
 use crate::extract::{ChatId, MessageId, NoQuery, Query, QueuedMessageId};
@@ -64,31 +63,54 @@ struct ByWorkspaceQuery {
 }
 
 /// The routes of this group.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
+pub fn routes() -> Vec<Route> {
+    use axum::http::Method;
+    vec![
+        Route::get("/chats", list_chats),
+        Route::json::<CreateChatRequest, _, _>(
+            Method::POST,
             "/chats",
-            get(list_chats)
-                .post(create_chat.layer(Observe::ChatCreate.layer()))
-                .layer(DefaultBodyLimit::max(MAX_CREATE_CHAT_BODY_BYTES)),
+            create_chat.layer(Observe::ChatCreate.layer()),
         )
-        .route("/chats/by-workspace", get(chats_by_workspace))
-        .route("/chats/{chat}", get(get_chat).patch(update_chat))
-        .route(
+        .limit(MAX_CREATE_CHAT_BODY_BYTES),
+        Route::get("/chats/by-workspace", chats_by_workspace),
+        Route::get("/chats/{chat}", get_chat),
+        Route::json::<UpdateChatRequest, _, _>(Method::PATCH, "/chats/{chat}", update_chat),
+        Route::get("/chats/{chat}/messages", list_messages),
+        Route::json::<CreateChatMessageRequest, _, _>(
+            Method::POST,
             "/chats/{chat}/messages",
-            get(list_messages).post(send_message.layer(Observe::ChatMessage.layer())),
-        )
-        .route("/chats/{chat}/messages/{message}", patch(edit_message))
-        .route("/chats/{chat}/interrupt", post(interrupt))
-        .route("/chats/{chat}/tool-results", post(submit_tool_results))
-        .route("/chats/{chat}/queue/{queuedMessage}", delete(delete_queued))
-        .route(
+            send_message.layer(Observe::ChatMessage.layer()),
+        ),
+        Route::json::<EditChatMessageRequest, _, _>(
+            Method::PATCH,
+            "/chats/{chat}/messages/{message}",
+            edit_message,
+        ),
+        Route::new(Method::POST, "/chats/{chat}/interrupt", interrupt),
+        Route::json::<SubmitToolResultsRequest, _, _>(
+            Method::POST,
+            "/chats/{chat}/tool-results",
+            submit_tool_results,
+        ),
+        Route::new(
+            Method::DELETE,
+            "/chats/{chat}/queue/{queuedMessage}",
+            delete_queued,
+        ),
+        Route::new(
+            Method::POST,
             "/chats/{chat}/queue/{queuedMessage}/promote",
-            post(promote_queued),
-        )
-        .route("/chats/{chat}/title/regenerate", post(regenerate_title))
-        .route("/chats/{chat}/title/propose", post(propose_title))
-        .route("/chats/{chat}/diff", get(chat_diff))
+            promote_queued,
+        ),
+        Route::new(
+            Method::POST,
+            "/chats/{chat}/title/regenerate",
+            regenerate_title,
+        ),
+        Route::new(Method::POST, "/chats/{chat}/title/propose", propose_title),
+        Route::get("/chats/{chat}/diff", chat_diff),
+    ]
 }
 
 /// `GET /chats`: the caller's root chats, filtered by `q` and `label`, paged by `limit`,

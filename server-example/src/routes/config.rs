@@ -7,12 +7,9 @@
 //! through [`ApiError`]. No response carries a key (views have `has_api_key` /
 //! `has_user_api_key` only). Decisions: docs/server-admin.md.
 
-use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
-use axum::handler::Handler;
+use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
-use axum::routing::{get, patch, put};
-use axum::Router;
 use codersdk::{
     ChatModelConfig, ChatModelOverrideResponse, ChatModelsResponse, ChatProviderConfig,
     ChatSystemPromptResponse, ChatUsageLimitStatus, CreateChatModelConfigRequest,
@@ -21,6 +18,7 @@ use codersdk::{
     UpdateChatSystemPromptRequest, UserChatCustomPrompt, UserChatProviderConfig,
 };
 
+use super::Route;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Json};
 use crate::extract::{ModelConfigId, NoQuery, OverrideContext, ProviderConfigId};
@@ -33,48 +31,74 @@ use crate::state::AppState;
 pub const SYSTEM_PROMPT_BODY_BYTES: usize = 6 * codersdk::MAX_DEPLOYMENT_SYSTEM_PROMPT_BYTES + 1024;
 
 /// The routes of this group.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
+pub fn routes() -> Vec<Route> {
+    use axum::http::Method;
+    vec![
+        Route::get("/chats/providers", list_providers),
+        Route::json::<CreateChatProviderConfigRequest, _, _>(
+            Method::POST,
             "/chats/providers",
-            get(list_providers).post(create_provider),
-        )
-        .route(
+            create_provider,
+        ),
+        Route::json::<UpdateChatProviderConfigRequest, _, _>(
+            Method::PATCH,
             "/chats/providers/{providerConfig}",
-            patch(update_provider).delete(delete_provider),
-        )
-        .route(
+            update_provider,
+        ),
+        Route::new(
+            Method::DELETE,
+            "/chats/providers/{providerConfig}",
+            delete_provider,
+        ),
+        Route::get("/chats/model-configs", list_model_configs),
+        Route::json::<CreateChatModelConfigRequest, _, _>(
+            Method::POST,
             "/chats/model-configs",
-            get(list_model_configs).post(create_model_config),
-        )
-        .route(
+            create_model_config,
+        ),
+        Route::json::<UpdateChatModelConfigRequest, _, _>(
+            Method::PATCH,
             "/chats/model-configs/{modelConfig}",
-            patch(update_model_config).delete(delete_model_config),
-        )
-        .route(
-            "/chats/user-provider-configs",
-            get(list_user_provider_configs),
-        )
-        .route(
+            update_model_config,
+        ),
+        Route::new(
+            Method::DELETE,
+            "/chats/model-configs/{modelConfig}",
+            delete_model_config,
+        ),
+        Route::get("/chats/user-provider-configs", list_user_provider_configs),
+        Route::json::<CreateUserChatProviderKeyRequest, _, _>(
+            Method::PUT,
             "/chats/user-provider-configs/{providerConfig}",
-            put(set_user_provider_key).delete(delete_user_provider_key),
-        )
-        .route("/chats/models", get(list_models))
-        .route("/chats/usage-limits/status", get(usage_limit_status))
-        .route(
+            set_user_provider_key,
+        ),
+        Route::new(
+            Method::DELETE,
+            "/chats/user-provider-configs/{providerConfig}",
+            delete_user_provider_key,
+        ),
+        Route::get("/chats/models", list_models),
+        Route::get("/chats/usage-limits/status", usage_limit_status),
+        Route::get("/chats/config/system-prompt", get_system_prompt),
+        Route::json::<UpdateChatSystemPromptRequest, _, _>(
+            Method::PUT,
             "/chats/config/system-prompt",
-            get(get_system_prompt)
-                .put(put_system_prompt.layer(DefaultBodyLimit::max(SYSTEM_PROMPT_BODY_BYTES))),
+            put_system_prompt,
         )
-        .route(
+        .limit(SYSTEM_PROMPT_BODY_BYTES),
+        Route::get("/chats/config/user-prompt", get_user_prompt),
+        Route::json::<UserChatCustomPrompt, _, _>(
+            Method::PUT,
             "/chats/config/user-prompt",
-            get(get_user_prompt).put(put_user_prompt),
-        )
-        .route(
+            put_user_prompt,
+        ),
+        Route::get("/chats/config/model-override/{context}", get_model_override),
+        Route::json::<UpdateChatModelOverrideRequest, _, _>(
+            Method::PUT,
             "/chats/config/model-override/{context}",
-            get(get_model_override).put(put_model_override),
-        )
-        .method_not_allowed_fallback(super::unsupported::method_not_allowed)
+            put_model_override,
+        ),
+    ]
 }
 
 /// An authenticated administrator: 401 without a valid token, 403 for other users. As a

@@ -7,22 +7,21 @@
 //! only; everyone else, administrators included, gets the same 404 as for a missing file.
 
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS,
 };
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response as HttpResponse};
-use axum::routing::{get, post};
-use axum::Router;
 use bytes::Bytes;
 use chatd_core::FileUpload;
 use codersdk::{Response, UploadChatFileResponse, Uuid};
 use serde::Deserialize;
 
+use super::{Route, RouteBody, RouteKind};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Json};
-use crate::extract::{FileId, Query};
+use crate::extract::{FileId, NoQuery, Query};
 use crate::state::AppState;
 
 /// Largest upload body, in bytes: codersdk's 10 MiB attachment cap. Larger bodies are
@@ -48,13 +47,13 @@ pub const INLINE_MEDIA_TYPES: &[&str] = &[
 ];
 
 /// The routes of this group.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/chats/files",
-            post(upload).layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)),
-        )
-        .route("/chats/files/{file}", get(download))
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::new(axum::http::Method::POST, "/chats/files", upload).body(RouteBody::Upload {
+            limit: MAX_UPLOAD_BYTES,
+        }),
+        Route::get("/chats/files/{file}", download).kind(RouteKind::Download),
+    ]
 }
 
 /// Query of `POST /chats/files`.
@@ -111,6 +110,7 @@ async fn download(
     State(state): State<AppState>,
     caller: Caller,
     FileId(id): FileId,
+    _: NoQuery,
 ) -> ApiResult<HttpResponse> {
     // Another user's file is indistinguishable from a missing one (404 either way).
     let file = state.engine().get_file(&caller.actor, id).await?;

@@ -7,25 +7,33 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::Router;
 use codersdk::{CreateMCPServerConfigRequest, MCPServerConfig, UpdateMCPServerConfigRequest};
 
 use super::config::Admin;
+use super::Route;
 use crate::auth::Caller;
 use crate::error::{ApiResult, Json};
 use crate::extract::{McpServerId, NoQuery};
 use crate::state::AppState;
 
 /// The routes of this group.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/mcp/servers", get(list_servers).post(create_server))
-        .route(
+pub fn routes() -> Vec<Route> {
+    use axum::http::Method;
+    vec![
+        Route::get("/mcp/servers", list_servers),
+        Route::json::<CreateMCPServerConfigRequest, _, _>(
+            Method::POST,
+            "/mcp/servers",
+            create_server,
+        ),
+        Route::get("/mcp/servers/{mcpServer}", get_server),
+        Route::json::<UpdateMCPServerConfigRequest, _, _>(
+            Method::PATCH,
             "/mcp/servers/{mcpServer}",
-            get(get_server).patch(update_server).delete(delete_server),
-        )
-        .method_not_allowed_fallback(super::unsupported::method_not_allowed)
+            update_server,
+        ),
+        Route::new(Method::DELETE, "/mcp/servers/{mcpServer}", delete_server),
+    ]
 }
 
 async fn list_servers(

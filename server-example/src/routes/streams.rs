@@ -14,8 +14,6 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response as HttpResponse;
-use axum::routing::get;
-use axum::Router;
 use bytes::Bytes;
 use chatd_core::{Actor, ChatStream, Engine, RecvError, WatchSubscription};
 use codersdk::{ChatStreamEvent, ChatStreamEventType, Uuid, MAX_STREAM_EVENTS_PER_FRAME};
@@ -24,6 +22,7 @@ use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde::Deserialize;
 use tracing::Instrument;
 
+use super::{Route, RouteKind};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ChatId, NoQuery, Query};
@@ -48,12 +47,13 @@ pub const CLOSE_CODE_LAGGED: u16 = close_code::AGAIN;
 pub const CLOSE_CODE_SHUTDOWN: u16 = close_code::AWAY;
 
 /// The routes of this group.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/chats/watch", get(watch))
-        .route("/chats/{chat}/stream", get(stream))
-        .route("/chats/{chat}/stream/desktop", get(desktop))
-        .route("/chats/{chat}/stream/git", get(git))
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::get("/chats/watch", watch).kind(RouteKind::WebSocket),
+        Route::get("/chats/{chat}/stream", stream).kind(RouteKind::WebSocket),
+        Route::get("/chats/{chat}/stream/desktop", desktop).kind(RouteKind::Unsupported),
+        Route::get("/chats/{chat}/stream/git", git).kind(RouteKind::Unsupported),
+    ]
 }
 
 /// Query of `GET /chats/{chat}/stream`, judged by codersdk's parser.

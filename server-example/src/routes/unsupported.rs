@@ -6,9 +6,7 @@
 //! pages open. Their reads answer 200 with the truthful value — the feature is off — so a
 //! page loads instead of showing an error; only their writes are 501 ([`OFF_SETTINGS`]).
 
-use axum::http::StatusCode;
-use axum::routing::{get, on, MethodFilter, MethodRouter};
-use axum::Router;
+use axum::http::{Method, StatusCode};
 use codersdk::{
     ChatAutoArchiveDaysResponse, ChatDebugLoggingAdminSettings,
     ChatPersonalModelOverridesAdminSettings, ChatPlanModeInstructionsResponse,
@@ -16,10 +14,10 @@ use codersdk::{
 };
 
 use super::config::Admin;
+use super::{Route, RouteKind};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Json};
 use crate::extract::NoQuery;
-use crate::state::AppState;
 
 /// Every route answered with 501: path (under `/api/experimental`), methods, and the
 /// feature named in the response.
@@ -146,29 +144,35 @@ pub const OFF_SETTINGS: &[(&str, bool)] = &[
 ];
 
 /// The routes of this group.
-pub fn routes() -> Router<AppState> {
-    let mut router = Router::new();
+pub fn routes() -> Vec<Route> {
+    let mut routes = Vec::new();
     for (path, methods, feature) in UNSUPPORTED_ROUTES {
-        router = router.route(path, not_implemented(methods, feature));
+        for method in *methods {
+            let method = method.parse().unwrap_or(Method::GET);
+            routes.push(
+                Route::new(method, path, not_implemented(feature)).kind(RouteKind::Unsupported),
+            );
+        }
     }
-    // The same paths again: axum merges these GETs with the 501 writes above.
-    router
-        .route(
+    // The reads of the same paths: axum merges these GETs with the 501 writes above.
+    routes.extend([
+        Route::get(
             "/chats/config/plan-mode-instructions",
-            get(plan_mode_instructions),
-        )
-        .route(
+            plan_mode_instructions,
+        ),
+        Route::get(
             "/chats/config/user-compaction-thresholds",
-            get(compaction_thresholds),
-        )
-        .route(
+            compaction_thresholds,
+        ),
+        Route::get(
             "/chats/config/personal-model-overrides",
-            get(personal_model_overrides),
-        )
-        .route("/chats/config/debug-logging", get(debug_logging))
-        .route("/chats/config/retention-days", get(retention_days))
-        .route("/chats/config/auto-archive-days", get(auto_archive_days))
-        .method_not_allowed_fallback(method_not_allowed)
+            personal_model_overrides,
+        ),
+        Route::get("/chats/config/debug-logging", debug_logging),
+        Route::get("/chats/config/retention-days", retention_days),
+        Route::get("/chats/config/auto-archive-days", auto_archive_days),
+    ]);
+    routes
 }
 
 /// `GET /chats/config/plan-mode-instructions`: there are none (plan mode adds no deployment
@@ -232,25 +236,13 @@ async fn auto_archive_days(
     }))
 }
 
-fn not_implemented(methods: &[&str], feature: &'static str) -> MethodRouter<AppState> {
-    let filter = methods
-        .iter()
-        .map(|m| match *m {
-            "GET" => MethodFilter::GET,
-            "PUT" => MethodFilter::PUT,
-            "POST" => MethodFilter::POST,
-            "PATCH" => MethodFilter::PATCH,
-            _ => MethodFilter::DELETE,
-        })
-        .fold(None::<MethodFilter>, |acc, f| {
-            Some(acc.map_or(f, |a| a.or(f)))
-        })
-        .unwrap_or(MethodFilter::GET);
-    // The caller must still be authenticated: without a token the answer is 401, as on
-    // every other route, so the route table is not an anonymous probe.
-    on(filter, move |_caller: Caller| async move {
-        ApiError::not_implemented(feature)
-    })
+/// The 501 handler of `feature`. The caller must still be authenticated: without a token
+/// the answer is 401, as on every other route, so the route table is not an anonymous
+/// probe.
+fn not_implemented(
+    feature: &'static str,
+) -> impl Fn(Caller) -> std::future::Ready<ApiError> + Clone + Send + Sync + 'static {
+    move |_caller: Caller| std::future::ready(ApiError::not_implemented(feature))
 }
 
 /// A JSON 405 for a known path with a method it does not serve (axum's default is an

@@ -8,19 +8,18 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post, put};
-use axum::Router;
 use chatd_core::{Account, Role};
 use codersdk::{
-    CreateUserRequest, GenerateAPIKeyResponse, GetUsersResponse, LoginType, Response, SlimRole,
-    UpdateRoles, User, UserStatus,
+    APIKey, CreateTokenRequest, CreateUserRequest, GenerateAPIKeyResponse, GetUsersResponse,
+    LoginType, Response, SlimRole, UpdateRoles, User, UserStatus,
 };
 use serde::Deserialize;
 
 use super::config::Admin;
+use super::Route;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Json};
-use crate::extract::{NoQuery, Query, UserPath};
+use crate::extract::{KeyId, NoQuery, Query, UserPath};
 use crate::state::AppState;
 
 /// Page size of `GET /api/v2/users` when `limit` is absent or `0`.
@@ -33,13 +32,23 @@ pub const MAX_USER_PAGE_LIMIT: i64 = 200;
 pub const MAX_USER_PAGE_OFFSET: i64 = i32::MAX as i64;
 
 /// The routes of this group.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/users", get(list_users).post(create_user))
-        .route("/users/{user}", get(get_user))
-        .route("/users/{user}/roles", put(update_roles))
-        .route("/users/{user}/keys", post(create_token))
-        .method_not_allowed_fallback(super::unsupported::method_not_allowed)
+pub fn routes() -> Vec<Route> {
+    use axum::http::Method;
+    vec![
+        Route::get("/users", list_users),
+        Route::json::<CreateUserRequest, _, _>(Method::POST, "/users", create_user),
+        Route::get("/users/{user}", get_user),
+        Route::json::<UpdateRoles, _, _>(Method::PUT, "/users/{user}/roles", update_roles),
+        Route::new(Method::POST, "/users/{user}/keys", create_token),
+        Route::json::<CreateTokenRequest, _, _>(
+            Method::POST,
+            "/users/{user}/keys/tokens",
+            create_named_token,
+        ),
+        Route::get("/users/{user}/keys/tokens", list_tokens),
+        Route::get("/users/{user}/keys/{keyid}", get_token),
+        Route::new(Method::DELETE, "/users/{user}/keys/{keyid}", revoke_token),
+    ]
 }
 
 fn slim_role(role: Role) -> SlimRole {
@@ -179,4 +188,74 @@ async fn create_token(
         StatusCode::CREATED,
         Json(GenerateAPIKeyResponse { key: issued.token }),
     ))
+}
+
+/// `POST /users/{user}/keys/tokens` (Coder's `CreateTokenRequest`) → 201 `{"key": …}`.
+async fn create_named_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    UserPath(user): UserPath,
+    _: NoQuery,
+    Json(req): Json<CreateTokenRequest>,
+) -> ApiResult<(StatusCode, Json<GenerateAPIKeyResponse>)> {
+    let issued = state
+        .admin()
+        .create_named_api_token(&caller.actor, &user, &req)
+        .await?;
+    // Who got which token and who asked; never the token.
+    tracing::info!(
+        user = %issued.user_id,
+        token_id = %issued.stored.id,
+        token_name = %issued.stored.name,
+        expires_at = ?issued.stored.expires_at,
+        by = %caller.user.id,
+        "API token created"
+    );
+    Ok((
+        StatusCode::CREATED,
+        Json(GenerateAPIKeyResponse { key: issued.token }),
+    ))
+}
+
+/// `GET /users/{user}/keys/tokens`: the user's tokens (Coder's `APIKey`s), never secrets.
+async fn list_tokens(
+    State(state): State<AppState>,
+    caller: Caller,
+    UserPath(user): UserPath,
+    _: NoQuery,
+) -> ApiResult<Json<Vec<APIKey>>> {
+    let tokens = state.admin().list_api_tokens(&caller.actor, &user).await?;
+    Ok(Json(tokens.iter().map(|t| t.to_api_key()).collect()))
+}
+
+/// `GET /users/{user}/keys/{keyid}`.
+async fn get_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    UserPath(user): UserPath,
+    KeyId(id): KeyId,
+    _: NoQuery,
+) -> ApiResult<Json<APIKey>> {
+    let token = state
+        .admin()
+        .get_api_token(&caller.actor, &user, id)
+        .await?;
+    Ok(Json(token.to_api_key()))
+}
+
+/// `DELETE /users/{user}/keys/{keyid}` → 204; the token is refused from the next request
+/// on, on every server sharing the database.
+async fn revoke_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    UserPath(user): UserPath,
+    KeyId(id): KeyId,
+    _: NoQuery,
+) -> ApiResult<StatusCode> {
+    state
+        .admin()
+        .revoke_api_token(&caller.actor, &user, id)
+        .await?;
+    tracing::info!(token_id = %id, by = %caller.user.id, "API token revoked");
+    Ok(StatusCode::NO_CONTENT)
 }

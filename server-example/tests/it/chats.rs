@@ -354,6 +354,7 @@ async fn requests_without_a_valid_token_are_401() {
             .await
             .unwrap();
         assert_eq!(bearer.status(), 200);
+        // The query parameter authenticates WebSocket upgrades and file downloads only.
         let query = server
             .http
             .get(server.api(&format!(
@@ -363,7 +364,7 @@ async fn requests_without_a_valid_token_are_401() {
             .send()
             .await
             .unwrap();
-        assert_eq!(query.status(), 200);
+        assert_eq!(query.status(), 401);
         // Nothing was created by the refused requests.
         assert_eq!(Api::new(&server, &alice.token).list("").await.len(), 1);
         server.stop().await;
@@ -575,7 +576,8 @@ async fn bad_input_is_a_json_4xx_and_nothing_is_persisted() {
         assert_eq!(body.validations[0].field, "chat");
         let body = api.get(&format!("/chats/{id}?extra=1")).await.error(400);
         assert_eq!(body.validations[0].field, "extra");
-        // The token parameter is an authentication parameter: accepted on every route.
+        // The token parameter is an authentication parameter: tolerated as a query key on
+        // every route (it authenticates only WebSocket upgrades and file downloads).
         let chat: Chat = api
             .get(&format!(
                 "/chats/{id}?coder_session_token=ignored-with-a-header"

@@ -100,7 +100,15 @@ struct Server {
 impl Server {
     /// Starts `serve` on a free port with the database in `dir`, and waits until it listens.
     fn start(dir: &std::path::Path, admin_token: Option<&str>) -> Server {
-        let mut command = binary();
+        Server::start_with(binary(), dir, admin_token)
+    }
+
+    /// [`Server::start`] with the process made by `command`.
+    fn start_with(
+        mut command: Command,
+        dir: &std::path::Path,
+        admin_token: Option<&str>,
+    ) -> Server {
         command
             .args(["serve", "--listen", "127.0.0.1:0"])
             .env(
@@ -291,4 +299,47 @@ async fn first_start_restart_with_a_new_admin_token_and_logs_without_colour() {
     // The chosen token is never logged.
     assert!(!second_output.iter().any(|l| l.contains(chosen)));
     assert!(first_output.iter().any(|l| l.contains("INFO")));
+}
+
+/// The database, its `-wal` and `-shm` files and the generated key file are created
+/// owner-only (0600) even under a umask of 000, which would otherwise leave them readable
+/// and writable by everyone.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_at_rest_are_owner_only_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new();
+    // The shell sets the umask, then becomes the server (same pid, so it is killed).
+    // It also creates a probe file, to show the umask really is 000 for the server.
+    let probe = dir.0.join("umask-probe");
+    let mut command = Command::new("/bin/sh");
+    command.args([
+        "-c",
+        "umask 000 && : > \"$PROBE\" && exec \"$0\" \"$@\"",
+        env!("CARGO_BIN_EXE_chatd-server"),
+    ]);
+    command.env("PROBE", &probe);
+    for var in INHERITED {
+        command.env_remove(var);
+    }
+    let server = Server::start_with(command, &dir.0, Some("chatd_umask_test_admin_token"));
+    // A write, so the WAL exists.
+    assert_eq!(
+        me(&server.base, "chatd_umask_test_admin_token")
+            .await
+            .status(),
+        200
+    );
+    for name in ["chatd.db", "chatd.db-wal", "chatd.db-shm", "chatd.db.key"] {
+        let path = dir.0.join(name);
+        let mode = std::fs::metadata(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, chatd_core::PRIVATE_FILE_MODE, "{name}: {mode:o}");
+    }
+    let probe_mode = std::fs::metadata(&probe).unwrap().permissions().mode() & 0o777;
+    assert_eq!(probe_mode, 0o666, "the umask was 000");
+    server.stop();
 }

@@ -6,6 +6,8 @@
 //! subscriber that records every span, which would capture the spans of every other test
 //! here (and let them match its assertions).
 
+mod api_tokens;
+mod bad_inputs;
 mod bot_openai;
 mod chats;
 mod cli;
@@ -16,6 +18,7 @@ mod embed;
 mod files;
 mod mcp;
 mod model_overrides;
+mod secrets_e2e;
 mod smoke;
 mod streams;
 mod users;

@@ -129,7 +129,8 @@ async fn admins_set_and_clear_overrides_and_every_user_reads_them() {
         // Other contexts are untouched.
         assert_eq!(stored(&server, "general").await["model_config_id"], "");
 
-        // The session token may also come as a query parameter (the only one allowed).
+        // The session token parameter is tolerated as a query key, but authenticates only
+        // WebSocket upgrades and file downloads: without a header this is a 401.
         let (status, _) = call(
             &server,
             Method::GET,
@@ -138,7 +139,7 @@ async fn admins_set_and_clear_overrides_and_every_user_reads_them() {
             None,
         )
         .await;
-        assert_eq!(status, StatusCode::OK);
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
 
         // "" clears.
         let (status, _) = call(
