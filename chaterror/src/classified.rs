@@ -1,4 +1,4 @@
-//! [`ClassifiedError`]: the result of classification (core.md §A.2, §A.9).
+//! [`ClassifiedError`]: the result of classification.
 
 use std::time::Duration;
 
@@ -91,7 +91,7 @@ impl ClassifiedError {
         *self == ClassifiedError::default()
     }
 
-    /// The same classification attributed to the provider named by `hint` (core.md §A.3).
+    /// The same classification attributed to the provider named by `hint`.
     ///
     /// The hint is normalized. An empty hint changes nothing. A different provider
     /// regenerates the message so that it names the new provider; detail, status and retry
@@ -165,7 +165,8 @@ impl ClassifiedError {
         })
     }
 
-    /// Applies core.md §A.9 so that every value handed out is in canonical form.
+    /// Puts the value in canonical form (trimmed, redacted message; known kind; provider id
+    /// normalized) so that every value handed out compares and serializes the same way.
     pub(crate) fn normalized(mut self) -> ClassifiedError {
         self.message = crate::redact::redact(self.message.trim()).into_owned();
         self.detail = detail::normalize(&self.detail);

@@ -1,4 +1,4 @@
-//! The classification algorithm (core.md §A.4, Era C).
+//! The classification algorithm (Era C).
 
 use std::error::Error as StdError;
 use std::time::Duration;
@@ -20,7 +20,8 @@ use crate::{detail, ClassifiedError, Error, ProviderError};
 /// ([`ProviderError::is_connect_failure`], a retryable `timeout` without a status); typed markers ([`Canceled`](crate::Canceled),
 /// [`DeadlineExceeded`](crate::DeadlineExceeded), [`Interrupted`],
 /// [`TransportReset`], [`Http2StreamError`]) are recognised; and the text of the whole
-/// chain is matched against the patterns of core.md §A.5 in the rule order of §A.4.
+/// chain is matched against the crate's text patterns in the fixed rule order
+/// of this function.
 ///
 /// An error with no text and no structured information gives the empty classification.
 pub fn classify(err: &(dyn StdError + 'static)) -> ClassifiedError {
@@ -73,7 +74,7 @@ struct ChainFacts<'a> {
     transport_reset: bool,
 }
 
-/// Structured information from a [`ProviderError`] (core.md §A.7).
+/// Structured information from a [`ProviderError`].
 #[derive(Default)]
 struct Structured {
     detail: String,
@@ -114,7 +115,7 @@ impl Structured {
 fn classify_with(text: &str, facts: &ChainFacts<'_>) -> ClassifiedError {
     let structured = Structured::from(facts.provider_error);
     let c = apply_rules(text, facts, &structured);
-    // The provider's own verdict that a retry cannot help (DECISIONS §3).
+    // The provider's own verdict that a retry cannot help.
     if c.is_retryable() && structured.should_retry == Some(false) {
         let mut c = c;
         c.set_retryable(false);
@@ -266,7 +267,7 @@ fn structured_or_raw(structured: &str, message: &str) -> String {
     }
 }
 
-/// The signals of core.md §A.4 step 11.
+/// The text signals the rule order consults once no structured fact decided the kind.
 struct Signals {
     overloaded: bool,
     usage_limit: bool,

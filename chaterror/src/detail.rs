@@ -1,4 +1,4 @@
-//! Detail extraction (core.md §A.6, §A.7): the provider's own explanation of a failure,
+//! Detail extraction: the provider's own explanation of a failure,
 //! taken from a response body or message, made safe to show and bounded in length.
 
 use std::borrow::Cow;
@@ -252,7 +252,7 @@ fn transport_wrapper_tail(text: &str) -> Option<&str> {
     rest.get(3..)?.strip_prefix(' ')
 }
 
-/// The raw-message fallback detail (core.md §A.6): the error text with whitespace runs
+/// The raw-message fallback detail: the error text with whitespace runs
 /// collapsed, or nothing when the text is blank or carries a URL (`://`), since URLs may
 /// hold credentials or signed query strings.
 pub(crate) fn from_raw_text(text: &str) -> String {

@@ -44,7 +44,7 @@ pub enum ErrorKind {
 
 /// Attaches a classification to an error so that every later [`classify`](crate::classify)
 /// of it, even after further wrapping, returns `classified` (normalized) instead of deriving
-/// one (core.md §A.3).
+/// one.
 ///
 /// The result shows `err`'s text. Use it for failures the caller understands better than
 /// the text does: a startup timeout, a missing API key, a content-filter block.

@@ -8,7 +8,7 @@
 //! provider, the provider's own explanation (bounded and scrubbed of URLs) and its
 //! Retry-After hint, plus a sentence fit to show a user. [`retry()`] runs a model call under
 //! the retry policy that classification implies. The rules are those of Coder's chatd
-//! (core.md parts A and B, Era C); the crate does no I/O beyond the timer of its retry loop.
+//! (parts A and B, Era C); the crate does no I/O beyond the timer of its retry loop.
 //!
 //! - [`classify`] walks an error's whole source chain; [`classify_text`] classifies a bare
 //!   message.

@@ -1,4 +1,4 @@
-//! User-facing sentences (core.md §A.10, Era C wording; DECISIONS §2).
+//! User-facing sentences (Era C wording).
 //!
 //! HTTP statuses are deliberately absent: clients render `status_code` themselves.
 

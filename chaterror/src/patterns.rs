@@ -1,4 +1,4 @@
-//! Text heuristics (core.md §A.5): substring patterns tested on the lowercased error text,
+//! Text heuristics: substring patterns tested on the lowercased error text,
 //! and best-effort extraction of an HTTP status from free text.
 
 pub(crate) const OVERLOADED: &[&str] = &["overloaded"];

@@ -1,4 +1,4 @@
-//! Reading persisted errors back (core.md §A.11, DECISIONS §2): a chat's `last_error`
+//! Reading persisted errors back: a chat's `last_error`
 //! column holds structured [`ChatError`] JSON, or plain text in rows written before errors
 //! were structured.
 

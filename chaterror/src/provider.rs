@@ -1,4 +1,4 @@
-//! Provider ids in error classification (core.md §A.8): detection from error text,
+//! Provider ids in error classification: detection from error text,
 //! normalization of the names clients report, and display names. The ids, their aliases and
 //! display names are codersdk's [`ProviderId`]; this module adds what only classification
 //! needs (guessing from text, keeping unknown names).

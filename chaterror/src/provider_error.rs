@@ -1,4 +1,4 @@
-//! [`ProviderError`]: the structured failure a provider client reports (core.md §A.7).
+//! [`ProviderError`]: the structured failure a provider client reports.
 
 use std::error::Error as StdError;
 use std::fmt;

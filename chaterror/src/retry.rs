@@ -1,4 +1,4 @@
-//! Retry policy (core.md §B, DECISIONS §3): exponential backoff without jitter, the
+//! Retry policy: exponential backoff without jitter, the
 //! provider's Retry-After as a floor, at most [`MAX_ATTEMPTS`] attempts.
 //!
 //! The schedule for attempts that keep failing without a Retry-After hint is 1, 2, 4, 8,
@@ -157,7 +157,7 @@ impl Cancellation for CauseToken {
 }
 
 /// Runs `op` until it succeeds, fails for good, runs out of attempts or `cancel` fires
-/// (core.md §B.2).
+///.
 ///
 /// `op` receives a child of the cancellation token for each attempt. After a retryable
 /// failure, `on_retry(attempt, error, classification, delay)` is called (`attempt` is

@@ -1,5 +1,5 @@
 //! Validation of the administrator's provider requests and of users' own keys
-//! (codersdk.md §12.1–§12.2), with the provider knowledge `codersdk` lacks.
+//!, with the provider knowledge `codersdk` lacks.
 
 use codersdk::{
     ChatProviderConfig, CreateChatProviderConfigRequest, CreateUserChatProviderKeyRequest,

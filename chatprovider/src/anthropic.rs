@@ -7,7 +7,7 @@
 //! most important ones:
 //!
 //! - Prompt caching: an ephemeral `cache_control` marker on the last system block and on
-//!   the last cacheable block of each of the final two non-empty messages (engine.md §4.3).
+//!   the last cacheable block of each of the final two non-empty messages.
 //! - Consecutive messages of the same wire role are merged (tool results travel as
 //!   `tool_result` blocks of a user message, placed before other user content); thinking
 //!   blocks are replayed first in an assistant message.
@@ -61,7 +61,7 @@ pub const ANTHROPIC_WEB_SEARCH_TOOL_TYPE: &str = "web_search_20250305";
 /// Name of Anthropic's server-side web search tool.
 pub const ANTHROPIC_WEB_SEARCH_TOOL_NAME: &str = "web_search";
 
-/// The error text of a stream that ended before `message_stop` (core.md §A.4 step 9:
+/// The error text of a stream that ended before `message_stop` (step 9:
 /// classified as a retryable timeout).
 pub const ANTHROPIC_STREAM_CLOSED_MESSAGE: &str = "anthropic stream closed before message_stop";
 
@@ -599,7 +599,7 @@ fn build_messages(
             converted.push((wire_role(message.role), blocks));
         }
     }
-    // Prompt caching (engine.md §4.3): the final two messages each get one marker, on
+    // Prompt caching: the final two messages each get one marker, on
     // their last block that can carry one.
     for (_, blocks) in converted.iter_mut().rev().take(2) {
         for block in blocks.iter_mut().rev() {

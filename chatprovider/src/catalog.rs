@@ -1,4 +1,4 @@
-//! The provider catalog (core.md §E.1): ids, display names, default endpoints, which
+//! The provider catalog: ids, display names, default endpoints, which
 //! providers have environment presets or may run on ambient credentials, and Azure endpoint
 //! rewriting.
 
@@ -11,7 +11,7 @@ use crate::error::{Error, ErrorKind};
 /// [`ProviderCatalog`].
 pub use codersdk::ProviderId as Provider;
 
-/// Every provider, in the catalog order of core.md §E.1 (alphabetical by id).
+/// Every provider, in catalog order (alphabetical by id).
 pub const SUPPORTED_PROVIDERS: [Provider; 8] = Provider::ALL;
 
 /// Azure OpenAI API version used when a request does not name one.
@@ -27,7 +27,7 @@ pub trait ProviderCatalog {
     /// Compatible falls back to the OpenAI endpoint, but is expected to be configured.
     fn default_base_url(self) -> Option<&'static str>;
 
-    /// The environment variable a missing key is reported under (core.md §E.8), if the
+    /// The environment variable a missing key is reported under, if the
     /// provider has one. Bedrock has none: its key is optional and it is reported as
     /// `API key for provider "bedrock" is not set`.
     fn api_key_env_var(self) -> Option<&'static str>;

@@ -204,7 +204,7 @@ impl Error {
         self
     }
 
-    /// The missing-key error of core.md §E.8: `OPENAI_API_KEY is not set` and friends, or
+    /// The missing-key error: `OPENAI_API_KEY is not set` and friends, or
     /// `API key for provider "bedrock" is not set` for providers without a variable.
     pub(crate) fn missing_key(provider: Provider) -> Self {
         let message = match provider.api_key_env_var() {
@@ -360,7 +360,7 @@ mod tests {
 
     #[test]
     fn missing_key_texts() {
-        // core.md §E.8, Era B/C: Bedrock has no variable of its own.
+        // Bedrock has no variable of its own.
         let table = [
             (Provider::Anthropic, "ANTHROPIC_API_KEY is not set"),
             (Provider::Azure, "AZURE_OPENAI_API_KEY is not set"),
@@ -430,7 +430,7 @@ mod tests {
             assert_eq!(c.kind(), Some(&ChatErrorKind::Config), "{text}");
             assert!(!c.is_retryable());
             assert_eq!(c.detail(), text);
-            // Wrapping further keeps the classification (core.md §A.3).
+            // Wrapping further keeps the classification.
             let wrapped = std::io::Error::other(e.clone());
             assert_eq!(chaterror::classify(&wrapped), c);
             let chat: chaterror::Error = e.into();

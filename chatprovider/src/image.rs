@@ -1,4 +1,4 @@
-//! The inline image cap (core.md §E.9): the largest image a provider accepts inside a
+//! The inline image cap: the largest image a provider accepts inside a
 //! request, and the attachment check built on it.
 
 use crate::catalog::Provider;

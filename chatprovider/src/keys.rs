@@ -1,4 +1,4 @@
-//! [`ProviderApiKeys`]: per-provider API keys and base URLs (core.md §E.2), and what a
+//! [`ProviderApiKeys`]: per-provider API keys and base URLs, and what a
 //! provider client needs from them ([`ProviderCredentials`]).
 
 use std::collections::BTreeMap;
@@ -10,7 +10,7 @@ use crate::catalog::{azure_base_url, parse_http_url, Provider};
 use crate::error::{Error, ErrorKind};
 use crate::policy::ConfiguredProvider;
 
-/// Largest API key accepted, in bytes (codersdk.md §12.1's "10 KB", read as KiB). Longer
+/// Largest API key accepted, in bytes (Coder documents "10 KB"; read as KiB). Longer
 /// keys are rejected when stored and ignored when resolved.
 pub const MAX_API_KEY_BYTES: usize = codersdk::MAX_PROVIDER_API_KEY_BYTES;
 
@@ -187,9 +187,9 @@ impl ProviderApiKeys {
         })
     }
 
-    /// Everything a provider client needs to connect (core.md §E.8 steps 2–3).
+    /// Everything a provider client needs to connect (steps 2–3).
     ///
-    /// Fails with the missing-key error of §E.8 (`OPENAI_API_KEY is not set`, …) when the
+    /// Fails with the missing-key error (`OPENAI_API_KEY is not set`, …) when the
     /// provider has no key and cannot use ambient credentials; with
     /// `AZURE_OPENAI_BASE_URL is not set` for Azure without a base URL; with a
     /// configuration error when the base URL is not an absolute `http`/`https` URL (so a
@@ -228,7 +228,7 @@ impl ProviderApiKeys {
     }
 
     /// Overlays configured providers on deployment keys, ignoring the key-policy toggles
-    /// (Coder's `MergeProviderAPIKeys`, core.md §E.2).
+    /// (Coder's `MergeProviderAPIKeys`).
     ///
     /// Starts from `fallback` without its empty entries; then every configured provider
     /// with a known id and a non-blank key or base URL overrides it. Keys that could not be
@@ -464,7 +464,7 @@ mod tests {
         );
     }
 
-    /// core.md §E.8 vectors, up to building the client (resolve the model, then the
+    /// The missing-key vectors, up to building the client (resolve the model, then the
     /// credentials).
     #[test]
     fn model_from_config_vectors() {

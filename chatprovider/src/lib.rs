@@ -11,7 +11,7 @@
 //! (`openai:gpt-4o`, `claude-sonnet-4`, …), builds the normalized options of a model call
 //! from a model config, applies reasoning-effort rules, enforces the inline image cap, and
 //! reports missing keys and configuration problems as errors that [`chaterror::classify`]
-//! already knows how to classify. The rules are Coder's (core.md part E, DECISIONS §5);
+//! already knows how to classify. The rules are Coder's (part E);
 //! `docs/providers.md` explains them for administrators.
 //!
 //! The streaming clients — OpenAI Responses, OpenAI Chat Completions (also for

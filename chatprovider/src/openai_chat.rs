@@ -56,7 +56,7 @@ pub const OPENAI_CHAT_COMPLETIONS_PATH: [&str; 2] = ["chat", "completions"];
 
 /// Text of the error for a body that ended before any choice reported a `finish_reason`
 /// (and before `data: [DONE]`). It is pre-classified as a retryable `timeout`, as Coder
-/// does for the other APIs' "stream closed before its terminal event" (core.md §A.4 step 9).
+/// does for the other APIs' "stream closed before its terminal event" (step 9).
 pub const OPENAI_CHAT_STREAM_CLOSED_ERROR: &str = "openai chat stream closed before finish_reason";
 
 /// Most distinct tool calls accepted in one response; more is an error rather than

@@ -32,7 +32,7 @@ use crate::transport::{self, ClientSettings};
 
 /// The error text of a Responses stream whose body ended before `response.completed`,
 /// `response.incomplete`, `response.failed` or `error`. `chaterror` recognises it and
-/// classifies a retryable `timeout` (core.md §A.4 step 9).
+/// classifies a retryable `timeout` (step 9).
 pub const OPENAI_RESPONSES_STREAM_CLOSED: &str =
     "openai responses stream closed before terminal event";
 
@@ -288,7 +288,7 @@ fn model_family(model_id: &str) -> ModelFamily {
 
 /// The Responses options of a request: its own, the shared subset of Chat Completions
 /// options when the config was built for the other OpenAI API, or the defaults (`store`
-/// true, as core.md §E.7 requires).
+/// true, as Coder does, so `previous_response_id` chaining works).
 fn responses_options(options: Option<&ProviderRequestOptions>) -> OpenAiResponsesOptions {
     match options.and_then(|o| o.openai.as_ref()) {
         Some(OpenAiRequestOptions::Responses(o)) => o.clone(),
@@ -328,7 +328,7 @@ fn build_request_body(model_id: &str, request: &ModelRequest) -> Value {
 
     // System blocks travel as `instructions`, not as input items: instructions are not
     // carried over by `previous_response_id`, so re-sending them each chained turn (as
-    // engine.md §11 does) does not pile copies into the stored conversation.
+    // the engine does) does not pile copies into the stored conversation.
     let instructions: Vec<&str> = non_blank(&opts.instructions)
         .into_iter()
         .chain(

@@ -1,4 +1,4 @@
-//! Model options (core.md §E.7): from a model config's call options and per-provider blocks
+//! Model options: from a model config's call options and per-provider blocks
 //! (the `codersdk` wire types) to the normalized options a provider client sends.
 
 use std::collections::BTreeMap;
@@ -421,7 +421,7 @@ fn owned(value: Option<&'static str>) -> Option<String> {
     value.map(str::to_owned)
 }
 
-/// Converts the model config's provider blocks (core.md §E.7). Absent blocks give no
+/// Converts the model config's provider blocks. Absent blocks give no
 /// entry; the result is `None` when no entry remains. Strings are trimmed and blank ones
 /// unset; efforts, verbosity and service tier are normalized (unknown values unset).
 /// `responses` picks the OpenAI API ([`uses_openai_responses_api`]); both default `store`
@@ -607,8 +607,7 @@ fn vercel_options(o: &ChatModelVercelProviderOptions) -> VercelRequestOptions {
     }
 }
 
-/// Sets a reasoning effort on converted options (Coder's `ApplyReasoningEffortToOptions`,
-/// core.md §E.6).
+/// Sets a reasoning effort on converted options (Coder's `ApplyReasoningEffortToOptions`).
 ///
 /// A blank effort changes nothing. When the model's own entry is missing and accepts the
 /// effort, an empty one is added first (OpenAI and Azure: `openai`, Responses or Chat per

@@ -1,4 +1,4 @@
-//! The credential policy (core.md §E.3, DECISIONS §5): which key, if any, a user's chat
+//! The credential policy: which key, if any, a user's chat
 //! runs with, given the administrator's three toggles per provider.
 
 use std::collections::BTreeMap;
@@ -191,7 +191,7 @@ impl Serialize for ProviderStatus {
 /// [`client_credentials`](Self::client_credentials)) see the chosen key of every configured
 /// provider plus the deployment keys of providers that have no configuration row.
 /// Availability ([`is_available`](Self::is_available)) covers configured providers only:
-/// any other name is unavailable with `missing_api_key` (core.md §E.4), so pass
+/// any other name is unavailable with `missing_api_key`, so pass
 /// environment presets as [`ConfiguredProvider`] rows to make them available.
 ///
 /// `Debug` shows keys as `[REDACTED]`. It serializes without keys and base URLs, as
@@ -284,7 +284,7 @@ impl ResolvedProviderKeys {
     }
 }
 
-/// One row of the decision table of core.md §E.3.
+/// One outcome of the key-policy decision: which key a user's request uses, or why none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Decision<'a> {
     User(&'a str),
@@ -293,7 +293,9 @@ enum Decision<'a> {
     Unavailable(UnavailableReason),
 }
 
-/// The decision order of core.md §E.3, first match wins.
+/// The key-policy decision, first match wins: a usable personal key when personal keys are
+/// allowed; the central key when enabled and (for users who may bring one) fallback allows
+/// it; ambient credentials; otherwise the reason nothing is available.
 fn decide<'a>(
     provider: Provider,
     row: &ConfiguredProvider,
@@ -327,7 +329,7 @@ fn decide<'a>(
     Decision::Unavailable(UnavailableReason::MissingApiKey)
 }
 
-/// Applies the administrators' key policy for one user (core.md §E.3).
+/// Applies the administrators' key policy for one user.
 ///
 /// - `fallback`: the deployment's own keys (environment presets); a configured provider
 ///   with the central key enabled and no stored key uses its fallback key.
@@ -510,7 +512,7 @@ mod tests {
         assert_eq!(r.keys().is_usable(provider), available, "{ctx}");
     }
 
-    /// The full truth table of core.md §E.3. `None` = "any": both values are run.
+    /// The full truth table of the key policy. `None` = "any": both values are run.
     #[test]
     fn truth_table_non_bedrock_and_bedrock() {
         use Want::*;
@@ -763,7 +765,7 @@ mod tests {
         );
         assert!(r.is_available("openai"));
         // Anthropic has no row: its deployment key stays usable by clients, but it is not
-        // in the availability map (core.md §E.4 reports it as missing_api_key).
+        // in the availability map (reports it as missing_api_key).
         assert_eq!(r.api_key("anthropic"), Some("ant-env"));
         assert!(!r.is_available("anthropic"));
         assert_eq!(r.unavailable_reason("anthropic"), Some("missing_api_key"));

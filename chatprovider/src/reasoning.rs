@@ -1,5 +1,5 @@
-//! Reasoning effort (core.md §E.6, Era B allow-lists per DECISIONS §5, plus the Era C
-//! scale with per-model bounds), OpenAI text verbosity, service tier and web-search context
+//! Reasoning effort (per-provider allow-lists, plus the numeric scale with per-model
+//! bounds), OpenAI text verbosity, service tier and web-search context
 //! size.
 
 use std::fmt;
@@ -73,7 +73,7 @@ const ANTHROPIC_EFFORTS: &[&str] = &["low", "medium", "high", "xhigh", "max"];
 const OPENROUTER_EFFORTS: &[&str] = &["low", "medium", "high"];
 const VERCEL_EFFORTS: &[&str] = &["none", "minimal", "low", "medium", "high", "xhigh"];
 
-/// The reasoning efforts a provider accepts from a chat (core.md §E.6, Era B column);
+/// The reasoning efforts a provider accepts from a chat (Era B column);
 /// empty for providers that take none (Azure, Bedrock, Google, OpenAI Compatible) and for
 /// unknown names.
 pub fn allowed_reasoning_efforts(provider: &str) -> &'static [&'static str] {
@@ -119,7 +119,7 @@ pub(crate) fn vercel_effort(value: Option<&str>) -> Option<&'static str> {
     pick(value, VERCEL_EFFORTS)
 }
 
-/// Normalizes a chat's reasoning effort for a provider (core.md §E.6): `None` or blank
+/// Normalizes a chat's reasoning effort for a provider: `None` or blank
 /// gives `None`; otherwise the value, trimmed and lowercased, must be one of
 /// [`allowed_reasoning_efforts`] and is returned in its canonical spelling.
 ///
@@ -149,7 +149,7 @@ pub fn openai_search_context_size(value: Option<&str>) -> Option<&'static str> {
     pick(value, &["low", "medium", "high"])
 }
 
-/// Applies a model's reasoning-effort bounds to a requested effort (core.md §E.6, Era C).
+/// Applies a model's reasoning-effort bounds to a requested effort (Era C).
 ///
 /// No bounds gives `None`. The requested value is used when it is an exact scale value
 /// ([`ReasoningEffort::parse_exact`]), else the bounds' default; if neither is usable the

@@ -1,4 +1,4 @@
-//! Model references (core.md §E.5) and the model catalogue a user sees (§E.4).
+//! Model references and the model catalogue a user sees.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -16,7 +16,7 @@ const MODEL_SHORTCUTS: [(&str, Provider); 3] = [
     ("gemini-2.5-flash", Provider::Google),
 ];
 
-/// Resolves a model reference to `(provider, model id)` (core.md §E.5).
+/// Resolves a model reference to `(provider, model id)`.
 ///
 /// 1. The reference is trimmed; blank is the error `model is required`.
 /// 2. A canonical reference `provider:model` or `provider/model` (split once, `:` tried
@@ -141,7 +141,7 @@ fn catalogue_entry(
     }
 }
 
-/// The model catalogue of `GET /chats/models` (core.md §E.4).
+/// The model catalogue of `GET /chats/models`.
 ///
 /// `None` when there are no configured models, or none of their providers remains.
 /// Providers are the configured ones plus those the models resolve to

@@ -63,7 +63,7 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, message)
     }
 
-    /// 501 for a Coder-platform feature this server does not build (DECISIONS §7).
+    /// 501 for a Coder-platform feature this server does not build.
     pub fn not_implemented(feature: &str) -> Self {
         ApiError {
             status: StatusCode::NOT_IMPLEMENTED,

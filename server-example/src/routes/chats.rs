@@ -1,4 +1,4 @@
-//! The chat routes under `/api/experimental` (codersdk.md §5, §16.1–16.4): list, create,
+//! The chat routes under `/api/experimental`: list, create,
 //! read and change chats; read, send and edit messages; interrupt; client tool results;
 //! the queue; titles on request.
 //!
@@ -29,11 +29,11 @@ use crate::extract::{ChatId, MessageId, NoQuery, Query, QueuedMessageId};
 use crate::metrics::{Observe, RequestStart};
 use crate::state::AppState;
 
-/// Most bytes of a `POST /chats` body (codersdk.md §1: chat creation reads at most 256 KiB
+/// Most bytes of a `POST /chats` body (chat creation reads at most 256 KiB
 /// of JSON). Set on the route itself so it holds whatever the server-wide default becomes.
 pub const MAX_CREATE_CHAT_BODY_BYTES: usize = 256 * 1024;
 
-/// Query of `GET /chats` (§16.1). `label` repeats; the others may appear once. Values stay
+/// Query of `GET /chats`. `label` repeats; the others may appear once. Values stay
 /// text here: the engine's parser judges them (and names the key in its 400).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,7 +46,7 @@ struct ListChatsQuery {
     after_id: Option<String>,
 }
 
-/// Query of `GET /chats/{chat}/messages` (§16.2), judged by codersdk's parser.
+/// Query of `GET /chats/{chat}/messages`, judged by codersdk's parser.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ListMessagesQuery {
@@ -55,7 +55,7 @@ struct ListMessagesQuery {
     limit: Option<String>,
 }
 
-/// Query of `GET /chats/by-workspace` (§16.3).
+/// Query of `GET /chats/by-workspace`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ByWorkspaceQuery {
@@ -146,7 +146,7 @@ async fn create_chat(
     Ok((StatusCode::CREATED, Json(chat)))
 }
 
-/// `GET /chats/by-workspace`: this server binds no chat to a workspace (DECISIONS §7), so
+/// `GET /chats/by-workspace`: this server binds no chat to a workspace, so
 /// a valid lookup is the empty map; malformed ids or more than
 /// [`codersdk::MAX_WORKSPACE_IDS_PER_LOOKUP`] are 400 as in Coder.
 async fn chats_by_workspace(
@@ -169,7 +169,7 @@ async fn get_chat(
 }
 
 /// `PATCH /chats/{chat}` → 204. A rename while this server regenerates the title is 409
-/// (codersdk.md §5.3).
+///.
 async fn update_chat(
     State(state): State<AppState>,
     caller: Caller,
@@ -337,7 +337,7 @@ async fn propose_title(
 }
 
 /// `GET /chats/{chat}/diff`: git diffs come from Coder workspaces, which this server does
-/// not have (DECISIONS §7), so a chat the caller may see has no diff: 200 with only
+/// not have, so a chat the caller may see has no diff: 200 with only
 /// `chat_id` (no provider, branch, pull request or diff text). Another user's chat is the
 /// engine's 404, as everywhere.
 async fn chat_diff(

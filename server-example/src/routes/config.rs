@@ -1,5 +1,4 @@
-//! Administrator configuration under `/api/experimental/chats` (codersdk.md §12, §15,
-//! §16.4): providers, model configs, users' own keys (BYOK), the model catalogue, the
+//! Administrator configuration under `/api/experimental/chats`: providers, model configs, users' own keys (BYOK), the model catalogue, the
 //! deployment model overrides, the deployment system prompt and users' personal prompts.
 //!
 //! Handlers parse the request and call the administration handle ([`chatd_core::Admin`]),

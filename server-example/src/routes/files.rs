@@ -1,4 +1,4 @@
-//! Chat file uploads and downloads (codersdk.md §9).
+//! Chat file uploads and downloads.
 //!
 //! `POST /chats/files?organization=<uuid>` takes the raw file as the body (at most
 //! [`MAX_UPLOAD_BYTES`], its own limit above the server-wide one), checks the declared
@@ -32,7 +32,7 @@ pub const MAX_UPLOAD_BYTES: usize = chatd_core::MAX_FILE_BYTES;
 /// character boundary.
 pub const MAX_FILE_NAME_BYTES: usize = 255;
 
-/// `Cache-Control` of downloads: a file never changes once uploaded (§9).
+/// `Cache-Control` of downloads: a file never changes once uploaded.
 pub const FILE_CACHE_CONTROL: &str = "private, max-age=31536000, immutable";
 
 /// Types a browser may render in place (`Content-Disposition: inline`): raster images and

@@ -1,5 +1,4 @@
-//! MCP server configurations under `/api/experimental/mcp/servers` (codersdk.md §14,
-//! §16.5): stored configuration only. Administrators create, change and delete them and
+//! MCP server configurations under `/api/experimental/mcp/servers`: stored configuration only. Administrators create, change and delete them and
 //! see every field but the secrets; other users see enabled servers only, redacted (the
 //! rules live in [`chatd_core::Admin`]).
 //! OAuth2 connections and per-user header values are not built yet (501, see

@@ -1,5 +1,5 @@
-//! The per-chat stream and the chat-list watch WebSockets (codersdk.md §8.1, §8.3), and the
-//! auxiliary desktop and git streams, which need Coder workspaces (501, DECISIONS §7).
+//! The per-chat stream and the chat-list watch WebSockets, and the
+//! auxiliary desktop and git streams, which need Coder workspaces (501).
 //!
 //! Both sockets are server → client: each per-chat frame is a JSON array of
 //! `ChatStreamEvent`s (at most [`codersdk::MAX_STREAM_EVENTS_PER_FRAME`]), each watch frame
@@ -240,7 +240,7 @@ async fn run_watch(socket: WebSocket, mut events: WatchSubscription) {
     }
 }
 
-/// Opening and closing the stream marks the chat read (codersdk.md §8.1). A failure only
+/// Opening and closing the stream marks the chat read. A failure only
 /// leaves the unread marker where it was, so it is logged, not reported.
 async fn mark_read(engine: &Engine, actor: &Actor, chat_id: Uuid) {
     if let Err(e) = engine.mark_read(actor, chat_id).await {

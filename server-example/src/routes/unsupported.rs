@@ -1,5 +1,5 @@
-//! Routes of codersdk.md §16.4–16.5 for features this server does not build (DECISIONS
-//! §7): each answers a JSON 501 `Response` to authenticated callers, never a hang or a
+//! Routes of Coder's chats API for Coder-platform features this server does not build
+//! (workspaces, templates, desktops, git watchers): each answers a JSON 501 `Response` to authenticated callers, never a hang or a
 //! plain-text error. The list, with the reason for each, is in docs/server-admin.md.
 //!
 //! The settings of some of these features are read by Coder's frontend whenever its chat
