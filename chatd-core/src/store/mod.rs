@@ -18,6 +18,7 @@ mod queue;
 mod tokens;
 mod turns;
 mod users;
+mod workspaces;
 
 use std::time::Duration;
 
@@ -62,6 +63,7 @@ pub use queue::{Promoted, SendMessage, SendOutcome, SendResult, MAX_QUEUED_MESSA
 pub use tokens::{hash_api_token, API_TOKEN_BYTES, API_TOKEN_PREFIX, MAX_API_TOKEN_LEN};
 pub use turns::{FinishedTurn, PersistedStep, Step, TurnOutcome};
 pub use users::{NewUser, Organization, User};
+pub use workspaces::InjectedContext;
 
 /// How long a SQLite connection waits for the database write lock before failing with
 /// "database is locked". Writers hold the lock for one short transaction, so waiting this

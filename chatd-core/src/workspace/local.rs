@@ -402,8 +402,8 @@ impl LocalWorkspace {
                     WorkspaceError::new(
                         WorkspaceErrorKind::OutsideWorkspace,
                         format!(
-                            "{raw}: absolute paths must be inside the workspace {}; use a path \
-                             relative to it.",
+                            "{raw}: the path is outside the workspace; absolute paths must be \
+                             inside {}. Use a path relative to it.",
                             self.dir_text
                         ),
                     )

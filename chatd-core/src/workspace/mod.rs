@@ -21,10 +21,12 @@
 //! Embedders implement the two traits for containers or remote machines; docs/workspaces.md
 //! says how, and what the local implementation does and does not protect.
 
+pub mod context;
 mod local;
 mod output;
 mod process;
 mod sandbox;
+pub mod tools;
 
 use std::fmt;
 use std::sync::Arc;
