@@ -15,6 +15,7 @@ mod runner;
 mod stream;
 mod titles;
 mod turn;
+mod workspace;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -30,6 +31,8 @@ use crate::hub::{HubConfig, StreamHub};
 use crate::role::Role;
 use crate::store::{Lease, Store, StoreOptions};
 use crate::tools::ToolRegistry;
+use crate::workspace::tools::{PlanFileOnly, WritePolicy};
+use crate::workspace::WorkspaceProvider;
 
 pub use files::{FileUpload, FILE_NOT_FOUND_MESSAGE, NOT_A_MEMBER_MESSAGE};
 pub use models::{ModelResolver, ModelSelection, ResolvedModel, TurnModelRequest};
@@ -152,6 +155,12 @@ pub struct EngineConfig {
     /// Whether a model-written title replaces the fallback title after the first turn
     /// starts (engine.md §10.1).
     pub generate_titles: bool,
+    /// Where chats' workspaces come from; `None`: no workspace tools, and the prompt says
+    /// so (docs/workspaces.md).
+    pub workspaces: Option<Arc<dyn WorkspaceProvider>>,
+    /// Which writes `write_file` and `edit_files` may do ([`PlanFileOnly`] by default:
+    /// anywhere, except only the plan file on plan turns).
+    pub workspace_write_policy: Arc<dyn WritePolicy>,
 }
 
 impl EngineConfig {
@@ -165,7 +174,21 @@ impl EngineConfig {
             worker_id: None,
             tools: Arc::new(ToolRegistry::new()),
             generate_titles: true,
+            workspaces: None,
+            workspace_write_policy: Arc::new(PlanFileOnly),
         }
+    }
+
+    /// Gives chats workspaces from `provider` (and the workspace tools with them).
+    pub fn with_workspaces(mut self, provider: Arc<dyn WorkspaceProvider>) -> Self {
+        self.workspaces = Some(provider);
+        self
+    }
+
+    /// Replaces the policy deciding which writes the workspace tools may do.
+    pub fn with_workspace_write_policy(mut self, policy: Arc<dyn WritePolicy>) -> Self {
+        self.workspace_write_policy = policy;
+        self
     }
 
     /// Turns automatic titles on or off (on by default).
@@ -297,6 +320,8 @@ pub(crate) struct Inner {
     pub(crate) hub: StreamHub,
     pub(crate) models: Arc<dyn ModelResolver>,
     pub(crate) tools: Arc<ToolRegistry>,
+    pub(crate) workspaces: Option<Arc<dyn WorkspaceProvider>>,
+    pub(crate) workspace_write_policy: Arc<dyn WritePolicy>,
     pub(crate) generate_titles: bool,
     pub(crate) settings: EngineSettings,
     pub(crate) worker_id: Uuid,
@@ -451,6 +476,8 @@ impl Engine {
             hub: StreamHub::new(config.hub),
             models: config.models,
             tools: config.tools,
+            workspaces: config.workspaces,
+            workspace_write_policy: config.workspace_write_policy,
             generate_titles: config.generate_titles,
             settings: config.settings,
             worker_id: config.worker_id.unwrap_or_else(Uuid::new_v4),
@@ -537,6 +564,10 @@ impl Engine {
             Err(e) => tracing::warn!(error = %e, "releasing chats at shutdown failed"),
         }
         lock(&inner.tasks).abort_all();
+        // Commands the workspaces still run belong to this process: they stop with it.
+        if let Some(workspaces) = &inner.workspaces {
+            workspaces.shutdown().await;
+        }
         if inner.owns_store {
             inner.store.close().await;
         }

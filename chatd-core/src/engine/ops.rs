@@ -122,7 +122,12 @@ impl Engine {
 
     /// The chat (codersdk.md §16.4 `GET /chats/{chat}`).
     pub async fn get_chat(&self, actor: &Actor, chat_id: Uuid) -> Result<Chat> {
-        self.authorized_chat(actor, chat_id, Access::Read).await
+        let mut chat = self.authorized_chat(actor, chat_id, Access::Read).await?;
+        // Files the model attached from the workspace (attach_file).
+        if chat.workspace_id.is_some() {
+            chat.files = self.inner.store.linked_files(chat_id).await?;
+        }
+        Ok(chat)
     }
 
     /// One page of a chat's messages; the queue comes with the first page (no cursor).
@@ -269,6 +274,8 @@ impl Engine {
         self.authorized_chat(actor, chat_id, Access::Write).await?;
         let done = self.inner.store.interrupt(chat_id).await?;
         let inner = &self.inner;
+        // The user wants the chat to stop acting: its workspace commands stop too.
+        super::workspace::release(inner, chat_id, crate::workspace::ChatRelease::Interrupted).await;
         if done.changed {
             inner.signal_status(chat_id, &done.status);
             inner.publish_messages(chat_id, done.tool_results.iter().chain(&done.promoted));
@@ -409,6 +416,9 @@ impl Engine {
                     inner.wake();
                 }
             }
+            if member.archived {
+                super::workspace::release(inner, id, crate::workspace::ChatRelease::Deleted).await;
+            }
             let kind = if member.archived {
                 ChatWatchEventKind::Deleted
             } else {
@@ -496,7 +506,11 @@ fn first_text(parts: &[ChatMessagePart]) -> String {
 /// The system prompt blocks of a turn (engine.md §4.3), composed from the current
 /// deployment and personal settings each turn, so an administrator's change reaches
 /// existing chats.
-pub(crate) async fn system_prompt(inner: &Inner, inputs: &TurnInputs) -> Result<Vec<String>> {
+pub(crate) async fn system_prompt(
+    inner: &Inner,
+    inputs: &TurnInputs,
+    context_blocks: &[String],
+) -> Result<Vec<String>> {
     let deployment = inner.store.system_prompt_config().await?;
     let personal = inner.store.user_prompt(inputs.chat.owner_id).await?;
     let plan_mode = inputs.chat.plan_mode == Some(codersdk::ChatPlanMode::Plan);
@@ -504,7 +518,7 @@ pub(crate) async fn system_prompt(inner: &Inner, inputs: &TurnInputs) -> Result<
         deployment_prompt: &deployment.system_prompt,
         include_default_prompt: deployment.include_default_system_prompt,
         chat_prompt: &inputs.system_prompt,
-        context_blocks: &[],
+        context_blocks,
         user_prompt: &personal,
         plan_mode,
         plan_mode_instructions: "",
