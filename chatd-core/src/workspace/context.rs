@@ -287,9 +287,12 @@ async fn context_file_part(ws: &dyn Workspace, path: &str) -> Option<ChatMessage
     let read = ws.read_file(path, 0, MAX_CONTEXT_FILE_BYTES).await.ok()?;
     let truncated = read.size > MAX_CONTEXT_FILE_BYTES;
     let mut data = read.data;
-    // A cut may split a character; drop its first bytes rather than show garbage.
-    while !data.is_empty() && std::str::from_utf8(&data).is_err() && truncated {
-        data.pop();
+    // The cut may split the last character: drop its first bytes rather than show a
+    // replacement character.
+    if let Err(e) = std::str::from_utf8(&data) {
+        if truncated && e.error_len().is_none() {
+            data.truncate(e.valid_up_to());
+        }
     }
     let content = String::from_utf8_lossy(&data).into_owned();
     if content.trim().is_empty() {
