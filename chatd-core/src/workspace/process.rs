@@ -164,7 +164,11 @@ async fn supervise(
     });
     let deadline = tokio::time::sleep(supervision.deadline);
     tokio::pin!(deadline);
-    let mut watch = tokio::time::interval(supervision.watch_interval);
+    // The first count after one interval: a short command never pays for a `/proc` scan.
+    let mut watch = tokio::time::interval_at(
+        tokio::time::Instant::now() + supervision.watch_interval,
+        supervision.watch_interval,
+    );
     watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut timed_out = false;
     let status = loop {
