@@ -45,9 +45,8 @@ fn bench(c: &mut Criterion) {
     let content = line.repeat(FILE_BYTES / line.len());
     std::fs::write(dir.join("big.txt"), &content).unwrap();
     let tools = WorkspaceTools::new(Arc::clone(&ws)).tools();
-    let tool = |name: &str| {
-        Arc::clone(tools.iter().find(|t| t.name() == name).unwrap()) as Arc<dyn Tool>
-    };
+    let tool =
+        |name: &str| Arc::clone(tools.iter().find(|t| t.name() == name).unwrap()) as Arc<dyn Tool>;
     let read_file = tool("read_file");
     let execute = tool("execute");
     let turn = Arc::new(TurnContext::new(Uuid::new_v4(), Uuid::new_v4()));
