@@ -256,6 +256,7 @@ async fn without_a_provider_there_are_no_workspace_tools_and_the_prompt_says_so(
         let engine =
             engine_with_config(&store, model.clone(), fast_settings(), |c: EngineConfig| {
                 c.with_generated_titles(false)
+                    .with_no_workspace_notice(true)
             })
             .await;
         let chat = engine
@@ -268,6 +269,22 @@ async fn without_a_provider_there_are_no_workspace_tools_and_the_prompt_says_so(
         let request = model.requests.lock().unwrap()[0].clone();
         assert!(request.system.iter().any(|b| b == NO_WORKSPACE_PROMPT));
         assert!(request.tools.iter().all(|t| t.name != "read_file"));
+        engine.shutdown().await;
+        // An embedder without workspaces (and without the notice) gets no such block: it
+        // may give the model file tools of its own.
+        let model = ScriptedModel::new([Reply::Text("ok".into())]);
+        let engine =
+            engine_with_config(&store, model.clone(), fast_settings(), |c: EngineConfig| {
+                c.with_generated_titles(false)
+            })
+            .await;
+        let chat = engine
+            .create_chat(&actor, create_request(f.org, "hello"))
+            .await
+            .unwrap();
+        wait_status(&engine, &actor, chat.id, ChatStatus::Waiting).await;
+        let request = model.requests.lock().unwrap()[0].clone();
+        assert!(request.system.iter().all(|b| b != NO_WORKSPACE_PROMPT));
         engine.shutdown().await;
     })
     .await;

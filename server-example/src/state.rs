@@ -177,8 +177,10 @@ pub async fn build_on(admin: Admin, options: ServerOptions) -> chatd_core::Resul
     // No built-in tools: the demo tools come with the demo model, for its turns only.
     let mut config =
         EngineConfig::new(options.database.clone(), models).with_settings(options.engine.clone());
-    if let Some(workspaces) = options.workspaces.clone() {
-        config = config.with_workspaces(workspaces);
+    match options.workspaces.clone() {
+        Some(workspaces) => config = config.with_workspaces(workspaces),
+        // Workspaces off: the model is told it cannot act on files or run commands.
+        None => config = config.with_no_workspace_notice(true),
     }
     let engine = Engine::with_admin(&admin, config).await?;
     Ok(Started {

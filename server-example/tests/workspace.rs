@@ -263,3 +263,28 @@ fn the_demo_asks_for_write_file_only_when_a_workspace_offers_it() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_workspaces_the_server_tells_the_model_it_has_none() {
+    on_each_backend(|store| async move {
+        let model = ScriptedModel::new([Reply::Text("I cannot.".into())]);
+        let server = common::TestServer::start(&store, model.clone()).await;
+        let chat = post(
+            &server.http,
+            server.api("/chats"),
+            json!({"content": [{"type": "text", "text": "run ls"}]}),
+        )
+        .await;
+        let id = chat["id"].as_str().unwrap().to_owned();
+        let done = wait_waiting(&server.http, &server.api(""), &id).await;
+        assert!(done.get("workspace_id").is_none(), "{done}");
+        let request = model.requests.lock().unwrap()[0].clone();
+        assert!(request
+            .system
+            .iter()
+            .any(|b| b == chatd_core::workspace::context::NO_WORKSPACE_PROMPT));
+        assert!(request.tools.iter().all(|t| t.name != "execute"));
+        server.stop().await;
+    })
+    .await;
+}

@@ -161,6 +161,11 @@ pub struct EngineConfig {
     /// Which writes `write_file` and `edit_files` may do ([`PlanFileOnly`] by default:
     /// anywhere, except only the plan file on plan turns).
     pub workspace_write_policy: Arc<dyn WritePolicy>,
+    /// Without [`workspaces`](Self::workspaces): tell the model that the chat has no
+    /// workspace (no files, no commands). Off by default: an embedder without workspaces
+    /// may well give the model file tools of its own; the reference server turns it on when
+    /// `--workspaces-dir` is unset.
+    pub announce_no_workspace: bool,
 }
 
 impl EngineConfig {
@@ -176,7 +181,15 @@ impl EngineConfig {
             generate_titles: true,
             workspaces: None,
             workspace_write_policy: Arc::new(PlanFileOnly),
+            announce_no_workspace: false,
         }
+    }
+
+    /// Tells the model, when there is no workspace provider, that the chat has no
+    /// workspace (see [`EngineConfig::announce_no_workspace`]).
+    pub fn with_no_workspace_notice(mut self, on: bool) -> Self {
+        self.announce_no_workspace = on;
+        self
     }
 
     /// Gives chats workspaces from `provider` (and the workspace tools with them).
@@ -322,6 +335,7 @@ pub(crate) struct Inner {
     pub(crate) tools: Arc<ToolRegistry>,
     pub(crate) workspaces: Option<Arc<dyn WorkspaceProvider>>,
     pub(crate) workspace_write_policy: Arc<dyn WritePolicy>,
+    pub(crate) announce_no_workspace: bool,
     pub(crate) generate_titles: bool,
     pub(crate) settings: EngineSettings,
     pub(crate) worker_id: Uuid,
@@ -478,6 +492,7 @@ impl Engine {
             tools: config.tools,
             workspaces: config.workspaces,
             workspace_write_policy: config.workspace_write_policy,
+            announce_no_workspace: config.announce_no_workspace,
             generate_titles: config.generate_titles,
             settings: config.settings,
             worker_id: config.worker_id.unwrap_or_else(Uuid::new_v4),

@@ -45,8 +45,13 @@ pub(crate) async fn prepare(
     chat: &Chat,
 ) -> Result<TurnWorkspace, PrepareError> {
     let Some(provider) = &inner.workspaces else {
+        let blocks = if inner.announce_no_workspace {
+            vec![NO_WORKSPACE_PROMPT.to_owned()]
+        } else {
+            Vec::new()
+        };
         return Ok(TurnWorkspace {
-            blocks: vec![NO_WORKSPACE_PROMPT.to_owned()],
+            blocks,
             ..TurnWorkspace::default()
         });
     };
