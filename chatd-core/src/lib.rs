@@ -78,6 +78,7 @@ mod secrets;
 pub mod store;
 pub mod title;
 pub mod tools;
+pub mod workspace;
 
 pub use admin::{
     AccountPage, Admin, Bootstrap, Bootstrapped, IssuedToken, UserRef, USER_NOT_FOUND_MESSAGE,

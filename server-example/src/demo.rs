@@ -60,6 +60,12 @@ pub const CURRENT_TIME_TOOL: &str = "current_time";
 /// Name of the demo addition tool.
 pub const ADD_TOOL: &str = "add";
 
+/// The workspace tool the demo writes files with (when the chat has a workspace).
+const WRITE_FILE_TOOL: &str = chatd_core::workspace::tools::WRITE_FILE_TOOL;
+
+/// The workspace tool the demo reads files back with.
+const READ_FILE_TOOL: &str = chatd_core::workspace::tools::READ_FILE_TOOL;
+
 /// Where the server's models come from: the configuration behind `admin` once anything
 /// is configured, else the demo model (with [`DEFAULT_DEMO_WORD_DELAY`]).
 pub fn resolver(admin: Admin) -> Arc<dyn ModelResolver> {
@@ -193,11 +199,14 @@ pub enum DemoReply {
 ///
 /// - A title request ([`chatd_core::title::TITLE_SYSTEM_PROMPT`]) gets `Demo: ` and the
 ///   first words of the message.
-/// - After tool results it answers with what the tools returned.
+/// - After a successful `write_file` it reads the file back with `read_file`; after other
+///   tool results it answers with what the tools returned.
 /// - Otherwise, when the latest user message names an offered tool it calls it (with
-///   `{}` as arguments); when it says `add`/`sum`/`plus` with two integers and `add` is
-///   offered it calls `add`; when it says `time` and `current_time` is offered it calls
-///   that; else it explains that it is the demo and quotes the message back.
+///   `{}` as arguments); when it asks to create a file ("Create hello.txt saying hi") and
+///   `write_file` is offered (the chat has a workspace) it calls that; when it says
+///   `add`/`sum`/`plus` with two integers and `add` is offered it calls `add`; when it says
+///   `time` and `current_time` is offered it calls that; else it explains that it is the
+///   demo and quotes the message back.
 #[derive(Debug, Clone)]
 pub struct DemoModel {
     word_delay: Duration,
@@ -225,7 +234,9 @@ impl DemoModel {
             return DemoReply::Text(format!("Demo: {title}"));
         }
         match request.messages.last() {
-            Some(last) if last.role == Role::Tool => DemoReply::Text(summarize_results(last)),
+            Some(last) if last.role == Role::Tool => {
+                follow_up(request).unwrap_or_else(|| DemoReply::Text(summarize_results(last)))
+            }
             _ => plan_for(&last_user_text, request),
         }
     }
@@ -383,6 +394,14 @@ fn plan_for(text: &str, request: &ModelRequest) -> DemoReply {
             arguments: "{}".to_owned(),
         };
     }
+    if offered(WRITE_FILE_TOOL) {
+        if let Some((path, content)) = file_request(text) {
+            return DemoReply::ToolCall {
+                name: WRITE_FILE_TOOL.to_owned(),
+                arguments: serde_json::json!({ "path": path, "content": content }).to_string(),
+            };
+        }
+    }
     if offered(ADD_TOOL) && (mentions("add") || mentions("sum") || mentions("plus")) {
         let numbers: Vec<i64> = text
             .split(|c: char| !(c.is_ascii_digit() || c == '-'))
@@ -401,11 +420,73 @@ fn plan_for(text: &str, request: &ModelRequest) -> DemoReply {
             arguments: "{}".to_owned(),
         };
     }
-    DemoReply::Text(canned_reply(text))
+    DemoReply::Text(canned_reply(text, offered(WRITE_FILE_TOOL)))
+}
+
+/// A request to create a file, as `(path, content)`: "Create hello.txt saying hi" (also
+/// "write"/"make", and "containing"/"with the text"/"that says" for the content) gives
+/// `("hello.txt", "hi\n")`. The file name is the first word after the verb that has a dot
+/// in it; without a content phrase the file says "hello".
+fn file_request(text: &str) -> Option<(String, String)> {
+    let lower = text.to_ascii_lowercase();
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let verb = words
+        .iter()
+        .position(|w| matches!(w.to_ascii_lowercase().as_str(), "create" | "write" | "make"))?;
+    let path = words.iter().skip(verb + 1).find_map(|w| {
+        let w = w.trim_matches(|c: char| matches!(c, '"' | '\'' | '`' | ',' | ':' | ';'));
+        let plausible = w.contains('.')
+            && !w.ends_with('.')
+            && w.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'));
+        plausible.then(|| w.to_owned())
+    })?;
+    let content = [" saying ", " containing ", " with the text ", " that says "]
+        .iter()
+        .find_map(|marker| lower.find(marker).map(|at| at + marker.len()))
+        .and_then(|at| text.get(at..))
+        .map(|c| {
+            c.trim()
+                .trim_matches(|ch: char| matches!(ch, '"' | '\'' | '`'))
+                .to_owned()
+        })
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| "hello".to_owned());
+    Some((path, format!("{content}\n")))
+}
+
+/// The next step after tool results, when there is one: after a successful `write_file`,
+/// read the file back with `read_file` (so a newcomer sees the file really is there).
+fn follow_up(request: &ModelRequest) -> Option<DemoReply> {
+    let offered = |name: &str| request.tools.iter().any(|t| t.name == name);
+    let (results, calls) = match request.messages.as_slice() {
+        [.., calls, results] if calls.role == Role::Assistant => (results, calls),
+        _ => return None,
+    };
+    let wrote = results.content.iter().any(
+        |p| matches!(p, Part::ToolResult { name, is_error: false, .. } if name == WRITE_FILE_TOOL),
+    );
+    if !wrote || !offered(READ_FILE_TOOL) {
+        return None;
+    }
+    let path = calls.content.iter().find_map(|p| match p {
+        Part::ToolCall {
+            name, arguments, ..
+        } if name == WRITE_FILE_TOOL => arguments
+            .to_value()
+            .get("path")
+            .and_then(|p| p.as_str())
+            .map(str::to_owned),
+        _ => None,
+    })?;
+    Some(DemoReply::ToolCall {
+        name: READ_FILE_TOOL.to_owned(),
+        arguments: serde_json::json!({ "path": path }).to_string(),
+    })
 }
 
 /// The demo's answer to a message that asks for no tool.
-fn canned_reply(text: &str) -> String {
+fn canned_reply(text: &str, workspace: bool) -> String {
     let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
     let quoted = if text.is_empty() {
         "You sent no text.".to_owned()
@@ -418,9 +499,14 @@ fn canned_reply(text: &str) -> String {
     };
     format!(
         "Hello! I am the demo model of chatd: no AI provider is configured, so my replies \
-         are canned. {quoted} Ask me what time it is, or to add 2 and 3, to see a tool \
-         call. Configure a provider (or set OPENAI_API_KEY or ANTHROPIC_API_KEY) to chat \
-         with a real model."
+         are canned. {quoted} Ask me what time it is, or to add 2 and 3,{files} to see a \
+         tool call. Configure a provider (or set OPENAI_API_KEY or ANTHROPIC_API_KEY) to \
+         chat with a real model.",
+        files = if workspace {
+            " or to create hello.txt saying hi,"
+        } else {
+            ""
+        }
     )
 }
 
@@ -458,6 +544,22 @@ fn result_sentence(name: &str, output: &RawJson, is_error: bool) -> String {
             format!("The current time is {shown} (from the demo {CURRENT_TIME_TOOL} tool).")
         }
         (ADD_TOOL, false) => format!("The sum is {shown} (from the demo {ADD_TOOL} tool)."),
+        (READ_FILE_TOOL, false) => {
+            let path = value
+                .get("path")
+                .and_then(|p| p.as_str())
+                .unwrap_or("the file");
+            let content = value.get("content").and_then(|c| c.as_str()).unwrap_or("");
+            // The numbered lines without their numbers: what the file holds.
+            let text: Vec<&str> = content
+                .lines()
+                .map(|l| l.split_once('\t').map_or(l, |(_, rest)| rest))
+                .collect();
+            format!(
+                "I wrote {path} in your workspace and read it back; it says:\n\n```\n{}\n```",
+                text.join("\n")
+            )
+        }
         _ => format!("The {name} tool returned {shown}."),
     }
 }

@@ -10,6 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chat_command::ChatArgs;
+use chatd_core::workspace::{
+    find_bwrap, LocalWorkspaceConfig, LocalWorkspaceProvider, Sandbox, WorkspaceProvider,
+};
 use chatd_core::{Keyring, SecretKey, StoreOptions};
 use chatprovider::{Provider, ProviderApiKeys};
 use clap::{Parser, Subcommand};
@@ -71,6 +74,60 @@ struct ServeArgs {
     #[arg(long, env = "CHATD_MAX_WEBSOCKETS_PER_USER",
           default_value_t = server_example::sockets::DEFAULT_MAX_WEBSOCKETS_PER_USER)]
     max_websockets_per_user: usize,
+    /// Give every chat a workspace: a directory under DIR (created when missing) where the
+    /// model reads and writes files and runs commands. Off when unset (docs/workspaces.md).
+    #[arg(long, env = "CHATD_WORKSPACES_DIR", value_name = "DIR")]
+    workspaces_dir: Option<PathBuf>,
+    /// Run workspace commands in a sandbox: `bwrap` (bubblewrap; only the workspace is
+    /// writable) or `none`.
+    #[arg(
+        long,
+        env = "CHATD_WORKSPACE_SANDBOX",
+        value_enum,
+        default_value = "none"
+    )]
+    workspace_sandbox: SandboxArg,
+}
+
+/// The values of `--workspace-sandbox`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SandboxArg {
+    /// Commands run as the server's user, unconfined.
+    None,
+    /// Commands run inside bubblewrap.
+    Bwrap,
+}
+
+/// The workspace provider the flags ask for; `find_bwrap` locates bubblewrap (a parameter
+/// so tests can pretend it is missing).
+fn workspace_provider(
+    args: &ServeArgs,
+    find_bwrap: impl FnOnce() -> Option<PathBuf>,
+) -> Result<Option<Arc<dyn WorkspaceProvider>>, BoxError> {
+    let Some(dir) = &args.workspaces_dir else {
+        if args.workspace_sandbox != SandboxArg::None {
+            return Err(
+                "--workspace-sandbox needs --workspaces-dir (CHATD_WORKSPACES_DIR): \
+                        without workspaces there are no commands to sandbox"
+                    .into(),
+            );
+        }
+        return Ok(None);
+    };
+    let sandbox = match args.workspace_sandbox {
+        SandboxArg::None => Sandbox::None,
+        SandboxArg::Bwrap => Sandbox::Bubblewrap {
+            program: find_bwrap().ok_or(
+                "--workspace-sandbox bwrap: bubblewrap (`bwrap`) is not installed; install the \
+                 `bubblewrap` package (e.g. `apt-get install bubblewrap`) or start without \
+                 the sandbox",
+            )?,
+        },
+    };
+    let provider =
+        LocalWorkspaceProvider::new(LocalWorkspaceConfig::new(dir).with_sandbox(sandbox))
+            .map_err(|e| format!("--workspaces-dir: {e}"))?;
+    Ok(Some(Arc::new(provider)))
 }
 
 impl ServeArgs {
@@ -191,6 +248,14 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "CHATD_MAX_WEBSOCKETS_PER_USER",
         "most streams and watches per user (--max-websockets-per-user)",
     ),
+    (
+        "CHATD_WORKSPACES_DIR",
+        "directory of the chats' workspaces; off when unset (--workspaces-dir)",
+    ),
+    (
+        "CHATD_WORKSPACE_SANDBOX",
+        "`bwrap` or `none`: how workspace commands are confined (--workspace-sandbox)",
+    ),
     ("CHATD_URL", "server URL of `chat` (--url)"),
     ("CHATD_TOKEN", "API token of `chat` (--token)"),
 ];
@@ -259,8 +324,11 @@ fn log_colours(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
 }
 
 async fn serve(args: ServeArgs) -> Result<(), BoxError> {
+    // Checked first: a missing sandbox must stop the start before anything is created.
+    let workspaces = workspace_provider(&args, find_bwrap)?;
     let keyring = Arc::new(keyring(&args)?);
     let mut options = ServerOptions::new(StoreOptions::new(&args.database_url), keyring);
+    options.workspaces = workspaces;
     options.deployment_keys = deployment_keys_from_env()?;
     options.admin_token = std::env::var(ADMIN_TOKEN_VAR)
         .ok()
@@ -506,6 +574,41 @@ mod tests {
             assert!(ENVIRONMENT.iter().any(|(listed, _)| *listed == key));
             assert!(ENVIRONMENT.iter().any(|(listed, _)| *listed == url));
         }
+    }
+
+    #[test]
+    fn workspace_flags() {
+        let none = Cli::try_parse_from(["chatd-server"]).unwrap();
+        assert!(workspace_provider(&none.serve, || None).unwrap().is_none());
+        let dir = std::env::temp_dir().join(format!("chatd-main-test-{}", std::process::id()));
+        let dir_text = dir.to_str().unwrap();
+        let plain = Cli::try_parse_from(["chatd-server", "--workspaces-dir", dir_text]).unwrap();
+        assert!(workspace_provider(&plain.serve, || None).unwrap().is_some());
+        let sandboxed = Cli::try_parse_from([
+            "chatd-server",
+            "--workspaces-dir",
+            dir_text,
+            "--workspace-sandbox",
+            "bwrap",
+        ])
+        .unwrap();
+        // bubblewrap missing: a clear refusal at start.
+        let err = workspace_provider(&sandboxed.serve, || None)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("bubblewrap"), "{err}");
+        assert!(err.contains("not installed"), "{err}");
+        if let Some(bwrap) = find_bwrap() {
+            assert!(workspace_provider(&sandboxed.serve, || Some(bwrap))
+                .unwrap()
+                .is_some());
+        }
+        // A sandbox without workspaces makes no sense.
+        let alone = Cli::try_parse_from(["chatd-server", "--workspace-sandbox", "bwrap"]).unwrap();
+        assert!(workspace_provider(&alone.serve, || None).is_err());
+        assert!(Cli::try_parse_from(["chatd-server", "--workspace-sandbox", "docker"]).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chatd_core::workspace::WorkspaceProvider;
 use chatd_core::{
     Admin, Bootstrap, Engine, EngineConfig, EngineSettings, Keyring, ModelResolver, StoreOptions,
 };
@@ -107,6 +108,9 @@ pub struct ServerOptions {
     /// Overrides where models come from (tests script them); `None` uses the store's
     /// configuration with the demo model as a fallback.
     pub models: Option<Arc<dyn ModelResolver>>,
+    /// Where chats' workspaces come from (`--workspaces-dir`); `None`: chats have no
+    /// workspace and no workspace tools (docs/workspaces.md).
+    pub workspaces: Option<Arc<dyn WorkspaceProvider>>,
 }
 
 impl std::fmt::Debug for ServerOptions {
@@ -127,6 +131,7 @@ impl ServerOptions {
             admin_token: None,
             engine: EngineSettings::default(),
             models: None,
+            workspaces: None,
         }
     }
 }
@@ -173,8 +178,13 @@ pub async fn build_on(admin: Admin, options: ServerOptions) -> chatd_core::Resul
         None => crate::demo::resolver(admin.clone()),
     };
     // No built-in tools: the demo tools come with the demo model, for its turns only.
-    let config =
+    let mut config =
         EngineConfig::new(options.database.clone(), models).with_settings(options.engine.clone());
+    match options.workspaces.clone() {
+        Some(workspaces) => config = config.with_workspaces(workspaces),
+        // Workspaces off: the model is told it cannot act on files or run commands.
+        None => config = config.with_no_workspace_notice(true),
+    }
     let engine = Engine::with_admin(&admin, config).await?;
     Ok(Started {
         state: AppState::new(engine, admin, boot.organization_id),

@@ -16,6 +16,7 @@ mod runner;
 mod stream;
 mod titles;
 mod turn;
+mod workspace;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -31,6 +32,8 @@ use crate::hub::{HubConfig, StreamHub};
 use crate::role::Role;
 use crate::store::{Lease, Store, StoreOptions};
 use crate::tools::ToolRegistry;
+use crate::workspace::tools::{PlanFileOnly, WritePolicy};
+use crate::workspace::WorkspaceProvider;
 
 pub use files::{FileUpload, FILE_NOT_FOUND_MESSAGE, NOT_A_MEMBER_MESSAGE};
 pub use models::{ModelResolver, ModelSelection, ResolvedModel, TurnModelRequest};
@@ -158,6 +161,17 @@ pub struct EngineConfig {
     pub generate_titles: bool,
     /// A test hook; see [`EngineConfig::with_test_hook`].
     hook: Option<TestHook>,
+    /// Where chats' workspaces come from; `None`: no workspace tools, and the prompt says
+    /// so (docs/workspaces.md).
+    pub workspaces: Option<Arc<dyn WorkspaceProvider>>,
+    /// Which writes `write_file` and `edit_files` may do ([`PlanFileOnly`] by default:
+    /// anywhere, except only the plan file on plan turns).
+    pub workspace_write_policy: Arc<dyn WritePolicy>,
+    /// Without [`workspaces`](Self::workspaces): tell the model that the chat has no
+    /// workspace (no files, no commands). Off by default: an embedder without workspaces
+    /// may well give the model file tools of its own; the reference server turns it on when
+    /// `--workspaces-dir` is unset.
+    pub announce_no_workspace: bool,
 }
 
 impl EngineConfig {
@@ -171,6 +185,9 @@ impl EngineConfig {
             worker_id: None,
             tools: Arc::new(ToolRegistry::new()),
             generate_titles: true,
+            workspaces: None,
+            workspace_write_policy: Arc::new(PlanFileOnly),
+            announce_no_workspace: false,
             hook: None,
         }
     }
@@ -181,6 +198,25 @@ impl EngineConfig {
     #[doc(hidden)]
     pub fn with_test_hook(mut self, hook: TestHook) -> Self {
         self.hook = Some(hook);
+        self
+    }
+
+    /// Tells the model, when there is no workspace provider, that the chat has no
+    /// workspace (see [`EngineConfig::announce_no_workspace`]).
+    pub fn with_no_workspace_notice(mut self, on: bool) -> Self {
+        self.announce_no_workspace = on;
+        self
+    }
+
+    /// Gives chats workspaces from `provider` (and the workspace tools with them).
+    pub fn with_workspaces(mut self, provider: Arc<dyn WorkspaceProvider>) -> Self {
+        self.workspaces = Some(provider);
+        self
+    }
+
+    /// Replaces the policy deciding which writes the workspace tools may do.
+    pub fn with_workspace_write_policy(mut self, policy: Arc<dyn WritePolicy>) -> Self {
+        self.workspace_write_policy = policy;
         self
     }
 
@@ -313,6 +349,9 @@ pub(crate) struct Inner {
     pub(crate) hub: StreamHub,
     pub(crate) models: Arc<dyn ModelResolver>,
     pub(crate) tools: Arc<ToolRegistry>,
+    pub(crate) workspaces: Option<Arc<dyn WorkspaceProvider>>,
+    pub(crate) workspace_write_policy: Arc<dyn WritePolicy>,
+    pub(crate) announce_no_workspace: bool,
     pub(crate) generate_titles: bool,
     pub(crate) settings: EngineSettings,
     pub(crate) worker_id: Uuid,
@@ -401,6 +440,9 @@ impl Engine {
             hub: StreamHub::new(config.hub),
             models: config.models,
             tools: config.tools,
+            workspaces: config.workspaces,
+            workspace_write_policy: config.workspace_write_policy,
+            announce_no_workspace: config.announce_no_workspace,
             generate_titles: config.generate_titles,
             settings: config.settings,
             worker_id: config.worker_id.unwrap_or_else(Uuid::new_v4),
@@ -488,6 +530,10 @@ impl Engine {
             Err(e) => tracing::warn!(error = %e, "releasing chats at shutdown failed"),
         }
         lock(&inner.tasks).abort_all();
+        // Commands the workspaces still run belong to this process: they stop with it.
+        if let Some(workspaces) = &inner.workspaces {
+            workspaces.shutdown().await;
+        }
         if inner.owns_store {
             inner.store.close().await;
         }

@@ -125,7 +125,12 @@ impl Engine {
 
     /// The chat (codersdk.md §16.4 `GET /chats/{chat}`).
     pub async fn get_chat(&self, actor: &Actor, chat_id: Uuid) -> Result<Chat> {
-        self.authorized_chat(actor, chat_id, Access::Read).await
+        let mut chat = self.authorized_chat(actor, chat_id, Access::Read).await?;
+        // Files the model attached from the workspace (attach_file).
+        if chat.workspace_id.is_some() {
+            chat.files = self.inner.store.linked_files(chat_id).await?;
+        }
+        Ok(chat)
     }
 
     /// One page of a chat's messages; the queue comes with the first page (no cursor).
@@ -246,6 +251,13 @@ impl Engine {
     pub async fn interrupt(&self, actor: &Actor, chat_id: Uuid) -> Result<Chat> {
         self.authorized_chat(actor, chat_id, Access::Write).await?;
         let done = self.inner.store.interrupt(chat_id).await?;
+        // The user wants the chat to stop acting: its workspace commands stop too.
+        super::workspace::release(
+            &self.inner,
+            chat_id,
+            crate::workspace::ChatRelease::Interrupted,
+        )
+        .await;
         self.inner.publish(done).await;
         self.authorized_chat(actor, chat_id, Access::Read).await
     }
@@ -349,7 +361,13 @@ impl Engine {
     async fn apply_archive(&self, chat_id: Uuid, archived: bool) -> Result<()> {
         let changed = self.inner.store.set_archived(chat_id, archived).await?;
         for member in changed {
+            let id = member.chat_id;
             self.inner.publish(member).await;
+            if archived {
+                // An archived chat is deleted for the user: its workspace commands stop.
+                super::workspace::release(&self.inner, id, crate::workspace::ChatRelease::Deleted)
+                    .await;
+            }
         }
         Ok(())
     }
@@ -451,7 +469,11 @@ fn first_text(parts: &[ChatMessagePart]) -> String {
 /// The system prompt blocks of a turn (engine.md §4.3), composed from the current
 /// deployment and personal settings each turn, so an administrator's change reaches
 /// existing chats.
-pub(crate) async fn system_prompt(inner: &Inner, inputs: &TurnInputs) -> Result<Vec<String>> {
+pub(crate) async fn system_prompt(
+    inner: &Inner,
+    inputs: &TurnInputs,
+    context_blocks: &[String],
+) -> Result<Vec<String>> {
     let deployment = inner.store.system_prompt_config().await?;
     let personal = inner.store.user_prompt(inputs.chat.owner_id).await?;
     let plan_mode = inputs.chat.plan_mode == Some(codersdk::ChatPlanMode::Plan);
@@ -459,7 +481,7 @@ pub(crate) async fn system_prompt(inner: &Inner, inputs: &TurnInputs) -> Result<
         deployment_prompt: &deployment.system_prompt,
         include_default_prompt: deployment.include_default_system_prompt,
         chat_prompt: &inputs.system_prompt,
-        context_blocks: &[],
+        context_blocks,
         user_prompt: &personal,
         plan_mode,
         plan_mode_instructions: "",

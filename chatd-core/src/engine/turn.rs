@@ -186,13 +186,23 @@ async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
         resolved.model.model_id(),
         &mut resolved.cost,
     );
+    let workspace = match super::workspace::prepare(inner, &lease, chat).await {
+        Ok(w) => w,
+        Err(super::workspace::PrepareError::Lost) => return TurnEnd::Lost,
+        Err(super::workspace::PrepareError::Store(e)) => {
+            return TurnEnd::Failed(internal_error(&e))
+        }
+    };
+    let mut turn = TurnContext::for_chat(chat);
+    turn.workspace_id = workspace.workspace_id;
     let tools = inner
         .tools
-        .turn_tools(TurnContext::for_chat(chat))
+        .turn_tools(turn)
+        .with_tools(workspace.tools)
         .with_dynamic_tools(inputs.dynamic_tools.clone())
         .with_model_tools(resolved.tools.iter().cloned())
         .build();
-    let system = match super::ops::system_prompt(inner, &inputs).await {
+    let system = match super::ops::system_prompt(inner, &inputs, &workspace.blocks).await {
         Ok(system) => system,
         Err(e) => return TurnEnd::Failed(internal_error(&e)),
     };
@@ -219,7 +229,7 @@ async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
                 owner_id: Some(chat.owner_id.to_string()),
                 chat_id: Some(chat.root_chat_id.unwrap_or(chat_id).to_string()),
                 subchat_id: chat.parent_chat_id.map(|_| chat_id.to_string()),
-                workspace_id: chat.workspace_id.map(|w| w.to_string()),
+                workspace_id: workspace.workspace_id.map(|w| w.to_string()),
             },
         };
         let started = Instant::now();

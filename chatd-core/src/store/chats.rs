@@ -231,7 +231,8 @@ impl Store {
     /// The chat with `id`, with its labels; `None` when it does not exist.
     pub async fn get_chat(&self, id: Uuid) -> Result<Option<Chat>> {
         let mut conn = self.pool().acquire().await.db()?;
-        let sql = format!("SELECT {CHAT_COLUMNS} FROM chats c WHERE c.id = $1");
+        let sql =
+            format!("SELECT {CHAT_COLUMNS}, c.last_injected_context FROM chats c WHERE c.id = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(uuid_text(id))
             .fetch_optional(&mut *conn)
@@ -241,6 +242,7 @@ impl Store {
             return Ok(None);
         };
         let mut chat = chat_from_row(&row)?;
+        chat.last_injected_context = injected_context_for_output(&row)?;
         chat.labels = load_labels(&mut conn, id).await?;
         Ok(Some(chat))
     }
@@ -438,6 +440,24 @@ pub(super) fn chat_from_row(row: &AnyRow) -> Result<Chat> {
         client_type: ChatClientType::from_wire(&row.try_get::<String, _>("client_type").db()?),
         children: Vec::new(),
     })
+}
+
+/// The injected context of a single-chat read, as clients see it: the parts without
+/// their content (the stripping rule of codersdk §4.4). Lists leave it out: it can be tens
+/// of kilobytes per chat.
+fn injected_context_for_output(row: &AnyRow) -> Result<Vec<ChatMessagePart>> {
+    let Some(text) = row
+        .try_get::<Option<String>, _>("last_injected_context")
+        .db()?
+    else {
+        return Ok(Vec::new());
+    };
+    let mut parts: Vec<ChatMessagePart> =
+        serde_json::from_str(&text).map_err(|_| corrupt("last_injected_context"))?;
+    for part in &mut parts {
+        part.strip_internal();
+    }
+    Ok(parts)
 }
 
 pub(super) fn message_from_row(row: &AnyRow) -> Result<ChatMessage> {

@@ -512,7 +512,7 @@ async fn update_in_tx(tx: &mut ChatTx, update: &ValidatedChatUpdate) -> Result<C
     if matches!(update.workspace_id, Some(Some(_))) {
         return Err(invalid_update(
             "workspace_id",
-            "This server does not manage workspaces, so a chat cannot be bound to one.",
+            "The server binds a chat to its workspace on the chat's first turn; workspace_id cannot be set.",
         ));
     }
     if let Some(requested) = update.pin_order {
@@ -686,9 +686,8 @@ impl Store {
     ///   share a position.
     /// - `archived` is **ignored**: archiving cascades over the chat's family and interrupts
     ///   it, which `set_archived` does; the caller applies both.
-    /// - `workspace_id`: unbinding is a no-op (chats are never bound); binding is
-    ///   [`ErrorKind::InvalidArgument`], since this server manages no workspaces
-    ///   (DECISIONS §7).
+    /// - `workspace_id`: unbinding is a no-op; binding is [`ErrorKind::InvalidArgument`]:
+    ///   the engine binds a chat to the workspace its provider gives it (docs/workspaces.md).
     ///
     /// [`ErrorKind::NotFound`] when the chat does not exist.
     pub async fn update_chat(&self, chat_id: Uuid, update: &ValidatedChatUpdate) -> Result<Chat> {

@@ -20,6 +20,7 @@ mod tokens;
 mod transition;
 mod turns;
 mod users;
+mod workspaces;
 
 use std::time::Duration;
 
@@ -69,6 +70,7 @@ pub use tokens::{
 pub use transition::Transition;
 pub use turns::{PersistedStep, Step, TurnOutcome};
 pub use users::{NewUser, Organization, User};
+pub use workspaces::InjectedContext;
 
 /// How long a SQLite connection waits for the database write lock before failing with
 /// "database is locked". Writers hold the lock for one short transaction, so waiting this

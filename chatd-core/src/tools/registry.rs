@@ -27,6 +27,8 @@ pub struct TurnContext {
     pub workspace_id: Option<Uuid>,
     /// The chat is in plan mode (engine.md §8.4).
     pub plan_mode: bool,
+    /// The chat is an explore sub-agent: read-only investigation (engine.md §8.2, §8.3).
+    pub explore: bool,
 }
 
 impl TurnContext {
@@ -38,6 +40,7 @@ impl TurnContext {
             parent_chat_id: None,
             workspace_id: None,
             plan_mode: false,
+            explore: false,
         }
     }
 
@@ -49,12 +52,19 @@ impl TurnContext {
             parent_chat_id: chat.parent_chat_id,
             workspace_id: chat.workspace_id,
             plan_mode: chat.plan_mode == Some(ChatPlanMode::Plan),
+            explore: false,
         }
     }
 
     /// Sets plan mode.
     pub fn with_plan_mode(mut self, plan_mode: bool) -> Self {
         self.plan_mode = plan_mode;
+        self
+    }
+
+    /// Makes this an explore sub-agent's turn (read-only tools).
+    pub fn with_explore(mut self, explore: bool) -> Self {
+        self.explore = explore;
         self
     }
 

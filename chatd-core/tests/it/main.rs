@@ -20,3 +20,8 @@ mod store_queue;
 mod store_tokens;
 mod store_turns;
 mod tools;
+mod workspace_context;
+mod workspace_engine;
+mod workspace_local;
+mod workspace_openai;
+mod workspace_tools;

@@ -22,3 +22,4 @@ mod secrets_e2e;
 mod smoke;
 mod streams;
 mod users;
+mod workspace;

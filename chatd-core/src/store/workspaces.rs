@@ -1,0 +1,222 @@
+//! Workspace state of chats (docs/workspaces.md): the bound workspace, the injected
+//! instruction files and skills, and files the model attached from a workspace.
+
+use codersdk::{ChatFileMetadata, ChatMessagePart, ChatMessageRole, ChatStatus, Uuid};
+use sqlx::Row;
+
+use super::chats::json_text;
+use super::{now_micros, uuid_text, Lease, LeaseState, MessageVisibility, NewFile, NewMessage};
+use super::{Store, Transition, MAX_FILE_BYTES};
+use crate::error::{DbResultExt, Error, ErrorKind, Result};
+
+/// What [`Store::inject_context`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InjectedContext {
+    /// The parts now recorded as the chat's injected context (with their content): the
+    /// ones given, or the ones an earlier turn recorded.
+    pub parts: Vec<ChatMessagePart>,
+    /// What this call committed, for the engine to publish: the message inserted to show
+    /// the parts (visibility `user`), when it wrote one; the chat stays `running`.
+    pub transition: Transition,
+}
+
+impl Store {
+    /// Binds chat `chat_id` to workspace `workspace_id` (the chat's `workspace_id`),
+    /// without touching `updated_at`. [`ErrorKind::NotFound`] when the chat does not exist.
+    pub async fn bind_workspace(&self, chat_id: Uuid, workspace_id: Uuid) -> Result<()> {
+        let mut tx = self.begin_chat_tx(chat_id).await?;
+        let result = sqlx::query("UPDATE chats SET workspace_id = $1 WHERE id = $2")
+            .bind(uuid_text(workspace_id))
+            .bind(uuid_text(chat_id))
+            .execute(&mut *tx.conn())
+            .await
+            .db()
+            .map(|_| ());
+        tx.finish(result).await
+    }
+
+    /// The chat's injected context as recorded (parts with their content); `None` before
+    /// the first turn with a workspace. [`ErrorKind::NotFound`] when the chat does not
+    /// exist.
+    pub async fn injected_context(&self, chat_id: Uuid) -> Result<Option<Vec<ChatMessagePart>>> {
+        let row = sqlx::query("SELECT last_injected_context FROM chats WHERE id = $1")
+            .bind(uuid_text(chat_id))
+            .fetch_optional(self.pool())
+            .await
+            .db()?
+            .ok_or_else(|| super::chat_not_found(chat_id))?;
+        let text: Option<String> = row.try_get("last_injected_context").db()?;
+        text.map(|t| {
+            serde_json::from_str(&t).map_err(|_| {
+                Error::new(
+                    ErrorKind::CorruptRow,
+                    "stored last_injected_context is malformed",
+                )
+            })
+        })
+        .transpose()
+    }
+
+    /// Records the instruction files and skills of the chat's first turn with a workspace
+    /// (engine.md §4.4, §9), once, in one transaction under the chat lock fenced by the
+    /// worker's `lease`: `last_injected_context` is set to `parts` (content included) and,
+    /// when there are parts, a user-role message with them (visibility `user`: the model
+    /// gets them through the system prompt, not twice) is appended. `updated_at` is not
+    /// touched. When the context was recorded already nothing is written and the recorded
+    /// parts are returned. [`ErrorKind::LeaseLost`] when the worker no longer holds the
+    /// chat.
+    pub async fn inject_context(
+        &self,
+        lease: &Lease,
+        parts: Vec<ChatMessagePart>,
+    ) -> Result<InjectedContext> {
+        let mut tx = self.begin_chat_tx(lease.chat_id).await?;
+        let result = async {
+            if tx.check_lease(lease).await? != LeaseState::Owned {
+                return Err(Error::new(
+                    ErrorKind::LeaseLost,
+                    format!("worker no longer holds chat {}", lease.chat_id),
+                ));
+            }
+            let row = sqlx::query("SELECT last_injected_context FROM chats WHERE id = $1")
+                .bind(uuid_text(lease.chat_id))
+                .fetch_one(&mut *tx.conn())
+                .await
+                .db()?;
+            if let Some(text) = row
+                .try_get::<Option<String>, _>("last_injected_context")
+                .db()?
+            {
+                let parts = serde_json::from_str(&text).map_err(|_| {
+                    Error::new(
+                        ErrorKind::CorruptRow,
+                        "stored last_injected_context is malformed",
+                    )
+                })?;
+                return Ok(InjectedContext {
+                    parts,
+                    transition: Transition::unchanged(lease.chat_id, ChatStatus::Running),
+                });
+            }
+            let text = json_text(serde_json::to_string(&parts), "injected context")?;
+            sqlx::query("UPDATE chats SET last_injected_context = $1 WHERE id = $2")
+                .bind(text)
+                .bind(uuid_text(lease.chat_id))
+                .execute(&mut *tx.conn())
+                .await
+                .db()?;
+            let mut transition = Transition::unchanged(lease.chat_id, ChatStatus::Running);
+            if !parts.is_empty() {
+                transition.messages.push(
+                    tx.insert_message(NewMessage {
+                        role: ChatMessageRole::User,
+                        parts: parts.clone(),
+                        visibility: MessageVisibility::User,
+                        created_by: None,
+                        model_config_id: None,
+                        usage: None,
+                    })
+                    .await?,
+                );
+            }
+            Ok(InjectedContext { parts, transition })
+        }
+        .await;
+        tx.finish(result).await
+    }
+
+    /// Stores a file the model attached from a workspace and links it to chat `chat_id`,
+    /// in one transaction: the limits of uploads apply ([`MAX_FILE_BYTES`],
+    /// [`codersdk::MAX_CHAT_FILE_LINKS`] files per chat). [`ErrorKind::TooLarge`] over
+    /// either; [`ErrorKind::NotFound`] when the chat, owner or organization does not exist.
+    pub async fn attach_file(&self, chat_id: Uuid, file: NewFile) -> Result<ChatFileMetadata> {
+        if file.data.len() > MAX_FILE_BYTES {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                format!("File is larger than the {MAX_FILE_BYTES}-byte limit."),
+            ));
+        }
+        let mut tx = self.begin_chat_tx(chat_id).await?;
+        let result = async {
+            let linked: i64 =
+                sqlx::query("SELECT COUNT(*) AS n FROM chat_file_links WHERE chat_id = $1")
+                    .bind(uuid_text(chat_id))
+                    .fetch_one(&mut *tx.conn())
+                    .await
+                    .db()?
+                    .try_get("n")
+                    .db()?;
+            if usize::try_from(linked).unwrap_or(usize::MAX) >= codersdk::MAX_CHAT_FILE_LINKS {
+                return Err(Error::new(
+                    ErrorKind::TooLarge,
+                    format!(
+                        "The chat has {linked} files already, the most a chat may have ({}).",
+                        codersdk::MAX_CHAT_FILE_LINKS
+                    ),
+                ));
+            }
+            let id = Uuid::new_v4();
+            let now = now_micros();
+            let size = i64::try_from(file.data.len()).unwrap_or(i64::MAX);
+            sqlx::query(
+                "INSERT INTO chat_files (id, owner_id, organization_id, name, mime_type, data, \
+                 size_bytes, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(uuid_text(id))
+            .bind(uuid_text(file.owner_id))
+            .bind(uuid_text(file.organization_id))
+            .bind(&file.name)
+            .bind(&file.mime_type)
+            .bind(file.data)
+            .bind(size)
+            .bind(now)
+            .execute(&mut *tx.conn())
+            .await
+            .db()?;
+            sqlx::query("INSERT INTO chat_file_links (chat_id, file_id) VALUES ($1, $2)")
+                .bind(uuid_text(chat_id))
+                .bind(uuid_text(id))
+                .execute(&mut *tx.conn())
+                .await
+                .db()?;
+            Ok(ChatFileMetadata {
+                id,
+                owner_id: file.owner_id,
+                organization_id: file.organization_id,
+                name: file.name,
+                mime_type: file.mime_type,
+                size_bytes: Some(size),
+                created_at: super::timestamp_from_micros(now)?,
+            })
+        }
+        .await;
+        tx.finish(result).await
+    }
+
+    /// The files linked to chat `chat_id` (attached from its workspace), oldest first,
+    /// without their bytes.
+    pub async fn linked_files(&self, chat_id: Uuid) -> Result<Vec<ChatFileMetadata>> {
+        let rows = sqlx::query(
+            "SELECT f.id, f.owner_id, f.organization_id, f.name, f.mime_type, f.size_bytes, \
+             f.created_at FROM chat_file_links l JOIN chat_files f ON f.id = l.file_id \
+             WHERE l.chat_id = $1 ORDER BY f.created_at, f.id",
+        )
+        .bind(uuid_text(chat_id))
+        .fetch_all(self.pool())
+        .await
+        .db()?;
+        rows.iter()
+            .map(|row| {
+                Ok(ChatFileMetadata {
+                    id: super::get_uuid(row, "id")?,
+                    owner_id: super::get_uuid(row, "owner_id")?,
+                    organization_id: super::get_uuid(row, "organization_id")?,
+                    name: row.try_get("name").db()?,
+                    mime_type: row.try_get("mime_type").db()?,
+                    size_bytes: row.try_get("size_bytes").db()?,
+                    created_at: super::get_time(row, "created_at")?,
+                })
+            })
+            .collect()
+    }
+}
