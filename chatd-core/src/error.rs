@@ -45,7 +45,7 @@ pub enum ErrorKind {
     Conflict,
     /// An argument is unusable before the database is asked (an unsupported database URL,
     /// an invalid schema name), or the request is refused by a chat rule that maps to
-    /// HTTP 400 (codersdk.md §5.4): sending to or promoting in an archived chat.
+    /// HTTP 400: sending to or promoting in an archived chat.
     InvalidArgument,
     /// The chat's queue already holds [`crate::store::MAX_QUEUED_MESSAGES`] messages
     /// (HTTP 429 "Message queue is full.").

@@ -1,4 +1,4 @@
-//! The system prompt of a turn (engine.md §4.3): which instructions the model gets, in
+//! The system prompt of a turn: which instructions the model gets, in
 //! which order.
 //!
 //! [`compose_system_prompt`] is a pure function of a [`SystemPromptInput`]; the engine
@@ -26,7 +26,7 @@ at hand, and say so before doing anything destructive or hard to undo.
 command output or results.
 - Write answers in Markdown; put code, commands and paths in code blocks or backticks.";
 
-/// The overlay added on plan-mode turns (engine.md §8.4): investigate and plan, change
+/// The overlay added on plan-mode turns: investigate and plan, change
 /// nothing but the plan.
 pub const PLAN_MODE_PROMPT: &str = "\
 You are in plan mode. Investigate and design, but do not change anything: do not edit \
@@ -53,7 +53,7 @@ pub struct SystemPromptInput<'a> {
     /// The chat's own `system_prompt` (set at creation).
     pub chat_prompt: &'a str,
     /// Blocks the engine derives for this turn, in order: a sub-agent's instruction
-    /// block, the workspace's instruction files, the skills index (engine.md §4.3 items
+    /// block, the workspace's instruction files, the skills index (items
     /// 1–3).
     pub context_blocks: &'a [String],
     /// The user's personal prompt, wrapped in `<user-instructions>` tags.

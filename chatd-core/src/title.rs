@@ -1,4 +1,4 @@
-//! Chat titles (engine.md §10.1): the fallback title a chat gets at creation, and the
+//! Chat titles: the fallback title a chat gets at creation, and the
 //! short title a model generates from the first message.
 //!
 //! Every title these functions return is one line without control characters, at most
@@ -28,7 +28,7 @@ pub const TITLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Characters of the first message sent to the title model: the opening of a message says
 /// what it is about, and a pasted log of megabytes would only cost tokens. The same cap
-/// as the latest user message of a manual regenerate (engine.md §10.2).
+/// as the latest user message of a manual regenerate.
 pub const TITLE_INPUT_MAX_RUNES: usize = 1_000;
 
 /// The title of a chat whose first message has no words (only attachments, say).

@@ -1,4 +1,4 @@
-//! The automatic title (engine.md §10.1): after the first turn starts, a model-written
+//! The automatic title: after the first turn starts, a model-written
 //! title replaces the fallback title, unless the user renamed the chat meanwhile. The
 //! title is written by the resolver's title model ([`ModelResolver::title_model`], the
 //! `title_generation` model override) when there is one, else by the turn's model.

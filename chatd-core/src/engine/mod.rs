@@ -49,21 +49,21 @@ pub use titles::{
 pub use turn::{FINISH_ATTEMPTS, FINISH_RETRY_DELAY};
 
 /// How often the run loop looks for `pending` chats when no wake signal arrives
-/// (engine.md §3.1).
+///.
 pub const DEFAULT_ACQUIRE_INTERVAL: Duration = Duration::from_secs(1);
-/// How often a worker refreshes the heartbeats of the chats it runs (§3.2).
+/// How often a worker refreshes the heartbeats of the chats it runs.
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(30);
 /// A `running` chat whose heartbeat is older than this, or a `requires_action` chat not
-/// updated for this long, is recovered (§3.3).
+/// updated for this long, is recovered.
 pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(5 * 60);
 /// How often stale recovery runs (also once at start-up).
 pub const DEFAULT_RECOVERY_INTERVAL: Duration = Duration::from_secs(60);
-/// Most model steps in one turn; reaching it ends the turn normally (§4.5).
+/// Most model steps in one turn; reaching it ends the turn normally.
 pub const DEFAULT_MAX_STEPS: u32 = 1200;
 /// Most turns one engine runs at once; `pending` chats beyond it wait for a free slot (or
 /// for another process).
 pub const DEFAULT_MAX_ACTIVE_TURNS: usize = 64;
-/// Output token limit of a model call whose model config sets none (§4.5).
+/// Output token limit of a model call whose model config sets none.
 pub const DEFAULT_MAX_OUTPUT_TOKENS: i64 = 32_000;
 /// How long [`Engine::shutdown`] waits for running turns to hand their chats back.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -157,7 +157,7 @@ pub struct EngineConfig {
     /// The built-in tools and the policy that picks each turn's active set.
     pub tools: Arc<ToolRegistry>,
     /// Whether a model-written title replaces the fallback title after the first turn
-    /// starts (engine.md §10.1).
+    /// starts.
     pub generate_titles: bool,
     /// A test hook; see [`EngineConfig::with_test_hook`].
     hook: Option<TestHook>,

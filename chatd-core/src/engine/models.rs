@@ -34,7 +34,7 @@ impl ModelSelection {
     }
 }
 
-/// What [`ModelResolver::resolve`] is asked at the start of each turn (engine.md §4.2).
+/// What [`ModelResolver::resolve`] is asked at the start of each turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TurnModelRequest {
@@ -68,7 +68,7 @@ pub struct ResolvedModel {
     /// The model's context window in tokens, recorded with each step's usage.
     pub context_limit: Option<i64>,
     /// Whether the provider keeps responses (OpenAI Responses `store = true`): only then is
-    /// the provider response id saved (engine.md §11).
+    /// the provider response id saved.
     pub store_response_id: bool,
     /// Server-side tools that exist only while this model serves the turn (a stand-in
     /// model's demo tools). They rank below every other tool of the turn, the chat's

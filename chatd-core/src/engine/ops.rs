@@ -1,4 +1,4 @@
-//! The operations of the chats API (engine.md §6): validate, one store transaction, then
+//! The operations of the chats API: validate, one store transaction, then
 //! publish.
 
 use std::collections::HashMap;
@@ -61,7 +61,7 @@ impl Engine {
         }
     }
 
-    /// Creates a chat with its first message (codersdk.md §5.2) and queues its first turn.
+    /// Creates a chat with its first message and queues its first turn.
     ///
     /// `organization_id` may be omitted when the actor belongs to exactly one organization.
     /// An empty title gets the fallback title (the first words of the message); the
@@ -123,7 +123,7 @@ impl Engine {
         Ok(chat)
     }
 
-    /// The chat (codersdk.md §16.4 `GET /chats/{chat}`).
+    /// The chat (`GET /chats/{chat}`).
     pub async fn get_chat(&self, actor: &Actor, chat_id: Uuid) -> Result<Chat> {
         let mut chat = self.authorized_chat(actor, chat_id, Access::Read).await?;
         // Files the model attached from the workspace (attach_file).
@@ -154,7 +154,7 @@ impl Engine {
         })
     }
 
-    /// Sends a message (engine.md §6.1): an idle chat starts a turn; a busy one queues it,
+    /// Sends a message: an idle chat starts a turn; a busy one queues it,
     /// and with `busy_behavior: interrupt` also stops the running turn, keeping its partial
     /// output, so the message runs next.
     pub async fn send_message(
@@ -223,7 +223,7 @@ impl Engine {
         self.inner.store.list_queue(chat_id).await
     }
 
-    /// Deletes a queued message (§6.3) and publishes the new queue.
+    /// Deletes a queued message and publishes the new queue.
     pub async fn delete_queued(&self, actor: &Actor, chat_id: Uuid, queued_id: i64) -> Result<()> {
         self.authorized_chat(actor, chat_id, Access::Write).await?;
         let deleted = self.inner.store.delete_queued(chat_id, queued_id).await?;
@@ -231,7 +231,7 @@ impl Engine {
         Ok(())
     }
 
-    /// Promotes a queued message to run next (§6.3): a running turn stops and its partial
+    /// Promotes a queued message to run next: a running turn stops and its partial
     /// output is discarded.
     pub async fn promote_queued(
         &self,
@@ -245,7 +245,7 @@ impl Engine {
         Ok(promoted.message)
     }
 
-    /// Stops the chat's turn (engine.md §6.6): a running turn keeps its partial output; a
+    /// Stops the chat's turn: a running turn keeps its partial output; a
     /// chat waiting for client tool results gets "Tool execution interrupted by user"
     /// results; the queue head, if any, runs next. Returns the chat afterwards.
     pub async fn interrupt(&self, actor: &Actor, chat_id: Uuid) -> Result<Chat> {
@@ -262,7 +262,7 @@ impl Engine {
         self.authorized_chat(actor, chat_id, Access::Read).await
     }
 
-    /// Replaces a user message and everything after it (engine.md §6.4): later messages
+    /// Replaces a user message and everything after it: later messages
     /// are soft-deleted, the queue is cleared, a running turn stops and its partial output
     /// is discarded, and the chat runs again from the edited message.
     pub async fn edit_message(
@@ -298,7 +298,7 @@ impl Engine {
         })
     }
 
-    /// Accepts the client's results for the pending dynamic tool calls (codersdk.md §5.6)
+    /// Accepts the client's results for the pending dynamic tool calls
     /// and resumes the chat. 409 when the chat is not waiting for results; 400 for
     /// duplicate, missing, unexpected or non-JSON results (nothing is written).
     pub async fn submit_tool_results(
@@ -319,7 +319,7 @@ impl Engine {
         Ok(())
     }
 
-    /// Applies `PATCH /chats/{chat}` (codersdk.md §5.3): title, labels, pin order, plan
+    /// Applies `PATCH /chats/{chat}`: title, labels, pin order, plan
     /// mode, and archiving (of the whole family, which stops busy chats).
     pub async fn update_chat(
         &self,
@@ -372,13 +372,13 @@ impl Engine {
         Ok(())
     }
 
-    /// The actor's chats (codersdk.md §16.1): `q` filters, label filters, cursor paging.
+    /// The actor's chats: `q` filters, label filters, cursor paging.
     pub async fn list_chats(&self, actor: &Actor, query: &ChatListQuery) -> Result<Vec<Chat>> {
         self.inner.store.list_chats(actor.user_id, query).await
     }
 
     /// Marks the chat read up to its newest message (what opening and closing the chat
-    /// stream does in Coder, codersdk.md §8.1). Only the owner's reads count.
+    /// stream does in Coder). Only the owner's reads count.
     pub async fn mark_read(&self, actor: &Actor, chat_id: Uuid) -> Result<()> {
         let chat = self.authorized_chat(actor, chat_id, Access::Read).await?;
         if chat.owner_id == actor.user_id {
@@ -466,7 +466,7 @@ fn first_text(parts: &[ChatMessagePart]) -> String {
         .unwrap_or_default()
 }
 
-/// The system prompt blocks of a turn (engine.md §4.3), composed from the current
+/// The system prompt blocks of a turn, composed from the current
 /// deployment and personal settings each turn, so an administrator's change reaches
 /// existing chats.
 pub(crate) async fn system_prompt(

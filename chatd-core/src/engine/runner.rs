@@ -1,5 +1,5 @@
-//! The run loop (acquisition and stale recovery, engine.md §3.1 and §3.3) and the heartbeat
-//! loop (§3.2).
+//! The run loop (acquisition and stale recovery) and the heartbeat
+//! loop.
 
 use std::sync::Arc;
 

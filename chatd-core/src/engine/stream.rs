@@ -1,4 +1,4 @@
-//! Subscribing to a chat (codersdk.md §8.1) and watching a user's chats (§8.3).
+//! Subscribing to a chat and watching a user's chats.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -54,7 +54,7 @@ impl ChatStream {
 }
 
 impl Engine {
-    /// Subscribes to a chat's events (codersdk.md §8.1): registers for live events first,
+    /// Subscribes to a chat's events: registers for live events first,
     /// then reads the database, so nothing committed in between is lost.
     pub async fn subscribe(
         &self,
@@ -115,7 +115,7 @@ impl Engine {
         })
     }
 
-    /// Watches the actor's own chats (codersdk.md §8.3).
+    /// Watches the actor's own chats.
     pub fn watch(&self, actor: &Actor) -> Result<WatchSubscription> {
         self.inner.hub.watch(actor.user_id)
     }

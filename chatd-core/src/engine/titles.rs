@@ -1,4 +1,4 @@
-//! Titles on request (engine.md §10.2): `POST /chats/{chat}/title/propose` asks the chat's
+//! Titles on request: `POST /chats/{chat}/title/propose` asks the chat's
 //! model (or the deployment's title model, `ModelResolver::title_model`) for a title of the conversation so far, and `POST /chats/{chat}/title/regenerate`
 //! also saves it.
 //!
@@ -29,7 +29,7 @@ use crate::title::{TitleError, TITLE_ELLIPSIS, TITLE_INPUT_MAX_RUNES, TITLE_TIME
 
 /// Messages read from each end of the conversation (the first and the last this many,
 /// merged): enough to find the first user turn and the recent ones without reading a long
-/// chat whole (engine.md §10.2).
+/// chat whole.
 pub const TITLE_CONTEXT_MESSAGES: i64 = 50;
 
 /// Turns kept from the end of the conversation, besides the first user turn.
@@ -79,7 +79,7 @@ impl Engine {
     /// [`ErrorKind::NotFound`]). Waits for the model up to [`TITLE_TIMEOUT`], retries
     /// included.
     ///
-    /// The model reads a transcript, not the history (engine.md §10.2): the first user turn
+    /// The model reads a transcript, not the history: the first user turn
     /// and the last three turns of the first and last 50 messages, with a
     /// `[... N earlier turns omitted ...]` marker, at most 6 000 characters, the latest user
     /// message at most [`TITLE_INPUT_MAX_RUNES`].
@@ -120,7 +120,7 @@ impl Engine {
     }
 
     /// Whether this process is regenerating the chat's title now (a rename then answers
-    /// 409, codersdk.md §5.3).
+    /// 409).
     pub fn is_regenerating_title(&self, chat_id: Uuid) -> bool {
         lock(&REGENERATING).contains(&chat_id)
     }

@@ -1,4 +1,4 @@
-//! One turn of one chat (engine.md §4): model steps under the retry policy, tools, step
+//! One turn of one chat: model steps under the retry policy, tools, step
 //! persistence, and the finish routine.
 
 use std::collections::HashMap;
@@ -95,7 +95,7 @@ async fn turn_body(inner: Arc<Inner>, control: Arc<TurnControl>) {
     inner.wake();
 }
 
-/// The finish routine (§2.1): one transaction, then its publication
+/// The finish routine: one transaction, then its publication
 /// ([`Inner::publish`]).
 async fn finish(inner: &Inner, lease: &Lease, end: TurnEnd) {
     let chat_id = lease.chat_id;
@@ -286,7 +286,7 @@ async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
         if executed.requires_action() {
             return TurnEnd::RequiresAction;
         }
-        // Continue only while the model asked for tools that answered (§4.5.4).
+        // Continue only while the model asked for tools that answered.
         if executed.stop_turn || executed.results.is_empty() {
             return TurnEnd::Completed;
         }
@@ -316,7 +316,7 @@ fn stopped(control: &TurnControl) -> TurnEnd {
 
 /// A turn stopped while the model streamed. An interrupt keeps what was produced (text,
 /// reasoning, completed tool calls with synthetic results), written without regard to the
-/// cancellation (§4.8); edit, promote, shutdown and a lost lease discard it.
+/// cancellation; edit, promote, shutdown and a lost lease discard it.
 async fn stop_mid_step(
     inner: &Inner,
     control: &TurnControl,
@@ -371,7 +371,7 @@ enum StepError {
     Failed(ChatError),
 }
 
-/// One model call under the retry policy (§4.5.2). Each attempt starts from an empty
+/// One model call under the retry policy. Each attempt starts from an empty
 /// collector; each retry publishes a `retry` event (which clears the preview) and records
 /// the retry state.
 async fn stream_with_retry(
@@ -445,7 +445,7 @@ async fn stream_with_retry(
     }
 }
 
-/// Publishes one stream part as a `message_part` event in the shape of codersdk.md §8.2.
+/// Publishes one stream part as a `message_part` event (the part with its role).
 fn publish_stream_part(inner: &Inner, chat_id: Uuid, part: &StreamPart) {
     let message_part = match part {
         StreamPart::TextDelta { delta, .. } => ChatMessagePart::text(delta.clone()),

@@ -3,7 +3,7 @@
 //! The worker running a chat publishes into a [`StreamHub`]; every WebSocket handler of the
 //! same process subscribes to it. The hub keeps the in-memory part of a chat's stream state —
 //! the `message_part` events of the step in flight and the current retry — so that a client
-//! joining mid-turn sees the partial response (engine.md §5.2). Everything durable (status,
+//! joining mid-turn sees the partial response. Everything durable (status,
 //! messages, queue) comes from the database; the hub is per process, and subscribers served
 //! by another process rely on database re-reads driven by pub/sub notifications (the engine's
 //! job, see docs/stream-hub.md).
@@ -30,7 +30,7 @@ use receiver::{Fanout, Topic};
 pub use receiver::{HubReceiver, RecvError, TryRecvError};
 
 /// Default [`HubConfig::part_buffer_capacity`]: 10 000 `message_part` events per chat
-/// (engine.md §5.2, §13).
+///.
 pub const DEFAULT_PART_BUFFER_CAPACITY: usize = 10_000;
 
 /// Default [`HubConfig::subscriber_capacity`]: 128 undelivered events per subscriber.
@@ -62,7 +62,8 @@ pub const MIN_JANITOR_INTERVAL: Duration = Duration::from_millis(1);
 /// different chats rarely contend.
 const SHARDS: usize = 16;
 
-/// Limits and timings of a [`StreamHub`]. `Default` gives the values of engine.md §5.2/§13.
+/// Limits and timings of a [`StreamHub`]. `Default` gives the `DEFAULT_*` constants of this
+/// module.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HubConfig {
@@ -550,7 +551,7 @@ impl StreamHub {
 
     /// Publishes a chat stream event to the chat's subscribers, without waiting.
     ///
-    /// What the hub keeps depends on the event type (engine.md §5.2):
+    /// What the hub keeps depends on the event type:
     ///
     /// | type | effect on the in-memory state |
     /// |---|---|

@@ -1,6 +1,5 @@
 //! Status-changing chat operations: the pending dynamic tool calls, tool-result
-//! submission (engine.md §7), interrupt (§6.6), message edit (§6.4) and archiving (§6.6,
-//! §2.1 row 17). Each is one transaction under the chat lock (archiving: under the locks
+//! submission, interrupt, message edit and archiving. Each is one transaction under the chat lock (archiving: under the locks
 //! of the whole family) that re-checks its preconditions and returns the committed
 //! [`Transition`] for the engine to publish. docs/engine-operations.md records the
 //! decisions.
@@ -23,15 +22,15 @@ use super::{ChatTx, Dialect, MessageVisibility, NewMessage, Store, Transition};
 use crate::error::{DbResultExt, Error, ErrorKind, Result};
 
 /// Message of the [`ErrorKind::Conflict`] (HTTP 409) answering tool results for a chat
-/// that is not `requires_action` (codersdk.md §5.6), including a repeated submission.
+/// that is not `requires_action`, including a repeated submission.
 pub const NOT_AWAITING_TOOL_RESULTS_MESSAGE: &str = "Chat is not waiting for tool results.";
 
 /// Message of the [`ErrorKind::InvalidArgument`] (HTTP 400) refusing to edit a message
-/// that is not a `user` message (engine.md §6.4).
+/// that is not a `user` message.
 pub const ONLY_USER_MESSAGES_EDITABLE_MESSAGE: &str = "Only user messages can be edited.";
 
 /// Message of the [`ErrorKind::InvalidArgument`] (HTTP 400) refusing to unarchive a
-/// sub-agent chat while its parent is archived (codersdk.md §5.3).
+/// sub-agent chat while its parent is archived.
 pub const PARENT_ARCHIVED_MESSAGE: &str =
     "Cannot unarchive a sub-agent chat while its parent chat is archived. Unarchive the parent instead.";
 
@@ -56,13 +55,13 @@ pub struct Edited {
     /// Ids of the messages soft-deleted: the edited one and every later one, ascending.
     pub deleted_message_ids: Vec<i64>,
     /// The committed transition: the replacement message, the queue (always empty after
-    /// an edit), status `pending` (always announced, codersdk.md §5.5), the preview of a
+    /// an edit), status `pending` (always announced), the preview of a
     /// stopped turn void.
     pub transition: Transition,
 }
 
 impl Store {
-    /// The pending dynamic tool calls of the chat (engine.md §7.2 "Pending set"): the
+    /// The pending dynamic tool calls of the chat ("Pending set"): the
     /// calls of its last non-deleted, non-compressed assistant message whose tool name is
     /// one of the chat's dynamic tools and whose id has no tool-result part in a later
     /// non-deleted message, in call order. These are what an `action_required` event
@@ -72,10 +71,10 @@ impl Store {
         pending_calls(&mut conn, chat_id).await
     }
 
-    /// Submits the client's results for the pending dynamic tool calls (engine.md §7.3),
+    /// Submits the client's results for the pending dynamic tool calls,
     /// in one transaction under the chat lock. Checks, in order:
     ///
-    /// 1. archived chat: [`ErrorKind::InvalidArgument`] (HTTP 400, codersdk.md §5.6);
+    /// 1. archived chat: [`ErrorKind::InvalidArgument`] (HTTP 400);
     /// 2. status not `requires_action`: [`ErrorKind::Conflict`] (HTTP 409,
     ///    [`NOT_AWAITING_TOOL_RESULTS_MESSAGE`]); a repeated submission lands here;
     /// 3. the ids against [`Store::pending_tool_calls`] with
@@ -98,7 +97,7 @@ impl Store {
         tx.finish(result).await
     }
 
-    /// Interrupts the chat (engine.md §6.6) in one transaction under the chat lock:
+    /// Interrupts the chat in one transaction under the chat lock:
     ///
     /// - `running`: `waiting` with the worker fields cleared but the lease epoch kept, so
     ///   the worker's lease becomes [`super::LeaseState::Interrupted`]: it may persist its
@@ -122,7 +121,7 @@ impl Store {
         tx.finish(result).await
     }
 
-    /// Edits user message `message_id` (engine.md §6.4) in one transaction under the chat
+    /// Edits user message `message_id` in one transaction under the chat
     /// lock: soft-deletes it and every later message of the chat, inserts the replacement
     /// (the edited message's visibility; the given model and author, else the edited
     /// message's), deletes the whole queue, and sets the chat `pending` with `last_error`,
@@ -147,7 +146,7 @@ impl Store {
     }
 
     /// Archives (`true`) or unarchives (`false`) the chat's whole family: its root and every
-    /// chat sharing that root (engine.md §6.6, §2.1 row 17), in one transaction holding the
+    /// chat sharing that root (row 17), in one transaction holding the
     /// locks of all of them, taken in id order so two family-wide calls cannot deadlock.
     ///
     /// Archive: a no-op (empty answer) when the chat is already archived. Otherwise every

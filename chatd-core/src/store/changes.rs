@@ -21,7 +21,7 @@ use super::{Lease, MessageVisibility, NewMessage, Transition};
 use crate::error::{DbResultExt, Error, ErrorKind, Result};
 
 /// Error text of the synthetic results written for pending dynamic tool calls when the
-/// user interrupts a `requires_action` chat (engine.md §2.1 row 12), archives it, or sends
+/// user interrupts a `requires_action` chat (row 12), archives it, or sends
 /// or promotes a message over it.
 pub const TOOL_INTERRUPTED_MESSAGE: &str = "Tool execution interrupted by user";
 
@@ -139,7 +139,7 @@ pub(super) fn queued_not_found(chat_id: Uuid, id: i64) -> Error {
 }
 
 /// Sets the locked chat `pending` after a user message was inserted for it. Worker fields
-/// are cleared so a running worker's lease check fails (§6.3: it stops and drops its
+/// are cleared so a running worker's lease check fails (it stops and drops its
 /// partial step); the epoch is left for the next claim to bump.
 pub(super) async fn set_pending_for_new_message(
     conn: &mut AnyConnection,

@@ -17,7 +17,7 @@ use super::{
 };
 use crate::error::{DbResultExt, Error, ErrorKind, Result};
 
-/// Who sees a message (engine.md §1.2).
+/// Who sees a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MessageVisibility {
     /// Sent to the model only.
@@ -249,7 +249,7 @@ impl Store {
 
     /// One page of the messages a user sees (visibility `user` or `both`, not deleted) and
     /// whether more exist beyond it. Oldest first when the page has only `after_id`,
-    /// newest first otherwise (codersdk.md §16.2). [`ErrorKind::NotFound`] when the chat
+    /// newest first otherwise. [`ErrorKind::NotFound`] when the chat
     /// does not exist.
     pub async fn list_messages(
         &self,
@@ -301,7 +301,7 @@ pub(super) async fn insert_message(
     insert_message_with(conn, chat_id, now, new, &StepColumns::default()).await
 }
 
-/// Columns only an assistant step row carries (engine.md §4.6); not part of
+/// Columns only an assistant step row carries; not part of
 /// [`ChatMessage`], so they travel beside [`NewMessage`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct StepColumns {
@@ -443,7 +443,7 @@ pub(super) fn chat_from_row(row: &AnyRow) -> Result<Chat> {
 }
 
 /// The injected context of a single-chat read, as clients see it: the parts without
-/// their content (the stripping rule of codersdk §4.4). Lists leave it out: it can be tens
+/// their content (Coder strips the content of context-file parts on reads). Lists leave it out: it can be tens
 /// of kilobytes per chat.
 fn injected_context_for_output(row: &AnyRow) -> Result<Vec<ChatMessagePart>> {
     let Some(text) = row

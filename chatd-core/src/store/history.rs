@@ -61,7 +61,7 @@ impl std::fmt::Debug for NewFile {
 }
 
 impl Store {
-    /// The history a model sees (engine.md §4.2): every non-deleted message with visibility
+    /// The history a model sees: every non-deleted message with visibility
     /// `model` or `both`, oldest first. [`ErrorKind::NotFound`] when the chat does not
     /// exist.
     ///
@@ -83,7 +83,7 @@ impl Store {
     }
 
     /// The user-visible messages with id greater than `after_id`, oldest first: what a
-    /// stream subscriber has not seen yet (codersdk.md §8.1).
+    /// stream subscriber has not seen yet.
     pub async fn messages_after(&self, chat_id: Uuid, after_id: i64) -> Result<Vec<ChatMessage>> {
         let sql = format!(
             "SELECT {MESSAGE_COLUMNS} FROM chat_messages WHERE chat_id = $1 \

@@ -1,4 +1,4 @@
-//! Worker leases: claims, heartbeats, release and stale recovery (engine.md §3.1–3.3 and
+//! Worker leases: claims, heartbeats, release and stale recovery (and
 //! docs/engine-design.md "Fenced workers").
 
 use std::time::Duration;
@@ -11,7 +11,7 @@ use super::{get_opt_uuid, get_uuid, now_micros, timestamp_to_micros, uuid_text};
 use super::{ChatTx, Dialect, Store, Transition};
 use crate::error::{DbResultExt, Error, ErrorKind, Result};
 
-/// Most chats one [`Store::claim_pending`] call claims (`MaxChatsPerAcquire`, §3.1); larger
+/// Most chats one [`Store::claim_pending`] call claims (`MaxChatsPerAcquire`); larger
 /// limits are clamped to it.
 pub const MAX_CLAIM_BATCH: usize = 10;
 
@@ -20,7 +20,7 @@ pub const MAX_CLAIM_BATCH: usize = 10;
 /// PostgreSQL 65 535; each lease takes two).
 pub const MAX_LEASES_PER_HEARTBEAT_STATEMENT: usize = 500;
 
-/// `last_error` message of a `requires_action` chat whose client never answered (§3.3).
+/// `last_error` message of a `requires_action` chat whose client never answered.
 pub const DYNAMIC_TOOL_TIMEOUT_MESSAGE: &str = "Dynamic tool execution timed out";
 
 /// A worker's claim on a running chat. Every worker write names it and is refused when the
@@ -42,7 +42,7 @@ pub enum LeaseState {
     /// Still `running` under this worker and epoch: the worker may write.
     Owned,
     /// Interrupted: now `waiting` with the worker cleared and no claim since (epoch
-    /// unchanged). The worker may persist its partial step (§4.6), then must stop.
+    /// unchanged). The worker may persist its partial step, then must stop.
     Interrupted,
     /// Released, recovered, edited, promoted or claimed again: the worker must write
     /// nothing and stop.
@@ -145,7 +145,7 @@ impl Store {
 
     /// Refreshes `heartbeat_at` of the chats `worker_id` still owns among `leases` (status
     /// `running`, same worker, same epoch) and returns those leases. A lease missing from
-    /// the answer was lost: its worker must stop (§3.2).
+    /// the answer was lost: its worker must stop.
     pub async fn heartbeat(&self, worker_id: Uuid, leases: &[Lease]) -> Result<Vec<Lease>> {
         let now = now_micros();
         let mut owned = Vec::new();
@@ -198,7 +198,7 @@ impl Store {
         }
     }
 
-    /// Graceful shutdown (§2.1 row 9): every chat `worker_id` is running goes back to
+    /// Graceful shutdown (row 9): every chat `worker_id` is running goes back to
     /// `pending` with its worker fields cleared, for another process to claim. Returns one
     /// transition per released chat (`running` → `pending`, the worker's lease ended).
     pub async fn release_all(&self, worker_id: Uuid) -> Result<Vec<Transition>> {
@@ -229,7 +229,7 @@ impl Store {
             .collect()
     }
 
-    /// Stale recovery (§3.3) as of `now`: `running` chats whose heartbeat is older than
+    /// Stale recovery as of `now`: `running` chats whose heartbeat is older than
     /// `stale_after` go back to `pending` with the worker cleared (the epoch is left for the
     /// next claim to bump); `requires_action` chats not updated for `stale_after` go to
     /// `error` with [`DYNAMIC_TOOL_TIMEOUT_MESSAGE`], and each of their pending dynamic
@@ -328,7 +328,7 @@ async fn recover_one(
             if !moved {
                 return Ok(None);
             }
-            // §3.3: the unanswered calls get error results in the same transaction, so
+            // Stale recovery: the unanswered calls get error results in the same transaction, so
             // the history never ends in calls without answers.
             t.messages =
                 answer_pending_calls(tx.conn(), chat_id, now, DYNAMIC_TOOL_TIMEOUT_MESSAGE).await?;

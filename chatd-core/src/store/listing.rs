@@ -1,9 +1,9 @@
-//! The chat list (`GET /chats`, codersdk.md §16.1), read markers, and the metadata writes of
-//! a chat: `PATCH /chats/{chat}` (§5.3, pinning per engine.md §6.6), titles and turn
-//! summaries (engine.md §10). docs/chat-list.md records the decisions.
+//! The chat list (`GET /chats`), read markers, and the metadata writes of
+//! a chat: `PATCH /chats/{chat}` (pinning as docs/chat-list.md describes), titles and turn
+//! summaries. docs/chat-list.md records the decisions.
 //!
 //! None of these writes bumps `updated_at`: the list is ordered by it, and only activity
-//! (status changes, new messages) may move a chat (engine.md §13 "updated_at discipline").
+//! (status changes, new messages) may move a chat ("updated_at discipline").
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -21,8 +21,7 @@ use super::{chat_not_found, get_bool, get_opt_uuid, get_uuid, uuid_text, ChatTx,
 use crate::error::{DbResultExt, Error, ErrorKind, Result};
 
 /// Longest turn summary [`Store::set_turn_summary`] stores, in Unicode scalar values; a
-/// longer one is cut to this length. Summaries are 2–5 word status labels (engine.md
-/// §10.3), so only a misbehaving model reaches it.
+/// longer one is cut to this length. Summaries are 2–5 word status labels, so only a misbehaving model reaches it.
 pub const MAX_TURN_SUMMARY_RUNES: usize = 200;
 
 /// Sort key of unpinned chats: above every possible `pin_order` (an `i32`), so pinned chats
@@ -154,7 +153,7 @@ fn title_contains(args: &mut Args, text: &str) -> String {
     format!("LOWER(c.title) LIKE LOWER({p}) ESCAPE '\\'")
 }
 
-/// Never true: a filter on data this server does not keep (pull requests, DECISIONS §7).
+/// Never true: a filter on data this server does not keep (pull requests).
 const MATCHES_NOTHING: &str = "1 = 0";
 
 /// The list sort key of a chat: pinned chats by position, then every unpinned one.
@@ -266,7 +265,7 @@ fn id_list(args: &mut Args, ids: &[Uuid]) -> String {
         .join(", ")
 }
 
-/// What list endpoints return as a chat's diff status when nothing is cached (§2.1): an
+/// What list endpoints return as a chat's diff status when nothing is cached: an
 /// object with only `chat_id`.
 fn empty_diff_status(chat_id: Uuid) -> Option<ChatDiffStatus> {
     Some(ChatDiffStatus {
@@ -324,7 +323,7 @@ async fn list_in_tx(
     let root_ids: Vec<Uuid> = roots.iter().map(|c| c.id).collect();
 
     // The page's family, root chats and their sub-agent chats alike: the owner's chats whose
-    // root is on the page, under the same archived filter (§16.1).
+    // root is on the page, under the same archived filter.
     let family = |args: &mut Args| {
         let mut sql = format!(
             "c.owner_id = {} AND c.root_chat_id IN ({})",
@@ -440,7 +439,7 @@ async fn replace_labels(
     Ok(())
 }
 
-/// Pins, moves or unpins the locked chat (engine.md §6.6) and renumbers the owner's other
+/// Pins, moves or unpins the locked chat and renumbers the owner's other
 /// pinned, unarchived chats contiguously from 1 around it, in their current order. The
 /// caller holds the owner lock, so no other numbering interleaves.
 async fn set_pin(
@@ -465,7 +464,7 @@ async fn set_pin(
     let last = others.saturating_add(1);
     let target = match (current, requested) {
         (_, 0) => 0,
-        // Pinning appends; the requested value is ignored (§5.3).
+        // Pinning appends; the requested value is ignored.
         (0, _) => last,
         (_, r) => i64::from(r).clamp(1, last),
     };
@@ -641,7 +640,7 @@ fn checked_title(title: &str) -> Result<String> {
 }
 
 impl Store {
-    /// One page of `owner_id`'s chats (`GET /chats`, codersdk.md §16.1), read from one
+    /// One page of `owner_id`'s chats (`GET /chats`), read from one
     /// snapshot.
     ///
     /// Only root chats are listed; each carries its sub-agent chats in `children` (newest
@@ -670,14 +669,14 @@ impl Store {
         super::finish_tx(tx, result).await
     }
 
-    /// Applies a validated `PATCH /chats/{chat}` (codersdk.md §5.3) in one transaction and
+    /// Applies a validated `PATCH /chats/{chat}` in one transaction and
     /// returns the chat as committed. `updated_at` is not bumped: none of these fields is
     /// activity.
     ///
     /// - `title` is stored as given (validated and trimmed by codersdk).
     /// - `labels` replaces the whole set (`{}` clears).
     /// - `plan_mode`: `true` enters plan mode, `false` leaves it.
-    /// - `pin_order` (engine.md §6.6): `0` unpins; a positive value pins an unpinned chat at
+    /// - `pin_order`: `0` unpins; a positive value pins an unpinned chat at
     ///   the end of the owner's pinned list (the value is ignored) or moves a pinned one to
     ///   that position, clamped to the list. The owner's other pinned, unarchived chats are
     ///   renumbered contiguously from 1 around it; archived chats take no position. Pinning
@@ -711,7 +710,7 @@ impl Store {
         tx.finish(result).await
     }
 
-    /// Sets the title without bumping `updated_at` (engine.md §10.1) and returns whether it
+    /// Sets the title without bumping `updated_at` and returns whether it
     /// changed. The title is validated and trimmed like a user's (codersdk
     /// `validate_chat_title`: [`ErrorKind::InvalidArgument`] otherwise).
     /// [`ErrorKind::NotFound`] when the chat does not exist.
@@ -737,7 +736,7 @@ impl Store {
         tx.finish(result).await
     }
 
-    /// Stores the turn summary (engine.md §10.3) as [`normalize_turn_summary`] makes it
+    /// Stores the turn summary as [`normalize_turn_summary`] makes it
     /// (trimmed, cut to [`MAX_TURN_SUMMARY_RUNES`], blank → `NULL`) without bumping
     /// `updated_at`, and returns whether it changed. [`ErrorKind::NotFound`] when the chat
     /// does not exist.

@@ -1,4 +1,4 @@
-//! MCP server configurations (codersdk.md §14): stored configuration only — connecting to
+//! MCP server configurations: stored configuration only — connecting to
 //! the servers is a later feature.
 //!
 //! What may be stored is codersdk's decision: a request becomes a
@@ -41,7 +41,7 @@ pub use codersdk::{
 pub enum McpServerFilter {
     /// Every configuration (administrators).
     All,
-    /// Enabled ones only (what other users see, codersdk.md §16.5).
+    /// Enabled ones only (what other users see).
     Enabled,
 }
 

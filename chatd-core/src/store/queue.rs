@@ -1,4 +1,4 @@
-//! Sending messages and the per-chat queue (engine.md §6.1–6.3).
+//! Sending messages and the per-chat queue.
 
 use codersdk::{
     ChatBusyBehavior, ChatMessage, ChatMessagePart, ChatMessageRole, ChatPlanMode,
@@ -16,11 +16,11 @@ use super::{ChatTx, MessageVisibility, NewMessage, Store, Transition};
 use crate::error::{DbResultExt, Error, ErrorKind, Result};
 
 /// Most messages one chat's queue holds; sending one more while the chat is busy fails with
-/// [`ErrorKind::QueueFull`] (engine.md §6.1, HTTP 429).
+/// [`ErrorKind::QueueFull`] (HTTP 429).
 pub const MAX_QUEUED_MESSAGES: i64 = 20;
 
 /// A user message for [`Store::send_message`]. The caller has validated the parts, checked
-/// the usage limit and resolved the model (§6.1 steps 2–4); the store applies the busy rules.
+/// the usage limit and resolved the model (steps 2–4); the store applies the busy rules.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SendMessage {
     /// Content parts.
@@ -79,16 +79,17 @@ pub struct Promoted {
     pub message: ChatMessage,
     /// The committed transition: synthetic [`TOOL_INTERRUPTED_MESSAGE`] results written
     /// first for the pending dynamic tool calls when the chat was `requires_action` (so
-    /// the history stays well-formed, codersdk.md §5.6), the message, the queue after the
+    /// the history stays well-formed), the message, the queue after the
     /// promotion and the status `pending`.
     pub transition: Transition,
 }
 
 impl Store {
-    /// Sends a user message following the busy rules of engine.md §6.1, in one transaction
+    /// Sends a user message following the busy rules (idle: start a turn; busy: queue or
+    /// interrupt, as the request asks), in one transaction
     /// under the chat lock:
     ///
-    /// - archived chat: [`ErrorKind::InvalidArgument`] (HTTP 400, codersdk.md §5.4);
+    /// - archived chat: [`ErrorKind::InvalidArgument`] (HTTP 400);
     /// - busy (status `running`, `pending` or `requires_action`, or a non-empty queue, which
     ///   keeps FIFO order): the message is queued, or [`ErrorKind::QueueFull`] (HTTP 429)
     ///   when the queue holds [`MAX_QUEUED_MESSAGES`]. With `interrupt`: a `running` chat
@@ -117,7 +118,7 @@ impl Store {
         load_queue(&mut conn, chat_id).await
     }
 
-    /// Deletes queue entry `id` of the chat (§6.3); the transition carries the queue left,
+    /// Deletes queue entry `id` of the chat; the transition carries the queue left,
     /// oldest first. [`ErrorKind::NotFound`] when the chat or the entry does not exist.
     pub async fn delete_queued(&self, chat_id: Uuid, id: i64) -> Result<Transition> {
         let mut tx = self.begin_chat_tx(chat_id).await?;
@@ -125,7 +126,7 @@ impl Store {
         tx.finish(result).await
     }
 
-    /// Promotes queue entry `id` (§6.3, classic): deletes it, inserts it as a user message
+    /// Promotes queue entry `id` (classic): deletes it, inserts it as a user message
     /// (visibility `both`) and sets the chat `pending` with its worker cleared, so a running
     /// worker stops and drops its partial step. From `requires_action`, every pending
     /// dynamic call first gets a [`TOOL_INTERRUPTED_MESSAGE`] error result.
@@ -210,7 +211,7 @@ async fn send_in_tx(
     let interrupted = send.busy_behavior == ChatBusyBehavior::Interrupt
         && match chat.status {
             // The worker sees `waiting`, persists its partial step and its finish
-            // routine promotes the queue head (§6.1).
+            // routine promotes the queue head.
             ChatStatus::Running => {
                 move_to_waiting(conn, &chat, &mut t, now).await?;
                 true
@@ -302,7 +303,7 @@ async fn promote_checked_in_tx(tx: &mut ChatTx, id: i64, now: i64) -> Result<Pro
         return Err(chat_archived(chat_id));
     }
     let mut t = chat.transition();
-    // A user message may not follow unanswered tool calls (engine.md §2.2 general rules).
+    // A user message may not follow unanswered tool calls (general rules).
     if chat.status == ChatStatus::RequiresAction {
         let results = answer_pending_calls(conn, chat_id, now, TOOL_INTERRUPTED_MESSAGE).await?;
         t.messages.extend(results);

@@ -1,5 +1,5 @@
-//! Worker writes of a turn: step persistence (engine.md §4.6), retry state and the finish
-//! routine (§2.1 steps 1–5). Each is one transaction under the chat lock, fenced by the
+//! Worker writes of a turn: step persistence, retry state and the finish
+//! routine (steps 1–5). Each is one transaction under the chat lock, fenced by the
 //! worker's [`Lease`].
 
 use codersdk::{
@@ -46,7 +46,7 @@ pub struct PersistedStep {
     pub transition: Transition,
 }
 
-/// How a turn ended, for [`Store::finish_turn`] (§2.1 step 3).
+/// How a turn ended, for [`Store::finish_turn`] (step 3).
 #[derive(Debug, Clone, PartialEq)]
 pub enum TurnOutcome {
     /// The model finished without pending tool calls: `waiting` (or `pending` when the
@@ -74,7 +74,7 @@ fn lease_lost(lease: &Lease) -> Error {
 }
 
 impl Store {
-    /// Persists one step (§4.6) in one transaction under the chat lock: one assistant
+    /// Persists one step in one transaction under the chat lock: one assistant
     /// message (visibility `both`, with usage, cost, runtime, provider response id and
     /// model config) and one tool message per result (visibility `both`), and bumps
     /// `last_model_config_id` and `updated_at`.
@@ -126,7 +126,8 @@ impl Store {
         ))
     }
 
-    /// The finish routine of §2.1 (steps 1–5) in one transaction under the chat lock.
+    /// The finish routine (lease check, target status, queue promotion, worker cleared, epoch
+    /// bumped) in one transaction under the chat lock.
     ///
     /// Writes only while the lease is [`LeaseState::Owned`] or [`LeaseState::Interrupted`];
     /// otherwise the chat is left as it is (another worker owns it, or an edit, promote,
@@ -235,7 +236,7 @@ async fn finish_in_tx(
     let chat = locked_chat(tx.conn(), chat_id).await?;
     let mut t = chat.transition();
     if state == LeaseState::Lost {
-        // §2.1 steps 1–2: another worker owns the chat, or it was already moved on
+        // Another worker owns the chat, or it was already moved on
         // (`pending` after edit, promote, shutdown or recovery): leave it untouched.
         return Ok(t);
     }
@@ -251,7 +252,7 @@ async fn finish_in_tx(
         .transpose()?;
     let conn = tx.conn();
     let promoted = if target == ChatStatus::Waiting && !chat.archived {
-        // Auto-promotion (§2.1 step 4): the shared promote path sets `pending` and clears
+        // Auto-promotion (step 4): the shared promote path sets `pending` and clears
         // the worker fields and `last_error`.
         promote_head(conn, &chat, &mut t, now).await?
     } else {

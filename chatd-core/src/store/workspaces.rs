@@ -58,7 +58,7 @@ impl Store {
     }
 
     /// Records the instruction files and skills of the chat's first turn with a workspace
-    /// (engine.md §4.4, §9), once, in one transaction under the chat lock fenced by the
+    ///, once, in one transaction under the chat lock fenced by the
     /// worker's `lease`: `last_injected_context` is set to `parts` (content included) and,
     /// when there are parts, a user-role message with them (visibility `user`: the model
     /// gets them through the system prompt, not twice) is appended. `updated_at` is not

@@ -1,4 +1,4 @@
-//! Running a step's tool calls (engine.md §4.5.5, §4.8, §7.2).
+//! Running a step's tool calls.
 
 use std::fmt;
 use std::time::Duration;
@@ -28,7 +28,7 @@ pub const TOOL_NOT_FOUND_MESSAGE: &str = "Tool not found";
 pub const TOOL_NOT_ACTIVE_MESSAGE: &str = "Tool not active in this turn";
 
 /// The error result of a call that the turn's cancellation (an interrupt) stopped, or that
-/// never ran because of it (engine.md §4.8).
+/// never ran because of it.
 pub const TOOL_INTERRUPTED_MESSAGE: &str = "tool call was interrupted before it produced a result";
 
 /// The error result of a call whose arguments are not valid JSON (typically cut off by the
@@ -53,7 +53,7 @@ pub fn timed_out_message(timeout: Duration) -> String {
 }
 
 /// The error result part for `call` when it has no result because the turn was
-/// interrupted before the call ran (engine.md §4.8 step 3); [`TurnTools::execute`] answers
+/// interrupted before the call ran (step 3); [`TurnTools::execute`] answers
 /// the calls it was given itself.
 pub fn interrupted_result_part(call: &ToolCall) -> ChatMessagePart {
     ChatMessagePart::tool_error(&call.id, &call.name, TOOL_INTERRUPTED_MESSAGE)
@@ -103,9 +103,9 @@ pub struct StepToolResults {
     /// dynamic calls have none.
     pub results: Vec<ToolCallResult>,
     /// The client-executed calls left open, in call order: when not empty the chat goes
-    /// to `requires_action` after the step is persisted (engine.md §7.2).
+    /// to `requires_action` after the step is persisted.
     pub pending_dynamic: Vec<ToolCall>,
-    /// A stop-after tool succeeded: the turn ends after this step (engine.md §4.5.9).
+    /// A stop-after tool succeeded: the turn ends after this step.
     pub stop_turn: bool,
 }
 
@@ -197,7 +197,7 @@ impl ToolExecution {
 }
 
 impl TurnTools {
-    /// Starts executing a step's tool calls (engine.md §4.5.5).
+    /// Starts executing a step's tool calls.
     ///
     /// Each call is classified by name: a provider-executed call is skipped (its result
     /// arrived inline), a dynamic tool's call is left pending, an unknown name is answered

@@ -1,4 +1,4 @@
-//! The tools a model can call during a turn (engine.md §4.5, §7, §8.7).
+//! The tools a model can call during a turn.
 //!
 //! - A [`Tool`] is one server-side capability: a name, a description, a JSON Schema of its
 //!   arguments ([`schema_for`] derives one from an args struct), and an async
@@ -39,7 +39,7 @@ pub use execute::{
 pub use registry::{AllowAll, ToolPolicy, ToolRegistry, TurnContext, TurnTools, TurnToolsBuilder};
 
 /// How long one call of a tool may run unless the tool declares otherwise
-/// ([`Tool::timeout`]): 60 s, the budget of an MCP tool call (engine.md §4.5.5, §8.5).
+/// ([`Tool::timeout`]): 60 s, the budget of an MCP tool call.
 pub const DEFAULT_TOOL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A capability the model can call, executed by the engine.
@@ -110,7 +110,7 @@ pub trait Tool: Send + Sync + fmt::Debug {
         DEFAULT_TOOL_TIMEOUT
     }
 
-    /// Whether a successful call ends the turn after the step (engine.md §4.5.9): the
+    /// Whether a successful call ends the turn after the step: the
     /// model stops so the user can answer (`ask_user_question`) or approve
     /// (`propose_plan`).
     fn stops_turn(&self) -> bool {
@@ -125,7 +125,7 @@ pub trait Tool: Send + Sync + fmt::Debug {
     }
 
     /// The admin MCP server the tool comes from; copied onto its result parts so the UI
-    /// can attribute them (engine.md §8.5).
+    /// can attribute them.
     fn mcp_server_config_id(&self) -> Option<Uuid> {
         None
     }

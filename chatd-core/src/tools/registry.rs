@@ -25,9 +25,9 @@ pub struct TurnContext {
     pub parent_chat_id: Option<Uuid>,
     /// The workspace the chat is bound to.
     pub workspace_id: Option<Uuid>,
-    /// The chat is in plan mode (engine.md §8.4).
+    /// The chat is in plan mode.
     pub plan_mode: bool,
-    /// The chat is an explore sub-agent: read-only investigation (engine.md §8.2, §8.3).
+    /// The chat is an explore sub-agent: read-only investigation.
     pub explore: bool,
 }
 
@@ -87,7 +87,7 @@ impl TurnContext {
 }
 
 /// Decides, per turn, which tools are active: the hook where modes (plan, explore,
-/// sub-agent) restrict the tool set (engine.md §8.2) without the loop knowing about them.
+/// sub-agent) restrict the tool set without the loop knowing about them.
 ///
 /// A tool that a policy rejects stays known: the model is not offered it, and a call to
 /// it is answered "Tool not active in this turn" rather than "Tool not found".
@@ -96,7 +96,7 @@ pub trait ToolPolicy: Send + Sync + fmt::Debug {
     fn allows(&self, tool: &dyn Tool, turn: &TurnContext) -> bool;
 
     /// Whether the chat's client-executed dynamic tools are offered in `turn`. They are
-    /// never offered in plan mode (engine.md §7.1), whatever this says.
+    /// never offered in plan mode, whatever this says.
     fn allows_dynamic_tools(&self, turn: &TurnContext) -> bool {
         let _ = turn;
         true
@@ -262,7 +262,7 @@ impl ToolRegistry {
     }
 }
 
-/// Assembles a turn's tools (engine.md §8.7): registered tools first, then the turn's own
+/// Assembles a turn's tools: registered tools first, then the turn's own
 /// tools in the order given (skills before admin MCP before workspace MCP), then the
 /// chat's dynamic tools, then the tools the turn's model brings. An earlier name wins
 /// every clash.
@@ -285,7 +285,7 @@ impl TurnToolsBuilder<'_> {
         self
     }
 
-    /// Adds the chat's client-executed tools (engine.md §7). One whose name a server-side
+    /// Adds the chat's client-executed tools. One whose name a server-side
     /// tool already has is ignored (the server-side tool wins); in plan mode all of them
     /// are inactive.
     pub fn with_dynamic_tools(mut self, tools: impl IntoIterator<Item = DynamicTool>) -> Self {

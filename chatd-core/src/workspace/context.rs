@@ -1,4 +1,4 @@
-//! Instruction files and skills of a workspace (engine.md §4.3–4.4, §9): found on the
+//! Instruction files and skills of a workspace: found on the
 //! first turn with a workspace, persisted once as `context-file` and `skill` parts, and
 //! turned into system prompt blocks on every turn from those parts.
 
@@ -11,17 +11,17 @@ use super::{FileKind, Workspace, WorkspaceError, WorkspaceErrorKind, WorkspaceRe
 /// The instruction file read from the workspace directory (and the home directory).
 pub const CONTEXT_FILE_NAME: &str = "AGENTS.md";
 
-/// Bytes of an instruction file kept (engine.md §4.4: 64 KiB); the part says when the file
+/// Bytes of an instruction file kept (64 KiB); the part says when the file
 /// was longer (`context_file_truncated`).
 pub const MAX_CONTEXT_FILE_BYTES: u64 = 64 * 1024;
 
-/// Where skills live, relative to the workspace directory (engine.md §9).
+/// Where skills live, relative to the workspace directory.
 pub const SKILLS_DIR: &str = ".agents/skills";
 
 /// The meta file of a skill.
 pub const SKILL_META_FILE: &str = "SKILL.md";
 
-/// Bytes of a skill's meta file read (engine.md §9: 64 KB); longer files are cut.
+/// Bytes of a skill's meta file read (64 KB); longer files are cut.
 pub const MAX_SKILL_META_BYTES: u64 = 64 * 1024;
 
 /// Most skills discovered in a workspace (in name order); more are ignored.
@@ -30,14 +30,14 @@ pub const MAX_SKILLS: usize = 64;
 /// Longest skill description kept, in characters (the index shows one line per skill).
 pub const MAX_SKILL_DESCRIPTION_CHARS: usize = 500;
 
-/// How long finding the instruction files and skills may take (engine.md §4.4: the home
+/// How long finding the instruction files and skills may take (the home
 /// lookup's 5 s); a slow workspace then gets what was found in time.
 pub const CONTEXT_LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The tag of the instruction-files block of the system prompt.
 pub const INSTRUCTIONS_TAG: &str = "workspace-instructions";
 
-/// The tag of the skills index of the system prompt (engine.md §9).
+/// The tag of the skills index of the system prompt.
 pub const SKILLS_TAG: &str = "available-skills";
 
 /// What the model is told when the chat has no workspace.
@@ -103,7 +103,7 @@ fn strip_html_comments(text: &str) -> String {
 }
 
 /// Whether `name` is kebab-case: lowercase letters and digits in groups joined by single
-/// hyphens (engine.md §9).
+/// hyphens.
 pub fn is_kebab_case(name: &str) -> bool {
     !name.is_empty()
         && name.split('-').all(|group| {
@@ -210,7 +210,7 @@ pub async fn list_skill_files(
     Ok(out)
 }
 
-/// The path rules of `read_skill_file` (engine.md §9): not empty, not absolute, no `..`
+/// The path rules of `read_skill_file`: not empty, not absolute, no `..`
 /// component, no hidden (dot-prefixed) component.
 pub fn check_skill_file_path(path: &str) -> Result<(), String> {
     if path.trim().is_empty() {
@@ -382,7 +382,8 @@ pub fn skills_from_parts(parts: &[ChatMessagePart]) -> Vec<Skill> {
 }
 
 /// The system blocks re-derived from persisted parts: the instruction files (when any),
-/// then the skills index (when any) — engine.md §4.3 items 2 and 3.
+/// then the skills index (when any), in the order the system prompt places them after the
+/// base prompt.
 pub fn prompt_blocks(parts: &[ChatMessagePart]) -> Vec<String> {
     let mut blocks = Vec::new();
     let files: Vec<&ChatMessagePart> = parts

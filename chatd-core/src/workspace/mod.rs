@@ -1,5 +1,5 @@
-//! Workspaces: where the model's file and process tools act (engine.md §4.4, §8.1, §9;
-//! DECISIONS §7).
+//! Workspaces: where the model's file and process tools act. chatd does not build Coder's
+//! workspace platform; embedders implement the seam for their own machines or containers.
 //!
 //! - A [`Workspace`] is one place to work: files (stat, ranged reads, writes, listings) and
 //!   processes (foreground with a timeout, background with bounded output, listing,
@@ -298,7 +298,7 @@ pub trait Workspace: Send + Sync + fmt::Debug {
     fn working_directory(&self) -> &str;
 
     /// The user's home directory, when the workspace has one of its own besides the
-    /// working directory: its `AGENTS.md` is read too (engine.md §4.4).
+    /// working directory: its `AGENTS.md` is read too.
     fn home_directory(&self) -> Option<&str> {
         None
     }

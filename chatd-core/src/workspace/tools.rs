@@ -1,10 +1,10 @@
-//! The model's built-in tools over a [`Workspace`] (engine.md §8.1): `read_file`,
+//! The model's built-in tools over a [`Workspace`]: `read_file`,
 //! `write_file`, `edit_files`, `execute`, `process_output`, `process_list`,
 //! `process_signal` and `attach_file`, plus the skill tools `read_skill` and
-//! `read_skill_file` (§9).
+//! `read_skill_file`.
 //!
 //! Every failure is a JSON object with an `error` field (the tool result is marked as an
-//! error), never a failed turn. Each tool decides its availability per mode (§8.2) from the
+//! error), never a failed turn. Each tool decides its availability per mode from the
 //! [`TurnContext`]; writes go through a [`WritePolicy`], the hook plan mode uses to limit
 //! writes to the plan file.
 
@@ -85,14 +85,14 @@ pub const STDERR_OUTPUT_BYTES: usize = 16 * 1024;
 /// Most files one `edit_files` call may change.
 pub const MAX_EDIT_FILES: usize = 32;
 
-/// Largest file `read_skill_file` returns (engine.md §9: 512 KB).
+/// Largest file `read_skill_file` returns (512 KB).
 pub const MAX_SKILL_FILE_BYTES: u64 = 512 * 1024;
 
 /// Entries `read_skill` lists from a skill directory at most.
 pub const MAX_SKILL_DIR_ENTRIES: usize = 200;
 
 /// Decides whether the model may write a path in a turn: the hook plan mode uses to limit
-/// writes to the plan file (engine.md §8.4). `write_file` and `edit_files` ask it before
+/// writes to the plan file. `write_file` and `edit_files` ask it before
 /// writing anything.
 pub trait WritePolicy: Send + Sync + fmt::Debug {
     /// `Err(message)` refuses the write; the message is the tool's `error`.
@@ -106,12 +106,12 @@ pub trait WritePolicy: Send + Sync + fmt::Debug {
 }
 
 /// The default [`WritePolicy`]: writes anywhere in the workspace, except on plan turns,
-/// where only the chat's plan file may be written (engine.md §8.4):
+/// where only the chat's plan file may be written:
 /// `<home or working directory>/.coder/plans/PLAN-<chat id>.md`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PlanFileOnly;
 
-/// The plan file of a chat in a workspace (engine.md §8.4).
+/// The plan file of a chat in a workspace.
 pub fn plan_file_path(workspace: &dyn Workspace, chat_id: Uuid) -> String {
     let home = workspace
         .home_directory()
@@ -231,7 +231,7 @@ impl WorkspaceTools {
 }
 
 /// Writing tools are off for read-only turns: explore sub-agents and sub-agents of a
-/// planning parent (engine.md §8.2).
+/// planning parent.
 fn writes_allowed(turn: &TurnContext) -> bool {
     !(turn.explore || (turn.plan_mode && turn.is_subagent()))
 }

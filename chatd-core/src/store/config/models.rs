@@ -1,4 +1,4 @@
-//! Model configs (codersdk.md §12.3): exactly one default, soft delete, call config JSON.
+//! Model configs: exactly one default, soft delete, call config JSON.
 
 use chatprovider::{Provider, ProviderApiKeys};
 use codersdk::{
@@ -21,8 +21,8 @@ pub(super) const MODEL_COLUMNS: &str = "id, provider, model, display_name, enabl
 pub enum ModelConfigFilter {
     /// Every live config (administrators).
     All,
-    /// Enabled configs whose provider is not disabled: what users may pick (codersdk.md
-    /// §12.3, "non-admins see enabled ones only").
+    /// Enabled configs whose provider is not disabled: what users may pick (non-admins see
+    /// enabled ones only).
     Enabled,
 }
 

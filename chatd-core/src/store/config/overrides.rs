@@ -1,4 +1,4 @@
-//! Deployment model overrides (codersdk.md §12.4, `/chats/config/model-override/{context}`):
+//! Deployment model overrides (`/chats/config/model-override/{context}`):
 //! one model config per context, stored in `site_config` under
 //! [`MODEL_OVERRIDE_KEY_PREFIX`]`<context>`.
 //!

@@ -1,5 +1,5 @@
 //! The deployment system prompt (`/chats/config/system-prompt`) and users' personal
-//! prompts (`/chats/config/user-prompt`), codersdk.md §15.
+//! prompts (`/chats/config/user-prompt`).
 
 use codersdk::{Response, Uuid};
 use sqlx::AnyConnection;

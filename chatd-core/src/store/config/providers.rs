@@ -1,4 +1,4 @@
-//! Provider configs (codersdk.md §12.1): one live row per provider, central keys sealed.
+//! Provider configs: one live row per provider, central keys sealed.
 
 use chatprovider::{ConfiguredProvider, Provider, ProviderApiKeys, SUPPORTED_PROVIDERS};
 use codersdk::{
@@ -402,7 +402,7 @@ async fn delete_models_of_provider(
     Ok((ids, new_default))
 }
 
-/// The listing of `GET /chats/providers` (codersdk.md §12.1): one entry per supported
+/// The listing of `GET /chats/providers`: one entry per supported
 /// provider, in catalog order: its stored config (`source: database`); else, for an
 /// environment-preset provider (OpenAI, Anthropic) that `deployment_keys` has a key for,
 /// an `env_preset` entry (nil id, enabled, central key in use); else a `supported` entry

@@ -1,5 +1,5 @@
-//! Which model config a send or a turn uses (engine.md §4.2, §6.1), and the credentials a
-//! turn runs with (core.md §E.3).
+//! Which model config a send or a turn uses, and the credentials a
+//! turn runs with.
 
 use chatprovider::{
     resolve_user_provider_keys, CredentialSource, Provider, ProviderApiKeys, ProviderCredentials,
@@ -15,10 +15,10 @@ use crate::error::{DbResultExt, Error, ErrorKind, Result};
 use crate::Keyring;
 
 /// Message of the error for a requested model config that does not exist, was deleted or
-/// is disabled (engine.md §6.1; HTTP 400).
+/// is disabled (HTTP 400).
 pub const INVALID_MODEL_CONFIG_MESSAGE: &str = "invalid model config";
 
-/// Message of [`ErrorKind::NoDefaultModelConfig`] (engine.md §4.2).
+/// Message of [`ErrorKind::NoDefaultModelConfig`].
 pub const NO_DEFAULT_MODEL_CONFIG_MESSAGE: &str = "no default model config";
 
 /// What [`Store::resolve_model_config`] does with a requested model config that cannot
@@ -141,7 +141,7 @@ impl Store {
         row.as_ref().map(model_from_row).transpose()
     }
 
-    /// Picks the model config of a send or a turn (engine.md §4.2, §6.1): the `requested`
+    /// Picks the model config of a send or a turn: the `requested`
     /// id, then the chat's last model `chat_last`, then the default. Only live, enabled
     /// configs are used; whether their provider is enabled and has a key is the
     /// credentials' concern ([`TurnModel::credentials`]), so that a disabled provider is

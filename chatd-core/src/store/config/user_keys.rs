@@ -1,4 +1,4 @@
-//! Users' own API keys (bring your own key, codersdk.md §12.2), sealed per user and
+//! Users' own API keys (bring your own key), sealed per user and
 //! provider config.
 
 use chatprovider::{ConfiguredProvider, Provider, ProviderApiKeys, UserProviderKey};
