@@ -179,7 +179,7 @@ async fn supervise(
                 record.request_stop(ExitReason::TimedOut);
             }
             () = record.stop.cancelled() => {
-                signal_group(record.pid, GroupSignal::Kill);
+                kill_command_tree(record.pid);
                 break child.wait().await.ok();
             }
             _ = watch.tick() => {
@@ -235,15 +235,29 @@ async fn drain<R: tokio::io::AsyncRead + Unpin>(mut pipe: R, mut sink: impl FnMu
     }
 }
 
-/// Kills process group `pgid` at once (when no supervisor is left to do it).
+/// Kills the command led by `pgid` at once, its group and descendants (when no
+/// supervisor is left to do it).
 pub(crate) fn kill_group_now(pgid: u32) {
-    signal_group(pgid, GroupSignal::Kill);
+    kill_command_tree(pgid);
 }
 
 #[derive(Debug, Clone, Copy)]
 enum GroupSignal {
     Terminate,
     Kill,
+    /// Freezes a process (see [`kill_command_tree`]).
+    Stop,
+}
+
+impl GroupSignal {
+    #[cfg(unix)]
+    fn as_rustix(self) -> rustix::process::Signal {
+        match self {
+            GroupSignal::Terminate => rustix::process::Signal::TERM,
+            GroupSignal::Kill => rustix::process::Signal::KILL,
+            GroupSignal::Stop => rustix::process::Signal::STOP,
+        }
+    }
 }
 
 /// Signals every process of group `pgid`; a group that is gone already is fine.
@@ -256,11 +270,7 @@ fn signal_group(pgid: u32, signal: GroupSignal) {
         else {
             return;
         };
-        let sig = match signal {
-            GroupSignal::Terminate => rustix::process::Signal::TERM,
-            GroupSignal::Kill => rustix::process::Signal::KILL,
-        };
-        let _ = rustix::process::kill_process_group(pid, sig);
+        let _ = rustix::process::kill_process_group(pid, signal.as_rustix());
     }
     #[cfg(not(unix))]
     {
@@ -307,23 +317,73 @@ impl ProcScanner {
 
     /// How many processes belong to the command whose leader is `leader`.
     pub(crate) fn group_size(&self, leader: u32) -> usize {
-        let snap = self.current();
-        let mut seen: std::collections::HashSet<u32> = snap
-            .procs
-            .iter()
-            .filter(|(_, (_, pgrp))| *pgrp == leader)
-            .map(|(pid, _)| *pid)
-            .collect();
-        let mut stack = vec![leader];
-        while let Some(pid) = stack.pop() {
-            if snap.procs.contains_key(&pid) {
-                seen.insert(pid);
-            }
-            if let Some(kids) = snap.children.get(&pid) {
-                stack.extend(kids.iter().copied().filter(|k| !seen.contains(k)));
-            }
+        members(&self.current(), leader).len()
+    }
+}
+
+/// The processes of the command whose leader is `leader`: its process group, plus every
+/// descendant of the leader (a sandbox's processes run in a session, and so a group, of
+/// their own).
+fn members(snap: &Snapshot, leader: u32) -> std::collections::HashSet<u32> {
+    let mut seen: std::collections::HashSet<u32> = snap
+        .procs
+        .iter()
+        .filter(|(_, (_, pgrp))| *pgrp == leader)
+        .map(|(pid, _)| *pid)
+        .collect();
+    let mut stack = vec![leader];
+    while let Some(pid) = stack.pop() {
+        if snap.procs.contains_key(&pid) {
+            seen.insert(pid);
         }
-        seen.len()
+        if let Some(kids) = snap.children.get(&pid) {
+            stack.extend(kids.iter().copied().filter(|k| !seen.contains(k)));
+        }
+    }
+    seen
+}
+
+/// Kills the command whose leader is `leader`: its group and every descendant, wherever
+/// they are. Descendants are found from a fresh `/proc` scan and stopped first, so none
+/// can fork or be reparented (losing the ancestry) while the group dies; then each
+/// descendant's own group and the descendant itself are killed. Without this, a command
+/// in bubblewrap whose sandboxed child had already moved to a session of its own could
+/// outlive a kill of the leader's group.
+pub(crate) fn kill_command_tree(leader: u32) {
+    let snap = scan_proc();
+    let mut others: Vec<(u32, u32)> = members(&snap, leader)
+        .into_iter()
+        .filter(|pid| *pid != leader)
+        .filter_map(|pid| snap.procs.get(&pid).map(|(_, pgrp)| (pid, *pgrp)))
+        .collect();
+    others.sort_unstable();
+    for (pid, _) in &others {
+        signal_pid(*pid, GroupSignal::Stop);
+    }
+    signal_group(leader, GroupSignal::Kill);
+    for (pid, pgrp) in &others {
+        if *pgrp != leader {
+            signal_group(*pgrp, GroupSignal::Kill);
+        }
+        signal_pid(*pid, GroupSignal::Kill);
+    }
+}
+
+/// Signals one process; one that is gone already is fine.
+fn signal_pid(pid: u32, signal: GroupSignal) {
+    #[cfg(unix)]
+    {
+        let Some(pid) = i32::try_from(pid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        else {
+            return;
+        };
+        let _ = rustix::process::kill_process(pid, signal.as_rustix());
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (pid, signal);
     }
 }
 
