@@ -263,13 +263,7 @@ impl GroupSignal {
 /// Signals every process of group `pgid`; a group that is gone already is fine.
 fn signal_group(pgid: u32, signal: GroupSignal) {
     #[cfg(unix)]
-    {
-        let Some(pid) = i32::try_from(pgid)
-            .ok()
-            .and_then(rustix::process::Pid::from_raw)
-        else {
-            return;
-        };
+    if let Some(pid) = rustix_pid(pgid) {
         let _ = rustix::process::kill_process_group(pid, signal.as_rustix());
     }
     #[cfg(not(unix))]
@@ -369,16 +363,18 @@ pub(crate) fn kill_command_tree(leader: u32) {
     }
 }
 
+/// A pid as rustix takes it; `None` for 0 or a value beyond `i32`.
+#[cfg(unix)]
+fn rustix_pid(pid: u32) -> Option<rustix::process::Pid> {
+    i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+}
+
 /// Signals one process; one that is gone already is fine.
 fn signal_pid(pid: u32, signal: GroupSignal) {
     #[cfg(unix)]
-    {
-        let Some(pid) = i32::try_from(pid)
-            .ok()
-            .and_then(rustix::process::Pid::from_raw)
-        else {
-            return;
-        };
+    if let Some(pid) = rustix_pid(pid) {
         let _ = rustix::process::kill_process(pid, signal.as_rustix());
     }
     #[cfg(not(unix))]

@@ -64,36 +64,36 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// The command lines (NULs as spaces) of the live, non-zombie processes.
+fn live_command_lines() -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            // Zombies have exited already.
+            !stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .map(|e| {
+            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            text(&cmdline).replace('\0', " ")
+        })
+        .collect()
+}
+
 /// Whether any process's command line contains `marker` (how tests see that a killed
 /// group really is gone).
 fn process_alive_with(marker: &str) -> bool {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    entries.flatten().any(|e| {
-        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-        // Zombies have exited already.
-        let zombie = stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
-        !zombie && text(&cmdline).replace('\0', " ").contains(marker)
-    })
+    live_command_lines().iter().any(|c| c.contains(marker))
 }
 
 /// Whether a process whose command line *starts* with `command` runs (not a zombie).
 fn sleeper_alive(command: &str) -> bool {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    entries.flatten().any(|e| {
-        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-        let zombie = stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
-        !zombie && text(&cmdline).replace('\0', " ").starts_with(command)
-    })
+    live_command_lines().iter().any(|c| c.starts_with(command))
 }
 
 async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
