@@ -184,7 +184,10 @@ impl PendingEvent {
         };
         match field {
             b"data" => {
-                if self.data.len() + value.len() + 1 > self.max_event_bytes {
+                // Measured after decoding: each invalid byte becomes U+FFFD, three bytes of
+                // UTF-8, so the raw length would let an event grow to three times the limit.
+                let text = String::from_utf8_lossy(value);
+                if self.data.len() + text.len() + 1 > self.max_event_bytes {
                     return Err(SseError::EventTooLarge {
                         limit: self.max_event_bytes,
                     });
@@ -192,7 +195,7 @@ impl PendingEvent {
                 if self.has_data {
                     self.data.push('\n');
                 }
-                self.data.push_str(&String::from_utf8_lossy(value));
+                self.data.push_str(&text);
                 self.has_data = true;
             }
             b"event" => self.event = String::from_utf8_lossy(value).into_owned(),
@@ -291,6 +294,24 @@ mod tests {
         );
         let mut d = SseDecoder::new(10);
         assert!(d.push(b"data: 1234567890123", &mut out).is_err());
+    }
+
+    #[test]
+    fn invalid_utf8_counts_against_the_limit_as_decoded() {
+        // Found by the sse_decoder fuzz target: 4 invalid bytes are 4 raw bytes but 12 bytes
+        // of decoded text (U+FFFD each), so a raw-length check let the event exceed the limit.
+        let mut out = Vec::new();
+        let mut d = SseDecoder::new(10);
+        assert_eq!(
+            d.push(b"data: \xFF\xFF\xFF\xFF\n\n", &mut out),
+            Err(SseError::EventTooLarge { limit: 10 })
+        );
+        assert!(out.is_empty());
+        // Three of them decode to 9 bytes, which fits.
+        let mut d = SseDecoder::new(10);
+        d.push(b"data: \xFF\xFF\xFF\n\n", &mut out).unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].data, "\u{FFFD}\u{FFFD}\u{FFFD}");
     }
 
     #[test]
