@@ -16,6 +16,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 if [ ! -d chatprovider/tests/aimock/node_modules/@copilotkit/aimock ]; then
   (cd chatprovider/tests/aimock && npm ci --no-audit --no-fund)
 fi
+if [ ! -d chatd-test-support/mcp-everything/node_modules/@modelcontextprotocol/server-everything ]; then
+  (cd chatd-test-support/mcp-everything && npm ci --no-audit --no-fund)
+fi
 
 step "TypeScript bindings type-check"
 if [ ! -d bindings/node_modules/typescript ]; then

@@ -72,6 +72,7 @@ mod admin;
 mod engine;
 mod error;
 mod hub;
+pub mod mcp;
 pub mod prompt;
 mod role;
 mod secrets;

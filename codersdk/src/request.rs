@@ -137,14 +137,11 @@ pub struct CreateChatRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[ts(optional)]
     pub model_config_id: Option<Uuid>,
-    /// MCP servers to enable.
-    #[serde(
-        default,
-        skip_serializing_if = "Vec::is_empty",
-        deserialize_with = "null_as_default"
-    )]
-    #[ts(as = "Option<_>", optional)]
-    pub mcp_server_ids: Vec<Uuid>,
+    /// MCP servers to enable. Absent (or null): the enabled servers whose availability
+    /// is `default_on`; `[]`: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub mcp_server_ids: Option<Vec<Uuid>>,
     /// Labels.
     #[serde(
         default,

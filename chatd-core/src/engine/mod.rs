@@ -33,6 +33,7 @@ use crate::role::Role;
 use crate::store::{Lease, Store, StoreOptions};
 use crate::tools::ToolRegistry;
 use crate::workspace::tools::{PlanFileOnly, WritePolicy};
+use crate::mcp::McpConnector;
 use crate::workspace::WorkspaceProvider;
 
 pub use files::{FileUpload, FILE_NOT_FOUND_MESSAGE, NOT_A_MEMBER_MESSAGE};
@@ -172,6 +173,9 @@ pub struct EngineConfig {
     /// may well give the model file tools of its own; the reference server turns it on when
     /// `--workspaces-dir` is unset.
     pub announce_no_workspace: bool,
+    /// Connects turns to admin MCP servers; `None`: MCP server configs are stored but no
+    /// turn uses them (docs/mcp.md).
+    pub mcp: Option<Arc<McpConnector>>,
 }
 
 impl EngineConfig {
@@ -188,8 +192,15 @@ impl EngineConfig {
             workspaces: None,
             workspace_write_policy: Arc::new(PlanFileOnly),
             announce_no_workspace: false,
+            mcp: None,
             hook: None,
         }
+    }
+
+    /// Gives turns the tools of the admin MCP servers that apply to them.
+    pub fn with_mcp(mut self, connector: Arc<McpConnector>) -> Self {
+        self.mcp = Some(connector);
+        self
     }
 
     /// Installs a hook the engine awaits at each [`HookPoint`], so a test can hold it
@@ -352,6 +363,7 @@ pub(crate) struct Inner {
     pub(crate) workspaces: Option<Arc<dyn WorkspaceProvider>>,
     pub(crate) workspace_write_policy: Arc<dyn WritePolicy>,
     pub(crate) announce_no_workspace: bool,
+    pub(crate) mcp: Option<Arc<McpConnector>>,
     pub(crate) generate_titles: bool,
     pub(crate) settings: EngineSettings,
     pub(crate) worker_id: Uuid,
@@ -443,6 +455,7 @@ impl Engine {
             workspaces: config.workspaces,
             workspace_write_policy: config.workspace_write_policy,
             announce_no_workspace: config.announce_no_workspace,
+            mcp: config.mcp,
             generate_titles: config.generate_titles,
             settings: config.settings,
             worker_id: config.worker_id.unwrap_or_else(Uuid::new_v4),

@@ -86,8 +86,15 @@ impl Engine {
             }
             None => self.only_organization(actor).await?,
         };
-        self.check_mcp_server_ids(&valid.mcp_server_ids, "Invalid chat creation request.")
-            .await?;
+        // Named servers must be usable; naming none pre-selects the `default_on` ones.
+        let mcp_server_ids = match valid.mcp_server_ids {
+            Some(ids) => {
+                self.check_mcp_server_ids(&ids, "Invalid chat creation request.")
+                    .await?;
+                ids
+            }
+            None => self.inner.store.default_on_mcp_server_ids().await?,
+        };
         let parts = self.message_parts(actor, &valid.content).await?;
         let selection = ModelSelection::new(actor.user_id, organization_id, valid.model_config_id);
         let model_config_id = self.inner.models.select(selection).await?;
@@ -106,7 +113,7 @@ impl Engine {
                 title,
                 model_config_id,
                 labels: valid.labels,
-                mcp_server_ids: valid.mcp_server_ids,
+                mcp_server_ids,
                 dynamic_tools: valid.dynamic_tools,
                 system_prompt: valid.system_prompt,
                 client_type: valid.client_type,

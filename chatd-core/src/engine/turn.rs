@@ -195,10 +195,20 @@ async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
     };
     let mut turn = TurnContext::for_chat(chat);
     turn.workspace_id = workspace.workspace_id;
+    // Admin MCP servers come after the built-in and skill tools and before the chat's
+    // dynamic tools; a forced server that cannot be prepared fails the turn closed.
+    let mcp_tools = match &inner.mcp {
+        Some(connector) => match connector.turn_tools(&inner.store, chat, &turn).await {
+            Ok(mcp) => mcp.tools,
+            Err(e) => return TurnEnd::Failed(e),
+        },
+        None => Vec::new(),
+    };
     let tools = inner
         .tools
         .turn_tools(turn)
         .with_tools(workspace.tools)
+        .with_tools(mcp_tools)
         .with_dynamic_tools(inputs.dynamic_tools.clone())
         .with_model_tools(resolved.tools.iter().cloned())
         .build();

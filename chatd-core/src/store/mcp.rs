@@ -22,7 +22,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::finish_tx as finish;
-use super::{get_bool, get_time, get_uuid, now_micros, uuid_text, Dialect, Store};
+use super::{get_bool, get_time, get_uuid, now_micros, parse_uuid, uuid_text, Dialect, Store};
 use crate::error::{DbResultExt, Error, ErrorKind, Result};
 use crate::Keyring;
 
@@ -474,6 +474,19 @@ impl Store {
             .await
             .db()?;
         rows.iter().map(config_from_row).collect()
+    }
+
+    /// The enabled servers whose availability is `default_on`, by slug: what a new chat
+    /// uses when its request names no servers.
+    pub async fn default_on_mcp_server_ids(&self) -> Result<Vec<Uuid>> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM mcp_server_configs \
+             WHERE enabled = 1 AND availability = 'default_on' ORDER BY slug",
+        )
+        .fetch_all(self.pool())
+        .await
+        .db()?;
+        ids.iter().map(|id| parse_uuid(id)).collect()
     }
 
     /// The ids among `ids` that name no enabled MCP server configuration (never created,

@@ -810,7 +810,7 @@ async fn mcp_server_ids_must_name_enabled_configurations() {
             .create_chat(
                 &actor,
                 CreateChatRequest {
-                    mcp_server_ids: vec![on, off, missing],
+                    mcp_server_ids: Some(vec![on, off, missing]),
                     ..create_request(f.org, "hi")
                 },
             )
@@ -837,7 +837,7 @@ async fn mcp_server_ids_must_name_enabled_configurations() {
             .create_chat(
                 &actor,
                 CreateChatRequest {
-                    mcp_server_ids: vec![on],
+                    mcp_server_ids: Some(vec![on]),
                     ..create_request(f.org, "hi")
                 },
             )

@@ -105,8 +105,9 @@ pub struct ValidatedCreateChat {
     pub system_prompt: String,
     /// Explicit model config.
     pub model_config_id: Option<Uuid>,
-    /// MCP servers, duplicates removed, in request order.
-    pub mcp_server_ids: Vec<Uuid>,
+    /// MCP servers, duplicates removed, in request order; `None` when the request named
+    /// none (the `default_on` servers apply).
+    pub mcp_server_ids: Option<Vec<Uuid>>,
     /// Labels.
     pub labels: BTreeMap<String, String>,
     /// Client-executed tools.
@@ -161,7 +162,7 @@ pub fn validate_create_chat_request(
         content,
         system_prompt,
         model_config_id: req.model_config_id,
-        mcp_server_ids: dedup_ids(&req.mcp_server_ids),
+        mcp_server_ids: req.mcp_server_ids.as_deref().map(dedup_ids),
         labels: req.labels.clone(),
         dynamic_tools: req.unsafe_dynamic_tools.clone(),
         plan_mode: plan_mode.unwrap_or(false),
@@ -281,7 +282,7 @@ mod tests {
         let mcp = Uuid::from_u128(5);
         let req = CreateChatRequest {
             workspace_id: Some(Uuid::nil()),
-            mcp_server_ids: vec![mcp, mcp],
+            mcp_server_ids: Some(vec![mcp, mcp]),
             system_prompt: "  be brief \0".into(),
             ..create(vec![ChatInputPart::text("hi")])
         };
@@ -289,7 +290,7 @@ mod tests {
         let v = validate_create_chat_request(&req).unwrap();
         assert_eq!(v.client_type, ChatClientType::Api);
         assert!(!v.plan_mode);
-        assert_eq!(v.mcp_server_ids, vec![mcp]);
+        assert_eq!(v.mcp_server_ids, Some(vec![mcp]));
         assert_eq!(v.system_prompt, "be brief");
     }
 

@@ -282,7 +282,7 @@ async fn an_echoing_provider_leaves_no_trace_of_the_key_anywhere() {
         let chat = admin
             .create_chat(&CreateChatRequest {
                 content: vec![ChatInputPart::text("Hello there")],
-                mcp_server_ids: vec![mcp_id],
+                mcp_server_ids: Some(vec![mcp_id]),
                 ..Default::default()
             })
             .await
