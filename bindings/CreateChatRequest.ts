@@ -30,7 +30,8 @@ workspace_id?: string,
  */
 model_config_id?: string, 
 /**
- * MCP servers to enable.
+ * MCP servers to enable. Absent (or null): the enabled servers whose availability
+ * is `default_on`; `[]`: none.
  */
 mcp_server_ids?: Array<string>, 
 /**

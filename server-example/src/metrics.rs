@@ -13,6 +13,8 @@
 //! | `chat_time_to_terminal_status_seconds` | histogram | request arrival → `waiting`, `error` or `requires_action` |
 //! | `chat_retry_events_total` | counter | `retry` stream events of tracked turns |
 //! | `active_chat_streams` | gauge | open per-chat stream WebSockets |
+//! | `chat_mcp_connect_seconds` | histogram | one MCP server's connect in a turn (a reused session counts near zero) ([`Metrics::observe_mcp_connect`]) |
+//! | `chat_mcp_connects_total` | counter, label `outcome` | MCP server outcomes per turn: `connected`, `timeout`, `error`, `no_tools` |
 //!
 //! The values live in a `prometheus-client` registry per [`Metrics`] (no global state, so
 //! several servers in one process keep their own), exposed in the OpenMetrics text format.
@@ -33,6 +35,7 @@ use axum::response::{IntoResponse, Response as HttpResponse};
 use chatd_core::Engine;
 use codersdk::{ChatStatus, ChatStreamEventType, Uuid};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
@@ -78,6 +81,8 @@ struct Inner {
     time_to_terminal: Histogram,
     retry_events: Counter,
     active_streams: Gauge,
+    mcp_connect: Histogram,
+    mcp_outcomes: Family<Vec<(String, String)>, Counter>,
     tracked_turns: AtomicUsize,
     max_tracked_turns: usize,
     tracking_timeout: Duration,
@@ -100,6 +105,8 @@ impl Metrics {
             (latency(), latency(), latency());
         let retry_events = Counter::default();
         let active_streams = Gauge::default();
+        let mcp_connect = latency();
+        let mcp_outcomes = Family::<Vec<(String, String)>, Counter>::default();
         let mut registry = Registry::default();
         // Help texts without a final period: the registry adds it.
         registry.register(
@@ -139,6 +146,16 @@ impl Metrics {
             "Open per-chat stream WebSockets",
             active_streams.clone(),
         );
+        registry.register(
+            "chat_mcp_connect_seconds",
+            "Time one MCP server took to connect (or be reused) in a turn",
+            mcp_connect.clone(),
+        );
+        registry.register(
+            "chat_mcp_connects",
+            "MCP server outcomes in turns, by outcome",
+            mcp_outcomes.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -149,11 +166,34 @@ impl Metrics {
                 time_to_terminal,
                 retry_events,
                 active_streams,
+                mcp_connect,
+                mcp_outcomes,
                 tracked_turns: AtomicUsize::new(0),
                 max_tracked_turns,
                 tracking_timeout,
             }),
         }
+    }
+
+    /// Records one MCP server's outcome in a turn (`chat_mcp_connect_seconds`,
+    /// `chat_mcp_connects_total`); the engine's MCP connector calls it through
+    /// [`Metrics::mcp_observer`].
+    pub fn observe_mcp_connect(&self, report: &chatd_core::mcp::ConnectReport) {
+        self.inner.mcp_connect.observe(report.elapsed.as_secs_f64());
+        self.inner
+            .mcp_outcomes
+            .get_or_create(&vec![(
+                "outcome".to_owned(),
+                report.outcome.as_str().to_owned(),
+            )])
+            .inc();
+    }
+
+    /// An observer for [`chatd_core::mcp::McpConnector::with_observer`] that records into
+    /// these metrics.
+    pub fn mcp_observer(&self) -> chatd_core::mcp::ConnectObserver {
+        let metrics = self.clone();
+        Arc::new(move |report| metrics.observe_mcp_connect(report))
     }
 
     /// Records how long a `POST /chats` request took (`chat_create_latency_seconds`).

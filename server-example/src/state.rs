@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chatd_core::mcp::{McpConnector, McpSettings, OidcTokenSource};
 use chatd_core::workspace::WorkspaceProvider;
 use chatd_core::{
     Admin, Bootstrap, Engine, EngineConfig, EngineSettings, Keyring, ModelResolver, StoreOptions,
@@ -44,11 +45,22 @@ impl std::fmt::Debug for AppState {
 impl AppState {
     /// State over a running engine and the administration handle beside it.
     pub fn new(engine: Engine, admin: Admin, default_organization: Uuid) -> Self {
+        AppState::with_metrics(engine, admin, default_organization, Metrics::default())
+    }
+
+    /// [`AppState::new`] recording into `metrics` (which the engine's MCP connector may
+    /// already report to).
+    pub fn with_metrics(
+        engine: Engine,
+        admin: Admin,
+        default_organization: Uuid,
+        metrics: Metrics,
+    ) -> Self {
         AppState {
             inner: Arc::new(StateInner {
                 engine,
                 admin,
-                metrics: Metrics::default(),
+                metrics,
                 sockets: Arc::new(UserSockets::default()),
                 default_organization,
             }),
@@ -111,6 +123,12 @@ pub struct ServerOptions {
     /// Where chats' workspaces come from (`--workspaces-dir`); `None`: chats have no
     /// workspace and no workspace tools (docs/workspaces.md).
     pub workspaces: Option<Arc<dyn WorkspaceProvider>>,
+    /// MCP connect and call limits (docs/mcp.md).
+    pub mcp: McpSettings,
+    /// Where `user_oidc` MCP servers get a user's OIDC access token. The reference server
+    /// has no OIDC login, so it has none: such servers get no `Authorization` header and
+    /// will likely answer 401. Embedders that log users in with OIDC plug theirs in.
+    pub oidc_tokens: Option<Arc<dyn OidcTokenSource>>,
 }
 
 impl std::fmt::Debug for ServerOptions {
@@ -132,6 +150,8 @@ impl ServerOptions {
             engine: EngineSettings::default(),
             models: None,
             workspaces: None,
+            mcp: McpSettings::default(),
+            oidc_tokens: None,
         }
     }
 }
@@ -185,9 +205,20 @@ pub async fn build_on(admin: Admin, options: ServerOptions) -> chatd_core::Resul
         // Workspaces off: the model is told it cannot act on files or run commands.
         None => config = config.with_no_workspace_notice(true),
     }
+    // Admin MCP servers: connected per turn with the same keyring that seals their
+    // secrets; each server's outcome is counted in the metrics.
+    let metrics = Metrics::default();
+    let mcp = McpConnector::new(Arc::clone(&options.keyring))
+        .with_settings(options.mcp.clone())
+        .with_observer(metrics.mcp_observer());
+    let mcp = match options.oidc_tokens.clone() {
+        Some(source) => mcp.with_oidc_token_source(source),
+        None => mcp,
+    };
+    config = config.with_mcp(Arc::new(mcp));
     let engine = Engine::with_admin(&admin, config).await?;
     Ok(Started {
-        state: AppState::new(engine, admin, boot.organization_id),
+        state: AppState::with_metrics(engine, admin, boot.organization_id, metrics),
         generated_admin_token: boot.generated_admin_token,
         admin_token_refused: boot.admin_token_refused,
     })

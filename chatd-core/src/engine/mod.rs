@@ -29,11 +29,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::hub::{HubConfig, StreamHub};
+use crate::mcp::McpConnector;
 use crate::role::Role;
 use crate::store::{Lease, Store, StoreOptions};
 use crate::tools::ToolRegistry;
 use crate::workspace::tools::{PlanFileOnly, WritePolicy};
-use crate::mcp::McpConnector;
 use crate::workspace::WorkspaceProvider;
 
 pub use files::{FileUpload, FILE_NOT_FOUND_MESSAGE, NOT_A_MEMBER_MESSAGE};

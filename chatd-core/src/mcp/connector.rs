@@ -237,7 +237,10 @@ impl McpConnector {
         chat: &Chat,
         turn: &TurnContext,
     ) -> Result<TurnMcp, ChatError> {
-        let configs = match store.list_mcp_server_configs(McpServerFilter::Enabled).await {
+        let configs = match store
+            .list_mcp_server_configs(McpServerFilter::Enabled)
+            .await
+        {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(chat_id = %chat.id, error = %e, "listing MCP servers failed");
@@ -279,7 +282,11 @@ impl McpConnector {
                 SessionResult::ForcedUnavailable(report) => {
                     self.report(&report);
                     return Err(ChatError {
-                        detail: format!("MCP server {}: {}", report.slug, report.detail.unwrap_or_default()),
+                        detail: format!(
+                            "MCP server {}: {}",
+                            report.slug,
+                            report.detail.unwrap_or_default()
+                        ),
                         kind: Some(ChatErrorKind::Config),
                         ..ChatError::generic(FORCED_SERVER_UNAVAILABLE_MESSAGE)
                     });
@@ -293,7 +300,9 @@ impl McpConnector {
             let mut tools: Vec<&rmcp::model::Tool> = session
                 .tools()
                 .iter()
-                .filter(|t| passes_filters(&t.name, &config.tool_allow_list, &config.tool_deny_list))
+                .filter(|t| {
+                    passes_filters(&t.name, &config.tool_allow_list, &config.tool_deny_list)
+                })
                 .collect();
             tools.sort_by(|a, b| a.name.cmp(&b.name));
             if tools.len() > self.settings.max_tools_per_server {
@@ -378,7 +387,12 @@ impl McpConnector {
 
     /// An open session for `config` and `user`: the cached one when it is fresh and was
     /// opened with the same config and credentials, a new one otherwise.
-    async fn session_for(&self, store: &Store, config: MCPServerConfig, user: Uuid) -> SessionResult {
+    async fn session_for(
+        &self,
+        store: &Store,
+        config: MCPServerConfig,
+        user: Uuid,
+    ) -> SessionResult {
         let started = Instant::now();
         let forced = config.availability == MCPServerAvailability::ForceOn;
         let base = ConnectReport {
@@ -419,10 +433,7 @@ impl McpConnector {
         let limits = MessageLimits {
             max_message_bytes: self.settings.max_message_bytes,
         };
-        let bearer = credentials
-            .bearer
-            .as_ref()
-            .map(|b| b.expose().to_owned());
+        let bearer = credentials.bearer.as_ref().map(|b| b.expose().to_owned());
         let open = Session::open(
             self.http.clone(),
             config,
@@ -510,7 +521,12 @@ impl McpConnector {
         let secrets = store
             .mcp_server_secrets(config.id, &self.keyring)
             .await
-            .map_err(|e| format!("the server's secrets could not be opened ({})", e.kind().as_str()))?;
+            .map_err(|e| {
+                format!(
+                    "the server's secrets could not be opened ({})",
+                    e.kind().as_str()
+                )
+            })?;
         let mut headers = HeaderMap::new();
         let mut bearer = None;
         match config.auth_type {
@@ -527,7 +543,12 @@ impl McpConnector {
                 let user_values = store
                     .mcp_user_header_values(config.id, user, &self.keyring)
                     .await
-                    .map_err(|e| format!("the user's header values could not be read ({})", e.kind().as_str()))?;
+                    .map_err(|e| {
+                        format!(
+                            "the user's header values could not be read ({})",
+                            e.kind().as_str()
+                        )
+                    })?;
                 for (name, value) in &user_values {
                     // Only the header names the admin lets users set; a stale value of a
                     // name since removed is not sent.
@@ -543,7 +564,12 @@ impl McpConnector {
             MCPServerAuthType::Oauth2 => {
                 bearer = super::oauth::access_token(store, &self.keyring, &self.http, config, user)
                     .await
-                    .map_err(|e| format!("the user's OAuth2 token could not be read ({})", e.kind().as_str()))?;
+                    .map_err(|e| {
+                        format!(
+                            "the user's OAuth2 token could not be read ({})",
+                            e.kind().as_str()
+                        )
+                    })?;
                 if bearer.is_none() {
                     return Err("the user has not connected this server (OAuth2)".to_owned());
                 }

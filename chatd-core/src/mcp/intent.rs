@@ -64,8 +64,7 @@ pub fn unwrap_arguments(mut args: Map<String, Value>) -> Unwrapped {
         ),
         _ => None,
     };
-    let nested = matches!(args.get(PROPERTIES_FIELD), Some(Value::Object(_)))
-        && args.len() == 1;
+    let nested = matches!(args.get(PROPERTIES_FIELD), Some(Value::Object(_))) && args.len() == 1;
     let arguments = if nested {
         match args.remove(PROPERTIES_FIELD) {
             Some(Value::Object(inner)) => inner,
@@ -78,7 +77,7 @@ pub fn unwrap_arguments(mut args: Map<String, Value>) -> Unwrapped {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use serde_json::json;
@@ -101,7 +100,9 @@ mod tests {
 
     #[test]
     fn nested_and_flat_shapes_unwrap() {
-        let nested = unwrap_arguments(obj(json!({"model_intent":"add","properties":{"a":1,"b":2}})));
+        let nested = unwrap_arguments(obj(
+            json!({"model_intent":"add","properties":{"a":1,"b":2}}),
+        ));
         assert_eq!(nested.arguments, obj(json!({"a":1,"b":2})));
         assert_eq!(nested.intent.as_deref(), Some("add"));
 

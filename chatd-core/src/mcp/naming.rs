@@ -91,9 +91,15 @@ mod tests {
 
     #[test]
     fn names_are_sanitized_prefixed_and_cut_at_the_limit() {
-        assert_eq!(prefixed_name("everything", "get-sum"), "everything__get-sum");
-        assert_eq!(prefixed_name("my server", "tool.v2/ä"), "my_server__tool_v2__");
-        assert_eq!(prefixed_name("", ""), "___");
+        assert_eq!(
+            prefixed_name("everything", "get-sum"),
+            "everything__get-sum"
+        );
+        assert_eq!(
+            prefixed_name("my server", "tool.v2/ä"),
+            "my_server__tool_v2__"
+        );
+        assert_eq!(prefixed_name("", ""), "____");
         let long = prefixed_name("s", &"x".repeat(100));
         assert_eq!(long.len(), MAX_TOOL_NAME_BYTES);
         let exact = prefixed_name("s", &"x".repeat(MAX_TOOL_NAME_BYTES - 3));
@@ -116,7 +122,10 @@ mod tests {
             t("s__a_b", a, "a b"),
             t("s__a", a, "a"),
         ]);
-        let names: Vec<_> = kept.iter().map(|k| (k.name.as_str(), k.tool.as_str())).collect();
+        let names: Vec<_> = kept
+            .iter()
+            .map(|k| (k.name.as_str(), k.tool.as_str()))
+            .collect();
         assert_eq!(names, [("s__a", "a"), ("s__a_b", "a b"), ("s__b", "b")]);
         assert_eq!(dropped.len(), 1);
         assert_eq!(dropped[0].tool, "a.b");

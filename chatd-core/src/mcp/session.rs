@@ -102,10 +102,11 @@ impl Session {
                 for (name, value) in &headers {
                     custom.insert(name.clone(), value.clone());
                 }
-                let mut transport_config = StreamableHttpClientTransportConfig::with_uri(url.as_str())
-                    .custom_headers(custom)
-                    .max_sse_event_size(limits.max_message_bytes)
-                    .max_json_response_size(limits.max_message_bytes);
+                let mut transport_config =
+                    StreamableHttpClientTransportConfig::with_uri(url.as_str())
+                        .custom_headers(custom)
+                        .max_sse_event_size(limits.max_message_bytes)
+                        .max_json_response_size(limits.max_message_bytes);
                 if let Some(token) = bearer {
                     transport_config = transport_config.auth_header(token);
                 }

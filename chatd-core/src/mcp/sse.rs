@@ -110,11 +110,7 @@ impl LegacySseTransport {
                     .push(&chunk, &mut events)
                     .map_err(|e| SseTransportError::NoEndpoint(e.to_string()))?,
                 Some(Err(e)) => return Err(SseTransportError::NoEndpoint(describe(e))),
-                None => {
-                    return Err(SseTransportError::NoEndpoint(
-                        "the stream ended".to_owned(),
-                    ))
-                }
+                None => return Err(SseTransportError::NoEndpoint("the stream ended".to_owned())),
             }
         };
         let endpoint = url
@@ -198,8 +194,8 @@ impl Transport<RoleClient> for LegacySseTransport {
         let headers = self.headers.clone();
         async move {
             let message: &ClientJsonRpcMessage = &item;
-            let body = serde_json::to_vec(message)
-                .map_err(|e| SseTransportError::Post(e.to_string()))?;
+            let body =
+                serde_json::to_vec(message).map_err(|e| SseTransportError::Post(e.to_string()))?;
             let response = http
                 .post(endpoint)
                 .headers(headers)
@@ -220,7 +216,9 @@ impl Transport<RoleClient> for LegacySseTransport {
         }
     }
 
-    fn receive(&mut self) -> impl std::future::Future<Output = Option<RxJsonRpcMessage<RoleClient>>> + Send {
+    fn receive(
+        &mut self,
+    ) -> impl std::future::Future<Output = Option<RxJsonRpcMessage<RoleClient>>> + Send {
         self.rx.recv()
     }
 

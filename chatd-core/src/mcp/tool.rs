@@ -59,7 +59,10 @@ impl McpTool {
             .unwrap_or_default()
             .to_owned();
         if description.is_empty() {
-            description = format!("The {} tool of the {} MCP server.", tool.name, config.display_name);
+            description = format!(
+                "The {} tool of the {} MCP server.",
+                tool.name, config.display_name
+            );
         }
         McpTool {
             name,
@@ -163,7 +166,9 @@ fn redact_output(output: ToolOutput, redactor: &chaterror::Redactor) -> ToolOutp
                 result,
                 is_error: output.is_error,
             },
-            Err(_) => ToolOutput::error("The MCP server's result contained a credential and was withheld."),
+            Err(_) => ToolOutput::error(
+                "The MCP server's result contained a credential and was withheld.",
+            ),
         },
     }
 }
@@ -261,7 +266,11 @@ async fn store_media(
     let bytes = match base64::engine::general_purpose::STANDARD.decode(data.trim()) {
         Ok(b) => b,
         Err(_) => {
-            set(&mut entry, "error", Value::from("The server sent data that is not valid base64."));
+            set(
+                &mut entry,
+                "error",
+                Value::from("The server sent data that is not valid base64."),
+            );
             return entry;
         }
     };
@@ -287,7 +296,11 @@ async fn store_media(
     match media.store.attach_file(ctx.chat_id(), file).await {
         Ok(meta) => set(&mut entry, "file_id", Value::from(meta.id.to_string())),
         Err(e) if e.kind().is_client_error() => {
-            set(&mut entry, "error", Value::from(format!("Not stored as a chat file: {e}")));
+            set(
+                &mut entry,
+                "error",
+                Value::from(format!("Not stored as a chat file: {e}")),
+            );
         }
         Err(e) => {
             tracing::error!(error = %e, "storing an MCP tool's media failed");

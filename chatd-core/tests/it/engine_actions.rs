@@ -698,8 +698,15 @@ async fn a_message_carries_plan_mode_and_the_mcp_selection_to_the_chat() {
         let engine = engine(&store, model.clone()).await;
         let on = mcp_server(&store, "on", true).await;
         let other = mcp_server(&store, "other", true).await;
+        // `[]`: no servers (naming none at all would pre-select the default_on ones).
         let chat = engine
-            .create_chat(&actor, create_request(f.org, "hi"))
+            .create_chat(
+                &actor,
+                codersdk::CreateChatRequest {
+                    mcp_server_ids: Some(Vec::new()),
+                    ..create_request(f.org, "hi")
+                },
+            )
             .await
             .unwrap();
         wait_status(&engine, &actor, chat.id, ChatStatus::Waiting).await;
