@@ -9,6 +9,7 @@
 //! | `replay` | `replay` | a local HTTP server answering from a queue of canned or recorded replies, recording what it receives |
 //! | `request` | `request` | a typed HTTP request helper: status, text and JSON of an answer, secrets that must not appear |
 //! | `server` | `server` | the reference server on a random local port over a test database |
+//! | (always) | `process` | live processes' command lines from `/proc`, to see that a killed process is gone |
 //! | `mcp` | `mcp` | the real `server-everything` MCP server from npm, a header-recording proxy, a misbehaving scripted MCP server |
 //!
 //! A module exists only with its feature on, so this page (built without features) lists
@@ -29,6 +30,7 @@ pub mod db;
 pub mod fixtures;
 #[cfg(feature = "mcp")]
 pub mod mcp;
+pub mod process;
 #[cfg(feature = "replay")]
 pub mod replay;
 #[cfg(feature = "request")]

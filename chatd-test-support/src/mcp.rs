@@ -60,9 +60,9 @@ impl Drop for Everything {
 }
 
 impl Everything {
-    /// Starts the server and waits until it listens. Panics with the fix when the npm
-    /// package is not installed.
-    pub fn start(transport: EverythingTransport) -> Everything {
+    /// The server's script (`node <script> stdio` speaks MCP over stdio). Panics with the
+    /// fix when the npm package is not installed.
+    pub fn script() -> PathBuf {
         let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/mcp-everything"));
         let entry = dir.join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
         assert!(
@@ -70,6 +70,13 @@ impl Everything {
             "server-everything is not installed: run `npm ci` in {} (scripts/test.sh does)",
             dir.display()
         );
+        entry
+    }
+
+    /// Starts the server and waits until it listens. Panics with the fix when the npm
+    /// package is not installed.
+    pub fn start(transport: EverythingTransport) -> Everything {
+        let entry = Everything::script();
         let port = free_port();
         let mode = match transport {
             EverythingTransport::StreamableHttp => "streamableHttp",

@@ -197,13 +197,21 @@ async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
     turn.workspace_id = workspace.workspace_id;
     // Admin MCP servers come after the built-in and skill tools and before the chat's
     // dynamic tools; a forced server that cannot be prepared fails the turn closed.
-    let mcp_tools = match &inner.mcp {
+    let mut mcp_tools = match &inner.mcp {
         Some(connector) => match connector.turn_tools(&inner.store, chat, &turn).await {
             Ok(mcp) => mcp.tools,
             Err(e) => return TurnEnd::Failed(e),
         },
         None => Vec::new(),
     };
+    // Then the workspace's own `.mcp.json` servers, which never fail a turn.
+    if let (Some(connector), Some(ws)) = (&inner.mcp, &workspace.workspace) {
+        mcp_tools.extend(
+            connector
+                .workspace_tools(&inner.store, chat, ws, &turn)
+                .await,
+        );
+    }
     let tools = inner
         .tools
         .turn_tools(turn)

@@ -14,7 +14,7 @@ use crate::workspace::context::{
     NO_WORKSPACE_PROMPT,
 };
 use crate::workspace::tools::{Attachments, WorkspaceTools};
-use crate::workspace::{ChatRelease, WorkspaceChat};
+use crate::workspace::{ChatRelease, Workspace, WorkspaceChat};
 
 /// What a turn gets from its workspace.
 #[derive(Debug, Default)]
@@ -26,6 +26,8 @@ pub(crate) struct TurnWorkspace {
     pub(crate) blocks: Vec<String>,
     /// The bound workspace.
     pub(crate) workspace_id: Option<Uuid>,
+    /// The workspace itself, for its `.mcp.json` servers.
+    pub(crate) workspace: Option<Arc<dyn Workspace>>,
 }
 
 /// Why preparing the workspace stopped the turn.
@@ -107,6 +109,7 @@ pub(crate) async fn prepare(
     };
     let mut blocks = vec![workspace_prompt(workspace.working_directory())];
     blocks.extend(prompt_blocks(&parts));
+    let handle = Arc::clone(&workspace);
     let tools = WorkspaceTools::new(workspace)
         .with_write_policy(Arc::clone(&inner.workspace_write_policy))
         .with_attachments(Attachments {
@@ -119,6 +122,7 @@ pub(crate) async fn prepare(
         tools,
         blocks,
         workspace_id: Some(id),
+        workspace: Some(handle),
     })
 }
 
@@ -127,5 +131,13 @@ pub(crate) async fn prepare(
 pub(crate) async fn release(inner: &Inner, chat_id: Uuid, event: ChatRelease) {
     if let Some(provider) = &inner.workspaces {
         provider.release(chat_id, event).await;
+    }
+    // A deleted root chat's workspace `.mcp.json` servers stop with it.
+    if let (ChatRelease::Deleted, Some(mcp)) = (event, &inner.mcp) {
+        if let Ok(Some(chat)) = inner.store.get_chat(chat_id).await {
+            if let (None, Some(workspace_id)) = (chat.parent_chat_id, chat.workspace_id) {
+                mcp.release_workspace(workspace_id);
+            }
+        }
     }
 }

@@ -13,7 +13,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use sha2::{Digest, Sha256};
 
 use super::naming::{order_and_dedupe, passes_filters, prefixed_name, NamedTool};
-use super::session::{MessageLimits, OpenError, Session};
+use super::session::{Endpoint, Identity, MessageLimits, OpenError, Session};
 use super::tool::{McpTool, MediaStore};
 use crate::secrets::Keyring;
 use crate::store::{McpServerFilter, Store};
@@ -22,6 +22,10 @@ use crate::tools::{Tool, TurnContext};
 /// How long connecting to one server may take: transport, initialize and listing its
 /// tools. A slower server is skipped for the turn.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long starting and connecting one workspace `.mcp.json` server may take: a stdio
+/// server started with `npx` may have to download its package first.
+pub const DEFAULT_WORKSPACE_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A connect slower than this is logged as a warning (it still counts).
 pub const DEFAULT_CONNECT_WARN_AFTER: Duration = Duration::from_secs(5);
@@ -55,6 +59,8 @@ pub struct McpSettings {
     pub connect_timeout: Duration,
     /// See [`DEFAULT_CONNECT_WARN_AFTER`].
     pub connect_warn_after: Duration,
+    /// See [`DEFAULT_WORKSPACE_CONNECT_TIMEOUT`].
+    pub workspace_connect_timeout: Duration,
     /// See [`DEFAULT_CALL_TIMEOUT`].
     pub call_timeout: Duration,
     /// See [`DEFAULT_SESSION_TTL`]; zero turns reuse off.
@@ -72,6 +78,7 @@ impl Default for McpSettings {
         McpSettings {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             connect_warn_after: DEFAULT_CONNECT_WARN_AFTER,
+            workspace_connect_timeout: DEFAULT_WORKSPACE_CONNECT_TIMEOUT,
             call_timeout: DEFAULT_CALL_TIMEOUT,
             session_ttl: DEFAULT_SESSION_TTL,
             max_cached_sessions: DEFAULT_MAX_CACHED_SESSIONS,
@@ -158,6 +165,8 @@ pub struct McpConnector {
     observer: Option<ConnectObserver>,
     /// Open sessions by (server, user).
     sessions: Mutex<HashMap<(Uuid, Uuid), Arc<Session>>>,
+    /// Open sessions of workspace `.mcp.json` servers by (workspace, name).
+    workspace_sessions: Mutex<HashMap<(Uuid, String), Arc<Session>>>,
 }
 
 impl std::fmt::Debug for McpConnector {
@@ -186,6 +195,7 @@ impl McpConnector {
             oidc: None,
             observer: None,
             sessions: Mutex::new(HashMap::new()),
+            workspace_sessions: Mutex::new(HashMap::new()),
         }
     }
 
@@ -218,14 +228,144 @@ impl McpConnector {
         &self.settings
     }
 
-    /// Open sessions (for tests and diagnostics).
+    /// Open sessions, admin and workspace servers' (for tests and diagnostics).
     pub fn open_sessions(&self) -> usize {
-        lock(&self.sessions).len()
+        lock(&self.sessions).len() + lock(&self.workspace_sessions).len()
     }
 
-    /// Closes every open session.
+    /// Closes the sessions of workspace `workspace_id`'s `.mcp.json` servers (stopping
+    /// its stdio servers): the engine calls it when the workspace's root chat is deleted.
+    pub fn release_workspace(&self, workspace_id: Uuid) {
+        lock(&self.workspace_sessions).retain(|(w, _), _| *w != workspace_id);
+    }
+
+    /// Closes every open session (stopping workspace stdio servers).
     pub fn close_all(&self) {
         lock(&self.sessions).clear();
+        lock(&self.workspace_sessions).clear();
+    }
+
+    /// The tools of the servers `ws` declares in its `.mcp.json`, for `turn`: none on plan
+    /// turns and for explore sub-agents. Servers that fail are skipped with a warning; this
+    /// never fails the turn. Sessions are reused while the declaration is unchanged, for
+    /// [`McpSettings::session_ttl`].
+    pub async fn workspace_tools(
+        &self,
+        store: &Store,
+        chat: &Chat,
+        ws: &Arc<dyn crate::workspace::Workspace>,
+        turn: &TurnContext,
+    ) -> Vec<Arc<dyn Tool>> {
+        if turn.plan_mode || turn.explore {
+            return Vec::new();
+        }
+        let declared = super::workspace::discover(&**ws).await;
+        if declared.is_empty() {
+            return Vec::new();
+        }
+        let workspace_id = ws.id();
+        {
+            let ttl = self.settings.session_ttl;
+            let names: HashSet<&str> = declared.iter().map(|(n, _)| n.as_str()).collect();
+            // Servers removed from the file, and expired sessions, are closed.
+            lock(&self.workspace_sessions).retain(|(w, name), s| {
+                (*w != workspace_id || names.contains(name.as_str()))
+                    && s.opened.elapsed() < ttl
+                    && s.usable()
+            });
+        }
+        let opens = declared
+            .into_iter()
+            .map(|(name, d)| self.workspace_session(ws, workspace_id, name, d));
+        let mut named = Vec::new();
+        for opened in join_all(opens).await {
+            let Some(session) = opened else { continue };
+            let mut tools: Vec<&rmcp::model::Tool> = session.tools().iter().collect();
+            tools.sort_by(|a, b| a.name.cmp(&b.name));
+            tools.truncate(self.settings.max_tools_per_server);
+            for tool in tools {
+                named.push(NamedTool {
+                    name: prefixed_name(session.slug(), &tool.name),
+                    server_id: Uuid::nil(),
+                    tool: (Arc::clone(&session), tool.clone()),
+                });
+            }
+        }
+        let (kept, dropped) = order_and_dedupe(named);
+        for d in dropped {
+            tracing::warn!(tool = %d.name, "workspace MCP tool left out: a duplicate name");
+        }
+        let media = MediaStore::new(store.clone(), chat.organization_id);
+        kept.into_iter()
+            .map(|k| {
+                let (session, tool) = k.tool;
+                Arc::new(McpTool::new(
+                    k.name,
+                    &tool,
+                    session,
+                    self.settings.call_timeout,
+                    media.clone(),
+                )) as Arc<dyn Tool>
+            })
+            .collect()
+    }
+
+    async fn workspace_session(
+        &self,
+        ws: &Arc<dyn crate::workspace::Workspace>,
+        workspace_id: Uuid,
+        name: String,
+        declared: super::workspace::Declared,
+    ) -> Option<Arc<Session>> {
+        let mut h = Sha256::new();
+        h.update(declared.fingerprint_text().as_bytes());
+        let fingerprint: [u8; 32] = h.finalize().into();
+        let key = (workspace_id, name.clone());
+        {
+            let sessions = lock(&self.workspace_sessions);
+            if let Some(s) = sessions.get(&key) {
+                if s.fingerprint == fingerprint && s.usable() {
+                    return Some(Arc::clone(s));
+                }
+            }
+        }
+        let started = Instant::now();
+        let identity = Identity {
+            slug: name.clone(),
+            display_name: name.clone(),
+            config_id: None,
+            model_intent: false,
+            allow_in_plan_mode: false,
+        };
+        let limits = MessageLimits {
+            max_message_bytes: self.settings.max_message_bytes,
+        };
+        let open = async {
+            let endpoint = declared.endpoint(&**ws).await.map_err(OpenError)?;
+            Session::open(self.http.clone(), identity, endpoint, limits, fingerprint).await
+        };
+        match tokio::time::timeout(self.settings.workspace_connect_timeout, open).await {
+            Ok(Ok(session)) => {
+                let session = Arc::new(session);
+                tracing::info!(
+                    %workspace_id,
+                    server = %name,
+                    tools = session.tools().len(),
+                    elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    "workspace MCP server ready"
+                );
+                lock(&self.workspace_sessions).insert(key, Arc::clone(&session));
+                Some(session)
+            }
+            Ok(Err(OpenError(detail))) => {
+                tracing::warn!(%workspace_id, server = %name, detail, "workspace MCP server skipped");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(%workspace_id, server = %name, "workspace MCP server did not start in time");
+                None
+            }
+        }
     }
 
     /// The MCP tools of a turn of `chat`. Servers that fail to connect are skipped and
@@ -263,19 +403,16 @@ impl McpConnector {
             return Ok(TurnMcp::default());
         }
         self.evict_expired();
-        let media = MediaStore {
-            store: store.clone(),
-            organization_id: chat.organization_id,
-        };
+        let media = MediaStore::new(store.clone(), chat.organization_id);
         let connects = applicable
             .into_iter()
             .map(|config| self.session_for(store, config, chat.owner_id));
         let mut sessions = Vec::new();
         let mut reports = Vec::new();
-        for result in join_all(connects).await {
+        for (config, result) in join_all(connects).await {
             match result {
                 SessionResult::Ready(session, report) => {
-                    sessions.push(session);
+                    sessions.push((config, session));
                     reports.push(report);
                 }
                 SessionResult::Failed(report) => reports.push(report),
@@ -295,8 +432,7 @@ impl McpConnector {
         }
         let mut named = Vec::new();
         let mut per_server: HashMap<Uuid, usize> = HashMap::new();
-        for session in &sessions {
-            let config = session.config();
+        for (config, session) in &sessions {
             let mut tools: Vec<&rmcp::model::Tool> = session
                 .tools()
                 .iter()
@@ -327,7 +463,7 @@ impl McpConnector {
             tracing::warn!(
                 chat_id = %chat.id,
                 tool = %d.name,
-                server = %d.tool.0.config().slug,
+                server = %d.tool.0.slug(),
                 original = %d.tool.1.name,
                 "MCP tool left out: another tool has the same name after sanitizing"
             );
@@ -392,7 +528,12 @@ impl McpConnector {
         store: &Store,
         config: MCPServerConfig,
         user: Uuid,
-    ) -> SessionResult {
+    ) -> (MCPServerConfig, SessionResult) {
+        let result = self.open_for(store, &config, user).await;
+        (config, result)
+    }
+
+    async fn open_for(&self, store: &Store, config: &MCPServerConfig, user: Uuid) -> SessionResult {
         let started = Instant::now();
         let forced = config.availability == MCPServerAvailability::ForceOn;
         let base = ConnectReport {
@@ -404,7 +545,7 @@ impl McpConnector {
             tools: 0,
             detail: None,
         };
-        let credentials = match self.credentials(store, &config, user).await {
+        let credentials = match self.credentials(store, config, user).await {
             Ok(c) => c,
             Err(detail) => {
                 let report = ConnectReport {
@@ -419,7 +560,7 @@ impl McpConnector {
                 };
             }
         };
-        let fingerprint = fingerprint(&config, &credentials);
+        let fingerprint = fingerprint(config, &credentials);
         let key = (config.id, user);
         if let Some(session) = self.cached(key, &fingerprint) {
             let report = ConnectReport {
@@ -434,11 +575,16 @@ impl McpConnector {
             max_message_bytes: self.settings.max_message_bytes,
         };
         let bearer = credentials.bearer.as_ref().map(|b| b.expose().to_owned());
+        let endpoint = Endpoint::Http {
+            url: config.url.clone(),
+            transport: config.transport.clone(),
+            headers: credentials.headers,
+            bearer,
+        };
         let open = Session::open(
             self.http.clone(),
-            config,
-            credentials.headers,
-            bearer,
+            Identity::admin(config),
+            endpoint,
             limits,
             fingerprint,
         );

@@ -16,6 +16,7 @@ pub mod intent;
 pub mod naming;
 pub mod oauth;
 pub mod sse;
+pub mod workspace;
 
 mod connector;
 mod session;

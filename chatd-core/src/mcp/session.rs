@@ -4,22 +4,66 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use codersdk::{MCPServerConfig, MCPServerTransport};
+use codersdk::{MCPServerConfig, MCPServerTransport, Uuid};
 use reqwest::header::HeaderMap;
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
 };
 use rmcp::service::{RoleClient, RunningService, ServiceError};
+use rmcp::transport::async_rw::AsyncRwTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::ServiceExt;
 use url::Url;
 
 use super::sse::LegacySseTransport;
+use crate::workspace::StdioProcess;
+
+/// Who a session talks to, as its tools need it.
+#[derive(Debug, Clone)]
+pub(crate) struct Identity {
+    /// The tool-name prefix: an admin server's slug, a workspace server's name.
+    pub(crate) slug: String,
+    /// For descriptions.
+    pub(crate) display_name: String,
+    /// The admin config's id (`None` for workspace servers).
+    pub(crate) config_id: Option<Uuid>,
+    /// Wrap schemas with `model_intent`.
+    pub(crate) model_intent: bool,
+    /// Offered on root plan turns.
+    pub(crate) allow_in_plan_mode: bool,
+}
+
+impl Identity {
+    /// An admin server's identity.
+    pub(crate) fn admin(config: &MCPServerConfig) -> Self {
+        Identity {
+            slug: config.slug.clone(),
+            display_name: config.display_name.clone(),
+            config_id: Some(config.id),
+            model_intent: config.model_intent,
+            allow_in_plan_mode: config.allow_in_plan_mode,
+        }
+    }
+}
+
+/// Where a session connects.
+pub(crate) enum Endpoint {
+    /// An HTTP server: streamable HTTP (the default) or legacy SSE, with `headers` on every
+    /// request and `bearer` as `Authorization`.
+    Http {
+        url: String,
+        transport: MCPServerTransport,
+        headers: HeaderMap,
+        bearer: Option<String>,
+    },
+    /// A process speaking the protocol over its stdin and stdout.
+    Stdio(StdioProcess),
+}
 
 /// An open session.
 pub struct Session {
-    config: MCPServerConfig,
+    identity: Identity,
     client: RunningService<RoleClient, ClientConfig>,
     tools: Vec<rmcp::model::Tool>,
     /// What the session was opened with (config version and credentials); a different one
@@ -31,12 +75,14 @@ pub struct Session {
     /// The credentials sent to the server: never in what the model or a user reads, even
     /// when the server echoes them back.
     pub(crate) redactor: chaterror::Redactor,
+    /// Keeps a stdio server's process alive; dropping the session stops it.
+    _process: Option<Box<dyn Send + Sync>>,
 }
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
-            .field("server", &self.config.slug)
+            .field("server", &self.identity.slug)
             .field("tools", &self.tools.len())
             .field("opened", &self.opened)
             .finish_non_exhaustive()
@@ -54,37 +100,58 @@ pub(crate) struct MessageLimits {
 }
 
 impl Session {
-    /// Connects to `config`'s server with `headers` (and `bearer` as `Authorization`),
-    /// initializes, and lists every tool. The caller bounds the time.
+    /// Connects to `endpoint`, initializes, and lists every tool. The caller bounds the
+    /// time.
     pub(crate) async fn open(
         http: reqwest::Client,
-        config: MCPServerConfig,
-        headers: HeaderMap,
-        bearer: Option<String>,
+        identity: Identity,
+        endpoint: Endpoint,
         limits: MessageLimits,
         fingerprint: [u8; 32],
     ) -> Result<Self, OpenError> {
         let mut redactor = chaterror::Redactor::new();
-        for value in headers.values() {
-            if let Ok(v) = value.to_str() {
-                redactor.add_secret(v);
+        if let Endpoint::Http {
+            headers, bearer, ..
+        } = &endpoint
+        {
+            for value in headers.values() {
+                if let Ok(v) = value.to_str() {
+                    redactor.add_secret(v);
+                }
+            }
+            if let Some(token) = bearer {
+                redactor.add_secret(token);
             }
         }
-        if let Some(token) = &bearer {
-            redactor.add_secret(token);
-        }
         let fail = |text: String| OpenError(redactor.redact(&text).into_owned());
-        let url = Url::parse(&config.url).map_err(|e| OpenError(format!("bad URL: {e}")))?;
         let info = ClientConfig::new(
             ClientCapabilities::default(),
             Implementation::new("chatd", env!("CARGO_PKG_VERSION")),
         );
-        let client = match config.transport {
-            MCPServerTransport::Sse => {
-                let mut headers = headers;
+        let mut process = None;
+        let client = match endpoint {
+            Endpoint::Stdio(stdio) => {
+                process = Some(stdio.guard);
+                let transport = AsyncRwTransport::new_client(stdio.stdout, stdio.stdin)
+                    .with_max_line_length(limits.max_message_bytes);
+                info.serve(transport)
+                    .await
+                    .map_err(|e| fail(format!("initialize failed: {e}")))?
+            }
+            Endpoint::Http {
+                url,
+                transport: MCPServerTransport::Sse,
+                mut headers,
+                bearer,
+            } => {
+                let url = Url::parse(&url).map_err(|e| OpenError(format!("bad URL: {e}")))?;
                 if let Some(token) = &bearer {
-                    let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
-                        .map_err(|_| fail("the access token is not a valid header value".into()))?;
+                    let mut value =
+                        reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                            .map_err(|_| {
+                                fail("the access token is not a valid header value".into())
+                            })?;
+                    value.set_sensitive(true);
                     headers.insert(reqwest::header::AUTHORIZATION, value);
                 }
                 let transport =
@@ -97,7 +164,13 @@ impl Session {
             }
             // Streamable HTTP is the default, and what an unknown future transport value
             // is tried with.
-            _ => {
+            Endpoint::Http {
+                url,
+                headers,
+                bearer,
+                ..
+            } => {
+                let url = Url::parse(&url).map_err(|e| OpenError(format!("bad URL: {e}")))?;
                 let mut custom = std::collections::HashMap::new();
                 for (name, value) in &headers {
                     custom.insert(name.clone(), value.clone());
@@ -122,19 +195,25 @@ impl Session {
             .await
             .map_err(|e| fail(format!("listing tools failed: {e}")))?;
         Ok(Session {
-            config,
+            identity,
             client,
             tools,
             fingerprint,
             opened: Instant::now(),
             broken: AtomicBool::new(false),
             redactor,
+            _process: process,
         })
     }
 
-    /// The server's config when the session opened.
-    pub fn config(&self) -> &MCPServerConfig {
-        &self.config
+    /// Who the session talks to.
+    pub(crate) fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The server's name in tool names and messages.
+    pub fn slug(&self) -> &str {
+        &self.identity.slug
     }
 
     /// Every tool the server listed.

@@ -22,14 +22,25 @@ pub(crate) struct MediaStore {
     pub(crate) organization_id: Uuid,
 }
 
-/// A tool of an admin MCP server, for one turn.
+impl MediaStore {
+    /// Media kept as files of the chat's organization.
+    pub(crate) fn new(store: Store, organization_id: Uuid) -> Self {
+        MediaStore {
+            store,
+            organization_id,
+        }
+    }
+}
+
+/// A tool of an MCP server (an admin's, or one from the workspace's `.mcp.json`), for one
+/// turn.
 #[derive(Debug)]
 pub struct McpTool {
     name: String,
     description: String,
     parameters: schemars::Schema,
     original_name: String,
-    server_id: Uuid,
+    server_id: Option<Uuid>,
     allow_in_plan_mode: bool,
     model_intent: bool,
     timeout: Duration,
@@ -46,8 +57,8 @@ impl McpTool {
         timeout: Duration,
         media: MediaStore,
     ) -> Self {
-        let config = session.config();
-        let schema = if config.model_intent {
+        let identity = session.identity();
+        let schema = if identity.model_intent {
             wrap_schema(&tool.input_schema)
         } else {
             (*tool.input_schema).clone()
@@ -61,7 +72,7 @@ impl McpTool {
         if description.is_empty() {
             description = format!(
                 "The {} tool of the {} MCP server.",
-                tool.name, config.display_name
+                tool.name, identity.display_name
             );
         }
         McpTool {
@@ -69,9 +80,9 @@ impl McpTool {
             description,
             parameters: schemars::Schema::from(schema),
             original_name: tool.name.to_string(),
-            server_id: config.id,
-            allow_in_plan_mode: config.allow_in_plan_mode,
-            model_intent: config.model_intent,
+            server_id: identity.config_id,
+            allow_in_plan_mode: identity.allow_in_plan_mode,
+            model_intent: identity.model_intent,
             timeout,
             session,
             media,
@@ -115,7 +126,7 @@ impl Tool for McpTool {
     }
 
     fn mcp_server_config_id(&self) -> Option<Uuid> {
-        Some(self.server_id)
+        self.server_id
     }
 
     async fn run(&self, ctx: ToolContext, args: RawJson) -> ToolOutput {
@@ -141,11 +152,11 @@ impl Tool for McpTool {
             Ok(Ok(result)) => convert_result(result, &self.media, &ctx).await,
             Ok(Err(e)) => ToolOutput::error(format!(
                 "The MCP server {} failed the call: {e}",
-                self.session.config().slug
+                self.session.slug()
             )),
             Err(_) => ToolOutput::error(format!(
                 "The MCP server {} did not answer within {} s.",
-                self.session.config().slug,
+                self.session.slug(),
                 self.timeout.as_secs()
             )),
         };

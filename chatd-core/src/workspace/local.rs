@@ -18,8 +18,8 @@ use super::process::{spawn_supervised, ProcScanner, ProcessRecord, Supervision};
 use super::sandbox::{bwrap_args, Sandbox};
 use super::{
     ChatRelease, CommandRequest, DirEntry, DirListing, ExitReason, FileKind, FileRead, FileStat,
-    ProcessInfo, ProcessOutput, ProcessSignal, Workspace, WorkspaceChat, WorkspaceError,
-    WorkspaceErrorKind, WorkspaceProvider, WorkspaceResult,
+    ProcessInfo, ProcessOutput, ProcessSignal, StdioProcess, Workspace, WorkspaceChat,
+    WorkspaceError, WorkspaceErrorKind, WorkspaceProvider, WorkspaceResult,
 };
 use crate::engine::lock;
 
@@ -694,6 +694,46 @@ impl Workspace for LocalWorkspace {
         record.signal(signal);
         let _ = tokio::time::timeout(SIGNAL_SETTLE, record.finished.cancelled()).await;
         Ok(record.info())
+    }
+
+    async fn spawn_stdio(&self, command: &str) -> WorkspaceResult<StdioProcess> {
+        let mut cmd = self.command(command);
+        // The protocol runs over stdin and stdout; what the server logs on stderr is not
+        // read, so it must not fill a pipe and block the server.
+        cmd.stdin(Stdio::piped()).stderr(Stdio::null());
+        let mut child = cmd.spawn().map_err(|e| {
+            WorkspaceError::new(
+                WorkspaceErrorKind::Unavailable,
+                format!("The server could not be started: {e}"),
+            )
+        })?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(WorkspaceError::new(
+                WorkspaceErrorKind::Unavailable,
+                "The server's standard input and output could not be connected.",
+            ));
+        };
+        Ok(StdioProcess {
+            stdin: Box::pin(stdin),
+            stdout: Box::pin(stdout),
+            guard: Box::new(StdioGuard(Some(child))),
+        })
+    }
+}
+
+/// Kills a stdio server and everything it started when its connection is dropped.
+struct StdioGuard(Option<tokio::process::Child>);
+
+impl Drop for StdioGuard {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            #[cfg(unix)]
+            if let Some(pid) = child.id() {
+                super::process::kill_command_tree(pid);
+            }
+            // The leader too, where the tree walk found nothing; `kill_on_drop` reaps it.
+            let _ = child.start_kill();
+        }
     }
 }
 

@@ -80,6 +80,9 @@ pub enum WorkspaceErrorKind {
     Unavailable,
     /// Any other I/O failure.
     Io,
+    /// The workspace does not offer this operation (an implementation without
+    /// [`Workspace::spawn_stdio`], say).
+    Unsupported,
 }
 
 impl WorkspaceError {
@@ -336,6 +339,36 @@ pub trait Workspace: Send + Sync + fmt::Debug {
     /// Sends `signal` to a background process and everything it started.
     async fn signal_process(&self, id: &str, signal: ProcessSignal)
         -> WorkspaceResult<ProcessInfo>;
+
+    /// Starts a long-lived command whose standard input and output the caller speaks a
+    /// protocol over (a workspace `.mcp.json` server). It runs like [`Workspace::start`]'s
+    /// commands (same directory, environment and sandbox) and is stopped, with everything it
+    /// started, when the returned [`StdioProcess`] is dropped. Implementations that cannot
+    /// connect a process's stdio keep this default: [`WorkspaceErrorKind::Unsupported`].
+    async fn spawn_stdio(&self, command: &str) -> WorkspaceResult<StdioProcess> {
+        let _ = command;
+        Err(WorkspaceError::new(
+            WorkspaceErrorKind::Unsupported,
+            "This workspace cannot run stdio servers.",
+        ))
+    }
+}
+
+/// A running command with its standard input and output connected
+/// ([`Workspace::spawn_stdio`]); dropping it stops the command and everything it started.
+pub struct StdioProcess {
+    /// Writes to the command's standard input.
+    pub stdin: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+    /// Reads the command's standard output.
+    pub stdout: std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>,
+    /// Stops the command when dropped.
+    pub guard: Box<dyn Send + Sync>,
+}
+
+impl fmt::Debug for StdioProcess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StdioProcess").finish_non_exhaustive()
+    }
 }
 
 /// The chat a workspace is asked for.

@@ -690,3 +690,87 @@ async fn plan_turns_use_only_servers_allowed_in_plan_mode_and_new_chats_get_defa
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workspace_mcp_json_stdio_server_runs_in_the_workspace_and_stops_with_its_session() {
+    use chatd_core::workspace::{LocalWorkspaceConfig, LocalWorkspaceProvider};
+    on_each_backend(|store| async move {
+        let root = std::env::temp_dir().join(format!("chatd-wsmcp-{}", Uuid::new_v4()));
+        std::fs::create_dir_all(&root).unwrap();
+        let provider =
+            Arc::new(LocalWorkspaceProvider::new(LocalWorkspaceConfig::new(&root)).unwrap());
+        let f = fixture(&store).await;
+        let actor = Actor::user(f.user);
+        let marker = format!("wsmcp-{}", Uuid::new_v4());
+        let script = Everything::script();
+        let mcp_json = json!({"mcpServers": {
+            "ev": {"command": "node", "args": [script.to_str().unwrap(), "stdio", marker]},
+            "broken": {"command": "/nonexistent/server"},
+        }});
+        let model = ScriptedModel::new([
+            call(
+                "c1",
+                "write_file",
+                json!({"path": ".mcp.json", "content": mcp_json.to_string()}),
+            ),
+            Reply::Text("written".into()),
+            call("c2", "ev__echo", json!({"message": "from the workspace"})),
+            Reply::Text("echoed".into()),
+            Reply::Text("planned".into()),
+        ]);
+        let (mcp, _) = connector(keyring(), McpSettings::default());
+        let engine =
+            engine_with_config(&store, model.clone(), fast_settings(), |c: EngineConfig| {
+                c.with_generated_titles(false)
+                    .with_workspaces(provider.clone())
+                    .with_mcp(mcp.clone())
+            })
+            .await;
+        let chat = engine
+            .create_chat(&actor, request_with(f.org, "set up", vec![]))
+            .await
+            .unwrap();
+        wait_status(&engine, &actor, chat.id, ChatStatus::Waiting).await;
+        assert!(!offered(&model, 0).iter().any(|n| n.starts_with("ev__")));
+        engine
+            .send_message(&actor, chat.id, text_message("echo"))
+            .await
+            .unwrap();
+        wait_status(&engine, &actor, chat.id, ChatStatus::Waiting).await;
+        let names = offered(&model, 2);
+        assert!(names.contains(&"ev__echo".to_owned()), "{names:?}");
+        assert!(!names.iter().any(|n| n.starts_with("broken__")));
+        let results = tool_results(&messages(&engine, &actor, chat.id).await);
+        let echo = results.iter().find(|r| r.tool_name == "ev__echo").unwrap();
+        assert!(!echo.is_error, "{echo:?}");
+        assert_eq!(echo.mcp_server_config_id, None);
+        assert!(result_json(echo)
+            .as_str()
+            .unwrap()
+            .contains("from the workspace"));
+        assert!(chatd_test_support::process::process_alive_with(&marker));
+        // Plan turns do not offer workspace servers.
+        let plan = codersdk::CreateChatMessageRequest {
+            plan_mode: Some(codersdk::ChatPlanMode::Plan),
+            ..text_message("plan")
+        };
+        engine.send_message(&actor, chat.id, plan).await.unwrap();
+        wait_status(&engine, &actor, chat.id, ChatStatus::Waiting).await;
+        assert!(!offered(&model, 4).iter().any(|n| n.starts_with("ev__")));
+        // Deleting (archiving) the chat stops the server process.
+        let archive: codersdk::UpdateChatRequest =
+            serde_json::from_value(json!({"archived": true})).unwrap();
+        engine.update_chat(&actor, chat.id, archive).await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while chatd_test_support::process::process_alive_with(&marker) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the stdio server outlived its session"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        engine.shutdown().await;
+        let _ = std::fs::remove_dir_all(&root);
+    })
+    .await;
+}

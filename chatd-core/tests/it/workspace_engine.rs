@@ -288,17 +288,7 @@ async fn without_a_provider_there_are_no_workspace_tools_and_the_prompt_says_so(
 
 /// Whether any process's command line contains `marker`.
 fn alive(marker: &str) -> bool {
-    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
-        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-        let zombie = stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
-        !zombie
-            && String::from_utf8_lossy(&cmdline)
-                .replace('\0', " ")
-                .contains(marker)
-    })
+    chatd_test_support::process::process_alive_with(marker)
 }
 
 async fn eventually(what: &str, mut check: impl FnMut() -> bool) {

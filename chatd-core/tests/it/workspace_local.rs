@@ -12,6 +12,7 @@ use chatd_core::workspace::{
     LocalWorkspaceConfig, LocalWorkspaceProvider, ProcessSignal, ProcessState, Sandbox, Workspace,
     WorkspaceChat, WorkspaceErrorKind, WorkspaceProvider,
 };
+use chatd_test_support::process::{live_command_lines, process_alive_with};
 use codersdk::Uuid;
 use tokio_util::sync::CancellationToken;
 
@@ -62,33 +63,6 @@ async fn run(ws: &dyn Workspace, command: &str) -> chatd_core::workspace::Proces
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// The command lines (NULs as spaces) of the live, non-zombie processes.
-fn live_command_lines() -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter(|e| {
-            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-            // Zombies have exited already.
-            !stat
-                .rsplit_once(')')
-                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
-        })
-        .map(|e| {
-            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-            text(&cmdline).replace('\0', " ")
-        })
-        .collect()
-}
-
-/// Whether any process's command line contains `marker` (how tests see that a killed
-/// group really is gone).
-fn process_alive_with(marker: &str) -> bool {
-    live_command_lines().iter().any(|c| c.contains(marker))
 }
 
 /// Whether a process whose command line *starts* with `command` runs (not a zombie).
