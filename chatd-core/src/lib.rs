@@ -72,6 +72,7 @@ mod admin;
 mod engine;
 mod error;
 mod hub;
+pub mod mcp;
 pub mod prompt;
 mod role;
 mod secrets;
@@ -81,7 +82,8 @@ pub mod tools;
 pub mod workspace;
 
 pub use admin::{
-    AccountPage, Admin, Bootstrap, Bootstrapped, IssuedToken, UserRef, USER_NOT_FOUND_MESSAGE,
+    AccountPage, Admin, Bootstrap, Bootstrapped, IssuedToken, McpOAuth2Callback,
+    McpOAuth2Completed, McpRedirectUri, UserRef, USER_NOT_FOUND_MESSAGE,
 };
 pub use engine::{
     Actor, ChatStream, Engine, EngineConfig, EngineSettings, FileUpload, ModelResolver,

@@ -4,6 +4,7 @@
 mod catalogue;
 mod config;
 mod mcp;
+mod mcp_auth;
 mod users;
 
 use std::sync::Arc;
@@ -17,6 +18,8 @@ use crate::role::Role;
 use crate::secrets::Keyring;
 use crate::store::{NewUser, Store, StoreOptions, TokenCheck, User};
 
+pub use mcp::McpRedirectUri;
+pub use mcp_auth::{McpOAuth2Callback, McpOAuth2Completed};
 pub use users::{AccountPage, IssuedToken, UserRef, USER_NOT_FOUND_MESSAGE};
 
 /// The administration handle: everything a server does besides chats — the
@@ -50,6 +53,9 @@ struct Inner {
     store: Store,
     keyring: Arc<Keyring>,
     deployment_keys: ProviderApiKeys,
+    /// The client of OAuth2 requests to MCP servers' authorization servers, built on first
+    /// use ([`crate::mcp::oauth::http_client`]).
+    oauth_http: std::sync::OnceLock<reqwest::Client>,
 }
 
 impl std::fmt::Debug for Admin {
@@ -71,6 +77,7 @@ impl Admin {
                 store,
                 keyring,
                 deployment_keys,
+                oauth_http: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -97,6 +104,16 @@ impl Admin {
 
     fn deployment_keys(&self) -> &ProviderApiKeys {
         &self.inner.deployment_keys
+    }
+
+    /// The OAuth2 HTTP client, built on first use.
+    fn oauth_http(&self) -> Result<&reqwest::Client> {
+        if let Some(client) = self.inner.oauth_http.get() {
+            return Ok(client);
+        }
+        let client = crate::mcp::oauth::http_client()?;
+        // Another caller may have won the race: either client will do.
+        Ok(self.inner.oauth_http.get_or_init(|| client))
     }
 
     /// The model resolver over this handle's configuration: the engine's

@@ -17,6 +17,7 @@ mod demo;
 mod embed;
 mod files;
 mod mcp;
+mod mcp_auth;
 mod model_overrides;
 mod secrets_e2e;
 mod smoke;
