@@ -8,6 +8,7 @@ mod engine_actions;
 mod engine_limits;
 mod engine_openai;
 mod engine_overrides;
+mod mcp_auth;
 mod migrations;
 mod shutdown;
 mod store;
