@@ -295,6 +295,13 @@ fn json(status: StatusCode, body: serde_json::Value) -> Response {
         .into_response()
 }
 
+/// Sets `key` of a JSON object (a no-op on anything else).
+fn set(doc: &mut serde_json::Value, key: &str, value: impl Into<serde_json::Value>) {
+    if let Some(object) = doc.as_object_mut() {
+        object.insert(key.to_owned(), value.into());
+    }
+}
+
 fn not_found() -> Response {
     (StatusCode::NOT_FOUND, "not found").into_response()
 }
@@ -319,7 +326,11 @@ impl Shared {
             "code_challenge_methods_supported": ["S256"],
         });
         if registration {
-            doc["registration_endpoint"] = format!("{}/register", self.base).into();
+            set(
+                &mut doc,
+                "registration_endpoint",
+                format!("{}/register", self.base),
+            );
         }
         doc
     }
@@ -384,8 +395,9 @@ fn register(shared: &Shared, body: &[u8]) -> Response {
             serde_json::json!({"error": "invalid_client_metadata"}),
         );
     };
-    let redirect_uris: Vec<String> = request["redirect_uris"]
-        .as_array()
+    let redirect_uris: Vec<String> = request
+        .get("redirect_uris")
+        .and_then(serde_json::Value::as_array)
         .map(|a| {
             a.iter()
                 .filter_map(|u| u.as_str().map(str::to_owned))
@@ -421,7 +433,8 @@ fn register(shared: &Shared, body: &[u8]) -> Response {
 fn authorize(shared: &Shared, config: &OAuthConfig, query: &str) -> Response {
     let q = form_pairs(query.as_bytes());
     let field = |k: &str| q.get(k).cloned().unwrap_or_default();
-    let (client_id, redirect_uri, state) = (field("client_id"), field("redirect_uri"), field("state"));
+    let (client_id, redirect_uri, state) =
+        (field("client_id"), field("redirect_uri"), field("state"));
     let mut tokens = lock(&shared.tokens);
     let known = tokens
         .clients
@@ -561,7 +574,7 @@ fn token(shared: &Shared, config: &OAuthConfig, headers: &HeaderMap, body: &[u8]
         "scope": scope,
     });
     if let Some(expires_in) = config.expires_in {
-        answer["expires_in"] = expires_in.into();
+        set(&mut answer, "expires_in", expires_in);
     }
     if !refreshing || config.rotate_refresh_tokens {
         let refresh = format!("mcp-refresh-{}", shared.next());
@@ -569,7 +582,7 @@ fn token(shared: &Shared, config: &OAuthConfig, headers: &HeaderMap, body: &[u8]
             .refresh
             .insert(refresh.clone(), (client_id, scope.clone()));
         tokens.other_secrets.push(refresh.clone());
-        answer["refresh_token"] = refresh.into();
+        set(&mut answer, "refresh_token", refresh);
     }
     json(StatusCode::OK, answer)
 }

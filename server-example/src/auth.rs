@@ -130,8 +130,7 @@ fn cookie_token(parts: &Parts) -> Option<String> {
         .flat_map(|v| v.split(';'))
         .find_map(|pair| {
             let (name, value) = pair.split_once('=')?;
-            (name.trim() == SESSION_TOKEN_COOKIE)
-                .then(|| value.trim().trim_matches('"').to_owned())
+            (name.trim() == SESSION_TOKEN_COOKIE).then(|| value.trim().trim_matches('"').to_owned())
         })
         .filter(|token| !token.is_empty())
 }

@@ -330,10 +330,12 @@ impl OAuth2CallbackQuery {
             OAuth2CallbackQuery::Granted { code, state } => {
                 chatd_core::McpOAuth2Callback::Granted { code, state }
             }
-            OAuth2CallbackQuery::Refused { error, state } => chatd_core::McpOAuth2Callback::Refused {
-                error,
-                state: state.as_deref(),
-            },
+            OAuth2CallbackQuery::Refused { error, state } => {
+                chatd_core::McpOAuth2Callback::Refused {
+                    error,
+                    state: state.as_deref(),
+                }
+            }
         }
     }
 }

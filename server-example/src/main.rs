@@ -649,7 +649,11 @@ mod tests {
             cli.serve.access_url.unwrap().as_str(),
             "https://chat.example.com"
         );
-        for bad in ["ftp://chat.example.com", "https://chat.example.com/?a=1", "chat"] {
+        for bad in [
+            "ftp://chat.example.com",
+            "https://chat.example.com/?a=1",
+            "chat",
+        ] {
             assert!(
                 Cli::try_parse_from(["chatd-server", "--access-url", bad]).is_err(),
                 "{bad}"

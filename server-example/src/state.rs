@@ -82,7 +82,10 @@ impl AccessUrl {
             }
             ip => ip,
         };
-        AccessUrl(format!("http://{}", std::net::SocketAddr::new(ip, addr.port())))
+        AccessUrl(format!(
+            "http://{}",
+            std::net::SocketAddr::new(ip, addr.port())
+        ))
     }
 
     /// The URL, without a trailing slash.
@@ -336,7 +339,11 @@ mod tests {
 
     #[test]
     fn the_default_access_url_is_the_listen_address_reachable() {
-        let from = |s: &str| AccessUrl::from_listen(s.parse().unwrap()).as_str().to_owned();
+        let from = |s: &str| {
+            AccessUrl::from_listen(s.parse().unwrap())
+                .as_str()
+                .to_owned()
+        };
         assert_eq!(from("127.0.0.1:3000"), "http://127.0.0.1:3000");
         assert_eq!(from("0.0.0.0:8080"), "http://127.0.0.1:8080");
         assert_eq!(from("[::]:8080"), "http://[::1]:8080");

@@ -46,10 +46,12 @@ fn view(actor: &Actor, config: MCPServerConfig) -> MCPServerConfig {
 /// The 400 of an OAuth2 server whose endpoints could not be discovered: the administrator
 /// must configure them. `why` is chatd's summary of what failed (no upstream text).
 fn manual_oauth2_required(why: &str) -> Error {
-    invalid(Response::new(MANUAL_OAUTH2_REQUIRED_MESSAGE).with_detail(format!(
-        "Automatic OAuth2 discovery and client registration failed: {why}. Set \
+    invalid(
+        Response::new(MANUAL_OAUTH2_REQUIRED_MESSAGE).with_detail(format!(
+            "Automatic OAuth2 discovery and client registration failed: {why}. Set \
          oauth2_client_id, oauth2_auth_url and oauth2_token_url."
-    )))
+        )),
+    )
 }
 
 impl Admin {
@@ -78,7 +80,11 @@ impl Admin {
     }
 
     /// `config` as `actor` sees it: `auth_connected` for them, redacted for members.
-    async fn for_caller(&self, actor: &Actor, mut config: MCPServerConfig) -> Result<MCPServerConfig> {
+    async fn for_caller(
+        &self,
+        actor: &Actor,
+        mut config: MCPServerConfig,
+    ) -> Result<MCPServerConfig> {
         config.auth_connected = self
             .store()
             .mcp_auth_connected(&config, actor.user_id)
@@ -88,7 +94,11 @@ impl Admin {
 
     /// The stored (unredacted) configuration of a server `actor` may see: any for
     /// administrators, enabled ones for everyone else ([`ErrorKind::NotFound`] otherwise).
-    pub(super) async fn visible_mcp_server(&self, actor: &Actor, id: Uuid) -> Result<MCPServerConfig> {
+    pub(super) async fn visible_mcp_server(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+    ) -> Result<MCPServerConfig> {
         let config = self.store().get_mcp_server_config(id).await?;
         if !config.enabled && !actor.admin {
             return Err(Error::new(

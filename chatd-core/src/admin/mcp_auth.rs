@@ -42,13 +42,21 @@ impl Admin {
     /// Which of the headers `server` asks users for `actor` has set a value for: every name
     /// of `custom_headers_user_keys` → whether set (an empty map when the server asks for
     /// none). Values are never returned.
-    pub async fn mcp_user_headers(&self, actor: &Actor, server: Uuid) -> Result<MCPServerUserHeaders> {
+    pub async fn mcp_user_headers(
+        &self,
+        actor: &Actor,
+        server: Uuid,
+    ) -> Result<MCPServerUserHeaders> {
         let config = self.visible_mcp_server(actor, server).await?;
         let set = self
             .store()
             .mcp_user_header_names(server, actor.user_id)
             .await?;
-        Ok(header_status(&config.custom_headers_user_keys, server, &set))
+        Ok(header_status(
+            &config.custom_headers_user_keys,
+            server,
+            &set,
+        ))
     }
 
     /// Sets or clears `actor`'s values for headers `server` asks users for (names must be
@@ -66,7 +74,11 @@ impl Admin {
             .store()
             .update_mcp_user_header_values(server, actor.user_id, request, self.keyring())
             .await?;
-        Ok(header_status(&config.custom_headers_user_keys, server, &set))
+        Ok(header_status(
+            &config.custom_headers_user_keys,
+            server,
+            &set,
+        ))
     }
 
     /// Deletes all of `actor`'s header values for `server`.
@@ -170,9 +182,6 @@ impl Admin {
 fn header_status(keys: &[String], server: Uuid, set: &[String]) -> MCPServerUserHeaders {
     MCPServerUserHeaders {
         mcp_server_config_id: server,
-        has_values: keys
-            .iter()
-            .map(|k| (k.clone(), set.contains(k)))
-            .collect(),
+        has_values: keys.iter().map(|k| (k.clone(), set.contains(k))).collect(),
     }
 }

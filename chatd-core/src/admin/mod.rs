@@ -35,7 +35,8 @@ pub use users::{AccountPage, IssuedToken, UserRef, USER_NOT_FOUND_MESSAGE};
 ///   [`ADMIN_ONLY_MESSAGE`](crate::ADMIN_ONLY_MESSAGE)): provider configs, writing model
 ///   configs, the deployment system prompt, writing model overrides, writing MCP server
 ///   configs, creating and listing users, changing roles.
-/// - **Every user, for themself**: their own provider keys, their personal prompt.
+/// - **Every user, for themself**: their own provider keys, their personal prompt, their
+///   MCP header values and OAuth2 connections (on the MCP servers they can see).
 /// - **Every user, filtered**: model configs and MCP servers (members see enabled ones,
 ///   MCP configs redacted), the model catalogue (by the key policy as it applies to
 ///   them), the model overrides.

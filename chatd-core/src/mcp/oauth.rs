@@ -238,7 +238,8 @@ async fn metadata<T: serde::de::DeserializeOwned>(
         .map(|u| u.path().to_owned())
         .unwrap_or_default();
     let fetched = match send(
-        http.get(url).header(reqwest::header::ACCEPT, "application/json"),
+        http.get(url)
+            .header(reqwest::header::ACCEPT, "application/json"),
         "the metadata endpoint",
     )
     .await
@@ -314,7 +315,8 @@ pub async fn discover(http: &reqwest::Client, server_url: &str) -> Result<OAuth2
         ));
     }
     for url in &candidates {
-        let Some(doc) = metadata::<AuthorizationServerMetadata>(http, url, &mut tried).await? else {
+        let Some(doc) = metadata::<AuthorizationServerMetadata>(http, url, &mut tried).await?
+        else {
             continue;
         };
         return endpoints(doc, &issuer, named.is_some(), scopes);
@@ -631,6 +633,12 @@ pub async fn begin_authorization(
     Ok(url)
 }
 
+/// Whether `code` can be an authorization code: 1 to [`MAX_OAUTH2_CODE_BYTES`] bytes
+/// without control characters.
+fn usable_code(code: &str) -> bool {
+    !code.is_empty() && code.len() <= MAX_OAUTH2_CODE_BYTES && !code.chars().any(char::is_control)
+}
+
 /// Finishes an authorization: takes the state (single use; unknown, used or expired →
 /// [`ErrorKind::InvalidArgument`]), checks that it was issued for this `server` **and this
 /// user** — a callback carrying someone else's state is refused, so nobody can bind their
@@ -659,8 +667,7 @@ pub async fn complete_authorization(
         ));
     }
     require_oauth2(server)?;
-    if code.is_empty() || code.len() > MAX_OAUTH2_CODE_BYTES || code.chars().any(char::is_control)
-    {
+    if !usable_code(code) {
         return Err(Error::new(
             ErrorKind::InvalidArgument,
             "The OAuth2 callback carries no usable authorization code.",
@@ -839,7 +846,10 @@ pub fn is_error_code(code: &str) -> bool {
 fn logged_description(fetched: &Fetched, redactor: &chaterror::Redactor) -> String {
     let text = String::from_utf8_lossy(&fetched.body);
     let redacted = redactor.redact(&text);
-    redacted.chars().take(MAX_LOGGED_DESCRIPTION_CHARS).collect()
+    redacted
+        .chars()
+        .take(MAX_LOGGED_DESCRIPTION_CHARS)
+        .collect()
 }
 
 /// How the client authenticates at the token endpoint.
@@ -1047,7 +1057,11 @@ mod tests {
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
         let p = Pkce::generate().unwrap();
-        assert_eq!(p.verifier.len(), 43, "the shortest verifier RFC 7636 allows");
+        assert_eq!(
+            p.verifier.len(),
+            43,
+            "the shortest verifier RFC 7636 allows"
+        );
         assert_eq!(p.challenge, pkce_challenge(p.verifier.expose()));
         assert_ne!(Pkce::generate().unwrap().verifier, p.verifier);
         assert!(!format!("{p:?}").contains(p.verifier.expose()));
@@ -1064,6 +1078,28 @@ mod tests {
             well_known(&u, AUTHORIZATION_SERVER_PATH, ""),
             "https://mcp.example.com:8443/.well-known/oauth-authorization-server"
         );
+    }
+
+    #[test]
+    fn codes_are_bounded() {
+        assert!(usable_code(&"c".repeat(MAX_OAUTH2_CODE_BYTES)));
+        assert!(!usable_code(&"c".repeat(MAX_OAUTH2_CODE_BYTES + 1)));
+        assert!(!usable_code(""));
+        assert!(!usable_code("a\nb"));
+    }
+
+    #[test]
+    fn logged_bodies_are_redacted_and_cut() {
+        let body = format!(
+            r#"{{"error":"invalid_grant","error_description":"bad secret s3cr3t-value {}"}}"#,
+            "x".repeat(500)
+        );
+        let redactor = chaterror::Redactor::new().with_secret("s3cr3t-value");
+        let logged = logged_description(&fetched(&body, false), &redactor);
+        assert!(!logged.contains("s3cr3t-value"), "{logged}");
+        assert_eq!(logged.chars().count(), MAX_LOGGED_DESCRIPTION_CHARS);
+        let short = logged_description(&fetched("short", false), &redactor);
+        assert_eq!(short, "short");
     }
 
     #[test]

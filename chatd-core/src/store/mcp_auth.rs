@@ -16,8 +16,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use codersdk::{
-    check_mcp_user_header_total, validate_mcp_user_header_values, MCPServerAuthType,
-    SecretString, Timestamp, UpdateMCPServerUserHeadersRequest, Uuid,
+    check_mcp_user_header_total, validate_mcp_user_header_values, MCPServerAuthType, SecretString,
+    Timestamp, UpdateMCPServerUserHeadersRequest, Uuid,
 };
 use sha2::{Digest, Sha256};
 use sqlx::Row;
@@ -256,7 +256,11 @@ impl Store {
 
     /// The names of the headers user `user_id` has a value for on server `server_id`, as
     /// stored (no secret is opened). Empty when none.
-    pub async fn mcp_user_header_names(&self, server_id: Uuid, user_id: Uuid) -> Result<Vec<String>> {
+    pub async fn mcp_user_header_names(
+        &self,
+        server_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<Vec<String>> {
         let names: Option<String> = sqlx::query_scalar(
             "SELECT header_names FROM mcp_user_header_values \
              WHERE mcp_server_config_id = $1 AND user_id = $2",
@@ -365,7 +369,11 @@ impl Store {
 
     /// Deletes user `user_id`'s header values for server `server_id`; whether there were
     /// any.
-    pub async fn delete_mcp_user_header_values(&self, server_id: Uuid, user_id: Uuid) -> Result<bool> {
+    pub async fn delete_mcp_user_header_values(
+        &self,
+        server_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<bool> {
         let done = sqlx::query(
             "DELETE FROM mcp_user_header_values WHERE mcp_server_config_id = $1 AND user_id = $2",
         )
@@ -624,7 +632,11 @@ impl Store {
     /// authorization is in flight (never issued, used, forgotten, or longer than
     /// [`MAX_MCP_OAUTH2_STATE_LEN`]), with [`MCP_OAUTH2_STATE_EXPIRED_MESSAGE`] when it
     /// expired (it is deleted all the same).
-    pub async fn consume_mcp_oauth2_state(&self, state: &str, keyring: &Keyring) -> Result<McpOAuth2State> {
+    pub async fn consume_mcp_oauth2_state(
+        &self,
+        state: &str,
+        keyring: &Keyring,
+    ) -> Result<McpOAuth2State> {
         let invalid = || Error::new(ErrorKind::InvalidArgument, MCP_OAUTH2_STATE_INVALID_MESSAGE);
         if state.is_empty() || state.len() > MAX_MCP_OAUTH2_STATE_LEN {
             return Err(invalid());

@@ -21,7 +21,7 @@ use chatd_core::store::{
 };
 use chatd_core::{ErrorKind, Keyring, Role, SecretKey};
 use chatd_test_support::db::*;
-use chatd_test_support::replay::{Recorded, Reply, ReplayServer};
+use chatd_test_support::replay::{Recorded, ReplayServer, Reply};
 use codersdk::{CreateMCPServerConfigRequest, SecretString, Timestamp, Uuid};
 
 fn keyring() -> Keyring {
@@ -97,12 +97,18 @@ async fn authorizations_in_flight_expire_are_used_once_and_are_capped() {
             expires - created,
             i64::try_from(MCP_OAUTH2_STATE_TTL.as_micros()).unwrap()
         );
-        let taken = store.consume_mcp_oauth2_state("state-one", &keyring).await.unwrap();
+        let taken = store
+            .consume_mcp_oauth2_state("state-one", &keyring)
+            .await
+            .unwrap();
         assert_eq!((taken.server_id, taken.user_id), (docs, alice));
         assert_eq!(taken.pkce_verifier.expose(), "verifier-of-state-one");
         assert_eq!(taken.redirect_uri, "http://127.0.0.1/callback");
         assert_eq!(taken.return_to, "/chats");
-        let again = store.consume_mcp_oauth2_state("state-one", &keyring).await.unwrap_err();
+        let again = store
+            .consume_mcp_oauth2_state("state-one", &keyring)
+            .await
+            .unwrap_err();
         assert_eq!(again.kind(), ErrorKind::InvalidArgument);
         assert_eq!(again.to_string(), MCP_OAUTH2_STATE_INVALID_MESSAGE);
 
@@ -120,19 +126,32 @@ async fn authorizations_in_flight_expire_are_used_once_and_are_capped() {
             if ok {
                 assert!(result.is_ok(), "{state}");
             } else {
-                assert_eq!(result.unwrap_err().to_string(), MCP_OAUTH2_STATE_EXPIRED_MESSAGE);
+                assert_eq!(
+                    result.unwrap_err().to_string(),
+                    MCP_OAUTH2_STATE_EXPIRED_MESSAGE
+                );
             }
         }
-        assert_eq!(count(&store, "SELECT COUNT(*) FROM mcp_oauth2_states").await, 0);
+        assert_eq!(
+            count(&store, "SELECT COUNT(*) FROM mcp_oauth2_states").await,
+            0
+        );
 
         // The longest state looked up, and one byte more (never one of ours).
         let longest = "s".repeat(MAX_MCP_OAUTH2_STATE_LEN);
         let longer = "s".repeat(MAX_MCP_OAUTH2_STATE_LEN + 1);
         start(&store, &keyring, docs, alice, &longest).await;
         start(&store, &keyring, docs, alice, &longer).await;
-        assert!(store.consume_mcp_oauth2_state(&longest, &keyring).await.is_ok());
+        assert!(store
+            .consume_mcp_oauth2_state(&longest, &keyring)
+            .await
+            .is_ok());
         assert_eq!(
-            store.consume_mcp_oauth2_state(&longer, &keyring).await.unwrap_err().kind(),
+            store
+                .consume_mcp_oauth2_state(&longer, &keyring)
+                .await
+                .unwrap_err()
+                .kind(),
             ErrorKind::InvalidArgument
         );
         sqlx::query("DELETE FROM mcp_oauth2_states")
@@ -157,9 +176,18 @@ async fn authorizations_in_flight_expire_are_used_once_and_are_capped() {
         assert_eq!(count(&store, &alices).await, max);
         start(&store, &keyring, docs, alice, "one-more").await;
         assert_eq!(count(&store, &alices).await, max);
-        assert!(store.consume_mcp_oauth2_state("s0", &keyring).await.is_err(), "oldest gone");
+        assert!(
+            store
+                .consume_mcp_oauth2_state("s0", &keyring)
+                .await
+                .is_err(),
+            "oldest gone"
+        );
         assert!(store.consume_mcp_oauth2_state("s1", &keyring).await.is_ok());
-        assert!(store.consume_mcp_oauth2_state("one-more", &keyring).await.is_ok());
+        assert!(store
+            .consume_mcp_oauth2_state("one-more", &keyring)
+            .await
+            .is_ok());
 
         // Expired authorizations of anyone are swept by the next one started.
         sqlx::query("UPDATE mcp_oauth2_states SET expires_at = 1 WHERE user_id = $1")
@@ -183,7 +211,10 @@ async fn authorizations_in_flight_expire_are_used_once_and_are_capped() {
         .execute(store.pool())
         .await
         .unwrap();
-        let moved = store.consume_mcp_oauth2_state("bob-2", &keyring).await.unwrap_err();
+        let moved = store
+            .consume_mcp_oauth2_state("bob-2", &keyring)
+            .await
+            .unwrap_err();
         assert_eq!(moved.kind(), ErrorKind::DecryptionFailed);
         // An unknown server or user is NotFound.
         let err = store
@@ -225,7 +256,11 @@ async fn tokens_belong_to_a_server_and_a_user_and_go_with_either() {
             .save_mcp_oauth2_token(docs, alice, &token, &keyring)
             .await
             .unwrap();
-        let back = store.mcp_oauth2_token(docs, alice, &keyring).await.unwrap().unwrap();
+        let back = store
+            .mcp_oauth2_token(docs, alice, &keyring)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(back.access_token, token.access_token);
         assert_eq!(back.refresh_token, None);
         // Timestamps are stored to the microsecond.
@@ -233,8 +268,16 @@ async fn tokens_belong_to_a_server_and_a_user_and_go_with_either() {
             back.expires_at.unwrap().0.timestamp_micros(),
             token.expires_at.unwrap().0.timestamp_micros()
         );
-        assert!(store.mcp_oauth2_token(docs, bob, &keyring).await.unwrap().is_none());
-        assert!(store.mcp_oauth2_token(wiki, alice, &keyring).await.unwrap().is_none());
+        assert!(store
+            .mcp_oauth2_token(docs, bob, &keyring)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(store
+            .mcp_oauth2_token(wiki, alice, &keyring)
+            .await
+            .unwrap()
+            .is_none());
         assert!(store.has_mcp_oauth2_token(docs, alice).await.unwrap());
         assert_eq!(
             store.mcp_oauth2_connected_servers(alice).await.unwrap(),
@@ -249,7 +292,11 @@ async fn tokens_belong_to_a_server_and_a_user_and_go_with_either() {
             .save_mcp_oauth2_token(docs, alice, &second, &keyring)
             .await
             .unwrap();
-        let back = store.mcp_oauth2_token(docs, alice, &keyring).await.unwrap().unwrap();
+        let back = store
+            .mcp_oauth2_token(docs, alice, &keyring)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(back, second);
         // Unknown server: NotFound (a server deleted during the sign-in).
         let err = store
@@ -258,7 +305,10 @@ async fn tokens_belong_to_a_server_and_a_user_and_go_with_either() {
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::NotFound);
         // Another keyring cannot open it.
-        assert!(store.mcp_oauth2_token(docs, alice, &keyring_other()).await.is_err());
+        assert!(store
+            .mcp_oauth2_token(docs, alice, &keyring_other())
+            .await
+            .is_err());
 
         // Rows go with the user (and with the server, see server-example's tests).
         store
@@ -271,8 +321,15 @@ async fn tokens_belong_to_a_server_and_a_user_and_go_with_either() {
             .execute(store.pool())
             .await
             .unwrap();
-        assert!(store.mcp_oauth2_token(wiki, bob, &keyring).await.unwrap().is_none());
-        assert_eq!(count(&store, "SELECT COUNT(*) FROM mcp_oauth2_states").await, 0);
+        assert!(store
+            .mcp_oauth2_token(wiki, bob, &keyring)
+            .await
+            .unwrap()
+            .is_none());
+        assert_eq!(
+            count(&store, "SELECT COUNT(*) FROM mcp_oauth2_states").await,
+            0
+        );
         assert!(store.delete_mcp_oauth2_token(docs, alice).await.unwrap());
         assert!(!store.delete_mcp_oauth2_token(docs, alice).await.unwrap());
     })
@@ -375,12 +432,17 @@ async fn discovery_gives_up_on_a_silent_server() {
     })
     .await;
     let started = Instant::now();
-    let err = oauth::discover(&http, &server.url("/mcp")).await.unwrap_err();
+    let err = oauth::discover(&http, &server.url("/mcp"))
+        .await
+        .unwrap_err();
     let took = started.elapsed();
     let text = err.to_string();
     assert!(text.contains("did not answer within 10s"), "{text}");
     assert!(took >= OAUTH2_HTTP_TIMEOUT, "{took:?}");
-    assert!(took < OAUTH2_HTTP_TIMEOUT + Duration::from_secs(2), "{took:?}");
+    assert!(
+        took < OAUTH2_HTTP_TIMEOUT + Duration::from_secs(2),
+        "{took:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -389,7 +451,11 @@ async fn discovery_refuses_redirects_other_issuers_and_no_pkce() {
     // A redirecting metadata endpoint is not followed.
     let redirecting = metadata_server(|base, path| {
         (path == "/.well-known/oauth-authorization-server").then(|| {
-            Reply::status(302, vec![("location".into(), format!("{base}/elsewhere"))], vec![])
+            Reply::status(
+                302,
+                vec![("location".into(), format!("{base}/elsewhere"))],
+                vec![],
+            )
         })
     })
     .await;
@@ -398,16 +464,19 @@ async fn discovery_refuses_redirects_other_issuers_and_no_pkce() {
         .unwrap_err()
         .to_string();
     assert!(text.contains("HTTP 302"), "{text}");
-    assert!(redirecting.requests().iter().all(|r| r.path != "/elsewhere"));
+    assert!(redirecting
+        .requests()
+        .iter()
+        .all(|r| r.path != "/elsewhere"));
 
     // The resource names an issuer whose metadata claims to be another one.
     let impostor = metadata_server(|base, path| match path {
         "/.well-known/oauth-protected-resource" => Some(json_reply(
             serde_json::json!({"authorization_servers": [format!("{base}/tenant")]}).to_string(),
         )),
-        "/.well-known/oauth-authorization-server/tenant" => {
-            Some(json_reply(as_metadata(base, "https://evil.example").to_string()))
-        }
+        "/.well-known/oauth-authorization-server/tenant" => Some(json_reply(
+            as_metadata(base, "https://evil.example").to_string(),
+        )),
         _ => None,
     })
     .await;

@@ -20,8 +20,8 @@ use super::{quoted, Problems, MAX_DISPLAY_NAME_RUNES};
 use crate::{
     validate_http_url, CreateMCPServerConfigRequest, MCPServerAuthType, MCPServerAvailability,
     MCPServerTransport, Response, SecretString, UpdateMCPServerConfigRequest,
-    UpdateMCPServerUserHeadersRequest, MAX_DYNAMIC_TOOLS,
-    MAX_PROVIDER_API_KEY_BYTES, MAX_URL_BYTES,
+    UpdateMCPServerUserHeadersRequest, MAX_DYNAMIC_TOOLS, MAX_PROVIDER_API_KEY_BYTES,
+    MAX_URL_BYTES,
 };
 
 /// Longest slug, in bytes.
@@ -513,16 +513,20 @@ pub fn validate_mcp_user_header_values(
 
 /// Checks a user's merged header values ([`McpUserHeaderUpdate::apply`]) against
 /// [`MAX_MCP_USER_HEADER_VALUES_BYTES`].
-pub fn check_mcp_user_header_total(values: &BTreeMap<String, SecretString>) -> Result<(), Response> {
+pub fn check_mcp_user_header_total(
+    values: &BTreeMap<String, SecretString>,
+) -> Result<(), Response> {
     let total: usize = values.iter().map(|(k, v)| k.len() + v.len()).sum();
     if total > MAX_MCP_USER_HEADER_VALUES_BYTES {
-        return Err(Response::new(INVALID_MCP_USER_HEADERS_MESSAGE).with_validation(
-            "values",
-            format!(
-                "The header values take {total} bytes with their names; together they may \
+        return Err(
+            Response::new(INVALID_MCP_USER_HEADERS_MESSAGE).with_validation(
+                "values",
+                format!(
+                    "The header values take {total} bytes with their names; together they may \
                  take at most {MAX_MCP_USER_HEADER_VALUES_BYTES} bytes."
+                ),
             ),
-        ));
+        );
     }
     Ok(())
 }

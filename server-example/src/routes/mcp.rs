@@ -89,8 +89,9 @@ async fn create_server(
     // The callback URL a registered OAuth2 client names; without an access URL, discovery
     // is not attempted.
     let callback = |id: Uuid| state.mcp_oauth2_callback(id).unwrap_or_default();
-    let redirect_uri: Option<chatd_core::McpRedirectUri<'_>> =
-        state.access_url().map(|_| &callback as chatd_core::McpRedirectUri<'_>);
+    let redirect_uri: Option<chatd_core::McpRedirectUri<'_>> = state
+        .access_url()
+        .map(|_| &callback as chatd_core::McpRedirectUri<'_>);
     let created = state
         .admin()
         .create_mcp_server(&admin.0.actor, &req, redirect_uri)

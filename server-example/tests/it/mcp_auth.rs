@@ -111,7 +111,12 @@ async fn sign_in(server: &TestServer, auth: &OAuthServer, id: Uuid, token: &str)
 }
 
 fn query_of(url: &str) -> HashMap<String, String> {
-    form_pairs(url.split_once('?').map(|(_, q)| q).unwrap_or_default().as_bytes())
+    form_pairs(
+        url.split_once('?')
+            .map(|(_, q)| q)
+            .unwrap_or_default()
+            .as_bytes(),
+    )
 }
 
 async fn listed(server: &TestServer, token: &str, id: Uuid) -> MCPServerConfig {
@@ -213,7 +218,11 @@ async fn discovery_registers_a_client_and_a_user_connects() {
         assert!(back.starts_with(&callback_url), "{back}");
         let done = callback(&back, &alice.token, &issued_secrets(&auth)).await;
         assert_eq!(done.status, StatusCode::OK, "{}", done.text);
-        assert!(done.text.contains("Docs &lt;docs&gt; is connected"), "{}", done.text);
+        assert!(
+            done.text.contains("Docs &lt;docs&gt; is connected"),
+            "{}",
+            done.text
+        );
         assert_eq!(
             done.header("content-type"),
             Some("text/html; charset=utf-8")
@@ -223,7 +232,10 @@ async fn discovery_registers_a_client_and_a_user_connects() {
         let form = form_pairs(&exchange.body);
         assert_eq!(form["grant_type"], "authorization_code");
         assert_eq!(s256(&form["code_verifier"]), q["code_challenge"]);
-        assert!(exchange.header("authorization").unwrap().starts_with("Basic "));
+        assert!(exchange
+            .header("authorization")
+            .unwrap()
+            .starts_with("Basic "));
         assert_eq!(count(&store, "mcp_oauth2_states").await, 0, "used once");
 
         // Sealed at rest, opened intact for the MCP client, and per user.
@@ -240,7 +252,11 @@ async fn discovery_registers_a_client_and_a_user_connects() {
             ],
         );
         let keyring = &server.keyring;
-        let token = store.mcp_oauth2_token(id, alice.id, keyring).await.unwrap().unwrap();
+        let token = store
+            .mcp_oauth2_token(id, alice.id, keyring)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(token.access_token.expose(), access);
         assert_eq!(token.token_type, "Bearer");
         assert_eq!(token.scopes, "mcp:read mcp:write");
@@ -252,7 +268,9 @@ async fn discovery_registers_a_client_and_a_user_connects() {
         assert!(!got(&server, &admin, id).await.auth_connected);
         let stored = store.get_mcp_server_config(id).await.unwrap();
         let http = oauth::http_client().unwrap();
-        let now = oauth::access_token(&store, keyring, &http, &stored, alice.id).await.unwrap();
+        let now = oauth::access_token(&store, keyring, &http, &stored, alice.id)
+            .await
+            .unwrap();
         assert_eq!(now.unwrap().expose(), access, "fresh: no refresh");
         assert_eq!(auth.requests_to("/token").len(), 1);
         assert!(oauth::access_token(&store, keyring, &http, &stored, bob.id)
@@ -267,16 +285,21 @@ async fn discovery_registers_a_client_and_a_user_connects() {
 
         // Disconnect forgets the token.
         let gone = server
-            .request(Method::DELETE, &format!("/mcp/servers/{id}/oauth2/disconnect"))
+            .request(
+                Method::DELETE,
+                &format!("/mcp/servers/{id}/oauth2/disconnect"),
+            )
             .token(Some(&alice.token))
             .send()
             .await;
         assert_eq!(gone.status, StatusCode::NO_CONTENT);
         assert!(!listed(&server, &alice.token, id).await.auth_connected);
-        assert!(oauth::access_token(&store, keyring, &http, &stored, alice.id)
-            .await
-            .unwrap()
-            .is_none());
+        assert!(
+            oauth::access_token(&store, keyring, &http, &stored, alice.id)
+                .await
+                .unwrap()
+                .is_none()
+        );
 
         // Connected again, then the server is deleted: the token goes with it.
         let done = sign_in(&server, &auth, id, &alice.token).await;
@@ -316,7 +339,11 @@ async fn the_state_belongs_to_one_server_and_one_user_and_is_used_once() {
         let refused = callback(&back, &alice.token, &issued_secrets(&auth)).await;
         assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.text);
         assert_eq!(refused.json["message"], MCP_OAUTH2_STATE_INVALID_MESSAGE);
-        assert_eq!(auth.requests_to("/token").len(), 0, "the code was never exchanged");
+        assert_eq!(
+            auth.requests_to("/token").len(),
+            0,
+            "the code was never exchanged"
+        );
         // The state was spent by the attempt: Mallory cannot use it afterwards either.
         let late = callback(&back, &mallory.token, &issued_secrets(&auth)).await;
         assert_eq!(late.status, StatusCode::BAD_REQUEST);
@@ -335,7 +362,12 @@ async fn the_state_belongs_to_one_server_and_one_user_and_is_used_once() {
             "{}/api/experimental/mcp/servers/{docs}/oauth2/callback",
             server.base
         );
-        let unknown = callback(&format!("{base}?code=x&state=not-a-state"), &alice.token, &[]).await;
+        let unknown = callback(
+            &format!("{base}?code=x&state=not-a-state"),
+            &alice.token,
+            &[],
+        )
+        .await;
         assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
         let no_code = callback(&format!("{base}?state={}", q["state"]), &alice.token, &[]).await;
         assert_eq!(no_code.status, StatusCode::BAD_REQUEST);
@@ -382,14 +414,24 @@ async fn the_state_belongs_to_one_server_and_one_user_and_is_used_once() {
         auth.configure(|c| c.deny_authorization = false);
 
         // The flow still works for Alice, and `redirect` sends her back to a page here.
-        let started = connect(&server, docs, &alice.token, "?redirect=%2Fchats%3Fmcp%3Ddocs").await;
+        let started = connect(
+            &server,
+            docs,
+            &alice.token,
+            "?redirect=%2Fchats%3Fmcp%3Ddocs",
+        )
+        .await;
         let back = authorize(started.header("location").unwrap()).await;
         let done = callback(&back, &alice.token, &issued_secrets(&auth)).await;
         assert_eq!(done.status, StatusCode::FOUND, "{}", done.text);
         assert_eq!(done.header("location"), Some("/chats?mcp=docs"));
         assert!(listed(&server, &alice.token, docs).await.auth_connected);
         assert!(!listed(&server, &mallory.token, docs).await.auth_connected);
-        for bad in ["?redirect=%2F%2Fevil.example", "?redirect=https%3A%2F%2Fevil.example", "?other=1"] {
+        for bad in [
+            "?redirect=%2F%2Fevil.example",
+            "?redirect=https%3A%2F%2Fevil.example",
+            "?other=1",
+        ] {
             let refused = connect(&server, docs, &alice.token, bad).await;
             assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{bad}");
         }
@@ -413,7 +455,10 @@ async fn connect_needs_a_visible_oauth2_server_and_a_session() {
         .await;
         let not_oauth = connect(&server, id_of(&plain), &alice.token, "").await;
         assert_eq!(not_oauth.status, StatusCode::BAD_REQUEST);
-        assert!(not_oauth.json["message"].as_str().unwrap().contains("does not use OAuth2"));
+        assert!(not_oauth.json["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not use OAuth2"));
 
         let mut disabled = oauth_config("hidden", &auth.mcp_url());
         disabled["enabled"] = json!(false);
@@ -421,7 +466,11 @@ async fn connect_needs_a_visible_oauth2_server_and_a_session() {
         let missing = connect(&server, hidden, &alice.token, "").await;
         assert_eq!(missing.status, StatusCode::NOT_FOUND);
         for path in ["user-headers", "oauth2/disconnect"] {
-            let method = if path == "user-headers" { Method::GET } else { Method::DELETE };
+            let method = if path == "user-headers" {
+                Method::GET
+            } else {
+                Method::DELETE
+            };
             let answer = server
                 .request(method, &format!("/mcp/servers/{hidden}/{path}"))
                 .token(Some(&alice.token))
@@ -477,7 +526,10 @@ async fn discovery_forms_and_failures() {
         let b = create(&server, oauth_config("openid", &auth.mcp_url())).await;
         assert_eq!(b.status, StatusCode::CREATED, "{}", b.text);
         assert_eq!(b.json["oauth2_token_url"], auth.url("/token"));
-        assert!(b.json.get("oauth2_scopes").is_none(), "no scopes without resource metadata");
+        assert!(
+            b.json.get("oauth2_scopes").is_none(),
+            "no scopes without resource metadata"
+        );
 
         // Scopes the administrator chose are kept.
         let mut scoped = oauth_config("scoped", &auth.mcp_url());
@@ -525,7 +577,11 @@ async fn discovery_forms_and_failures() {
             refused.validation_fields(),
             ["oauth2_auth_url", "oauth2_token_url"]
         );
-        assert_eq!(auth.requests().len(), requests, "no request for a refused creation");
+        assert_eq!(
+            auth.requests().len(),
+            requests,
+            "no request for a refused creation"
+        );
         server.stop().await;
     })
     .await;
@@ -546,7 +602,11 @@ async fn expiring_tokens_are_refreshed_and_kept_when_the_refresh_fails() {
         let keyring = &server.keyring;
         let config = store.get_mcp_server_config(id).await.unwrap();
         let http = oauth::http_client().unwrap();
-        let first = store.mcp_oauth2_token(id, alice.id, keyring).await.unwrap().unwrap();
+        let first = store
+            .mcp_oauth2_token(id, alice.id, keyring)
+            .await
+            .unwrap()
+            .unwrap();
         let refresh = first.refresh_token.clone().unwrap();
 
         // Refreshed: a new access token, saved; the refresh token kept (none was issued).
@@ -559,15 +619,25 @@ async fn expiring_tokens_are_refreshed_and_kept_when_the_refresh_fails() {
         let grant = form_pairs(&auth.requests_to("/token")[1].body);
         assert_eq!(grant["grant_type"], "refresh_token");
         assert_eq!(grant["refresh_token"], refresh.expose());
-        let saved = store.mcp_oauth2_token(id, alice.id, keyring).await.unwrap().unwrap();
+        let saved = store
+            .mcp_oauth2_token(id, alice.id, keyring)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(saved.access_token, got);
         assert_eq!(saved.refresh_token.as_ref(), Some(&refresh));
         assert!(saved.expires_at.unwrap().0 >= first.expires_at.unwrap().0);
 
         // A rotating server's new refresh token replaces the old one.
         auth.configure(|c| c.rotate_refresh_tokens = true);
-        oauth::access_token(&store, keyring, &http, &config, alice.id).await.unwrap();
-        let rotated = store.mcp_oauth2_token(id, alice.id, keyring).await.unwrap().unwrap();
+        oauth::access_token(&store, keyring, &http, &config, alice.id)
+            .await
+            .unwrap();
+        let rotated = store
+            .mcp_oauth2_token(id, alice.id, keyring)
+            .await
+            .unwrap()
+            .unwrap();
         assert_ne!(rotated.refresh_token.as_ref(), Some(&refresh));
         assert!(rotated.refresh_token.is_some());
 
@@ -579,7 +649,11 @@ async fn expiring_tokens_are_refreshed_and_kept_when_the_refresh_fails() {
             .unwrap()
             .unwrap();
         assert_eq!(kept, rotated.access_token);
-        let after = store.mcp_oauth2_token(id, alice.id, keyring).await.unwrap().unwrap();
+        let after = store
+            .mcp_oauth2_token(id, alice.id, keyring)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(after, rotated);
         let failed = auth.requests_to("/token").last().cloned().unwrap();
         assert_eq!(
@@ -635,7 +709,13 @@ fn headers_config(slug: &str) -> Value {
     })
 }
 
-async fn headers(server: &TestServer, method: Method, id: Uuid, user: &TestUser, body: Option<Value>) -> Answer {
+async fn headers(
+    server: &TestServer,
+    method: Method,
+    id: Uuid,
+    user: &TestUser,
+    body: Option<Value>,
+) -> Answer {
     server
         .request(method, &format!("/mcp/servers/{id}/user-headers"))
         .token(Some(&user.token))
@@ -666,8 +746,8 @@ async fn user_header_values_are_write_only_per_user_and_sealed() {
         // Names match ignoring case; unlisted names keep their values.
         let set = headers(&server, Method::PUT, id, &alice, Some(json!({"values": {"x-user-token": HEADER_SECRET}}))).await;
         assert_eq!(set.status, StatusCode::OK, "{}", set.text);
-        assert_eq!(status(&set).has_values["X-User-Token"], true);
-        assert_eq!(status(&set).has_values["X-Team"], false);
+        assert!(status(&set).has_values["X-User-Token"]);
+        assert!(!status(&set).has_values["X-Team"]);
         let set = headers(&server, Method::PUT, id, &alice, Some(json!({"values": {"X-Team": TEAM_SECRET}}))).await;
         assert_eq!(
             status(&set).has_values,
@@ -679,7 +759,7 @@ async fn user_header_values_are_write_only_per_user_and_sealed() {
         assert!(!format!("{values:?}").contains(HEADER_SECRET));
         // Per user.
         let bobs = headers(&server, Method::GET, id, &bob, None).await;
-        assert_eq!(status(&bobs).has_values["X-User-Token"], false);
+        assert!(!status(&bobs).has_values["X-User-Token"]);
         assert!(store.mcp_user_header_values(id, bob.id, keyring).await.unwrap().is_empty());
         // Sealed at rest.
         let db = database_text(&store).await;
@@ -701,8 +781,8 @@ async fn user_header_values_are_write_only_per_user_and_sealed() {
 
         // "" clears one value.
         let cleared = headers(&server, Method::PUT, id, &alice, Some(json!({"values": {"X-Team": ""}}))).await;
-        assert_eq!(status(&cleared).has_values["X-Team"], false);
-        assert_eq!(status(&cleared).has_values["X-User-Token"], true);
+        assert!(!status(&cleared).has_values["X-Team"]);
+        assert!(status(&cleared).has_values["X-User-Token"]);
         // A name the administrator stops listing is no longer sent (nor shown).
         let patched = server
             .request(Method::PATCH, &format!("/mcp/servers/{id}"))
@@ -749,10 +829,20 @@ async fn rotation_reseals_every_per_user_secret() {
         let alice = server.user("alice").await;
         let docs = id_of(&create(&server, oauth_config("docs", &auth.mcp_url())).await);
         let tracker = id_of(&create(&server, headers_config("tracker")).await);
-        assert_eq!(sign_in(&server, &auth, docs, &alice.token).await.status, StatusCode::OK);
+        assert_eq!(
+            sign_in(&server, &auth, docs, &alice.token).await.status,
+            StatusCode::OK
+        );
         let pending = connect(&server, docs, &alice.token, "").await;
         let state = query_of(pending.header("location").unwrap())["state"].clone();
-        headers(&server, Method::PUT, tracker, &alice, Some(json!({"values": {"X-Team": TEAM_SECRET}}))).await;
+        headers(
+            &server,
+            Method::PUT,
+            tracker,
+            &alice,
+            Some(json!({"values": {"X-Team": TEAM_SECRET}})),
+        )
+        .await;
 
         let new = SecretKey::generate().unwrap();
         let new_copy = SecretKey::from_base64(new.to_base64().as_str()).unwrap();
@@ -766,24 +856,38 @@ async fn rotation_reseals_every_per_user_secret() {
         let again = store.rotate_mcp_secrets(&rotated).await.unwrap();
         assert_eq!((again.rotated, again.already_current), (0, 6));
         rotated.remove_key("old").unwrap();
-        let values = store.mcp_user_header_values(tracker, alice.id, &rotated).await.unwrap();
+        let values = store
+            .mcp_user_header_values(tracker, alice.id, &rotated)
+            .await
+            .unwrap();
         assert_eq!(values["X-Team"].expose(), TEAM_SECRET);
-        let token = store.mcp_oauth2_token(docs, alice.id, &rotated).await.unwrap().unwrap();
+        let token = store
+            .mcp_oauth2_token(docs, alice.id, &rotated)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(token.access_token.expose(), auth.access_tokens()[0]);
-        let taken = store.consume_mcp_oauth2_state(&state, &rotated).await.unwrap();
+        let taken = store
+            .consume_mcp_oauth2_state(&state, &rotated)
+            .await
+            .unwrap();
         assert_eq!((taken.server_id, taken.user_id), (docs, alice.id));
 
         // A sealed value moved to another column does not open and is reported.
-        let sealed: String = sqlx::query_scalar("SELECT access_token_sealed FROM mcp_user_oauth2_tokens")
-            .fetch_one(store.pool())
-            .await
-            .unwrap();
+        let sealed: String =
+            sqlx::query_scalar("SELECT access_token_sealed FROM mcp_user_oauth2_tokens")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
         sqlx::query("UPDATE mcp_user_oauth2_tokens SET refresh_token_sealed = $1")
             .bind(&sealed)
             .execute(store.pool())
             .await
             .unwrap();
-        let err = store.mcp_oauth2_token(docs, alice.id, &rotated).await.unwrap_err();
+        let err = store
+            .mcp_oauth2_token(docs, alice.id, &rotated)
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::DecryptionFailed);
         let mut newer = Keyring::new("newer", SecretKey::generate().unwrap()).unwrap();
         newer.add_key("new", new_copy).unwrap();
