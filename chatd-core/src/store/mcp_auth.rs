@@ -277,7 +277,7 @@ impl Store {
     }
 
     /// Applies `PUT /mcp/servers/{id}/user-headers` for user `user_id`, under a lock on
-    /// the user's row: the request is validated against the server's
+    /// the server's row: the request is validated against the server's
     /// `custom_headers_user_keys` as they are now ([`codersdk::validate_mcp_user_header_values`]),
     /// merged with the stored values (given ones replace, `""` clears, others stay; values of
     /// headers no longer listed are dropped), checked against
@@ -294,28 +294,31 @@ impl Store {
         keyring: &Keyring,
     ) -> Result<Vec<String>> {
         let now = now_micros();
+        // SQLite's write transaction is exclusive. On PostgreSQL the server's row is locked:
+        // two updates of one user (whose row may not exist yet, so it cannot be locked
+        // itself) must not each merge into what the other has not written, and an
+        // administrator's change of the listed names must not slip in between.
+        let lock = match self.dialect() {
+            super::Dialect::Sqlite => "",
+            super::Dialect::Postgres => " FOR UPDATE",
+        };
         let mut tx = self.begin_write().await?;
         let result = async {
-            let keys: String = sqlx::query_scalar(
-                "SELECT custom_headers_user_keys FROM mcp_server_configs WHERE id = $1",
-            )
-            .bind(uuid_text(server_id))
-            .fetch_optional(&mut *tx)
-            .await
-            .db()?
-            .ok_or_else(|| server_not_found(server_id))?;
+            let sql = format!(
+                "SELECT custom_headers_user_keys FROM mcp_server_configs WHERE id = $1{lock}"
+            );
+            let keys: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .bind(uuid_text(server_id))
+                .fetch_optional(&mut *tx)
+                .await
+                .db()?
+                .ok_or_else(|| server_not_found(server_id))?;
             let keys = json_list(&keys, "mcp_server_configs.custom_headers_user_keys")?;
             let update = validate_mcp_user_header_values(&keys, request)
                 .map_err(|r| Error::with_response(ErrorKind::InvalidArgument, r))?;
-            let lock = match self.dialect() {
-                super::Dialect::Sqlite => "",
-                super::Dialect::Postgres => " FOR UPDATE",
-            };
-            let sql = format!(
-                "SELECT values_sealed FROM mcp_user_header_values \
-                 WHERE mcp_server_config_id = $1 AND user_id = $2{lock}"
-            );
-            let stored: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            let sql = "SELECT values_sealed FROM mcp_user_header_values \
+                 WHERE mcp_server_config_id = $1 AND user_id = $2";
+            let stored: Option<String> = sqlx::query_scalar(sql)
                 .bind(uuid_text(server_id))
                 .bind(uuid_text(user_id))
                 .fetch_optional(&mut *tx)

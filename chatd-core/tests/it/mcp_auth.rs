@@ -336,6 +336,49 @@ async fn tokens_belong_to_a_server_and_a_user_and_go_with_either() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_header_updates_of_one_user_lose_nothing() {
+    on_each_backend(|store| async move {
+        let keyring = Arc::new(keyring());
+        let names: Vec<String> = (0..8).map(|i| format!("X-Key-{i}")).collect();
+        let request: CreateMCPServerConfigRequest = serde_json::from_value(serde_json::json!({
+            "display_name": "Tracker", "slug": "tracker", "transport": "streamable_http",
+            "url": "https://mcp.example.com/mcp", "auth_type": "custom_headers",
+            "custom_headers_user_keys": names, "availability": "default_on"
+        }))
+        .unwrap();
+        let id = store
+            .create_mcp_server_config(&request, &keyring)
+            .await
+            .unwrap()
+            .id;
+        let alice = user(&store, "alice").await;
+        // Each update sets one name; none may merge into a state another has not written.
+        let updates = names.iter().map(|name| {
+            let (store, keyring) = (store.clone(), Arc::clone(&keyring));
+            let body: codersdk::UpdateMCPServerUserHeadersRequest =
+                serde_json::from_value(serde_json::json!({"values": {name: format!("v-{name}")}}))
+                    .unwrap();
+            tokio::spawn(async move {
+                store
+                    .update_mcp_user_header_values(id, alice, &body, &keyring)
+                    .await
+                    .unwrap()
+            })
+        });
+        for update in updates.collect::<Vec<_>>() {
+            update.await.unwrap();
+        }
+        let values = store
+            .mcp_user_header_values(id, alice, &keyring)
+            .await
+            .unwrap();
+        assert_eq!(values.keys().cloned().collect::<Vec<_>>(), names);
+        assert_eq!(store.mcp_user_header_names(id, alice).await.unwrap(), names);
+    })
+    .await;
+}
+
 fn keyring_other() -> Keyring {
     keyring()
 }
