@@ -340,7 +340,10 @@ fn endpoints(
     // guessed from the MCP server's origin there is nothing to compare with.
     if issuer_named {
         if let Some(claimed) = &doc.issuer {
-            if claimed.trim_end_matches('/') != issuer_text {
+            // Compared as URLs (scheme and host case, default ports), not as text.
+            let same = url::Url::parse(claimed)
+                .is_ok_and(|c| c.as_str().trim_end_matches('/') == issuer_text);
+            if !same {
                 return Err(upstream(format!(
                     "the authorization server metadata of {} names another issuer",
                     origin_of(issuer)
@@ -1078,6 +1081,37 @@ mod tests {
             well_known(&u, AUTHORIZATION_SERVER_PATH, ""),
             "https://mcp.example.com:8443/.well-known/oauth-authorization-server"
         );
+    }
+
+    #[test]
+    fn issuers_are_compared_as_urls() {
+        let doc = |issuer: &str| AuthorizationServerMetadata {
+            issuer: Some(issuer.to_owned()),
+            authorization_endpoint: Some("https://auth.example.com/authorize".to_owned()),
+            token_endpoint: Some("https://auth.example.com/token".to_owned()),
+            registration_endpoint: None,
+            code_challenge_methods_supported: None,
+        };
+        let named = url::Url::parse("https://auth.example.com/").unwrap();
+        for same in ["https://AUTH.example.com:443", "https://auth.example.com/"] {
+            assert!(endpoints(doc(same), &named, true, vec![]).is_ok(), "{same}");
+        }
+        for other in [
+            "https://auth.example.org",
+            "not a url",
+            "http://auth.example.com",
+        ] {
+            assert!(
+                endpoints(doc(other), &named, true, vec![]).is_err(),
+                "{other}"
+            );
+        }
+        // An issuer only guessed from the MCP server's origin is not compared.
+        assert!(endpoints(doc("https://elsewhere.example"), &named, false, vec![]).is_ok());
+        // Endpoints must be http(s) URLs.
+        let mut bad = doc("https://auth.example.com");
+        bad.token_endpoint = Some("javascript:alert(1)".to_owned());
+        assert!(endpoints(bad, &named, true, vec![]).is_err());
     }
 
     #[test]
