@@ -66,6 +66,11 @@ pub enum ErrorKind {
     NoDefaultModelConfig,
     /// The database failed, or could not be reached, or a migration failed.
     Database,
+    /// A server outside chatd that the operation needed (an MCP server's OAuth2
+    /// authorization server) failed or refused (HTTP 502). The message is chatd's own
+    /// summary — status and a registered error code at most — never the upstream's text,
+    /// which may echo secrets.
+    Upstream,
     /// A stored value could not be decoded (an id that is not a UUID, malformed JSON,
     /// content of an unknown version). The row was written by something other than this
     /// store, or by a newer version.
@@ -99,6 +104,7 @@ impl ErrorKind {
             ErrorKind::ShuttingDown => "shutting_down",
             ErrorKind::NoDefaultModelConfig => "no_default_model_config",
             ErrorKind::Database => "database",
+            ErrorKind::Upstream => "upstream",
             ErrorKind::CorruptRow => "corrupt_row",
         }
     }
@@ -115,6 +121,7 @@ impl ErrorKind {
             ErrorKind::Conflict | ErrorKind::LeaseLost | ErrorKind::UsageLimit => 409,
             ErrorKind::TooLarge => 413,
             ErrorKind::QueueFull | ErrorKind::TooManySubscribers => 429,
+            ErrorKind::Upstream => 502,
             ErrorKind::ShuttingDown => 503,
             _ => 500,
         }
@@ -199,6 +206,9 @@ impl Error {
             codersdk::Response::new(self.inner.message.to_string())
         } else if self.inner.kind == ErrorKind::ShuttingDown {
             codersdk::Response::new("The server is shutting down.")
+        } else if self.inner.kind == ErrorKind::Upstream {
+            // chatd's own summary of what the other server did (see the kind).
+            codersdk::Response::new(self.inner.message.to_string())
         } else {
             codersdk::Response::new("Internal error.")
         }

@@ -31,6 +31,9 @@
 //!   subscribers: the part buffer for late joiners, the retry state, and lag-disconnect
 //!   back-pressure so a slow subscriber never blocks a worker. See docs/stream-hub.md.
 //! - **Tools, prompts, titles** ([`tools`], [`prompt`], [`title`]).
+//! - **Per-user MCP authentication** ([`mcp::oauth`]): OAuth2 discovery, client registration,
+//!   the PKCE authorization-code flow bound to the user who started it, and the token
+//!   refresh the MCP client calls before connecting. See docs/mcp-auth.md.
 //!
 //! `examples/embedded.rs` runs a whole chat on SQLite with a scripted model and a built-in
 //! tool and prints its event stream: `cargo run -p chatd-core --example embedded`.
@@ -82,7 +85,8 @@ pub mod tools;
 pub mod workspace;
 
 pub use admin::{
-    AccountPage, Admin, Bootstrap, Bootstrapped, IssuedToken, UserRef, USER_NOT_FOUND_MESSAGE,
+    AccountPage, Admin, Bootstrap, Bootstrapped, IssuedToken, McpOAuth2Callback,
+    McpOAuth2Completed, McpRedirectUri, UserRef, USER_NOT_FOUND_MESSAGE,
 };
 pub use engine::{
     Actor, ChatStream, Engine, EngineConfig, EngineSettings, FileUpload, ModelResolver,

@@ -7,6 +7,7 @@
 //! | `db` | `db` | throw-away databases on SQLite and PostgreSQL, removed on drop (also when the test panics); `db::on_each_backend`; raw SQL beside the store; store fixtures |
 //! | `scripted` | `scripted` | a `LanguageModel` answering from a script, its resolver, engine helpers |
 //! | `replay` | `replay` | a local HTTP server answering from a queue of canned or recorded replies, recording what it receives |
+//! | `oauth` | `oauth` | a local OAuth2 authorization server (and MCP server origin): metadata, registration, an approving `/authorize`, a PKCE-checking `/token`, failures on demand |
 //! | `request` | `request` | a typed HTTP request helper: status, text and JSON of an answer, secrets that must not appear |
 //! | `server` | `server` | the reference server on a random local port over a test database |
 //! | (always) | `process` | live processes' command lines from `/proc`, to see that a killed process is gone |
@@ -31,6 +32,8 @@ pub mod fixtures;
 #[cfg(feature = "mcp")]
 pub mod mcp;
 pub mod process;
+#[cfg(feature = "oauth")]
+pub mod oauth;
 #[cfg(feature = "replay")]
 pub mod replay;
 #[cfg(feature = "request")]

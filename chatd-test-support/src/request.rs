@@ -52,6 +52,14 @@ impl Request {
         self
     }
 
+    /// Sends `token` in the `coder_session_token` cookie, as a browser does.
+    pub fn cookie_token(mut self, token: &str) -> Request {
+        self.builder = self
+            .builder
+            .header("Cookie", format!("theme=dark; coder_session_token={token}"));
+        self
+    }
+
     /// `body` as the JSON body.
     pub fn json(mut self, body: &impl Serialize) -> Request {
         self.builder = self.builder.json(body);
@@ -76,6 +84,17 @@ impl Request {
     /// Sends the request and reads the whole answer. Panics when the request cannot be
     /// sent, when a non-empty body is not JSON, or when a secret appears in it.
     pub async fn send(self) -> Answer {
+        self.send_checked(true).await
+    }
+
+    /// [`Request::send`] for answers that need not be JSON (an HTML page, a redirect):
+    /// `json` is `Null` unless the body is JSON. Secrets are checked in the body and in
+    /// every header.
+    pub async fn send_page(self) -> Answer {
+        self.send_checked(false).await
+    }
+
+    async fn send_checked(self, json_only: bool) -> Answer {
         let what = self.what;
         let response = self
             .builder
@@ -83,6 +102,16 @@ impl Request {
             .await
             .unwrap_or_else(|e| panic!("{what}: {e}"));
         let status = response.status();
+        let headers: Vec<(String, String)> = response
+            .headers()
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
         let text = response
             .text()
             .await
@@ -92,13 +121,26 @@ impl Request {
                 !text.contains(secret.as_str()),
                 "a secret leaked from {what}: {text}"
             );
+            for (name, value) in &headers {
+                assert!(
+                    !value.contains(secret.as_str()),
+                    "a secret leaked from {what} in header {name}: {value}"
+                );
+            }
         }
         let json = if text.is_empty() {
             Value::Null
-        } else {
+        } else if json_only {
             serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"))
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::Null)
         };
-        Answer { status, text, json }
+        Answer {
+            status,
+            headers,
+            text,
+            json,
+        }
     }
 }
 
@@ -107,6 +149,8 @@ impl Request {
 pub struct Answer {
     /// The status code.
     pub status: StatusCode,
+    /// The headers, in order (values read lossily as text).
+    pub headers: Vec<(String, String)>,
     /// The body as sent (to search for what must not be there).
     pub text: String,
     /// The body as JSON; `Null` when empty.
@@ -114,6 +158,14 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// The first header called `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The body as `T` (a `codersdk` type); panics naming the status and body when it is
     /// not one.
     pub fn body<T: DeserializeOwned>(&self) -> T {

@@ -30,7 +30,7 @@ use chatd_core::{Admin, EngineSettings, Keyring, SecretKey};
 use chatprovider::ProviderApiKeys;
 use codersdk::Uuid;
 use reqwest::Method;
-use server_example::state::{build_on, ServerOptions};
+use server_example::state::{build_on, AccessUrl, ServerOptions};
 use server_example::AppState;
 
 use crate::request::Request;
@@ -87,6 +87,13 @@ pub fn admin_over(store: &Store, options: &ServerOptions) -> Admin {
 /// Serves `app` on a random local port until the test's runtime ends; returns
 /// `http://127.0.0.1:port`.
 pub async fn serve(app: axum::Router) -> String {
+    let (listener, base) = bind().await;
+    serve_on(listener, app);
+    base
+}
+
+/// A listener on a random local port and its `http://127.0.0.1:port`.
+pub async fn bind() -> (tokio::net::TcpListener, String) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind a local port");
@@ -94,12 +101,16 @@ pub async fn serve(app: axum::Router) -> String {
         "http://{}",
         listener.local_addr().expect("the listener's address")
     );
+    (listener, base)
+}
+
+/// Serves `app` on `listener` until the test's runtime ends.
+pub fn serve_on(listener: tokio::net::TcpListener, app: axum::Router) {
     tokio::spawn(async move {
         axum::serve(listener, app)
             .await
             .expect("the test server stopped with an error");
     });
-    base
 }
 
 /// How a [`TestServer`] is built; [`TestServer::builder`].
@@ -148,10 +159,14 @@ impl TestServerBuilder {
     }
 
     /// Builds the server over the store, with [`ADMIN_TOKEN`] as the admin's token, and
-    /// serves it on a random local port.
+    /// serves it on a random local port, which is also its access URL (MCP OAuth2
+    /// callbacks come back to it).
     pub async fn start(self) -> TestServer {
         let keyring = self.keyring.unwrap_or_else(test_keyring);
+        let (listener, base) = bind().await;
         let mut options = ServerOptions::new(StoreOptions::new("unused"), Arc::clone(&keyring));
+        options.access_url =
+            Some(AccessUrl::parse(&base).expect("the test server's address is an access URL"));
         options.admin_token = Some(ADMIN_TOKEN.to_owned());
         options.engine = self.settings;
         options.deployment_keys = self.deployment_keys;
@@ -162,7 +177,7 @@ impl TestServerBuilder {
             .await
             .expect("build the test server");
         let state = started.state;
-        let base = serve(server_example::router(state.clone())).await;
+        serve_on(listener, server_example::router(state.clone()));
         TestServer {
             base,
             admin_token: ADMIN_TOKEN.to_owned(),

@@ -1,6 +1,7 @@
 //! Authentication: API tokens from the `Coder-Session-Token` header or `Authorization:
 //! Bearer`, or on WebSocket upgrades and file downloads only the `coder_session_token` query
-//! parameter (browsers cannot set headers there; docs/api-tokens.md) — or, for the chats API mounted inside another application with
+//! parameter, or on the MCP OAuth2 connect and callback pages only the `coder_session_token`
+//! cookie (browsers cannot set headers there; docs/api-tokens.md) — or, for the chats API mounted inside another application with
 //! [`Authentication::Upstream`], the identity that application's middleware attached to the
 //! request ([`Authenticated`]).
 
@@ -17,6 +18,10 @@ pub const SESSION_TOKEN_HEADER: &str = "coder-session-token";
 
 /// Query parameter carrying the session token.
 pub const SESSION_TOKEN_QUERY: &str = "coder_session_token";
+
+/// Cookie carrying the session token (Coder's name), read only where
+/// [`CookieTokenAllowed`] is.
+pub const SESSION_TOKEN_COOKIE: &str = "coder_session_token";
 
 /// How a router of this crate learns who is calling. The reference server
 /// ([`crate::router`]) uses [`Authentication::Tokens`]; an application that mounts the chats
@@ -72,8 +77,20 @@ impl Caller {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueryTokenAllowed;
 
+/// Marks a route on which the session token may come as the [`SESSION_TOKEN_COOKIE`]
+/// cookie: pages a browser navigates to by itself — the MCP OAuth2 connect link and the
+/// callback the authorization server redirects to — which can carry neither a header nor,
+/// without putting the token in an authorization server's logs and history, a query
+/// parameter. The route table installs it ([`crate::routes::RouteKind::Browser`]); no other
+/// route reads cookies, so a cross-site request elsewhere cannot ride on one. On these two
+/// routes a forged request does no harm: connect only starts the caller's own sign-in, and
+/// a callback is accepted only with a state the caller's own connect issued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CookieTokenAllowed;
+
 /// The token a request presents: the header, else a bearer token, else — on routes marked
-/// [`QueryTokenAllowed`] only — the query parameter.
+/// [`QueryTokenAllowed`] only — the query parameter, else — on routes marked
+/// [`CookieTokenAllowed`] only — the cookie.
 pub fn presented_token(parts: &Parts) -> Option<String> {
     if let Some(v) = parts
         .headers
@@ -97,7 +114,25 @@ pub fn presented_token(parts: &Parts) -> Option<String> {
     if parts.extensions.get::<QueryTokenAllowed>().is_some() {
         return query_token(parts);
     }
+    if parts.extensions.get::<CookieTokenAllowed>().is_some() {
+        return cookie_token(parts);
+    }
     None
+}
+
+/// The [`SESSION_TOKEN_COOKIE`] cookie, from any `Cookie` header (HTTP/2 may split them).
+fn cookie_token(parts: &Parts) -> Option<String> {
+    parts
+        .headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (name, value) = pair.split_once('=')?;
+            (name.trim() == SESSION_TOKEN_COOKIE).then(|| value.trim().trim_matches('"').to_owned())
+        })
+        .filter(|token| !token.is_empty())
 }
 
 /// The [`SESSION_TOKEN_QUERY`] parameter, wherever it is.

@@ -1,4 +1,5 @@
-//! Request extractors of the HTTP layer: typed path ids and strict query parameters.
+//! Request extractors of the HTTP layer: typed path ids, strict query parameters, and the
+//! queries of the MCP OAuth2 pages ([`ConnectQuery`], [`OAuth2CallbackQuery`]).
 //!
 //! Every rejection is a JSON `codersdk::Response` (400) that names the bad parameter, so a
 //! handler that takes these extractors never parses ids or query strings itself:
@@ -246,6 +247,136 @@ impl PathParam for OverrideContext {
 }
 
 path_extractor!(OverrideContext);
+
+// ---------------------------------------------------------------------------------------
+// MCP OAuth2 pages
+// ---------------------------------------------------------------------------------------
+
+/// Longest `redirect` a connect may name, in bytes.
+pub const MAX_RETURN_PATH_BYTES: usize = 2048;
+
+/// Where the browser goes after an OAuth2 callback: a path on this server. Only a
+/// same-origin relative path is accepted — it starts with one `/`, has no backslash (which
+/// browsers read as `/`, making `/\evil.example` another host), no whitespace or control
+/// characters, at most [`MAX_RETURN_PATH_BYTES`] bytes — so connect cannot be used to send
+/// a user to another site with this server's name on the link.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ReturnPath(String);
+
+impl ReturnPath {
+    /// The path.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ReturnPath {
+    type Error = String;
+
+    fn try_from(path: String) -> Result<Self, String> {
+        let ok = path.len() <= MAX_RETURN_PATH_BYTES
+            && path.starts_with('/')
+            && !path.starts_with("//")
+            && !path.contains('\\')
+            && !path.chars().any(|c| c.is_whitespace() || c.is_control());
+        if ok {
+            Ok(ReturnPath(path))
+        } else {
+            Err(format!(
+                "redirect must be a path on this server: one leading \"/\", no backslashes, \
+                 spaces or control characters, at most {MAX_RETURN_PATH_BYTES} bytes."
+            ))
+        }
+    }
+}
+
+/// The query of `GET /mcp/servers/{id}/oauth2/connect`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectQuery {
+    /// Where the callback sends the browser once connected (else it shows a page).
+    #[serde(default)]
+    pub redirect: Option<ReturnPath>,
+}
+
+/// The query of `GET /mcp/servers/{id}/oauth2/callback`, parsed into what the
+/// authorization server said: a code and a state, or an error. Unknown parameters are
+/// ignored — unlike everywhere else — because authorization servers add their own
+/// (`iss` of RFC 9207, `session_state`, …), and the callback is theirs to shape. Without
+/// `error`, both `code` and `state` are required (400 naming the missing one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OAuth2CallbackQuery {
+    /// Access granted.
+    Granted {
+        /// The authorization code.
+        code: String,
+        /// The state the connect issued.
+        state: String,
+    },
+    /// Access refused or failed.
+    Refused {
+        /// The OAuth2 error code.
+        error: String,
+        /// The state, when given.
+        state: Option<String>,
+    },
+}
+
+impl OAuth2CallbackQuery {
+    /// The callback as the administration handle takes it.
+    pub fn as_callback(&self) -> chatd_core::McpOAuth2Callback<'_> {
+        match self {
+            OAuth2CallbackQuery::Granted { code, state } => {
+                chatd_core::McpOAuth2Callback::Granted { code, state }
+            }
+            OAuth2CallbackQuery::Refused { error, state } => {
+                chatd_core::McpOAuth2Callback::Refused {
+                    error,
+                    state: state.as_deref(),
+                }
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RawCallback {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for OAuth2CallbackQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> ApiResult<Self> {
+        let raw: RawCallback = parse_query(parts.uri.query())?;
+        let non_empty = |v: Option<String>| v.filter(|v| !v.is_empty());
+        if let Some(error) = non_empty(raw.error) {
+            return Ok(OAuth2CallbackQuery::Refused {
+                error,
+                state: non_empty(raw.state),
+            });
+        }
+        let missing = |key: &str| {
+            ApiError::validation(Response::new(INVALID_QUERY).with_validation(
+                key,
+                format!(
+                    "Query parameter {} is required: the OAuth2 callback carries a code and \
+                     a state, or an error.",
+                    quote(key)
+                ),
+            ))
+        };
+        let code = non_empty(raw.code).ok_or_else(|| missing("code"))?;
+        let state = non_empty(raw.state).ok_or_else(|| missing("state"))?;
+        Ok(OAuth2CallbackQuery::Granted { code, state })
+    }
+}
 
 // ---------------------------------------------------------------------------------------
 // Query parameters
@@ -589,6 +720,33 @@ mod tests {
     use axum::http::StatusCode;
 
     use super::*;
+
+    #[test]
+    fn return_paths_stay_on_this_server() {
+        for ok in ["/", "/chats?x=1", "/a/b#c", "/%2F%2Fnot-a-host"] {
+            assert!(ReturnPath::try_from(ok.to_owned()).is_ok(), "{ok}");
+        }
+        let long = format!("/{}", "a".repeat(MAX_RETURN_PATH_BYTES - 1));
+        assert!(ReturnPath::try_from(long.clone()).is_ok());
+        for bad in [
+            "",
+            "chats",
+            "//evil.example",
+            "/\\evil.example",
+            "https://evil.example/",
+            "/a b",
+            "/a\tb",
+            "/a\nb",
+            &format!("{long}a"),
+        ] {
+            assert!(ReturnPath::try_from(bad.to_owned()).is_err(), "{bad:?}");
+        }
+        let q: ConnectQuery = parse_query(Some("redirect=%2Fchats%2F1")).unwrap();
+        assert_eq!(q.redirect.unwrap().as_str(), "/chats/1");
+        let err = parse_query::<ConnectQuery>(Some("redirect=%2F%2Fevil")).unwrap_err();
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        assert!(parse_query::<ConnectQuery>(Some("other=1")).is_err());
+    }
 
     #[derive(Debug, Deserialize, PartialEq)]
     #[serde(deny_unknown_fields)]

@@ -18,7 +18,7 @@ use chatprovider::{Provider, ProviderApiKeys};
 use clap::{Parser, Subcommand};
 use codersdk::SecretString;
 use server_example::serve;
-use server_example::state::{self, ServerOptions};
+use server_example::state::{self, AccessUrl, ServerOptions};
 
 /// The reference chatd server: Coder's /api/experimental chats API.
 #[derive(Debug, Parser)]
@@ -44,6 +44,12 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "CHATD_LISTEN", default_value = "127.0.0.1:3000")]
     listen: SocketAddr,
+    /// The URL at which browsers reach this server, e.g. `https://chat.example.com`; MCP
+    /// OAuth2 callback URLs are built from it. Default: `http://` and the listen address
+    /// (loopback for 0.0.0.0 and ::). Set it behind a proxy or when users reach the server
+    /// by another name (docs/mcp-auth.md).
+    #[arg(long, env = "CHATD_ACCESS_URL", value_parser = parse_access_url)]
+    access_url: Option<AccessUrl>,
     /// Database URL: a SQLite file (`sqlite://chatd.db`) or `postgres://…`.
     #[arg(long, env = "CHATD_DATABASE_URL", default_value = "sqlite://chatd.db")]
     database_url: String,
@@ -143,6 +149,11 @@ impl ServeArgs {
     }
 }
 
+/// `--access-url`: checked and normalized ([`AccessUrl::parse`]).
+fn parse_access_url(value: &str) -> Result<AccessUrl, String> {
+    AccessUrl::parse(value)
+}
+
 /// A duration flag: whole seconds (`10`) or a number with a unit (`500ms`, `10s`, `2m`,
 /// `1h`).
 fn parse_duration(value: &str) -> Result<Duration, String> {
@@ -197,6 +208,10 @@ const PROVIDER_VARS: [(Provider, &str, &str); 2] = [
 /// (the flags' own `[env: …]` notes name only the flags' variables).
 const ENVIRONMENT: &[(&str, &str)] = &[
     ("CHATD_LISTEN", "address to listen on (--listen)"),
+    (
+        "CHATD_ACCESS_URL",
+        "URL at which browsers reach the server; MCP OAuth2 callbacks (--access-url)",
+    ),
     ("CHATD_DATABASE_URL", "database URL (--database-url)"),
     (
         "CHATD_ENCRYPTION_KEY",
@@ -334,7 +349,17 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     // Checked first: a missing sandbox must stop the start before anything is created.
     let workspaces = workspace_provider(&args, find_bwrap)?;
     let keyring = Arc::new(keyring(&args)?);
+    // Bound before the state is built: the default access URL names the bound port (which
+    // `--listen` may leave to the system with `:0`).
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    // The bound address, which says the port when `--listen` asked for any (`:0`).
+    let listen = listener.local_addr()?;
+    let access_url = args
+        .access_url
+        .clone()
+        .unwrap_or_else(|| AccessUrl::from_listen(listen));
     let mut options = ServerOptions::new(StoreOptions::new(&args.database_url), keyring);
+    options.access_url = Some(access_url.clone());
     options.workspaces = workspaces;
     options.deployment_keys = deployment_keys_from_env()?;
     options.admin_token = std::env::var(ADMIN_TOKEN_VAR)
@@ -365,10 +390,7 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     let settings = args.serve_settings();
     settings.validate()?;
     let app = server_example::router(state.clone());
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    // The bound address, which says the port when `--listen` asked for any (`:0`).
-    let listen = listener.local_addr()?;
-    tracing::info!(%listen, "chatd-server listening");
+    tracing::info!(%listen, %access_url, "chatd-server listening");
     serve::serve(listener, app, settings, shutdown_signal()).await?;
     state.shutdown().await;
     Ok(())
@@ -616,6 +638,27 @@ mod tests {
         assert!(workspace_provider(&alone.serve, || None).is_err());
         assert!(Cli::try_parse_from(["chatd-server", "--workspace-sandbox", "docker"]).is_err());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn access_url_flag() {
+        let cli =
+            Cli::try_parse_from(["chatd-server", "--access-url", "https://chat.example.com/"])
+                .unwrap();
+        assert_eq!(
+            cli.serve.access_url.unwrap().as_str(),
+            "https://chat.example.com"
+        );
+        for bad in [
+            "ftp://chat.example.com",
+            "https://chat.example.com/?a=1",
+            "chat",
+        ] {
+            assert!(
+                Cli::try_parse_from(["chatd-server", "--access-url", bad]).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

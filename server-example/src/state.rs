@@ -32,6 +32,82 @@ struct StateInner {
     metrics: Metrics,
     sockets: Arc<UserSockets>,
     default_organization: Uuid,
+    access_url: Option<AccessUrl>,
+}
+
+/// Path of an MCP server's OAuth2 callback under the access URL, `{id}` standing for the
+/// server's id: the reference server's route (`routes::mcp`).
+pub const MCP_OAUTH2_CALLBACK_PATH: &str = "/api/experimental/mcp/servers/{id}/oauth2/callback";
+
+/// Most bytes of an access URL.
+pub const MAX_ACCESS_URL_BYTES: usize = 1024;
+
+/// The URL at which users' browsers and the authorization servers they visit reach this
+/// server (`--access-url`): an `http` or `https` origin, optionally with a path prefix,
+/// without query, fragment or credentials, kept without a trailing slash. MCP OAuth2
+/// callback URLs are built from it ([`AccessUrl::mcp_oauth2_callback`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessUrl(String);
+
+impl AccessUrl {
+    /// Parses and normalizes an access URL; the error says what is wrong with it.
+    pub fn parse(raw: &str) -> Result<AccessUrl, String> {
+        let raw = raw.trim();
+        if raw.len() > MAX_ACCESS_URL_BYTES {
+            return Err(format!(
+                "the access URL is longer than {MAX_ACCESS_URL_BYTES} bytes"
+            ));
+        }
+        codersdk::validate_http_url(raw).map_err(|reason| format!("the access URL {reason}"))?;
+        let url = url::Url::parse(raw).map_err(|e| format!("the access URL is invalid: {e}"))?;
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err("the access URL must not have a query or a fragment".to_owned());
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("the access URL must not carry credentials".to_owned());
+        }
+        Ok(AccessUrl(url.as_str().trim_end_matches('/').to_owned()))
+    }
+
+    /// The default access URL of a server listening on `addr`: `http://` and the address,
+    /// with the loopback address in place of an unspecified one (`0.0.0.0`, `::`), which
+    /// no browser can visit. Right for a server used from its own machine; behind a proxy
+    /// or on another host set `--access-url`.
+    pub fn from_listen(addr: std::net::SocketAddr) -> AccessUrl {
+        let ip = match addr.ip() {
+            std::net::IpAddr::V4(v4) if v4.is_unspecified() => {
+                std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+            }
+            std::net::IpAddr::V6(v6) if v6.is_unspecified() => {
+                std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+            }
+            ip => ip,
+        };
+        AccessUrl(format!(
+            "http://{}",
+            std::net::SocketAddr::new(ip, addr.port())
+        ))
+    }
+
+    /// The URL, without a trailing slash.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The OAuth2 callback URL of MCP server `id` ([`MCP_OAUTH2_CALLBACK_PATH`]).
+    pub fn mcp_oauth2_callback(&self, id: Uuid) -> String {
+        format!(
+            "{}{}",
+            self.0,
+            MCP_OAUTH2_CALLBACK_PATH.replace("{id}", &id.to_string())
+        )
+    }
+}
+
+impl std::fmt::Display for AccessUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 impl std::fmt::Debug for AppState {
@@ -43,17 +119,36 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    /// State over a running engine and the administration handle beside it.
+    /// State over a running engine and the administration handle beside it, without an
+    /// access URL (MCP OAuth2 is then unavailable: see [`AppState::with_access_url`]).
     pub fn new(engine: Engine, admin: Admin, default_organization: Uuid) -> Self {
-        AppState::with_metrics(engine, admin, default_organization, Metrics::default())
+        AppState::with_parts(engine, admin, default_organization, None, Metrics::default())
     }
 
-    /// [`AppState::new`] recording into `metrics` (which the engine's MCP connector may
-    /// already report to).
-    pub fn with_metrics(
+    /// [`AppState::new`] with the URL at which browsers reach the server, from which MCP
+    /// OAuth2 callback URLs are built.
+    pub fn with_access_url(
         engine: Engine,
         admin: Admin,
         default_organization: Uuid,
+        access_url: Option<AccessUrl>,
+    ) -> Self {
+        AppState::with_parts(
+            engine,
+            admin,
+            default_organization,
+            access_url,
+            Metrics::default(),
+        )
+    }
+
+    /// [`AppState::with_access_url`] recording into `metrics` (which the engine's MCP
+    /// connector may already report to).
+    pub fn with_parts(
+        engine: Engine,
+        admin: Admin,
+        default_organization: Uuid,
+        access_url: Option<AccessUrl>,
         metrics: Metrics,
     ) -> Self {
         AppState {
@@ -63,8 +158,19 @@ impl AppState {
                 metrics,
                 sockets: Arc::new(UserSockets::default()),
                 default_organization,
+                access_url,
             }),
         }
+    }
+
+    /// The access URL, when one is configured.
+    pub fn access_url(&self) -> Option<&AccessUrl> {
+        self.inner.access_url.as_ref()
+    }
+
+    /// The OAuth2 callback URL of MCP server `id`, when an access URL is configured.
+    pub fn mcp_oauth2_callback(&self, id: Uuid) -> Option<String> {
+        self.access_url().map(|a| a.mcp_oauth2_callback(id))
     }
 
     /// The engine.
@@ -129,6 +235,10 @@ pub struct ServerOptions {
     /// has no OIDC login, so it has none: such servers get no `Authorization` header and
     /// will likely answer 401. Embedders that log users in with OIDC plug theirs in.
     pub oidc_tokens: Option<Arc<dyn OidcTokenSource>>,
+    /// The URL at which browsers reach the server (`--access-url`); MCP OAuth2 callback
+    /// URLs are built from it. `None`: OAuth2 discovery and connections to MCP servers are
+    /// unavailable (docs/mcp-auth.md).
+    pub access_url: Option<AccessUrl>,
 }
 
 impl std::fmt::Debug for ServerOptions {
@@ -152,6 +262,7 @@ impl ServerOptions {
             workspaces: None,
             mcp: McpSettings::default(),
             oidc_tokens: None,
+            access_url: None,
         }
     }
 }
@@ -218,7 +329,13 @@ pub async fn build_on(admin: Admin, options: ServerOptions) -> chatd_core::Resul
     config = config.with_mcp(Arc::new(mcp));
     let engine = Engine::with_admin(&admin, config).await?;
     Ok(Started {
-        state: AppState::with_metrics(engine, admin, boot.organization_id, metrics),
+        state: AppState::with_parts(
+            engine,
+            admin,
+            boot.organization_id,
+            options.access_url.clone(),
+            metrics,
+        ),
         generated_admin_token: boot.generated_admin_token,
         admin_token_refused: boot.admin_token_refused,
     })
@@ -226,3 +343,49 @@ pub async fn build_on(admin: Admin, options: ServerOptions) -> chatd_core::Resul
 
 /// How long graceful shutdown waits for in-flight HTTP requests.
 pub const HTTP_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_urls_are_origins_with_an_optional_prefix() {
+        let a = AccessUrl::parse(" https://chat.example.com/ ").unwrap();
+        assert_eq!(a.as_str(), "https://chat.example.com");
+        let id = Uuid::nil();
+        assert_eq!(
+            a.mcp_oauth2_callback(id),
+            format!("https://chat.example.com/api/experimental/mcp/servers/{id}/oauth2/callback")
+        );
+        let prefixed = AccessUrl::parse("http://10.0.0.1:8080/chatd/").unwrap();
+        assert_eq!(prefixed.as_str(), "http://10.0.0.1:8080/chatd");
+        for bad in [
+            "",
+            "chat.example.com",
+            "ftp://chat.example.com",
+            "https://chat.example.com/?x=1",
+            "https://chat.example.com/#top",
+            "https://user:pw@chat.example.com",
+        ] {
+            assert!(AccessUrl::parse(bad).is_err(), "{bad}");
+        }
+        let at = format!("https://e.com/{}", "a".repeat(MAX_ACCESS_URL_BYTES - 14));
+        assert_eq!(at.len(), MAX_ACCESS_URL_BYTES);
+        assert!(AccessUrl::parse(&at).is_ok());
+        assert!(AccessUrl::parse(&format!("{at}a")).is_err());
+    }
+
+    #[test]
+    fn the_default_access_url_is_the_listen_address_reachable() {
+        let from = |s: &str| {
+            AccessUrl::from_listen(s.parse().unwrap())
+                .as_str()
+                .to_owned()
+        };
+        assert_eq!(from("127.0.0.1:3000"), "http://127.0.0.1:3000");
+        assert_eq!(from("0.0.0.0:8080"), "http://127.0.0.1:8080");
+        assert_eq!(from("[::]:8080"), "http://[::1]:8080");
+        assert_eq!(from("192.168.1.5:80"), "http://192.168.1.5:80");
+    }
+}

@@ -4,6 +4,7 @@
 mod catalogue;
 mod config;
 mod mcp;
+mod mcp_auth;
 mod users;
 
 use std::sync::Arc;
@@ -17,6 +18,8 @@ use crate::role::Role;
 use crate::secrets::Keyring;
 use crate::store::{NewUser, Store, StoreOptions, TokenCheck, User};
 
+pub use mcp::McpRedirectUri;
+pub use mcp_auth::{McpOAuth2Callback, McpOAuth2Completed};
 pub use users::{AccountPage, IssuedToken, UserRef, USER_NOT_FOUND_MESSAGE};
 
 /// The administration handle: everything a server does besides chats — the
@@ -32,7 +35,8 @@ pub use users::{AccountPage, IssuedToken, UserRef, USER_NOT_FOUND_MESSAGE};
 ///   [`ADMIN_ONLY_MESSAGE`](crate::ADMIN_ONLY_MESSAGE)): provider configs, writing model
 ///   configs, the deployment system prompt, writing model overrides, writing MCP server
 ///   configs, creating and listing users, changing roles.
-/// - **Every user, for themself**: their own provider keys, their personal prompt.
+/// - **Every user, for themself**: their own provider keys, their personal prompt, their
+///   MCP header values and OAuth2 connections (on the MCP servers they can see).
 /// - **Every user, filtered**: model configs and MCP servers (members see enabled ones,
 ///   MCP configs redacted), the model catalogue (by the key policy as it applies to
 ///   them), the model overrides.
@@ -50,6 +54,9 @@ struct Inner {
     store: Store,
     keyring: Arc<Keyring>,
     deployment_keys: ProviderApiKeys,
+    /// The client of OAuth2 requests to MCP servers' authorization servers, built on first
+    /// use ([`crate::mcp::oauth::http_client`]).
+    oauth_http: std::sync::OnceLock<reqwest::Client>,
 }
 
 impl std::fmt::Debug for Admin {
@@ -71,6 +78,7 @@ impl Admin {
                 store,
                 keyring,
                 deployment_keys,
+                oauth_http: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -97,6 +105,16 @@ impl Admin {
 
     fn deployment_keys(&self) -> &ProviderApiKeys {
         &self.inner.deployment_keys
+    }
+
+    /// The OAuth2 HTTP client, built on first use.
+    fn oauth_http(&self) -> Result<&reqwest::Client> {
+        if let Some(client) = self.inner.oauth_http.get() {
+            return Ok(client);
+        }
+        let client = crate::mcp::oauth::http_client()?;
+        // Another caller may have won the race: either client will do.
+        Ok(self.inner.oauth_http.get_or_init(|| client))
     }
 
     /// The model resolver over this handle's configuration: the engine's

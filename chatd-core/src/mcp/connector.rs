@@ -167,6 +167,35 @@ pub struct McpConnector {
     sessions: Mutex<HashMap<(Uuid, Uuid), Arc<Session>>>,
     /// Open sessions of workspace `.mcp.json` servers by (workspace, name).
     workspace_sessions: Mutex<HashMap<(Uuid, String), Arc<Session>>>,
+    /// For token refreshes: follows no redirect, so a token endpoint cannot forward a
+    /// refresh token or client secret elsewhere. Built on first use.
+    oauth_http: std::sync::OnceLock<reqwest::Client>,
+}
+
+/// Redirects followed by a connection to an MCP server (same origin only).
+pub const MAX_MCP_REDIRECTS: usize = 5;
+
+/// The HTTP client MCP connections use by default: redirects are followed only on the
+/// server's own origin, so credentials in custom headers (which HTTP clients do not strip
+/// on a cross-origin redirect, unlike `Authorization`) never reach another host.
+pub fn default_http_client() -> reqwest::Client {
+    let policy = reqwest::redirect::Policy::custom(|attempt| {
+        let same_origin = attempt
+            .previous()
+            .first()
+            .is_some_and(|first| first.origin() == attempt.url().origin());
+        if same_origin && attempt.previous().len() <= MAX_MCP_REDIRECTS {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    });
+    // Building fails only when the TLS backend cannot start, and then no client can be
+    // built (`Client::default` would panic): the fallback keeps `new` infallible.
+    reqwest::Client::builder()
+        .redirect(policy)
+        .build()
+        .unwrap_or_default()
 }
 
 impl std::fmt::Debug for McpConnector {
@@ -190,12 +219,13 @@ impl McpConnector {
     pub fn new(keyring: Arc<Keyring>) -> Self {
         McpConnector {
             keyring,
-            http: reqwest::Client::new(),
+            http: default_http_client(),
             settings: McpSettings::default(),
             oidc: None,
             observer: None,
             sessions: Mutex::new(HashMap::new()),
             workspace_sessions: Mutex::new(HashMap::new()),
+            oauth_http: std::sync::OnceLock::new(),
         }
     }
 
@@ -708,7 +738,17 @@ impl McpConnector {
                 }
             }
             MCPServerAuthType::Oauth2 => {
-                bearer = super::oauth::access_token(store, &self.keyring, &self.http, config, user)
+                let http = match self.oauth_http.get() {
+                    Some(h) => h.clone(),
+                    None => {
+                        let h = super::oauth::http_client().map_err(|e| {
+                            format!("no HTTP client for token refresh ({})", e.kind().as_str())
+                        })?;
+                        let _ = self.oauth_http.set(h.clone());
+                        h
+                    }
+                };
+                bearer = super::oauth::access_token(store, &self.keyring, &http, config, user)
                     .await
                     .map_err(|e| {
                         format!(

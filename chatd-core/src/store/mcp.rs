@@ -113,7 +113,23 @@ pub struct McpSecretRotationFailure {
     pub key_id: Option<String>,
 }
 
-/// What [`Store::rotate_mcp_secrets`] did.
+/// A per-user secret [`Store::rotate_mcp_secrets`] could not re-seal; it is left as it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct McpUserSecretRotationFailure {
+    /// The server.
+    pub server_id: Uuid,
+    /// The user.
+    pub user_id: Uuid,
+    /// The column.
+    pub column: super::McpUserSecretColumn,
+    /// Why (the kinds of `Keyring::decrypt`).
+    pub kind: ErrorKind,
+    /// The key id the failure names, when there is one.
+    pub key_id: Option<String>,
+}
+
+/// What [`Store::rotate_mcp_secrets`] did, over the configurations' secrets and the
+/// per-user ones (header values, OAuth2 tokens, verifiers of authorizations in flight).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct McpSecretRotationReport {
     /// Secrets re-sealed under the active key.
@@ -122,14 +138,16 @@ pub struct McpSecretRotationReport {
     pub already_current: u64,
     /// Secrets changed by a concurrent write between the scan and the re-seal.
     pub changed_concurrently: u64,
-    /// Secrets that could not be re-sealed.
+    /// Configuration secrets that could not be re-sealed.
     pub failures: Vec<McpSecretRotationFailure>,
+    /// Per-user secrets that could not be re-sealed.
+    pub user_failures: Vec<McpUserSecretRotationFailure>,
 }
 
 impl McpSecretRotationReport {
     /// Whether every MCP secret is now sealed by the active key.
     pub fn is_complete(&self) -> bool {
-        self.failures.is_empty()
+        self.failures.is_empty() && self.user_failures.is_empty()
     }
 }
 
@@ -241,7 +259,8 @@ fn config_from_row(row: &AnyRow) -> Result<MCPServerConfig> {
     let (d, _) = draft_from_row(row)?;
     Ok(MCPServerConfig {
         id: get_uuid(row, "id")?,
-        // OAuth2 tokens are per user and not stored yet; other types need no connection.
+        // OAuth2 tokens are per user: `Admin` sets this for the caller. Other types need no
+        // connection.
         auth_connected: d.auth_type != MCPServerAuthType::Oauth2,
         display_name: d.display_name,
         slug: d.slug,
@@ -425,8 +444,20 @@ impl Store {
     ) -> Result<MCPServerConfig> {
         let draft = validate_create_mcp_server_config(req)
             .map_err(|r| Error::with_response(ErrorKind::InvalidArgument, r))?;
-        let id = Uuid::new_v4();
-        let v = row_values(&draft, &Sealed::default(), keyring, id)?;
+        self.insert_mcp_server_config(Uuid::new_v4(), &draft, keyring)
+            .await
+    }
+
+    /// Stores a validated configuration under `id` (chosen by the caller, because an
+    /// OAuth2 client registered for the server names its callback URL, which holds the id).
+    /// [`ErrorKind::Conflict`] when the slug or the id is taken.
+    pub async fn insert_mcp_server_config(
+        &self,
+        id: Uuid,
+        draft: &ValidatedMcpServerConfig,
+        keyring: &Keyring,
+    ) -> Result<MCPServerConfig> {
+        let v = row_values(draft, &Sealed::default(), keyring, id)?;
         let now = now_micros();
         let mut tx = self.begin_write().await?;
         let result = async {
@@ -443,7 +474,7 @@ impl Store {
                  $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, \
                  $22, $23, $24, $25, $26, $26)"
             );
-            bind_row(sqlx::query(sqlx::AssertSqlSafe(sql)), id, &draft, &v, now)
+            bind_row(sqlx::query(sqlx::AssertSqlSafe(sql)), id, draft, &v, now)
                 .execute(&mut *tx)
                 .await
                 // A concurrent create won the unique index after our check.
@@ -459,7 +490,8 @@ impl Store {
     }
 
     /// The MCP server configurations, by slug. Secrets are never returned, only `has_*`
-    /// flags; `auth_connected` is false for OAuth2 servers (no user has a token yet).
+    /// flags; `auth_connected` is false for OAuth2 servers, because it is per user: the
+    /// `Admin` handle sets it for the caller ([`Store::mcp_oauth2_connected_servers`]).
     pub async fn list_mcp_server_configs(
         &self,
         filter: McpServerFilter,
@@ -598,7 +630,9 @@ impl Store {
         self.get_mcp_server_config(id).await
     }
 
-    /// Deletes an MCP server configuration and with it its sealed secrets. Chats that name
+    /// Deletes an MCP server configuration and with it its sealed secrets, and (by the
+    /// foreign keys' cascade) every user's header values, OAuth2 token and authorization in
+    /// flight for it. Chats that name
     /// it in `mcp_server_ids` keep the id; whoever connects to servers skips unknown ones.
     /// [`ErrorKind::NotFound`] when it does not exist.
     pub async fn delete_mcp_server_config(&self, id: Uuid) -> Result<()> {
@@ -648,7 +682,9 @@ impl Store {
     }
 
     /// Re-seals every MCP secret under the keyring's active key (step 2 of the rotation in
-    /// docs/secrets.md, next to `Store::rotate_secrets`): values the active key already
+    /// docs/secrets.md, next to `Store::rotate_secrets`) — the configurations' secrets and
+    /// the per-user ones (header values, access and refresh tokens, verifiers of
+    /// authorizations in flight; failures of those in `user_failures`): values the active key already
     /// sealed are counted without decrypting; each re-sealed value is written back with a
     /// compare-and-swap on the old text, so a concurrent update wins; values that cannot be
     /// opened are listed in the report and left alone. Only a database failure is an error.
@@ -701,6 +737,7 @@ impl Store {
                 }
             }
         }
+        self.rotate_mcp_user_secrets(keyring, &mut report).await?;
         Ok(report)
     }
 }

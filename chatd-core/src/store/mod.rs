@@ -15,6 +15,7 @@ mod history;
 mod leases;
 mod listing;
 mod mcp;
+mod mcp_auth;
 mod queue;
 mod tokens;
 mod transition;
@@ -56,11 +57,17 @@ pub use leases::{
 pub use listing::{normalize_turn_summary, ChatListQuery, MAX_TURN_SUMMARY_RUNES};
 pub use mcp::{
     mcp_secret_aad, McpSecretColumn, McpSecretRotationFailure, McpSecretRotationReport,
-    McpServerFilter, McpServerSecrets, INVALID_MCP_SERVER_MESSAGE, MANUAL_OAUTH2_REQUIRED_MESSAGE,
-    MAX_MCP_CUSTOM_HEADERS, MAX_MCP_CUSTOM_HEADERS_BYTES, MAX_MCP_DESCRIPTION_CHARS,
-    MAX_MCP_HEADER_DESCRIPTION_CHARS, MAX_MCP_HEADER_NAME_BYTES, MAX_MCP_HEADER_VALUE_BYTES,
-    MAX_MCP_OAUTH2_FIELD_BYTES, MAX_MCP_SECRET_BYTES, MAX_MCP_SLUG_LEN,
+    McpServerFilter, McpServerSecrets, McpUserSecretRotationFailure, INVALID_MCP_SERVER_MESSAGE,
+    MANUAL_OAUTH2_REQUIRED_MESSAGE, MAX_MCP_CUSTOM_HEADERS, MAX_MCP_CUSTOM_HEADERS_BYTES,
+    MAX_MCP_DESCRIPTION_CHARS, MAX_MCP_HEADER_DESCRIPTION_CHARS, MAX_MCP_HEADER_NAME_BYTES,
+    MAX_MCP_HEADER_VALUE_BYTES, MAX_MCP_OAUTH2_FIELD_BYTES, MAX_MCP_SECRET_BYTES, MAX_MCP_SLUG_LEN,
     MAX_MCP_TOOL_FILTER_ENTRIES, MAX_MCP_TOOL_NAME_BYTES, MAX_MCP_USER_HEADER_KEYS,
+};
+pub use mcp_auth::{
+    hash_oauth2_state, mcp_oauth2_state_aad, mcp_user_secret_aad, McpOAuth2State, McpOAuth2Token,
+    McpUserSecretColumn, NewMcpOAuth2State, MAX_MCP_OAUTH2_PENDING_STATES_PER_USER,
+    MAX_MCP_OAUTH2_STATE_LEN, MCP_OAUTH2_STATE_EXPIRED_MESSAGE, MCP_OAUTH2_STATE_INVALID_MESSAGE,
+    MCP_OAUTH2_STATE_TTL,
 };
 pub use queue::{Promoted, SendMessage, SendOutcome, SendResult, MAX_QUEUED_MESSAGES};
 pub use tokens::{

@@ -145,7 +145,7 @@ async fn members_are_refused_every_administrator_operation() {
             "availability": "default_on",
         }))
         .unwrap();
-        forbidden(admin.create_mcp_server(&bob, &mcp).await);
+        forbidden(admin.create_mcp_server(&bob, &mcp, None).await);
         forbidden(
             admin
                 .update_mcp_server(&bob, id, &UpdateMCPServerConfigRequest::default())
@@ -179,7 +179,7 @@ async fn members_are_refused_every_administrator_operation() {
         assert_eq!(admin.list_users(&root, 10, 0).await.unwrap().count, 2);
         assert_eq!(admin.system_prompt(&root).await.unwrap().system_prompt, "");
         // The administrator may do all of it.
-        admin.create_mcp_server(&root, &mcp).await.unwrap();
+        admin.create_mcp_server(&root, &mcp, None).await.unwrap();
         admin.delete_model_config(&root, model.id).await.unwrap();
         admin.delete_provider(&root, provider.id).await.unwrap();
     })
@@ -368,11 +368,11 @@ async fn mcp_servers_are_filtered_and_redacted_for_members() {
             .unwrap()
         };
         let on = admin
-            .create_mcp_server(&root, &create("on", true))
+            .create_mcp_server(&root, &create("on", true), None)
             .await
             .unwrap();
         let off = admin
-            .create_mcp_server(&root, &create("off", false))
+            .create_mcp_server(&root, &create("off", false), None)
             .await
             .unwrap();
         assert_eq!(admin.list_mcp_servers(&root).await.unwrap().len(), 2);

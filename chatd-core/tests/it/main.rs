@@ -9,6 +9,7 @@ mod engine_limits;
 mod engine_openai;
 mod engine_overrides;
 mod mcp;
+mod mcp_auth;
 mod migrations;
 mod shutdown;
 mod store;

@@ -19,8 +19,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::{quoted, Problems, MAX_DISPLAY_NAME_RUNES};
 use crate::{
     validate_http_url, CreateMCPServerConfigRequest, MCPServerAuthType, MCPServerAvailability,
-    MCPServerTransport, Response, SecretString, UpdateMCPServerConfigRequest, MAX_DYNAMIC_TOOLS,
-    MAX_PROVIDER_API_KEY_BYTES, MAX_URL_BYTES,
+    MCPServerTransport, Response, SecretString, UpdateMCPServerConfigRequest,
+    UpdateMCPServerUserHeadersRequest, MAX_DYNAMIC_TOOLS, MAX_PROVIDER_API_KEY_BYTES,
+    MAX_URL_BYTES,
 };
 
 /// Longest slug, in bytes.
@@ -66,10 +67,22 @@ pub const MAX_MCP_TOOL_NAME_BYTES: usize = 128;
 /// Message of every validation failure of an MCP server configuration.
 pub const INVALID_MCP_SERVER_MESSAGE: &str = "Invalid MCP server configuration.";
 
-/// Message when `oauth2` is chosen without client id, authorization URL and token URL.
-/// Coder then tries discovery and dynamic client registration; chatd does not reach out
-/// to MCP servers for that, so the endpoints must be configured by hand.
+/// Message when `oauth2` is chosen without client id, authorization URL and token URL and
+/// the endpoints could not be found for it: the server first tries discovery and dynamic
+/// client registration ([`McpServerDraft::needs_oauth2_discovery`]); when that fails, or
+/// when a draft without endpoints is validated without trying, the endpoints must be
+/// configured by hand.
 pub const MANUAL_OAUTH2_REQUIRED_MESSAGE: &str = "Manual OAuth2 configuration is required.";
+
+/// Message of every validation failure of a user's MCP header values
+/// (`PUT /mcp/servers/{id}/user-headers`).
+pub const INVALID_MCP_USER_HEADERS_MESSAGE: &str = "Invalid MCP server header values.";
+
+/// Most bytes of one user's header names and values for one server together, after the
+/// update is merged with what is stored. A store seals them as one JSON object, which must
+/// stay well under its encryption limit however the values are escaped (the admin-set
+/// headers' limit, [`MAX_MCP_CUSTOM_HEADERS_BYTES`]).
+pub const MAX_MCP_USER_HEADER_VALUES_BYTES: usize = MAX_MCP_CUSTOM_HEADERS_BYTES;
 
 /// A secret of an MCP server configuration being written.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -345,10 +358,30 @@ impl McpServerDraft {
 
     /// Checks the whole configuration; every problem is reported, under the message
     /// [`INVALID_MCP_SERVER_MESSAGE`], except an OAuth2 server without any endpoint, which
-    /// fails alone with [`MANUAL_OAUTH2_REQUIRED_MESSAGE`]. Secrets are never quoted.
+    /// fails alone with [`MANUAL_OAUTH2_REQUIRED_MESSAGE`] (a server that can discover the
+    /// endpoints does so before validating, see [`McpServerDraft::needs_oauth2_discovery`]).
+    /// Secrets are never quoted.
     pub fn validate(self) -> Result<ValidatedMcpServerConfig, Response> {
-        check(&self)?;
+        check(&self, Oauth2Endpoints::Required)?;
         Ok(ValidatedMcpServerConfig(self))
+    }
+
+    /// Whether this is an OAuth2 server with none of client id, authorization URL and
+    /// token URL: the case in which a server tries to find them itself (protected-resource
+    /// and authorization-server metadata, dynamic client registration) before validating.
+    /// A partial set is never completed that way: it is the administrator's mistake.
+    pub fn needs_oauth2_discovery(&self) -> bool {
+        self.auth_type == MCPServerAuthType::Oauth2
+            && self.oauth2_client_id.is_empty()
+            && self.oauth2_auth_url.is_empty()
+            && self.oauth2_token_url.is_empty()
+    }
+
+    /// Checks everything [`McpServerDraft::validate`] checks except that the OAuth2
+    /// endpoints are present, so that a request with other problems is refused before the
+    /// server reaches out to discover them. Validate the completed draft afterwards.
+    pub fn check_before_discovery(&self) -> Result<(), Response> {
+        check(self, Oauth2Endpoints::Pending)
     }
 }
 
@@ -383,6 +416,119 @@ pub fn validate_create_mcp_server_config(
     req: &CreateMCPServerConfigRequest,
 ) -> Result<ValidatedMcpServerConfig, Response> {
     McpServerDraft::from_create(req).validate()
+}
+
+/// A user's header values for one server, checked against the server's
+/// `custom_headers_user_keys`: what `PUT /mcp/servers/{id}/user-headers` changes. Names
+/// are spelt as the configuration lists them. `Debug` shows no value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct McpUserHeaderUpdate {
+    /// Values to set, trimmed and non-empty.
+    pub set: BTreeMap<String, SecretString>,
+    /// Headers whose value is cleared (given as `""`).
+    pub clear: BTreeSet<String>,
+}
+
+impl McpUserHeaderUpdate {
+    /// The user's values after this update: given values replace stored ones, cleared ones
+    /// go, others stay — except values of headers `user_keys` no longer lists (the
+    /// administrator removed them), which are dropped.
+    pub fn apply(
+        &self,
+        stored: BTreeMap<String, SecretString>,
+        user_keys: &[String],
+    ) -> BTreeMap<String, SecretString> {
+        let mut merged: BTreeMap<String, SecretString> = stored
+            .into_iter()
+            .filter(|(name, _)| user_keys.contains(name) && !self.clear.contains(name))
+            .collect();
+        for (name, value) in &self.set {
+            merged.insert(name.clone(), value.clone());
+        }
+        merged
+    }
+}
+
+/// Validates `PUT /mcp/servers/{id}/user-headers` against the server's
+/// `custom_headers_user_keys`: every name must be one of them (compared ignoring case, as
+/// header names are, and kept in the listed spelling; a name given twice that way is
+/// refused), and every value a header value (at most [`MAX_MCP_HEADER_VALUE_BYTES`] bytes
+/// after trimming, no control characters); `""` clears a value. Values are never quoted.
+/// The total after merging is checked by [`check_mcp_user_header_total`].
+pub fn validate_mcp_user_header_values(
+    user_keys: &[String],
+    req: &UpdateMCPServerUserHeadersRequest,
+) -> Result<McpUserHeaderUpdate, Response> {
+    let mut p = Problems::default();
+    let mut update = McpUserHeaderUpdate::default();
+    if req.values.len() > MAX_MCP_USER_HEADER_KEYS {
+        p.push(
+            "values",
+            format!(
+                "{} header values were given; a server asks for at most \
+                 {MAX_MCP_USER_HEADER_KEYS}.",
+                req.values.len()
+            ),
+        );
+        return p.finish(INVALID_MCP_USER_HEADERS_MESSAGE).map(|()| update);
+    }
+    for (name, value) in &req.values {
+        let Some(listed) = user_keys
+            .iter()
+            .find(|k| k.eq_ignore_ascii_case(name.trim()))
+        else {
+            p.push(
+                "values",
+                format!(
+                    "{} is not a header this server asks users for.",
+                    quoted(name)
+                ),
+            );
+            continue;
+        };
+        if update.set.contains_key(listed) || update.clear.contains(listed) {
+            p.push(
+                "values",
+                format!(
+                    "The header {} is given twice (names ignore case).",
+                    quoted(listed)
+                ),
+            );
+            continue;
+        }
+        let value = value.expose().trim();
+        if value.is_empty() {
+            update.clear.insert(listed.clone());
+            continue;
+        }
+        let value = SecretString::from(value);
+        if let Some(problem) = secret_problem(&value, MAX_MCP_HEADER_VALUE_BYTES) {
+            p.push("values", format!("Header {}: {problem}", quoted(listed)));
+            continue;
+        }
+        update.set.insert(listed.clone(), value);
+    }
+    p.finish(INVALID_MCP_USER_HEADERS_MESSAGE).map(|()| update)
+}
+
+/// Checks a user's merged header values ([`McpUserHeaderUpdate::apply`]) against
+/// [`MAX_MCP_USER_HEADER_VALUES_BYTES`].
+pub fn check_mcp_user_header_total(
+    values: &BTreeMap<String, SecretString>,
+) -> Result<(), Response> {
+    let total: usize = values.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if total > MAX_MCP_USER_HEADER_VALUES_BYTES {
+        return Err(
+            Response::new(INVALID_MCP_USER_HEADERS_MESSAGE).with_validation(
+                "values",
+                format!(
+                    "The header values take {total} bytes with their names; together they may \
+                 take at most {MAX_MCP_USER_HEADER_VALUES_BYTES} bytes."
+                ),
+            ),
+        );
+    }
+    Ok(())
 }
 
 /// Characters of an HTTP header name (RFC 9110 `token`).
@@ -497,8 +643,16 @@ fn tool_list_problems(field: &str, list: &[String], p: &mut Problems) {
     }
 }
 
+/// Whether a draft without any OAuth2 endpoint is refused ([`McpServerDraft::validate`])
+/// or still waiting for discovery ([`McpServerDraft::check_before_discovery`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Oauth2Endpoints {
+    Required,
+    Pending,
+}
+
 /// Checks a normalized draft; every problem is reported. Secrets are never quoted.
-fn check(d: &McpServerDraft) -> Result<(), Response> {
+fn check(d: &McpServerDraft, endpoints: Oauth2Endpoints) -> Result<(), Response> {
     let mut p = Problems::default();
     let name_chars = d.display_name.chars().count();
     if d.display_name.is_empty() {
@@ -566,7 +720,7 @@ fn check(d: &McpServerDraft) -> Result<(), Response> {
     tool_list_problems("tool_deny_list", &d.tool_deny_list, &mut p);
     match &d.auth_type {
         MCPServerAuthType::None | MCPServerAuthType::UserOidc => {}
-        MCPServerAuthType::Oauth2 => check_oauth2(d, &mut p)?,
+        MCPServerAuthType::Oauth2 => check_oauth2(d, endpoints, &mut p)?,
         MCPServerAuthType::ApiKey => {
             if d.api_key_header.is_empty() {
                 p.push(
@@ -600,18 +754,22 @@ fn check(d: &McpServerDraft) -> Result<(), Response> {
 
 /// OAuth2 needs client id, authorization URL and token URL together. None of them at all
 /// is its own failure ([`MANUAL_OAUTH2_REQUIRED_MESSAGE`]), which replaces every other
-/// problem of the request.
-fn check_oauth2(d: &McpServerDraft, p: &mut Problems) -> Result<(), Response> {
-    let given = [
-        !d.oauth2_client_id.is_empty(),
-        !d.oauth2_auth_url.is_empty(),
-        !d.oauth2_token_url.is_empty(),
-    ];
-    if given.iter().all(|g| !g) {
-        return Err(Response::new(MANUAL_OAUTH2_REQUIRED_MESSAGE).with_detail(
-            "This server does not discover OAuth2 endpoints or register clients \
-             automatically; set oauth2_client_id, oauth2_auth_url and oauth2_token_url.",
-        ));
+/// problem of the request — unless discovery is still to come, when only the scopes and
+/// the secret are checked.
+fn check_oauth2(
+    d: &McpServerDraft,
+    endpoints: Oauth2Endpoints,
+    p: &mut Problems,
+) -> Result<(), Response> {
+    if d.needs_oauth2_discovery() {
+        if endpoints == Oauth2Endpoints::Required {
+            return Err(Response::new(MANUAL_OAUTH2_REQUIRED_MESSAGE).with_detail(
+                "The OAuth2 endpoints were not discovered; set oauth2_client_id, \
+                 oauth2_auth_url and oauth2_token_url.",
+            ));
+        }
+        check_oauth2_extras(d, p);
+        return Ok(());
     }
     if d.oauth2_client_id.is_empty() {
         p.push(
@@ -634,6 +792,12 @@ fn check_oauth2(d: &McpServerDraft, p: &mut Problems) -> Result<(), Response> {
             url_problem(field, url, p);
         }
     }
+    check_oauth2_extras(d, p);
+    Ok(())
+}
+
+/// The OAuth2 fields besides the endpoints: the scopes and a new client secret.
+fn check_oauth2_extras(d: &McpServerDraft, p: &mut Problems) {
     if let Some(problem) = plain_problem(&d.oauth2_scopes, MAX_MCP_OAUTH2_FIELD_BYTES) {
         p.push("oauth2_scopes", problem);
     }
@@ -642,7 +806,6 @@ fn check_oauth2(d: &McpServerDraft, p: &mut Problems) -> Result<(), Response> {
             p.push("oauth2_client_secret", problem);
         }
     }
-    Ok(())
 }
 
 /// Custom headers: at least one header, admin-set or user-supplied; names are HTTP
@@ -872,6 +1035,112 @@ mod tests {
         r.custom_headers_user_key_descriptions.clear();
         r.custom_headers.insert("Bad Name".into(), "v".into());
         assert_eq!(fields(&check(&r).unwrap_err()), ["custom_headers"]);
+    }
+
+    #[test]
+    fn oauth2_without_endpoints_waits_for_discovery() {
+        let mut r = base();
+        r.auth_type = MCPServerAuthType::Oauth2;
+        let d = McpServerDraft::from_create(&r);
+        assert!(d.needs_oauth2_discovery());
+        assert!(d.check_before_discovery().is_ok());
+        // Validating without discovering is still refused as before.
+        assert_eq!(
+            d.clone().validate().unwrap_err().message,
+            MANUAL_OAUTH2_REQUIRED_MESSAGE
+        );
+        // Other problems are reported before anything is discovered.
+        r.url = "not a url".into();
+        r.oauth2_scopes = "a\u{7}b".into();
+        let d = McpServerDraft::from_create(&r);
+        let err = d.check_before_discovery().unwrap_err();
+        assert_eq!(err.message, INVALID_MCP_SERVER_MESSAGE);
+        assert_eq!(fields(&err), ["url", "oauth2_scopes"]);
+        // A partial set is never discovered: it stays the administrator's 400.
+        let mut r = base();
+        r.auth_type = MCPServerAuthType::Oauth2;
+        r.oauth2_token_url = "https://idp.example.com/token".into();
+        let d = McpServerDraft::from_create(&r);
+        assert!(!d.needs_oauth2_discovery());
+        assert_eq!(
+            fields(&d.check_before_discovery().unwrap_err()),
+            ["oauth2_client_id", "oauth2_auth_url"]
+        );
+        // Other authentication types never need it.
+        assert!(!McpServerDraft::from_create(&base()).needs_oauth2_discovery());
+    }
+
+    fn header_update(values: &[(&str, &str)]) -> UpdateMCPServerUserHeadersRequest {
+        UpdateMCPServerUserHeadersRequest {
+            values: values
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), SecretString::from(*v)))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn user_header_values() {
+        let keys = vec!["X-User-Token".to_owned(), "X-Team".to_owned()];
+        // Names match ignoring case and take the listed spelling; "" clears.
+        let u = validate_mcp_user_header_values(
+            &keys,
+            &header_update(&[("x-user-token", "  secret-1  "), ("X-Team", "")]),
+        )
+        .unwrap();
+        assert_eq!(u.set.keys().collect::<Vec<_>>(), ["X-User-Token"]);
+        assert_eq!(u.set["X-User-Token"].expose(), "secret-1");
+        assert_eq!(u.clear.iter().collect::<Vec<_>>(), ["X-Team"]);
+        // Merge: unlisted names stay, cleared ones go, names no longer listed are dropped.
+        let stored = BTreeMap::from([
+            ("X-Team".to_owned(), SecretString::from("a")),
+            ("X-Gone".to_owned(), SecretString::from("b")),
+        ]);
+        let merged = u.apply(stored.clone(), &keys);
+        assert_eq!(merged.keys().collect::<Vec<_>>(), ["X-User-Token"]);
+        let none = McpUserHeaderUpdate::default().apply(stored, &keys);
+        assert_eq!(none.keys().collect::<Vec<_>>(), ["X-Team"]);
+        // Names the server does not ask for, twice-given names and bad values: 400s that
+        // never quote a value.
+        let err = validate_mcp_user_header_values(
+            &keys,
+            &header_update(&[
+                ("X-Other", "v"),
+                ("X-TEAM", "v"),
+                ("x-team", "v"),
+                ("X-User-Token", "line\nsupersecretvalue"),
+            ]),
+        )
+        .unwrap_err();
+        assert_eq!(err.message, INVALID_MCP_USER_HEADERS_MESSAGE);
+        assert_eq!(fields(&err), ["values", "values", "values"]);
+        assert!(!err.to_string().contains("supersecret"));
+        assert!(validate_mcp_user_header_values(&[], &header_update(&[("X-A", "v")])).is_err());
+        // A value at the limit passes, one byte over fails.
+        let at = "v".repeat(MAX_MCP_HEADER_VALUE_BYTES);
+        assert!(validate_mcp_user_header_values(&keys, &header_update(&[("X-Team", &at)])).is_ok());
+        let over = "v".repeat(MAX_MCP_HEADER_VALUE_BYTES + 1);
+        assert!(
+            validate_mcp_user_header_values(&keys, &header_update(&[("X-Team", &over)])).is_err()
+        );
+        // More names than a server may ask for: one problem.
+        let many: Vec<(String, String)> = (0..=MAX_MCP_USER_HEADER_KEYS)
+            .map(|i| (format!("X-{i}"), "v".to_owned()))
+            .collect();
+        let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let err = validate_mcp_user_header_values(&keys, &header_update(&many)).unwrap_err();
+        assert_eq!(err.validations.len(), 1);
+    }
+
+    #[test]
+    fn user_header_total_at_its_edge() {
+        let name = "X-A".to_owned();
+        let at = MAX_MCP_USER_HEADER_VALUES_BYTES - name.len();
+        let values = BTreeMap::from([(name.clone(), SecretString::from("v".repeat(at)))]);
+        assert!(check_mcp_user_header_total(&values).is_ok());
+        let values = BTreeMap::from([(name, SecretString::from("v".repeat(at + 1)))]);
+        let err = check_mcp_user_header_total(&values).unwrap_err();
+        assert_eq!(fields(&err), ["values"]);
     }
 
     #[test]

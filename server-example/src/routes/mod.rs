@@ -71,6 +71,11 @@ pub enum RouteKind {
     WebSocket,
     /// A file download: the session token may come in the query.
     Download,
+    /// A page a browser navigates to by itself (the MCP OAuth2 connect link and callback):
+    /// the session token may come in the `coder_session_token` cookie
+    /// ([`crate::auth::CookieTokenAllowed`]); answers are redirects, a small HTML page, or
+    /// JSON errors.
+    Browser,
     /// A Coder-platform feature this server does not build: 501 to authenticated callers.
     Unsupported,
     /// Outside the API (`/healthz`, `/metrics`): unauthenticated, plain text.
@@ -188,8 +193,9 @@ impl Route {
             .collect()
     }
 
-    /// The handler, with the body limit applied, and on WebSocket and download routes
-    /// the mark that lets the session token come in the query.
+    /// The handler, with the body limit applied, on WebSocket and download routes the mark
+    /// that lets the session token come in the query, and on browser pages the mark that
+    /// lets it come in the cookie.
     fn into_method_router(self) -> (String, MethodRouter<AppState>) {
         let handler = match self.body {
             RouteBody::Json { limit, .. } | RouteBody::Upload { limit } => {
@@ -201,6 +207,7 @@ impl Route {
             RouteKind::WebSocket | RouteKind::Download => {
                 handler.layer(axum::Extension(crate::auth::QueryTokenAllowed))
             }
+            RouteKind::Browser => handler.layer(axum::Extension(crate::auth::CookieTokenAllowed)),
             _ => handler,
         };
         (self.path, handler)

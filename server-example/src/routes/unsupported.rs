@@ -109,26 +109,6 @@ pub const UNSUPPORTED_ROUTES: &[(&str, &[&str], &str)] = &[
         &["GET"],
         "Chat debug runs",
     ),
-    (
-        "/mcp/servers/{mcpServer}/oauth2/connect",
-        &["GET"],
-        "MCP OAuth2 connections",
-    ),
-    (
-        "/mcp/servers/{mcpServer}/oauth2/callback",
-        &["GET"],
-        "MCP OAuth2 connections",
-    ),
-    (
-        "/mcp/servers/{mcpServer}/oauth2/disconnect",
-        &["DELETE"],
-        "MCP OAuth2 connections",
-    ),
-    (
-        "/mcp/servers/{mcpServer}/user-headers",
-        &["GET", "PUT", "DELETE"],
-        "Per-user MCP header values",
-    ),
 ];
 
 /// Settings of unbuilt features whose reads answer "off" (200) while their writes are in

@@ -16,6 +16,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// Every variable the binary reads (main.rs `ENVIRONMENT`; its unit test checks the sources).
 const EXPECTED_ENVIRONMENT: &[&str] = &[
     "CHATD_LISTEN",
+    "CHATD_ACCESS_URL",
     "CHATD_DATABASE_URL",
     "CHATD_ENCRYPTION_KEY",
     "CHATD_ADMIN_TOKEN",
@@ -40,6 +41,7 @@ const EXPECTED_ENVIRONMENT: &[&str] = &[
 /// The variables a test run must not inherit from the developer's shell.
 const INHERITED: &[&str] = &[
     "CHATD_LISTEN",
+    "CHATD_ACCESS_URL",
     "CHATD_DATABASE_URL",
     "CHATD_ENCRYPTION_KEY",
     "CHATD_ADMIN_TOKEN",

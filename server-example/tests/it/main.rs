@@ -17,6 +17,7 @@ mod demo;
 mod embed;
 mod files;
 mod mcp;
+mod mcp_auth;
 mod mcp_tools;
 mod model_overrides;
 mod secrets_e2e;

@@ -28,7 +28,7 @@ use server_example::state::{build_on, ServerOptions};
 use sqlx::Row;
 
 /// Everything the server logs, at every level of the chatd crates.
-fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
+pub(crate) fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
     static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
     LOGS.get_or_init(|| {
         let buffer = Arc::new(Mutex::new(Vec::new()));
@@ -124,7 +124,7 @@ async fn start_echo(mcp_secret: &str) -> String {
     format!("http://{addr}")
 }
 
-fn assert_clean(what: &str, text: &str, secrets: &[&str]) {
+pub(crate) fn assert_clean(what: &str, text: &str, secrets: &[&str]) {
     for secret in secrets {
         assert!(!text.contains(secret), "{what} shows a secret:\n{text}");
         let hex: String = secret.bytes().map(|b| format!("{b:02x}")).collect();
@@ -136,7 +136,7 @@ fn assert_clean(what: &str, text: &str, secrets: &[&str]) {
 }
 
 /// Every row of every table of the store's database, as text.
-async fn database_text(store: &chatd_core::store::Store) -> String {
+pub(crate) async fn database_text(store: &chatd_core::store::Store) -> String {
     let pool = store.pool();
     let sqlite = pool.connect_options().database_url.scheme() == "sqlite";
     let mut out = String::new();
