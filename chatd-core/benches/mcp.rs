@@ -35,7 +35,9 @@ fn bench(c: &mut Criterion) {
         .unwrap();
     let keyring = Arc::new(Keyring::new("k", SecretKey::from_bytes([1; 32])).unwrap());
     let db = rt.block_on(TestDatabase::create(Backend::Sqlite));
-    let store = rt.block_on(chatd_core::store::Store::connect_with(db.store_options())).unwrap();
+    let store = rt
+        .block_on(chatd_core::store::Store::connect_with(db.store_options()))
+        .unwrap();
     let f = rt.block_on(fixture(&store));
     let everything = Everything::start(EverythingTransport::StreamableHttp);
     let scripted = rt.block_on(ScriptedMcp::start(Script::Tools {
@@ -50,7 +52,10 @@ fn bench(c: &mut Criterion) {
                 .unwrap()
         })
     });
-    for (label, url) in [("scripted", scripted.url()), ("everything", everything.url())] {
+    for (label, url) in [
+        ("scripted", scripted.url()),
+        ("everything", everything.url()),
+    ] {
         let request: codersdk::CreateMCPServerConfigRequest = serde_json::from_value(json!({
             "display_name": label, "slug": label, "transport": "streamable_http",
             "url": url, "auth_type": "none", "availability": "default_off", "enabled": true,
@@ -71,7 +76,9 @@ fn bench(c: &mut Criterion) {
         for (mode, connector) in [("reused", &reused), ("fresh", &fresh)] {
             group.bench_function(format!("{label}_{mode}"), |b| {
                 b.iter(|| {
-                    let mcp = rt.block_on(connector.turn_tools(&store, &chat, &turn)).unwrap();
+                    let mcp = rt
+                        .block_on(connector.turn_tools(&store, &chat, &turn))
+                        .unwrap();
                     assert!(!mcp.tools.is_empty());
                     mcp
                 })

@@ -31,9 +31,9 @@ pub mod db;
 pub mod fixtures;
 #[cfg(feature = "mcp")]
 pub mod mcp;
-pub mod process;
 #[cfg(feature = "oauth")]
 pub mod oauth;
+pub mod process;
 #[cfg(feature = "replay")]
 pub mod replay;
 #[cfg(feature = "request")]

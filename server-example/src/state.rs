@@ -122,7 +122,13 @@ impl AppState {
     /// State over a running engine and the administration handle beside it, without an
     /// access URL (MCP OAuth2 is then unavailable: see [`AppState::with_access_url`]).
     pub fn new(engine: Engine, admin: Admin, default_organization: Uuid) -> Self {
-        AppState::with_parts(engine, admin, default_organization, None, Metrics::default())
+        AppState::with_parts(
+            engine,
+            admin,
+            default_organization,
+            None,
+            Metrics::default(),
+        )
     }
 
     /// [`AppState::new`] with the URL at which browsers reach the server, from which MCP

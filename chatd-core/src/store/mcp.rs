@@ -1,5 +1,5 @@
-//! MCP server configurations: stored configuration only — connecting to
-//! the servers is a later feature.
+//! MCP server configurations: what administrators store. The engine's MCP client
+//! (`crate::mcp`, docs/mcp.md) reads them and their opened secrets at turn time.
 //!
 //! What may be stored is codersdk's decision: a request becomes a
 //! [`codersdk::ValidatedMcpServerConfig`] there (shape, URLs, slug, authentication rules,

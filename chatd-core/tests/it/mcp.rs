@@ -774,3 +774,130 @@ async fn a_workspace_mcp_json_stdio_server_runs_in_the_workspace_and_stops_with_
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_users_oauth2_token_and_header_values_reach_the_server_and_no_token_skips_it() {
+    let everything = Everything::start(EverythingTransport::StreamableHttp);
+    let proxy = HeaderProxy::start(&everything.origin()).await;
+    let url = format!("{}/mcp", proxy.origin());
+    on_each_backend(|store| {
+        let url = url.clone();
+        let proxy = proxy.clone();
+        async move {
+            let f = fixture(&store).await;
+            let actor = Actor::user(f.user);
+            let keys = keyring();
+            let oauth = server(
+                &store,
+                &keys,
+                json!({
+                    "url": url, "slug": "oauthed", "auth_type": "oauth2",
+                    "oauth2_client_id": "client-1", "oauth2_client_secret": "client-sekret",
+                    "oauth2_auth_url": "http://127.0.0.1:1/authorize",
+                    "oauth2_token_url": "http://127.0.0.1:1/token",
+                }),
+            )
+            .await;
+            let headed = server(
+                &store,
+                &keys,
+                json!({
+                    "url": url, "slug": "headed", "auth_type": "custom_headers",
+                    "custom_headers": {"X-Org": "org-sekret"},
+                    "custom_headers_user_keys": ["X-User-Key"],
+                }),
+            )
+            .await;
+            let token = chatd_core::store::McpOAuth2Token {
+                access_token: codersdk::SecretString::new("user-access-token-77"),
+                refresh_token: None,
+                token_type: "Bearer".into(),
+                expires_at: None,
+                scopes: String::new(),
+            };
+            store
+                .save_mcp_oauth2_token(oauth, f.user, &token, &keys)
+                .await
+                .unwrap();
+            let values: codersdk::UpdateMCPServerUserHeadersRequest =
+                serde_json::from_value(json!({"values": {"X-User-Key": "user-value-88"}})).unwrap();
+            store
+                .update_mcp_user_header_values(headed, f.user, &values, &keys)
+                .await
+                .unwrap();
+            let model = ScriptedModel::new([
+                call("c1", "oauthed__echo", json!({"message": "o"})),
+                Reply::Text("done".into()),
+                Reply::Text("again".into()),
+            ]);
+            let (mcp, reports) = connector(keys.clone(), McpSettings::default());
+            let engine =
+                engine_with_config(&store, model.clone(), fast_settings(), |c: EngineConfig| {
+                    c.with_generated_titles(false).with_mcp(mcp.clone())
+                })
+                .await;
+            let chat = engine
+                .create_chat(&actor, request_with(f.org, "go", vec![oauth, headed]))
+                .await
+                .unwrap();
+            wait_status(&engine, &actor, chat.id, ChatStatus::Waiting).await;
+            let seen = proxy.requests();
+            let call = seen
+                .iter()
+                .find(|r| r.rpc_method.as_deref() == Some("tools/call"))
+                .unwrap();
+            assert_eq!(
+                header(call, "authorization").as_deref(),
+                Some("Bearer user-access-token-77")
+            );
+            let initialize: Vec<_> = seen
+                .iter()
+                .filter(|r| r.rpc_method.as_deref() == Some("initialize"))
+                .collect();
+            assert!(initialize.iter().any(|r| {
+                header(r, "x-org").as_deref() == Some("org-sekret")
+                    && header(r, "x-user-key").as_deref() == Some("user-value-88")
+            }));
+            // Another user, without a token or values: the OAuth2 server is skipped, the
+            // header server connects with the admin's header only.
+            let other = store
+                .create_user(chatd_core::store::NewUser {
+                    username: "bob".into(),
+                    name: "Bob".into(),
+                    role: chatd_core::Role::Member,
+                })
+                .await
+                .unwrap();
+            store.add_member(f.org, other.id).await.unwrap();
+            let bob = Actor::user(other.id);
+            let before = proxy.requests().len();
+            let chat = engine
+                .create_chat(&bob, request_with(f.org, "go", vec![oauth, headed]))
+                .await
+                .unwrap();
+            wait_status(&engine, &bob, chat.id, ChatStatus::Waiting).await;
+            let names = offered(&model, 2);
+            assert!(
+                !names.iter().any(|n| n.starts_with("oauthed__")),
+                "{names:?}"
+            );
+            assert!(names.iter().any(|n| n.starts_with("headed__")));
+            let skipped = reports
+                .lock()
+                .unwrap()
+                .iter()
+                .rev()
+                .find(|r| r.slug == "oauthed")
+                .cloned()
+                .unwrap();
+            assert_eq!(skipped.outcome, ConnectOutcome::Error);
+            assert!(skipped.detail.unwrap().contains("not connected"));
+            for r in &proxy.requests()[before..] {
+                assert_eq!(header(r, "x-user-key"), None);
+                assert_eq!(header(r, "authorization"), None);
+            }
+            engine.shutdown().await;
+        }
+    })
+    .await;
+}
