@@ -319,21 +319,25 @@ impl ProcScanner {
 /// descendant of the leader (a sandbox's processes run in a session, and so a group, of
 /// their own).
 fn members(snap: &Snapshot, leader: u32) -> std::collections::HashSet<u32> {
-    let mut seen: std::collections::HashSet<u32> = snap
+    let mut seen = std::collections::HashSet::new();
+    // Every group member and the leader start a walk down the ancestry: a descendant that
+    // left the group (its own session) may hang under any of them, not only the leader.
+    let mut stack: Vec<u32> = snap
         .procs
         .iter()
         .filter(|(_, (_, pgrp))| *pgrp == leader)
         .map(|(pid, _)| *pid)
         .collect();
-    let mut stack = vec![leader];
+    stack.push(leader);
     while let Some(pid) = stack.pop() {
-        if snap.procs.contains_key(&pid) {
-            seen.insert(pid);
+        if !seen.insert(pid) {
+            continue;
         }
         if let Some(kids) = snap.children.get(&pid) {
             stack.extend(kids.iter().copied().filter(|k| !seen.contains(k)));
         }
     }
+    seen.retain(|pid| snap.procs.contains_key(pid));
     seen
 }
 
@@ -344,16 +348,30 @@ fn members(snap: &Snapshot, leader: u32) -> std::collections::HashSet<u32> {
 /// in bubblewrap whose sandboxed child had already moved to a session of its own could
 /// outlive a kill of the leader's group.
 pub(crate) fn kill_command_tree(leader: u32) {
-    let snap = scan_proc();
-    let mut others: Vec<(u32, u32)> = members(&snap, leader)
-        .into_iter()
-        .filter(|pid| *pid != leader)
-        .filter_map(|pid| snap.procs.get(&pid).map(|(_, pgrp)| (pid, *pgrp)))
-        .collect();
-    others.sort_unstable();
-    for (pid, _) in &others {
-        signal_pid(*pid, GroupSignal::Stop);
+    // Freeze first, to a fixpoint: the leader's group, then every descendant found, scanning
+    // again until a scan finds no process not yet stopped. A stopped process cannot fork,
+    // so nothing started between a scan and the kill can escape it.
+    signal_group(leader, GroupSignal::Stop);
+    let mut others: HashMap<u32, u32> = HashMap::new();
+    for _ in 0..MAX_FREEZE_ROUNDS {
+        let snap = scan_proc();
+        let mut new = false;
+        for pid in members(&snap, leader) {
+            if pid == leader || others.contains_key(&pid) {
+                continue;
+            }
+            if let Some((_, pgrp)) = snap.procs.get(&pid) {
+                signal_pid(pid, GroupSignal::Stop);
+                others.insert(pid, *pgrp);
+                new = true;
+            }
+        }
+        if !new {
+            break;
+        }
     }
+    let mut others: Vec<(u32, u32)> = others.into_iter().collect();
+    others.sort_unstable();
     signal_group(leader, GroupSignal::Kill);
     for (pid, pgrp) in &others {
         if *pgrp != leader {
@@ -362,6 +380,12 @@ pub(crate) fn kill_command_tree(leader: u32) {
         signal_pid(*pid, GroupSignal::Kill);
     }
 }
+
+/// Scans of `/proc` [`kill_command_tree`] makes at most while freezing a command's
+/// processes; each round stops what the previous one found, so a command reaches a
+/// fixpoint in a few rounds unless it forks faster than it is stopped (then the process
+/// limit's supervisor kills it as a fork bomb).
+const MAX_FREEZE_ROUNDS: usize = 8;
 
 /// A pid as rustix takes it; `None` for 0 or a value beyond `i32`.
 #[cfg(unix)]

@@ -709,3 +709,32 @@ async fn bubblewrap_keeps_everything_but_the_workspace_read_only() {
     .unwrap_err();
     assert!(missing.message().contains("bubblewrap"), "{missing}");
 }
+
+/// The defect behind the bubblewrap flake, reproduced without bubblewrap: a grandchild that
+/// moved to a session of its own (as bubblewrap's `--new-session` does inside the sandbox),
+/// under a child that stays in the leader's process group. Killing the group alone misses
+/// it; the kill must follow the ancestry through group members.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_reaches_a_grandchild_in_its_own_session_under_a_group_member() {
+    let tmp = TempDir::new();
+    let provider =
+        LocalWorkspaceProvider::new(LocalWorkspaceConfig::new(tmp.0.join("root"))).unwrap();
+    let ws = workspace(&provider).await;
+    let marker = format!("7{}.25", std::process::id());
+    let p = ws
+        .start(request(
+            &format!("sh -c 'setsid sleep {marker} & wait' & wait"),
+            Duration::from_secs(60),
+        ))
+        .await
+        .unwrap();
+    eventually("the detached sleeper starts", || {
+        sleeper_alive(&format!("sleep {marker}"))
+    })
+    .await;
+    ws.signal_process(&p.id, ProcessSignal::Kill).await.unwrap();
+    eventually("the detached sleeper dies", || {
+        !process_alive_with(&format!("sleep {marker}"))
+    })
+    .await;
+}
