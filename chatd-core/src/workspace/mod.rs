@@ -44,6 +44,9 @@ pub use local::{
 pub use output::CapturedOutput;
 pub use sandbox::{find_bwrap, Sandbox, BWRAP_CANDIDATES};
 
+/// Entries the default [`Workspace::entry_kind`] lists from a directory at most.
+pub const ENTRY_KIND_LISTING_LIMIT: usize = 10_000;
+
 /// The result of a workspace operation.
 pub type WorkspaceResult<T> = std::result::Result<T, WorkspaceError>;
 
@@ -317,6 +320,39 @@ pub trait Workspace: Send + Sync + fmt::Debug {
 
     /// The entries of the directory at `path` (sorted by name), at most `limit`.
     async fn list_directory(&self, path: &str, limit: usize) -> WorkspaceResult<DirListing>;
+
+    /// What `path` itself names, without following a symbolic link at its last component
+    /// ([`FileKind::Symlink`] for a link); [`WorkspaceErrorKind::NotFound`] when nothing is
+    /// there. Plan turns use it to check that the plan path resolves to itself.
+    ///
+    /// The default looks the name up in a listing of the parent directory (at most
+    /// [`ENTRY_KIND_LISTING_LIMIT`] entries; a parent with more that does not list the
+    /// name is an error rather than "not found", so a check built on it fails closed).
+    /// Implementations with a direct `lstat` should override it.
+    async fn entry_kind(&self, path: &str) -> WorkspaceResult<FileKind> {
+        let trimmed = path.trim_end_matches('/');
+        let (parent, name) = match trimmed.rsplit_once('/') {
+            Some(("", name)) => ("/", name),
+            Some((parent, name)) => (parent, name),
+            None => (".", trimmed),
+        };
+        let listing = self
+            .list_directory(parent, ENTRY_KIND_LISTING_LIMIT)
+            .await?;
+        if let Some(entry) = listing.entries.iter().find(|e| e.name == name) {
+            return Ok(entry.kind);
+        }
+        if listing.truncated {
+            return Err(WorkspaceError::new(
+                WorkspaceErrorKind::LimitReached,
+                format!("{path}: its directory has too many entries to check it."),
+            ));
+        }
+        Err(WorkspaceError::new(
+            WorkspaceErrorKind::NotFound,
+            format!("{path}: no such file or directory"),
+        ))
+    }
 
     /// Runs a command in the foreground and waits for it: killed (with everything it
     /// started) when `request.timeout` passes or `cancel` fires.
