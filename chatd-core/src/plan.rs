@@ -108,10 +108,14 @@ fn check_questions(questions: &[Question]) -> Result<(), String> {
     }
     for (i, q) in questions.iter().enumerate() {
         if q.header.trim().is_empty() {
-            return Err(format!("questions[{i}].header is empty; give a short label."));
+            return Err(format!(
+                "questions[{i}].header is empty; give a short label."
+            ));
         }
         if q.question.trim().is_empty() {
-            return Err(format!("questions[{i}].question is empty; write the question."));
+            return Err(format!(
+                "questions[{i}].question is empty; write the question."
+            ));
         }
         let n = q.options.len();
         if !(MIN_QUESTION_OPTIONS..=MAX_QUESTION_OPTIONS).contains(&n) {
@@ -323,12 +327,10 @@ impl Tool for ProposePlan {
                      Markdown in plan and leave out path."
                         .to_owned(),
                 ),
-                (None, None) => Err(
-                    "This chat has no workspace: pass the plan's Markdown in plan.".to_owned(),
-                ),
-                (None, Some(text)) => {
-                    Ok((format!("PLAN-{}.md", ctx.chat_id()), text.into_bytes()))
+                (None, None) => {
+                    Err("This chat has no workspace: pass the plan's Markdown in plan.".to_owned())
                 }
+                (None, Some(text)) => Ok((format!("PLAN-{}.md", ctx.chat_id()), text.into_bytes())),
             },
         };
         let (path, data) = match read {
@@ -353,7 +355,12 @@ impl Tool for ProposePlan {
             mime_type: media_type.to_owned(),
             data,
         };
-        match self.attachments.store.attach_file(ctx.chat_id(), file).await {
+        match self
+            .attachments
+            .store
+            .attach_file(ctx.chat_id(), file)
+            .await
+        {
             Ok(meta) => ToolOutput::json(&json!({
                 "ok": true,
                 "path": path,

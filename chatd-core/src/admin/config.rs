@@ -2,11 +2,11 @@
 
 use codersdk::{
     ChatModelConfig, ChatModelOverrideContext, ChatModelOverrideResponse,
-    ChatPlanModeInstructionsResponse, ChatProviderConfig, ChatSystemPromptResponse, CreateChatModelConfigRequest, CreateChatProviderConfigRequest,
+    ChatPlanModeInstructionsResponse, ChatProviderConfig, ChatSystemPromptResponse,
+    CreateChatModelConfigRequest, CreateChatProviderConfigRequest,
     CreateUserChatProviderKeyRequest, UpdateChatModelConfigRequest, UpdateChatModelOverrideRequest,
     UpdateChatPlanModeInstructionsRequest, UpdateChatProviderConfigRequest,
-    UpdateChatSystemPromptRequest, UserChatCustomPrompt,
-    UserChatProviderConfig, Uuid,
+    UpdateChatSystemPromptRequest, UserChatCustomPrompt, UserChatProviderConfig, Uuid,
 };
 
 use super::{invalid, require_admin, Admin};

@@ -462,3 +462,107 @@ pub trait WorkspaceProvider: Send + Sync + fmt::Debug {
     /// The engine is shutting down: stop every process.
     async fn shutdown(&self) {}
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// A workspace that only lists directories: what the default `entry_kind` uses.
+    #[derive(Debug, Default)]
+    struct Listing {
+        truncated: bool,
+        asked: Mutex<Vec<(String, usize)>>,
+    }
+
+    fn unsupported<T>() -> WorkspaceResult<T> {
+        Err(WorkspaceError::new(
+            WorkspaceErrorKind::Unsupported,
+            "not in this test",
+        ))
+    }
+
+    #[async_trait::async_trait]
+    impl Workspace for Listing {
+        fn id(&self) -> Uuid {
+            Uuid::nil()
+        }
+        fn working_directory(&self) -> &str {
+            "/w"
+        }
+        async fn stat(&self, _: &str) -> WorkspaceResult<FileStat> {
+            unsupported()
+        }
+        async fn read_file(&self, _: &str, _: u64, _: u64) -> WorkspaceResult<FileRead> {
+            unsupported()
+        }
+        async fn write_file(&self, _: &str, _: &[u8]) -> WorkspaceResult<()> {
+            unsupported()
+        }
+        async fn list_directory(&self, path: &str, limit: usize) -> WorkspaceResult<DirListing> {
+            self.asked.lock().unwrap().push((path.to_owned(), limit));
+            Ok(DirListing {
+                entries: vec![
+                    DirEntry {
+                        name: "link".into(),
+                        kind: FileKind::Symlink,
+                    },
+                    DirEntry {
+                        name: "plain".into(),
+                        kind: FileKind::File,
+                    },
+                ],
+                truncated: self.truncated,
+            })
+        }
+        async fn run(
+            &self,
+            _: CommandRequest,
+            _: CancellationToken,
+        ) -> WorkspaceResult<ProcessOutput> {
+            unsupported()
+        }
+        async fn start(&self, _: CommandRequest) -> WorkspaceResult<ProcessInfo> {
+            unsupported()
+        }
+        async fn process_output(&self, _: &str) -> WorkspaceResult<ProcessOutput> {
+            unsupported()
+        }
+        async fn list_processes(&self) -> WorkspaceResult<Vec<ProcessInfo>> {
+            unsupported()
+        }
+        async fn signal_process(&self, _: &str, _: ProcessSignal) -> WorkspaceResult<ProcessInfo> {
+            unsupported()
+        }
+    }
+
+    #[tokio::test]
+    async fn default_entry_kind_looks_the_name_up_in_its_parent_and_fails_closed() {
+        let ws = Listing::default();
+        assert_eq!(ws.entry_kind("/w/a/link").await.unwrap(), FileKind::Symlink);
+        assert_eq!(ws.entry_kind("plain").await.unwrap(), FileKind::File);
+        assert_eq!(ws.entry_kind("/plain/").await.unwrap(), FileKind::File);
+        let missing = ws.entry_kind("/w/missing").await.unwrap_err();
+        assert_eq!(missing.kind(), WorkspaceErrorKind::NotFound);
+        assert_eq!(
+            *ws.asked.lock().unwrap(),
+            [
+                ("/w/a".to_owned(), ENTRY_KIND_LISTING_LIMIT),
+                (".".to_owned(), ENTRY_KIND_LISTING_LIMIT),
+                ("/".to_owned(), ENTRY_KIND_LISTING_LIMIT),
+                ("/w".to_owned(), ENTRY_KIND_LISTING_LIMIT),
+            ]
+        );
+        // A listing cut at the limit cannot prove absence: an error, not "not found".
+        let cut = Listing {
+            truncated: true,
+            ..Listing::default()
+        };
+        assert_eq!(cut.entry_kind("/w/link").await.unwrap(), FileKind::Symlink);
+        let unknown = cut.entry_kind("/w/missing").await.unwrap_err();
+        assert_eq!(unknown.kind(), WorkspaceErrorKind::LimitReached);
+    }
+}

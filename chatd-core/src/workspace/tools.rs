@@ -591,11 +591,10 @@ impl Tool for WriteFile {
                 args.content.len()
             ));
         }
-        if let Err(refused) =
-            tools
-                .policy
-                .check_write(&ctx.turn, &*tools.workspace, WRITE_FILE_TOOL, &args.path)
-                .await
+        if let Err(refused) = tools
+            .policy
+            .check_write(&ctx.turn, &*tools.workspace, WRITE_FILE_TOOL, &args.path)
+            .await
         {
             return ToolOutput::error(refused);
         }
@@ -736,11 +735,10 @@ impl Tool for EditFiles {
                     file.path
                 ));
             }
-            if let Err(refused) =
-                tools
-                    .policy
-                    .check_write(&ctx.turn, ws, EDIT_FILES_TOOL, &file.path)
-                    .await
+            if let Err(refused) = tools
+                .policy
+                .check_write(&ctx.turn, ws, EDIT_FILES_TOOL, &file.path)
+                .await
             {
                 return ToolOutput::error(refused);
             }

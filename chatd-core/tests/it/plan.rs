@@ -10,8 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use chatd_core::plan::{
-    plan_tools, MAX_PLAN_BYTES, MAX_QUESTION_OPTIONS, MIN_QUESTION_OPTIONS,
-    QUESTIONS_SHOWN_MESSAGE,
+    plan_tools, MAX_PLAN_BYTES, MAX_QUESTION_OPTIONS, MIN_QUESTION_OPTIONS, QUESTIONS_SHOWN_MESSAGE,
 };
 use chatd_core::prompt::{plan_path_block, NO_WORKSPACE_PLAN_PROMPT, ROOT_PLAN_PROMPT};
 use chatd_core::store::Store;
@@ -26,8 +25,7 @@ use chatd_test_support::scripted::{
     create_request, engine_with_config, fast_settings, wait_status, Reply, ScriptedModel,
 };
 use codersdk::{
-    ChatMessagePart, ChatPlanMode, ChatStatus, CreateChatMessageRequest, MessagePage, RawJson,
-    Uuid,
+    ChatMessagePart, ChatPlanMode, ChatStatus, CreateChatMessageRequest, MessagePage, RawJson, Uuid,
 };
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
@@ -86,7 +84,11 @@ fn offered(model: &ScriptedModel, n: usize) -> Vec<String> {
 }
 
 /// The tool-result parts of the chat, in order.
-async fn tool_results(engine: &chatd_core::Engine, actor: &Actor, chat: Uuid) -> Vec<ChatMessagePart> {
+async fn tool_results(
+    engine: &chatd_core::Engine,
+    actor: &Actor,
+    chat: Uuid,
+) -> Vec<ChatMessagePart> {
     let page = MessagePage {
         before_id: None,
         after_id: Some(0),
@@ -162,8 +164,14 @@ async fn a_plan_turn_asks_then_writes_and_proposes_the_plan() {
             chat.id
         );
         let system = model.requests.lock().unwrap()[0].system.clone();
-        let overlay = system.iter().find(|b| b.contains(ROOT_PLAN_PROMPT)).unwrap();
-        assert!(overlay.ends_with("Name an owner for every step."), "{overlay}");
+        let overlay = system
+            .iter()
+            .find(|b| b.contains(ROOT_PLAN_PROMPT))
+            .unwrap();
+        assert!(
+            overlay.ends_with("Name an owner for every step."),
+            "{overlay}"
+        );
         assert_eq!(system.last().unwrap(), &plan_path_block(&plan_path));
 
         // The user answers; the model writes the plan file and proposes it.
@@ -211,11 +219,22 @@ async fn a_plan_turn_asks_then_writes_and_proposes_the_plan() {
             .unwrap();
         wait_status(&engine, &actor, chat.id, ChatStatus::Waiting).await;
         let normal = offered(&model, 2);
-        for name in ["attach_file", "process_list", "process_signal", "write_file"] {
-            assert!(normal.contains(&name.to_owned()), "{name} missing: {normal:?}");
+        for name in [
+            "attach_file",
+            "process_list",
+            "process_signal",
+            "write_file",
+        ] {
+            assert!(
+                normal.contains(&name.to_owned()),
+                "{name} missing: {normal:?}"
+            );
         }
         for name in ["ask_user_question", "propose_plan"] {
-            assert!(!normal.contains(&name.to_owned()), "{name} offered: {normal:?}");
+            assert!(
+                !normal.contains(&name.to_owned()),
+                "{name} offered: {normal:?}"
+            );
         }
         let system = model.requests.lock().unwrap()[2].system.join("\n\n");
         assert!(!system.contains("Name an owner"), "{system}");
@@ -232,7 +251,11 @@ async fn propose_plan_without_a_workspace_stores_the_plan_text() {
         let actor = Actor::user(f.user);
         let model = ScriptedModel::new([
             call("p0", "propose_plan", json!({})),
-            call("p1", "propose_plan", json!({"plan": "# Plan\n\nShip it.\n"})),
+            call(
+                "p1",
+                "propose_plan",
+                json!({"plan": "# Plan\n\nShip it.\n"}),
+            ),
         ]);
         let engine = engine_with_config(&store, model.clone(), fast_settings(), |c| {
             c.with_generated_titles(false)
@@ -251,7 +274,10 @@ async fn propose_plan_without_a_workspace_stores_the_plan_text() {
         assert!(results[0].is_error);
         let refused = results[0].result.as_ref().unwrap().to_value();
         assert!(
-            refused["error"].as_str().unwrap().contains("pass the plan's Markdown in plan"),
+            refused["error"]
+                .as_str()
+                .unwrap()
+                .contains("pass the plan's Markdown in plan"),
             "{refused}"
         );
         assert!(!results[1].is_error, "{:?}", results[1]);
@@ -323,7 +349,9 @@ async fn ask_user_question_checks_its_questions_at_the_edges() {
             )
             .await;
         assert!(e.contains("header is empty"), "{e}");
-        let e = t.error("ask_user_question", json!({"questions": "x"})).await;
+        let e = t
+            .error("ask_user_question", json!({"questions": "x"}))
+            .await;
         assert!(e.starts_with("Invalid arguments"), "{e}");
         // Offered and stopping only on root plan turns.
         let ask = &t.tools[0];
@@ -371,7 +399,10 @@ async fn propose_plan_refuses_bad_plans_and_paths() {
         let e = t.error("propose_plan", json!({"path": "notes.txt"})).await;
         assert!(e.contains("not a Markdown file"), "{e}");
         let e = t.error("propose_plan", json!({"path": "README.md"})).await;
-        assert_eq!(e, format!("during plan turns, propose_plan is restricted to {plan}"));
+        assert_eq!(
+            e,
+            format!("during plan turns, propose_plan is restricted to {plan}")
+        );
         let e = t.error("propose_plan", json!({"plan": "# P"})).await;
         assert!(e.contains("has a workspace"), "{e}");
         // A symbolic link at the plan path is refused (it would read another file).
@@ -386,7 +417,10 @@ async fn propose_plan_refuses_bad_plans_and_paths() {
         let e = t.error("propose_plan", json!({"plan": ""})).await;
         assert!(e.contains("empty"), "{e}");
         let e = t
-            .error("propose_plan", json!({"plan": "a".repeat(MAX_PLAN_BYTES + 1)}))
+            .error(
+                "propose_plan",
+                json!({"plan": "a".repeat(MAX_PLAN_BYTES + 1)}),
+            )
             .await;
         assert!(e.contains("at most"), "{e}");
         let e = t

@@ -621,7 +621,9 @@ async fn plan_turn_writes_refuse_other_files_and_links_at_the_plan_path() {
         assert!(is_error, "{tool}: {out}");
         let error = out["error"].as_str().unwrap();
         assert!(
-            error.starts_with(&format!("during plan turns, {tool} is restricted to {plan}")),
+            error.starts_with(&format!(
+                "during plan turns, {tool} is restricted to {plan}"
+            )),
             "{error}"
         );
         assert!(error.contains("is a symbolic link"), "{error}");
@@ -643,13 +645,16 @@ async fn plan_turn_writes_refuse_other_files_and_links_at_the_plan_path() {
         .await;
     assert!(is_error);
     assert!(
-        out["error"]
-            .as_str()
-            .unwrap()
-            .contains(&format!("{}/.coder is a symbolic link", f.ws.working_directory())),
+        out["error"].as_str().unwrap().contains(&format!(
+            "{}/.coder is a symbolic link",
+            f.ws.working_directory()
+        )),
         "{out}"
     );
-    assert!(std::fs::read_dir(f.dir().join("src/plans")).unwrap().next().is_none());
+    assert!(std::fs::read_dir(f.dir().join("src/plans"))
+        .unwrap()
+        .next()
+        .is_none());
     // Once the link is gone the plan file is written as usual.
     std::fs::remove_file(f.dir().join(".coder")).unwrap();
     let (out, is_error) = f
@@ -662,10 +667,7 @@ async fn plan_turn_writes_refuse_other_files_and_links_at_the_plan_path() {
     assert!(!is_error, "{out}");
     // Outside plan mode the policy does not look at links.
     let (out, is_error) = f
-        .call(
-            "write_file",
-            json!({"path": "other.md", "content": "x"}),
-        )
+        .call("write_file", json!({"path": "other.md", "content": "x"}))
         .await;
     assert!(!is_error, "{out}");
 }

@@ -12,9 +12,9 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use codersdk::{
     ChatModelConfig, ChatModelOverrideResponse, ChatModelsResponse,
-    ChatPlanModeInstructionsResponse, ChatProviderConfig, ChatSystemPromptResponse, ChatUsageLimitStatus, CreateChatModelConfigRequest,
-    CreateChatProviderConfigRequest, CreateUserChatProviderKeyRequest,
-    UpdateChatModelConfigRequest, UpdateChatModelOverrideRequest,
+    ChatPlanModeInstructionsResponse, ChatProviderConfig, ChatSystemPromptResponse,
+    ChatUsageLimitStatus, CreateChatModelConfigRequest, CreateChatProviderConfigRequest,
+    CreateUserChatProviderKeyRequest, UpdateChatModelConfigRequest, UpdateChatModelOverrideRequest,
     UpdateChatPlanModeInstructionsRequest, UpdateChatProviderConfigRequest,
     UpdateChatSystemPromptRequest, UserChatCustomPrompt, UserChatProviderConfig,
 };

@@ -9,8 +9,8 @@
 use axum::http::{Method, StatusCode};
 use codersdk::{
     ChatAutoArchiveDaysResponse, ChatDebugLoggingAdminSettings,
-    ChatPersonalModelOverridesAdminSettings,
-    ChatRetentionDaysResponse, UserChatCompactionThresholds,
+    ChatPersonalModelOverridesAdminSettings, ChatRetentionDaysResponse,
+    UserChatCompactionThresholds,
 };
 
 use super::config::Admin;

@@ -12,7 +12,9 @@ use chatd_test_support::request::{
 use chatd_test_support::scripted::ScriptedModel;
 use chatd_test_support::server::{TestServer, ADMIN_TOKEN};
 use chatprovider::{Provider, ProviderApiKeys};
-use codersdk::{SecretString, MAX_DEPLOYMENT_SYSTEM_PROMPT_BYTES, MAX_PLAN_MODE_INSTRUCTIONS_BYTES};
+use codersdk::{
+    SecretString, MAX_DEPLOYMENT_SYSTEM_PROMPT_BYTES, MAX_PLAN_MODE_INSTRUCTIONS_BYTES,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use server_example::routes::config::{PLAN_MODE_INSTRUCTIONS_BODY_BYTES, SYSTEM_PROMPT_BODY_BYTES};
@@ -638,7 +640,10 @@ async fn plan_mode_instructions_are_set_by_admins_and_read_by_everyone() {
         let bob = server.user("bob").await;
         let path = "/chats/config/plan-mode-instructions";
         let (s, body) = call(&server, Method::GET, path, Some(&bob.token), None).await;
-        assert_eq!((s, body), (StatusCode::OK, json!({"plan_mode_instructions": ""})));
+        assert_eq!(
+            (s, body),
+            (StatusCode::OK, json!({"plan_mode_instructions": ""}))
+        );
         let (s, body) = call(
             &server,
             Method::PUT,
@@ -652,7 +657,10 @@ async fn plan_mode_instructions_are_set_by_admins_and_read_by_everyone() {
             let (s, body) = call(&server, Method::GET, path, token, None).await;
             assert_eq!(
                 (s, body),
-                (StatusCode::OK, json!({"plan_mode_instructions": "Keep plans under a page."}))
+                (
+                    StatusCode::OK,
+                    json!({"plan_mode_instructions": "Keep plans under a page."})
+                )
             );
         }
         // A member may not set them, and learns nothing from the body.
@@ -686,7 +694,14 @@ async fn plan_mode_instructions_are_set_by_admins_and_read_by_everyone() {
         assert_eq!(s, StatusCode::BAD_REQUEST);
         assert_eq!(fields(&err), vec!["plan_mode_instructions"]);
         // Empty clears them.
-        let (s, _) = call(&server, Method::PUT, path, admin, Some(json!({"plan_mode_instructions": ""}))).await;
+        let (s, _) = call(
+            &server,
+            Method::PUT,
+            path,
+            admin,
+            Some(json!({"plan_mode_instructions": ""})),
+        )
+        .await;
         assert_eq!(s, StatusCode::NO_CONTENT);
         let (_, body) = call(&server, Method::GET, path, admin, None).await;
         assert_eq!(body, json!({"plan_mode_instructions": ""}));
