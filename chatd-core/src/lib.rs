@@ -76,6 +76,7 @@ mod engine;
 mod error;
 mod hub;
 pub mod mcp;
+pub mod plan;
 pub mod prompt;
 mod role;
 mod secrets;

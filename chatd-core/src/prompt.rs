@@ -38,6 +38,26 @@ and files involved, the changes in order, the risks, and how the result will be 
 If something essential is unclear, ask the user before you settle on the plan. When the \
 plan is ready, present it for approval and stop.";
 
+/// Added to the plan overlay on a root chat's plan turns: how the plan tools work. A
+/// planning sub-agent gets the overlay alone (it has neither tool).
+pub const ROOT_PLAN_PROMPT: &str = "\
+Write the plan as Markdown. With a workspace, write it to the plan file named below with \
+write_file (edit it with edit_files); it is the only file you may change in plan mode. When \
+a decision only the user can make blocks the plan, call ask_user_question with one or more \
+questions of 2 to 4 options each, then stop: the answers come in the user's next message. \
+When the plan is complete, call propose_plan (without a workspace, pass the plan's text in \
+plan) and stop: the user reviews it and tells you whether to go ahead.";
+
+/// The plan path block of a root plan turn without a workspace.
+pub const NO_WORKSPACE_PLAN_PROMPT: &str = "\
+This chat has no workspace, so there is no plan file: pass the plan's Markdown to \
+propose_plan in its plan argument.";
+
+/// The plan path block of a root plan turn with a workspace: where the plan file is.
+pub fn plan_path_block(path: &str) -> String {
+    format!("The plan file of this chat is {path}. Write the plan there; propose_plan reads it.")
+}
+
 /// The tag that wraps the user's personal instructions, so the model can tell them from
 /// the deployment's and the chat's.
 pub const USER_INSTRUCTIONS_TAG: &str = "user-instructions";
@@ -60,8 +80,16 @@ pub struct SystemPromptInput<'a> {
     pub user_prompt: &'a str,
     /// The chat is in plan mode: the plan overlay is added.
     pub plan_mode: bool,
-    /// The administrator's plan-mode instructions, appended to the plan overlay.
+    /// The turn is a root chat's plan turn ([`crate::plan::is_root_plan_turn`]): the
+    /// overlay is followed by [`ROOT_PLAN_PROMPT`] and the administrator's plan-mode
+    /// instructions, and the plan path block comes last. Ignored outside plan mode.
+    pub root_plan_turn: bool,
+    /// The administrator's plan-mode instructions
+    /// (`/chats/config/plan-mode-instructions`), appended on root plan turns.
     pub plan_mode_instructions: &'a str,
+    /// The chat's plan file, when the turn has a workspace; the plan path block names it
+    /// (or says there is no plan file).
+    pub plan_file_path: Option<&'a str>,
 }
 
 /// The deployment prompt from the administrator's settings: the custom prompt alone when
@@ -85,8 +113,10 @@ pub fn deployment_system_prompt(custom: &str, include_default: bool) -> String {
 /// 2. the chat's own prompt;
 /// 3. the context blocks, in the order given;
 /// 4. the user's personal prompt inside `<user-instructions>` tags;
-/// 5. in plan mode, [`PLAN_MODE_PROMPT`] followed by the administrator's plan-mode
-///    instructions.
+/// 5. in plan mode, [`PLAN_MODE_PROMPT`]; on a root plan turn followed by
+///    [`ROOT_PLAN_PROMPT`] and the administrator's plan-mode instructions;
+/// 6. on a root plan turn, the plan path block ([`plan_path_block`] or
+///    [`NO_WORKSPACE_PLAN_PROMPT`]).
 ///
 /// Broad rules come first and the most specific last, where models weigh them most.
 /// Empty parts are left out; the result always holds the deployment prompt.
@@ -112,12 +142,21 @@ pub fn compose_system_prompt(input: &SystemPromptInput<'_>) -> Vec<String> {
         ));
     }
     if input.plan_mode {
-        let extra = sanitize_system_prompt(input.plan_mode_instructions);
-        blocks.push(if extra.is_empty() {
-            PLAN_MODE_PROMPT.to_owned()
+        if input.root_plan_turn {
+            let mut overlay = format!("{PLAN_MODE_PROMPT}\n\n{ROOT_PLAN_PROMPT}");
+            let extra = sanitize_system_prompt(input.plan_mode_instructions);
+            if !extra.is_empty() {
+                overlay.push_str("\n\n");
+                overlay.push_str(&extra);
+            }
+            blocks.push(overlay);
+            blocks.push(match input.plan_file_path {
+                Some(path) => plan_path_block(path),
+                None => NO_WORKSPACE_PLAN_PROMPT.to_owned(),
+            });
         } else {
-            format!("{PLAN_MODE_PROMPT}\n\n{extra}")
-        });
+            blocks.push(PLAN_MODE_PROMPT.to_owned());
+        }
     }
     blocks
 }
@@ -176,7 +215,9 @@ mod tests {
             context_blocks: &context,
             user_prompt: "I prefer Rust.\r\n",
             plan_mode: true,
+            root_plan_turn: true,
             plan_mode_instructions: "Plans go in PLAN.md.",
+            plan_file_path: Some("/w/.coder/plans/PLAN-1.md"),
         });
         assert_eq!(
             blocks,
@@ -185,7 +226,8 @@ mod tests {
                 "Answer in French.".to_owned(),
                 "<instructions>AGENTS.md</instructions>".to_owned(),
                 "<user-instructions>\nI prefer Rust.\n</user-instructions>".to_owned(),
-                format!("{PLAN_MODE_PROMPT}\n\nPlans go in PLAN.md."),
+                format!("{PLAN_MODE_PROMPT}\n\n{ROOT_PLAN_PROMPT}\n\nPlans go in PLAN.md."),
+                plan_path_block("/w/.coder/plans/PLAN-1.md"),
             ]
         );
     }
@@ -199,12 +241,30 @@ mod tests {
         let normal = compose_system_prompt(&input);
         assert!(!normal.iter().any(|b| b.contains("plan mode")));
         assert!(!normal.iter().any(|b| b.contains("PLAN.md")));
-        let plan = compose_system_prompt(&SystemPromptInput {
+        // A planning sub-agent: the overlay alone, without the administrator's text.
+        let sub = compose_system_prompt(&SystemPromptInput {
             plan_mode: true,
+            ..input
+        });
+        assert_eq!(sub.last().unwrap(), PLAN_MODE_PROMPT);
+        // A root plan turn without a workspace: the plan tools and "no plan file".
+        let root = compose_system_prompt(&SystemPromptInput {
+            plan_mode: true,
+            root_plan_turn: true,
             plan_mode_instructions: "",
             ..input
         });
-        assert_eq!(plan.last().unwrap(), PLAN_MODE_PROMPT);
+        assert_eq!(
+            root[root.len() - 2],
+            format!("{PLAN_MODE_PROMPT}\n\n{ROOT_PLAN_PROMPT}")
+        );
+        assert_eq!(root.last().unwrap(), NO_WORKSPACE_PLAN_PROMPT);
+        // Root plan turn flags do nothing outside plan mode.
+        let off = compose_system_prompt(&SystemPromptInput {
+            root_plan_turn: true,
+            ..input
+        });
+        assert_eq!(off, normal);
     }
 
     #[test]

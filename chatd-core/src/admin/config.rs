@@ -1,11 +1,12 @@
 //! Providers, model configs, users' own keys, prompts and model overrides.
 
 use codersdk::{
-    ChatModelConfig, ChatModelOverrideContext, ChatModelOverrideResponse, ChatProviderConfig,
-    ChatSystemPromptResponse, CreateChatModelConfigRequest, CreateChatProviderConfigRequest,
+    ChatModelConfig, ChatModelOverrideContext, ChatModelOverrideResponse,
+    ChatPlanModeInstructionsResponse, ChatProviderConfig, ChatSystemPromptResponse,
+    CreateChatModelConfigRequest, CreateChatProviderConfigRequest,
     CreateUserChatProviderKeyRequest, UpdateChatModelConfigRequest, UpdateChatModelOverrideRequest,
-    UpdateChatProviderConfigRequest, UpdateChatSystemPromptRequest, UserChatCustomPrompt,
-    UserChatProviderConfig, Uuid,
+    UpdateChatPlanModeInstructionsRequest, UpdateChatProviderConfigRequest,
+    UpdateChatSystemPromptRequest, UserChatCustomPrompt, UserChatProviderConfig, Uuid,
 };
 
 use super::{invalid, require_admin, Admin};
@@ -190,6 +191,32 @@ impl Admin {
                 &request.system_prompt,
                 request.include_default_system_prompt,
             )
+            .await?;
+        Ok(())
+    }
+
+    /// The deployment's plan-mode instructions, which root chats' plan turns get after the
+    /// plan overlay. Any user may read them (they shape the user's own chats); empty when
+    /// none.
+    pub async fn plan_mode_instructions(
+        &self,
+        _actor: &Actor,
+    ) -> Result<ChatPlanModeInstructionsResponse> {
+        Ok(ChatPlanModeInstructionsResponse {
+            plan_mode_instructions: self.store().plan_mode_instructions().await?,
+        })
+    }
+
+    /// Sets the deployment's plan-mode instructions
+    /// (`codersdk::validate_plan_mode_instructions`; empty clears them) (administrators).
+    pub async fn set_plan_mode_instructions(
+        &self,
+        actor: &Actor,
+        request: &UpdateChatPlanModeInstructionsRequest,
+    ) -> Result<()> {
+        require_admin(actor)?;
+        self.store()
+            .set_plan_mode_instructions(&request.plan_mode_instructions)
             .await?;
         Ok(())
     }

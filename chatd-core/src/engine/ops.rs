@@ -475,22 +475,32 @@ fn first_text(parts: &[ChatMessagePart]) -> String {
 
 /// The system prompt blocks of a turn, composed from the current
 /// deployment and personal settings each turn, so an administrator's change reaches
-/// existing chats.
+/// existing chats. `plan_file_path` is the chat's plan file when the turn has a workspace.
 pub(crate) async fn system_prompt(
     inner: &Inner,
     inputs: &TurnInputs,
     context_blocks: &[String],
+    plan_file_path: Option<&str>,
 ) -> Result<Vec<String>> {
     let deployment = inner.store.system_prompt_config().await?;
     let personal = inner.store.user_prompt(inputs.chat.owner_id).await?;
-    let plan_mode = inputs.chat.plan_mode == Some(codersdk::ChatPlanMode::Plan);
+    let turn = crate::tools::TurnContext::for_chat(&inputs.chat);
+    let root_plan_turn = crate::plan::is_root_plan_turn(&turn);
+    // Read only when it is used: most turns are not plan turns.
+    let plan_mode_instructions = if root_plan_turn {
+        inner.store.plan_mode_instructions().await?
+    } else {
+        String::new()
+    };
     Ok(compose_system_prompt(&SystemPromptInput {
         deployment_prompt: &deployment.system_prompt,
         include_default_prompt: deployment.include_default_system_prompt,
         chat_prompt: &inputs.system_prompt,
         context_blocks,
         user_prompt: &personal,
-        plan_mode,
-        plan_mode_instructions: "",
+        plan_mode: turn.plan_mode,
+        root_plan_turn,
+        plan_mode_instructions: &plan_mode_instructions,
+        plan_file_path,
     }))
 }

@@ -22,6 +22,7 @@ use super::{lock, HookPoint, Inner, StopCause, TurnControl};
 use crate::error::ErrorKind;
 use crate::store::{Lease, LeaseState, Step, TurnOutcome};
 use crate::tools::{interrupted_result_part, TurnContext};
+use crate::workspace::tools::Attachments;
 
 /// Attempts at the finish transaction when the database fails transiently; after them the
 /// chat is left to stale recovery.
@@ -216,11 +217,25 @@ async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
         .tools
         .turn_tools(turn)
         .with_tools(workspace.tools)
+        .with_tools(crate::plan::plan_tools(
+            Attachments {
+                store: inner.store.clone(),
+                organization_id: chat.organization_id,
+            },
+            workspace.workspace.clone(),
+        ))
         .with_tools(mcp_tools)
         .with_dynamic_tools(inputs.dynamic_tools.clone())
         .with_model_tools(resolved.tools.iter().cloned())
         .build();
-    let system = match super::ops::system_prompt(inner, &inputs, &workspace.blocks).await {
+    let system = match super::ops::system_prompt(
+        inner,
+        &inputs,
+        &workspace.blocks,
+        workspace.plan_path.as_deref(),
+    )
+    .await
+    {
         Ok(system) => system,
         Err(e) => return TurnEnd::Failed(internal_error(&e)),
     };

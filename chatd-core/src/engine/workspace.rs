@@ -13,7 +13,7 @@ use crate::workspace::context::{
     discover, prompt_blocks, skills_from_parts, workspace_prompt, workspace_unavailable_prompt,
     NO_WORKSPACE_PROMPT,
 };
-use crate::workspace::tools::{Attachments, WorkspaceTools};
+use crate::workspace::tools::{plan_file_path, Attachments, WorkspaceTools};
 use crate::workspace::{ChatRelease, Workspace, WorkspaceChat};
 
 /// What a turn gets from its workspace.
@@ -26,8 +26,10 @@ pub(crate) struct TurnWorkspace {
     pub(crate) blocks: Vec<String>,
     /// The bound workspace.
     pub(crate) workspace_id: Option<Uuid>,
-    /// The workspace itself, for its `.mcp.json` servers.
+    /// The workspace itself, for its `.mcp.json` servers and `propose_plan`.
     pub(crate) workspace: Option<Arc<dyn Workspace>>,
+    /// The chat's plan file in the workspace (named to the model on plan turns).
+    pub(crate) plan_path: Option<String>,
 }
 
 /// Why preparing the workspace stopped the turn.
@@ -107,6 +109,7 @@ pub(crate) async fn prepare(
             injected.parts
         }
     };
+    let plan_path = plan_file_path(&*workspace, chat.id);
     let mut blocks = vec![workspace_prompt(workspace.working_directory())];
     blocks.extend(prompt_blocks(&parts));
     let handle = Arc::clone(&workspace);
@@ -123,6 +126,7 @@ pub(crate) async fn prepare(
         blocks,
         workspace_id: Some(id),
         workspace: Some(handle),
+        plan_path: Some(plan_path),
     })
 }
 

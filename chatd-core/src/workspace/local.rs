@@ -626,6 +626,16 @@ impl Workspace for LocalWorkspace {
         .await
     }
 
+    async fn entry_kind(&self, path: &str) -> WorkspaceResult<FileKind> {
+        self.with_dir(path, |dir, rel| {
+            if rel == Path::new(".") {
+                return Ok(FileKind::Directory);
+            }
+            Ok(kind_of(dir.symlink_metadata(rel)?.file_type()))
+        })
+        .await
+    }
+
     async fn list_directory(&self, path: &str, limit: usize) -> WorkspaceResult<DirListing> {
         self.with_dir(path, move |dir, rel| {
             let mut entries = Vec::new();

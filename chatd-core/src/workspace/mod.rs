@@ -44,6 +44,9 @@ pub use local::{
 pub use output::CapturedOutput;
 pub use sandbox::{find_bwrap, Sandbox, BWRAP_CANDIDATES};
 
+/// Entries the default [`Workspace::entry_kind`] lists from a directory at most.
+pub const ENTRY_KIND_LISTING_LIMIT: usize = 10_000;
+
 /// The result of a workspace operation.
 pub type WorkspaceResult<T> = std::result::Result<T, WorkspaceError>;
 
@@ -318,6 +321,39 @@ pub trait Workspace: Send + Sync + fmt::Debug {
     /// The entries of the directory at `path` (sorted by name), at most `limit`.
     async fn list_directory(&self, path: &str, limit: usize) -> WorkspaceResult<DirListing>;
 
+    /// What `path` itself names, without following a symbolic link at its last component
+    /// ([`FileKind::Symlink`] for a link); [`WorkspaceErrorKind::NotFound`] when nothing is
+    /// there. Plan turns use it to check that the plan path resolves to itself.
+    ///
+    /// The default looks the name up in a listing of the parent directory (at most
+    /// [`ENTRY_KIND_LISTING_LIMIT`] entries; a parent with more that does not list the
+    /// name is an error rather than "not found", so a check built on it fails closed).
+    /// Implementations with a direct `lstat` should override it.
+    async fn entry_kind(&self, path: &str) -> WorkspaceResult<FileKind> {
+        let trimmed = path.trim_end_matches('/');
+        let (parent, name) = match trimmed.rsplit_once('/') {
+            Some(("", name)) => ("/", name),
+            Some((parent, name)) => (parent, name),
+            None => (".", trimmed),
+        };
+        let listing = self
+            .list_directory(parent, ENTRY_KIND_LISTING_LIMIT)
+            .await?;
+        if let Some(entry) = listing.entries.iter().find(|e| e.name == name) {
+            return Ok(entry.kind);
+        }
+        if listing.truncated {
+            return Err(WorkspaceError::new(
+                WorkspaceErrorKind::LimitReached,
+                format!("{path}: its directory has too many entries to check it."),
+            ));
+        }
+        Err(WorkspaceError::new(
+            WorkspaceErrorKind::NotFound,
+            format!("{path}: no such file or directory"),
+        ))
+    }
+
     /// Runs a command in the foreground and waits for it: killed (with everything it
     /// started) when `request.timeout` passes or `cancel` fires.
     async fn run(
@@ -425,4 +461,108 @@ pub trait WorkspaceProvider: Send + Sync + fmt::Debug {
 
     /// The engine is shutting down: stop every process.
     async fn shutdown(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// A workspace that only lists directories: what the default `entry_kind` uses.
+    #[derive(Debug, Default)]
+    struct Listing {
+        truncated: bool,
+        asked: Mutex<Vec<(String, usize)>>,
+    }
+
+    fn unsupported<T>() -> WorkspaceResult<T> {
+        Err(WorkspaceError::new(
+            WorkspaceErrorKind::Unsupported,
+            "not in this test",
+        ))
+    }
+
+    #[async_trait::async_trait]
+    impl Workspace for Listing {
+        fn id(&self) -> Uuid {
+            Uuid::nil()
+        }
+        fn working_directory(&self) -> &str {
+            "/w"
+        }
+        async fn stat(&self, _: &str) -> WorkspaceResult<FileStat> {
+            unsupported()
+        }
+        async fn read_file(&self, _: &str, _: u64, _: u64) -> WorkspaceResult<FileRead> {
+            unsupported()
+        }
+        async fn write_file(&self, _: &str, _: &[u8]) -> WorkspaceResult<()> {
+            unsupported()
+        }
+        async fn list_directory(&self, path: &str, limit: usize) -> WorkspaceResult<DirListing> {
+            self.asked.lock().unwrap().push((path.to_owned(), limit));
+            Ok(DirListing {
+                entries: vec![
+                    DirEntry {
+                        name: "link".into(),
+                        kind: FileKind::Symlink,
+                    },
+                    DirEntry {
+                        name: "plain".into(),
+                        kind: FileKind::File,
+                    },
+                ],
+                truncated: self.truncated,
+            })
+        }
+        async fn run(
+            &self,
+            _: CommandRequest,
+            _: CancellationToken,
+        ) -> WorkspaceResult<ProcessOutput> {
+            unsupported()
+        }
+        async fn start(&self, _: CommandRequest) -> WorkspaceResult<ProcessInfo> {
+            unsupported()
+        }
+        async fn process_output(&self, _: &str) -> WorkspaceResult<ProcessOutput> {
+            unsupported()
+        }
+        async fn list_processes(&self) -> WorkspaceResult<Vec<ProcessInfo>> {
+            unsupported()
+        }
+        async fn signal_process(&self, _: &str, _: ProcessSignal) -> WorkspaceResult<ProcessInfo> {
+            unsupported()
+        }
+    }
+
+    #[tokio::test]
+    async fn default_entry_kind_looks_the_name_up_in_its_parent_and_fails_closed() {
+        let ws = Listing::default();
+        assert_eq!(ws.entry_kind("/w/a/link").await.unwrap(), FileKind::Symlink);
+        assert_eq!(ws.entry_kind("plain").await.unwrap(), FileKind::File);
+        assert_eq!(ws.entry_kind("/plain/").await.unwrap(), FileKind::File);
+        let missing = ws.entry_kind("/w/missing").await.unwrap_err();
+        assert_eq!(missing.kind(), WorkspaceErrorKind::NotFound);
+        assert_eq!(
+            *ws.asked.lock().unwrap(),
+            [
+                ("/w/a".to_owned(), ENTRY_KIND_LISTING_LIMIT),
+                (".".to_owned(), ENTRY_KIND_LISTING_LIMIT),
+                ("/".to_owned(), ENTRY_KIND_LISTING_LIMIT),
+                ("/w".to_owned(), ENTRY_KIND_LISTING_LIMIT),
+            ]
+        );
+        // A listing cut at the limit cannot prove absence: an error, not "not found".
+        let cut = Listing {
+            truncated: true,
+            ..Listing::default()
+        };
+        assert_eq!(cut.entry_kind("/w/link").await.unwrap(), FileKind::Symlink);
+        let unknown = cut.entry_kind("/w/missing").await.unwrap_err();
+        assert_eq!(unknown.kind(), WorkspaceErrorKind::LimitReached);
+    }
 }

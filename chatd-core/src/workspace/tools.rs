@@ -21,7 +21,7 @@ use serde_json::{json, Map, Value};
 use super::context::Skill;
 use super::{
     CapturedOutput, CommandRequest, ExitReason, FileKind, ProcessInfo, ProcessOutput,
-    ProcessSignal, ProcessState, Workspace, WorkspaceError,
+    ProcessSignal, ProcessState, Workspace, WorkspaceError, WorkspaceErrorKind,
 };
 use crate::store::{NewFile, Store, MAX_FILE_BYTES};
 use crate::tools::{parse_arguments, schema_for, Tool, ToolContext, ToolOutput, TurnContext};
@@ -94,9 +94,10 @@ pub const MAX_SKILL_DIR_ENTRIES: usize = 200;
 /// Decides whether the model may write a path in a turn: the hook plan mode uses to limit
 /// writes to the plan file. `write_file` and `edit_files` ask it before
 /// writing anything.
+#[async_trait::async_trait]
 pub trait WritePolicy: Send + Sync + fmt::Debug {
     /// `Err(message)` refuses the write; the message is the tool's `error`.
-    fn check_write(
+    async fn check_write(
         &self,
         turn: &TurnContext,
         workspace: &dyn Workspace,
@@ -106,24 +107,74 @@ pub trait WritePolicy: Send + Sync + fmt::Debug {
 }
 
 /// The default [`WritePolicy`]: writes anywhere in the workspace, except on plan turns,
-/// where only the chat's plan file may be written:
-/// `<home or working directory>/.coder/plans/PLAN-<chat id>.md`.
+/// where only the chat's plan file may be written ([`plan_file_path`]), and only while it
+/// resolves to itself ([`check_plan_path`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PlanFileOnly;
 
-/// The plan file of a chat in a workspace.
+/// The plan file of a chat in a workspace:
+/// `<home or working directory>/.coder/plans/PLAN-<chat id>.md`.
 pub fn plan_file_path(workspace: &dyn Workspace, chat_id: Uuid) -> String {
-    let home = workspace
-        .home_directory()
-        .unwrap_or_else(|| workspace.working_directory());
-    format!(
-        "{}/.coder/plans/PLAN-{chat_id}.md",
-        home.trim_end_matches('/')
-    )
+    format!("{}/{}", plan_home(workspace), plan_file_relative(chat_id))
 }
 
+/// The directory the plan file is under: the home directory, else the working directory.
+fn plan_home(workspace: &dyn Workspace) -> &str {
+    workspace
+        .home_directory()
+        .unwrap_or_else(|| workspace.working_directory())
+        .trim_end_matches('/')
+}
+
+/// The plan file below [`plan_home`].
+fn plan_file_relative(chat_id: Uuid) -> String {
+    format!(".coder/plans/PLAN-{chat_id}.md")
+}
+
+/// Checks that `path` (as the model wrote it) is chat `chat_id`'s plan file and that the
+/// plan path resolves to itself: neither the file nor a directory between the home
+/// directory and it (`.coder`, `.coder/plans`) is a symbolic link, so a link planted at
+/// the plan path cannot redirect a plan-turn write (or `propose_plan`'s read) to another
+/// file. Parts that do not exist yet are fine: the write creates them as directories and
+/// a file.
+///
+/// `Err` is the refusal for the model: "during plan turns, `<tool>` is restricted to
+/// `<plan path>`", followed by the reason when the path was right but resolves elsewhere.
+/// `Ok` is the plan path.
+pub async fn check_plan_path(
+    workspace: &dyn Workspace,
+    chat_id: Uuid,
+    tool: &str,
+    path: &str,
+) -> Result<String, String> {
+    let plan = plan_file_path(workspace, chat_id);
+    let refusal = format!("during plan turns, {tool} is restricted to {plan}");
+    let absolute = Path::new(workspace.working_directory()).join(path);
+    if normalize(&absolute) != normalize(Path::new(&plan)) {
+        return Err(refusal);
+    }
+    let mut current = plan_home(workspace).to_owned();
+    for component in plan_file_relative(chat_id).split('/') {
+        current = format!("{current}/{component}");
+        match workspace.entry_kind(&current).await {
+            Ok(FileKind::Symlink) => {
+                return Err(format!(
+                    "{refusal}, and {current} is a symbolic link: the plan path must resolve \
+                     to itself. Remove the link and write the plan file there."
+                ))
+            }
+            Ok(_) => {}
+            // Nothing below a missing part exists either.
+            Err(e) if e.kind() == WorkspaceErrorKind::NotFound => break,
+            Err(e) => return Err(format!("{refusal}: {}", e.message())),
+        }
+    }
+    Ok(plan)
+}
+
+#[async_trait::async_trait]
 impl WritePolicy for PlanFileOnly {
-    fn check_write(
+    async fn check_write(
         &self,
         turn: &TurnContext,
         workspace: &dyn Workspace,
@@ -133,13 +184,9 @@ impl WritePolicy for PlanFileOnly {
         if !turn.plan_mode {
             return Ok(());
         }
-        let plan = plan_file_path(workspace, turn.chat_id);
-        let absolute = Path::new(workspace.working_directory()).join(path);
-        if normalize(&absolute) == normalize(Path::new(&plan)) {
-            Ok(())
-        } else {
-            Err(format!("during plan turns, {tool} is restricted to {plan}"))
-        }
+        check_plan_path(workspace, turn.chat_id, tool, path)
+            .await
+            .map(|_| ())
     }
 }
 
@@ -544,10 +591,10 @@ impl Tool for WriteFile {
                 args.content.len()
             ));
         }
-        if let Err(refused) =
-            tools
-                .policy
-                .check_write(&ctx.turn, &*tools.workspace, WRITE_FILE_TOOL, &args.path)
+        if let Err(refused) = tools
+            .policy
+            .check_write(&ctx.turn, &*tools.workspace, WRITE_FILE_TOOL, &args.path)
+            .await
         {
             return ToolOutput::error(refused);
         }
@@ -688,10 +735,10 @@ impl Tool for EditFiles {
                     file.path
                 ));
             }
-            if let Err(refused) =
-                tools
-                    .policy
-                    .check_write(&ctx.turn, ws, EDIT_FILES_TOOL, &file.path)
+            if let Err(refused) = tools
+                .policy
+                .check_write(&ctx.turn, ws, EDIT_FILES_TOOL, &file.path)
+                .await
             {
                 return ToolOutput::error(refused);
             }

@@ -11,6 +11,7 @@ mod engine_overrides;
 mod mcp;
 mod mcp_auth;
 mod migrations;
+mod plan;
 mod shutdown;
 mod store;
 mod store_actions;

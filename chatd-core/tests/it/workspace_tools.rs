@@ -582,6 +582,96 @@ async fn plan_turns_write_only_the_plan_file() {
     assert_eq!(std::fs::read_to_string(&plan).unwrap(), "# The plan\n");
 }
 
+/// On plan turns `edit_files` is held to the plan file like `write_file`, and neither
+/// writes through a symbolic link at the plan path (or at `.coder` / `.coder/plans`): the
+/// plan path must resolve to itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_turn_writes_refuse_other_files_and_links_at_the_plan_path() {
+    let f = Fixture::new().await;
+    let plan_turn = Arc::new((*f.turn).clone().with_plan_mode(true));
+    let plan = plan_file_path(&*f.ws, f.turn.chat_id);
+    std::fs::write(f.dir().join("main.rs"), "fn main() {}\n").unwrap();
+    let (out, is_error) = f
+        .call_in(
+            &plan_turn,
+            "edit_files",
+            json!({"files": [{"path": "main.rs", "edits": [{"search": "main", "replace": "x"}]}]}),
+        )
+        .await;
+    assert!(is_error);
+    assert_eq!(
+        out["error"],
+        format!("during plan turns, edit_files is restricted to {plan}")
+    );
+    assert_eq!(
+        std::fs::read_to_string(f.dir().join("main.rs")).unwrap(),
+        "fn main() {}\n"
+    );
+    // A link at the plan path pointing at another file of the workspace.
+    std::fs::create_dir_all(PathBuf::from(&plan).parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(f.dir().join("main.rs"), &plan).unwrap();
+    for (tool, args) in [
+        ("write_file", json!({"path": plan, "content": "# Plan\n"})),
+        (
+            "edit_files",
+            json!({"files": [{"path": plan, "edits": [{"search": "main", "replace": "x"}]}]}),
+        ),
+    ] {
+        let (out, is_error) = f.call_in(&plan_turn, tool, args).await;
+        assert!(is_error, "{tool}: {out}");
+        let error = out["error"].as_str().unwrap();
+        assert!(
+            error.starts_with(&format!(
+                "during plan turns, {tool} is restricted to {plan}"
+            )),
+            "{error}"
+        );
+        assert!(error.contains("is a symbolic link"), "{error}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(f.dir().join("main.rs")).unwrap(),
+        "fn main() {}\n"
+    );
+    // A linked directory on the way is refused too.
+    std::fs::remove_dir_all(f.dir().join(".coder")).unwrap();
+    std::fs::create_dir_all(f.dir().join("src/plans")).unwrap();
+    std::os::unix::fs::symlink(f.dir().join("src"), f.dir().join(".coder")).unwrap();
+    let (out, is_error) = f
+        .call_in(
+            &plan_turn,
+            "write_file",
+            json!({"path": plan, "content": "# Plan\n"}),
+        )
+        .await;
+    assert!(is_error);
+    assert!(
+        out["error"].as_str().unwrap().contains(&format!(
+            "{}/.coder is a symbolic link",
+            f.ws.working_directory()
+        )),
+        "{out}"
+    );
+    assert!(std::fs::read_dir(f.dir().join("src/plans"))
+        .unwrap()
+        .next()
+        .is_none());
+    // Once the link is gone the plan file is written as usual.
+    std::fs::remove_file(f.dir().join(".coder")).unwrap();
+    let (out, is_error) = f
+        .call_in(
+            &plan_turn,
+            "write_file",
+            json!({"path": plan, "content": "# Plan\n"}),
+        )
+        .await;
+    assert!(!is_error, "{out}");
+    // Outside plan mode the policy does not look at links.
+    let (out, is_error) = f
+        .call("write_file", json!({"path": "other.md", "content": "x"}))
+        .await;
+    assert!(!is_error, "{out}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn availability_follows_the_mode_table() {
     let tmp = TempDir::new();

@@ -9,6 +9,11 @@ pub const MAX_CHAT_SYSTEM_PROMPT_CHARS: usize = 10_000;
 /// Longest deployment system prompt, in bytes of UTF-8, after sanitizing.
 pub const MAX_DEPLOYMENT_SYSTEM_PROMPT_BYTES: usize = 128 * 1024;
 
+/// Longest deployment plan-mode instructions (`PUT /chats/config/plan-mode-instructions`),
+/// in bytes of UTF-8 after sanitizing: the deployment prompt's budget, since both are
+/// administrator text sent with every turn they apply to.
+pub const MAX_PLAN_MODE_INSTRUCTIONS_BYTES: usize = MAX_DEPLOYMENT_SYSTEM_PROMPT_BYTES;
+
 /// Cleans a system prompt before it is stored: line endings become `\n`, control
 /// characters other than tab and newline are removed (databases reject NUL, and the
 /// others are invisible noise to a model), and surrounding whitespace is trimmed.
@@ -69,6 +74,26 @@ pub fn validate_deployment_system_prompt(prompt: &str) -> Result<String, Respons
     Ok(clean)
 }
 
+/// Validates the deployment's plan-mode instructions of
+/// `PUT /chats/config/plan-mode-instructions`: sanitized as [`sanitize_system_prompt`]
+/// does, then at most [`MAX_PLAN_MODE_INSTRUCTIONS_BYTES`] bytes. Returns the sanitized
+/// text (empty removes the instructions).
+pub fn validate_plan_mode_instructions(instructions: &str) -> Result<String, Response> {
+    let clean = sanitize_system_prompt(instructions);
+    if clean.len() > MAX_PLAN_MODE_INSTRUCTIONS_BYTES {
+        return Err(single(
+            "Invalid plan mode instructions.",
+            "plan_mode_instructions",
+            format!(
+                "The plan mode instructions are {} bytes long; they may be at most \
+                 {MAX_PLAN_MODE_INSTRUCTIONS_BYTES} bytes (128 KiB).",
+                clean.len()
+            ),
+        ));
+    }
+    Ok(clean)
+}
+
 #[cfg(test)]
 #[allow(
     clippy::unwrap_used,
@@ -99,6 +124,14 @@ mod tests {
         let padded = format!("{at}\0\0");
         assert!(validate_chat_system_prompt(&padded).is_ok());
 
+        let at = "a".repeat(MAX_PLAN_MODE_INSTRUCTIONS_BYTES);
+        assert_eq!(validate_plan_mode_instructions(&at).unwrap(), at);
+        let over = "a".repeat(MAX_PLAN_MODE_INSTRUCTIONS_BYTES + 1);
+        assert_eq!(
+            fields(&validate_plan_mode_instructions(&over).unwrap_err()),
+            vec!["plan_mode_instructions"]
+        );
+        assert_eq!(validate_plan_mode_instructions(" x\r\n").unwrap(), "x");
         let at = "a".repeat(MAX_DEPLOYMENT_SYSTEM_PROMPT_BYTES);
         assert!(validate_deployment_system_prompt(&at).is_ok());
         let over = "a".repeat(MAX_DEPLOYMENT_SYSTEM_PROMPT_BYTES + 1);

@@ -1,5 +1,6 @@
 //! Administrator configuration under `/api/experimental/chats`: providers, model configs, users' own keys (BYOK), the model catalogue, the
-//! deployment model overrides, the deployment system prompt and users' personal prompts.
+//! deployment model overrides, the deployment system prompt, the plan-mode instructions and
+//! users' personal prompts.
 //!
 //! Handlers parse the request and call the administration handle ([`chatd_core::Admin`]),
 //! which validates with the shared validators, authorizes and seals keys; its errors map
@@ -10,10 +11,11 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use codersdk::{
-    ChatModelConfig, ChatModelOverrideResponse, ChatModelsResponse, ChatProviderConfig,
-    ChatSystemPromptResponse, ChatUsageLimitStatus, CreateChatModelConfigRequest,
-    CreateChatProviderConfigRequest, CreateUserChatProviderKeyRequest,
-    UpdateChatModelConfigRequest, UpdateChatModelOverrideRequest, UpdateChatProviderConfigRequest,
+    ChatModelConfig, ChatModelOverrideResponse, ChatModelsResponse,
+    ChatPlanModeInstructionsResponse, ChatProviderConfig, ChatSystemPromptResponse,
+    ChatUsageLimitStatus, CreateChatModelConfigRequest, CreateChatProviderConfigRequest,
+    CreateUserChatProviderKeyRequest, UpdateChatModelConfigRequest, UpdateChatModelOverrideRequest,
+    UpdateChatPlanModeInstructionsRequest, UpdateChatProviderConfigRequest,
     UpdateChatSystemPromptRequest, UserChatCustomPrompt, UserChatProviderConfig,
 };
 
@@ -28,6 +30,11 @@ use crate::state::AppState;
 /// six bytes per byte, `\u00XX`), plus room for the rest of the body. The server-wide
 /// limit (`MAX_BODY_BYTES`) would refuse some valid prompts with 413.
 pub const SYSTEM_PROMPT_BODY_BYTES: usize = 6 * codersdk::MAX_DEPLOYMENT_SYSTEM_PROMPT_BYTES + 1024;
+
+/// Body limit of `PUT /chats/config/plan-mode-instructions`, sized like
+/// [`SYSTEM_PROMPT_BODY_BYTES`] for `codersdk::MAX_PLAN_MODE_INSTRUCTIONS_BYTES`.
+pub const PLAN_MODE_INSTRUCTIONS_BODY_BYTES: usize =
+    6 * codersdk::MAX_PLAN_MODE_INSTRUCTIONS_BYTES + 1024;
 
 /// The routes of this group.
 pub fn routes() -> Vec<Route> {
@@ -85,6 +92,16 @@ pub fn routes() -> Vec<Route> {
             put_system_prompt,
         )
         .limit(SYSTEM_PROMPT_BODY_BYTES),
+        Route::get(
+            "/chats/config/plan-mode-instructions",
+            get_plan_mode_instructions,
+        ),
+        Route::json::<UpdateChatPlanModeInstructionsRequest, _, _>(
+            Method::PUT,
+            "/chats/config/plan-mode-instructions",
+            put_plan_mode_instructions,
+        )
+        .limit(PLAN_MODE_INSTRUCTIONS_BODY_BYTES),
         Route::get("/chats/config/user-prompt", get_user_prompt),
         Route::json::<UserChatCustomPrompt, _, _>(
             Method::PUT,
@@ -314,6 +331,31 @@ async fn put_system_prompt(
     state
         .admin()
         .set_system_prompt(&admin.0.actor, &req)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Any user may read the plan-mode instructions (as in Coder); only administrators set
+/// them.
+async fn get_plan_mode_instructions(
+    State(state): State<AppState>,
+    caller: Caller,
+    _: NoQuery,
+) -> ApiResult<Json<ChatPlanModeInstructionsResponse>> {
+    Ok(Json(
+        state.admin().plan_mode_instructions(&caller.actor).await?,
+    ))
+}
+
+async fn put_plan_mode_instructions(
+    State(state): State<AppState>,
+    admin: Admin,
+    _: NoQuery,
+    Json(req): Json<UpdateChatPlanModeInstructionsRequest>,
+) -> ApiResult<StatusCode> {
+    state
+        .admin()
+        .set_plan_mode_instructions(&admin.0.actor, &req)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

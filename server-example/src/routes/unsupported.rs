@@ -9,8 +9,8 @@
 use axum::http::{Method, StatusCode};
 use codersdk::{
     ChatAutoArchiveDaysResponse, ChatDebugLoggingAdminSettings,
-    ChatPersonalModelOverridesAdminSettings, ChatPlanModeInstructionsResponse,
-    ChatRetentionDaysResponse, UserChatCompactionThresholds,
+    ChatPersonalModelOverridesAdminSettings, ChatRetentionDaysResponse,
+    UserChatCompactionThresholds,
 };
 
 use super::config::Admin;
@@ -39,11 +39,6 @@ pub const UNSUPPORTED_ROUTES: &[(&str, &[&str], &str)] = &[
         "/chats/usage-limits/group-overrides/{group}",
         &["PUT", "DELETE"],
         "Chat usage limits",
-    ),
-    (
-        "/chats/config/plan-mode-instructions",
-        &["PUT"],
-        "Plan-mode instructions",
     ),
     (
         "/chats/config/desktop-enabled",
@@ -115,7 +110,6 @@ pub const UNSUPPORTED_ROUTES: &[(&str, &[&str], &str)] = &[
 /// [`UNSUPPORTED_ROUTES`]: path (under `/api/experimental`) and whether only
 /// administrators may read it (as in Coder).
 pub const OFF_SETTINGS: &[(&str, bool)] = &[
-    ("/chats/config/plan-mode-instructions", false),
     ("/chats/config/user-compaction-thresholds", false),
     ("/chats/config/personal-model-overrides", true),
     ("/chats/config/debug-logging", false),
@@ -137,10 +131,6 @@ pub fn routes() -> Vec<Route> {
     // The reads of the same paths: axum merges these GETs with the 501 writes above.
     routes.extend([
         Route::get(
-            "/chats/config/plan-mode-instructions",
-            plan_mode_instructions,
-        ),
-        Route::get(
             "/chats/config/user-compaction-thresholds",
             compaction_thresholds,
         ),
@@ -153,17 +143,6 @@ pub fn routes() -> Vec<Route> {
         Route::get("/chats/config/auto-archive-days", auto_archive_days),
     ]);
     routes
-}
-
-/// `GET /chats/config/plan-mode-instructions`: there are none (plan mode adds no deployment
-/// text here).
-async fn plan_mode_instructions(
-    _caller: Caller,
-    _: NoQuery,
-) -> ApiResult<Json<ChatPlanModeInstructionsResponse>> {
-    Ok(Json(ChatPlanModeInstructionsResponse {
-        plan_mode_instructions: String::new(),
-    }))
 }
 
 /// `GET /chats/config/user-compaction-thresholds`: the caller has set none (there is no

@@ -12,10 +12,12 @@ use chatd_test_support::request::{
 use chatd_test_support::scripted::ScriptedModel;
 use chatd_test_support::server::{TestServer, ADMIN_TOKEN};
 use chatprovider::{Provider, ProviderApiKeys};
-use codersdk::{SecretString, MAX_DEPLOYMENT_SYSTEM_PROMPT_BYTES};
+use codersdk::{
+    SecretString, MAX_DEPLOYMENT_SYSTEM_PROMPT_BYTES, MAX_PLAN_MODE_INSTRUCTIONS_BYTES,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use server_example::routes::config::SYSTEM_PROMPT_BODY_BYTES;
+use server_example::routes::config::{PLAN_MODE_INSTRUCTIONS_BODY_BYTES, SYSTEM_PROMPT_BODY_BYTES};
 use server_example::routes::unsupported::{OFF_SETTINGS, UNSUPPORTED_ROUTES};
 
 const CENTRAL_KEY: &str = "sk-central-KEY-must-never-appear-7f3a9";
@@ -628,6 +630,86 @@ async fn model_catalogue_without_any_configuration() {
     .await;
 }
 
+/// The deployment's plan-mode instructions: any user reads them, only an administrator
+/// sets them (sanitized, bounded at `MAX_PLAN_MODE_INSTRUCTIONS_BYTES`, empty clears).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_mode_instructions_are_set_by_admins_and_read_by_everyone() {
+    on_each_backend(|store| async move {
+        let server = TestServer::start(&store, ScriptedModel::new([])).await;
+        let admin = Some(server.admin_token.as_str());
+        let bob = server.user("bob").await;
+        let path = "/chats/config/plan-mode-instructions";
+        let (s, body) = call(&server, Method::GET, path, Some(&bob.token), None).await;
+        assert_eq!(
+            (s, body),
+            (StatusCode::OK, json!({"plan_mode_instructions": ""}))
+        );
+        let (s, body) = call(
+            &server,
+            Method::PUT,
+            path,
+            admin,
+            Some(json!({"plan_mode_instructions": "  Keep plans under a page.\r\n"})),
+        )
+        .await;
+        assert_eq!((s, body), (StatusCode::NO_CONTENT, Value::Null));
+        for token in [admin, Some(bob.token.as_str())] {
+            let (s, body) = call(&server, Method::GET, path, token, None).await;
+            assert_eq!(
+                (s, body),
+                (
+                    StatusCode::OK,
+                    json!({"plan_mode_instructions": "Keep plans under a page."})
+                )
+            );
+        }
+        // A member may not set them, and learns nothing from the body.
+        let (s, err) = call(
+            &server,
+            Method::PUT,
+            path,
+            Some(&bob.token),
+            Some(json!({"plan_mode_instructions": "pwned"})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        assert_response(&err);
+        let (s, _) = call(&server, Method::GET, path, None, None).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        // The limit at its edge; escaped characters fit the route's body limit.
+        let at_limit = "\"".repeat(MAX_PLAN_MODE_INSTRUCTIONS_BYTES);
+        let body = json!({"plan_mode_instructions": at_limit});
+        assert!(body.to_string().len() <= PLAN_MODE_INSTRUCTIONS_BODY_BYTES);
+        let (s, _) = call(&server, Method::PUT, path, admin, Some(body)).await;
+        assert_eq!(s, StatusCode::NO_CONTENT);
+        let over = "a".repeat(MAX_PLAN_MODE_INSTRUCTIONS_BYTES + 1);
+        let (s, err) = call(
+            &server,
+            Method::PUT,
+            path,
+            admin,
+            Some(json!({"plan_mode_instructions": over})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert_eq!(fields(&err), vec!["plan_mode_instructions"]);
+        // Empty clears them.
+        let (s, _) = call(
+            &server,
+            Method::PUT,
+            path,
+            admin,
+            Some(json!({"plan_mode_instructions": ""})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::NO_CONTENT);
+        let (_, body) = call(&server, Method::GET, path, admin, None).await;
+        assert_eq!(body, json!({"plan_mode_instructions": ""}));
+        server.stop().await;
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn system_prompt_is_admin_only_and_bounded() {
     on_each_backend(|store| async move {
@@ -838,10 +920,6 @@ async fn settings_of_unbuilt_features_read_as_off() {
         let server = TestServer::start(&store, ScriptedModel::new([])).await;
         let bob = server.user("bob").await;
         let expected = [
-            (
-                "/chats/config/plan-mode-instructions",
-                json!({"plan_mode_instructions": ""}),
-            ),
             (
                 "/chats/config/user-compaction-thresholds",
                 json!({"thresholds": []}),

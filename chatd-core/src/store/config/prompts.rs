@@ -1,4 +1,5 @@
-//! The deployment system prompt (`/chats/config/system-prompt`) and users' personal
+//! The deployment system prompt (`/chats/config/system-prompt`), the deployment's
+//! plan-mode instructions (`/chats/config/plan-mode-instructions`) and users' personal
 //! prompts (`/chats/config/user-prompt`).
 
 use codersdk::{Response, Uuid};
@@ -19,6 +20,7 @@ pub const MAX_USER_PROMPT_CHARS: usize = codersdk::MAX_CHAT_SYSTEM_PROMPT_CHARS;
 
 const SYSTEM_PROMPT_KEY: &str = "system_prompt";
 const INCLUDE_DEFAULT_KEY: &str = "include_default_system_prompt";
+const PLAN_MODE_INSTRUCTIONS_KEY: &str = "plan_mode_instructions";
 
 /// The deployment's system prompt settings. The built-in default prompt itself belongs to
 /// the engine, not the store.
@@ -121,6 +123,31 @@ impl Store {
             read_system_prompt(&mut tx).await
         }
         .await;
+        finish(tx, result).await
+    }
+
+    /// The deployment's plan-mode instructions; empty until an administrator sets them.
+    pub async fn plan_mode_instructions(&self) -> Result<String> {
+        let text: Option<String> =
+            sqlx::query_scalar("SELECT value FROM site_config WHERE key = $1")
+                .bind(PLAN_MODE_INSTRUCTIONS_KEY)
+                .fetch_optional(self.pool())
+                .await
+                .db()?;
+        Ok(text.unwrap_or_default())
+    }
+
+    /// Sets the deployment's plan-mode instructions
+    /// (`PUT /chats/config/plan-mode-instructions`), validated and sanitized with
+    /// `codersdk::validate_plan_mode_instructions` (at most
+    /// `MAX_PLAN_MODE_INSTRUCTIONS_BYTES`); empty clears them. Returns the stored text.
+    /// [`ErrorKind::InvalidArgument`] with the validator's `Response` when too long.
+    pub async fn set_plan_mode_instructions(&self, instructions: &str) -> Result<String> {
+        let text = codersdk::validate_plan_mode_instructions(instructions).map_err(invalid)?;
+        let mut tx = self.begin_write().await?;
+        let result = put_site_config(&mut tx, PLAN_MODE_INSTRUCTIONS_KEY, &text, now_micros())
+            .await
+            .map(|()| text);
         finish(tx, result).await
     }
 
