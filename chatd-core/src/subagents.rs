@@ -43,7 +43,8 @@ available: it needs a computer-use capable provider and a desktop, which this de
 does not have. Use \"general\" or \"explore\".";
 
 /// Refusal of a spawn by a chat that is itself a sub-agent: the tree is one level deep.
-pub const NESTED_SUBAGENT_MESSAGE: &str = "Sub-agents cannot spawn sub-agents; only a root chat can.";
+pub const NESTED_SUBAGENT_MESSAGE: &str =
+    "Sub-agents cannot spawn sub-agents; only a root chat can.";
 
 /// Refusal of a spawn under an archived chat.
 pub const ARCHIVED_PARENT_MESSAGE: &str = "An archived chat cannot spawn sub-agents.";

@@ -194,6 +194,9 @@ pub struct EngineConfig {
     /// Connects turns to admin MCP servers; `None`: MCP server configs are stored but no
     /// turn uses them (docs/mcp.md).
     pub mcp: Option<Arc<McpConnector>>,
+    /// Whether root chats get the sub-agent tools (`spawn_subagent`, `wait_agent`,
+    /// `message_agent`, `close_agent`; docs/subagents.md). On by default.
+    pub subagents: bool,
 }
 
 impl EngineConfig {
@@ -211,8 +214,15 @@ impl EngineConfig {
             workspace_write_policy: Arc::new(PlanFileOnly),
             announce_no_workspace: false,
             mcp: None,
+            subagents: true,
             hook: None,
         }
+    }
+
+    /// Turns the sub-agent tools of root chats on or off (on by default).
+    pub fn with_subagents(mut self, on: bool) -> Self {
+        self.subagents = on;
+        self
     }
 
     /// Gives turns the tools of the admin MCP servers that apply to them.
@@ -382,6 +392,7 @@ pub(crate) struct Inner {
     pub(crate) workspace_write_policy: Arc<dyn WritePolicy>,
     pub(crate) announce_no_workspace: bool,
     pub(crate) mcp: Option<Arc<McpConnector>>,
+    pub(crate) subagents: bool,
     pub(crate) generate_titles: bool,
     pub(crate) settings: EngineSettings,
     pub(crate) worker_id: Uuid,
@@ -474,6 +485,7 @@ impl Engine {
             workspace_write_policy: config.workspace_write_policy,
             announce_no_workspace: config.announce_no_workspace,
             mcp: config.mcp,
+            subagents: config.subagents,
             generate_titles: config.generate_titles,
             settings: config.settings,
             worker_id: config.worker_id.unwrap_or_else(Uuid::new_v4),

@@ -25,7 +25,7 @@ use crate::tools::{parse_arguments, schema_for, Tool, ToolContext, ToolOutput, T
 
 /// The sub-agent tools of a turn of `chat`: none for a sub-agent (or an explore chat).
 pub(crate) fn tools(inner: &Arc<Inner>, chat: &Chat, turn: &TurnContext) -> Vec<Arc<dyn Tool>> {
-    if !root_tools_allowed(turn) {
+    if !inner.subagents || !root_tools_allowed(turn) {
         return Vec::new();
     }
     let family = Family {

@@ -219,10 +219,10 @@ impl Store {
             "SELECT dynamic_tools, system_prompt, parent_chat_id, mode, reasoning_effort \
              FROM chats WHERE id = $1",
         )
-            .bind(uuid_text(chat_id))
-            .fetch_optional(self.pool())
-            .await
-            .db()?;
+        .bind(uuid_text(chat_id))
+        .fetch_optional(self.pool())
+        .await
+        .db()?;
         let Some(row) = row else {
             return Ok(None);
         };

@@ -71,8 +71,8 @@ pub use mcp_auth::{
     MCP_OAUTH2_STATE_TTL,
 };
 pub use queue::{Promoted, SendMessage, SendOutcome, SendResult, MAX_QUEUED_MESSAGES};
-pub use subagents::{NewSubagent, SubagentInfo};
 pub(crate) use subagents::is_running_state;
+pub use subagents::{NewSubagent, SubagentInfo};
 pub use tokens::{
     hash_api_token, ApiToken, NewApiToken, TokenCheck, API_TOKEN_BYTES, API_TOKEN_PREFIX,
     LAST_ADMIN_TOKEN_MESSAGE, LAST_USED_RESOLUTION, MAX_API_TOKEN_LEN, TOKEN_NOT_FOUND_MESSAGE,

@@ -192,13 +192,12 @@ impl Store {
 
     /// What makes chat `chat_id` a sub-agent; `None` for a root chat or no such chat.
     pub async fn subagent_info(&self, chat_id: Uuid) -> Result<Option<SubagentInfo>> {
-        let row = sqlx::query(
-            "SELECT parent_chat_id, mode, reasoning_effort FROM chats WHERE id = $1",
-        )
-        .bind(uuid_text(chat_id))
-        .fetch_optional(self.pool())
-        .await
-        .db()?;
+        let row =
+            sqlx::query("SELECT parent_chat_id, mode, reasoning_effort FROM chats WHERE id = $1")
+                .bind(uuid_text(chat_id))
+                .fetch_optional(self.pool())
+                .await
+                .db()?;
         match row {
             Some(row) => subagent_from_row(&row),
             None => Ok(None),

@@ -3,16 +3,16 @@
 //! finishes, times out or fails, `message_agent` and `close_agent`, the parent's interrupt
 //! reaching its children, and the running limits per kind.
 //!
-//! Parent and children share one model here, so the model routes each call by the first
-//! word of the chat's first user message (the parent's "parent …", a child's prompt), and
-//! the parent's later replies are computed from the tool results it has seen (the
-//! children's ids are only known once spawned).
+//! Parent and children share one model here, the kit's `RoutedModel`: it routes each call
+//! by the first word of the chat's first user message (the parent's "parent …", a child's
+//! prompt), and the parent's later replies are computed from the tool results it has seen
+//! (the children's ids are only known once spawned).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chatd_core::store::{ClaimLimits, NewSubagent};
@@ -21,141 +21,27 @@ use chatd_core::subagents::{
     NOT_A_CHILD_MESSAGE,
 };
 use chatd_core::workspace::{LocalWorkspaceConfig, LocalWorkspaceProvider};
-use chatd_core::{
-    Actor, EngineConfig, EngineSettings, ErrorKind, ModelResolver, ModelSelection, ResolvedModel,
-    TurnModelRequest,
-};
+use chatd_core::{Actor, EngineConfig, EngineSettings, ErrorKind};
 use chatd_test_support::db::{fixture, on_each_backend};
 use chatd_test_support::scripted::{
-    create_request, engine_with_config, fast_settings, wait_status, Reply, ScriptedModel,
+    create_request, engine_with_config, fast_settings, spawned, wait_status, Reply, RoutedModel,
+    RoutedResolver, ScriptedModel, Step,
 };
-use chatprovider::{LanguageModel, ModelRequest, ModelStream, Part, Provider, Role};
+use chatprovider::ModelRequest;
 use codersdk::{
-    ChatError, ChatInputPart, ChatMessagePart, ChatPlanMode, ChatStatus, ChatWatchEventKind,
+    ChatInputPart, ChatMessagePart, ChatPlanMode, ChatStatus, ChatWatchEventKind,
     CreateChatMessageRequest, MessagePage, UpdateChatRequest, Uuid,
 };
 
-/// One reply of a chat's script: fixed, or computed from the request.
-enum Step {
-    Fixed(Reply),
-    Computed(Box<dyn Fn(&ModelRequest) -> Reply + Send + Sync>),
-}
-
-/// A model answering each chat from its own script, keyed by the first word of the
-/// chat's first user message. Every request is recorded under that key.
-#[derive(Default)]
-struct Brain {
-    scripts: Mutex<HashMap<String, VecDeque<Step>>>,
-    requests: Mutex<Vec<(String, ModelRequest)>>,
-    /// Streams the chosen reply; locked so a push and its stream are one step.
-    player: Mutex<Arc<ScriptedModel>>,
-}
-
-impl std::fmt::Debug for Brain {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Brain")
-    }
-}
-
-impl Brain {
-    fn new() -> Arc<Self> {
-        Arc::new(Brain {
-            player: Mutex::new(ScriptedModel::new([])),
-            ..Default::default()
-        })
-    }
-
-    fn script(&self, key: &str, steps: Vec<Step>) {
-        self.scripts
-            .lock()
-            .unwrap()
-            .insert(key.to_owned(), steps.into());
-    }
-
-    fn requests_of(&self, key: &str) -> Vec<ModelRequest> {
-        self.requests
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(k, _)| k == key)
-            .map(|(_, r)| r.clone())
-            .collect()
-    }
-}
-
-fn key_of(request: &ModelRequest) -> String {
-    request
-        .messages
-        .iter()
-        .filter(|m| m.role == Role::User)
-        .flat_map(|m| m.content.iter())
-        .find_map(|p| match p {
-            Part::Text { text } => text.split_whitespace().next().map(str::to_owned),
-            _ => None,
-        })
-        .unwrap_or_default()
-}
-
-#[async_trait::async_trait]
-impl LanguageModel for Brain {
-    fn provider(&self) -> Provider {
-        Provider::OpenAi
-    }
-
-    fn model_id(&self) -> &str {
-        "gpt-4o-mini"
-    }
-
-    fn stream(&self, request: ModelRequest) -> ModelStream {
-        let key = key_of(&request);
-        self.requests
-            .lock()
-            .unwrap()
-            .push((key.clone(), request.clone()));
-        let step = self
-            .scripts
-            .lock()
-            .unwrap()
-            .get_mut(&key)
-            .and_then(VecDeque::pop_front);
-        let reply = match step {
-            Some(Step::Fixed(reply)) => reply,
-            Some(Step::Computed(f)) => f(&request),
-            None => Reply::Text(format!("{key} ok")),
-        };
-        let player = self.player.lock().unwrap();
-        player.push(reply);
-        player.stream(request)
-    }
-}
-
-/// Every chat runs on `brain` under one model config.
-#[derive(Debug)]
-struct BrainResolver {
-    model_config_id: Uuid,
-    brain: Arc<Brain>,
-}
-
-#[async_trait::async_trait]
-impl ModelResolver for BrainResolver {
-    async fn select(&self, selection: ModelSelection) -> chatd_core::Result<Uuid> {
-        Ok(selection.requested.unwrap_or(self.model_config_id))
-    }
-
-    async fn resolve(&self, _turn: TurnModelRequest) -> Result<ResolvedModel, ChatError> {
-        Ok(ResolvedModel::new(self.model_config_id, self.brain.clone()))
-    }
-}
-
 async fn brain_engine(
     store: &chatd_core::store::Store,
-    brain: &Arc<Brain>,
+    brain: &Arc<RoutedModel>,
     settings: EngineSettings,
     adjust: impl FnOnce(EngineConfig) -> EngineConfig,
 ) -> chatd_core::Engine {
-    let resolver = Arc::new(BrainResolver {
+    let resolver = Arc::new(RoutedResolver {
         model_config_id: Uuid::new_v4(),
-        brain: Arc::clone(brain),
+        model: Arc::clone(brain),
     });
     engine_with_config(store, ScriptedModel::new([]), settings, |c| {
         let mut c = adjust(c.with_generated_titles(false));
@@ -172,32 +58,6 @@ fn calls(calls: &[(&str, &str, serde_json::Value)]) -> Reply {
             .map(|(id, name, args)| ((*id).to_owned(), (*name).to_owned(), args.to_string()))
             .collect(),
     )
-}
-
-/// The successful tool results named `tool` the request carries, in order.
-fn results_of(request: &ModelRequest, tool: &str) -> Vec<serde_json::Value> {
-    request
-        .messages
-        .iter()
-        .flat_map(|m| m.content.iter())
-        .filter_map(|p| match p {
-            Part::ToolResult {
-                name,
-                output,
-                is_error,
-                ..
-            } if name == tool && !is_error => output.parse::<serde_json::Value>().ok(),
-            _ => None,
-        })
-        .collect()
-}
-
-/// The ids of the children spawned so far, in call order.
-fn spawned(request: &ModelRequest) -> Vec<String> {
-    results_of(request, "spawn_subagent")
-        .iter()
-        .map(|v| v["chat_id"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 fn all() -> MessagePage {
@@ -240,7 +100,7 @@ async fn a_root_chat_spawns_general_and_explore_children_and_gets_their_reports(
     on_each_backend(|store| async move {
         let f = fixture(&store).await;
         let actor = Actor::user(f.user);
-        let brain = Brain::new();
+        let brain = RoutedModel::new();
         brain.script(
             "parent",
             vec![
@@ -438,7 +298,7 @@ async fn explore_children_get_the_read_only_tools_in_the_parents_workspace() {
         let actor = Actor::user(f.user);
         let tmp = TempDir::new();
         let local = LocalWorkspaceProvider::new(LocalWorkspaceConfig::new(&tmp.0)).unwrap();
-        let brain = Brain::new();
+        let brain = RoutedModel::new();
         brain.script(
             "parent",
             vec![
@@ -524,7 +384,7 @@ async fn wait_times_out_reports_failures_and_message_and_close_reach_the_child()
         let f = fixture(&store).await;
         let actor = Actor::user(f.user);
         let gate = Arc::new(tokio::sync::Notify::new());
-        let brain = Brain::new();
+        let brain = RoutedModel::new();
         brain.script(
             "parent",
             vec![
@@ -627,7 +487,7 @@ async fn interrupting_the_parent_interrupts_its_running_children() {
         let f = fixture(&store).await;
         let actor = Actor::user(f.user);
         let gate = Arc::new(tokio::sync::Notify::new());
-        let brain = Brain::new();
+        let brain = RoutedModel::new();
         brain.script(
             "parent",
             vec![
@@ -684,7 +544,7 @@ async fn running_subagents_stay_within_their_limit_and_leave_root_chats_their_pl
         let f = fixture(&store).await;
         let actor = Actor::user(f.user);
         let gate = Arc::new(tokio::sync::Notify::new());
-        let brain = Brain::new();
+        let brain = RoutedModel::new();
         let spawn = |i: usize| {
             (
                 "c",
@@ -771,13 +631,25 @@ async fn the_claim_counts_running_roots_and_subagents_apart_at_their_limits() {
     on_each_backend(|store| async move {
         let f = fixture(&store).await;
         let worker = Uuid::new_v4();
-        let root = store.create_chat(chatd_test_support::db::new_chat(&f, "root one")).await.unwrap().0;
+        let root = store
+            .create_chat(chatd_test_support::db::new_chat(&f, "root one"))
+            .await
+            .unwrap()
+            .0;
         // Take the first root out of the way: it runs.
         let first = store.claim_pending(worker, 1).await.unwrap();
         assert_eq!(first[0].chat_id, root.id);
         let roots = [
-            store.create_chat(chatd_test_support::db::new_chat(&f, "root two")).await.unwrap().0,
-            store.create_chat(chatd_test_support::db::new_chat(&f, "root three")).await.unwrap().0,
+            store
+                .create_chat(chatd_test_support::db::new_chat(&f, "root two"))
+                .await
+                .unwrap()
+                .0,
+            store
+                .create_chat(chatd_test_support::db::new_chat(&f, "root three"))
+                .await
+                .unwrap()
+                .0,
         ];
         let mut children = Vec::new();
         for i in 0..3 {
@@ -798,7 +670,10 @@ async fn the_claim_counts_running_roots_and_subagents_apart_at_their_limits() {
             root_chats: 1,
             subagents: 2,
         };
-        let claimed = store.claim_pending_within(worker, 10, limits).await.unwrap();
+        let claimed = store
+            .claim_pending_within(worker, 10, limits)
+            .await
+            .unwrap();
         assert_eq!(claimed.len(), 2);
         assert!(claimed.iter().all(|l| children.contains(&l.chat_id)));
         // Both at their limits: nothing, and everything else stays pending.
