@@ -388,11 +388,12 @@ pub fn results_of(request: &ModelRequest, tool: &str) -> Vec<serde_json::Value> 
         .collect()
 }
 
-/// The ids of the children spawned so far, in call order.
+/// The ids of the children spawned so far (successful `spawn_subagent` results), in call
+/// order.
 pub fn spawned(request: &ModelRequest) -> Vec<String> {
     results_of(request, "spawn_subagent")
         .iter()
-        .map(|v| v["chat_id"].as_str().unwrap().to_owned())
+        .filter_map(|v| v["chat_id"].as_str().map(str::to_owned))
         .collect()
 }
 

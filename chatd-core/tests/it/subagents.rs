@@ -591,7 +591,6 @@ async fn running_subagents_stay_within_their_limit_and_leave_root_chats_their_pl
         wait_status(&engine, &actor, other.id, ChatStatus::Waiting).await;
         let count = |status: ChatStatus| {
             let engine = engine.clone();
-            let actor = actor;
             async move {
                 engine
                     .list_chats(&actor, &chatd_core::ChatListQuery::default())
