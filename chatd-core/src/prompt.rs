@@ -58,6 +58,50 @@ pub fn plan_path_block(path: &str) -> String {
     format!("The plan file of this chat is {path}. Write the plan there; propose_plan reads it.")
 }
 
+/// The instruction block of a general sub-agent (engine.md §4.3, item 1): its role, whom
+/// it works for and how it reports. [`subagent_instructions`] adds the parent's id.
+pub const SUBAGENT_PROMPT: &str = "\
+You are a sub-agent: another agent (your parent) started you to do one task and is \
+waiting for your result. Your first message is the parent's instructions; nobody else \
+will read your answer before the parent does.
+
+- Work on that task only, on your own: do not ask questions, since nobody will answer \
+them. When something is ambiguous, make a reasonable assumption and state it.
+- You work in the same workspace as your parent; coordinate through your report, not by \
+leaving notes in files.
+- When you are done, end with a final report as your last message: what you did, what \
+you found (with file paths and line numbers where they matter), and anything that failed \
+or remains open. That last message is all your parent receives.";
+
+/// The instruction block of an explore sub-agent: [`SUBAGENT_PROMPT`]'s contract plus the
+/// read-only rule its tool set enforces.
+pub const EXPLORE_SUBAGENT_PROMPT: &str = "\
+You are an explore sub-agent: another agent (your parent) started you to investigate one \
+question and is waiting for your findings. Your first message is the parent's question; \
+nobody else will read your answer before the parent does.
+
+- You are read-only: read files and run commands that inspect, but change nothing \
+(no edits, no installs, no commands that write or delete). Your tools are limited to \
+that on purpose.
+- Work on your own: do not ask questions, since nobody will answer them. When something \
+is ambiguous, make a reasonable assumption and state it.
+- When you are done, end with a final report as your last message: the answer, the \
+evidence (file paths, line numbers, command output that matters), and what you could \
+not determine. That last message is all your parent receives.";
+
+/// The instruction block of a sub-agent of `kind` spawned by `parent_chat_id`: the
+/// first context block of each of its turns.
+pub fn subagent_instructions(
+    kind: crate::subagents::SubagentType,
+    parent_chat_id: codersdk::Uuid,
+) -> String {
+    let body = match kind {
+        crate::subagents::SubagentType::Explore => EXPLORE_SUBAGENT_PROMPT,
+        _ => SUBAGENT_PROMPT,
+    };
+    format!("<subagent type=\"{kind}\" parent_chat_id=\"{parent_chat_id}\">\n{body}\n</subagent>")
+}
+
 /// The tag that wraps the user's personal instructions, so the model can tell them from
 /// the deployment's and the chat's.
 pub const USER_INSTRUCTIONS_TAG: &str = "user-instructions";

@@ -1,7 +1,7 @@
 //! A scripted model and helpers for engine tests: deterministic replies, failures on
 //! demand, and gates that hold a stream mid-step.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,7 +13,8 @@ use chatd_core::{
 };
 use chaterror::ProviderError;
 use chatprovider::{
-    FinishReason, LanguageModel, ModelRequest, ModelStream, Provider, StreamPart, ToolCall,
+    FinishReason, LanguageModel, ModelRequest, ModelStream, Part, Provider, Role, StreamPart,
+    ToolCall,
 };
 use codersdk::{
     Chat, ChatError, ChatInputPart, ChatMessageUsage, ChatStatus, CreateChatRequest, Uuid,
@@ -230,6 +231,170 @@ impl ModelResolver for ScriptedResolver {
         Ok(ResolvedModel::new(self.model_config_id, self.model.clone())
             .with_context_limit(Some(128_000)))
     }
+}
+
+/// One reply of a chat's script: fixed, or computed from the request.
+pub enum Step {
+    /// This reply.
+    Fixed(Reply),
+    /// The reply computed from the request (its tool results, say).
+    Computed(Box<dyn Fn(&ModelRequest) -> Reply + Send + Sync>),
+}
+
+/// A model answering each chat from its own script, keyed by the first word of the
+/// chat's first user message (so parent and sub-agents sharing one model each get their
+/// own replies). Every request is recorded under its key.
+#[derive(Default)]
+pub struct RoutedModel {
+    scripts: Mutex<HashMap<String, VecDeque<Step>>>,
+    requests: Mutex<Vec<(String, ModelRequest)>>,
+    /// Streams the chosen reply; locked so a push and its stream are one step.
+    player: Mutex<Arc<ScriptedModel>>,
+}
+
+impl std::fmt::Debug for RoutedModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RoutedModel")
+    }
+}
+
+impl RoutedModel {
+    /// A model with no scripts: every chat is answered "<key> ok".
+    pub fn new() -> Arc<Self> {
+        Arc::new(RoutedModel {
+            player: Mutex::new(ScriptedModel::new([])),
+            ..Default::default()
+        })
+    }
+
+    /// Sets the replies of the chats whose first user message starts with `key`.
+    pub fn script(&self, key: &str, steps: Vec<Step>) {
+        self.scripts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key.to_owned(), steps.into());
+    }
+
+    /// The requests of the chats keyed `key`, in order.
+    pub fn requests_of(&self, key: &str) -> Vec<ModelRequest> {
+        self.requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+}
+
+/// The key of a request: the first word of its first user text.
+pub fn key_of(request: &ModelRequest) -> String {
+    request
+        .messages
+        .iter()
+        .filter(|m| m.role == Role::User)
+        .flat_map(|m| m.content.iter())
+        .find_map(|p| match p {
+            Part::Text { text } => text.split_whitespace().next().map(str::to_owned),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+#[async_trait::async_trait]
+impl LanguageModel for RoutedModel {
+    fn provider(&self) -> Provider {
+        Provider::OpenAi
+    }
+
+    fn model_id(&self) -> &str {
+        "gpt-4o-mini"
+    }
+
+    fn stream(&self, request: ModelRequest) -> ModelStream {
+        // Title requests are answered aside (by the player), taking no chat's reply.
+        if request.system.first().map(String::as_str)
+            == Some(chatd_core::title::TITLE_SYSTEM_PROMPT)
+        {
+            return lock(&self.player).stream(request);
+        }
+        let key = key_of(&request);
+        self.requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((key.clone(), request.clone()));
+        let step = self
+            .scripts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_mut(&key)
+            .and_then(VecDeque::pop_front);
+        let reply = match step {
+            Some(Step::Fixed(reply)) => reply,
+            Some(Step::Computed(f)) => f(&request),
+            None => Reply::Text(format!("{key} ok")),
+        };
+        let player = lock(&self.player);
+        player.push(reply);
+        player.stream(request)
+    }
+}
+
+/// Every chat runs on one [`RoutedModel`] under one model config.
+#[derive(Debug)]
+pub struct RoutedResolver {
+    /// The model config of every chat that names none.
+    pub model_config_id: Uuid,
+    /// The model.
+    pub model: Arc<RoutedModel>,
+}
+
+impl RoutedResolver {
+    /// A resolver with a new model config id.
+    pub fn new(model: Arc<RoutedModel>) -> Arc<Self> {
+        Arc::new(RoutedResolver {
+            model_config_id: Uuid::new_v4(),
+            model,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl ModelResolver for RoutedResolver {
+    async fn select(&self, selection: ModelSelection) -> chatd_core::Result<Uuid> {
+        Ok(selection.requested.unwrap_or(self.model_config_id))
+    }
+
+    async fn resolve(&self, _turn: TurnModelRequest) -> Result<ResolvedModel, ChatError> {
+        Ok(ResolvedModel::new(self.model_config_id, self.model.clone()))
+    }
+}
+
+/// The successful tool results named `tool` the request carries, in order.
+pub fn results_of(request: &ModelRequest, tool: &str) -> Vec<serde_json::Value> {
+    request
+        .messages
+        .iter()
+        .flat_map(|m| m.content.iter())
+        .filter_map(|p| match p {
+            Part::ToolResult {
+                name,
+                output,
+                is_error,
+                ..
+            } if name == tool && !is_error => output.parse::<serde_json::Value>().ok(),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The ids of the children spawned so far (successful `spawn_subagent` results), in call
+/// order.
+pub fn spawned(request: &ModelRequest) -> Vec<String> {
+    results_of(request, "spawn_subagent")
+        .iter()
+        .filter_map(|v| v["chat_id"].as_str().map(str::to_owned))
+        .collect()
 }
 
 /// Settings with intervals short enough for tests.

@@ -237,6 +237,10 @@ async fn main() {
             let mut options = ServerOptions::new(StoreOptions::new("unused"), keyring.clone());
             options.admin_token = Some(ADMIN_TOKEN.to_owned());
             options.engine.max_active_turns = options.engine.max_active_turns.max(args.chats);
+            // Every chat of the run may be running at once: the deployment-wide root
+            // limit must not throttle what the benchmark measures.
+            options.engine.max_running_root_chats =
+                options.engine.max_running_root_chats.max(args.chats);
             // The demo fallback exactly as the server builds it, minus the word delay.
             let admin = chatd_core::Admin::new(store, keyring, ProviderApiKeys::new());
             options.models = Some(server_example::demo::resolver_with_word_delay(

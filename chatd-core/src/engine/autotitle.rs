@@ -54,6 +54,7 @@ pub(crate) fn maybe_generate(
         organization_id: inputs.chat.organization_id,
         requested: None,
         last: inputs.chat.last_model_config_id,
+        reasoning_effort: None,
     };
     let task_inner = Arc::clone(inner);
     inner.spawn(async move {

@@ -14,6 +14,7 @@ mod publish;
 mod resolver;
 mod runner;
 mod stream;
+mod subagents;
 mod titles;
 mod turn;
 mod workspace;
@@ -64,6 +65,12 @@ pub const DEFAULT_MAX_STEPS: u32 = 1200;
 /// Most turns one engine runs at once; `pending` chats beyond it wait for a free slot (or
 /// for another process).
 pub const DEFAULT_MAX_ACTIVE_TURNS: usize = 64;
+/// Most root chats `running` at once in the whole deployment (every process on the
+/// database), enforced by the claim ([`Store::claim_pending_within`]); more wait `pending`.
+pub const DEFAULT_MAX_RUNNING_ROOT_CHATS: usize = 5;
+/// Most sub-agent chats `running` at once in the whole deployment, counted apart from root
+/// chats so that sub-agents never take a root chat's place (engine.md §8.3).
+pub const DEFAULT_MAX_RUNNING_SUBAGENTS: usize = 10;
 /// Output token limit of a model call whose model config sets none.
 pub const DEFAULT_MAX_OUTPUT_TOKENS: i64 = 32_000;
 /// How long [`Engine::shutdown`] waits for running turns to hand their chats back.
@@ -86,6 +93,10 @@ pub struct EngineSettings {
     pub max_steps: u32,
     /// See [`DEFAULT_MAX_ACTIVE_TURNS`].
     pub max_active_turns: usize,
+    /// See [`DEFAULT_MAX_RUNNING_ROOT_CHATS`].
+    pub max_running_root_chats: usize,
+    /// See [`DEFAULT_MAX_RUNNING_SUBAGENTS`].
+    pub max_running_subagents: usize,
     /// See [`DEFAULT_MAX_OUTPUT_TOKENS`].
     pub default_max_output_tokens: i64,
     /// See [`DEFAULT_SHUTDOWN_TIMEOUT`].
@@ -101,6 +112,8 @@ impl Default for EngineSettings {
             recovery_interval: DEFAULT_RECOVERY_INTERVAL,
             max_steps: DEFAULT_MAX_STEPS,
             max_active_turns: DEFAULT_MAX_ACTIVE_TURNS,
+            max_running_root_chats: DEFAULT_MAX_RUNNING_ROOT_CHATS,
+            max_running_subagents: DEFAULT_MAX_RUNNING_SUBAGENTS,
             default_max_output_tokens: DEFAULT_MAX_OUTPUT_TOKENS,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
         }
@@ -130,11 +143,16 @@ impl EngineSettings {
                 "engine setting heartbeat_interval must be shorter than stale_after",
             ));
         }
-        if self.max_steps == 0 || self.max_active_turns == 0 || self.default_max_output_tokens <= 0
+        if self.max_steps == 0
+            || self.max_active_turns == 0
+            || self.max_running_root_chats == 0
+            || self.max_running_subagents == 0
+            || self.default_max_output_tokens <= 0
         {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
-                "engine settings max_steps, max_active_turns and default_max_output_tokens must be positive",
+                "engine settings max_steps, max_active_turns, max_running_root_chats, \
+                 max_running_subagents and default_max_output_tokens must be positive",
             ));
         }
         Ok(())
@@ -176,6 +194,9 @@ pub struct EngineConfig {
     /// Connects turns to admin MCP servers; `None`: MCP server configs are stored but no
     /// turn uses them (docs/mcp.md).
     pub mcp: Option<Arc<McpConnector>>,
+    /// Whether root chats get the sub-agent tools (`spawn_subagent`, `wait_agent`,
+    /// `message_agent`, `close_agent`; docs/subagents.md). On by default.
+    pub subagents: bool,
 }
 
 impl EngineConfig {
@@ -193,8 +214,15 @@ impl EngineConfig {
             workspace_write_policy: Arc::new(PlanFileOnly),
             announce_no_workspace: false,
             mcp: None,
+            subagents: true,
             hook: None,
         }
+    }
+
+    /// Turns the sub-agent tools of root chats on or off (on by default).
+    pub fn with_subagents(mut self, on: bool) -> Self {
+        self.subagents = on;
+        self
     }
 
     /// Gives turns the tools of the admin MCP servers that apply to them.
@@ -364,6 +392,7 @@ pub(crate) struct Inner {
     pub(crate) workspace_write_policy: Arc<dyn WritePolicy>,
     pub(crate) announce_no_workspace: bool,
     pub(crate) mcp: Option<Arc<McpConnector>>,
+    pub(crate) subagents: bool,
     pub(crate) generate_titles: bool,
     pub(crate) settings: EngineSettings,
     pub(crate) worker_id: Uuid,
@@ -456,6 +485,7 @@ impl Engine {
             workspace_write_policy: config.workspace_write_policy,
             announce_no_workspace: config.announce_no_workspace,
             mcp: config.mcp,
+            subagents: config.subagents,
             generate_titles: config.generate_titles,
             settings: config.settings,
             worker_id: config.worker_id.unwrap_or_else(Uuid::new_v4),

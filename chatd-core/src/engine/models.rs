@@ -48,6 +48,9 @@ pub struct TurnModelRequest {
     pub requested: Option<Uuid>,
     /// The chat's last model config.
     pub last: Uuid,
+    /// The reasoning effort the chat asks for (a sub-agent spawned with one); `None`: the
+    /// model config's default.
+    pub reasoning_effort: Option<chatprovider::ReasoningEffort>,
 }
 
 /// A model ready for a turn, with what the engine needs to account for it.

@@ -173,6 +173,9 @@ impl Engine {
         let valid = validate_create_chat_message_request(&request)
             .map_err(|r| Error::with_response(ErrorKind::InvalidArgument, r))?;
         let chat = self.authorized_chat(actor, chat_id, Access::Write).await?;
+        if valid.plan_mode.is_some() || valid.mcp_server_ids.is_some() {
+            self.refuse_explore_change(chat_id).await?;
+        }
         if let Some(ids) = &valid.mcp_server_ids {
             self.check_mcp_server_ids(ids, "Invalid message request.")
                 .await?;
@@ -254,18 +257,14 @@ impl Engine {
 
     /// Stops the chat's turn: a running turn keeps its partial output; a
     /// chat waiting for client tool results gets "Tool execution interrupted by user"
-    /// results; the queue head, if any, runs next. Returns the chat afterwards.
+    /// results; the queue head, if any, runs next. The chat's busy sub-agents are
+    /// interrupted too. Returns the chat afterwards.
     pub async fn interrupt(&self, actor: &Actor, chat_id: Uuid) -> Result<Chat> {
         self.authorized_chat(actor, chat_id, Access::Write).await?;
-        let done = self.inner.store.interrupt(chat_id).await?;
         // The user wants the chat to stop acting: its workspace commands stop too.
-        super::workspace::release(
-            &self.inner,
-            chat_id,
-            crate::workspace::ChatRelease::Interrupted,
-        )
-        .await;
-        self.inner.publish(done).await;
+        super::subagents::interrupt_chat(&self.inner, chat_id).await?;
+        // And so does the work it delegated: its busy sub-agents.
+        super::subagents::interrupt_children(&self.inner, chat_id).await;
         self.authorized_chat(actor, chat_id, Access::Read).await
     }
 
@@ -337,6 +336,9 @@ impl Engine {
         let update = validate_update_chat_request(&request)
             .map_err(|r| Error::with_response(ErrorKind::InvalidArgument, r))?;
         let before = self.authorized_chat(actor, chat_id, Access::Write).await?;
+        if update.plan_mode.is_some() {
+            self.refuse_explore_change(chat_id).await?;
+        }
         if let Some(archived) = update.archived {
             if archived == before.archived {
                 return Err(Error::new(
@@ -412,6 +414,27 @@ impl Engine {
                 )
             });
         Err(Error::with_response(ErrorKind::InvalidArgument, response))
+    }
+
+    /// [`ErrorKind::InvalidArgument`] ([`EXPLORE_SETTINGS_FIXED_MESSAGE`]) when the chat
+    /// is an explore sub-agent: its mode and MCP servers were fixed at its spawn. A chat's
+    /// kind never changes, so reading it before the write's transaction is safe.
+    ///
+    /// [`EXPLORE_SETTINGS_FIXED_MESSAGE`]: crate::subagents::EXPLORE_SETTINGS_FIXED_MESSAGE
+    async fn refuse_explore_change(&self, chat_id: Uuid) -> Result<()> {
+        let explore = self
+            .inner
+            .store
+            .subagent_info(chat_id)
+            .await?
+            .is_some_and(|s| s.subagent_type == crate::subagents::SubagentType::Explore);
+        if explore {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                crate::subagents::EXPLORE_SETTINGS_FIXED_MESSAGE,
+            ));
+        }
+        Ok(())
     }
 
     /// The actor's only organization, for requests that omit it.
@@ -492,11 +515,19 @@ pub(crate) async fn system_prompt(
     } else {
         String::new()
     };
+    // A sub-agent's instruction block comes first among the turn's blocks (engine.md §4.3).
+    let blocks: Vec<String> = inputs
+        .subagent
+        .as_ref()
+        .map(|s| crate::prompt::subagent_instructions(s.subagent_type, s.parent_chat_id))
+        .into_iter()
+        .chain(context_blocks.iter().cloned())
+        .collect();
     Ok(compose_system_prompt(&SystemPromptInput {
         deployment_prompt: &deployment.system_prompt,
         include_default_prompt: deployment.include_default_system_prompt,
         chat_prompt: &inputs.system_prompt,
-        context_blocks,
+        context_blocks: &blocks,
         user_prompt: &personal,
         plan_mode: turn.plan_mode,
         root_plan_turn,

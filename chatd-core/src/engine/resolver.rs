@@ -131,7 +131,11 @@ impl StoreModelResolver {
     }
 
     /// The client and settings of a resolved turn model.
-    fn build(&self, model: &TurnModel) -> std::result::Result<ResolvedModel, ChatError> {
+    fn build(
+        &self,
+        model: &TurnModel,
+        effort: Option<chatprovider::ReasoningEffort>,
+    ) -> std::result::Result<ResolvedModel, ChatError> {
         let Some(provider) = model.provider() else {
             return Err(config_error(format!(
                 "Provider \"{}\" is not supported.",
@@ -140,7 +144,12 @@ impl StoreModelResolver {
         };
         let credentials = model.credentials().map_err(|e| classified(&e))?;
         let config = &model.model_config;
-        let options = call_options(provider, &config.model, Some(&model.call_config), None);
+        let options = call_options(
+            provider,
+            &config.model,
+            Some(&model.call_config),
+            effort.map(chatprovider::ReasoningEffort::as_str),
+        );
         let api = options.use_responses_api.then_some(OpenAiApi::Responses);
         let api = api.or(Some(OpenAiApi::ChatCompletions));
         let client = language_model(&credentials, &config.model, api, self.client.clone())
@@ -227,7 +236,7 @@ impl ModelResolver for StoreModelResolver {
                     config_error("The chat's model could not be loaded.")
                 }
             })?;
-        let resolved = self.build(&model)?;
+        let resolved = self.build(&model, turn.reasoning_effort)?;
         Ok(resolved.with_secrets(self.chat_mcp_secrets(turn.chat_id).await))
     }
 
@@ -269,7 +278,7 @@ impl ModelResolver for StoreModelResolver {
         if model.model_config.id != config.id {
             return None;
         }
-        match self.build(&model) {
+        match self.build(&model, None) {
             Ok(resolved) => Some(resolved),
             Err(e) => {
                 tracing::debug!(

@@ -7,7 +7,7 @@ use codersdk::{ChatStatus, Timestamp};
 use tokio::time::MissedTickBehavior;
 
 use super::{lock, turn, Inner, StopCause, TurnControl};
-use crate::store::{LeaseState, MAX_CLAIM_BATCH};
+use crate::store::{ClaimLimits, LeaseState, MAX_CLAIM_BATCH};
 
 /// Claims `pending` chats when woken or every acquire interval, and runs stale recovery at
 /// start-up and every recovery interval, until shutdown.
@@ -43,7 +43,15 @@ async fn claim(inner: &Arc<Inner>) {
         if batch == 0 {
             return;
         }
-        let leases = match inner.store.claim_pending(inner.worker_id, batch).await {
+        let limits = ClaimLimits {
+            root_chats: inner.settings.max_running_root_chats,
+            subagents: inner.settings.max_running_subagents,
+        };
+        let leases = match inner
+            .store
+            .claim_pending_within(inner.worker_id, batch, limits)
+            .await
+        {
             Ok(leases) => leases,
             Err(e) => {
                 tracing::warn!(error = %e, "claiming pending chats failed");

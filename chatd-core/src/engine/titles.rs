@@ -141,6 +141,7 @@ impl Engine {
             organization_id: chat.organization_id,
             requested: None,
             last: chat.last_model_config_id,
+            reasoning_effort: None,
         };
         // The deployment's title model (the `title_generation` override) when it is set
         // and usable for the owner, else the chat's model.

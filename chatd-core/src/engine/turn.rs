@@ -177,6 +177,11 @@ async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
         organization_id: chat.organization_id,
         requested,
         last: chat.last_model_config_id,
+        reasoning_effort: inputs
+            .subagent
+            .as_ref()
+            .and_then(|s| s.reasoning_effort.as_deref())
+            .and_then(chatprovider::ReasoningEffort::parse_exact),
     };
     let mut resolved = match inner.models.resolve(request).await {
         Ok(r) => r,
@@ -194,7 +199,11 @@ async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
             return TurnEnd::Failed(internal_error(&e))
         }
     };
-    let mut turn = TurnContext::for_chat(chat);
+    let explore = inputs
+        .subagent
+        .as_ref()
+        .is_some_and(|s| s.subagent_type == crate::subagents::SubagentType::Explore);
+    let mut turn = TurnContext::for_chat(chat).with_explore(explore);
     turn.workspace_id = workspace.workspace_id;
     // Admin MCP servers come after the built-in and skill tools and before the chat's
     // dynamic tools; a forced server that cannot be prepared fails the turn closed.
@@ -213,6 +222,8 @@ async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
                 .await,
         );
     }
+    // The sub-agent tools act on the engine; they exist for root chats only (one level).
+    let subagent_tools = super::subagents::tools(inner, chat, &turn);
     let tools = inner
         .tools
         .turn_tools(turn)
@@ -224,6 +235,7 @@ async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
             },
             workspace.workspace.clone(),
         ))
+        .with_tools(subagent_tools)
         .with_tools(mcp_tools)
         .with_dynamic_tools(inputs.dynamic_tools.clone())
         .with_model_tools(resolved.tools.iter().cloned())

@@ -420,12 +420,14 @@ impl McpConnector {
             }
         };
         let selected: HashSet<Uuid> = chat.mcp_server_ids.iter().copied().collect();
+        // An explore sub-agent's selection is the snapshot of its parent's servers taken
+        // at spawn (forced ones included), so nothing is added to it at turn time.
         let applicable: Vec<MCPServerConfig> = configs
             .into_iter()
             .filter(|c| {
                 c.enabled
                     && (selected.contains(&c.id)
-                        || c.availability == MCPServerAvailability::ForceOn)
+                        || (!turn.explore && c.availability == MCPServerAvailability::ForceOn))
             })
             .filter(|c| applies_in_mode(c, turn))
             .collect();
@@ -779,12 +781,13 @@ enum SessionResult {
     ForcedUnavailable(ConnectReport),
 }
 
-/// Whether `config`'s tools can be offered in `turn` at all: explore sub-agents use a
-/// snapshot of their parent's tools instead; plan turns only servers allowed there, and
-/// never in a sub-agent.
+/// Whether `config`'s tools can be offered in `turn` at all: an explore sub-agent gets
+/// every server of its snapshot (its parent's servers when it was spawned; the snapshot
+/// already applied the parent's mode, and the child's mode cannot change); plan turns only
+/// servers allowed there, and never in a sub-agent.
 fn applies_in_mode(config: &MCPServerConfig, turn: &TurnContext) -> bool {
     if turn.explore {
-        return false;
+        return true;
     }
     if turn.plan_mode {
         return config.allow_in_plan_mode && !turn.is_subagent();

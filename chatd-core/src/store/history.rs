@@ -205,6 +205,8 @@ pub struct TurnInputs {
     pub dynamic_tools: Vec<codersdk::DynamicTool>,
     /// The chat's own system prompt (empty when none).
     pub system_prompt: String,
+    /// What makes the chat a sub-agent; `None` for a root chat.
+    pub subagent: Option<super::SubagentInfo>,
 }
 
 impl Store {
@@ -213,11 +215,14 @@ impl Store {
         let Some(chat) = self.get_chat(chat_id).await? else {
             return Ok(None);
         };
-        let row = sqlx::query("SELECT dynamic_tools, system_prompt FROM chats WHERE id = $1")
-            .bind(uuid_text(chat_id))
-            .fetch_optional(self.pool())
-            .await
-            .db()?;
+        let row = sqlx::query(
+            "SELECT dynamic_tools, system_prompt, parent_chat_id, mode, reasoning_effort \
+             FROM chats WHERE id = $1",
+        )
+        .bind(uuid_text(chat_id))
+        .fetch_optional(self.pool())
+        .await
+        .db()?;
         let Some(row) = row else {
             return Ok(None);
         };
@@ -232,6 +237,7 @@ impl Store {
             chat,
             dynamic_tools,
             system_prompt: row.try_get("system_prompt").db()?,
+            subagent: super::subagents::subagent_from_row(&row)?,
         }))
     }
 }

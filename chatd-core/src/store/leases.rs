@@ -15,6 +15,29 @@ use crate::error::{DbResultExt, Error, ErrorKind, Result};
 /// limits are clamped to it.
 pub const MAX_CLAIM_BATCH: usize = 10;
 
+/// Key of the PostgreSQL advisory lock that serializes claims across replicas, so the
+/// running-chat counts a claim reads stay true until it commits (an arbitrary constant:
+/// the ASCII of "chatdclm").
+pub const CLAIM_ADVISORY_LOCK_KEY: i64 = 0x6368_6174_6463_6c6d;
+
+/// Most chats `running` at once in the whole deployment, by kind; see
+/// [`Store::claim_pending_within`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimLimits {
+    /// Running root chats.
+    pub root_chats: usize,
+    /// Running sub-agent chats.
+    pub subagents: usize,
+}
+
+impl ClaimLimits {
+    /// No limit beyond the claim's own batch.
+    pub const UNLIMITED: ClaimLimits = ClaimLimits {
+        root_chats: usize::MAX,
+        subagents: usize::MAX,
+    };
+}
+
 /// Most leases one heartbeat statement names. [`Store::heartbeat`] splits longer lists so
 /// the statement stays far below both backends' bind-parameter limits (SQLite 32 766,
 /// PostgreSQL 65 535; each lease takes two).
@@ -95,17 +118,95 @@ fn micros_of(d: Duration) -> i64 {
 
 impl Store {
     /// Claims up to `limit` (at most [`MAX_CLAIM_BATCH`]) non-archived `pending` chats for
-    /// `worker_id`, oldest `updated_at` first, in one statement: each becomes `running` with
-    /// a bumped epoch and fresh `started_at`/`heartbeat_at`. Concurrent claimers never get
-    /// the same chat: PostgreSQL skips rows another claim has locked, SQLite claims under
-    /// the database write lock.
+    /// `worker_id`, oldest `updated_at` first, with no deployment-wide running limit:
+    /// [`Store::claim_pending_within`] with [`ClaimLimits::UNLIMITED`].
     pub async fn claim_pending(&self, worker_id: Uuid, limit: usize) -> Result<Vec<Lease>> {
+        self.claim_pending_within(worker_id, limit, ClaimLimits::UNLIMITED)
+            .await
+    }
+
+    /// Claims up to `limit` (at most [`MAX_CLAIM_BATCH`]) non-archived `pending` chats for
+    /// `worker_id`, oldest `updated_at` first, in one transaction: each becomes `running`
+    /// with a bumped epoch and fresh `started_at`/`heartbeat_at`. Concurrent claimers never
+    /// get the same chat: PostgreSQL skips rows another claim has locked, SQLite claims under
+    /// the database write lock.
+    ///
+    /// `limits` bound the chats `running` in the whole deployment (every worker on the
+    /// database), counted separately for root chats and sub-agents: the transaction counts
+    /// them and claims roots first, then sub-agents, only into the free places, so a flood
+    /// of sub-agents never takes a root chat's place. Chats beyond a limit stay `pending`
+    /// for a later claim. On PostgreSQL the count and the claim are serialized across
+    /// replicas by a transaction-scoped advisory lock ([`CLAIM_ADVISORY_LOCK_KEY`]); SQLite's
+    /// write lock does the same.
+    pub async fn claim_pending_within(
+        &self,
+        worker_id: Uuid,
+        limit: usize,
+        limits: ClaimLimits,
+    ) -> Result<Vec<Lease>> {
         let limit = limit.min(MAX_CLAIM_BATCH);
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let pick = "SELECT id FROM chats WHERE status = $5 AND archived = 0 \
-                    ORDER BY updated_at, id LIMIT $2";
+        let now = now_micros();
+        let mut tx = self.begin_write().await?;
+        let result = async {
+            if self.dialect() == Dialect::Postgres {
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(CLAIM_ADVISORY_LOCK_KEY)
+                    .execute(&mut *tx)
+                    .await
+                    .db()?;
+            }
+            let counts = sqlx::query(
+                "SELECT \
+                 COALESCE(SUM(CASE WHEN parent_chat_id IS NULL THEN 1 ELSE 0 END), 0) AS roots, \
+                 COALESCE(SUM(CASE WHEN parent_chat_id IS NULL THEN 0 ELSE 1 END), 0) AS subs \
+                 FROM chats WHERE status = $1",
+            )
+            .bind(ChatStatus::Running.as_str())
+            .fetch_one(&mut *tx)
+            .await
+            .db()?;
+            let running = |col: &str| -> Result<usize> {
+                let n: i64 = counts.try_get(col).db()?;
+                Ok(usize::try_from(n).unwrap_or(0))
+            };
+            let free_roots = limits.root_chats.saturating_sub(running("roots")?);
+            let free_subs = limits.subagents.saturating_sub(running("subs")?);
+            let mut leases = self
+                .claim_kind(&mut tx, worker_id, now, limit.min(free_roots), false)
+                .await?;
+            let left = limit.saturating_sub(leases.len()).min(free_subs);
+            leases.extend(self.claim_kind(&mut tx, worker_id, now, left, true).await?);
+            Ok(leases)
+        }
+        .await;
+        super::finish_tx(tx, result).await
+    }
+
+    /// Claims up to `n` pending root chats (`subagents` false) or sub-agents (true) inside
+    /// the claim transaction.
+    async fn claim_kind(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        worker_id: Uuid,
+        now: i64,
+        n: usize,
+        subagents: bool,
+    ) -> Result<Vec<Lease>> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let kind = if subagents {
+            "parent_chat_id IS NOT NULL"
+        } else {
+            "parent_chat_id IS NULL"
+        };
+        let pick = format!(
+            "SELECT id FROM chats WHERE status = $5 AND archived = 0 AND {kind} \
+             ORDER BY updated_at, id LIMIT $2"
+        );
         // PostgreSQL: the pick runs once, as an init plan (`ARRAY(…)`). Written as
         // `id IN (…)` it may be re-run per outer row; a re-run skips the rows this statement
         // already updated and picks further ones, claiming more than the limit.
@@ -120,18 +221,15 @@ impl Store {
              started_at = $4, heartbeat_at = $4, updated_at = $4 \
              WHERE status = $5 AND {chosen} RETURNING id, lease_epoch"
         );
-        let now = now_micros();
-        let mut tx = self.begin_write().await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(uuid_text(worker_id))
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind(i64::try_from(n).unwrap_or(i64::MAX))
             .bind(ChatStatus::Running.as_str())
             .bind(now)
             .bind(ChatStatus::Pending.as_str())
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut **tx)
             .await
             .db()?;
-        tx.commit().await.db()?;
         rows.iter()
             .map(|row| {
                 Ok(Lease {

@@ -17,6 +17,7 @@ mod listing;
 mod mcp;
 mod mcp_auth;
 mod queue;
+mod subagents;
 mod tokens;
 mod transition;
 mod turns;
@@ -51,8 +52,8 @@ pub use config::{
 };
 pub use history::{NewFile, StoredFile, TurnInputs, MAX_FILES_PER_LOOKUP, MAX_FILE_BYTES};
 pub use leases::{
-    Lease, LeaseState, RecoveredChats, DYNAMIC_TOOL_TIMEOUT_MESSAGE, MAX_CLAIM_BATCH,
-    MAX_LEASES_PER_HEARTBEAT_STATEMENT,
+    ClaimLimits, Lease, LeaseState, RecoveredChats, CLAIM_ADVISORY_LOCK_KEY,
+    DYNAMIC_TOOL_TIMEOUT_MESSAGE, MAX_CLAIM_BATCH, MAX_LEASES_PER_HEARTBEAT_STATEMENT,
 };
 pub use listing::{normalize_turn_summary, ChatListQuery, MAX_TURN_SUMMARY_RUNES};
 pub use mcp::{
@@ -70,6 +71,8 @@ pub use mcp_auth::{
     MCP_OAUTH2_STATE_TTL,
 };
 pub use queue::{Promoted, SendMessage, SendOutcome, SendResult, MAX_QUEUED_MESSAGES};
+pub(crate) use subagents::is_running_state;
+pub use subagents::{NewSubagent, SubagentInfo};
 pub use tokens::{
     hash_api_token, ApiToken, NewApiToken, TokenCheck, API_TOKEN_BYTES, API_TOKEN_PREFIX,
     LAST_ADMIN_TOKEN_MESSAGE, LAST_USED_RESOLUTION, MAX_API_TOKEN_LEN, TOKEN_NOT_FOUND_MESSAGE,

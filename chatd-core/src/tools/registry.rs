@@ -96,7 +96,7 @@ pub trait ToolPolicy: Send + Sync + fmt::Debug {
     fn allows(&self, tool: &dyn Tool, turn: &TurnContext) -> bool;
 
     /// Whether the chat's client-executed dynamic tools are offered in `turn`. They are
-    /// never offered in plan mode, whatever this says.
+    /// never offered in plan mode or to explore sub-agents, whatever this says.
     fn allows_dynamic_tools(&self, turn: &TurnContext) -> bool {
         let _ = turn;
         true
@@ -347,7 +347,8 @@ impl TurnToolsBuilder<'_> {
                 }
             }
         }
-        let dynamic_on = !turn.plan_mode && policy.allows_dynamic_tools(&turn);
+        // Plan turns and explore sub-agents never get client-executed tools (engine.md §8.2).
+        let dynamic_on = !turn.plan_mode && !turn.explore && policy.allows_dynamic_tools(&turn);
         for tool in dynamic {
             if slots.contains_key(&tool.name) {
                 continue;

@@ -899,6 +899,7 @@ async fn soak_5000_turns_at_50_concurrent_chats_leave_no_chat_stuck() {
         let mut settings = chatd_core::EngineSettings::default();
         // More turn slots than chats, so every chat can run at once.
         settings.max_active_turns = SOAK_CHATS + 14;
+        settings.max_running_root_chats = SOAK_CHATS + 14;
         let config = chatd_core::EngineConfig::new(
             chatd_core::store::StoreOptions::new("unused"),
             Arc::new(OkResolver(codersdk::Uuid::new_v4())),

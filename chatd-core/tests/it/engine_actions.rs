@@ -115,7 +115,11 @@ async fn a_client_tool_call_waits_for_results_then_the_turn_continues() {
             )]),
             Reply::Text("It is sunny in Paris".into()),
         ]);
-        let engine = engine(&store, model.clone()).await;
+        // Without the sub-agent tools: the client's tool is the turn's only one.
+        let engine = engine_with_config(&store, model.clone(), fast_settings(), |c| {
+            c.with_generated_titles(false).with_subagents(false)
+        })
+        .await;
         let mut watch = engine.watch(&actor).unwrap();
         let chat = engine
             .create_chat(&actor, with_tools(f.org, "weather in Paris?"))

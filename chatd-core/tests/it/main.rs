@@ -22,6 +22,7 @@ mod store_overrides;
 mod store_queue;
 mod store_tokens;
 mod store_turns;
+mod subagents;
 mod tools;
 mod workspace_context;
 mod workspace_engine;

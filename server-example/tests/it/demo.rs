@@ -561,10 +561,18 @@ async fn a_real_model_is_never_offered_the_demo_tools() {
         assert!(bot.warnings.is_empty(), "{:?}", bot.warnings);
         wait_status(&server.state, &actor, bot.id, ChatStatus::RequiresAction).await;
         let requests = model.requests.lock().unwrap().clone();
+        // The engine's own sub-agent tools (docs/subagents.md) are not the demo's.
+        let subagent_tools = [
+            chatd_core::subagents::SPAWN_SUBAGENT_TOOL,
+            chatd_core::subagents::WAIT_AGENT_TOOL,
+            chatd_core::subagents::MESSAGE_AGENT_TOOL,
+            chatd_core::subagents::CLOSE_AGENT_TOOL,
+        ];
         let offered = |i: usize| -> Vec<(String, String)> {
             requests[i]
                 .tools
                 .iter()
+                .filter(|t| !subagent_tools.contains(&t.name.as_str()))
                 .map(|t| (t.name.clone(), t.description.clone()))
                 .collect()
         };

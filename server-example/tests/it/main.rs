@@ -23,5 +23,6 @@ mod model_overrides;
 mod secrets_e2e;
 mod smoke;
 mod streams;
+mod subagents;
 mod users;
 mod workspace;
