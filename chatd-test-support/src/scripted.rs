@@ -22,6 +22,9 @@ use codersdk::{
 use futures_util::StreamExt;
 use tokio::sync::Notify;
 
+/// What a [`ScriptedModel`] answers every title request with.
+pub const SCRIPTED_TITLE: &str = "Scripted Title";
+
 /// One scripted model call.
 #[derive(Debug, Clone)]
 pub enum Reply {
@@ -127,7 +130,7 @@ impl LanguageModel for ScriptedModel {
             let parts = vec![
                 StreamPart::TextDelta {
                     block: 0,
-                    delta: "Scripted Title".into(),
+                    delta: SCRIPTED_TITLE.into(),
                 },
                 finish(FinishReason::Stop),
             ];

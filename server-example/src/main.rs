@@ -93,6 +93,16 @@ struct ServeArgs {
         default_value = "none"
     )]
     workspace_sandbox: SandboxArg,
+    /// Most root chats running at once across every replica on the database; more wait
+    /// `pending` (docs/subagents.md).
+    #[arg(long, env = "CHATD_MAX_RUNNING_CHATS",
+          default_value_t = chatd_core::DEFAULT_MAX_RUNNING_ROOT_CHATS)]
+    max_running_chats: usize,
+    /// Most sub-agent chats running at once across every replica, counted apart from root
+    /// chats so a flood of sub-agents cannot starve them.
+    #[arg(long, env = "CHATD_MAX_RUNNING_SUBAGENTS",
+          default_value_t = chatd_core::DEFAULT_MAX_RUNNING_SUBAGENTS)]
+    max_running_subagents: usize,
 }
 
 /// The values of `--workspace-sandbox`.
@@ -278,6 +288,14 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "CHATD_WORKSPACE_SANDBOX",
         "`bwrap` or `none`: how workspace commands are confined (--workspace-sandbox)",
     ),
+    (
+        "CHATD_MAX_RUNNING_CHATS",
+        "most root chats running at once across replicas (--max-running-chats)",
+    ),
+    (
+        "CHATD_MAX_RUNNING_SUBAGENTS",
+        "most sub-agent chats running at once across replicas (--max-running-subagents)",
+    ),
     ("CHATD_URL", "server URL of `chat` (--url)"),
     ("CHATD_TOKEN", "API token of `chat` (--token)"),
 ];
@@ -361,6 +379,8 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     let mut options = ServerOptions::new(StoreOptions::new(&args.database_url), keyring);
     options.access_url = Some(access_url.clone());
     options.workspaces = workspaces;
+    options.engine.max_running_root_chats = args.max_running_chats;
+    options.engine.max_running_subagents = args.max_running_subagents;
     options.deployment_keys = deployment_keys_from_env()?;
     options.admin_token = std::env::var(ADMIN_TOKEN_VAR)
         .ok()

@@ -145,6 +145,8 @@ async fn a_plan_turn_asks_then_writes_and_proposes_the_plan() {
         assert_eq!(shown["message"], QUESTIONS_SHOWN_MESSAGE);
 
         // What a root plan turn offers and says.
+        // Root plan turns may also delegate: spawn and wait, but not message or close
+        // (engine.md's availability table).
         assert_eq!(
             offered(&model, 0),
             [
@@ -154,6 +156,8 @@ async fn a_plan_turn_asks_then_writes_and_proposes_the_plan() {
                 "process_output",
                 "propose_plan",
                 "read_file",
+                "spawn_subagent",
+                "wait_agent",
                 "write_file"
             ]
         );
@@ -266,7 +270,15 @@ async fn propose_plan_without_a_workspace_stores_the_plan_text() {
         let chat = engine.create_chat(&actor, request).await.unwrap();
         let chat = wait_status(&engine, &actor, chat.id, ChatStatus::Waiting).await;
         // No workspace: no file tools, the plan tools, the "no plan file" block.
-        assert_eq!(offered(&model, 0), ["ask_user_question", "propose_plan"]);
+        assert_eq!(
+            offered(&model, 0),
+            [
+                "ask_user_question",
+                "propose_plan",
+                "spawn_subagent",
+                "wait_agent"
+            ]
+        );
         let system = model.requests.lock().unwrap()[0].system.clone();
         assert_eq!(system.last().unwrap(), NO_WORKSPACE_PLAN_PROMPT);
         let results = tool_results(&engine, &actor, chat.id).await;

@@ -646,6 +646,30 @@ async fn fixtures(server: &TestServer) -> BTreeMap<&'static str, String> {
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    // And for the turn's end and its generated title, which land after the reply: a
+    // write after the "before" snapshot would read as a bad request that persisted
+    // something.
+    let mut settled = false;
+    for _ in 0..500 {
+        let c: serde_json::Value = http
+            .get(format!("{}/api/experimental/chats/{chat}", server.base))
+            .header("Coder-Session-Token", token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if c["status"] == "waiting" && c["title"] == chatd_test_support::scripted::SCRIPTED_TITLE {
+            settled = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        settled,
+        "the fixture chat did not finish its turn and title"
+    );
     let file = http
         .post(format!(
             "{}/api/experimental/chats/files?organization={}",
