@@ -172,32 +172,6 @@ pub struct McpConnector {
     oauth_http: std::sync::OnceLock<reqwest::Client>,
 }
 
-/// Redirects followed by a connection to an MCP server (same origin only).
-pub const MAX_MCP_REDIRECTS: usize = 5;
-
-/// The HTTP client MCP connections use by default: redirects are followed only on the
-/// server's own origin, so credentials in custom headers (which HTTP clients do not strip
-/// on a cross-origin redirect, unlike `Authorization`) never reach another host.
-pub fn default_http_client() -> reqwest::Client {
-    let policy = reqwest::redirect::Policy::custom(|attempt| {
-        let same_origin = attempt
-            .previous()
-            .first()
-            .is_some_and(|first| first.origin() == attempt.url().origin());
-        if same_origin && attempt.previous().len() <= MAX_MCP_REDIRECTS {
-            attempt.follow()
-        } else {
-            attempt.stop()
-        }
-    });
-    // Building fails only when the TLS backend cannot start, and then no client can be
-    // built (`Client::default` would panic): the fallback keeps `new` infallible.
-    reqwest::Client::builder()
-        .redirect(policy)
-        .build()
-        .unwrap_or_default()
-}
-
 impl std::fmt::Debug for McpConnector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("McpConnector")
@@ -219,7 +193,10 @@ impl McpConnector {
     pub fn new(keyring: Arc<Keyring>) -> Self {
         McpConnector {
             keyring,
-            http: default_http_client(),
+            // Redirects only within the server's origin: credentials in custom headers
+            // (which HTTP clients do not strip on a cross-origin redirect, unlike
+            // `Authorization`) must never reach another host. The provider clients' policy.
+            http: chatprovider::default_http_client(),
             settings: McpSettings::default(),
             oidc: None,
             observer: None,

@@ -50,6 +50,22 @@ fn call(id: &str, name: &str, args: Value) -> Reply {
     Reply::ToolCalls(vec![(id.into(), name.into(), args.to_string())])
 }
 
+/// An engine whose turns use `model` and connect through `mcp`, titles off.
+async fn mcp_engine(
+    store: &Store,
+    model: &Arc<ScriptedModel>,
+    mcp: &Arc<McpConnector>,
+) -> chatd_core::Engine {
+    let mcp = Arc::clone(mcp);
+    engine_with_config(
+        store,
+        Arc::clone(model),
+        fast_settings(),
+        |c: EngineConfig| c.with_generated_titles(false).with_mcp(mcp),
+    )
+    .await
+}
+
 /// A connector that records every report.
 fn connector(
     keyring: Arc<Keyring>,
@@ -151,13 +167,7 @@ async fn a_turn_lists_and_calls_server_everything_over_both_transports() {
                     Reply::Text("done".into()),
                 ]);
                 let (mcp, reports) = connector(keys, McpSettings::default());
-                let engine = engine_with_config(
-                    &store,
-                    model.clone(),
-                    fast_settings(),
-                    |c: EngineConfig| c.with_generated_titles(false).with_mcp(mcp.clone()),
-                )
-                .await;
+                let engine = mcp_engine(&store, &model, &mcp).await;
                 let chat = engine
                     .create_chat(&actor, request_with(f.org, "use the tools", vec![id]))
                     .await
@@ -254,11 +264,7 @@ async fn allow_and_deny_lists_model_intent_and_force_on_shape_the_tool_set() {
                 Reply::Text("done".into()),
             ]);
             let (mcp, reports) = connector(keys, McpSettings::default());
-            let engine =
-                engine_with_config(&store, model.clone(), fast_settings(), |c: EngineConfig| {
-                    c.with_generated_titles(false).with_mcp(mcp.clone())
-                })
-                .await;
+            let engine = mcp_engine(&store, &model, &mcp).await;
             let chat = engine
                 .create_chat(&actor, request_with(f.org, "go", vec![allowed]))
                 .await
@@ -349,11 +355,7 @@ async fn api_key_and_custom_headers_reach_the_server() {
                 Reply::Text("done".into()),
             ]);
             let (mcp, _) = connector(keys, McpSettings::default());
-            let engine =
-                engine_with_config(&store, model.clone(), fast_settings(), |c: EngineConfig| {
-                    c.with_generated_titles(false).with_mcp(mcp.clone())
-                })
-                .await;
+            let engine = mcp_engine(&store, &model, &mcp).await;
             let chat = engine
                 .create_chat(&actor, request_with(f.org, "go", vec![keyed, headed]))
                 .await
@@ -409,11 +411,7 @@ async fn sessions_are_reused_across_turns_and_renewed_when_the_config_changes() 
             Reply::Text("three".into()),
         ]);
         let (mcp, reports) = connector(keys.clone(), McpSettings::default());
-        let engine =
-            engine_with_config(&store, model.clone(), fast_settings(), |c: EngineConfig| {
-                c.with_generated_titles(false).with_mcp(mcp.clone())
-            })
-            .await;
+        let engine = mcp_engine(&store, &model, &mcp).await;
         let chat = engine
             .create_chat(&actor, request_with(f.org, "first", vec![id]))
             .await
@@ -529,11 +527,7 @@ async fn misbehaving_servers_become_outcomes_and_error_results_and_the_turn_goes
         settings.call_timeout = Duration::from_secs(2);
         settings.max_message_bytes = 4 * 1024 * 1024;
         let (mcp, reports) = connector(keys, settings);
-        let engine =
-            engine_with_config(&store, model.clone(), fast_settings(), |c: EngineConfig| {
-                c.with_generated_titles(false).with_mcp(mcp.clone())
-            })
-            .await;
+        let engine = mcp_engine(&store, &model, &mcp).await;
         let chat = engine
             .create_chat(&actor, request_with(f.org, "go", ids))
             .await
@@ -603,11 +597,7 @@ async fn a_forced_server_that_cannot_be_prepared_fails_the_turn_closed() {
         let other = Arc::new(Keyring::new("other", SecretKey::from_bytes([9; 32])).unwrap());
         let model = ScriptedModel::new([Reply::Text("never".into())]);
         let (mcp, _) = connector(other, McpSettings::default());
-        let engine =
-            engine_with_config(&store, model.clone(), fast_settings(), |c: EngineConfig| {
-                c.with_generated_titles(false).with_mcp(mcp.clone())
-            })
-            .await;
+        let engine = mcp_engine(&store, &model, &mcp).await;
         let chat = engine
             .create_chat(&actor, request_with(f.org, "go", vec![]))
             .await
@@ -660,11 +650,7 @@ async fn plan_turns_use_only_servers_allowed_in_plan_mode_and_new_chats_get_defa
         .await;
         let model = ScriptedModel::new([Reply::Text("plan".into()), Reply::Text("act".into())]);
         let (mcp, _) = connector(keys, McpSettings::default());
-        let engine =
-            engine_with_config(&store, model.clone(), fast_settings(), |c: EngineConfig| {
-                c.with_generated_titles(false).with_mcp(mcp.clone())
-            })
-            .await;
+        let engine = mcp_engine(&store, &model, &mcp).await;
         // No ids named: the default_on servers are pre-selected.
         let mut request = create_request(f.org, "plan it");
         request.plan_mode = Some(codersdk::ChatPlanMode::Plan);
@@ -831,11 +817,7 @@ async fn the_users_oauth2_token_and_header_values_reach_the_server_and_no_token_
                 Reply::Text("again".into()),
             ]);
             let (mcp, reports) = connector(keys.clone(), McpSettings::default());
-            let engine =
-                engine_with_config(&store, model.clone(), fast_settings(), |c: EngineConfig| {
-                    c.with_generated_titles(false).with_mcp(mcp.clone())
-                })
-                .await;
+            let engine = mcp_engine(&store, &model, &mcp).await;
             let chat = engine
                 .create_chat(&actor, request_with(f.org, "go", vec![oauth, headed]))
                 .await
