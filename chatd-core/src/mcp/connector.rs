@@ -14,10 +14,12 @@ use sha2::{Digest, Sha256};
 
 use super::naming::{order_and_dedupe, passes_filters, prefixed_name, NamedTool};
 use super::session::{Endpoint, Identity, MessageLimits, OpenError, Session};
-use super::tool::{McpTool, MediaStore};
+use super::tool::McpTool;
+use crate::engine::lock;
 use crate::secrets::Keyring;
 use crate::store::{McpServerFilter, Store};
 use crate::tools::{Tool, TurnContext};
+use crate::workspace::tools::Attachments;
 
 /// How long connecting to one server may take: transport, initialize and listing its
 /// tools. A slower server is skipped for the turn.
@@ -302,7 +304,10 @@ impl McpConnector {
         for d in dropped {
             tracing::warn!(tool = %d.name, "workspace MCP tool left out: a duplicate name");
         }
-        let media = MediaStore::new(store.clone(), chat.organization_id);
+        let media = Attachments {
+            store: store.clone(),
+            organization_id: chat.organization_id,
+        };
         kept.into_iter()
             .map(|k| {
                 let (session, tool) = k.tool;
@@ -412,7 +417,10 @@ impl McpConnector {
             return Ok(TurnMcp::default());
         }
         self.evict_expired();
-        let media = MediaStore::new(store.clone(), chat.organization_id);
+        let media = Attachments {
+            store: store.clone(),
+            organization_id: chat.organization_id,
+        };
         let connects = applicable
             .into_iter()
             .map(|config| self.session_for(store, config, chat.owner_id));
@@ -806,8 +814,4 @@ fn fingerprint(config: &MCPServerConfig, credentials: &Credentials) -> [u8; 32] 
         h.update(b.expose().as_bytes());
     }
     h.finalize().into()
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -11,26 +11,9 @@ use serde_json::{json, Map, Value};
 
 use super::intent::{unwrap_arguments, wrap_schema};
 use super::session::Session;
-use crate::store::{NewFile, Store};
+use crate::store::NewFile;
 use crate::tools::{Tool, ToolContext, ToolOutput, TurnContext};
-
-/// Where a tool's images and binary resources are stored: the chat's files, as uploads
-/// and `attach_file` are, with the same limits.
-#[derive(Debug, Clone)]
-pub(crate) struct MediaStore {
-    pub(crate) store: Store,
-    pub(crate) organization_id: Uuid,
-}
-
-impl MediaStore {
-    /// Media kept as files of the chat's organization.
-    pub(crate) fn new(store: Store, organization_id: Uuid) -> Self {
-        MediaStore {
-            store,
-            organization_id,
-        }
-    }
-}
+use crate::workspace::tools::Attachments;
 
 /// A tool of an MCP server (an admin's, or one from the workspace's `.mcp.json`), for one
 /// turn.
@@ -45,7 +28,7 @@ pub struct McpTool {
     model_intent: bool,
     timeout: Duration,
     session: Arc<Session>,
-    media: MediaStore,
+    media: Attachments,
 }
 
 impl McpTool {
@@ -55,7 +38,7 @@ impl McpTool {
         tool: &rmcp::model::Tool,
         session: Arc<Session>,
         timeout: Duration,
-        media: MediaStore,
+        media: Attachments,
     ) -> Self {
         let identity = session.identity();
         let schema = if identity.model_intent {
@@ -192,7 +175,7 @@ fn redact_output(output: ToolOutput, redactor: &chaterror::Redactor) -> ToolOutp
 /// error results with the server's text.
 pub(crate) async fn convert_result(
     result: CallToolResult,
-    media: &MediaStore,
+    media: &Attachments,
     ctx: &ToolContext,
 ) -> ToolOutput {
     let is_error = result.is_error.unwrap_or(false);
@@ -262,7 +245,7 @@ async fn store_media(
     declared_mime: &str,
     data: &str,
     uri: Option<String>,
-    media: &MediaStore,
+    media: &Attachments,
     ctx: &ToolContext,
 ) -> Value {
     let mut entry = json!({"type": kind, "mime_type": declared_mime});
