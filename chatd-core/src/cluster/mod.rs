@@ -71,6 +71,11 @@ pub const RELAY_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// next event).
 pub const MAX_RESYNC_CHATS: usize = 1_024;
 
+/// Longest a subscriber on one replica waits for the worker's replica to send the parts
+/// of the step in flight (when its own mirror of the turn is incomplete); past it the
+/// subscription starts without them.
+pub const PARTS_REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// What a configuration write changed, for caches of it: every replica hears about every
 /// change (through the relay on PostgreSQL), after the write committed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -193,6 +198,30 @@ pub(crate) enum Signal {
         n: i64,
         /// The chat's status after the transaction.
         s: ChatStatus,
+    },
+    /// Replica `r` has subscribers for chat `c`, which worker `w` runs, but did not see the
+    /// turn start (it started, or lost notifications, mid-turn): `w`'s replica answers with
+    /// [`Signal::Parts`].
+    PartsWanted {
+        /// The chat.
+        c: Uuid,
+        /// The worker running it.
+        w: Uuid,
+        /// The replica asking.
+        r: Uuid,
+    },
+    /// The worker's buffered parts and retry state of chat `c`, for replica `to` to take
+    /// as its mirror of the turn; the chat's later signals follow this one.
+    Parts {
+        /// The chat.
+        c: Uuid,
+        /// The replica that asked.
+        to: Uuid,
+        /// The retry the worker is waiting on, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry: Option<codersdk::ChatStreamRetry>,
+        /// The buffered `message_part` events, oldest first.
+        parts: Vec<ChatStreamEvent>,
     },
     /// The configuration changed.
     Config {

@@ -16,7 +16,7 @@ use super::{lock, Inner};
 use crate::cluster::postgres::{Envelope, LivenessLock, Namespace, Relay};
 use crate::cluster::{
     ConfigChange, RecoveryCause, Signal, MAX_RECONNECT_BACKOFF, MAX_RESYNC_CHATS,
-    MIN_RECONNECT_BACKOFF, RELAY_FLUSH_TIMEOUT,
+    MIN_RECONNECT_BACKOFF, PARTS_REQUEST_TIMEOUT, RELAY_FLUSH_TIMEOUT,
 };
 use crate::error::Result;
 use crate::store::{ChatListQuery, Lease, Store};
@@ -42,6 +42,12 @@ pub(crate) struct Cluster {
     /// Per chat: the highest message id this replica's hub has seen relayed or its
     /// subscribers read; a re-read after a gap publishes the messages after it.
     cursors: std::sync::Mutex<HashMap<Uuid, i64>>,
+    /// Held while a hub change and its relay signal are made, so the relay carries them in
+    /// the hub's order: a [`Signal::Parts`] answer then holds exactly the parts relayed
+    /// before it.
+    order: std::sync::Mutex<()>,
+    /// Subscribers waiting for the worker's [`Signal::Parts`] of a chat.
+    parts_waiters: std::sync::Mutex<HashMap<Uuid, Vec<tokio::sync::oneshot::Sender<()>>>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -82,6 +88,8 @@ pub(crate) async fn start(
             namespace,
             relay,
             cursors: std::sync::Mutex::new(HashMap::new()),
+            order: std::sync::Mutex::new(()),
+            parts_waiters: std::sync::Mutex::new(HashMap::new()),
         }),
         lock,
     }))
@@ -94,32 +102,119 @@ impl Inner {
         }
     }
 
+    /// Applies `change` to this hub and relays `signal`, in one step with respect to
+    /// [`Inner::answer_parts_wanted`].
+    fn hub_and_relay(
+        &self,
+        change: impl FnOnce(&crate::hub::StreamHub),
+        signal: impl FnOnce() -> Signal,
+    ) {
+        match &self.cluster {
+            Some(cluster) => {
+                let _order = lock(&cluster.order);
+                change(&self.hub);
+                cluster.relay.send(signal());
+            }
+            None => change(&self.hub),
+        }
+    }
+
     /// Publishes a stream event here and to the other replicas.
     pub(crate) fn emit(&self, event: ChatStreamEvent) {
-        if self.cluster.is_some() {
-            self.relay(Signal::Event {
-                e: Box::new(event.clone()),
-            });
+        if self.cluster.is_none() {
+            self.hub.publish(event);
+            return;
         }
-        self.hub.publish(event);
+        let relayed = Box::new(event.clone());
+        self.hub_and_relay(|hub| hub.publish(event), || Signal::Event { e: relayed });
     }
 
     /// Starts buffering the chat's parts, here and on the other replicas.
     pub(crate) fn begin_turn(&self, chat_id: Uuid) {
-        self.hub.begin_turn(chat_id);
-        self.relay(Signal::BeginTurn { c: chat_id });
+        self.hub_and_relay(
+            |hub| hub.begin_turn(chat_id),
+            || Signal::BeginTurn { c: chat_id },
+        );
     }
 
     /// Ends the chat's turn, here and on the other replicas.
     pub(crate) fn end_turn(&self, chat_id: Uuid) {
-        self.hub.end_turn(chat_id);
-        self.relay(Signal::EndTurn { c: chat_id });
+        self.hub_and_relay(
+            |hub| hub.end_turn(chat_id),
+            || Signal::EndTurn { c: chat_id },
+        );
     }
 
     /// Voids the chat's buffered parts, here and on the other replicas.
     pub(crate) fn clear_parts(&self, chat_id: Uuid) {
-        self.hub.clear_parts(chat_id);
-        self.relay(Signal::ClearParts { c: chat_id });
+        self.hub_and_relay(
+            |hub| hub.clear_parts(chat_id),
+            || Signal::ClearParts { c: chat_id },
+        );
+    }
+
+    /// Before a subscription to `chat_id`: when another replica runs the chat and this
+    /// hub did not see its turn start (this replica started, or lost notifications,
+    /// mid-turn), asks that replica for the step's buffered parts and waits for them (at
+    /// most [`PARTS_REQUEST_TIMEOUT`]), so the subscriber's snapshot has them as it would
+    /// on the worker's replica.
+    pub(crate) async fn complete_mirror(&self, chat_id: Uuid) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        if self.hub.turn_phase(chat_id) == crate::hub::TurnPhase::Active {
+            return;
+        }
+        let worker = match self.store.running_worker(chat_id).await {
+            Ok(Some(worker)) if worker != self.worker_id => worker,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::debug!(%chat_id, error = %e, "reading a chat's worker failed");
+                return;
+            }
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        lock(&cluster.parts_waiters)
+            .entry(chat_id)
+            .or_default()
+            .push(tx);
+        self.relay(Signal::PartsWanted {
+            c: chat_id,
+            w: worker,
+            r: self.worker_id,
+        });
+        if tokio::time::timeout(PARTS_REQUEST_TIMEOUT, rx)
+            .await
+            .is_err()
+        {
+            tracing::debug!(%chat_id, %worker, "the worker's replica did not send the turn's parts in time");
+            let mut waiters = lock(&cluster.parts_waiters);
+            if let Some(list) = waiters.get_mut(&chat_id) {
+                list.retain(|w| !w.is_closed());
+                if list.is_empty() {
+                    waiters.remove(&chat_id);
+                }
+            }
+        }
+    }
+
+    /// Sends replica `to` this hub's state of the turn of `chat_id`, which this replica
+    /// runs: everything relayed before it is in it, everything after follows it.
+    fn answer_parts_wanted(&self, chat_id: Uuid, to: Uuid) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        let _order = lock(&cluster.order);
+        let Some(snapshot) = self.hub.turn_snapshot(chat_id) else {
+            // No turn here (it just ended): the asker's subscriber reads the durable end.
+            return;
+        };
+        cluster.relay.send(Signal::Parts {
+            c: chat_id,
+            to,
+            retry: snapshot.retry,
+            parts: snapshot.parts.iter().map(|p| (**p).clone()).collect(),
+        });
     }
 
     /// A chat became `pending`: wakes this replica's run loop and the others'.
@@ -213,6 +308,33 @@ impl Inner {
                 self.observer.config_changed(&change);
                 let _ = self.config_changes.send(change);
             }
+            Signal::PartsWanted { c, w, r } => {
+                if w == self.worker_id {
+                    self.answer_parts_wanted(c, r);
+                }
+            }
+            Signal::Parts {
+                c,
+                to,
+                retry,
+                parts,
+            } => {
+                if to == self.worker_id {
+                    self.hub.restore_turn(
+                        c,
+                        crate::hub::ChatSnapshot {
+                            retry,
+                            parts: parts.into_iter().map(Arc::new).collect(),
+                        },
+                    );
+                    if let Some(cluster) = &self.cluster {
+                        let waiters = lock(&cluster.parts_waiters).remove(&c);
+                        for waiter in waiters.into_iter().flatten() {
+                            let _ = waiter.send(());
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -272,6 +394,17 @@ impl Inner {
             .publish(ChatStreamEvent::queue_update(chat_id, queue));
         if chat.status != ChatStatus::Running {
             self.hub.end_turn(chat_id);
+        } else if let Some(worker) = self.store.running_worker(chat_id).await? {
+            if worker != self.worker_id {
+                // The mirror of the running step may have a hole: take the worker's again
+                // (its answer comes through this very loop, so no waiting here; parts
+                // the current subscribers missed stay missed).
+                self.relay(Signal::PartsWanted {
+                    c: chat_id,
+                    w: worker,
+                    r: self.worker_id,
+                });
+            }
         }
         self.hub
             .publish(ChatStreamEvent::status(chat_id, chat.status.clone()));

@@ -64,6 +64,9 @@ impl Engine {
     ) -> Result<ChatStream> {
         self.authorized_chat(actor, chat_id, Access::Read).await?;
         let inner = &self.inner;
+        // Another replica runs the chat and this one joined mid-turn: get the step's parts
+        // first, so the snapshot below has them.
+        inner.complete_mirror(chat_id).await;
         let subscription = inner.hub.subscribe(chat_id)?;
         let (memory, live) = subscription.into_parts();
         let chat = inner

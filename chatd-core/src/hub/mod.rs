@@ -726,6 +726,43 @@ impl StreamHub {
         owners
     }
 
+    /// The chat's turn phase (`Idle` when the hub holds nothing for it).
+    pub fn turn_phase(&self, chat_id: Uuid) -> TurnPhase {
+        let mut shard = self.inner.chat_shard(chat_id);
+        match shard.get_mut(&chat_id) {
+            Some(entry) => {
+                entry.expire(Instant::now(), self.inner.config.retain_grace);
+                entry.phase()
+            }
+            None => TurnPhase::Idle,
+        }
+    }
+
+    /// The buffered parts and retry state of the chat's active turn, without subscribing;
+    /// `None` when no turn is active.
+    pub fn turn_snapshot(&self, chat_id: Uuid) -> Option<ChatSnapshot> {
+        let shard = self.inner.chat_shard(chat_id);
+        let entry = shard.get(&chat_id)?;
+        (entry.turn == Turn::Active).then(|| ChatSnapshot {
+            retry: entry.retry.clone(),
+            parts: entry.parts.iter().cloned().collect(),
+        })
+    }
+
+    /// Makes `snapshot` the chat's active turn state, replacing what was buffered, without
+    /// publishing anything: how a replica takes over the state of a turn another process
+    /// runs (its later parts then append as usual). Parts beyond the buffer's capacity
+    /// are dropped from the oldest.
+    pub fn restore_turn(&self, chat_id: Uuid, snapshot: ChatSnapshot) {
+        let capacity = self.inner.config.part_buffer_capacity;
+        let mut shard = self.inner.chat_shard(chat_id);
+        let entry = shard.entry(chat_id).or_insert_with(ChatEntry::new);
+        let skip = snapshot.parts.len().saturating_sub(capacity);
+        entry.parts = snapshot.parts.into_iter().skip(skip).collect();
+        entry.retry = snapshot.retry;
+        entry.turn = Turn::Active;
+    }
+
     /// Ends every subscription and watch: their receivers end with [`RecvError::Closed`]
     /// once they took what was queued (the server is going away; clients reconnect,
     /// possibly to another replica). Buffered parts are dropped too. New subscriptions

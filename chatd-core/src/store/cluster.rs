@@ -25,6 +25,20 @@ impl Store {
             .db()
     }
 
+    /// The worker running chat `chat_id`, when it is `running`.
+    pub(crate) async fn running_worker(&self, chat_id: Uuid) -> Result<Option<Uuid>> {
+        let row = sqlx::query("SELECT worker_id FROM chats WHERE id = $1 AND status = $2")
+            .bind(uuid_text(chat_id))
+            .bind(ChatStatus::Running.as_str())
+            .fetch_optional(self.pool())
+            .await
+            .db()?;
+        match row {
+            Some(row) => super::get_opt_uuid(&row, "worker_id"),
+            None => Ok(None),
+        }
+    }
+
     /// Stores a relay batch too large for a notification; its id goes into the
     /// notification instead.
     pub(crate) async fn insert_relay_blob(&self, payload: &str) -> Result<i64> {
