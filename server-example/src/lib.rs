@@ -79,8 +79,16 @@ pub fn chats_router(state: AppState, authentication: Authentication) -> Router {
         .with_state(state)
 }
 
-pub(crate) async fn healthz() -> &'static str {
-    "ok"
+/// `GET /healthz`: `ok`, or 503 `draining` once a rolling restart began (SIGTERM), so a
+/// load balancer stops sending new requests here while running turns finish.
+pub(crate) async fn healthz(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> (axum::http::StatusCode, &'static str) {
+    if state.is_draining() {
+        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "draining")
+    } else {
+        (axum::http::StatusCode::OK, "ok")
+    }
 }
 
 async fn not_found() -> ApiError {

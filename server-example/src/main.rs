@@ -33,7 +33,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the API (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Send a prompt to a running server (a new chat, or `--chat <id>` to continue one) and
     /// stream the reply to stdout.
     Chat(ChatArgs),
@@ -53,6 +53,10 @@ struct ServeArgs {
     /// Database URL: a SQLite file (`sqlite://chatd.db`) or `postgres://…`.
     #[arg(long, env = "CHATD_DATABASE_URL", default_value = "sqlite://chatd.db")]
     database_url: String,
+    /// PostgreSQL only: the schema to keep the tables in (it must exist); every replica of
+    /// a deployment names the same one. Default: the connection's `search_path`.
+    #[arg(long, env = "CHATD_DATABASE_SCHEMA", value_name = "SCHEMA")]
+    database_schema: Option<String>,
     /// Keyring for stored secrets: `id=base64key[,id=base64key…]`, the first active.
     /// Generated and saved beside a SQLite database on first start when absent; required
     /// for PostgreSQL.
@@ -103,6 +107,31 @@ struct ServeArgs {
     #[arg(long, env = "CHATD_MAX_RUNNING_SUBAGENTS",
           default_value_t = chatd_core::DEFAULT_MAX_RUNNING_SUBAGENTS)]
     max_running_subagents: usize,
+    /// How often the engine looks for `pending` chats when no wake-up arrives (wake-ups
+    /// from this and the other replicas are instant).
+    #[arg(long, env = "CHATD_ACQUIRE_INTERVAL", value_parser = parse_duration, default_value = "1s")]
+    acquire_interval: Duration,
+    /// How often a replica refreshes the heartbeats of the chats it runs.
+    #[arg(long, env = "CHATD_HEARTBEAT_INTERVAL", value_parser = parse_duration,
+          default_value = "30s")]
+    heartbeat_interval: Duration,
+    /// A running chat whose heartbeat is older than this is handed back (the fallback when
+    /// a replica is cut off without dying); must exceed the heartbeat interval.
+    #[arg(long, env = "CHATD_STALE_AFTER", value_parser = parse_duration, default_value = "5m")]
+    stale_after: Duration,
+    /// How often stale recovery runs.
+    #[arg(long, env = "CHATD_RECOVERY_INTERVAL", value_parser = parse_duration,
+          default_value = "1m")]
+    recovery_interval: Duration,
+    /// PostgreSQL: how often a replica checks whether other replicas died (their
+    /// liveness lock is free) and takes over their chats.
+    #[arg(long, env = "CHATD_LIVENESS_INTERVAL", value_parser = parse_duration,
+          default_value = "1s")]
+    liveness_interval: Duration,
+    /// On SIGTERM: how long running turns may finish before the rest is handed back to
+    /// the other replicas (docs/deploy.md "Rolling restarts").
+    #[arg(long, env = "CHATD_DRAIN_TIMEOUT", value_parser = parse_duration, default_value = "30s")]
+    drain_timeout: Duration,
 }
 
 /// The values of `--workspace-sandbox`.
@@ -296,6 +325,34 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "CHATD_MAX_RUNNING_SUBAGENTS",
         "most sub-agent chats running at once across replicas (--max-running-subagents)",
     ),
+    (
+        "CHATD_DATABASE_SCHEMA",
+        "PostgreSQL schema of the tables (--database-schema)",
+    ),
+    (
+        "CHATD_ACQUIRE_INTERVAL",
+        "how often to look for pending chats (--acquire-interval)",
+    ),
+    (
+        "CHATD_HEARTBEAT_INTERVAL",
+        "how often running chats' heartbeats are refreshed (--heartbeat-interval)",
+    ),
+    (
+        "CHATD_STALE_AFTER",
+        "heartbeat age after which a running chat is handed back (--stale-after)",
+    ),
+    (
+        "CHATD_RECOVERY_INTERVAL",
+        "how often stale recovery runs (--recovery-interval)",
+    ),
+    (
+        "CHATD_LIVENESS_INTERVAL",
+        "how often dead replicas are looked for, PostgreSQL (--liveness-interval)",
+    ),
+    (
+        "CHATD_DRAIN_TIMEOUT",
+        "on SIGTERM, how long running turns may finish (--drain-timeout)",
+    ),
     ("CHATD_URL", "server URL of `chat` (--url)"),
     ("CHATD_TOKEN", "API token of `chat` (--token)"),
 ];
@@ -341,7 +398,7 @@ async fn main() -> std::process::ExitCode {
         ))
         .init();
     let result = match cli.command {
-        Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::Serve(args)) => serve(*args).await,
         Some(Command::Chat(args)) => chat_command::run(args).await,
         None => serve(cli.serve).await,
     };
@@ -376,11 +433,18 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
         .access_url
         .clone()
         .unwrap_or_else(|| AccessUrl::from_listen(listen));
-    let mut options = ServerOptions::new(StoreOptions::new(&args.database_url), keyring);
+    let mut database = StoreOptions::new(&args.database_url);
+    database.schema = args.database_schema.clone();
+    let mut options = ServerOptions::new(database, keyring);
     options.access_url = Some(access_url.clone());
     options.workspaces = workspaces;
     options.engine.max_running_root_chats = args.max_running_chats;
     options.engine.max_running_subagents = args.max_running_subagents;
+    options.engine.acquire_interval = args.acquire_interval;
+    options.engine.heartbeat_interval = args.heartbeat_interval;
+    options.engine.stale_after = args.stale_after;
+    options.engine.recovery_interval = args.recovery_interval;
+    options.engine.liveness_interval = args.liveness_interval;
     options.deployment_keys = deployment_keys_from_env()?;
     options.admin_token = std::env::var(ADMIN_TOKEN_VAR)
         .ok()
@@ -411,7 +475,16 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     settings.validate()?;
     let app = server_example::router(state.clone());
     tracing::info!(%listen, %access_url, "chatd-server listening");
-    serve::serve(listener, app, settings, shutdown_signal()).await?;
+    // SIGTERM first drains (healthz 503, no new claims, running turns finish up to the
+    // drain timeout) while HTTP keeps serving; then HTTP stops and the engine hands the
+    // rest back to the other replicas and closes the streams with "reconnect".
+    let draining = state.clone();
+    let drain_timeout = args.drain_timeout;
+    let stop = async move {
+        shutdown_signal().await;
+        draining.drain(drain_timeout).await;
+    };
+    serve::serve(listener, app, settings, stop).await?;
     state.shutdown().await;
     Ok(())
 }

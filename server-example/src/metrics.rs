@@ -15,6 +15,12 @@
 //! | `active_chat_streams` | gauge | open per-chat stream WebSockets |
 //! | `chat_mcp_connect_seconds` | histogram | one MCP server's connect in a turn (a reused session counts near zero) ([`Metrics::observe_mcp_connect`]) |
 //! | `chat_mcp_connects_total` | counter, label `outcome` | MCP server outcomes per turn: `connected`, `timeout`, `error`, `no_tools` |
+//! | `chat_replica_running_chats` | gauge | turns this replica runs now |
+//! | `chat_claims_total` | counter | chats this replica claimed |
+//! | `chat_recoveries_total` | counter, label `cause` | chats of others this replica handed back to `pending`: `stale` (heartbeat too old), `dead_replica` (its liveness lock was free) |
+//! | `chat_relay_lag_seconds` | histogram | another replica's relay batch: sent → received here (PostgreSQL) |
+//! | `chat_notification_reconnects_total` | counter | times the `LISTEN` connection was lost and re-established (PostgreSQL) |
+//! | `chat_config_changes_total` | counter | configuration changes announced by any replica |
 //!
 //! The values live in a `prometheus-client` registry per [`Metrics`] (no global state, so
 //! several servers in one process keep their own), exposed in the OpenMetrics text format.
@@ -51,6 +57,13 @@ pub const LATENCY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
 ];
 
+/// Upper bounds (seconds) of `chat_relay_lag_seconds`: 100 µs to 10 s, since a relay batch
+/// normally arrives within milliseconds.
+pub const RELAY_LAG_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    10.0,
+];
+
 /// Default most turns [`Metrics::track_turn`] follows at once; beyond it new turns are not
 /// tracked (their time-to-* histograms and retries are not recorded) rather than holding
 /// an unbounded number of hub subscriptions.
@@ -83,6 +96,12 @@ struct Inner {
     active_streams: Gauge,
     mcp_connect: Histogram,
     mcp_outcomes: Family<Vec<(String, String)>, Counter>,
+    running_chats: Gauge,
+    claims: Counter,
+    recoveries: Family<Vec<(String, String)>, Counter>,
+    relay_lag: Histogram,
+    notification_reconnects: Counter,
+    config_changes: Counter,
     tracked_turns: AtomicUsize,
     max_tracked_turns: usize,
     tracking_timeout: Duration,
@@ -156,8 +175,46 @@ impl Metrics {
             "MCP server outcomes in turns, by outcome",
             mcp_outcomes.clone(),
         );
+        let running_chats = Gauge::default();
+        let claims = Counter::default();
+        let recoveries = Family::<Vec<(String, String)>, Counter>::default();
+        let relay_lag = Histogram::new(RELAY_LAG_BUCKETS.iter().copied());
+        let notification_reconnects = Counter::default();
+        let config_changes = Counter::default();
+        registry.register(
+            "chat_replica_running_chats",
+            "Turns this replica runs now",
+            running_chats.clone(),
+        );
+        registry.register("chat_claims", "Chats this replica claimed", claims.clone());
+        registry.register(
+            "chat_recoveries",
+            "Chats of other workers this replica handed back to pending, by cause",
+            recoveries.clone(),
+        );
+        registry.register(
+            "chat_relay_lag_seconds",
+            "Time from another replica sending a relay batch to its arrival here",
+            relay_lag.clone(),
+        );
+        registry.register(
+            "chat_notification_reconnects",
+            "Times the LISTEN connection was lost and re-established",
+            notification_reconnects.clone(),
+        );
+        registry.register(
+            "chat_config_changes",
+            "Configuration changes announced by any replica",
+            config_changes.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
+                running_chats,
+                claims,
+                recoveries,
+                relay_lag,
+                notification_reconnects,
+                config_changes,
                 registry,
                 create_latency,
                 message_latency,
@@ -194,6 +251,19 @@ impl Metrics {
     pub fn mcp_observer(&self) -> chatd_core::mcp::ConnectObserver {
         let metrics = self.clone();
         Arc::new(move |report| metrics.observe_mcp_connect(report))
+    }
+
+    /// An observer for [`chatd_core::EngineConfig::with_observer`] that records claims,
+    /// recoveries, the relay's lag, `LISTEN` reconnections and configuration changes.
+    pub fn engine_observer(&self) -> Arc<dyn chatd_core::EngineObserver> {
+        Arc::new(EngineMetrics(self.clone()))
+    }
+
+    /// Sets `chat_replica_running_chats` (read from the engine when scraped).
+    pub fn set_running_chats(&self, running: usize) {
+        self.inner
+            .running_chats
+            .set(i64::try_from(running).unwrap_or(i64::MAX));
     }
 
     /// Records how long a `POST /chats` request took (`chat_create_latency_seconds`).
@@ -316,6 +386,36 @@ impl Metrics {
     }
 }
 
+/// The engine's metrics hooks; see [`Metrics::engine_observer`].
+#[derive(Debug)]
+struct EngineMetrics(Metrics);
+
+impl chatd_core::EngineObserver for EngineMetrics {
+    fn claimed(&self, count: usize) {
+        self.0.inner.claims.inc_by(count as u64);
+    }
+
+    fn recovered(&self, cause: chatd_core::RecoveryCause, count: usize) {
+        self.0
+            .inner
+            .recoveries
+            .get_or_create(&vec![("cause".to_owned(), cause.as_str().to_owned())])
+            .inc_by(count as u64);
+    }
+
+    fn relay_lag(&self, lag: Duration) {
+        self.0.inner.relay_lag.observe(lag.as_secs_f64());
+    }
+
+    fn notification_reconnected(&self) {
+        self.0.inner.notification_reconnects.inc();
+    }
+
+    fn config_changed(&self, _change: &chatd_core::ConfigChange) {
+        self.0.inner.config_changes.inc();
+    }
+}
+
 /// Keeps one stream counted in `active_chat_streams`; see [`Metrics::stream_opened`].
 #[derive(Debug)]
 pub struct StreamGuard {
@@ -413,6 +513,9 @@ impl<'a> TurnObservation<'a> {
 /// `GET /metrics`: the Prometheus text. Unauthenticated, like Coder's Prometheus endpoint:
 /// it carries only aggregate counts and latencies, no user data.
 pub async fn serve(State(state): State<AppState>) -> HttpResponse {
+    state
+        .metrics()
+        .set_running_chats(state.engine().active_turns());
     (
         [(CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)],
         state.metrics().render(),

@@ -52,6 +52,11 @@ impl UserSockets {
         self.limit.store(limit, Ordering::Relaxed);
     }
 
+    /// How many sockets are open, all users together.
+    pub fn total(&self) -> usize {
+        self.lock().values().sum()
+    }
+
     /// How many sockets `user` holds open.
     pub fn open(&self, user: Uuid) -> usize {
         self.lock().get(&user).copied().unwrap_or(0)

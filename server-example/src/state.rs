@@ -211,7 +211,31 @@ impl AppState {
     /// SQLite checkpoints and truncates the write-ahead log.
     pub async fn shutdown(&self) {
         self.inner.engine.clone().shutdown().await;
+        // The engine closed every stream and watch; their sockets now send their close
+        // frames (1012, reconnect). Give them a moment before the process goes.
+        let deadline = tokio::time::Instant::now() + SOCKET_CLOSE_GRACE;
+        while self.inner.sockets.total() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         self.inner.admin.close().await;
+    }
+
+    /// The start of a rolling restart (SIGTERM): `/healthz` answers 503 from now on so the
+    /// load balancer sends new requests elsewhere, the engine claims no more chats, and
+    /// running turns get up to `timeout` to finish; everything else keeps working. Then
+    /// stop the HTTP server and call [`AppState::shutdown`], which hands the unfinished
+    /// chats back to the other replicas. Returns how many turns were still running.
+    pub async fn drain(&self, timeout: Duration) -> usize {
+        let running = self.inner.engine.drain(timeout).await;
+        if running > 0 {
+            tracing::info!(running, "drain timeout reached; handing the rest back");
+        }
+        running
+    }
+
+    /// Whether [`AppState::drain`] started.
+    pub fn is_draining(&self) -> bool {
+        self.inner.engine.is_draining()
     }
 }
 
@@ -333,7 +357,13 @@ pub async fn build_on(admin: Admin, options: ServerOptions) -> chatd_core::Resul
         None => mcp,
     };
     config = config.with_mcp(Arc::new(mcp));
+    config = config.with_observer(metrics.engine_observer());
     let engine = Engine::with_admin(&admin, config).await?;
+    // Configuration writes reach every replica's caches through the engine's relay.
+    let announcer = engine.clone();
+    admin.on_config_change(Arc::new(move |change| {
+        announcer.announce_config_change(change);
+    }));
     Ok(Started {
         state: AppState::with_parts(
             engine,
@@ -346,6 +376,10 @@ pub async fn build_on(admin: Admin, options: ServerOptions) -> chatd_core::Resul
         admin_token_refused: boot.admin_token_refused,
     })
 }
+
+/// Longest [`AppState::shutdown`] waits for open WebSockets to send their close frames
+/// after the engine closed their streams.
+pub const SOCKET_CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// How long graceful shutdown waits for in-flight HTTP requests.
 pub const HTTP_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);

@@ -16,6 +16,8 @@ use crate::store::{
     provider_config_listing, DeletedModelConfig, DeletedProviderConfig, ModelConfigFilter,
 };
 
+use crate::cluster::ConfigChange;
+
 impl Admin {
     // -----------------------------------------------------------------------------------
     // Providers (administrators)
@@ -42,9 +44,11 @@ impl Admin {
         require_admin(actor)?;
         let valid = chatprovider::validate_create_provider_request(request, self.deployment_keys())
             .map_err(invalid)?;
-        self.store()
+        let result = self
+            .store()
             .create_provider_config(&valid, self.keyring())
-            .await
+            .await;
+        self.announced(result, ConfigChange::Providers)
     }
 
     /// Applies `PATCH /chats/providers/{id}`, validated under the row lock against the row
@@ -56,15 +60,18 @@ impl Admin {
         request: &UpdateChatProviderConfigRequest,
     ) -> Result<ChatProviderConfig> {
         require_admin(actor)?;
-        self.store()
+        let result = self
+            .store()
             .update_provider_config(id, request, self.deployment_keys(), self.keyring())
-            .await
+            .await;
+        self.announced(result, ConfigChange::Providers)
     }
 
     /// Deletes a provider config with its model configs and users' keys for it.
     pub async fn delete_provider(&self, actor: &Actor, id: Uuid) -> Result<DeletedProviderConfig> {
         require_admin(actor)?;
-        self.store().delete_provider_config(id).await
+        let result = self.store().delete_provider_config(id).await;
+        self.announced(result, ConfigChange::Providers)
     }
 
     // -----------------------------------------------------------------------------------
@@ -90,9 +97,12 @@ impl Admin {
     ) -> Result<ChatModelConfig> {
         require_admin(actor)?;
         let valid = codersdk::validate_create_model_config(request).map_err(invalid)?;
-        self.store()
+        let created = self
+            .store()
             .create_model_config(&valid, self.deployment_keys())
-            .await
+            .await?;
+        let id = created.id;
+        self.announced(Ok(created), ConfigChange::ModelConfig { id })
     }
 
     /// Applies `PATCH /chats/model-configs/{id}`.
@@ -103,15 +113,18 @@ impl Admin {
         request: &UpdateChatModelConfigRequest,
     ) -> Result<ChatModelConfig> {
         require_admin(actor)?;
-        self.store()
+        let result = self
+            .store()
             .update_model_config(id, request, self.deployment_keys())
-            .await
+            .await;
+        self.announced(result, ConfigChange::ModelConfig { id })
     }
 
     /// Deletes a model config (another becomes the default when it was the default).
     pub async fn delete_model_config(&self, actor: &Actor, id: Uuid) -> Result<DeletedModelConfig> {
         require_admin(actor)?;
-        self.store().delete_model_config(id).await
+        let result = self.store().delete_model_config(id).await;
+        self.announced(result, ConfigChange::ModelConfig { id })
     }
 
     // -----------------------------------------------------------------------------------
@@ -136,7 +149,8 @@ impl Admin {
         provider_config_id: Uuid,
         request: &CreateUserChatProviderKeyRequest,
     ) -> Result<UserChatProviderConfig> {
-        self.store()
+        let result = self
+            .store()
             .set_user_provider_key(
                 actor.user_id,
                 provider_config_id,
@@ -144,7 +158,8 @@ impl Admin {
                 self.keyring(),
                 self.deployment_keys(),
             )
-            .await
+            .await;
+        self.announced(result, ConfigChange::Providers)
     }
 
     /// Erases `actor`'s own key for a provider config; returns whether there was one. An
@@ -157,9 +172,11 @@ impl Admin {
         provider_config_id: Uuid,
     ) -> Result<bool> {
         self.store().get_provider_config(provider_config_id).await?;
-        self.store()
+        let result = self
+            .store()
             .delete_user_provider_key(actor.user_id, provider_config_id)
-            .await
+            .await;
+        self.announced(result, ConfigChange::Providers)
     }
 
     // -----------------------------------------------------------------------------------
@@ -186,13 +203,15 @@ impl Admin {
         request: &UpdateChatSystemPromptRequest,
     ) -> Result<()> {
         require_admin(actor)?;
-        self.store()
+        let result = self
+            .store()
             .set_system_prompt_config(
                 &request.system_prompt,
                 request.include_default_system_prompt,
             )
-            .await?;
-        Ok(())
+            .await
+            .map(|_| ());
+        self.announced(result, ConfigChange::Deployment)
     }
 
     /// The deployment's plan-mode instructions, which root chats' plan turns get after the
@@ -215,10 +234,12 @@ impl Admin {
         request: &UpdateChatPlanModeInstructionsRequest,
     ) -> Result<()> {
         require_admin(actor)?;
-        self.store()
+        let result = self
+            .store()
             .set_plan_mode_instructions(&request.plan_mode_instructions)
-            .await?;
-        Ok(())
+            .await
+            .map(|_| ());
+        self.announced(result, ConfigChange::Deployment)
     }
 
     /// `actor`'s personal prompt; empty when none.
@@ -235,12 +256,17 @@ impl Admin {
         actor: &Actor,
         request: &UserChatCustomPrompt,
     ) -> Result<UserChatCustomPrompt> {
-        Ok(UserChatCustomPrompt {
-            custom_prompt: self
-                .store()
-                .set_user_prompt(actor.user_id, &request.custom_prompt)
-                .await?,
-        })
+        let result = self
+            .store()
+            .set_user_prompt(actor.user_id, &request.custom_prompt)
+            .await
+            .map(|custom_prompt| UserChatCustomPrompt { custom_prompt });
+        self.announced(
+            result,
+            ConfigChange::UserPrompt {
+                user_id: actor.user_id,
+            },
+        )
     }
 
     // -----------------------------------------------------------------------------------
@@ -266,8 +292,10 @@ impl Admin {
         request: &UpdateChatModelOverrideRequest,
     ) -> Result<ChatModelOverrideResponse> {
         require_admin(actor)?;
-        self.store()
+        let result = self
+            .store()
             .set_model_override(context, &request.model_config_id)
-            .await
+            .await;
+        self.announced(result, ConfigChange::Deployment)
     }
 }

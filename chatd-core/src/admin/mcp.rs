@@ -177,7 +177,7 @@ impl Admin {
             .insert_mcp_server_config(id, &validated, self.keyring())
             .await?;
         created.auth_connected = created.auth_type != MCPServerAuthType::Oauth2;
-        Ok(created)
+        self.announced(Ok(created), crate::cluster::ConfigChange::McpServers)
     }
 
     /// Applies `PATCH /mcp/servers/{id}` (administrators).
@@ -192,6 +192,7 @@ impl Admin {
             .store()
             .update_mcp_server_config(id, request, self.keyring())
             .await?;
+        let updated = self.announced(Ok(updated), crate::cluster::ConfigChange::McpServers)?;
         self.for_caller(actor, updated).await
     }
 
@@ -199,6 +200,7 @@ impl Admin {
     /// with it every user's header values and OAuth2 token for it.
     pub async fn delete_mcp_server(&self, actor: &Actor, id: Uuid) -> Result<()> {
         require_admin(actor)?;
-        self.store().delete_mcp_server_config(id).await
+        let result = self.store().delete_mcp_server_config(id).await;
+        self.announced(result, crate::cluster::ConfigChange::McpServers)
     }
 }

@@ -57,7 +57,12 @@ struct Inner {
     /// The client of OAuth2 requests to MCP servers' authorization servers, built on first
     /// use ([`crate::mcp::oauth::http_client`]).
     oauth_http: std::sync::OnceLock<reqwest::Client>,
+    /// Told of every committed configuration write ([`Admin::on_config_change`]).
+    announcer: std::sync::RwLock<Option<ConfigAnnouncer>>,
 }
+
+/// A callback told of configuration changes; see [`Admin::on_config_change`].
+pub type ConfigAnnouncer = Arc<dyn Fn(crate::cluster::ConfigChange) + Send + Sync>;
 
 impl std::fmt::Debug for Admin {
     // The keyring and the deployment keys are secrets: never printed.
@@ -79,8 +84,42 @@ impl Admin {
                 keyring,
                 deployment_keys,
                 oauth_http: std::sync::OnceLock::new(),
+                announcer: std::sync::RwLock::new(None),
             }),
         }
+    }
+
+    /// Calls `announce` after every committed configuration write made through this
+    /// handle (providers, keys, model configs, prompts, overrides, MCP servers): how a
+    /// server hands changes to [`Engine::announce_config_change`](crate::Engine::announce_config_change),
+    /// which tells every replica's caches. Replaces an earlier callback.
+    pub fn on_config_change(&self, announce: ConfigAnnouncer) {
+        let mut slot = self
+            .inner
+            .announcer
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *slot = Some(announce);
+    }
+
+    /// Passes `result` on, announcing `change` when it is a success.
+    pub(crate) fn announced<T>(
+        &self,
+        result: Result<T>,
+        change: crate::cluster::ConfigChange,
+    ) -> Result<T> {
+        if result.is_ok() {
+            let announcer = self
+                .inner
+                .announcer
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            if let Some(announce) = announcer {
+                announce(change);
+            }
+        }
+        result
     }
 
     /// Opens the database (applying migrations) and returns a handle over it; start the

@@ -11,6 +11,7 @@ mod files;
 mod models;
 mod ops;
 mod publish;
+mod replicas;
 mod resolver;
 mod runner;
 mod stream;
@@ -28,6 +29,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::{ConfigChange, EngineObserver};
 use crate::error::{Error, ErrorKind, Result};
 use crate::hub::{HubConfig, StreamHub};
 use crate::mcp::McpConnector;
@@ -75,6 +77,12 @@ pub const DEFAULT_MAX_RUNNING_SUBAGENTS: usize = 10;
 pub const DEFAULT_MAX_OUTPUT_TOKENS: i64 = 32_000;
 /// How long [`Engine::shutdown`] waits for running turns to hand their chats back.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long [`Engine::drain`] lets running turns finish before handing the rest back (the
+/// reference server's `--drain-timeout`).
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Configuration changes buffered per [`Engine::config_changes`] receiver; a receiver that
+/// falls further behind is told it lagged (and should drop everything it caches).
+pub const CONFIG_CHANGE_CAPACITY: usize = 256;
 
 /// Intervals and limits of an [`Engine`]. Every field has a `DEFAULT_*` constant; tests
 /// shrink the intervals.
@@ -101,6 +109,9 @@ pub struct EngineSettings {
     pub default_max_output_tokens: i64,
     /// See [`DEFAULT_SHUTDOWN_TIMEOUT`].
     pub shutdown_timeout: Duration,
+    /// See [`DEFAULT_LIVENESS_INTERVAL`](crate::cluster::DEFAULT_LIVENESS_INTERVAL)
+    /// (PostgreSQL only).
+    pub liveness_interval: Duration,
 }
 
 impl Default for EngineSettings {
@@ -116,6 +127,7 @@ impl Default for EngineSettings {
             max_running_subagents: DEFAULT_MAX_RUNNING_SUBAGENTS,
             default_max_output_tokens: DEFAULT_MAX_OUTPUT_TOKENS,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            liveness_interval: crate::cluster::DEFAULT_LIVENESS_INTERVAL,
         }
     }
 }
@@ -127,6 +139,7 @@ impl EngineSettings {
             ("heartbeat_interval", self.heartbeat_interval),
             ("stale_after", self.stale_after),
             ("recovery_interval", self.recovery_interval),
+            ("liveness_interval", self.liveness_interval),
         ]
         .into_iter()
         .find(|(_, d)| d.is_zero());
@@ -197,6 +210,9 @@ pub struct EngineConfig {
     /// Whether root chats get the sub-agent tools (`spawn_subagent`, `wait_agent`,
     /// `message_agent`, `close_agent`; docs/subagents.md). On by default.
     pub subagents: bool,
+    /// Told about claims, recoveries, the relay's lag and reconnections, and configuration
+    /// changes (for metrics); [`NoObserver`](crate::cluster::NoObserver) by default.
+    pub observer: Arc<dyn EngineObserver>,
 }
 
 impl EngineConfig {
@@ -215,8 +231,15 @@ impl EngineConfig {
             announce_no_workspace: false,
             mcp: None,
             subagents: true,
+            observer: Arc::new(crate::cluster::NoObserver),
             hook: None,
         }
+    }
+
+    /// Reports claims, recoveries, relay lag and reconnections to `observer`.
+    pub fn with_observer(mut self, observer: Arc<dyn EngineObserver>) -> Self {
+        self.observer = observer;
+        self
     }
 
     /// Turns the sub-agent tools of root chats on or off (on by default).
@@ -410,6 +433,14 @@ pub(crate) struct Inner {
     /// The engine opened the database itself ([`Engine::start`]), so its shutdown closes
     /// it; a store handed in belongs to whoever opened it.
     pub(crate) owns_store: bool,
+    /// Cancelled by [`Engine::drain`] (and shutdown): no new claims.
+    pub(crate) draining: CancellationToken,
+    /// PostgreSQL: the relay to the other replicas; `None` on SQLite.
+    pub(crate) cluster: Option<Arc<replicas::Cluster>>,
+    /// Metrics hooks.
+    pub(crate) observer: Arc<dyn EngineObserver>,
+    /// Configuration changes of every replica, for caches ([`Engine::config_changes`]).
+    pub(crate) config_changes: tokio::sync::broadcast::Sender<ConfigChange>,
 }
 
 impl Inner {
@@ -476,6 +507,16 @@ impl Engine {
     async fn build(store: Store, config: EngineConfig, owns_store: bool) -> Result<Engine> {
         config.settings.validate()?;
         let tasks = Arc::new(Mutex::new(JoinSet::new()));
+        let worker_id = config.worker_id.unwrap_or_else(Uuid::new_v4);
+        let spawner = Arc::clone(&tasks);
+        let cluster = replicas::start(&store, worker_id, move |task| {
+            lock(&spawner).spawn(task);
+        })
+        .await?;
+        let (cluster, liveness_lock) = match cluster {
+            Some(started) => (Some(started.cluster), Some(started.lock)),
+            None => (None, None),
+        };
         let inner = Arc::new(Inner {
             store,
             hub: StreamHub::new(config.hub),
@@ -488,15 +529,29 @@ impl Engine {
             subagents: config.subagents,
             generate_titles: config.generate_titles,
             settings: config.settings,
-            worker_id: config.worker_id.unwrap_or_else(Uuid::new_v4),
+            worker_id,
             wake: Notify::new(),
             active: Mutex::new(HashMap::new()),
             hook: config.hook,
             tasks: Arc::clone(&tasks),
             shutdown: CancellationToken::new(),
             owns_store,
+            draining: CancellationToken::new(),
+            cluster,
+            observer: config.observer,
+            config_changes: tokio::sync::broadcast::channel(CONFIG_CHANGE_CAPACITY).0,
         });
         inner.spawn(inner.hub.janitor());
+        if let Some(liveness_lock) = liveness_lock {
+            // Held on its own connection for the engine's life; released when the engine
+            // stops (or the process dies, which is the point).
+            let interval = inner.settings.liveness_interval;
+            // Not stopped by the shutdown token: the lock must outlive the hand-back of this
+            // engine's chats; the final abort drops its connection.
+            inner.spawn(liveness_lock.hold(interval, CancellationToken::new()));
+            inner.spawn(replicas::listen(Arc::clone(&inner)));
+            inner.spawn(replicas::liveness(Arc::clone(&inner)));
+        }
         inner.spawn(runner::run(Arc::clone(&inner)));
         inner.spawn(runner::heartbeats(Arc::clone(&inner)));
         Ok(Engine {
@@ -545,6 +600,49 @@ impl Engine {
         lock(&self.inner.active).len()
     }
 
+    /// The first step of a rolling restart: stops claiming chats and waits until the
+    /// running turns have finished, at most `timeout` (e.g. [`DEFAULT_DRAIN_TIMEOUT`]).
+    /// Streams and every other operation keep working meanwhile; turns still running
+    /// after it are handed back by [`Engine::shutdown`], which should follow. Returns
+    /// how many turns were still running at the end.
+    pub async fn drain(&self, timeout: Duration) -> usize {
+        let inner = &self.inner;
+        inner.draining.cancel();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let running = lock(&inner.active).len();
+            if running == 0 || tokio::time::Instant::now() >= deadline {
+                return running;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Whether [`Engine::drain`] (or shutdown) started: the engine claims no more chats.
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.is_cancelled()
+    }
+
+    /// Whether this engine shares its database with other replicas through the relay
+    /// (PostgreSQL); false on SQLite.
+    pub fn is_clustered(&self) -> bool {
+        self.inner.cluster.is_some()
+    }
+
+    /// Announces a committed configuration change to every replica's
+    /// [`Engine::config_changes`] receivers (through the relay on PostgreSQL): what an
+    /// administration path calls after its write, so caches drop the entries.
+    pub fn announce_config_change(&self, change: ConfigChange) {
+        self.inner.announce_config(change);
+    }
+
+    /// Receives the configuration changes announced by any replica from now on. A
+    /// receiver more than [`CONFIG_CHANGE_CAPACITY`] changes behind gets
+    /// `RecvError::Lagged` and should drop everything it caches.
+    pub fn config_changes(&self) -> tokio::sync::broadcast::Receiver<ConfigChange> {
+        self.inner.config_changes.subscribe()
+    }
+
     /// Stops taking work, stops every running turn and hands its chat back as `pending`
     /// (discarding the partial step, as a crash would), waiting up to
     /// [`EngineSettings::shutdown_timeout`]; then aborts what is left. An engine that opened
@@ -553,6 +651,7 @@ impl Engine {
     /// [`Admin`](crate::Admin) leaves that to its owner ([`Admin::close`](crate::Admin::close)).
     pub async fn shutdown(self) {
         let inner = &self.inner;
+        inner.draining.cancel();
         inner.shutdown.cancel();
         let controls: Vec<_> = lock(&inner.active).values().cloned().collect();
         for control in &controls {
@@ -566,12 +665,18 @@ impl Engine {
         match inner.store.release_all(inner.worker_id).await {
             Ok(released) => {
                 for transition in released {
-                    inner.hub.end_turn(transition.chat_id);
+                    inner.end_turn(transition.chat_id);
                     inner.publish(transition).await;
                 }
             }
             Err(e) => tracing::warn!(error = %e, "releasing chats at shutdown failed"),
         }
+        // The other replicas hear of the handed-back chats (and claim them) before this
+        // one goes.
+        inner.flush_relay().await;
+        // Subscribers of this process are told the server is going (their streams end
+        // with `RecvError::Closed`), so they reconnect elsewhere.
+        inner.hub.close_all();
         lock(&inner.tasks).abort_all();
         // Commands the workspaces still run belong to this process: they stop with it.
         if let Some(workspaces) = &inner.workspaces {

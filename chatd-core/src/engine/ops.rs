@@ -124,7 +124,7 @@ impl Engine {
             .await?;
         self.inner
             .publish_watch(ChatWatchEventKind::Created, chat.clone(), None);
-        self.inner.wake();
+        self.inner.announce_pending();
         // Only the creation answer says it: warnings are not stored with the chat.
         chat.warnings.extend(warnings);
         Ok(chat)

@@ -87,25 +87,22 @@ impl Inner {
             self.stop_turn(lease, &t.status);
         }
         if t.preview_reset {
-            self.hub.clear_parts(chat_id);
+            self.clear_parts(chat_id);
         }
         for message in t.messages {
-            self.hub.publish(ChatStreamEvent::message(chat_id, message));
+            self.emit(ChatStreamEvent::message(chat_id, message));
         }
         if let Some(queue) = t.queue {
-            self.hub
-                .publish(ChatStreamEvent::queue_update(chat_id, queue));
+            self.emit(ChatStreamEvent::queue_update(chat_id, queue));
         }
         if t.status_set {
-            self.hub
-                .publish(ChatStreamEvent::status(chat_id, t.status.clone()));
+            self.emit(ChatStreamEvent::status(chat_id, t.status.clone()));
         }
         if let Some(error) = t.error {
-            self.hub.publish(ChatStreamEvent::error(chat_id, error));
+            self.emit(ChatStreamEvent::error(chat_id, error));
         }
         if let Some(calls) = &t.action_required {
-            self.hub
-                .publish(ChatStreamEvent::action_required(chat_id, calls.clone()));
+            self.emit(ChatStreamEvent::action_required(chat_id, calls.clone()));
         }
         let mut watch = Vec::new();
         if t.status_set {
@@ -118,14 +115,18 @@ impl Inner {
             watch.push((kind, None));
         }
         if !watch.is_empty() {
+            // Other replicas' watchers: a hint each, read there only if someone watches.
+            for (kind, calls) in &watch {
+                self.relay_watch(chat_id, kind.clone(), calls.clone());
+            }
             if let Some(chat) = self.watched_chat(chat_id).await {
                 for (kind, calls) in watch {
-                    self.publish_watch(kind, chat.clone(), calls);
+                    self.publish_watch_local(kind, chat.clone(), calls);
                 }
             }
         }
         if wakes {
-            self.wake();
+            self.announce_pending();
         }
     }
 
@@ -133,6 +134,16 @@ impl Inner {
     /// took the chat from it and left it `status`. A turn of any other lease of the chat
     /// (an earlier one still winding down, or a later claim) is left alone.
     pub(crate) fn stop_turn(&self, lease: &Lease, status: &ChatStatus) {
+        if lease.worker_id == self.worker_id {
+            self.stop_local_turn(lease, status);
+        } else {
+            // Another replica's turn: it stops within the relay's latency.
+            self.relay_stop(lease, status);
+        }
+    }
+
+    /// Stops this process's turn holding `lease`, if any (see [`Inner::stop_turn`]).
+    pub(crate) fn stop_local_turn(&self, lease: &Lease, status: &ChatStatus) {
         let control = lock(&self.active).get(lease).cloned();
         let Some(control) = control else {
             return;
@@ -147,25 +158,25 @@ impl Inner {
     /// Publishes a `status` stream event and a `status_change` watch event (the start of a
     /// turn, which the claim committed).
     pub(crate) async fn publish_status(&self, chat_id: Uuid, status: ChatStatus) {
-        self.hub
-            .publish(ChatStreamEvent::status(chat_id, status.clone()));
+        self.emit(ChatStreamEvent::status(chat_id, status.clone()));
         self.publish_watch_by_id(chat_id, ChatWatchEventKind::StatusChange)
             .await;
         if status == ChatStatus::Pending {
-            self.wake();
+            self.announce_pending();
         }
     }
 
     /// Publishes a watch event about `chat_id` to its owner, reading the chat only when
     /// someone watches.
     pub(crate) async fn publish_watch_by_id(&self, chat_id: Uuid, kind: ChatWatchEventKind) {
+        self.relay_watch(chat_id, kind.clone(), None);
         if let Some(chat) = self.watched_chat(chat_id).await {
-            self.publish_watch(kind, chat, None);
+            self.publish_watch_local(kind, chat, None);
         }
     }
 
     /// The chat, read for watch events only when someone watches.
-    async fn watched_chat(&self, chat_id: Uuid) -> Option<Chat> {
+    pub(crate) async fn watched_chat(&self, chat_id: Uuid) -> Option<Chat> {
         if !self.hub.has_watchers() {
             return None;
         }
@@ -178,7 +189,20 @@ impl Inner {
         }
     }
 
+    /// Publishes a watch event about `chat` to its owner's watchers here and on the other
+    /// replicas.
     pub(crate) fn publish_watch(
+        &self,
+        kind: ChatWatchEventKind,
+        chat: Chat,
+        tool_calls: Option<Vec<codersdk::ChatStreamToolCall>>,
+    ) {
+        self.relay_watch(chat.id, kind.clone(), tool_calls.clone());
+        self.publish_watch_local(kind, chat, tool_calls);
+    }
+
+    /// Publishes a watch event to the owner's watchers of this replica only.
+    pub(crate) fn publish_watch_local(
         &self,
         kind: ChatWatchEventKind,
         mut chat: Chat,

@@ -24,7 +24,9 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             () = inner.wake.notified() => {}
             _ = acquire.tick() => {}
         }
-        claim(&inner).await;
+        if !inner.draining.is_cancelled() {
+            claim(&inner).await;
+        }
     }
 }
 
@@ -32,7 +34,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
 /// [`MAX_CLAIM_BATCH`]) and starts a turn for each.
 async fn claim(inner: &Arc<Inner>) {
     loop {
-        if inner.shutdown.is_cancelled() {
+        if inner.shutdown.is_cancelled() || inner.draining.is_cancelled() {
             return;
         }
         let free = inner
@@ -59,6 +61,9 @@ async fn claim(inner: &Arc<Inner>) {
             }
         };
         let full = leases.len() == batch;
+        if !leases.is_empty() {
+            inner.observer.claimed(leases.len());
+        }
         for lease in leases {
             let control = Arc::new(TurnControl::new(lease));
             lock(&inner.active).insert(lease, Arc::clone(&control));
@@ -79,6 +84,16 @@ async fn recover(inner: &Arc<Inner>) {
         .await
     {
         Ok(recovered) => {
+            let stale = recovered
+                .transitions
+                .iter()
+                .filter(|t| t.status == ChatStatus::Pending)
+                .count();
+            if stale > 0 {
+                inner
+                    .observer
+                    .recovered(crate::cluster::RecoveryCause::Stale, stale);
+            }
             for transition in recovered.transitions {
                 let chat_id = transition.chat_id;
                 match transition.status {

@@ -94,6 +94,7 @@ impl Engine {
             snapshot.extend(memory.parts);
         }
         let last_message_id = messages.last().map_or(after_id.unwrap_or(0), |m| m.id);
+        inner.note_read(chat_id, last_message_id);
         snapshot.extend(
             messages
                 .into_iter()

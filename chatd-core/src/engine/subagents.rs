@@ -258,7 +258,7 @@ impl SpawnSubagent {
         };
         // Like any chat's creation: the owner's list learns of it, and a worker picks it up.
         inner.publish_watch(ChatWatchEventKind::Created, child.clone(), None);
-        inner.wake();
+        inner.announce_pending();
         Ok(ToolOutput::json(&Spawned {
             chat_id: child.id,
             subagent_type: kind.as_str(),

@@ -61,7 +61,7 @@ async fn turn_body(inner: Arc<Inner>, control: Arc<TurnControl>) {
     let lease = control.lease;
     let chat_id = lease.chat_id;
     // Buffer before announcing `running`, so a client that sees the status sees every part.
-    inner.hub.begin_turn(chat_id);
+    inner.begin_turn(chat_id);
     inner.publish_status(chat_id, ChatStatus::Running).await;
     let end = match AssertUnwindSafe(turn_loop(&inner, &control))
         .catch_unwind()
@@ -90,7 +90,7 @@ async fn turn_body(inner: Arc<Inner>, control: Arc<TurnControl>) {
         active.keys().any(|other| other.chat_id == chat_id)
     };
     if !chat_still_runs {
-        inner.hub.end_turn(chat_id);
+        inner.end_turn(chat_id);
     }
     // A slot is free: look for more work.
     inner.wake();
@@ -454,9 +454,7 @@ async fn stream_with_retry(
             if let Some(retry) = classified.to_stream_retry(attempt, delay, now) {
                 let retry = redactor.redact_stream_retry(retry);
                 tracing::info!(%chat_id, attempt, delay_ms = retry.delay_ms, "retrying model call");
-                inner
-                    .hub
-                    .publish(ChatStreamEvent::retry(chat_id, retry.clone()));
+                inner.emit(ChatStreamEvent::retry(chat_id, retry.clone()));
                 let store = inner.store.clone();
                 let lease = control.lease;
                 inner.spawn(async move {
@@ -530,7 +528,7 @@ fn publish_stream_part(inner: &Inner, chat_id: Uuid, part: &StreamPart) {
         }
         _ => return,
     };
-    inner.hub.publish(ChatStreamEvent::message_part(
+    inner.emit(ChatStreamEvent::message_part(
         chat_id,
         Some(ChatMessageRole::Assistant),
         message_part,
@@ -538,7 +536,7 @@ fn publish_stream_part(inner: &Inner, chat_id: Uuid, part: &StreamPart) {
 }
 
 fn publish_tool_part(inner: &Inner, chat_id: Uuid, part: &ChatMessagePart) {
-    inner.hub.publish(ChatStreamEvent::message_part(
+    inner.emit(ChatStreamEvent::message_part(
         chat_id,
         Some(ChatMessageRole::Tool),
         part.clone(),

@@ -693,6 +693,55 @@ impl StreamHub {
         }
     }
 
+    /// Up to `max` chats with at least one live stream subscriber (after a relay gap, the
+    /// chats whose durable state the engine re-reads).
+    pub fn subscribed_chats(&self, max: usize) -> Vec<Uuid> {
+        let mut chats = Vec::new();
+        for shard in &self.inner.chats {
+            for (chat_id, entry) in lock(shard).iter() {
+                if chats.len() >= max {
+                    return chats;
+                }
+                if !entry.fanout.is_empty() {
+                    chats.push(*chat_id);
+                }
+            }
+        }
+        chats
+    }
+
+    /// Up to `max` owners with at least one live watcher.
+    pub fn watched_owners(&self, max: usize) -> Vec<Uuid> {
+        let mut owners = Vec::new();
+        for shard in &self.inner.owners {
+            for (owner_id, fanout) in lock(shard).iter() {
+                if owners.len() >= max {
+                    return owners;
+                }
+                if !fanout.is_empty() {
+                    owners.push(*owner_id);
+                }
+            }
+        }
+        owners
+    }
+
+    /// Ends every subscription and watch: their receivers end with [`RecvError::Closed`]
+    /// once they took what was queued (the server is going away; clients reconnect,
+    /// possibly to another replica). Buffered parts are dropped too. New subscriptions
+    /// may still be made afterwards.
+    pub fn close_all(&self) {
+        for shard in &self.inner.chats {
+            // Taken out of the lock first: dropping a fan-out's senders wakes receivers.
+            let taken = std::mem::take(&mut *lock(shard));
+            drop(taken);
+        }
+        for shard in &self.inner.owners {
+            let taken = std::mem::take(&mut *lock(shard));
+            drop(taken);
+        }
+    }
+
     /// Whether anyone watches any owner's chat list: a cheap check (no allocation, one
     /// short lock per shard) that lets a publisher skip building watch events, and the
     /// database read behind them, when nobody would receive them.

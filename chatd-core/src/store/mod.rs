@@ -10,6 +10,7 @@ mod accounts;
 mod actions;
 mod changes;
 mod chats;
+mod cluster;
 mod config;
 mod history;
 mod leases;
@@ -152,6 +153,26 @@ impl StoreOptions {
 pub struct Store {
     pool: AnyPool,
     dialect: Dialect,
+    /// Where the pool connects: the cluster's dedicated PostgreSQL connections (LISTEN,
+    /// the replica's liveness lock) open their own from it.
+    url: ConnectUrl,
+}
+
+/// A database URL kept for opening more connections. It may hold a password, so its
+/// `Debug` shows nothing of it.
+#[derive(Clone)]
+pub(crate) struct ConnectUrl(std::sync::Arc<str>);
+
+impl ConnectUrl {
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for ConnectUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConnectUrl(..)")
+    }
 }
 
 /// An open transaction holding the lock on one chat (invariant 1). Dropping it without
@@ -298,12 +319,21 @@ impl Store {
                 .await
                 .map_err(Error::from_migration)?,
         }
-        Ok(Store { pool, dialect })
+        Ok(Store {
+            pool,
+            dialect,
+            url: ConnectUrl(url.into()),
+        })
     }
 
     /// The database this store talks to.
     pub fn dialect(&self) -> Dialect {
         self.dialect
+    }
+
+    /// The URL the pool connects to.
+    pub(crate) fn url(&self) -> &ConnectUrl {
+        &self.url
     }
 
     /// The connection pool, for reads that need no transaction.

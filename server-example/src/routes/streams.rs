@@ -43,8 +43,10 @@ pub const MAX_CLIENT_MESSAGE_BYTES: usize = 64 * 1024;
 /// again later" — reconnect (with `after_id` on a chat stream) to resume.
 pub const CLOSE_CODE_LAGGED: u16 = close_code::AGAIN;
 
-/// Close code sent when the server shuts down: 1001 "going away".
-pub const CLOSE_CODE_SHUTDOWN: u16 = close_code::AWAY;
+/// Close code sent when the server shuts down: 1012 "service restart" — reconnect (the
+/// load balancer sends the new connection to another replica; a chat stream resumes with
+/// `after_id`).
+pub const CLOSE_CODE_SHUTDOWN: u16 = close_code::RESTART;
 
 /// The routes of this group.
 pub fn routes() -> Vec<Route> {
@@ -203,7 +205,10 @@ async fn run_stream(
                 format!("stream fell behind; reconnect with after_id={id} to resume")
             }
             (RecvError::Lagged, None) => "stream fell behind; reconnect to resume".to_owned(),
-            _ => "server is shutting down".to_owned(),
+            (_, Some(id)) => {
+                format!("server is restarting; reconnect with after_id={id} to resume")
+            }
+            (_, None) => "server is restarting; reconnect to resume".to_owned(),
         };
         close(&mut sink, e, reason).await;
     }
@@ -234,7 +239,7 @@ async fn run_watch(socket: WebSocket, mut events: WatchSubscription) {
     if let End::Hub(e) = end {
         let reason = match e {
             RecvError::Lagged => "watch fell behind; reconnect and refetch the chat list",
-            _ => "server is shutting down",
+            _ => "server is restarting; reconnect and refetch the chat list",
         };
         close(&mut sink, e, reason.to_owned()).await;
     }

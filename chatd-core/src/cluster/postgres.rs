@@ -1,0 +1,316 @@
+//! The PostgreSQL side of the cluster: the relay's sending half (a bounded queue drained
+//! by one task into `NOTIFY`s), the envelope format, and the liveness lock's holder.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use codersdk::Uuid;
+use serde::Deserialize;
+use sqlx::{Connection, PgConnection};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    key32, Signal, MAX_NOTIFY_PAYLOAD_BYTES, MAX_RECONNECT_BACKOFF, MAX_SIGNALS_PER_ROUND,
+    MIN_RECONNECT_BACKOFF, RELAY_BLOB_PURGE_INTERVAL, RELAY_BLOB_RETENTION, RELAY_QUEUE_CAPACITY,
+};
+use crate::error::{DbResultExt, Result};
+use crate::store::{now_micros, Store};
+
+/// Where one deployment's replicas meet: the schema's notification channel and the
+/// namespace of its advisory locks.
+#[derive(Debug, Clone)]
+pub(crate) struct Namespace {
+    /// The `LISTEN`/`NOTIFY` channel: `chatd_relay_` and a hash of the schema name.
+    pub(crate) channel: String,
+    /// First key of every liveness lock (the second is the worker's).
+    pub(crate) locks: i32,
+}
+
+impl Namespace {
+    pub(crate) fn of_schema(schema: &str) -> Namespace {
+        let hash = key32(schema.as_bytes());
+        Namespace {
+            channel: format!("chatd_relay_{:08x}", hash as u32),
+            locks: hash,
+        }
+    }
+
+    /// The liveness-lock key of a worker.
+    pub(crate) fn worker_key(worker: Uuid) -> i32 {
+        key32(worker.as_bytes())
+    }
+}
+
+/// A batch of signals as it travels: the sender, its sequence number, when it was sent,
+/// and either the signals or the id of the `relay_blobs` row holding them.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Envelope {
+    /// The sending worker.
+    pub(crate) o: Uuid,
+    /// The sender's sequence number; consecutive batches differ by one.
+    pub(crate) s: u64,
+    /// When it was sent, Unix microseconds.
+    pub(crate) t: i64,
+    /// The signals, each decoded on its own (one a newer replica added is skipped).
+    #[serde(default)]
+    pub(crate) g: Vec<serde_json::Value>,
+    /// The `relay_blobs` row holding `g` when it was too large for a notification.
+    #[serde(default)]
+    pub(crate) b: Option<i64>,
+}
+
+/// The sending half of the relay: [`Relay::send`] never waits; one task sends.
+#[derive(Debug)]
+pub(crate) struct Relay {
+    queue: mpsc::Sender<Signal>,
+    /// Signals queued or being sent, for [`Relay::flush`].
+    in_flight: Arc<AtomicUsize>,
+    /// A signal was dropped (queue full): the next batch skips a sequence number.
+    overflowed: Arc<AtomicBool>,
+}
+
+impl Relay {
+    /// Starts the sending task (spawned by `spawn`) for `worker` on `namespace`.
+    pub(crate) fn start(
+        store: Store,
+        worker: Uuid,
+        namespace: Namespace,
+        spawn: impl FnOnce(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>),
+    ) -> Relay {
+        let (queue, rx) = mpsc::channel(RELAY_QUEUE_CAPACITY);
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let overflowed = Arc::new(AtomicBool::new(false));
+        let sender = Sender {
+            store,
+            worker,
+            channel: namespace.channel,
+            seq: AtomicU64::new(0),
+            in_flight: Arc::clone(&in_flight),
+            overflowed: Arc::clone(&overflowed),
+        };
+        spawn(Box::pin(sender.run(rx)));
+        Relay {
+            queue,
+            in_flight,
+            overflowed,
+        }
+    }
+
+    /// Queues `signal` for the other replicas, without waiting. A full queue drops it and
+    /// marks a gap.
+    pub(crate) fn send(&self, signal: Signal) {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        if self.queue.try_send(signal).is_err() {
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            if !self.overflowed.swap(true, Ordering::SeqCst) {
+                tracing::warn!(
+                    capacity = RELAY_QUEUE_CAPACITY,
+                    "relay queue full; dropping signals (other replicas will re-read the \
+                     database)"
+                );
+            }
+        }
+    }
+
+    /// Waits until every queued signal was sent (or failed), at most `timeout`.
+    pub(crate) async fn flush(&self, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.in_flight.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+struct Sender {
+    store: Store,
+    worker: Uuid,
+    channel: String,
+    seq: AtomicU64,
+    in_flight: Arc<AtomicUsize>,
+    overflowed: Arc<AtomicBool>,
+}
+
+impl Sender {
+    async fn run(self, mut rx: mpsc::Receiver<Signal>) {
+        let mut last_purge = tokio::time::Instant::now();
+        while let Some(first) = rx.recv().await {
+            let mut round = vec![first];
+            while round.len() < MAX_SIGNALS_PER_ROUND {
+                match rx.try_recv() {
+                    Ok(signal) => round.push(signal),
+                    Err(_) => break,
+                }
+            }
+            let count = round.len();
+            self.send_round(round).await;
+            self.in_flight.fetch_sub(count, Ordering::SeqCst);
+            if last_purge.elapsed() >= RELAY_BLOB_PURGE_INTERVAL {
+                last_purge = tokio::time::Instant::now();
+                if let Err(e) = self.store.purge_relay_blobs(RELAY_BLOB_RETENTION).await {
+                    tracing::debug!(error = %e, "purging relay blobs failed");
+                }
+            }
+        }
+    }
+
+    /// Encodes `round` into as few payloads as fit and sends them in order.
+    async fn send_round(&self, round: Vec<Signal>) {
+        let mut items: Vec<String> = Vec::new();
+        let mut size = 0;
+        for signal in round {
+            let item = match serde_json::to_string(&signal) {
+                Ok(item) => item,
+                Err(e) => {
+                    tracing::error!(error = %e, "encoding a relay signal failed");
+                    continue;
+                }
+            };
+            // The header (ids, numbers, brackets) takes well under 200 bytes.
+            if !items.is_empty() && size + item.len() + 1 + 200 > MAX_NOTIFY_PAYLOAD_BYTES {
+                self.send_batch(std::mem::take(&mut items)).await;
+                size = 0;
+            }
+            size += item.len() + 1;
+            items.push(item);
+        }
+        if !items.is_empty() {
+            self.send_batch(items).await;
+        }
+    }
+
+    /// Sends one batch as a notification, or through `relay_blobs` when too large.
+    async fn send_batch(&self, items: Vec<String>) {
+        let skip = u64::from(self.overflowed.swap(false, Ordering::SeqCst));
+        let seq = self.seq.fetch_add(1 + skip, Ordering::SeqCst) + 1 + skip;
+        let signals = format!("[{}]", items.join(","));
+        let head = format!(
+            "{{\"o\":\"{}\",\"s\":{seq},\"t\":{}",
+            self.worker,
+            now_micros()
+        );
+        let mut payload = format!("{head},\"g\":{signals}}}");
+        if payload.len() >= MAX_NOTIFY_PAYLOAD_BYTES {
+            match self.store.insert_relay_blob(&signals).await {
+                Ok(id) => payload = format!("{head},\"b\":{id}}}"),
+                Err(e) => {
+                    // The sequence number is used up: receivers see the gap and re-read.
+                    tracing::warn!(error = %e, "storing a relay batch failed");
+                    return;
+                }
+            }
+        }
+        if let Err(e) = self.store.notify(&self.channel, &payload).await {
+            tracing::warn!(error = %e, "sending a relay notification failed");
+        }
+    }
+}
+
+impl Store {
+    /// `NOTIFY channel, payload` (PostgreSQL).
+    pub(crate) async fn notify(&self, channel: &str, payload: &str) -> Result<()> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(channel)
+            .bind(payload)
+            .execute(self.pool())
+            .await
+            .db()?;
+        Ok(())
+    }
+}
+
+/// Takes the liveness lock of `worker` on a fresh dedicated connection: `Ok(Some)` holding
+/// it, `Ok(None)` when another session holds it (a previous connection of this very
+/// replica that PostgreSQL has not noticed is gone yet).
+async fn take_lock(url: &str, namespace: i32, key: i32) -> Result<Option<PgConnection>> {
+    let mut conn = PgConnection::connect(url).await.db()?;
+    let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
+        .bind(namespace)
+        .bind(key)
+        .fetch_one(&mut conn)
+        .await
+        .db()?;
+    Ok(taken.then_some(conn))
+}
+
+/// The liveness lock of this replica, held on its own connection for the replica's life.
+pub(crate) struct LivenessLock {
+    conn: PgConnection,
+    url: String,
+    namespace: i32,
+    key: i32,
+}
+
+impl LivenessLock {
+    /// Takes the lock, waiting (with back-off, until `give_up`) while another session
+    /// still holds it.
+    pub(crate) async fn acquire(
+        url: &str,
+        namespace: i32,
+        worker: Uuid,
+        give_up: Duration,
+    ) -> Result<LivenessLock> {
+        let key = Namespace::worker_key(worker);
+        let deadline = tokio::time::Instant::now() + give_up;
+        let mut backoff = MIN_RECONNECT_BACKOFF;
+        loop {
+            match take_lock(url, namespace, key).await {
+                Ok(Some(conn)) => {
+                    return Ok(LivenessLock {
+                        conn,
+                        url: url.to_owned(),
+                        namespace,
+                        key,
+                    })
+                }
+                Ok(None) if tokio::time::Instant::now() < deadline => {}
+                Ok(None) => {
+                    return Err(crate::error::Error::new(
+                        crate::error::ErrorKind::Database,
+                        "another session holds this worker's liveness lock",
+                    ))
+                }
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                Err(_) => {}
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_RECONNECT_BACKOFF);
+        }
+    }
+
+    /// Keeps the lock until `stop`: checks the connection every `interval` and, when it is
+    /// gone (so is the lock: other replicas may hand this replica's chats back, and the
+    /// fencing stops its turns), takes the lock again on a new connection.
+    pub(crate) async fn hold(mut self, interval: Duration, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = tokio::time::sleep(interval) => {}
+            }
+            if self.conn.ping().await.is_ok() {
+                continue;
+            }
+            tracing::warn!("the liveness lock's connection was lost; taking the lock again");
+            let mut backoff = MIN_RECONNECT_BACKOFF;
+            loop {
+                if stop.is_cancelled() {
+                    return;
+                }
+                match take_lock(&self.url, self.namespace, self.key).await {
+                    Ok(Some(conn)) => {
+                        self.conn = conn;
+                        break;
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::debug!(error = %e, "retaking the liveness lock failed"),
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_RECONNECT_BACKOFF);
+            }
+        }
+        // Closing the connection releases the lock; the hand-back of the chats is done by
+        // then (shutdown released them first).
+        let _ = self.conn.close().await;
+    }
+}
