@@ -406,35 +406,26 @@ async fn harness_starts_two_replicas_on_one_schema_and_streams_a_turn() {
 // ---------------------------------------------------------------------------------------
 // (a) streams across replicas
 
-/// A subscriber on B of a chat running on A gets the snapshot (with the parts buffered
-/// so far), then the live parts, the final message once, and the same events after the
-/// parts as a subscriber on A.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stream_on_b_sees_every_part_of_a_turn_run_on_a() {
-    let Some(cluster) = cluster(30, Duration::from_millis(100)).await else {
-        return;
-    };
-    // A alone: the turn can only run there.
-    let a = cluster.replica().await;
-    let alice = cluster.user(&a, "alice").await;
-    let text = "stream me across replicas";
-    let chat = alice.client(&a).create_chat(&create(text)).await.unwrap();
-    let on_a = Recorder::open(&a, &alice.token, chat.id).await;
-    on_a.wait("parts on A", || logs(&[&a]), |e| parts(e).len() >= 2)
-        .await;
-
-    // B joins mid-turn and subscribes.
-    let b = cluster.replica().await;
-    let on_b = Recorder::open(&b, &alice.token, chat.id).await;
+/// Waits for the end of the turn of `text` on both recorders, then checks that B's
+/// stream (subscribed mid-turn) is A's: the parts so far in its snapshot, the rest live,
+/// the same parts in the same order, the same durable events after them, the final
+/// message once. `label` names the case in the printed numbers.
+async fn assert_same_stream(
+    cluster: &Cluster,
+    (a, b): (&Replica, &Replica),
+    text: &str,
+    (on_a, on_b): (&Recorder, &Recorder),
+    label: &str,
+) {
     let done = |e: &[ChatStreamEvent]| {
         has_status(e, &ChatStatus::Waiting)
             && stream_messages(e)
                 .iter()
                 .any(|m| m.role == ChatMessageRole::Assistant)
     };
-    on_b.wait("the end of the turn on B", || logs(&[&a, &b]), done)
+    on_b.wait("the end of the turn on B", || logs(&[a, b]), done)
         .await;
-    on_a.wait("the end of the turn on A", || logs(&[&a, &b]), done)
+    on_a.wait("the end of the turn on A", || logs(&[a, b]), done)
         .await;
 
     let stats = cluster.mock.stats(text);
@@ -444,6 +435,15 @@ async fn a_stream_on_b_sees_every_part_of_a_turn_run_on_a() {
         "ran on A, once"
     );
     let (events_a, events_b) = (on_a.events(), on_b.events());
+    println!(
+        "{label}: B's snapshot held {} parts, {} came live; A streamed {} parts; {} events \
+         on A, {} on B",
+        parts(&on_b.snapshot()).len(),
+        parts(&on_b.live()).len(),
+        parts(&events_a).len(),
+        events_a.len(),
+        events_b.len()
+    );
     let context = || {
         format!(
             "A: {:#?}\nB snapshot: {:#?}\nB live: {:#?}",
@@ -492,13 +492,89 @@ async fn a_stream_on_b_sees_every_part_of_a_turn_run_on_a() {
         assert_eq!(replies.len(), 1, "{name}: {}", context());
         assert_eq!(text_of(&replies[0]), expected);
     }
-    println!(
-        "(a) B's snapshot held {} parts, {} came live; {} events on A, {} on B",
-        parts(&on_b.snapshot()).len(),
-        parts(&on_b.live()).len(),
-        events_a.len(),
-        events_b.len()
+}
+
+/// B starts while A's turn is already streaming (a replica added or restarted mid-turn),
+/// then a client subscribes on B: its snapshot must still hold the parts A streamed so
+/// far, then the live parts follow, the final message once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_on_b_sees_every_part_of_a_turn_run_on_a() {
+    let Some(cluster) = cluster(30, Duration::from_millis(100)).await else {
+        return;
+    };
+    // A alone: the turn can only run there.
+    let a = cluster.replica().await;
+    let alice = cluster.user(&a, "alice").await;
+    let text = "stream me across replicas";
+    let chat = alice.client(&a).create_chat(&create(text)).await.unwrap();
+    let on_a = Recorder::open(&a, &alice.token, chat.id).await;
+    on_a.wait("parts on A", || logs(&[&a]), |e| parts(e).len() >= 2)
+        .await;
+
+    // B joins mid-turn and subscribes.
+    let b = cluster.replica().await;
+    let on_b = Recorder::open(&b, &alice.token, chat.id).await;
+    assert_same_stream(
+        &cluster,
+        (&a, &b),
+        text,
+        (&on_a, &on_b),
+        "(a) B started mid-turn",
+    )
+    .await;
+}
+
+/// B runs from before the turn starts on A; a client subscribes on B mid-turn. A runs
+/// the turn because an anchor chat keeps the deployment at B's `--max-running-chats 1`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_subscriber_on_b_sees_every_part_of_a_turn_run_on_a() {
+    let Some(cluster) = cluster(30, Duration::from_millis(100)).await else {
+        return;
+    };
+    let a = cluster.replica().await;
+    let alice = cluster.user(&a, "alice").await;
+    let anchor_chat = start_anchor(&cluster, &a, &alice).await;
+    let b = cluster.replica_with(&["--max-running-chats", "1"]).await;
+
+    let text = "stream me to a late subscriber";
+    let chat = alice.client(&a).create_chat(&create(text)).await.unwrap();
+    let on_a = Recorder::open(&a, &alice.token, chat.id).await;
+    on_a.wait("parts on A", || logs(&[&a, &b]), |e| parts(e).len() >= 5)
+        .await;
+    let on_b = Recorder::open(&b, &alice.token, chat.id).await;
+    assert_same_stream(
+        &cluster,
+        (&a, &b),
+        text,
+        (&on_a, &on_b),
+        "(a2) B up before the turn",
+    )
+    .await;
+    alice.client(&b).interrupt_chat(anchor_chat).await.unwrap();
+}
+
+/// The text of the anchor chat: a turn long enough to outlast a test.
+const ANCHOR: &str = "anchor turn";
+
+/// Starts a long turn on `a` (alone so far) and waits until it streams: while it runs,
+/// a replica started with `--max-running-chats 1` claims nothing (the limit counts the
+/// running root chats of the whole deployment), so every other chat runs on `a`.
+async fn start_anchor(cluster: &Cluster, a: &Replica, user: &ClusterUser) -> Uuid {
+    cluster.mock.script(
+        ANCHOR,
+        Script {
+            chunks: 600,
+            chunk_delay: Duration::from_millis(50),
+        },
     );
+    let chat = user.client(a).create_chat(&create(ANCHOR)).await.unwrap();
+    wait_for(
+        WAIT,
+        || format!("the anchor never streamed\n{}", logs(&[a])),
+        async || (cluster.mock.stats(ANCHOR).in_flight == 1).then_some(()),
+    )
+    .await;
+    chat.id
 }
 
 // ---------------------------------------------------------------------------------------
@@ -514,21 +590,7 @@ async fn watch_on_b_sees_status_changes_of_a_chat_run_on_a() {
     };
     let a = cluster.replica().await;
     let alice = cluster.user(&a, "alice").await;
-    let anchor = "anchor turn";
-    cluster.mock.script(
-        anchor,
-        Script {
-            chunks: 600,
-            chunk_delay: Duration::from_millis(50),
-        },
-    );
-    let anchor_chat = alice.client(&a).create_chat(&create(anchor)).await.unwrap();
-    wait_for(
-        WAIT,
-        || format!("the anchor never streamed\n{}", logs(&[&a])),
-        async || (cluster.mock.stats(anchor).in_flight == 1).then_some(()),
-    )
-    .await;
+    let anchor_chat = start_anchor(&cluster, &a, &alice).await;
     let b = cluster.replica_with(&["--max-running-chats", "1"]).await;
     let mut watch = alice.client(&b).watch().await.unwrap();
 
@@ -563,11 +625,7 @@ async fn watch_on_b_sees_status_changes_of_a_chat_run_on_a() {
         "the watched chat ran on A"
     );
     println!("(b) statuses of A's chat on B's watch: {statuses:?}");
-    alice
-        .client(&b)
-        .interrupt_chat(anchor_chat.id)
-        .await
-        .unwrap();
+    alice.client(&b).interrupt_chat(anchor_chat).await.unwrap();
 }
 
 // ---------------------------------------------------------------------------------------
