@@ -847,6 +847,16 @@ impl Replica {
         lock(&self.log).iter().cloned().collect()
     }
 
+    /// The log lines kept that contain `needle` (searched in place: cheaper than
+    /// [`Replica::log_lines`] for a test that looks often).
+    pub fn log_lines_containing(&self, needle: &str) -> Vec<String> {
+        lock(&self.log)
+            .iter()
+            .filter(|l| l.contains(needle))
+            .cloned()
+            .collect()
+    }
+
     /// The last `n` log lines, one per line, for a failure message.
     pub fn log_tail(&self, n: usize) -> String {
         let log = lock(&self.log);
