@@ -335,6 +335,27 @@ where
     }
 }
 
+/// Runs `test` with a fresh store on PostgreSQL when [`DATABASE_URL_ENV`] is set, and
+/// only there: for what only PostgreSQL does (several replicas on one database). Without
+/// the variable it prints a note and runs nothing.
+pub async fn on_postgres<F, Fut>(test: F)
+where
+    F: Fn(Store) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    if postgres_url().is_none() {
+        eprintln!("{DATABASE_URL_ENV} is not set: this PostgreSQL-only test ran nothing");
+        return;
+    }
+    let db = TestDatabase::create(Backend::Postgres).await;
+    let store = db.connect_store().await;
+    let raw: &'static AnyPool = Box::leak(Box::new(db.raw_pool().await));
+    RAW_POOL.scope(raw, test(store.clone())).await;
+    raw.close().await;
+    store.close().await;
+    db.remove().await;
+}
+
 /// A member of an organization: what most store tests start from.
 #[derive(Debug, Clone, Copy)]
 pub struct Fixture {

@@ -129,7 +129,7 @@ struct ServeArgs {
           default_value = "1s")]
     liveness_interval: Duration,
     /// On SIGTERM: how long running turns may finish before the rest is handed back to
-    /// the other replicas (docs/deploy.md "Rolling restarts").
+    /// the other replicas (docs/replicas.md "Rolling restarts").
     #[arg(long, env = "CHATD_DRAIN_TIMEOUT", value_parser = parse_duration, default_value = "30s")]
     drain_timeout: Duration,
 }

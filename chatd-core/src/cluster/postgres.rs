@@ -208,9 +208,12 @@ impl Sender {
 }
 
 impl Store {
-    /// `NOTIFY channel, payload` (PostgreSQL).
+    /// `NOTIFY channel, payload` (PostgreSQL), in a transaction of its own that does not
+    /// wait for its commit record to reach the disk: a notification is not durable anyway
+    /// (receivers re-read the database after a gap), and waiting for a flush per relay
+    /// batch would put a disk sync on every streamed part.
     pub(crate) async fn notify(&self, channel: &str, payload: &str) -> Result<()> {
-        sqlx::query("SELECT pg_notify($1, $2)")
+        sqlx::query("SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2)")
             .bind(channel)
             .bind(payload)
             .execute(self.pool())

@@ -549,8 +549,16 @@ impl Engine {
             // Not stopped by the shutdown token: the lock must outlive the hand-back of this
             // engine's chats; the final abort drops its connection.
             inner.spawn(liveness_lock.hold(interval, CancellationToken::new()));
-            inner.spawn(replicas::listen(Arc::clone(&inner)));
+            let (ready, listening) = tokio::sync::oneshot::channel();
+            inner.spawn(replicas::listen(Arc::clone(&inner), ready));
             inner.spawn(replicas::liveness(Arc::clone(&inner)));
+            // Started means hearing the other replicas.
+            if tokio::time::timeout(replicas::LISTEN_READY_TIMEOUT, listening)
+                .await
+                .is_err()
+            {
+                tracing::warn!("the relay listener is not connected yet; starting anyway");
+            }
         }
         inner.spawn(runner::run(Arc::clone(&inner)));
         inner.spawn(runner::heartbeats(Arc::clone(&inner)));
@@ -621,6 +629,15 @@ impl Engine {
     /// Whether [`Engine::drain`] (or shutdown) started: the engine claims no more chats.
     pub fn is_draining(&self) -> bool {
         self.inner.draining.is_cancelled()
+    }
+
+    /// The PostgreSQL notification channel this engine's relay uses (one per schema), for
+    /// operators looking at `pg_stat_activity`; `None` on SQLite.
+    pub fn notification_channel(&self) -> Option<String> {
+        self.inner
+            .cluster
+            .as_ref()
+            .map(|c| c.namespace.channel.clone())
     }
 
     /// Whether this engine shares its database with other replicas through the relay

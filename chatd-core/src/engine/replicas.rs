@@ -25,6 +25,11 @@ use crate::store::{ChatListQuery, Lease, Store};
 /// cleared (the next batch of each sender is then taken without a gap check).
 const MAX_TRACKED_SENDERS: usize = 4_096;
 
+/// How long the engine's start waits for its `LISTEN` connection, so that a started
+/// engine hears the other replicas; past it the engine starts anyway and the listener
+/// keeps trying (and re-reads once connected).
+pub(crate) const LISTEN_READY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long the engine's start waits for its own liveness lock (a previous connection of
 /// a restarted replica with the same worker id may still hold it until PostgreSQL notices
 /// the connection is gone).
@@ -290,6 +295,14 @@ impl Inner {
 
     /// Handles one notification payload.
     async fn receive(&self, payload: &str, last_seq: &mut HashMap<Uuid, u64>) {
+        // This replica's own batches come back too (everyone listens on the channel):
+        // recognised by their prefix, without decoding them.
+        if payload
+            .strip_prefix("{\"o\":\"")
+            .is_some_and(|rest| rest.starts_with(&self.worker_id.to_string()))
+        {
+            return;
+        }
         let envelope: Envelope = match serde_json::from_str(payload) {
             Ok(envelope) => envelope,
             Err(e) => {
@@ -342,7 +355,8 @@ impl Inner {
 /// The `LISTEN` loop: one dedicated connection, reconnected with back-off; after every
 /// reconnection the replica re-reads what it serves (notifications sent meanwhile are
 /// lost).
-pub(crate) async fn listen(inner: Arc<Inner>) {
+pub(crate) async fn listen(inner: Arc<Inner>, ready: tokio::sync::oneshot::Sender<()>) {
+    let mut ready = Some(ready);
     let Some(cluster) = inner.cluster.clone() else {
         return;
     };
@@ -373,6 +387,9 @@ pub(crate) async fn listen(inner: Arc<Inner>) {
             }
         };
         backoff = MIN_RECONNECT_BACKOFF;
+        if let Some(ready) = ready.take() {
+            let _ = ready.send(());
+        }
         // Sequence numbers from before the loss say nothing about what follows.
         let mut last_seq = HashMap::new();
         if connected_before {

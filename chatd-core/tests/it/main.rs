@@ -3,6 +3,7 @@
 //! the tests are organised and how to add one.
 
 mod admin;
+mod cluster;
 mod engine;
 mod engine_actions;
 mod engine_limits;
