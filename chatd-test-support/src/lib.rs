@@ -12,6 +12,7 @@
 //! | `server` | `server` | the reference server on a random local port over a test database |
 //! | (always) | `process` | live processes' command lines from `/proc`, to see that a killed process is gone |
 //! | `mcp` | `mcp` | the real `server-everything` MCP server from npm, a header-recording proxy, a misbehaving scripted MCP server |
+//! | `replicas` | `replicas` | `chatd-server` processes on one PostgreSQL schema, a mock OpenAI provider that tells them apart, the cluster that configures them |
 //!
 //! A module exists only with its feature on, so this page (built without features) lists
 //! none; build the documentation with `--all-features` to read them.
@@ -36,6 +37,8 @@ pub mod oauth;
 pub mod process;
 #[cfg(feature = "replay")]
 pub mod replay;
+#[cfg(feature = "replicas")]
+pub mod replicas;
 #[cfg(feature = "request")]
 pub mod request;
 #[cfg(feature = "scripted")]

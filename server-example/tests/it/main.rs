@@ -20,6 +20,7 @@ mod mcp;
 mod mcp_auth;
 mod mcp_tools;
 mod model_overrides;
+mod replicas;
 mod secrets_e2e;
 mod smoke;
 mod streams;
