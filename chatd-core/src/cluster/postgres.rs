@@ -157,33 +157,24 @@ impl Sender {
 
     /// Encodes `round` into as few payloads as fit and sends them in order.
     async fn send_round(&self, round: Vec<Signal>) {
-        let mut items: Vec<String> = Vec::new();
-        let mut size = 0;
-        for signal in round {
-            let item = match serde_json::to_string(&signal) {
-                Ok(item) => item,
+        let items = round
+            .iter()
+            .filter_map(|signal| match serde_json::to_string(signal) {
+                Ok(item) => Some(item),
                 Err(e) => {
                     tracing::error!(error = %e, "encoding a relay signal failed");
-                    continue;
+                    None
                 }
-            };
-            // The header (ids, numbers, brackets) takes well under 200 bytes.
-            if !items.is_empty() && size + item.len() + 1 + 200 > MAX_NOTIFY_PAYLOAD_BYTES {
-                self.send_batch(std::mem::take(&mut items)).await;
-                size = 0;
-            }
-            size += item.len() + 1;
-            items.push(item);
-        }
-        if !items.is_empty() {
-            self.send_batch(items).await;
+            })
+            .collect();
+        for batch in pack(items) {
+            self.send_batch(batch).await;
         }
     }
 
     /// Sends one batch as a notification, or through `relay_blobs` when too large.
     async fn send_batch(&self, items: Vec<String>) {
-        let skip = u64::from(self.overflowed.swap(false, Ordering::SeqCst));
-        let seq = self.seq.fetch_add(1 + skip, Ordering::SeqCst) + 1 + skip;
+        let seq = next_seq(&self.seq, &self.overflowed);
         let signals = format!("[{}]", items.join(","));
         let head = format!(
             "{{\"o\":\"{}\",\"s\":{seq},\"t\":{}",
@@ -205,6 +196,39 @@ impl Sender {
             tracing::warn!(error = %e, "sending a relay notification failed");
         }
     }
+}
+
+/// The next sequence number: one more than the last, two more after a dropped signal
+/// (so receivers see a gap).
+fn next_seq(seq: &AtomicU64, overflowed: &AtomicBool) -> u64 {
+    let skip = u64::from(overflowed.swap(false, Ordering::SeqCst));
+    seq.fetch_add(1 + skip, Ordering::SeqCst) + 1 + skip
+}
+
+/// Room an envelope's header (sender id, sequence number, time, brackets) takes beside
+/// its signals, with margin.
+const ENVELOPE_HEADER_BYTES: usize = 200;
+
+/// Groups encoded signals, in order, into batches whose envelope stays below
+/// [`MAX_NOTIFY_PAYLOAD_BYTES`]; a signal too large for any envelope is a batch of its own
+/// (sent through `relay_blobs`).
+fn pack(items: Vec<String>) -> Vec<Vec<String>> {
+    let mut batches = Vec::new();
+    let mut batch: Vec<String> = Vec::new();
+    let mut size = ENVELOPE_HEADER_BYTES;
+    for item in items {
+        let grown = size + item.len() + 1;
+        if !batch.is_empty() && grown > MAX_NOTIFY_PAYLOAD_BYTES {
+            batches.push(std::mem::take(&mut batch));
+            size = ENVELOPE_HEADER_BYTES;
+        }
+        size += item.len() + 1;
+        batch.push(item);
+    }
+    if !batch.is_empty() {
+        batches.push(batch);
+    }
+    batches
 }
 
 impl Store {
@@ -315,5 +339,65 @@ impl LivenessLock {
         // Closing the connection releases the lock; the hand-back of the chats is done by
         // then (shutdown released them first).
         let _ = self.conn.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_stay_below_the_payload_limit_and_keep_the_order() {
+        let small = |i: usize| format!("{{\"k\":\"wake\",\"i\":{i:04}}}");
+        let items: Vec<String> = (0..2_000).map(small).collect();
+        let batches = pack(items.clone());
+        assert!(batches.len() > 1);
+        for batch in &batches {
+            let body: usize = batch.iter().map(|i| i.len() + 1).sum();
+            assert!(ENVELOPE_HEADER_BYTES + body <= MAX_NOTIFY_PAYLOAD_BYTES);
+        }
+        assert_eq!(batches.concat(), items, "order and content kept");
+        // Exactly at the limit fits; one byte more starts a new batch.
+        let room = MAX_NOTIFY_PAYLOAD_BYTES - ENVELOPE_HEADER_BYTES - 1;
+        assert_eq!(pack(vec!["x".repeat(room)]).len(), 1);
+        let two = pack(vec!["x".repeat(room - 2), "y".to_owned()]);
+        assert_eq!(two.len(), 1);
+        let split = pack(vec!["x".repeat(room - 1), "y".to_owned()]);
+        assert_eq!(split.len(), 2);
+        // Oversize signals travel alone, between their neighbours.
+        let big = "z".repeat(MAX_NOTIFY_PAYLOAD_BYTES * 3);
+        let batches = pack(vec!["a".into(), big.clone(), "b".into()]);
+        assert_eq!(
+            batches,
+            vec![vec!["a".to_owned()], vec![big], vec!["b".to_owned()]]
+        );
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_the_next_batch_skips_a_sequence_number() {
+        let (queue, rx) = mpsc::channel(RELAY_QUEUE_CAPACITY);
+        let relay = Relay {
+            queue,
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            overflowed: Arc::new(AtomicBool::new(false)),
+        };
+        for _ in 0..RELAY_QUEUE_CAPACITY {
+            relay.send(Signal::Wake);
+        }
+        assert!(
+            !relay.overflowed.load(Ordering::SeqCst),
+            "the capacity itself fits"
+        );
+        relay.send(Signal::Wake);
+        assert!(relay.overflowed.load(Ordering::SeqCst));
+        assert_eq!(relay.in_flight.load(Ordering::SeqCst), RELAY_QUEUE_CAPACITY);
+        drop(rx);
+        let seq = AtomicU64::new(0);
+        let overflowed = AtomicBool::new(false);
+        assert_eq!(next_seq(&seq, &overflowed), 1);
+        assert_eq!(next_seq(&seq, &overflowed), 2);
+        overflowed.store(true, Ordering::SeqCst);
+        assert_eq!(next_seq(&seq, &overflowed), 4, "3 is the gap");
+        assert_eq!(next_seq(&seq, &overflowed), 5);
     }
 }

@@ -540,7 +540,11 @@ pub(crate) async fn listen(inner: Arc<Inner>, ready: tokio::sync::oneshot::Sende
             };
             match next {
                 Ok(Some(notification)) => {
-                    inner.receive(notification.payload(), &mut last_seq).await
+                    inner.receive(notification.payload(), &mut last_seq).await;
+                    // A backlog of notifications is applied in one go otherwise; letting
+                    // the subscribers' tasks run between them keeps a burst of relayed
+                    // parts from overrunning their queues (HubConfig::subscriber_capacity).
+                    tokio::task::yield_now().await;
                 }
                 Ok(None) => {
                     tracing::warn!("relay listener connection lost; reconnecting");
