@@ -6,7 +6,7 @@
 //!
 //! - **The relay.** Whatever the engine publishes into its stream hub (stream events, the
 //!   turn's buffered parts, watch hints, wake-ups, stops of another replica's turn,
-//!   configuration changes) is also sent as a [`Signal`] to the other replicas: batched
+//!   configuration changes) is also sent as a signal to the other replicas: batched
 //!   into `NOTIFY` payloads with a per-replica sequence number on one channel per schema,
 //!   or stored in `relay_blobs` when a batch is too large for a notification. Each replica
 //!   `LISTEN`s on one dedicated connection and applies what others sent to its own hub,

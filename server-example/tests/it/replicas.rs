@@ -1669,3 +1669,40 @@ async fn soak_three_replicas_with_kills() {
     }
     drop(pool);
 }
+
+// ---------------------------------------------------------------------------------------
+// Configuration changes reach every replica
+
+/// An administrator's configuration write through A is announced, after its commit, to B
+/// (the invalidation channel of the hot-config cache): B's `chat_config_changes_total`
+/// grows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configuration_write_on_a_is_announced_on_b() {
+    let Some(cluster) = cluster(1, Duration::ZERO).await else {
+        return;
+    };
+    let a = cluster.replica().await;
+    let b = cluster.replica().await;
+    let changes = async |r: &Replica| {
+        r.metrics()
+            .await
+            .value("chat_config_changes_total", &[])
+            .unwrap_or(0.0)
+    };
+    let before = changes(&b).await;
+    cluster
+        .admin(&a)
+        .update_chat_system_prompt(&codersdk::UpdateChatSystemPromptRequest {
+            system_prompt: "Answer briefly.".to_owned(),
+            include_default_system_prompt: None,
+        })
+        .await
+        .unwrap();
+    wait_for(
+        WAIT,
+        || format!("B never heard of the change\n{}", logs(&[&a, &b])),
+        async || (changes(&b).await > before).then_some(()),
+    )
+    .await;
+    assert!(changes(&a).await >= 1.0, "A announced it too");
+}
