@@ -541,6 +541,12 @@ impl Engine {
             observer: config.observer,
             config_changes: tokio::sync::broadcast::channel(CONFIG_CHANGE_CAPACITY).0,
         });
+        // Made before anything awaits below: a start abandoned half-way (its future
+        // dropped) aborts what it spawned instead of leaking tasks that keep each other
+        // alive.
+        let guard = Arc::new(AbortOnDrop {
+            tasks: Arc::clone(&tasks),
+        });
         inner.spawn(inner.hub.janitor());
         if let Some(liveness_lock) = liveness_lock {
             // Held on its own connection for the engine's life; released when the engine
@@ -564,7 +570,7 @@ impl Engine {
         inner.spawn(runner::heartbeats(Arc::clone(&inner)));
         Ok(Engine {
             inner,
-            _guard: Arc::new(AbortOnDrop { tasks }),
+            _guard: guard,
         })
     }
 
