@@ -44,8 +44,9 @@ pub(crate) struct Cluster {
     cursors: std::sync::Mutex<HashMap<Uuid, i64>>,
     /// Held while a hub change and its relay signal are made, so the relay carries them in
     /// the hub's order: a [`Signal::Parts`] answer then holds exactly the parts relayed
-    /// before it.
-    order: std::sync::Mutex<()>,
+    /// before it. Striped by chat (order only matters within a chat), so publishers of
+    /// different chats rarely contend, as in the hub.
+    order: [std::sync::Mutex<()>; ORDER_STRIPES],
     /// Subscribers waiting for the worker's [`Signal::Parts`] of a chat.
     parts_waiters: std::sync::Mutex<HashMap<Uuid, Vec<tokio::sync::oneshot::Sender<()>>>>,
 }
@@ -55,6 +56,17 @@ impl std::fmt::Debug for Cluster {
         f.debug_struct("Cluster")
             .field("channel", &self.namespace.channel)
             .finish_non_exhaustive()
+    }
+}
+
+/// Stripes of [`Cluster`]'s ordering lock.
+const ORDER_STRIPES: usize = 16;
+
+impl Cluster {
+    /// The ordering lock of `chat_id`'s stripe.
+    #[allow(clippy::indexing_slicing)] // the index is taken modulo the array's length
+    fn order_lock(&self, chat_id: Uuid) -> std::sync::MutexGuard<'_, ()> {
+        lock(&self.order[(chat_id.as_u128() % ORDER_STRIPES as u128) as usize])
     }
 }
 
@@ -88,7 +100,7 @@ pub(crate) async fn start(
             namespace,
             relay,
             cursors: std::sync::Mutex::new(HashMap::new()),
-            order: std::sync::Mutex::new(()),
+            order: std::array::from_fn(|_| std::sync::Mutex::new(())),
             parts_waiters: std::sync::Mutex::new(HashMap::new()),
         }),
         lock,
@@ -106,12 +118,13 @@ impl Inner {
     /// [`Inner::answer_parts_wanted`].
     fn hub_and_relay(
         &self,
+        chat_id: Uuid,
         change: impl FnOnce(&crate::hub::StreamHub),
         signal: impl FnOnce() -> Signal,
     ) {
         match &self.cluster {
             Some(cluster) => {
-                let _order = lock(&cluster.order);
+                let _order = cluster.order_lock(chat_id);
                 change(&self.hub);
                 cluster.relay.send(signal());
             }
@@ -126,12 +139,18 @@ impl Inner {
             return;
         }
         let relayed = Box::new(event.clone());
-        self.hub_and_relay(|hub| hub.publish(event), || Signal::Event { e: relayed });
+        let chat_id = event.chat_id;
+        self.hub_and_relay(
+            chat_id,
+            |hub| hub.publish(event),
+            || Signal::Event { e: relayed },
+        );
     }
 
     /// Starts buffering the chat's parts, here and on the other replicas.
     pub(crate) fn begin_turn(&self, chat_id: Uuid) {
         self.hub_and_relay(
+            chat_id,
             |hub| hub.begin_turn(chat_id),
             || Signal::BeginTurn { c: chat_id },
         );
@@ -140,6 +159,7 @@ impl Inner {
     /// Ends the chat's turn, here and on the other replicas.
     pub(crate) fn end_turn(&self, chat_id: Uuid) {
         self.hub_and_relay(
+            chat_id,
             |hub| hub.end_turn(chat_id),
             || Signal::EndTurn { c: chat_id },
         );
@@ -148,6 +168,7 @@ impl Inner {
     /// Voids the chat's buffered parts, here and on the other replicas.
     pub(crate) fn clear_parts(&self, chat_id: Uuid) {
         self.hub_and_relay(
+            chat_id,
             |hub| hub.clear_parts(chat_id),
             || Signal::ClearParts { c: chat_id },
         );
@@ -204,7 +225,7 @@ impl Inner {
         let Some(cluster) = &self.cluster else {
             return;
         };
-        let _order = lock(&cluster.order);
+        let _order = cluster.order_lock(chat_id);
         let Some(snapshot) = self.hub.turn_snapshot(chat_id) else {
             // No turn here (it just ended): the asker's subscriber reads the durable end.
             return;
