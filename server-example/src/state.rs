@@ -359,11 +359,10 @@ pub async fn build_on(admin: Admin, options: ServerOptions) -> chatd_core::Resul
     config = config.with_mcp(Arc::new(mcp));
     config = config.with_observer(metrics.engine_observer());
     let engine = Engine::with_admin(&admin, config).await?;
-    // Configuration writes reach every replica's caches through the engine's relay.
-    let announcer = engine.clone();
-    admin.on_config_change(Arc::new(move |change| {
-        announcer.announce_config_change(change);
-    }));
+    // Configuration writes reach every replica's caches through the engine's relay (the
+    // announcer holds the engine weakly: the demo resolver holds the admin handle, which
+    // must not keep the engine alive).
+    admin.on_config_change(engine.config_announcer());
     Ok(Started {
         state: AppState::with_parts(
             engine,

@@ -659,6 +659,20 @@ impl Engine {
         self.inner.announce_config(change);
     }
 
+    /// A callback announcing configuration changes through this engine, for
+    /// [`Admin::on_config_change`](crate::Admin::on_config_change). It holds the engine
+    /// weakly: an administration handle kept alive elsewhere (a model resolver may hold one)
+    /// does not keep the engine's tasks alive, and announcements after the engine is gone
+    /// do nothing.
+    pub fn config_announcer(&self) -> crate::ConfigAnnouncer {
+        let engine = Arc::downgrade(&self.inner);
+        Arc::new(move |change| {
+            if let Some(inner) = engine.upgrade() {
+                inner.announce_config(change);
+            }
+        })
+    }
+
     /// Receives the configuration changes announced by any replica from now on. A
     /// receiver more than [`CONFIG_CHANGE_CAPACITY`] changes behind gets
     /// `RecvError::Lagged` and should drop everything it caches.
