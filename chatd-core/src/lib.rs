@@ -30,6 +30,10 @@
 //! - **Stream fan-out** ([`StreamHub`]): the in-process hub between a chat's worker and its
 //!   subscribers: the part buffer for late joiners, the retry state, and lag-disconnect
 //!   back-pressure so a slow subscriber never blocks a worker. See docs/stream-hub.md.
+//! - **Several replicas on PostgreSQL** ([`cluster`]): every replica relays what it
+//!   publishes to the others through `LISTEN`/`NOTIFY`, holds a liveness lock so the others
+//!   take over its chats within a second when it dies, and drains on request
+//!   ([`Engine::drain`]). See docs/replicas.md.
 //! - **Tools, prompts, titles** ([`tools`], [`prompt`], [`title`]).
 //! - **Per-user MCP authentication** ([`mcp::oauth`]): OAuth2 discovery, client registration,
 //!   the PKCE authorization-code flow bound to the user who started it, and the token
