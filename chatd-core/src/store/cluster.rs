@@ -5,11 +5,9 @@
 use std::time::Duration;
 
 use codersdk::{ChatStatus, Uuid};
-use sqlx::Row;
 
 use super::{get_uuid, now_micros, uuid_text, Dialect, Store, Transition};
 use crate::error::{DbResultExt, Result};
-use crate::store::Lease;
 
 impl Store {
     /// The schema this store's tables live in (PostgreSQL's `current_schema()`); `None` on
@@ -115,31 +113,7 @@ impl Store {
             if !free {
                 return Ok(Vec::new());
             }
-            let rows = sqlx::query(
-                "UPDATE chats SET status = $2, worker_id = NULL, started_at = NULL, \
-                 heartbeat_at = NULL, updated_at = $4 WHERE worker_id = $1 AND status = $3 \
-                 RETURNING id, lease_epoch",
-            )
-            .bind(uuid_text(worker))
-            .bind(ChatStatus::Pending.as_str())
-            .bind(ChatStatus::Running.as_str())
-            .bind(now_micros())
-            .fetch_all(&mut *tx)
-            .await
-            .db()?;
-            rows.iter()
-                .map(|row| {
-                    let chat_id = get_uuid(row, "id")?;
-                    let mut t = Transition::unchanged(chat_id, ChatStatus::Running);
-                    t.ended_turn = Some(Lease {
-                        chat_id,
-                        worker_id: worker,
-                        epoch: row.try_get("lease_epoch").db()?,
-                    });
-                    t.set_status(ChatStatus::Pending);
-                    Ok(t)
-                })
-                .collect()
+            super::leases::release_worker(&mut tx, worker).await
         }
         .await;
         super::finish_tx(tx, result).await

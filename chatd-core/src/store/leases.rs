@@ -300,31 +300,8 @@ impl Store {
     /// `pending` with its worker fields cleared, for another process to claim. Returns one
     /// transition per released chat (`running` → `pending`, the worker's lease ended).
     pub async fn release_all(&self, worker_id: Uuid) -> Result<Vec<Transition>> {
-        let rows = sqlx::query(
-            "UPDATE chats SET status = $2, worker_id = NULL, started_at = NULL, \
-             heartbeat_at = NULL, updated_at = $4 WHERE worker_id = $1 AND status = $3 \
-             RETURNING id, lease_epoch",
-        )
-        .bind(uuid_text(worker_id))
-        .bind(ChatStatus::Pending.as_str())
-        .bind(ChatStatus::Running.as_str())
-        .bind(now_micros())
-        .fetch_all(self.pool())
-        .await
-        .db()?;
-        rows.iter()
-            .map(|row| {
-                let chat_id = get_uuid(row, "id")?;
-                let mut t = Transition::unchanged(chat_id, ChatStatus::Running);
-                t.ended_turn = Some(Lease {
-                    chat_id,
-                    worker_id,
-                    epoch: row.try_get("lease_epoch").db()?,
-                });
-                t.set_status(ChatStatus::Pending);
-                Ok(t)
-            })
-            .collect()
+        let mut conn = self.pool().acquire().await.db()?;
+        release_worker(&mut conn, worker_id).await
     }
 
     /// Stale recovery as of `now`: `running` chats whose heartbeat is older than
@@ -368,6 +345,41 @@ impl Store {
         }
         Ok(recovered)
     }
+}
+
+/// Every chat `worker_id` is running goes back to `pending` with its worker fields
+/// cleared, in one statement on `conn`; one transition per chat (`running` → `pending`,
+/// that worker's lease ended). Graceful release and the hand-back of a dead replica's
+/// chats both do this.
+pub(super) async fn release_worker(
+    conn: &mut sqlx::AnyConnection,
+    worker_id: Uuid,
+) -> Result<Vec<Transition>> {
+    let rows = sqlx::query(
+        "UPDATE chats SET status = $2, worker_id = NULL, started_at = NULL, \
+         heartbeat_at = NULL, updated_at = $4 WHERE worker_id = $1 AND status = $3 \
+         RETURNING id, lease_epoch",
+    )
+    .bind(uuid_text(worker_id))
+    .bind(ChatStatus::Pending.as_str())
+    .bind(ChatStatus::Running.as_str())
+    .bind(now_micros())
+    .fetch_all(&mut *conn)
+    .await
+    .db()?;
+    rows.iter()
+        .map(|row| {
+            let chat_id = get_uuid(row, "id")?;
+            let mut t = Transition::unchanged(chat_id, ChatStatus::Running);
+            t.ended_turn = Some(Lease {
+                chat_id,
+                worker_id,
+                epoch: row.try_get("lease_epoch").db()?,
+            });
+            t.set_status(ChatStatus::Pending);
+            Ok(t)
+        })
+        .collect()
 }
 
 /// Re-checks one recovery candidate under its chat lock and moves it; the transition when

@@ -17,10 +17,12 @@ use chatd_test_support::scripted::{
     create_request, deltas, engine_with_config, fast_settings, Reply, ScriptedModel,
 };
 use codersdk::{
-    ChatBusyBehavior, ChatInputPart, ChatStatus, ChatStreamEvent, ChatStreamEventType,
-    ChatWatchEventKind, CreateChatMessageRequest,
+    ChatBusyBehavior, ChatStatus, ChatStreamEvent, ChatStreamEventType, ChatWatchEventKind,
+    CreateChatMessageRequest,
 };
 use tokio::sync::Notify;
+
+use crate::engine::{all_messages, say, until};
 
 /// Counts what an engine reports.
 #[derive(Debug, Default)]
@@ -65,22 +67,6 @@ async fn replica(store: &Store, model: Arc<ScriptedModel>, counts: Arc<Counts>) 
         c.with_generated_titles(false).with_observer(counts)
     })
     .await
-}
-
-fn say(text: &str) -> CreateChatMessageRequest {
-    CreateChatMessageRequest {
-        content: vec![ChatInputPart::text(text)],
-        ..Default::default()
-    }
-}
-
-/// Polls `done` every 5 ms for up to 10 s.
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !done() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 /// The next event within 10 s.
@@ -307,15 +293,6 @@ async fn an_interrupt_through_another_replica_stops_the_turn_at_once() {
         b.shutdown().await;
     })
     .await;
-}
-
-fn all_messages() -> codersdk::MessagePage {
-    codersdk::MessagePage {
-        before_id: None,
-        after_id: Some(0),
-        limit: 200,
-        ascending: true,
-    }
 }
 
 /// A chat made `pending` through one replica wakes the other at once (its acquire ticker

@@ -16,7 +16,7 @@ use codersdk::{
 };
 use tokio::sync::Notify;
 
-fn all_messages() -> MessagePage {
+pub(crate) fn all_messages() -> MessagePage {
     MessagePage {
         before_id: None,
         after_id: Some(0),
@@ -618,7 +618,7 @@ fn no_recovery_settings() -> chatd_core::EngineSettings {
 }
 
 /// Polls `done` every 5 ms for up to 10 s.
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
+pub(crate) async fn until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !done() {
         assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
@@ -626,7 +626,7 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-fn say(text: &str) -> CreateChatMessageRequest {
+pub(crate) fn say(text: &str) -> CreateChatMessageRequest {
     CreateChatMessageRequest {
         content: vec![ChatInputPart::text(text)],
         ..Default::default()
