@@ -8,6 +8,7 @@ use std::fmt;
 use std::time::Duration;
 
 use chatprovider::{CallSettings, LanguageModel, Message, ModelRequest};
+use codersdk::ChatMessageUsage;
 use tokio_util::sync::CancellationToken;
 
 /// Words of the first message kept by [`fallback_title`].
@@ -71,6 +72,12 @@ pub fn fallback_title(first_message: &str) -> String {
 /// [`MAX_TITLE_RUNES`] characters. `None` when nothing is left: the caller then tries the
 /// next model or keeps the fallback title.
 pub fn normalize_generated_title(raw: &str) -> Option<String> {
+    normalize_generated_label(raw, MAX_GENERATED_TITLE_WORDS)
+}
+
+/// [`normalize_generated_title`] with another word cap: the cleaning every short label a
+/// model writes gets (titles, turn summaries).
+pub(crate) fn normalize_generated_label(raw: &str, max_words: usize) -> Option<String> {
     let mut line = raw.lines().map(str::trim).find(|l| !l.is_empty())?;
     // Models combine decorations ("**Title:** \"X.\""); peel until nothing changes.
     loop {
@@ -86,7 +93,7 @@ pub fn normalize_generated_title(raw: &str) -> Option<String> {
     }
     let title = words
         .into_iter()
-        .take(MAX_GENERATED_TITLE_WORDS)
+        .take(max_words)
         .collect::<Vec<_>>()
         .join(" ");
     Some(clip_title(title))
@@ -140,27 +147,59 @@ pub async fn generate_title(
     first_message: &str,
     timeout: Duration,
 ) -> Result<String, TitleError> {
+    generate_title_with_usage(model, first_message, timeout)
+        .await
+        .result
+}
+
+/// [`generate_title`] with the tokens the call used, for accounting.
+pub(crate) async fn generate_title_with_usage(
+    model: &dyn LanguageModel,
+    first_message: &str,
+    timeout: Duration,
+) -> QuickReply {
     let message: String = first_message
         .trim()
         .chars()
         .take(TITLE_INPUT_MAX_RUNES)
         .collect();
     if message.trim().is_empty() {
-        return Err(TitleError::Empty);
+        return QuickReply {
+            result: Err(TitleError::Empty),
+            usage: ChatMessageUsage::default(),
+        };
     }
-    ask_for_title(model, TITLE_SYSTEM_PROMPT, message, timeout).await
+    quick_generate(
+        model,
+        TITLE_SYSTEM_PROMPT,
+        message,
+        MAX_GENERATED_TITLE_WORDS,
+        timeout,
+    )
+    .await
 }
 
-/// One title request: `system` as the instruction, `user_text` as the user turn, at most
-/// [`TITLE_MAX_OUTPUT_TOKENS`], retried with `chaterror`'s policy until `timeout` runs out
-/// for all attempts together; the reply cleaned with [`normalize_generated_title`]. Shared
-/// by the automatic title and the conversation title of the title routes.
-pub(crate) async fn ask_for_title(
+/// What [`quick_generate`] answers: the cleaned label, and the tokens the successful
+/// attempt reported (empty when no attempt got a reply), which are billed even when the
+/// reply was unusable.
+#[derive(Debug)]
+pub(crate) struct QuickReply {
+    pub(crate) result: Result<String, TitleError>,
+    pub(crate) usage: ChatMessageUsage,
+}
+
+/// One short-label request (a title, a turn summary): `system` as the instruction,
+/// `user_text` as the user turn, at most [`TITLE_MAX_OUTPUT_TOKENS`], retried with
+/// `chaterror`'s policy until `timeout` runs out for all attempts together; the reply
+/// cleaned with [`normalize_generated_label`] to at most `max_words` words. Shared by the
+/// automatic title, the conversation title of the title routes and the turn summary.
+pub(crate) async fn quick_generate(
     model: &dyn LanguageModel,
     system: &str,
     user_text: String,
+    max_words: usize,
     timeout: Duration,
-) -> Result<String, TitleError> {
+) -> QuickReply {
     let request = ModelRequest {
         system: vec![system.to_owned()],
         messages: vec![Message::user_text(user_text)],
@@ -187,16 +226,25 @@ pub(crate) async fn ask_for_title(
                 attempt,
                 ?delay,
                 error = %err,
-                "title request failed; retrying"
+                "quick generation request failed; retrying"
             );
         },
     );
     let response = match tokio::time::timeout(timeout, attempts).await {
-        Err(_) => return Err(TitleError::TimedOut(timeout)),
-        Ok(Err(e)) => return Err(TitleError::Model(e)),
-        Ok(Ok(response)) => response,
+        Err(_) => Err(TitleError::TimedOut(timeout)),
+        Ok(Err(e)) => Err(TitleError::Model(e)),
+        Ok(Ok(response)) => Ok(response),
     };
-    normalize_generated_title(&response.text).ok_or(TitleError::Empty)
+    match response {
+        Ok(response) => QuickReply {
+            result: normalize_generated_label(&response.text, max_words).ok_or(TitleError::Empty),
+            usage: response.usage,
+        },
+        Err(e) => QuickReply {
+            result: Err(e),
+            usage: ChatMessageUsage::default(),
+        },
+    }
 }
 
 /// Whitespace-separated words with control characters removed; empty words dropped.

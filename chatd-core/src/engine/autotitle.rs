@@ -10,9 +10,10 @@ use std::sync::Arc;
 use codersdk::{ChatMessage, ChatMessagePartType, ChatMessageRole, ChatWatchEventKind};
 
 use super::models::{ResolvedModel, TurnModelRequest};
+use super::usage::{record_call, CallModel};
 use super::Inner;
 use crate::store::TurnInputs;
-use crate::title::{fallback_title, generate_title, TITLE_TIMEOUT};
+use crate::title::{fallback_title, generate_title_with_usage, TITLE_TIMEOUT};
 
 /// Starts title generation in the background when the chat is on its first turn and
 /// still has the title derived from its first message.
@@ -48,6 +49,8 @@ pub(crate) fn maybe_generate(
     }
     let chat_id = inputs.chat.id;
     let chat_model = Arc::clone(&resolved.model);
+    let chat_model_config_id = resolved.model_config_id;
+    let chat_cost = resolved.cost.clone();
     let request = TurnModelRequest {
         chat_id,
         owner_id: inputs.chat.owner_id,
@@ -61,11 +64,23 @@ pub(crate) fn maybe_generate(
         let inner = task_inner;
         // The deployment's title model when one is set and usable, else the turn's model.
         // Resolved here, off the turn's path: the turn does not wait for it.
-        let model = match inner.models.title_model(request).await {
-            Some(title_model) => title_model.model,
-            None => chat_model,
+        let (model, model_config_id, cost) = match inner.models.title_model(request).await {
+            Some(title_model) => (
+                title_model.model,
+                title_model.model_config_id,
+                title_model.cost,
+            ),
+            None => (chat_model, chat_model_config_id, chat_cost),
         };
-        let title = match generate_title(model.as_ref(), &text, TITLE_TIMEOUT).await {
+        let started = std::time::Instant::now();
+        let reply = generate_title_with_usage(model.as_ref(), &text, TITLE_TIMEOUT).await;
+        let call = CallModel {
+            model_config_id: Some(model_config_id),
+            model: model.as_ref(),
+            cost: cost.as_ref(),
+        };
+        record_call(&inner, chat_id, call, &reply.usage, started).await;
+        let title = match reply.result {
             Ok(title) => title,
             Err(e) => {
                 let redactor = model.redactor();

@@ -18,6 +18,7 @@ mod stream;
 mod subagents;
 mod titles;
 mod turn;
+mod usage;
 mod workspace;
 
 use std::collections::HashMap;

@@ -13,9 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
-use std::time::Duration;
 
-use chatprovider::LanguageModel;
 use codersdk::{
     Chat, ChatError, ChatMessage, ChatMessagePartType, ChatMessageRole, ChatWatchEventKind,
     MessagePage, Response, Uuid,
@@ -23,6 +21,7 @@ use codersdk::{
 
 use super::models::TurnModelRequest;
 use super::ops::Access;
+use super::usage::{record_call, CallModel};
 use super::{lock, Actor, Engine};
 use crate::error::{Error, ErrorKind, Result};
 use crate::title::{TitleError, TITLE_ELLIPSIS, TITLE_INPUT_MAX_RUNES, TITLE_TIMEOUT};
@@ -156,8 +155,24 @@ impl Engine {
         };
         let model = resolved.model.as_ref();
         let provider = model.provider().as_str().to_owned();
-        generate_conversation_title(model, &transcript, TITLE_TIMEOUT)
-            .await
+        let started = std::time::Instant::now();
+        let reply = crate::title::quick_generate(
+            model,
+            CONVERSATION_TITLE_SYSTEM_PROMPT,
+            transcript,
+            crate::title::MAX_GENERATED_TITLE_WORDS,
+            TITLE_TIMEOUT,
+        )
+        .await;
+        // Billed whether or not the reply was usable.
+        let call = CallModel {
+            model_config_id: Some(resolved.model_config_id),
+            model,
+            cost: resolved.cost.as_ref(),
+        };
+        record_call(&self.inner, chat.id, call, &reply.usage, started).await;
+        reply
+            .result
             .map_err(|e| generation_failed(e, &provider, &resolved.redactor))
     }
 
@@ -296,22 +311,6 @@ fn clip(text: &str, max: usize) -> String {
         out.push(TITLE_ELLIPSIS);
     }
     out
-}
-
-/// Asks `model` for a title of `transcript` under `chaterror`'s retry policy, within
-/// `timeout` for all attempts, and cleans the reply with [`normalize_generated_title`].
-async fn generate_conversation_title(
-    model: &dyn LanguageModel,
-    transcript: &str,
-    timeout: Duration,
-) -> std::result::Result<String, TitleError> {
-    crate::title::ask_for_title(
-        model,
-        CONVERSATION_TITLE_SYSTEM_PROMPT,
-        transcript.to_owned(),
-        timeout,
-    )
-    .await
 }
 
 /// The resolver could not give the chat's model: a configuration problem to fix.

@@ -308,6 +308,12 @@ pub(super) struct StepColumns {
     pub(super) total_cost_micros: Option<i64>,
     pub(super) runtime_ms: Option<i64>,
     pub(super) provider_response_id: Option<String>,
+    /// Written by context compaction (`chat_messages.compressed`).
+    pub(super) compressed: bool,
+    /// Soft-deleted from the start: a hidden usage row ([`Store::record_hidden_usage`]).
+    ///
+    /// [`Store::record_hidden_usage`]: super::Store::record_hidden_usage
+    pub(super) deleted: bool,
 }
 
 pub(super) async fn insert_message_with(
@@ -345,9 +351,9 @@ pub(super) async fn insert_message_row(
         "INSERT INTO chat_messages (chat_id, created_by, model_config_id, role, content, \
          content_version, visibility, input_tokens, output_tokens, total_tokens, \
          reasoning_tokens, cache_creation_tokens, cache_read_tokens, context_limit, created_at, \
-         total_cost_micros, runtime_ms, provider_response_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
-         RETURNING id",
+         total_cost_micros, runtime_ms, provider_response_id, compressed, deleted) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+         $19, $20) RETURNING id",
     )
     .bind(uuid_text(chat_id))
     .bind(new.created_by.map(uuid_text))
@@ -367,6 +373,8 @@ pub(super) async fn insert_message_row(
     .bind(step.total_cost_micros)
     .bind(step.runtime_ms)
     .bind(step.provider_response_id.as_deref())
+    .bind(i64::from(step.compressed))
+    .bind(i64::from(step.deleted))
     .fetch_one(&mut *conn)
     .await
     .db()?;

@@ -22,6 +22,7 @@ mod subagents;
 mod tokens;
 mod transition;
 mod turns;
+mod usage;
 mod users;
 mod workspaces;
 
@@ -80,6 +81,7 @@ pub use tokens::{
 };
 pub use transition::Transition;
 pub use turns::{PersistedStep, Step, TurnOutcome};
+pub use usage::HiddenUsage;
 pub use users::{NewUser, Organization, User};
 pub use workspaces::InjectedContext;
 

@@ -181,6 +181,7 @@ async fn persist_in_tx(
         total_cost_micros: step.total_cost_micros,
         runtime_ms: Some(step.runtime_ms),
         provider_response_id: step.provider_response_id,
+        ..StepColumns::default()
     };
     let mut messages = Vec::with_capacity(step.tool_results.len().saturating_add(1));
     // Inserting with the model config also moves the chat's `last_model_config_id`.
