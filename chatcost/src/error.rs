@@ -18,15 +18,19 @@ pub enum CostErrorKind {
     Overflow,
     /// A JSON text could not be parsed into the expected shape.
     Json,
-    /// The upstream price data given to the generator is larger than
+    /// The upstream models.dev data given to a generator is larger than
     /// [`crate::MAX_UPSTREAM_JSON_BYTES`].
     UpstreamTooLarge,
-    /// A provider the generator must cover is missing from the upstream data or has no models.
+    /// A provider a generator must cover is missing from the upstream data or has no models.
     MissingProviders,
     /// The generator produced no row with an input or output price.
     NoPricingData,
     /// A price seed (the price book's JSON) is empty or breaks the seed rules.
     InvalidPriceSeed,
+    /// The context-limit generator produced no row.
+    NoContextLimits,
+    /// A context-limit table (the JSON beside the price book) is empty or breaks its rules.
+    InvalidContextLimits,
 }
 
 impl CostErrorKind {
@@ -42,6 +46,8 @@ impl CostErrorKind {
             CostErrorKind::MissingProviders => "missing_providers",
             CostErrorKind::NoPricingData => "no_pricing_data",
             CostErrorKind::InvalidPriceSeed => "invalid_price_seed",
+            CostErrorKind::NoContextLimits => "no_context_limits",
+            CostErrorKind::InvalidContextLimits => "invalid_context_limits",
         }
     }
 }
@@ -126,7 +132,8 @@ impl CostError {
         self.inner.kind == CostErrorKind::Json
     }
 
-    /// Whether the price-seed generator or loader refused its input.
+    /// Whether a generator or loader of the embedded models.dev tables (the price seed and
+    /// the context-limit table) refused its input.
     pub fn is_price_seed(&self) -> bool {
         matches!(
             self.inner.kind,
@@ -134,6 +141,8 @@ impl CostError {
                 | CostErrorKind::MissingProviders
                 | CostErrorKind::NoPricingData
                 | CostErrorKind::InvalidPriceSeed
+                | CostErrorKind::NoContextLimits
+                | CostErrorKind::InvalidContextLimits
         )
     }
 }
@@ -199,5 +208,7 @@ mod tests {
         let u = CostError::new(CostErrorKind::InconsistentUsage, "u");
         assert!(u.is_invalid_usage());
         assert!(CostError::new(CostErrorKind::NoPricingData, "n").is_price_seed());
+        assert!(CostError::new(CostErrorKind::InvalidContextLimits, "c").is_price_seed());
+        assert_eq!(CostErrorKind::NoContextLimits.as_str(), "no_context_limits");
     }
 }

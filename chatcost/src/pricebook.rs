@@ -4,7 +4,6 @@
 //! Seed units are **micro-USD per million tokens** (USD/M × 10^6) as integers; `null`
 //! means "upstream did not publish this price" and differs from `0` (free).
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
 
 use codersdk::ModelCostConfig;
@@ -13,14 +12,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::error::{CostError, CostErrorKind};
+use crate::model_index::ModelIndex;
+use crate::models_dev::{
+    provider_count, read_providers, render_rows, sort_unique, ProviderMapping,
+    MAX_UPSTREAM_JSON_BYTES,
+};
 
 /// The embedded seed, `data/prices.json`, as shipped (regenerate it with
 /// `CHATD_UPDATE_PRICES=1 cargo test -p chatcost --test it price_seed`).
 pub const EMBEDDED_PRICES_JSON: &str = include_str!("../data/prices.json");
-
-/// Largest upstream document [`generate`] accepts, in bytes (100 MiB, the body cap of
-/// Coder's generator). Checked before parsing.
-pub const MAX_UPSTREAM_JSON_BYTES: usize = 100 * 1024 * 1024;
 
 /// One price-book row: exactly the six fields of the seed format.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -63,37 +63,6 @@ impl PriceRow {
     }
 }
 
-/// Which models.dev provider feeds which of our provider ids.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ProviderMapping<'a> {
-    /// Our provider id, written into [`PriceRow::provider`].
-    pub provider: &'a str,
-    /// The provider key in models.dev's `api.json`.
-    pub upstream: &'a str,
-}
-
-impl<'a> ProviderMapping<'a> {
-    /// A mapping from `upstream` (models.dev key) to `provider` (our id).
-    pub const fn new(provider: &'a str, upstream: &'a str) -> Self {
-        ProviderMapping { provider, upstream }
-    }
-}
-
-/// The providers the embedded seed covers: the provider ids of `codersdk::ProviderId` that have a vendor price
-/// list (`openai-compat` is excluded: its upstream vendor is unknown), plus `xai` and
-/// `deepseek` for use through `openai-compat` (see [`openai_compat_vendor`]).
-pub const SEED_PROVIDERS: &[ProviderMapping<'static>] = &[
-    ProviderMapping::new("anthropic", "anthropic"),
-    ProviderMapping::new("azure", "azure"),
-    ProviderMapping::new("bedrock", "amazon-bedrock"),
-    ProviderMapping::new("deepseek", "deepseek"),
-    ProviderMapping::new("google", "google"),
-    ProviderMapping::new("openai", "openai"),
-    ProviderMapping::new("openrouter", "openrouter"),
-    ProviderMapping::new("vercel", "vercel"),
-    ProviderMapping::new("xai", "xai"),
-];
-
 /// What [`generate`] produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GeneratedSeed {
@@ -111,20 +80,28 @@ impl GeneratedSeed {
 
     /// How many distinct providers have rows.
     pub fn provider_count(&self) -> usize {
-        let mut providers: Vec<&str> = self.rows.iter().map(|r| r.provider.as_str()).collect();
-        providers.dedup();
-        providers.len()
+        provider_count(self.rows.iter().map(|r| r.provider.as_str()))
     }
 }
 
 /// Writes rows in the seed format: a JSON array, 2-space indented, one object per row with
 /// the six fields in order, `null` for unpublished prices, and a final newline.
 pub fn render_seed(rows: &[PriceRow]) -> String {
-    // Serializing plain strings and integers cannot fail; an empty array is the fallback
-    // that keeps this infallible without a panic path.
-    let mut text = serde_json::to_string_pretty(rows).unwrap_or_else(|_| String::from("[]"));
-    text.push('\n');
-    text
+    render_rows(rows)
+}
+
+/// The part of a models.dev model the price seed reads.
+#[derive(Deserialize)]
+struct PricedModel {
+    cost: Option<UpstreamCost>,
+}
+
+#[derive(Deserialize)]
+struct UpstreamCost {
+    input: Option<Box<RawValue>>,
+    output: Option<Box<RawValue>>,
+    cache_read: Option<Box<RawValue>>,
+    cache_write: Option<Box<RawValue>>,
 }
 
 /// Generates price rows from models.dev data, following Coder's generator rules (described in docs/cost.md).
@@ -151,91 +128,7 @@ pub fn generate(
     upstream_json: &str,
     providers: &[ProviderMapping<'_>],
 ) -> Result<GeneratedSeed, CostError> {
-    generate_limited(upstream_json, providers, MAX_UPSTREAM_JSON_BYTES)
-}
-
-#[derive(Deserialize)]
-struct UpstreamProvider {
-    #[serde(default)]
-    models: Option<BTreeMap<String, UpstreamModel>>,
-}
-
-#[derive(Deserialize)]
-struct UpstreamModel {
-    #[serde(default)]
-    cost: Option<UpstreamCost>,
-}
-
-#[derive(Deserialize)]
-struct UpstreamCost {
-    #[serde(default)]
-    input: Option<Box<RawValue>>,
-    #[serde(default)]
-    output: Option<Box<RawValue>>,
-    #[serde(default)]
-    cache_read: Option<Box<RawValue>>,
-    #[serde(default)]
-    cache_write: Option<Box<RawValue>>,
-}
-
-fn json_error(what: &str, e: serde_json::Error) -> CostError {
-    CostError::new(CostErrorKind::Json, format!("{what}: {e}")).with_source(e)
-}
-
-fn generate_limited(
-    upstream_json: &str,
-    providers: &[ProviderMapping<'_>],
-    limit: usize,
-) -> Result<GeneratedSeed, CostError> {
-    if upstream_json.len() > limit {
-        return Err(CostError::new(
-            CostErrorKind::UpstreamTooLarge,
-            format!(
-                "upstream price data is {} bytes, more than the {limit}-byte limit",
-                upstream_json.len()
-            ),
-        ));
-    }
-    let top: HashMap<String, Box<RawValue>> = serde_json::from_str(upstream_json)
-        .map_err(|e| json_error("parse upstream price data", e))?;
-    // Our snapshot wraps models.dev's provider map together with its provenance.
-    let wrapped = match (top.get("origin"), top.get("providers")) {
-        (Some(_), Some(inner)) => Some(
-            serde_json::from_str::<HashMap<String, Box<RawValue>>>(inner.get())
-                .map_err(|e| json_error("parse upstream `providers`", e))?,
-        ),
-        _ => None,
-    };
-    let map = wrapped.as_ref().unwrap_or(&top);
-
-    let mut missing = Vec::new();
-    let mut parsed = Vec::with_capacity(providers.len());
-    for mapping in providers {
-        let models = match map.get(mapping.upstream) {
-            Some(raw) => {
-                serde_json::from_str::<UpstreamProvider>(raw.get())
-                    .map_err(|e| {
-                        json_error(&format!("parse upstream provider {}", mapping.upstream), e)
-                    })?
-                    .models
-            }
-            None => None,
-        };
-        match models {
-            Some(models) if !models.is_empty() => parsed.push((mapping, models)),
-            _ => missing.push(mapping.upstream),
-        }
-    }
-    if !missing.is_empty() {
-        return Err(CostError::new(
-            CostErrorKind::MissingProviders,
-            format!(
-                "providers missing or empty in upstream: [{}]",
-                missing.join(", ")
-            ),
-        ));
-    }
-
+    let parsed = read_providers::<PricedModel>(upstream_json, providers, MAX_UPSTREAM_JSON_BYTES)?;
     let mut rows = Vec::new();
     let mut warnings = Vec::new();
     for (mapping, models) in parsed {
@@ -280,20 +173,12 @@ fn generate_limited(
             });
         }
     }
-    rows.sort_by(|a, b| (&a.provider, &a.model).cmp(&(&b.provider, &b.model)));
-    if let Some(pair) = rows
-        .windows(2)
-        .find(|w| matches!(w, [a, b] if a.provider == b.provider && a.model == b.model))
-    {
-        let row = pair
-            .first()
-            .map(|r| format!("{}/{}", r.provider, r.model))
-            .unwrap_or_default();
-        return Err(CostError::new(
-            CostErrorKind::InvalidPriceSeed,
-            format!("duplicate price row {row} (two mappings share a provider id)"),
-        ));
-    }
+    sort_unique(
+        &mut rows,
+        |r| (r.provider.as_str(), r.model.as_str()),
+        "price row",
+        CostErrorKind::InvalidPriceSeed,
+    )?;
     if !rows
         .iter()
         .any(|r| r.input_price.is_some() || r.output_price.is_some())
@@ -404,13 +289,7 @@ pub fn openai_compat_vendor(base_url: &str) -> Option<&'static str> {
 #[derive(Debug, Clone, Default)]
 pub struct PriceBook {
     rows: Vec<PriceRow>,
-    providers: HashMap<String, ProviderIndex>,
-}
-
-#[derive(Debug, Clone, Default)]
-struct ProviderIndex {
-    exact: HashMap<String, usize>,
-    folded: HashMap<String, usize>,
+    index: ModelIndex,
 }
 
 impl PriceBook {
@@ -450,13 +329,7 @@ impl PriceBook {
             return Err(invalid("price seed is empty".to_owned()));
         }
         rows.sort_by(|a, b| (&a.provider, &a.model).cmp(&(&b.provider, &b.model)));
-        let mut providers: HashMap<String, ProviderIndex> = HashMap::new();
-        for (i, row) in rows.iter().enumerate() {
-            if row.provider.is_empty() || row.model.is_empty() {
-                return Err(invalid(format!(
-                    "price row {i} has an empty provider or model"
-                )));
-            }
+        for row in &rows {
             if let Some((field, value)) = row
                 .prices()
                 .into_iter()
@@ -470,20 +343,13 @@ impl PriceBook {
                 ))
                 .with_field(field));
             }
-            let index = providers.entry(row.provider.clone()).or_default();
-            if index.exact.insert(row.model.clone(), i).is_some() {
-                return Err(invalid(format!(
-                    "duplicate price row {}/{}",
-                    row.provider, row.model
-                )));
-            }
-            // Sorted order makes the first of several case-variants win, deterministically.
-            index
-                .folded
-                .entry(row.model.to_ascii_lowercase())
-                .or_insert(i);
         }
-        Ok(PriceBook { rows, providers })
+        let index = ModelIndex::build(
+            rows.iter().map(|r| (r.provider.as_str(), r.model.as_str())),
+            "price row",
+            CostErrorKind::InvalidPriceSeed,
+        )?;
+        Ok(PriceBook { rows, index })
     }
 
     /// All rows, sorted by provider then model.
@@ -521,15 +387,7 @@ impl PriceBook {
 
     /// The row [`PriceBook::lookup`] would use, with its micro-USD integers.
     pub fn lookup_row(&self, provider: &str, model: &str) -> Option<&PriceRow> {
-        let index = self.provider_index(provider)?;
-        let find = |m: &str| {
-            index
-                .exact
-                .get(m)
-                .or_else(|| index.folded.get(&m.trim().to_ascii_lowercase()))
-                .and_then(|&i| self.rows.get(i))
-        };
-        find(model).or_else(|| strip_date_suffix(model.trim()).and_then(find))
+        self.rows.get(self.index.find(provider, model)?)
     }
 
     /// Fills the prices `cost` leaves unset from this book (what the engine does before
@@ -548,39 +406,6 @@ impl PriceBook {
             None => false,
         }
     }
-
-    fn provider_index(&self, provider: &str) -> Option<&ProviderIndex> {
-        if let Some(index) = self.providers.get(provider) {
-            return Some(index);
-        }
-        let normalized = provider.trim().to_ascii_lowercase();
-        let normalized = match normalized.as_str() {
-            "amazon-bedrock" => "bedrock",
-            other => other,
-        };
-        self.providers.get(normalized)
-    }
-}
-
-/// `"gpt-4o-2024-08-06"` ⇒ `"gpt-4o"`, `"claude-opus-4-5-20251101"` ⇒ `"claude-opus-4-5"`.
-fn strip_date_suffix(model: &str) -> Option<&str> {
-    let is_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    // -YYYYMMDD
-    if let Some((base, date)) = model.rsplit_once('-') {
-        if date.len() == 8 && is_digits(date) && date.starts_with("20") && !base.is_empty() {
-            return Some(base);
-        }
-    }
-    // -YYYY-MM-DD
-    let mut parts = model.rsplitn(4, '-');
-    let (day, month, year, base) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    let ok = day.len() == 2
-        && month.len() == 2
-        && year.len() == 4
-        && year.starts_with("20")
-        && [day, month, year].into_iter().all(is_digits)
-        && !base.is_empty();
-    ok.then_some(base)
 }
 
 #[cfg(test)]
@@ -640,26 +465,6 @@ mod tests {
     }
 
     #[test]
-    fn date_suffixes() {
-        assert_eq!(strip_date_suffix("gpt-4o-2024-08-06"), Some("gpt-4o"));
-        assert_eq!(
-            strip_date_suffix("claude-opus-4-5-20251101"),
-            Some("claude-opus-4-5")
-        );
-        assert_eq!(
-            strip_date_suffix("gpt-4.1-nano-2025-04-14"),
-            Some("gpt-4.1-nano")
-        );
-        assert_eq!(strip_date_suffix("gpt-4o"), None);
-        assert_eq!(strip_date_suffix("claude-3-5-sonnet-v2"), None);
-        assert_eq!(strip_date_suffix("-20250101"), None);
-        assert_eq!(strip_date_suffix("2025-01-01"), None);
-        assert_eq!(strip_date_suffix("gpt-3.5-turbo-0125"), None);
-        assert_eq!(strip_date_suffix("model-19991231"), None);
-        assert_eq!(strip_date_suffix(""), None);
-    }
-
-    #[test]
     fn vendor_from_base_url() {
         assert_eq!(openai_compat_vendor("https://api.x.ai/v1"), Some("xai"));
         assert_eq!(openai_compat_vendor("api.x.ai"), Some("xai"));
@@ -709,14 +514,5 @@ mod tests {
             max.to_cost_config().input_price_per_million_tokens,
             Some(Decimal::from_str("9223372036854.775807").unwrap())
         );
-    }
-
-    #[test]
-    fn upstream_size_limit_edge() {
-        let text = r#"{"p":{"models":{"m":{"cost":{"input":1}}}}}"#;
-        let map = [ProviderMapping::new("p", "p")];
-        assert!(generate_limited(text, &map, text.len()).is_ok());
-        let err = generate_limited(text, &map, text.len() - 1).unwrap_err();
-        assert_eq!(err.kind(), CostErrorKind::UpstreamTooLarge);
     }
 }
