@@ -99,6 +99,11 @@ pub use cluster::{
     ConfigChange, EngineObserver, NoObserver, RecoveryCause, DEFAULT_LIVENESS_INTERVAL,
 };
 pub use engine::{
+    context_tokens, COMPACTION_DISABLED_THRESHOLD, COMPACTION_FAILED_MESSAGE,
+    COMPACTION_SUMMARY_PREFIX, COMPACTION_SUMMARY_PROMPT, COMPACTION_TIMEOUT, COMPACTION_TOOL_NAME,
+    CONTEXT_STILL_TOO_LONG_MESSAGE, FALLBACK_CONTEXT_LIMIT, MAX_COMPACTION_REENTRIES,
+};
+pub use engine::{
     Actor, ChatStream, Engine, EngineConfig, EngineSettings, FileUpload, ModelResolver,
     ModelSelection, ResolvedModel, StoreModelResolver, TurnModelRequest, ADMIN_ONLY_MESSAGE,
     CONFIG_CHANGE_CAPACITY, CONVERSATION_TITLE_SYSTEM_PROMPT, DEFAULT_ACQUIRE_INTERVAL,

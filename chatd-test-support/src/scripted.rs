@@ -25,6 +25,20 @@ use tokio::sync::Notify;
 /// What a [`ScriptedModel`] answers every title request with.
 pub const SCRIPTED_TITLE: &str = "Scripted Title";
 
+/// What a [`ScriptedModel`] answers every compaction summary request with.
+pub const SCRIPTED_SUMMARY: &str = "Scripted summary of the conversation";
+
+/// Usage a [`ScriptedModel`] reports for each compaction summary request.
+pub const SCRIPTED_SUMMARY_USAGE: ChatMessageUsage = ChatMessageUsage {
+    input_tokens: Some(300),
+    output_tokens: Some(40),
+    total_tokens: Some(340),
+    reasoning_tokens: None,
+    cache_creation_tokens: None,
+    cache_read_tokens: None,
+    context_limit: None,
+};
+
 /// One scripted model call.
 #[derive(Debug, Clone)]
 pub enum Reply {
@@ -34,6 +48,10 @@ pub enum Reply {
     ToolCalls(Vec<(String, String, String)>),
     /// Fails with this HTTP status before streaming anything.
     Fail(u16),
+    /// Fails with this HTTP status and response body before streaming anything.
+    FailWith(u16, String),
+    /// Streams the text like [`Reply::Text`], reporting this usage.
+    TextWithUsage(String, ChatMessageUsage),
     /// Streams `before` as text deltas, waits for the gate, then streams `after` and stops.
     Gated {
         /// Text deltas streamed before the gate.
@@ -49,8 +67,10 @@ pub enum Reply {
 #[derive(Debug, Default)]
 pub struct ScriptedModel {
     script: Mutex<VecDeque<Reply>>,
-    /// Turn calls so far (title requests are not counted).
+    /// Turn calls so far (title and compaction summary requests are not counted).
     pub calls: AtomicUsize,
+    /// Compaction summary requests so far (answered with [`SCRIPTED_SUMMARY`]).
+    pub summaries: AtomicUsize,
     /// The requests of those calls, in order.
     pub requests: Mutex<Vec<ModelRequest>>,
 }
@@ -136,6 +156,26 @@ impl LanguageModel for ScriptedModel {
             ];
             return futures_util::stream::iter(parts.into_iter().map(Ok)).boxed();
         }
+        // Compaction summaries too: the request ends with the summary instruction.
+        let summary_request = request.messages.last().is_some_and(|m| {
+            m.content.iter().any(|p| {
+                matches!(p, Part::Text { text } if text == chatd_core::COMPACTION_SUMMARY_PROMPT)
+            })
+        });
+        if summary_request {
+            self.summaries.fetch_add(1, Ordering::SeqCst);
+            let parts = vec![
+                StreamPart::TextDelta {
+                    block: 0,
+                    delta: SCRIPTED_SUMMARY.into(),
+                },
+                StreamPart::Finish {
+                    reason: FinishReason::Stop,
+                    usage: SCRIPTED_SUMMARY_USAGE,
+                },
+            ];
+            return futures_util::stream::iter(parts.into_iter().map(Ok)).boxed();
+        }
         self.calls.fetch_add(1, Ordering::SeqCst);
         lock(&self.requests).push(request);
         let reply = lock(&self.script)
@@ -170,6 +210,22 @@ impl LanguageModel for ScriptedModel {
                 }
                 parts.push(finish(FinishReason::ToolCalls));
                 futures_util::stream::iter(parts.into_iter().map(Ok)).boxed()
+            }
+            Reply::TextWithUsage(text, usage) => {
+                let mut parts = vec![meta];
+                parts.extend(text_parts(&deltas(&text)));
+                parts.push(StreamPart::Finish {
+                    reason: FinishReason::Stop,
+                    usage,
+                });
+                futures_util::stream::iter(parts.into_iter().map(Ok)).boxed()
+            }
+            Reply::FailWith(status, body) => {
+                let err = ProviderError::new(format!("HTTP {status}"))
+                    .with_status(status)
+                    .with_provider("openai")
+                    .with_body(body);
+                futures_util::stream::iter(vec![Err(err)]).boxed()
             }
             Reply::Fail(status) => {
                 let err = ProviderError::new(format!("HTTP {status}"))

@@ -87,6 +87,7 @@ mod detail;
 mod error;
 mod markers;
 mod messages;
+mod overflow;
 mod patterns;
 mod persisted;
 mod provider;
@@ -110,6 +111,7 @@ pub use markers::{
     HTTP2_CAUSE_RECEIVED_FROM_PEER,
 };
 pub use messages::content_filter_message;
+pub use overflow::is_context_overflow;
 pub use persisted::{decode_chat_error, decode_last_error, persisted_error_text};
 pub use provider::{detect_provider, display_name, normalize_provider};
 pub use provider_error::{

@@ -914,6 +914,8 @@ string_enum! {
         Explore = "explore",
         /// Title generation.
         TitleGeneration = "title_generation",
+        /// Context compaction: the model that writes a long chat's summary.
+        Compaction = "compaction",
     }
 }
 

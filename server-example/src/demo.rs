@@ -179,6 +179,11 @@ impl ModelResolver for DemoFallbackResolver {
         // (and usable) once something is configured, when the demo is not in use.
         self.configured.title_model(turn).await
     }
+
+    async fn compaction_model(&self, turn: TurnModelRequest) -> Option<ResolvedModel> {
+        // Like titles: the `compaction` override exists only once something is configured.
+        self.configured.compaction_model(turn).await
+    }
 }
 
 /// What the demo model does with a request.

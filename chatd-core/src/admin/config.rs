@@ -6,7 +6,9 @@ use codersdk::{
     CreateChatModelConfigRequest, CreateChatProviderConfigRequest,
     CreateUserChatProviderKeyRequest, UpdateChatModelConfigRequest, UpdateChatModelOverrideRequest,
     UpdateChatPlanModeInstructionsRequest, UpdateChatProviderConfigRequest,
-    UpdateChatSystemPromptRequest, UserChatCustomPrompt, UserChatProviderConfig, Uuid,
+    UpdateChatSystemPromptRequest, UpdateUserChatCompactionThresholdRequest,
+    UserChatCompactionThreshold, UserChatCompactionThresholds, UserChatCustomPrompt,
+    UserChatProviderConfig, Uuid,
 };
 
 use super::{invalid, require_admin, Admin};
@@ -267,6 +269,50 @@ impl Admin {
                 user_id: actor.user_id,
             },
         )
+    }
+
+    /// `actor`'s own compaction thresholds, per model config.
+    pub async fn user_compaction_thresholds(
+        &self,
+        actor: &Actor,
+    ) -> Result<UserChatCompactionThresholds> {
+        Ok(UserChatCompactionThresholds {
+            thresholds: self
+                .store()
+                .user_compaction_thresholds(actor.user_id)
+                .await?,
+        })
+    }
+
+    /// Sets `actor`'s own compaction threshold for `model_config_id` (0–100, 100 turns
+    /// automatic compaction off for their chats on that model). 400 out of range, 404 for a
+    /// model config that does not exist.
+    pub async fn set_user_compaction_threshold(
+        &self,
+        actor: &Actor,
+        model_config_id: Uuid,
+        request: &UpdateUserChatCompactionThresholdRequest,
+    ) -> Result<UserChatCompactionThreshold> {
+        self.store()
+            .set_user_compaction_threshold(
+                actor.user_id,
+                model_config_id,
+                request.threshold_percent,
+            )
+            .await
+    }
+
+    /// Removes `actor`'s own threshold for `model_config_id` (the model config's applies
+    /// again); removing one that is not set succeeds too.
+    pub async fn delete_user_compaction_threshold(
+        &self,
+        actor: &Actor,
+        model_config_id: Uuid,
+    ) -> Result<()> {
+        self.store()
+            .delete_user_compaction_threshold(actor.user_id, model_config_id)
+            .await
+            .map(|_| ())
     }
 
     // -----------------------------------------------------------------------------------

@@ -7,6 +7,7 @@
 //! subscriber never sees a state the database does not hold.
 
 mod autotitle;
+mod compaction;
 mod files;
 mod models;
 mod ops;
@@ -40,6 +41,11 @@ use crate::tools::ToolRegistry;
 use crate::workspace::tools::{PlanFileOnly, WritePolicy};
 use crate::workspace::WorkspaceProvider;
 
+pub use compaction::{
+    context_tokens, COMPACTION_DISABLED_THRESHOLD, COMPACTION_FAILED_MESSAGE,
+    COMPACTION_SUMMARY_PREFIX, COMPACTION_SUMMARY_PROMPT, COMPACTION_TIMEOUT, COMPACTION_TOOL_NAME,
+    CONTEXT_STILL_TOO_LONG_MESSAGE, FALLBACK_CONTEXT_LIMIT, MAX_COMPACTION_REENTRIES,
+};
 pub use files::{FileUpload, FILE_NOT_FOUND_MESSAGE, NOT_A_MEMBER_MESSAGE};
 pub use models::{ModelResolver, ModelSelection, ResolvedModel, TurnModelRequest};
 pub use ops::UNUSABLE_MCP_SERVER_DETAIL;

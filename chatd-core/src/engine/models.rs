@@ -68,8 +68,14 @@ pub struct ResolvedModel {
     /// Prices. Prices left unset are filled from `chatcost`'s embedded price book by the
     /// engine; `None` and no price-book row means the turn's cost is unknown (NULL).
     pub cost: Option<ModelCostConfig>,
-    /// The model's context window in tokens, recorded with each step's usage.
+    /// The model's context window in tokens, recorded with each step's usage; `None`:
+    /// the embedded price book's value for the model, else
+    /// [`FALLBACK_CONTEXT_LIMIT`](crate::FALLBACK_CONTEXT_LIMIT) (context compaction).
     pub context_limit: Option<i64>,
+    /// Percent of the context limit at which the chat is summarized (the model config's
+    /// `compression_threshold`, 0–100, 100 = never); a user's own threshold for the model
+    /// config wins. `None`: [`codersdk::DEFAULT_COMPRESSION_THRESHOLD`].
+    pub compression_threshold: Option<i32>,
     /// Whether the provider keeps responses (OpenAI Responses `store = true`): only then is
     /// the provider response id saved.
     pub store_response_id: bool,
@@ -93,6 +99,7 @@ impl ResolvedModel {
             provider_options: None,
             cost: None,
             context_limit: None,
+            compression_threshold: None,
             store_response_id: false,
             tools: Vec::new(),
             redactor: model.redactor(),
@@ -127,6 +134,12 @@ impl ResolvedModel {
     /// Sets the context window.
     pub fn with_context_limit(mut self, limit: Option<i64>) -> Self {
         self.context_limit = limit;
+        self
+    }
+
+    /// Sets the compaction threshold (percent of the context limit).
+    pub fn with_compression_threshold(mut self, percent: Option<i32>) -> Self {
+        self.compression_threshold = percent;
         self
     }
 
@@ -194,6 +207,16 @@ pub trait ModelResolver: Send + Sync + fmt::Debug + 'static {
     /// resolver should answer when the title model cannot be built: a title is never worth
     /// failing over. The default has no title model.
     async fn title_model(&self, turn: TurnModelRequest) -> Option<ResolvedModel> {
+        let _ = turn;
+        None
+    }
+
+    /// The model that summarizes a long chat (context compaction), when the deployment
+    /// chose one (the `compaction` model override) and it can be used for the chat's owner.
+    /// `None` means "the turn's own model", which is also the answer when the compaction
+    /// model cannot be built. The stricter of the two models' context limits applies. The
+    /// default has no compaction model.
+    async fn compaction_model(&self, turn: TurnModelRequest) -> Option<ResolvedModel> {
         let _ = turn;
         None
     }

@@ -268,6 +268,21 @@ impl Engine {
         self.authorized_chat(actor, chat_id, Access::Read).await
     }
 
+    /// Summarizes the chat's conversation now, whatever its context usage (context
+    /// compaction's manual trigger; Coder's newest `POST /chats/{chat}/compact`). The chat
+    /// must be idle (`waiting` or `error`, not archived), else [`ErrorKind::Conflict`]: it
+    /// becomes `pending`, and the worker that claims it writes the summary — streaming
+    /// "Summarizing…" like an automatic compaction, with `source: "manual"` in the result —
+    /// and goes back to `waiting` without calling the model otherwise. Owner (or
+    /// administrator) only. A summary that cannot be made ends in `error` with
+    /// [`COMPACTION_FAILED_MESSAGE`](crate::COMPACTION_FAILED_MESSAGE).
+    pub async fn compact_chat(&self, actor: &Actor, chat_id: Uuid) -> Result<Chat> {
+        self.authorized_chat(actor, chat_id, Access::Write).await?;
+        let requested = self.inner.store.request_compaction(chat_id).await?;
+        self.inner.publish(requested).await;
+        self.authorized_chat(actor, chat_id, Access::Read).await
+    }
+
     /// Replaces a user message and everything after it: later messages
     /// are soft-deleted, the queue is cleared, a running turn stops and its partial output
     /// is discarded, and the chat runs again from the edited message.

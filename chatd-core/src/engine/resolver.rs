@@ -167,6 +167,7 @@ impl StoreModelResolver {
             .with_provider_options(options.provider_options)
             .with_cost(model.call_config.cost.clone())
             .with_context_limit((config.context_limit > 0).then_some(config.context_limit))
+            .with_compression_threshold(Some(config.compression_threshold))
             .with_store_response_id(store_response_id))
     }
 }
@@ -244,15 +245,33 @@ impl ModelResolver for StoreModelResolver {
     /// policy of the chat's owner; `None` when no usable override is set or the owner
     /// cannot use it (no key, disabled provider), so titles fall back to the chat's model.
     async fn title_model(&self, turn: TurnModelRequest) -> Option<ResolvedModel> {
-        let config = match self
-            .store
-            .usable_model_override(&ChatModelOverrideContext::TitleGeneration)
+        self.override_model(ChatModelOverrideContext::TitleGeneration, turn)
             .await
-        {
+    }
+
+    /// The `compaction` model override, like [`StoreModelResolver::title_model`]: `None`
+    /// (the turn's model summarizes) when unset or unusable for the chat's owner.
+    async fn compaction_model(&self, turn: TurnModelRequest) -> Option<ResolvedModel> {
+        self.override_model(ChatModelOverrideContext::Compaction, turn)
+            .await
+    }
+}
+
+impl StoreModelResolver {
+    /// The deployment's model override for `context`, built like a turn's model with the
+    /// key policy of the chat's owner; `None` when unset, unusable, or unusable for this
+    /// owner (the caller then uses the chat's own model). Never fails: a side model is not
+    /// worth failing a turn or a title over.
+    async fn override_model(
+        &self,
+        context: ChatModelOverrideContext,
+        turn: TurnModelRequest,
+    ) -> Option<ResolvedModel> {
+        let config = match self.store.usable_model_override(&context).await {
             Ok(Some(config)) => config,
             Ok(None) => return None,
             Err(e) => {
-                tracing::warn!(error = %e, "reading the title model override failed");
+                tracing::warn!(context = %context.as_str(), error = %e, "reading a model override failed");
                 return None;
             }
         };
@@ -269,12 +288,12 @@ impl ModelResolver for StoreModelResolver {
         {
             Ok(model) => model,
             Err(e) => {
-                tracing::warn!(error = %e, "resolving the title model override failed");
+                tracing::warn!(context = %context.as_str(), error = %e, "resolving a model override failed");
                 return None;
             }
         };
         // Deleted or disabled between the two reads: the store fell back to the default,
-        // which is not the title model; the chat's own model is the fallback.
+        // which is not the override; the chat's own model is the fallback.
         if model.model_config.id != config.id {
             return None;
         }
@@ -283,8 +302,9 @@ impl ModelResolver for StoreModelResolver {
             Err(e) => {
                 tracing::debug!(
                     chat_id = %turn.chat_id,
+                    context = %context.as_str(),
                     reason = %e.message,
-                    "the title model override cannot be used for this chat; using the chat's model"
+                    "the model override cannot be used for this chat; using the chat's model"
                 );
                 None
             }

@@ -17,6 +17,10 @@ use codersdk::{
 };
 use futures_util::{FutureExt, StreamExt};
 
+use super::compaction::{
+    is_summary_row, still_too_long, Compactor, Failure, Source, COMPACTION_FAILED_MESSAGE,
+    MAX_COMPACTION_REENTRIES,
+};
 use super::models::{ResolvedModel, TurnModelRequest};
 use super::{lock, HookPoint, Inner, StopCause, TurnControl};
 use crate::error::ErrorKind;
@@ -158,7 +162,7 @@ async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
         Ok(_) => {}
         Err(e) => return TurnEnd::Failed(internal_error(&e)),
     }
-    if turn_already_answered(&history) {
+    if turn_already_answered(&history) && !inputs.compaction_requested {
         // A recovered or re-claimed chat whose last turn was persisted but not finished
         // (the worker died, or lost its lease, between the last step and the finish):
         // answering again would duplicate the reply. Only the finish is missing.
@@ -253,6 +257,46 @@ async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
     };
     super::autotitle::maybe_generate(inner, &inputs, &history, &resolved);
     let files = FileCache::default();
+    let mut compactor = Compactor::new(inner, request, &resolved).await;
+    // The last step's usage (what a provider's refusal is measured against), whether a
+    // compaction ran since the last successful step (a refusal then is final), and
+    // whether one ran in this pass of the step loop (the post-run safety net skips then).
+    let mut last_usage: Option<codersdk::ChatMessageUsage> = None;
+    let mut compacted_since_step = false;
+    let mut compacted_in_pass = false;
+    if inputs.compaction_requested {
+        // A manual compaction: summarize whatever the usage, then answer only what nobody
+        // answered yet (a message sent while the request waited).
+        let unanswered = history
+            .last()
+            .is_some_and(|m| m.role == ChatMessageRole::User && !is_summary_row(m));
+        let measure = compactor.measured(inner, &history).await;
+        match compactor
+            .compact(
+                inner,
+                control,
+                &resolved,
+                &history,
+                &system,
+                tools.definitions(),
+                measure,
+                Source::Manual,
+            )
+            .await
+        {
+            Ok(compacted) => history = compacted,
+            Err(Failure::Stopped) => return stopped(control),
+            Err(Failure::Lost) => return TurnEnd::Lost,
+            Err(Failure::Failed) => {
+                return TurnEnd::Failed(ChatError::generic(COMPACTION_FAILED_MESSAGE))
+            }
+        }
+        if !unanswered {
+            return TurnEnd::Completed;
+        }
+        compacted_since_step = true;
+        compacted_in_pass = true;
+    }
 
     for _ in 0..inner.settings.max_steps {
         if control.cancel.is_cancelled() {
@@ -284,6 +328,41 @@ async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
             Err(StepError::Stopped) => {
                 let partial = std::mem::take(&mut *lock(&partial)).finish();
                 return stop_mid_step(inner, control, &resolved, partial, started).await;
+            }
+            Err(StepError::Overflow(e)) => {
+                // The prompt does not fit: summarize and run the step again, unless a
+                // summary was just made (it did not help) or the re-entries are used up.
+                if !compactor.enabled() {
+                    return TurnEnd::Failed(e);
+                }
+                if compacted_since_step || compactor.reentries >= MAX_COMPACTION_REENTRIES {
+                    return TurnEnd::Failed(still_too_long(&e.provider));
+                }
+                let measure = compactor.overflow(inner, last_usage.as_ref()).await;
+                match compactor
+                    .compact(
+                        inner,
+                        control,
+                        &resolved,
+                        &history,
+                        &system,
+                        tools.definitions(),
+                        measure,
+                        Source::Automatic,
+                    )
+                    .await
+                {
+                    Ok(compacted) => {
+                        history = compacted;
+                        compactor.reentries += 1;
+                        compacted_since_step = true;
+                        compacted_in_pass = true;
+                        continue;
+                    }
+                    Err(Failure::Stopped) => return stopped(control),
+                    Err(Failure::Lost) => return TurnEnd::Lost,
+                    Err(Failure::Failed) => return TurnEnd::Failed(e),
+                }
             }
             Err(StepError::Failed(e)) => return TurnEnd::Failed(e),
         };
@@ -328,13 +407,82 @@ async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
                 Some(_) => stopped(control),
             };
         }
+        compacted_since_step = false;
+        last_usage = Some(response.usage);
+        // Inline compaction after a step that crossed the threshold.
+        let mut compacted_now = false;
+        if let Some(measure) = compactor.crossed(inner, &response.usage).await {
+            match compactor
+                .compact(
+                    inner,
+                    control,
+                    &resolved,
+                    &history,
+                    &system,
+                    tools.definitions(),
+                    measure,
+                    Source::Automatic,
+                )
+                .await
+            {
+                Ok(compacted) => {
+                    history = compacted;
+                    compacted_now = true;
+                    compacted_since_step = true;
+                }
+                Err(Failure::Stopped) => return stopped(control),
+                Err(Failure::Lost) => return TurnEnd::Lost,
+                // Logged; the post-run safety net tries once more.
+                Err(Failure::Failed) => {}
+            }
+        }
         if executed.requires_action() {
             return TurnEnd::RequiresAction;
         }
-        // Continue only while the model asked for tools that answered.
-        if executed.stop_turn || executed.results.is_empty() {
+        if executed.stop_turn {
             return TurnEnd::Completed;
         }
+        // Continue only while the model asked for tools that answered.
+        if !executed.results.is_empty() {
+            compacted_in_pass |= compacted_now;
+            continue;
+        }
+        // The model stopped. The safety net: one more attempt when nothing was compacted
+        // in this pass (an inline attempt may have failed).
+        if !compacted_in_pass && !compacted_now {
+            if let Some(measure) = compactor.crossed(inner, &response.usage).await {
+                match compactor
+                    .compact(
+                        inner,
+                        control,
+                        &resolved,
+                        &history,
+                        &system,
+                        tools.definitions(),
+                        measure,
+                        Source::Automatic,
+                    )
+                    .await
+                {
+                    Ok(compacted) => {
+                        history = compacted;
+                        compacted_now = true;
+                        compacted_since_step = true;
+                    }
+                    Err(Failure::Stopped) => return stopped(control),
+                    Err(Failure::Lost) => return TurnEnd::Lost,
+                    Err(Failure::Failed) => {}
+                }
+            }
+        }
+        // Compacted on what would have been the final step: the model never worked from
+        // the summary, so it continues from it (a bounded number of times).
+        if compacted_now && compactor.reentries < MAX_COMPACTION_REENTRIES {
+            compactor.reentries += 1;
+            compacted_in_pass = false;
+            continue;
+        }
+        return TurnEnd::Completed;
     }
     TurnEnd::Completed
 }
@@ -412,6 +560,9 @@ async fn stop_mid_step(
 enum StepError {
     /// The turn's control token fired.
     Stopped,
+    /// The provider refused the prompt as longer than the model's context window
+    /// ([`chaterror::is_context_overflow`]): compaction may help.
+    Overflow(ChatError),
     /// The model call failed for good.
     Failed(ChatError),
 }
@@ -469,6 +620,7 @@ async fn stream_with_retry(
         Ok(response) => Ok(response),
         Err(e) if e.is_canceled() => Err(StepError::Stopped),
         Err(e) => {
+            let overflow = chaterror::is_context_overflow(&e);
             let classified = chaterror::classify(&e).with_provider(&provider);
             let error = classified
                 .to_chat_error()
@@ -483,6 +635,9 @@ async fn stream_with_retry(
                 detail = %error.detail,
                 "model call failed"
             );
+            if overflow {
+                return Err(StepError::Overflow(error));
+            }
             Err(StepError::Failed(error))
         }
     }
@@ -578,14 +733,14 @@ type LoadedFile = (String, Vec<u8>, String);
 
 /// Bytes of uploaded files referenced by the history, loaded once per turn.
 #[derive(Default)]
-struct FileCache {
+pub(super) struct FileCache {
     files: Mutex<HashMap<Uuid, Option<LoadedFile>>>,
 }
 
 /// The history as request messages. `file` parts that reference an upload get the file's
 /// bytes; a file that no longer exists becomes a short text placeholder so the model knows
 /// something was attached.
-async fn request_messages(
+pub(super) async fn request_messages(
     inner: &Inner,
     history: &[ChatMessage],
     files: &FileCache,

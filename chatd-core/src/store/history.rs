@@ -61,18 +61,23 @@ impl std::fmt::Debug for NewFile {
 }
 
 impl Store {
-    /// The history a model sees: every non-deleted message with visibility
-    /// `model` or `both`, oldest first. [`ErrorKind::NotFound`] when the chat does not
-    /// exist.
+    /// The history a model sees, oldest first: the non-deleted messages with visibility
+    /// `model` or `both` from the newest compaction boundary on — every `system` row, the
+    /// boundary (the newest compressed, model-only summary row), and every uncompressed
+    /// row after it (the other rows of a compaction are bookkeeping for the user's view,
+    /// never prompt). Without a boundary it is the whole model-visible history.
+    /// [`ErrorKind::NotFound`] when the chat does not exist.
     ///
-    /// There is no compaction boundary yet (compaction is a later feature), so this is the
-    /// whole model-visible history.
+    /// One statement (the boundary is a subquery on a partial index), so the prompt and
+    /// its boundary come from one snapshot.
     pub async fn prompt_history(&self, chat_id: Uuid) -> Result<Vec<ChatMessage>> {
         let mut conn = self.pool().acquire().await.db()?;
         super::ensure_chat_exists(&mut conn, chat_id).await?;
         let sql = format!(
             "SELECT {MESSAGE_COLUMNS} FROM chat_messages WHERE chat_id = $1 \
-             AND visibility IN ('model', 'both') AND deleted = 0 ORDER BY id"
+             AND visibility IN ('model', 'both') AND deleted = 0 \
+             AND (role = 'system' OR (id >= ({COMPACTION_BOUNDARY}) \
+             AND (compressed = 0 OR id = ({COMPACTION_BOUNDARY})))) ORDER BY id"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(uuid_text(chat_id))
@@ -207,6 +212,8 @@ pub struct TurnInputs {
     pub system_prompt: String,
     /// What makes the chat a sub-agent; `None` for a root chat.
     pub subagent: Option<super::SubagentInfo>,
+    /// A manual compaction waits ([`Store::request_compaction`]).
+    pub compaction_requested: bool,
 }
 
 impl Store {
@@ -216,8 +223,8 @@ impl Store {
             return Ok(None);
         };
         let row = sqlx::query(
-            "SELECT dynamic_tools, system_prompt, parent_chat_id, mode, reasoning_effort \
-             FROM chats WHERE id = $1",
+            "SELECT dynamic_tools, system_prompt, parent_chat_id, mode, reasoning_effort, \
+             compaction_requested FROM chats WHERE id = $1",
         )
         .bind(uuid_text(chat_id))
         .fetch_optional(self.pool())
@@ -238,6 +245,13 @@ impl Store {
             dynamic_tools,
             system_prompt: row.try_get("system_prompt").db()?,
             subagent: super::subagents::subagent_from_row(&row)?,
+            compaction_requested: row.try_get::<i64, _>("compaction_requested").db()? != 0,
         }))
     }
 }
+
+/// The id of a chat's newest compaction boundary (the chat is `$1`), `0` without one: its
+/// newest non-deleted, compressed, model-only user row.
+const COMPACTION_BOUNDARY: &str = "SELECT COALESCE(MAX(b.id), 0) FROM chat_messages b \
+    WHERE b.chat_id = $1 AND b.compressed = 1 AND b.deleted = 0 AND b.visibility = 'model' \
+    AND b.role = 'user'";

@@ -11,6 +11,7 @@ mod actions;
 mod changes;
 mod chats;
 mod cluster;
+mod compaction;
 mod config;
 mod history;
 mod leases;
@@ -41,6 +42,7 @@ pub use actions::{
 };
 pub use changes::TOOL_INTERRUPTED_MESSAGE;
 pub use chats::{MessageVisibility, NewChat, NewMessage};
+pub use compaction::{Compaction, COMPACTION_BUSY_MESSAGE};
 pub use config::{
     provider_config_listing, provider_key_aad, user_key_aad, validate_user_prompt,
     DeletedModelConfig, DeletedProviderConfig, ModelConfigFilter, ModelConfigSource,

@@ -63,7 +63,7 @@ pub enum TurnOutcome {
     RequiresAction,
 }
 
-fn lease_lost(lease: &Lease) -> Error {
+pub(super) fn lease_lost(lease: &Lease) -> Error {
     Error::new(
         ErrorKind::LeaseLost,
         format!(
@@ -95,7 +95,10 @@ impl Store {
 
     /// Locks the lease's chat and reads its lease state in the same statement (one round
     /// trip instead of two on the hot path of every step).
-    async fn begin_leased_tx(&self, lease: &Lease) -> Result<(ChatTx, LeaseState, ChatStatus)> {
+    pub(super) async fn begin_leased_tx(
+        &self,
+        lease: &Lease,
+    ) -> Result<(ChatTx, LeaseState, ChatStatus)> {
         let mut tx = self.begin_write().await?;
         let sql = match self.dialect() {
             super::Dialect::Sqlite => {
@@ -261,7 +264,8 @@ async fn finish_in_tx(
     };
     if promoted {
         sqlx::query(
-            "UPDATE chats SET retry_state = NULL, lease_epoch = lease_epoch + 1 WHERE id = $1",
+            "UPDATE chats SET retry_state = NULL, compaction_requested = 0, \
+             lease_epoch = lease_epoch + 1 WHERE id = $1",
         )
         .bind(uuid_text(chat_id))
         .execute(&mut *conn)
@@ -272,7 +276,7 @@ async fn finish_in_tx(
         sqlx::query(
             "UPDATE chats SET status = $2, last_error = $3, worker_id = NULL, \
              lease_epoch = lease_epoch + 1, started_at = NULL, heartbeat_at = NULL, \
-             retry_state = NULL, updated_at = $4 \
+             retry_state = NULL, compaction_requested = 0, updated_at = $4 \
              WHERE id = $1",
         )
         .bind(uuid_text(chat_id))

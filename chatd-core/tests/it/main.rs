@@ -4,6 +4,7 @@
 
 mod admin;
 mod cluster;
+mod compaction;
 mod engine;
 mod engine_actions;
 mod engine_limits;

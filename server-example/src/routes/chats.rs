@@ -88,6 +88,7 @@ pub fn routes() -> Vec<Route> {
             edit_message,
         ),
         Route::new(Method::POST, "/chats/{chat}/interrupt", interrupt),
+        Route::new(Method::POST, "/chats/{chat}/compact", compact),
         Route::json::<SubmitToolResultsRequest, _, _>(
             Method::POST,
             "/chats/{chat}/tool-results",
@@ -263,6 +264,19 @@ async fn interrupt(
     Ok(Json(
         state.engine().interrupt(&caller.actor, chat_id).await?,
     ))
+}
+
+/// `POST /chats/{chat}/compact` → 202 with the chat, now `pending`: a worker summarizes the
+/// conversation whatever its context usage (`Engine::compact_chat`). 409 unless the chat
+/// is idle (`waiting` or `error`, not archived).
+async fn compact(
+    State(state): State<AppState>,
+    caller: Caller,
+    ChatId(chat_id): ChatId,
+    _: NoQuery,
+) -> ApiResult<(StatusCode, Json<Chat>)> {
+    let chat = state.engine().compact_chat(&caller.actor, chat_id).await?;
+    Ok((StatusCode::ACCEPTED, Json(chat)))
 }
 
 /// `POST /chats/{chat}/tool-results` → 204; 409 when the chat waits for no results.

@@ -16,7 +16,9 @@ use codersdk::{
     ChatUsageLimitStatus, CreateChatModelConfigRequest, CreateChatProviderConfigRequest,
     CreateUserChatProviderKeyRequest, UpdateChatModelConfigRequest, UpdateChatModelOverrideRequest,
     UpdateChatPlanModeInstructionsRequest, UpdateChatProviderConfigRequest,
-    UpdateChatSystemPromptRequest, UserChatCustomPrompt, UserChatProviderConfig,
+    UpdateChatSystemPromptRequest, UpdateUserChatCompactionThresholdRequest,
+    UserChatCompactionThreshold, UserChatCompactionThresholds, UserChatCustomPrompt,
+    UserChatProviderConfig,
 };
 
 use super::Route;
@@ -107,6 +109,20 @@ pub fn routes() -> Vec<Route> {
             Method::PUT,
             "/chats/config/user-prompt",
             put_user_prompt,
+        ),
+        Route::get(
+            "/chats/config/user-compaction-thresholds",
+            get_compaction_thresholds,
+        ),
+        Route::json::<UpdateUserChatCompactionThresholdRequest, _, _>(
+            Method::PUT,
+            "/chats/config/user-compaction-thresholds/{modelConfig}",
+            put_compaction_threshold,
+        ),
+        Route::new(
+            Method::DELETE,
+            "/chats/config/user-compaction-thresholds/{modelConfig}",
+            delete_compaction_threshold,
         ),
         Route::get("/chats/config/model-override/{context}", get_model_override),
         Route::json::<UpdateChatModelOverrideRequest, _, _>(
@@ -377,6 +393,52 @@ async fn put_user_prompt(
     Ok(Json(
         state.admin().set_user_prompt(&caller.actor, &req).await?,
     ))
+}
+
+/// `GET /chats/config/user-compaction-thresholds`: the caller's own thresholds.
+async fn get_compaction_thresholds(
+    State(state): State<AppState>,
+    caller: Caller,
+    _: NoQuery,
+) -> ApiResult<Json<UserChatCompactionThresholds>> {
+    Ok(Json(
+        state
+            .admin()
+            .user_compaction_thresholds(&caller.actor)
+            .await?,
+    ))
+}
+
+/// `PUT /chats/config/user-compaction-thresholds/{modelConfig}` → 200 with the stored
+/// threshold; 400 outside 0–100, 404 for an unknown model config.
+async fn put_compaction_threshold(
+    State(state): State<AppState>,
+    caller: Caller,
+    ModelConfigId(id): ModelConfigId,
+    _: NoQuery,
+    Json(req): Json<UpdateUserChatCompactionThresholdRequest>,
+) -> ApiResult<Json<UserChatCompactionThreshold>> {
+    Ok(Json(
+        state
+            .admin()
+            .set_user_compaction_threshold(&caller.actor, id, &req)
+            .await?,
+    ))
+}
+
+/// `DELETE /chats/config/user-compaction-thresholds/{modelConfig}` → 204, also when none
+/// was set.
+async fn delete_compaction_threshold(
+    State(state): State<AppState>,
+    caller: Caller,
+    ModelConfigId(id): ModelConfigId,
+    _: NoQuery,
+) -> ApiResult<StatusCode> {
+    state
+        .admin()
+        .delete_user_compaction_threshold(&caller.actor, id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 // ---------------------------------------------------------------------------------------

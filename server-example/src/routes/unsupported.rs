@@ -10,7 +10,6 @@ use axum::http::{Method, StatusCode};
 use codersdk::{
     ChatAutoArchiveDaysResponse, ChatDebugLoggingAdminSettings,
     ChatPersonalModelOverridesAdminSettings, ChatRetentionDaysResponse,
-    UserChatCompactionThresholds,
 };
 
 use super::config::Admin;
@@ -61,11 +60,6 @@ pub const UNSUPPORTED_ROUTES: &[(&str, &[&str], &str)] = &[
         "Chat debug logging",
     ),
     ("/chats/config/advisor", &["GET", "PUT"], "The advisor"),
-    (
-        "/chats/config/user-compaction-thresholds/{modelConfig}",
-        &["PUT", "DELETE"],
-        "Context compaction",
-    ),
     ("/chats/config/workspace-ttl", &["GET", "PUT"], "Workspaces"),
     ("/chats/config/retention-days", &["PUT"], "Chat retention"),
     (
@@ -110,7 +104,6 @@ pub const UNSUPPORTED_ROUTES: &[(&str, &[&str], &str)] = &[
 /// [`UNSUPPORTED_ROUTES`]: path (under `/api/experimental`) and whether only
 /// administrators may read it (as in Coder).
 pub const OFF_SETTINGS: &[(&str, bool)] = &[
-    ("/chats/config/user-compaction-thresholds", false),
     ("/chats/config/personal-model-overrides", true),
     ("/chats/config/debug-logging", false),
     ("/chats/config/retention-days", false),
@@ -131,10 +124,6 @@ pub fn routes() -> Vec<Route> {
     // The reads of the same paths: axum merges these GETs with the 501 writes above.
     routes.extend([
         Route::get(
-            "/chats/config/user-compaction-thresholds",
-            compaction_thresholds,
-        ),
-        Route::get(
             "/chats/config/personal-model-overrides",
             personal_model_overrides,
         ),
@@ -143,17 +132,6 @@ pub fn routes() -> Vec<Route> {
         Route::get("/chats/config/auto-archive-days", auto_archive_days),
     ]);
     routes
-}
-
-/// `GET /chats/config/user-compaction-thresholds`: the caller has set none (there is no
-/// compaction to tune).
-async fn compaction_thresholds(
-    _caller: Caller,
-    _: NoQuery,
-) -> ApiResult<Json<UserChatCompactionThresholds>> {
-    Ok(Json(UserChatCompactionThresholds {
-        thresholds: Vec::new(),
-    }))
 }
 
 /// `GET /chats/config/personal-model-overrides` (admin): users may not pick their own

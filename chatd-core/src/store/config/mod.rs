@@ -21,6 +21,7 @@ mod prompts;
 mod providers;
 mod resolve;
 mod rotate;
+mod thresholds;
 mod user_keys;
 
 use codersdk::{Response, Uuid};

@@ -207,7 +207,11 @@ mod tests {
             override_key(&ChatModelOverrideContext::TitleGeneration).unwrap(),
             "model_override:title_generation"
         );
-        let err = override_key(&ChatModelOverrideContext::from_wire("compaction")).unwrap_err();
+        assert_eq!(
+            override_key(&ChatModelOverrideContext::Compaction).unwrap(),
+            "model_override:compaction"
+        );
+        let err = override_key(&ChatModelOverrideContext::from_wire("advisor")).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidArgument);
     }
 
