@@ -3,4 +3,4 @@
 /**
  * ChatModelOverrideContext: a string union. Values outside it may arrive from newer servers.
  */
-export type ChatModelOverrideContext = "general" | "explore" | "title_generation";
+export type ChatModelOverrideContext = "general" | "explore" | "title_generation" | "compaction";
