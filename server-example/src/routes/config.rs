@@ -427,7 +427,7 @@ async fn put_compaction_threshold(
 }
 
 /// `DELETE /chats/config/user-compaction-thresholds/{modelConfig}` → 204, also when none
-/// was set.
+/// was set; 404 for an unknown model config.
 async fn delete_compaction_threshold(
     State(state): State<AppState>,
     caller: Caller,

@@ -912,6 +912,103 @@ async fn usage_limit_status_says_nobody_is_limited() {
     .await;
 }
 
+/// Users' own compaction thresholds: per user, per live model config, 0–100.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_thresholds_are_personal_and_bounded() {
+    on_each_backend(|store| async move {
+        let server = TestServer::start(&store, ScriptedModel::new([])).await;
+        let admin = Some(server.admin_token.as_str());
+        let bob = server.user("bob").await;
+        let member = Some(bob.token.as_str());
+        const PATH: &str = "/chats/config/user-compaction-thresholds";
+        let (s, _) = call(
+            &server,
+            Method::POST,
+            "/chats/providers",
+            admin,
+            Some(json!({"provider": "openai", "api_key": CENTRAL_KEY})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED);
+        let (s, model) = call(
+            &server,
+            Method::POST,
+            "/chats/model-configs",
+            admin,
+            Some(json!({"provider": "openai", "model": "gpt-4o", "context_limit": 128000})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED);
+        let id = model["id"].as_str().unwrap().to_owned();
+        let one = format!("{PATH}/{id}");
+
+        let (s, body) = call(&server, Method::GET, PATH, member, None).await;
+        assert_eq!((s, body), (StatusCode::OK, json!({"thresholds": []})));
+        // The edges: 0 and 100 are accepted, -1 and 101 are 400s naming the field.
+        for ok in [0, 100, 55] {
+            let (s, body) = call(
+                &server,
+                Method::PUT,
+                &one,
+                member,
+                Some(json!({"threshold_percent": ok})),
+            )
+            .await;
+            assert_eq!(s, StatusCode::OK, "{body}");
+            assert_eq!(
+                body,
+                json!({"model_config_id": id, "threshold_percent": ok})
+            );
+        }
+        for bad in [-1, 101] {
+            let (s, err) = call(
+                &server,
+                Method::PUT,
+                &one,
+                member,
+                Some(json!({"threshold_percent": bad})),
+            )
+            .await;
+            assert_eq!(s, StatusCode::BAD_REQUEST, "{err}");
+            assert_eq!(fields(&err), ["threshold_percent"]);
+        }
+        // An unknown model config is a 404; nothing is stored for it.
+        let unknown = format!("{PATH}/{}", codersdk::Uuid::new_v4());
+        let (s, _) = call(
+            &server,
+            Method::PUT,
+            &unknown,
+            member,
+            Some(json!({"threshold_percent": 50})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        // Personal: bob sees his, the admin sees none.
+        let (_, body) = call(&server, Method::GET, PATH, member, None).await;
+        assert_eq!(
+            body,
+            json!({"thresholds": [{"model_config_id": id, "threshold_percent": 55}]})
+        );
+        let _: codersdk::UserChatCompactionThresholds =
+            serde_json::from_value(body.clone()).unwrap();
+        let (_, body) = call(&server, Method::GET, PATH, admin, None).await;
+        assert_eq!(body, json!({"thresholds": []}));
+        // Deleting: 204, also when nothing is set.
+        for _ in 0..2 {
+            let (s, _) = call(&server, Method::DELETE, &one, member, None).await;
+            assert_eq!(s, StatusCode::NO_CONTENT);
+        }
+        let (_, body) = call(&server, Method::GET, PATH, member, None).await;
+        assert_eq!(body, json!({"thresholds": []}));
+        let (s, _) = call(&server, Method::DELETE, &unknown, member, None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        let (s, _) = call(&server, Method::GET, PATH, None, None).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        server.stop().await;
+    })
+    .await;
+}
+
 /// The settings Coder's frontend reads when its chat pages open answer the truthful "off"
 /// value instead of a 501; their writes stay 501 (walked by the next test).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -920,10 +1017,6 @@ async fn settings_of_unbuilt_features_read_as_off() {
         let server = TestServer::start(&store, ScriptedModel::new([])).await;
         let bob = server.user("bob").await;
         let expected = [
-            (
-                "/chats/config/user-compaction-thresholds",
-                json!({"thresholds": []}),
-            ),
             (
                 "/chats/config/personal-model-overrides",
                 json!({"allow_users": false}),
@@ -977,15 +1070,6 @@ async fn settings_of_unbuilt_features_read_as_off() {
             );
         }
         // The bodies are codersdk's types.
-        let (_, body) = call(
-            &server,
-            Method::GET,
-            "/chats/config/user-compaction-thresholds",
-            Some(&bob.token),
-            None,
-        )
-        .await;
-        let _: codersdk::UserChatCompactionThresholds = serde_json::from_value(body).unwrap();
         let (_, body) = call(
             &server,
             Method::GET,

@@ -92,7 +92,9 @@ impl Store {
     }
 
     /// Removes `user_id`'s threshold on `model_config_id`; the model config's own applies
-    /// again. Removing one that is not set is not an error. Returns whether one was set.
+    /// again. Removing one that is not set is not an error; naming a model config that
+    /// does not exist (or was deleted) is [`crate::ErrorKind::NotFound`]. Returns whether
+    /// one was set.
     pub async fn delete_user_compaction_threshold(
         &self,
         user_id: Uuid,
@@ -106,6 +108,18 @@ impl Store {
         .execute(self.pool())
         .await
         .db()?;
-        Ok(done.rows_affected() > 0)
+        if done.rows_affected() > 0 {
+            return Ok(true);
+        }
+        let live: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM model_configs WHERE id = $1 AND deleted = 0")
+                .bind(uuid_text(model_config_id))
+                .fetch_optional(self.pool())
+                .await
+                .db()?;
+        match live {
+            Some(_) => Ok(false),
+            None => Err(model_config_not_found(model_config_id)),
+        }
     }
 }
