@@ -6,6 +6,7 @@ mod admin;
 mod cluster;
 mod engine;
 mod engine_actions;
+mod engine_chain;
 mod engine_limits;
 mod engine_openai;
 mod engine_overrides;
