@@ -7,24 +7,30 @@
 //!
 //! [`decide`] is a pure function over the model-visible history. The *anchor* is the last
 //! assistant message, provided only user and tool messages follow it ([`anchor`]). A step
-//! is chained when **all** of these hold; otherwise it replays the whole history without a
-//! `previous_response_id`, and [`FullReplay`] says which condition failed first:
+//! is chained when **all** of these hold (numbered as in engine.md §11); otherwise it
+//! replays the whole history without a `previous_response_id`, and [`FullReplay`] says
+//! which condition failed:
 //!
 //! 1. the model stores its responses (OpenAI Responses with `store = true`): only then was
 //!    an id saved, and only then can the provider resolve it ([`FullReplay::NotStored`]);
-//! 2. the chat is not in plan mode: a plan turn's system prompt and tools differ from the
-//!    turns around it, and the plan flow expects the model to see the conversation as this
-//!    turn frames it ([`FullReplay::PlanMode`]);
-//! 3. there is an anchor ([`FullReplay::NoAnchor`]) and it has a saved response id
+//! 2. there is an anchor ([`FullReplay::NoAnchor`]) and it has a saved response id
 //!    ([`FullReplay::NoResponseId`]; an interrupted step saves none);
+//! 3. the messages after the anchor carry something the model can read
+//!    ([`FullReplay::NothingNew`]): a chained request continues with its input, and an
+//!    empty one would give the model nothing to answer;
 //! 4. the anchor was answered by the model config of this turn: a stored response lives
 //!    with one provider account and one model, and a switched model must read the
 //!    conversation itself ([`FullReplay::ModelChanged`]);
-//! 5. the messages after the anchor carry something the model can read
-//!    ([`FullReplay::NothingNew`]): a chained request with an empty input is refused;
+//! 5. the chat is not in plan mode ([`FullReplay::PlanMode`]): a plan turn has its own
+//!    system prompt and tool set, and the reference replays its history in full rather
+//!    than continue a conversation stored under other instructions and tools;
 //! 6. every local (not provider-executed) tool call of the anchor has a result after it
 //!    ([`FullReplay::UnresolvedToolCall`]): the provider refuses to continue a response
 //!    whose function calls are left unanswered.
+//!
+//! The flags (1, 5) are checked first, then the anchor (2), its model (4), what follows it
+//! (3, 6); the first failure is the reason reported. [`step_mode`] reads the anchor's id
+//! from the store only when the flags allow chaining.
 //!
 //! In chain mode the request carries `previous_response_id` = the anchor's id and, beside
 //! the system blocks (which the Responses client sends as `instructions`, never stored with
@@ -60,21 +66,21 @@ use super::models::ResolvedModel;
 use crate::store::Store;
 
 /// Why a step replays the whole history instead of chaining: the first condition of the
-/// module's list that failed.
+/// module's list that failed first, in the order checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FullReplay {
     /// The model does not store its responses (condition 1).
     NotStored,
-    /// The chat is in plan mode (condition 2).
+    /// The chat is in plan mode (condition 5).
     PlanMode,
     /// No assistant message, or the last one is followed by something other than user
-    /// and tool messages (condition 3).
+    /// and tool messages (condition 2).
     NoAnchor,
-    /// The anchor has no saved response id (condition 3).
+    /// The anchor has no saved response id (condition 2).
     NoResponseId,
     /// The anchor was answered by another model config (condition 4).
     ModelChanged,
-    /// Nothing after the anchor would reach the model (condition 5).
+    /// Nothing after the anchor would reach the model (condition 3).
     NothingNew,
     /// A local tool call of the anchor has no result after it (condition 6).
     UnresolvedToolCall,
@@ -155,8 +161,8 @@ pub(crate) fn anchor(history: &[ChatMessage]) -> Option<usize> {
         .then_some(index)
 }
 
-/// The chain mode of a step over `history` (conditions in the module docs, checked in
-/// that order).
+/// The chain mode of a step over `history` (conditions and their order in the module
+/// docs).
 pub(crate) fn decide(history: &[ChatMessage], facts: &ChainFacts<'_>) -> ChainMode {
     if !facts.stores_responses {
         return ChainMode::Full(FullReplay::NotStored);
@@ -419,7 +425,7 @@ mod tests {
     }
 
     #[test]
-    fn condition_2_plan_mode_replays() {
+    fn condition_5_plan_mode_replays() {
         let mut f = facts(Some("resp_1"));
         f.plan_mode = true;
         assert_eq!(
@@ -429,7 +435,7 @@ mod tests {
     }
 
     #[test]
-    fn condition_3_an_anchor_with_a_response_id_is_needed() {
+    fn condition_2_an_anchor_with_a_response_id_is_needed() {
         // No assistant message at all: the chat's first turn.
         let first = vec![user(1, "hello")];
         assert_eq!(anchor(&first), None);
@@ -482,7 +488,7 @@ mod tests {
     }
 
     #[test]
-    fn condition_5_nothing_new_after_the_anchor_replays() {
+    fn condition_3_nothing_new_after_the_anchor_replays() {
         // The history ends with the anchor.
         let mut history = second_turn();
         history.pop();
