@@ -7,6 +7,7 @@
 //! | `db` | `db` | throw-away databases on SQLite and PostgreSQL, removed on drop (also when the test panics); `db::on_each_backend`; raw SQL beside the store; store fixtures |
 //! | `scripted` | `scripted` | a `LanguageModel` answering from a script, its resolver, engine helpers |
 //! | `replay` | `replay` | a local HTTP server answering from a queue of canned or recorded replies, recording what it receives |
+//! | `responses` | `responses` | a local OpenAI Responses server: stored responses, `previous_response_id` chaining (400 when unknown, forgettable), usage growing with the conversation, recorded requests with the tokens each sent |
 //! | `oauth` | `oauth` | a local OAuth2 authorization server (and MCP server origin): metadata, registration, an approving `/authorize`, a PKCE-checking `/token`, failures on demand |
 //! | `request` | `request` | a typed HTTP request helper: status, text and JSON of an answer, secrets that must not appear |
 //! | `server` | `server` | the reference server on a random local port over a test database |
@@ -41,6 +42,8 @@ pub mod replay;
 pub mod replicas;
 #[cfg(feature = "request")]
 pub mod request;
+#[cfg(feature = "responses")]
+pub mod responses;
 #[cfg(feature = "scripted")]
 pub mod scripted;
 #[cfg(feature = "server")]

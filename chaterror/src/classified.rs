@@ -33,6 +33,11 @@ pub struct ClassifiedError {
     status_code: u16,
     #[serde(rename = "retry_after_ms", serialize_with = "whole_millis")]
     retry_after: Duration,
+    /// The provider no longer has the response a chained OpenAI Responses request
+    /// continued from. Internal: the chat loop reads it to replay the whole history
+    /// instead; it is not part of the wire form, which stays the seven fields above.
+    #[serde(skip)]
+    chain_broken: bool,
 }
 
 impl ClassifiedError {
@@ -84,6 +89,24 @@ impl ClassifiedError {
     /// The provider's minimum delay before a retry; zero when it gave none.
     pub fn retry_after(&self) -> Duration {
         self.retry_after
+    }
+
+    /// Whether the failure says the provider lost the stored response that a chained
+    /// OpenAI Responses request named in `previous_response_id` (expired, deleted, or kept
+    /// by another project). The request cannot succeed as sent, but the same step replayed
+    /// with the whole history can, so a chat loop retries that way once instead of
+    /// spending its retry budget on the same chained request.
+    ///
+    /// ```
+    /// use chaterror::classify_text;
+    /// let c = classify_text("Previous response with id 'resp_123' not found.");
+    /// assert!(c.is_chain_broken());
+    /// assert!(c.is_retryable());
+    /// assert_eq!(c.provider(), "openai");
+    /// assert!(!classify_text("model not found").is_chain_broken());
+    /// ```
+    pub fn is_chain_broken(&self) -> bool {
+        self.chain_broken
     }
 
     /// Whether this is the empty classification (no error).
@@ -203,7 +226,12 @@ impl ClassifiedError {
             retryable,
             status_code,
             retry_after,
+            chain_broken: false,
         }
+    }
+
+    pub(crate) fn set_chain_broken(&mut self, chain_broken: bool) {
+        self.chain_broken = chain_broken;
     }
 
     pub(crate) fn set_message(&mut self, message: impl Into<String>) {

@@ -202,6 +202,22 @@ fn apply_rules(text: &str, facts: &ChainFacts<'_>, structured: &Structured) -> C
         return with_detail(c, &structured.detail);
     }
 
+    // A chained Responses request named a stored response the provider no longer has.
+    // Coder matches the error text; our transport keeps the provider's own sentence in
+    // the body, so the structured detail counts as well (as for the continuity
+    // diagnostics above). Retryable: the same step replayed in full can succeed.
+    let chain_broken = |text: &str| pat::RESPONSES_CHAIN_BROKEN.iter().all(|p| text.contains(p));
+    if chain_broken(&lower) || chain_broken(&lower_detail) {
+        let provider = if provider.is_empty() {
+            "openai"
+        } else {
+            provider
+        };
+        let mut c = base(ChatErrorKind::Generic, true, provider);
+        c.set_chain_broken(true);
+        return with_detail(c, &structured_or_raw(&structured.detail, message));
+    }
+
     // Provider error codes count as text: `insufficient_quota` or `server_error` often
     // appear only there. Underscores are also read as spaces so that `server_error`
     // matches "server error" and `context_length_exceeded` "context length exceeded".
@@ -337,6 +353,69 @@ mod tests {
         )
         .with_provider("openai")
         .with_connect_failure(true)
+    }
+
+    /// OpenAI's 400 for a `previous_response_id` it does not have, as the transport
+    /// reports it: status line as text, the provider's sentence in the body.
+    fn previous_response_missing() -> ProviderError {
+        ProviderError::new("openai API error: 400 Bad Request")
+            .with_status(400)
+            .with_provider("openai")
+            .with_body(
+                br#"{"error":{"message":"Previous response with id 'resp_abc123' not found.","type":"invalid_request_error","param":"previous_response_id","code":"previous_response_not_found"}}"#
+                    .to_vec(),
+            )
+    }
+
+    #[test]
+    fn a_missing_previous_response_is_a_retryable_broken_chain() {
+        // From the body (what the HTTP client produces).
+        let c = classify(&previous_response_missing());
+        assert!(c.is_chain_broken());
+        assert_eq!(c.kind(), Some(&ChatErrorKind::Generic));
+        assert!(c.is_retryable());
+        assert_eq!(c.provider(), "openai");
+        assert_eq!(c.status(), Some(400));
+        assert!(c.detail().contains("resp_abc123"), "{}", c.detail());
+        // From the text alone, any case; the provider defaults to OpenAI.
+        let c = classify_text("POST /v1/responses: PREVIOUS RESPONSE WITH ID 'resp_1' NOT FOUND");
+        assert!(c.is_chain_broken());
+        assert!(c.is_retryable());
+        assert_eq!(c.provider(), "openai");
+        assert_eq!(c.message(), "OpenAI returned an unexpected error.");
+        // A provider named by the error is kept.
+        let azure = ProviderError::new("previous response with id 'resp_1' not found")
+            .with_provider("azure");
+        assert_eq!(classify(&azure).provider(), "azure");
+        assert!(classify(&azure).is_chain_broken());
+    }
+
+    #[test]
+    fn chain_broken_needs_both_halves_and_is_never_serialized() {
+        for text in [
+            "previous response with id 'resp_1' expired",
+            "response resp_1 not found",
+            "model not found",
+            "openai API error: 400 Bad Request",
+        ] {
+            assert!(!classify_text(text).is_chain_broken(), "{text}");
+        }
+        // Earlier rules keep their precedence: an interrupt is not a broken chain.
+        let c = classify_text("chat interrupted: previous response with id 'r' not found");
+        assert!(!c.is_chain_broken());
+        assert!(!c.is_retryable());
+        // The flag is internal: the wire form has exactly the seven documented fields.
+        let c = classify(&previous_response_missing());
+        let v = serde_json::to_value(&c).unwrap();
+        assert_eq!(v.as_object().map(serde_json::Map::len), Some(7));
+        assert!(v.get("chain_broken").is_none());
+        // It survives the operations a chat loop applies.
+        assert!(c.with_provider("azure").is_chain_broken());
+        let refused = previous_response_missing().with_header("x-should-retry", "false");
+        let c = classify(&refused);
+        assert!(c.is_chain_broken());
+        assert!(!c.is_retryable());
+        assert!(!ClassifiedError::default().is_chain_broken());
     }
 
     #[test]

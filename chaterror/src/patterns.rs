@@ -81,6 +81,11 @@ pub(crate) const RESPONSES_TOOL_OUTPUT_MISSING: &str = "no tool output found for
 pub(crate) const RESPONSES_REASONING_MISSING: &str =
     "was provided without its required 'reasoning' item";
 
+/// Both halves of OpenAI's answer to a `previous_response_id` it no longer has ("Previous
+/// response with id 'resp_…' not found."): the id sits between them, so they are matched
+/// separately.
+pub(crate) const RESPONSES_CHAIN_BROKEN: [&str; 2] = ["previous response with id", "not found"];
+
 /// Whether `lower` contains any of `patterns`.
 pub(crate) fn contains_any(lower: &str, patterns: &[&str]) -> bool {
     patterns.iter().any(|p| lower.contains(p))

@@ -7,6 +7,7 @@
 //! subscriber never sees a state the database does not hold.
 
 mod autotitle;
+mod chain;
 mod compaction;
 mod files;
 mod models;

@@ -302,9 +302,19 @@ async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
         if control.cancel.is_cancelled() {
             return stopped(control);
         }
-        let messages = match request_messages(inner, &history, &files).await {
-            Ok(m) => m,
+        // OpenAI Responses chaining (chain.rs): the messages the provider already holds
+        // are sent only by a full replay.
+        let chain = match super::chain::step_mode(&inner.store, chat, &resolved, &history).await {
+            Ok(mode) => mode,
             Err(e) => return TurnEnd::Failed(internal_error(&e)),
+        };
+        let (held, sent) = chain.split(&history);
+        let (held, messages) = match (
+            request_messages(inner, held, &files).await,
+            request_messages(inner, sent, &files).await,
+        ) {
+            (Ok(held), Ok(sent)) => (held, sent),
+            (Err(e), _) | (_, Err(e)) => return TurnEnd::Failed(internal_error(&e)),
         };
         let request = ModelRequest {
             system: system.clone(),
@@ -313,7 +323,7 @@ async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
             tool_choice: None,
             settings: with_default_max_tokens(&resolved, inner.settings.default_max_output_tokens),
             provider_options: resolved.provider_options.clone(),
-            previous_response_id: None,
+            previous_response_id: chain.previous_response_id(),
             correlation: CorrelationHeaders {
                 owner_id: Some(chat.owner_id.to_string()),
                 chat_id: Some(chat.root_chat_id.unwrap_or(chat_id).to_string()),
@@ -321,9 +331,11 @@ async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
                 workspace_id: workspace.workspace_id.map(|w| w.to_string()),
             },
         };
+        let request = super::chain::StepRequest::new(request, held);
         let started = Instant::now();
         let partial = Mutex::new(ResponseCollector::new());
-        let response = match stream_with_retry(inner, control, &resolved, request, &partial).await {
+        let response = match stream_with_retry(inner, control, &resolved, &request, &partial).await
+        {
             Ok(response) => response,
             Err(StepError::Stopped) => {
                 let partial = std::mem::take(&mut *lock(&partial)).finish();
@@ -399,7 +411,16 @@ async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
             Err(e) if e.kind() == ErrorKind::LeaseLost => return TurnEnd::Lost,
             Err(e) => return TurnEnd::Failed(internal_error(&e)),
         };
-        history.extend(persisted.transition.messages.iter().cloned());
+        if request.is_chained() {
+            // The next link is made from the durable history (chain.rs, "After a chained
+            // step").
+            history = match inner.store.prompt_history(chat_id).await {
+                Ok(h) => h,
+                Err(e) => return TurnEnd::Failed(internal_error(&e)),
+            };
+        } else {
+            history.extend(persisted.transition.messages.iter().cloned());
+        }
         inner.publish(persisted.transition).await;
         if persisted.lease == LeaseState::Interrupted || control.cancel.is_cancelled() {
             return match control.cause() {
@@ -569,12 +590,13 @@ enum StepError {
 
 /// One model call under the retry policy. Each attempt starts from an empty
 /// collector; each retry publishes a `retry` event (which clears the preview) and records
-/// the retry state.
+/// the retry state. A chained attempt the provider refuses because the chain is broken is
+/// followed at once by a full replay, inside the same attempt (chain.rs).
 async fn stream_with_retry(
     inner: &Arc<Inner>,
     control: &TurnControl,
     resolved: &ResolvedModel,
-    request: ModelRequest,
+    request: &super::chain::StepRequest,
     partial: &Mutex<ResponseCollector>,
 ) -> Result<ModelResponse, StepError> {
     let chat_id = control.lease.chat_id;
@@ -582,21 +604,27 @@ async fn stream_with_retry(
     let model = &resolved.model;
     let redactor = &resolved.redactor;
     let provider = model.provider().as_str().to_owned();
+    let send = &move |request: ModelRequest| async move {
+        *lock(partial) = ResponseCollector::new();
+        let mut stream = model.stream(request);
+        while let Some(part) = stream.next().await {
+            // Redacted before classification reads it: a detail is cut to 500
+            // runes, and a secret cut in half would no longer be recognised.
+            let part = part.map_err(|e| redactor.redact_provider_error(e))?;
+            publish_stream_part(inner, chat_id, &part);
+            lock(partial).push(&part);
+        }
+        Ok::<_, chaterror::ProviderError>(std::mem::take(&mut *lock(partial)).finish())
+    };
     let result = chaterror::retry::retry(
         &cause,
-        |_attempt_token| {
-            let request = request.clone();
-            *lock(partial) = ResponseCollector::new();
-            async move {
-                let mut stream = model.stream(request);
-                while let Some(part) = stream.next().await {
-                    // Redacted before classification reads it: a detail is cut to 500
-                    // runes, and a secret cut in half would no longer be recognised.
-                    let part = part.map_err(|e| redactor.redact_provider_error(e))?;
-                    publish_stream_part(inner, chat_id, &part);
-                    lock(partial).push(&part);
-                }
-                Ok::<_, chaterror::ProviderError>(std::mem::take(&mut *lock(partial)).finish())
+        move |_attempt_token| async move {
+            match send(request.attempt()).await {
+                Err(e) => match request.fall_back(chat_id, &e) {
+                    Some(full) => send(full).await,
+                    None => Err(e),
+                },
+                done => done,
             }
         },
         |attempt, _err, classified, delay| {

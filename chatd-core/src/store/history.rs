@@ -87,6 +87,28 @@ impl Store {
         rows.iter().map(message_from_row).collect()
     }
 
+    /// The OpenAI Responses id saved with message `message_id` of `chat_id` (only steps of
+    /// a model that stores its responses have one); `None` for another message, a deleted
+    /// one, or one without an id. The engine reads it for the anchor of a chained request
+    /// (docs/engine-design.md, "OpenAI Responses chaining"): the id is not part of
+    /// [`ChatMessage`], which is also the API's message, so it is looked up beside it.
+    pub async fn provider_response_id(
+        &self,
+        chat_id: Uuid,
+        message_id: i64,
+    ) -> Result<Option<String>> {
+        let id: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT provider_response_id FROM chat_messages \
+             WHERE chat_id = $1 AND id = $2 AND deleted = 0",
+        )
+        .bind(uuid_text(chat_id))
+        .bind(message_id)
+        .fetch_optional(self.pool())
+        .await
+        .db()?;
+        Ok(id.flatten().filter(|id| !id.trim().is_empty()))
+    }
+
     /// The user-visible messages with id greater than `after_id`, oldest first: what a
     /// stream subscriber has not seen yet.
     pub async fn messages_after(&self, chat_id: Uuid, after_id: i64) -> Result<Vec<ChatMessage>> {

@@ -7,6 +7,7 @@ mod cluster;
 mod compaction;
 mod engine;
 mod engine_actions;
+mod engine_chain;
 mod engine_limits;
 mod engine_openai;
 mod engine_overrides;
