@@ -22,8 +22,8 @@
 //!
 //! - **Storage.** A request with `store` true (OpenAI's default when the field is absent)
 //!   stores its response under a fresh `resp_…` id, with the size of the whole
-//!   conversation in tokens (the input the provider counted plus the reply) and the
-//!   function calls the reply left open.
+//!   conversation in tokens (the input the provider counted without the `instructions`,
+//!   plus the reply) and the function calls the reply left open.
 //! - **Chaining.** A `previous_response_id` the mock does not hold (never stored, or
 //!   dropped by [`MockResponses::forget_responses`]) is answered with HTTP 400 and
 //!   OpenAI's error body ([`previous_response_not_found`]). Function-call continuity is
@@ -31,9 +31,10 @@
 //!   input needs its output in the input, and every output needs its call.
 //! - **Usage.** `usage.input_tokens` is the request's own input ([`tokens_sent`]: the
 //!   characters of `instructions` and of the `input` JSON text, [`CHARS_PER_TOKEN`] to a
-//!   token, rounded up) plus the stored conversation of the previous response. OpenAI
-//!   bills the stored context of a chained request as input again; only the bytes on the
-//!   wire shrink. `usage.output_tokens` is the reply's size by the same estimate.
+//!   token, rounded up) plus the stored conversation of the previous response (its input
+//!   items and its reply: `instructions` are not carried over, as on OpenAI). OpenAI bills
+//!   the stored context of a chained request as input again; only the bytes on the wire
+//!   shrink. `usage.output_tokens` is the reply's size by the same estimate.
 //! - **Replies.** Scripted replies ([`MockResponses::push_reply`]) are used in order;
 //!   without one the reply is the text [`default_reply`] for the request.
 //!
@@ -201,6 +202,15 @@ pub fn tokens_sent(body: &Value) -> u64 {
         .get("input")
         .map_or(0, |i| i.to_string().chars().count());
     estimate_tokens(instructions.saturating_add(input))
+}
+
+/// The estimated tokens of a request body's `instructions` alone.
+fn instruction_tokens(body: &Value) -> u64 {
+    let chars = body
+        .get("instructions")
+        .and_then(Value::as_str)
+        .map_or(0, |s| s.chars().count());
+    estimate_tokens(chars)
 }
 
 /// The reply the mock makes without a script: `Reply to [<text>]` for the request's last
@@ -476,7 +486,11 @@ async fn responses(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         lock(&shared.stored).insert(
             id.clone(),
             Stored {
-                context_tokens: input_tokens.saturating_add(output_tokens),
+                // `instructions` are not carried over by `previous_response_id` (OpenAI
+                // documents it): the stored conversation is the input items and the reply.
+                context_tokens: input_tokens
+                    .saturating_sub(instruction_tokens(&body))
+                    .saturating_add(output_tokens),
                 open_calls,
             },
         );

@@ -55,6 +55,8 @@ struct ResponsesAt {
     base_url: String,
     default_model: Uuid,
     store: bool,
+    /// The model's context window; `None`: unset (the embedded table's, then the fallback).
+    context_limit: Option<i64>,
 }
 
 #[async_trait::async_trait]
@@ -84,6 +86,7 @@ impl ModelResolver for ResponsesAt {
             ResolvedModel::new(turn.requested.unwrap_or(turn.last), Arc::new(model))
                 .with_provider_options(Some(options))
                 .with_store_response_id(self.store)
+                .with_context_limit(self.context_limit)
                 .with_tools([echo]),
         )
     }
@@ -99,6 +102,10 @@ struct World {
 }
 
 async fn world(store: &Store, store_responses: bool) -> World {
+    world_with(store, store_responses, None).await
+}
+
+async fn world_with(store: &Store, store_responses: bool, context_limit: Option<i64>) -> World {
     let mock = MockResponses::start().await;
     let f = fixture(store).await;
     let model = Uuid::new_v4();
@@ -106,6 +113,7 @@ async fn world(store: &Store, store_responses: bool) -> World {
         base_url: mock.url(),
         default_model: model,
         store: store_responses,
+        context_limit,
     });
     // Titles off: a title request would reach the mock and take a scripted reply.
     let config = EngineConfig::new(StoreOptions::new("unused"), resolver)
@@ -387,4 +395,103 @@ async fn without_store_no_step_is_chained() {
         w.engine.shutdown().await;
     })
     .await;
+}
+
+/// One scenario of the long-chat measurement: per turn, the tokens the requests carried
+/// (the mock's estimate of each body's own input) and the input tokens billed (the mock's
+/// `usage.input_tokens`: its own input plus the stored conversation it continues), summary
+/// calls included.
+struct LongChat {
+    sent: Vec<u64>,
+    billed: Vec<u64>,
+    requests: usize,
+    compactions: usize,
+}
+
+const LONG_CHAT_TURNS: usize = 50;
+
+/// A user message of about 150 tokens (600 characters); the mock answers each with about as
+/// much.
+fn long_chat_message(turn: usize) -> String {
+    let mut text = format!("Turn {turn}: ");
+    while text.len() < 600 {
+        text.push_str("please look at the next part of the build log and tell me what failed. ");
+    }
+    text
+}
+
+async fn long_chat(store: &Store, chaining: bool, context_limit: Option<i64>) -> LongChat {
+    let w = world_with(store, chaining, context_limit).await;
+    let mut sent = Vec::new();
+    let mut billed = Vec::new();
+    let mut seen = 0;
+    let chat = w.chat(&long_chat_message(1)).await;
+    for turn in 1..=LONG_CHAT_TURNS {
+        if turn > 1 {
+            w.send(chat, say(&long_chat_message(turn))).await;
+        }
+        let requests = w.mock.requests();
+        let this_turn = requests.get(seen..).unwrap_or_default();
+        sent.push(this_turn.iter().map(|r| r.tokens_sent).sum());
+        billed.push(this_turn.iter().filter_map(|r| r.input_tokens).sum());
+        seen = requests.len();
+    }
+    let compactions = w
+        .messages(chat)
+        .await
+        .iter()
+        .filter(|m| m.role == ChatMessageRole::Tool)
+        .filter(|m| {
+            m.content
+                .iter()
+                .any(|p| p.tool_name == chatd_core::COMPACTION_TOOL_NAME)
+        })
+        .count();
+    w.engine.shutdown().await;
+    LongChat {
+        sent,
+        billed,
+        requests: seen,
+        compactions,
+    }
+}
+
+/// Tokens per turn over a 50-turn chat with and without compaction and chaining
+/// (docs/compaction.md, "Measurement"). Prints a table; run with
+/// `cargo test -p chatd-core --test it long_chat_tokens_per_turn -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: prints tokens per turn for docs/compaction.md"]
+async fn long_chat_tokens_per_turn() {
+    // A small window (8 000 tokens) so the 50 turns cross 70 % of it several times; a
+    // large one (1 M) so they never do.
+    let scenarios = [
+        ("full replay", false, Some(1_000_000)),
+        ("chaining", true, Some(1_000_000)),
+        ("compaction (8k window)", false, Some(8_000)),
+        ("compaction + chaining (8k window)", true, Some(8_000)),
+    ];
+    println!(
+        "| scenario | requests | compactions | sent t1 | sent t10 | sent t25 | sent t50 | sent total | billed t50 | billed total |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for (name, chaining, limit) in scenarios {
+        // A fresh database per scenario (each starts from the same fixture).
+        on_each_backend(move |store| async move {
+            let r = long_chat(&store, chaining, limit).await;
+            println!(
+                "| {name} ({:?}) | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                store.dialect(),
+                r.requests,
+                r.compactions,
+                r.sent[0],
+                r.sent[9],
+                r.sent[24],
+                r.sent[49],
+                r.sent.iter().sum::<u64>(),
+                r.billed[49],
+                r.billed.iter().sum::<u64>(),
+            );
+        })
+        .await;
+    }
 }
