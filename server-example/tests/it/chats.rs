@@ -931,6 +931,56 @@ async fn a_busy_chat_queues_up_to_twenty_messages_and_the_queue_can_be_changed()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compact_summarizes_an_idle_chat_and_refuses_a_busy_one() {
+    on_each_backend(|store| async move {
+        let gate = Arc::new(Notify::new());
+        let model = ScriptedModel::new([
+            Reply::Text("first reply".into()),
+            Reply::Gated {
+                before: vec!["busy ".into()],
+                gate: gate.clone(),
+                after: vec!["done".into()],
+            },
+        ]);
+        let server = TestServer::start(&store, model.clone()).await;
+        let alice = server.user("alice").await;
+        let api = Api::new(&server, &alice.token);
+        let chat = api.create("summarize me later", json!({})).await;
+        api.wait_status(chat.id, ChatStatus::Waiting).await;
+
+        let path = format!("/chats/{}/compact", chat.id);
+        let accepted: Chat = api.post_empty(&path).await.expect(202);
+        assert_eq!(accepted.id, chat.id);
+        assert_eq!(accepted.status, ChatStatus::Pending);
+        api.wait_status(chat.id, ChatStatus::Waiting).await;
+        assert_eq!(model.summaries.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let page = api.messages(chat.id, "").await;
+        assert!(page.messages.iter().any(|m| m
+            .content
+            .iter()
+            .any(|p| p.tool_name == chatd_core::COMPACTION_TOOL_NAME)));
+
+        // A running chat: 409, and the turn goes on untouched.
+        api.send(chat.id, "keep working").await;
+        api.wait_status(chat.id, ChatStatus::Running).await;
+        api.post_empty(&path).await.error(409);
+        gate.notify_one();
+        api.wait_status(chat.id, ChatStatus::Waiting).await;
+        assert_eq!(model.summaries.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let stranger = server.user("mallory").await;
+        Api::new(&server, &stranger.token)
+            .post_empty(&path)
+            .await
+            .error(404);
+        api.post_empty(&format!("/chats/{}/compact", Uuid::new_v4()))
+            .await
+            .error(404);
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interrupt_stops_the_turn_and_keeps_its_partial_output() {
     on_each_backend(|store| async move {
         let gate = Arc::new(Notify::new());
