@@ -26,10 +26,10 @@ use tokio::sync::Notify;
 pub const SCRIPTED_TITLE: &str = "Scripted Title";
 
 /// What a [`ScriptedModel`] answers every compaction summary request with.
-pub const SCRIPTED_SUMMARY: &str = "Scripted summary of the conversation";
+pub const SCRIPTED_COMPACTION_SUMMARY: &str = "Scripted summary of the conversation";
 
 /// Usage a [`ScriptedModel`] reports for each compaction summary request.
-pub const SCRIPTED_SUMMARY_USAGE: ChatMessageUsage = ChatMessageUsage {
+pub const SCRIPTED_COMPACTION_USAGE: ChatMessageUsage = ChatMessageUsage {
     input_tokens: Some(300),
     output_tokens: Some(40),
     total_tokens: Some(340),
@@ -69,8 +69,8 @@ pub struct ScriptedModel {
     script: Mutex<VecDeque<Reply>>,
     /// Turn calls so far (title and compaction summary requests are not counted).
     pub calls: AtomicUsize,
-    /// Compaction summary requests so far (answered with [`SCRIPTED_SUMMARY`]).
-    pub summaries: AtomicUsize,
+    /// Compaction summary requests so far (answered with [`SCRIPTED_COMPACTION_SUMMARY`]).
+    pub compactions: AtomicUsize,
     /// The requests of those calls, in order.
     pub requests: Mutex<Vec<ModelRequest>>,
 }
@@ -157,21 +157,21 @@ impl LanguageModel for ScriptedModel {
             return futures_util::stream::iter(parts.into_iter().map(Ok)).boxed();
         }
         // Compaction summaries too: the request ends with the summary instruction.
-        let summary_request = request.messages.last().is_some_and(|m| {
+        let compaction_request = request.messages.last().is_some_and(|m| {
             m.content.iter().any(|p| {
                 matches!(p, Part::Text { text } if text == chatd_core::COMPACTION_SUMMARY_PROMPT)
             })
         });
-        if summary_request {
-            self.summaries.fetch_add(1, Ordering::SeqCst);
+        if compaction_request {
+            self.compactions.fetch_add(1, Ordering::SeqCst);
             let parts = vec![
                 StreamPart::TextDelta {
                     block: 0,
-                    delta: SCRIPTED_SUMMARY.into(),
+                    delta: SCRIPTED_COMPACTION_SUMMARY.into(),
                 },
                 StreamPart::Finish {
                     reason: FinishReason::Stop,
-                    usage: SCRIPTED_SUMMARY_USAGE,
+                    usage: SCRIPTED_COMPACTION_USAGE,
                 },
             ];
             return futures_util::stream::iter(parts.into_iter().map(Ok)).boxed();

@@ -11,8 +11,8 @@ use chatd_core::{
 };
 use chatd_test_support::db::{fixture, on_each_backend, RawSql};
 use chatd_test_support::scripted::{
-    create_request, fast_settings, wait_status, Reply, ScriptedModel, SCRIPTED_SUMMARY,
-    SCRIPTED_SUMMARY_USAGE,
+    create_request, fast_settings, wait_status, Reply, ScriptedModel, SCRIPTED_COMPACTION_SUMMARY,
+    SCRIPTED_COMPACTION_USAGE,
 };
 use chatprovider::{Part, Role};
 use codersdk::{
@@ -151,7 +151,7 @@ async fn usage_over_the_threshold_compacts_and_the_next_prompt_starts_at_the_sum
             .await
             .unwrap();
         wait_status(&engine, &actor, chat.id, ChatStatus::Waiting).await;
-        assert_eq!(model.summaries.load(Ordering::SeqCst), 1);
+        assert_eq!(model.compactions.load(Ordering::SeqCst), 1);
         assert_eq!(model.calls.load(Ordering::SeqCst), 2);
 
         // The three compressed rows, in order, with their visibilities.
@@ -163,7 +163,7 @@ async fn usage_over_the_threshold_compacts_and_the_next_prompt_starts_at_the_sum
             ("user", "model")
         );
         assert!(compressed[0].4.contains(COMPACTION_SUMMARY_PREFIX));
-        assert!(compressed[0].4.contains(SCRIPTED_SUMMARY));
+        assert!(compressed[0].4.contains(SCRIPTED_COMPACTION_SUMMARY));
         assert_eq!(
             (compressed[1].0.as_str(), compressed[1].1.as_str()),
             ("assistant", "user")
@@ -187,7 +187,7 @@ async fn usage_over_the_threshold_compacts_and_the_next_prompt_starts_at_the_sum
         .fetch_one(store.pool())
         .await
         .unwrap();
-        assert_eq!(Some(tokens), SCRIPTED_SUMMARY_USAGE.input_tokens);
+        assert_eq!(Some(tokens), SCRIPTED_COMPACTION_USAGE.input_tokens);
 
         // What the user sees: the turn, the compaction as a tool call with its result, and
         // the continuation.
@@ -211,7 +211,7 @@ async fn usage_over_the_threshold_compacts_and_the_next_prompt_starts_at_the_sum
         assert_eq!(result.tool_name, COMPACTION_TOOL_NAME);
         let body: serde_json::Value =
             serde_json::from_str(result.result.as_ref().unwrap().get()).unwrap();
-        assert_eq!(body["summary"], SCRIPTED_SUMMARY);
+        assert_eq!(body["summary"], SCRIPTED_COMPACTION_SUMMARY);
         assert_eq!(body["source"], "automatic");
         assert_eq!(body["threshold_percent"], 70);
         assert_eq!(body["context_tokens"], 800);
@@ -266,7 +266,7 @@ async fn a_user_threshold_of_100_turns_compaction_off() {
             .await
             .unwrap();
         wait_status(&engine, &actor, chat.id, ChatStatus::Waiting).await;
-        assert_eq!(model.summaries.load(Ordering::SeqCst), 0);
+        assert_eq!(model.compactions.load(Ordering::SeqCst), 0);
         assert_eq!(model.calls.load(Ordering::SeqCst), 1);
         assert!(rows(&store, chat.id).await.iter().all(|r| r.2 == 0));
 
@@ -289,7 +289,7 @@ async fn a_user_threshold_of_100_turns_compaction_off() {
             .await
             .unwrap();
         wait_status(&engine, &actor, chat.id, ChatStatus::Waiting).await;
-        assert_eq!(model.summaries.load(Ordering::SeqCst), 1);
+        assert_eq!(model.compactions.load(Ordering::SeqCst), 1);
         engine.shutdown().await;
     })
     .await;
@@ -324,7 +324,7 @@ async fn a_context_length_refusal_compacts_and_the_retried_step_keeps_the_unansw
             .unwrap();
         let done = wait_status(&engine, &actor, chat.id, ChatStatus::Waiting).await;
         assert!(done.last_error.is_none(), "{:?}", done.last_error);
-        assert_eq!(model.summaries.load(Ordering::SeqCst), 1);
+        assert_eq!(model.compactions.load(Ordering::SeqCst), 1);
         // The retried step reads the summary, then the message nobody answered yet.
         let requests = model.requests.lock().unwrap().clone();
         let retried: Vec<String> = requests[2].messages.iter().map(text_of).collect();
@@ -376,7 +376,7 @@ async fn re_entries_after_compaction_stop_at_three_per_turn() {
             model.calls.load(Ordering::SeqCst),
             1 + chatd_core::MAX_COMPACTION_REENTRIES as usize
         );
-        assert_eq!(model.summaries.load(Ordering::SeqCst), 4);
+        assert_eq!(model.compactions.load(Ordering::SeqCst), 4);
         engine.shutdown().await;
     })
     .await;
@@ -399,7 +399,7 @@ async fn a_prompt_still_too_long_after_compacting_ends_the_turn_with_a_clear_err
         assert_eq!(error.kind, Some(codersdk::ChatErrorKind::Config));
         assert!(!error.retryable);
         // One compaction, one retry of the step, then the end: no loop.
-        assert_eq!(model.summaries.load(Ordering::SeqCst), 1);
+        assert_eq!(model.compactions.load(Ordering::SeqCst), 1);
         assert_eq!(model.calls.load(Ordering::SeqCst), 2);
         engine.shutdown().await;
     })
@@ -419,13 +419,13 @@ async fn a_manual_compaction_summarizes_an_idle_chat_without_answering_again() {
             .await
             .unwrap();
         wait_status(&engine, &actor, chat.id, ChatStatus::Waiting).await;
-        assert_eq!(model.summaries.load(Ordering::SeqCst), 0);
+        assert_eq!(model.compactions.load(Ordering::SeqCst), 0);
 
         let requested = engine.compact_chat(&actor, chat.id).await.unwrap();
         assert_eq!(requested.status, ChatStatus::Pending);
         let done = wait_status(&engine, &actor, chat.id, ChatStatus::Waiting).await;
         assert!(done.last_error.is_none());
-        assert_eq!(model.summaries.load(Ordering::SeqCst), 1);
+        assert_eq!(model.compactions.load(Ordering::SeqCst), 1);
         // No model step beyond the first turn's.
         assert_eq!(model.calls.load(Ordering::SeqCst), 1);
         let page = engine

@@ -214,8 +214,13 @@ async fn a_second_turn_chains_off_the_first_reply_and_sends_only_the_new_message
             vec![Some(id_of(first)), Some(id_of(second))]
         );
         // OpenAI bills the stored context again: the second reply's input is what it sent
-        // plus the whole first exchange, while the request itself stayed small.
-        let context = first.input_tokens.unwrap() + first.output_tokens.unwrap();
+        // plus the whole first exchange (without its instructions, which are not carried
+        // over), while the request itself stayed small.
+        let first_instructions = chatd_test_support::responses::estimate_tokens(
+            first.instructions().unwrap().chars().count(),
+        );
+        let context =
+            first.input_tokens.unwrap() - first_instructions + first.output_tokens.unwrap();
         assert_eq!(second.tokens_sent, tokens_sent(&second.body));
         assert_eq!(second.input_tokens, Some(second.tokens_sent + context));
         let messages = w.messages(chat).await;

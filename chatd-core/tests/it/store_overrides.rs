@@ -179,7 +179,7 @@ async fn bad_contexts_and_unusable_models_are_refused_and_nothing_changes() {
             .unwrap();
 
         // Contexts of newer Coder versions (and typos) are unknown here.
-        for raw in ["compaction", "advisor", "General", ""] {
+        for raw in ["advisor", "General", ""] {
             let context = ChatModelOverrideContext::from_wire(raw);
             let err = store.model_override(&context).await.unwrap_err();
             assert_invalid(&err, INVALID_MODEL_OVERRIDE_CONTEXT_MESSAGE, "context");

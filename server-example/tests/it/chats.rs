@@ -953,7 +953,10 @@ async fn compact_summarizes_an_idle_chat_and_refuses_a_busy_one() {
         assert_eq!(accepted.id, chat.id);
         assert_eq!(accepted.status, ChatStatus::Pending);
         api.wait_status(chat.id, ChatStatus::Waiting).await;
-        assert_eq!(model.summaries.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(
+            model.compactions.load(std::sync::atomic::Ordering::SeqCst),
+            1
+        );
         let page = api.messages(chat.id, "").await;
         assert!(page.messages.iter().any(|m| m
             .content
@@ -966,7 +969,10 @@ async fn compact_summarizes_an_idle_chat_and_refuses_a_busy_one() {
         api.post_empty(&path).await.error(409);
         gate.notify_one();
         api.wait_status(chat.id, ChatStatus::Waiting).await;
-        assert_eq!(model.summaries.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(
+            model.compactions.load(std::sync::atomic::Ordering::SeqCst),
+            1
+        );
         let stranger = server.user("mallory").await;
         Api::new(&server, &stranger.token)
             .post_empty(&path)
