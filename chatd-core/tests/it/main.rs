@@ -9,6 +9,7 @@ mod engine_actions;
 mod engine_limits;
 mod engine_openai;
 mod engine_overrides;
+mod engine_summary;
 mod mcp;
 mod mcp_auth;
 mod migrations;
