@@ -34,7 +34,8 @@
 //!   publishes to the others through `LISTEN`/`NOTIFY`, holds a liveness lock so the others
 //!   take over its chats within a second when it dies, and drains on request
 //!   ([`Engine::drain`]). See docs/replicas.md.
-//! - **Tools, prompts, titles** ([`tools`], [`prompt`], [`title`]).
+//! - **Tools, prompts, titles** ([`tools`], [`prompt`], [`title`]); after each completed
+//!   turn a short status label in `last_turn_summary` ([`EngineConfig::turn_summaries`]).
 //! - **Per-user MCP authentication** ([`mcp::oauth`]): OAuth2 discovery, client registration,
 //!   the PKCE authorization-code flow bound to the user who started it, and the token
 //!   refresh the MCP client calls before connecting. See docs/mcp-auth.md.
@@ -110,9 +111,11 @@ pub use engine::{
     DEFAULT_DRAIN_TIMEOUT, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_ACTIVE_TURNS,
     DEFAULT_MAX_OUTPUT_TOKENS, DEFAULT_MAX_RUNNING_ROOT_CHATS, DEFAULT_MAX_RUNNING_SUBAGENTS,
     DEFAULT_MAX_STEPS, DEFAULT_RECOVERY_INTERVAL, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STALE_AFTER,
-    FILE_NOT_FOUND_MESSAGE, FINISH_ATTEMPTS, FINISH_RETRY_DELAY, MODEL_KEY_MISSING_MESSAGE,
-    NOT_A_MEMBER_MESSAGE, TITLE_CONTEXT_MESSAGES, TITLE_CONVERSATION_MAX_RUNES, TITLE_RECENT_TURNS,
-    UNUSABLE_MCP_SERVER_DETAIL,
+    FILE_NOT_FOUND_MESSAGE, FINISH_ATTEMPTS, FINISH_RETRY_DELAY, MAX_TURN_SUMMARY_WORDS,
+    MODEL_KEY_MISSING_MESSAGE, NOT_A_MEMBER_MESSAGE, TITLE_CONTEXT_MESSAGES,
+    TITLE_CONVERSATION_MAX_RUNES, TITLE_RECENT_TURNS, TURN_SUMMARY_CONTEXT_MESSAGES,
+    TURN_SUMMARY_REPLY_MAX_RUNES, TURN_SUMMARY_SYSTEM_PROMPT, TURN_SUMMARY_TIMEOUT,
+    TURN_SUMMARY_USER_MAX_RUNES, UNUSABLE_MCP_SERVER_DETAIL,
 };
 #[doc(hidden)]
 pub use engine::{HookPoint, TestHook};

@@ -62,6 +62,9 @@ pub const MOCK_MODEL: &str = "gpt-4o";
 /// The title the mock answers the engine's automatic title requests with.
 pub const MOCK_TITLE: &str = "Replica test";
 
+/// The label the mock answers the engine's turn summary requests with.
+pub const MOCK_SUMMARY: &str = "Replica turn done";
+
 /// Prompt tokens the mock reports in every reply's usage.
 pub const MOCK_PROMPT_TOKENS: u64 = 10;
 
@@ -103,6 +106,7 @@ struct MockShared {
     scripts: Mutex<HashMap<String, Script>>,
     stats: Mutex<HashMap<String, CallStats>>,
     titles: AtomicUsize,
+    summaries: AtomicUsize,
     calls: AtomicUsize,
 }
 
@@ -116,7 +120,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// is answered with a streamed reply naming the request's last user message
 /// ([`reply_text`]), chunk by chunk with a pause between chunks, usage in a final chunk.
 /// The engine's title requests (system prompt [`chatd_core::title::TITLE_SYSTEM_PROMPT`])
-/// are answered at once with [`MOCK_TITLE`] and counted apart. It stops when dropped.
+/// and turn summary requests ([`chatd_core::TURN_SUMMARY_SYSTEM_PROMPT`]) are answered at
+/// once with [`MOCK_TITLE`] and [`MOCK_SUMMARY`] and counted apart. It stops when dropped.
 pub struct MockOpenAi {
     /// `http://127.0.0.1:<port>`.
     pub base_url: String,
@@ -158,6 +163,7 @@ impl MockOpenAi {
             scripts: Mutex::new(HashMap::new()),
             stats: Mutex::new(HashMap::new()),
             titles: AtomicUsize::new(0),
+            summaries: AtomicUsize::new(0),
             calls: AtomicUsize::new(0),
         });
         let app = axum::Router::new()
@@ -226,7 +232,7 @@ impl MockOpenAi {
         lock(&self.shared.stats).clone()
     }
 
-    /// Turn calls received (titles not counted).
+    /// Turn calls received (titles and summaries not counted).
     pub fn total_calls(&self) -> usize {
         self.shared.calls.load(Ordering::Relaxed)
     }
@@ -239,6 +245,11 @@ impl MockOpenAi {
     /// Title requests answered.
     pub fn title_calls(&self) -> usize {
         self.shared.titles.load(Ordering::Relaxed)
+    }
+
+    /// Turn summary requests answered.
+    pub fn summary_calls(&self) -> usize {
+        self.shared.summaries.load(Ordering::Relaxed)
     }
 }
 
@@ -334,13 +345,19 @@ async fn completions(
         .unwrap_or_default();
     let role = |m: &Value| m.get("role").and_then(Value::as_str).map(str::to_owned);
     let content = |m: &Value| m.get("content").map(content_text).unwrap_or_default();
-    let is_title = messages.first().is_some_and(|m| {
-        role(m).as_deref() == Some("system") && content(m) == chatd_core::title::TITLE_SYSTEM_PROMPT
-    });
-    if is_title {
-        shared.titles.fetch_add(1, Ordering::Relaxed);
+    let system = messages
+        .first()
+        .filter(|m| role(m).as_deref() == Some("system"))
+        .map(content);
+    let aside = match system.as_deref() {
+        Some(chatd_core::title::TITLE_SYSTEM_PROMPT) => Some((&shared.titles, MOCK_TITLE)),
+        Some(chatd_core::TURN_SUMMARY_SYSTEM_PROMPT) => Some((&shared.summaries, MOCK_SUMMARY)),
+        _ => None,
+    };
+    if let Some((counter, label)) = aside {
+        counter.fetch_add(1, Ordering::Relaxed);
         let mut out = Vec::new();
-        out.extend_from_slice(&sse(&chunk(json!({ "content": MOCK_TITLE }), Some("stop"))));
+        out.extend_from_slice(&sse(&chunk(json!({ "content": label }), Some("stop"))));
         out.extend_from_slice(b"data: [DONE]\n\n");
         return sse_response(Body::from(out));
     }

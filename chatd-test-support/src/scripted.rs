@@ -39,6 +39,19 @@ pub const SCRIPTED_COMPACTION_USAGE: ChatMessageUsage = ChatMessageUsage {
     context_limit: None,
 };
 
+/// What a [`ScriptedModel`] answers every turn summary request with.
+pub const SCRIPTED_SUMMARY: &str = "Scripted turn summary";
+
+/// Whether `request` is the engine's automatic title request.
+pub fn is_title_request(request: &ModelRequest) -> bool {
+    request.system.first().map(String::as_str) == Some(chatd_core::title::TITLE_SYSTEM_PROMPT)
+}
+
+/// Whether `request` is the engine's turn summary request.
+pub fn is_summary_request(request: &ModelRequest) -> bool {
+    request.system.first().map(String::as_str) == Some(chatd_core::TURN_SUMMARY_SYSTEM_PROMPT)
+}
+
 /// One scripted model call.
 #[derive(Debug, Clone)]
 pub enum Reply {
@@ -67,10 +80,13 @@ pub enum Reply {
 #[derive(Debug, Default)]
 pub struct ScriptedModel {
     script: Mutex<VecDeque<Reply>>,
-    /// Turn calls so far (title and compaction summary requests are not counted).
+    /// Turn calls so far (title, turn summary and compaction summary requests are not
+    /// counted).
     pub calls: AtomicUsize,
     /// Compaction summary requests so far (answered with [`SCRIPTED_COMPACTION_SUMMARY`]).
     pub compactions: AtomicUsize,
+    /// Turn summary requests answered (with [`SCRIPTED_SUMMARY`]).
+    pub summaries: AtomicUsize,
     /// The requests of those calls, in order.
     pub requests: Mutex<Vec<ModelRequest>>,
 }
@@ -143,14 +159,21 @@ impl LanguageModel for ScriptedModel {
     }
 
     fn stream(&self, request: ModelRequest) -> ModelStream {
-        // Title requests are answered aside, so they never take a scripted turn reply.
-        if request.system.first().map(String::as_str)
-            == Some(chatd_core::title::TITLE_SYSTEM_PROMPT)
-        {
+        // Title and summary requests are answered aside, so they never take a scripted
+        // turn reply.
+        let aside = if is_title_request(&request) {
+            Some(SCRIPTED_TITLE)
+        } else if is_summary_request(&request) {
+            self.summaries.fetch_add(1, Ordering::SeqCst);
+            Some(SCRIPTED_SUMMARY)
+        } else {
+            None
+        };
+        if let Some(label) = aside {
             let parts = vec![
                 StreamPart::TextDelta {
                     block: 0,
-                    delta: SCRIPTED_TITLE.into(),
+                    delta: label.into(),
                 },
                 finish(FinishReason::Stop),
             ];
@@ -371,10 +394,9 @@ impl LanguageModel for RoutedModel {
     }
 
     fn stream(&self, request: ModelRequest) -> ModelStream {
-        // Title requests are answered aside (by the player), taking no chat's reply.
-        if request.system.first().map(String::as_str)
-            == Some(chatd_core::title::TITLE_SYSTEM_PROMPT)
-        {
+        // Title and summary requests are answered aside (by the player), taking no chat's
+        // reply.
+        if is_title_request(&request) || is_summary_request(&request) {
             return lock(&self.player).stream(request);
         }
         let key = key_of(&request);

@@ -60,6 +60,10 @@ pub const CURRENT_TIME_TOOL: &str = "current_time";
 /// Name of the demo addition tool.
 pub const ADD_TOOL: &str = "add";
 
+/// The demo model's answer to every turn summary request: it cannot judge a turn, and a
+/// fixed label shows where the chat list puts one.
+pub const DEMO_TURN_SUMMARY: &str = "Demo turn finished";
+
 /// The workspace tool the demo writes files with (when the chat has a workspace).
 const WRITE_FILE_TOOL: &str = chatd_core::workspace::tools::WRITE_FILE_TOOL;
 
@@ -203,7 +207,8 @@ pub enum DemoReply {
 /// The built-in deterministic model: the same request always gets the same reply.
 ///
 /// - A title request ([`chatd_core::title::TITLE_SYSTEM_PROMPT`]) gets `Demo: ` and the
-///   first words of the message.
+///   first words of the message; a turn summary request
+///   ([`chatd_core::TURN_SUMMARY_SYSTEM_PROMPT`]) gets [`DEMO_TURN_SUMMARY`].
 /// - After a successful `write_file` it reads the file back with `read_file`; after other
 ///   tool results it answers with what the tools returned.
 /// - Otherwise, when the latest user message names an offered tool it calls it (with
@@ -237,6 +242,11 @@ impl DemoModel {
         {
             let title = chatd_core::title::fallback_title(&last_user_text);
             return DemoReply::Text(format!("Demo: {title}"));
+        }
+        if request.system.first().map(String::as_str)
+            == Some(chatd_core::TURN_SUMMARY_SYSTEM_PROMPT)
+        {
+            return DemoReply::Text(DEMO_TURN_SUMMARY.to_owned());
         }
         match request.messages.last() {
             Some(last) if last.role == Role::Tool => {

@@ -18,6 +18,7 @@ mod resolver;
 mod runner;
 mod stream;
 mod subagents;
+mod summary;
 mod titles;
 mod turn;
 mod usage;
@@ -54,6 +55,10 @@ pub use ops::UNUSABLE_MCP_SERVER_DETAIL;
 pub use publish::{HookPoint, TestHook};
 pub use resolver::{StoreModelResolver, MODEL_KEY_MISSING_MESSAGE};
 pub use stream::ChatStream;
+pub use summary::{
+    MAX_TURN_SUMMARY_WORDS, TURN_SUMMARY_CONTEXT_MESSAGES, TURN_SUMMARY_REPLY_MAX_RUNES,
+    TURN_SUMMARY_SYSTEM_PROMPT, TURN_SUMMARY_TIMEOUT, TURN_SUMMARY_USER_MAX_RUNES,
+};
 pub use titles::{
     CONVERSATION_TITLE_SYSTEM_PROMPT, TITLE_CONTEXT_MESSAGES, TITLE_CONVERSATION_MAX_RUNES,
     TITLE_RECENT_TURNS,
@@ -199,6 +204,10 @@ pub struct EngineConfig {
     /// Whether a model-written title replaces the fallback title after the first turn
     /// starts.
     pub generate_titles: bool,
+    /// Whether a completed turn of a root chat gets a model-written 2–5 word status label
+    /// in `last_turn_summary` (engine.md §10.3; one small model call per turn, recorded as
+    /// spend). On by default.
+    pub turn_summaries: bool,
     /// A test hook; see [`EngineConfig::with_test_hook`].
     hook: Option<TestHook>,
     /// Where chats' workspaces come from; `None`: no workspace tools, and the prompt says
@@ -234,6 +243,7 @@ impl EngineConfig {
             worker_id: None,
             tools: Arc::new(ToolRegistry::new()),
             generate_titles: true,
+            turn_summaries: true,
             workspaces: None,
             workspace_write_policy: Arc::new(PlanFileOnly),
             announce_no_workspace: false,
@@ -293,6 +303,12 @@ impl EngineConfig {
     /// Turns automatic titles on or off (on by default).
     pub fn with_generated_titles(mut self, on: bool) -> Self {
         self.generate_titles = on;
+        self
+    }
+
+    /// Turns turn summaries (`last_turn_summary`) on or off (on by default).
+    pub fn with_turn_summaries(mut self, on: bool) -> Self {
+        self.turn_summaries = on;
         self
     }
 
@@ -425,6 +441,7 @@ pub(crate) struct Inner {
     pub(crate) mcp: Option<Arc<McpConnector>>,
     pub(crate) subagents: bool,
     pub(crate) generate_titles: bool,
+    pub(crate) turn_summaries: bool,
     pub(crate) settings: EngineSettings,
     pub(crate) worker_id: Uuid,
     pub(crate) wake: Notify,
@@ -536,6 +553,7 @@ impl Engine {
             mcp: config.mcp,
             subagents: config.subagents,
             generate_titles: config.generate_titles,
+            turn_summaries: config.turn_summaries,
             settings: config.settings,
             worker_id,
             wake: Notify::new(),

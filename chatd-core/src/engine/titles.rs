@@ -202,9 +202,10 @@ impl Engine {
 
 /// One speaker's visible text.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Turn {
-    user: bool,
-    text: String,
+pub(super) struct Turn {
+    /// The user's (else the assistant's).
+    pub(super) user: bool,
+    pub(super) text: String,
 }
 
 /// The transcript the title model reads, from messages oldest first: the first user turn,
@@ -267,7 +268,8 @@ fn title_transcript(messages: &[ChatMessage]) -> Option<String> {
 }
 
 /// Visible user and assistant text, consecutive messages of one role joined into a turn.
-fn turns(messages: &[ChatMessage]) -> Vec<Turn> {
+/// Shared with the turn summary's transcript.
+pub(super) fn turns(messages: &[ChatMessage]) -> Vec<Turn> {
     let mut out: Vec<Turn> = Vec::new();
     for message in messages {
         let user = match message.role {
@@ -297,12 +299,13 @@ fn turns(messages: &[ChatMessage]) -> Vec<Turn> {
     out
 }
 
-fn runes(s: &str) -> usize {
+/// Length in characters (Unicode scalar values), the unit of every transcript cap.
+pub(super) fn runes(s: &str) -> usize {
     s.chars().count()
 }
 
 /// `text` cut to `max` characters, the last being [`TITLE_ELLIPSIS`] when cut.
-fn clip(text: &str, max: usize) -> String {
+pub(super) fn clip(text: &str, max: usize) -> String {
     if runes(text) <= max {
         return text.to_owned();
     }
@@ -310,6 +313,23 @@ fn clip(text: &str, max: usize) -> String {
     if max > 0 {
         out.push(TITLE_ELLIPSIS);
     }
+    out
+}
+
+/// [`clip`] from the other end: the last `max` characters, the first being
+/// [`TITLE_ELLIPSIS`] when cut. For text whose end matters most (where a reply left
+/// things).
+pub(super) fn clip_start(text: &str, max: usize) -> String {
+    let len = runes(text);
+    if len <= max {
+        return text.to_owned();
+    }
+    if max == 0 {
+        return String::new();
+    }
+    let mut out = String::with_capacity(text.len().min(4 * max));
+    out.push(TITLE_ELLIPSIS);
+    out.extend(text.chars().skip(len - (max - 1)));
     out
 }
 

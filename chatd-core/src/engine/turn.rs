@@ -85,7 +85,9 @@ async fn turn_body(inner: Arc<Inner>, control: Arc<TurnControl>) {
         }
     };
     inner.hook(HookPoint::Finishing(lease)).await;
-    finish(&inner, &lease, end).await;
+    if finish(&inner, &lease, end).await {
+        super::summary::spawn(&inner, chat_id);
+    }
     let chat_still_runs = {
         let mut active = lock(&inner.active);
         // Only this turn's own entry: a later claim of the same chat (made after this
@@ -101,8 +103,8 @@ async fn turn_body(inner: Arc<Inner>, control: Arc<TurnControl>) {
 }
 
 /// The finish routine: one transaction, then its publication
-/// ([`Inner::publish`]).
-async fn finish(inner: &Inner, lease: &Lease, end: TurnEnd) {
+/// ([`Inner::publish`]). Returns whether the turn gets a summary ([`super::summary`]).
+async fn finish(inner: &Inner, lease: &Lease, end: TurnEnd) -> bool {
     let chat_id = lease.chat_id;
     let outcome = match end {
         TurnEnd::Completed => TurnOutcome::Completed,
@@ -113,7 +115,7 @@ async fn finish(inner: &Inner, lease: &Lease, end: TurnEnd) {
         TurnEnd::Failed(e) => TurnOutcome::Failed(chaterror::Redactor::new().redact_chat_error(e)),
         TurnEnd::RequiresAction => TurnOutcome::RequiresAction,
         // Nothing to write: the new owner (or the operation) decides the chat's state.
-        TurnEnd::Lost => return,
+        TurnEnd::Lost => return false,
     };
     let mut attempt = 0;
     let finished = loop {
@@ -127,11 +129,13 @@ async fn finish(inner: &Inner, lease: &Lease, end: TurnEnd) {
             Err(e) => {
                 // The chat stays `running` under a dead lease; stale recovery hands it back.
                 tracing::error!(%chat_id, error = %e, "finishing a turn failed");
-                return;
+                return false;
             }
         }
     };
+    let summarize = super::summary::wanted(inner, &outcome, &finished);
     inner.publish(finished).await;
+    summarize
 }
 
 /// The chat's step loop.

@@ -20,7 +20,7 @@ use super::chats::{chat_from_row, load_labels, CHAT_COLUMNS, UNREAD_EXISTS};
 use super::{chat_not_found, get_bool, get_opt_uuid, get_uuid, uuid_text, ChatTx, Dialect, Store};
 use crate::error::{DbResultExt, Error, ErrorKind, Result};
 
-/// Longest turn summary [`Store::set_turn_summary`] stores, in Unicode scalar values; a
+/// Longest turn summary [`Store::set_turn_summary_if`] stores, in Unicode scalar values; a
 /// longer one is cut to this length. Summaries are 2–5 word status labels, so only a misbehaving model reaches it.
 pub const MAX_TURN_SUMMARY_RUNES: usize = 200;
 
@@ -83,7 +83,7 @@ impl ChatListQuery {
 }
 
 /// Trims a turn summary and cuts it to [`MAX_TURN_SUMMARY_RUNES`]; blank becomes `None`.
-/// This is the value [`Store::set_turn_summary`] stores.
+/// This is the value [`Store::set_turn_summary_if`] stores.
 pub fn normalize_turn_summary(summary: Option<&str>) -> Option<String> {
     let trimmed = summary?.trim();
     let cut = match trimmed.char_indices().nth(MAX_TURN_SUMMARY_RUNES) {
@@ -615,24 +615,32 @@ async fn title_in_tx(tx: &mut ChatTx, expected: Option<&str>, title: &str) -> Re
     Ok(done.rows_affected() > 0)
 }
 
-async fn summary_in_tx(tx: &mut ChatTx, summary: Option<String>) -> Result<bool> {
-    let chat_id = uuid_text(tx.chat_id());
-    let current: Option<String> =
-        sqlx::query_scalar("SELECT last_turn_summary FROM chats WHERE id = $1")
-            .bind(chat_id.as_str())
-            .fetch_one(&mut *tx.conn())
-            .await
-            .db()?;
-    if current == summary {
-        return Ok(false);
-    }
-    sqlx::query("UPDATE chats SET last_turn_summary = $2 WHERE id = $1")
-        .bind(chat_id)
+/// Writes `summary` when the chat's newest non-deleted message is still `as_of` and the
+/// value differs, in one statement: the check and the write cannot be split by a message
+/// committed in between. Returns whether it was written.
+async fn summary_in_tx(
+    tx: &mut ChatTx,
+    dialect: Dialect,
+    as_of: i64,
+    summary: Option<String>,
+) -> Result<bool> {
+    // A null-safe "differs": blank (NULL) against NULL is no change.
+    let differs = match dialect {
+        Dialect::Sqlite => "last_turn_summary IS NOT $2",
+        Dialect::Postgres => "last_turn_summary IS DISTINCT FROM $2",
+    };
+    let sql = format!(
+        "UPDATE chats SET last_turn_summary = $2 WHERE id = $1 AND {differs} \
+         AND (SELECT MAX(m.id) FROM chat_messages m WHERE m.chat_id = $1 AND m.deleted = 0) = $3"
+    );
+    let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(uuid_text(tx.chat_id()))
         .bind(summary)
+        .bind(as_of)
         .execute(&mut *tx.conn())
         .await
         .db()?;
-    Ok(true)
+    Ok(done.rows_affected() > 0)
 }
 
 fn checked_title(title: &str) -> Result<String> {
@@ -736,14 +744,42 @@ impl Store {
         tx.finish(result).await
     }
 
-    /// Stores the turn summary as [`normalize_turn_summary`] makes it
-    /// (trimmed, cut to [`MAX_TURN_SUMMARY_RUNES`], blank → `NULL`) without bumping
-    /// `updated_at`, and returns whether it changed. [`ErrorKind::NotFound`] when the chat
-    /// does not exist.
-    pub async fn set_turn_summary(&self, chat_id: Uuid, summary: Option<String>) -> Result<bool> {
+    /// The id of the chat's newest message that is not deleted, whatever its visibility;
+    /// `None` when it has none. Hidden usage rows are deleted from the start, so a model
+    /// call's accounting never counts as a new message. The stale-write guard of
+    /// [`Store::set_turn_summary_if`] compares against it.
+    /// [`ErrorKind::NotFound`] when the chat does not exist.
+    pub async fn newest_message_id(&self, chat_id: Uuid) -> Result<Option<i64>> {
+        let mut conn = self.pool().acquire().await.db()?;
+        super::ensure_chat_exists(&mut conn, chat_id).await?;
+        sqlx::query_scalar("SELECT MAX(id) FROM chat_messages WHERE chat_id = $1 AND deleted = 0")
+            .bind(uuid_text(chat_id))
+            .fetch_one(&mut *conn)
+            .await
+            .db()
+    }
+
+    /// Stores the turn summary as [`normalize_turn_summary`] makes it (trimmed, cut to
+    /// [`MAX_TURN_SUMMARY_RUNES`], blank → `NULL`) without bumping `updated_at`, but only
+    /// while the chat's newest non-deleted message is still `as_of`
+    /// ([`Store::newest_message_id`] read when the summary's generation started): a summary
+    /// of an older state that arrives after a newer message (a send, an edit, the next
+    /// turn's reply) is dropped instead of overwriting the newer state. Returns whether it
+    /// was written (`false` also when the value is unchanged).
+    /// [`ErrorKind::NotFound`] when the chat does not exist.
+    ///
+    /// The check and the write are one statement, run under the chat's row lock, so a
+    /// message committed by another transaction is either seen by the check or waits for
+    /// the write.
+    pub async fn set_turn_summary_if(
+        &self,
+        chat_id: Uuid,
+        as_of: i64,
+        summary: Option<String>,
+    ) -> Result<bool> {
         let summary = normalize_turn_summary(summary.as_deref());
         let mut tx = self.begin_chat_tx(chat_id).await?;
-        let result = summary_in_tx(&mut tx, summary).await;
+        let result = summary_in_tx(&mut tx, self.dialect(), as_of, summary).await;
         tx.finish(result).await
     }
 

@@ -74,7 +74,8 @@ async fn engine_on(
     let config =
         chatd_core::EngineConfig::new(chatd_core::store::StoreOptions::new("unused"), resolver)
             .with_settings(fast_settings())
-            .with_generated_titles(false);
+            .with_generated_titles(false)
+            .with_turn_summaries(false);
     chatd_core::Engine::with_store(store.clone(), config)
         .await
         .unwrap()

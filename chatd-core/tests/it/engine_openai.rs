@@ -58,10 +58,11 @@ async fn a_recorded_openai_stream_becomes_a_priced_assistant_message() {
             base_url,
             model_config_id: Uuid::new_v4(),
         });
-        // Titles off: a title request would take the one recording.
+        // Titles and turn summaries off: their requests would take the one recording.
         let config = EngineConfig::new(StoreOptions::new("unused"), resolver)
             .with_settings(settings)
-            .with_generated_titles(false);
+            .with_generated_titles(false)
+            .with_turn_summaries(false);
         let engine = Engine::with_store(store.clone(), config).await.unwrap();
         let chat = engine
             .create_chat(

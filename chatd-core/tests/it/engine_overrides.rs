@@ -1,8 +1,9 @@
 //! The deployment model overrides change what the engine does, through the real
 //! `StoreModelResolver` and the real OpenAI client against a local stand-in provider that
 //! records which model each request names: `general` picks the model of a new chat that
-//! names none, `title_generation` writes the automatic and the requested titles, and an
-//! override that cannot be used (disabled model, no key for the owner) falls back.
+//! names none, `title_generation` writes the automatic and the requested titles and the
+//! turn summaries, and an override that cannot be used (disabled model, no key for the
+//! owner) falls back.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::sync::Arc;
@@ -27,6 +28,10 @@ use serde_json::Value;
 const OVERRIDE_TITLE: &str = "Written By The Title Model";
 /// The title the stand-in writes when asked by any other model.
 const CHAT_MODEL_TITLE: &str = "Written By The Chat Model";
+/// The turn summary the stand-in writes when asked by the title override's model.
+const OVERRIDE_SUMMARY: &str = "Summarized by title model";
+/// The turn summary the stand-in writes when asked by any other model.
+const CHAT_MODEL_SUMMARY: &str = "Summarized by chat model";
 /// The model the `title_generation` override names.
 const TITLE_MODEL: &str = "gpt-4o-mini";
 
@@ -35,6 +40,7 @@ const TITLE_MODEL: &str = "gpt-4o-mini";
 struct Seen {
     model: String,
     title: bool,
+    summary: bool,
 }
 
 /// Whether any string in `value` is one of the title instructions.
@@ -47,6 +53,11 @@ fn asks_for_title(value: &Value) -> bool {
         Value::Object(map) => map.values().any(asks_for_title),
         _ => false,
     }
+}
+
+/// Whether the first message of `messages` is the turn summary instruction.
+fn asks_for_summary(messages: &Value) -> bool {
+    messages[0]["content"].as_str() == Some(chatd_core::TURN_SUMMARY_SYSTEM_PROMPT)
 }
 
 fn chunk(model: &str, delta: Value, finish: Option<&str>) -> String {
@@ -70,17 +81,25 @@ fn seen_in(request: &Recorded) -> Seen {
     Seen {
         model: body["model"].as_str().unwrap_or_default().to_owned(),
         title: asks_for_title(&body["messages"]),
+        summary: asks_for_summary(&body["messages"]),
     }
 }
 
 /// Answers every Chat Completions request with a one-chunk text stream: a title for title
-/// requests (which one says which model wrote it), "ok" otherwise.
+/// requests and a label for summary requests (which one says which model wrote it), "ok"
+/// otherwise.
 fn complete(request: &Recorded) -> Option<Reply> {
-    let Seen { model, title } = seen_in(request);
-    let text = match (title, model == TITLE_MODEL) {
-        (true, true) => OVERRIDE_TITLE,
-        (true, false) => CHAT_MODEL_TITLE,
-        (false, _) => "ok",
+    let Seen {
+        model,
+        title,
+        summary,
+    } = seen_in(request);
+    let text = match (title, summary, model == TITLE_MODEL) {
+        (true, _, true) => OVERRIDE_TITLE,
+        (true, _, false) => CHAT_MODEL_TITLE,
+        (false, true, true) => OVERRIDE_SUMMARY,
+        (false, true, false) => CHAT_MODEL_SUMMARY,
+        (false, false, _) => "ok",
     };
     let mut sse = chunk(
         &model,
@@ -187,11 +206,19 @@ async fn wait_for(
     }
 }
 
-/// The models the turns (not the titles) were sent to, in order.
+/// The models the turns (not the titles or summaries) were sent to, in order.
 fn turn_models(provider: &ReplayServer) -> Vec<String> {
     let seen: Vec<Seen> = provider.requests().iter().map(seen_in).collect();
     seen.iter()
-        .filter(|s| !s.title)
+        .filter(|s| !s.title && !s.summary)
+        .map(|s| s.model.clone())
+        .collect()
+}
+
+fn summary_models(provider: &ReplayServer) -> Vec<String> {
+    let seen: Vec<Seen> = provider.requests().iter().map(seen_in).collect();
+    seen.iter()
+        .filter(|s| s.summary)
         .map(|s| s.model.clone())
         .collect()
 }
@@ -348,6 +375,50 @@ async fn requested_titles_use_the_title_override_and_fall_back_when_it_cannot_be
             title_models(&s.provider),
             ["gpt-4o", TITLE_MODEL, TITLE_MODEL, "gpt-4o", "gpt-4o"]
         );
+        s.engine.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_title_generation_override_writes_the_turn_summary_and_falls_back() {
+    on_each_backend(|store| async move {
+        let s = setup(&store).await;
+        let actor = Actor::user(s.f.user);
+        // No override: the turn's model writes the label.
+        let chat = s
+            .engine
+            .create_chat(
+                &actor,
+                create(&s.f, "tidy the changelog", Some(s.models[1].id)),
+            )
+            .await
+            .unwrap();
+        wait_for(&s.engine, &actor, chat.id, "turn summary", |c| {
+            c.last_turn_summary.as_deref() == Some(CHAT_MODEL_SUMMARY)
+        })
+        .await;
+        assert_eq!(summary_models(&s.provider), ["gpt-4.1"]);
+
+        // With the override, the title model writes it.
+        store
+            .set_model_override(
+                &ChatModelOverrideContext::TitleGeneration,
+                &s.models[2].id.to_string(),
+            )
+            .await
+            .unwrap();
+        let next = codersdk::CreateChatMessageRequest {
+            content: vec![ChatInputPart::text("and the readme")],
+            ..Default::default()
+        };
+        s.engine.send_message(&actor, chat.id, next).await.unwrap();
+        wait_for(&s.engine, &actor, chat.id, "turn summary", |c| {
+            c.last_turn_summary.as_deref() == Some(OVERRIDE_SUMMARY)
+        })
+        .await;
+        assert_eq!(summary_models(&s.provider), ["gpt-4.1", TITLE_MODEL]);
+        assert_eq!(turn_models(&s.provider), ["gpt-4.1", "gpt-4.1"]);
         s.engine.shutdown().await;
     })
     .await;

@@ -11,6 +11,7 @@ mod engine_chain;
 mod engine_limits;
 mod engine_openai;
 mod engine_overrides;
+mod engine_summary;
 mod mcp;
 mod mcp_auth;
 mod migrations;

@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, HashSet};
 
 use chatd_core::store::{
-    now_micros, ChatListQuery, MessageVisibility, NewMessage, NewUser, SendMessage, SendOutcome,
-    Step, Store, TurnOutcome, MAX_TURN_SUMMARY_RUNES,
+    now_micros, ChatListQuery, HiddenUsage, MessageVisibility, NewMessage, NewUser, SendMessage,
+    SendOutcome, Step, Store, TurnOutcome, MAX_TURN_SUMMARY_RUNES,
 };
 use chatd_core::ErrorKind;
 use codersdk::{
@@ -808,6 +808,7 @@ async fn turn_summary_is_trimmed_and_does_not_bump_updated_at() {
     on_each_backend(|store| async move {
         let f = fixture(&store).await;
         let chat = chat_titled(&store, &f, "c").await;
+        let as_of = store.newest_message_id(chat).await.unwrap().unwrap();
         let before = updated_at(&store, chat).await;
         let summary = |chat| {
             let store = store.clone();
@@ -820,33 +821,102 @@ async fn turn_summary_is_trimmed_and_does_not_bump_updated_at() {
                     .last_turn_summary
             }
         };
-        assert!(store
-            .set_turn_summary(chat, Some("  Fixed the build\n".into()))
-            .await
-            .unwrap());
+        let set = |summary: Option<&str>| {
+            let store = store.clone();
+            let summary = summary.map(str::to_owned);
+            async move {
+                store
+                    .set_turn_summary_if(chat, as_of, summary)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert!(set(Some("  Fixed the build\n")).await);
         assert_eq!(summary(chat).await.as_deref(), Some("Fixed the build"));
-        assert!(!store
-            .set_turn_summary(chat, Some("Fixed the build".into()))
-            .await
-            .unwrap());
+        assert!(!set(Some("Fixed the build")).await, "unchanged");
         let long = "x".repeat(MAX_TURN_SUMMARY_RUNES + 5);
-        assert!(store.set_turn_summary(chat, Some(long)).await.unwrap());
+        assert!(set(Some(&long)).await);
         assert_eq!(
             summary(chat).await.map(|s| s.chars().count()),
             Some(MAX_TURN_SUMMARY_RUNES)
         );
-        assert!(store
-            .set_turn_summary(chat, Some("   ".into()))
-            .await
-            .unwrap());
+        assert!(set(Some("   ")).await, "blank clears");
         assert_eq!(summary(chat).await, None);
-        assert!(!store.set_turn_summary(chat, None).await.unwrap());
+        assert!(!set(None).await, "NULL over NULL is no change");
         assert_eq!(updated_at(&store, chat).await, before);
         let err = store
-            .set_turn_summary(Uuid::new_v4(), None)
+            .set_turn_summary_if(Uuid::new_v4(), as_of, None)
             .await
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::NotFound);
+        let err = store.newest_message_id(Uuid::new_v4()).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_turn_summary_is_dropped_once_a_newer_message_exists() {
+    on_each_backend(|store| async move {
+        let f = fixture(&store).await;
+        let chat = chat_titled(&store, &f, "c").await;
+        let first = store.newest_message_id(chat).await.unwrap().unwrap();
+        let summary = || {
+            let store = store.clone();
+            async move {
+                store
+                    .get_chat(chat)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .last_turn_summary
+            }
+        };
+        // A hidden usage row (a model call's accounting) is no newer message: deleted.
+        let hidden = store
+            .record_hidden_usage(chat, HiddenUsage::default())
+            .await
+            .unwrap();
+        assert!(hidden > first);
+        assert_eq!(store.newest_message_id(chat).await.unwrap(), Some(first));
+        assert!(store
+            .set_turn_summary_if(chat, first, Some("Answered the question".into()))
+            .await
+            .unwrap());
+
+        // A message of any visibility moves the chat on: a summary begun before it misses.
+        let newer = insert(&store, chat, assistant("more", MessageVisibility::Model)).await;
+        assert_eq!(store.newest_message_id(chat).await.unwrap(), Some(newer));
+        assert!(!store
+            .set_turn_summary_if(chat, first, Some("Stale label".into()))
+            .await
+            .unwrap());
+        assert!(!store.set_turn_summary_if(chat, first, None).await.unwrap());
+        assert_eq!(summary().await.as_deref(), Some("Answered the question"));
+        // One captured after it applies.
+        assert!(store
+            .set_turn_summary_if(chat, newer, Some("Fresh label".into()))
+            .await
+            .unwrap());
+        assert_eq!(summary().await.as_deref(), Some("Fresh label"));
+
+        // A soft-deleted newest message (an edit's discarded tail) no longer counts.
+        exec(
+            &store,
+            &format!("UPDATE chat_messages SET deleted = 1 WHERE chat_id = $1 AND id = {newer}"),
+            chat,
+        )
+        .await;
+        assert_eq!(store.newest_message_id(chat).await.unwrap(), Some(first));
+        assert!(!store
+            .set_turn_summary_if(chat, newer, Some("Gone".into()))
+            .await
+            .unwrap());
+        assert!(store
+            .set_turn_summary_if(chat, first, Some("Back again".into()))
+            .await
+            .unwrap());
+        assert_eq!(summary().await.as_deref(), Some("Back again"));
     })
     .await;
 }

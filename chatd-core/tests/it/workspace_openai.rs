@@ -95,9 +95,11 @@ async fn a_recorded_openai_tool_call_runs_read_file_on_the_workspace() {
             base_url: replay.url("/v1"),
             model_config_id: Uuid::new_v4(),
         });
+        // No titles or turn summaries: the replay holds the turn's two replies only.
         let config = EngineConfig::new(StoreOptions::new("unused"), resolver)
             .with_settings(settings)
             .with_generated_titles(false)
+            .with_turn_summaries(false)
             .with_workspaces(provider);
         let engine = Engine::with_store(store.clone(), config).await.unwrap();
         let chat = engine

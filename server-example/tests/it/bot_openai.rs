@@ -17,29 +17,44 @@ use codersdk::{
 };
 use futures_util::StreamExt;
 
-/// Whether `request` asks for the chat's automatic title.
-fn is_title(request: &Recorded) -> bool {
-    request.json_or_null()["messages"][0]["content"]
-        .as_str()
-        .is_some_and(|s| s == chatd_core::title::TITLE_SYSTEM_PROMPT)
+/// The label the engine's aside request asks for: the chat's automatic title or the turn
+/// summary; `None` for a turn request.
+fn aside_label(request: &Recorded) -> Option<&'static str> {
+    match request.json_or_null()["messages"][0]["content"].as_str() {
+        Some(chatd_core::title::TITLE_SYSTEM_PROMPT) => Some("Paris weather"),
+        Some(chatd_core::TURN_SUMMARY_SYSTEM_PROMPT) => Some("Reported the weather"),
+        _ => None,
+    }
 }
 
-/// Title requests (the chat's automatic title) are answered aside so they never take a
-/// recording meant for the turn.
-fn answer_titles(request: &Recorded) -> Option<Reply> {
-    is_title(request).then(|| {
-        let sse = "data: {\"id\":\"t\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Paris weather\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
-        Reply::sse(vec![sse.as_bytes().to_vec()])
+/// Whether `request` asks for a title or a turn summary, not a turn's reply.
+fn is_aside(request: &Recorded) -> bool {
+    aside_label(request).is_some()
+}
+
+/// Title and turn summary requests are answered aside so they never take a recording meant
+/// for the turn.
+fn answer_aside(request: &Recorded) -> Option<Reply> {
+    aside_label(request).map(|label| {
+        let chunk = serde_json::json!({
+            "id": "t",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "gpt-4o",
+            "choices": [{"index": 0, "delta": {"content": label}, "finish_reason": "stop"}],
+        });
+        let sse = format!("data: {chunk}\n\ndata: [DONE]\n\n");
+        Reply::sse(vec![sse.into_bytes()])
     })
 }
 
-/// The turn requests the provider received (titles left out), as JSON; each must have
+/// The turn requests the provider received (titles and summaries left out), as JSON; each must have
 /// been a Chat Completions request.
 fn turn_requests(provider: &ReplayServer) -> Vec<serde_json::Value> {
     provider
         .requests()
         .iter()
-        .filter(|r| !is_title(r))
+        .filter(|r| !is_aside(r))
         .map(|r| {
             assert_eq!(
                 (r.method.as_str(), r.path.as_str()),
@@ -58,7 +73,7 @@ async fn a_bot_answers_a_client_tool_call_over_http_with_openai_replayed_behind_
                 Reply::recorded("openai-chat--tool-call--single.sse"),
                 Reply::recorded("openai-chat--text--usage.sse"),
             ],
-            answer_titles,
+            answer_aside,
         )
         .await;
         let provider_url = recorded.url("/v1");

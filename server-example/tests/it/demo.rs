@@ -137,6 +137,15 @@ fn the_demo_calls_a_tool_when_asked_and_otherwise_explains_itself() {
         demo.reply(&title),
         DemoReply::Text("Demo: what time is it in Paris".into())
     );
+    // Turn summary requests get the fixed label, never a tool call either.
+    let summary = ModelRequest {
+        system: vec![chatd_core::TURN_SUMMARY_SYSTEM_PROMPT.to_owned()],
+        ..ask("what time is it in Paris", BUILT_IN)
+    };
+    assert_eq!(
+        demo.reply(&summary),
+        DemoReply::Text(server_example::demo::DEMO_TURN_SUMMARY.into())
+    );
 }
 
 #[test]
