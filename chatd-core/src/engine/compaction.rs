@@ -323,6 +323,8 @@ impl Compactor {
             tool_choice: Some(ToolChoice::None),
             settings,
             provider_options: model.provider_options.clone(),
+            // Never chained: the summary must read the history it replaces, and after it
+            // the chain restarts from the summary (chain.rs finds no anchor before it).
             previous_response_id: None,
             correlation: CorrelationHeaders {
                 owner_id: Some(self.request.owner_id.to_string()),

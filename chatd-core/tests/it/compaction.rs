@@ -422,8 +422,60 @@ async fn a_manual_compaction_summarizes_an_idle_chat_without_answering_again() {
         wait_status(&engine, &actor, chat.id, ChatStatus::Waiting).await;
         assert_eq!(model.compactions.load(Ordering::SeqCst), 0);
 
+        let last_id = engine
+            .list_messages(&actor, chat.id, &all_messages())
+            .await
+            .unwrap()
+            .messages
+            .last()
+            .unwrap()
+            .id;
+        let mut stream = engine
+            .subscribe(&actor, chat.id, Some(last_id))
+            .await
+            .unwrap();
         let requested = engine.compact_chat(&actor, chat.id).await.unwrap();
         assert_eq!(requested.status, ChatStatus::Pending);
+        // The stream: "Summarizing…" (the chat_summarized call as a part), then the durable
+        // call and result, then `waiting`.
+        let mut seen = Vec::new();
+        let mut ran = false;
+        loop {
+            let event = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next())
+                .await
+                .unwrap()
+                .unwrap();
+            if let Some(part) = &event.message_part {
+                seen.push(format!(
+                    "part {:?} {}",
+                    part.part.part_type, part.part.tool_name
+                ));
+            }
+            if let Some(message) = &event.message {
+                seen.push(format!("message {:?}", message.role));
+            }
+            // The snapshot opens with the current status (`waiting`): the end is the
+            // `waiting` after `running`.
+            if let Some(status) = &event.status {
+                ran |= status.status == ChatStatus::Running;
+                if ran && status.status == ChatStatus::Waiting {
+                    break;
+                }
+            }
+        }
+        let summarizing = format!(
+            "part {:?} {COMPACTION_TOOL_NAME}",
+            ChatMessagePartType::ToolCall
+        );
+        let at = seen
+            .iter()
+            .position(|s| *s == summarizing)
+            .unwrap_or_else(|| panic!("no Summarizing part: {seen:?}"));
+        assert_eq!(
+            seen[at + 1..],
+            ["message Assistant".to_owned(), "message Tool".to_owned()],
+            "{seen:?}"
+        );
         let done = wait_status(&engine, &actor, chat.id, ChatStatus::Waiting).await;
         assert!(done.last_error.is_none());
         assert_eq!(model.compactions.load(Ordering::SeqCst), 1);

@@ -115,10 +115,12 @@ async fn world_with(store: &Store, store_responses: bool, context_limit: Option<
         store: store_responses,
         context_limit,
     });
-    // Titles off: a title request would reach the mock and take a scripted reply.
+    // Titles and turn summaries off: their requests would reach the mock and take
+    // scripted replies.
     let config = EngineConfig::new(StoreOptions::new("unused"), resolver)
         .with_settings(fast_settings())
-        .with_generated_titles(false);
+        .with_generated_titles(false)
+        .with_turn_summaries(false);
     let engine = Engine::with_store(store.clone(), config).await.unwrap();
     World {
         mock,
