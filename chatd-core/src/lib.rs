@@ -36,6 +36,14 @@
 //!   ([`Engine::drain`]). See docs/replicas.md.
 //! - **Tools, prompts, titles** ([`tools`], [`prompt`], [`title`]); after each completed
 //!   turn a short status label in `last_turn_summary` ([`EngineConfig::turn_summaries`]).
+//! - **Long chats**: context compaction — when a step's context usage reaches the
+//!   threshold (70 % of the window unless the model config or the user says otherwise),
+//!   the model summarizes the conversation and later prompts start from the summary, also
+//!   on a provider's context-length refusal and on request ([`Engine::compact_chat`]); see
+//!   docs/compaction.md. OpenAI Responses models with `store` continue from the previous
+//!   response (`previous_response_id`) instead of resending the history. Model calls
+//!   outside the history (titles, summaries) are recorded as hidden usage rows, so spend
+//!   stays exact.
 //! - **Per-user MCP authentication** ([`mcp::oauth`]): OAuth2 discovery, client registration,
 //!   the PKCE authorization-code flow bound to the user who started it, and the token
 //!   refresh the MCP client calls before connecting. See docs/mcp-auth.md.
