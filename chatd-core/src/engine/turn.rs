@@ -434,9 +434,15 @@ async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
         }
         compacted_since_step = false;
         last_usage = Some(response.usage);
-        // Inline compaction after a step that crossed the threshold.
+        // Inline compaction after a step that crossed the threshold. Not while client tool
+        // calls wait: their results would arrive after the boundary without their calls.
         let mut compacted_now = false;
-        if let Some(measure) = compactor.crossed(inner, &response.usage).await {
+        let crossed = if executed.requires_action() {
+            None
+        } else {
+            compactor.crossed(inner, &response.usage).await
+        };
+        if let Some(measure) = crossed {
             match compactor
                 .compact(
                     inner,

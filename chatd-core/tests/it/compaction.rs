@@ -524,3 +524,65 @@ async fn a_manual_compaction_summarizes_an_idle_chat_without_answering_again() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_tool_calls_are_never_cut_from_their_results_by_a_compaction() {
+    on_each_backend(|store| async move {
+        let f = fixture(&store).await;
+        let actor = Actor::user(f.user);
+        let model_config = insert_model_config(&store).await;
+        // 5 %: every step crosses it, the scripted tool-call step (100 of 1 000 tokens)
+        // included.
+        store
+            .set_user_compaction_threshold(f.user, model_config, 5)
+            .await
+            .unwrap();
+        let model = ScriptedModel::new([
+            Reply::ToolCalls(vec![(
+                "call_1".into(),
+                "get_weather".into(),
+                r#"{"city":"Oslo"}"#.into(),
+            )]),
+            Reply::TextWithUsage("Sunny".into(), usage(20)),
+        ]);
+        let engine = engine_on(&store, model.clone(), model_config).await;
+        let request = codersdk::CreateChatRequest {
+            unsafe_dynamic_tools: vec![codersdk::DynamicTool {
+                name: "get_weather".into(),
+                description: "Weather of a city".into(),
+                input_schema: codersdk::RawJson::from_json(r#"{"type":"object"}"#).unwrap(),
+            }],
+            ..create_request(f.org, "weather in Oslo?")
+        };
+        let chat = engine.create_chat(&actor, request).await.unwrap();
+        wait_status(&engine, &actor, chat.id, ChatStatus::RequiresAction).await;
+        // The step waits for the client: nothing was summarized over its open call.
+        assert_eq!(model.compactions.load(Ordering::SeqCst), 0);
+        engine
+            .submit_tool_results(
+                &actor,
+                chat.id,
+                codersdk::SubmitToolResultsRequest {
+                    results: vec![codersdk::ToolResult {
+                        tool_call_id: "call_1".into(),
+                        output: Some(codersdk::RawJson::from_json(r#""sunny""#).unwrap()),
+                        is_error: false,
+                    }],
+                },
+            )
+            .await
+            .unwrap();
+        let done = wait_status(&engine, &actor, chat.id, ChatStatus::Waiting).await;
+        assert!(done.last_error.is_none(), "{:?}", done.last_error);
+        // The step after the results read the call and its result together.
+        let requests = model.requests.lock().unwrap().clone();
+        let roles: Vec<Role> = requests[1].messages.iter().map(|m| m.role).collect();
+        assert_eq!(
+            roles,
+            [Role::User, Role::Assistant, Role::Tool],
+            "{roles:?}"
+        );
+        engine.shutdown().await;
+    })
+    .await;
+}
