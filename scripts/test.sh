@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step prints the seconds elapsed since the start, so a slow CI run can be attributed.
+step() { printf '\n==> %s (at %ss)\n' "$*" "$SECONDS"; }
 
 step "rustfmt"
 cargo fmt --all --check
@@ -39,3 +40,4 @@ step "fuzz smoke (${FUZZ_SMOKE_SECONDS}s per target)"
 # A fixed seed: the smoke run is a regression check, not a search, so it must not fail CI
 # by chance on one run and pass on the next; the long runs (docs/fuzzing.md) search.
 bash scripts/fuzz.sh --seconds "$FUZZ_SMOKE_SECONDS" --sanitizer none --seed "${FUZZ_SMOKE_SEED:-20261206}"
+step "done"

@@ -37,6 +37,7 @@ use codersdk::{
 use tokio::sync::OnceCell;
 
 use super::models::{ResolvedModel, TurnModelRequest};
+use super::turn::FileCache;
 use super::usage::{record_call, CallModel};
 use super::{Inner, TurnControl};
 use crate::error::ErrorKind;
@@ -271,8 +272,8 @@ impl Compactor {
 
     /// Summarizes `history` and stores the compaction under the turn's lease; returns the
     /// new prompt history. `turn` is the turn's model (it summarizes unless a compaction
-    /// model is set), `system` and `tools` the turn's, so the summary call reads what the
-    /// model has read.
+    /// model is set), `system`, `tools` and `files` (attached files already loaded) the
+    /// turn's, so the summary call reads what the model has read.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn compact(
         &self,
@@ -282,6 +283,7 @@ impl Compactor {
         history: &[ChatMessage],
         system: &[String],
         tools: Vec<ToolDefinition>,
+        files: &FileCache,
         measure: Measure,
         source: Source,
     ) -> Result<Vec<ChatMessage>, Failure> {
@@ -295,19 +297,17 @@ impl Compactor {
             ChatMessagePart::tool_call(&call_id, COMPACTION_TOOL_NAME, RawJson::null()),
         ));
         let split = split_unanswered(history);
-        let messages =
-            match super::turn::request_messages(inner, split.summarized, &Default::default()).await
-            {
-                Ok(m) => m,
-                Err(e) => {
-                    return Err(self.fail(
-                        inner,
-                        chat_id,
-                        &call_id,
-                        format!("reading attached files failed: {e}"),
-                    ))
-                }
-            };
+        let messages = match super::turn::request_messages(inner, split.summarized, files).await {
+            Ok(m) => m,
+            Err(e) => {
+                return Err(self.fail(
+                    inner,
+                    chat_id,
+                    &call_id,
+                    format!("reading attached files failed: {e}"),
+                ))
+            }
+        };
         let mut messages = messages;
         messages.push(Message::user_text(COMPACTION_SUMMARY_PROMPT));
         let mut settings = model.settings;
@@ -402,7 +402,10 @@ impl Compactor {
             .persist_compaction(&control.lease, compaction)
             .await
         {
-            Ok(t) => t,
+            Ok(Some(t)) => t,
+            // Interrupted between the summary and its write: the turn finishes as
+            // interrupted (which runs the queue); the summary is not kept.
+            Ok(None) => return Err(Failure::Stopped),
             Err(e) if e.kind() == ErrorKind::LeaseLost => return Err(Failure::Lost),
             Err(e) => {
                 return Err(self.fail(

@@ -283,6 +283,7 @@ async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
                 &history,
                 &system,
                 tools.definitions(),
+                &files,
                 measure,
                 Source::Manual,
             )
@@ -363,6 +364,7 @@ async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
                         &history,
                         &system,
                         tools.definitions(),
+                        &files,
                         measure,
                         Source::Automatic,
                     )
@@ -451,6 +453,7 @@ async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
                     &history,
                     &system,
                     tools.definitions(),
+                    &files,
                     measure,
                     Source::Automatic,
                 )
@@ -490,6 +493,7 @@ async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
                         &history,
                         &system,
                         tools.definitions(),
+                        &files,
                         measure,
                         Source::Automatic,
                     )

@@ -45,8 +45,9 @@ impl Store {
     }
 
     /// Writes a compaction in one transaction under the chat lock, while `lease` is still
-    /// [`LeaseState::Owned`] (an interrupt, edit, promote or recovery makes it
-    /// [`crate::ErrorKind::LeaseLost`] and writes nothing):
+    /// [`LeaseState::Owned`]. An interrupt meanwhile writes nothing and answers `None` (the
+    /// worker then finishes as interrupted); an edit, promote or recovery writes nothing
+    /// and is [`crate::ErrorKind::LeaseLost`]:
     ///
     /// 1. the summary as a **user row, visibility `model`, compressed** — the new prompt
     ///    boundary ([`Store::prompt_history`] starts there);
@@ -62,12 +63,14 @@ impl Store {
         &self,
         lease: &Lease,
         compaction: Compaction,
-    ) -> Result<Transition> {
+    ) -> Result<Option<Transition>> {
         let (mut tx, state, status) = self.begin_leased_tx(lease).await?;
-        let result = if state == LeaseState::Owned {
-            compaction_in_tx(&mut tx, status, compaction).await
-        } else {
-            Err(lease_lost(lease))
+        let result = match state {
+            LeaseState::Owned => compaction_in_tx(&mut tx, status, compaction)
+                .await
+                .map(Some),
+            LeaseState::Interrupted => Ok(None),
+            LeaseState::Lost => Err(lease_lost(lease)),
         };
         tx.finish(result).await
     }
