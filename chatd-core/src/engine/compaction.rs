@@ -29,7 +29,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chatprovider::{CorrelationHeaders, Message, ModelRequest, ToolChoice, ToolDefinition};
+use chatprovider::{CorrelationHeaders, Message, ModelRequest, ToolChoice};
 use codersdk::{
     ChatError, ChatErrorKind, ChatMessage, ChatMessagePart, ChatMessagePartType, ChatMessageRole,
     ChatMessageUsage, ChatStreamEvent, RawJson, Uuid,
@@ -42,6 +42,7 @@ use super::usage::{record_call, CallModel};
 use super::{Inner, TurnControl};
 use crate::error::ErrorKind;
 use crate::store::Compaction;
+use crate::tools::TurnTools;
 
 /// Budget of one summary call.
 pub const COMPACTION_TIMEOUT: Duration = Duration::from_secs(90);
@@ -166,6 +167,18 @@ pub(crate) fn crossed(tokens: i64, limit: i64, threshold: i32) -> Option<Measure
     (measure.percent >= f64::from(threshold.max(0))).then_some(measure)
 }
 
+/// What the turn's model reads besides the history: the summary call reads the same.
+pub(crate) struct TurnPrompt<'a> {
+    /// The turn's model (it summarizes unless a compaction model is set).
+    pub(crate) model: &'a ResolvedModel,
+    /// The turn's system prompt.
+    pub(crate) system: &'a [String],
+    /// The turn's tools (declared in the summary call, never callable).
+    pub(crate) tools: &'a TurnTools,
+    /// Attached files the turn already loaded.
+    pub(crate) files: &'a FileCache,
+}
+
 /// Why a compaction did not happen.
 #[derive(Debug)]
 pub(crate) enum Failure {
@@ -271,24 +284,19 @@ impl Compactor {
     }
 
     /// Summarizes `history` and stores the compaction under the turn's lease; returns the
-    /// new prompt history. `turn` is the turn's model (it summarizes unless a compaction
-    /// model is set), `system`, `tools` and `files` (attached files already loaded) the
-    /// turn's, so the summary call reads what the model has read.
-    #[allow(clippy::too_many_arguments)]
+    /// new prompt history. `turn` is what the turn's model reads (its model summarizes
+    /// unless a compaction model is set), so the summary call reads what the model has read.
     pub(crate) async fn compact(
         &self,
         inner: &Arc<Inner>,
         control: &TurnControl,
-        turn: &ResolvedModel,
+        turn: &TurnPrompt<'_>,
         history: &[ChatMessage],
-        system: &[String],
-        tools: Vec<ToolDefinition>,
-        files: &FileCache,
         measure: Measure,
         source: Source,
     ) -> Result<Vec<ChatMessage>, Failure> {
         let chat_id = control.lease.chat_id;
-        let model = self.side_model(inner).await.unwrap_or(turn);
+        let model = self.side_model(inner).await.unwrap_or(turn.model);
         let call_id = format!("{COMPACTION_TOOL_NAME}_{}", Uuid::new_v4().simple());
         // "Summarizing…": the tool call streams until the durable rows replace it.
         inner.emit(ChatStreamEvent::message_part(
@@ -297,17 +305,18 @@ impl Compactor {
             ChatMessagePart::tool_call(&call_id, COMPACTION_TOOL_NAME, RawJson::null()),
         ));
         let split = split_unanswered(history);
-        let messages = match super::turn::request_messages(inner, split.summarized, files).await {
-            Ok(m) => m,
-            Err(e) => {
-                return Err(self.fail(
-                    inner,
-                    chat_id,
-                    &call_id,
-                    format!("reading attached files failed: {e}"),
-                ))
-            }
-        };
+        let messages =
+            match super::turn::request_messages(inner, split.summarized, turn.files).await {
+                Ok(m) => m,
+                Err(e) => {
+                    return Err(self.fail(
+                        inner,
+                        chat_id,
+                        &call_id,
+                        format!("reading attached files failed: {e}"),
+                    ))
+                }
+            };
         let mut messages = messages;
         messages.push(Message::user_text(COMPACTION_SUMMARY_PROMPT));
         let mut settings = model.settings;
@@ -315,11 +324,11 @@ impl Compactor {
             settings.max_output_tokens = Some(inner.settings.default_max_output_tokens);
         }
         let request = ModelRequest {
-            system: system.to_vec(),
+            system: turn.system.to_vec(),
             messages,
             // Declared, but not callable: histories with tool calls need their tools
             // declared on some providers.
-            tools,
+            tools: turn.tools.definitions(),
             tool_choice: Some(ToolChoice::None),
             settings,
             provider_options: model.provider_options.clone(),

@@ -18,8 +18,8 @@ use codersdk::{
 use futures_util::{FutureExt, StreamExt};
 
 use super::compaction::{
-    is_summary_row, still_too_long, Compactor, Failure, Source, COMPACTION_FAILED_MESSAGE,
-    MAX_COMPACTION_REENTRIES,
+    is_summary_row, still_too_long, Compactor, Failure, Measure, Source, TurnPrompt,
+    COMPACTION_FAILED_MESSAGE, MAX_COMPACTION_REENTRIES,
 };
 use super::models::{ResolvedModel, TurnModelRequest};
 use super::{lock, HookPoint, Inner, StopCause, TurnControl};
@@ -262,6 +262,12 @@ async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
     super::autotitle::maybe_generate(inner, &inputs, &history, &resolved);
     let files = FileCache::default();
     let mut compactor = Compactor::new(inner, request, &resolved).await;
+    let prompt = TurnPrompt {
+        model: &resolved,
+        system: &system,
+        tools: &tools,
+        files: &files,
+    };
     // The last step's usage (what a provider's refusal is measured against), whether a
     // compaction ran since the last successful step (a refusal then is final), and
     // whether one ran in this pass of the step loop (the post-run safety net skips then).
@@ -275,26 +281,20 @@ async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
             .last()
             .is_some_and(|m| m.role == ChatMessageRole::User && !is_summary_row(m));
         let measure = compactor.measured(inner, &history).await;
-        match compactor
-            .compact(
-                inner,
-                control,
-                &resolved,
-                &history,
-                &system,
-                tools.definitions(),
-                &files,
-                measure,
-                Source::Manual,
-            )
-            .await
+        match compact_history(
+            inner,
+            control,
+            &compactor,
+            &prompt,
+            &mut history,
+            measure,
+            Source::Manual,
+        )
+        .await
         {
-            Ok(compacted) => history = compacted,
-            Err(Failure::Stopped) => return stopped(control),
-            Err(Failure::Lost) => return TurnEnd::Lost,
-            Err(Failure::Failed) => {
-                return TurnEnd::Failed(ChatError::generic(COMPACTION_FAILED_MESSAGE))
-            }
+            Ok(true) => {}
+            Ok(false) => return TurnEnd::Failed(ChatError::generic(COMPACTION_FAILED_MESSAGE)),
+            Err(end) => return end,
         }
         if !unanswered {
             return TurnEnd::Completed;
@@ -356,30 +356,26 @@ async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
                     return TurnEnd::Failed(still_too_long(&e.provider));
                 }
                 let measure = compactor.overflow(inner, last_usage.as_ref()).await;
-                match compactor
-                    .compact(
-                        inner,
-                        control,
-                        &resolved,
-                        &history,
-                        &system,
-                        tools.definitions(),
-                        &files,
-                        measure,
-                        Source::Automatic,
-                    )
-                    .await
+                let source = Source::Automatic;
+                match compact_history(
+                    inner,
+                    control,
+                    &compactor,
+                    &prompt,
+                    &mut history,
+                    measure,
+                    source,
+                )
+                .await
                 {
-                    Ok(compacted) => {
-                        history = compacted;
+                    Ok(true) => {
                         compactor.reentries += 1;
                         compacted_since_step = true;
                         compacted_in_pass = true;
                         continue;
                     }
-                    Err(Failure::Stopped) => return stopped(control),
-                    Err(Failure::Lost) => return TurnEnd::Lost,
-                    Err(Failure::Failed) => return TurnEnd::Failed(e),
+                    Ok(false) => return TurnEnd::Failed(e),
+                    Err(end) => return end,
                 }
             }
             Err(StepError::Failed(e)) => return TurnEnd::Failed(e),
@@ -445,30 +441,22 @@ async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
             compactor.crossed(inner, &response.usage).await
         };
         if let Some(measure) = crossed {
-            match compactor
-                .compact(
-                    inner,
-                    control,
-                    &resolved,
-                    &history,
-                    &system,
-                    tools.definitions(),
-                    &files,
-                    measure,
-                    Source::Automatic,
-                )
-                .await
+            // A failure is logged; the post-run safety net tries once more.
+            match compact_history(
+                inner,
+                control,
+                &compactor,
+                &prompt,
+                &mut history,
+                measure,
+                Source::Automatic,
+            )
+            .await
             {
-                Ok(compacted) => {
-                    history = compacted;
-                    compacted_now = true;
-                    compacted_since_step = true;
-                }
-                Err(Failure::Stopped) => return stopped(control),
-                Err(Failure::Lost) => return TurnEnd::Lost,
-                // Logged; the post-run safety net tries once more.
-                Err(Failure::Failed) => {}
+                Ok(done) => compacted_now = done,
+                Err(end) => return end,
             }
+            compacted_since_step |= compacted_now;
         }
         if executed.requires_action() {
             return TurnEnd::RequiresAction;
@@ -483,32 +471,22 @@ async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
         }
         // The model stopped. The safety net: one more attempt when nothing was compacted
         // in this pass (an inline attempt may have failed).
-        if !compacted_in_pass && !compacted_now {
-            if let Some(measure) = compactor.crossed(inner, &response.usage).await {
-                match compactor
-                    .compact(
-                        inner,
-                        control,
-                        &resolved,
-                        &history,
-                        &system,
-                        tools.definitions(),
-                        &files,
-                        measure,
-                        Source::Automatic,
-                    )
-                    .await
-                {
-                    Ok(compacted) => {
-                        history = compacted;
-                        compacted_now = true;
-                        compacted_since_step = true;
-                    }
-                    Err(Failure::Stopped) => return stopped(control),
-                    Err(Failure::Lost) => return TurnEnd::Lost,
-                    Err(Failure::Failed) => {}
-                }
+        if let (false, false, Some(measure)) = (compacted_in_pass, compacted_now, crossed) {
+            match compact_history(
+                inner,
+                control,
+                &compactor,
+                &prompt,
+                &mut history,
+                measure,
+                Source::Automatic,
+            )
+            .await
+            {
+                Ok(done) => compacted_now = done,
+                Err(end) => return end,
             }
+            compacted_since_step |= compacted_now;
         }
         // Compacted on what would have been the final step: the model never worked from
         // the summary, so it continues from it (a bounded number of times).
@@ -520,6 +498,32 @@ async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
         return TurnEnd::Completed;
     }
     TurnEnd::Completed
+}
+
+/// Runs one compaction of `history`, replaced by the compacted history on success.
+/// `Ok(true)`: compacted; `Ok(false)`: the compaction failed (logged) and the history is as
+/// it was; `Err`: the turn ends so (stopped, or its lease lost).
+async fn compact_history(
+    inner: &Arc<Inner>,
+    control: &TurnControl,
+    compactor: &Compactor,
+    prompt: &TurnPrompt<'_>,
+    history: &mut Vec<ChatMessage>,
+    measure: Measure,
+    source: Source,
+) -> Result<bool, TurnEnd> {
+    match compactor
+        .compact(inner, control, prompt, history, measure, source)
+        .await
+    {
+        Ok(compacted) => {
+            *history = compacted;
+            Ok(true)
+        }
+        Err(Failure::Stopped) => Err(stopped(control)),
+        Err(Failure::Lost) => Err(TurnEnd::Lost),
+        Err(Failure::Failed) => Ok(false),
+    }
 }
 
 /// Whether the model-visible history already ends with a complete answer: an assistant
