@@ -122,6 +122,7 @@ pub struct TestServerBuilder {
     keyring: Option<Arc<Keyring>>,
     deployment_keys: ProviderApiKeys,
     settings: EngineSettings,
+    turn_summaries: bool,
 }
 
 impl TestServerBuilder {
@@ -158,6 +159,12 @@ impl TestServerBuilder {
         self
     }
 
+    /// Whether completed root turns get a turn summary (the default: yes, as the server).
+    pub fn turn_summaries(mut self, on: bool) -> Self {
+        self.turn_summaries = on;
+        self
+    }
+
     /// Builds the server over the store, with [`ADMIN_TOKEN`] as the admin's token, and
     /// serves it on a random local port, which is also its access URL (MCP OAuth2
     /// callbacks come back to it).
@@ -170,6 +177,7 @@ impl TestServerBuilder {
         options.admin_token = Some(ADMIN_TOKEN.to_owned());
         options.engine = self.settings;
         options.deployment_keys = self.deployment_keys;
+        options.turn_summaries = self.turn_summaries;
         if self.scripted {
             options.models = Some(ScriptedResolver::new(self.model.clone()));
         }
@@ -205,6 +213,7 @@ impl TestServer {
             keyring: None,
             deployment_keys: ProviderApiKeys::new(),
             settings: fast_settings(),
+            turn_summaries: true,
         }
     }
 

@@ -132,6 +132,10 @@ struct ServeArgs {
     /// the other replicas (docs/replicas.md "Rolling restarts").
     #[arg(long, env = "CHATD_DRAIN_TIMEOUT", value_parser = parse_duration, default_value = "30s")]
     drain_timeout: Duration,
+    /// Whether a root chat's completed turn gets a 2–5 word summary (shown in chat lists)
+    /// from the title model: one more model call and a few statements after every turn.
+    #[arg(long, env = "CHATD_TURN_SUMMARIES", default_value_t = true, action = clap::ArgAction::Set)]
+    turn_summaries: bool,
 }
 
 /// The values of `--workspace-sandbox`.
@@ -445,6 +449,7 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     options.engine.stale_after = args.stale_after;
     options.engine.recovery_interval = args.recovery_interval;
     options.engine.liveness_interval = args.liveness_interval;
+    options.turn_summaries = args.turn_summaries;
     options.deployment_keys = deployment_keys_from_env()?;
     options.admin_token = std::env::var(ADMIN_TOKEN_VAR)
         .ok()

@@ -294,60 +294,35 @@ impl Metrics {
     /// [`DEFAULT_TURN_TRACKING_TIMEOUT`]. Must be called within a Tokio runtime (any
     /// handler is).
     pub fn track_turn(&self, engine: &Engine, chat_id: Uuid, started_at: Instant) {
+        if let Some(tracking) = self.prepare_turn(engine, chat_id) {
+            tracking.start(started_at, None);
+        }
+    }
+
+    /// The first half of [`Metrics::track_turn`] for a turn that a request is about to
+    /// start: subscribes to the chat's stream before the request commits, so every status
+    /// after the commit arrives as an event and the status need not be read back (the
+    /// request knows it). `None` when no tracking slot is free or the hub refuses.
+    pub fn prepare_turn(&self, engine: &Engine, chat_id: Uuid) -> Option<TurnTracking> {
         let Some(slot) = TrackingSlot::take(&self.inner) else {
             tracing::debug!(%chat_id, "turn tracking limit reached; turn not tracked");
-            return;
+            return None;
         };
         let subscription = match engine.hub().subscribe(chat_id) {
             Ok(s) => s,
             Err(e) => {
                 tracing::debug!(%chat_id, error = %e, "cannot follow turn for metrics");
-                return;
+                return None;
             }
         };
-        let (_, mut live) = subscription.into_parts();
-        let engine = engine.clone();
-        let inner = Arc::clone(&self.inner);
-        let timeout = self.inner.tracking_timeout;
-        tokio::spawn(async move {
-            let _slot = slot;
-            let follow = async {
-                let mut turn = TurnObservation::new(&inner, started_at);
-                // Subscribed first, read second: a status committed before the subscription
-                // is seen here, one committed after arrives as an event.
-                if let Ok(Some(status)) = engine.chat_status(chat_id).await {
-                    if turn.status(&status) {
-                        return;
-                    }
-                }
-                loop {
-                    // Lagged or closed: stop following rather than guess.
-                    let Ok(event) = live.recv().await else {
-                        return;
-                    };
-                    let done = match &event.event_type {
-                        ChatStreamEventType::Status => event
-                            .status
-                            .as_ref()
-                            .is_some_and(|s| turn.status(&s.status)),
-                        ChatStreamEventType::MessagePart => {
-                            turn.output();
-                            false
-                        }
-                        ChatStreamEventType::Retry => {
-                            inner.retry_events.inc();
-                            false
-                        }
-                        _ => false,
-                    };
-                    if done {
-                        return;
-                    }
-                }
-            };
-            // A turn longer than the timeout simply stops being followed.
-            let _ = tokio::time::timeout(timeout, follow).await;
-        });
+        let (_, live) = subscription.into_parts();
+        Some(TurnTracking {
+            slot,
+            live,
+            engine: engine.clone(),
+            chat_id,
+            inner: Arc::clone(&self.inner),
+        })
     }
 
     /// Marks one per-chat stream WebSocket open (`active_chat_streams`) until the returned
@@ -742,5 +717,81 @@ mod tests {
         assert_eq!(m.tracked_turns(), 2);
         drop(a);
         assert!(TrackingSlot::take(&m.inner).is_some());
+    }
+}
+
+/// A turn [`Metrics::prepare_turn`] subscribed to; [`TurnTracking::start`] follows it.
+/// Dropping it releases its slot.
+pub struct TurnTracking {
+    slot: TrackingSlot,
+    live: chatd_core::HubReceiver<codersdk::ChatStreamEvent>,
+    engine: Engine,
+    chat_id: Uuid,
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for TurnTracking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TurnTracking")
+            .field("chat_id", &self.chat_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TurnTracking {
+    /// Follows the turn from `started_at`. `status` is the chat's status as the request
+    /// committed it, when the subscription was made before the commit; `None` reads it.
+    pub fn start(self, started_at: Instant, status: Option<ChatStatus>) {
+        let TurnTracking {
+            slot,
+            mut live,
+            engine,
+            chat_id,
+            inner,
+        } = self;
+        let timeout = inner.tracking_timeout;
+        tokio::spawn(async move {
+            let _slot = slot;
+            let follow = async {
+                let mut turn = TurnObservation::new(&inner, started_at);
+                // Subscribed first, read second: a status committed before the subscription
+                // is seen here, one committed after arrives as an event.
+                let status = match status {
+                    Some(status) => Some(status),
+                    None => engine.chat_status(chat_id).await.ok().flatten(),
+                };
+                if let Some(status) = status {
+                    if turn.status(&status) {
+                        return;
+                    }
+                }
+                loop {
+                    // Lagged or closed: stop following rather than guess.
+                    let Ok(event) = live.recv().await else {
+                        return;
+                    };
+                    let done = match &event.event_type {
+                        ChatStreamEventType::Status => event
+                            .status
+                            .as_ref()
+                            .is_some_and(|s| turn.status(&s.status)),
+                        ChatStreamEventType::MessagePart => {
+                            turn.output();
+                            false
+                        }
+                        ChatStreamEventType::Retry => {
+                            inner.retry_events.inc();
+                            false
+                        }
+                        _ => false,
+                    };
+                    if done {
+                        return;
+                    }
+                }
+            };
+            // A turn longer than the timeout simply stops being followed.
+            let _ = tokio::time::timeout(timeout, follow).await;
+        });
     }
 }

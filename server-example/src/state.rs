@@ -269,6 +269,10 @@ pub struct ServerOptions {
     /// URLs are built from it. `None`: OAuth2 discovery and connections to MCP servers are
     /// unavailable (docs/mcp-auth.md).
     pub access_url: Option<AccessUrl>,
+    /// Whether a root chat's completed turn gets a 2–5 word summary from the title model
+    /// (`--turn-summaries`; one more model call per turn, docs/engine-design.md "Turn
+    /// summaries").
+    pub turn_summaries: bool,
 }
 
 impl std::fmt::Debug for ServerOptions {
@@ -293,6 +297,7 @@ impl ServerOptions {
             mcp: McpSettings::default(),
             oidc_tokens: None,
             access_url: None,
+            turn_summaries: true,
         }
     }
 }
@@ -339,8 +344,9 @@ pub async fn build_on(admin: Admin, options: ServerOptions) -> chatd_core::Resul
         None => crate::demo::resolver(admin.clone()),
     };
     // No built-in tools: the demo tools come with the demo model, for its turns only.
-    let mut config =
-        EngineConfig::new(options.database.clone(), models).with_settings(options.engine.clone());
+    let mut config = EngineConfig::new(options.database.clone(), models)
+        .with_settings(options.engine.clone())
+        .with_turn_summaries(options.turn_summaries);
     match options.workspaces.clone() {
         Some(workspaces) => config = config.with_workspaces(workspaces),
         // Workspaces off: the model is told it cannot act on files or run commands.

@@ -1,7 +1,7 @@
 //! The PostgreSQL side of the cluster: the relay's sending half (a bounded queue drained
 //! by one task into `NOTIFY`s), the envelope format, and the liveness lock's holder.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,10 +61,61 @@ pub(crate) struct Envelope {
     pub(crate) b: Option<i64>,
 }
 
+/// Whether other replicas can hear this one: the relay sends nothing while it is alone,
+/// since no one would receive it (a notification per publication is most of a lone
+/// replica's statements; docs/turn-path.md).
+///
+/// Another replica counts as present while the liveness locks of the namespace number more
+/// than one (counted every liveness interval), and for [`PEER_SIGNAL_GRACE`] after any
+/// notification from one: a replica announces itself when it starts listening, so the
+/// others relay to it within milliseconds rather than at their next count.
+#[derive(Debug)]
+pub(crate) struct Peers {
+    /// Replicas holding a liveness lock at the last count; `usize::MAX` before the first
+    /// count (unknown: relay).
+    replicas: AtomicUsize,
+    /// When another replica was last heard from, Unix microseconds (`i64::MIN`: never).
+    last_heard: AtomicI64,
+}
+
+/// How long a notification from another replica keeps the relay on without a lock count
+/// confirming it (longer than any liveness interval in use, so the count takes over).
+pub(crate) const PEER_SIGNAL_GRACE: Duration = Duration::from_secs(30);
+
+impl Peers {
+    pub(crate) fn new() -> Peers {
+        Peers {
+            replicas: AtomicUsize::new(usize::MAX),
+            last_heard: AtomicI64::new(i64::MIN),
+        }
+    }
+
+    /// Records a lock count.
+    pub(crate) fn counted(&self, replicas: usize) {
+        self.replicas.store(replicas, Ordering::SeqCst);
+    }
+
+    /// Records a notification from another replica at `now` (Unix microseconds).
+    pub(crate) fn heard(&self, now: i64) {
+        self.last_heard.fetch_max(now, Ordering::SeqCst);
+    }
+
+    /// Whether another replica may be listening at `now` (Unix microseconds).
+    pub(crate) fn present(&self, now: i64) -> bool {
+        if self.replicas.load(Ordering::SeqCst) > 1 {
+            return true;
+        }
+        let grace = i64::try_from(PEER_SIGNAL_GRACE.as_micros()).unwrap_or(i64::MAX);
+        now.saturating_sub(self.last_heard.load(Ordering::SeqCst)) < grace
+    }
+}
+
 /// The sending half of the relay: [`Relay::send`] never waits; one task sends.
 #[derive(Debug)]
 pub(crate) struct Relay {
     queue: mpsc::Sender<Signal>,
+    /// Who can hear the relay; nothing is sent while nobody can.
+    pub(crate) peers: Arc<Peers>,
     /// Signals queued or being sent, for [`Relay::flush`].
     in_flight: Arc<AtomicUsize>,
     /// A signal was dropped (queue full): the next batch skips a sequence number.
@@ -93,6 +144,7 @@ impl Relay {
         spawn(Box::pin(sender.run(rx)));
         Relay {
             queue,
+            peers: Arc::new(Peers::new()),
             in_flight,
             overflowed,
         }
@@ -101,6 +153,15 @@ impl Relay {
     /// Queues `signal` for the other replicas, without waiting. A full queue drops it and
     /// marks a gap.
     pub(crate) fn send(&self, signal: Signal) {
+        if !self.peers.present(now_micros()) {
+            return;
+        }
+        self.send_always(signal);
+    }
+
+    /// [`Relay::send`] even when no other replica is known: a replica's announcement of
+    /// itself.
+    pub(crate) fn send_always(&self, signal: Signal) {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         if self.queue.try_send(signal).is_err() {
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
@@ -345,6 +406,25 @@ impl LivenessLock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_relay_is_on_while_another_replica_holds_a_lock_or_was_heard_within_the_grace() {
+        let grace = i64::try_from(PEER_SIGNAL_GRACE.as_micros()).unwrap();
+        let peers = Peers::new();
+        // Before the first count: unknown, so on.
+        assert!(peers.present(0));
+        peers.counted(1);
+        assert!(!peers.present(0), "alone and never heard from anyone");
+        peers.counted(2);
+        assert!(peers.present(0));
+        peers.counted(1);
+        peers.heard(1_000);
+        assert!(peers.present(1_000 + grace - 1), "just inside the grace");
+        assert!(!peers.present(1_000 + grace), "the grace is over");
+        // An older notification never moves the last one back.
+        peers.heard(10);
+        assert!(peers.present(1_000 + grace - 1));
+    }
 
     #[test]
     fn batches_stay_below_the_payload_limit_and_keep_the_order() {

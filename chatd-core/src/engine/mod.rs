@@ -445,6 +445,11 @@ pub(crate) struct Inner {
     pub(crate) settings: EngineSettings,
     pub(crate) worker_id: Uuid,
     pub(crate) wake: Notify,
+    /// Whether `pending` chats may be waiting that the last claim left (it was full, or
+    /// held back by free slots or the deployment's running limits): a finishing turn then
+    /// claims again. After a claim that found fewer chats than it could take, nothing waits
+    /// that a wake-up or the acquire interval would not bring (docs/turn-path.md).
+    pub(crate) claim_more: std::sync::atomic::AtomicBool,
     /// This process's running turns, by lease: two turns of one chat may overlap (one
     /// winding down after its lease ended while the next claim runs), and each removes
     /// only its own entry.
@@ -557,6 +562,7 @@ impl Engine {
             settings: config.settings,
             worker_id,
             wake: Notify::new(),
+            claim_more: std::sync::atomic::AtomicBool::new(true),
             active: Mutex::new(HashMap::new()),
             hook: config.hook,
             tasks: Arc::clone(&tasks),

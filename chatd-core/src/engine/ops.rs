@@ -172,7 +172,18 @@ impl Engine {
     ) -> Result<CreateChatMessageResponse> {
         let valid = validate_create_chat_message_request(&request)
             .map_err(|r| Error::with_response(ErrorKind::InvalidArgument, r))?;
-        let chat = self.authorized_chat(actor, chat_id, Access::Write).await?;
+        // A plain message (no model, mode or MCP change, no file) needs nothing of the chat
+        // before the send: the send's locking statement checks the owner, saving a read on
+        // the hot path (docs/turn-path.md). Anything else is checked first, as before.
+        let plain = valid.model_config_id.is_none()
+            && valid.plan_mode.is_none()
+            && valid.mcp_server_ids.is_none()
+            && referenced_file_ids(&valid.content).is_empty();
+        let chat = if plain {
+            None
+        } else {
+            Some(self.authorized_chat(actor, chat_id, Access::Write).await?)
+        };
         if valid.plan_mode.is_some() || valid.mcp_server_ids.is_some() {
             self.refuse_explore_change(chat_id).await?;
         }
@@ -181,8 +192,8 @@ impl Engine {
                 .await?;
         }
         let parts = self.message_parts(actor, &valid.content).await?;
-        let model_config_id = match valid.model_config_id {
-            Some(requested) => Some(
+        let model_config_id = match (valid.model_config_id, &chat) {
+            (Some(requested), Some(chat)) => Some(
                 self.inner
                     .models
                     .select(ModelSelection::new(
@@ -192,23 +203,35 @@ impl Engine {
                     ))
                     .await?,
             ),
-            None => None,
+            _ => None,
         };
-        let sent = self
-            .inner
-            .store
-            .send_message(
-                chat_id,
-                SendMessage {
-                    parts,
-                    created_by: Some(actor.user_id),
-                    model_config_id,
-                    busy_behavior: valid.busy_behavior,
-                    plan_mode: valid.plan_mode,
-                    mcp_server_ids: valid.mcp_server_ids,
-                },
-            )
-            .await?;
+        let send = SendMessage {
+            parts,
+            created_by: Some(actor.user_id),
+            model_config_id,
+            busy_behavior: valid.busy_behavior,
+            plan_mode: valid.plan_mode,
+            mcp_server_ids: valid.mcp_server_ids,
+        };
+        let sent = if plain {
+            match self
+                .inner
+                .store
+                .send_message_as(chat_id, actor.user_id, send)
+                .await
+            {
+                Ok(sent) => sent,
+                // Not the owner's (or gone): the full check gives the caller's answer
+                // (an admin may see the chat but not write to it).
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    self.authorized_chat(actor, chat_id, Access::Write).await?;
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            }
+        } else {
+            self.inner.store.send_message(chat_id, send).await?
+        };
         let response = match &sent.outcome {
             SendOutcome::Inserted(message) => CreateChatMessageResponse {
                 message: Some(message.clone()),

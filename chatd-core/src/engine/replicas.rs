@@ -468,6 +468,9 @@ impl Inner {
         if envelope.o == self.worker_id {
             return;
         }
+        if let Some(cluster) = &self.cluster {
+            cluster.relay.peers.heard(crate::store::now_micros());
+        }
         if last_seq.len() >= MAX_TRACKED_SENDERS && !last_seq.contains_key(&envelope.o) {
             last_seq.clear();
         }
@@ -542,6 +545,9 @@ pub(crate) async fn listen(inner: Arc<Inner>, ready: tokio::sync::oneshot::Sende
         };
         backoff = MIN_RECONNECT_BACKOFF;
         if let Some(ready) = ready.take() {
+            // Tells the other replicas one more listens (their relays may be off while
+            // they think themselves alone); a wake-up is harmless to them.
+            cluster.relay.send_always(Signal::Wake);
             let _ = ready.send(());
         }
         // Sequence numbers from before the loss say nothing about what follows.
@@ -595,6 +601,14 @@ pub(crate) async fn liveness(inner: Arc<Inner>) {
             _ = tick.tick() => {}
         }
         inner.prune_cursors();
+        match inner.store.live_replicas(cluster.namespace.locks).await {
+            Ok(replicas) => cluster.relay.peers.counted(replicas),
+            // Unknown: relay, as before the first count.
+            Err(e) => {
+                cluster.relay.peers.counted(usize::MAX);
+                tracing::debug!(error = %e, "counting the replicas failed");
+            }
+        }
         let workers = match inner.store.running_workers(inner.worker_id).await {
             Ok(workers) => workers,
             Err(e) => {

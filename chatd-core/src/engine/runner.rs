@@ -1,6 +1,7 @@
 //! The run loop (acquisition and stale recovery) and the heartbeat
 //! loop.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use codersdk::{ChatStatus, Timestamp};
@@ -43,24 +44,28 @@ async fn claim(inner: &Arc<Inner>) {
             .saturating_sub(lock(&inner.active).len());
         let batch = free.min(MAX_CLAIM_BATCH);
         if batch == 0 {
+            // No free slot: a chat may be waiting for one.
+            inner.claim_more.store(true, Ordering::Relaxed);
             return;
         }
         let limits = ClaimLimits {
             root_chats: inner.settings.max_running_root_chats,
             subagents: inner.settings.max_running_subagents,
         };
-        let leases = match inner
+        let (leases, limited) = match inner
             .store
-            .claim_pending_within(inner.worker_id, batch, limits)
+            .claim_pending_counted(inner.worker_id, batch, limits)
             .await
         {
-            Ok(leases) => leases,
+            Ok(claimed) => claimed,
             Err(e) => {
                 tracing::warn!(error = %e, "claiming pending chats failed");
+                inner.claim_more.store(true, Ordering::Relaxed);
                 return;
             }
         };
         let full = leases.len() == batch;
+        inner.claim_more.store(full || limited, Ordering::Relaxed);
         if !leases.is_empty() {
             inner.observer.claimed(leases.len());
         }

@@ -98,8 +98,10 @@ async fn turn_body(inner: Arc<Inner>, control: Arc<TurnControl>) {
     if !chat_still_runs {
         inner.end_turn(chat_id);
     }
-    // A slot is free: look for more work.
-    inner.wake();
+    // A slot is free: look for more work, when the last claim may have left some.
+    if inner.claim_more.load(std::sync::atomic::Ordering::Relaxed) {
+        inner.wake();
+    }
 }
 
 /// The finish routine: one transaction, then its publication
@@ -145,26 +147,27 @@ async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
     // An operation that took the chat between the claim and this turn's registration could
     // not stop it (its publication found no turn of this lease): ask the store once. Later
     // ones find the turn registered.
-    match inner.store.lease_state(&lease).await {
-        Ok(LeaseState::Owned) => {}
-        Ok(LeaseState::Interrupted) => return TurnEnd::Interrupted,
-        Ok(LeaseState::Lost) => return TurnEnd::Lost,
-        Err(e) => return TurnEnd::Failed(internal_error(&e)),
-    }
-    let inputs = match inner.store.turn_inputs(chat_id).await {
-        Ok(Some(inputs)) => inputs,
+    // The lease, the chat row and the history: two reads at once (docs/turn-path.md).
+    let start = match inner.store.turn_start(&lease).await {
+        Ok(Some(start)) => start,
         Ok(None) => return TurnEnd::Lost,
         Err(e) => return TurnEnd::Failed(internal_error(&e)),
     };
-    let mut history = match inner.store.prompt_history(chat_id).await {
-        Ok(h) => h,
-        Err(e) => return TurnEnd::Failed(internal_error(&e)),
-    };
-    // Client tool calls of a step whose finish never ran are still waiting for the client.
-    match inner.store.pending_tool_calls(chat_id).await {
-        Ok(pending) if !pending.is_empty() => return TurnEnd::RequiresAction,
-        Ok(_) => {}
-        Err(e) => return TurnEnd::Failed(internal_error(&e)),
+    match start.lease {
+        LeaseState::Owned => {}
+        LeaseState::Interrupted => return TurnEnd::Interrupted,
+        LeaseState::Lost => return TurnEnd::Lost,
+    }
+    let inputs = start.inputs;
+    let mut history = start.history;
+    // Client tool calls of a step whose finish never ran are still waiting for the client
+    // (only a chat with client tools can have any).
+    if !inputs.dynamic_tools.is_empty() {
+        match inner.store.pending_tool_calls(chat_id).await {
+            Ok(pending) if !pending.is_empty() => return TurnEnd::RequiresAction,
+            Ok(_) => {}
+            Err(e) => return TurnEnd::Failed(internal_error(&e)),
+        }
     }
     if turn_already_answered(&history) && !inputs.compaction_requested {
         // A recovered or re-claimed chat whose last turn was persisted but not finished

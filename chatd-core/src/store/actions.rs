@@ -13,8 +13,8 @@ use codersdk::{
 use sqlx::{AnyConnection, Row};
 
 use super::changes::{
-    chat_archived, load_queue, locked_chat, move_to_waiting, moved, pending_calls, promote_head,
-    tool_message, LockedChat, LOCKED_CHAT_COLUMNS,
+    chat_archived, load_queue, move_to_waiting, moved, pending_calls, promote_head, tool_message,
+    LockedChat, LOCKED_CHAT_COLUMNS,
 };
 use super::chats::{corrupt, insert_message};
 use super::{chat_not_found, get_opt_uuid, now_micros, uuid_text};
@@ -170,7 +170,11 @@ impl Store {
         let tx = self.begin_write().await?;
         // Not `begin_chat_tx`: locking the target first and its family after would take
         // the locks out of id order.
-        let mut tx = ChatTx { tx, chat_id };
+        let mut tx = ChatTx {
+            tx,
+            chat_id,
+            locked: None,
+        };
         let result = set_archived_in_tx(&mut tx, self.dialect(), archived, now).await;
         tx.finish(result).await
     }
@@ -190,8 +194,8 @@ async fn submit_in_tx(
     now: i64,
 ) -> Result<Transition> {
     let chat_id = tx.chat_id();
+    let chat = tx.locked_chat().await?;
     let conn = tx.conn();
-    let chat = locked_chat(conn, chat_id).await?;
     if chat.archived {
         return Err(chat_archived(chat_id));
     }
@@ -236,8 +240,8 @@ async fn submit_in_tx(
 
 async fn interrupt_in_tx(tx: &mut ChatTx, now: i64) -> Result<Transition> {
     let chat_id = tx.chat_id();
+    let chat = tx.locked_chat().await?;
     let conn = tx.conn();
-    let chat = locked_chat(conn, chat_id).await?;
     let mut t = chat.transition();
     match chat.status {
         ChatStatus::Running => move_to_waiting(conn, &chat, &mut t, now).await?,
@@ -275,8 +279,8 @@ async fn edit_in_tx(
     now: i64,
 ) -> Result<Edited> {
     let chat_id = tx.chat_id();
+    let chat = tx.locked_chat().await?;
     let conn = tx.conn();
-    let chat = locked_chat(conn, chat_id).await?;
     if chat.archived {
         return Err(chat_archived(chat_id));
     }

@@ -32,10 +32,15 @@ pub(super) const QUEUE_COLUMNS: &str =
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct LockedChat {
     pub(super) id: Uuid,
+    pub(super) owner_id: Uuid,
     pub(super) status: ChatStatus,
     pub(super) archived: bool,
     worker_id: Option<Uuid>,
     epoch: i64,
+    /// Messages in the chat's queue when it was read.
+    pub(super) queued: i64,
+    /// The oldest queue entry (the next to promote) when it was read.
+    pub(super) queue_head: Option<i64>,
 }
 
 impl LockedChat {
@@ -43,10 +48,13 @@ impl LockedChat {
     pub(super) fn from_row(row: &AnyRow) -> Result<LockedChat> {
         Ok(LockedChat {
             id: get_uuid(row, "id")?,
+            owner_id: get_uuid(row, "owner_id")?,
             status: ChatStatus::from_wire(&row.try_get::<String, _>("status").db()?),
             archived: row.try_get::<i64, _>("archived").db()? != 0,
             worker_id: get_opt_uuid(row, "worker_id")?,
             epoch: row.try_get("lease_epoch").db()?,
+            queued: row.try_get("queued").db()?,
+            queue_head: row.try_get("queue_head").db()?,
         })
     }
 
@@ -62,14 +70,24 @@ impl LockedChat {
         }
     }
 
+    /// The state of `lease` on this chat (see [`super::leases::lease_state_of`]).
+    pub(super) fn lease_state(&self, lease: &Lease) -> super::LeaseState {
+        super::leases::lease_state_parts(&self.status, self.worker_id, self.epoch, lease)
+    }
+
     /// A transition of this chat that has written nothing yet.
     pub(super) fn transition(&self) -> Transition {
         Transition::unchanged(self.id, self.status.clone())
     }
 }
 
-/// The columns [`LockedChat::from_row`] reads.
-pub(super) const LOCKED_CHAT_COLUMNS: &str = "id, status, archived, worker_id, lease_epoch";
+/// The columns [`LockedChat::from_row`] reads, from `chats` (not aliased). The queue's size
+/// and head come along so the operations that lock a chat decide on them without another
+/// round trip.
+pub(super) const LOCKED_CHAT_COLUMNS: &str =
+    "id, owner_id, status, archived, worker_id, lease_epoch, \
+     (SELECT COUNT(*) FROM chat_queued_messages q WHERE q.chat_id = chats.id) AS queued, \
+     (SELECT MIN(q.id) FROM chat_queued_messages q WHERE q.chat_id = chats.id) AS queue_head";
 
 /// Reads the locked chat. [`ErrorKind::NotFound`] when it does not exist.
 pub(super) async fn locked_chat(conn: &mut AnyConnection, chat_id: Uuid) -> Result<LockedChat> {
@@ -219,6 +237,27 @@ pub(super) async fn promote_head(
     .fetch_optional(&mut *conn)
     .await
     .db()?;
+    promote_entry(conn, chat, t, head, now).await
+}
+
+/// [`promote_head`] with the head the lock read ([`LockedChat::queue_head`]): for an
+/// operation that has not touched the queue since it locked the chat.
+pub(super) async fn promote_locked_head(
+    conn: &mut AnyConnection,
+    chat: &LockedChat,
+    t: &mut Transition,
+    now: i64,
+) -> Result<bool> {
+    promote_entry(conn, chat, t, chat.queue_head, now).await
+}
+
+async fn promote_entry(
+    conn: &mut AnyConnection,
+    chat: &LockedChat,
+    t: &mut Transition,
+    head: Option<i64>,
+    now: i64,
+) -> Result<bool> {
     let Some(id) = head else {
         return Ok(false);
     };

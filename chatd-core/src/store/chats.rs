@@ -230,12 +230,16 @@ impl Store {
 
     /// The chat with `id`, with its labels; `None` when it does not exist.
     pub async fn get_chat(&self, id: Uuid) -> Result<Option<Chat>> {
-        let mut conn = self.pool().acquire().await.db()?;
-        let sql =
-            format!("SELECT {CHAT_COLUMNS}, c.last_injected_context FROM chats c WHERE c.id = $1");
+        // One statement: the labels come along as one JSON object (a read on every
+        // authorized request and every watch event; docs/turn-path.md).
+        let sql = format!(
+            "SELECT {CHAT_COLUMNS}, c.last_injected_context, {} AS labels_json \
+             FROM chats c WHERE c.id = $1",
+            labels_json_column(self.dialect())
+        );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(uuid_text(id))
-            .fetch_optional(&mut *conn)
+            .fetch_optional(self.pool())
             .await
             .db()?;
         let Some(row) = row else {
@@ -243,7 +247,7 @@ impl Store {
         };
         let mut chat = chat_from_row(&row)?;
         chat.last_injected_context = injected_context_for_output(&row)?;
-        chat.labels = load_labels(&mut conn, id).await?;
+        chat.labels = labels_from_json(&row)?;
         Ok(Some(chat))
     }
 
@@ -404,6 +408,26 @@ pub(super) async fn load_labels(
         .collect()
 }
 
+/// A scalar subquery giving the labels of chat `c` as one JSON object (`{}` when none).
+pub(super) fn labels_json_column(dialect: super::Dialect) -> &'static str {
+    match dialect {
+        super::Dialect::Sqlite => {
+            "(SELECT COALESCE(json_group_object(l.key, l.value), '{}') \
+             FROM chat_labels l WHERE l.chat_id = c.id)"
+        }
+        super::Dialect::Postgres => {
+            "(SELECT COALESCE(json_object_agg(l.key, l.value), '{}')::text \
+             FROM chat_labels l WHERE l.chat_id = c.id)"
+        }
+    }
+}
+
+/// The labels of a row read with [`labels_json_column`] as `labels_json`.
+pub(super) fn labels_from_json(row: &AnyRow) -> Result<BTreeMap<String, String>> {
+    let text: String = row.try_get("labels_json").db()?;
+    serde_json::from_str(&text).map_err(|_| corrupt("labels"))
+}
+
 pub(super) fn corrupt(what: &str) -> Error {
     Error::new(ErrorKind::CorruptRow, format!("stored {what} is malformed"))
 }
@@ -453,7 +477,7 @@ pub(super) fn chat_from_row(row: &AnyRow) -> Result<Chat> {
 /// The injected context of a single-chat read, as clients see it: the parts without
 /// their content (Coder strips the content of context-file parts on reads). Lists leave it out: it can be tens
 /// of kilobytes per chat.
-fn injected_context_for_output(row: &AnyRow) -> Result<Vec<ChatMessagePart>> {
+pub(super) fn injected_context_for_output(row: &AnyRow) -> Result<Vec<ChatMessagePart>> {
     let Some(text) = row
         .try_get::<Option<String>, _>("last_injected_context")
         .db()?

@@ -86,6 +86,21 @@ impl Store {
         rows.iter().map(|row| get_uuid(row, "worker_id")).collect()
     }
 
+    /// PostgreSQL only: how many replicas hold a liveness lock in `namespace` on this
+    /// database (each holds one for its lifetime), this one included.
+    pub(crate) async fn live_replicas(&self, namespace: i32) -> Result<usize> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND objsubid = 2 AND classid = ($1::int4)::oid \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .bind(namespace)
+        .fetch_one(self.pool())
+        .await
+        .db()?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
     /// PostgreSQL only: when nobody holds the liveness lock `(namespace, key)` of `worker`
     /// (the session-level advisory lock its replica takes for its lifetime, which
     /// PostgreSQL releases the moment that replica's connection dies), hands every chat

@@ -3,7 +3,6 @@
 
 use codersdk::{ChatMessagePart, ChatMessageRole, ChatStatus, Uuid};
 
-use super::changes::locked_chat;
 use super::chats::{insert_message_row, StepColumns};
 use super::turns::lease_lost;
 use super::{now_micros, uuid_text, Lease, LeaseState, MessageVisibility, NewMessage, Store};
@@ -145,7 +144,7 @@ async fn compaction_in_tx(
 
 async fn request_in_tx(tx: &mut ChatTx) -> Result<Transition> {
     let chat_id = tx.chat_id();
-    let chat = locked_chat(tx.conn(), chat_id).await?;
+    let chat = tx.locked_chat().await?;
     let idle = matches!(chat.status, ChatStatus::Waiting | ChatStatus::Error);
     if !idle || chat.archived {
         return Err(Error::new(ErrorKind::Conflict, COMPACTION_BUSY_MESSAGE));

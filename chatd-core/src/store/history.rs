@@ -3,8 +3,11 @@
 use codersdk::{ChatFileMetadata, ChatMessage, Uuid};
 use sqlx::Row;
 
-use super::chats::{message_from_row, MESSAGE_COLUMNS};
-use super::{get_time, get_uuid, now_micros, uuid_text, Store};
+use super::chats::{
+    chat_from_row, injected_context_for_output, labels_from_json, labels_json_column,
+    message_from_row, CHAT_COLUMNS, MESSAGE_COLUMNS,
+};
+use super::{get_opt_uuid, get_time, get_uuid, now_micros, uuid_text, Lease, Store};
 use crate::error::{DbResultExt, Error, ErrorKind, Result};
 
 /// Largest file [`Store::create_file`] stores, in bytes: codersdk's upload cap (10 MiB).
@@ -68,11 +71,17 @@ impl Store {
     /// never prompt). Without a boundary it is the whole model-visible history.
     /// [`ErrorKind::NotFound`] when the chat does not exist.
     ///
-    /// One statement (the boundary is a subquery on a partial index), so the prompt and
-    /// its boundary come from one snapshot.
+    /// The rows come from one statement (the boundary is a subquery on a partial index), so
+    /// the prompt and its boundary come from one snapshot.
     pub async fn prompt_history(&self, chat_id: Uuid) -> Result<Vec<ChatMessage>> {
         let mut conn = self.pool().acquire().await.db()?;
         super::ensure_chat_exists(&mut conn, chat_id).await?;
+        drop(conn);
+        self.prompt_history_rows(chat_id).await
+    }
+
+    /// [`Store::prompt_history`] without the existence check (an unknown chat has no rows).
+    async fn prompt_history_rows(&self, chat_id: Uuid) -> Result<Vec<ChatMessage>> {
         let sql = format!(
             "SELECT {MESSAGE_COLUMNS} FROM chat_messages WHERE chat_id = $1 \
              AND visibility IN ('model', 'both') AND deleted = 0 \
@@ -81,7 +90,7 @@ impl Store {
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(uuid_text(chat_id))
-            .fetch_all(&mut *conn)
+            .fetch_all(self.pool())
             .await
             .db()?;
         rows.iter().map(message_from_row).collect()
@@ -240,21 +249,51 @@ pub struct TurnInputs {
 
 impl Store {
     /// The chat with its dynamic tools and system prompt; `None` when it does not exist.
+    /// One statement.
     pub async fn turn_inputs(&self, chat_id: Uuid) -> Result<Option<TurnInputs>> {
-        let Some(chat) = self.get_chat(chat_id).await? else {
+        Ok(self.read_turn_row(chat_id).await?.map(|(inputs, _)| inputs))
+    }
+
+    /// What a turn of `lease` starts from, in two statements run concurrently: the state of
+    /// the lease and the chat's [`TurnInputs`] (one read of the chat row), and the prompt
+    /// history ([`Store::prompt_history`]). `None` when the chat does not exist.
+    pub async fn turn_start(&self, lease: &Lease) -> Result<Option<TurnStart>> {
+        let (row, history) = tokio::join!(
+            self.read_turn_row(lease.chat_id),
+            self.prompt_history_rows(lease.chat_id)
+        );
+        let Some((inputs, (status, worker, epoch))) = row? else {
             return Ok(None);
         };
-        let row = sqlx::query(
-            "SELECT dynamic_tools, system_prompt, parent_chat_id, mode, reasoning_effort, \
-             compaction_requested FROM chats WHERE id = $1",
-        )
-        .bind(uuid_text(chat_id))
-        .fetch_optional(self.pool())
-        .await
-        .db()?;
+        Ok(Some(TurnStart {
+            lease: super::leases::lease_state_parts(&status, worker, epoch, lease),
+            inputs,
+            history: history?,
+        }))
+    }
+
+    /// The chat row with everything a turn reads of it, and its lease columns.
+    async fn read_turn_row(
+        &self,
+        chat_id: Uuid,
+    ) -> Result<Option<(TurnInputs, (codersdk::ChatStatus, Option<Uuid>, i64))>> {
+        let sql = format!(
+            "SELECT {CHAT_COLUMNS}, c.last_injected_context, {} AS labels_json, \
+             c.dynamic_tools, c.system_prompt, c.mode, c.reasoning_effort, \
+             c.compaction_requested, c.worker_id, c.lease_epoch FROM chats c WHERE c.id = $1",
+            labels_json_column(self.dialect())
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(uuid_text(chat_id))
+            .fetch_optional(self.pool())
+            .await
+            .db()?;
         let Some(row) = row else {
             return Ok(None);
         };
+        let mut chat = chat_from_row(&row)?;
+        chat.last_injected_context = injected_context_for_output(&row)?;
+        chat.labels = labels_from_json(&row)?;
         let tools: Option<String> = row.try_get("dynamic_tools").db()?;
         let dynamic_tools = match tools {
             Some(text) => serde_json::from_str(&text).map_err(|_| {
@@ -262,14 +301,33 @@ impl Store {
             })?,
             None => Vec::new(),
         };
-        Ok(Some(TurnInputs {
-            chat,
-            dynamic_tools,
-            system_prompt: row.try_get("system_prompt").db()?,
-            subagent: super::subagents::subagent_from_row(&row)?,
-            compaction_requested: row.try_get::<i64, _>("compaction_requested").db()? != 0,
-        }))
+        let lease = (
+            chat.status.clone(),
+            get_opt_uuid(&row, "worker_id")?,
+            row.try_get("lease_epoch").db()?,
+        );
+        Ok(Some((
+            TurnInputs {
+                chat,
+                dynamic_tools,
+                system_prompt: row.try_get("system_prompt").db()?,
+                subagent: super::subagents::subagent_from_row(&row)?,
+                compaction_requested: row.try_get::<i64, _>("compaction_requested").db()? != 0,
+            },
+            lease,
+        )))
     }
+}
+
+/// What [`Store::turn_start`] read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TurnStart {
+    /// The state of the turn's lease when the chat row was read.
+    pub lease: super::LeaseState,
+    /// The chat and its turn columns.
+    pub inputs: TurnInputs,
+    /// The prompt history, as [`Store::prompt_history`] gives it.
+    pub history: Vec<ChatMessage>,
 }
 
 /// The id of a chat's newest compaction boundary (the chat is `$1`), `0` without one: its

@@ -6,7 +6,7 @@ use std::time::Duration;
 use codersdk::{ChatError, ChatMessage, ChatStatus, Timestamp, Uuid};
 use sqlx::Row;
 
-use super::changes::{answer_pending_calls, locked_chat, moved as moved_to};
+use super::changes::{answer_pending_calls, moved as moved_to};
 use super::{get_opt_uuid, get_uuid, now_micros, timestamp_to_micros, uuid_text};
 use super::{ChatTx, Dialect, Store, Transition};
 use crate::error::{DbResultExt, Error, ErrorKind, Result};
@@ -144,9 +144,23 @@ impl Store {
         limit: usize,
         limits: ClaimLimits,
     ) -> Result<Vec<Lease>> {
+        Ok(self
+            .claim_pending_counted(worker_id, limit, limits)
+            .await?
+            .0)
+    }
+
+    /// [`Store::claim_pending_within`], also telling whether `limits` held the claim back
+    /// (fewer places were free than `limit`): chats may then still be `pending`.
+    pub async fn claim_pending_counted(
+        &self,
+        worker_id: Uuid,
+        limit: usize,
+        limits: ClaimLimits,
+    ) -> Result<(Vec<Lease>, bool)> {
         let limit = limit.min(MAX_CLAIM_BATCH);
         if limit == 0 {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), false));
         }
         let now = now_micros();
         let mut tx = self.begin_write().await?;
@@ -158,28 +172,45 @@ impl Store {
                     .await
                     .db()?;
             }
+            // Running and pending chats of both kinds in one statement: the free places,
+            // and which kinds have anything to claim (a kind with nothing pending costs
+            // no update).
             let counts = sqlx::query(
                 "SELECT \
-                 COALESCE(SUM(CASE WHEN parent_chat_id IS NULL THEN 1 ELSE 0 END), 0) AS roots, \
-                 COALESCE(SUM(CASE WHEN parent_chat_id IS NULL THEN 0 ELSE 1 END), 0) AS subs \
-                 FROM chats WHERE status = $1",
+                 COALESCE(SUM(CASE WHEN status = $1 AND parent_chat_id IS NULL \
+                   THEN 1 ELSE 0 END), 0) AS roots, \
+                 COALESCE(SUM(CASE WHEN status = $1 AND parent_chat_id IS NOT NULL \
+                   THEN 1 ELSE 0 END), 0) AS subs, \
+                 COALESCE(SUM(CASE WHEN status = $2 AND archived = 0 \
+                   AND parent_chat_id IS NULL THEN 1 ELSE 0 END), 0) AS pending_roots, \
+                 COALESCE(SUM(CASE WHEN status = $2 AND archived = 0 \
+                   AND parent_chat_id IS NOT NULL THEN 1 ELSE 0 END), 0) AS pending_subs \
+                 FROM chats WHERE status IN ($1, $2)",
             )
             .bind(ChatStatus::Running.as_str())
+            .bind(ChatStatus::Pending.as_str())
             .fetch_one(&mut *tx)
             .await
             .db()?;
-            let running = |col: &str| -> Result<usize> {
+            let count = |col: &str| -> Result<usize> {
                 let n: i64 = counts.try_get(col).db()?;
                 Ok(usize::try_from(n).unwrap_or(0))
             };
-            let free_roots = limits.root_chats.saturating_sub(running("roots")?);
-            let free_subs = limits.subagents.saturating_sub(running("subs")?);
+            let free_roots = limits.root_chats.saturating_sub(count("roots")?);
+            let free_subs = limits.subagents.saturating_sub(count("subs")?);
+            let (pending_roots, pending_subs) = (count("pending_roots")?, count("pending_subs")?);
+            let root_places = limit.min(free_roots).min(pending_roots);
             let mut leases = self
-                .claim_kind(&mut tx, worker_id, now, limit.min(free_roots), false)
+                .claim_kind(&mut tx, worker_id, now, root_places, false)
                 .await?;
-            let left = limit.saturating_sub(leases.len()).min(free_subs);
-            leases.extend(self.claim_kind(&mut tx, worker_id, now, left, true).await?);
-            Ok(leases)
+            let roots = leases.len();
+            let left = limit.saturating_sub(roots).min(free_subs).min(pending_subs);
+            let subs = self.claim_kind(&mut tx, worker_id, now, left, true).await?;
+            // Chats left pending (held back by the batch or a limit, or locked by another
+            // claim) want another claim when a place frees up.
+            let limited = pending_roots > roots || pending_subs > subs.len();
+            leases.extend(subs);
+            Ok((leases, limited))
         }
         .await;
         super::finish_tx(tx, result).await
@@ -391,7 +422,7 @@ async fn recover_one(
     now: i64,
 ) -> Result<Option<Transition>> {
     let chat_id = tx.chat_id();
-    let chat = locked_chat(tx.conn(), chat_id).await?;
+    let chat = tx.locked_chat().await?;
     let mut t = chat.transition();
     match status {
         ChatStatus::Running => {
@@ -480,12 +511,22 @@ pub(super) fn lease_state_of(row: &sqlx::any::AnyRow, lease: &Lease) -> Result<L
     let status = ChatStatus::from_wire(&row.try_get::<String, _>("status").db()?);
     let worker = get_opt_uuid(row, "worker_id")?;
     let epoch: i64 = row.try_get("lease_epoch").db()?;
+    Ok(lease_state_parts(&status, worker, epoch, lease))
+}
+
+/// The state of `lease` given the chat's status, worker and lease epoch.
+pub(super) fn lease_state_parts(
+    status: &ChatStatus,
+    worker: Option<Uuid>,
+    epoch: i64,
+    lease: &Lease,
+) -> LeaseState {
     if epoch != lease.epoch {
-        return Ok(LeaseState::Lost);
+        return LeaseState::Lost;
     }
-    Ok(match (status, worker) {
+    match (status, worker) {
         (ChatStatus::Running, Some(w)) if w == lease.worker_id => LeaseState::Owned,
         (ChatStatus::Waiting, None) => LeaseState::Interrupted,
         _ => LeaseState::Lost,
-    })
+    }
 }

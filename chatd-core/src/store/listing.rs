@@ -790,7 +790,11 @@ impl Store {
     async fn begin_owner_chat_tx(&self, chat_id: Uuid) -> Result<ChatTx> {
         let mut tx = self.begin_write().await?;
         match lock_owner_then_chat(&mut tx, self.dialect(), chat_id).await {
-            Ok(true) => Ok(ChatTx { tx, chat_id }),
+            Ok(true) => Ok(ChatTx {
+                tx,
+                chat_id,
+                locked: None,
+            }),
             Ok(false) => {
                 tx.rollback().await.db()?;
                 Err(chat_not_found(chat_id))

@@ -54,7 +54,9 @@ pub use config::{
     INVALID_MODEL_OVERRIDE_CONTEXT_MESSAGE, INVALID_MODEL_OVERRIDE_MESSAGE,
     MODEL_OVERRIDE_KEY_PREFIX,
 };
-pub use history::{NewFile, StoredFile, TurnInputs, MAX_FILES_PER_LOOKUP, MAX_FILE_BYTES};
+pub use history::{
+    NewFile, StoredFile, TurnInputs, TurnStart, MAX_FILES_PER_LOOKUP, MAX_FILE_BYTES,
+};
 pub use leases::{
     ClaimLimits, Lease, LeaseState, RecoveredChats, CLAIM_ADVISORY_LOCK_KEY,
     DYNAMIC_TOOL_TIMEOUT_MESSAGE, MAX_CLAIM_BATCH, MAX_LEASES_PER_HEARTBEAT_STATEMENT,
@@ -185,12 +187,27 @@ impl std::fmt::Debug for ConnectUrl {
 pub struct ChatTx {
     tx: Transaction<'static, Any>,
     chat_id: Uuid,
+    /// The chat as the locking statement read it, when that statement read it.
+    locked: Option<changes::LockedChat>,
 }
 
 impl ChatTx {
     /// The locked chat.
     pub fn chat_id(&self) -> Uuid {
         self.chat_id
+    }
+
+    /// The chat as it was locked, before any write of this transaction: what the locking
+    /// statement read, else one read now. Call it before writing to the chat.
+    async fn locked_chat(&mut self) -> Result<changes::LockedChat> {
+        match &self.locked {
+            Some(chat) => Ok(chat.clone()),
+            None => {
+                let chat = changes::locked_chat(&mut self.tx, self.chat_id).await?;
+                self.locked = Some(chat.clone());
+                Ok(chat)
+            }
+        }
     }
 
     /// The transaction's connection, for queries under the lock.
@@ -392,20 +409,34 @@ impl Store {
     /// [`ErrorKind::NotFound`] when the chat does not exist.
     pub async fn begin_chat_tx(&self, chat_id: Uuid) -> Result<ChatTx> {
         let mut tx = self.begin_write().await?;
+        // The lock and the chat's state (lease, status, queue) in one round trip.
         let sql = match self.dialect {
-            Dialect::Sqlite => "SELECT id FROM chats WHERE id = $1",
-            Dialect::Postgres => "SELECT id FROM chats WHERE id = $1 FOR UPDATE",
+            Dialect::Sqlite => {
+                format!(
+                    "SELECT {} FROM chats WHERE id = $1",
+                    changes::LOCKED_CHAT_COLUMNS
+                )
+            }
+            Dialect::Postgres => format!(
+                "SELECT {} FROM chats WHERE id = $1 FOR UPDATE",
+                changes::LOCKED_CHAT_COLUMNS
+            ),
         };
-        let found = sqlx::query(sql)
+        let found = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(uuid_text(chat_id))
             .fetch_optional(&mut *tx)
             .await
             .db()?;
-        if found.is_none() {
+        let Some(row) = found else {
             tx.rollback().await.db()?;
             return Err(chat_not_found(chat_id));
-        }
-        Ok(ChatTx { tx, chat_id })
+        };
+        let locked = changes::LockedChat::from_row(&row)?;
+        Ok(ChatTx {
+            tx,
+            chat_id,
+            locked: Some(locked),
+        })
     }
 }
 

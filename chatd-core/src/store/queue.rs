@@ -7,8 +7,8 @@ use codersdk::{
 use sqlx::AnyConnection;
 
 use super::changes::{
-    answer_pending_calls, chat_archived, load_queue, locked_chat, move_to_waiting, moved, promote,
-    promote_head, queued_not_found, set_pending_for_new_message, TOOL_INTERRUPTED_MESSAGE,
+    answer_pending_calls, chat_archived, load_queue, move_to_waiting, moved, promote, promote_head,
+    queued_not_found, set_pending_for_new_message, TOOL_INTERRUPTED_MESSAGE,
 };
 use super::chats::{content_text, insert_message, json_text};
 use super::{now_micros, timestamp_from_micros, uuid_text};
@@ -104,10 +104,31 @@ impl Store {
     ///
     /// [`ErrorKind::NotFound`] when the chat does not exist.
     pub async fn send_message(&self, chat_id: Uuid, send: SendMessage) -> Result<SendResult> {
+        self.send_message_checked(chat_id, None, send).await
+    }
+
+    /// [`Store::send_message`] to a chat that must belong to `owner`: another user's chat
+    /// is [`ErrorKind::NotFound`], refused before anything is written. The ownership check
+    /// rides on the locking statement, so a send needs no separate read of the chat.
+    pub async fn send_message_as(
+        &self,
+        chat_id: Uuid,
+        owner: Uuid,
+        send: SendMessage,
+    ) -> Result<SendResult> {
+        self.send_message_checked(chat_id, Some(owner), send).await
+    }
+
+    async fn send_message_checked(
+        &self,
+        chat_id: Uuid,
+        owner: Option<Uuid>,
+        send: SendMessage,
+    ) -> Result<SendResult> {
         let content = content_text(&send.parts)?;
         let now = now_micros();
         let mut tx = self.begin_chat_tx(chat_id).await?;
-        let result = send_in_tx(&mut tx, send, content, now).await;
+        let result = send_in_tx(&mut tx, owner, send, content, now).await;
         tx.finish(result).await
     }
 
@@ -142,13 +163,17 @@ impl Store {
 
 async fn send_in_tx(
     tx: &mut ChatTx,
+    owner: Option<Uuid>,
     send: SendMessage,
     content: String,
     now: i64,
 ) -> Result<SendResult> {
     let chat_id = tx.chat_id();
+    let chat = tx.locked_chat().await?;
+    if owner.is_some_and(|owner| owner != chat.owner_id) {
+        return Err(super::chat_not_found(chat_id));
+    }
     let conn = tx.conn();
-    let chat = locked_chat(conn, chat_id).await?;
     if chat.archived {
         return Err(chat_archived(chat_id));
     }
@@ -160,12 +185,8 @@ async fn send_in_tx(
     )
     .await?;
     let mut t = chat.transition();
-    let queued_count: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM chat_queued_messages WHERE chat_id = $1")
-            .bind(uuid_text(chat_id))
-            .fetch_one(&mut *conn)
-            .await
-            .db()?;
+    // Read with the lock: nothing else changes the queue while it is held.
+    let queued_count = chat.queued;
     if !chat.status.is_busy() && queued_count == 0 {
         let message = insert_message(
             conn,
@@ -279,7 +300,7 @@ async fn apply_chat_settings(
 
 async fn delete_in_tx(tx: &mut ChatTx, id: i64) -> Result<Transition> {
     let chat_id = tx.chat_id();
-    let chat = locked_chat(tx.conn(), chat_id).await?;
+    let chat = tx.locked_chat().await?;
     let deleted = sqlx::query("DELETE FROM chat_queued_messages WHERE chat_id = $1 AND id = $2")
         .bind(uuid_text(chat_id))
         .bind(id)
@@ -297,8 +318,8 @@ async fn delete_in_tx(tx: &mut ChatTx, id: i64) -> Result<Transition> {
 
 async fn promote_checked_in_tx(tx: &mut ChatTx, id: i64, now: i64) -> Result<Promoted> {
     let chat_id = tx.chat_id();
+    let chat = tx.locked_chat().await?;
     let conn = tx.conn();
-    let chat = locked_chat(conn, chat_id).await?;
     if chat.archived {
         return Err(chat_archived(chat_id));
     }

@@ -8,7 +8,7 @@ use codersdk::{
 };
 use sqlx::Row;
 
-use super::changes::{load_queue, locked_chat, pending_calls, promote_head};
+use super::changes::{load_queue, pending_calls, promote_locked_head};
 use super::chats::{insert_message_row, json_text, StepColumns};
 use super::{now_micros, uuid_text, ChatTx, Lease, LeaseState, MessageVisibility, NewMessage};
 use super::{Store, Transition};
@@ -84,11 +84,36 @@ impl Store {
     /// (edit, promote, recovery, a later claim) nothing is written and the error is
     /// [`ErrorKind::LeaseLost`]: the worker must stop.
     ///
-    /// Statements, for one assistant message and `n` tool results: `BEGIN`, one locking
-    /// read that also checks the lease, `1 + n` inserts, one chat update, `COMMIT`.
+    /// Statements, for one assistant message and `n` tool results: `BEGIN`, the chat update
+    /// that also locks the row and returns the lease, `1 + n` inserts, `COMMIT`.
     pub async fn persist_step(&self, lease: &Lease, step: Step) -> Result<PersistedStep> {
         let now = now_micros();
-        let (mut tx, state, status) = self.begin_leased_tx(lease).await?;
+        let mut tx = self.begin_write().await?;
+        // The chat update comes first and is the locking statement: it returns the lease
+        // columns (which it does not change), so the lock, the lease check and the update
+        // are one round trip; a lost lease rolls the update back.
+        let row = sqlx::query(
+            "UPDATE chats SET updated_at = $2, \
+             last_model_config_id = COALESCE($3, last_model_config_id) WHERE id = $1 \
+             RETURNING status, worker_id, lease_epoch",
+        )
+        .bind(uuid_text(lease.chat_id))
+        .bind(now)
+        .bind(step.model_config_id.map(uuid_text))
+        .fetch_optional(&mut *tx)
+        .await
+        .db()?;
+        let Some(row) = row else {
+            tx.rollback().await.db()?;
+            return Err(super::chat_not_found(lease.chat_id));
+        };
+        let state = super::leases::lease_state_of(&row, lease)?;
+        let status = ChatStatus::from_wire(&row.try_get::<String, _>("status").db()?);
+        let mut tx = ChatTx {
+            tx,
+            chat_id: lease.chat_id,
+            locked: None,
+        };
         let result = persist_in_tx(&mut tx, lease, state, status, step, now).await;
         tx.finish(result).await
     }
@@ -123,6 +148,7 @@ impl Store {
             ChatTx {
                 tx,
                 chat_id: lease.chat_id,
+                locked: None,
             },
             state,
             status,
@@ -209,16 +235,6 @@ async fn persist_in_tx(
         };
         messages.push(insert_message_row(conn, chat_id, now, tool, &no_columns).await?);
     }
-    sqlx::query(
-        "UPDATE chats SET updated_at = $2, \
-         last_model_config_id = COALESCE($3, last_model_config_id) WHERE id = $1",
-    )
-    .bind(uuid_text(chat_id))
-    .bind(now)
-    .bind(step.model_config_id.map(uuid_text))
-    .execute(&mut *conn)
-    .await
-    .db()?;
     let mut transition = Transition::unchanged(chat_id, status);
     transition.messages = messages;
     // The durable step supersedes the preview of the parts that streamed it.
@@ -235,9 +251,16 @@ async fn finish_in_tx(
     outcome: TurnOutcome,
     now: i64,
 ) -> Result<Transition> {
-    let state = tx.check_lease(lease).await?;
+    if lease.chat_id != tx.chat_id() {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            "lease is for another chat than the locked one",
+        ));
+    }
     let chat_id = tx.chat_id();
-    let chat = locked_chat(tx.conn(), chat_id).await?;
+    // The lock read the lease columns and the queue head: no second read.
+    let chat = tx.locked_chat().await?;
+    let state = chat.lease_state(lease);
     let mut t = chat.transition();
     if state == LeaseState::Lost {
         // Another worker owns the chat, or it was already moved on
@@ -258,7 +281,7 @@ async fn finish_in_tx(
     let promoted = if target == ChatStatus::Waiting && !chat.archived {
         // Auto-promotion (step 4): the shared promote path sets `pending` and clears
         // the worker fields and `last_error`.
-        promote_head(conn, &chat, &mut t, now).await?
+        promote_locked_head(conn, &chat, &mut t, now).await?
     } else {
         false
     };

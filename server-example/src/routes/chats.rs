@@ -225,14 +225,17 @@ async fn send_message(
     _: NoQuery,
     Json(request): Json<CreateChatMessageRequest>,
 ) -> ApiResult<Json<CreateChatMessageResponse>> {
+    // Subscribed before the send commits, so the turn's statuses arrive as events and the
+    // chat need not be read back for the metrics.
+    let tracking = state.metrics().prepare_turn(state.engine(), chat_id);
     let sent = state
         .engine()
         .send_message(&caller.actor, chat_id, request)
         .await?;
     // A queued message runs when the current turn ends; only a send that starts a turn
     // measures time to running and first output from this request.
-    if !sent.queued {
-        state.metrics().track_turn(state.engine(), chat_id, started);
+    if let (false, Some(tracking)) = (sent.queued, tracking) {
+        tracking.start(started, Some(codersdk::ChatStatus::Pending));
     }
     Ok(Json(sent))
 }
