@@ -540,3 +540,97 @@ fn an_empty_cache_shows_counts_only() {
     assert!(shown.starts_with("ConfigCache {"), "{shown}");
     assert!(cache.is_empty());
 }
+
+/// Through the engine: a turn warms the cache, the user changes their personal prompt and
+/// an administrator the deployment prompt (both through `Admin`), and the very next turn
+/// sends the new prompts; nothing waits for a TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_turn_sends_the_prompts_just_written() {
+    use chatd_test_support::scripted::{
+        create_request, engine_with, fast_settings, is_summary_request, is_title_request,
+        wait_status, ScriptedModel,
+    };
+    use codersdk::{ChatStatus, UpdateChatSystemPromptRequest};
+    on_each_backend(|store| async move {
+        let model = ScriptedModel::new([]);
+        let engine = engine_with(&store, Arc::clone(&model), fast_settings()).await;
+        let admin = Admin::new(store.clone(), keyring(), ProviderApiKeys::new());
+        admin.on_config_change(engine.config_announcer());
+        let f = fixture(&store).await;
+        let actor = Actor::user(f.user);
+        let root = Actor::admin(Uuid::new_v4());
+        let set_prompts = |personal: &'static str, deployment: &'static str| {
+            let admin = admin.clone();
+            async move {
+                admin
+                    .set_user_prompt(
+                        &actor,
+                        &UserChatCustomPrompt {
+                            custom_prompt: personal.into(),
+                        },
+                    )
+                    .await
+                    .unwrap();
+                admin
+                    .set_system_prompt(
+                        &root,
+                        &UpdateChatSystemPromptRequest {
+                            system_prompt: deployment.into(),
+                            include_default_system_prompt: Some(false),
+                        },
+                    )
+                    .await
+                    .unwrap();
+            }
+        };
+        // The system prompt of the last turn request (turn summaries are requests too).
+        let last_system = || {
+            let requests = model.requests.lock().unwrap();
+            requests
+                .iter()
+                .rev()
+                .find(|r| !is_summary_request(r) && !is_title_request(r))
+                .unwrap()
+                .system
+                .join("\n")
+        };
+        set_prompts("Personal one.", "Deployment one.").await;
+        let chat = engine
+            .create_chat(&actor, create_request(f.org, "hello"))
+            .await
+            .unwrap();
+        wait_status(&engine, &actor, chat.id, ChatStatus::Waiting).await;
+        let first = last_system();
+        assert!(
+            first.contains("Personal one.") && first.contains("Deployment one."),
+            "{first}"
+        );
+        assert!(store.config_cache().stats().hits + store.config_cache().stats().loads > 0);
+
+        set_prompts("Personal two.", "Deployment two.").await;
+        engine
+            .send_message(
+                &actor,
+                chat.id,
+                codersdk::CreateChatMessageRequest {
+                    content: vec![codersdk::ChatInputPart::text("again")],
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        // The send committed `pending`: `waiting` is the end of the second turn.
+        wait_status(&engine, &actor, chat.id, ChatStatus::Waiting).await;
+        let second = last_system();
+        assert!(
+            second.contains("Personal two.") && second.contains("Deployment two."),
+            "{second}"
+        );
+        assert!(
+            !second.contains("Personal one.") && !second.contains("Deployment one."),
+            "{second}"
+        );
+        engine.shutdown().await;
+    })
+    .await;
+}
