@@ -86,6 +86,7 @@
 
 mod admin;
 pub mod cluster;
+pub mod configcache;
 mod engine;
 mod error;
 mod hub;

@@ -58,19 +58,16 @@ impl Admin {
 
     /// Whether any model source is configured: a provider key in the environment, a model
     /// config (deleted ones do not count) or a provider config. A server may run a
-    /// stand-in model while nothing is.
+    /// stand-in model while nothing is. Through the hot-config cache (a server asks at
+    /// every turn).
     pub async fn is_configured(&self) -> Result<bool> {
         if self.deployment_keys().providers().next().is_some() {
             return Ok(true);
         }
         let store = self.store();
-        if !store
-            .list_model_configs(ModelConfigFilter::All)
-            .await?
-            .is_empty()
-        {
+        if store.cached_any_model_config().await? {
             return Ok(true);
         }
-        Ok(!store.list_provider_configs().await?.is_empty())
+        Ok(!store.cached_providers().await?.is_empty())
     }
 }

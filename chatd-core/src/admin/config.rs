@@ -161,7 +161,12 @@ impl Admin {
                 self.deployment_keys(),
             )
             .await;
-        self.announced(result, ConfigChange::Providers)
+        self.announced(
+            result,
+            ConfigChange::UserProviderKeys {
+                user_id: actor.user_id,
+            },
+        )
     }
 
     /// Erases `actor`'s own key for a provider config; returns whether there was one. An
@@ -178,7 +183,12 @@ impl Admin {
             .store()
             .delete_user_provider_key(actor.user_id, provider_config_id)
             .await;
-        self.announced(result, ConfigChange::Providers)
+        self.announced(
+            result,
+            ConfigChange::UserProviderKeys {
+                user_id: actor.user_id,
+            },
+        )
     }
 
     // -----------------------------------------------------------------------------------
@@ -293,13 +303,20 @@ impl Admin {
         model_config_id: Uuid,
         request: &UpdateUserChatCompactionThresholdRequest,
     ) -> Result<UserChatCompactionThreshold> {
-        self.store()
+        let result = self
+            .store()
             .set_user_compaction_threshold(
                 actor.user_id,
                 model_config_id,
                 request.threshold_percent,
             )
-            .await
+            .await;
+        self.announced(
+            result,
+            ConfigChange::UserCompactionThresholds {
+                user_id: actor.user_id,
+            },
+        )
     }
 
     /// Removes `actor`'s own threshold for `model_config_id` (the model config's applies
@@ -309,10 +326,17 @@ impl Admin {
         actor: &Actor,
         model_config_id: Uuid,
     ) -> Result<()> {
-        self.store()
+        let result = self
+            .store()
             .delete_user_compaction_threshold(actor.user_id, model_config_id)
             .await
-            .map(|_| ())
+            .map(|_| ());
+        self.announced(
+            result,
+            ConfigChange::UserCompactionThresholds {
+                user_id: actor.user_id,
+            },
+        )
     }
 
     // -----------------------------------------------------------------------------------

@@ -82,7 +82,8 @@ pub const PARTS_REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
 #[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ConfigChange {
-    /// Provider configurations or their keys (also users' own keys).
+    /// Provider configurations or their central keys (a provider's deletion also erases
+    /// users' own keys for it and deletes its model configs).
     Providers,
     /// A model configuration; also affects which one is the default.
     ModelConfig {
@@ -91,6 +92,16 @@ pub enum ConfigChange {
     },
     /// A user's personal prompt.
     UserPrompt {
+        /// The user.
+        user_id: Uuid,
+    },
+    /// A user's own provider keys (bring your own key).
+    UserProviderKeys {
+        /// The user.
+        user_id: Uuid,
+    },
+    /// A user's own compaction thresholds.
+    UserCompactionThresholds {
         /// The user.
         user_id: Uuid,
     },

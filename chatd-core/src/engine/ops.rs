@@ -543,13 +543,14 @@ pub(crate) async fn system_prompt(
     context_blocks: &[String],
     plan_file_path: Option<&str>,
 ) -> Result<Vec<String>> {
-    let deployment = inner.store.system_prompt_config().await?;
-    let personal = inner.store.user_prompt(inputs.chat.owner_id).await?;
+    // Through the hot-config cache: a warm turn reads none of these.
+    let deployment = inner.store.cached_system_prompt_config().await?;
+    let personal = inner.store.cached_user_prompt(inputs.chat.owner_id).await?;
     let turn = crate::tools::TurnContext::for_chat(&inputs.chat);
     let root_plan_turn = crate::plan::is_root_plan_turn(&turn);
     // Read only when it is used: most turns are not plan turns.
     let plan_mode_instructions = if root_plan_turn {
-        inner.store.plan_mode_instructions().await?
+        inner.store.cached_plan_mode_instructions().await?
     } else {
         String::new()
     };

@@ -270,6 +270,9 @@ impl Inner {
 
     /// Announces a configuration change here and to the other replicas.
     pub(crate) fn announce_config(&self, change: ConfigChange) {
+        // The store's own writes already dropped what they changed; a change announced
+        // for a write made elsewhere (an embedder's) drops it here, before anyone hears.
+        self.store.config_cache().apply(&change);
         self.observer.config_changed(&change);
         let _ = self.config_changes.send(change.clone());
         self.relay(Signal::Config { change });
@@ -326,6 +329,9 @@ impl Inner {
                 }
             }
             Signal::Config { change } => {
+                // Applied here, not by a receiver of `config_changes`: a receiver can lag
+                // and miss changes, this cannot.
+                self.store.config_cache().apply(&change);
                 self.observer.config_changed(&change);
                 let _ = self.config_changes.send(change);
             }
@@ -365,6 +371,8 @@ impl Inner {
     /// each watched owner's recent chats. Every value is whole, so subscribers take
     /// repeats in stride (live messages they hold are dropped by id).
     async fn resync(&self) {
+        // Configuration changes may have been among what was missed.
+        self.store.config_cache().clear();
         let chats = self.hub.subscribed_chats(MAX_RESYNC_CHATS);
         for chat_id in chats {
             if let Err(e) = self.resync_chat(chat_id).await {

@@ -162,6 +162,8 @@ pub struct Store {
     /// Where the pool connects: the cluster's dedicated PostgreSQL connections (LISTEN,
     /// the replica's liveness lock) open their own from it.
     url: ConnectUrl,
+    /// The hot-config cache every clone shares ([`crate::configcache`]).
+    config_cache: std::sync::Arc<crate::configcache::ConfigCache>,
 }
 
 /// A database URL kept for opening more connections. It may hold a password, so its
@@ -344,12 +346,20 @@ impl Store {
             pool,
             dialect,
             url: ConnectUrl(url.into()),
+            config_cache: std::sync::Arc::default(),
         })
     }
 
     /// The database this store talks to.
     pub fn dialect(&self) -> Dialect {
         self.dialect
+    }
+
+    /// The hot-config cache of this store and its clones ([`crate::configcache`]): what
+    /// turns read of the configuration. Its writes keep it fresh in this process; the
+    /// engine applies other replicas' changes to it.
+    pub fn config_cache(&self) -> &crate::configcache::ConfigCache {
+        &self.config_cache
     }
 
     /// The URL the pool connects to.

@@ -121,6 +121,11 @@ struct Setup {
 }
 
 async fn setup(store: &Store) -> Setup {
+    setup_with(store, |c| c).await
+}
+
+/// [`setup`] with the engine's configuration adjusted by `adjust`.
+async fn setup_with(store: &Store, adjust: impl FnOnce(EngineConfig) -> EngineConfig) -> Setup {
     let provider = ReplayServer::start_with_responder(Vec::new(), complete).await;
     let base_url = provider.url("/v1");
     let keyring = Arc::new(Keyring::new("k1", SecretKey::from_bytes([7; 32])).unwrap());
@@ -168,7 +173,9 @@ async fn setup(store: &Store) -> Setup {
     let config = EngineConfig::new(StoreOptions::new("unused"), Arc::new(resolver))
         .with_settings(settings)
         .with_generated_titles(true);
-    let engine = Engine::with_store(store.clone(), config).await.unwrap();
+    let engine = Engine::with_store(store.clone(), adjust(config))
+        .await
+        .unwrap();
     let f = fixture(store).await;
     Setup {
         engine,
@@ -419,6 +426,112 @@ async fn the_title_generation_override_writes_the_turn_summary_and_falls_back() 
         .await;
         assert_eq!(summary_models(&s.provider), ["gpt-4.1", TITLE_MODEL]);
         assert_eq!(turn_models(&s.provider), ["gpt-4.1", "gpt-4.1"]);
+        s.engine.shutdown().await;
+    })
+    .await;
+}
+
+/// Counts the statements sqlx logs (target `sqlx::query`) while [`COUNTING`] is on, in
+/// every thread (SQLite runs statements on its own worker threads).
+struct StatementCounter;
+
+static COUNTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static STATEMENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl tracing::Subscriber for StatementCounter {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        metadata.target().starts_with("sqlx::query")
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        use std::sync::atomic::Ordering;
+        if COUNTING.load(Ordering::SeqCst) && event.metadata().target().starts_with("sqlx::query") {
+            STATEMENTS.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// A measurement, not a check of behaviour: the statements of a one-step turn through the
+/// real `StoreModelResolver` (send → `waiting`, no titles, no turn summary, no acquire
+/// ticker), with the hot-config cache cleared first (cold) and then warm, printed with the
+/// cache's loads. It installs a process-wide tracing subscriber, so it runs alone:
+///
+/// `cargo test -p chatd-core --test it -- --ignored --exact
+/// engine_overrides::statements_of_a_one_step_turn --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement that installs a process-wide tracing subscriber"]
+async fn statements_of_a_one_step_turn() {
+    use std::sync::atomic::Ordering;
+    let _ = tracing::subscriber::set_global_default(StatementCounter);
+    on_each_backend(|store| async move {
+        let s = setup_with(&store, |c| {
+            let mut settings = EngineSettings::default();
+            // Only the wake signal claims: no ticker statements in the count.
+            settings.acquire_interval = Duration::from_secs(600);
+            c.with_settings(settings)
+                .with_generated_titles(false)
+                .with_turn_summaries(false)
+        })
+        .await;
+        let actor = Actor::user(s.f.user);
+        let chat = s
+            .engine
+            .create_chat(&actor, create(&s.f, "hello", None))
+            .await
+            .unwrap();
+        wait_for(&s.engine, &actor, chat.id, "first turn", |c| {
+            c.status == ChatStatus::Waiting
+        })
+        .await;
+        let mut stream = s.engine.subscribe(&actor, chat.id, None).await.unwrap();
+        let backend = store.dialect();
+        for (label, clear) in [("cold", true), ("warm", false), ("warm", false)] {
+            if clear {
+                store.config_cache().clear();
+            }
+            let loads = store.config_cache().stats().loads;
+            STATEMENTS.store(0, Ordering::SeqCst);
+            COUNTING.store(true, Ordering::SeqCst);
+            s.engine
+                .send_message(
+                    &actor,
+                    chat.id,
+                    codersdk::CreateChatMessageRequest {
+                        content: vec![ChatInputPart::text("again")],
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            // Until this turn's `waiting` (the send's own `pending` comes first).
+            let mut ran = false;
+            loop {
+                let event = tokio::time::timeout(Duration::from_secs(10), stream.next())
+                    .await
+                    .unwrap()
+                    .unwrap();
+                let status = event.status.as_ref().map(|st| st.status.clone());
+                match status {
+                    Some(ChatStatus::Running) => ran = true,
+                    Some(ChatStatus::Waiting) if ran => break,
+                    _ => {}
+                }
+            }
+            // The turn's last statements (the lease release) follow its publication.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            COUNTING.store(false, Ordering::SeqCst);
+            eprintln!(
+                "{backend:?} {label}: {} statements from send to waiting, {} configuration loads",
+                STATEMENTS.load(Ordering::SeqCst),
+                store.config_cache().stats().loads - loads
+            );
+        }
         s.engine.shutdown().await;
     })
     .await;

@@ -5,6 +5,7 @@
 mod admin;
 mod cluster;
 mod compaction;
+mod configcache;
 mod engine;
 mod engine_actions;
 mod engine_chain;

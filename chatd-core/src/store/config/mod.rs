@@ -10,11 +10,15 @@
 //! decrypted forms ([`Store::configured_providers`], [`Store::user_provider_keys`],
 //! [`TurnModel`]) are for the engine's own use.
 //!
+//! The reads a turn makes go through the store's hot-config cache
+//! ([`crate::configcache`]); every write here drops what it changed from it after commit.
+//!
 //! Configuration writes are not chat mutations: they run in an ordinary write transaction
 //! ([`Store::begin_write`]). Every model-config write (and a provider delete, which deletes
 //! model configs) first takes the model-config write lock, so "clear the old default, set
 //! the new one" and "re-select a default" never interleave.
 
+mod cached;
 mod models;
 mod overrides;
 mod prompts;

@@ -11,6 +11,7 @@ use sqlx::{AnyConnection, Row};
 use super::super::chats::json_text;
 use super::super::{get_bool, get_time, get_uuid, now_micros, uuid_text, Store};
 use super::{bool_int, finish, invalid, lock_model_configs, model_config_not_found};
+use crate::cluster::ConfigChange;
 use crate::error::{DbResultExt, Error, ErrorKind, Result};
 
 pub(super) const MODEL_COLUMNS: &str = "id, provider, model, display_name, enabled, \
@@ -208,7 +209,8 @@ impl Store {
             Ok(())
         }
         .await;
-        finish(tx, result).await?;
+        let done = finish(tx, result).await;
+        self.changed(done, ConfigChange::ModelConfig { id })?;
         self.get_model_config(id).await
     }
 
@@ -358,7 +360,8 @@ impl Store {
             Ok(())
         }
         .await;
-        finish(tx, result).await?;
+        let done = finish(tx, result).await;
+        self.changed(done, ConfigChange::ModelConfig { id })?;
         self.get_model_config(id).await
     }
 
@@ -402,6 +405,7 @@ impl Store {
             })
         }
         .await;
-        finish(tx, result).await
+        let done = finish(tx, result).await;
+        self.changed(done, ConfigChange::ModelConfig { id })
     }
 }

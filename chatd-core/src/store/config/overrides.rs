@@ -12,8 +12,8 @@ use codersdk::{ChatModelConfig, ChatModelOverrideContext, ChatModelOverrideRespo
 use sqlx::AnyConnection;
 
 use super::super::{now_micros, uuid_text, Store};
-use super::models::{model_from_row, MODEL_COLUMNS};
 use super::{finish, invalid, lock_model_configs};
+use crate::cluster::ConfigChange;
 use crate::error::{DbResultExt, Error, Result};
 
 /// Prefix of the `site_config` key holding a context's override (`model_override:general`,
@@ -108,11 +108,12 @@ impl Store {
     ) -> Result<ChatModelOverrideResponse> {
         let key = override_key(context)?;
         if model_config_id.is_empty() {
-            sqlx::query("DELETE FROM site_config WHERE key = $1")
+            let done = sqlx::query("DELETE FROM site_config WHERE key = $1")
                 .bind(&key)
                 .execute(self.pool())
                 .await
-                .db()?;
+                .db();
+            self.changed(done, ConfigChange::Deployment)?;
             return Ok(override_view(context, None));
         }
         let id = codersdk::Uuid::parse_str(model_config_id).map_err(|_| {
@@ -155,7 +156,8 @@ impl Store {
             Ok(())
         }
         .await;
-        finish(tx, result).await?;
+        let done = finish(tx, result).await;
+        self.changed(done, ConfigChange::Deployment)?;
         Ok(override_view(context, Some(value)))
     }
 
@@ -165,13 +167,15 @@ impl Store {
     /// no override were set. Whether the config's provider is usable is the turn
     /// credentials' concern, as for every other model choice. [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument)
     /// for an unknown context.
+    ///
+    /// The override and the model config come from the hot-config cache
+    /// ([`crate::configcache`]).
     pub async fn usable_model_override(
         &self,
         context: &ChatModelOverrideContext,
     ) -> Result<Option<ChatModelConfig>> {
         let key = override_key(context)?;
-        let mut conn = self.pool().acquire().await.db()?;
-        let Some(stored) = read_override(&mut conn, &key).await? else {
+        let Some(stored) = self.cached_override_value(&key).await? else {
             return Ok(None);
         };
         let Ok(id) = codersdk::Uuid::parse_str(&stored) else {
@@ -181,16 +185,10 @@ impl Store {
             );
             return Ok(None);
         };
-        let sql = format!(
-            "SELECT {MODEL_COLUMNS} FROM model_configs WHERE id = $1 AND deleted = 0 \
-             AND enabled = 1"
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(uuid_text(id))
-            .fetch_optional(&mut *conn)
-            .await
-            .db()?;
-        row.as_ref().map(model_from_row).transpose()
+        Ok(self
+            .cached_model_config(id)
+            .await?
+            .filter(|config| config.enabled))
     }
 }
 

@@ -7,6 +7,7 @@ use sqlx::AnyConnection;
 
 use super::super::{now_micros, uuid_text, Store};
 use super::{finish, invalid};
+use crate::cluster::ConfigChange;
 use crate::error::{DbResultExt, Error, ErrorKind, Result};
 
 /// Whether the built-in default prompt precedes the deployment's custom prompt before an
@@ -123,7 +124,8 @@ impl Store {
             read_system_prompt(&mut tx).await
         }
         .await;
-        finish(tx, result).await
+        let done = finish(tx, result).await;
+        self.changed(done, ConfigChange::Deployment)
     }
 
     /// The deployment's plan-mode instructions; empty until an administrator sets them.
@@ -148,7 +150,8 @@ impl Store {
         let result = put_site_config(&mut tx, PLAN_MODE_INSTRUCTIONS_KEY, &text, now_micros())
             .await
             .map(|()| text);
-        finish(tx, result).await
+        let done = finish(tx, result).await;
+        self.changed(done, ConfigChange::Deployment)
     }
 
     /// `user_id`'s personal prompt; empty when none.
@@ -168,15 +171,17 @@ impl Store {
     /// long; [`ErrorKind::NotFound`] when the user does not exist.
     pub async fn set_user_prompt(&self, user_id: Uuid, prompt: &str) -> Result<String> {
         let prompt = validate_user_prompt(prompt).map_err(invalid)?;
+        let change = ConfigChange::UserPrompt { user_id };
         if prompt.is_empty() {
-            sqlx::query("DELETE FROM user_prompts WHERE user_id = $1")
+            let done = sqlx::query("DELETE FROM user_prompts WHERE user_id = $1")
                 .bind(uuid_text(user_id))
                 .execute(self.pool())
                 .await
-                .db()?;
+                .db();
+            self.changed(done, change)?;
             return Ok(prompt);
         }
-        sqlx::query(
+        let done = sqlx::query(
             "INSERT INTO user_prompts (user_id, custom_prompt, updated_at) VALUES ($1, $2, $3) \
              ON CONFLICT (user_id) DO UPDATE SET custom_prompt = excluded.custom_prompt, \
              updated_at = excluded.updated_at",
@@ -186,7 +191,8 @@ impl Store {
         .bind(now_micros())
         .execute(self.pool())
         .await
-        .db()?;
+        .db();
+        self.changed(done, change)?;
         Ok(prompt)
     }
 }

@@ -13,6 +13,7 @@ use super::{
     bool_int, finish, for_update, invalid, lock_model_configs, provider_config_not_found,
     provider_key_aad,
 };
+use crate::cluster::ConfigChange;
 use crate::error::{DbResultExt, Error, ErrorKind, Result};
 use crate::Keyring;
 
@@ -188,7 +189,8 @@ impl Store {
             Ok(())
         }
         .await;
-        finish(tx, result).await?;
+        let done = finish(tx, result).await;
+        self.changed(done, ConfigChange::Providers)?;
         self.get_provider_config(id).await
     }
 
@@ -292,7 +294,8 @@ impl Store {
             Ok(())
         }
         .await;
-        finish(tx, result).await?;
+        let done = finish(tx, result).await;
+        self.changed(done, ConfigChange::Providers)?;
         self.get_provider_config(id).await
     }
 
@@ -342,7 +345,8 @@ impl Store {
             })
         }
         .await;
-        finish(tx, result).await
+        let done = finish(tx, result).await;
+        self.changed(done, ConfigChange::Providers)
     }
 
     /// Every live provider config with its central key opened, for the key policy

@@ -7,11 +7,9 @@ use chatprovider::{
 };
 use codersdk::{ChatModelCallConfig, ChatModelConfig, ChatProviderConfig, Response, Uuid};
 
-use super::super::{uuid_text, Store};
-use super::models::{model_from_row, MODEL_COLUMNS};
-use super::providers::{configured_from_row, provider_from_row, FULL_PROVIDER_COLUMNS};
-use super::user_keys::open_user_key;
-use crate::error::{DbResultExt, Error, ErrorKind, Result};
+use super::super::Store;
+use super::cached::{configured_from_cached, open_cached_user_key};
+use crate::error::{Error, ErrorKind, Result};
 use crate::Keyring;
 
 /// Message of the error for a requested model config that does not exist, was deleted or
@@ -127,18 +125,12 @@ fn invalid_model_config(id: Uuid) -> Error {
 }
 
 impl Store {
-    /// A live, enabled model config; `None` otherwise.
+    /// A live, enabled model config; `None` otherwise. Through the hot-config cache.
     async fn usable_model_config(&self, id: Uuid) -> Result<Option<ChatModelConfig>> {
-        let sql = format!(
-            "SELECT {MODEL_COLUMNS} FROM model_configs WHERE id = $1 AND deleted = 0 \
-             AND enabled = 1"
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(uuid_text(id))
-            .fetch_optional(self.pool())
-            .await
-            .db()?;
-        row.as_ref().map(model_from_row).transpose()
+        Ok(self
+            .cached_model_config(id)
+            .await?
+            .filter(|config| config.enabled))
     }
 
     /// Picks the model config of a send or a turn: the `requested`
@@ -151,6 +143,11 @@ impl Store {
     /// says. An unusable `chat_last` is always skipped. [`ErrorKind::NoDefaultModelConfig`]
     /// ([`NO_DEFAULT_MODEL_CONFIG_MESSAGE`]) when it comes to the default and there is
     /// none.
+    ///
+    /// The model configs come from the hot-config cache ([`crate::configcache`]): this
+    /// store's writes are seen at once, another replica's once its change notification
+    /// arrived, and writes behind the store's back within
+    /// [`MODEL_CONFIG_TTL`](crate::configcache::MODEL_CONFIG_TTL).
     pub async fn resolve_model_config(
         &self,
         requested: Option<Uuid>,
@@ -179,7 +176,7 @@ impl Store {
                 });
             }
         }
-        match self.default_model_config().await? {
+        match self.cached_default_model_config().await? {
             Some(config) if config.enabled => Ok(ResolvedModelConfig {
                 config,
                 source: ModelConfigSource::Default,
@@ -204,6 +201,9 @@ impl Store {
     /// (the keyring's kinds), never treated as absent, which could silently move the user
     /// onto the central key. Policy outcomes (disabled provider, missing key, user key
     /// required) are not errors here: [`TurnModel::credentials`] reports them.
+    ///
+    /// Everything it reads comes from the hot-config cache ([`crate::configcache`]); the
+    /// cached keys are sealed and opened here, at each call.
     pub async fn resolve_turn_model(
         &self,
         owner_id: Uuid,
@@ -215,34 +215,26 @@ impl Store {
         let resolved = self
             .resolve_model_config(requested, chat_last, UnusableRequestedModel::FallBack)
             .await?;
-        let sql = format!(
-            "SELECT {FULL_PROVIDER_COLUMNS} FROM provider_configs \
-             WHERE provider = $1 AND deleted = 0"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(&resolved.config.provider)
-            .fetch_all(self.pool())
-            .await
-            .db()?;
+        // At most one live config per provider (a partial unique index); the owner's
+        // keys are read only when the provider has one, and only this provider's secrets
+        // are opened.
+        let providers = self.cached_providers().await?;
+        let rows: Vec<_> = providers
+            .iter()
+            .filter(|p| p.config.provider == resolved.config.provider)
+            .collect();
         let mut configured = Vec::with_capacity(rows.len());
         let mut user_keys = Vec::new();
-        for row in &rows {
-            let provider = configured_from_row(row, keyring)?;
-            let key = sqlx::query(
-                "SELECT provider_config_id, api_key_sealed FROM user_provider_keys \
-                 WHERE user_id = $1 AND provider_config_id = $2",
-            )
-            .bind(uuid_text(owner_id))
-            .bind(uuid_text(provider.id))
-            .fetch_optional(self.pool())
-            .await
-            .db()?;
-            if let Some(key) = key {
-                user_keys.push(open_user_key(&key, owner_id, keyring)?);
+        if !rows.is_empty() {
+            let own = self.cached_user_keys(owner_id).await?;
+            for row in &rows {
+                configured.push(configured_from_cached(row, keyring)?);
+                if let Some(key) = own.iter().find(|k| k.provider_config_id == row.config.id) {
+                    user_keys.push(open_cached_user_key(key, owner_id, keyring)?);
+                }
             }
-            configured.push(provider);
         }
-        let provider_config = rows.first().map(provider_from_row).transpose()?;
+        let provider_config = rows.first().map(|row| row.config.clone());
         Ok(TurnModel {
             call_config: resolved.config.model_config.clone().unwrap_or_default(),
             model_config: resolved.config,

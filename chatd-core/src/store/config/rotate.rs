@@ -165,6 +165,10 @@ impl Store {
                 report.changed_concurrently += 1;
             }
         }
+        // Cached keys are sealed: re-sealed ones are read again (the old key still opens
+        // the cached text meanwhile; removing it from a keyring takes a restart).
+        self.config_cache()
+            .apply(&crate::cluster::ConfigChange::Providers);
         Ok(report)
     }
 }

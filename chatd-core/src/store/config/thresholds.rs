@@ -8,6 +8,7 @@ use sqlx::Row;
 
 use super::super::{get_uuid, now_micros, uuid_text, Store};
 use super::{invalid, model_config_not_found};
+use crate::cluster::ConfigChange;
 use crate::error::{DbResultExt, Result};
 
 impl Store {
@@ -36,21 +37,19 @@ impl Store {
             .collect()
     }
 
-    /// `user_id`'s threshold on `model_config_id`, when they set one.
+    /// `user_id`'s threshold on `model_config_id`, when they set one. Through the
+    /// hot-config cache ([`crate::configcache`]), which holds all of a user's thresholds
+    /// (one read for every model config of theirs).
     pub async fn user_compaction_threshold(
         &self,
         user_id: Uuid,
         model_config_id: Uuid,
     ) -> Result<Option<i32>> {
-        sqlx::query_scalar(
-            "SELECT threshold_percent FROM user_compaction_thresholds \
-             WHERE user_id = $1 AND model_config_id = $2",
-        )
-        .bind(uuid_text(user_id))
-        .bind(uuid_text(model_config_id))
-        .fetch_optional(self.pool())
-        .await
-        .db()
+        Ok(self
+            .cached_user_thresholds(user_id)
+            .await?
+            .get(&model_config_id)
+            .copied())
     }
 
     /// Sets `user_id`'s threshold on `model_config_id` (0–100; 100 turns automatic
@@ -81,7 +80,8 @@ impl Store {
         .bind(now_micros())
         .execute(self.pool())
         .await
-        .db()?;
+        .db();
+        let done = self.changed(done, ConfigChange::UserCompactionThresholds { user_id })?;
         if done.rows_affected() == 0 {
             return Err(model_config_not_found(model_config_id));
         }
@@ -107,7 +107,8 @@ impl Store {
         .bind(uuid_text(model_config_id))
         .execute(self.pool())
         .await
-        .db()?;
+        .db();
+        let done = self.changed(done, ConfigChange::UserCompactionThresholds { user_id })?;
         if done.rows_affected() > 0 {
             return Ok(true);
         }

@@ -9,6 +9,7 @@ use sqlx::Row;
 use super::super::{get_bool, get_uuid, now_micros, uuid_text, Store};
 use super::providers::{catalog_rank, CONFIGURED_COLUMNS};
 use super::{finish, for_share, invalid, provider_config_not_found, user_key_aad};
+use crate::cluster::ConfigChange;
 use crate::error::{DbResultExt, Result};
 use crate::Keyring;
 
@@ -130,7 +131,8 @@ impl Store {
             user_view(&row, deployment_keys)
         }
         .await;
-        finish(tx, result).await
+        let done = finish(tx, result).await;
+        self.changed(done, ConfigChange::UserProviderKeys { user_id })
     }
 
     /// Erases `user_id`'s own key for provider config `provider_config_id`
@@ -147,7 +149,8 @@ impl Store {
         .bind(uuid_text(provider_config_id))
         .execute(self.pool())
         .await
-        .db()?;
+        .db();
+        let done = self.changed(done, ConfigChange::UserProviderKeys { user_id })?;
         Ok(done.rows_affected() > 0)
     }
 
