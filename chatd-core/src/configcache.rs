@@ -301,6 +301,9 @@ pub struct ConfigCache {
     /// Users' own compaction thresholds by user, then model config
     /// ([`USER_THRESHOLDS_TTL`], at most [`MAX_CACHED_USERS`]).
     pub(crate) user_thresholds: TtlMap<Uuid, Arc<HashMap<Uuid, i32>>>,
+    /// The enabled MCP server configs ([`DEPLOYMENT_CONFIG_TTL`]): every turn lists them
+    /// to connect its servers (their secrets are read when connecting, never cached).
+    pub(crate) enabled_mcp_servers: TtlMap<(), Arc<[codersdk::MCPServerConfig]>>,
 }
 
 /// How many model overrides can be held: one per context the server knows (unknown
@@ -327,6 +330,7 @@ impl ConfigCache {
             user_prompts: TtlMap::new(USER_PROMPT_TTL, MAX_CACHED_USERS),
             user_keys: TtlMap::new(USER_KEYS_TTL, MAX_CACHED_USERS),
             user_thresholds: TtlMap::new(USER_THRESHOLDS_TTL, MAX_CACHED_USERS),
+            enabled_mcp_servers: TtlMap::new(DEPLOYMENT_CONFIG_TTL, 1),
         }
     }
 
@@ -340,6 +344,7 @@ impl ConfigCache {
     ///   default, and whether any exists;
     /// - `user_prompt`, `user_provider_keys`, `user_compaction_thresholds`: that user's
     ///   entry;
+    /// - `mcp_servers`: the enabled MCP server configs;
     /// - `deployment`: the prompt settings, plan-mode instructions and model overrides;
     /// - `mcp_servers`: nothing cached here.
     pub fn apply(&self, change: &ConfigChange) {
@@ -360,7 +365,7 @@ impl ConfigCache {
                 self.plan_mode_instructions.clear();
                 self.model_overrides.clear();
             }
-            ConfigChange::McpServers => {}
+            ConfigChange::McpServers => self.enabled_mcp_servers.clear(),
         }
     }
 
@@ -380,6 +385,7 @@ impl ConfigCache {
         self.model_overrides.clear();
         self.user_prompts.clear();
         self.user_thresholds.clear();
+        self.enabled_mcp_servers.clear();
     }
 
     /// How many entries the cache holds, over all its maps (for tests and diagnostics).

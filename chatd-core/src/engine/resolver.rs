@@ -100,6 +100,12 @@ impl StoreModelResolver {
     /// show one. A server that is gone or whose secrets cannot be opened adds nothing
     /// (nothing of it can reach a request either).
     async fn chat_mcp_secrets(&self, chat_id: Uuid) -> Vec<String> {
+        // Only an enabled server is connected, so only its secrets can reach a request:
+        // with none enabled (the cached list) there is nothing to read.
+        match self.store.cached_enabled_mcp_servers().await {
+            Ok(servers) if servers.is_empty() => return Vec::new(),
+            _ => {}
+        }
         let ids = match self.store.get_chat(chat_id).await {
             Ok(Some(chat)) => chat.mcp_server_ids,
             Ok(None) => return Vec::new(),

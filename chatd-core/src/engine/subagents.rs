@@ -14,7 +14,7 @@ use codersdk::{
 use serde::{Deserialize, Serialize};
 
 use super::Inner;
-use crate::store::{is_running_state, McpServerFilter, NewSubagent, SendMessage, SendOutcome};
+use crate::store::{is_running_state, NewSubagent, SendMessage, SendOutcome};
 use crate::subagents::{
     SubagentType, CLOSE_AGENT_TOOL, COMPUTER_USE_UNAVAILABLE_MESSAGE, DEFAULT_WAIT_AGENT_TIMEOUT,
     MAX_SUBAGENT_MESSAGE_BYTES, MAX_SUBAGENT_TITLE_RUNES, MAX_WAIT_AGENT_TIMEOUT,
@@ -309,7 +309,7 @@ impl SpawnSubagent {
             .0
             .inner
             .store
-            .list_mcp_server_configs(McpServerFilter::Enabled)
+            .cached_enabled_mcp_servers()
             .await
             .map_err(|e| internal(&e))?;
         let planning = parent.plan_mode == Some(codersdk::ChatPlanMode::Plan);

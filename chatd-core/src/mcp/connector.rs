@@ -17,7 +17,7 @@ use super::session::{Endpoint, Identity, MessageLimits, OpenError, Session};
 use super::tool::McpTool;
 use crate::engine::lock;
 use crate::secrets::Keyring;
-use crate::store::{McpServerFilter, Store};
+use crate::store::Store;
 use crate::tools::{Tool, TurnContext};
 use crate::workspace::tools::Attachments;
 
@@ -389,10 +389,7 @@ impl McpConnector {
         chat: &Chat,
         turn: &TurnContext,
     ) -> Result<TurnMcp, ChatError> {
-        let configs = match store
-            .list_mcp_server_configs(McpServerFilter::Enabled)
-            .await
-        {
+        let configs = match store.cached_enabled_mcp_servers().await {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(chat_id = %chat.id, error = %e, "listing MCP servers failed");
@@ -412,6 +409,7 @@ impl McpConnector {
                         || (!turn.explore && c.availability == MCPServerAvailability::ForceOn))
             })
             .filter(|c| applies_in_mode(c, turn))
+            .cloned()
             .collect();
         if applicable.is_empty() {
             return Ok(TurnMcp::default());

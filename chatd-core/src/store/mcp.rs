@@ -444,8 +444,10 @@ impl Store {
     ) -> Result<MCPServerConfig> {
         let draft = validate_create_mcp_server_config(req)
             .map_err(|r| Error::with_response(ErrorKind::InvalidArgument, r))?;
-        self.insert_mcp_server_config(Uuid::new_v4(), &draft, keyring)
-            .await
+        let created = self
+            .insert_mcp_server_config(Uuid::new_v4(), &draft, keyring)
+            .await;
+        self.changed(created, crate::cluster::ConfigChange::McpServers)
     }
 
     /// Stores a validated configuration under `id` (chosen by the caller, because an
@@ -626,7 +628,8 @@ impl Store {
             Ok(())
         }
         .await;
-        finish(tx, result).await?;
+        let committed = finish(tx, result).await;
+        self.changed(committed, crate::cluster::ConfigChange::McpServers)?;
         self.get_mcp_server_config(id).await
     }
 
@@ -644,7 +647,7 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(mcp_not_found(id));
         }
-        Ok(())
+        self.changed(Ok(()), crate::cluster::ConfigChange::McpServers)
     }
 
     /// The secrets of MCP server `id`, opened with `keyring`, for the component that

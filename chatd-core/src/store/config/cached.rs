@@ -22,11 +22,29 @@ use crate::Keyring;
 impl Store {
     /// Passes `result` on; when it is a success (the write committed), drops what `change`
     /// made stale from this store's cache, so this process reads its own write at once.
-    pub(super) fn changed<T>(&self, result: Result<T>, change: ConfigChange) -> Result<T> {
+    pub(in crate::store) fn changed<T>(
+        &self,
+        result: Result<T>,
+        change: ConfigChange,
+    ) -> Result<T> {
         if result.is_ok() {
             self.config_cache().apply(&change);
         }
         result
+    }
+
+    /// The enabled MCP server configs (no secrets), cached: what every turn connects.
+    pub(crate) async fn cached_enabled_mcp_servers(
+        &self,
+    ) -> Result<Arc<[codersdk::MCPServerConfig]>> {
+        self.config_cache()
+            .enabled_mcp_servers
+            .get_or_load(&(), || async {
+                self.list_mcp_server_configs(crate::store::McpServerFilter::Enabled)
+                    .await
+                    .map(Arc::from)
+            })
+            .await
     }
 
     /// Every live provider config with its sealed central key, cached.
