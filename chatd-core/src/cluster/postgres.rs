@@ -458,6 +458,7 @@ mod tests {
         let (queue, rx) = mpsc::channel(RELAY_QUEUE_CAPACITY);
         let relay = Relay {
             queue,
+            peers: Arc::new(Peers::new()),
             in_flight: Arc::new(AtomicUsize::new(0)),
             overflowed: Arc::new(AtomicBool::new(false)),
         };

@@ -10,6 +10,7 @@ mod autotitle;
 mod chain;
 mod compaction;
 mod files;
+mod histories;
 mod models;
 mod ops;
 mod publish;
@@ -63,6 +64,7 @@ pub use titles::{
     CONVERSATION_TITLE_SYSTEM_PROMPT, TITLE_CONTEXT_MESSAGES, TITLE_CONVERSATION_MAX_RUNES,
     TITLE_RECENT_TURNS,
 };
+pub use histories::MAX_CACHED_HISTORY_MESSAGES;
 pub use turn::{FINISH_ATTEMPTS, FINISH_RETRY_DELAY};
 
 /// How often the run loop looks for `pending` chats when no wake signal arrives
@@ -450,6 +452,8 @@ pub(crate) struct Inner {
     /// claims again. After a claim that found fewer chats than it could take, nothing waits
     /// that a wake-up or the acquire interval would not bring (docs/turn-path.md).
     pub(crate) claim_more: std::sync::atomic::AtomicBool,
+    /// The prompt histories of chats this engine ran, for the next turn's appended read.
+    pub(crate) histories: histories::Histories,
     /// This process's running turns, by lease: two turns of one chat may overlap (one
     /// winding down after its lease ended while the next claim runs), and each removes
     /// only its own entry.
@@ -563,6 +567,7 @@ impl Engine {
             worker_id,
             wake: Notify::new(),
             claim_more: std::sync::atomic::AtomicBool::new(true),
+            histories: histories::Histories::default(),
             active: Mutex::new(HashMap::new()),
             hook: config.hook,
             tasks: Arc::clone(&tasks),

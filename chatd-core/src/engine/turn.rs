@@ -148,10 +148,15 @@ async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
     // not stop it (its publication found no turn of this lease): ask the store once. Later
     // ones find the turn registered.
     // The lease, the chat row and the history: two reads at once (docs/turn-path.md).
-    let start = match inner.store.turn_start(&lease).await {
+    // A history held from the chat's last turn is extended by the rows after it.
+    let known = inner.histories.known(chat_id);
+    let start = match inner.store.turn_start(&lease, known).await {
         Ok(Some(start)) => start,
         Ok(None) => return TurnEnd::Lost,
-        Err(e) => return TurnEnd::Failed(internal_error(&e)),
+        Err(e) => {
+            inner.histories.forget(chat_id);
+            return TurnEnd::Failed(internal_error(&e));
+        }
     };
     match start.lease {
         LeaseState::Owned => {}
@@ -159,7 +164,13 @@ async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
         LeaseState::Lost => return TurnEnd::Lost,
     }
     let inputs = start.inputs;
-    let mut history = start.history;
+    let mut history = match inner.histories.settle(chat_id, start.history) {
+        Some(history) => history,
+        None => match inner.store.prompt_history(chat_id).await {
+            Ok(history) => history,
+            Err(e) => return TurnEnd::Failed(internal_error(&e)),
+        },
+    };
     // Client tool calls of a step whose finish never ran are still waiting for the client
     // (only a chat with client tools can have any).
     if !inputs.dynamic_tools.is_empty() {

@@ -340,11 +340,13 @@ async fn edit_in_tx(
         .await
         .db()?;
     // The epoch bump retires a running worker's lease outright: whatever status the chat
-    // moves through next, the pre-edit turn can never persist into the new history.
+    // moves through next, the pre-edit turn can never persist into the new history. The
+    // history version tells cached histories that rows changed in place.
     sqlx::query(
         "UPDATE chats SET status = $2, last_error = NULL, worker_id = NULL, \
          started_at = NULL, heartbeat_at = NULL, retry_state = NULL, \
-         lease_epoch = lease_epoch + 1, updated_at = $3 WHERE id = $1",
+         lease_epoch = lease_epoch + 1, history_version = history_version + 1, \
+         updated_at = $3 WHERE id = $1",
     )
     .bind(uuid_text(chat_id))
     .bind(ChatStatus::Pending.as_str())

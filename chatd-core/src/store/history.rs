@@ -82,18 +82,45 @@ impl Store {
 
     /// [`Store::prompt_history`] without the existence check (an unknown chat has no rows).
     async fn prompt_history_rows(&self, chat_id: Uuid) -> Result<Vec<ChatMessage>> {
+        Ok(self.prompt_rows_after(chat_id, 0).await?.messages)
+    }
+
+    /// The prompt history's rows with id greater than `after_id` (`0`: all of them), with
+    /// the history version and compaction boundary they were read with (one statement, so
+    /// one snapshot).
+    async fn prompt_rows_after(&self, chat_id: Uuid, after_id: i64) -> Result<PromptRows> {
         let sql = format!(
-            "SELECT {MESSAGE_COLUMNS} FROM chat_messages WHERE chat_id = $1 \
-             AND visibility IN ('model', 'both') AND deleted = 0 \
+            "SELECT {MESSAGE_COLUMNS}, \
+             (SELECT h.history_version FROM chats h WHERE h.id = $1) AS history_version, \
+             ({COMPACTION_BOUNDARY}) AS boundary_id \
+             FROM chat_messages WHERE chat_id = $1 \
+             AND visibility IN ('model', 'both') AND deleted = 0 AND id > $2 \
              AND (role = 'system' OR (id >= ({COMPACTION_BOUNDARY}) \
              AND (compressed = 0 OR id = ({COMPACTION_BOUNDARY})))) ORDER BY id"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(uuid_text(chat_id))
+            .bind(after_id)
             .fetch_all(self.pool())
             .await
             .db()?;
-        rows.iter().map(message_from_row).collect()
+        let mark = match rows.first() {
+            Some(row) => Some(HistoryMark {
+                version: row.try_get("history_version").db()?,
+                boundary: row.try_get("boundary_id").db()?,
+                last_id: rows
+                    .last()
+                    .map(|r| r.try_get::<i64, _>("id"))
+                    .transpose()
+                    .db()?
+                    .unwrap_or(after_id),
+            }),
+            None => None,
+        };
+        Ok(PromptRows {
+            messages: rows.iter().map(message_from_row).collect::<Result<_>>()?,
+            mark,
+        })
     }
 
     /// The OpenAI Responses id saved with message `message_id` of `chat_id` (only steps of
@@ -257,18 +284,48 @@ impl Store {
     /// What a turn of `lease` starts from, in two statements run concurrently: the state of
     /// the lease and the chat's [`TurnInputs`] (one read of the chat row), and the prompt
     /// history ([`Store::prompt_history`]). `None` when the chat does not exist.
-    pub async fn turn_start(&self, lease: &Lease) -> Result<Option<TurnStart>> {
-        let (row, history) = tokio::join!(
+    pub async fn turn_start(
+        &self,
+        lease: &Lease,
+        known: Option<HistoryMark>,
+    ) -> Result<Option<TurnStart>> {
+        let after = known.map_or(0, |mark| mark.last_id);
+        let (row, rows) = tokio::join!(
             self.read_turn_row(lease.chat_id),
-            self.prompt_history_rows(lease.chat_id)
+            self.prompt_rows_after(lease.chat_id, after)
         );
         let Some((inputs, (status, worker, epoch))) = row? else {
             return Ok(None);
         };
+        let rows = rows?;
+        // Rows after the known ones extend the history only while the version and the
+        // boundary are the ones it was read with; otherwise (or with nothing new to prove
+        // them) the whole history is read again.
+        let history = match (known, rows.mark) {
+            (None, mark) => HistoryRead::Full {
+                messages: rows.messages,
+                mark,
+            },
+            (Some(known), Some(mark))
+                if mark.version == known.version && mark.boundary == known.boundary =>
+            {
+                HistoryRead::Appended {
+                    messages: rows.messages,
+                    mark,
+                }
+            }
+            (Some(_), _) => {
+                let full = self.prompt_rows_after(lease.chat_id, 0).await?;
+                HistoryRead::Full {
+                    messages: full.messages,
+                    mark: full.mark,
+                }
+            }
+        };
         Ok(Some(TurnStart {
             lease: super::leases::lease_state_parts(&status, worker, epoch, lease),
             inputs,
-            history: history?,
+            history,
         }))
     }
 
@@ -326,8 +383,48 @@ pub struct TurnStart {
     pub lease: super::LeaseState,
     /// The chat and its turn columns.
     pub inputs: TurnInputs,
-    /// The prompt history, as [`Store::prompt_history`] gives it.
-    pub history: Vec<ChatMessage>,
+    /// The prompt history, whole or the rows after a known part of it.
+    pub history: HistoryRead,
+}
+
+/// Where a read of a chat's prompt history stands: the history version and compaction
+/// boundary it was read with, and its newest row. A history held in memory with a mark is
+/// still valid, and extended by the rows after `last_id`, while the chat's version and
+/// boundary are unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryMark {
+    /// The chat's `history_version` (bumped by edits, which change rows in place).
+    pub version: i64,
+    /// The id of the newest compaction boundary (`0`: none).
+    pub boundary: i64,
+    /// The newest row read.
+    pub last_id: i64,
+}
+
+/// The prompt history a [`Store::turn_start`] read.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum HistoryRead {
+    /// The whole history ([`Store::prompt_history`]); `mark` is `None` when it is empty.
+    Full {
+        /// The rows, oldest first.
+        messages: Vec<ChatMessage>,
+        /// Where it stands.
+        mark: Option<HistoryMark>,
+    },
+    /// The rows after the known mark's `last_id`, which extend the known history.
+    Appended {
+        /// The new rows, oldest first.
+        messages: Vec<ChatMessage>,
+        /// Where the extended history stands.
+        mark: HistoryMark,
+    },
+}
+
+/// Rows of a prompt-history read and where they stand (`None` without rows).
+struct PromptRows {
+    messages: Vec<ChatMessage>,
+    mark: Option<HistoryMark>,
 }
 
 /// The id of a chat's newest compaction boundary (the chat is `$1`), `0` without one: its

@@ -55,7 +55,8 @@ pub use config::{
     MODEL_OVERRIDE_KEY_PREFIX,
 };
 pub use history::{
-    NewFile, StoredFile, TurnInputs, TurnStart, MAX_FILES_PER_LOOKUP, MAX_FILE_BYTES,
+    HistoryMark, HistoryRead, NewFile, StoredFile, TurnInputs, TurnStart, MAX_FILES_PER_LOOKUP,
+    MAX_FILE_BYTES,
 };
 pub use leases::{
     ClaimLimits, Lease, LeaseState, RecoveredChats, CLAIM_ADVISORY_LOCK_KEY,
