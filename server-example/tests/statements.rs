@@ -23,7 +23,7 @@ use codersdk::client::Client;
 use codersdk::{
     ChatInputPart, ChatStatus, ChatStreamEvent, ChatStreamEventType, ChatWatchEventKind,
     CreateChatMessageRequest, CreateChatModelConfigRequest, CreateChatProviderConfigRequest,
-    CreateChatRequest, SecretString,
+    CreateChatRequest, SecretString, Uuid,
 };
 use futures_util::StreamExt;
 use tracing::field::{Field, Visit};
@@ -404,6 +404,155 @@ async fn a_one_step_turn_costs_at_most_twenty_statements() {
                 report(&format!("{backend}: a turn with its summary"), with_summary)
             );
         }
+    })
+    .await;
+}
+
+/// Turns of the long chat in [`first_output_at_turn_400_against_turn_2`].
+const LONG_CHAT_TURNS: usize = 400;
+
+/// First output at the 400th turn of one chat against the 2nd (docs/turn-path.md
+/// "History"), and the history read itself at turn 400: whole against appended. A
+/// measurement, not a check: run with `--ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement (docs/turn-path.md); run with --ignored --nocapture"]
+async fn first_output_at_turn_400_against_turn_2() {
+    on_each_backend(|store| async move {
+        let backend = format!("{:?}", store.dialect());
+        let provider = ReplayServer::start_with_responder(Vec::new(), answer).await;
+        let keyring = chatd_test_support::server::test_keyring();
+        let server = TestServer::builder(&store)
+            .own_models()
+            .keyring(keyring)
+            .settings(quiet_settings())
+            .turn_summaries(false)
+            .start()
+            .await;
+        let admin = Client::new(&server.base, ADMIN_TOKEN).unwrap();
+        admin
+            .create_chat_provider(&CreateChatProviderConfigRequest {
+                provider: "openai".into(),
+                api_key: Some(SecretString::from("sk-test-count")),
+                base_url: Some(provider.url("/v1")),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        admin
+            .create_chat_model_config(&CreateChatModelConfigRequest {
+                provider: "openai".into(),
+                model: "gpt-4o".into(),
+                is_default: Some(true),
+                context_limit: Some(10_000_000),
+                model_config: Some(codersdk::ChatModelCallConfig {
+                    openai_config: Some(codersdk::ChatModelOpenAIConfig {
+                        use_responses_api: Some(false),
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let chat = admin
+            .create_chat(&CreateChatRequest {
+                content: vec![ChatInputPart::text("hello")],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut stream = admin.stream(chat.id, None).await.unwrap();
+        wait_for_waiting(&mut stream).await;
+        let mut first_output = Vec::new();
+        for turn in 2..=LONG_CHAT_TURNS {
+            let started = std::time::Instant::now();
+            admin
+                .send_message(
+                    chat.id,
+                    &CreateChatMessageRequest {
+                        content: vec![ChatInputPart::text(format!("turn {turn}"))],
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            let mut output = None;
+            tokio::time::timeout(WAIT, async {
+                loop {
+                    let event: ChatStreamEvent = stream.next().await.unwrap().unwrap();
+                    if event.event_type == ChatStreamEventType::MessagePart && output.is_none() {
+                        output = Some(started.elapsed());
+                    }
+                    if event.event_type == ChatStreamEventType::Status
+                        && event
+                            .status
+                            .as_ref()
+                            .is_some_and(|s| s.status == ChatStatus::Waiting)
+                    {
+                        return;
+                    }
+                }
+            })
+            .await
+            .expect("the turn ended");
+            first_output.push(output.unwrap_or_else(|| started.elapsed()));
+        }
+        let median = |d: &[Duration]| {
+            let mut d = d.to_vec();
+            d.sort();
+            d[d.len() / 2]
+        };
+        let early = median(&first_output[..10]);
+        let late = median(&first_output[first_output.len() - 10..]);
+        // The history read at the last turn: whole, against the rows after a known mark.
+        let engine_store = server.state.engine().store().clone();
+        let lease = chatd_core::store::Lease {
+            chat_id: chat.id,
+            worker_id: Uuid::nil(),
+            epoch: 0,
+        };
+        let timed = |known| {
+            let store = engine_store.clone();
+            async move {
+                let rounds = 20;
+                let started = std::time::Instant::now();
+                for _ in 0..rounds {
+                    store.turn_start(&lease, known).await.unwrap().unwrap();
+                }
+                started.elapsed() / rounds
+            }
+        };
+        let whole = timed(None).await;
+        let full = engine_store.prompt_history(chat.id).await.unwrap();
+        let last_id = full.last().map(|m| m.id).unwrap();
+        let mark = match engine_store
+            .turn_start(&lease, None)
+            .await
+            .unwrap()
+            .unwrap()
+            .history
+        {
+            chatd_core::store::HistoryRead::Full { mark, .. } => mark,
+            other => panic!("a first read is whole: {other:?}"),
+        };
+        assert_eq!(mark.map(|m| m.last_id), Some(last_id));
+        // As at a turn's start: the last exchange (a user message and its answer) is new.
+        let before_last_exchange = full[full.len() - 3].id;
+        let appended = timed(mark.map(|m| chatd_core::store::HistoryMark {
+            last_id: before_last_exchange,
+            ..m
+        }))
+        .await;
+        eprintln!(
+            "{backend}: {} history rows; first output (median of 10) at turns 2-11 {early:?}, \
+             at turns {}-{} {late:?}; turn set-up reads at turn {}: whole history {whole:?}, \
+             appended {appended:?}",
+            full.len(),
+            LONG_CHAT_TURNS - 9,
+            LONG_CHAT_TURNS,
+            LONG_CHAT_TURNS,
+        );
+        server.stop().await;
     })
     .await;
 }

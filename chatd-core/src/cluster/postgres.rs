@@ -61,9 +61,9 @@ pub(crate) struct Envelope {
     pub(crate) b: Option<i64>,
 }
 
-/// Whether other replicas can hear this one: the relay sends nothing while it is alone,
-/// since no one would receive it (a notification per publication is most of a lone
-/// replica's statements; docs/turn-path.md).
+/// Whether other replicas can hear this one: the relay sends no per-turn signals while it
+/// is alone, since no one would receive them (a notification per publication is most of a
+/// lone replica's statements; docs/turn-path.md).
 ///
 /// Another replica counts as present while the liveness locks of the namespace number more
 /// than one (counted every liveness interval), and for [`PEER_SIGNAL_GRACE`] after any
@@ -153,7 +153,20 @@ impl Relay {
     /// Queues `signal` for the other replicas, without waiting. A full queue drops it and
     /// marks a gap.
     pub(crate) fn send(&self, signal: Signal) {
-        if !self.peers.present(now_micros()) {
+        // Only the per-turn traffic (stream events, watch hints, wake-ups) is held back
+        // while alone: it is most of the statements, and a replica that just started and
+        // is not heard yet loses at most milliseconds of it. Stops, configuration changes
+        // and parts requests are rare and must not be lost, so they always go.
+        let per_turn = matches!(
+            signal,
+            Signal::Event { .. }
+                | Signal::BeginTurn { .. }
+                | Signal::EndTurn { .. }
+                | Signal::ClearParts { .. }
+                | Signal::Watch { .. }
+                | Signal::Wake
+        );
+        if per_turn && !self.peers.present(now_micros()) {
             return;
         }
         self.send_always(signal);
@@ -451,6 +464,35 @@ mod tests {
             batches,
             vec![vec!["a".to_owned()], vec![big], vec!["b".to_owned()]]
         );
+    }
+
+    #[test]
+    fn alone_the_relay_holds_back_per_turn_signals_but_not_stops_or_config() {
+        let (queue, _rx) = mpsc::channel(RELAY_QUEUE_CAPACITY);
+        let relay = Relay {
+            queue,
+            peers: Arc::new(Peers::new()),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            overflowed: Arc::new(AtomicBool::new(false)),
+        };
+        relay.peers.counted(1);
+        relay.send(Signal::Wake);
+        assert_eq!(
+            relay.in_flight.load(Ordering::SeqCst),
+            0,
+            "nobody hears a wake-up"
+        );
+        relay.send(Signal::Config {
+            change: crate::cluster::ConfigChange::Deployment,
+        });
+        assert_eq!(
+            relay.in_flight.load(Ordering::SeqCst),
+            1,
+            "a change always goes"
+        );
+        relay.peers.counted(2);
+        relay.send(Signal::Wake);
+        assert_eq!(relay.in_flight.load(Ordering::SeqCst), 2);
     }
 
     #[test]

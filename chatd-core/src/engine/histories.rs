@@ -177,7 +177,10 @@ mod tests {
                 },
             )
             .unwrap();
-        assert_eq!(whole.iter().map(|m| m.id).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+        assert_eq!(
+            whole.iter().map(|m| m.id).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5]
+        );
         assert_eq!(h.rows(), 5);
         // Appended rows for a history no longer held: the caller reads it whole.
         h.forget(chat);
@@ -216,7 +219,10 @@ mod tests {
         assert_eq!(h.rows(), MAX_CACHED_HISTORY_MESSAGES / 2 + 1);
         // A history longer than the budget is never held.
         let over = i64::try_from(MAX_CACHED_HISTORY_MESSAGES).unwrap() + 1;
-        assert_eq!(h.settle(a, full(0..over, 0)).unwrap().len(), MAX_CACHED_HISTORY_MESSAGES + 1);
+        assert_eq!(
+            h.settle(a, full(0..over, 0)).unwrap().len(),
+            MAX_CACHED_HISTORY_MESSAGES + 1
+        );
         assert!(h.known(a).is_none());
     }
 }

@@ -50,6 +50,7 @@ pub use compaction::{
     CONTEXT_STILL_TOO_LONG_MESSAGE, FALLBACK_CONTEXT_LIMIT, MAX_COMPACTION_REENTRIES,
 };
 pub use files::{FileUpload, FILE_NOT_FOUND_MESSAGE, NOT_A_MEMBER_MESSAGE};
+pub use histories::MAX_CACHED_HISTORY_MESSAGES;
 pub use models::{ModelResolver, ModelSelection, ResolvedModel, TurnModelRequest};
 pub use ops::UNUSABLE_MCP_SERVER_DETAIL;
 #[doc(hidden)]
@@ -64,7 +65,6 @@ pub use titles::{
     CONVERSATION_TITLE_SYSTEM_PROMPT, TITLE_CONTEXT_MESSAGES, TITLE_CONVERSATION_MAX_RUNES,
     TITLE_RECENT_TURNS,
 };
-pub use histories::MAX_CACHED_HISTORY_MESSAGES;
 pub use turn::{FINISH_ATTEMPTS, FINISH_RETRY_DELAY};
 
 /// How often the run loop looks for `pending` chats when no wake signal arrives
