@@ -357,6 +357,10 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "CHATD_DRAIN_TIMEOUT",
         "on SIGTERM, how long running turns may finish (--drain-timeout)",
     ),
+    (
+        "CHATD_TURN_SUMMARIES",
+        "true|false: a 2-5 word summary after each turn (--turn-summaries)",
+    ),
     ("CHATD_URL", "server URL of `chat` (--url)"),
     ("CHATD_TOKEN", "API token of `chat` (--token)"),
 ];

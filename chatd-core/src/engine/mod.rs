@@ -56,6 +56,7 @@ pub use ops::UNUSABLE_MCP_SERVER_DETAIL;
 #[doc(hidden)]
 pub use publish::{HookPoint, TestHook};
 pub use resolver::{StoreModelResolver, MODEL_KEY_MISSING_MESSAGE};
+pub use runner::CONTENDED_CLAIM_RETRY;
 pub use stream::ChatStream;
 pub use summary::{
     MAX_TURN_SUMMARY_WORDS, TURN_SUMMARY_CONTEXT_MESSAGES, TURN_SUMMARY_REPLY_MAX_RUNES,

@@ -10,6 +10,11 @@ use tokio::time::MissedTickBehavior;
 use super::{lock, turn, Inner, StopCause, TurnControl};
 use crate::store::{ClaimLimits, LeaseState, MAX_CLAIM_BATCH};
 
+/// How long the run loop waits before claiming again when a pending chat it had a place
+/// for was locked by another transaction (PostgreSQL's claims skip locked rows): long
+/// enough for a short write to commit, far below the acquire interval.
+pub const CONTENDED_CLAIM_RETRY: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Claims `pending` chats when woken or every acquire interval, and runs stale recovery at
 /// start-up and every recovery interval, until shutdown.
 pub(crate) async fn run(inner: Arc<Inner>) {
@@ -52,7 +57,7 @@ async fn claim(inner: &Arc<Inner>) {
             root_chats: inner.settings.max_running_root_chats,
             subagents: inner.settings.max_running_subagents,
         };
-        let (leases, limited) = match inner
+        let claimed = match inner
             .store
             .claim_pending_counted(inner.worker_id, batch, limits)
             .await
@@ -64,8 +69,20 @@ async fn claim(inner: &Arc<Inner>) {
                 return;
             }
         };
+        let leases = claimed.leases;
         let full = leases.len() == batch;
-        inner.claim_more.store(full || limited, Ordering::Relaxed);
+        inner
+            .claim_more
+            .store(full || claimed.left_pending, Ordering::Relaxed);
+        if claimed.contended {
+            // A pending chat was locked by a short write (a turn summary, another claim):
+            // try again in a moment rather than at the next acquire interval.
+            let retry = Arc::clone(inner);
+            inner.spawn(async move {
+                tokio::time::sleep(CONTENDED_CLAIM_RETRY).await;
+                retry.wake();
+            });
+        }
         if !leases.is_empty() {
             inner.observer.claimed(leases.len());
         }

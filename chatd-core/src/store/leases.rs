@@ -116,6 +116,20 @@ fn micros_of(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
+/// What [`Store::claim_pending_counted`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Claimed {
+    /// The claimed chats.
+    pub leases: Vec<Lease>,
+    /// Pending chats remain that this claim did not take (the batch, a running limit, or
+    /// a lock kept them).
+    pub left_pending: bool,
+    /// A pending chat had a free place but was locked by another transaction and skipped
+    /// (PostgreSQL): worth claiming again shortly.
+    pub contended: bool,
+}
+
 impl Store {
     /// Claims up to `limit` (at most [`MAX_CLAIM_BATCH`]) non-archived `pending` chats for
     /// `worker_id`, oldest `updated_at` first, with no deployment-wide running limit:
@@ -147,20 +161,19 @@ impl Store {
         Ok(self
             .claim_pending_counted(worker_id, limit, limits)
             .await?
-            .0)
+            .leases)
     }
 
-    /// [`Store::claim_pending_within`], also telling whether `limits` held the claim back
-    /// (fewer places were free than `limit`): chats may then still be `pending`.
+    /// [`Store::claim_pending_within`], also telling what it left pending.
     pub async fn claim_pending_counted(
         &self,
         worker_id: Uuid,
         limit: usize,
         limits: ClaimLimits,
-    ) -> Result<(Vec<Lease>, bool)> {
+    ) -> Result<Claimed> {
         let limit = limit.min(MAX_CLAIM_BATCH);
         if limit == 0 {
-            return Ok((Vec::new(), false));
+            return Ok(Claimed::default());
         }
         let now = now_micros();
         let mut tx = self.begin_write().await?;
@@ -207,10 +220,17 @@ impl Store {
             let left = limit.saturating_sub(roots).min(free_subs).min(pending_subs);
             let subs = self.claim_kind(&mut tx, worker_id, now, left, true).await?;
             // Chats left pending (held back by the batch or a limit, or locked by another
-            // claim) want another claim when a place frees up.
-            let limited = pending_roots > roots || pending_subs > subs.len();
+            // transaction) want another claim when a place frees up; a chat skipped while
+            // a place was free for it was locked (another claim, or a write on it such as
+            // a turn summary's) and can be taken in a moment.
+            let left_pending = pending_roots > roots || pending_subs > subs.len();
+            let contended = roots < root_places || subs.len() < left;
             leases.extend(subs);
-            Ok((leases, limited))
+            Ok(Claimed {
+                leases,
+                left_pending,
+                contended,
+            })
         }
         .await;
         super::finish_tx(tx, result).await

@@ -59,7 +59,7 @@ pub use history::{
     MAX_FILE_BYTES,
 };
 pub use leases::{
-    ClaimLimits, Lease, LeaseState, RecoveredChats, CLAIM_ADVISORY_LOCK_KEY,
+    ClaimLimits, Claimed, Lease, LeaseState, RecoveredChats, CLAIM_ADVISORY_LOCK_KEY,
     DYNAMIC_TOOL_TIMEOUT_MESSAGE, MAX_CLAIM_BATCH, MAX_LEASES_PER_HEARTBEAT_STATEMENT,
 };
 pub use listing::{normalize_turn_summary, ChatListQuery, MAX_TURN_SUMMARY_RUNES};
