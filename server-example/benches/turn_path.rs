@@ -1004,20 +1004,31 @@ struct Watched<'a> {
     postgres: Option<(&'a sqlx::AnyPool, String)>,
 }
 
-async fn postgres_pids(pool: &sqlx::AnyPool, application_name: &str) -> Result<Vec<u32>> {
-    // The server's backends (not this tool's own connection) and the shared background
-    // processes (WAL writer, checkpointer, …); other clients' backends are left out.
-    let rows: Vec<i32> = sqlx::query_scalar(
-        "SELECT pid FROM pg_stat_activity WHERE (application_name = $1 \
-         AND pid <> pg_backend_pid()) OR backend_type <> 'client backend'",
+/// PostgreSQL processes whose CPU is counted: the server's backends (not this tool's own
+/// connection), and apart the shared background processes (WAL writer, checkpointer,
+/// autovacuum, …), which also work for any other client of the database.
+async fn postgres_pids(
+    pool: &sqlx::AnyPool,
+    application_name: &str,
+) -> Result<(Vec<u32>, Vec<u32>)> {
+    let own: Vec<i32> = sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = $1 \
+         AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
     )
     .bind(application_name)
     .fetch_all(pool)
     .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|p| u32::try_from(p).ok())
-        .collect())
+    let background: Vec<i32> = sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity WHERE backend_type <> 'client backend'",
+    )
+    .fetch_all(pool)
+    .await?;
+    let pids = |v: Vec<i32>| -> Vec<u32> {
+        v.into_iter()
+            .filter_map(|p| u32::try_from(p).ok())
+            .collect()
+    };
+    Ok((pids(own), pids(background)))
 }
 
 async fn cpu_snapshot(watched: &Watched<'_>) -> Result<BTreeMap<&'static str, HashMap<u32, u64>>> {
@@ -1030,7 +1041,11 @@ async fn cpu_snapshot(watched: &Watched<'_>) -> Result<BTreeMap<&'static str, Ha
         out.insert(*role, snapshot(&all));
     }
     if let Some((pool, name)) = &watched.postgres {
-        out.insert("database", snapshot(&postgres_pids(pool, name).await?));
+        let (own, background) = postgres_pids(pool, name).await?;
+        let mut all = own;
+        all.extend(&background);
+        out.insert("database", snapshot(&all));
+        out.insert("db background", snapshot(&background));
     }
     Ok(out)
 }
@@ -1255,6 +1270,18 @@ async fn run(args: Args) -> Result<()> {
 
     let mock = Mock::start(args.chunks).await?;
     let postgres_db = if args.systems.contains(&System::Postgres) {
+        // Checked first for a clear message (the test kit's database panics instead).
+        sqlx::any::install_default_drivers();
+        let conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&args.database_url)
+            .await
+            .map_err(|e| {
+                format!(
+                    "connect to PostgreSQL at {}: {e} (start it, pass --database-url, or \
+                     leave postgres out with --systems)",
+                    args.database_url
+                )
+            })?;
+        let _ = sqlx::Connection::close(conn).await;
         Some(
             tokio::time::timeout(START_TIMEOUT, TestDatabase::postgres(&args.database_url))
                 .await
@@ -1391,9 +1418,10 @@ async fn run(args: Args) -> Result<()> {
         println!();
         println!(
             "| System | Turns | Turns/s | TTFO p50 | TTFO p99 | Turn p50 | Turn p99 | p99/p50 | \
-             TTFO p50 over direct | CPU ms/turn: server | database | mock | client | mock calls/turn |"
+             TTFO p50 over direct | CPU ms/turn: server | database | (of which db background) | mock | \
+             client | mock calls/turn |"
         );
-        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         let direct = results
             .get(&(w, System::Direct))
             .map(|s| summarize(s, tick));
@@ -1414,7 +1442,7 @@ async fn run(args: Args) -> Result<()> {
                 _ => "—".into(),
             };
             println!(
-                "| {} | {} | {:.1} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} | {} | {} | {} | {} | {} | {:.2} |",
+                "| {} | {} | {:.1} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} | {} | {} | {} | {} | {} | {} | {:.2} |",
                 system.name(),
                 s.turns,
                 s.turns_per_s,
@@ -1426,6 +1454,7 @@ async fn run(args: Args) -> Result<()> {
                 overhead,
                 cpu("server"),
                 cpu("database"),
+                cpu("db background"),
                 cpu("mock"),
                 cpu("client"),
                 s.mock_calls_per_turn,
