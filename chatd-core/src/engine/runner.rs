@@ -11,9 +11,11 @@ use super::{lock, turn, Inner, StopCause, TurnControl};
 use crate::store::{ClaimLimits, LeaseState, MAX_CLAIM_BATCH};
 
 /// How long the run loop waits before claiming again when a pending chat it had a place
-/// for was locked by another transaction (PostgreSQL's claims skip locked rows): long
-/// enough for a short write to commit, far below the acquire interval.
-pub const CONTENDED_CLAIM_RETRY: std::time::Duration = std::time::Duration::from_millis(10);
+/// for was locked by another transaction (PostgreSQL's claims skip locked rows; the usual
+/// one is the previous turn's summary write, a transaction of three statements): about as
+/// long as such a write takes, far below the acquire interval. A chat still locked then is
+/// retried again after the same wait.
+pub const CONTENDED_CLAIM_RETRY: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Claims `pending` chats when woken or every acquire interval, and runs stale recovery at
 /// start-up and every recovery interval, until shutdown.
