@@ -885,3 +885,85 @@ async fn mcp_server_ids_must_name_enabled_configurations() {
     })
     .await;
 }
+
+/// The engine holds a chat's prompt history between turns and reads only the rows after
+/// it; an edit changes rows in place, so the next turn must see the edited history, not
+/// the held one with the new rows appended (docs/turn-path.md "History").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_after_an_edit_sends_the_edited_history_not_the_held_one() {
+    on_each_backend(|store| async move {
+        let f = fixture(&store).await;
+        let actor = Actor::user(f.user);
+        let model = ScriptedModel::new([
+            Reply::Text("first answer".into()),
+            Reply::Text("second answer".into()),
+            Reply::Text("answer after the edit".into()),
+        ]);
+        let engine = engine(&store, model.clone()).await;
+        let chat = engine
+            .create_chat(&actor, create_request(f.org, "first question"))
+            .await
+            .unwrap();
+        wait_status(&engine, &actor, chat.id, ChatStatus::Waiting).await;
+        engine
+            .send_message(&actor, chat.id, message("second question"))
+            .await
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while history(&engine, &actor, chat.id).await.len() < 4 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the second turn did not end"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        wait_status(&engine, &actor, chat.id, ChatStatus::Waiting).await;
+        // The second turn was sent the first exchange and the new question: the held
+        // history was extended.
+        let texts = |request: &chatprovider::ModelRequest| -> Vec<String> {
+            request
+                .messages
+                .iter()
+                .map(|m| format!("{m:?}"))
+                .collect::<Vec<_>>()
+        };
+        let second = model.requests.lock().unwrap()[1].clone();
+        assert_eq!(second.messages.len(), 3, "{:?}", texts(&second));
+        let first_id = history(&engine, &actor, chat.id).await[0].id;
+        engine
+            .edit_message(
+                &actor,
+                chat.id,
+                first_id,
+                EditChatMessageRequest {
+                    content: vec![ChatInputPart::text("edited question")],
+                },
+            )
+            .await
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while model.requests.lock().unwrap().len() < 3 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no turn after the edit"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let third = model.requests.lock().unwrap()[2].clone();
+        let sent = texts(&third);
+        assert_eq!(
+            third.messages.len(),
+            1,
+            "only the edited question: {sent:?}"
+        );
+        assert!(sent[0].contains("edited question"), "{sent:?}");
+        assert!(
+            !sent
+                .iter()
+                .any(|m| m.contains("first question") || m.contains("second")),
+            "{sent:?}"
+        );
+        engine.shutdown().await;
+    })
+    .await;
+}

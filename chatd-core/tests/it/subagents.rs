@@ -625,6 +625,79 @@ async fn running_subagents_stay_within_their_limit_and_leave_root_chats_their_pl
     .await;
 }
 
+/// What a claim says it left behind decides whether a finishing turn claims again: chats
+/// held back by the batch or a limit are reported, a claim that took every pending chat is
+/// not, and a pending chat locked by another transaction (PostgreSQL skips it) is reported
+/// as contended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_reports_the_chats_it_left_pending_and_the_locked_ones() {
+    on_each_backend(|store| async move {
+        let f = fixture(&store).await;
+        let worker = Uuid::new_v4();
+        let unlimited = ClaimLimits {
+            root_chats: 100,
+            subagents: 100,
+        };
+        // Nothing pending: nothing left, nothing contended.
+        let none = store
+            .claim_pending_counted(worker, 10, unlimited)
+            .await
+            .unwrap();
+        assert!(none.leases.is_empty() && !none.left_pending && !none.contended);
+        for i in 0..3 {
+            store
+                .create_chat(chatd_test_support::db::new_chat(&f, &format!("chat {i}")))
+                .await
+                .unwrap();
+        }
+        // A batch of 2 over 3 pending: one left.
+        let two = store
+            .claim_pending_counted(worker, 2, unlimited)
+            .await
+            .unwrap();
+        assert_eq!(two.leases.len(), 2);
+        assert!(two.left_pending && !two.contended);
+        // The last one with room to spare: nothing left.
+        let last = store
+            .claim_pending_counted(worker, 10, unlimited)
+            .await
+            .unwrap();
+        assert_eq!(last.leases.len(), 1);
+        assert!(!last.left_pending && !last.contended);
+        // A running limit that holds one back: left, not contended.
+        let held = store
+            .create_chat(chatd_test_support::db::new_chat(&f, "held back"))
+            .await
+            .unwrap()
+            .0;
+        let full = ClaimLimits {
+            root_chats: 3,
+            subagents: 100,
+        };
+        let at_limit = store.claim_pending_counted(worker, 10, full).await.unwrap();
+        assert!(at_limit.leases.is_empty());
+        assert!(at_limit.left_pending && !at_limit.contended);
+        if store.dialect() == chatd_core::store::Dialect::Postgres {
+            // The chat's row locked by another transaction: skipped, and said so.
+            let tx = store.begin_chat_tx(held.id).await.unwrap();
+            let locked = store
+                .claim_pending_counted(worker, 10, unlimited)
+                .await
+                .unwrap();
+            assert!(locked.leases.is_empty());
+            assert!(locked.left_pending && locked.contended);
+            tx.rollback().await.unwrap();
+            let free = store
+                .claim_pending_counted(worker, 10, unlimited)
+                .await
+                .unwrap();
+            assert_eq!(free.leases.len(), 1);
+            assert!(!free.left_pending && !free.contended);
+        }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_claim_counts_running_roots_and_subagents_apart_at_their_limits() {
     on_each_backend(|store| async move {
