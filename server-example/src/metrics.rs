@@ -668,58 +668,6 @@ where
     }
 }
 
-#[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn histogram_buckets_are_cumulative_and_edges_inclusive() {
-        let m = Metrics::default();
-        // Exactly on a bound lands in that bound's bucket (Prometheus `le`).
-        m.observe_create(Duration::from_millis(5));
-        m.observe_create(Duration::from_millis(6));
-        m.observe_create(Duration::from_secs(3600));
-        let text = m.render();
-        assert!(text.contains("chat_create_latency_seconds_bucket{le=\"0.005\"} 1\n"));
-        assert!(text.contains("chat_create_latency_seconds_bucket{le=\"0.01\"} 2\n"));
-        assert!(text.contains("chat_create_latency_seconds_bucket{le=\"600.0\"} 2\n"));
-        assert!(text.contains("chat_create_latency_seconds_bucket{le=\"+Inf\"} 3\n"));
-        assert!(text.contains("chat_create_latency_seconds_count 3\n"));
-        let sum: f64 = text
-            .lines()
-            .find_map(|l| l.strip_prefix("chat_create_latency_seconds_sum "))
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert!((sum - 3600.011).abs() < 1e-6, "{sum}");
-        assert!(text.contains("chat_message_latency_seconds_count 0\n"));
-    }
-
-    #[test]
-    fn stream_gauge_follows_guards() {
-        let m = Metrics::default();
-        let a = m.stream_opened();
-        let b = m.stream_opened();
-        assert_eq!(m.active_chat_streams(), 2);
-        drop(a);
-        assert!(m.render().contains("\nactive_chat_streams 1\n"));
-        drop(b);
-        assert_eq!(m.active_chat_streams(), 0);
-    }
-
-    #[test]
-    fn tracking_slots_stop_at_the_limit() {
-        let m = Metrics::with_limits(2, DEFAULT_TURN_TRACKING_TIMEOUT);
-        let a = TrackingSlot::take(&m.inner).unwrap();
-        let _b = TrackingSlot::take(&m.inner).unwrap();
-        assert!(TrackingSlot::take(&m.inner).is_none());
-        assert_eq!(m.tracked_turns(), 2);
-        drop(a);
-        assert!(TrackingSlot::take(&m.inner).is_some());
-    }
-}
-
 /// A turn [`Metrics::prepare_turn`] subscribed to; [`TurnTracking::start`] follows it.
 /// Dropping it releases its slot.
 pub struct TurnTracking {
@@ -793,5 +741,57 @@ impl TurnTracking {
             // A turn longer than the timeout simply stops being followed.
             let _ = tokio::time::timeout(timeout, follow).await;
         });
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_edges_inclusive() {
+        let m = Metrics::default();
+        // Exactly on a bound lands in that bound's bucket (Prometheus `le`).
+        m.observe_create(Duration::from_millis(5));
+        m.observe_create(Duration::from_millis(6));
+        m.observe_create(Duration::from_secs(3600));
+        let text = m.render();
+        assert!(text.contains("chat_create_latency_seconds_bucket{le=\"0.005\"} 1\n"));
+        assert!(text.contains("chat_create_latency_seconds_bucket{le=\"0.01\"} 2\n"));
+        assert!(text.contains("chat_create_latency_seconds_bucket{le=\"600.0\"} 2\n"));
+        assert!(text.contains("chat_create_latency_seconds_bucket{le=\"+Inf\"} 3\n"));
+        assert!(text.contains("chat_create_latency_seconds_count 3\n"));
+        let sum: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("chat_create_latency_seconds_sum "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((sum - 3600.011).abs() < 1e-6, "{sum}");
+        assert!(text.contains("chat_message_latency_seconds_count 0\n"));
+    }
+
+    #[test]
+    fn stream_gauge_follows_guards() {
+        let m = Metrics::default();
+        let a = m.stream_opened();
+        let b = m.stream_opened();
+        assert_eq!(m.active_chat_streams(), 2);
+        drop(a);
+        assert!(m.render().contains("\nactive_chat_streams 1\n"));
+        drop(b);
+        assert_eq!(m.active_chat_streams(), 0);
+    }
+
+    #[test]
+    fn tracking_slots_stop_at_the_limit() {
+        let m = Metrics::with_limits(2, DEFAULT_TURN_TRACKING_TIMEOUT);
+        let a = TrackingSlot::take(&m.inner).unwrap();
+        let _b = TrackingSlot::take(&m.inner).unwrap();
+        assert!(TrackingSlot::take(&m.inner).is_none());
+        assert_eq!(m.tracked_turns(), 2);
+        drop(a);
+        assert!(TrackingSlot::take(&m.inner).is_some());
     }
 }

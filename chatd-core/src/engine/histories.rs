@@ -129,6 +129,8 @@ impl State {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
     use super::*;
     use codersdk::{ChatMessageRole, Timestamp};
 

@@ -402,7 +402,7 @@ impl McpConnector {
         // An explore sub-agent's selection is the snapshot of its parent's servers taken
         // at spawn (forced ones included), so nothing is added to it at turn time.
         let applicable: Vec<MCPServerConfig> = configs
-            .into_iter()
+            .iter()
             .filter(|c| {
                 c.enabled
                     && (selected.contains(&c.id)
