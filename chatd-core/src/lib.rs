@@ -131,8 +131,8 @@ pub use engine::{
 pub use engine::{HookPoint, TestHook};
 pub use error::{Error, ErrorKind, Result};
 pub use hub::{
-    ChatSnapshot, ChatStats, ChatSubscription, HubConfig, HubReceiver, RecvError, StreamHub,
-    SweepStats, TryRecvError, TurnPhase, WatchSubscription, DEFAULT_DROP_WARN_INTERVAL,
+    ChatSnapshot, ChatStats, ChatSubscription, HubConfig, HubEvent, HubReceiver, RecvError,
+    StreamHub, SweepStats, TryRecvError, TurnPhase, WatchSubscription, DEFAULT_DROP_WARN_INTERVAL,
     DEFAULT_JANITOR_INTERVAL, DEFAULT_MAX_SUBSCRIBERS_PER_CHAT, DEFAULT_MAX_WATCHERS_PER_OWNER,
     DEFAULT_PART_BUFFER_CAPACITY, DEFAULT_RETAIN_GRACE, DEFAULT_SUBSCRIBER_CAPACITY,
     MAX_SUBSCRIBER_CAPACITY, MIN_JANITOR_INTERVAL,
@@ -144,9 +144,9 @@ pub use secrets::{
 };
 /// Store types that the engine's and the [`Admin`] handle's methods take or return.
 pub use store::{
-    Account, ApiToken, ChatListQuery, DeletedModelConfig, DeletedProviderConfig, StoreOptions,
-    StoredFile, TokenCheck, User, LAST_ADMIN_TOKEN_MESSAGE, LAST_USED_RESOLUTION, MAX_FILE_BYTES,
-    PRIVATE_FILE_MODE, TOKEN_NOT_FOUND_MESSAGE,
+    Account, ApiToken, ChatListQuery, DeletedModelConfig, DeletedProviderConfig, SqliteSynchronous,
+    StoreOptions, StoredFile, TokenCheck, User, LAST_ADMIN_TOKEN_MESSAGE, LAST_USED_RESOLUTION,
+    MAX_FILE_BYTES, PRIVATE_FILE_MODE, TOKEN_NOT_FOUND_MESSAGE,
 };
 /// Re-exported because [`Keyring::decrypt`] returns plaintext in a [`Zeroizing`] buffer,
 /// which wipes it when dropped.

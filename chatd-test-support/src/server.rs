@@ -104,8 +104,12 @@ pub async fn bind() -> (tokio::net::TcpListener, String) {
     (listener, base)
 }
 
-/// Serves `app` on `listener` until the test's runtime ends.
+/// Serves `app` on `listener` until the test's runtime ends. Accepted sockets are set up
+/// as the server's own accept loop sets them up (`TCP_NODELAY`), so latencies measured
+/// against it (the load benchmark) are the server's, not Nagle's algorithm's.
 pub fn serve_on(listener: tokio::net::TcpListener, app: axum::Router) {
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| server_example::serve::prepare_accepted(tcp));
     tokio::spawn(async move {
         axum::serve(listener, app)
             .await

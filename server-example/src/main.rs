@@ -13,7 +13,7 @@ use chat_command::ChatArgs;
 use chatd_core::workspace::{
     find_bwrap, LocalWorkspaceConfig, LocalWorkspaceProvider, Sandbox, WorkspaceProvider,
 };
-use chatd_core::{Keyring, SecretKey, StoreOptions};
+use chatd_core::{Keyring, SecretKey, SqliteSynchronous, StoreOptions};
 use chatprovider::{Provider, ProviderApiKeys};
 use clap::{Parser, Subcommand};
 use codersdk::SecretString;
@@ -57,6 +57,16 @@ struct ServeArgs {
     /// a deployment names the same one. Default: the connection's `search_path`.
     #[arg(long, env = "CHATD_DATABASE_SCHEMA", value_name = "SCHEMA")]
     database_schema: Option<String>,
+    /// SQLite only: when a commit reaches the disk. `normal` syncs the write-ahead log at
+    /// checkpoints: a process crash loses nothing committed, a power loss or OS crash may
+    /// lose the last commits (the database stays consistent). `full` syncs every commit.
+    #[arg(
+        long,
+        env = "CHATD_SQLITE_SYNCHRONOUS",
+        value_enum,
+        default_value = "normal"
+    )]
+    sqlite_synchronous: SynchronousArg,
     /// Keyring for stored secrets: `id=base64key[,id=base64key…]`, the first active.
     /// Generated and saved beside a SQLite database on first start when absent; required
     /// for PostgreSQL.
@@ -147,6 +157,24 @@ enum SandboxArg {
     Bwrap,
 }
 
+/// The values of `--sqlite-synchronous`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SynchronousArg {
+    /// `PRAGMA synchronous = NORMAL`: the log is synced at checkpoints.
+    Normal,
+    /// `PRAGMA synchronous = FULL`: every commit is synced.
+    Full,
+}
+
+impl From<SynchronousArg> for SqliteSynchronous {
+    fn from(arg: SynchronousArg) -> Self {
+        match arg {
+            SynchronousArg::Normal => SqliteSynchronous::Normal,
+            SynchronousArg::Full => SqliteSynchronous::Full,
+        }
+    }
+}
+
 /// The workspace provider the flags ask for; `find_bwrap` locates bubblewrap (a parameter
 /// so tests can pretend it is missing).
 fn workspace_provider(
@@ -180,6 +208,14 @@ fn workspace_provider(
 }
 
 impl ServeArgs {
+    /// The database settings of the flags.
+    fn store_options(&self) -> StoreOptions {
+        let mut database = StoreOptions::new(&self.database_url);
+        database.schema = self.database_schema.clone();
+        database.sqlite_synchronous = self.sqlite_synchronous.into();
+        database
+    }
+
     /// The connection settings of the flags; everything else keeps its default.
     fn serve_settings(&self) -> serve::ServeSettings {
         let mut settings = serve::ServeSettings::default();
@@ -256,6 +292,10 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "URL at which browsers reach the server; MCP OAuth2 callbacks (--access-url)",
     ),
     ("CHATD_DATABASE_URL", "database URL (--database-url)"),
+    (
+        "CHATD_SQLITE_SYNCHRONOUS",
+        "`normal` or `full`: when SQLite commits reach the disk (--sqlite-synchronous)",
+    ),
     (
         "CHATD_ENCRYPTION_KEY",
         "keyring for stored secrets (--encryption-key)",
@@ -441,8 +481,7 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
         .access_url
         .clone()
         .unwrap_or_else(|| AccessUrl::from_listen(listen));
-    let mut database = StoreOptions::new(&args.database_url);
-    database.schema = args.database_schema.clone();
+    let database = args.store_options();
     let mut options = ServerOptions::new(database, keyring);
     options.access_url = Some(access_url.clone());
     options.workspaces = workspaces;
@@ -638,6 +677,21 @@ mod tests {
         assert_eq!(settings.max_connections, 10);
         assert_eq!(settings.header_read_timeout, Duration::from_millis(500));
         assert_eq!(settings.idle_timeout, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn sqlite_synchronous_defaults_to_normal_and_takes_full() {
+        let cli = Cli::try_parse_from(["chatd-server"]).unwrap();
+        assert_eq!(
+            cli.serve.store_options().sqlite_synchronous,
+            SqliteSynchronous::Normal
+        );
+        let cli = Cli::try_parse_from(["chatd-server", "--sqlite-synchronous", "full"]).unwrap();
+        assert_eq!(
+            cli.serve.store_options().sqlite_synchronous,
+            SqliteSynchronous::Full
+        );
+        assert!(Cli::try_parse_from(["chatd-server", "--sqlite-synchronous", "off"]).is_err());
     }
 
     #[test]

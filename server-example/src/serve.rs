@@ -396,8 +396,7 @@ async fn accept_loop(
                 }
             }
         };
-        // Chat frames are small and latency matters more than packet count.
-        let _ = socket.set_nodelay(true);
+        prepare_accepted(&socket);
         stats.open.fetch_add(1, Ordering::Relaxed);
         let (id, conn) = table.insert(&stop);
         let io = CountedIo {
@@ -462,6 +461,17 @@ async fn accept_loop(
         .is_err()
     {
         tracing::warn!("connections still open after the shutdown grace period");
+    }
+}
+
+/// Sets up an accepted socket: `TCP_NODELAY`, so every response and stream frame leaves
+/// when written. With Nagle's algorithm a small write waits for the ACK of the previous
+/// one, which a client delaying its ACKs holds back for up to ~40 ms: a turn's second
+/// stream frame would arrive that much late. Chat frames are small and latency matters
+/// more than packet count. A failure (the peer already gone) is left to the first read.
+pub fn prepare_accepted(socket: &TcpStream) {
+    if let Err(e) = socket.set_nodelay(true) {
+        tracing::debug!(error = %e, "setting TCP_NODELAY on an accepted socket failed");
     }
 }
 
@@ -635,6 +645,18 @@ mod tests {
             }),
             None
         );
+    }
+
+    #[tokio::test]
+    async fn accepted_sockets_get_nodelay() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let (socket, _) = listener.accept().await.unwrap();
+        // Off by default, so the check below shows the function's work.
+        assert!(!socket.nodelay().unwrap());
+        prepare_accepted(&socket);
+        assert!(socket.nodelay().unwrap());
     }
 
     #[test]

@@ -351,7 +351,10 @@ impl Inner {
                         c,
                         crate::hub::ChatSnapshot {
                             retry,
-                            parts: parts.into_iter().map(Arc::new).collect(),
+                            parts: parts
+                                .into_iter()
+                                .map(|p| Arc::new(crate::hub::HubEvent::new(p)))
+                                .collect(),
                         },
                     );
                     if let Some(cluster) = &self.cluster {

@@ -8,7 +8,7 @@ use codersdk::{ChatStatus, ChatStreamEvent, ChatStreamEventType, Uuid};
 use super::ops::Access;
 use super::{Actor, Engine};
 use crate::error::Result;
-use crate::hub::{HubReceiver, RecvError, WatchSubscription};
+use crate::hub::{HubEvent, HubReceiver, RecvError, WatchSubscription};
 
 /// A chat's event stream: the snapshot, then live events.
 ///
@@ -20,7 +20,7 @@ use crate::hub::{HubReceiver, RecvError, WatchSubscription};
 /// arrives once, in id order.
 #[derive(Debug)]
 pub struct ChatStream {
-    snapshot: VecDeque<Arc<ChatStreamEvent>>,
+    snapshot: VecDeque<Arc<HubEvent<ChatStreamEvent>>>,
     live: HubReceiver<ChatStreamEvent>,
     last_message_id: i64,
 }
@@ -29,7 +29,7 @@ impl ChatStream {
     /// The next event: snapshot events first, then live ones. `Err(RecvError::Lagged)`
     /// when this subscriber fell too far behind and was dropped (resubscribe with the last
     /// message id seen); `Err(RecvError::Closed)` when the engine is gone.
-    pub async fn next(&mut self) -> std::result::Result<Arc<ChatStreamEvent>, RecvError> {
+    pub async fn next(&mut self) -> std::result::Result<Arc<HubEvent<ChatStreamEvent>>, RecvError> {
         if let Some(event) = self.snapshot.pop_front() {
             return Ok(event);
         }
@@ -86,13 +86,15 @@ impl Engine {
         };
 
         let mut snapshot = VecDeque::new();
-        snapshot.push_back(Arc::new(ChatStreamEvent::status(
+        snapshot.push_back(Arc::new(HubEvent::new(ChatStreamEvent::status(
             chat_id,
             chat.status.clone(),
-        )));
+        ))));
         if chat.status == ChatStatus::Running {
             if let Some(retry) = memory.retry {
-                snapshot.push_back(Arc::new(ChatStreamEvent::retry(chat_id, retry)));
+                snapshot.push_back(Arc::new(HubEvent::new(ChatStreamEvent::retry(
+                    chat_id, retry,
+                ))));
             }
             snapshot.extend(memory.parts);
         }
@@ -101,16 +103,18 @@ impl Engine {
         snapshot.extend(
             messages
                 .into_iter()
-                .map(|m| Arc::new(ChatStreamEvent::message(chat_id, m))),
+                .map(|m| Arc::new(HubEvent::new(ChatStreamEvent::message(chat_id, m)))),
         );
         if !pending_calls.is_empty() {
-            snapshot.push_back(Arc::new(ChatStreamEvent::action_required(
+            snapshot.push_back(Arc::new(HubEvent::new(ChatStreamEvent::action_required(
                 chat_id,
                 pending_calls,
-            )));
+            ))));
         }
         if !queue.is_empty() {
-            snapshot.push_back(Arc::new(ChatStreamEvent::queue_update(chat_id, queue)));
+            snapshot.push_back(Arc::new(HubEvent::new(ChatStreamEvent::queue_update(
+                chat_id, queue,
+            ))));
         }
         Ok(ChatStream {
             snapshot,

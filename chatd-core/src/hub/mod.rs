@@ -22,10 +22,12 @@ use uuid::Uuid;
 
 use crate::error::{Error, ErrorKind, Result};
 
+mod event;
 mod receiver;
 #[cfg(test)]
 mod tests;
 
+pub use event::HubEvent;
 use receiver::{Fanout, Topic};
 pub use receiver::{HubReceiver, RecvError, TryRecvError};
 
@@ -111,7 +113,7 @@ pub struct ChatSnapshot {
     pub retry: Option<ChatStreamRetry>,
     /// The buffered `message_part` events of the step in flight, oldest first (the oldest
     /// may have been dropped if more than the buffer capacity were produced).
-    pub parts: Vec<Arc<ChatStreamEvent>>,
+    pub parts: Vec<Arc<HubEvent<ChatStreamEvent>>>,
 }
 
 /// A chat stream subscription: the [`ChatSnapshot`] taken at registration and the live
@@ -143,7 +145,7 @@ impl ChatSubscription {
     /// # Errors
     ///
     /// [`RecvError::Lagged`] or [`RecvError::Closed`], both final.
-    pub async fn recv(&mut self) -> std::result::Result<Arc<ChatStreamEvent>, RecvError> {
+    pub async fn recv(&mut self) -> std::result::Result<Arc<HubEvent<ChatStreamEvent>>, RecvError> {
         self.receiver.recv().await
     }
 
@@ -152,7 +154,9 @@ impl ChatSubscription {
     /// # Errors
     ///
     /// [`TryRecvError::Empty`], [`TryRecvError::Lagged`] or [`TryRecvError::Closed`].
-    pub fn try_recv(&mut self) -> std::result::Result<Arc<ChatStreamEvent>, TryRecvError> {
+    pub fn try_recv(
+        &mut self,
+    ) -> std::result::Result<Arc<HubEvent<ChatStreamEvent>>, TryRecvError> {
         self.receiver.try_recv()
     }
 }
@@ -213,7 +217,7 @@ enum Turn {
 
 struct ChatEntry {
     fanout: Fanout<ChatStreamEvent>,
-    parts: VecDeque<Arc<ChatStreamEvent>>,
+    parts: VecDeque<Arc<HubEvent<ChatStreamEvent>>>,
     retry: Option<ChatStreamRetry>,
     turn: Turn,
     dropped_parts: u64,
@@ -259,7 +263,12 @@ impl ChatEntry {
             && self.parts.is_empty()
     }
 
-    fn push_part(&mut self, chat_id: Uuid, part: Arc<ChatStreamEvent>, config: &HubConfig) {
+    fn push_part(
+        &mut self,
+        chat_id: Uuid,
+        part: Arc<HubEvent<ChatStreamEvent>>,
+        config: &HubConfig,
+    ) {
         let capacity = config.part_buffer_capacity;
         if capacity == 0 {
             return;
@@ -297,7 +306,7 @@ impl ChatEntry {
         }
     }
 
-    fn broadcast(&mut self, chat_id: Uuid, event: &Arc<ChatStreamEvent>) {
+    fn broadcast(&mut self, chat_id: Uuid, event: &Arc<HubEvent<ChatStreamEvent>>) {
         let lagged = self.fanout.broadcast(event);
         if lagged > 0 {
             self.lagged_subscribers += lagged as u64;
@@ -574,7 +583,7 @@ impl StreamHub {
         } else {
             return;
         };
-        let event = Arc::new(event);
+        let event = Arc::new(HubEvent::new(event));
         match event.event_type {
             ChatStreamEventType::MessagePart => {
                 entry.retry = None;
@@ -684,7 +693,7 @@ impl StreamHub {
         let Some(fanout) = shard.get_mut(&owner_id) else {
             return;
         };
-        let lagged = fanout.broadcast(&Arc::new(event));
+        let lagged = fanout.broadcast(&Arc::new(HubEvent::new(event)));
         if lagged > 0 {
             tracing::debug!(%owner_id, lagged, "disconnected lagging chat-list watchers");
         }

@@ -6,11 +6,11 @@ use std::sync::{Arc, Weak};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::Inner;
+use super::{HubEvent, Inner};
 
 /// What travels through a subscriber's channel.
 pub(super) enum Item<T> {
-    Event(Arc<T>),
+    Event(Arc<HubEvent<T>>),
     /// The subscriber fell behind and was disconnected; always the last item.
     Lagged,
 }
@@ -121,7 +121,7 @@ impl<T> HubReceiver<T> {
     /// [`RecvError::Lagged`] once the subscriber was disconnected for falling behind (after
     /// the events queued before the gap), [`RecvError::Closed`] once the hub is gone. Both
     /// are final: every later call returns the same error.
-    pub async fn recv(&mut self) -> Result<Arc<T>, RecvError> {
+    pub async fn recv(&mut self) -> Result<Arc<HubEvent<T>>, RecvError> {
         if let Some(end) = self.ended {
             return Err(end);
         }
@@ -135,7 +135,7 @@ impl<T> HubReceiver<T> {
     /// # Errors
     ///
     /// [`TryRecvError::Empty`] when nothing is queued; otherwise as [`HubReceiver::recv`].
-    pub fn try_recv(&mut self) -> Result<Arc<T>, TryRecvError> {
+    pub fn try_recv(&mut self) -> Result<Arc<HubEvent<T>>, TryRecvError> {
         if let Some(end) = self.ended {
             return Err(end.into());
         }
@@ -151,7 +151,7 @@ impl<T> HubReceiver<T> {
         self.ended.is_some()
     }
 
-    fn take(&mut self, item: Option<Item<T>>) -> Result<Arc<T>, RecvError> {
+    fn take(&mut self, item: Option<Item<T>>) -> Result<Arc<HubEvent<T>>, RecvError> {
         match item {
             Some(Item::Event(event)) => Ok(event),
             Some(Item::Lagged) => Err(*self.ended.insert(RecvError::Lagged)),
@@ -225,7 +225,7 @@ impl<T> Fanout<T> {
 
     /// Offers `event` to every subscriber without waiting. Full subscribers get the `Lagged`
     /// marker and are removed, as are closed ones. Returns how many lagged.
-    pub(super) fn broadcast(&mut self, event: &Arc<T>) -> usize {
+    pub(super) fn broadcast(&mut self, event: &Arc<HubEvent<T>>) -> usize {
         let mut lagged = 0;
         self.senders.retain(|s| {
             if s.tx.capacity() <= 1 {

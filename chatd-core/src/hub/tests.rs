@@ -19,11 +19,11 @@ fn n_of(event: &ChatStreamEvent) -> usize {
         .unwrap()
 }
 
-fn numbers(events: &[Arc<ChatStreamEvent>]) -> Vec<usize> {
+fn numbers(events: &[Arc<HubEvent<ChatStreamEvent>>]) -> Vec<usize> {
     events.iter().map(|e| n_of(e)).collect()
 }
 
-fn drain<T>(rx: &mut HubReceiver<T>) -> (Vec<Arc<T>>, Option<TryRecvError>) {
+fn drain<T>(rx: &mut HubReceiver<T>) -> (Vec<Arc<HubEvent<T>>>, Option<TryRecvError>) {
     let mut out = Vec::new();
     loop {
         match rx.try_recv() {
@@ -100,6 +100,35 @@ fn late_subscriber_gets_buffer_then_live_without_gap_or_duplicate() {
     assert_eq!(numbers(&sub.snapshot().parts), (0..50).collect::<Vec<_>>());
     let (live, _) = drain(&mut sub.receiver);
     assert_eq!(numbers(&live), (50..100).collect::<Vec<_>>());
+}
+
+/// Every subscriber gets the same shared event, so the first one to encode it encodes it
+/// for all: the buffered part of a late subscriber too, and the watch events.
+#[test]
+fn subscribers_share_one_event_and_its_encoding() {
+    let hub = StreamHub::default();
+    let chat = Uuid::new_v4();
+    hub.begin_turn(chat);
+    let mut first = hub.subscribe(chat).unwrap();
+    let mut second = hub.subscribe(chat).unwrap();
+    hub.publish(part(chat, 1));
+    let late = hub.subscribe(chat).unwrap();
+    let (a, _) = drain(&mut first.receiver);
+    let (b, _) = drain(&mut second.receiver);
+    let buffered = &late.snapshot().parts;
+    assert!(Arc::ptr_eq(&a[0], &b[0]) && Arc::ptr_eq(&a[0], &buffered[0]));
+    assert!(!b[0].is_encoded());
+    let json = a[0].json().unwrap();
+    assert!(b[0].is_encoded() && buffered[0].is_encoded());
+    assert_eq!(b[0].json().unwrap().as_ptr(), json.as_ptr());
+
+    let owner = Uuid::new_v4();
+    let mut w1 = hub.watch(owner).unwrap();
+    let mut w2 = hub.watch(owner).unwrap();
+    hub.publish_watch(owner, watch_event(owner, "t"));
+    let (x, _) = drain(&mut w1);
+    let (y, _) = drain(&mut w2);
+    assert!(Arc::ptr_eq(&x[0], &y[0]));
 }
 
 #[test]

@@ -45,7 +45,7 @@ impl Store {
         )
         .bind(now_micros())
         .bind(payload)
-        .fetch_one(self.pool())
+        .fetch_one(self.writer())
         .await
         .db()
     }
@@ -65,7 +65,7 @@ impl Store {
             now_micros().saturating_sub(i64::try_from(retention.as_micros()).unwrap_or(i64::MAX));
         Ok(sqlx::query("DELETE FROM relay_blobs WHERE created_at < $1")
             .bind(cutoff)
-            .execute(self.pool())
+            .execute(self.writer())
             .await
             .db()?
             .rows_affected())

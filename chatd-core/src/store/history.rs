@@ -185,7 +185,7 @@ impl Store {
         .bind(file.data)
         .bind(size)
         .bind(now)
-        .execute(self.pool())
+        .execute(self.writer())
         .await
         .db()?;
         Ok(ChatFileMetadata {

@@ -326,7 +326,7 @@ impl Store {
             for lease in chunk {
                 query = query.bind(uuid_text(lease.chat_id)).bind(lease.epoch);
             }
-            let rows = query.fetch_all(self.pool()).await.db()?;
+            let rows = query.fetch_all(self.writer()).await.db()?;
             for row in &rows {
                 owned.push(Lease {
                     chat_id: get_uuid(row, "id")?,
@@ -359,7 +359,7 @@ impl Store {
     /// `pending` with its worker fields cleared, for another process to claim. Returns one
     /// transition per released chat (`running` → `pending`, the worker's lease ended).
     pub async fn release_all(&self, worker_id: Uuid) -> Result<Vec<Transition>> {
-        let mut conn = self.pool().acquire().await.db()?;
+        let mut conn = self.writer().acquire().await.db()?;
         release_worker(&mut conn, worker_id).await
     }
 

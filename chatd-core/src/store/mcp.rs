@@ -641,7 +641,7 @@ impl Store {
     pub async fn delete_mcp_server_config(&self, id: Uuid) -> Result<()> {
         let done = sqlx::query("DELETE FROM mcp_server_configs WHERE id = $1")
             .bind(uuid_text(id))
-            .execute(self.pool())
+            .execute(self.writer())
             .await
             .db()?;
         if done.rows_affected() == 0 {
@@ -730,7 +730,7 @@ impl Store {
                     .bind(uuid_text(id))
                     .bind(&resealed)
                     .bind(&sealed)
-                    .execute(self.pool())
+                    .execute(self.writer())
                     .await
                     .db()?;
                 if swapped.rows_affected() == 1 {

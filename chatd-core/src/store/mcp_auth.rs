@@ -382,7 +382,7 @@ impl Store {
         )
         .bind(uuid_text(server_id))
         .bind(uuid_text(user_id))
-        .execute(self.pool())
+        .execute(self.writer())
         .await
         .db()?;
         Ok(done.rows_affected() > 0)
@@ -466,7 +466,7 @@ impl Store {
         .bind(token.expires_at.map(super::timestamp_to_micros))
         .bind(&token.scopes)
         .bind(now)
-        .execute(self.pool())
+        .execute(self.writer())
         .await
         .map_err(Error::from_sqlx)?;
         Ok(())
@@ -519,7 +519,7 @@ impl Store {
         )
         .bind(uuid_text(server_id))
         .bind(uuid_text(user_id))
-        .execute(self.pool())
+        .execute(self.writer())
         .await
         .db()?;
         Ok(done.rows_affected() > 0)
@@ -651,7 +651,7 @@ impl Store {
              created_at, expires_at",
         )
         .bind(&hash)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.writer())
         .await
         .db()?
         .ok_or_else(invalid)?;
@@ -740,7 +740,7 @@ impl Store {
                             .bind(hash)
                             .bind(&resealed)
                             .bind(&sealed)
-                            .execute(self.pool())
+                            .execute(self.writer())
                             .await
                             .db()?
                     }
@@ -754,7 +754,7 @@ impl Store {
                             .bind(uuid_text(user_id))
                             .bind(&resealed)
                             .bind(&sealed)
-                            .execute(self.pool())
+                            .execute(self.writer())
                             .await
                             .db()?
                     }

@@ -91,9 +91,21 @@ pub use users::{NewUser, Organization, User};
 pub use workspaces::InjectedContext;
 
 /// How long a SQLite connection waits for the database write lock before failing with
-/// "database is locked". Writers hold the lock for one short transaction, so waiting this
-/// long means something is wrong rather than merely busy.
+/// "database is locked". The writers of this process queue for the one write connection
+/// instead ([`SQLITE_WRITE_QUEUE_TIMEOUT`]), so this covers only another process holding
+/// the lock (a second server or a `sqlite3` shell on the same file) and SQLite's own brief
+/// locks (a checkpoint); waiting this long means something is wrong rather than busy.
 pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a SQLite write waits in the process's write queue (for the one write
+/// connection) before failing. The queue is first come, first served, so a writer waits
+/// for the transactions ahead of it, each one short; the same bound as waiting for a
+/// pooled read connection ([`DEFAULT_ACQUIRE_TIMEOUT`]).
+pub const SQLITE_WRITE_QUEUE_TIMEOUT: Duration = DEFAULT_ACQUIRE_TIMEOUT;
+
+/// SQLite connections in the write pool: one, so the process's writers queue for it in
+/// order instead of sleeping in SQLite's busy handler (docs/engine-design.md).
+const SQLITE_WRITE_CONNECTIONS: u32 = 1;
 
 /// Default size of the connection pool.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
@@ -130,6 +142,40 @@ impl Dialect {
     }
 }
 
+/// SQLite's `synchronous` setting ([`StoreOptions::sqlite_synchronous`]): when a commit
+/// reaches the disk. The store always runs SQLite in WAL mode, where both keep the database
+/// consistent; they differ only in what a power loss can take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum SqliteSynchronous {
+    /// `NORMAL` (the default): the WAL is synced at checkpoints, not at every commit. A
+    /// committed transaction survives a crash of the process; the last commits before a
+    /// power loss or an operating-system crash may be lost (rolled back, never corrupted).
+    #[default]
+    Normal,
+    /// `FULL`: every commit is synced to disk before it returns (one fsync per commit), so
+    /// a power loss loses nothing that was reported committed.
+    Full,
+}
+
+impl SqliteSynchronous {
+    /// The value of `PRAGMA synchronous` (`NORMAL` or `FULL`).
+    pub fn as_sql(self) -> &'static str {
+        match self {
+            SqliteSynchronous::Normal => "NORMAL",
+            SqliteSynchronous::Full => "FULL",
+        }
+    }
+
+    /// The number `PRAGMA synchronous` reads back as (1 for `NORMAL`, 2 for `FULL`).
+    pub fn pragma_value(self) -> i64 {
+        match self {
+            SqliteSynchronous::Normal => 1,
+            SqliteSynchronous::Full => 2,
+        }
+    }
+}
+
 /// How to open a [`Store`].
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -140,8 +186,11 @@ pub struct StoreOptions {
     /// PostgreSQL only: the schema to create tables in and read from (set as the
     /// connection's `search_path`). Letters, digits and `_`; must already exist.
     pub schema: Option<String>,
-    /// Connection pool size.
+    /// Connection pool size. SQLite opens one write connection besides these, which every
+    /// write of the process queues for.
     pub max_connections: u32,
+    /// SQLite only: when commits reach the disk; [`SqliteSynchronous::Normal`] by default.
+    pub sqlite_synchronous: SqliteSynchronous,
 }
 
 impl StoreOptions {
@@ -151,6 +200,7 @@ impl StoreOptions {
             url: url.into(),
             schema: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            sqlite_synchronous: SqliteSynchronous::default(),
         }
     }
 }
@@ -159,6 +209,11 @@ impl StoreOptions {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// Where writes go. SQLite: a pool of one connection, so the writers of this process
+    /// wait in its first-come-first-served queue instead of in SQLite's busy handler, which
+    /// sleeps and retries (a late writer can overtake an early one, and every wait costs a
+    /// sleep). PostgreSQL: the same pool as `pool` (row locks, many writers at once).
+    writer: AnyPool,
     dialect: Dialect,
     /// Where the pool connects: the cluster's dedicated PostgreSQL connections (LISTEN,
     /// the replica's liveness lock) open their own from it.
@@ -264,9 +319,20 @@ impl Store {
     /// SQLite: the file is created when missing — readable and writable by its owner only
     /// ([`PRIVATE_FILE_MODE`], whatever the umask; SQLite gives the `-wal` and `-shm` files
     /// the database file's mode) —, switched to WAL, and every connection gets
-    /// `foreign_keys=ON` and a [`SQLITE_BUSY_TIMEOUT`]. PostgreSQL: with
+    /// `foreign_keys=ON`, a [`SQLITE_BUSY_TIMEOUT`] and [`StoreOptions::sqlite_synchronous`];
+    /// besides the pool of [`StoreOptions::max_connections`] there is one write connection
+    /// that every write of the process queues for ([`Store::begin_write`]). PostgreSQL: with
     /// [`StoreOptions::schema`], every connection's `search_path` is that schema.
     pub async fn connect_with(options: StoreOptions) -> Result<Store> {
+        Store::connect_with_busy_timeout(options, SQLITE_BUSY_TIMEOUT).await
+    }
+
+    /// [`Store::connect_with`] with another SQLite busy timeout (tests set it near zero to
+    /// show that writers queue in the process rather than in the busy handler).
+    async fn connect_with_busy_timeout(
+        options: StoreOptions,
+        busy_timeout: Duration,
+    ) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let dialect = Dialect::from_url(&options.url)?;
         let url = match dialect {
@@ -291,31 +357,14 @@ impl Store {
                 ))
             }
         };
-        let pool = AnyPoolOptions::new()
-            .max_connections(options.max_connections.max(1))
-            .acquire_timeout(DEFAULT_ACQUIRE_TIMEOUT)
-            .after_connect(move |conn, _meta| {
-                let set_path = set_path.clone();
-                Box::pin(async move {
-                    match dialect {
-                        Dialect::Sqlite => {
-                            let busy = format!(
-                                "PRAGMA busy_timeout = {}",
-                                SQLITE_BUSY_TIMEOUT.as_millis()
-                            );
-                            conn.execute(sqlx::AssertSqlSafe(busy)).await?;
-                            conn.execute("PRAGMA foreign_keys = ON").await?;
-                        }
-                        Dialect::Postgres => {
-                            if let Some(sql) = set_path {
-                                // The schema name was validated to identifier characters.
-                                conn.execute(sqlx::AssertSqlSafe(sql)).await?;
-                            }
-                        }
-                    }
-                    Ok(())
-                })
-            })
+        let setup = ConnectionSetup {
+            dialect,
+            set_path,
+            busy_timeout,
+            synchronous: options.sqlite_synchronous,
+        };
+        let pool = setup
+            .pool_options(options.max_connections.max(1), DEFAULT_ACQUIRE_TIMEOUT)
             .connect(&url)
             .await
             .db()?;
@@ -343,8 +392,17 @@ impl Store {
                 .await
                 .map_err(Error::from_migration)?,
         }
+        let writer = match dialect {
+            Dialect::Sqlite => setup
+                .pool_options(SQLITE_WRITE_CONNECTIONS, SQLITE_WRITE_QUEUE_TIMEOUT)
+                .connect(&url)
+                .await
+                .db()?,
+            Dialect::Postgres => pool.clone(),
+        };
         Ok(Store {
             pool,
+            writer,
             dialect,
             url: ConnectUrl(url.into()),
             config_cache: std::sync::Arc::default(),
@@ -373,6 +431,15 @@ impl Store {
         &self.pool
     }
 
+    /// The pool of writes that need no transaction of their own (one statement): on SQLite
+    /// the write connection, so they queue behind the transactions of
+    /// [`Store::begin_write`]; on PostgreSQL the pool. A task holding a write transaction
+    /// must not write through this (on SQLite it would wait for its own connection); reads
+    /// on [`Store::pool`] beside it are fine.
+    pub(crate) fn writer(&self) -> &AnyPool {
+        &self.writer
+    }
+
     /// Closes the pool, waiting for connections in use to be returned: the end of a clean
     /// shutdown. On SQLite the write-ahead log is first checkpointed into the database
     /// file and truncated (`PRAGMA wal_checkpoint(TRUNCATE)`), so no `-wal` file full of
@@ -383,14 +450,17 @@ impl Store {
         if self.dialect == Dialect::Sqlite && !self.pool.is_closed() {
             self.checkpoint_wal().await;
         }
+        // On PostgreSQL both are one pool; closing it twice is harmless.
+        self.writer.close().await;
         self.pool.close().await;
     }
 
     /// Checkpoints the SQLite write-ahead log and truncates it; see [`Store::close`].
     async fn checkpoint_wal(&self) {
+        // On the write connection: it waits for the queued writes instead of racing them.
         let outcome: std::result::Result<(i64, i64, i64), _> =
             sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
-                .fetch_one(&self.pool)
+                .fetch_one(&self.writer)
                 .await;
         match outcome {
             Ok((0, _, _)) => {}
@@ -403,12 +473,15 @@ impl Store {
         }
     }
 
-    /// Starts a write transaction. On SQLite it takes the database write lock up front
-    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads and then writes can fail to
-    /// upgrade its lock without waiting on the busy timeout.
+    /// Starts a write transaction. On SQLite it first waits its turn for the write
+    /// connection (the process's write queue, first come first served, at most
+    /// [`SQLITE_WRITE_QUEUE_TIMEOUT`]), which it holds until commit, rollback or drop, and
+    /// then takes the database write lock up front (`BEGIN IMMEDIATE`): a deferred
+    /// transaction that reads and then writes can fail to upgrade its lock without waiting
+    /// on the busy timeout. The task must not start another write before this one ends.
     pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Any>> {
         let tx = match self.dialect {
-            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await.db()?,
+            Dialect::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await.db()?,
             Dialect::Postgres => self.pool.begin().await.db()?,
         };
         Ok(tx)
@@ -448,6 +521,51 @@ impl Store {
             chat_id,
             locked: Some(locked),
         })
+    }
+}
+
+/// What every new connection of a store's pools is set up with.
+#[derive(Clone)]
+struct ConnectionSetup {
+    dialect: Dialect,
+    /// PostgreSQL: the `SET search_path` statement of [`StoreOptions::schema`].
+    set_path: Option<String>,
+    /// SQLite: `PRAGMA busy_timeout`.
+    busy_timeout: Duration,
+    /// SQLite: `PRAGMA synchronous` (a per-connection setting, unlike the journal mode).
+    synchronous: SqliteSynchronous,
+}
+
+impl ConnectionSetup {
+    /// Pool options of `size` connections, each set up by [`ConnectionSetup::apply`].
+    fn pool_options(&self, size: u32, acquire_timeout: Duration) -> AnyPoolOptions {
+        let setup = self.clone();
+        AnyPoolOptions::new()
+            .max_connections(size)
+            .acquire_timeout(acquire_timeout)
+            .after_connect(move |conn, _meta| {
+                let setup = setup.clone();
+                Box::pin(async move { setup.apply(conn).await })
+            })
+    }
+
+    async fn apply(&self, conn: &mut AnyConnection) -> std::result::Result<(), sqlx::Error> {
+        match self.dialect {
+            Dialect::Sqlite => {
+                let busy = format!("PRAGMA busy_timeout = {}", self.busy_timeout.as_millis());
+                conn.execute(sqlx::AssertSqlSafe(busy)).await?;
+                conn.execute("PRAGMA foreign_keys = ON").await?;
+                let synchronous = format!("PRAGMA synchronous = {}", self.synchronous.as_sql());
+                conn.execute(sqlx::AssertSqlSafe(synchronous)).await?;
+            }
+            Dialect::Postgres => {
+                if let Some(sql) = &self.set_path {
+                    // The schema name was validated to identifier characters.
+                    conn.execute(sqlx::AssertSqlSafe(sql.clone())).await?;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -725,6 +843,19 @@ mod tests {
         F: Fn(Store) -> Fut,
         Fut: std::future::Future<Output = ()>,
     {
+        on_each_backend_with(|_| {}, SQLITE_BUSY_TIMEOUT, test).await;
+    }
+
+    /// [`on_each_backend`] with the options changed by `adjust` and another SQLite busy
+    /// timeout.
+    async fn on_each_backend_with<F, Fut>(
+        adjust: impl Fn(&mut StoreOptions),
+        busy_timeout: Duration,
+        test: F,
+    ) where
+        F: Fn(Store) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
         for backend in chatd_test_support::db::backends() {
             let db = chatd_test_support::db::TestDatabase::create(backend).await;
             let mut options = StoreOptions::new(db.url());
@@ -732,7 +863,10 @@ mod tests {
                 options.schema = Some(schema.to_owned());
                 options.max_connections = chatd_test_support::db::POSTGRES_TEST_MAX_CONNECTIONS;
             }
-            let store = Store::connect_with(options).await.unwrap();
+            adjust(&mut options);
+            let store = Store::connect_with_busy_timeout(options, busy_timeout)
+                .await
+                .unwrap();
             test(store.clone()).await;
             store.close().await;
             db.remove().await;
@@ -812,6 +946,126 @@ mod tests {
             assert_eq!(epoch, ROUNDS * TASKS as i64);
         })
         .await;
+    }
+
+    /// Writers of every kind (chat transactions, other write transactions, one-statement
+    /// writes) at once, with SQLite's busy handler off: none may fail with "database is
+    /// locked", because the process's writers wait in the write queue, not in SQLite.
+    #[tokio::test]
+    async fn concurrent_writers_queue_instead_of_meeting_a_locked_database() {
+        const TASKS: usize = 16;
+        const ROUNDS: i64 = 10;
+        on_each_backend_with(
+            |_| {},
+            Duration::ZERO,
+            |store| async move {
+                if store.dialect() == Dialect::Sqlite {
+                    // The control: two write transactions beside each other, on two pooled
+                    // connections and so outside the queue, do meet the lock at once.
+                    let mut first = store.pool().acquire().await.unwrap();
+                    let mut second = store.pool().acquire().await.unwrap();
+                    first.execute("BEGIN IMMEDIATE").await.unwrap();
+                    let locked = second.execute("BEGIN IMMEDIATE").await.unwrap_err();
+                    assert!(locked.to_string().contains("locked"), "{locked}");
+                    first.execute("ROLLBACK").await.unwrap();
+                }
+                let chat = one_chat(&store).await;
+                let mut handles = Vec::new();
+                for task in 0..TASKS {
+                    let store = store.clone();
+                    handles.push(tokio::spawn(async move {
+                        for round in 0..ROUNDS {
+                            match (task + round as usize) % 3 {
+                                0 => {
+                                    let mut tx = store.begin_chat_tx(chat).await.unwrap();
+                                    sqlx::query(
+                                    "UPDATE chats SET lease_epoch = lease_epoch + 1 WHERE id = $1",
+                                )
+                                .bind(chat.to_string())
+                                .execute(tx.conn())
+                                .await
+                                .unwrap();
+                                    tx.commit().await.unwrap();
+                                }
+                                1 => {
+                                    // Dropped without a commit: rolled back, and the write
+                                    // connection goes back to the queue all the same.
+                                    let mut tx = store.begin_write().await.unwrap();
+                                    sqlx::query(
+                                    "UPDATE chats SET lease_epoch = lease_epoch + 1 WHERE id = $1",
+                                )
+                                .bind(chat.to_string())
+                                .execute(&mut *tx)
+                                .await
+                                .unwrap();
+                                    drop(tx);
+                                }
+                                _ => {
+                                    sqlx::query(
+                                    "UPDATE chats SET lease_epoch = lease_epoch + 1 WHERE id = $1",
+                                )
+                                .bind(chat.to_string())
+                                .execute(store.writer())
+                                .await
+                                .unwrap();
+                                }
+                            }
+                        }
+                    }));
+                }
+                for h in handles {
+                    h.await.unwrap();
+                }
+                let committed = (0..TASKS)
+                    .flat_map(|task| (0..ROUNDS).map(move |round| (task + round as usize) % 3))
+                    .filter(|kind| *kind != 1)
+                    .count();
+                let epoch: i64 = sqlx::query_scalar("SELECT lease_epoch FROM chats WHERE id = $1")
+                    .bind(chat.to_string())
+                    .fetch_one(store.pool())
+                    .await
+                    .unwrap();
+                assert_eq!(epoch, i64::try_from(committed).unwrap());
+            },
+        )
+        .await;
+    }
+
+    /// `synchronous` is a per-connection setting: every pooled connection (all held at
+    /// once, so none is reused) and the write connection read it back as set.
+    #[tokio::test]
+    async fn sqlite_synchronous_is_set_on_every_connection() {
+        for synchronous in [SqliteSynchronous::Normal, SqliteSynchronous::Full] {
+            on_each_backend_with(
+                |options| options.sqlite_synchronous = synchronous,
+                SQLITE_BUSY_TIMEOUT,
+                |store| async move {
+                    if store.dialect() != Dialect::Sqlite {
+                        return;
+                    }
+                    let mut held = Vec::new();
+                    for _ in 0..DEFAULT_MAX_CONNECTIONS {
+                        let mut conn = store.pool().acquire().await.unwrap();
+                        let value: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                            .fetch_one(&mut *conn)
+                            .await
+                            .unwrap();
+                        assert_eq!(value, synchronous.pragma_value(), "{synchronous:?}");
+                        held.push(conn);
+                    }
+                    let value: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                        .fetch_one(store.writer())
+                        .await
+                        .unwrap();
+                    assert_eq!(value, synchronous.pragma_value(), "{synchronous:?}");
+                },
+            )
+            .await;
+        }
+        assert_eq!(
+            StoreOptions::new("sqlite://x.db").sqlite_synchronous,
+            SqliteSynchronous::Normal
+        );
     }
 
     #[test]

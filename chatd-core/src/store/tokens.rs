@@ -214,7 +214,7 @@ impl Store {
         .bind(now)
         .bind(&name)
         .bind(expires_at)
-        .execute(self.pool())
+        .execute(self.writer())
         .await
         .db()
         .map_err(|e| match e.kind() {
@@ -247,7 +247,7 @@ impl Store {
         .bind(hash_api_token(token))
         .bind(now_micros())
         .bind(default_token_name(id))
-        .execute(self.pool())
+        .execute(self.writer())
         .await
         .db()?;
         self.check_api_token(token).await
@@ -305,7 +305,7 @@ impl Store {
             .bind(uuid_text(token_id))
             .bind(now)
             .bind(stale_before)
-            .execute(self.pool())
+            .execute(self.writer())
             .await
             .db()?;
         }

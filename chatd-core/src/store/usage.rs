@@ -31,7 +31,7 @@ impl Store {
     /// `model`, no content) and returns its id. One statement and no chat lock: nothing of
     /// the chat row changes.
     pub async fn record_hidden_usage(&self, chat_id: Uuid, usage: HiddenUsage) -> Result<i64> {
-        let mut conn = self.pool().acquire().await.db()?;
+        let mut conn = self.writer().acquire().await.db()?;
         let columns = StepColumns {
             total_cost_micros: usage.total_cost_micros,
             runtime_ms: Some(usage.runtime_ms),

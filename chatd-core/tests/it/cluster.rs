@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chatd_core::store::Store;
-use chatd_core::{Actor, ConfigChange, Engine, EngineObserver, EngineSettings, RecoveryCause};
+use chatd_core::{
+    Actor, ConfigChange, Engine, EngineObserver, EngineSettings, HubEvent, RecoveryCause,
+};
 use chatd_test_support::db::{fixture, on_postgres, RawSql};
 use chatd_test_support::scripted::{
     create_request, deltas, engine_with_config, fast_settings, Reply, ScriptedModel,
@@ -70,7 +72,7 @@ async fn replica(store: &Store, model: Arc<ScriptedModel>, counts: Arc<Counts>) 
 }
 
 /// The next event within 10 s.
-async fn next(stream: &mut chatd_core::ChatStream) -> Arc<ChatStreamEvent> {
+async fn next(stream: &mut chatd_core::ChatStream) -> Arc<HubEvent<ChatStreamEvent>> {
     tokio::time::timeout(Duration::from_secs(10), stream.next())
         .await
         .expect("an event within 10 s")
@@ -81,7 +83,7 @@ async fn next(stream: &mut chatd_core::ChatStream) -> Arc<ChatStreamEvent> {
 async fn events_until(
     stream: &mut chatd_core::ChatStream,
     status: ChatStatus,
-) -> Vec<Arc<ChatStreamEvent>> {
+) -> Vec<Arc<HubEvent<ChatStreamEvent>>> {
     let mut events = Vec::new();
     loop {
         let event = next(stream).await;
@@ -95,7 +97,7 @@ async fn events_until(
 }
 
 /// A compact view of a stream: type and text of each event.
-fn shape(events: &[Arc<ChatStreamEvent>]) -> Vec<String> {
+fn shape(events: &[Arc<HubEvent<ChatStreamEvent>>]) -> Vec<String> {
     events
         .iter()
         .map(|e| match &e.event_type {
@@ -518,7 +520,7 @@ async fn oversize_parts_and_bursts_cross_replicas_intact() {
         let mut on_a = a.subscribe(&actor, chat.id, None).await.unwrap();
         let mut on_b = b.subscribe(&actor, chat.id, None).await.unwrap();
         gate.notify_one();
-        let parts = |events: &[Arc<ChatStreamEvent>]| -> Vec<String> {
+        let parts = |events: &[Arc<HubEvent<ChatStreamEvent>>]| -> Vec<String> {
             events
                 .iter()
                 .filter_map(|e| e.message_part.as_ref().map(|p| p.part.text.clone()))

@@ -8,6 +8,7 @@
 //! subscriber that falls [`chatd_core::DEFAULT_SUBSCRIBER_CAPACITY`] events behind, and a
 //! frame the client does not accept within [`STREAM_WRITE_TIMEOUT`] ends the connection.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -15,8 +16,10 @@ use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket, W
 use axum::extract::State;
 use axum::response::Response as HttpResponse;
 use bytes::Bytes;
-use chatd_core::{Actor, ChatStream, Engine, RecvError, WatchSubscription};
-use codersdk::{ChatStreamEvent, ChatStreamEventType, Uuid, MAX_STREAM_EVENTS_PER_FRAME};
+use chatd_core::{Actor, ChatStream, Engine, HubEvent, RecvError, WatchSubscription};
+use codersdk::{
+    ChatStreamEvent, ChatStreamEventType, ChatWatchEvent, Uuid, MAX_STREAM_EVENTS_PER_FRAME,
+};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde::Deserialize;
@@ -38,6 +41,18 @@ pub const STREAM_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest message a client may send on a stream or watch socket. Clients have nothing to
 /// say (their messages are ignored), so this only bounds what the server buffers.
 pub const MAX_CLIENT_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Read buffer of a stream or watch socket (tungstenite's default is 128 KiB). Clients
+/// send only pings, pongs and a close, a few bytes each, so a small buffer serves them; a
+/// larger message (up to [`MAX_CLIENT_MESSAGE_BYTES`]) still arrives whole, the buffer
+/// growing for it. Sized so an idle subscriber costs little: the buffer is allocated and
+/// filled when the socket opens and lives as long as it.
+pub const WEBSOCKET_READ_BUFFER_BYTES: usize = 8 * 1024;
+
+/// Bytes of frames a socket collects before writing them to the network (tungstenite's
+/// default is 128 KiB). Every frame is flushed as soon as it is queued, so this never
+/// delays one; a frame larger than this is written whole all the same.
+pub const WEBSOCKET_WRITE_BUFFER_BYTES: usize = 8 * 1024;
 
 /// Close code sent when the hub disconnected the socket for falling behind: 1013 "try
 /// again later" — reconnect (with `after_id` on a chat stream) to resume.
@@ -131,8 +146,13 @@ fn upgrade_error(rejection: WebSocketUpgradeRejection) -> ApiError {
     .with_detail(rejection.body_text())
 }
 
+/// The socket settings of both WebSockets: buffers sized for chat frames, and the client
+/// message bounds. The write buffer's hard cap stays unlimited: a frame is written whole
+/// and flushed at once, and a cap would refuse a large message rather than bound memory.
 fn limit(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
     upgrade
+        .read_buffer_size(WEBSOCKET_READ_BUFFER_BYTES)
+        .write_buffer_size(WEBSOCKET_WRITE_BUFFER_BYTES)
         .max_message_size(MAX_CLIENT_MESSAGE_BYTES)
         .max_frame_size(MAX_CLIENT_MESSAGE_BYTES)
 }
@@ -182,8 +202,11 @@ async fn run_stream(
                         .find(|e| e.event_type == ChatStreamEventType::Message)
                         .and_then(|e| e.message.as_ref().map(|m| m.id))
                         .or(last_message_id);
-                    let frame: Vec<&ChatStreamEvent> = batch.iter().map(AsRef::as_ref).collect();
-                    if !send_json(&mut sink, &frame).await {
+                    let sent = match stream_frame(&batch) {
+                        Ok(frame) => send(&mut sink, Message::Text(frame)).await,
+                        Err(e) => encoding_failed(&e),
+                    };
+                    if !sent {
                         break End::Client;
                     }
                 }
@@ -223,9 +246,15 @@ async fn run_watch(socket: WebSocket, mut events: WatchSubscription) {
     let end = loop {
         tokio::select! {
             event = events.recv() => match event {
-                Ok(event) => if !send_json(&mut sink, event.as_ref()).await {
-                    break End::Client;
-                },
+                Ok(event) => {
+                    let sent = match watch_frame(&event) {
+                        Ok(frame) => send(&mut sink, Message::Text(frame)).await,
+                        Err(e) => encoding_failed(&e),
+                    };
+                    if !sent {
+                        break End::Client;
+                    }
+                }
                 Err(e) => break End::Hub(e),
             },
             alive = client_alive(&mut incoming) => if !alive {
@@ -269,17 +298,50 @@ async fn client_alive(incoming: &mut SplitStream<WebSocket>) -> bool {
     matches!(incoming.next().await, Some(Ok(message)) if !matches!(message, Message::Close(_)))
 }
 
-async fn send_json<T: serde::Serialize + ?Sized>(
-    sink: &mut SplitSink<WebSocket, Message>,
-    value: &T,
-) -> bool {
-    match serde_json::to_string(value) {
-        Ok(text) => send(sink, Message::Text(Utf8Bytes::from(text))).await,
-        Err(e) => {
-            tracing::error!(error = %e, "encoding a stream frame failed");
-            false
-        }
+/// Why a frame could not be built.
+#[derive(Debug, thiserror::Error)]
+enum FrameError {
+    #[error("encoding an event failed: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("an encoded event is not UTF-8: {0}")]
+    Utf8(#[from] std::str::Utf8Error),
+}
+
+/// A per-chat stream frame: the JSON array of `batch`, byte for byte what
+/// `serde_json::to_string` gives for the events, built from each event's shared encoding
+/// ([`HubEvent::json`]), so an event is serialized once however many subscribers send
+/// it. A frame of one event is that event's shared array itself (no copy).
+fn stream_frame(batch: &[Arc<HubEvent<ChatStreamEvent>>]) -> Result<Utf8Bytes, FrameError> {
+    if let [only] = batch {
+        return Ok(Utf8Bytes::try_from(only.json_array()?)?);
     }
+    let parts = batch
+        .iter()
+        .map(|event| event.json())
+        .collect::<Result<Vec<Bytes>, _>>()?;
+    let len = parts.iter().map(Bytes::len).sum::<usize>() + parts.len() + 1;
+    let mut frame = Vec::with_capacity(len);
+    frame.push(b'[');
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            frame.push(b',');
+        }
+        frame.extend_from_slice(part);
+    }
+    frame.push(b']');
+    Ok(Utf8Bytes::try_from(frame)?)
+}
+
+/// A watch frame: the event's shared JSON.
+fn watch_frame(event: &HubEvent<ChatWatchEvent>) -> Result<Utf8Bytes, FrameError> {
+    Ok(Utf8Bytes::try_from(event.json()?)?)
+}
+
+/// Logs a frame that could not be built; the socket then closes (false, as for a failed
+/// send), since its client would miss an event.
+fn encoding_failed(e: &FrameError) -> bool {
+    tracing::error!(error = %e, "encoding a stream frame failed");
+    false
 }
 
 /// Sends within [`STREAM_WRITE_TIMEOUT`]; false when the client is gone or too slow.
@@ -301,4 +363,63 @@ async fn close(sink: &mut SplitSink<WebSocket, Message>, end: RecvError, reason:
         reason: Utf8Bytes::from(reason),
     };
     send(sink, Message::Close(Some(frame))).await;
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// The settings [`limit`] gives an upgrade, as tungstenite's configuration reads them
+    /// (axum keeps it private; its `Debug` shows it). A real server supplies the upgrade,
+    /// which only a served connection carries; the handler answers with the settings
+    /// instead of upgrading.
+    #[tokio::test]
+    async fn sockets_get_the_chat_sized_buffers_and_client_limits() {
+        let app = axum::Router::new().route(
+            "/ws",
+            axum::routing::get(|upgrade: WebSocketUpgrade| async move {
+                format!("{:?}", limit(upgrade))
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+        socket
+            .write_all(
+                b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+                  Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                  Connection: close\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        socket.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        for setting in [
+            format!("read_buffer_size: {WEBSOCKET_READ_BUFFER_BYTES},"),
+            format!("write_buffer_size: {WEBSOCKET_WRITE_BUFFER_BYTES},"),
+            format!("max_message_size: Some({MAX_CLIENT_MESSAGE_BYTES}),"),
+            format!("max_frame_size: Some({MAX_CLIENT_MESSAGE_BYTES}),"),
+            format!("max_write_buffer_size: {},", usize::MAX),
+        ] {
+            assert!(answer.contains(&setting), "{setting} in {answer}");
+        }
+    }
+
+    /// Chat-sized: an idle subscriber's two buffers stay far below the 64 KiB it may cost
+    /// in all, and a client's largest message still fits the grown read buffer.
+    #[test]
+    fn buffer_sizes_fit_an_idle_subscriber_budget() {
+        const IDLE_SUBSCRIBER_BUDGET: usize = 64 * 1024;
+        const {
+            assert!(
+                WEBSOCKET_READ_BUFFER_BYTES + WEBSOCKET_WRITE_BUFFER_BYTES
+                    <= IDLE_SUBSCRIBER_BUDGET / 2
+            );
+            assert!(WEBSOCKET_READ_BUFFER_BYTES >= 4096 && WEBSOCKET_WRITE_BUFFER_BYTES >= 4096);
+        }
+    }
 }

@@ -20,6 +20,7 @@ use codersdk::{
 use futures_util::{SinkExt, StreamExt};
 use server_example::routes::streams::{
     CLOSE_CODE_LAGGED, MAX_CLIENT_MESSAGE_BYTES, STREAM_PING_INTERVAL, STREAM_WRITE_TIMEOUT,
+    WEBSOCKET_READ_BUFFER_BYTES, WEBSOCKET_WRITE_BUFFER_BYTES,
 };
 use server_example::AppState;
 use tokio::io::AsyncReadExt;
@@ -71,6 +72,11 @@ async fn refused(url: String, token: Option<&str>) -> (u16, codersdk::Response) 
 
 /// The next text frame of a chat stream, which must be a JSON array of events.
 async fn next_frame(ws: &mut Ws) -> Vec<ChatStreamEvent> {
+    next_frame_text(ws).await.0
+}
+
+/// [`next_frame`] and the frame's text as it came.
+async fn next_frame_text(ws: &mut Ws) -> (Vec<ChatStreamEvent>, String) {
     loop {
         match tokio::time::timeout(WAIT, ws.next())
             .await
@@ -79,7 +85,10 @@ async fn next_frame(ws: &mut Ws) -> Vec<ChatStreamEvent> {
             Some(Ok(Message::Text(text))) => {
                 let value: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
                 assert!(value.is_array(), "stream frames are arrays: {value}");
-                return serde_json::from_value(value).unwrap();
+                return (
+                    serde_json::from_value(value).unwrap(),
+                    text.as_str().to_owned(),
+                );
             }
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
             other => panic!("expected a frame, got {other:?}"),
@@ -309,6 +318,60 @@ async fn frames_batch_ready_events_up_to_the_cap() {
         gate.notify_one();
         let live = events_until_status(&mut ws, ChatStatus::Waiting).await;
         assert!(live.iter().all(|e| e.chat_id == chat_id));
+        server.stop().await;
+    })
+    .await;
+}
+
+/// Frames far larger than the sockets' buffers ([`WEBSOCKET_READ_BUFFER_BYTES`],
+/// [`WEBSOCKET_WRITE_BUFFER_BYTES`]) go through whole: a 100 KiB user message in the
+/// snapshot and a 100 KiB part live. Every frame is byte for byte what serializing its
+/// events gives, though built from each event's shared encoding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_larger_than_the_socket_buffers_go_through_whole() {
+    const BIG: usize = 100 * 1024;
+    assert!(BIG > 4 * WEBSOCKET_READ_BUFFER_BYTES.max(WEBSOCKET_WRITE_BUFFER_BYTES));
+    on_each_backend(|store| async move {
+        let gate = Arc::new(Notify::new());
+        let big_part = "p".repeat(BIG);
+        let model = ScriptedModel::new([Reply::Gated {
+            before: vec!["small ".into()],
+            gate: gate.clone(),
+            after: vec![big_part.clone()],
+        }]);
+        let server = TestServer::start(&store, model).await;
+        let alice = server.user("alice").await;
+        let engine = server.state.engine();
+        let big_message = "m".repeat(BIG);
+        let chat_id = create_chat(&server, &alice, &big_message).await;
+        eventually("the first part buffered", || {
+            buffered_parts(engine, chat_id) == 1
+        })
+        .await;
+        let mut ws = connect(
+            &server.base,
+            &format!("/chats/{chat_id}/stream"),
+            &alice.token,
+        )
+        .await;
+        let (snapshot, text) = next_frame_text(&mut ws).await;
+        assert_eq!(serde_json::to_string(&snapshot).unwrap(), text);
+        let user_text: String = snapshot
+            .iter()
+            .filter_map(|e| e.message.as_ref())
+            .flat_map(|m| m.content.iter().map(|p| p.text.as_str()))
+            .collect();
+        assert_eq!(user_text, big_message);
+
+        gate.notify_one();
+        let mut live = Vec::new();
+        while !live.iter().any(|e| is_status(e, &ChatStatus::Waiting)) {
+            let (frame, text) = next_frame_text(&mut ws).await;
+            assert_eq!(serde_json::to_string(&frame).unwrap(), text);
+            live.extend(frame);
+        }
+        let parts: Vec<_> = live.iter().filter_map(part_text).collect();
+        assert_eq!(parts, [big_part.as_str()]);
         server.stop().await;
     })
     .await;

@@ -110,7 +110,7 @@ impl Store {
         if model_config_id.is_empty() {
             let done = sqlx::query("DELETE FROM site_config WHERE key = $1")
                 .bind(&key)
-                .execute(self.pool())
+                .execute(self.writer())
                 .await
                 .db();
             self.changed(done, ConfigChange::Deployment)?;

@@ -175,7 +175,7 @@ impl Store {
         if prompt.is_empty() {
             let done = sqlx::query("DELETE FROM user_prompts WHERE user_id = $1")
                 .bind(uuid_text(user_id))
-                .execute(self.pool())
+                .execute(self.writer())
                 .await
                 .db();
             self.changed(done, change)?;
@@ -189,7 +189,7 @@ impl Store {
         .bind(uuid_text(user_id))
         .bind(&prompt)
         .bind(now_micros())
-        .execute(self.pool())
+        .execute(self.writer())
         .await
         .db();
         self.changed(done, change)?;

@@ -144,7 +144,7 @@ impl Store {
                 .bind(uuid_text(item.provider_config_id))
                 .bind(&resealed)
                 .bind(&item.sealed)
-                .execute(self.pool())
+                .execute(self.writer())
                 .await
                 .db()?,
                 Some(user) => sqlx::query(
@@ -155,7 +155,7 @@ impl Store {
                 .bind(uuid_text(item.provider_config_id))
                 .bind(&resealed)
                 .bind(&item.sealed)
-                .execute(self.pool())
+                .execute(self.writer())
                 .await
                 .db()?,
             };

@@ -78,7 +78,7 @@ impl Store {
         .bind(uuid_text(model_config_id))
         .bind(threshold_percent)
         .bind(now_micros())
-        .execute(self.pool())
+        .execute(self.writer())
         .await
         .db();
         let done = self.changed(done, ConfigChange::UserCompactionThresholds { user_id })?;
@@ -105,7 +105,7 @@ impl Store {
         )
         .bind(uuid_text(user_id))
         .bind(uuid_text(model_config_id))
-        .execute(self.pool())
+        .execute(self.writer())
         .await
         .db();
         let done = self.changed(done, ConfigChange::UserCompactionThresholds { user_id })?;

@@ -147,7 +147,7 @@ impl Store {
         )
         .bind(uuid_text(user_id))
         .bind(uuid_text(provider_config_id))
-        .execute(self.pool())
+        .execute(self.writer())
         .await
         .db();
         let done = self.changed(done, ConfigChange::UserProviderKeys { user_id })?;
