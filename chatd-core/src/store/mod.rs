@@ -324,14 +324,16 @@ impl Store {
     /// that every write of the process queues for ([`Store::begin_write`]). PostgreSQL: with
     /// [`StoreOptions::schema`], every connection's `search_path` is that schema.
     pub async fn connect_with(options: StoreOptions) -> Result<Store> {
-        Store::connect_with_busy_timeout(options, SQLITE_BUSY_TIMEOUT).await
+        Store::connect_with_timeouts(options, SQLITE_BUSY_TIMEOUT, SQLITE_WRITE_QUEUE_TIMEOUT).await
     }
 
-    /// [`Store::connect_with`] with another SQLite busy timeout (tests set it near zero to
-    /// show that writers queue in the process rather than in the busy handler).
-    async fn connect_with_busy_timeout(
+    /// [`Store::connect_with`] with other SQLite busy and write-queue timeouts (tests set
+    /// them near zero: the busy timeout to show that writers queue in the process rather
+    /// than in the busy handler, the queue timeout to see a writer give up).
+    async fn connect_with_timeouts(
         options: StoreOptions,
         busy_timeout: Duration,
+        write_queue_timeout: Duration,
     ) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let dialect = Dialect::from_url(&options.url)?;
@@ -394,7 +396,7 @@ impl Store {
         }
         let writer = match dialect {
             Dialect::Sqlite => setup
-                .pool_options(SQLITE_WRITE_CONNECTIONS, SQLITE_WRITE_QUEUE_TIMEOUT)
+                .pool_options(SQLITE_WRITE_CONNECTIONS, write_queue_timeout)
                 .connect(&url)
                 .await
                 .db()?,
@@ -846,6 +848,36 @@ mod tests {
         on_each_backend_with(|_| {}, SQLITE_BUSY_TIMEOUT, test).await;
     }
 
+    /// A write waits in the queue for at most its timeout, then fails instead of hanging;
+    /// the queue serves the next writer once the holder finishes.
+    #[tokio::test]
+    async fn a_sqlite_writer_gives_up_after_the_queue_timeout() {
+        let db = chatd_test_support::db::TestDatabase::sqlite();
+        let store = Store::connect_with_timeouts(
+            StoreOptions::new(db.url()),
+            SQLITE_BUSY_TIMEOUT,
+            // Long enough to open the write connection at start (the pool's first acquire
+            // has the same bound), short enough to wait out below.
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+        let held = store.begin_write().await.unwrap();
+        let waiting = store.begin_write().await.map(|_| ()).map_err(|e| e.kind());
+        assert_eq!(waiting, Err(ErrorKind::Database));
+        // Reads do not queue behind the writer.
+        let one: i64 = sqlx::query_scalar("SELECT 1")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(one, 1);
+        finish_tx(held, Ok(())).await.unwrap();
+        let next = store.begin_write().await.unwrap();
+        finish_tx(next, Ok(())).await.unwrap();
+        store.close().await;
+        db.remove().await;
+    }
+
     /// [`on_each_backend`] with the options changed by `adjust` and another SQLite busy
     /// timeout.
     async fn on_each_backend_with<F, Fut>(
@@ -864,9 +896,10 @@ mod tests {
                 options.max_connections = chatd_test_support::db::POSTGRES_TEST_MAX_CONNECTIONS;
             }
             adjust(&mut options);
-            let store = Store::connect_with_busy_timeout(options, busy_timeout)
-                .await
-                .unwrap();
+            let store =
+                Store::connect_with_timeouts(options, busy_timeout, SQLITE_WRITE_QUEUE_TIMEOUT)
+                    .await
+                    .unwrap();
             test(store.clone()).await;
             store.close().await;
             db.remove().await;
