@@ -15,7 +15,7 @@ use crate::store::{ClaimLimits, LeaseState, MAX_CLAIM_BATCH};
 /// one is the previous turn's summary write, a transaction of three statements): about as
 /// long as such a write takes, far below the acquire interval. A chat still locked then is
 /// retried again after the same wait.
-pub const CONTENDED_CLAIM_RETRY: std::time::Duration = std::time::Duration::from_millis(2);
+pub const CONTENDED_CLAIM_RETRY: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Claims `pending` chats when woken or every acquire interval, and runs stale recovery at
 /// start-up and every recovery interval, until shutdown.
