@@ -302,8 +302,11 @@ impl Engine {
     pub async fn compact_chat(&self, actor: &Actor, chat_id: Uuid) -> Result<Chat> {
         self.authorized_chat(actor, chat_id, Access::Write).await?;
         let requested = self.inner.store.request_compaction(chat_id).await?;
+        // Read before the publication wakes a worker, so the answer is the chat as the
+        // request left it (`pending`), not one a fast claim already moved on.
+        let chat = self.authorized_chat(actor, chat_id, Access::Read).await;
         self.inner.publish(requested).await;
-        self.authorized_chat(actor, chat_id, Access::Read).await
+        chat
     }
 
     /// Replaces a user message and everything after it: later messages

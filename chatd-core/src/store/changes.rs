@@ -37,10 +37,28 @@ pub(super) struct LockedChat {
     pub(super) archived: bool,
     worker_id: Option<Uuid>,
     epoch: i64,
-    /// Messages in the chat's queue when it was read.
-    pub(super) queued: i64,
-    /// The oldest queue entry (the next to promote) when it was read.
-    pub(super) queue_head: Option<i64>,
+    /// The chat's queue, when the locking statement could read it under the lock (see
+    /// `ChatTx::queue_state`).
+    pub(super) queue: Option<QueueState>,
+}
+
+/// The size and head of a locked chat's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct QueueState {
+    /// Messages in the queue.
+    pub(super) count: i64,
+    /// The oldest entry (the next to promote).
+    pub(super) head: Option<i64>,
+}
+
+impl QueueState {
+    /// From a row with `queued` and `queue_head`.
+    pub(super) fn from_row(row: &AnyRow) -> Result<QueueState> {
+        Ok(QueueState {
+            count: row.try_get("queued").db()?,
+            head: row.try_get("queue_head").db()?,
+        })
+    }
 }
 
 impl LockedChat {
@@ -53,8 +71,7 @@ impl LockedChat {
             archived: row.try_get::<i64, _>("archived").db()? != 0,
             worker_id: get_opt_uuid(row, "worker_id")?,
             epoch: row.try_get("lease_epoch").db()?,
-            queued: row.try_get("queued").db()?,
-            queue_head: row.try_get("queue_head").db()?,
+            queue: None,
         })
     }
 
@@ -81,13 +98,30 @@ impl LockedChat {
     }
 }
 
-/// The columns [`LockedChat::from_row`] reads, from `chats` (not aliased). The queue's size
-/// and head come along so the operations that lock a chat decide on them without another
-/// round trip.
+/// The columns [`LockedChat::from_row`] reads, from `chats` (not aliased).
 pub(super) const LOCKED_CHAT_COLUMNS: &str =
-    "id, owner_id, status, archived, worker_id, lease_epoch, \
-     (SELECT COUNT(*) FROM chat_queued_messages q WHERE q.chat_id = chats.id) AS queued, \
+    "id, owner_id, status, archived, worker_id, lease_epoch";
+
+/// The queue's size and head as columns beside [`LOCKED_CHAT_COLUMNS`] ([`QueueState`]).
+/// Only where the statement's snapshot is taken under the lock (SQLite's `BEGIN
+/// IMMEDIATE`): a PostgreSQL statement that waits for a row lock keeps the snapshot it
+/// started with, so subqueries in it would miss what the lock holder committed.
+pub(super) const QUEUE_STATE_COLUMNS: &str =
+    "(SELECT COUNT(*) FROM chat_queued_messages q WHERE q.chat_id = chats.id) AS queued, \
      (SELECT MIN(q.id) FROM chat_queued_messages q WHERE q.chat_id = chats.id) AS queue_head";
+
+/// Reads the queue state of a locked chat, in a statement of its own (after the lock).
+pub(super) async fn queue_state(conn: &mut AnyConnection, chat_id: Uuid) -> Result<QueueState> {
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS queued, MIN(id) AS queue_head FROM chat_queued_messages \
+         WHERE chat_id = $1",
+    )
+    .bind(uuid_text(chat_id))
+    .fetch_one(&mut *conn)
+    .await
+    .db()?;
+    QueueState::from_row(&row)
+}
 
 /// Reads the locked chat. [`ErrorKind::NotFound`] when it does not exist.
 pub(super) async fn locked_chat(conn: &mut AnyConnection, chat_id: Uuid) -> Result<LockedChat> {
@@ -177,6 +211,28 @@ pub(super) async fn set_pending_for_new_message(
     Ok(())
 }
 
+/// [`set_pending_for_new_message`] only while the chat's queue is empty, in one statement
+/// run under the lock (so its snapshot has every queue change committed before the lock):
+/// `false`, writing nothing, when a message waits in the queue.
+pub(super) async fn set_pending_if_queue_empty(
+    conn: &mut AnyConnection,
+    chat_id: Uuid,
+    now: i64,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE chats SET status = $2, last_error = NULL, worker_id = NULL, started_at = NULL, \
+         heartbeat_at = NULL, updated_at = $3 WHERE id = $1 \
+         AND NOT EXISTS (SELECT 1 FROM chat_queued_messages q WHERE q.chat_id = $1)",
+    )
+    .bind(uuid_text(chat_id))
+    .bind(ChatStatus::Pending.as_str())
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .db()?;
+    Ok(done.rows_affected() > 0)
+}
+
 /// Moves queue entry `id` of the locked chat into its history and sets the chat `pending`;
 /// the new message and the status are recorded in `t` (the queue is the caller's to
 /// reload). [`ErrorKind::NotFound`] when the entry does not exist.
@@ -240,15 +296,16 @@ pub(super) async fn promote_head(
     promote_entry(conn, chat, t, head, now).await
 }
 
-/// [`promote_head`] with the head the lock read ([`LockedChat::queue_head`]): for an
-/// operation that has not touched the queue since it locked the chat.
-pub(super) async fn promote_locked_head(
+/// [`promote_head`] with a head read under the lock ([`QueueState::head`]): for an
+/// operation that has not touched the queue since.
+pub(super) async fn promote_known_head(
     conn: &mut AnyConnection,
     chat: &LockedChat,
     t: &mut Transition,
+    head: Option<i64>,
     now: i64,
 ) -> Result<bool> {
-    promote_entry(conn, chat, t, chat.queue_head, now).await
+    promote_entry(conn, chat, t, head, now).await
 }
 
 async fn promote_entry(

@@ -8,7 +8,7 @@ use sqlx::AnyConnection;
 
 use super::changes::{
     answer_pending_calls, chat_archived, load_queue, move_to_waiting, moved, promote, promote_head,
-    queued_not_found, set_pending_for_new_message, TOOL_INTERRUPTED_MESSAGE,
+    queued_not_found, set_pending_if_queue_empty, TOOL_INTERRUPTED_MESSAGE,
 };
 use super::chats::{content_text, insert_message, json_text};
 use super::{now_micros, timestamp_from_micros, uuid_text};
@@ -185,9 +185,10 @@ async fn send_in_tx(
     )
     .await?;
     let mut t = chat.transition();
-    // Read with the lock: nothing else changes the queue while it is held.
-    let queued_count = chat.queued;
-    if !chat.status.is_busy() && queued_count == 0 {
+    // An idle chat with an empty queue starts a turn. The queue is checked by the status
+    // update itself: a statement run under the lock sees every queue change committed
+    // before it (a PostgreSQL locking read that waited would not).
+    if !chat.status.is_busy() && set_pending_if_queue_empty(conn, chat_id, now).await? {
         let message = insert_message(
             conn,
             chat_id,
@@ -202,7 +203,6 @@ async fn send_in_tx(
             },
         )
         .await?;
-        set_pending_for_new_message(conn, chat_id, now).await?;
         t.messages.push(message.clone());
         // The chat was idle: no turn runs it, so none is ended (a worker that claims the
         // chat before this is published runs this very message).
@@ -212,6 +212,9 @@ async fn send_in_tx(
             transition: t,
         });
     }
+    // Busy, or a message waits in the queue (FIFO): this one queues too.
+    let queued_count = tx.queue_state().await?.count;
+    let conn = tx.conn();
     if queued_count >= MAX_QUEUED_MESSAGES {
         return Err(Error::new(ErrorKind::QueueFull, "Message queue is full."));
     }

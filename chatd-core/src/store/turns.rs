@@ -8,7 +8,7 @@ use codersdk::{
 };
 use sqlx::Row;
 
-use super::changes::{load_queue, pending_calls, promote_locked_head};
+use super::changes::{load_queue, pending_calls, promote_known_head};
 use super::chats::{insert_message_row, json_text, StepColumns};
 use super::{now_micros, uuid_text, ChatTx, Lease, LeaseState, MessageVisibility, NewMessage};
 use super::{Store, Transition};
@@ -258,7 +258,7 @@ async fn finish_in_tx(
         ));
     }
     let chat_id = tx.chat_id();
-    // The lock read the lease columns and the queue head: no second read.
+    // The lock read the lease columns: no second read.
     let chat = tx.locked_chat().await?;
     let state = chat.lease_state(lease);
     let mut t = chat.transition();
@@ -277,15 +277,51 @@ async fn finish_in_tx(
         .as_ref()
         .map(|e| json_text(serde_json::to_string(e), "error"))
         .transpose()?;
-    let conn = tx.conn();
-    let promoted = if target == ChatStatus::Waiting && !chat.archived {
-        // Auto-promotion (step 4): the shared promote path sets `pending` and clears
-        // the worker fields and `last_error`.
-        promote_locked_head(conn, &chat, &mut t, now).await?
+    // Auto-promotion (step 4) applies to a `waiting` target of a chat that is not archived.
+    // The status update is then guarded by an empty queue: a statement run under the lock
+    // sees every queue change committed before it (a PostgreSQL locking read that waited
+    // would not), and the common case — nothing queued — costs no read of the queue.
+    let may_promote = target == ChatStatus::Waiting && !chat.archived;
+    let guard = if may_promote {
+        " AND NOT EXISTS (SELECT 1 FROM chat_queued_messages q WHERE q.chat_id = $1)"
     } else {
-        false
+        ""
     };
-    if promoted {
+    let sql = format!(
+        "UPDATE chats SET status = $2, last_error = $3, worker_id = NULL, \
+         lease_epoch = lease_epoch + 1, started_at = NULL, heartbeat_at = NULL, \
+         retry_state = NULL, compaction_requested = 0, updated_at = $4 \
+         WHERE id = $1{guard}"
+    );
+    let written = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(uuid_text(chat_id))
+        .bind(target.as_str())
+        .bind(last_error)
+        .bind(now)
+        .execute(&mut *tx.conn())
+        .await
+        .db()?
+        .rows_affected()
+        > 0;
+    if written {
+        t.error = error;
+        if target == ChatStatus::RequiresAction {
+            t.action_required = Some(pending_calls(tx.conn(), chat_id).await?);
+        }
+        t.set_status(target);
+    } else {
+        // A message waits in the queue: the shared promote path sets `pending` and clears
+        // the worker fields and `last_error`.
+        let head = tx.queue_state().await?.head;
+        if !promote_known_head(tx.conn(), &chat, &mut t, head, now).await? {
+            // Nothing changes the queue while the lock is held; rolled back, the finish is
+            // retried (FINISH_ATTEMPTS) and at worst left to stale recovery.
+            return Err(Error::new(
+                ErrorKind::Database,
+                "the queue changed under the chat lock",
+            ));
+        }
+        let conn = tx.conn();
         sqlx::query(
             "UPDATE chats SET retry_state = NULL, compaction_requested = 0, \
              lease_epoch = lease_epoch + 1 WHERE id = $1",
@@ -295,25 +331,6 @@ async fn finish_in_tx(
         .await
         .db()?;
         t.queue = Some(load_queue(conn, chat_id).await?);
-    } else {
-        sqlx::query(
-            "UPDATE chats SET status = $2, last_error = $3, worker_id = NULL, \
-             lease_epoch = lease_epoch + 1, started_at = NULL, heartbeat_at = NULL, \
-             retry_state = NULL, compaction_requested = 0, updated_at = $4 \
-             WHERE id = $1",
-        )
-        .bind(uuid_text(chat_id))
-        .bind(target.as_str())
-        .bind(last_error)
-        .bind(now)
-        .execute(&mut *conn)
-        .await
-        .db()?;
-        t.error = error;
-        if target == ChatStatus::RequiresAction {
-            t.action_required = Some(pending_calls(conn, chat_id).await?);
-        }
-        t.set_status(target);
     }
     // The worker finishing is the lease's holder: no other turn ended.
     t.ended_turn = None;
