@@ -335,7 +335,7 @@ impl Store {
     /// the database file's mode) —, switched to WAL, and every connection gets
     /// `foreign_keys=ON`, a [`SQLITE_BUSY_TIMEOUT`] and [`StoreOptions::sqlite_synchronous`];
     /// besides the pool of [`StoreOptions::max_connections`] there is one write connection
-    /// that every write of the process queues for ([`Store::begin_write`]). PostgreSQL: with
+    /// that every write of the process queues for (`Store::begin_write`). PostgreSQL: with
     /// [`StoreOptions::schema`], every connection's `search_path` is that schema.
     pub async fn connect_with(options: StoreOptions) -> Result<Store> {
         Store::connect_with_timeouts(options, SQLITE_BUSY_TIMEOUT, SQLITE_WRITE_QUEUE_TIMEOUT).await
