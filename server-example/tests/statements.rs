@@ -230,6 +230,36 @@ fn report(label: &str, statements: &[String]) -> String {
     out
 }
 
+/// Configures OpenAI (Chat Completions) at `provider` and a default `gpt-4o` model with
+/// `context_limit`, as an administrator would.
+async fn configure_openai(admin: &Client, provider: &ReplayServer, context_limit: i64) {
+    admin
+        .create_chat_provider(&CreateChatProviderConfigRequest {
+            provider: "openai".into(),
+            api_key: Some(SecretString::from("sk-test-count")),
+            base_url: Some(provider.url("/v1")),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    admin
+        .create_chat_model_config(&CreateChatModelConfigRequest {
+            provider: "openai".into(),
+            model: "gpt-4o".into(),
+            is_default: Some(true),
+            context_limit: Some(context_limit),
+            model_config: Some(codersdk::ChatModelCallConfig {
+                openai_config: Some(codersdk::ChatModelOpenAIConfig {
+                    use_responses_api: Some(false),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
 /// Starts a server on `store` (the OpenAI provider pointing at `provider` is configured
 /// once per store), a member with a chat that answered its first message, its stream and
 /// watch sockets open; then runs [`WARM_UP_TURNS`] + [`COUNTED_TURNS`] turns and returns the
@@ -250,31 +280,7 @@ async fn count_turns(
         .await;
     let admin = Client::new(&server.base, ADMIN_TOKEN).unwrap();
     if admin.chat_model_configs().await.unwrap().is_empty() {
-        admin
-            .create_chat_provider(&CreateChatProviderConfigRequest {
-                provider: "openai".into(),
-                api_key: Some(SecretString::from("sk-test-count")),
-                base_url: Some(provider.url("/v1")),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        admin
-            .create_chat_model_config(&CreateChatModelConfigRequest {
-                provider: "openai".into(),
-                model: "gpt-4o".into(),
-                is_default: Some(true),
-                context_limit: Some(128_000),
-                model_config: Some(codersdk::ChatModelCallConfig {
-                    openai_config: Some(codersdk::ChatModelOpenAIConfig {
-                        use_responses_api: Some(false),
-                    }),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        configure_openai(&admin, provider, 128_000).await;
     }
     let member = server.user(username).await;
     let client = Client::new(&server.base, member.token.as_str()).unwrap();
@@ -429,31 +435,7 @@ async fn first_output_at_turn_400_against_turn_2() {
             .start()
             .await;
         let admin = Client::new(&server.base, ADMIN_TOKEN).unwrap();
-        admin
-            .create_chat_provider(&CreateChatProviderConfigRequest {
-                provider: "openai".into(),
-                api_key: Some(SecretString::from("sk-test-count")),
-                base_url: Some(provider.url("/v1")),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        admin
-            .create_chat_model_config(&CreateChatModelConfigRequest {
-                provider: "openai".into(),
-                model: "gpt-4o".into(),
-                is_default: Some(true),
-                context_limit: Some(10_000_000),
-                model_config: Some(codersdk::ChatModelCallConfig {
-                    openai_config: Some(codersdk::ChatModelOpenAIConfig {
-                        use_responses_api: Some(false),
-                    }),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        configure_openai(&admin, &provider, 10_000_000).await;
         let chat = admin
             .create_chat(&CreateChatRequest {
                 content: vec![ChatInputPart::text("hello")],

@@ -54,7 +54,8 @@ impl Histories {
         match read {
             HistoryRead::Full { messages, mark } => {
                 state.remove(chat_id);
-                if let Some(mark) = mark {
+                // Copied only when it will be held.
+                if let (Some(mark), true) = (mark, messages.len() <= MAX_CACHED_HISTORY_MESSAGES) {
                     state.insert(chat_id, mark, messages.clone(), now);
                 }
                 Some(messages)
@@ -93,9 +94,6 @@ impl State {
     }
 
     fn insert(&mut self, chat_id: Uuid, mark: HistoryMark, messages: Vec<ChatMessage>, now: u64) {
-        if messages.len() > MAX_CACHED_HISTORY_MESSAGES {
-            return;
-        }
         self.rows = self.rows.saturating_add(messages.len());
         self.entries.insert(
             chat_id,

@@ -37,9 +37,6 @@ pub(super) struct LockedChat {
     pub(super) archived: bool,
     worker_id: Option<Uuid>,
     epoch: i64,
-    /// The chat's queue, when the locking statement could read it under the lock (see
-    /// `ChatTx::queue_state`).
-    pub(super) queue: Option<QueueState>,
 }
 
 /// The size and head of a locked chat's queue.
@@ -71,7 +68,6 @@ impl LockedChat {
             archived: row.try_get::<i64, _>("archived").db()? != 0,
             worker_id: get_opt_uuid(row, "worker_id")?,
             epoch: row.try_get("lease_epoch").db()?,
-            queue: None,
         })
     }
 
@@ -102,15 +98,9 @@ impl LockedChat {
 pub(super) const LOCKED_CHAT_COLUMNS: &str =
     "id, owner_id, status, archived, worker_id, lease_epoch";
 
-/// The queue's size and head as columns beside [`LOCKED_CHAT_COLUMNS`] ([`QueueState`]).
-/// Only where the statement's snapshot is taken under the lock (SQLite's `BEGIN
-/// IMMEDIATE`): a PostgreSQL statement that waits for a row lock keeps the snapshot it
-/// started with, so subqueries in it would miss what the lock holder committed.
-pub(super) const QUEUE_STATE_COLUMNS: &str =
-    "(SELECT COUNT(*) FROM chat_queued_messages q WHERE q.chat_id = chats.id) AS queued, \
-     (SELECT MIN(q.id) FROM chat_queued_messages q WHERE q.chat_id = chats.id) AS queue_head";
-
-/// Reads the queue state of a locked chat, in a statement of its own (after the lock).
+/// Reads the queue state of a locked chat, in a statement of its own after the lock: a
+/// PostgreSQL locking read that waited keeps the snapshot it started with, so a subquery in
+/// it would miss what the lock's previous holder queued.
 pub(super) async fn queue_state(conn: &mut AnyConnection, chat_id: Uuid) -> Result<QueueState> {
     let row = sqlx::query(
         "SELECT COUNT(*) AS queued, MIN(id) AS queue_head FROM chat_queued_messages \
@@ -198,17 +188,7 @@ pub(super) async fn set_pending_for_new_message(
     chat_id: Uuid,
     now: i64,
 ) -> Result<()> {
-    sqlx::query(
-        "UPDATE chats SET status = $2, last_error = NULL, worker_id = NULL, started_at = NULL, \
-         heartbeat_at = NULL, updated_at = $3 WHERE id = $1",
-    )
-    .bind(uuid_text(chat_id))
-    .bind(ChatStatus::Pending.as_str())
-    .bind(now)
-    .execute(&mut *conn)
-    .await
-    .db()?;
-    Ok(())
+    set_pending(conn, chat_id, now, "").await.map(|_| ())
 }
 
 /// [`set_pending_for_new_message`] only while the chat's queue is empty, in one statement
@@ -219,17 +199,30 @@ pub(super) async fn set_pending_if_queue_empty(
     chat_id: Uuid,
     now: i64,
 ) -> Result<bool> {
-    let done = sqlx::query(
+    set_pending(conn, chat_id, now, QUEUE_EMPTY_GUARD).await
+}
+
+/// The condition, appended to an update of chat `$1`, that its queue is empty.
+pub(super) const QUEUE_EMPTY_GUARD: &str =
+    " AND NOT EXISTS (SELECT 1 FROM chat_queued_messages q WHERE q.chat_id = $1)";
+
+async fn set_pending(
+    conn: &mut AnyConnection,
+    chat_id: Uuid,
+    now: i64,
+    guard: &str,
+) -> Result<bool> {
+    let sql = format!(
         "UPDATE chats SET status = $2, last_error = NULL, worker_id = NULL, started_at = NULL, \
-         heartbeat_at = NULL, updated_at = $3 WHERE id = $1 \
-         AND NOT EXISTS (SELECT 1 FROM chat_queued_messages q WHERE q.chat_id = $1)",
-    )
-    .bind(uuid_text(chat_id))
-    .bind(ChatStatus::Pending.as_str())
-    .bind(now)
-    .execute(&mut *conn)
-    .await
-    .db()?;
+         heartbeat_at = NULL, updated_at = $3 WHERE id = $1{guard}"
+    );
+    let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(uuid_text(chat_id))
+        .bind(ChatStatus::Pending.as_str())
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .db()?;
     Ok(done.rows_affected() > 0)
 }
 

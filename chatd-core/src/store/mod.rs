@@ -257,18 +257,10 @@ impl ChatTx {
 
     /// The chat as it was locked, before any write of this transaction: what the locking
     /// statement read, else one read now. Call it before writing to the chat.
-    /// The size and head of the locked chat's queue: as the locking statement read it
-    /// (SQLite), else one read now, under the lock (PostgreSQL). Call it before changing the
-    /// queue.
+    /// The size and head of the locked chat's queue, read now under the lock. Call it
+    /// before changing the queue.
     async fn queue_state(&mut self) -> Result<changes::QueueState> {
-        if let Some(queue) = self.locked.as_ref().and_then(|chat| chat.queue) {
-            return Ok(queue);
-        }
-        let queue = changes::queue_state(&mut self.tx, self.chat_id).await?;
-        if let Some(chat) = self.locked.as_mut() {
-            chat.queue = Some(queue);
-        }
-        Ok(queue)
+        changes::queue_state(&mut self.tx, self.chat_id).await
     }
 
     async fn locked_chat(&mut self) -> Result<changes::LockedChat> {
@@ -509,14 +501,14 @@ impl Store {
     /// [`ErrorKind::NotFound`] when the chat does not exist.
     pub async fn begin_chat_tx(&self, chat_id: Uuid) -> Result<ChatTx> {
         let mut tx = self.begin_write().await?;
-        // The lock and the chat's state (owner, lease, status) in one round trip; on SQLite,
-        // whose statement sees everything committed before the write lock, the queue too.
+        // The lock and the chat's state (owner, lease, status) in one round trip.
         let sql = match self.dialect {
-            Dialect::Sqlite => format!(
-                "SELECT {}, {} FROM chats WHERE id = $1",
-                changes::LOCKED_CHAT_COLUMNS,
-                changes::QUEUE_STATE_COLUMNS
-            ),
+            Dialect::Sqlite => {
+                format!(
+                    "SELECT {} FROM chats WHERE id = $1",
+                    changes::LOCKED_CHAT_COLUMNS
+                )
+            }
             Dialect::Postgres => format!(
                 "SELECT {} FROM chats WHERE id = $1 FOR UPDATE",
                 changes::LOCKED_CHAT_COLUMNS
@@ -531,10 +523,7 @@ impl Store {
             tx.rollback().await.db()?;
             return Err(chat_not_found(chat_id));
         };
-        let mut locked = changes::LockedChat::from_row(&row)?;
-        if self.dialect == Dialect::Sqlite {
-            locked.queue = Some(changes::QueueState::from_row(&row)?);
-        }
+        let locked = changes::LockedChat::from_row(&row)?;
         Ok(ChatTx {
             tx,
             chat_id,

@@ -8,7 +8,7 @@ use codersdk::{
 };
 use sqlx::Row;
 
-use super::changes::{load_queue, pending_calls, promote_known_head};
+use super::changes::{load_queue, pending_calls, promote_known_head, QUEUE_EMPTY_GUARD};
 use super::chats::{insert_message_row, json_text, StepColumns};
 use super::{now_micros, uuid_text, ChatTx, Lease, LeaseState, MessageVisibility, NewMessage};
 use super::{Store, Transition};
@@ -282,11 +282,7 @@ async fn finish_in_tx(
     // sees every queue change committed before it (a PostgreSQL locking read that waited
     // would not), and the common case — nothing queued — costs no read of the queue.
     let may_promote = target == ChatStatus::Waiting && !chat.archived;
-    let guard = if may_promote {
-        " AND NOT EXISTS (SELECT 1 FROM chat_queued_messages q WHERE q.chat_id = $1)"
-    } else {
-        ""
-    };
+    let guard = if may_promote { QUEUE_EMPTY_GUARD } else { "" };
     let sql = format!(
         "UPDATE chats SET status = $2, last_error = $3, worker_id = NULL, \
          lease_epoch = lease_epoch + 1, started_at = NULL, heartbeat_at = NULL, \
