@@ -486,6 +486,8 @@ pub fn fast_settings() -> EngineSettings {
     s.stale_after = Duration::from_millis(400);
     s.recovery_interval = Duration::from_millis(100);
     s.shutdown_timeout = Duration::from_secs(5);
+    // Summaries follow their turn at once, so tests need not wait for the delay.
+    s.turn_summary_delay = Duration::ZERO;
     s
 }
 

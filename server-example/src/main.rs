@@ -146,6 +146,11 @@ struct ServeArgs {
     /// from the title model: one more model call and a few statements after every turn.
     #[arg(long, env = "CHATD_TURN_SUMMARIES", default_value_t = true, action = clap::ArgAction::Set)]
     turn_summaries: bool,
+    /// How long after a completed turn its summary is made; a chat that runs again by
+    /// then gets none for that turn (`0s`: at once).
+    #[arg(long, env = "CHATD_TURN_SUMMARY_DELAY", value_parser = parse_delay,
+          default_value = "2s")]
+    turn_summary_delay: Duration,
 }
 
 /// The values of `--workspace-sandbox`.
@@ -234,8 +239,8 @@ fn parse_access_url(value: &str) -> Result<AccessUrl, String> {
 }
 
 /// A duration flag: whole seconds (`10`) or a number with a unit (`500ms`, `10s`, `2m`,
-/// `1h`).
-fn parse_duration(value: &str) -> Result<Duration, String> {
+/// `1h`); zero allowed.
+fn parse_delay(value: &str) -> Result<Duration, String> {
     let value = value.trim();
     let split = value
         .find(|c: char| !c.is_ascii_digit())
@@ -251,6 +256,12 @@ fn parse_duration(value: &str) -> Result<Duration, String> {
         "h" => Duration::from_secs(number.saturating_mul(3600)),
         _ => return Err(format!("`{value}`: the unit must be ms, s, m or h")),
     };
+    Ok(duration)
+}
+
+/// [`parse_delay`] for settings that must be positive (intervals, timeouts).
+fn parse_duration(value: &str) -> Result<Duration, String> {
+    let duration = parse_delay(value)?;
     if duration.is_zero() {
         return Err("must be positive".to_owned());
     }
@@ -401,6 +412,10 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "CHATD_TURN_SUMMARIES",
         "true|false: a 2-5 word summary after each turn (--turn-summaries)",
     ),
+    (
+        "CHATD_TURN_SUMMARY_DELAY",
+        "how long after a turn its summary is made (--turn-summary-delay)",
+    ),
     ("CHATD_URL", "server URL of `chat` (--url)"),
     ("CHATD_TOKEN", "API token of `chat` (--token)"),
 ];
@@ -493,6 +508,7 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     options.engine.recovery_interval = args.recovery_interval;
     options.engine.liveness_interval = args.liveness_interval;
     options.turn_summaries = args.turn_summaries;
+    options.engine.turn_summary_delay = args.turn_summary_delay;
     options.deployment_keys = deployment_keys_from_env()?;
     options.admin_token = std::env::var(ADMIN_TOKEN_VAR)
         .ok()
@@ -700,6 +716,9 @@ mod tests {
         assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("1ms"), Ok(Duration::from_millis(1)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        // A delay may be zero; an interval may not.
+        assert_eq!(parse_delay("0s"), Ok(Duration::ZERO));
+        assert!(parse_duration("0s").is_err());
         for bad in [
             "0",
             "0ms",

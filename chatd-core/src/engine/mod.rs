@@ -91,6 +91,11 @@ pub const DEFAULT_MAX_RUNNING_ROOT_CHATS: usize = 5;
 pub const DEFAULT_MAX_RUNNING_SUBAGENTS: usize = 10;
 /// Output token limit of a model call whose model config sets none.
 pub const DEFAULT_MAX_OUTPUT_TOKENS: i64 = 32_000;
+/// How long after a completed turn its summary (engine.md §10.3) is generated: a chat that
+/// moved on meanwhile (the user answered at once, so it runs again) gets no label for that
+/// turn — it would describe a state the chat already left — and the model call is saved;
+/// the label follows the next turn that completes and stays completed this long.
+pub const DEFAULT_TURN_SUMMARY_DELAY: Duration = Duration::from_secs(2);
 /// How long [`Engine::shutdown`] waits for running turns to hand their chats back.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long [`Engine::drain`] lets running turns finish before handing the rest back (the
@@ -125,6 +130,14 @@ pub struct EngineSettings {
     pub default_max_output_tokens: i64,
     /// See [`DEFAULT_SHUTDOWN_TIMEOUT`].
     pub shutdown_timeout: Duration,
+    /// See [`DEFAULT_TURN_SUMMARY_DELAY`]; zero generates the summary at once.
+    pub turn_summary_delay: Duration,
+    /// Whether a send to an idle chat claims its turn for this process when it has a free
+    /// turn slot, so the turn starts without waiting for the run loop (on by default;
+    /// docs/turn-path.md "The send claims its own turn"). Off: every turn is claimed by a
+    /// run loop, so which replica runs a turn does not depend on which one received the
+    /// request.
+    pub claim_on_send: bool,
     /// See [`DEFAULT_LIVENESS_INTERVAL`](crate::cluster::DEFAULT_LIVENESS_INTERVAL)
     /// (PostgreSQL only).
     pub liveness_interval: Duration,
@@ -143,6 +156,8 @@ impl Default for EngineSettings {
             max_running_subagents: DEFAULT_MAX_RUNNING_SUBAGENTS,
             default_max_output_tokens: DEFAULT_MAX_OUTPUT_TOKENS,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            turn_summary_delay: DEFAULT_TURN_SUMMARY_DELAY,
+            claim_on_send: true,
             liveness_interval: crate::cluster::DEFAULT_LIVENESS_INTERVAL,
         }
     }
@@ -453,6 +468,12 @@ pub(crate) struct Inner {
     /// claims again. After a claim that found fewer chats than it could take, nothing waits
     /// that a wake-up or the acquire interval would not bring (docs/turn-path.md).
     pub(crate) claim_more: std::sync::atomic::AtomicBool,
+    /// Turn slots reserved by sends that may claim their own turn
+    /// ([`Inner::reserve_send_slot`]), counted with `active` against `max_active_turns`.
+    pub(crate) send_slots: std::sync::atomic::AtomicUsize,
+    /// The newest turn summary scheduled per chat (a counter): a summary still waiting for
+    /// its delay when a later turn of the chat scheduled its own is dropped.
+    pub(crate) summaries: Mutex<HashMap<Uuid, u64>>,
     /// The prompt histories of chats this engine ran, for the next turn's appended read.
     pub(crate) histories: histories::Histories,
     /// This process's running turns, by lease: two turns of one chat may overlap (one
@@ -568,6 +589,8 @@ impl Engine {
             worker_id,
             wake: Notify::new(),
             claim_more: std::sync::atomic::AtomicBool::new(true),
+            send_slots: std::sync::atomic::AtomicUsize::new(0),
+            summaries: Mutex::new(HashMap::new()),
             histories: histories::Histories::default(),
             active: Mutex::new(HashMap::new()),
             hook: config.hook,

@@ -213,41 +213,31 @@ impl Engine {
             plan_mode: valid.plan_mode,
             mcp_server_ids: valid.mcp_server_ids,
         };
-        let sent = if plain {
-            match self
-                .inner
-                .store
-                .send_message_as(chat_id, actor.user_id, send)
-                .await
-            {
-                Ok(sent) => sent,
-                // Not the owner's (or gone): the full check gives the caller's answer
-                // (an admin may see the chat but not write to it).
-                Err(e) if e.kind() == ErrorKind::NotFound => {
-                    self.authorized_chat(actor, chat_id, Access::Write).await?;
-                    return Err(e);
-                }
-                Err(e) => return Err(e),
+        let owner = plain.then_some(actor.user_id);
+        let sent = match self.inner.send_and_publish(chat_id, owner, send).await {
+            Ok(sent) => sent,
+            // Not the owner's (or gone): the full check gives the caller's answer (an
+            // admin may see the chat but not write to it).
+            Err(e) if plain && e.kind() == ErrorKind::NotFound => {
+                self.authorized_chat(actor, chat_id, Access::Write).await?;
+                return Err(e);
             }
-        } else {
-            self.inner.store.send_message(chat_id, send).await?
+            Err(e) => return Err(e),
         };
-        let response = match &sent.outcome {
+        Ok(match sent {
             SendOutcome::Inserted(message) => CreateChatMessageResponse {
-                message: Some(message.clone()),
+                message: Some(message),
                 queued_message: None,
                 queued: false,
                 warnings: Vec::new(),
             },
             SendOutcome::Queued { queued, .. } => CreateChatMessageResponse {
                 message: None,
-                queued_message: Some(queued.clone()),
+                queued_message: Some(queued),
                 queued: true,
                 warnings: Vec::new(),
             },
-        };
-        self.inner.publish(sent.transition).await;
-        Ok(response)
+        })
     }
 
     /// The chat's queue, oldest first.

@@ -4,11 +4,14 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use codersdk::{ChatStatus, Timestamp};
+use codersdk::{ChatStatus, Timestamp, Uuid};
 use tokio::time::MissedTickBehavior;
 
 use super::{lock, turn, Inner, StopCause, TurnControl};
-use crate::store::{ClaimLimits, LeaseState, MAX_CLAIM_BATCH};
+use crate::error::{Error, ErrorKind, Result};
+use crate::store::{
+    ClaimLimits, Lease, LeaseState, SendClaim, SendMessage, SendOutcome, MAX_CLAIM_BATCH,
+};
 
 /// How long the run loop waits before claiming again when a pending chat it had a place
 /// for was locked by another transaction (PostgreSQL's claims skip locked rows; the usual
@@ -48,7 +51,7 @@ async fn claim(inner: &Arc<Inner>) {
         let free = inner
             .settings
             .max_active_turns
-            .saturating_sub(lock(&inner.active).len());
+            .saturating_sub(lock(&inner.active).len() + inner.send_slots.load(Ordering::Acquire));
         let batch = free.min(MAX_CLAIM_BATCH);
         if batch == 0 {
             // No free slot: a chat may be waiting for one.
@@ -91,11 +94,130 @@ async fn claim(inner: &Arc<Inner>) {
         for lease in leases {
             let control = Arc::new(TurnControl::new(lease));
             lock(&inner.active).insert(lease, Arc::clone(&control));
-            inner.spawn(turn::run_turn(Arc::clone(inner), control));
+            inner.spawn(turn::run_turn(
+                Arc::clone(inner),
+                control,
+                turn::Announced::No,
+            ));
         }
         if !full {
             return;
         }
+    }
+}
+
+/// A turn slot of this process reserved by a send that may claim its own turn
+/// ([`Inner::reserve_send_slot`]); counted with the running turns against
+/// `max_active_turns` until dropped.
+pub(crate) struct SendSlot {
+    inner: Arc<Inner>,
+}
+
+impl SendSlot {
+    /// What the send asks the store for.
+    fn claim(&self) -> SendClaim {
+        SendClaim {
+            worker_id: self.inner.worker_id,
+            max_running_root_chats: self.inner.settings.max_running_root_chats,
+        }
+    }
+}
+
+impl Drop for SendSlot {
+    fn drop(&mut self) {
+        self.inner.send_slots.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Inner {
+    /// A turn slot for a send that claims the turn it starts, when claims on send are on
+    /// and this process takes work (not draining), has a free slot, and its last claim left nothing pending (a
+    /// send does not overtake chats already waiting; the store checks that too, across
+    /// replicas). `None`: the send leaves the chat `pending` for the run loop.
+    fn reserve_send_slot(self: &Arc<Self>) -> Option<SendSlot> {
+        if !self.settings.claim_on_send
+            || self.draining.is_cancelled()
+            || self.claim_more.load(Ordering::Relaxed)
+        {
+            return None;
+        }
+        let reserved = self.send_slots.fetch_add(1, Ordering::AcqRel) + 1;
+        let slot = SendSlot {
+            inner: Arc::clone(self),
+        };
+        let running = lock(&self.active).len();
+        (running + reserved <= self.settings.max_active_turns).then_some(slot)
+    }
+
+    /// Sends a user message (to a chat of `owner`'s when given) and publishes what it
+    /// committed. A send to an idle chat claims its turn for this process when it has a
+    /// place ([`Store::send_and_claim`](crate::store::Store::send_and_claim)), so the turn
+    /// starts without waiting for the run loop and a claim transaction: the turn is
+    /// registered and its buffer opened before the publication announces `running`, and
+    /// started after it, so subscribers get the message and the status before any part.
+    /// A claiming send runs in a task of its own: a caller that goes away after the commit
+    /// (a client that disconnects) must not leave the chat `running` with no turn.
+    pub(crate) async fn send_and_publish(
+        self: &Arc<Self>,
+        chat_id: Uuid,
+        owner: Option<Uuid>,
+        send: SendMessage,
+    ) -> Result<SendOutcome> {
+        let Some(slot) = self.reserve_send_slot() else {
+            let sent = match owner {
+                Some(owner) => self.store.send_message_as(chat_id, owner, send).await?,
+                None => self.store.send_message(chat_id, send).await?,
+            };
+            self.publish(sent.transition).await;
+            return Ok(sent.outcome);
+        };
+        let inner = Arc::clone(self);
+        let task = tokio::spawn(async move {
+            let sent = inner
+                .store
+                .send_and_claim(chat_id, owner, send, slot.claim())
+                .await?;
+            let control = sent.claimed.map(|lease| inner.adopt_claimed_turn(lease));
+            // Registered: the turn counts as running now.
+            drop(slot);
+            inner.publish(sent.transition).await;
+            if let Some(control) = control {
+                inner.start_claimed_turn(control);
+            }
+            Ok(sent.outcome)
+        });
+        match task.await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(Error::new(
+                ErrorKind::ShuttingDown,
+                "the server is shutting down",
+            )),
+        }
+    }
+
+    /// Registers the turn a send claimed (`lease`) as running here and opens its buffer,
+    /// before the send's publication announces `running`.
+    fn adopt_claimed_turn(&self, lease: Lease) -> Arc<TurnControl> {
+        self.observer.claimed(1);
+        let control = Arc::new(TurnControl::new(lease));
+        lock(&self.active).insert(lease, Arc::clone(&control));
+        self.begin_turn(lease.chat_id);
+        if self.shutdown.is_cancelled() {
+            // Shutdown may have looked at the running turns before this one joined them:
+            // it ends at once and hands the chat back.
+            control.stop(StopCause::Shutdown);
+        }
+        control
+    }
+
+    /// Starts the turn [`Inner::adopt_claimed_turn`] registered.
+    fn start_claimed_turn(self: &Arc<Self>, control: Arc<TurnControl>) {
+        self.spawn(turn::run_turn(
+            Arc::clone(self),
+            control,
+            turn::Announced::Yes,
+        ));
     }
 }
 

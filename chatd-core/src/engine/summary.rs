@@ -36,7 +36,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use codersdk::{ChatMessage, ChatMessageRole, ChatStatus, ChatWatchEventKind, MessagePage, Uuid};
+use codersdk::{ChatMessage, ChatMessageRole, ChatStatus, ChatWatchEventKind, Uuid};
 
 use super::models::{ResolvedModel, TurnModelRequest};
 use super::titles::{clip, clip_start, turns};
@@ -82,12 +82,32 @@ pub(crate) fn wanted(inner: &Inner, outcome: &TurnOutcome, finished: &Transition
         && finished.status == ChatStatus::Waiting
 }
 
-/// Starts the summary of `chat_id`'s latest turn in the background.
+/// Starts the summary of `chat_id`'s latest turn in the background, after
+/// [`EngineSettings::turn_summary_delay`](super::EngineSettings::turn_summary_delay): it is
+/// skipped when a later turn of the chat scheduled its own meanwhile, or when the chat is
+/// no longer `waiting` then (it moved on; the label would describe a state it left).
 pub(crate) fn spawn(inner: &Arc<Inner>, chat_id: Uuid) {
+    let ticket = {
+        let mut scheduled = super::lock(&inner.summaries);
+        let next = scheduled.get(&chat_id).map_or(0, |n| n.wrapping_add(1));
+        scheduled.insert(chat_id, next);
+        next
+    };
     let task_inner = Arc::clone(inner);
     inner.spawn(async move {
-        if let Err(e) = summarize(&task_inner, chat_id).await {
-            tracing::warn!(%chat_id, error = %e, "turn summary skipped: the chat could not be read or written");
+        let delay = task_inner.settings.turn_summary_delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let latest = super::lock(&task_inner.summaries).get(&chat_id) == Some(&ticket);
+        if latest {
+            if let Err(e) = summarize(&task_inner, chat_id).await {
+                tracing::warn!(%chat_id, error = %e, "turn summary skipped: the chat could not be read or written");
+            }
+            let mut scheduled = super::lock(&task_inner.summaries);
+            if scheduled.get(&chat_id) == Some(&ticket) {
+                scheduled.remove(&chat_id);
+            }
         }
     });
 }
@@ -96,30 +116,24 @@ pub(crate) fn spawn(inner: &Arc<Inner>, chat_id: Uuid) {
 /// failures come back, model failures clear the label.
 async fn summarize(inner: &Inner, chat_id: Uuid) -> Result<()> {
     let store = &inner.store;
-    // Captured first: anything committed from here on makes the write below miss.
-    let Some(as_of) = store.newest_message_id(chat_id).await? else {
+    // The guard's message id is read first: anything committed from here on makes the
+    // write below miss.
+    let Some(source) = store
+        .turn_summary_source(chat_id, TURN_SUMMARY_CONTEXT_MESSAGES)
+        .await?
+    else {
         return Ok(());
     };
-    let Some(chat) = store.get_chat(chat_id).await? else {
-        return Ok(());
-    };
-    if chat.parent_chat_id.is_some() {
+    if source.parent_chat_id.is_some() || source.status != ChatStatus::Waiting {
         return Ok(());
     }
-    let newest = MessagePage {
-        before_id: None,
-        after_id: None,
-        limit: TURN_SUMMARY_CONTEXT_MESSAGES,
-        ascending: false,
-    };
-    let (mut messages, _) = store.list_messages(chat_id, &newest).await?;
-    messages.reverse();
+    let (as_of, messages) = (source.as_of, source.messages);
     let call = match summary_transcript(&messages) {
         Some(transcript) => {
             let request = TurnModelRequest {
                 chat_id,
-                owner_id: chat.owner_id,
-                organization_id: chat.organization_id,
+                owner_id: source.owner_id,
+                organization_id: source.organization_id,
                 // The turn's own resolution: the newest user message's model, else the
                 // chat's last.
                 requested: messages
@@ -127,7 +141,7 @@ async fn summarize(inner: &Inner, chat_id: Uuid) -> Result<()> {
                     .rev()
                     .find(|m| m.role == ChatMessageRole::User)
                     .and_then(|m| m.model_config_id),
-                last: chat.last_model_config_id,
+                last: source.last_model_config_id,
                 reasoning_effort: None,
             };
             generate(inner, chat_id, request, transcript).await

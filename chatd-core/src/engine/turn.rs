@@ -49,7 +49,17 @@ enum TurnEnd {
 }
 
 /// Runs the turn of `control.lease` to its end and finishes it; never panics outward.
-pub(crate) async fn run_turn(inner: Arc<Inner>, control: Arc<TurnControl>) {
+/// Whether a turn's start was already announced: a send that claimed its own turn
+/// registered it, opened its buffer and published `running` with its message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Announced {
+    /// Claimed by the run loop: the turn opens its buffer and announces `running` itself.
+    No,
+    /// Claimed by a send ([`Inner::adopt_claimed_turn`]).
+    Yes,
+}
+
+pub(crate) async fn run_turn(inner: Arc<Inner>, control: Arc<TurnControl>, announced: Announced) {
     // One span per turn, so every log line of the turn (model calls, tools, retries) names
     // its chat and worker.
     let span = tracing::info_span!(
@@ -58,15 +68,18 @@ pub(crate) async fn run_turn(inner: Arc<Inner>, control: Arc<TurnControl>) {
         worker = %control.lease.worker_id,
         epoch = control.lease.epoch,
     );
-    tracing::Instrument::instrument(turn_body(inner, control), span).await;
+    tracing::Instrument::instrument(turn_body(inner, control, announced), span).await;
 }
 
-async fn turn_body(inner: Arc<Inner>, control: Arc<TurnControl>) {
+async fn turn_body(inner: Arc<Inner>, control: Arc<TurnControl>, announced: Announced) {
     let lease = control.lease;
     let chat_id = lease.chat_id;
-    // Buffer before announcing `running`, so a client that sees the status sees every part.
-    inner.begin_turn(chat_id);
-    inner.publish_status(chat_id, ChatStatus::Running).await;
+    if announced == Announced::No {
+        // Buffer before announcing `running`, so a client that sees the status sees every
+        // part.
+        inner.begin_turn(chat_id);
+        inner.publish_status(chat_id, ChatStatus::Running).await;
+    }
     let end = match AssertUnwindSafe(turn_loop(&inner, &control))
         .catch_unwind()
         .await

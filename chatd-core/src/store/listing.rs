@@ -16,7 +16,9 @@ use codersdk::{
 use sqlx::any::AnyArguments;
 use sqlx::{Any, AnyConnection, Row};
 
-use super::chats::{chat_from_row, load_labels, CHAT_COLUMNS, UNREAD_EXISTS};
+use super::chats::{
+    chat_from_row, load_labels, message_from_row, CHAT_COLUMNS, MESSAGE_COLUMNS, UNREAD_EXISTS,
+};
 use super::{chat_not_found, get_bool, get_opt_uuid, get_uuid, uuid_text, ChatTx, Dialect, Store};
 use crate::error::{DbResultExt, Error, ErrorKind, Result};
 
@@ -744,6 +746,60 @@ impl Store {
         tx.finish(result).await
     }
 
+    /// What a turn summary starts from, in two statements and no separate existence
+    /// check: the chat's owner, organization, parent, last model and status with the id of its
+    /// newest non-deleted message (the guard of [`Store::set_turn_summary_if`], read
+    /// first, so anything committed after it makes the write miss), then its newest `limit`
+    /// user-visible messages, oldest first. `None` when the chat does not exist or has no
+    /// message.
+    pub async fn turn_summary_source(
+        &self,
+        chat_id: Uuid,
+        limit: i64,
+    ) -> Result<Option<TurnSummarySource>> {
+        let mut conn = self.pool().acquire().await.db()?;
+        let row = sqlx::query(
+            "SELECT owner_id, organization_id, parent_chat_id, last_model_config_id, status, \
+             (SELECT MAX(id) FROM chat_messages m WHERE m.chat_id = chats.id \
+              AND m.deleted = 0) AS newest_id \
+             FROM chats WHERE id = $1",
+        )
+        .bind(uuid_text(chat_id))
+        .fetch_optional(&mut *conn)
+        .await
+        .db()?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let Some(as_of) = row.try_get::<Option<i64>, _>("newest_id").db()? else {
+            return Ok(None);
+        };
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM chat_messages WHERE chat_id = $1 \
+             AND visibility IN ('user', 'both') AND deleted = 0 ORDER BY id DESC LIMIT $2"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(uuid_text(chat_id))
+            .bind(limit.max(0))
+            .fetch_all(&mut *conn)
+            .await
+            .db()?;
+        let mut messages = rows
+            .iter()
+            .map(message_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        messages.reverse();
+        Ok(Some(TurnSummarySource {
+            owner_id: get_uuid(&row, "owner_id")?,
+            organization_id: get_uuid(&row, "organization_id")?,
+            parent_chat_id: get_opt_uuid(&row, "parent_chat_id")?,
+            last_model_config_id: get_uuid(&row, "last_model_config_id")?,
+            status: codersdk::ChatStatus::from_wire(&row.try_get::<String, _>("status").db()?),
+            as_of,
+            messages,
+        }))
+    }
+
     /// The id of the chat's newest message that is not deleted, whatever its visibility;
     /// `None` when it has none. Hidden usage rows are deleted from the start, so a model
     /// call's accounting never counts as a new message. The stale-write guard of
@@ -805,6 +861,26 @@ impl Store {
             }
         }
     }
+}
+
+/// What [`Store::turn_summary_source`] reads.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct TurnSummarySource {
+    /// The chat's owner.
+    pub owner_id: Uuid,
+    /// The chat's organization.
+    pub organization_id: Uuid,
+    /// The parent of a sub-agent chat.
+    pub parent_chat_id: Option<Uuid>,
+    /// The chat's last model config.
+    pub last_model_config_id: Uuid,
+    /// The chat's status.
+    pub status: codersdk::ChatStatus,
+    /// The newest non-deleted message, whatever its visibility, when this was read.
+    pub as_of: i64,
+    /// The newest user-visible messages, oldest first.
+    pub messages: Vec<codersdk::ChatMessage>,
 }
 
 /// Locks the owner of `chat_id`, then the chat; `false` when the chat does not exist.

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use codersdk::{Timestamp, Uuid};
 use sqlx::any::AnyPoolOptions;
-use sqlx::{Any, AnyConnection, AnyPool, Executor, Row, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Row, Transaction};
 
 use crate::error::{DbResultExt, Error, ErrorKind, Result};
 
@@ -62,7 +62,9 @@ pub use leases::{
     ClaimLimits, Claimed, Lease, LeaseState, RecoveredChats, CLAIM_ADVISORY_LOCK_KEY,
     DYNAMIC_TOOL_TIMEOUT_MESSAGE, MAX_CLAIM_BATCH, MAX_LEASES_PER_HEARTBEAT_STATEMENT,
 };
-pub use listing::{normalize_turn_summary, ChatListQuery, MAX_TURN_SUMMARY_RUNES};
+pub use listing::{
+    normalize_turn_summary, ChatListQuery, TurnSummarySource, MAX_TURN_SUMMARY_RUNES,
+};
 pub use mcp::{
     mcp_secret_aad, McpSecretColumn, McpSecretRotationFailure, McpSecretRotationReport,
     McpServerFilter, McpServerSecrets, McpUserSecretRotationFailure, INVALID_MCP_SERVER_MESSAGE,
@@ -77,7 +79,7 @@ pub use mcp_auth::{
     MAX_MCP_OAUTH2_STATE_LEN, MCP_OAUTH2_STATE_EXPIRED_MESSAGE, MCP_OAUTH2_STATE_INVALID_MESSAGE,
     MCP_OAUTH2_STATE_TTL,
 };
-pub use queue::{Promoted, SendMessage, SendOutcome, SendResult, MAX_QUEUED_MESSAGES};
+pub use queue::{Promoted, SendClaim, SendMessage, SendOutcome, SendResult, MAX_QUEUED_MESSAGES};
 pub(crate) use subagents::is_running_state;
 pub use subagents::{NewSubagent, SubagentInfo};
 pub use tokens::{
@@ -107,8 +109,25 @@ pub const SQLITE_WRITE_QUEUE_TIMEOUT: Duration = DEFAULT_ACQUIRE_TIMEOUT;
 /// order instead of sleeping in SQLite's busy handler (docs/engine-design.md).
 const SQLITE_WRITE_CONNECTIONS: u32 = 1;
 
+/// How often the store checkpoints SQLite's write-ahead log into the database file, in
+/// the background (`PRAGMA wal_checkpoint(PASSIVE)` on a read connection). SQLite's own
+/// automatic checkpoint (every 1 000 pages) runs inside the commit that crosses the mark
+/// and syncs the database file there, one commit in a few hundred taking milliseconds; the
+/// store turns it off and checkpoints beside the writer instead, so no commit waits for a
+/// checkpoint. The log grows by at most what is written in this long before it is copied
+/// back and reused.
+pub const SQLITE_CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
+
 /// Default size of the connection pool.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
+
+/// A pooled PostgreSQL connection idle for longer than this is pinged before it is handed
+/// out (and replaced when the ping fails); one used more recently is handed out as it is.
+/// sqlx's default pings on every acquire, one round trip more before every statement or
+/// transaction of a hot path; a connection that broke less than this long ago fails its
+/// statement instead (as a connection that breaks mid-use always does). SQLite connections
+/// are never pinged: a local file does not go away under an open connection.
+pub const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
 
 /// How long acquiring a pooled connection may wait before failing.
 pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -220,6 +239,46 @@ pub struct Store {
     url: ConnectUrl,
     /// The hot-config cache every clone shares ([`crate::configcache`]).
     config_cache: std::sync::Arc<crate::configcache::ConfigCache>,
+    /// SQLite: stops the background checkpoints when the last clone goes
+    /// ([`SQLITE_CHECKPOINT_INTERVAL`]).
+    _checkpoints: Option<std::sync::Arc<StopOnDrop>>,
+}
+
+/// Cancels its token when dropped.
+#[derive(Debug)]
+struct StopOnDrop(tokio_util::sync::CancellationToken);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// Checkpoints SQLite's write-ahead log every [`SQLITE_CHECKPOINT_INTERVAL`] until `stop`
+/// is cancelled or the pool closes. A passive checkpoint copies what no reader still
+/// needs and never waits for the writer; one that fails is retried at the next tick.
+async fn checkpoint_sqlite(pool: AnyPool, stop: tokio_util::sync::CancellationToken) {
+    let mut tick = tokio::time::interval(SQLITE_CHECKPOINT_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if pool.is_closed() {
+            return;
+        }
+        let done: std::result::Result<(i64, i64, i64), _> =
+            sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+                .fetch_one(&pool)
+                .await;
+        if let Err(e) = done {
+            if pool.is_closed() {
+                return;
+            }
+            tracing::debug!(error = %e, "SQLite WAL checkpoint failed; retrying at the next tick");
+        }
+    }
 }
 
 /// A database URL kept for opening more connections. It may hold a password, so its
@@ -408,12 +467,21 @@ impl Store {
                 .db()?,
             Dialect::Postgres => pool.clone(),
         };
+        let checkpoints = match dialect {
+            Dialect::Sqlite => {
+                let stop = tokio_util::sync::CancellationToken::new();
+                tokio::spawn(checkpoint_sqlite(pool.clone(), stop.clone()));
+                Some(std::sync::Arc::new(StopOnDrop(stop)))
+            }
+            Dialect::Postgres => None,
+        };
         Ok(Store {
             pool,
             writer,
             dialect,
             url: ConnectUrl(url.into()),
             config_cache: std::sync::Arc::default(),
+            _checkpoints: checkpoints,
         })
     }
 
@@ -500,6 +568,20 @@ impl Store {
     /// writer). Either way two such transactions on one chat never interleave.
     /// [`ErrorKind::NotFound`] when the chat does not exist.
     pub async fn begin_chat_tx(&self, chat_id: Uuid) -> Result<ChatTx> {
+        self.begin_chat_tx_with(chat_id, false).await
+    }
+
+    /// [`Store::begin_chat_tx`] that, with `claim_lock` on PostgreSQL, also takes the
+    /// claims' advisory lock ([`CLAIM_ADVISORY_LOCK_KEY`]) in the same statement, before
+    /// the chat's row lock: what a send that may claim its turn needs, without a round trip
+    /// of its own. The order (advisory lock, then row lock) is safe: claims take the
+    /// advisory lock and then only skip locked rows, and nothing holding a chat's lock waits
+    /// for the advisory lock.
+    pub(crate) async fn begin_chat_tx_with(
+        &self,
+        chat_id: Uuid,
+        claim_lock: bool,
+    ) -> Result<ChatTx> {
         let mut tx = self.begin_write().await?;
         // The lock and the chat's state (owner, lease, status) in one round trip.
         let sql = match self.dialect {
@@ -509,16 +591,23 @@ impl Store {
                     changes::LOCKED_CHAT_COLUMNS
                 )
             }
+            // `pg_advisory_xact_lock` returns `void`, which the driver cannot decode: cast
+            // to text (an empty string).
+            Dialect::Postgres if claim_lock => format!(
+                "SELECT {}, pg_advisory_xact_lock($2)::text AS claim_lock FROM chats \
+                 WHERE id = $1 FOR UPDATE",
+                changes::LOCKED_CHAT_COLUMNS
+            ),
             Dialect::Postgres => format!(
                 "SELECT {} FROM chats WHERE id = $1 FOR UPDATE",
                 changes::LOCKED_CHAT_COLUMNS
             ),
         };
-        let found = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(uuid_text(chat_id))
-            .fetch_optional(&mut *tx)
-            .await
-            .db()?;
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(uuid_text(chat_id));
+        if claim_lock && self.dialect == Dialect::Postgres {
+            query = query.bind(CLAIM_ADVISORY_LOCK_KEY);
+        }
+        let found = query.fetch_optional(&mut *tx).await.db()?;
         let Some(row) = found else {
             tx.rollback().await.db()?;
             return Err(chat_not_found(chat_id));
@@ -548,9 +637,19 @@ impl ConnectionSetup {
     /// Pool options of `size` connections, each set up by [`ConnectionSetup::apply`].
     fn pool_options(&self, size: u32, acquire_timeout: Duration) -> AnyPoolOptions {
         let setup = self.clone();
+        let ping = self.dialect == Dialect::Postgres;
         AnyPoolOptions::new()
             .max_connections(size)
             .acquire_timeout(acquire_timeout)
+            .test_before_acquire(false)
+            .before_acquire(move |conn, meta| {
+                Box::pin(async move {
+                    if ping && meta.idle_for > PING_IDLE_AFTER {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .after_connect(move |conn, _meta| {
                 let setup = setup.clone();
                 Box::pin(async move { setup.apply(conn).await })
@@ -565,6 +664,9 @@ impl ConnectionSetup {
                 conn.execute("PRAGMA foreign_keys = ON").await?;
                 let synchronous = format!("PRAGMA synchronous = {}", self.synchronous.as_sql());
                 conn.execute(sqlx::AssertSqlSafe(synchronous)).await?;
+                // Checkpoints run beside the writer (SQLITE_CHECKPOINT_INTERVAL), not in
+                // the commit that crosses SQLite's automatic mark.
+                conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
             }
             Dialect::Postgres => {
                 if let Some(sql) = &self.set_path {

@@ -8,11 +8,11 @@ use sqlx::AnyConnection;
 
 use super::changes::{
     answer_pending_calls, chat_archived, load_queue, move_to_waiting, moved, promote, promote_head,
-    queued_not_found, set_pending_if_queue_empty, TOOL_INTERRUPTED_MESSAGE,
+    queued_not_found, set_pending_if_queue_empty, QUEUE_EMPTY_GUARD, TOOL_INTERRUPTED_MESSAGE,
 };
 use super::chats::{content_text, insert_message, json_text};
 use super::{now_micros, timestamp_from_micros, uuid_text};
-use super::{ChatTx, MessageVisibility, NewMessage, Store, Transition};
+use super::{ChatTx, Lease, MessageVisibility, NewMessage, Store, Transition};
 use crate::error::{DbResultExt, Error, ErrorKind, Result};
 
 /// Most messages one chat's queue holds; sending one more while the chat is busy fails with
@@ -58,6 +58,19 @@ pub enum SendOutcome {
     },
 }
 
+/// A claim a send may make for the process that handles it ([`Store::send_and_claim`]):
+/// an idle root chat then goes straight to `running` under this worker instead of to
+/// `pending` for the next claim, and its turn starts without a claim transaction of its own
+/// (docs/turn-path.md "The send claims its own turn").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendClaim {
+    /// The worker that will run the turn.
+    pub worker_id: Uuid,
+    /// Most root chats `running` in the whole deployment, as for
+    /// [`Store::claim_pending_within`]; at the limit the chat goes `pending` as usual.
+    pub max_running_root_chats: usize,
+}
+
 /// The answer of [`Store::send_message`]: what happened to the message, and what the
 /// transaction committed for the engine to publish.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,6 +83,10 @@ pub struct SendResult {
     /// promoted message of an `interrupt` send over `requires_action` or `error`; the
     /// inserted message; the whole queue when the message was queued.
     pub transition: Transition,
+    /// The lease of the turn the send claimed ([`Store::send_and_claim`]): the chat is
+    /// `running` under the claim's worker, which must run the turn (or hand the chat back);
+    /// `None` for every other send.
+    pub claimed: Option<Lease>,
 }
 
 /// The answer of [`Store::promote_queued`].
@@ -104,7 +121,7 @@ impl Store {
     ///
     /// [`ErrorKind::NotFound`] when the chat does not exist.
     pub async fn send_message(&self, chat_id: Uuid, send: SendMessage) -> Result<SendResult> {
-        self.send_message_checked(chat_id, None, send).await
+        self.send_message_checked(chat_id, None, send, None).await
     }
 
     /// [`Store::send_message`] to a chat that must belong to `owner`: another user's chat
@@ -116,7 +133,29 @@ impl Store {
         owner: Uuid,
         send: SendMessage,
     ) -> Result<SendResult> {
-        self.send_message_checked(chat_id, Some(owner), send).await
+        self.send_message_checked(chat_id, Some(owner), send, None)
+            .await
+    }
+
+    /// [`Store::send_message`] (to a chat of `owner`'s when given, as
+    /// [`Store::send_message_as`]) that also claims the turn it starts for `claim`'s worker
+    /// when it can, in the same transaction: the chat is a root chat, no other root chat is
+    /// `pending` (a send never overtakes chats waiting for a place) and fewer than
+    /// `claim.max_running_root_chats` root chats are `running`. The chat then goes from idle
+    /// straight to `running` with a bumped epoch, and [`SendResult::claimed`] holds the
+    /// lease; otherwise the send is [`Store::send_message`]'s. On PostgreSQL the count is
+    /// serialized with every claim by the claims' advisory lock
+    /// ([`CLAIM_ADVISORY_LOCK_KEY`](super::CLAIM_ADVISORY_LOCK_KEY)), taken in the chat's
+    /// locking statement (also when the chat turns out busy).
+    pub async fn send_and_claim(
+        &self,
+        chat_id: Uuid,
+        owner: Option<Uuid>,
+        send: SendMessage,
+        claim: SendClaim,
+    ) -> Result<SendResult> {
+        self.send_message_checked(chat_id, owner, send, Some(claim))
+            .await
     }
 
     async fn send_message_checked(
@@ -124,11 +163,12 @@ impl Store {
         chat_id: Uuid,
         owner: Option<Uuid>,
         send: SendMessage,
+        claim: Option<SendClaim>,
     ) -> Result<SendResult> {
         let content = content_text(&send.parts)?;
         let now = now_micros();
-        let mut tx = self.begin_chat_tx(chat_id).await?;
-        let result = send_in_tx(&mut tx, owner, send, content, now).await;
+        let mut tx = self.begin_chat_tx_with(chat_id, claim.is_some()).await?;
+        let result = send_in_tx(&mut tx, owner, send, content, now, claim).await;
         tx.finish(result).await
     }
 
@@ -167,6 +207,7 @@ async fn send_in_tx(
     send: SendMessage,
     content: String,
     now: i64,
+    claim: Option<SendClaim>,
 ) -> Result<SendResult> {
     let chat_id = tx.chat_id();
     let chat = tx.locked_chat().await?;
@@ -188,7 +229,12 @@ async fn send_in_tx(
     // An idle chat with an empty queue starts a turn. The queue is checked by the status
     // update itself: a statement run under the lock sees every queue change committed
     // before it (a PostgreSQL locking read that waited would not).
-    if !chat.status.is_busy() && set_pending_if_queue_empty(conn, chat_id, now).await? {
+    let idle = !chat.status.is_busy();
+    let claimed = match claim {
+        Some(claim) if idle => claim_for_send(conn, chat_id, claim, now).await?,
+        _ => None,
+    };
+    if claimed.is_some() || (idle && set_pending_if_queue_empty(conn, chat_id, now).await?) {
         let message = insert_message(
             conn,
             chat_id,
@@ -206,10 +252,16 @@ async fn send_in_tx(
         t.messages.push(message.clone());
         // The chat was idle: no turn runs it, so none is ended (a worker that claims the
         // chat before this is published runs this very message).
-        moved(&mut t, &chat, ChatStatus::Pending);
+        let status = if claimed.is_some() {
+            ChatStatus::Running
+        } else {
+            ChatStatus::Pending
+        };
+        moved(&mut t, &chat, status);
         return Ok(SendResult {
             outcome: SendOutcome::Inserted(message),
             transition: t,
+            claimed,
         });
     }
     // Busy, or a message waits in the queue (FIFO): this one queues too.
@@ -265,7 +317,48 @@ async fn send_in_tx(
             interrupted,
         },
         transition: t,
+        claimed: None,
     })
+}
+
+/// Claims the locked, idle chat for `claim.worker_id` when the deployment has a place for
+/// it and no other root chat waits for one (see [`Store::send_and_claim`]); `None`, writing
+/// nothing, otherwise (also when a message waits in the chat's queue).
+async fn claim_for_send(
+    conn: &mut AnyConnection,
+    chat_id: Uuid,
+    claim: SendClaim,
+    now: i64,
+) -> Result<Option<Lease>> {
+    // On PostgreSQL the claims' advisory lock was taken with the chat's lock
+    // (`Store::begin_chat_tx_with`), in an earlier statement: this one's snapshot follows
+    // the previous holder's commit. The send's commit stays synchronous: it holds the
+    // user's message.
+    let sql = format!(
+        "UPDATE chats SET status = $2, last_error = NULL, worker_id = $3, \
+         lease_epoch = lease_epoch + 1, started_at = $4, heartbeat_at = $4, updated_at = $4 \
+         WHERE id = $1 AND parent_chat_id IS NULL AND archived = 0{QUEUE_EMPTY_GUARD} \
+         AND (SELECT COUNT(*) FROM chats r WHERE r.status = $2 \
+              AND r.parent_chat_id IS NULL) < $5 \
+         AND NOT EXISTS (SELECT 1 FROM chats p WHERE p.status = $6 AND p.archived = 0 \
+              AND p.parent_chat_id IS NULL) \
+         RETURNING lease_epoch"
+    );
+    let epoch: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(uuid_text(chat_id))
+        .bind(ChatStatus::Running.as_str())
+        .bind(uuid_text(claim.worker_id))
+        .bind(now)
+        .bind(i64::try_from(claim.max_running_root_chats).unwrap_or(i64::MAX))
+        .bind(ChatStatus::Pending.as_str())
+        .fetch_optional(&mut *conn)
+        .await
+        .db()?;
+    Ok(epoch.map(|epoch| Lease {
+        chat_id,
+        worker_id: claim.worker_id,
+        epoch,
+    }))
 }
 
 /// Applies the chat settings a message carries (plan mode, MCP selection) to the locked

@@ -645,7 +645,10 @@ async fn a_send_never_stops_the_turn_that_claimed_its_message() {
         let actor = Actor::user(f.user);
         let model = ScriptedModel::new([Reply::Text("first".into())]);
         let hold = Arc::new(Hold::default());
-        let engine = engine_with_config(&store, model.clone(), no_recovery_settings(), |c| {
+        // The run loop's claim is the subject: the send leaves the chat `pending`.
+        let mut settings = no_recovery_settings();
+        settings.claim_on_send = false;
+        let engine = engine_with_config(&store, model.clone(), settings, |c| {
             c.with_generated_titles(false).with_test_hook(hold.hook())
         })
         .await;
@@ -699,6 +702,86 @@ async fn a_send_never_stops_the_turn_that_claimed_its_message() {
                 (ChatMessageRole::Assistant, "first".into()),
                 (ChatMessageRole::User, "go".into()),
                 (ChatMessageRole::Assistant, "hello world".into()),
+            ]
+        );
+        engine.shutdown().await;
+    })
+    .await;
+}
+
+/// A send to an idle chat claims its turn in its own transaction (docs/turn-path.md "The
+/// send claims its own turn"): the stream goes from the message straight to `running`,
+/// never `pending`. And a caller that goes away after the commit (a client that
+/// disconnects) does not strand the chat `running` with no turn: the send finishes in a
+/// task of its own, publishes and starts the turn. The hook holds the publication while
+/// the caller is aborted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_claims_its_turn_and_runs_it_even_when_the_caller_goes_away() {
+    on_each_backend(|store| async move {
+        let f = fixture(&store).await;
+        let actor = Actor::user(f.user);
+        let model = ScriptedModel::new([Reply::Text("first".into())]);
+        let hold = Arc::new(Hold::default());
+        let engine = engine_with_config(&store, model.clone(), no_recovery_settings(), |c| {
+            c.with_generated_titles(false)
+                .with_turn_summaries(false)
+                .with_test_hook(hold.hook())
+        })
+        .await;
+        let chat = engine
+            .create_chat(&actor, create_request(f.org, "hi"))
+            .await
+            .unwrap();
+        wait_status(&engine, &actor, chat.id, ChatStatus::Waiting).await;
+        let mut stream = engine.subscribe(&actor, chat.id, None).await.unwrap();
+        let chat_id = chat.id;
+        hold.arm(move |point| {
+            matches!(point, HookPoint::Publishing { chat_id: c, status: ChatStatus::Running }
+                if *c == chat_id)
+        });
+        model.push(Reply::Text("second".into()));
+        let sender = tokio::spawn({
+            let engine = engine.clone();
+            async move { engine.send_message(&actor, chat_id, say("go")).await }
+        });
+        // Committed `running` under this engine, before anything was published.
+        hold.wait_reached().await;
+        assert_eq!(
+            engine.chat_status(chat_id).await.unwrap(),
+            Some(ChatStatus::Running)
+        );
+        assert_eq!(
+            engine.active_turns(),
+            1,
+            "registered before the publication"
+        );
+        sender.abort();
+        let _ = sender.await;
+        hold.released.notify_one();
+        wait_status(&engine, &actor, chat_id, ChatStatus::Waiting).await;
+        let page = engine
+            .list_messages(&actor, chat_id, &all_messages())
+            .await
+            .unwrap();
+        assert_eq!(
+            texts(&page.messages).last(),
+            Some(&(ChatMessageRole::Assistant, "second".into()))
+        );
+        // After the snapshot's `waiting`: `running`, then `waiting`, never `pending`.
+        let mut statuses = Vec::new();
+        while let Ok(Ok(event)) =
+            tokio::time::timeout(Duration::from_millis(200), stream.next()).await
+        {
+            if let Some(status) = &event.status {
+                statuses.push(status.status.clone());
+            }
+        }
+        assert_eq!(
+            statuses,
+            vec![
+                ChatStatus::Waiting,
+                ChatStatus::Running,
+                ChatStatus::Waiting
             ]
         );
         engine.shutdown().await;

@@ -170,6 +170,7 @@ async fn setup_with(store: &Store, adjust: impl FnOnce(EngineConfig) -> EngineCo
     let resolver = StoreModelResolver::new(store.clone(), keyring, keys);
     let mut settings = EngineSettings::default();
     settings.acquire_interval = Duration::from_millis(50);
+    settings.turn_summary_delay = Duration::ZERO;
     let config = EngineConfig::new(StoreOptions::new("unused"), Arc::new(resolver))
         .with_settings(settings)
         .with_generated_titles(true);

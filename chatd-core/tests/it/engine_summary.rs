@@ -379,3 +379,48 @@ async fn a_failed_turn_gets_no_summary_and_the_next_completed_one_does() {
     })
     .await;
 }
+
+/// With a delay (the server's default is 2 s), a turn answered at once gets no label of
+/// its own: only the last turn of a quick exchange is summarized, after the chat stayed
+/// `waiting` for the delay — one model call, not one per turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turns_sent_back_to_back_pay_for_one_label() {
+    on_each_backend(|store| async move {
+        let f = fixture(&store).await;
+        let actor = Actor::user(f.user);
+        let model = Arc::new(LabelModel::default());
+        let resolver = Arc::new(LabelResolver {
+            model_config_id: Uuid::new_v4(),
+            model: model.clone(),
+        });
+        let mut settings = fast_settings();
+        let delay = Duration::from_millis(400);
+        settings.turn_summary_delay = delay;
+        let config = EngineConfig::new(StoreOptions::new("unused"), resolver)
+            .with_settings(settings)
+            .with_generated_titles(false);
+        let engine = Engine::with_store(store.clone(), config).await.unwrap();
+        let chat = engine
+            .create_chat(&actor, create_request(f.org, "alpha question"))
+            .await
+            .unwrap();
+        for word in ["beta", "gamma"] {
+            wait_status(&engine, &actor, chat.id, ChatStatus::Waiting).await;
+            engine
+                .send_message(&actor, chat.id, say(&format!("{word} question")))
+                .await
+                .unwrap();
+        }
+        let last = label_for("gamma");
+        wait_chat(&engine, &actor, chat.id, "the last turn's label", |c| {
+            c.last_turn_summary.as_deref() == Some(last.as_str())
+        })
+        .await;
+        // The earlier turns' summaries were dropped before their calls; none comes later.
+        tokio::time::sleep(delay * 2).await;
+        assert_eq!(model.summaries.load(Ordering::SeqCst), 1);
+        assert_eq!(wait_hidden_rows(&store, chat.id, 1).await.0, 1);
+        engine.shutdown().await;
+    })
+    .await;
+}

@@ -409,3 +409,86 @@ async fn api_tokens_are_stored_hashed_and_authenticate_their_user() {
     })
     .await;
 }
+
+/// A pooled PostgreSQL connection whose server side went away while it sat idle for more
+/// than `PING_IDLE_AFTER` is pinged, found broken and replaced before use: the statement
+/// succeeds. (One used more recently is handed out without the ping's round trip.)
+#[tokio::test]
+async fn a_connection_broken_while_idle_is_replaced_before_use() {
+    let Some(url) = postgres_url() else {
+        eprintln!("CHATD_TEST_DATABASE_URL is not set: this PostgreSQL-only test ran nothing");
+        return;
+    };
+    let db = TestDatabase::postgres(&url).await;
+    let store = db.connect_store().await;
+    // Open a connection and return it to the pool.
+    store.get_chat(Uuid::new_v4()).await.unwrap();
+    // End the store's connections from outside, as a database restart or a proxy would.
+    let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    let ended: Vec<String> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid)::text FROM pg_stat_activity \
+         WHERE application_name = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(db.schema().unwrap())
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert!(!ended.is_empty(), "the store had a connection open");
+    tokio::time::sleep(chatd_core::store::PING_IDLE_AFTER + std::time::Duration::from_millis(200))
+        .await;
+    assert_eq!(store.get_chat(Uuid::new_v4()).await.unwrap(), None);
+    store.close().await;
+    db.remove().await;
+}
+
+/// SQLite's write-ahead log is checkpointed in the background (`SQLITE_CHECKPOINT_INTERVAL`),
+/// not by the commit that crosses SQLite's automatic mark: a second batch of writes after a
+/// quiet moment reuses the log from its start instead of growing it (the batches stay under
+/// the automatic mark of 1 000 pages, so without the background checkpoint the log would
+/// hold both).
+#[tokio::test]
+async fn sqlite_checkpoints_its_log_beside_the_writer() {
+    let db = TestDatabase::sqlite();
+    let store = db.connect_store().await;
+    // The test's own writer never checkpoints either, so only the store's checkpoints can
+    // reset the log.
+    let mut raw = <sqlx::AnyConnection as sqlx::Connection>::connect(db.url())
+        .await
+        .unwrap();
+    sqlx::query("PRAGMA wal_autocheckpoint = 0")
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE wal_probe (x TEXT)")
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    let wal = {
+        let mut path = db.path().unwrap().as_os_str().to_owned();
+        path.push("-wal");
+        std::path::PathBuf::from(path)
+    };
+    async fn batch(raw: &mut sqlx::AnyConnection) {
+        for _ in 0..200 {
+            sqlx::query("INSERT INTO wal_probe (x) VALUES ($1)")
+                .bind("x".repeat(3000))
+                .execute(&mut *raw)
+                .await
+                .unwrap();
+        }
+    }
+    batch(&mut raw).await;
+    let first = std::fs::metadata(&wal).unwrap().len();
+    tokio::time::sleep(chatd_core::store::SQLITE_CHECKPOINT_INTERVAL * 3).await;
+    batch(&mut raw).await;
+    let second = std::fs::metadata(&wal).unwrap().len();
+    assert!(
+        second < first + first / 2,
+        "the log was reused after the checkpoint: {first} then {second} bytes"
+    );
+    sqlx::Connection::close(raw).await.unwrap();
+    store.close().await;
+    db.remove().await;
+}

@@ -7,8 +7,8 @@
 use std::collections::HashSet;
 
 use chatd_core::store::{
-    now_micros, timestamp_from_micros, Lease, LeaseState, SendMessage, SendOutcome, Store,
-    DYNAMIC_TOOL_TIMEOUT_MESSAGE, MAX_CLAIM_BATCH, MAX_QUEUED_MESSAGES,
+    now_micros, timestamp_from_micros, Lease, LeaseState, SendClaim, SendMessage, SendOutcome,
+    Store, DYNAMIC_TOOL_TIMEOUT_MESSAGE, MAX_CLAIM_BATCH, MAX_QUEUED_MESSAGES,
 };
 use chatd_core::ErrorKind;
 use codersdk::{ChatBusyBehavior, ChatMessagePart, ChatStatus, MessagePage, Uuid};
@@ -533,6 +533,150 @@ async fn a_stale_lease_of_the_same_worker_is_fenced_off() {
             LeaseState::Interrupted
         );
         tx.rollback().await.unwrap();
+    })
+    .await;
+}
+
+fn claim_for(worker: Uuid, max_running_root_chats: usize) -> SendClaim {
+    SendClaim {
+        worker_id: worker,
+        max_running_root_chats,
+    }
+}
+
+#[tokio::test]
+async fn a_send_to_an_idle_chat_claims_its_turn_when_there_is_room() {
+    on_each_backend(|store| async move {
+        let f = fixture(&store).await;
+        let worker = Uuid::new_v4();
+        let (chat, _) = store.create_chat(new_chat(&f, "first")).await.unwrap();
+        set_status(&store, chat.id, ChatStatus::Waiting).await;
+        let before: i64 = sqlx::query_scalar("SELECT lease_epoch FROM chats WHERE id = $1")
+            .bind(chat.id.to_string())
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        let sent = store
+            .send_and_claim(
+                chat.id,
+                Some(f.user),
+                send(&f, "second", ChatBusyBehavior::Queue),
+                claim_for(worker, 5),
+            )
+            .await
+            .unwrap();
+        let lease = sent.claimed.expect("the send claimed the turn");
+        assert_eq!(lease.chat_id, chat.id);
+        assert_eq!(lease.worker_id, worker);
+        assert_eq!(lease.epoch, before + 1, "a claim bumps the epoch");
+        assert!(matches!(sent.outcome, SendOutcome::Inserted(_)));
+        assert_eq!(sent.transition.status, ChatStatus::Running);
+        assert!(sent.transition.status_set);
+        assert!(
+            !sent.transition.wakes(),
+            "nothing for the run loop to claim"
+        );
+        assert_eq!(store.lease_state(&lease).await.unwrap(), LeaseState::Owned);
+        // Another user's chat is refused before anything is written.
+        let err = store
+            .send_and_claim(
+                chat.id,
+                Some(Uuid::new_v4()),
+                send(&f, "third", ChatBusyBehavior::Queue),
+                claim_for(worker, 5),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+        // A running chat is busy: the next send queues and claims nothing.
+        let queued = store
+            .send_and_claim(
+                chat.id,
+                Some(f.user),
+                send(&f, "fourth", ChatBusyBehavior::Queue),
+                claim_for(worker, 5),
+            )
+            .await
+            .unwrap();
+        assert_eq!(queued.claimed, None);
+        assert!(matches!(queued.outcome, SendOutcome::Queued { .. }));
+        assert_eq!(store.lease_state(&lease).await.unwrap(), LeaseState::Owned);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_send_leaves_its_chat_pending_at_the_limit_or_behind_a_waiting_chat() {
+    on_each_backend(|store| async move {
+        let f = fixture(&store).await;
+        let worker = Uuid::new_v4();
+        let mut chats = Vec::new();
+        for name in ["running", "target", "waiting"] {
+            let (chat, _) = store.create_chat(new_chat(&f, name)).await.unwrap();
+            set_status(&store, chat.id, ChatStatus::Waiting).await;
+            chats.push(chat.id);
+        }
+        let (running, target, other) = (chats[0], chats[1], chats[2]);
+        set_status(&store, running, ChatStatus::Running).await;
+        // One root chat runs and the limit is one: no room.
+        let full = store
+            .send_and_claim(
+                target,
+                None,
+                send(&f, "at the limit", ChatBusyBehavior::Queue),
+                claim_for(worker, 1),
+            )
+            .await
+            .unwrap();
+        assert_eq!(full.claimed, None);
+        assert_eq!(full.transition.status, ChatStatus::Pending);
+        assert!(full.transition.wakes());
+        assert_eq!(status_of(&store, target).await, ChatStatus::Pending);
+        // Room again, but a root chat waits `pending`: the send does not overtake it.
+        set_status(&store, running, ChatStatus::Waiting).await;
+        let behind = store
+            .send_and_claim(
+                other,
+                None,
+                send(&f, "behind", ChatBusyBehavior::Queue),
+                claim_for(worker, 5),
+            )
+            .await
+            .unwrap();
+        assert_eq!(behind.claimed, None);
+        assert_eq!(status_of(&store, other).await, ChatStatus::Pending);
+        // The run loop's claim takes them oldest first, as for any pending chat.
+        let leases = store.claim_pending(worker, MAX_CLAIM_BATCH).await.unwrap();
+        let claimed: HashSet<Uuid> = leases.iter().map(|l| l.chat_id).collect();
+        assert_eq!(claimed, HashSet::from([target, other]));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_sub_agent_chat_is_never_claimed_by_a_send() {
+    on_each_backend(|store| async move {
+        let f = fixture(&store).await;
+        let (parent, _) = store.create_chat(new_chat(&f, "parent")).await.unwrap();
+        let (child, _) = store.create_chat(new_chat(&f, "child")).await.unwrap();
+        sqlx::query("UPDATE chats SET parent_chat_id = $2, root_chat_id = $2 WHERE id = $1")
+            .bind(child.id.to_string())
+            .bind(parent.id.to_string())
+            .execute(store.pool())
+            .await
+            .unwrap();
+        set_status(&store, child.id, ChatStatus::Waiting).await;
+        let sent = store
+            .send_and_claim(
+                child.id,
+                None,
+                send(&f, "to the child", ChatBusyBehavior::Queue),
+                claim_for(Uuid::new_v4(), 5),
+            )
+            .await
+            .unwrap();
+        assert_eq!(sent.claimed, None);
+        assert_eq!(status_of(&store, child.id).await, ChatStatus::Pending);
     })
     .await;
 }
