@@ -63,6 +63,9 @@ fn recorder() -> &'static Mutex<Recorder> {
 
 struct StatementLayer;
 
+/// The statement of the store's background WAL checkpoints on SQLite.
+const BACKGROUND_CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
+
 #[derive(Default)]
 struct StatementText {
     summary: String,
@@ -88,13 +91,18 @@ impl<S: Subscriber> Layer<S> for StatementLayer {
         }
         let mut text = StatementText::default();
         event.record(&mut text);
+        let sql = if text.full.is_empty() {
+            text.summary
+        } else {
+            text.full
+        };
+        // SQLite's WAL checkpoints run on a timer beside everything else
+        // (`SQLITE_CHECKPOINT_INTERVAL`), not on the turn's behalf.
+        if sql.starts_with(BACKGROUND_CHECKPOINT) {
+            return;
+        }
         let mut recorder = recorder().lock().unwrap();
         if recorder.on {
-            let sql = if text.full.is_empty() {
-                text.summary
-            } else {
-                text.full
-            };
             recorder
                 .statements
                 .push(sql.split_whitespace().collect::<Vec<_>>().join(" "));

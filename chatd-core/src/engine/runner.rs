@@ -10,7 +10,7 @@ use tokio::time::MissedTickBehavior;
 use super::{lock, turn, Inner, StopCause, TurnControl};
 use crate::error::{Error, ErrorKind, Result};
 use crate::store::{
-    ClaimLimits, Lease, LeaseState, SendClaim, SendMessage, SendOutcome, MAX_CLAIM_BATCH,
+    ClaimLimits, Lease, LeaseState, SendClaim, SendMessage, SendOutcome, TurnStart, MAX_CLAIM_BATCH,
 };
 
 /// How long the run loop waits before claiming again when a pending chat it had a place
@@ -114,11 +114,12 @@ pub(crate) struct SendSlot {
 }
 
 impl SendSlot {
-    /// What the send asks the store for.
-    fn claim(&self) -> SendClaim {
+    /// What a send to `chat_id` asks the store for.
+    fn claim(&self, chat_id: Uuid) -> SendClaim {
         SendClaim {
             worker_id: self.inner.worker_id,
             max_running_root_chats: self.inner.settings.max_running_root_chats,
+            known: self.inner.histories.known(chat_id),
         }
     }
 }
@@ -175,14 +176,14 @@ impl Inner {
         let task = tokio::spawn(async move {
             let sent = inner
                 .store
-                .send_and_claim(chat_id, owner, send, slot.claim())
+                .send_and_claim(chat_id, owner, send, slot.claim(chat_id))
                 .await?;
             let control = sent.claimed.map(|lease| inner.adopt_claimed_turn(lease));
             // Registered: the turn counts as running now.
             drop(slot);
             inner.publish(sent.transition).await;
             if let Some(control) = control {
-                inner.start_claimed_turn(control);
+                inner.start_claimed_turn(control, sent.turn_start);
             }
             Ok(sent.outcome)
         });
@@ -211,12 +212,13 @@ impl Inner {
         control
     }
 
-    /// Starts the turn [`Inner::adopt_claimed_turn`] registered.
-    fn start_claimed_turn(self: &Arc<Self>, control: Arc<TurnControl>) {
+    /// Starts the turn [`Inner::adopt_claimed_turn`] registered, from `start` when the send
+    /// read it.
+    fn start_claimed_turn(self: &Arc<Self>, control: Arc<TurnControl>, start: Option<TurnStart>) {
         self.spawn(turn::run_turn(
             Arc::clone(self),
             control,
-            turn::Announced::Yes,
+            turn::Announced::Yes(start.map(Box::new)),
         ));
     }
 }

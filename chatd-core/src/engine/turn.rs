@@ -24,7 +24,7 @@ use super::compaction::{
 use super::models::{ResolvedModel, TurnModelRequest};
 use super::{lock, HookPoint, Inner, StopCause, TurnControl};
 use crate::error::ErrorKind;
-use crate::store::{Lease, LeaseState, Step, TurnOutcome};
+use crate::store::{Lease, LeaseState, Step, TurnOutcome, TurnStart};
 use crate::tools::{interrupted_result_part, TurnContext};
 use crate::workspace::tools::Attachments;
 
@@ -51,12 +51,13 @@ enum TurnEnd {
 /// Runs the turn of `control.lease` to its end and finishes it; never panics outward.
 /// Whether a turn's start was already announced: a send that claimed its own turn
 /// registered it, opened its buffer and published `running` with its message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Announced {
     /// Claimed by the run loop: the turn opens its buffer and announces `running` itself.
     No,
-    /// Claimed by a send ([`Inner::adopt_claimed_turn`]).
-    Yes,
+    /// Claimed by a send, with what the turn starts from when the send read it beside its
+    /// commit (else the turn reads it).
+    Yes(Option<Box<TurnStart>>),
 }
 
 pub(crate) async fn run_turn(inner: Arc<Inner>, control: Arc<TurnControl>, announced: Announced) {
@@ -74,13 +75,17 @@ pub(crate) async fn run_turn(inner: Arc<Inner>, control: Arc<TurnControl>, annou
 async fn turn_body(inner: Arc<Inner>, control: Arc<TurnControl>, announced: Announced) {
     let lease = control.lease;
     let chat_id = lease.chat_id;
-    if announced == Announced::No {
-        // Buffer before announcing `running`, so a client that sees the status sees every
-        // part.
-        inner.begin_turn(chat_id);
-        inner.publish_status(chat_id, ChatStatus::Running).await;
-    }
-    let end = match AssertUnwindSafe(turn_loop(&inner, &control))
+    let prefetched = match announced {
+        Announced::No => {
+            // Buffer before announcing `running`, so a client that sees the status sees
+            // every part.
+            inner.begin_turn(chat_id);
+            inner.publish_status(chat_id, ChatStatus::Running).await;
+            None
+        }
+        Announced::Yes(start) => start,
+    };
+    let end = match AssertUnwindSafe(turn_loop(&inner, &control, prefetched))
         .catch_unwind()
         .await
     {
@@ -154,7 +159,11 @@ async fn finish(inner: &Inner, lease: &Lease, end: TurnEnd) -> bool {
 }
 
 /// The chat's step loop.
-async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
+async fn turn_loop(
+    inner: &Arc<Inner>,
+    control: &TurnControl,
+    prefetched: Option<Box<TurnStart>>,
+) -> TurnEnd {
     let lease = control.lease;
     let chat_id = lease.chat_id;
     // An operation that took the chat between the claim and this turn's registration could
@@ -162,13 +171,19 @@ async fn turn_loop(inner: &Arc<Inner>, control: &TurnControl) -> TurnEnd {
     // ones find the turn registered.
     // The lease, the chat row and the history: two reads at once (docs/turn-path.md).
     // A history held from the chat's last turn is extended by the rows after it.
-    let known = inner.histories.known(chat_id);
-    let start = match inner.store.turn_start(&lease, known).await {
-        Ok(Some(start)) => start,
-        Ok(None) => return TurnEnd::Lost,
-        Err(e) => {
-            inner.histories.forget(chat_id);
-            return TurnEnd::Failed(internal_error(&e));
+    // A send that claimed the turn read this beside its commit.
+    let start = match prefetched {
+        Some(start) => *start,
+        None => {
+            let known = inner.histories.known(chat_id);
+            match inner.store.turn_start(&lease, known).await {
+                Ok(Some(start)) => start,
+                Ok(None) => return TurnEnd::Lost,
+                Err(e) => {
+                    inner.histories.forget(chat_id);
+                    return TurnEnd::Failed(internal_error(&e));
+                }
+            }
         }
     };
     match start.lease {

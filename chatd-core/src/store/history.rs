@@ -289,6 +289,18 @@ impl Store {
         lease: &Lease,
         known: Option<HistoryMark>,
     ) -> Result<Option<TurnStart>> {
+        Ok(self
+            .turn_start_read(lease, known)
+            .await?
+            .map(|(start, _)| start))
+    }
+
+    /// [`Store::turn_start`], also returning the lease epoch the chat row had.
+    pub(super) async fn turn_start_read(
+        &self,
+        lease: &Lease,
+        known: Option<HistoryMark>,
+    ) -> Result<Option<(TurnStart, i64)>> {
         let after = known.map_or(0, |mark| mark.last_id);
         let (row, rows) = tokio::join!(
             self.read_turn_row(lease.chat_id),
@@ -322,11 +334,14 @@ impl Store {
                 }
             }
         };
-        Ok(Some(TurnStart {
-            lease: super::leases::lease_state_parts(&status, worker, epoch, lease),
-            inputs,
-            history,
-        }))
+        Ok(Some((
+            TurnStart {
+                lease: super::leases::lease_state_parts(&status, worker, epoch, lease),
+                inputs,
+                history,
+            },
+            epoch,
+        )))
     }
 
     /// The chat row with everything a turn reads of it, and its lease columns.
@@ -385,6 +400,46 @@ pub struct TurnStart {
     pub inputs: TurnInputs,
     /// The prompt history, whole or the rows after a known part of it.
     pub history: HistoryRead,
+}
+
+impl TurnStart {
+    /// The start of the turn a send claimed (`lease`, inserting `message` at `now`), from
+    /// a [`Store::turn_start_read`] run beside the send's commit, which may have read the
+    /// chat before the commit or after it. A row read before (its epoch is older than the
+    /// lease's: nothing but the send could change the chat while it held the lock) gets
+    /// what the send wrote: `running` under the lease, the error cleared, `updated_at`, and
+    /// the message at the end of the history. A row read after is taken as it is, so an
+    /// operation that took the chat right after the commit is seen, as by any claimed
+    /// turn. `None` when no history mark can be kept (an empty history).
+    pub(super) fn claimed_by_send(
+        mut self,
+        row_epoch: i64,
+        lease: &Lease,
+        message: &ChatMessage,
+        now: codersdk::Timestamp,
+    ) -> Option<TurnStart> {
+        if row_epoch < lease.epoch {
+            self.lease = super::LeaseState::Owned;
+            let chat = &mut self.inputs.chat;
+            chat.status = codersdk::ChatStatus::Running;
+            chat.last_error = None;
+            chat.updated_at = now;
+        }
+        let (messages, mark) = match &mut self.history {
+            HistoryRead::Appended { messages, mark } => (messages, mark),
+            HistoryRead::Full {
+                messages,
+                mark: Some(mark),
+            } => (messages, mark),
+            HistoryRead::Full { mark: None, .. } => return None,
+        };
+        // A history read after the commit already ends with the message.
+        if messages.last().map(|m| m.id) != Some(message.id) && mark.last_id < message.id {
+            messages.push(message.clone());
+            mark.last_id = message.id;
+        }
+        Some(self)
+    }
 }
 
 /// Where a read of a chat's prompt history stands: the history version and compaction

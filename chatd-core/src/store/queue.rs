@@ -12,7 +12,9 @@ use super::changes::{
 };
 use super::chats::{content_text, insert_message, json_text};
 use super::{now_micros, timestamp_from_micros, uuid_text};
-use super::{ChatTx, Lease, MessageVisibility, NewMessage, Store, Transition};
+use super::{
+    ChatTx, HistoryMark, Lease, MessageVisibility, NewMessage, Store, Transition, TurnStart,
+};
 use crate::error::{DbResultExt, Error, ErrorKind, Result};
 
 /// Most messages one chat's queue holds; sending one more while the chat is busy fails with
@@ -66,6 +68,9 @@ pub enum SendOutcome {
 pub struct SendClaim {
     /// The worker that will run the turn.
     pub worker_id: Uuid,
+    /// The mark of the chat's prompt history the worker holds, if any: the start handed
+    /// back ([`SendResult::turn_start`]) then carries only the rows after it.
+    pub known: Option<HistoryMark>,
     /// Most root chats `running` in the whole deployment, as for
     /// [`Store::claim_pending_within`]; at the limit the chat goes `pending` as usual.
     pub max_running_root_chats: usize,
@@ -87,6 +92,10 @@ pub struct SendResult {
     /// `running` under the claim's worker, which must run the turn (or hand the chat back);
     /// `None` for every other send.
     pub claimed: Option<Lease>,
+    /// What the claimed turn starts from ([`Store::turn_start`]'s answer), read beside the
+    /// send's commit rather than after it; `None` when the send claimed nothing, changed
+    /// the chat's settings or model, or the read failed (the turn then reads it itself).
+    pub turn_start: Option<TurnStart>,
 }
 
 /// The answer of [`Store::promote_queued`].
@@ -167,9 +176,33 @@ impl Store {
     ) -> Result<SendResult> {
         let content = content_text(&send.parts)?;
         let now = now_micros();
+        // A send that changes nothing but the history (no model, mode or MCP change) can
+        // hand its turn the start read beside its commit.
+        let plain = send.model_config_id.is_none()
+            && send.plan_mode.is_none()
+            && send.mcp_server_ids.is_none();
         let mut tx = self.begin_chat_tx_with(chat_id, claim.is_some()).await?;
         let result = send_in_tx(&mut tx, owner, send, content, now, claim).await;
-        tx.finish(result).await
+        let (mut sent, lease, claim) = match (result, claim) {
+            (Ok(sent), Some(claim)) if plain => match sent.claimed {
+                Some(lease) => (sent, lease, claim),
+                None => return tx.finish(Ok(sent)).await,
+            },
+            (result, _) => return tx.finish(result).await,
+        };
+        // The turn's start is read while the send commits, instead of after: no other
+        // transaction can change the chat before the commit (the send holds its lock), so
+        // a read that runs first sees all but what the send wrote, which it knows.
+        let (committed, read) =
+            tokio::join!(tx.commit(), self.turn_start_read(&lease, claim.known));
+        committed?;
+        if let (SendOutcome::Inserted(message), Ok(Some((start, row_epoch)))) =
+            (&sent.outcome, read)
+        {
+            let now = timestamp_from_micros(now)?;
+            sent.turn_start = start.claimed_by_send(row_epoch, &lease, message, now);
+        }
+        Ok(sent)
     }
 
     /// The chat's queue, oldest first. [`ErrorKind::NotFound`] when the chat does not exist.
@@ -262,6 +295,7 @@ async fn send_in_tx(
             outcome: SendOutcome::Inserted(message),
             transition: t,
             claimed,
+            turn_start: None,
         });
     }
     // Busy, or a message waits in the queue (FIFO): this one queues too.
@@ -318,6 +352,7 @@ async fn send_in_tx(
         },
         transition: t,
         claimed: None,
+        turn_start: None,
     })
 }
 

@@ -7,8 +7,8 @@
 use std::collections::HashSet;
 
 use chatd_core::store::{
-    now_micros, timestamp_from_micros, Lease, LeaseState, SendClaim, SendMessage, SendOutcome,
-    Store, DYNAMIC_TOOL_TIMEOUT_MESSAGE, MAX_CLAIM_BATCH, MAX_QUEUED_MESSAGES,
+    now_micros, timestamp_from_micros, HistoryRead, Lease, LeaseState, SendClaim, SendMessage,
+    SendOutcome, Store, DYNAMIC_TOOL_TIMEOUT_MESSAGE, MAX_CLAIM_BATCH, MAX_QUEUED_MESSAGES,
 };
 use chatd_core::ErrorKind;
 use codersdk::{ChatBusyBehavior, ChatMessagePart, ChatStatus, MessagePage, Uuid};
@@ -541,6 +541,7 @@ fn claim_for(worker: Uuid, max_running_root_chats: usize) -> SendClaim {
     SendClaim {
         worker_id: worker,
         max_running_root_chats,
+        known: None,
     }
 }
 
@@ -577,6 +578,27 @@ async fn a_send_to_an_idle_chat_claims_its_turn_when_there_is_room() {
             "nothing for the run loop to claim"
         );
         assert_eq!(store.lease_state(&lease).await.unwrap(), LeaseState::Owned);
+        // The turn's start, read beside the commit (before or after it), is what the turn
+        // would read now: the chat `running` under the lease, the history ending with the
+        // message.
+        let start = sent
+            .turn_start
+            .clone()
+            .expect("a plain send hands its turn the start");
+        assert_eq!(
+            start,
+            store.turn_start(&lease, None).await.unwrap().unwrap()
+        );
+        assert_eq!(start.lease, LeaseState::Owned);
+        assert_eq!(start.inputs.chat.status, ChatStatus::Running);
+        let HistoryRead::Full { messages, mark } = &start.history else {
+            panic!("nothing held: the whole history");
+        };
+        let SendOutcome::Inserted(message) = &sent.outcome else {
+            panic!("inserted");
+        };
+        assert_eq!(messages.last(), Some(message));
+        assert_eq!(mark.unwrap().last_id, message.id);
         // Another user's chat is refused before anything is written.
         let err = store
             .send_and_claim(
