@@ -35,7 +35,7 @@ use tracing_subscriber::Layer;
 /// send request included: what it costs on PostgreSQL now (issue 19's target was 20), so
 /// that a statement added to the path is a decision that changes this number. The turn
 /// summary that follows a root turn is counted separately ([`MAX_SUMMARY_STATEMENTS`]).
-const MAX_TURN_STATEMENTS: usize = 15;
+const MAX_TURN_STATEMENTS: usize = 14;
 
 /// The most statements the turn summary after a root turn may add (a model call outside
 /// the turn's path; docs/turn-path.md).

@@ -8,8 +8,8 @@ use codersdk::{
     MessagePage, Uuid, CURRENT_CONTENT_VERSION,
 };
 use sqlx::any::AnyRow;
-use sqlx::AnyConnection;
 use sqlx::Row;
+use sqlx::{Any, AnyConnection};
 
 use super::{
     get_bool, get_opt_uuid, get_time, get_uuid, now_micros, timestamp_from_micros, uuid_text,
@@ -349,39 +349,71 @@ pub(super) async fn insert_message_row(
     new: NewMessage,
     step: &StepColumns,
 ) -> Result<ChatMessage> {
+    let sql = format!(
+        "INSERT INTO chat_messages ({MESSAGE_INSERT_COLUMNS}) VALUES ({MESSAGE_INSERT_VALUES}) \
+         RETURNING id"
+    );
+    let query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+    let (id,): (i64,) = bind_message(query, chat_id, now, &new, step)?
+        .fetch_one(&mut *conn)
+        .await
+        .db()?;
+    inserted_message(id, chat_id, now, new)
+}
+
+/// The columns of a message insert, bound by [`bind_message`] as `$1`–`$20`
+/// ([`MESSAGE_INSERT_VALUES`]); `chat_id` is `$1` and `created_at` `$15`.
+pub(super) const MESSAGE_INSERT_COLUMNS: &str =
+    "chat_id, created_by, model_config_id, role, content, content_version, visibility, \
+     input_tokens, output_tokens, total_tokens, reasoning_tokens, cache_creation_tokens, \
+     cache_read_tokens, context_limit, created_at, total_cost_micros, runtime_ms, \
+     provider_response_id, compressed, deleted";
+
+/// The placeholders of [`MESSAGE_INSERT_COLUMNS`].
+pub(super) const MESSAGE_INSERT_VALUES: &str =
+    "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20";
+
+/// Binds a message insert's parameters `$1`–`$20` ([`MESSAGE_INSERT_COLUMNS`]);
+/// further parameters are bound after.
+pub(super) fn bind_message<'q, O>(
+    query: sqlx::query::QueryAs<'q, Any, O, sqlx::any::AnyArguments>,
+    chat_id: Uuid,
+    now: i64,
+    new: &NewMessage,
+    step: &StepColumns,
+) -> Result<sqlx::query::QueryAs<'q, Any, O, sqlx::any::AnyArguments>> {
     let content = content_text(&new.parts)?;
     let usage = new.usage.unwrap_or_default();
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO chat_messages (chat_id, created_by, model_config_id, role, content, \
-         content_version, visibility, input_tokens, output_tokens, total_tokens, \
-         reasoning_tokens, cache_creation_tokens, cache_read_tokens, context_limit, created_at, \
-         total_cost_micros, runtime_ms, provider_response_id, compressed, deleted) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-         $19, $20) RETURNING id",
-    )
-    .bind(uuid_text(chat_id))
-    .bind(new.created_by.map(uuid_text))
-    .bind(new.model_config_id.map(uuid_text))
-    .bind(new.role.as_str())
-    .bind(content)
-    .bind(i32::from(CURRENT_CONTENT_VERSION))
-    .bind(new.visibility.as_str())
-    .bind(usage.input_tokens)
-    .bind(usage.output_tokens)
-    .bind(usage.total_tokens)
-    .bind(usage.reasoning_tokens)
-    .bind(usage.cache_creation_tokens)
-    .bind(usage.cache_read_tokens)
-    .bind(usage.context_limit)
-    .bind(now)
-    .bind(step.total_cost_micros)
-    .bind(step.runtime_ms)
-    .bind(step.provider_response_id.as_deref())
-    .bind(i64::from(step.compressed))
-    .bind(i64::from(step.deleted))
-    .fetch_one(&mut *conn)
-    .await
-    .db()?;
+    Ok(query
+        .bind(uuid_text(chat_id))
+        .bind(new.created_by.map(uuid_text))
+        .bind(new.model_config_id.map(uuid_text))
+        .bind(new.role.as_str().to_owned())
+        .bind(content)
+        .bind(i32::from(CURRENT_CONTENT_VERSION))
+        .bind(new.visibility.as_str().to_owned())
+        .bind(usage.input_tokens)
+        .bind(usage.output_tokens)
+        .bind(usage.total_tokens)
+        .bind(usage.reasoning_tokens)
+        .bind(usage.cache_creation_tokens)
+        .bind(usage.cache_read_tokens)
+        .bind(usage.context_limit)
+        .bind(now)
+        .bind(step.total_cost_micros)
+        .bind(step.runtime_ms)
+        .bind(step.provider_response_id.clone())
+        .bind(i64::from(step.compressed))
+        .bind(i64::from(step.deleted)))
+}
+
+/// The message an insert of `new` made as row `id`.
+pub(super) fn inserted_message(
+    id: i64,
+    chat_id: Uuid,
+    now: i64,
+    new: NewMessage,
+) -> Result<ChatMessage> {
     Ok(ChatMessage {
         id,
         chat_id,

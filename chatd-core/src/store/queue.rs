@@ -10,10 +10,14 @@ use super::changes::{
     answer_pending_calls, chat_archived, load_queue, move_to_waiting, moved, promote, promote_head,
     queued_not_found, set_pending_if_queue_empty, QUEUE_EMPTY_GUARD, TOOL_INTERRUPTED_MESSAGE,
 };
-use super::chats::{content_text, insert_message, json_text};
+use super::chats::{
+    bind_message, content_text, insert_message, inserted_message, json_text, StepColumns,
+    MESSAGE_INSERT_COLUMNS, MESSAGE_INSERT_VALUES,
+};
 use super::{now_micros, timestamp_from_micros, uuid_text};
 use super::{
-    ChatTx, HistoryMark, Lease, MessageVisibility, NewMessage, Store, Transition, TurnStart,
+    ChatTx, Dialect, HistoryMark, Lease, MessageVisibility, NewMessage, Store, Transition,
+    TurnStart,
 };
 use crate::error::{DbResultExt, Error, ErrorKind, Result};
 
@@ -182,7 +186,7 @@ impl Store {
             && send.plan_mode.is_none()
             && send.mcp_server_ids.is_none();
         let mut tx = self.begin_chat_tx_with(chat_id, claim.is_some()).await?;
-        let result = send_in_tx(&mut tx, owner, send, content, now, claim).await;
+        let result = send_in_tx(&mut tx, owner, send, content, now, claim, self.dialect()).await;
         let (mut sent, lease, claim) = match (result, claim) {
             (Ok(sent), Some(claim)) if plain => match sent.claimed {
                 Some(lease) => (sent, lease, claim),
@@ -241,6 +245,7 @@ async fn send_in_tx(
     content: String,
     now: i64,
     claim: Option<SendClaim>,
+    dialect: Dialect,
 ) -> Result<SendResult> {
     let chat_id = tx.chat_id();
     let chat = tx.locked_chat().await?;
@@ -263,41 +268,45 @@ async fn send_in_tx(
     // update itself: a statement run under the lock sees every queue change committed
     // before it (a PostgreSQL locking read that waited would not).
     let idle = !chat.status.is_busy();
-    let claimed = match claim {
-        Some(claim) if idle => claim_for_send(conn, chat_id, claim, now).await?,
-        _ => None,
+    let mut new = NewMessage {
+        role: ChatMessageRole::User,
+        parts: send.parts,
+        visibility: MessageVisibility::Both,
+        created_by: send.created_by,
+        model_config_id: send.model_config_id,
+        usage: None,
     };
-    if claimed.is_some() || (idle && set_pending_if_queue_empty(conn, chat_id, now).await?) {
-        let message = insert_message(
-            conn,
-            chat_id,
-            now,
-            NewMessage {
-                role: ChatMessageRole::User,
-                parts: send.parts,
-                visibility: MessageVisibility::Both,
-                created_by: send.created_by,
-                model_config_id: send.model_config_id,
-                usage: None,
-            },
-        )
-        .await?;
-        t.messages.push(message.clone());
-        // The chat was idle: no turn runs it, so none is ended (a worker that claims the
-        // chat before this is published runs this very message).
-        let status = if claimed.is_some() {
-            ChatStatus::Running
-        } else {
-            ChatStatus::Pending
-        };
-        moved(&mut t, &chat, status);
-        return Ok(SendResult {
-            outcome: SendOutcome::Inserted(message),
-            transition: t,
-            claimed,
-            turn_start: None,
-        });
+    if idle {
+        if let Some(claim) = claim {
+            match claim_and_insert(conn, dialect, chat_id, claim, now, new).await? {
+                Ok((lease, message)) => {
+                    t.messages.push(message.clone());
+                    moved(&mut t, &chat, ChatStatus::Running);
+                    return Ok(SendResult {
+                        outcome: SendOutcome::Inserted(message),
+                        transition: t,
+                        claimed: Some(lease),
+                        turn_start: None,
+                    });
+                }
+                Err(unclaimed) => new = unclaimed,
+            }
+        }
+        if set_pending_if_queue_empty(conn, chat_id, now).await? {
+            let message = insert_message(conn, chat_id, now, new).await?;
+            t.messages.push(message.clone());
+            // The chat was idle: no turn runs it, so none is ended (a worker that claims
+            // the chat before this is published runs this very message).
+            moved(&mut t, &chat, ChatStatus::Pending);
+            return Ok(SendResult {
+                outcome: SendOutcome::Inserted(message),
+                transition: t,
+                claimed: None,
+                turn_start: None,
+            });
+        }
     }
+    let send_parts = new.parts;
     // Busy, or a message waits in the queue (FIFO): this one queues too.
     let queued_count = tx.queue_state().await?.count;
     let conn = tx.conn();
@@ -341,7 +350,7 @@ async fn send_in_tx(
         id,
         chat_id,
         model_config_id: send.model_config_id,
-        content: send.parts,
+        content: send_parts,
         created_at: timestamp_from_micros(now)?,
     };
     t.queue = Some(load_queue(conn, chat_id).await?);
@@ -357,43 +366,68 @@ async fn send_in_tx(
 }
 
 /// Claims the locked, idle chat for `claim.worker_id` when the deployment has a place for
-/// it and no other root chat waits for one (see [`Store::send_and_claim`]); `None`, writing
-/// nothing, otherwise (also when a message waits in the chat's queue).
-async fn claim_for_send(
+/// it and no other root chat waits for one (see [`Store::send_and_claim`]), and inserts
+/// `new` for it: on PostgreSQL in one statement (the update and the insert as one
+/// data-modifying `WITH`), on SQLite in two. `Ok(Err(new))`, writing nothing, when it
+/// cannot claim (also when a message waits in the chat's queue).
+async fn claim_and_insert(
     conn: &mut AnyConnection,
+    dialect: Dialect,
     chat_id: Uuid,
     claim: SendClaim,
     now: i64,
-) -> Result<Option<Lease>> {
+    new: NewMessage,
+) -> Result<std::result::Result<(Lease, ChatMessage), NewMessage>> {
     // On PostgreSQL the claims' advisory lock was taken with the chat's lock
     // (`Store::begin_chat_tx_with`), in an earlier statement: this one's snapshot follows
     // the previous holder's commit. The send's commit stays synchronous: it holds the
-    // user's message.
-    let sql = format!(
-        "UPDATE chats SET status = $2, last_error = NULL, worker_id = $3, \
-         lease_epoch = lease_epoch + 1, started_at = $4, heartbeat_at = $4, updated_at = $4 \
+    // user's message. The message's parameters are `$1`–`$20` (`$1` the chat, `$15` now,
+    // `$3` its model config); the claim's follow.
+    let claim_sql = format!(
+        "UPDATE chats SET status = $21, last_error = NULL, worker_id = $22, \
+         lease_epoch = lease_epoch + 1, started_at = $15, heartbeat_at = $15, updated_at = $15, \
+         last_model_config_id = COALESCE($3, last_model_config_id) \
          WHERE id = $1 AND parent_chat_id IS NULL AND archived = 0{QUEUE_EMPTY_GUARD} \
-         AND (SELECT COUNT(*) FROM chats r WHERE r.status = $2 \
-              AND r.parent_chat_id IS NULL) < $5 \
-         AND NOT EXISTS (SELECT 1 FROM chats p WHERE p.status = $6 AND p.archived = 0 \
+         AND (SELECT COUNT(*) FROM chats r WHERE r.status = $21 \
+              AND r.parent_chat_id IS NULL) < $23 \
+         AND NOT EXISTS (SELECT 1 FROM chats p WHERE p.status = $24 AND p.archived = 0 \
               AND p.parent_chat_id IS NULL) \
          RETURNING lease_epoch"
     );
-    let epoch: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-        .bind(uuid_text(chat_id))
+    let sql = match dialect {
+        Dialect::Postgres => format!(
+            "WITH claimed AS ({claim_sql}), inserted AS (\
+             INSERT INTO chat_messages ({MESSAGE_INSERT_COLUMNS}) \
+             SELECT {MESSAGE_INSERT_VALUES} FROM claimed RETURNING id) \
+             SELECT claimed.lease_epoch, inserted.id FROM claimed, inserted"
+        ),
+        // SQLite has no data-modifying `WITH`: the claim alone (it ignores the unused
+        // message parameters), then the insert.
+        Dialect::Sqlite => format!("{claim_sql}, 0"),
+    };
+    let limit = i64::try_from(claim.max_running_root_chats).unwrap_or(i64::MAX);
+    let query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+    let row: Option<(i64, i64)> = bind_message(query, chat_id, now, &new, &StepColumns::default())?
         .bind(ChatStatus::Running.as_str())
         .bind(uuid_text(claim.worker_id))
-        .bind(now)
-        .bind(i64::try_from(claim.max_running_root_chats).unwrap_or(i64::MAX))
+        .bind(limit)
         .bind(ChatStatus::Pending.as_str())
         .fetch_optional(&mut *conn)
         .await
         .db()?;
-    Ok(epoch.map(|epoch| Lease {
+    let Some((epoch, id)) = row else {
+        return Ok(Err(new));
+    };
+    let lease = Lease {
         chat_id,
         worker_id: claim.worker_id,
         epoch,
-    }))
+    };
+    let message = match dialect {
+        Dialect::Postgres => inserted_message(id, chat_id, now, new)?,
+        Dialect::Sqlite => insert_message(conn, chat_id, now, new).await?,
+    };
+    Ok(Ok((lease, message)))
 }
 
 /// Applies the chat settings a message carries (plan mode, MCP selection) to the locked
