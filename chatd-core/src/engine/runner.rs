@@ -132,9 +132,10 @@ impl Drop for SendSlot {
 
 impl Inner {
     /// A turn slot for a send that claims the turn it starts, when claims on send are on
-    /// and this process takes work (not draining), has a free slot, and its last claim left nothing pending (a
-    /// send does not overtake chats already waiting; the store checks that too, across
-    /// replicas). `None`: the send leaves the chat `pending` for the run loop.
+    /// and this process takes work (not draining), has a free slot, and its last claim
+    /// left nothing pending (a send does not overtake chats already waiting; the store
+    /// checks that too, across replicas). `None`: the send leaves the chat `pending` for
+    /// the run loop.
     fn reserve_send_slot(self: &Arc<Self>) -> Option<SendSlot> {
         if !self.settings.claim_on_send
             || self.draining.is_cancelled()

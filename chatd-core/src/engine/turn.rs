@@ -168,10 +168,10 @@ async fn turn_loop(
     let chat_id = lease.chat_id;
     // An operation that took the chat between the claim and this turn's registration could
     // not stop it (its publication found no turn of this lease): ask the store once. Later
-    // ones find the turn registered.
-    // The lease, the chat row and the history: two reads at once (docs/turn-path.md).
-    // A history held from the chat's last turn is extended by the rows after it.
-    // A send that claimed the turn read this beside its commit.
+    // ones find the turn registered. The lease, the chat row and the history: two reads at
+    // once (docs/turn-path.md); a history held from the chat's last turn is extended by the
+    // rows after it. A send that claimed the turn made these reads beside its commit (the
+    // narrow window that leaves is in docs/turn-path.md, "The send claims its own turn").
     let start = match prefetched {
         Some(start) => *start,
         None => {
