@@ -252,6 +252,15 @@ async fn tracking_stops_at_its_limits() {
         metrics.track_turn(engine, held, Instant::now());
         let tracked_at = Instant::now();
         wait_status(engine, &actor, held, ChatStatus::Running).await;
+        // The held turn streams (so it, not the next chat's turn, took the gated reply).
+        let deadline = Instant::now() + WAIT;
+        while !metrics
+            .render()
+            .contains("chat_time_to_first_output_seconds_count 1\n")
+        {
+            assert!(Instant::now() < deadline, "the held turn never streamed");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         // The second turn is over the limit: not followed, nothing recorded for it.
         let other = create(&server, &alice).await;
         metrics.track_turn(engine, other, Instant::now());
