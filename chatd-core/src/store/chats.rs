@@ -354,7 +354,8 @@ pub(super) async fn insert_message_row(
          RETURNING id"
     );
     let query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
-    let (id,): (i64,) = bind_message(query, chat_id, now, &new, step)?
+    let content = content_text(&new.parts)?;
+    let (id,): (i64,) = bind_message(query, chat_id, now, &new, content, step)
         .fetch_one(&mut *conn)
         .await
         .db()?;
@@ -373,18 +374,18 @@ pub(super) const MESSAGE_INSERT_COLUMNS: &str =
 pub(super) const MESSAGE_INSERT_VALUES: &str =
     "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20";
 
-/// Binds a message insert's parameters `$1`–`$20` ([`MESSAGE_INSERT_COLUMNS`]);
-/// further parameters are bound after.
+/// Binds a message insert's parameters `$1`–`$20` ([`MESSAGE_INSERT_COLUMNS`]), with
+/// `content` the parts as [`content_text`] stores them; further parameters are bound after.
 pub(super) fn bind_message<'q, O>(
     query: sqlx::query::QueryAs<'q, Any, O, sqlx::any::AnyArguments>,
     chat_id: Uuid,
     now: i64,
     new: &NewMessage,
+    content: String,
     step: &StepColumns,
-) -> Result<sqlx::query::QueryAs<'q, Any, O, sqlx::any::AnyArguments>> {
-    let content = content_text(&new.parts)?;
+) -> sqlx::query::QueryAs<'q, Any, O, sqlx::any::AnyArguments> {
     let usage = new.usage.unwrap_or_default();
-    Ok(query
+    query
         .bind(uuid_text(chat_id))
         .bind(new.created_by.map(uuid_text))
         .bind(new.model_config_id.map(uuid_text))
@@ -404,7 +405,7 @@ pub(super) fn bind_message<'q, O>(
         .bind(step.runtime_ms)
         .bind(step.provider_response_id.clone())
         .bind(i64::from(step.compressed))
-        .bind(i64::from(step.deleted)))
+        .bind(i64::from(step.deleted))
 }
 
 /// The message an insert of `new` made as row `id`.

@@ -582,6 +582,7 @@ impl Store {
         chat_id: Uuid,
         claim_lock: bool,
     ) -> Result<ChatTx> {
+        let claim_lock = claim_lock && self.dialect == Dialect::Postgres;
         let mut tx = self.begin_write().await?;
         // The lock and the chat's state (owner, lease, status) in one round trip.
         let sql = match self.dialect {
@@ -604,7 +605,7 @@ impl Store {
             ),
         };
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(uuid_text(chat_id));
-        if claim_lock && self.dialect == Dialect::Postgres {
+        if claim_lock {
             query = query.bind(CLAIM_ADVISORY_LOCK_KEY);
         }
         let found = query.fetch_optional(&mut *tx).await.db()?;

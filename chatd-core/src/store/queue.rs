@@ -278,7 +278,8 @@ async fn send_in_tx(
     };
     if idle {
         if let Some(claim) = claim {
-            match claim_and_insert(conn, dialect, chat_id, claim, now, new).await? {
+            let claimed = claim_and_insert(conn, dialect, chat_id, claim, now, new, &content);
+            match claimed.await? {
                 Ok((lease, message)) => {
                     t.messages.push(message.clone());
                     moved(&mut t, &chat, ChatStatus::Running);
@@ -367,8 +368,8 @@ async fn send_in_tx(
 
 /// Claims the locked, idle chat for `claim.worker_id` when the deployment has a place for
 /// it and no other root chat waits for one (see [`Store::send_and_claim`]), and inserts
-/// `new` for it: on PostgreSQL in one statement (the update and the insert as one
-/// data-modifying `WITH`), on SQLite in two. `Ok(Err(new))`, writing nothing, when it
+/// `new` (its parts already encoded as `content`) for it: on PostgreSQL in one statement
+/// (the update and the insert as one data-modifying `WITH`), on SQLite in two. `Ok(Err(new))`, writing nothing, when it
 /// cannot claim (also when a message waits in the chat's queue).
 async fn claim_and_insert(
     conn: &mut AnyConnection,
@@ -377,6 +378,7 @@ async fn claim_and_insert(
     claim: SendClaim,
     now: i64,
     new: NewMessage,
+    content: &str,
 ) -> Result<std::result::Result<(Lease, ChatMessage), NewMessage>> {
     // On PostgreSQL the claims' advisory lock was taken with the chat's lock
     // (`Store::begin_chat_tx_with`), in an earlier statement: this one's snapshot follows
@@ -407,14 +409,16 @@ async fn claim_and_insert(
     };
     let limit = i64::try_from(claim.max_running_root_chats).unwrap_or(i64::MAX);
     let query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
-    let row: Option<(i64, i64)> = bind_message(query, chat_id, now, &new, &StepColumns::default())?
-        .bind(ChatStatus::Running.as_str())
-        .bind(uuid_text(claim.worker_id))
-        .bind(limit)
-        .bind(ChatStatus::Pending.as_str())
-        .fetch_optional(&mut *conn)
-        .await
-        .db()?;
+    let step = StepColumns::default();
+    let row: Option<(i64, i64)> =
+        bind_message(query, chat_id, now, &new, content.to_owned(), &step)
+            .bind(ChatStatus::Running.as_str())
+            .bind(uuid_text(claim.worker_id))
+            .bind(limit)
+            .bind(ChatStatus::Pending.as_str())
+            .fetch_optional(&mut *conn)
+            .await
+            .db()?;
     let Some((epoch, id)) = row else {
         return Ok(Err(new));
     };
