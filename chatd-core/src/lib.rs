@@ -85,6 +85,7 @@
 //! None.
 
 mod admin;
+pub mod clock;
 pub mod cluster;
 pub mod configcache;
 mod engine;
@@ -105,6 +106,7 @@ pub use admin::{
     AccountPage, Admin, Bootstrap, Bootstrapped, ConfigAnnouncer, IssuedToken, McpOAuth2Callback,
     McpOAuth2Completed, McpRedirectUri, UserRef, USER_NOT_FOUND_MESSAGE,
 };
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use cluster::{
     ConfigChange, EngineObserver, NoObserver, RecoveryCause, DEFAULT_LIVENESS_INTERVAL,
 };

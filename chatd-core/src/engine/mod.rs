@@ -248,6 +248,9 @@ pub struct EngineConfig {
     /// Told about claims, recoveries, the relay's lag and reconnections, and configuration
     /// changes (for metrics); [`NoObserver`](crate::cluster::NoObserver) by default.
     pub observer: Arc<dyn EngineObserver>,
+    /// What calendar rules read as now (usage-limit periods, retention, auto-archive);
+    /// [`SystemClock`](crate::SystemClock) by default ([`crate::clock`]).
+    pub clock: Arc<dyn crate::Clock>,
 }
 
 impl EngineConfig {
@@ -268,8 +271,16 @@ impl EngineConfig {
             mcp: None,
             subagents: true,
             observer: Arc::new(crate::cluster::NoObserver),
+            clock: Arc::new(crate::SystemClock),
             hook: None,
         }
+    }
+
+    /// Reads calendar time from `clock` instead of the system clock (tests of periods and
+    /// retention windows use a [`ManualClock`](crate::ManualClock)).
+    pub fn with_clock(mut self, clock: Arc<dyn crate::Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Reports claims, recoveries, relay lag and reconnections to `observer`.
@@ -461,6 +472,8 @@ pub(crate) struct Inner {
     pub(crate) generate_titles: bool,
     pub(crate) turn_summaries: bool,
     pub(crate) settings: EngineSettings,
+    /// Calendar time ([`EngineConfig::clock`]).
+    pub(crate) clock: Arc<dyn crate::Clock>,
     pub(crate) worker_id: Uuid,
     pub(crate) wake: Notify,
     /// Whether `pending` chats may be waiting that the last claim left (it was full, or
@@ -586,6 +599,7 @@ impl Engine {
             generate_titles: config.generate_titles,
             turn_summaries: config.turn_summaries,
             settings: config.settings,
+            clock: config.clock,
             worker_id,
             wake: Notify::new(),
             claim_more: std::sync::atomic::AtomicBool::new(true),

@@ -12,6 +12,7 @@ mod changes;
 mod chats;
 mod cluster;
 mod compaction;
+mod costs;
 mod config;
 mod history;
 mod leases;
