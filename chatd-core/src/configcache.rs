@@ -304,6 +304,9 @@ pub struct ConfigCache {
     /// The enabled MCP server configs ([`DEPLOYMENT_CONFIG_TTL`]): every turn lists them
     /// to connect its servers (their secrets are read when connecting, never cached).
     pub(crate) enabled_mcp_servers: TtlMap<(), Arc<[codersdk::MCPServerConfig]>>,
+    /// The deployment's usage-limit configuration ([`DEPLOYMENT_CONFIG_TTL`]): every
+    /// admission check reads it, so a deployment without limits pays no statement.
+    pub(crate) usage_limits: TtlMap<(), codersdk::ChatUsageLimitConfig>,
 }
 
 /// How many model overrides can be held: one per context the server knows (unknown
@@ -331,6 +334,7 @@ impl ConfigCache {
             user_keys: TtlMap::new(USER_KEYS_TTL, MAX_CACHED_USERS),
             user_thresholds: TtlMap::new(USER_THRESHOLDS_TTL, MAX_CACHED_USERS),
             enabled_mcp_servers: TtlMap::new(DEPLOYMENT_CONFIG_TTL, 1),
+            usage_limits: TtlMap::new(DEPLOYMENT_CONFIG_TTL, 1),
         }
     }
 
@@ -346,7 +350,7 @@ impl ConfigCache {
     ///   entry;
     /// - `mcp_servers`: the enabled MCP server configs;
     /// - `deployment`: the prompt settings, plan-mode instructions and model overrides;
-    /// - `mcp_servers`: nothing cached here.
+    /// - `usage_limits`: the usage-limit configuration.
     pub fn apply(&self, change: &ConfigChange) {
         match change {
             ConfigChange::Providers => {
@@ -366,6 +370,7 @@ impl ConfigCache {
                 self.model_overrides.clear();
             }
             ConfigChange::McpServers => self.enabled_mcp_servers.clear(),
+            ConfigChange::UsageLimits => self.usage_limits.clear(),
         }
     }
 
@@ -386,6 +391,7 @@ impl ConfigCache {
         self.user_prompts.clear();
         self.user_thresholds.clear();
         self.enabled_mcp_servers.clear();
+        self.usage_limits.clear();
     }
 
     /// How many entries the cache holds, over all its maps (for tests and diagnostics).
@@ -400,6 +406,8 @@ impl ConfigCache {
             + self.user_prompts.len()
             + self.user_keys.len()
             + self.user_thresholds.len()
+            + self.enabled_mcp_servers.len()
+            + self.usage_limits.len()
     }
 
     /// Whether the cache holds nothing.
@@ -421,6 +429,8 @@ impl ConfigCache {
             self.user_prompts.stats(),
             self.user_keys.stats(),
             self.user_thresholds.stats(),
+            self.enabled_mcp_servers.stats(),
+            self.usage_limits.stats(),
         ]
         .into_iter()
         .fold(ConfigCacheStats::default(), |a, b| ConfigCacheStats {
@@ -450,6 +460,7 @@ impl std::fmt::Debug for ConfigCache {
             .field("user_prompts", &self.user_prompts.len())
             .field("user_keys", &self.user_keys.len())
             .field("user_thresholds", &self.user_thresholds.len())
+            .field("usage_limits", &self.usage_limits.len())
             .finish_non_exhaustive()
     }
 }

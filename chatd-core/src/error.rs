@@ -161,6 +161,8 @@ struct Inner {
     message: Cow<'static, str>,
     key_id: Option<String>,
     response: Option<codersdk::Response>,
+    /// The figures of a usage-limit refusal ([`Error::usage_limit_exceeded`]).
+    exceeded: Option<codersdk::ChatUsageLimitExceededResponse>,
     source: Option<Source>,
 }
 
@@ -175,6 +177,7 @@ impl Error {
                 message: message.into(),
                 key_id: None,
                 response: None,
+                exceeded: None,
                 source: None,
             }),
         }
@@ -193,6 +196,21 @@ impl Error {
         let mut e = Error::new(kind, response.message.clone());
         e.inner.response = Some(response);
         e
+    }
+
+    /// An [`ErrorKind::UsageLimit`] refusal with its figures (the 409 body of
+    /// codersdk.md §13.3).
+    pub fn usage_limit(exceeded: codersdk::ChatUsageLimitExceededResponse) -> Self {
+        let mut e = Error::new(ErrorKind::UsageLimit, exceeded.message.clone());
+        e.inner.response = Some(codersdk::Response::new(exceeded.message.clone()));
+        e.inner.exceeded = Some(exceeded);
+        e
+    }
+
+    /// The figures of a usage-limit refusal (spent, limit, when it resets): the body an API
+    /// answers it with instead of the plain [`Error::to_response`].
+    pub fn usage_limit_exceeded(&self) -> Option<&codersdk::ChatUsageLimitExceededResponse> {
+        self.inner.exceeded.as_ref()
     }
 
     /// The `Response` body for an API boundary: the one given to

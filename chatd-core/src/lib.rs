@@ -100,11 +100,12 @@ pub mod store;
 pub mod subagents;
 pub mod title;
 pub mod tools;
+pub mod usage_limits;
 pub mod workspace;
 
 pub use admin::{
-    AccountPage, Admin, Bootstrap, Bootstrapped, ConfigAnnouncer, IssuedToken, McpOAuth2Callback,
-    McpOAuth2Completed, McpRedirectUri, UserRef, USER_NOT_FOUND_MESSAGE,
+    is_unpriced_model, AccountPage, Admin, Bootstrap, Bootstrapped, ConfigAnnouncer, IssuedToken,
+    McpOAuth2Callback, McpOAuth2Completed, McpRedirectUri, UserRef, USER_NOT_FOUND_MESSAGE,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use cluster::{

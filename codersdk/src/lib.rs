@@ -171,6 +171,7 @@ mod content;
 mod cost;
 mod decimal;
 mod error;
+mod group;
 mod macros;
 mod mcp;
 mod message;
@@ -193,6 +194,7 @@ pub use decimal::{
     format_decimal, parse_decimal, DecimalError, MAX_DECIMAL_DIGITS, MAX_DECIMAL_TEXT_LEN,
 };
 pub use error::*;
+pub use group::*;
 pub use mcp::*;
 pub use message::*;
 pub use model::*;

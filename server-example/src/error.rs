@@ -16,6 +16,10 @@ pub struct ApiError {
     pub status: StatusCode,
     /// The JSON body.
     pub body: Response,
+    /// A usage-limit refusal's figures: the body is then a
+    /// `ChatUsageLimitExceededResponse` (the `Response` fields plus `spent_micros`,
+    /// `limit_micros`, `resets_at`).
+    pub usage_limit: Option<Box<codersdk::ChatUsageLimitExceededResponse>>,
 }
 
 /// `Result` of a handler.
@@ -27,6 +31,7 @@ impl ApiError {
         ApiError {
             status,
             body: Response::new(message),
+            usage_limit: None,
         }
     }
 
@@ -40,6 +45,7 @@ impl ApiError {
         ApiError {
             status: StatusCode::BAD_REQUEST,
             body,
+            usage_limit: None,
         }
     }
 
@@ -69,6 +75,7 @@ impl ApiError {
             status: StatusCode::NOT_IMPLEMENTED,
             body: Response::new(format!("{feature} is not available on this server."))
                 .with_detail("chatd implements the chats API without Coder workspaces, templates or the rest of the Coder platform."),
+            usage_limit: None,
         }
     }
 
@@ -91,13 +98,17 @@ impl From<chatd_core::Error> for ApiError {
         ApiError {
             status,
             body: e.to_response(),
+            usage_limit: e.usage_limit_exceeded().cloned().map(Box::new),
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> HttpResponse {
-        (self.status, axum::Json(self.body)).into_response()
+        match self.usage_limit {
+            Some(exceeded) => (self.status, axum::Json(*exceeded)).into_response(),
+            None => (self.status, axum::Json(self.body)).into_response(),
+        }
     }
 }
 

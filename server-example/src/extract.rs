@@ -154,6 +154,18 @@ uuid_path_id!(
     "API token ID"
 );
 uuid_path_id!(
+    /// `{group}`: a group id.
+    GroupId,
+    "group",
+    "group ID"
+);
+uuid_path_id!(
+    /// `{organization}`: an organization id.
+    OrganizationId,
+    "organization",
+    "organization ID"
+);
+uuid_path_id!(
     /// `{mcpServer}`: an MCP server config id.
     McpServerId,
     "mcpServer",

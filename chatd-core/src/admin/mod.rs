@@ -5,6 +5,7 @@ mod catalogue;
 mod config;
 mod mcp;
 mod mcp_auth;
+mod usage_limits;
 mod users;
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use crate::store::{NewUser, Store, StoreOptions, TokenCheck, User};
 
 pub use mcp::McpRedirectUri;
 pub use mcp_auth::{McpOAuth2Callback, McpOAuth2Completed};
+pub use usage_limits::is_unpriced_model;
 pub use users::{AccountPage, IssuedToken, UserRef, USER_NOT_FOUND_MESSAGE};
 
 /// The administration handle: everything a server does besides chats — the

@@ -81,7 +81,7 @@ impl Admin {
     }
 
     /// The account `user` names, without authorization; [`USER_NOT_FOUND_MESSAGE`].
-    async fn resolve(&self, actor: &Actor, user: &UserRef) -> Result<Account> {
+    pub(super) async fn resolve(&self, actor: &Actor, user: &UserRef) -> Result<Account> {
         let store = self.store();
         let found = match user {
             UserRef::Me => store.get_account(actor.user_id).await?,

@@ -110,6 +110,9 @@ pub enum ConfigChange {
     Deployment,
     /// MCP server configurations.
     McpServers,
+    /// The deployment's usage-limit configuration (limit and period; overrides are read
+    /// at each check, not cached).
+    UsageLimits,
 }
 
 /// Why chats were handed back to `pending` by someone other than their worker.

@@ -6,6 +6,7 @@
 //! commits first and then publishes (stream events, watch events, the wake signal), so a
 //! subscriber never sees a state the database does not hold.
 
+mod admission;
 mod autotitle;
 mod chain;
 mod compaction;

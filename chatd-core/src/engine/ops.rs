@@ -71,6 +71,8 @@ impl Engine {
     pub async fn create_chat(&self, actor: &Actor, request: CreateChatRequest) -> Result<Chat> {
         let valid = validate_create_chat_request(&request)
             .map_err(|r| Error::with_response(ErrorKind::InvalidArgument, r))?;
+        // The first turn makes the model work: the owner must be under their limit.
+        self.inner.admit(actor.user_id).await?;
         let organization_id = match valid.organization_id {
             Some(org) => {
                 if !self.inner.store.is_member(org, actor.user_id).await? {
@@ -172,6 +174,9 @@ impl Engine {
     ) -> Result<CreateChatMessageResponse> {
         let valid = validate_create_chat_message_request(&request)
             .map_err(|r| Error::with_response(ErrorKind::InvalidArgument, r))?;
+        // Queued or not, the message will make the model work. Only the owner can send, so
+        // the sender's spend is the owner's (another user's send fails below).
+        self.inner.admit(actor.user_id).await?;
         // A plain message (no model, mode or MCP change, no file) needs nothing of the chat
         // before the send: the send's locking statement checks the owner, saving a read on
         // the hot path (docs/turn-path.md). Anything else is checked first, as before.
@@ -262,7 +267,8 @@ impl Engine {
         chat_id: Uuid,
         queued_id: i64,
     ) -> Result<codersdk::ChatMessage> {
-        self.authorized_chat(actor, chat_id, Access::Write).await?;
+        let chat = self.authorized_chat(actor, chat_id, Access::Write).await?;
+        self.inner.admit(chat.owner_id).await?;
         let promoted = self.inner.store.promote_queued(chat_id, queued_id).await?;
         self.inner.publish(promoted.transition).await;
         Ok(promoted.message)
@@ -311,7 +317,8 @@ impl Engine {
     ) -> Result<EditChatMessageResponse> {
         let content = validate_edit_chat_message_request(&request)
             .map_err(|r| Error::with_response(ErrorKind::InvalidArgument, r))?;
-        self.authorized_chat(actor, chat_id, Access::Write).await?;
+        let chat = self.authorized_chat(actor, chat_id, Access::Write).await?;
+        self.inner.admit(chat.owner_id).await?;
         let parts = self.message_parts(actor, &content).await?;
         let edited = self
             .inner

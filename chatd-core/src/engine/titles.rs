@@ -89,10 +89,12 @@ impl Engine {
     /// | the chat's model cannot be resolved (missing key, disabled provider, unknown config) | [`ErrorKind::InvalidArgument`] | 400 |
     /// | the model refused for good (a non-retryable classification: auth, config, bad request) | [`ErrorKind::InvalidArgument`] | 400 |
     /// | the model kept failing until [`TITLE_TIMEOUT`], or replied with nothing usable | [`ErrorKind::Conflict`] | 409 |
+    /// | the owner has spent their usage limit | [`ErrorKind::UsageLimit`] | 409 |
     ///
     /// Each body carries the classified, user-facing reason (never a key) as its `detail`.
     pub async fn propose_title(&self, actor: &Actor, chat_id: Uuid) -> Result<String> {
         let chat = self.authorized_chat(actor, chat_id, Access::Write).await?;
+        self.inner.admit(chat.owner_id).await?;
         self.conversation_title(&chat).await
     }
 
@@ -101,6 +103,7 @@ impl Engine {
     /// [`ErrorKind::Conflict`] while another regeneration of the chat runs in this process.
     pub async fn regenerate_title(&self, actor: &Actor, chat_id: Uuid) -> Result<Chat> {
         let chat = self.authorized_chat(actor, chat_id, Access::Write).await?;
+        self.inner.admit(chat.owner_id).await?;
         let _guard = RegenerationGuard::acquire(chat_id).ok_or_else(|| {
             Error::new(
                 ErrorKind::Conflict,

@@ -12,8 +12,9 @@ mod changes;
 mod chats;
 mod cluster;
 mod compaction;
-mod costs;
 mod config;
+mod costs;
+mod groups;
 mod history;
 mod leases;
 mod listing;
@@ -25,6 +26,7 @@ mod tokens;
 mod transition;
 mod turns;
 mod usage;
+mod usage_limits;
 mod users;
 mod workspaces;
 
@@ -54,6 +56,9 @@ pub use config::{
 pub use config::{
     INVALID_MODEL_OVERRIDE_CONTEXT_MESSAGE, INVALID_MODEL_OVERRIDE_MESSAGE,
     MODEL_OVERRIDE_KEY_PREFIX,
+};
+pub use groups::{
+    GROUP_NOT_FOUND_MESSAGE, MAX_GROUPS_PER_ORGANIZATION, NOT_AN_ORGANIZATION_MEMBER_MESSAGE,
 };
 pub use history::{
     HistoryMark, HistoryRead, NewFile, StoredFile, TurnInputs, TurnStart, MAX_FILES_PER_LOOKUP,
@@ -90,6 +95,7 @@ pub use tokens::{
 pub use transition::Transition;
 pub use turns::{PersistedStep, Step, TurnOutcome};
 pub use usage::HiddenUsage;
+pub use usage_limits::UsageLimitInputs;
 pub use users::{NewUser, Organization, User};
 pub use workspaces::InjectedContext;
 

@@ -29,6 +29,7 @@ mod store_tokens;
 mod store_turns;
 mod subagents;
 mod tools;
+mod usage_limits;
 mod workspace_context;
 mod workspace_engine;
 mod workspace_local;

@@ -6,6 +6,11 @@ use crate::{ChatUsageLimitPeriod, Response};
 /// Period of a usage limit when the request leaves it empty.
 pub const DEFAULT_USAGE_LIMIT_PERIOD: ChatUsageLimitPeriod = ChatUsageLimitPeriod::Month;
 
+/// Largest spend limit a limit or override may set: 10^15 micro-dollars (one billion
+/// dollars per period). Far above any real budget, and far below where sums of spend
+/// near `i64::MAX` (so a limit is always a number a period's spend can reach).
+pub const MAX_USAGE_LIMIT_MICROS: i64 = 1_000_000_000_000_000;
+
 /// The deployment usage limit after validation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidatedUsageLimitConfig {
@@ -21,6 +26,14 @@ fn check_spend_limit(v: i64, p: &mut Problems) {
             "spend_limit_micros",
             "spend_limit_micros must be a positive amount in micro-dollars (1 USD = 1000000); \
              send null to disable the limit.",
+        );
+    } else if v > MAX_USAGE_LIMIT_MICROS {
+        p.push(
+            "spend_limit_micros",
+            format!(
+                "spend_limit_micros may be at most {MAX_USAGE_LIMIT_MICROS} micro-dollars \
+                 (1 000 000 000 USD)."
+            ),
         );
     }
 }
@@ -103,7 +116,17 @@ mod tests {
             (None, None, Ok((None, "month"))),
             (None, Some(""), Ok((None, "month"))),
             (Some(1), Some("week"), Ok((Some(1), "week"))),
-            (Some(i64::MAX), Some(" DAY "), Ok((Some(i64::MAX), "day"))),
+            (
+                Some(MAX_USAGE_LIMIT_MICROS),
+                Some(" DAY "),
+                Ok((Some(MAX_USAGE_LIMIT_MICROS), "day")),
+            ),
+            (
+                Some(MAX_USAGE_LIMIT_MICROS + 1),
+                None,
+                Err(vec!["spend_limit_micros"]),
+            ),
+            (Some(i64::MAX), None, Err(vec!["spend_limit_micros"])),
             (Some(0), None, Err(vec!["spend_limit_micros"])),
             (
                 Some(-5),

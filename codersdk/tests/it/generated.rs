@@ -181,6 +181,11 @@ ts_types![
     GetUsersResponse,
     CreateTokenRequest,
     APIKey,
+    // groups
+    GroupMember,
+    Group,
+    CreateGroupRequest,
+    PatchGroupRequest,
 ];
 
 /// Request names that are Rust type aliases. ts-rs exports types, not aliases, so each is
@@ -282,6 +287,8 @@ fn schemas() -> BTreeMap<String, String> {
         UpdateUserChatPersonalModelOverrideRequest
     );
     schema!("ChatUsageLimitConfig", ChatUsageLimitConfig);
+    schema!("CreateGroupRequest", CreateGroupRequest);
+    schema!("PatchGroupRequest", PatchGroupRequest);
     schema!(
         "UpsertChatUsageLimitOverrideRequest",
         UpsertChatUsageLimitOverrideRequest

@@ -329,6 +329,11 @@ wire_types![
     GetUsersResponse,
     CreateTokenRequest,
     APIKey,
+    // groups
+    GroupMember,
+    Group,
+    CreateGroupRequest,
+    PatchGroupRequest,
 ];
 
 fn check_samples(ty: &str) {

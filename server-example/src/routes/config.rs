@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use codersdk::{
     ChatModelConfig, ChatModelOverrideResponse, ChatModelsResponse,
     ChatPlanModeInstructionsResponse, ChatProviderConfig, ChatSystemPromptResponse,
-    ChatUsageLimitStatus, CreateChatModelConfigRequest, CreateChatProviderConfigRequest,
+    CreateChatModelConfigRequest, CreateChatProviderConfigRequest,
     CreateUserChatProviderKeyRequest, UpdateChatModelConfigRequest, UpdateChatModelOverrideRequest,
     UpdateChatPlanModeInstructionsRequest, UpdateChatProviderConfigRequest,
     UpdateChatSystemPromptRequest, UpdateUserChatCompactionThresholdRequest,
@@ -86,7 +86,6 @@ pub fn routes() -> Vec<Route> {
             delete_user_provider_key,
         ),
         Route::get("/chats/models", list_models),
-        Route::get("/chats/usage-limits/status", usage_limit_status),
         Route::get("/chats/config/system-prompt", get_system_prompt),
         Route::json::<UpdateChatSystemPromptRequest, _, _>(
             Method::PUT,
@@ -316,14 +315,6 @@ async fn list_models(
         catalogue.providers.insert(0, crate::demo::catalog_entry());
     }
     Ok(Json(catalogue))
-}
-
-/// `GET /chats/usage-limits/status` (any user): this server enforces no spend limits, so
-/// nobody is limited — a true answer, unlike a 501, for clients that poll it before sending.
-/// Written as Coder writes a disabled status: `current_spend` 0 and Go's zero time for the
-/// period bounds ([`ChatUsageLimitStatus::default`]).
-async fn usage_limit_status(_caller: Caller, _: NoQuery) -> ApiResult<Json<ChatUsageLimitStatus>> {
-    Ok(Json(ChatUsageLimitStatus::default()))
 }
 
 // ---------------------------------------------------------------------------------------

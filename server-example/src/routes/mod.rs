@@ -10,9 +10,11 @@
 pub mod chats;
 pub mod config;
 pub mod files;
+pub mod groups;
 pub mod mcp;
 pub mod streams;
 pub mod unsupported;
+pub mod usage_limits;
 pub mod users;
 
 use axum::extract::DefaultBodyLimit;
@@ -231,6 +233,7 @@ pub fn experimental_routes() -> Vec<Route> {
     routes.extend(streams::routes());
     routes.extend(files::routes());
     routes.extend(config::routes());
+    routes.extend(usage_limits::routes());
     routes.extend(mcp::routes());
     routes.extend(unsupported::routes());
     routes
@@ -238,7 +241,9 @@ pub fn experimental_routes() -> Vec<Route> {
 
 /// The routes under [`V2_PREFIX`], relative to it.
 pub fn v2_routes() -> Vec<Route> {
-    users::routes()
+    let mut routes = users::routes();
+    routes.extend(groups::routes());
+    routes
 }
 
 /// Routes under `/api/experimental`.

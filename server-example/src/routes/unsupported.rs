@@ -28,17 +28,6 @@ pub const UNSUPPORTED_ROUTES: &[(&str, &[&str], &str)] = &[
         &["GET"],
         "Pull-request insights",
     ),
-    ("/chats/usage-limits", &["GET", "PUT"], "Chat usage limits"),
-    (
-        "/chats/usage-limits/overrides/{user}",
-        &["PUT", "DELETE"],
-        "Chat usage limits",
-    ),
-    (
-        "/chats/usage-limits/group-overrides/{group}",
-        &["PUT", "DELETE"],
-        "Chat usage limits",
-    ),
     (
         "/chats/config/desktop-enabled",
         &["GET", "PUT"],

@@ -1,0 +1,93 @@
+//! Usage-limit admission (engine.md §6.5; docs/usage-limits.md): before an operation that
+//! makes the model work — creating a chat, sending (also when the message is queued),
+//! editing, promoting a queued message, generating or proposing a title — the owner's
+//! spend in the current period is compared with the limit that applies to them.
+//!
+//! The deployment configuration comes from the hot-config cache, so a deployment without
+//! limits pays nothing; with limits on, one statement reads the overrides and the spend.
+//! The check fails open: when it cannot be made (the database failed), the request goes
+//! through and a warning is logged — a broken accounting read must not stop every chat.
+
+use codersdk::{
+    ChatUsageLimitExceededResponse, ChatUsageLimitStatus, Timestamp, Uuid,
+    USAGE_LIMIT_EXCEEDED_MESSAGE,
+};
+
+use super::{Actor, Engine, Inner};
+use crate::error::{Error, Result};
+use crate::usage_limits::{effective_limit, period_window};
+
+impl Inner {
+    /// `user_id`'s usage-limit status now: `is_limited` with the period, the limit, the
+    /// spend and the window when a limit applies, else the not-limited status.
+    pub(crate) async fn usage_limit_status(&self, user_id: Uuid) -> Result<ChatUsageLimitStatus> {
+        let config = self.store.cached_usage_limit_config().await?;
+        if config.spend_limit_micros.is_none() {
+            return Ok(ChatUsageLimitStatus::default());
+        }
+        let (start, end) = period_window(&config.period, self.clock.now());
+        let inputs = self
+            .store
+            .usage_limit_inputs(user_id, start.timestamp_micros(), end.timestamp_micros())
+            .await?;
+        let Some(limit) = effective_limit(
+            config.spend_limit_micros,
+            inputs.user_limit_micros,
+            inputs.group_limit_micros,
+        ) else {
+            return Ok(ChatUsageLimitStatus::default());
+        };
+        Ok(ChatUsageLimitStatus {
+            is_limited: true,
+            period: Some(config.period),
+            spend_limit_micros: Some(limit),
+            current_spend: inputs.spent_micros,
+            period_start: Timestamp(start),
+            period_end: Timestamp(end),
+        })
+    }
+
+    /// [`ErrorKind::UsageLimit`](crate::ErrorKind::UsageLimit) when `owner_id` has spent
+    /// their limit for the period (spend ≥ limit), with the figures of the 409 body.
+    /// Fails open: a check that cannot be made is logged and lets the request through.
+    pub(crate) async fn admit(&self, owner_id: Uuid) -> Result<()> {
+        let status = match self.usage_limit_status(owner_id).await {
+            Ok(status) => status,
+            Err(e) => {
+                tracing::warn!(
+                    user_id = %owner_id,
+                    error = %e,
+                    "the usage-limit check failed; letting the request through"
+                );
+                return Ok(());
+            }
+        };
+        match status.spend_limit_micros {
+            Some(limit) if status.is_limited && status.current_spend >= limit => {
+                Err(Error::usage_limit(ChatUsageLimitExceededResponse {
+                    message: USAGE_LIMIT_EXCEEDED_MESSAGE.to_owned(),
+                    detail: String::new(),
+                    validations: Vec::new(),
+                    spent_micros: status.current_spend,
+                    limit_micros: limit,
+                    resets_at: status.period_end,
+                }))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Engine {
+    /// The actor's own usage-limit status (`GET /chats/usage-limits/status`): whether a
+    /// limit applies, and if so which, over which window, and how much of it is spent.
+    pub async fn usage_limit_status(&self, actor: &Actor) -> Result<ChatUsageLimitStatus> {
+        self.inner.usage_limit_status(actor.user_id).await
+    }
+
+    /// The usage-limit status of `user_id`, for reports an administrator or the user reads
+    /// (the caller authorizes).
+    pub async fn usage_limit_status_of(&self, user_id: Uuid) -> Result<ChatUsageLimitStatus> {
+        self.inner.usage_limit_status(user_id).await
+    }
+}
