@@ -20,6 +20,9 @@ pub const MAX_GROUPS_PER_ORGANIZATION: i64 = 1_000;
 pub const NOT_AN_ORGANIZATION_MEMBER_MESSAGE: &str =
     "Only members of the group's organization can join the group.";
 
+/// The answer for an organization that does not exist (HTTP 404).
+pub const ORGANIZATION_NOT_FOUND_MESSAGE: &str = "Organization not found.";
+
 pub(crate) fn group_not_found() -> Error {
     Error::new(ErrorKind::NotFound, GROUP_NOT_FOUND_MESSAGE)
 }
@@ -29,8 +32,8 @@ const GROUP_COLUMNS: &str = "g.id, g.name, g.display_name, g.organization_id, g.
 
 impl Store {
     /// Creates a group in `organization_id`. [`ErrorKind::Conflict`] when the organization
-    /// has a group of that name; [`ErrorKind::NotFound`] when the organization does not
-    /// exist; [`ErrorKind::InvalidArgument`] past [`MAX_GROUPS_PER_ORGANIZATION`].
+    /// has a group of that name; [`ErrorKind::NotFound`]
+    /// ([`ORGANIZATION_NOT_FOUND_MESSAGE`]) when the organization does not exist; [`ErrorKind::InvalidArgument`] past [`MAX_GROUPS_PER_ORGANIZATION`].
     /// The request must be validated (`codersdk::validate_create_group_request`).
     pub async fn create_group(
         &self,
@@ -41,6 +44,7 @@ impl Store {
         let now = now_micros();
         let mut tx = self.begin_write().await?;
         let result = async {
+            require_organization(&mut tx, organization_id).await?;
             let count: i64 =
                 sqlx::query("SELECT COUNT(*) AS n FROM groups WHERE organization_id = $1")
                     .bind(uuid_text(organization_id))
@@ -94,7 +98,13 @@ impl Store {
 
     /// The groups of `organization_id` (all organizations when `None`), by name, with their
     /// members.
+    /// [`ErrorKind::NotFound`] ([`ORGANIZATION_NOT_FOUND_MESSAGE`]) for an unknown
+    /// organization.
     pub async fn list_groups(&self, organization_id: Option<Uuid>) -> Result<Vec<Group>> {
+        if let Some(org) = organization_id {
+            let mut conn = self.pool().acquire().await.db()?;
+            require_organization(&mut conn, org).await?;
+        }
         let sql = format!(
             "SELECT {GROUP_COLUMNS} FROM groups g \
              WHERE ($1 = '' OR g.organization_id = $1) ORDER BY g.name, g.id"
@@ -248,6 +258,17 @@ impl Store {
         .await;
         finish_tx(tx, result).await
     }
+}
+
+/// [`ErrorKind::NotFound`] unless organization `id` exists.
+async fn require_organization(conn: &mut sqlx::AnyConnection, id: Uuid) -> Result<()> {
+    sqlx::query("SELECT id FROM organizations WHERE id = $1")
+        .bind(uuid_text(id))
+        .fetch_optional(&mut *conn)
+        .await
+        .db()?
+        .map(|_| ())
+        .ok_or_else(|| Error::new(ErrorKind::NotFound, ORGANIZATION_NOT_FOUND_MESSAGE))
 }
 
 /// A unique violation on a group's name as the API says it.

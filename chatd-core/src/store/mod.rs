@@ -59,6 +59,7 @@ pub use config::{
 };
 pub use groups::{
     GROUP_NOT_FOUND_MESSAGE, MAX_GROUPS_PER_ORGANIZATION, NOT_AN_ORGANIZATION_MEMBER_MESSAGE,
+    ORGANIZATION_NOT_FOUND_MESSAGE,
 };
 pub use history::{
     HistoryMark, HistoryRead, NewFile, StoredFile, TurnInputs, TurnStart, MAX_FILES_PER_LOOKUP,

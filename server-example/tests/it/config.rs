@@ -1,6 +1,6 @@
 //! Administrator configuration routes on both backends: providers (secrets never in a
 //! response), model configs, users' own keys, the model catalogue, the system and user
-//! prompts, the usage-limit status, the settings of unbuilt features (read as off), and
+//! prompts, the settings of unbuilt features (read as off), and
 //! every 501 route.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
@@ -878,35 +878,6 @@ async fn user_prompts_are_personal() {
         assert_response(&err);
         let (s, _) = call(&server, Method::GET, path, None, None).await;
         assert_eq!(s, StatusCode::UNAUTHORIZED);
-        server.stop().await;
-    })
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn usage_limit_status_says_nobody_is_limited() {
-    on_each_backend(|store| async move {
-        let server = TestServer::start(&store, ScriptedModel::new([])).await;
-        let bob = server.user("bob").await;
-        let (s, status) = call(
-            &server,
-            Method::GET,
-            "/chats/usage-limits/status",
-            Some(&bob.token),
-            None,
-        )
-        .await;
-        assert_eq!(s, StatusCode::OK);
-        // Coder's disabled status: the spend and period bounds are always written.
-        assert_eq!(
-            status,
-            json!({
-                "is_limited": false,
-                "current_spend": 0,
-                "period_start": "0001-01-01T00:00:00Z",
-                "period_end": "0001-01-01T00:00:00Z"
-            })
-        );
         server.stop().await;
     })
     .await;

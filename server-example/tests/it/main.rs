@@ -25,5 +25,6 @@ mod secrets_e2e;
 mod smoke;
 mod streams;
 mod subagents;
+mod usage_limits;
 mod users;
 mod workspace;
