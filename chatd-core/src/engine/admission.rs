@@ -7,10 +7,17 @@
 //! limits pays nothing; with limits on, one statement reads the overrides and the spend.
 //! The check fails open: when it cannot be made (the database failed), the request goes
 //! through and a warning is logged — a broken accounting read must not stop every chat.
+//!
+//! The same check runs before every model step of a turn ([`turn_stopped_by_limit`]): a
+//! turn admitted under the limit (or a queued message promoted after the spend crossed
+//! it, or a sub-agent's turn) stops at the next step boundary once its owner is at the
+//! limit, never mid-step. So the spend can pass the limit by at most the steps already
+//! streaming when it was crossed (one per running turn of the owner) and the title,
+//! summary and compaction calls that follow them (docs/usage-limits.md "Overshoot").
 
 use codersdk::{
-    ChatUsageLimitExceededResponse, ChatUsageLimitStatus, Timestamp, Uuid,
-    USAGE_LIMIT_EXCEEDED_MESSAGE,
+    ChatError, ChatErrorKind, ChatUsageLimitExceededResponse, ChatUsageLimitStatus, Timestamp,
+    Uuid, USAGE_LIMIT_EXCEEDED_MESSAGE,
 };
 
 use super::{Actor, Engine, Inner};
@@ -76,6 +83,29 @@ impl Inner {
             _ => Ok(()),
         }
     }
+}
+
+/// The error a turn ends with when its owner reached the usage limit before one of its
+/// steps: kind `usage_limit`, not retryable (a retry would meet the same limit), with the
+/// figures in the message. The chat ends in `error`; a message sent once the limit reset
+/// or was raised runs again.
+pub(crate) fn turn_stopped_by_limit(refusal: &Error) -> ChatError {
+    let message = match refusal.usage_limit_exceeded() {
+        Some(f) => format!(
+            "{USAGE_LIMIT_EXCEEDED_MESSAGE} {} of {} micro-dollars spent in this period; it \
+             resets at {}.",
+            f.spent_micros,
+            f.limit_micros,
+            f.resets_at
+                .as_datetime()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+        None => USAGE_LIMIT_EXCEEDED_MESSAGE.to_owned(),
+    };
+    let mut error = ChatError::generic(message);
+    error.kind = Some(ChatErrorKind::UsageLimit);
+    error.retryable = false;
+    error
 }
 
 impl Engine {

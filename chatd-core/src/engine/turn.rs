@@ -349,6 +349,11 @@ async fn turn_loop(
         if control.cancel.is_cancelled() {
             return stopped(control);
         }
+        // No step starts while the owner is at their usage limit (a cached read when limits
+        // are off; fails open). The step already streaming is never cut off.
+        if let Err(refusal) = inner.admit(chat.owner_id).await {
+            return TurnEnd::Failed(super::admission::turn_stopped_by_limit(&refusal));
+        }
         // OpenAI Responses chaining (chain.rs): the messages the provider already holds
         // are sent only by a full replay.
         let chain = match super::chain::step_mode(&inner.store, chat, &resolved, &history).await {

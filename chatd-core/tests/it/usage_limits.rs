@@ -363,11 +363,26 @@ async fn every_admission_point_refuses_a_user_over_the_limit() {
         // Nothing was written by the refusals: the queue still holds the one message.
         assert_eq!(engine.list_queue(&actor, chat.id).await.unwrap().len(), 1);
 
-        // The running turn is not cut off: it finishes (and its queued message, admitted
-        // when it was sent, runs next).
-        model.push(Reply::Text("next".into()));
+        // The running turn is not cut off: its streaming step finishes. The queued message
+        // (admitted when it was sent) is promoted, but its turn stops before its first step:
+        // no model step starts while the owner is at the limit.
+        let calls_before = model.calls.load(std::sync::atomic::Ordering::SeqCst);
         gate.notify_one();
-        wait_status(&engine, &actor, chat.id, ChatStatus::Waiting).await;
+        let stopped = wait_status(&engine, &actor, chat.id, ChatStatus::Error).await;
+        let last = stopped.last_error.unwrap();
+        assert_eq!(last.kind, Some(codersdk::ChatErrorKind::UsageLimit));
+        assert!(!last.retryable);
+        assert!(
+            last.message.starts_with(USAGE_LIMIT_EXCEEDED_MESSAGE),
+            "{}",
+            last.message
+        );
+        assert_eq!(
+            model.calls.load(std::sync::atomic::Ordering::SeqCst),
+            calls_before,
+            "the promoted turn made no model call"
+        );
+        assert!(engine.list_queue(&actor, chat.id).await.unwrap().is_empty());
 
         // Raising the user's own limit lets them go on at once (the turns that ran spent
         // a little more: the scripted model's calls are priced).
@@ -377,6 +392,7 @@ async fn every_admission_point_refuses_a_user_over_the_limit() {
             .send_message(&actor, chat.id, text("again"))
             .await
             .unwrap();
+        wait_status(&engine, &actor, chat.id, ChatStatus::Waiting).await;
         engine.shutdown().await;
     })
     .await;
@@ -479,6 +495,68 @@ async fn the_check_fails_open_when_it_cannot_be_made() {
             .create_chat(&actor, create_request(f.org, "admitted"))
             .await
             .unwrap();
+        engine.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_stops_at_the_step_boundary_where_its_own_spend_reached_the_limit() {
+    on_each_backend(|store| async move {
+        let f = fixture(&store).await;
+        let actor = Actor::user(f.user);
+        // The first step asks for a tool; its own (priced) call reaches the 1-micro-dollar
+        // limit, so the step that would answer with the tool's result never starts.
+        let model = ScriptedModel::new([
+            Reply::ToolCalls(vec![("c1".into(), "noop".into(), "{}".into())]),
+            Reply::Text("never streamed".into()),
+        ]);
+        let clock = ManualClock::new(Utc::now());
+        let engine = engine_at(&store, model.clone(), &clock).await;
+        store
+            .set_usage_limit_config(Some(1), ChatUsageLimitPeriod::Month)
+            .await
+            .unwrap();
+        let chat = engine
+            .create_chat(&actor, create_request(f.org, "use a tool"))
+            .await
+            .unwrap();
+        let stopped = wait_status(&engine, &actor, chat.id, ChatStatus::Error).await;
+        assert_eq!(
+            stopped.last_error.unwrap().kind,
+            Some(codersdk::ChatErrorKind::UsageLimit)
+        );
+        assert_eq!(model.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let spent = engine
+            .usage_limit_status(&actor)
+            .await
+            .unwrap()
+            .current_spend;
+        assert!(spent >= 1, "the first step was priced: {spent}");
+        // Its step was kept whole: the assistant's tool call and the tool's result.
+        let messages = engine
+            .list_messages(
+                &actor,
+                chat.id,
+                &codersdk::MessagePage {
+                    before_id: None,
+                    after_id: Some(0),
+                    limit: 10,
+                    ascending: true,
+                },
+            )
+            .await
+            .unwrap()
+            .messages;
+        let roles: Vec<_> = messages.iter().map(|m| m.role.clone()).collect();
+        assert_eq!(
+            roles,
+            [
+                codersdk::ChatMessageRole::User,
+                codersdk::ChatMessageRole::Assistant,
+                codersdk::ChatMessageRole::Tool
+            ]
+        );
         engine.shutdown().await;
     })
     .await;
