@@ -298,9 +298,17 @@ impl Engine {
     pub async fn compact_chat(&self, actor: &Actor, chat_id: Uuid) -> Result<Chat> {
         self.authorized_chat(actor, chat_id, Access::Write).await?;
         let requested = self.inner.store.request_compaction(chat_id).await?;
-        // Read before the publication wakes a worker, so the answer is the chat as the
-        // request left it (`pending`), not one a fast claim already moved on.
-        let chat = self.authorized_chat(actor, chat_id, Access::Read).await;
+        // The answer is the chat as the request left it: a run loop's acquire tick may
+        // claim the chat between the commit and this read (the publication's wake-up is
+        // not the only way a worker finds it), so the status is the one the request wrote.
+        let status = requested.status.clone();
+        let chat = self
+            .authorized_chat(actor, chat_id, Access::Read)
+            .await
+            .map(|mut chat| {
+                chat.status = status;
+                chat
+            });
         self.inner.publish(requested).await;
         chat
     }
