@@ -69,7 +69,12 @@ impl Admin {
 
     /// [`ErrorKind::Forbidden`] ("Only administrators can {what} of other users.") unless
     /// `actor` is an administrator or `user` names them.
-    async fn require_self_or_admin(&self, actor: &Actor, user: &UserRef, what: &str) -> Result<()> {
+    pub(super) async fn require_self_or_admin(
+        &self,
+        actor: &Actor,
+        user: &UserRef,
+        what: &str,
+    ) -> Result<()> {
         if actor.admin || self.names_actor(actor, user).await? {
             Ok(())
         } else {
@@ -81,7 +86,7 @@ impl Admin {
     }
 
     /// The account `user` names, without authorization; [`USER_NOT_FOUND_MESSAGE`].
-    async fn resolve(&self, actor: &Actor, user: &UserRef) -> Result<Account> {
+    pub(super) async fn resolve(&self, actor: &Actor, user: &UserRef) -> Result<Account> {
         let store = self.store();
         let found = match user {
             UserRef::Me => store.get_account(actor.user_id).await?,

@@ -679,6 +679,13 @@ impl Engine {
         &self.inner.hub
     }
 
+    /// The calendar time the engine's rules read ([`EngineConfig::clock`]): what a server
+    /// takes "now" from for defaults such as the cost report window, so that a test moving
+    /// the engine's clock moves them too.
+    pub fn clock(&self) -> &dyn crate::Clock {
+        &*self.inner.clock
+    }
+
     /// This process's worker id.
     pub fn worker_id(&self) -> Uuid {
         self.inner.worker_id

@@ -12,8 +12,8 @@ mod changes;
 mod chats;
 mod cluster;
 mod compaction;
-mod costs;
 mod config;
+mod costs;
 mod history;
 mod leases;
 mod listing;
@@ -54,6 +54,11 @@ pub use config::{
 pub use config::{
     INVALID_MODEL_OVERRIDE_CONTEXT_MESSAGE, INVALID_MODEL_OVERRIDE_MESSAGE,
     MODEL_OVERRIDE_KEY_PREFIX,
+};
+#[doc(hidden)]
+pub use costs::cost_statements;
+pub use costs::{
+    CostSummary, CostTotals, CostUsersPage, MAX_COST_SUMMARY_CHATS, UNKNOWN_MODEL_DISPLAY_NAME,
 };
 pub use history::{
     HistoryMark, HistoryRead, NewFile, StoredFile, TurnInputs, TurnStart, MAX_FILES_PER_LOOKUP,
