@@ -1,0 +1,323 @@
+//! Cost report benchmark on PostgreSQL: the usage-limit spend query, the cost summary and
+//! the users rollup over a generated table of 1 000 000 messages, with their `EXPLAIN
+//! (ANALYZE, BUFFERS)` plans, timed with the indexes of migration 0014 and then without
+//! them (the baseline of the same run), beside a full-table aggregate.
+//!
+//! Run: `CHATD_BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo bench -p
+//! chatd-core --bench costs` (a fresh schema, dropped afterwards). Flags:
+//! `--messages N` (default 1 000 000), `--users N` (1 000), `--chats-per-user N` (20),
+//! `--runs N` (timed calls per query, 30), `--plans` (print every plan in full).
+//! docs/cost-reports.md records the numbers. Without the variable it prints a note and
+//! measures nothing (the queries are PostgreSQL's; SQLite runs the same SQL in the tests).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    missing_docs
+)]
+
+use std::time::{Duration, Instant};
+
+use chatd_core::store::{cost_statements, Store, StoreOptions, MAX_COST_SUMMARY_CHATS};
+use chatd_test_support::db::TestDatabase;
+use codersdk::Uuid;
+use sqlx::{AnyPool, Row};
+
+struct Args {
+    messages: i64,
+    users: i64,
+    chats_per_user: i64,
+    runs: usize,
+    plans: bool,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        messages: 1_000_000,
+        users: 1_000,
+        chats_per_user: 20,
+        runs: 30,
+        plans: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut num = || it.next().and_then(|v| v.parse::<i64>().ok());
+        match flag.as_str() {
+            "--messages" => a.messages = num().expect("--messages N"),
+            "--users" => a.users = num().expect("--users N"),
+            "--chats-per-user" => a.chats_per_user = num().expect("--chats-per-user N"),
+            "--runs" => a.runs = usize::try_from(num().expect("--runs N")).unwrap(),
+            "--plans" => a.plans = true,
+            // `cargo bench` passes `--bench`.
+            _ => {}
+        }
+    }
+    a
+}
+
+const DAY: i64 = 86_400_000_000;
+
+async fn exec(pool: &AnyPool, sql: &str) {
+    sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {sql}"));
+}
+
+/// Users, one organization, three model configs, `chats_per_user` chats each (every fifth
+/// a sub-agent child of the chat before it), and the messages: chat k's rows a minute
+/// apart from a random start in the last year, alternating user and assistant rows;
+/// assistant rows carry usage, nine in ten a cost, one in seventeen soft-deleted.
+async fn fill(pool: &AnyPool, a: &Args, now: i64) {
+    let started = Instant::now();
+    let org = Uuid::new_v4();
+    exec(
+        pool,
+        &format!("INSERT INTO organizations (id, name, created_at) VALUES ('{org}', 'bench', 0)"),
+    )
+    .await;
+    exec(
+        pool,
+        &format!(
+            "INSERT INTO users (id, username, name, role, created_at) \
+             SELECT gen_random_uuid()::text, 'user' || i, 'User ' || i, 'member', 0 \
+             FROM generate_series(1, {}) i",
+            a.users
+        ),
+    )
+    .await;
+    exec(
+        pool,
+        "INSERT INTO model_configs (id, provider, model, display_name, created_at, updated_at) \
+         SELECT gen_random_uuid()::text, 'openai', 'model-' || i, 'Model ' || i, 0, 0 \
+         FROM generate_series(0, 2) i",
+    )
+    .await;
+    exec(
+        pool,
+        &format!(
+            "CREATE TABLE bench_chats AS \
+             SELECT row_number() OVER () AS idx, gen_random_uuid()::text AS id, u.id AS owner, \
+             n, {now} - {hour} - CAST(random() * {year} AS BIGINT) AS base \
+             FROM users u CROSS JOIN generate_series(1, {per}) n",
+            year = 365 * DAY,
+            hour = DAY / 24,
+            per = a.chats_per_user
+        ),
+    )
+    .await;
+    exec(pool, "CREATE UNIQUE INDEX ON bench_chats (idx)").await;
+    exec(
+        pool,
+        &format!(
+            "INSERT INTO chats (id, organization_id, owner_id, root_chat_id, \
+             last_model_config_id, title, status, client_type, created_at, updated_at) \
+             SELECT b.id, '{org}', b.owner, b.id, '{org}', 'chat ' || b.idx, 'waiting', 'api', \
+             b.base, b.base FROM bench_chats b"
+        ),
+    )
+    .await;
+    exec(
+        pool,
+        "UPDATE chats c SET parent_chat_id = p.id, root_chat_id = p.id \
+         FROM bench_chats b JOIN bench_chats p ON p.owner = b.owner AND p.n = b.n - 1 \
+         WHERE c.id = b.id AND b.n % 5 = 0",
+    )
+    .await;
+    let chats = a.users * a.chats_per_user;
+    exec(
+        pool,
+        &format!(
+            "INSERT INTO chat_messages (chat_id, model_config_id, role, content, content_version, \
+             visibility, deleted, input_tokens, output_tokens, cache_read_tokens, \
+             total_cost_micros, runtime_ms, created_at) \
+             SELECT b.id, CASE WHEN s.i % 2 = 1 THEN mc.id END, \
+             CASE WHEN s.i % 2 = 1 THEN 'assistant' ELSE 'user' END, '[]', 1, 'both', \
+             CASE WHEN s.i % 17 = 0 THEN 1 ELSE 0 END, \
+             CASE WHEN s.i % 2 = 1 THEN 1000 + s.i % 500 END, \
+             CASE WHEN s.i % 2 = 1 THEN 100 + s.i % 50 END, \
+             CASE WHEN s.i % 2 = 1 THEN s.i % 300 END, \
+             CASE WHEN s.i % 2 = 1 AND s.i % 10 <> 3 THEN (1000 + s.i % 500) * 3 + (100 + s.i % 50) * 15 END, \
+             CASE WHEN s.i % 2 = 1 THEN 500 + s.i % 1000 END, \
+             b.base + (s.i / {chats}) * 60000000 \
+             FROM generate_series(0, {last}) s(i) \
+             JOIN bench_chats b ON b.idx = s.i % {chats} + 1 \
+             JOIN (SELECT row_number() OVER (ORDER BY id) - 1 AS k, id FROM model_configs) mc \
+             ON mc.k = (s.i / 2) % 3",
+            last = a.messages - 1
+        ),
+    )
+    .await;
+    exec(pool, "ANALYZE").await;
+    println!(
+        "generated {} users, {} chats, {} messages in {:.1} s",
+        a.users,
+        chats,
+        a.messages,
+        started.elapsed().as_secs_f64()
+    );
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// p50 and p90 of `runs` calls of `f`, after one warm-up call.
+async fn time<F, Fut, T>(runs: usize, mut f: F) -> (f64, f64)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let _ = f().await;
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        let _ = f().await;
+        samples.push(t.elapsed());
+    }
+    samples.sort();
+    let at = |p: f64| ms(samples[((samples.len() - 1) as f64 * p).round() as usize]);
+    (at(0.5), at(0.9))
+}
+
+/// The plan of `name`'s statement with the benchmark's parameters.
+async fn explain(pool: &AnyPool, name: &str, sql: &str, owner: &str, start: i64, end: i64) -> String {
+    let sql = format!("EXPLAIN (ANALYZE, BUFFERS) {sql}");
+    let q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    let q = if name == "by_user" {
+        q.bind(start).bind(end).bind("").bind(10_i64).bind(0_i64)
+    } else {
+        let q = q.bind(owner.to_owned()).bind(start).bind(end);
+        if name == "by_chat" {
+            q.bind(MAX_COST_SUMMARY_CHATS)
+        } else {
+            q
+        }
+    };
+    let rows = q.fetch_all(pool).await.unwrap();
+    rows.iter()
+        .map(|r| r.try_get::<String, _>(0).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+struct Measured {
+    spend: (f64, f64),
+    summary: (f64, f64),
+    users_30: (f64, f64),
+    users_366: (f64, f64),
+}
+
+async fn measure(label: &str, store: &Store, pool: &AnyPool, a: &Args, owner: Uuid, now: i64) -> Measured {
+    let (start, end) = (now - 30 * DAY, now);
+    println!("\n## {label}\n");
+    let owner_text = owner.to_string();
+    for (name, sql) in cost_statements() {
+        let plan = explain(pool, name, &sql, &owner_text, start, end).await;
+        let seq = plan.lines().any(|l| l.contains("Seq Scan on chat_messages"));
+        let exec_time = plan
+            .lines()
+            .find(|l| l.starts_with("Execution Time"))
+            .unwrap_or("")
+            .to_owned();
+        println!(
+            "- `{name}`: {exec_time}; sequential scan of chat_messages: {}",
+            if seq { "YES" } else { "no" }
+        );
+        if a.plans {
+            println!("\n```\n{plan}\n```\n");
+        }
+    }
+    let m = Measured {
+        spend: time(a.runs, || store.spend_micros(owner, start, end)).await,
+        summary: time(a.runs, || store.cost_summary(owner, start, end)).await,
+        users_30: time(a.runs, || store.cost_by_user(start, end, None, 10, 0)).await,
+        users_366: time(a.runs.min(5), || store.cost_by_user(now - 366 * DAY, end, None, 10, 0)).await,
+    };
+    println!(
+        "\n| call | p50 ms | p90 ms |\n|---|---|---|\n\
+         | `spend_micros` (one user, 30 days) | {:.2} | {:.2} |\n\
+         | `cost_summary` (one user, 30 days: 3 statements, one snapshot) | {:.2} | {:.2} |\n\
+         | `cost_by_user` (all users, 30 days, first page) | {:.2} | {:.2} |\n\
+         | `cost_by_user` (all users, 366 days) | {:.2} | {:.2} |",
+        m.spend.0, m.spend.1, m.summary.0, m.summary.1, m.users_30.0, m.users_30.1, m.users_366.0,
+        m.users_366.1
+    );
+    m
+}
+
+fn main() {
+    let a = args();
+    let Ok(url) = std::env::var("CHATD_BENCH_DATABASE_URL") else {
+        eprintln!("CHATD_BENCH_DATABASE_URL is not set: the cost benchmark runs on PostgreSQL only");
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let db = TestDatabase::postgres(&url).await;
+        let mut options = StoreOptions::new(db.url());
+        options.schema = db.schema().map(str::to_owned);
+        let store = Store::connect_with(options).await.unwrap();
+        let pool = db.raw_pool().await;
+        let now = chrono::Utc::now().timestamp_micros();
+        fill(&pool, &a, now).await;
+        let owner: String = sqlx::query_scalar("SELECT id FROM users WHERE username = $1")
+            .bind(format!("user{}", (a.users / 2).max(1)))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        let owner = Uuid::parse_str(&owner).unwrap();
+        let rows: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM chat_messages m JOIN chats c ON c.id = m.chat_id \
+             WHERE c.owner_id = $1",
+        )
+        .bind(owner.to_string())
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        println!("measured user: {rows} of {} messages", a.messages);
+
+        let full = time(a.runs.min(5), || {
+            sqlx::query("SELECT CAST(COALESCE(SUM(total_cost_micros), 0) AS BIGINT) FROM chat_messages")
+                .fetch_one(&pool)
+        })
+        .await;
+        println!("full-table aggregate (Σ cost of every message): p50 {:.2} ms", full.0);
+
+        let with = measure("With the indexes of migration 0014", &store, &pool, &a, owner, now).await;
+        exec(&pool, "DROP INDEX chat_messages_chat_created_idx").await;
+        exec(&pool, "DROP INDEX chat_messages_created_idx").await;
+        exec(&pool, "ANALYZE chat_messages").await;
+        // The store's prepared statements were planned with the indexes: a new store.
+        store.close().await;
+        let mut options = StoreOptions::new(db.url());
+        options.schema = db.schema().map(str::to_owned);
+        let store = Store::connect_with(options).await.unwrap();
+        let without = measure("Baseline: without them (chat_messages (chat_id, id) only)", &store, &pool, &a, owner, now).await;
+        println!(
+            "\n| call | with (p50 ms) | without (p50 ms) | without / with | full-table aggregate / with |\n|---|---|---|---|---|"
+        );
+        for (name, w, wo) in [
+            ("spend_micros", with.spend, without.spend),
+            ("cost_summary", with.summary, without.summary),
+            ("cost_by_user 30 days", with.users_30, without.users_30),
+            ("cost_by_user 366 days", with.users_366, without.users_366),
+        ] {
+            println!(
+                "| {name} | {:.2} | {:.2} | {:.1}× | {:.1}× |",
+                w.0,
+                wo.0,
+                wo.0 / w.0,
+                full.0 / w.0
+            );
+        }
+        store.close().await;
+        pool.close().await;
+        db.remove().await;
+    });
+}
