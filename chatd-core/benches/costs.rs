@@ -67,7 +67,8 @@ async fn exec(pool: &AnyPool, sql: &str) {
 
 /// Users, one organization, three model configs, `chats_per_user` chats each (every fifth
 /// a sub-agent child of the chat before it), and the messages: chat k's rows a minute
-/// apart from a random start in the last year, alternating user and assistant rows;
+/// apart from a random start in the last year, inserted in time order as a live table
+/// grows, alternating user and assistant rows;
 /// assistant rows carry usage, nine in ten a cost, one in seventeen soft-deleted.
 async fn fill(pool: &AnyPool, a: &Args, now: i64) {
     let started = Instant::now();
@@ -141,10 +142,11 @@ async fn fill(pool: &AnyPool, a: &Args, now: i64) {
              CASE WHEN s.i % 2 = 1 AND s.i % 10 <> 3 THEN (1000 + s.i % 500) * 3 + (100 + s.i % 50) * 15 END, \
              CASE WHEN s.i % 2 = 1 THEN 500 + s.i % 1000 END, \
              b.base + (s.i / {chats}) * 60000000 \
-             FROM generate_series(0, {last}) s(i) \
+             FROM generate_series(CAST(0 AS BIGINT), {last}) s(i) \
              JOIN bench_chats b ON b.idx = s.i % {chats} + 1 \
              JOIN (SELECT row_number() OVER (ORDER BY id) - 1 AS k, id FROM model_configs) mc \
-             ON mc.k = (s.i / 2) % 3",
+             ON mc.k = (s.i / 2) % 3 \
+             ORDER BY b.base + (s.i / {chats}) * 60000000",
             last = a.messages - 1
         ),
     )
@@ -182,7 +184,14 @@ where
 }
 
 /// The plan of `name`'s statement with the benchmark's parameters.
-async fn explain(pool: &AnyPool, name: &str, sql: &str, owner: &str, start: i64, end: i64) -> String {
+async fn explain(
+    pool: &AnyPool,
+    name: &str,
+    sql: &str,
+    owner: &str,
+    start: i64,
+    end: i64,
+) -> String {
     let sql = format!("EXPLAIN (ANALYZE, BUFFERS) {sql}");
     let q = sqlx::query(sqlx::AssertSqlSafe(sql));
     let q = if name == "by_user" {
@@ -209,13 +218,22 @@ struct Measured {
     users_366: (f64, f64),
 }
 
-async fn measure(label: &str, store: &Store, pool: &AnyPool, a: &Args, owner: Uuid, now: i64) -> Measured {
+async fn measure(
+    label: &str,
+    store: &Store,
+    pool: &AnyPool,
+    a: &Args,
+    owner: Uuid,
+    now: i64,
+) -> Measured {
     let (start, end) = (now - 30 * DAY, now);
     println!("\n## {label}\n");
     let owner_text = owner.to_string();
     for (name, sql) in cost_statements() {
         let plan = explain(pool, name, &sql, &owner_text, start, end).await;
-        let seq = plan.lines().any(|l| l.contains("Seq Scan on chat_messages"));
+        let seq = plan
+            .lines()
+            .any(|l| l.contains("Seq Scan on chat_messages"));
         let exec_time = plan
             .lines()
             .find(|l| l.starts_with("Execution Time"))
@@ -233,7 +251,10 @@ async fn measure(label: &str, store: &Store, pool: &AnyPool, a: &Args, owner: Uu
         spend: time(a.runs, || store.spend_micros(owner, start, end)).await,
         summary: time(a.runs, || store.cost_summary(owner, start, end)).await,
         users_30: time(a.runs, || store.cost_by_user(start, end, None, 10, 0)).await,
-        users_366: time(a.runs.min(5), || store.cost_by_user(now - 366 * DAY, end, None, 10, 0)).await,
+        users_366: time(a.runs.min(5), || {
+            store.cost_by_user(now - 366 * DAY, end, None, 10, 0)
+        })
+        .await,
     };
     println!(
         "\n| call | p50 ms | p90 ms |\n|---|---|---|\n\
@@ -241,7 +262,13 @@ async fn measure(label: &str, store: &Store, pool: &AnyPool, a: &Args, owner: Uu
          | `cost_summary` (one user, 30 days: 3 statements, one snapshot) | {:.2} | {:.2} |\n\
          | `cost_by_user` (all users, 30 days, first page) | {:.2} | {:.2} |\n\
          | `cost_by_user` (all users, 366 days) | {:.2} | {:.2} |",
-        m.spend.0, m.spend.1, m.summary.0, m.summary.1, m.users_30.0, m.users_30.1, m.users_366.0,
+        m.spend.0,
+        m.spend.1,
+        m.summary.0,
+        m.summary.1,
+        m.users_30.0,
+        m.users_30.1,
+        m.users_366.0,
         m.users_366.1
     );
     m
@@ -250,7 +277,9 @@ async fn measure(label: &str, store: &Store, pool: &AnyPool, a: &Args, owner: Uu
 fn main() {
     let a = args();
     let Ok(url) = std::env::var("CHATD_BENCH_DATABASE_URL") else {
-        eprintln!("CHATD_BENCH_DATABASE_URL is not set: the cost benchmark runs on PostgreSQL only");
+        eprintln!(
+            "CHATD_BENCH_DATABASE_URL is not set: the cost benchmark runs on PostgreSQL only"
+        );
         return;
     };
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -236,17 +236,30 @@ fn by_chat_sql() -> String {
     )
 }
 
-/// Per user, filtered by the `LIKE` pattern `$3` (`''`: everyone).
+/// Per user, filtered by the `LIKE` pattern `$3` (`''`: everyone). Two levels: the window's
+/// rows per (owner, root chat), then per owner — `chat_count` is the number of root chats
+/// without a `COUNT(DISTINCT …)` (which PostgreSQL computes by sorting every row), and the
+/// users table is joined to the per-owner rows, not to every message.
 fn by_user_grouped_sql() -> String {
     format!(
-        "SELECT c.owner_id AS user_id, u.username AS username, u.name AS name, {SUMS}, \
-         CAST(COUNT(DISTINCT c.root_chat_id) AS BIGINT) AS chat_count \
-         FROM chat_messages m JOIN chats c ON c.id = m.chat_id \
-         JOIN users u ON u.id = c.owner_id \
-         WHERE m.created_at >= $1 AND m.created_at < $2 AND {USAGE_ROW} \
-         AND ($3 = '' OR lower(u.username) LIKE lower($3) ESCAPE '\\' \
-              OR lower(u.name) LIKE lower($3) ESCAPE '\\') \
-         GROUP BY c.owner_id, u.username, u.name"
+        "SELECT r.user_id AS user_id, u.username AS username, u.name AS name, \
+         CAST(SUM(r.total_cost_micros) AS BIGINT) AS total_cost_micros, \
+         CAST(SUM(r.priced_count) AS BIGINT) AS priced_count, \
+         CAST(SUM(r.message_count) AS BIGINT) AS message_count, \
+         CAST(SUM(r.total_input_tokens) AS BIGINT) AS total_input_tokens, \
+         CAST(SUM(r.total_output_tokens) AS BIGINT) AS total_output_tokens, \
+         CAST(SUM(r.total_cache_read_tokens) AS BIGINT) AS total_cache_read_tokens, \
+         CAST(SUM(r.total_cache_creation_tokens) AS BIGINT) AS total_cache_creation_tokens, \
+         CAST(SUM(r.total_runtime_ms) AS BIGINT) AS total_runtime_ms, \
+         CAST(COUNT(*) AS BIGINT) AS chat_count \
+         FROM (SELECT c.owner_id AS user_id, c.root_chat_id AS root_chat_id, {SUMS} \
+               FROM chat_messages m JOIN chats c ON c.id = m.chat_id \
+               WHERE m.created_at >= $1 AND m.created_at < $2 AND {USAGE_ROW} \
+               GROUP BY c.owner_id, c.root_chat_id) r \
+         JOIN users u ON u.id = r.user_id \
+         WHERE ($3 = '' OR lower(u.username) LIKE lower($3) ESCAPE '\\' \
+                OR lower(u.name) LIKE lower($3) ESCAPE '\\') \
+         GROUP BY r.user_id, u.username, u.name"
     )
 }
 
