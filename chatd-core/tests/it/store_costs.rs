@@ -583,3 +583,77 @@ async fn by_chat_keeps_the_most_expensive_chats() {
     })
     .await;
 }
+
+/// The administration handle over the example: the default window ends at the engine's
+/// clock (a `ManualClock` here), and who may read what.
+#[tokio::test]
+async fn admin_reports_follow_the_engine_clock_and_authorize() {
+    use std::sync::Arc;
+
+    use chatd_core::{Actor, Admin, ErrorKind, Keyring, ManualClock, SecretKey, UserRef};
+    use chatd_test_support::scripted::{engine_with_config, fast_settings, ScriptedModel};
+
+    on_each_backend(|store| async move {
+        let e = example(&store).await;
+        let at = |micros: i64| chrono::DateTime::from_timestamp_micros(micros).unwrap();
+        let clock = ManualClock::new(at(T1));
+        let engine = engine_with_config(&store, ScriptedModel::new([]), fast_settings(), |c| {
+            c.with_clock(Arc::new(clock.clone()))
+        })
+        .await;
+        let keyring = Arc::new(Keyring::new("k", SecretKey::generate().unwrap()).unwrap());
+        let admin = Admin::new(store.clone(), keyring, Default::default());
+        let alice = Actor::user(e.alice);
+        let window = || {
+            codersdk::parse_cost_window(None, None, codersdk::Timestamp(engine.clock().now()))
+                .unwrap()
+        };
+        // The 30 days before T1: rows 1–6 and row 8 (T0 − 1), not row 7 (at T1).
+        let w = window();
+        assert_eq!(w.end_micros(), T1);
+        let s = admin.cost_summary(&alice, &UserRef::Me, &w).await.unwrap();
+        assert_eq!(s.total_cost_micros, 1_000_057 + 888);
+        assert_eq!(s.usage_limit, None);
+        assert_eq!((s.start_date, s.end_date), (w.start(), w.end()));
+        // Moving the engine's clock moves the default window: row 7 comes in.
+        clock.set(at(T1 + 1));
+        let s = admin
+            .cost_summary(&alice, &UserRef::Me, &window())
+            .await
+            .unwrap();
+        assert_eq!(s.total_cost_micros, 1_000_057 + 888 + 999);
+
+        // Alice may not read Bob's, by id or name, nor someone who does not exist; an
+        // administrator may, and learns who does not exist.
+        let w = window();
+        for user in [
+            UserRef::Id(e.bob),
+            UserRef::Username("BOB".into()),
+            UserRef::Id(Uuid::new_v4()),
+        ] {
+            let err = admin.cost_summary(&alice, &user, &w).await.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Forbidden, "{user:?}");
+        }
+        let root = Actor::admin(e.carol);
+        let bob = admin
+            .cost_summary(&root, &UserRef::Username("BOB".into()), &w)
+            .await
+            .unwrap();
+        assert_eq!(bob.total_cost_micros, 500);
+        let err = admin
+            .cost_summary(&root, &UserRef::Id(Uuid::new_v4()), &w)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+        // The rollup is for administrators.
+        let query =
+            codersdk::parse_cost_users_query(None, None, None, None, None, w.end()).unwrap();
+        let err = admin.cost_users(&alice, &query).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Forbidden);
+        let page = admin.cost_users(&root, &query).await.unwrap();
+        assert_eq!(page.count, 3);
+        assert_eq!(page.users[0].user_id, e.alice);
+        engine.shutdown().await;
+    })
+    .await;
+}
