@@ -3,6 +3,7 @@
 
 mod catalogue;
 mod config;
+mod costs;
 mod mcp;
 mod mcp_auth;
 mod usage_limits;
@@ -42,7 +43,9 @@ pub use users::{AccountPage, IssuedToken, UserRef, USER_NOT_FOUND_MESSAGE};
 /// - **Every user, filtered**: model configs and MCP servers (members see enabled ones,
 ///   MCP configs redacted), the model catalogue (by the key policy as it applies to
 ///   them), the model overrides.
-/// - **Administrators, or the user themself**: reading an account, issuing an API token.
+/// - **Administrators, or the user themself**: reading an account, issuing an API token,
+///   the cost summary ([`Admin::cost_summary`]).
+/// - **Administrators only**, reads: every user's spend ([`Admin::cost_users`]).
 ///
 /// The handle is cheap to clone. It is built beside the [`Engine`](crate::Engine) on the
 /// same database ([`Admin::connect`], then [`Engine::with_admin`](crate::Engine::with_admin)),

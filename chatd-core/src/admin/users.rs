@@ -69,7 +69,12 @@ impl Admin {
 
     /// [`ErrorKind::Forbidden`] ("Only administrators can {what} of other users.") unless
     /// `actor` is an administrator or `user` names them.
-    async fn require_self_or_admin(&self, actor: &Actor, user: &UserRef, what: &str) -> Result<()> {
+    pub(super) async fn require_self_or_admin(
+        &self,
+        actor: &Actor,
+        user: &UserRef,
+        what: &str,
+    ) -> Result<()> {
         if actor.admin || self.names_actor(actor, user).await? {
             Ok(())
         } else {

@@ -20,38 +20,50 @@ use codersdk::{
     Uuid, USAGE_LIMIT_EXCEEDED_MESSAGE,
 };
 
+use chrono::{DateTime, Utc};
+
 use super::{Actor, Engine, Inner};
 use crate::error::{Error, Result};
+use crate::store::Store;
 use crate::usage_limits::{effective_limit, period_window};
 
+/// `user_id`'s usage-limit status at `now`: `is_limited` with the period, the limit, the
+/// spend and the window when a limit applies, else the not-limited status. What the
+/// admission check, the status route and the cost summary all read.
+pub(crate) async fn usage_limit_status_at(
+    store: &Store,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<ChatUsageLimitStatus> {
+    let config = store.cached_usage_limit_config().await?;
+    if config.spend_limit_micros.is_none() {
+        return Ok(ChatUsageLimitStatus::default());
+    }
+    let (start, end) = period_window(&config.period, now);
+    let inputs = store
+        .usage_limit_inputs(user_id, start.timestamp_micros(), end.timestamp_micros())
+        .await?;
+    let Some(limit) = effective_limit(
+        config.spend_limit_micros,
+        inputs.user_limit_micros,
+        inputs.group_limit_micros,
+    ) else {
+        return Ok(ChatUsageLimitStatus::default());
+    };
+    Ok(ChatUsageLimitStatus {
+        is_limited: true,
+        period: Some(config.period),
+        spend_limit_micros: Some(limit),
+        current_spend: inputs.spent_micros,
+        period_start: Timestamp(start),
+        period_end: Timestamp(end),
+    })
+}
+
 impl Inner {
-    /// `user_id`'s usage-limit status now: `is_limited` with the period, the limit, the
-    /// spend and the window when a limit applies, else the not-limited status.
+    /// `user_id`'s usage-limit status now ([`usage_limit_status_at`] at the engine's clock).
     pub(crate) async fn usage_limit_status(&self, user_id: Uuid) -> Result<ChatUsageLimitStatus> {
-        let config = self.store.cached_usage_limit_config().await?;
-        if config.spend_limit_micros.is_none() {
-            return Ok(ChatUsageLimitStatus::default());
-        }
-        let (start, end) = period_window(&config.period, self.clock.now());
-        let inputs = self
-            .store
-            .usage_limit_inputs(user_id, start.timestamp_micros(), end.timestamp_micros())
-            .await?;
-        let Some(limit) = effective_limit(
-            config.spend_limit_micros,
-            inputs.user_limit_micros,
-            inputs.group_limit_micros,
-        ) else {
-            return Ok(ChatUsageLimitStatus::default());
-        };
-        Ok(ChatUsageLimitStatus {
-            is_limited: true,
-            period: Some(config.period),
-            spend_limit_micros: Some(limit),
-            current_spend: inputs.spent_micros,
-            period_start: Timestamp(start),
-            period_end: Timestamp(end),
-        })
+        usage_limit_status_at(&self.store, user_id, self.clock.now()).await
     }
 
     /// [`ErrorKind::UsageLimit`](crate::ErrorKind::UsageLimit) when `owner_id` has spent

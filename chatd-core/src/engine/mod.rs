@@ -7,6 +7,7 @@
 //! subscriber never sees a state the database does not hold.
 
 mod admission;
+pub(crate) use admission::usage_limit_status_at;
 mod autotitle;
 mod chain;
 mod compaction;
@@ -678,6 +679,13 @@ impl Engine {
     /// The stream hub of this process.
     pub fn hub(&self) -> &StreamHub {
         &self.inner.hub
+    }
+
+    /// The calendar time the engine's rules read ([`EngineConfig::clock`]): what a server
+    /// takes "now" from for defaults such as the cost report window, so that a test moving
+    /// the engine's clock moves them too.
+    pub fn clock(&self) -> &dyn crate::Clock {
+        &*self.inner.clock
     }
 
     /// This process's worker id.

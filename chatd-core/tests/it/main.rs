@@ -21,6 +21,7 @@ mod shutdown;
 mod store;
 mod store_actions;
 mod store_config;
+mod store_costs;
 mod store_files;
 mod store_listing;
 mod store_overrides;

@@ -13,6 +13,7 @@
 
 mod chat;
 mod content;
+mod costs;
 mod dynamic_tools;
 mod labels;
 mod mcp;
@@ -30,6 +31,7 @@ mod usage;
 
 pub use chat::*;
 pub use content::*;
+pub use costs::*;
 pub use dynamic_tools::*;
 pub use labels::*;
 pub use mcp::*;

@@ -9,6 +9,7 @@
 
 pub mod chats;
 pub mod config;
+pub mod costs;
 pub mod files;
 pub mod groups;
 pub mod mcp;
@@ -234,6 +235,7 @@ pub fn experimental_routes() -> Vec<Route> {
     routes.extend(files::routes());
     routes.extend(config::routes());
     routes.extend(usage_limits::routes());
+    routes.extend(costs::routes());
     routes.extend(mcp::routes());
     routes.extend(unsupported::routes());
     routes

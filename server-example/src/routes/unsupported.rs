@@ -21,8 +21,6 @@ use crate::extract::NoQuery;
 /// Every route answered with 501: path (under `/api/experimental`), methods, and the
 /// feature named in the response.
 pub const UNSUPPORTED_ROUTES: &[(&str, &[&str], &str)] = &[
-    ("/chats/cost/users", &["GET"], "Chat cost reports"),
-    ("/chats/cost/{user}/summary", &["GET"], "Chat cost reports"),
     (
         "/chats/insights/pull-requests",
         &["GET"],
