@@ -12,14 +12,16 @@ mod changes;
 mod chats;
 mod cluster;
 mod compaction;
-mod costs;
 mod config;
+mod costs;
+mod files;
 mod history;
 mod leases;
 mod listing;
 mod mcp;
 mod mcp_auth;
 mod queue;
+mod retention;
 mod subagents;
 mod tokens;
 mod transition;
@@ -55,10 +57,11 @@ pub use config::{
     INVALID_MODEL_OVERRIDE_CONTEXT_MESSAGE, INVALID_MODEL_OVERRIDE_MESSAGE,
     MODEL_OVERRIDE_KEY_PREFIX,
 };
-pub use history::{
-    HistoryMark, HistoryRead, NewFile, StoredFile, TurnInputs, TurnStart, MAX_FILES_PER_LOOKUP,
-    MAX_FILE_BYTES,
+pub use files::{
+    file_link_error_warning, file_link_limit_warning, referenced_files, NewFile, StoredFile,
+    MAX_FILES_PER_LOOKUP, MAX_FILE_BYTES, UNLINKED_FILE_GRACE,
 };
+pub use history::{HistoryMark, HistoryRead, TurnInputs, TurnStart};
 pub use leases::{
     ClaimLimits, Claimed, Lease, LeaseState, RecoveredChats, CLAIM_ADVISORY_LOCK_KEY,
     DYNAMIC_TOOL_TIMEOUT_MESSAGE, MAX_CLAIM_BATCH, MAX_LEASES_PER_HEARTBEAT_STATEMENT,
@@ -81,6 +84,7 @@ pub use mcp_auth::{
     MCP_OAUTH2_STATE_TTL,
 };
 pub use queue::{Promoted, SendClaim, SendMessage, SendOutcome, SendResult, MAX_QUEUED_MESSAGES};
+pub use retention::{PurgedChats, RetentionLease, RETENTION_ADVISORY_LOCK_KEY};
 pub(crate) use subagents::is_running_state;
 pub use subagents::{NewSubagent, SubagentInfo};
 pub use tokens::{
