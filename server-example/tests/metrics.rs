@@ -141,7 +141,10 @@ async fn retention_sweeps_are_counted_with_their_last_run() {
             "chat_retention_purged_files",
             "chat_retention_failed_steps",
         ] {
-            assert!(text.contains(&format!("# TYPE {counter} counter\n")), "{counter}");
+            assert!(
+                text.contains(&format!("# TYPE {counter} counter\n")),
+                "{counter}"
+            );
         }
         for gauge in [
             "chat_retention_last_sweep_timestamp_seconds",

@@ -64,9 +64,8 @@ impl RetentionLease {
 
 impl Store {
     /// Takes the retention sweep's lease: `None` when another replica holds it (it is
-    /// sweeping now). On PostgreSQL `pg_try_advisory_xact_lock` on
-    /// ([namespace of the schema], [`RETENTION_ADVISORY_LOCK_KEY`]) in a transaction of its
-    /// own, which takes no row lock and holds no snapshot between statements; on SQLite
+    /// sweeping now). On PostgreSQL `pg_try_advisory_xact_lock` on the schema's namespace
+    /// and [`RETENTION_ADVISORY_LOCK_KEY`], in a transaction of its own, which takes no row lock and holds no snapshot between statements; on SQLite
     /// always granted.
     pub async fn try_retention_lease(&self) -> Result<Option<RetentionLease>> {
         if self.dialect() == Dialect::Sqlite {
