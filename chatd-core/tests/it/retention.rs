@@ -8,7 +8,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chatd_core::store::{file_link_limit_warning, NewSubagent, Store, UNLINKED_FILE_GRACE};
+use chatd_core::store::{
+    file_link_error_warning, file_link_limit_warning, NewFile, NewSubagent, SendMessage,
+    SendOutcome, Store, UNLINKED_FILE_GRACE,
+};
 use chatd_core::subagents::SubagentType;
 use chatd_core::{
     Actor, Clock, Engine, EngineSettings, FileUpload, ManualClock, RetentionSweep,
@@ -319,6 +322,83 @@ async fn files_are_linked_on_create_send_and_edit_up_to_the_limit() {
         // The same file in two chats is linked to both.
         assert!(linked(&store, chat.id).await.contains(&files[0]));
         engine.shutdown().await;
+    })
+    .await;
+}
+
+/// A link statement that fails (here: a file that no longer exists) undoes the message's
+/// whole batch under its savepoint and becomes a warning; the message is stored all the
+/// same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_fails_to_link_is_a_warning_and_the_message_is_still_stored() {
+    on_each_backend(|store| async move {
+        let f = fixture(&store).await;
+        let (chat, _) = family(&store, &f, 0).await;
+        let present = store
+            .create_file(NewFile {
+                owner_id: f.user,
+                organization_id: f.org,
+                name: "a.txt".into(),
+                mime_type: "text/plain".into(),
+                data: b"a".to_vec(),
+            })
+            .await
+            .unwrap();
+        let gone = Uuid::new_v4();
+        let sent = store
+            .send_message(
+                chat,
+                SendMessage {
+                    parts: vec![
+                        ChatMessagePart::text("two files"),
+                        ChatMessagePart::file(present.id, "text/plain"),
+                        ChatMessagePart::file(gone, "text/plain"),
+                    ],
+                    created_by: Some(f.user),
+                    model_config_id: None,
+                    busy_behavior: codersdk::ChatBusyBehavior::Queue,
+                    plan_mode: None,
+                    mcp_server_ids: None,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(sent.warnings, [file_link_error_warning(2)]);
+        assert_eq!(
+            sent.warnings,
+            ["2 file(s) could not be linked due to a server error"]
+        );
+        let SendOutcome::Inserted(message) = sent.outcome else {
+            panic!("inserted: {:?}", sent.outcome)
+        };
+        assert!(store.linked_files(chat).await.unwrap().is_empty());
+        let sql = "SELECT COUNT(*) FROM chat_messages WHERE chat_id = $1";
+        assert_eq!(count(&store, sql, chat).await, 2, "{message:?}");
+        assert_eq!(
+            store.get_chat(chat).await.unwrap().unwrap().status,
+            ChatStatus::Pending
+        );
+        // The next message links its file: the transaction went on after the savepoint.
+        let sent = store
+            .send_message(
+                chat,
+                SendMessage {
+                    parts: vec![ChatMessagePart::file(present.id, "text/plain")],
+                    created_by: Some(f.user),
+                    model_config_id: None,
+                    busy_behavior: codersdk::ChatBusyBehavior::Queue,
+                    plan_mode: None,
+                    mcp_server_ids: None,
+                },
+            )
+            .await
+            .unwrap();
+        assert!(sent.warnings.is_empty());
+        assert!(matches!(sent.outcome, SendOutcome::Queued { .. }));
+        assert_eq!(
+            linked(&store, chat).await,
+            [present.id].into_iter().collect()
+        );
     })
     .await;
 }
@@ -711,6 +791,71 @@ async fn the_job_sweeps_on_its_own_at_its_interval() {
             assert!(tokio::time::Instant::now() < deadline, "never archived");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        engine.shutdown().await;
+    })
+    .await;
+}
+
+/// A measurement, not a check (docs/retention.md "Measurements"): how long purging a
+/// backlog of archived families takes, each with messages, and how long one batch's
+/// transaction holds the database. Run with `--ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement (docs/retention.md); run with --ignored --nocapture"]
+async fn measure_purging_a_backlog_of_archived_families() {
+    const FAMILIES: usize = 1000;
+    const MESSAGES: usize = 20;
+    on_each_backend(|store| async move {
+        let f = fixture(&store).await;
+        let old = micros("2026-01-01T00:00:00Z");
+        for _ in 0..FAMILIES {
+            let (root, _) = family(&store, &f, 0).await;
+            for _ in 1..MESSAGES {
+                sqlx::query(
+                    "INSERT INTO chat_messages (chat_id, role, content, content_version, \
+                     visibility, created_at) VALUES ($1, 'assistant', $2, 1, 'both', 0)",
+                )
+                .bind(root.to_string())
+                .bind(format!(
+                    r#"[{{"type":"text","text":"{}"}}]"#,
+                    "x".repeat(500)
+                ))
+                .execute(store.pool())
+                .await
+                .unwrap();
+            }
+            exec(
+                &store,
+                "UPDATE chats SET archived = 1, archived_at = $2 WHERE id = $1",
+                root,
+                old,
+            )
+            .await;
+        }
+        let clock = ManualClock::new(at("2026-02-01T00:00:00Z"));
+        let engine = engine_at(&store, ScriptedModel::new([]), &clock).await;
+        store.set_retention_days(7).await.unwrap();
+        let cutoff = micros("2026-01-20T00:00:00Z");
+        let started = std::time::Instant::now();
+        let batch = store
+            .purge_archived_chats(cutoff, RETENTION_BATCH_SIZE)
+            .await
+            .unwrap();
+        let one_batch = started.elapsed();
+        let report = sweep(&engine).await;
+        println!(
+            "{:?}: one batch of {} families ({} messages each) in {:?}; the rest ({} families) \
+             in one sweep of {:?}",
+            store.dialect(),
+            batch.families,
+            MESSAGES,
+            one_batch,
+            report.purged_families,
+            report.duration
+        );
+        assert_eq!(
+            batch.families + report.purged_families,
+            u64::try_from(FAMILIES).unwrap()
+        );
         engine.shutdown().await;
     })
     .await;
