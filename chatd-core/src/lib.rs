@@ -112,6 +112,10 @@ pub use cluster::{
     ConfigChange, EngineObserver, NoObserver, RecoveryCause, DEFAULT_LIVENESS_INTERVAL,
 };
 pub use engine::{
+    auto_archive_cutoff, retention_cutoff, RetentionSweep, DEFAULT_RETENTION_INTERVAL,
+    RETENTION_BATCH_SIZE, RETENTION_MIDNIGHT_SLACK,
+};
+pub use engine::{
     context_tokens, COMPACTION_DISABLED_THRESHOLD, COMPACTION_FAILED_MESSAGE,
     COMPACTION_SUMMARY_PREFIX, COMPACTION_SUMMARY_PROMPT, COMPACTION_TIMEOUT, COMPACTION_TOOL_NAME,
     CONTEXT_STILL_TOO_LONG_MESSAGE, FALLBACK_CONTEXT_LIMIT, MAX_COMPACTION_REENTRIES,
@@ -149,7 +153,7 @@ pub use secrets::{
 pub use store::{
     Account, ApiToken, ChatListQuery, DeletedModelConfig, DeletedProviderConfig, SqliteSynchronous,
     StoreOptions, StoredFile, TokenCheck, User, LAST_ADMIN_TOKEN_MESSAGE, LAST_USED_RESOLUTION,
-    MAX_FILE_BYTES, PRIVATE_FILE_MODE, TOKEN_NOT_FOUND_MESSAGE,
+    MAX_FILE_BYTES, PRIVATE_FILE_MODE, TOKEN_NOT_FOUND_MESSAGE, UNLINKED_FILE_GRACE,
 };
 /// Re-exported because [`Keyring::decrypt`] returns plaintext in a [`Zeroizing`] buffer,
 /// which wipes it when dropped.

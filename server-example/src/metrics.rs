@@ -21,6 +21,13 @@
 //! | `chat_relay_lag_seconds` | histogram | another replica's relay batch: sent → received here (PostgreSQL) |
 //! | `chat_notification_reconnects_total` | counter | times the `LISTEN` connection was lost and re-established (PostgreSQL) |
 //! | `chat_config_changes_total` | counter | configuration changes announced by any replica |
+//! | `chat_retention_sweeps_total` | counter | retention sweeps this replica ran (docs/retention.md) |
+//! | `chat_retention_last_sweep_timestamp_seconds` | gauge | when this replica's last retention sweep started (Unix seconds, by the engine's clock) |
+//! | `chat_retention_last_sweep_duration_seconds` | gauge | how long that sweep took |
+//! | `chat_retention_archived_chats_total` | counter | chats the sweeps archived automatically (roots and sub-agents) |
+//! | `chat_retention_purged_chats_total` | counter | archived chats the sweeps purged |
+//! | `chat_retention_purged_files_total` | counter | unlinked files the sweeps purged |
+//! | `chat_retention_failed_steps_total` | counter | sweep steps that failed (logged) |
 //!
 //! The values live in a `prometheus-client` registry per [`Metrics`] (no global state, so
 //! several servers in one process keep their own), exposed in the OpenMetrics text format.
@@ -102,6 +109,7 @@ struct Inner {
     relay_lag: Histogram,
     notification_reconnects: Counter,
     config_changes: Counter,
+    retention: RetentionMetrics,
     tracked_turns: AtomicUsize,
     max_tracked_turns: usize,
     tracking_timeout: Duration,
@@ -207,8 +215,10 @@ impl Metrics {
             "Configuration changes announced by any replica",
             config_changes.clone(),
         );
+        let retention = RetentionMetrics::register(&mut registry);
         Metrics {
             inner: Arc::new(Inner {
+                retention,
                 running_chats,
                 claims,
                 recoveries,
@@ -254,7 +264,8 @@ impl Metrics {
     }
 
     /// An observer for [`chatd_core::EngineConfig::with_observer`] that records claims,
-    /// recoveries, the relay's lag, `LISTEN` reconnections and configuration changes.
+    /// recoveries, the relay's lag, `LISTEN` reconnections, configuration changes and
+    /// retention sweeps.
     pub fn engine_observer(&self) -> Arc<dyn chatd_core::EngineObserver> {
         Arc::new(EngineMetrics(self.clone()))
     }
@@ -388,6 +399,74 @@ impl chatd_core::EngineObserver for EngineMetrics {
 
     fn config_changed(&self, _change: &chatd_core::ConfigChange) {
         self.0.inner.config_changes.inc();
+    }
+
+    fn retention_swept(&self, sweep: &chatd_core::RetentionSweep) {
+        self.0.inner.retention.record(sweep);
+    }
+}
+
+/// The retention sweeps' metrics (the `chat_retention_*` rows of the table above).
+#[derive(Debug, Default)]
+struct RetentionMetrics {
+    sweeps: Counter,
+    last_sweep: Gauge,
+    last_duration: Gauge<f64, std::sync::atomic::AtomicU64>,
+    archived_chats: Counter,
+    purged_chats: Counter,
+    purged_files: Counter,
+    failed_steps: Counter,
+}
+
+impl RetentionMetrics {
+    fn register(registry: &mut Registry) -> RetentionMetrics {
+        let metrics = RetentionMetrics::default();
+        registry.register(
+            "chat_retention_sweeps",
+            "Retention sweeps this replica ran",
+            metrics.sweeps.clone(),
+        );
+        registry.register(
+            "chat_retention_last_sweep_timestamp_seconds",
+            "When this replica's last retention sweep started, Unix seconds",
+            metrics.last_sweep.clone(),
+        );
+        registry.register(
+            "chat_retention_last_sweep_duration_seconds",
+            "How long this replica's last retention sweep took",
+            metrics.last_duration.clone(),
+        );
+        registry.register(
+            "chat_retention_archived_chats",
+            "Chats the retention sweeps archived automatically",
+            metrics.archived_chats.clone(),
+        );
+        registry.register(
+            "chat_retention_purged_chats",
+            "Archived chats the retention sweeps purged",
+            metrics.purged_chats.clone(),
+        );
+        registry.register(
+            "chat_retention_purged_files",
+            "Unlinked files the retention sweeps purged",
+            metrics.purged_files.clone(),
+        );
+        registry.register(
+            "chat_retention_failed_steps",
+            "Retention sweep steps that failed",
+            metrics.failed_steps.clone(),
+        );
+        metrics
+    }
+
+    fn record(&self, sweep: &chatd_core::RetentionSweep) {
+        self.sweeps.inc();
+        self.last_sweep.set(sweep.started_at.timestamp());
+        self.last_duration.set(sweep.duration.as_secs_f64());
+        self.archived_chats.inc_by(sweep.archived_chats);
+        self.purged_chats.inc_by(sweep.purged_chats);
+        self.purged_files.inc_by(sweep.purged_files);
+        self.failed_steps.inc_by(u64::from(sweep.failed_steps));
     }
 }
 

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use chatd_core::Actor;
-use chatd_test_support::db::on_each_backend;
+use chatd_test_support::db::{on_each_backend, RawSql};
 use chatd_test_support::scripted::{create_request, wait_status, Reply, ScriptedModel};
 use chatd_test_support::server::{TestServer, TestUser};
 use codersdk::{ChatStatus, Uuid};
@@ -127,6 +127,77 @@ async fn every_scale_test_metric_is_exposed_with_its_type() {
 
 /// The request layer records the create and send latencies of successful requests only,
 /// and the turns those requests start are tracked from the request's arrival.
+/// The engine's retention sweeps (docs/retention.md) are exported: how many ran, when the
+/// last one started and what they archived and purged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_sweeps_are_counted_with_their_last_run() {
+    on_each_backend(|store| async move {
+        let server = TestServer::start(&store, ScriptedModel::new([])).await;
+        let text = scrape(&server).await;
+        for counter in [
+            "chat_retention_sweeps",
+            "chat_retention_archived_chats",
+            "chat_retention_purged_chats",
+            "chat_retention_purged_files",
+            "chat_retention_failed_steps",
+        ] {
+            assert!(
+                text.contains(&format!("# TYPE {counter} counter\n")),
+                "{counter}"
+            );
+        }
+        for gauge in [
+            "chat_retention_last_sweep_timestamp_seconds",
+            "chat_retention_last_sweep_duration_seconds",
+        ] {
+            assert!(text.contains(&format!("# TYPE {gauge} gauge\n")), "{gauge}");
+        }
+        // The engine sweeps once as it starts.
+        let text = until_sample(&server, "chat_retention_sweeps_total", 1.0).await;
+        let before = unix_now_secs();
+        assert!(sample(&text, "chat_retention_last_sweep_timestamp_seconds") > 0.0);
+        // An archived chat older than the window: the next sweep purges it.
+        let bob = server.user("bob").await;
+        let chat = create(&server, &bob).await;
+        let engine = server.state.engine();
+        engine
+            .update_chat(
+                &Actor::user(bob.id),
+                chat,
+                codersdk::UpdateChatRequest {
+                    archived: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        sqlx::query("UPDATE chats SET archived_at = 0 WHERE id = $1")
+            .bind(chat.to_string())
+            .execute(store.pool())
+            .await
+            .unwrap();
+        store.set_retention_days(1).await.unwrap();
+        let report = engine.run_retention_sweep().await.unwrap().unwrap();
+        assert_eq!(report.purged_chats, 1, "{report:?}");
+        let text = scrape(&server).await;
+        assert_eq!(sample(&text, "chat_retention_sweeps_total"), 2.0);
+        assert_eq!(sample(&text, "chat_retention_purged_chats_total"), 1.0);
+        assert_eq!(sample(&text, "chat_retention_archived_chats_total"), 0.0);
+        assert_eq!(sample(&text, "chat_retention_failed_steps_total"), 0.0);
+        let last = sample(&text, "chat_retention_last_sweep_timestamp_seconds");
+        assert!(last >= before - 1.0, "{last} {before}");
+        server.stop().await;
+    })
+    .await;
+}
+
+fn unix_now_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_request_layer_records_create_and_send_latency() {
     on_each_backend(|store| async move {

@@ -1,10 +1,12 @@
-//! Providers, model configs, users' own keys, prompts and model overrides.
+//! Providers, model configs, users' own keys, prompts, model overrides and the retention
+//! settings.
 
 use codersdk::{
-    ChatModelConfig, ChatModelOverrideContext, ChatModelOverrideResponse,
-    ChatPlanModeInstructionsResponse, ChatProviderConfig, ChatSystemPromptResponse,
-    CreateChatModelConfigRequest, CreateChatProviderConfigRequest,
-    CreateUserChatProviderKeyRequest, UpdateChatModelConfigRequest, UpdateChatModelOverrideRequest,
+    ChatAutoArchiveDaysResponse, ChatModelConfig, ChatModelOverrideContext,
+    ChatModelOverrideResponse, ChatPlanModeInstructionsResponse, ChatProviderConfig,
+    ChatRetentionDaysResponse, ChatSystemPromptResponse, CreateChatModelConfigRequest,
+    CreateChatProviderConfigRequest, CreateUserChatProviderKeyRequest,
+    UpdateChatModelConfigRequest, UpdateChatModelOverrideRequest,
     UpdateChatPlanModeInstructionsRequest, UpdateChatProviderConfigRequest,
     UpdateChatSystemPromptRequest, UpdateUserChatCompactionThresholdRequest,
     UserChatCompactionThreshold, UserChatCompactionThresholds, UserChatCustomPrompt,
@@ -366,6 +368,58 @@ impl Admin {
             .store()
             .set_model_override(context, &request.model_config_id)
             .await;
+        self.announced(result, ConfigChange::Deployment)
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Retention (read: every user; write: administrators; docs/retention.md)
+    // -----------------------------------------------------------------------------------
+
+    /// How many days archived chats are kept (0: forever). Any user may read it: it says
+    /// how long their archived chats last.
+    pub async fn retention_days(&self, _actor: &Actor) -> Result<ChatRetentionDaysResponse> {
+        Ok(ChatRetentionDaysResponse {
+            retention_days: self.store().retention_days().await?,
+        })
+    }
+
+    /// Sets the retention window (0 to `codersdk::MAX_CHAT_RETENTION_DAYS`; administrators).
+    /// The engine's next retention sweep applies it.
+    pub async fn set_retention_days(
+        &self,
+        actor: &Actor,
+        request: &ChatRetentionDaysResponse,
+    ) -> Result<()> {
+        require_admin(actor)?;
+        let result = self
+            .store()
+            .set_retention_days(request.retention_days)
+            .await
+            .map(|_| ());
+        self.announced(result, ConfigChange::Deployment)
+    }
+
+    /// After how many whole idle days (UTC dates) a family is archived (0: never). Any user
+    /// may read it.
+    pub async fn auto_archive_days(&self, _actor: &Actor) -> Result<ChatAutoArchiveDaysResponse> {
+        Ok(ChatAutoArchiveDaysResponse {
+            auto_archive_days: self.store().auto_archive_days().await?,
+        })
+    }
+
+    /// Sets the auto-archive window (0 to `codersdk::MAX_CHAT_RETENTION_DAYS`;
+    /// administrators). The engine's next retention sweep applies it.
+    pub async fn set_auto_archive_days(
+        &self,
+        actor: &Actor,
+        request: &ChatAutoArchiveDaysResponse,
+    ) -> Result<()> {
+        require_admin(actor)?;
+        let result = self
+            .store()
+            .set_auto_archive_days(request.auto_archive_days)
+            .await
+            .map(|_| ());
         self.announced(result, ConfigChange::Deployment)
     }
 }

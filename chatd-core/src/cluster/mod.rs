@@ -157,6 +157,11 @@ pub trait EngineObserver: Send + Sync + std::fmt::Debug {
     fn config_changed(&self, change: &ConfigChange) {
         let _ = change;
     }
+    /// This replica ran a retention sweep (docs/retention.md): when, and what it archived
+    /// and purged.
+    fn retention_swept(&self, sweep: &crate::RetentionSweep) {
+        let _ = sweep;
+    }
 }
 
 /// An observer that records nothing.

@@ -18,6 +18,7 @@ mod ops;
 mod publish;
 mod replicas;
 mod resolver;
+mod retention;
 mod runner;
 mod stream;
 mod subagents;
@@ -58,6 +59,10 @@ pub use ops::UNUSABLE_MCP_SERVER_DETAIL;
 #[doc(hidden)]
 pub use publish::{HookPoint, TestHook};
 pub use resolver::{StoreModelResolver, MODEL_KEY_MISSING_MESSAGE};
+pub use retention::{
+    auto_archive_cutoff, retention_cutoff, RetentionSweep, DEFAULT_RETENTION_INTERVAL,
+    RETENTION_BATCH_SIZE, RETENTION_MIDNIGHT_SLACK,
+};
 pub use runner::CONTENDED_CLAIM_RETRY;
 pub use stream::ChatStream;
 pub use summary::{
@@ -143,6 +148,11 @@ pub struct EngineSettings {
     /// See [`DEFAULT_LIVENESS_INTERVAL`](crate::cluster::DEFAULT_LIVENESS_INTERVAL)
     /// (PostgreSQL only).
     pub liveness_interval: Duration,
+    /// How often the retention job sweeps (auto-archive, purges; docs/retention.md):
+    /// [`DEFAULT_RETENTION_INTERVAL`] by default, and just after each UTC midnight. `None`
+    /// runs no job: sweeps happen only through [`Engine::run_retention_sweep`] (tests, or an
+    /// embedder that schedules them itself).
+    pub retention_interval: Option<Duration>,
 }
 
 impl Default for EngineSettings {
@@ -161,6 +171,7 @@ impl Default for EngineSettings {
             turn_summary_delay: DEFAULT_TURN_SUMMARY_DELAY,
             claim_on_send: true,
             liveness_interval: crate::cluster::DEFAULT_LIVENESS_INTERVAL,
+            retention_interval: Some(DEFAULT_RETENTION_INTERVAL),
         }
     }
 }
@@ -173,6 +184,11 @@ impl EngineSettings {
             ("stale_after", self.stale_after),
             ("recovery_interval", self.recovery_interval),
             ("liveness_interval", self.liveness_interval),
+            (
+                "retention_interval",
+                self.retention_interval
+                    .unwrap_or(DEFAULT_RETENTION_INTERVAL),
+            ),
         ]
         .into_iter()
         .find(|(_, d)| d.is_zero());
@@ -645,6 +661,7 @@ impl Engine {
         }
         inner.spawn(runner::run(Arc::clone(&inner)));
         inner.spawn(runner::heartbeats(Arc::clone(&inner)));
+        inner.spawn(retention::run(Arc::clone(&inner)));
         Ok(Engine {
             inner,
             _guard: guard,

@@ -67,7 +67,10 @@ impl Engine {
     /// An empty title gets the fallback title (the first words of the message); the
     /// model-written title follows asynchronously as a `title_change` watch event. A dynamic
     /// tool whose name a registered tool has is named in the answer's `warnings`
-    /// ([`ToolRegistry::dynamic_tool_warnings`](crate::tools::ToolRegistry::dynamic_tool_warnings)).
+    /// ([`ToolRegistry::dynamic_tool_warnings`](crate::tools::ToolRegistry::dynamic_tool_warnings)),
+    /// as are files the message references that could not be linked to the chat
+    /// ([`file_link_limit_warning`](crate::store::file_link_limit_warning)); the answer's
+    /// `files` are the chat's linked files.
     pub async fn create_chat(&self, actor: &Actor, request: CreateChatRequest) -> Result<Chat> {
         let valid = validate_create_chat_request(&request)
             .map_err(|r| Error::with_response(ErrorKind::InvalidArgument, r))?;
@@ -98,6 +101,7 @@ impl Engine {
             None => self.inner.store.default_on_mcp_server_ids().await?,
         };
         let parts = self.message_parts(actor, &valid.content).await?;
+        let has_files = !crate::store::referenced_files(&parts).is_empty();
         let selection = ModelSelection::new(actor.user_id, organization_id, valid.model_config_id);
         let model_config_id = self.inner.models.select(selection).await?;
         self.inner
@@ -127,7 +131,12 @@ impl Engine {
         self.inner
             .publish_watch(ChatWatchEventKind::Created, chat.clone(), None);
         self.inner.announce_pending();
-        // Only the creation answer says it: warnings are not stored with the chat.
+        // The answer lists the chat's files (a new chat has those its message linked) and,
+        // after the store's file-linking warnings, the tool-name warnings; neither is
+        // stored with the chat nor in the watch event.
+        if has_files {
+            chat.files = self.inner.store.linked_files(chat.id).await?;
+        }
         chat.warnings.extend(warnings);
         Ok(chat)
     }
@@ -135,10 +144,8 @@ impl Engine {
     /// The chat (`GET /chats/{chat}`).
     pub async fn get_chat(&self, actor: &Actor, chat_id: Uuid) -> Result<Chat> {
         let mut chat = self.authorized_chat(actor, chat_id, Access::Read).await?;
-        // Files the model attached from the workspace (attach_file).
-        if chat.workspace_id.is_some() {
-            chat.files = self.inner.store.linked_files(chat_id).await?;
-        }
+        // The chat's linked files: uploads its messages reference, files the model attached.
+        chat.files = self.inner.store.linked_files(chat_id).await?;
         Ok(chat)
     }
 
@@ -219,7 +226,7 @@ impl Engine {
             mcp_server_ids: valid.mcp_server_ids,
         };
         let owner = plain.then_some(actor.user_id);
-        let sent = match self.inner.send_and_publish(chat_id, owner, send).await {
+        let (sent, warnings) = match self.inner.send_and_publish(chat_id, owner, send).await {
             Ok(sent) => sent,
             // Not the owner's (or gone): the full check gives the caller's answer (an
             // admin may see the chat but not write to it).
@@ -234,13 +241,13 @@ impl Engine {
                 message: Some(message),
                 queued_message: None,
                 queued: false,
-                warnings: Vec::new(),
+                warnings,
             },
             SendOutcome::Queued { queued, .. } => CreateChatMessageResponse {
                 message: None,
                 queued_message: Some(queued),
                 queued: true,
-                warnings: Vec::new(),
+                warnings,
             },
         })
     }
@@ -346,7 +353,7 @@ impl Engine {
         self.inner.publish(edited.transition).await;
         Ok(EditChatMessageResponse {
             message: edited.message,
-            warnings: Vec::new(),
+            warnings: edited.warnings,
         })
     }
 
@@ -415,15 +422,7 @@ impl Engine {
 
     async fn apply_archive(&self, chat_id: Uuid, archived: bool) -> Result<()> {
         let changed = self.inner.store.set_archived(chat_id, archived).await?;
-        for member in changed {
-            let id = member.chat_id;
-            self.inner.publish(member).await;
-            if archived {
-                // An archived chat is deleted for the user: its workspace commands stop.
-                super::workspace::release(&self.inner, id, crate::workspace::ChatRelease::Deleted)
-                    .await;
-            }
-        }
+        publish_archive(&self.inner, changed, archived).await;
         Ok(())
     }
 
@@ -526,6 +525,24 @@ impl Engine {
         };
         input_parts_to_message_parts(content, |id| files.get(&id).cloned())
             .map_err(|r| Error::with_response(ErrorKind::InvalidArgument, r))
+    }
+}
+
+/// Publishes what archiving (or unarchiving) a family committed, member by member: its
+/// status changes and watch events (`deleted` / `created`); an archived member is deleted
+/// for its user, so its workspace commands stop. Shared by `PATCH /chats/{chat}` and the
+/// retention sweep's automatic archiving, which publish the same.
+pub(crate) async fn publish_archive(
+    inner: &Inner,
+    changed: Vec<crate::store::Transition>,
+    archived: bool,
+) {
+    for member in changed {
+        let id = member.chat_id;
+        inner.publish(member).await;
+        if archived {
+            super::workspace::release(inner, id, crate::workspace::ChatRelease::Deleted).await;
+        }
     }
 }
 

@@ -211,7 +211,10 @@ impl Inner {
         if self.hub.watcher_count(chat.owner_id) == 0 {
             return;
         }
+        // The watch carries neither the chat's files nor a request's warnings (codersdk.md
+        // §8.3): a creation's answer has them, its `created` event does not.
         chat.files.clear();
+        chat.warnings.clear();
         let owner = chat.owner_id;
         self.hub.publish_watch(
             owner,

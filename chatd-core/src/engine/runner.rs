@@ -159,19 +159,20 @@ impl Inner {
     /// started after it, so subscribers get the message and the status before any part.
     /// A claiming send runs in a task of its own: a caller that goes away after the commit
     /// (a client that disconnects) must not leave the chat `running` with no turn.
+    /// Returns what became of the message and the send's file-linking warnings.
     pub(crate) async fn send_and_publish(
         self: &Arc<Self>,
         chat_id: Uuid,
         owner: Option<Uuid>,
         send: SendMessage,
-    ) -> Result<SendOutcome> {
+    ) -> Result<(SendOutcome, Vec<String>)> {
         let Some(slot) = self.reserve_send_slot() else {
             let sent = match owner {
                 Some(owner) => self.store.send_message_as(chat_id, owner, send).await?,
                 None => self.store.send_message(chat_id, send).await?,
             };
             self.publish(sent.transition).await;
-            return Ok(sent.outcome);
+            return Ok((sent.outcome, sent.warnings));
         };
         let inner = Arc::clone(self);
         let task = tokio::spawn(async move {
@@ -186,7 +187,7 @@ impl Inner {
             if let Some(control) = control {
                 inner.start_claimed_turn(control, sent.turn_start);
             }
-            Ok(sent.outcome)
+            Ok((sent.outcome, sent.warnings))
         });
         match task.await {
             Ok(result) => result,

@@ -58,6 +58,10 @@ pub struct Edited {
     /// an edit), status `pending` (always announced), the preview of a
     /// stopped turn void.
     pub transition: Transition,
+    /// Why the files the replacement references were not linked to the chat, if they were
+    /// not (as [`SendResult::warnings`](super::SendResult::warnings)); the edit itself
+    /// succeeded.
+    pub warnings: Vec<String>,
 }
 
 impl Store {
@@ -320,6 +324,9 @@ async fn edit_in_tx(
     .await
     .db()?;
     deleted_message_ids.sort_unstable();
+    // The replaced messages' files stay linked: the chat used them, and its soft-deleted
+    // history still names them.
+    let warnings = super::files::link_message_files(conn, chat_id, &edit.parts).await?;
     let message = insert_message(
         conn,
         chat_id,
@@ -364,6 +371,7 @@ async fn edit_in_tx(
         message,
         deleted_message_ids,
         transition: t,
+        warnings,
     })
 }
 
@@ -375,39 +383,7 @@ async fn set_archived_in_tx(
 ) -> Result<Vec<Transition>> {
     let chat_id = tx.chat_id();
     let conn = tx.conn();
-    // `root_chat_id` never changes, so reading it before taking the locks is safe.
-    let root: String = sqlx::query_scalar("SELECT root_chat_id FROM chats WHERE id = $1")
-        .bind(uuid_text(chat_id))
-        .fetch_optional(&mut *conn)
-        .await
-        .db()?
-        .ok_or_else(|| chat_not_found(chat_id))?;
-    let sql = match dialect {
-        // `BEGIN IMMEDIATE` already holds the database write lock.
-        Dialect::Sqlite => format!(
-            "SELECT {LOCKED_CHAT_COLUMNS}, parent_chat_id FROM chats \
-             WHERE root_chat_id = $1 ORDER BY id"
-        ),
-        // PostgreSQL sorts before it locks, so the rows are locked in id order.
-        Dialect::Postgres => format!(
-            "SELECT {LOCKED_CHAT_COLUMNS}, parent_chat_id FROM chats \
-             WHERE root_chat_id = $1 ORDER BY id FOR UPDATE"
-        ),
-    };
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(&root)
-        .fetch_all(&mut *conn)
-        .await
-        .db()?;
-    let members = rows
-        .iter()
-        .map(|row| {
-            Ok((
-                LockedChat::from_row(row)?,
-                get_opt_uuid(row, "parent_chat_id")?,
-            ))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let members = lock_family(conn, dialect, chat_id).await?;
     let (target, target_parent) = members
         .iter()
         .find(|(m, _)| m.id == chat_id)
@@ -440,7 +416,49 @@ async fn set_archived_in_tx(
     Ok(changed)
 }
 
-async fn archive_member(
+/// Locks the whole family of chat `chat_id` (every chat sharing its root), in id order so
+/// two family-wide writers cannot deadlock, and returns each member as locked with its
+/// parent. [`ErrorKind::NotFound`] when the chat does not exist.
+pub(super) async fn lock_family(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    chat_id: Uuid,
+) -> Result<Vec<(LockedChat, Option<Uuid>)>> {
+    // `root_chat_id` never changes, so reading it before taking the locks is safe.
+    let root: String = sqlx::query_scalar("SELECT root_chat_id FROM chats WHERE id = $1")
+        .bind(uuid_text(chat_id))
+        .fetch_optional(&mut *conn)
+        .await
+        .db()?
+        .ok_or_else(|| chat_not_found(chat_id))?;
+    let sql = match dialect {
+        // `BEGIN IMMEDIATE` already holds the database write lock.
+        Dialect::Sqlite => format!(
+            "SELECT {LOCKED_CHAT_COLUMNS}, parent_chat_id FROM chats \
+             WHERE root_chat_id = $1 ORDER BY id"
+        ),
+        // PostgreSQL sorts before it locks, so the rows are locked in id order.
+        Dialect::Postgres => format!(
+            "SELECT {LOCKED_CHAT_COLUMNS}, parent_chat_id FROM chats \
+             WHERE root_chat_id = $1 ORDER BY id FOR UPDATE"
+        ),
+    };
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(&root)
+        .fetch_all(&mut *conn)
+        .await
+        .db()?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                LockedChat::from_row(row)?,
+                get_opt_uuid(row, "parent_chat_id")?,
+            ))
+        })
+        .collect()
+}
+
+pub(super) async fn archive_member(
     conn: &mut AnyConnection,
     member: &LockedChat,
     now: i64,
@@ -453,11 +471,16 @@ async fn archive_member(
     if busy {
         move_to_waiting(conn, member, &mut t, now).await?;
     }
-    sqlx::query("UPDATE chats SET archived = 1, pin_order = 0 WHERE id = $1")
-        .bind(uuid_text(member.id))
-        .execute(&mut *conn)
-        .await
-        .db()?;
+    // A busy member of an archived family keeps the time its family was archived.
+    sqlx::query(
+        "UPDATE chats SET archived = 1, pin_order = 0, archived_at = COALESCE(archived_at, $2) \
+         WHERE id = $1",
+    )
+    .bind(uuid_text(member.id))
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .db()?;
     t.watch = Some(ChatWatchEventKind::Deleted);
     Ok(Some(t))
 }
@@ -470,7 +493,7 @@ async fn unarchive_member(
     if !member.archived {
         return Ok(None);
     }
-    sqlx::query("UPDATE chats SET archived = 0 WHERE id = $1")
+    sqlx::query("UPDATE chats SET archived = 0, archived_at = NULL WHERE id = $1")
         .bind(uuid_text(member.id))
         .execute(&mut *conn)
         .await

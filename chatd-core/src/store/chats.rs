@@ -130,7 +130,9 @@ pub(super) fn content_text(parts: &[ChatMessagePart]) -> Result<String> {
 
 impl Store {
     /// Creates a chat (status `pending`, its own root) with its labels and first user
-    /// message (visibility `both`), in one transaction. [`ErrorKind::NotFound`] when the
+    /// message (visibility `both`), in one transaction that also links the files the
+    /// message references (the chat's `warnings` say when they could not be; its `files`
+    /// stay empty: [`Store::linked_files`] reads them). [`ErrorKind::NotFound`] when the
     /// organization, owner or author does not exist.
     pub async fn create_chat(&self, new: NewChat) -> Result<(Chat, ChatMessage)> {
         let id = Uuid::new_v4();
@@ -180,6 +182,10 @@ impl Store {
                 .await
                 .db()?;
         }
+        // The files the message references, linked before the message is: a batch refused
+        // becomes a warning of the creation's answer, never its failure.
+        let warnings =
+            super::files::link_message_files(&mut tx, id, &new.first_message_parts).await?;
         let message = insert_message(
             &mut tx,
             id,
@@ -221,7 +227,7 @@ impl Store {
             files: Vec::new(),
             has_unread: false,
             last_injected_context: Vec::new(),
-            warnings: Vec::new(),
+            warnings,
             client_type: new.client_type,
             children: Vec::new(),
         };

@@ -1,67 +1,15 @@
-//! What a turn reads: the model-visible history and the files its messages reference.
+//! What a turn reads: the model-visible history (the files its messages reference are
+//! [`super::files`]'s).
 
-use codersdk::{ChatFileMetadata, ChatMessage, Uuid};
+use codersdk::{ChatMessage, Uuid};
 use sqlx::Row;
 
 use super::chats::{
     chat_from_row, injected_context_for_output, labels_from_json, labels_json_column,
     message_from_row, CHAT_COLUMNS, MESSAGE_COLUMNS,
 };
-use super::{get_opt_uuid, get_time, get_uuid, now_micros, uuid_text, Lease, Store};
+use super::{get_opt_uuid, uuid_text, Lease, Store};
 use crate::error::{DbResultExt, Error, ErrorKind, Result};
-
-/// Largest file [`Store::create_file`] stores, in bytes: codersdk's upload cap (10 MiB).
-pub const MAX_FILE_BYTES: usize = codersdk::MAX_CHAT_FILE_SIZE_BYTES as usize;
-
-/// Most files one call to [`Store::files_by_ids`] looks up: more than any message can
-/// reference ([`codersdk::MAX_CHAT_FILE_LINKS`] per chat), so a request naming more is
-/// refused rather than turned into an unbounded `IN` list.
-pub const MAX_FILES_PER_LOOKUP: usize = 256;
-
-/// An uploaded file with its bytes.
-#[derive(Clone, PartialEq, Eq)]
-pub struct StoredFile {
-    /// Id, owner, name, type, size and upload time.
-    pub metadata: ChatFileMetadata,
-    /// The content.
-    pub data: Vec<u8>,
-}
-
-impl std::fmt::Debug for StoredFile {
-    // File contents are user data and can be large: keep them out of logs.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoredFile")
-            .field("metadata", &self.metadata)
-            .field("data_len", &self.data.len())
-            .finish()
-    }
-}
-
-/// A file to store with [`Store::create_file`].
-#[derive(Clone, PartialEq, Eq)]
-pub struct NewFile {
-    /// Uploader.
-    pub owner_id: Uuid,
-    /// Organization the file belongs to.
-    pub organization_id: Uuid,
-    /// Original name (may be empty).
-    pub name: String,
-    /// The MIME type, already checked against the content (codersdk's `check_upload`).
-    pub mime_type: String,
-    /// The content, at most [`MAX_FILE_BYTES`].
-    pub data: Vec<u8>,
-}
-
-impl std::fmt::Debug for NewFile {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NewFile")
-            .field("owner_id", &self.owner_id)
-            .field("name", &self.name)
-            .field("mime_type", &self.mime_type)
-            .field("data_len", &self.data.len())
-            .finish()
-    }
-}
 
 impl Store {
     /// The history a model sees, oldest first: the non-deleted messages with visibility
@@ -160,103 +108,6 @@ impl Store {
             .db()?;
         rows.iter().map(message_from_row).collect()
     }
-
-    /// Stores an uploaded file. [`ErrorKind::TooLarge`] over [`MAX_FILE_BYTES`];
-    /// [`ErrorKind::NotFound`] when the owner or organization does not exist.
-    pub async fn create_file(&self, file: NewFile) -> Result<ChatFileMetadata> {
-        if file.data.len() > MAX_FILE_BYTES {
-            return Err(Error::new(
-                ErrorKind::TooLarge,
-                format!("File is larger than the {MAX_FILE_BYTES}-byte limit."),
-            ));
-        }
-        let id = Uuid::new_v4();
-        let now = now_micros();
-        let size = i64::try_from(file.data.len()).unwrap_or(i64::MAX);
-        sqlx::query(
-            "INSERT INTO chat_files (id, owner_id, organization_id, name, mime_type, data, \
-             size_bytes, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(uuid_text(id))
-        .bind(uuid_text(file.owner_id))
-        .bind(uuid_text(file.organization_id))
-        .bind(&file.name)
-        .bind(&file.mime_type)
-        .bind(file.data)
-        .bind(size)
-        .bind(now)
-        .execute(self.writer())
-        .await
-        .db()?;
-        Ok(ChatFileMetadata {
-            id,
-            owner_id: file.owner_id,
-            organization_id: file.organization_id,
-            name: file.name,
-            mime_type: file.mime_type,
-            size_bytes: Some(size),
-            created_at: super::timestamp_from_micros(now)?,
-        })
-    }
-
-    /// The file with `id` and its bytes; `None` when it does not exist.
-    pub async fn get_file(&self, id: Uuid) -> Result<Option<StoredFile>> {
-        let row = sqlx::query(
-            "SELECT id, owner_id, organization_id, name, mime_type, data, size_bytes, \
-             created_at FROM chat_files WHERE id = $1",
-        )
-        .bind(uuid_text(id))
-        .fetch_optional(self.pool())
-        .await
-        .db()?;
-        row.map(|row| {
-            Ok(StoredFile {
-                metadata: file_metadata(&row)?,
-                data: row.try_get("data").db()?,
-            })
-        })
-        .transpose()
-    }
-
-    /// Metadata of the files among `ids` that exist (without their bytes), in no
-    /// particular order. [`ErrorKind::InvalidArgument`] for more than
-    /// [`MAX_FILES_PER_LOOKUP`] ids.
-    pub async fn files_by_ids(&self, ids: &[Uuid]) -> Result<Vec<ChatFileMetadata>> {
-        if ids.len() > MAX_FILES_PER_LOOKUP {
-            return Err(Error::new(
-                ErrorKind::InvalidArgument,
-                format!("at most {MAX_FILES_PER_LOOKUP} files can be looked up at once"),
-            ));
-        }
-        let mut out = Vec::with_capacity(ids.len());
-        // One indexed primary-key lookup per id: portable, and the list is short.
-        for id in ids {
-            let row = sqlx::query(
-                "SELECT id, owner_id, organization_id, name, mime_type, size_bytes, created_at \
-                 FROM chat_files WHERE id = $1",
-            )
-            .bind(uuid_text(*id))
-            .fetch_optional(self.pool())
-            .await
-            .db()?;
-            if let Some(row) = row {
-                out.push(file_metadata(&row)?);
-            }
-        }
-        Ok(out)
-    }
-}
-
-fn file_metadata(row: &sqlx::any::AnyRow) -> Result<ChatFileMetadata> {
-    Ok(ChatFileMetadata {
-        id: get_uuid(row, "id")?,
-        owner_id: get_uuid(row, "owner_id")?,
-        organization_id: get_uuid(row, "organization_id")?,
-        name: row.try_get("name").db()?,
-        mime_type: row.try_get("mime_type").db()?,
-        size_bytes: Some(row.try_get("size_bytes").db()?),
-        created_at: get_time(row, "created_at")?,
-    })
 }
 
 /// The chat columns a turn needs beyond [`codersdk::Chat`].

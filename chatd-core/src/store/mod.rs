@@ -14,6 +14,7 @@ mod cluster;
 mod compaction;
 mod config;
 mod costs;
+mod files;
 mod groups;
 mod history;
 mod leases;
@@ -21,6 +22,7 @@ mod listing;
 mod mcp;
 mod mcp_auth;
 mod queue;
+mod retention;
 mod subagents;
 mod tokens;
 mod transition;
@@ -62,14 +64,15 @@ pub use costs::cost_statements;
 pub use costs::{
     CostSummary, CostTotals, CostUsersPage, MAX_COST_SUMMARY_CHATS, UNKNOWN_MODEL_DISPLAY_NAME,
 };
+pub use files::{
+    file_link_error_warning, file_link_limit_warning, referenced_files, NewFile, StoredFile,
+    MAX_FILES_PER_LOOKUP, MAX_FILE_BYTES, UNLINKED_FILE_GRACE,
+};
 pub use groups::{
     GROUP_NOT_FOUND_MESSAGE, MAX_GROUPS_PER_ORGANIZATION, NOT_AN_ORGANIZATION_MEMBER_MESSAGE,
     ORGANIZATION_NOT_FOUND_MESSAGE,
 };
-pub use history::{
-    HistoryMark, HistoryRead, NewFile, StoredFile, TurnInputs, TurnStart, MAX_FILES_PER_LOOKUP,
-    MAX_FILE_BYTES,
-};
+pub use history::{HistoryMark, HistoryRead, TurnInputs, TurnStart};
 pub use leases::{
     ClaimLimits, Claimed, Lease, LeaseState, RecoveredChats, CLAIM_ADVISORY_LOCK_KEY,
     DYNAMIC_TOOL_TIMEOUT_MESSAGE, MAX_CLAIM_BATCH, MAX_LEASES_PER_HEARTBEAT_STATEMENT,
@@ -92,6 +95,7 @@ pub use mcp_auth::{
     MCP_OAUTH2_STATE_TTL,
 };
 pub use queue::{Promoted, SendClaim, SendMessage, SendOutcome, SendResult, MAX_QUEUED_MESSAGES};
+pub use retention::{PurgedChats, RetentionLease, RETENTION_ADVISORY_LOCK_KEY};
 pub(crate) use subagents::is_running_state;
 pub use subagents::{NewSubagent, SubagentInfo};
 pub use tokens::{

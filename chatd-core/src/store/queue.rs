@@ -100,6 +100,11 @@ pub struct SendResult {
     /// send's commit rather than after it; `None` when the send claimed nothing, changed
     /// the chat's settings or model, or the read failed (the turn then reads it itself).
     pub turn_start: Option<TurnStart>,
+    /// Why the files the message references were not linked to the chat, if they were not
+    /// ([`file_link_limit_warning`](super::file_link_limit_warning),
+    /// [`file_link_error_warning`](super::file_link_error_warning)); the send itself
+    /// succeeded.
+    pub warnings: Vec<String>,
 }
 
 /// The answer of [`Store::promote_queued`].
@@ -263,6 +268,9 @@ async fn send_in_tx(
         send.mcp_server_ids.as_deref(),
     )
     .await?;
+    // Linked when the message is stored, inserted or queued alike: a queued message's
+    // files belong to the chat from now on, whatever becomes of the queue entry.
+    let warnings = super::files::link_message_files(conn, chat_id, &send.parts).await?;
     let mut t = chat.transition();
     // An idle chat with an empty queue starts a turn. The queue is checked by the status
     // update itself: a statement run under the lock sees every queue change committed
@@ -288,6 +296,7 @@ async fn send_in_tx(
                         transition: t,
                         claimed: Some(lease),
                         turn_start: None,
+                        warnings,
                     });
                 }
                 Err(unclaimed) => new = unclaimed,
@@ -304,6 +313,7 @@ async fn send_in_tx(
                 transition: t,
                 claimed: None,
                 turn_start: None,
+                warnings,
             });
         }
     }
@@ -363,6 +373,7 @@ async fn send_in_tx(
         transition: t,
         claimed: None,
         turn_start: None,
+        warnings,
     })
 }
 

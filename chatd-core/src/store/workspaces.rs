@@ -1,12 +1,11 @@
-//! Workspace state of chats (docs/workspaces.md): the bound workspace, the injected
-//! instruction files and skills, and files the model attached from a workspace.
+//! Workspace state of chats (docs/workspaces.md): the bound workspace and the injected
+//! instruction files and skills (files the model attaches are [`super::files`]'s).
 
-use codersdk::{ChatFileMetadata, ChatMessagePart, ChatMessageRole, ChatStatus, Uuid};
+use codersdk::{ChatMessagePart, ChatMessageRole, ChatStatus, Uuid};
 use sqlx::Row;
 
 use super::chats::json_text;
-use super::{now_micros, uuid_text, Lease, LeaseState, MessageVisibility, NewFile, NewMessage};
-use super::{Store, Transition, MAX_FILE_BYTES};
+use super::{uuid_text, Lease, LeaseState, MessageVisibility, NewMessage, Store, Transition};
 use crate::error::{DbResultExt, Error, ErrorKind, Result};
 
 /// What [`Store::inject_context`] did.
@@ -123,100 +122,5 @@ impl Store {
         }
         .await;
         tx.finish(result).await
-    }
-
-    /// Stores a file the model attached from a workspace and links it to chat `chat_id`,
-    /// in one transaction: the limits of uploads apply ([`MAX_FILE_BYTES`],
-    /// [`codersdk::MAX_CHAT_FILE_LINKS`] files per chat). [`ErrorKind::TooLarge`] over
-    /// either; [`ErrorKind::NotFound`] when the chat, owner or organization does not exist.
-    pub async fn attach_file(&self, chat_id: Uuid, file: NewFile) -> Result<ChatFileMetadata> {
-        if file.data.len() > MAX_FILE_BYTES {
-            return Err(Error::new(
-                ErrorKind::TooLarge,
-                format!("File is larger than the {MAX_FILE_BYTES}-byte limit."),
-            ));
-        }
-        let mut tx = self.begin_chat_tx(chat_id).await?;
-        let result = async {
-            let linked: i64 =
-                sqlx::query("SELECT COUNT(*) AS n FROM chat_file_links WHERE chat_id = $1")
-                    .bind(uuid_text(chat_id))
-                    .fetch_one(&mut *tx.conn())
-                    .await
-                    .db()?
-                    .try_get("n")
-                    .db()?;
-            if usize::try_from(linked).unwrap_or(usize::MAX) >= codersdk::MAX_CHAT_FILE_LINKS {
-                return Err(Error::new(
-                    ErrorKind::TooLarge,
-                    format!(
-                        "The chat has {linked} files already, the most a chat may have ({}).",
-                        codersdk::MAX_CHAT_FILE_LINKS
-                    ),
-                ));
-            }
-            let id = Uuid::new_v4();
-            let now = now_micros();
-            let size = i64::try_from(file.data.len()).unwrap_or(i64::MAX);
-            sqlx::query(
-                "INSERT INTO chat_files (id, owner_id, organization_id, name, mime_type, data, \
-                 size_bytes, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(uuid_text(id))
-            .bind(uuid_text(file.owner_id))
-            .bind(uuid_text(file.organization_id))
-            .bind(&file.name)
-            .bind(&file.mime_type)
-            .bind(file.data)
-            .bind(size)
-            .bind(now)
-            .execute(&mut *tx.conn())
-            .await
-            .db()?;
-            sqlx::query("INSERT INTO chat_file_links (chat_id, file_id) VALUES ($1, $2)")
-                .bind(uuid_text(chat_id))
-                .bind(uuid_text(id))
-                .execute(&mut *tx.conn())
-                .await
-                .db()?;
-            Ok(ChatFileMetadata {
-                id,
-                owner_id: file.owner_id,
-                organization_id: file.organization_id,
-                name: file.name,
-                mime_type: file.mime_type,
-                size_bytes: Some(size),
-                created_at: super::timestamp_from_micros(now)?,
-            })
-        }
-        .await;
-        tx.finish(result).await
-    }
-
-    /// The files linked to chat `chat_id` (attached from its workspace), oldest first,
-    /// without their bytes.
-    pub async fn linked_files(&self, chat_id: Uuid) -> Result<Vec<ChatFileMetadata>> {
-        let rows = sqlx::query(
-            "SELECT f.id, f.owner_id, f.organization_id, f.name, f.mime_type, f.size_bytes, \
-             f.created_at FROM chat_file_links l JOIN chat_files f ON f.id = l.file_id \
-             WHERE l.chat_id = $1 ORDER BY f.created_at, f.id",
-        )
-        .bind(uuid_text(chat_id))
-        .fetch_all(self.pool())
-        .await
-        .db()?;
-        rows.iter()
-            .map(|row| {
-                Ok(ChatFileMetadata {
-                    id: super::get_uuid(row, "id")?,
-                    owner_id: super::get_uuid(row, "owner_id")?,
-                    organization_id: super::get_uuid(row, "organization_id")?,
-                    name: row.try_get("name").db()?,
-                    mime_type: row.try_get("mime_type").db()?,
-                    size_bytes: row.try_get("size_bytes").db()?,
-                    created_at: super::get_time(row, "created_at")?,
-                })
-            })
-            .collect()
     }
 }

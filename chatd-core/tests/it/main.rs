@@ -17,6 +17,7 @@ mod mcp;
 mod mcp_auth;
 mod migrations;
 mod plan;
+mod retention;
 mod shutdown;
 mod store;
 mod store_actions;

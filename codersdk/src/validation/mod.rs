@@ -22,6 +22,7 @@ mod models;
 mod paging;
 mod prompts;
 mod providers;
+mod retention;
 #[cfg(test)]
 mod test_support;
 mod tool_results;
@@ -40,6 +41,7 @@ pub use models::*;
 pub use paging::*;
 pub use prompts::*;
 pub use providers::*;
+pub use retention::*;
 pub use tool_results::*;
 pub use uploads::*;
 pub use urls::*;

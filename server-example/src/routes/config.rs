@@ -1,6 +1,6 @@
 //! Administrator configuration under `/api/experimental/chats`: providers, model configs, users' own keys (BYOK), the model catalogue, the
-//! deployment model overrides, the deployment system prompt, the plan-mode instructions and
-//! users' personal prompts.
+//! deployment model overrides, the deployment system prompt, the plan-mode instructions,
+//! users' personal prompts and the retention settings.
 //!
 //! Handlers parse the request and call the administration handle ([`chatd_core::Admin`]),
 //! which validates with the shared validators, authorizes and seals keys; its errors map
@@ -11,9 +11,9 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use codersdk::{
-    ChatModelConfig, ChatModelOverrideResponse, ChatModelsResponse,
-    ChatPlanModeInstructionsResponse, ChatProviderConfig, ChatSystemPromptResponse,
-    CreateChatModelConfigRequest, CreateChatProviderConfigRequest,
+    ChatAutoArchiveDaysResponse, ChatModelConfig, ChatModelOverrideResponse, ChatModelsResponse,
+    ChatPlanModeInstructionsResponse, ChatProviderConfig, ChatRetentionDaysResponse,
+    ChatSystemPromptResponse, CreateChatModelConfigRequest, CreateChatProviderConfigRequest,
     CreateUserChatProviderKeyRequest, UpdateChatModelConfigRequest, UpdateChatModelOverrideRequest,
     UpdateChatPlanModeInstructionsRequest, UpdateChatProviderConfigRequest,
     UpdateChatSystemPromptRequest, UpdateUserChatCompactionThresholdRequest,
@@ -122,6 +122,18 @@ pub fn routes() -> Vec<Route> {
             Method::DELETE,
             "/chats/config/user-compaction-thresholds/{modelConfig}",
             delete_compaction_threshold,
+        ),
+        Route::get("/chats/config/retention-days", get_retention_days),
+        Route::json::<ChatRetentionDaysResponse, _, _>(
+            Method::PUT,
+            "/chats/config/retention-days",
+            put_retention_days,
+        ),
+        Route::get("/chats/config/auto-archive-days", get_auto_archive_days),
+        Route::json::<ChatAutoArchiveDaysResponse, _, _>(
+            Method::PUT,
+            "/chats/config/auto-archive-days",
+            put_auto_archive_days,
         ),
         Route::get("/chats/config/model-override/{context}", get_model_override),
         Route::json::<UpdateChatModelOverrideRequest, _, _>(
@@ -473,6 +485,64 @@ async fn put_model_override(
         context = %stored.context,
         model_config_id = %stored.model_config_id,
         "model override set"
+    );
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---------------------------------------------------------------------------------------
+// Retention (read: every user; write: admin; docs/retention.md)
+// ---------------------------------------------------------------------------------------
+
+/// `GET /chats/config/retention-days`: any signed-in user (how long their archived chats
+/// are kept; 0 = forever).
+async fn get_retention_days(
+    State(state): State<AppState>,
+    caller: Caller,
+    _: NoQuery,
+) -> ApiResult<Json<ChatRetentionDaysResponse>> {
+    Ok(Json(state.admin().retention_days(&caller.actor).await?))
+}
+
+/// `PUT /chats/config/retention-days` (admin) → 204; 400 outside 0–3650 (a non-integer is
+/// refused by the body's parsing, also a 400).
+async fn put_retention_days(
+    State(state): State<AppState>,
+    admin: Admin,
+    _: NoQuery,
+    Json(req): Json<ChatRetentionDaysResponse>,
+) -> ApiResult<StatusCode> {
+    state
+        .admin()
+        .set_retention_days(&admin.0.actor, &req)
+        .await?;
+    tracing::info!(retention_days = req.retention_days, "chat retention set");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /chats/config/auto-archive-days`: any signed-in user (0 = never).
+async fn get_auto_archive_days(
+    State(state): State<AppState>,
+    caller: Caller,
+    _: NoQuery,
+) -> ApiResult<Json<ChatAutoArchiveDaysResponse>> {
+    Ok(Json(state.admin().auto_archive_days(&caller.actor).await?))
+}
+
+/// `PUT /chats/config/auto-archive-days` (admin) → 204; 400 outside 0–3650 or not an
+/// integer.
+async fn put_auto_archive_days(
+    State(state): State<AppState>,
+    admin: Admin,
+    _: NoQuery,
+    Json(req): Json<ChatAutoArchiveDaysResponse>,
+) -> ApiResult<StatusCode> {
+    state
+        .admin()
+        .set_auto_archive_days(&admin.0.actor, &req)
+        .await?;
+    tracing::info!(
+        auto_archive_days = req.auto_archive_days,
+        "chat auto-archive set"
     );
     Ok(StatusCode::NO_CONTENT)
 }

@@ -7,10 +7,7 @@
 //! page loads instead of showing an error; only their writes are 501 ([`OFF_SETTINGS`]).
 
 use axum::http::{Method, StatusCode};
-use codersdk::{
-    ChatAutoArchiveDaysResponse, ChatDebugLoggingAdminSettings,
-    ChatPersonalModelOverridesAdminSettings, ChatRetentionDaysResponse,
-};
+use codersdk::{ChatDebugLoggingAdminSettings, ChatPersonalModelOverridesAdminSettings};
 
 use super::config::Admin;
 use super::{Route, RouteKind};
@@ -48,16 +45,10 @@ pub const UNSUPPORTED_ROUTES: &[(&str, &[&str], &str)] = &[
     ),
     ("/chats/config/advisor", &["GET", "PUT"], "The advisor"),
     ("/chats/config/workspace-ttl", &["GET", "PUT"], "Workspaces"),
-    ("/chats/config/retention-days", &["PUT"], "Chat retention"),
     (
         "/chats/config/debug-retention-days",
         &["GET", "PUT"],
         "Chat debug logging",
-    ),
-    (
-        "/chats/config/auto-archive-days",
-        &["PUT"],
-        "Automatic archiving",
     ),
     (
         "/chats/config/template-allowlist",
@@ -93,8 +84,6 @@ pub const UNSUPPORTED_ROUTES: &[(&str, &[&str], &str)] = &[
 pub const OFF_SETTINGS: &[(&str, bool)] = &[
     ("/chats/config/personal-model-overrides", true),
     ("/chats/config/debug-logging", false),
-    ("/chats/config/retention-days", false),
-    ("/chats/config/auto-archive-days", false),
 ];
 
 /// The routes of this group.
@@ -115,8 +104,6 @@ pub fn routes() -> Vec<Route> {
             personal_model_overrides,
         ),
         Route::get("/chats/config/debug-logging", debug_logging),
-        Route::get("/chats/config/retention-days", retention_days),
-        Route::get("/chats/config/auto-archive-days", auto_archive_days),
     ]);
     routes
 }
@@ -141,22 +128,6 @@ async fn debug_logging(
     Ok(Json(ChatDebugLoggingAdminSettings {
         allow_users: false,
         forced_by_deployment: false,
-    }))
-}
-
-/// `GET /chats/config/retention-days`: `0`, chats are kept forever (nothing purges them).
-async fn retention_days(_caller: Caller, _: NoQuery) -> ApiResult<Json<ChatRetentionDaysResponse>> {
-    Ok(Json(ChatRetentionDaysResponse { retention_days: 0 }))
-}
-
-/// `GET /chats/config/auto-archive-days`: `0`, automatic archiving is off (Coder's
-/// default).
-async fn auto_archive_days(
-    _caller: Caller,
-    _: NoQuery,
-) -> ApiResult<Json<ChatAutoArchiveDaysResponse>> {
-    Ok(Json(ChatAutoArchiveDaysResponse {
-        auto_archive_days: 0,
     }))
 }
 

@@ -996,11 +996,6 @@ async fn settings_of_unbuilt_features_read_as_off() {
                 "/chats/config/debug-logging",
                 json!({"allow_users": false, "forced_by_deployment": false}),
             ),
-            ("/chats/config/retention-days", json!({"retention_days": 0})),
-            (
-                "/chats/config/auto-archive-days",
-                json!({"auto_archive_days": 0}),
-            ),
         ];
         assert_eq!(expected.len(), OFF_SETTINGS.len());
         for ((path, admin_only), (expected_path, value)) in OFF_SETTINGS.iter().zip(&expected) {
@@ -1114,6 +1109,84 @@ async fn unbuilt_features_answer_json_501() {
         .await;
         assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
         assert_response(&err);
+        server.stop().await;
+    })
+    .await;
+}
+
+/// The retention settings (docs/retention.md): any user reads them (0 until set), an
+/// administrator sets them (204), a member may not (403); outside 0–3650, or not an
+/// integer, is a 400 `Response` naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_settings_are_read_by_everyone_and_set_by_administrators() {
+    on_each_backend(|store| async move {
+        let server = TestServer::start(&store, ScriptedModel::new([])).await;
+        let bob = server.user("bob").await;
+        let member = Some(bob.token.as_str());
+        let admin = Some(ADMIN_TOKEN);
+        for (path, field) in [
+            ("/chats/config/retention-days", "retention_days"),
+            ("/chats/config/auto-archive-days", "auto_archive_days"),
+        ] {
+            let (s, body) = call(&server, Method::GET, path, member, None).await;
+            assert_eq!((s, body), (StatusCode::OK, json!({ field: 0 })), "{path}");
+            for days in [codersdk::MAX_CHAT_RETENTION_DAYS, 0, 30] {
+                let (s, _) = call(
+                    &server,
+                    Method::PUT,
+                    path,
+                    admin,
+                    Some(json!({ field: days })),
+                )
+                .await;
+                assert_eq!(s, StatusCode::NO_CONTENT, "{path} {days}");
+                let (s, body) = call(&server, Method::GET, path, member, None).await;
+                assert_eq!(
+                    (s, body),
+                    (StatusCode::OK, json!({ field: days })),
+                    "{path}"
+                );
+            }
+            // Refused writes change nothing.
+            let (s, err) = call(
+                &server,
+                Method::PUT,
+                path,
+                member,
+                Some(json!({ field: 1 })),
+            )
+            .await;
+            assert_eq!(s, StatusCode::FORBIDDEN, "{path}");
+            assert_response(&err);
+            for bad in [
+                json!({ field: codersdk::MAX_CHAT_RETENTION_DAYS + 1 }),
+                json!({ field: -1 }),
+            ] {
+                let (s, err) = call(&server, Method::PUT, path, admin, Some(bad.clone())).await;
+                assert_eq!(s, StatusCode::BAD_REQUEST, "{path} {bad}");
+                assert_response(&err);
+                assert_eq!(fields(&err), [field], "{path} {bad}");
+            }
+            for bad in [
+                json!({ field: 1.5 }),
+                json!({ field: "7" }),
+                json!({ field: 4_294_967_296_i64 }),
+                json!({}),
+            ] {
+                let (s, err) = call(&server, Method::PUT, path, admin, Some(bad.clone())).await;
+                assert_eq!(s, StatusCode::BAD_REQUEST, "{path} {bad}");
+                assert_response(&err);
+            }
+            let (_, body) = call(&server, Method::GET, path, admin, None).await;
+            assert_eq!(body, json!({ field: 30 }), "{path}");
+            let (s, _) = call(&server, Method::GET, path, None, None).await;
+            assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}");
+            let (s, _) = call(&server, Method::PUT, path, None, Some(json!({ field: 1 }))).await;
+            assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}");
+        }
+        // The engine reads what was stored.
+        assert_eq!(store.retention_days().await.unwrap(), 30);
+        assert_eq!(store.auto_archive_days().await.unwrap(), 30);
         server.stop().await;
     })
     .await;

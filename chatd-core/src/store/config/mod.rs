@@ -1,7 +1,7 @@
 //! Administrator configuration (docs/provider-config.md): providers with their central API
 //! keys, model configs with exactly one default, users' own keys (BYOK), the deployment
-//! and personal prompts; the model and credentials a turn runs with; re-sealing every
-//! stored secret under the keyring's active key.
+//! and personal prompts, the retention settings; the model and credentials a turn runs
+//! with; re-sealing every stored secret under the keyring's active key.
 //!
 //! Secrets are sealed with the [`Keyring`](crate::Keyring) before they reach SQL, with
 //! associated data naming their row and column ([`provider_key_aad`], [`user_key_aad`]), so
@@ -24,6 +24,7 @@ mod overrides;
 mod prompts;
 mod providers;
 mod resolve;
+mod retention;
 mod rotate;
 mod thresholds;
 mod user_keys;

@@ -51,7 +51,12 @@ pub fn validate_user_prompt(prompt: &str) -> std::result::Result<String, Respons
     Ok(clean)
 }
 
-async fn put_site_config(conn: &mut AnyConnection, key: &str, value: &str, now: i64) -> Result<()> {
+pub(super) async fn put_site_config(
+    conn: &mut AnyConnection,
+    key: &str,
+    value: &str,
+    now: i64,
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO site_config (key, value, updated_at) VALUES ($1, $2, $3) \
          ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
