@@ -70,6 +70,10 @@ pub const USER_KEYS_TTL: Duration = Duration::from_secs(10);
 /// personal prompt, so 5 s.
 pub const USER_THRESHOLDS_TTL: Duration = Duration::from_secs(5);
 
+/// How long a user's own debug-logging toggle is used: a personal setting like the
+/// personal prompt, so 5 s.
+pub const USER_DEBUG_LOGGING_TTL: Duration = Duration::from_secs(5);
+
 /// Most users whose personal prompt, own keys or own thresholds each per-user map holds.
 /// Past it, a new entry first drops the expired ones, then the one loaded longest ago:
 /// memory stays bounded however many users chat, and the active ones stay warm.
@@ -304,6 +308,12 @@ pub struct ConfigCache {
     /// The enabled MCP server configs ([`DEPLOYMENT_CONFIG_TTL`]): every turn lists them
     /// to connect its servers (their secrets are read when connecting, never cached).
     pub(crate) enabled_mcp_servers: TtlMap<(), Arc<[codersdk::MCPServerConfig]>>,
+    /// Whether users may turn debug logging on ([`DEPLOYMENT_CONFIG_TTL`]): every turn
+    /// asks (docs/debug-runs.md).
+    pub(crate) debug_logging_allow_users: TtlMap<(), bool>,
+    /// Users' own debug-logging toggles ([`USER_DEBUG_LOGGING_TTL`], at most
+    /// [`MAX_CACHED_USERS`]); read only while users are allowed.
+    pub(crate) user_debug_logging: TtlMap<Uuid, bool>,
 }
 
 /// How many model overrides can be held: one per context the server knows (unknown
@@ -331,6 +341,8 @@ impl ConfigCache {
             user_keys: TtlMap::new(USER_KEYS_TTL, MAX_CACHED_USERS),
             user_thresholds: TtlMap::new(USER_THRESHOLDS_TTL, MAX_CACHED_USERS),
             enabled_mcp_servers: TtlMap::new(DEPLOYMENT_CONFIG_TTL, 1),
+            debug_logging_allow_users: TtlMap::new(DEPLOYMENT_CONFIG_TTL, 1),
+            user_debug_logging: TtlMap::new(USER_DEBUG_LOGGING_TTL, MAX_CACHED_USERS),
         }
     }
 
@@ -345,7 +357,9 @@ impl ConfigCache {
     /// - `user_prompt`, `user_provider_keys`, `user_compaction_thresholds`: that user's
     ///   entry;
     /// - `mcp_servers`: the enabled MCP server configs;
-    /// - `deployment`: the prompt settings, plan-mode instructions and model overrides;
+    /// - `user_debug_logging`: that user's debug-logging toggle;
+    /// - `deployment`: the prompt settings, plan-mode instructions, model overrides and
+    ///   whether users may turn debug logging on;
     /// - `mcp_servers`: nothing cached here.
     pub fn apply(&self, change: &ConfigChange) {
         match change {
@@ -360,10 +374,14 @@ impl ConfigCache {
             ConfigChange::UserCompactionThresholds { user_id } => {
                 self.user_thresholds.invalidate(user_id)
             }
+            ConfigChange::UserDebugLogging { user_id } => {
+                self.user_debug_logging.invalidate(user_id)
+            }
             ConfigChange::Deployment => {
                 self.system_prompt.clear();
                 self.plan_mode_instructions.clear();
                 self.model_overrides.clear();
+                self.debug_logging_allow_users.clear();
             }
             ConfigChange::McpServers => self.enabled_mcp_servers.clear(),
         }
@@ -386,6 +404,8 @@ impl ConfigCache {
         self.user_prompts.clear();
         self.user_thresholds.clear();
         self.enabled_mcp_servers.clear();
+        self.debug_logging_allow_users.clear();
+        self.user_debug_logging.clear();
     }
 
     /// How many entries the cache holds, over all its maps (for tests and diagnostics).
@@ -400,6 +420,8 @@ impl ConfigCache {
             + self.user_prompts.len()
             + self.user_keys.len()
             + self.user_thresholds.len()
+            + self.debug_logging_allow_users.len()
+            + self.user_debug_logging.len()
     }
 
     /// Whether the cache holds nothing.
@@ -421,6 +443,8 @@ impl ConfigCache {
             self.user_prompts.stats(),
             self.user_keys.stats(),
             self.user_thresholds.stats(),
+            self.debug_logging_allow_users.stats(),
+            self.user_debug_logging.stats(),
         ]
         .into_iter()
         .fold(ConfigCacheStats::default(), |a, b| ConfigCacheStats {

@@ -3,6 +3,7 @@
 
 mod catalogue;
 mod config;
+mod debug;
 mod mcp;
 mod mcp_auth;
 mod users;
@@ -18,6 +19,7 @@ use crate::role::Role;
 use crate::secrets::Keyring;
 use crate::store::{NewUser, Store, StoreOptions, TokenCheck, User};
 
+pub use debug::{DEBUG_LOGGING_FORCED_MESSAGE, DEBUG_LOGGING_NOT_ALLOWED_MESSAGE};
 pub use mcp::McpRedirectUri;
 pub use mcp_auth::{McpOAuth2Callback, McpOAuth2Completed};
 pub use users::{AccountPage, IssuedToken, UserRef, USER_NOT_FOUND_MESSAGE};

@@ -9,6 +9,7 @@
 mod autotitle;
 mod chain;
 mod compaction;
+mod debug;
 mod files;
 mod histories;
 mod models;

@@ -12,8 +12,9 @@ mod changes;
 mod chats;
 mod cluster;
 mod compaction;
-mod costs;
 mod config;
+mod costs;
+mod debug_runs;
 mod history;
 mod leases;
 mod listing;
@@ -54,6 +55,11 @@ pub use config::{
 pub use config::{
     INVALID_MODEL_OVERRIDE_CONTEXT_MESSAGE, INVALID_MODEL_OVERRIDE_MESSAGE,
     MODEL_OVERRIDE_KEY_PREFIX,
+};
+pub use debug_runs::{
+    cap_debug_document, DebugStepEnd, NewDebugRun, NewDebugStep, DEFAULT_DEBUG_RETENTION_DAYS,
+    MAX_DEBUG_ATTEMPTS_PER_STEP, MAX_DEBUG_DOCUMENT_BYTES, MAX_DEBUG_PURGE_BATCH,
+    MAX_DEBUG_RETENTION_DAYS, MAX_DEBUG_RUNS_LISTED, MAX_DEBUG_STEPS_PER_RUN,
 };
 pub use history::{
     HistoryMark, HistoryRead, NewFile, StoredFile, TurnInputs, TurnStart, MAX_FILES_PER_LOOKUP,
@@ -240,6 +246,9 @@ pub struct Store {
     url: ConnectUrl,
     /// The hot-config cache every clone shares ([`crate::configcache`]).
     config_cache: std::sync::Arc<crate::configcache::ConfigCache>,
+    /// The deployment forces debug logging on ([`Store::debug_logging_forced`]), shared by
+    /// every clone.
+    debug_logging_forced: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// SQLite: stops the background checkpoints when the last clone goes
     /// ([`SQLITE_CHECKPOINT_INTERVAL`]).
     _checkpoints: Option<std::sync::Arc<StopOnDrop>>,
@@ -482,6 +491,7 @@ impl Store {
             dialect,
             url: ConnectUrl(url.into()),
             config_cache: std::sync::Arc::default(),
+            debug_logging_forced: std::sync::Arc::default(),
             _checkpoints: checkpoints,
         })
     }

@@ -9,6 +9,7 @@
 
 pub mod chats;
 pub mod config;
+pub mod debug;
 pub mod files;
 pub mod mcp;
 pub mod streams;
@@ -231,6 +232,7 @@ pub fn experimental_routes() -> Vec<Route> {
     routes.extend(streams::routes());
     routes.extend(files::routes());
     routes.extend(config::routes());
+    routes.extend(debug::routes());
     routes.extend(mcp::routes());
     routes.extend(unsupported::routes());
     routes

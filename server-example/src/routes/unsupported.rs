@@ -8,8 +8,7 @@
 
 use axum::http::{Method, StatusCode};
 use codersdk::{
-    ChatAutoArchiveDaysResponse, ChatDebugLoggingAdminSettings,
-    ChatPersonalModelOverridesAdminSettings, ChatRetentionDaysResponse,
+    ChatAutoArchiveDaysResponse, ChatPersonalModelOverridesAdminSettings, ChatRetentionDaysResponse,
 };
 
 use super::config::Admin;
@@ -49,24 +48,9 @@ pub const UNSUPPORTED_ROUTES: &[(&str, &[&str], &str)] = &[
         &["GET", "PUT"],
         "Computer use",
     ),
-    (
-        "/chats/config/debug-logging",
-        &["PUT"],
-        "Chat debug logging",
-    ),
-    (
-        "/chats/config/user-debug-logging",
-        &["GET", "PUT"],
-        "Chat debug logging",
-    ),
     ("/chats/config/advisor", &["GET", "PUT"], "The advisor"),
     ("/chats/config/workspace-ttl", &["GET", "PUT"], "Workspaces"),
     ("/chats/config/retention-days", &["PUT"], "Chat retention"),
-    (
-        "/chats/config/debug-retention-days",
-        &["GET", "PUT"],
-        "Chat debug logging",
-    ),
     (
         "/chats/config/auto-archive-days",
         &["PUT"],
@@ -92,12 +76,6 @@ pub const UNSUPPORTED_ROUTES: &[(&str, &[&str], &str)] = &[
         &["PUT"],
         "Model overrides",
     ),
-    ("/chats/{chat}/debug/runs", &["GET"], "Chat debug runs"),
-    (
-        "/chats/{chat}/debug/runs/{run}",
-        &["GET"],
-        "Chat debug runs",
-    ),
 ];
 
 /// Settings of unbuilt features whose reads answer "off" (200) while their writes are in
@@ -105,7 +83,6 @@ pub const UNSUPPORTED_ROUTES: &[(&str, &[&str], &str)] = &[
 /// administrators may read it (as in Coder).
 pub const OFF_SETTINGS: &[(&str, bool)] = &[
     ("/chats/config/personal-model-overrides", true),
-    ("/chats/config/debug-logging", false),
     ("/chats/config/retention-days", false),
     ("/chats/config/auto-archive-days", false),
 ];
@@ -127,7 +104,6 @@ pub fn routes() -> Vec<Route> {
             "/chats/config/personal-model-overrides",
             personal_model_overrides,
         ),
-        Route::get("/chats/config/debug-logging", debug_logging),
         Route::get("/chats/config/retention-days", retention_days),
         Route::get("/chats/config/auto-archive-days", auto_archive_days),
     ]);
@@ -142,18 +118,6 @@ async fn personal_model_overrides(
 ) -> ApiResult<Json<ChatPersonalModelOverridesAdminSettings>> {
     Ok(Json(ChatPersonalModelOverridesAdminSettings {
         allow_users: false,
-    }))
-}
-
-/// `GET /chats/config/debug-logging`: debug logging is off, neither allowed to users nor
-/// forced by the deployment.
-async fn debug_logging(
-    _caller: Caller,
-    _: NoQuery,
-) -> ApiResult<Json<ChatDebugLoggingAdminSettings>> {
-    Ok(Json(ChatDebugLoggingAdminSettings {
-        allow_users: false,
-        forced_by_deployment: false,
     }))
 }
 

@@ -1021,10 +1021,6 @@ async fn settings_of_unbuilt_features_read_as_off() {
                 "/chats/config/personal-model-overrides",
                 json!({"allow_users": false}),
             ),
-            (
-                "/chats/config/debug-logging",
-                json!({"allow_users": false, "forced_by_deployment": false}),
-            ),
             ("/chats/config/retention-days", json!({"retention_days": 0})),
             (
                 "/chats/config/auto-archive-days",
@@ -1073,12 +1069,12 @@ async fn settings_of_unbuilt_features_read_as_off() {
         let (_, body) = call(
             &server,
             Method::GET,
-            "/chats/config/debug-logging",
+            "/chats/config/retention-days",
             Some(&bob.token),
             None,
         )
         .await;
-        let _: codersdk::ChatDebugLoggingAdminSettings = serde_json::from_value(body).unwrap();
+        let _: codersdk::ChatRetentionDaysResponse = serde_json::from_value(body).unwrap();
         server.stop().await;
     })
     .await;
