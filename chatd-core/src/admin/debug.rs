@@ -23,6 +23,13 @@ pub const DEBUG_LOGGING_NOT_ALLOWED_MESSAGE: &str =
     "Users may not change debug logging on this deployment.";
 
 impl Admin {
+    /// Forces debug logging on (or not) for every chat of this process: the deployment's
+    /// flag (the server's `--chat-debug-logging-forced`), held in memory and shared with
+    /// the engine over the same store; each replica sets it from its own flag.
+    pub fn set_debug_logging_forced(&self, forced: bool) {
+        self.store().set_debug_logging_forced(forced);
+    }
+
     /// The deployment's debug-logging settings: whether users may turn it on for their own
     /// chats, and whether the deployment forces it on. Any user may read them.
     pub async fn debug_logging(&self, _actor: &Actor) -> Result<ChatDebugLoggingAdminSettings> {

@@ -16,7 +16,7 @@
 use std::sync::{Arc, Mutex};
 
 use chaterror::Redactor;
-use chatprovider::{ModelRequest, ModelResponse, Part, Role, ToolChoice};
+use chatprovider::{LanguageModel, ModelRequest, ModelResponse, Part, Role, ToolChoice};
 use codersdk::{
     Chat, ChatDebugRunKind, ChatDebugStatus, ChatDebugStepOperation, ChatError, ChatStreamRetry,
     RawJson, Uuid,
@@ -43,6 +43,30 @@ const CREDENTIAL_KEYS: &[&str] = &[
     "token",
 ];
 
+/// The chat a run belongs to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DebugChat {
+    /// The chat.
+    pub(crate) id: Uuid,
+    /// Its owner, whose settings decide whether it is recorded.
+    pub(crate) owner_id: Uuid,
+    /// Its root chat (sub-agents).
+    pub(crate) root_chat_id: Option<Uuid>,
+    /// Its parent chat (sub-agents).
+    pub(crate) parent_chat_id: Option<Uuid>,
+}
+
+impl From<&Chat> for DebugChat {
+    fn from(chat: &Chat) -> Self {
+        DebugChat {
+            id: chat.id,
+            owner_id: chat.owner_id,
+            root_chat_id: chat.root_chat_id,
+            parent_chat_id: chat.parent_chat_id,
+        }
+    }
+}
+
 /// What a run knows when it starts, beside its chat and model.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct RunLinks {
@@ -52,9 +76,20 @@ pub(crate) struct RunLinks {
     pub(crate) history_tip_message_id: Option<i64>,
 }
 
+/// The model that serves a run: its config, the client, and the secrets to remove.
+pub(crate) struct Served<'a> {
+    /// The model config.
+    pub(crate) model_config_id: Uuid,
+    /// The client.
+    pub(crate) model: &'a dyn LanguageModel,
+    /// Its credentials and the chat's MCP secrets.
+    pub(crate) redactor: &'a Redactor,
+}
+
 /// One recorded run, while it lasts. Built only when debug logging is on for the chat.
 pub(crate) struct DebugRun {
-    inner: Arc<Inner>,
+    store: crate::store::Store,
+    clock: Arc<dyn crate::Clock>,
     run_id: Uuid,
     chat_id: Uuid,
     redactor: Redactor,
@@ -98,10 +133,26 @@ impl DebugRun {
     /// owner; `None` when it is off (or the settings or the run could not be read or
     /// written: logged, and the operation runs unrecorded).
     pub(crate) async fn start(
-        inner: &Arc<Inner>,
+        inner: &Inner,
         kind: ChatDebugRunKind,
-        chat: &Chat,
+        chat: impl Into<DebugChat>,
         model: &ResolvedModel,
+        links: RunLinks,
+    ) -> Option<DebugRun> {
+        let served = Served {
+            model_config_id: model.model_config_id,
+            model: model.model.as_ref(),
+            redactor: &model.redactor,
+        };
+        DebugRun::start_with(inner, kind, chat.into(), served, links).await
+    }
+
+    /// [`DebugRun::start`] for a model that is not a whole [`ResolvedModel`] (a title's).
+    pub(crate) async fn start_with(
+        inner: &Inner,
+        kind: ChatDebugRunKind,
+        chat: DebugChat,
+        model: Served<'_>,
         links: RunLinks,
     ) -> Option<DebugRun> {
         match inner.store.debug_logging_on(chat.owner_id).await {
@@ -130,7 +181,8 @@ impl DebugRun {
             return None;
         }
         Some(DebugRun {
-            inner: inner.clone(),
+            store: inner.store.clone(),
+            clock: inner.clock.clone(),
             run_id: run.id,
             chat_id: chat.id,
             redactor: model.redactor.clone(),
@@ -164,9 +216,9 @@ impl DebugRun {
             operation,
             history_tip_message_id,
             normalized_request: scrub(request_json(request), &self.redactor),
-            started_at: self.inner.clock.now_micros(),
+            started_at: self.clock.now_micros(),
         };
-        match self.inner.store.insert_debug_step(&step).await {
+        match self.store.insert_debug_step(&step).await {
             Ok(true) => {
                 self.open = Some(OpenStep {
                     id: step.id,
@@ -211,9 +263,9 @@ impl DebugRun {
                 }),
                 &self.redactor,
             ),
-            finished_at: self.inner.clock.now_micros(),
+            finished_at: self.clock.now_micros(),
         };
-        if let Err(e) = self.inner.store.finish_debug_step(open.id, &end).await {
+        if let Err(e) = self.store.finish_debug_step(open.id, &end).await {
             tracing::warn!(chat_id = %self.chat_id, error = %e, "finishing a debug step failed");
         }
     }
@@ -221,6 +273,38 @@ impl DebugRun {
     /// Ends the run with `status` (a step still open ends with it) and a summary: steps
     /// recorded and dropped, the summed usage, the error.
     pub(crate) async fn finish(mut self, status: ChatDebugStatus, error: Option<&ChatError>) {
+        self.finish_in_place(status, error).await;
+    }
+
+    /// Ends the open step and the run with the outcome of a non-streaming call under a
+    /// timeout (a compaction's summary call).
+    pub(crate) async fn record_outcome(
+        mut self,
+        outcome: &Result<
+            Result<ModelResponse, chaterror::ProviderError>,
+            tokio::time::error::Elapsed,
+        >,
+        redactor: &Redactor,
+        provider: &str,
+    ) {
+        let none = Attempts::default();
+        let error = match outcome {
+            Ok(Ok(response)) => {
+                let status = ChatDebugStatus::Completed;
+                self.end_step(status, Some(response), &none, None, None)
+                    .await;
+                self.finish(ChatDebugStatus::Completed, None).await;
+                return;
+            }
+            Ok(Err(e)) => provider_chat_error(e, redactor, provider),
+            Err(_) => ChatError::generic("The model call timed out."),
+        };
+        self.end_step(ChatDebugStatus::Error, None, &none, Some(&error), None)
+            .await;
+        self.finish(ChatDebugStatus::Error, Some(&error)).await;
+    }
+
+    async fn finish_in_place(&mut self, status: ChatDebugStatus, error: Option<&ChatError>) {
         self.close_open(status.clone()).await;
         let mut summary = json!({
             "step_count": self.steps,
@@ -231,9 +315,8 @@ impl DebugRun {
             map.insert("error".to_owned(), json!(e));
         }
         let summary = scrub(summary, &self.redactor);
-        let now = self.inner.clock.now_micros();
+        let now = self.clock.now_micros();
         if let Err(e) = self
-            .inner
             .store
             .finish_debug_run(self.run_id, &status, &summary, now)
             .await
@@ -248,6 +331,120 @@ impl DebugRun {
                 .await;
         }
     }
+}
+
+/// A model whose non-streaming calls (`generate`) are recorded as `generate` steps of a
+/// run: what a title or a turn summary calls through `title::quick_generate`, which
+/// builds its request and retries itself (each attempt is a step of its own).
+pub(crate) struct RecordingModel {
+    model: Arc<dyn LanguageModel>,
+    run: tokio::sync::Mutex<Option<DebugRun>>,
+}
+
+impl std::fmt::Debug for RecordingModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordingModel")
+            .field("model", &self.model)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RecordingModel {
+    /// `model` itself when `run` is `None` (nothing is recorded), else `model` wrapped.
+    pub(crate) fn wrap(
+        model: Arc<dyn LanguageModel>,
+        run: Option<DebugRun>,
+    ) -> (Arc<dyn LanguageModel>, Option<Arc<RecordingModel>>) {
+        match run {
+            None => (model, None),
+            Some(run) => {
+                let recording = Arc::new(RecordingModel {
+                    model,
+                    run: tokio::sync::Mutex::new(Some(run)),
+                });
+                (recording.clone(), Some(recording))
+            }
+        }
+    }
+
+    /// Ends the run: `error` set means it failed.
+    pub(crate) async fn finish(&self, error: Option<&ChatError>) {
+        let run = self.run.lock().await.take();
+        if let Some(run) = run {
+            let status = if error.is_some() {
+                ChatDebugStatus::Error
+            } else {
+                ChatDebugStatus::Completed
+            };
+            run.finish(status, error).await;
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl LanguageModel for RecordingModel {
+    fn provider(&self) -> chatprovider::Provider {
+        self.model.provider()
+    }
+
+    fn model_id(&self) -> &str {
+        self.model.model_id()
+    }
+
+    fn stream(&self, request: ModelRequest) -> chatprovider::ModelStream {
+        self.model.stream(request)
+    }
+
+    fn redactor(&self) -> Redactor {
+        self.model.redactor()
+    }
+
+    async fn generate(
+        &self,
+        request: ModelRequest,
+    ) -> Result<ModelResponse, chaterror::ProviderError> {
+        if let Some(run) = self.run.lock().await.as_mut() {
+            run.step(ChatDebugStepOperation::Generate, &request, None)
+                .await;
+        }
+        let result = self.model.generate(request).await;
+        if let Some(run) = self.run.lock().await.as_mut() {
+            let none = Attempts::default();
+            match &result {
+                Ok(response) => {
+                    run.end_step(
+                        ChatDebugStatus::Completed,
+                        Some(response),
+                        &none,
+                        None,
+                        None,
+                    )
+                    .await;
+                }
+                Err(e) => {
+                    let provider = self.model.provider();
+                    let error = provider_chat_error(e, &run.redactor, provider.as_str());
+                    run.end_step(ChatDebugStatus::Error, None, &none, Some(&error), None)
+                        .await;
+                }
+            }
+        }
+        result
+    }
+}
+
+/// A failed model call as the error a step records: classified, redacted.
+fn provider_chat_error(
+    e: &chaterror::ProviderError,
+    redactor: &Redactor,
+    provider: &str,
+) -> ChatError {
+    let e = redactor.redact_provider_error(e.clone());
+    let error = chaterror::classify(&e)
+        .with_provider(provider)
+        .to_chat_error()
+        .unwrap_or_else(|| ChatError::generic(redactor.redact(&e.to_string()).into_owned()));
+    redactor.redact_chat_error(error)
 }
 
 fn elapsed_ms(started: std::time::Instant) -> i64 {

@@ -37,6 +37,18 @@ async fn runs_in_table(store: &Store) -> i64 {
         .unwrap()
 }
 
+/// The chat's runs of its turns (a turn summary's `quickgen` run follows a root turn on
+/// its own schedule).
+async fn turn_runs(
+    engine: &Engine,
+    actor: &Actor,
+    chat: Uuid,
+) -> Vec<codersdk::ChatDebugRunSummary> {
+    let mut runs = engine.list_debug_runs(actor, chat).await.unwrap();
+    runs.retain(|r| r.kind == ChatDebugRunKind::ChatTurn);
+    runs
+}
+
 async fn run_turn(engine: &Engine, actor: &Actor, org: Uuid, text: &str) -> Uuid {
     let chat = engine
         .create_chat(actor, create_request(org, text))
@@ -94,7 +106,7 @@ async fn a_forced_deployment_records_every_model_call_of_a_turn() {
         ]);
         let engine = engine(&store, model).await;
         let chat = run_turn(&engine, &actor, f.org, "please use a tool").await;
-        let runs = engine.list_debug_runs(&actor, chat).await.unwrap();
+        let runs = turn_runs(&engine, &actor, chat).await;
         assert_eq!(runs.len(), 1);
         let summary = &runs[0];
         assert_eq!(summary.kind, ChatDebugRunKind::ChatTurn);
@@ -172,7 +184,7 @@ async fn the_owners_toggle_records_while_users_are_allowed() {
         store.set_user_debug_logging(f.user, true).await.unwrap();
         assert!(store.debug_logging_on(f.user).await.unwrap());
         let chat = run_turn(&engine, &actor, f.org, "two").await;
-        let runs = engine.list_debug_runs(&actor, chat).await.unwrap();
+        let runs = turn_runs(&engine, &actor, chat).await;
         assert_eq!(runs.len(), 1);
         assert_eq!(runs[0].status, ChatDebugStatus::Completed);
         // A second turn of the same chat is a second run, listed first.
@@ -188,7 +200,7 @@ async fn the_owners_toggle_records_while_users_are_allowed() {
             .await
             .unwrap();
         wait_status(&engine, &actor, chat, ChatStatus::Waiting).await;
-        let later = engine.list_debug_runs(&actor, chat).await.unwrap();
+        let later = turn_runs(&engine, &actor, chat).await;
         assert_eq!(later.len(), 2);
         assert_eq!(later[1].id, runs[0].id);
         assert!(later[0].started_at >= later[1].started_at);
@@ -219,7 +231,7 @@ async fn a_failed_call_is_recorded_with_its_error() {
             .await
             .unwrap();
         wait_status(&engine, &actor, chat.id, ChatStatus::Error).await;
-        let runs = engine.list_debug_runs(&actor, chat.id).await.unwrap();
+        let runs = turn_runs(&engine, &actor, chat.id).await;
         assert_eq!(runs.len(), 1);
         assert_eq!(runs[0].status, ChatDebugStatus::Error);
         let summary = runs[0].summary.to_value();
@@ -280,17 +292,30 @@ async fn secrets_never_reach_the_stored_run() {
         });
         let config = EngineConfig::new(StoreOptions::new("unused"), resolver)
             .with_settings(fast_settings())
-            .with_generated_titles(false);
+            .with_generated_titles(true);
         let engine = Engine::with_store(store.clone(), config).await.unwrap();
         let text = format!("here is {PASTED_KEY} and also {PROVIDER_KEY}, keep them");
         let chat = run_turn(&engine, &actor, f.org, &text).await;
-        let runs = engine.list_debug_runs(&actor, chat).await.unwrap();
-        assert_eq!(runs.len(), 1);
-        let run = engine.debug_run(&actor, chat, runs[0].id).await.unwrap();
+        // The turn, its title and its summary: all three read the keys.
+        let kinds = [
+            ChatDebugRunKind::ChatTurn,
+            ChatDebugRunKind::TitleGeneration,
+            ChatDebugRunKind::Quickgen,
+        ];
+        let runs = wait_for_kinds(&engine, &actor, chat, &kinds).await;
+        let turn = runs
+            .iter()
+            .find(|r| r.kind == ChatDebugRunKind::ChatTurn)
+            .unwrap();
+        let run = engine.debug_run(&actor, chat, turn.id).await.unwrap();
         assert_eq!(run.steps.len(), 1);
         assert_eq!(run.steps[0].attempts.len(), 1);
-        // What the API answers.
-        let answered = serde_json::to_string(&run).unwrap() + &serde_json::to_string(&runs).unwrap();
+        // What the API answers, every run.
+        let mut answered = serde_json::to_string(&runs).unwrap();
+        for summary in &runs {
+            let one = engine.debug_run(&actor, chat, summary.id).await.unwrap();
+            answered += &serde_json::to_string(&one).unwrap();
+        }
         // What the database holds, every column of both tables.
         let mut stored = String::new();
         for table in ["chat_debug_runs", "chat_debug_steps"] {
@@ -327,7 +352,7 @@ async fn runs_are_read_by_the_owner_and_administrators_only() {
         store.set_debug_logging_forced(true);
         let engine = engine(&store, ScriptedModel::new([])).await;
         let chat = run_turn(&engine, &actor, f.org, "mine").await;
-        let runs = engine.list_debug_runs(&actor, chat).await.unwrap();
+        let runs = turn_runs(&engine, &actor, chat).await;
         assert_eq!(runs.len(), 1);
         let bob = store
             .create_user(chatd_core::store::NewUser {
@@ -343,7 +368,7 @@ async fn runs_are_read_by_the_owner_and_administrators_only() {
         let err = engine.debug_run(&bob, chat, runs[0].id).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::NotFound);
         let admin = Actor::admin(Uuid::new_v4());
-        assert_eq!(engine.list_debug_runs(&admin, chat).await.unwrap(), runs);
+        assert_eq!(turn_runs(&engine, &admin, chat).await, runs);
         assert_eq!(
             engine.debug_run(&admin, chat, runs[0].id).await.unwrap().id,
             runs[0].id
@@ -603,6 +628,107 @@ async fn the_settings_are_stored_and_validated() {
         assert!(store.debug_logging_on(Uuid::new_v4()).await.unwrap());
         store.set_debug_logging_forced(false);
         assert!(!store.debug_logging_on(f.user).await.unwrap());
+    })
+    .await;
+}
+
+/// Polls until `chat` has a finished run of each of `kinds` (or panics after 10 s).
+async fn wait_for_kinds(
+    engine: &Engine,
+    actor: &Actor,
+    chat: Uuid,
+    kinds: &[ChatDebugRunKind],
+) -> Vec<codersdk::ChatDebugRunSummary> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let runs = engine.list_debug_runs(actor, chat).await.unwrap();
+        let done = kinds.iter().all(|k| {
+            runs.iter()
+                .any(|r| &r.kind == k && r.status != ChatDebugStatus::InProgress)
+        });
+        if done {
+            return runs;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "runs of {kinds:?} missing: {runs:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn titles_summaries_and_compactions_are_runs_of_their_own() {
+    on_each_backend(|store| async move {
+        let f = fixture(&store).await;
+        let actor = Actor::user(f.user);
+        store.set_debug_logging_forced(true);
+        // Titles and turn summaries on: the scripted model answers both without using
+        // its script.
+        let model = ScriptedModel::new([Reply::Text("The answer".into())]);
+        let engine =
+            chatd_test_support::scripted::engine_with_config(&store, model, fast_settings(), |c| {
+                c.with_generated_titles(true).with_turn_summaries(true)
+            })
+            .await;
+        let chat = run_turn(&engine, &actor, f.org, "explain the login flow to me").await;
+        let runs = wait_for_kinds(
+            &engine,
+            &actor,
+            chat,
+            &[
+                ChatDebugRunKind::ChatTurn,
+                ChatDebugRunKind::TitleGeneration,
+                ChatDebugRunKind::Quickgen,
+            ],
+        )
+        .await;
+        for kind in [
+            ChatDebugRunKind::TitleGeneration,
+            ChatDebugRunKind::Quickgen,
+        ] {
+            let summary = runs.iter().find(|r| r.kind == kind).unwrap();
+            assert_eq!(summary.status, ChatDebugStatus::Completed, "{kind:?}");
+            let run = engine.debug_run(&actor, chat, summary.id).await.unwrap();
+            assert_eq!(run.steps.len(), 1, "{kind:?}");
+            let step = &run.steps[0];
+            assert_eq!(step.operation, ChatDebugStepOperation::Generate);
+            assert_eq!(step.status, ChatDebugStatus::Completed);
+            let text = step.normalized_response.as_ref().unwrap().to_value()["text"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            let expected = match kind {
+                ChatDebugRunKind::TitleGeneration => chatd_test_support::scripted::SCRIPTED_TITLE,
+                _ => chatd_test_support::scripted::SCRIPTED_SUMMARY,
+            };
+            assert_eq!(text, expected);
+        }
+        let title = runs
+            .iter()
+            .find(|r| r.kind == ChatDebugRunKind::TitleGeneration)
+            .unwrap();
+        let title = engine.debug_run(&actor, chat, title.id).await.unwrap();
+        assert!(title.trigger_message_id.is_some());
+
+        // A manual compaction: a `compaction` run with the summary call.
+        engine.compact_chat(&actor, chat).await.unwrap();
+        let runs = wait_for_kinds(&engine, &actor, chat, &[ChatDebugRunKind::Compaction]).await;
+        let summary = runs
+            .iter()
+            .find(|r| r.kind == ChatDebugRunKind::Compaction)
+            .unwrap();
+        assert_eq!(summary.status, ChatDebugStatus::Completed);
+        let run = engine.debug_run(&actor, chat, summary.id).await.unwrap();
+        assert_eq!(run.steps.len(), 1);
+        let step = &run.steps[0];
+        assert_eq!(step.operation, ChatDebugStepOperation::Generate);
+        assert_eq!(
+            step.normalized_response.as_ref().unwrap().to_value()["text"],
+            chatd_test_support::scripted::SCRIPTED_COMPACTION_SUMMARY
+        );
+        assert_eq!(step.normalized_request.to_value()["tool_choice"], "none");
+        engine.shutdown().await;
     })
     .await;
 }

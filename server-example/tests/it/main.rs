@@ -13,6 +13,7 @@ mod chats;
 mod cli;
 mod config;
 mod connections;
+mod debug_runs;
 mod demo;
 mod embed;
 mod files;
