@@ -732,3 +732,79 @@ async fn titles_summaries_and_compactions_are_runs_of_their_own() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_turn_keeps_what_streamed_in_an_interrupted_run() {
+    on_each_backend(|store| async move {
+        let f = fixture(&store).await;
+        let actor = Actor::user(f.user);
+        store.set_debug_logging_forced(true);
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let model = ScriptedModel::new([Reply::Gated {
+            before: chatd_test_support::scripted::deltas("partial words "),
+            gate,
+            after: chatd_test_support::scripted::deltas("never"),
+        }]);
+        let engine = engine(&store, model.clone()).await;
+        let chat = engine
+            .create_chat(&actor, create_request(f.org, "start and stop"))
+            .await
+            .unwrap();
+        // The model call started and streamed its first words.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while model.calls.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            assert!(tokio::time::Instant::now() < deadline);
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        engine.interrupt(&actor, chat.id).await.unwrap();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        let runs = loop {
+            let runs = turn_runs(&engine, &actor, chat.id).await;
+            if runs.len() == 1 && runs[0].status != ChatDebugStatus::InProgress {
+                break runs;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{runs:?}");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        assert_eq!(runs[0].status, ChatDebugStatus::Interrupted);
+        let run = engine.debug_run(&actor, chat.id, runs[0].id).await.unwrap();
+        assert_eq!(run.steps.len(), 1);
+        let step = &run.steps[0];
+        assert_eq!(step.status, ChatDebugStatus::Interrupted);
+        let response = step.normalized_response.as_ref().unwrap().to_value();
+        assert_eq!(response["text"], "partial words ");
+        assert!(step.error.is_none());
+        assert!(step.finished_at.is_some());
+        engine.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_debug_write_never_fails_the_turn() {
+    on_each_backend(|store| async move {
+        let f = fixture(&store).await;
+        let actor = Actor::user(f.user);
+        store.set_debug_logging_forced(true);
+        // Every step write fails from now on.
+        sqlx::query("DROP TABLE chat_debug_steps")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let engine = engine(&store, ScriptedModel::new([Reply::Text("fine".into())])).await;
+        let chat = engine
+            .create_chat(&actor, create_request(f.org, "hello"))
+            .await
+            .unwrap();
+        let done = wait_status(&engine, &actor, chat.id, ChatStatus::Waiting).await;
+        assert!(done.last_error.is_none());
+        // The run itself was written and finished, without its steps.
+        let runs = turn_runs(&engine, &actor, chat.id).await;
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].status, ChatDebugStatus::Completed);
+        assert_eq!(runs[0].summary.to_value()["step_count"], 1);
+        engine.shutdown().await;
+    })
+    .await;
+}
