@@ -710,6 +710,19 @@ async fn titles_summaries_and_compactions_are_runs_of_their_own() {
             .unwrap();
         let title = engine.debug_run(&actor, chat, title.id).await.unwrap();
         assert!(title.trigger_message_id.is_some());
+        // Regenerating the title is a second `title_generation` run.
+        engine.regenerate_title(&actor, chat).await.unwrap();
+        let titles = engine
+            .list_debug_runs(&actor, chat)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.kind == ChatDebugRunKind::TitleGeneration)
+            .collect::<Vec<_>>();
+        assert_eq!(titles.len(), 2);
+        assert!(titles
+            .iter()
+            .all(|r| r.status == ChatDebugStatus::Completed));
 
         // A manual compaction: a `compaction` run with the summary call.
         engine.compact_chat(&actor, chat).await.unwrap();

@@ -202,10 +202,15 @@ async fn a_chats_runs_are_listed_and_exported_to_its_owner_and_administrators() 
         assert_eq!(s, StatusCode::OK);
         let list: Vec<codersdk::ChatDebugRunSummary> =
             serde_json::from_value(runs.clone()).unwrap();
-        assert_eq!(list.len(), 1);
-        let run = &runs[0];
+        // The turn's run (its title's and summary's runs come on their own schedule).
+        assert!(!list.is_empty() && list.len() <= 3, "{runs}");
+        let run = runs
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["kind"] == "chat_turn")
+            .unwrap();
         assert_eq!(run["chat_id"], chat.as_str());
-        assert_eq!(run["kind"], "chat_turn");
         assert_eq!(run["status"], "completed");
         assert!(run["started_at"].is_string());
         assert!(run["finished_at"].is_string());
