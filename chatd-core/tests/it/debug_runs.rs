@@ -821,3 +821,144 @@ async fn a_failing_debug_write_never_fails_the_turn() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_stores_at_most_its_step_limit_and_counts_the_rest() {
+    on_each_backend(|store| async move {
+        let f = fixture(&store).await;
+        let actor = Actor::user(f.user);
+        store.set_debug_logging_forced(true);
+        // Two model calls past the limit: tool calls answered (with an error result) each
+        // time, then the answer.
+        let over = usize::try_from(MAX_DEBUG_STEPS_PER_RUN).unwrap() + 1;
+        let mut replies: Vec<Reply> = (0..over)
+            .map(|i| {
+                Reply::ToolCalls(vec![(
+                    format!("call_{i}"),
+                    "no_such_tool".into(),
+                    "{}".into(),
+                )])
+            })
+            .collect();
+        replies.push(Reply::Text("done".into()));
+        let engine = engine(&store, ScriptedModel::new(replies)).await;
+        let chat = run_turn(&engine, &actor, f.org, "loop a while").await;
+        let runs = turn_runs(&engine, &actor, chat).await;
+        assert_eq!(runs.len(), 1);
+        let summary = runs[0].summary.to_value();
+        assert_eq!(summary["step_count"], MAX_DEBUG_STEPS_PER_RUN);
+        assert_eq!(summary["steps_dropped"], 2);
+        let run = engine.debug_run(&actor, chat, runs[0].id).await.unwrap();
+        let numbers: Vec<i32> = run.steps.iter().map(|s| s.step_number).collect();
+        assert_eq!(numbers, (1..=MAX_DEBUG_STEPS_PER_RUN).collect::<Vec<_>>());
+        assert!(run
+            .steps
+            .iter()
+            .all(|s| s.status == ChatDebugStatus::Completed));
+        engine.shutdown().await;
+    })
+    .await;
+}
+
+/// The `Admin` rules of the settings (403 / 409 on a user's toggle, administrators'
+/// writes), what each write announces to the other replicas, and the cache every turn
+/// reads through: a change made behind the store's back is seen once the announced change
+/// is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_settings_rules_announcements_and_cache() {
+    use chatd_core::{Admin, ConfigChange, Keyring, SecretKey};
+    use codersdk::{
+        UpdateChatDebugLoggingAllowUsersRequest, UpdateChatDebugRetentionDaysRequest,
+        UpdateUserChatDebugLoggingRequest,
+    };
+    on_each_backend(|store| async move {
+        let f = fixture(&store).await;
+        let keyring = Arc::new(Keyring::new("test", SecretKey::generate().unwrap()).unwrap());
+        let admin = Admin::new(store.clone(), keyring, chatprovider::ProviderApiKeys::new());
+        let heard: Arc<std::sync::Mutex<Vec<ConfigChange>>> = Arc::default();
+        let sink = Arc::clone(&heard);
+        admin.on_config_change(Arc::new(move |c| sink.lock().unwrap().push(c)));
+        let take = || std::mem::take(&mut *heard.lock().unwrap());
+        let user = Actor::user(f.user);
+        let root = Actor::admin(Uuid::new_v4());
+        let on = UpdateUserChatDebugLoggingRequest {
+            debug_logging_enabled: true,
+        };
+        let allow = |allow_users| UpdateChatDebugLoggingAllowUsersRequest { allow_users };
+
+        let err = admin.set_user_debug_logging(&user, &on).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Forbidden);
+        let err = admin
+            .set_debug_logging(&user, &allow(true))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Forbidden);
+        let days = UpdateChatDebugRetentionDaysRequest {
+            debug_retention_days: 9,
+        };
+        let err = admin
+            .set_debug_retention_days(&user, &days)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Forbidden);
+        assert_eq!(take(), Vec::new());
+
+        admin.set_debug_logging(&root, &allow(true)).await.unwrap();
+        admin.set_debug_retention_days(&root, &days).await.unwrap();
+        assert_eq!(take(), vec![ConfigChange::Deployment; 2]);
+        assert_eq!(
+            admin
+                .debug_retention_days(&user)
+                .await
+                .unwrap()
+                .debug_retention_days,
+            9
+        );
+        admin.set_user_debug_logging(&user, &on).await.unwrap();
+        assert_eq!(
+            take(),
+            vec![ConfigChange::UserDebugLogging { user_id: f.user }]
+        );
+        let mine = admin.user_debug_logging(&user).await.unwrap();
+        assert!(mine.debug_logging_enabled && mine.user_toggle_allowed);
+        assert!(!mine.forced_by_deployment);
+        assert!(store.debug_logging_on(f.user).await.unwrap());
+
+        // Behind the store's back: the cached answer stands until the change is applied.
+        sqlx::query("UPDATE user_chat_debug_logging SET enabled = 0")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        assert!(store.debug_logging_on(f.user).await.unwrap());
+        store
+            .config_cache()
+            .apply(&ConfigChange::UserDebugLogging { user_id: f.user });
+        assert!(!store.debug_logging_on(f.user).await.unwrap());
+        sqlx::query("UPDATE user_chat_debug_logging SET enabled = 1")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        store
+            .config_cache()
+            .apply(&ConfigChange::UserDebugLogging { user_id: f.user });
+        sqlx::query(
+            "UPDATE site_config SET value = 'false' WHERE key = 'chat_debug_logging_allow_users'",
+        )
+        .execute(store.pool())
+        .await
+        .unwrap();
+        assert!(store.debug_logging_on(f.user).await.unwrap());
+        store.config_cache().apply(&ConfigChange::Deployment);
+        assert!(!store.debug_logging_on(f.user).await.unwrap());
+
+        // Forced: a toggle is a conflict, whatever users may do.
+        admin.set_debug_logging_forced(true);
+        let err = admin.set_user_debug_logging(&user, &on).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Conflict);
+        let settings = admin.debug_logging(&user).await.unwrap();
+        assert!(settings.forced_by_deployment && !settings.allow_users);
+        assert!(store.debug_logging_forced());
+        assert_eq!(take(), Vec::new());
+    })
+    .await;
+}
