@@ -70,6 +70,10 @@ pub const USER_KEYS_TTL: Duration = Duration::from_secs(10);
 /// personal prompt, so 5 s.
 pub const USER_THRESHOLDS_TTL: Duration = Duration::from_secs(5);
 
+/// How long a user's own debug-logging toggle is used: a personal setting like the
+/// personal prompt, so 5 s.
+pub const USER_DEBUG_LOGGING_TTL: Duration = Duration::from_secs(5);
+
 /// Most users whose personal prompt, own keys or own thresholds each per-user map holds.
 /// Past it, a new entry first drops the expired ones, then the one loaded longest ago:
 /// memory stays bounded however many users chat, and the active ones stay warm.
@@ -307,6 +311,12 @@ pub struct ConfigCache {
     /// The deployment's usage-limit configuration ([`DEPLOYMENT_CONFIG_TTL`]): every
     /// admission check reads it, so a deployment without limits pays no statement.
     pub(crate) usage_limits: TtlMap<(), codersdk::ChatUsageLimitConfig>,
+    /// Whether users may turn debug logging on ([`DEPLOYMENT_CONFIG_TTL`]): every turn
+    /// asks (docs/debug-runs.md).
+    pub(crate) debug_logging_allow_users: TtlMap<(), bool>,
+    /// Users' own debug-logging toggles ([`USER_DEBUG_LOGGING_TTL`], at most
+    /// [`MAX_CACHED_USERS`]); read only while users are allowed.
+    pub(crate) user_debug_logging: TtlMap<Uuid, bool>,
 }
 
 /// How many model overrides can be held: one per context the server knows (unknown
@@ -335,6 +345,8 @@ impl ConfigCache {
             user_thresholds: TtlMap::new(USER_THRESHOLDS_TTL, MAX_CACHED_USERS),
             enabled_mcp_servers: TtlMap::new(DEPLOYMENT_CONFIG_TTL, 1),
             usage_limits: TtlMap::new(DEPLOYMENT_CONFIG_TTL, 1),
+            debug_logging_allow_users: TtlMap::new(DEPLOYMENT_CONFIG_TTL, 1),
+            user_debug_logging: TtlMap::new(USER_DEBUG_LOGGING_TTL, MAX_CACHED_USERS),
         }
     }
 
@@ -349,7 +361,9 @@ impl ConfigCache {
     /// - `user_prompt`, `user_provider_keys`, `user_compaction_thresholds`: that user's
     ///   entry;
     /// - `mcp_servers`: the enabled MCP server configs;
-    /// - `deployment`: the prompt settings, plan-mode instructions and model overrides;
+    /// - `user_debug_logging`: that user's debug-logging toggle;
+    /// - `deployment`: the prompt settings, plan-mode instructions, model overrides and
+    ///   whether users may turn debug logging on;
     /// - `usage_limits`: the usage-limit configuration.
     pub fn apply(&self, change: &ConfigChange) {
         match change {
@@ -364,10 +378,14 @@ impl ConfigCache {
             ConfigChange::UserCompactionThresholds { user_id } => {
                 self.user_thresholds.invalidate(user_id)
             }
+            ConfigChange::UserDebugLogging { user_id } => {
+                self.user_debug_logging.invalidate(user_id)
+            }
             ConfigChange::Deployment => {
                 self.system_prompt.clear();
                 self.plan_mode_instructions.clear();
                 self.model_overrides.clear();
+                self.debug_logging_allow_users.clear();
             }
             ConfigChange::McpServers => self.enabled_mcp_servers.clear(),
             ConfigChange::UsageLimits => self.usage_limits.clear(),
@@ -392,6 +410,8 @@ impl ConfigCache {
         self.user_thresholds.clear();
         self.enabled_mcp_servers.clear();
         self.usage_limits.clear();
+        self.debug_logging_allow_users.clear();
+        self.user_debug_logging.clear();
     }
 
     /// How many entries the cache holds, over all its maps (for tests and diagnostics).
@@ -408,6 +428,8 @@ impl ConfigCache {
             + self.user_thresholds.len()
             + self.enabled_mcp_servers.len()
             + self.usage_limits.len()
+            + self.debug_logging_allow_users.len()
+            + self.user_debug_logging.len()
     }
 
     /// Whether the cache holds nothing.
@@ -431,6 +453,8 @@ impl ConfigCache {
             self.user_thresholds.stats(),
             self.enabled_mcp_servers.stats(),
             self.usage_limits.stats(),
+            self.debug_logging_allow_users.stats(),
+            self.user_debug_logging.stats(),
         ]
         .into_iter()
         .fold(ConfigCacheStats::default(), |a, b| ConfigCacheStats {

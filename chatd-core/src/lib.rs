@@ -105,7 +105,8 @@ pub mod workspace;
 
 pub use admin::{
     is_unpriced_model, AccountPage, Admin, Bootstrap, Bootstrapped, ConfigAnnouncer, IssuedToken,
-    McpOAuth2Callback, McpOAuth2Completed, McpRedirectUri, UserRef, USER_NOT_FOUND_MESSAGE,
+    McpOAuth2Callback, McpOAuth2Completed, McpRedirectUri, UserRef, DEBUG_LOGGING_FORCED_MESSAGE,
+    DEBUG_LOGGING_NOT_ALLOWED_MESSAGE, USER_NOT_FOUND_MESSAGE,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use cluster::{
@@ -152,8 +153,11 @@ pub use secrets::{
 /// Store types that the engine's and the [`Admin`] handle's methods take or return.
 pub use store::{
     Account, ApiToken, ChatListQuery, DeletedModelConfig, DeletedProviderConfig, SqliteSynchronous,
-    StoreOptions, StoredFile, TokenCheck, User, LAST_ADMIN_TOKEN_MESSAGE, LAST_USED_RESOLUTION,
-    MAX_FILE_BYTES, PRIVATE_FILE_MODE, TOKEN_NOT_FOUND_MESSAGE, UNLINKED_FILE_GRACE,
+    StoreOptions, StoredFile, TokenCheck, User, DEFAULT_DEBUG_RETENTION_DAYS,
+    LAST_ADMIN_TOKEN_MESSAGE, LAST_USED_RESOLUTION, MAX_DEBUG_DOCUMENT_BYTES,
+    MAX_DEBUG_PURGE_BATCH, MAX_DEBUG_RETENTION_DAYS, MAX_DEBUG_RUNS_LISTED,
+    MAX_DEBUG_STEPS_PER_RUN, MAX_FILE_BYTES, PRIVATE_FILE_MODE, TOKEN_NOT_FOUND_MESSAGE,
+    UNLINKED_FILE_GRACE,
 };
 /// Re-exported because [`Keyring::decrypt`] returns plaintext in a [`Zeroizing`] buffer,
 /// which wipes it when dropped.

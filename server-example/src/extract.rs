@@ -171,6 +171,12 @@ uuid_path_id!(
     "mcpServer",
     "MCP server ID"
 );
+uuid_path_id!(
+    /// `{run}`: a chat debug run id.
+    DebugRunId,
+    "run",
+    "debug run ID"
+);
 
 /// `{message}`: a message id, a positive 64-bit integer (codersdk's rule and message).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -151,6 +151,11 @@ struct ServeArgs {
     #[arg(long, env = "CHATD_TURN_SUMMARY_DELAY", value_parser = parse_delay,
           default_value = "2s")]
     turn_summary_delay: Duration,
+    /// Whether chat debug logging is forced on for every chat: each model call is recorded
+    /// (secrets removed) and readable at `/chats/{chat}/debug/runs` (docs/debug-runs.md).
+    #[arg(long, env = "CHATD_CHAT_DEBUG_LOGGING_FORCED", default_value_t = false,
+          action = clap::ArgAction::Set)]
+    chat_debug_logging_forced: bool,
 }
 
 /// The values of `--workspace-sandbox`.
@@ -416,6 +421,10 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "CHATD_TURN_SUMMARY_DELAY",
         "how long after a turn its summary is made (--turn-summary-delay)",
     ),
+    (
+        "CHATD_CHAT_DEBUG_LOGGING_FORCED",
+        "true|false: record every chat's model calls (--chat-debug-logging-forced)",
+    ),
     ("CHATD_URL", "server URL of `chat` (--url)"),
     ("CHATD_TOKEN", "API token of `chat` (--token)"),
 ];
@@ -508,6 +517,7 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     options.engine.recovery_interval = args.recovery_interval;
     options.engine.liveness_interval = args.liveness_interval;
     options.turn_summaries = args.turn_summaries;
+    options.debug_logging_forced = args.chat_debug_logging_forced;
     options.engine.turn_summary_delay = args.turn_summary_delay;
     options.deployment_keys = deployment_keys_from_env()?;
     options.admin_token = std::env::var(ADMIN_TOKEN_VAR)

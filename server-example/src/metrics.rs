@@ -26,6 +26,7 @@
 //! | `chat_retention_last_sweep_duration_seconds` | gauge | how long that sweep took |
 //! | `chat_retention_archived_chats_total` | counter | chats the sweeps archived automatically (roots and sub-agents) |
 //! | `chat_retention_purged_chats_total` | counter | archived chats the sweeps purged |
+//! | `chat_retention_purged_debug_runs_total` | counter | debug runs the sweeps purged (docs/debug-runs.md) |
 //! | `chat_retention_purged_files_total` | counter | unlinked files the sweeps purged |
 //! | `chat_retention_failed_steps_total` | counter | sweep steps that failed (logged) |
 //!
@@ -414,6 +415,7 @@ struct RetentionMetrics {
     last_duration: Gauge<f64, std::sync::atomic::AtomicU64>,
     archived_chats: Counter,
     purged_chats: Counter,
+    purged_debug_runs: Counter,
     purged_files: Counter,
     failed_steps: Counter,
 }
@@ -447,6 +449,11 @@ impl RetentionMetrics {
             metrics.purged_chats.clone(),
         );
         registry.register(
+            "chat_retention_purged_debug_runs",
+            "Debug runs the retention sweeps purged",
+            metrics.purged_debug_runs.clone(),
+        );
+        registry.register(
             "chat_retention_purged_files",
             "Unlinked files the retention sweeps purged",
             metrics.purged_files.clone(),
@@ -465,6 +472,7 @@ impl RetentionMetrics {
         self.last_duration.set(sweep.duration.as_secs_f64());
         self.archived_chats.inc_by(sweep.archived_chats);
         self.purged_chats.inc_by(sweep.purged_chats);
+        self.purged_debug_runs.inc_by(sweep.purged_debug_runs);
         self.purged_files.inc_by(sweep.purged_files);
         self.failed_steps.inc_by(u64::from(sweep.failed_steps));
     }

@@ -273,6 +273,10 @@ pub struct ServerOptions {
     /// (`--turn-summaries`; one more model call per turn, docs/engine-design.md "Turn
     /// summaries").
     pub turn_summaries: bool,
+    /// Whether the deployment forces chat debug logging on for every chat
+    /// (`--chat-debug-logging-forced`; docs/debug-runs.md): every model call of every
+    /// turn is recorded, and users cannot turn it off. Off by default.
+    pub debug_logging_forced: bool,
 }
 
 impl std::fmt::Debug for ServerOptions {
@@ -298,6 +302,7 @@ impl ServerOptions {
             oidc_tokens: None,
             access_url: None,
             turn_summaries: true,
+            debug_logging_forced: false,
         }
     }
 }
@@ -339,6 +344,8 @@ pub async fn build_on(admin: Admin, options: ServerOptions) -> chatd_core::Resul
             .map(codersdk::SecretString::from),
     );
     let boot = admin.bootstrap(&bootstrap).await?;
+    // A flag of this process, shared by the engine and the Admin handle through the store.
+    admin.set_debug_logging_forced(options.debug_logging_forced);
     let models = match options.models.clone() {
         Some(models) => models,
         None => crate::demo::resolver(admin.clone()),

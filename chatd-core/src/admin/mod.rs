@@ -4,6 +4,7 @@
 mod catalogue;
 mod config;
 mod costs;
+mod debug;
 mod mcp;
 mod mcp_auth;
 mod usage_limits;
@@ -20,6 +21,7 @@ use crate::role::Role;
 use crate::secrets::Keyring;
 use crate::store::{NewUser, Store, StoreOptions, TokenCheck, User};
 
+pub use debug::{DEBUG_LOGGING_FORCED_MESSAGE, DEBUG_LOGGING_NOT_ALLOWED_MESSAGE};
 pub use mcp::McpRedirectUri;
 pub use mcp_auth::{McpOAuth2Callback, McpOAuth2Completed};
 pub use usage_limits::is_unpriced_model;

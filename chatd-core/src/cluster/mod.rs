@@ -105,8 +105,13 @@ pub enum ConfigChange {
         /// The user.
         user_id: Uuid,
     },
+    /// A user's own debug-logging toggle.
+    UserDebugLogging {
+        /// The user.
+        user_id: Uuid,
+    },
     /// The deployment-wide prompts and settings (system prompt, plan-mode instructions,
-    /// model overrides).
+    /// model overrides, debug logging).
     Deployment,
     /// MCP server configurations.
     McpServers,

@@ -51,6 +51,7 @@ pub(crate) fn maybe_generate(
     let chat_model = Arc::clone(&resolved.model);
     let chat_model_config_id = resolved.model_config_id;
     let chat_cost = resolved.cost.clone();
+    let chat_redactor = resolved.redactor.clone();
     let request = TurnModelRequest {
         chat_id,
         owner_id: inputs.chat.owner_id,
@@ -59,21 +60,47 @@ pub(crate) fn maybe_generate(
         last: inputs.chat.last_model_config_id,
         reasoning_effort: None,
     };
+    let chat = super::debug::DebugChat::from(&inputs.chat);
+    let links = super::debug::RunLinks {
+        trigger_message_id: Some(first.id),
+        history_tip_message_id: history.last().map(|m| m.id),
+    };
     let task_inner = Arc::clone(inner);
     inner.spawn(async move {
         let inner = task_inner;
         // The deployment's title model when one is set and usable, else the turn's model.
         // Resolved here, off the turn's path: the turn does not wait for it.
-        let (model, model_config_id, cost) = match inner.models.title_model(request).await {
-            Some(title_model) => (
-                title_model.model,
-                title_model.model_config_id,
-                title_model.cost,
-            ),
-            None => (chat_model, chat_model_config_id, chat_cost),
+        let (model, model_config_id, cost, redactor) =
+            match inner.models.title_model(request).await {
+                Some(title_model) => (
+                    title_model.model,
+                    title_model.model_config_id,
+                    title_model.cost,
+                    title_model.redactor,
+                ),
+                None => (chat_model, chat_model_config_id, chat_cost, chat_redactor),
+            };
+        // Recorded as a `title_generation` debug run when debug logging is on for the owner
+        // (redacted with the resolved model's secrets: its key and the chat's MCP secrets).
+        let served = super::debug::Served {
+            model_config_id,
+            model: model.as_ref(),
+            redactor: &redactor,
         };
+        let kind = codersdk::ChatDebugRunKind::TitleGeneration;
+        let run =
+            super::debug::DebugRun::start_with(&inner, kind, chat, served, links).await;
+        let (recorded, recording) = super::debug::RecordingModel::wrap(model.clone(), run);
         let started = std::time::Instant::now();
-        let reply = generate_title_with_usage(model.as_ref(), &text, TITLE_TIMEOUT).await;
+        let reply = generate_title_with_usage(recorded.as_ref(), &text, TITLE_TIMEOUT).await;
+        if let Some(recording) = recording {
+            let error = reply
+                .result
+                .as_ref()
+                .err()
+                .map(|e| codersdk::ChatError::generic(redactor.display(e).to_string()));
+            recording.finish(error.as_ref()).await;
+        }
         let call = CallModel {
             model_config_id: Some(model_config_id),
             model: model.as_ref(),
@@ -83,7 +110,6 @@ pub(crate) fn maybe_generate(
         let title = match reply.result {
             Ok(title) => title,
             Err(e) => {
-                let redactor = model.redactor();
                 tracing::debug!(%chat_id, error = %redactor.display(&e), "title generation failed; keeping the fallback title");
                 return;
             }

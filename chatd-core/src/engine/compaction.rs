@@ -341,13 +341,40 @@ impl Compactor {
                 ..CorrelationHeaders::default()
             },
         };
+        // Recorded as a `compaction` debug run when debug logging is on for the owner.
+        let chat = super::debug::DebugChat {
+            id: chat_id,
+            owner_id: self.request.owner_id,
+            root_chat_id: None,
+            parent_chat_id: None,
+        };
+        let tip = history.last().map(|m| m.id);
+        let links = super::debug::RunLinks {
+            trigger_message_id: None,
+            history_tip_message_id: tip,
+        };
+        let kind = codersdk::ChatDebugRunKind::Compaction;
+        let mut debug = super::debug::DebugRun::start(inner, kind, chat, model, links).await;
+        if let Some(run) = debug.as_mut() {
+            let operation = codersdk::ChatDebugStepOperation::Generate;
+            run.step(operation, &request, tip).await;
+        }
         let started = Instant::now();
         let call = tokio::time::timeout(COMPACTION_TIMEOUT, model.model.generate(request));
         let outcome = tokio::select! {
             biased;
-            () = control.cancel.cancelled() => return Err(Failure::Stopped),
+            () = control.cancel.cancelled() => {
+                if let Some(run) = debug {
+                    run.finish(codersdk::ChatDebugStatus::Interrupted, None).await;
+                }
+                return Err(Failure::Stopped);
+            }
             outcome = call => outcome,
         };
+        if let Some(run) = debug {
+            run.record_outcome(&outcome, &model.redactor, model.model.provider().as_str())
+                .await;
+        }
         let response = match outcome {
             Err(_) => {
                 return Err(self.fail(

@@ -11,6 +11,7 @@ pub(crate) use admission::usage_limit_status_at;
 mod autotitle;
 mod chain;
 mod compaction;
+mod debug;
 mod files;
 mod histories;
 mod models;

@@ -6,7 +6,9 @@
 //!    workspace releases of an archive by the user;
 //! 2. **purge chats**: families archived longer ago than `retention_days` are deleted with
 //!    their messages, queues, labels and file links;
-//! 3. **purge files**: files linked to no chat and older than
+//! 3. **purge debug runs**: debug runs last written before `debug_retention_days`
+//!    (default 30; 0 keeps them until their chat goes) are deleted (docs/debug-runs.md);
+//! 4. **purge files**: files linked to no chat and older than
 //!    [`UNLINKED_FILE_GRACE`](crate::store::UNLINKED_FILE_GRACE) are deleted (only while a
 //!    retention window is set).
 //!
@@ -61,6 +63,10 @@ pub struct RetentionSweep {
     pub purged_families: u64,
     /// Chats those families had (roots and sub-agents).
     pub purged_chats: u64,
+    /// The debug-run retention it applied, in days (0: none purged).
+    pub debug_retention_days: i32,
+    /// Debug runs purged (with their steps).
+    pub purged_debug_runs: u64,
     /// Unlinked files purged.
     pub purged_files: u64,
     /// Steps that failed (logged); the other steps still ran.
@@ -74,16 +80,23 @@ pub struct RetentionSweep {
 enum Step {
     AutoArchive,
     PurgeChats,
+    PurgeDebugRuns,
     PurgeFiles,
 }
 
-const STEPS: [Step; 3] = [Step::AutoArchive, Step::PurgeChats, Step::PurgeFiles];
+const STEPS: [Step; 4] = [
+    Step::AutoArchive,
+    Step::PurgeChats,
+    Step::PurgeDebugRuns,
+    Step::PurgeFiles,
+];
 
 impl Step {
     fn name(self) -> &'static str {
         match self {
             Step::AutoArchive => "auto_archive",
             Step::PurgeChats => "purge_chats",
+            Step::PurgeDebugRuns => "purge_debug_runs",
             Step::PurgeFiles => "purge_files",
         }
     }
@@ -163,10 +176,11 @@ async fn sweep(inner: &Inner) -> Result<Option<RetentionSweep>> {
         Ok::<_, crate::Error>((
             inner.store.retention_days().await?,
             inner.store.auto_archive_days().await?,
+            inner.store.debug_retention_days().await?,
         ))
     }
     .await;
-    let (retention_days, auto_archive_days) = match settings {
+    let (retention_days, auto_archive_days, debug_retention_days) = match settings {
         Ok(days) => days,
         Err(e) => {
             let _ = lease.release().await;
@@ -182,6 +196,8 @@ async fn sweep(inner: &Inner) -> Result<Option<RetentionSweep>> {
         archived_chats: 0,
         purged_families: 0,
         purged_chats: 0,
+        debug_retention_days,
+        purged_debug_runs: 0,
         purged_files: 0,
         failed_steps: 0,
     };
@@ -192,6 +208,7 @@ async fn sweep(inner: &Inner) -> Result<Option<RetentionSweep>> {
         let done = match step {
             Step::AutoArchive => auto_archive(inner, &mut report).await,
             Step::PurgeChats => purge_chats(inner, &mut report).await,
+            Step::PurgeDebugRuns => purge_debug_runs(inner, &mut report).await,
             Step::PurgeFiles => purge_files(inner, &mut report).await,
         };
         if let Err(e) = done {
@@ -255,7 +272,26 @@ async fn purge_chats(inner: &Inner, report: &mut RetentionSweep) -> Result<()> {
     }
 }
 
-/// Step 3: while a retention window is set, purges the files no chat links that are older
+/// Step 3: purges the debug runs last written before [`retention_cutoff`] of the debug
+/// retention (runs a dead process left `in_progress` included), a batch per statement.
+async fn purge_debug_runs(inner: &Inner, report: &mut RetentionSweep) -> Result<()> {
+    let Some(cutoff) = retention_cutoff(report.started_at, report.debug_retention_days) else {
+        return Ok(());
+    };
+    let batch = u32::try_from(RETENTION_BATCH_SIZE).unwrap_or(u32::MAX);
+    loop {
+        let purged = inner
+            .store
+            .purge_debug_runs(cutoff.timestamp_micros(), batch)
+            .await?;
+        report.purged_debug_runs += purged;
+        if purged < u64::from(batch) || inner.shutdown.is_cancelled() {
+            return Ok(());
+        }
+    }
+}
+
+/// Step 4: while a retention window is set, purges the files no chat links that are older
 /// than [`UNLINKED_FILE_GRACE`](crate::store::UNLINKED_FILE_GRACE), a batch per transaction.
 async fn purge_files(inner: &Inner, report: &mut RetentionSweep) -> Result<()> {
     if report.retention_days <= 0 {

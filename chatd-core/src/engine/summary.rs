@@ -206,9 +206,20 @@ async fn generate(
             }
         },
     };
+    // Recorded as a `quickgen` debug run when debug logging is on for the owner.
+    let chat = super::debug::DebugChat {
+        id: chat_id,
+        owner_id: request.owner_id,
+        root_chat_id: None,
+        parent_chat_id: None,
+    };
+    let kind = codersdk::ChatDebugRunKind::Quickgen;
+    let links = super::debug::RunLinks::default();
+    let run = super::debug::DebugRun::start(inner, kind, chat, &resolved, links).await;
+    let (model, recording) = super::debug::RecordingModel::wrap(resolved.model.clone(), run);
     let started = Instant::now();
     let reply = crate::title::quick_generate(
-        resolved.model.as_ref(),
+        model.as_ref(),
         TURN_SUMMARY_SYSTEM_PROMPT,
         transcript,
         MAX_TURN_SUMMARY_WORDS,
@@ -217,6 +228,14 @@ async fn generate(
     .await;
     if let Err(e) = &reply.result {
         tracing::debug!(%chat_id, error = %resolved.redactor.display(e), "turn summary generation failed");
+    }
+    if let Some(recording) = recording {
+        let error = reply
+            .result
+            .as_ref()
+            .err()
+            .map(|e| codersdk::ChatError::generic(resolved.redactor.display(e).to_string()));
+        recording.finish(error.as_ref()).await;
     }
     Some(SummaryCall {
         resolved,

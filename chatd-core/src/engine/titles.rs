@@ -158,15 +158,30 @@ impl Engine {
         };
         let model = resolved.model.as_ref();
         let provider = model.provider().as_str().to_owned();
+        // Recorded as a `title_generation` debug run when debug logging is on for the owner.
+        let kind = codersdk::ChatDebugRunKind::TitleGeneration;
+        let links = super::debug::RunLinks {
+            trigger_message_id: None,
+            history_tip_message_id: messages.last().map(|m| m.id),
+        };
+        let run = super::debug::DebugRun::start(&self.inner, kind, chat, &resolved, links).await;
+        let (recorded, recording) = super::debug::RecordingModel::wrap(resolved.model.clone(), run);
         let started = std::time::Instant::now();
         let reply = crate::title::quick_generate(
-            model,
+            recorded.as_ref(),
             CONVERSATION_TITLE_SYSTEM_PROMPT,
             transcript,
             crate::title::MAX_GENERATED_TITLE_WORDS,
             TITLE_TIMEOUT,
         )
         .await;
+        if let Some(recording) = recording {
+            let error =
+                reply.result.as_ref().err().map(|e| {
+                    codersdk::ChatError::generic(resolved.redactor.display(e).to_string())
+                });
+            recording.finish(error.as_ref()).await;
+        }
         // Billed whether or not the reply was usable.
         let call = CallModel {
             model_config_id: Some(resolved.model_config_id),

@@ -12,8 +12,9 @@ use chatprovider::{
     ModelResponse, Part, ResponseCollector, StreamPart, ToolCall,
 };
 use codersdk::{
-    ChatError, ChatMessage, ChatMessagePart, ChatMessagePartType, ChatMessageRole, ChatStatus,
-    ChatStreamEvent, RawJson, Timestamp, Uuid,
+    ChatDebugRunKind, ChatDebugStatus, ChatDebugStepOperation, ChatError, ChatMessage,
+    ChatMessagePart, ChatMessagePartType, ChatMessageRole, ChatStatus, ChatStreamEvent, RawJson,
+    Timestamp, Uuid,
 };
 use futures_util::{FutureExt, StreamExt};
 
@@ -21,6 +22,7 @@ use super::compaction::{
     is_summary_row, still_too_long, Compactor, Failure, Measure, Source, TurnPrompt,
     COMPACTION_FAILED_MESSAGE, MAX_COMPACTION_REENTRIES,
 };
+use super::debug::{Attempts, DebugRun, RunLinks};
 use super::models::{ResolvedModel, TurnModelRequest};
 use super::{lock, HookPoint, Inner, StopCause, TurnControl};
 use crate::error::ErrorKind;
@@ -85,7 +87,9 @@ async fn turn_body(inner: Arc<Inner>, control: Arc<TurnControl>, announced: Anno
         }
         Announced::Yes(start) => start,
     };
-    let end = match AssertUnwindSafe(turn_loop(&inner, &control, prefetched))
+    // The turn's debug run, when debug logging is on for the chat (debug.rs).
+    let mut debug = None;
+    let end = match AssertUnwindSafe(turn_loop(&inner, &control, prefetched, &mut debug))
         .catch_unwind()
         .await
     {
@@ -102,6 +106,10 @@ async fn turn_body(inner: Arc<Inner>, control: Arc<TurnControl>, announced: Anno
             )))
         }
     };
+    if let Some(run) = debug {
+        let (status, error) = debug_outcome(&end);
+        run.finish(status, error).await;
+    }
     inner.hook(HookPoint::Finishing(lease)).await;
     if finish(&inner, &lease, end).await {
         super::summary::spawn(&inner, chat_id);
@@ -119,6 +127,17 @@ async fn turn_body(inner: Arc<Inner>, control: Arc<TurnControl>, announced: Anno
     // A slot is free: look for more work, when the last claim may have left some.
     if inner.claim_more.load(std::sync::atomic::Ordering::Relaxed) {
         inner.wake();
+    }
+}
+
+/// How a turn that ended so is recorded in its debug run: its status and error.
+fn debug_outcome(end: &TurnEnd) -> (ChatDebugStatus, Option<&ChatError>) {
+    match end {
+        TurnEnd::Completed | TurnEnd::RequiresAction => (ChatDebugStatus::Completed, None),
+        TurnEnd::Interrupted | TurnEnd::Shutdown | TurnEnd::Lost => {
+            (ChatDebugStatus::Interrupted, None)
+        }
+        TurnEnd::Failed(e) => (ChatDebugStatus::Error, Some(e)),
     }
 }
 
@@ -163,6 +182,7 @@ async fn turn_loop(
     inner: &Arc<Inner>,
     control: &TurnControl,
     prefetched: Option<Box<TurnStart>>,
+    debug: &mut Option<DebugRun>,
 ) -> TurnEnd {
     let lease = control.lease;
     let chat_id = lease.chat_id;
@@ -242,6 +262,16 @@ async fn turn_loop(
         resolved.model.model_id(),
         &mut resolved.cost,
     );
+    // One check of cached settings when nothing is recorded (debug.rs).
+    let links = RunLinks {
+        trigger_message_id: history
+            .iter()
+            .rev()
+            .find(|m| m.role == ChatMessageRole::User)
+            .map(|m| m.id),
+        history_tip_message_id: history.last().map(|m| m.id),
+    };
+    *debug = DebugRun::start(inner, ChatDebugRunKind::ChatTurn, chat, &resolved, links).await;
     let workspace = match super::workspace::prepare(inner, &lease, chat).await {
         Ok(w) => w,
         Err(super::workspace::PrepareError::Lost) => return TurnEnd::Lost,
@@ -384,13 +414,32 @@ async fn turn_loop(
             },
         };
         let request = super::chain::StepRequest::new(request, held);
+        let attempts = Attempts::default();
+        if let Some(run) = debug.as_mut() {
+            let tip = history.last().map(|m| m.id);
+            run.step(ChatDebugStepOperation::Stream, &request.attempt(), tip)
+                .await;
+        }
+        let recorded = debug.is_some().then_some(&attempts);
         let started = Instant::now();
         let partial = Mutex::new(ResponseCollector::new());
-        let response = match stream_with_retry(inner, control, &resolved, &request, &partial).await
+        let streamed =
+            stream_with_retry(inner, control, &resolved, &request, &partial, recorded).await;
+        if let (Some(run), Err(StepError::Overflow(e) | StepError::Failed(e))) =
+            (debug.as_mut(), &streamed)
         {
+            run.end_step(ChatDebugStatus::Error, None, &attempts, Some(e), None)
+                .await;
+        }
+        let response = match streamed {
             Ok(response) => response,
             Err(StepError::Stopped) => {
                 let partial = std::mem::take(&mut *lock(&partial)).finish();
+                if let Some(run) = debug.as_mut() {
+                    let status = ChatDebugStatus::Interrupted;
+                    run.end_step(status, Some(&partial), &attempts, None, None)
+                        .await;
+                }
                 return stop_mid_step(inner, control, &resolved, partial, started).await;
             }
             Err(StepError::Overflow(e)) => {
@@ -460,6 +509,17 @@ async fn turn_loop(
             Err(e) if e.kind() == ErrorKind::LeaseLost => return TurnEnd::Lost,
             Err(e) => return TurnEnd::Failed(internal_error(&e)),
         };
+        if let Some(run) = debug.as_mut() {
+            let assistant = persisted
+                .transition
+                .messages
+                .iter()
+                .find(|m| m.role == ChatMessageRole::Assistant)
+                .map(|m| m.id);
+            let status = ChatDebugStatus::Completed;
+            run.end_step(status, Some(&response), &attempts, None, assistant)
+                .await;
+        }
         if request.is_chained() {
             // The next link is made from the durable history (chain.rs, "After a chained
             // step").
@@ -663,6 +723,7 @@ async fn stream_with_retry(
     resolved: &ResolvedModel,
     request: &super::chain::StepRequest,
     partial: &Mutex<ResponseCollector>,
+    attempts: Option<&Attempts>,
 ) -> Result<ModelResponse, StepError> {
     let chat_id = control.lease.chat_id;
     let cause = CauseToken::from_token(control.cancel.clone());
@@ -697,6 +758,9 @@ async fn stream_with_retry(
             let now = Timestamp(chrono::Utc::now());
             if let Some(retry) = classified.to_stream_retry(attempt, delay, now) {
                 let retry = redactor.redact_stream_retry(retry);
+                if let Some(attempts) = attempts {
+                    attempts.push(&retry, redactor);
+                }
                 tracing::info!(%chat_id, attempt, delay_ms = retry.delay_ms, "retrying model call");
                 inner.emit(ChatStreamEvent::retry(chat_id, retry.clone()));
                 let store = inner.store.clone();

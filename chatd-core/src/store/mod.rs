@@ -14,6 +14,7 @@ mod cluster;
 mod compaction;
 mod config;
 mod costs;
+mod debug_runs;
 mod files;
 mod groups;
 mod history;
@@ -63,6 +64,11 @@ pub use config::{
 pub use costs::cost_statements;
 pub use costs::{
     CostSummary, CostTotals, CostUsersPage, MAX_COST_SUMMARY_CHATS, UNKNOWN_MODEL_DISPLAY_NAME,
+};
+pub use debug_runs::{
+    cap_debug_document, DebugStepEnd, NewDebugRun, NewDebugStep, DEFAULT_DEBUG_RETENTION_DAYS,
+    MAX_DEBUG_ATTEMPTS_PER_STEP, MAX_DEBUG_DOCUMENT_BYTES, MAX_DEBUG_PURGE_BATCH,
+    MAX_DEBUG_RETENTION_DAYS, MAX_DEBUG_RUNS_LISTED, MAX_DEBUG_STEPS_PER_RUN,
 };
 pub use files::{
     file_link_error_warning, file_link_limit_warning, referenced_files, NewFile, StoredFile,
@@ -256,6 +262,9 @@ pub struct Store {
     url: ConnectUrl,
     /// The hot-config cache every clone shares ([`crate::configcache`]).
     config_cache: std::sync::Arc<crate::configcache::ConfigCache>,
+    /// The deployment forces debug logging on ([`Store::debug_logging_forced`]), shared by
+    /// every clone.
+    debug_logging_forced: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// SQLite: stops the background checkpoints when the last clone goes
     /// ([`SQLITE_CHECKPOINT_INTERVAL`]).
     _checkpoints: Option<std::sync::Arc<StopOnDrop>>,
@@ -498,6 +507,7 @@ impl Store {
             dialect,
             url: ConnectUrl(url.into()),
             config_cache: std::sync::Arc::default(),
+            debug_logging_forced: std::sync::Arc::default(),
             _checkpoints: checkpoints,
         })
     }

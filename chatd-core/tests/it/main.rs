@@ -6,6 +6,7 @@ mod admin;
 mod cluster;
 mod compaction;
 mod configcache;
+mod debug_runs;
 mod engine;
 mod engine_actions;
 mod engine_chain;

@@ -860,3 +860,58 @@ async fn measure_purging_a_backlog_of_archived_families() {
     })
     .await;
 }
+
+/// Debug runs last written before the debug retention window (default 30 days) are purged
+/// by the sweep; newer ones stay; a window of 0 keeps them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweep_purges_debug_runs_older_than_the_debug_retention() {
+    on_each_backend(|store| async move {
+        let f = fixture(&store).await;
+        let now = at("2026-12-07T12:00:00Z");
+        let clock = ManualClock::new(now);
+        let engine = engine_at(&store, ScriptedModel::new([]), &clock).await;
+        let (chat, _) = store.create_chat(new_chat(&f, "debugged")).await.unwrap();
+        let run = |started_at: i64| chatd_core::store::NewDebugRun {
+            id: Uuid::new_v4(),
+            chat_id: chat.id,
+            root_chat_id: None,
+            parent_chat_id: None,
+            model_config_id: None,
+            trigger_message_id: None,
+            history_tip_message_id: None,
+            kind: codersdk::ChatDebugRunKind::ChatTurn,
+            provider: None,
+            model: None,
+            started_at,
+        };
+        let now_micros = now.timestamp_micros();
+        let old = run(now_micros - 30 * DAY_MICROS - 1);
+        let edge = run(now_micros - 30 * DAY_MICROS);
+        let fresh = run(now_micros - DAY_MICROS);
+        for r in [&old, &edge, &fresh] {
+            store.insert_debug_run(r).await.unwrap();
+        }
+        store.set_debug_retention_days(0).await.unwrap();
+        let report = sweep(&engine).await;
+        assert_eq!(
+            (report.debug_retention_days, report.purged_debug_runs),
+            (0, 0)
+        );
+        store.set_debug_retention_days(30).await.unwrap();
+        let report = sweep(&engine).await;
+        assert_eq!(
+            (report.debug_retention_days, report.purged_debug_runs),
+            (30, 1)
+        );
+        let left: BTreeSet<Uuid> = store
+            .list_debug_runs(chat.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(left, BTreeSet::from([edge.id, fresh.id]));
+        engine.shutdown().await;
+    })
+    .await;
+}

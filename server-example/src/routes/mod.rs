@@ -10,6 +10,7 @@
 pub mod chats;
 pub mod config;
 pub mod costs;
+pub mod debug;
 pub mod files;
 pub mod groups;
 pub mod mcp;
@@ -236,6 +237,7 @@ pub fn experimental_routes() -> Vec<Route> {
     routes.extend(config::routes());
     routes.extend(usage_limits::routes());
     routes.extend(costs::routes());
+    routes.extend(debug::routes());
     routes.extend(mcp::routes());
     routes.extend(unsupported::routes());
     routes

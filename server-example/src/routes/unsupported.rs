@@ -7,7 +7,7 @@
 //! page loads instead of showing an error; only their writes are 501 ([`OFF_SETTINGS`]).
 
 use axum::http::{Method, StatusCode};
-use codersdk::{ChatDebugLoggingAdminSettings, ChatPersonalModelOverridesAdminSettings};
+use codersdk::ChatPersonalModelOverridesAdminSettings;
 
 use super::config::Admin;
 use super::{Route, RouteKind};
@@ -33,23 +33,8 @@ pub const UNSUPPORTED_ROUTES: &[(&str, &[&str], &str)] = &[
         &["GET", "PUT"],
         "Computer use",
     ),
-    (
-        "/chats/config/debug-logging",
-        &["PUT"],
-        "Chat debug logging",
-    ),
-    (
-        "/chats/config/user-debug-logging",
-        &["GET", "PUT"],
-        "Chat debug logging",
-    ),
     ("/chats/config/advisor", &["GET", "PUT"], "The advisor"),
     ("/chats/config/workspace-ttl", &["GET", "PUT"], "Workspaces"),
-    (
-        "/chats/config/debug-retention-days",
-        &["GET", "PUT"],
-        "Chat debug logging",
-    ),
     (
         "/chats/config/template-allowlist",
         &["GET", "PUT"],
@@ -70,21 +55,12 @@ pub const UNSUPPORTED_ROUTES: &[(&str, &[&str], &str)] = &[
         &["PUT"],
         "Model overrides",
     ),
-    ("/chats/{chat}/debug/runs", &["GET"], "Chat debug runs"),
-    (
-        "/chats/{chat}/debug/runs/{run}",
-        &["GET"],
-        "Chat debug runs",
-    ),
 ];
 
 /// Settings of unbuilt features whose reads answer "off" (200) while their writes are in
 /// [`UNSUPPORTED_ROUTES`]: path (under `/api/experimental`) and whether only
 /// administrators may read it (as in Coder).
-pub const OFF_SETTINGS: &[(&str, bool)] = &[
-    ("/chats/config/personal-model-overrides", true),
-    ("/chats/config/debug-logging", false),
-];
+pub const OFF_SETTINGS: &[(&str, bool)] = &[("/chats/config/personal-model-overrides", true)];
 
 /// The routes of this group.
 pub fn routes() -> Vec<Route> {
@@ -98,13 +74,10 @@ pub fn routes() -> Vec<Route> {
         }
     }
     // The reads of the same paths: axum merges these GETs with the 501 writes above.
-    routes.extend([
-        Route::get(
-            "/chats/config/personal-model-overrides",
-            personal_model_overrides,
-        ),
-        Route::get("/chats/config/debug-logging", debug_logging),
-    ]);
+    routes.extend([Route::get(
+        "/chats/config/personal-model-overrides",
+        personal_model_overrides,
+    )]);
     routes
 }
 
@@ -116,18 +89,6 @@ async fn personal_model_overrides(
 ) -> ApiResult<Json<ChatPersonalModelOverridesAdminSettings>> {
     Ok(Json(ChatPersonalModelOverridesAdminSettings {
         allow_users: false,
-    }))
-}
-
-/// `GET /chats/config/debug-logging`: debug logging is off, neither allowed to users nor
-/// forced by the deployment.
-async fn debug_logging(
-    _caller: Caller,
-    _: NoQuery,
-) -> ApiResult<Json<ChatDebugLoggingAdminSettings>> {
-    Ok(Json(ChatDebugLoggingAdminSettings {
-        allow_users: false,
-        forced_by_deployment: false,
     }))
 }
 

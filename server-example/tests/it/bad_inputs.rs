@@ -537,7 +537,8 @@ async fn snapshot(store: &chatd_core::store::Store) -> BTreeMap<String, Vec<Stri
         } else {
             sqlx::query_scalar(
                 "SELECT column_name::text FROM information_schema.columns \
-                 WHERE table_schema = current_schema() AND table_name = $1",
+                 WHERE table_schema = current_schema() AND table_name = $1 \
+                 ORDER BY ordinal_position",
             )
             .bind(&table)
             .fetch_all(pool)

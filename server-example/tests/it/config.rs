@@ -987,16 +987,10 @@ async fn settings_of_unbuilt_features_read_as_off() {
     on_each_backend(|store| async move {
         let server = TestServer::start(&store, ScriptedModel::new([])).await;
         let bob = server.user("bob").await;
-        let expected = [
-            (
-                "/chats/config/personal-model-overrides",
-                json!({"allow_users": false}),
-            ),
-            (
-                "/chats/config/debug-logging",
-                json!({"allow_users": false, "forced_by_deployment": false}),
-            ),
-        ];
+        let expected = [(
+            "/chats/config/personal-model-overrides",
+            json!({"allow_users": false}),
+        )];
         assert_eq!(expected.len(), OFF_SETTINGS.len());
         for ((path, admin_only), (expected_path, value)) in OFF_SETTINGS.iter().zip(&expected) {
             assert_eq!(path, expected_path);
@@ -1039,12 +1033,12 @@ async fn settings_of_unbuilt_features_read_as_off() {
         let (_, body) = call(
             &server,
             Method::GET,
-            "/chats/config/debug-logging",
+            "/chats/config/retention-days",
             Some(&bob.token),
             None,
         )
         .await;
-        let _: codersdk::ChatDebugLoggingAdminSettings = serde_json::from_value(body).unwrap();
+        let _: codersdk::ChatRetentionDaysResponse = serde_json::from_value(body).unwrap();
         server.stop().await;
     })
     .await;

@@ -14,6 +14,7 @@ mod cli;
 mod config;
 mod connections;
 mod costs;
+mod debug_runs;
 mod demo;
 mod embed;
 mod files;
