@@ -151,7 +151,8 @@ fn avatar_url_problem(url: &str) -> Option<String> {
             url.len()
         ));
     }
-    if !url.is_empty() && !(url.starts_with("https://") || url.starts_with("http://")) {
+    let web = url.starts_with("https://") || url.starts_with("http://");
+    if !url.is_empty() && !web {
         return Some("The avatar URL must be an http(s) URL.".to_owned());
     }
     None

@@ -46,12 +46,9 @@ async fn cost_summary(
     Query(query): Query<SummaryQuery>,
 ) -> ApiResult<Json<ChatCostSummary>> {
     let now = now(&state);
-    let window = codersdk::parse_cost_window(
-        query.start_date.as_deref(),
-        query.end_date.as_deref(),
-        now.clone(),
-    )
-    .map_err(ApiError::validation)?;
+    let window =
+        codersdk::parse_cost_window(query.start_date.as_deref(), query.end_date.as_deref(), now)
+            .map_err(ApiError::validation)?;
     let summary = state
         .admin()
         .cost_summary(&caller.actor, &user, &window, now.0)
