@@ -141,6 +141,19 @@ const SQLITE_WRITE_CONNECTIONS: u32 = 1;
 /// back and reused.
 pub const SQLITE_CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
 
+/// How long [`Store::close`] keeps trying its truncating WAL checkpoint while SQLite
+/// answers "busy" at once. SQLite runs one checkpoint at a time and does not wait for
+/// another connection's (another process's store checkpoints every
+/// [`SQLITE_CHECKPOINT_INTERVAL`]): that one ends within milliseconds, so close tries again
+/// every [`CLOSE_CHECKPOINT_RETRY`] until this much time has passed since its first try.
+/// A reader holding the log makes a try wait in SQLite's busy handler instead (up to
+/// [`SQLITE_BUSY_TIMEOUT`]); such a try is not repeated once the budget is spent, and the
+/// `-wal` file stays (logged).
+pub const CLOSE_CHECKPOINT_BUDGET: Duration = Duration::from_secs(1);
+
+/// The pause between two tries of the checkpoint at close ([`CLOSE_CHECKPOINT_BUDGET`]).
+pub const CLOSE_CHECKPOINT_RETRY: Duration = Duration::from_millis(10);
+
 /// Default size of the connection pool.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
 
@@ -558,21 +571,33 @@ impl Store {
         self.pool.close().await;
     }
 
-    /// Checkpoints the SQLite write-ahead log and truncates it; see [`Store::close`].
+    /// Checkpoints the SQLite write-ahead log and truncates it; see [`Store::close`]. Tried
+    /// again while it is refused as busy, within [`CLOSE_CHECKPOINT_BUDGET`].
     async fn checkpoint_wal(&self) {
-        // On the write connection: it waits for the queued writes instead of racing them.
-        let outcome: std::result::Result<(i64, i64, i64), _> =
-            sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
-                .fetch_one(&self.writer)
-                .await;
-        match outcome {
-            Ok((0, _, _)) => {}
-            Ok((_, log_frames, checkpointed)) => tracing::warn!(
-                log_frames,
-                checkpointed,
-                "the SQLite WAL checkpoint at close was blocked by a reader; the -wal file stays"
-            ),
-            Err(e) => tracing::warn!(error = %e, "the SQLite WAL checkpoint at close failed"),
+        let started = std::time::Instant::now();
+        loop {
+            // On the write connection: it waits for the queued writes instead of racing them.
+            let outcome: std::result::Result<(i64, i64, i64), _> =
+                sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+                    .fetch_one(&self.writer)
+                    .await;
+            let again = started.elapsed() < CLOSE_CHECKPOINT_BUDGET;
+            match outcome {
+                Ok((0, _, _)) => return,
+                Ok(_) if again => tokio::time::sleep(CLOSE_CHECKPOINT_RETRY).await,
+                Ok((_, log_frames, checkpointed)) => {
+                    tracing::warn!(
+                        log_frames,
+                        checkpointed,
+                        "the SQLite WAL checkpoint at close was blocked; the -wal file stays"
+                    );
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the SQLite WAL checkpoint at close failed");
+                    return;
+                }
+            }
         }
     }
 

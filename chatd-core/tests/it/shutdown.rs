@@ -99,3 +99,37 @@ async fn closing_truncates_the_wal_while_another_process_keeps_the_database_open
     other.close().await;
     db.remove().await;
 }
+
+/// Another connection checkpointing at the moment of close (another process's store runs a
+/// background checkpoint every `SQLITE_CHECKPOINT_INTERVAL`) makes the truncating
+/// checkpoint answer "busy" at once — SQLite runs one checkpoint at a time — so close tries
+/// again within `CLOSE_CHECKPOINT_BUDGET` and still leaves no log. Without the retry this
+/// failed about one run in three on a loaded machine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_truncates_the_wal_while_another_connection_keeps_checkpointing() {
+    use sqlx::{Connection, Executor};
+
+    for _ in 0..5 {
+        let (db, path, url) = temp_db();
+        let store = Store::connect(&url).await.unwrap();
+        fixture(&store).await;
+        let mut other = sqlx::AnyConnection::connect(&url).await.unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let checkpoints = tokio::spawn(async move {
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                other
+                    .execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    .await
+                    .unwrap();
+            }
+            other
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        store.close().await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        checkpoints.await.unwrap().close().await.unwrap();
+        assert_eq!(wal_len(&path).unwrap_or(0), 0);
+        db.remove().await;
+    }
+}
