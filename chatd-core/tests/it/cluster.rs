@@ -333,9 +333,13 @@ async fn wake_ups_and_watch_events_cross_replicas() {
             }
             assert!(Instant::now() < deadline, "{kinds:?}");
         }
-        assert_eq!(
-            kinds.first().map(|k| k.0.clone()),
-            Some(ChatWatchEventKind::Created)
+        // The relayed `created` reaches B's watcher, though not always first: on a loaded
+        // machine B's own start-up claim can find the chat in the database and publish its
+        // `running` locally before A's relay batch arrives (events of two replicas are
+        // ordered per replica, not across them).
+        assert!(
+            kinds.iter().any(|k| k.0 == ChatWatchEventKind::Created),
+            "{kinds:?}"
         );
         assert!(b_counts.claims.load(Ordering::SeqCst) >= 1);
         assert!(b_counts.lags.load(Ordering::SeqCst) >= 1);
