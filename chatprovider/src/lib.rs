@@ -138,6 +138,7 @@
 
 mod admin;
 mod anthropic;
+mod bedrock;
 mod catalog;
 mod convert;
 mod error;
@@ -161,6 +162,9 @@ pub use admin::{
     validate_user_provider_key_request,
 };
 pub use anthropic::*;
+/// AWS credentials for [`AwsEnvironment::fixed`] (from `aws-credential-types`).
+pub use aws_credential_types::Credentials as AwsCredentials;
+pub use bedrock::*;
 pub use catalog::{
     azure_base_url, is_env_preset_provider, normalize_provider,
     provider_allows_ambient_credentials, provider_display_name, supported_providers, Provider,
