@@ -76,6 +76,11 @@ pub struct ClientSettings {
     /// The HTTP client; share one across models to reuse connections. Defaults to
     /// [`default_http_client`], which never follows a redirect to another origin.
     pub http: reqwest::Client,
+    /// Where Bedrock models without a key get AWS credentials and their region; `None`
+    /// (the default) is the process-wide standard chain,
+    /// [`AwsEnvironment::process`](crate::AwsEnvironment::process). Tests and embedders
+    /// with credentials of their own set [`AwsEnvironment::fixed`](crate::AwsEnvironment::fixed).
+    pub aws: Option<crate::AwsEnvironment>,
 }
 
 impl Default for ClientSettings {
@@ -86,6 +91,7 @@ impl Default for ClientSettings {
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
             extra_headers: Vec::new(),
             http: default_http_client(),
+            aws: None,
         }
     }
 }
