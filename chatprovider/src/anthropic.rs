@@ -156,11 +156,7 @@ impl AnthropicModel {
     /// Fails only when an inline image is at or above the Anthropic cap (a pre-classified
     /// `config` error) or the body cannot be serialized.
     pub fn request_json(&self, request: &ModelRequest) -> Result<String, ProviderError> {
-        request_body(
-            Dialect::Direct { model: &self.model },
-            request,
-            PROVIDER,
-        )
+        request_body(Dialect::Direct { model: &self.model }, request, PROVIDER)
     }
 
     /// The `anthropic-beta` flags `request` needs, comma-joined; empty when none.

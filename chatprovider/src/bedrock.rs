@@ -174,9 +174,9 @@ impl AwsEnvironment {
                     "no AWS region for Bedrock: set AWS_REGION (or a region in the AWS profile)",
                 )
             })?;
-        let provider = config.credentials.ok_or_else(|| {
-            config_error("no AWS credentials provider is configured for Bedrock")
-        })?;
+        let provider = config
+            .credentials
+            .ok_or_else(|| config_error("no AWS credentials provider is configured for Bedrock"))?;
         let credentials = provider.provide_credentials().await.map_err(|e| {
             // "No credentials" and friends: the operator has to configure AWS.
             let classified = ClassifiedError::builder(ChatErrorKind::Auth)
@@ -442,7 +442,11 @@ impl LanguageModel for BedrockModel {
         // redactor is built after the stream ends so it covers the secrets it signed with.
         let model = self.clone();
         Box::pin(stream.map(move |item| {
-            item.map_err(|e| model.redactor().redact_provider_error(e.with_provider(PROVIDER)))
+            item.map_err(|e| {
+                model
+                    .redactor()
+                    .redact_provider_error(e.with_provider(PROVIDER))
+            })
         }))
     }
 
@@ -568,12 +572,11 @@ impl BedrockFramer {
                 return Ok(());
             }
             let frame = self.buffer.split_to(total).freeze();
-            let message = aws_smithy_eventstream::frame::read_message_from(frame)
-                .map_err(|e| {
-                    ProviderError::new(format!("bedrock event-stream frame is not valid: {e}"))
-                        .with_provider(PROVIDER)
-                        .with_source(e)
-                })?;
+            let message = aws_smithy_eventstream::frame::read_message_from(frame).map_err(|e| {
+                ProviderError::new(format!("bedrock event-stream frame is not valid: {e}"))
+                    .with_provider(PROVIDER)
+                    .with_source(e)
+            })?;
             if let Some(event) = frame_event(&message)? {
                 out.push(event);
             }

@@ -107,7 +107,9 @@ pub fn language_model(
             }
             let auth = match credentials.api_key().filter(|k| !k.trim().is_empty()) {
                 Some(token) => BedrockAuth::Bearer(SecretString::from(token.trim())),
-                None => BedrockAuth::Aws(settings.aws.clone().unwrap_or_else(AwsEnvironment::process)),
+                None => {
+                    BedrockAuth::Aws(settings.aws.clone().unwrap_or_else(AwsEnvironment::process))
+                }
             };
             Ok(Arc::new(BedrockModel::new(
                 model_id.trim(),

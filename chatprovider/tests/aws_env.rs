@@ -12,8 +12,8 @@ use chatd_test_support::replay::{Recorded, ReplayServer, Reply};
 use chaterror::{classify, ChatErrorKind};
 use chatprovider::{
     decode_bedrock_body, encode_chunk_frame, sigv4_headers, AwsCredentials, AwsEnvironment,
-    BedrockAuth, BedrockModel, ClientSettings, LanguageModel, Message, ModelRequest,
-    SigV4Request, StreamPart,
+    BedrockAuth, BedrockModel, ClientSettings, LanguageModel, Message, ModelRequest, SigV4Request,
+    StreamPart,
 };
 use futures_util::StreamExt;
 
@@ -110,12 +110,23 @@ fn verify(r: &Recorded, creds: &AwsCredentials, region: &str) -> Result<(), Stri
     if want == r.header("authorization") {
         Ok(())
     } else {
-        Err(format!("signature mismatch: {:?}", r.header("authorization")))
+        Err(format!(
+            "signature mismatch: {:?}",
+            r.header("authorization")
+        ))
     }
 }
 
-async fn turn(env: AwsEnvironment, base: &str) -> Result<Vec<StreamPart>, chaterror::ProviderError> {
-    let model = BedrockModel::new(MODEL, BedrockAuth::Aws(env), Some(base), ClientSettings::default());
+async fn turn(
+    env: AwsEnvironment,
+    base: &str,
+) -> Result<Vec<StreamPart>, chaterror::ProviderError> {
+    let model = BedrockModel::new(
+        MODEL,
+        BedrockAuth::Aws(env),
+        Some(base),
+        ClientSettings::default(),
+    );
     let mut s = model.stream(ModelRequest {
         messages: vec![Message::user_text("hi")],
         ..Default::default()
@@ -155,12 +166,19 @@ async fn ambient_credentials_from_the_environment_a_profile_and_none() {
     std::env::set_var("AWS_SESSION_TOKEN", from_env.session_token().unwrap());
     std::env::set_var("AWS_REGION", "eu-west-1");
     let server = verifying_server(from_env.clone(), "eu-west-1").await;
-    let parts = turn(AwsEnvironment::chain(), &server.base_url).await.unwrap();
+    let parts = turn(AwsEnvironment::chain(), &server.base_url)
+        .await
+        .unwrap();
     assert_eq!(parts, expected_parts);
     assert_eq!(server.requests().len(), 1);
 
     // 2. A shared profile in the temporary HOME: credentials file and config region.
-    for name in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION"] {
+    for name in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_REGION",
+    ] {
         std::env::remove_var(name);
     }
     let from_profile = AwsCredentials::new(
@@ -187,7 +205,9 @@ async fn ambient_credentials_from_the_environment_a_profile_and_none() {
     let parts = turn(process.clone(), &server.base_url).await.unwrap();
     assert_eq!(parts, expected_parts);
     assert!(format!("{:?}", AwsEnvironment::process()).contains("(loaded)"));
-    let parts = turn(AwsEnvironment::process(), &server.base_url).await.unwrap();
+    let parts = turn(AwsEnvironment::process(), &server.base_url)
+        .await
+        .unwrap();
     assert_eq!(parts, expected_parts);
     assert_eq!(server.requests().len(), 2);
 
@@ -195,8 +215,14 @@ async fn ambient_credentials_from_the_environment_a_profile_and_none() {
     std::fs::write(&credentials_file, "").unwrap();
     std::fs::write(&config_file, "[default]\nregion = ap-southeast-2\n").unwrap();
     let started = std::time::Instant::now();
-    let err = turn(AwsEnvironment::chain(), &server.base_url).await.unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    let err = turn(AwsEnvironment::chain(), &server.base_url)
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
     let c = classify(&err);
     assert_eq!(c.kind(), Some(&ChatErrorKind::Auth), "{c:?} {err}");
     assert!(!c.is_retryable());

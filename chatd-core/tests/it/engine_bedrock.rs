@@ -100,7 +100,10 @@ fn check_auth(r: &Recorded, auth: Auth) -> Result<(), String> {
                 time,
             )
             .map_err(|e| e.to_string())?;
-            let want = want.iter().find(|(n, _)| n == "authorization").map(|(_, v)| v.as_str());
+            let want = want
+                .iter()
+                .find(|(n, _)| n == "authorization")
+                .map(|(_, v)| v.as_str());
             (want == r.header("authorization"))
                 .then_some(())
                 .ok_or_else(|| "signature mismatch".to_owned())
@@ -115,7 +118,11 @@ async fn bedrock_stand_in(auth: Auth) -> ReplayServer {
         let expected_path =
             "/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/invoke-with-response-stream";
         if r.path != expected_path {
-            return Some(Reply::status(404, vec![], b"{\"message\":\"path\"}".to_vec()));
+            return Some(Reply::status(
+                404,
+                vec![],
+                b"{\"message\":\"path\"}".to_vec(),
+            ));
         }
         if let Err(e) = check_auth(r, auth) {
             return Some(Reply::status(
@@ -170,7 +177,10 @@ async fn setup(
         ..provider
     };
     let valid = chatprovider::validate_create_provider_request(&req, &keys).unwrap();
-    store.create_provider_config(&valid, &keyring).await.unwrap();
+    store
+        .create_provider_config(&valid, &keyring)
+        .await
+        .unwrap();
     let req = CreateChatModelConfigRequest {
         provider: "bedrock".into(),
         model: MODEL.into(),
@@ -214,7 +224,11 @@ async fn history(engine: &Engine, actor: &Actor, chat: Uuid) -> Vec<ChatMessage>
         limit: 200,
         ascending: true,
     };
-    engine.list_messages(actor, chat, &page).await.unwrap().messages
+    engine
+        .list_messages(actor, chat, &page)
+        .await
+        .unwrap()
+        .messages
 }
 
 fn text_of(m: &ChatMessage) -> String {
@@ -302,8 +316,14 @@ async fn a_two_step_tool_loop_on_a_bedrock_api_key() {
         assert_eq!(second["anthropic_version"], "bedrock-2023-05-31");
         assert!(second.get("model").is_none());
         let text = second["messages"].to_string();
-        assert!(text.contains("\"tool_use\"") && text.contains("toolu_bdrk_1"), "{text}");
-        assert!(text.contains("\"tool_result\"") && text.contains("temp_c"), "{text}");
+        assert!(
+            text.contains("\"tool_use\"") && text.contains("toolu_bdrk_1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\"tool_result\"") && text.contains("temp_c"),
+            "{text}"
+        );
         s.engine.shutdown().await;
     })
     .await;

@@ -13,11 +13,11 @@ use chaterror::{classify, ChatErrorKind, ProviderError};
 use chatprovider::sse::{SseDecoder, SseEvent, DEFAULT_MAX_EVENT_BYTES};
 use chatprovider::{
     bedrock_exception_status, bedrock_invoke_path, decode_bedrock_body, decode_body,
-    encode_chunk_frame, encode_exception_frame, language_model, sigv4_headers,
-    AnthropicDecoder, AnthropicRequestOptions, AwsCredentials, AwsEnvironment, BedrockAuth,
-    BedrockFramer, BedrockModel, ClientSettings, LanguageModel, Message, ModelRequest,
-    Provider, ProviderApiKeys, ProviderRequestOptions, SigV4Request, StreamDecoder,
-    StreamPart, BEDROCK_ANTHROPIC_VERSION, BEDROCK_MAX_FRAME_BYTES,
+    encode_chunk_frame, encode_exception_frame, language_model, sigv4_headers, AnthropicDecoder,
+    AnthropicRequestOptions, AwsCredentials, AwsEnvironment, BedrockAuth, BedrockFramer,
+    BedrockModel, ClientSettings, LanguageModel, Message, ModelRequest, Provider, ProviderApiKeys,
+    ProviderRequestOptions, SigV4Request, StreamDecoder, StreamPart, BEDROCK_ANTHROPIC_VERSION,
+    BEDROCK_MAX_FRAME_BYTES,
 };
 use codersdk::SecretString;
 use futures_util::StreamExt;
@@ -165,15 +165,28 @@ fn framed_anthropic_streams_decode_like_the_sse_originals() {
     assert!(names.len() >= 9, "{names:?}");
     for name in names {
         let events = anthropic_events(&name);
-        let baseline =
-            decode_body(AnthropicDecoder::new(), &stream_body(&name), DEFAULT_MAX_EVENT_BYTES)
-                .unwrap();
+        let baseline = decode_body(
+            AnthropicDecoder::new(),
+            &stream_body(&name),
+            DEFAULT_MAX_EVENT_BYTES,
+        )
+        .unwrap();
         let body = framed(&events);
         assert_eq!(decode_bedrock_body(&body).unwrap(), baseline, "{name}");
-        for (size, seed) in [(Some(1), 0), (Some(7), 0), (Some(64), 0), (Some(0), 1), (Some(0), 2)] {
+        for (size, seed) in [
+            (Some(1), 0),
+            (Some(7), 0),
+            (Some(64), 0),
+            (Some(0), 1),
+            (Some(0), 2),
+        ] {
             let chunks = chunk(&body, size, seed);
             let refs: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
-            assert_eq!(decode_chunks(&refs).unwrap(), baseline, "{name} {size:?} {seed}");
+            assert_eq!(
+                decode_chunks(&refs).unwrap(),
+                baseline,
+                "{name} {size:?} {seed}"
+            );
         }
     }
 }
@@ -194,14 +207,21 @@ fn stored_fixtures_are_the_recorded_events_framed_byte_exact() {
 fn stored_fixtures_decode_identically_at_every_split_point() {
     for (stored, origin) in STORED {
         let body = read_testdata(stored);
-        let baseline =
-            decode_body(AnthropicDecoder::new(), &stream_body(origin), DEFAULT_MAX_EVENT_BYTES)
-                .unwrap();
+        let baseline = decode_body(
+            AnthropicDecoder::new(),
+            &stream_body(origin),
+            DEFAULT_MAX_EVENT_BYTES,
+        )
+        .unwrap();
         assert!(matches!(baseline.last(), Some(StreamPart::Finish { .. })));
         assert_eq!(decode_bedrock_body(&body).unwrap(), baseline);
         for split in 0..=body.len() {
             let (a, b) = body.split_at(split);
-            assert_eq!(decode_chunks(&[a, b]).unwrap(), baseline, "{stored} at {split}");
+            assert_eq!(
+                decode_chunks(&[a, b]).unwrap(),
+                baseline,
+                "{stored} at {split}"
+            );
         }
     }
 }
@@ -226,7 +246,9 @@ fn broken_frames_fail_instead_of_decoding() {
         .unwrap_err();
     assert!(err.to_string().contains("1025"), "{err}");
     let mut framer = BedrockFramer::new(1024);
-    assert!(framer.push_bytes(&(1024u32).to_be_bytes(), &mut out).is_ok());
+    assert!(framer
+        .push_bytes(&(1024u32).to_be_bytes(), &mut out)
+        .is_ok());
 }
 
 // ---------------------------------------------------------------------------------------
@@ -259,7 +281,12 @@ fn in_stream_exceptions_classify_by_their_documented_status() {
     }
 }
 
-async fn http_error(status: u16, exception: &str, message: &str, extra: &[(&str, &str)]) -> ProviderError {
+async fn http_error(
+    status: u16,
+    exception: &str,
+    message: &str,
+    extra: &[(&str, &str)],
+) -> ProviderError {
     let mut headers = vec![
         ("content-type".to_owned(), "application/json".to_owned()),
         (
@@ -267,15 +294,29 @@ async fn http_error(status: u16, exception: &str, message: &str, extra: &[(&str,
             format!("{exception}:http://internal.amazon.com/coral/com.amazon.bedrock/"),
         ),
     ];
-    headers.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-    let body = serde_json::json!({ "message": message }).to_string().into_bytes();
+    headers.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    let body = serde_json::json!({ "message": message })
+        .to_string()
+        .into_bytes();
     let server = ReplayServer::start(vec![Reply::status(status, headers, body)]).await;
-    stream_all(&bearer_model(&server.base_url)).await.unwrap_err()
+    stream_all(&bearer_model(&server.base_url))
+        .await
+        .unwrap_err()
 }
 
 #[tokio::test]
 async fn http_errors_classify_with_retry_after() {
-    let err = http_error(429, "ThrottlingException", "Too many requests, please wait before trying again.", &[("retry-after", "7")]).await;
+    let err = http_error(
+        429,
+        "ThrottlingException",
+        "Too many requests, please wait before trying again.",
+        &[("retry-after", "7")],
+    )
+    .await;
     let c = classify(&err);
     assert_eq!(c.kind(), Some(&ChatErrorKind::RateLimit), "{c:?}");
     assert!(c.is_retryable());
@@ -283,19 +324,43 @@ async fn http_errors_classify_with_retry_after() {
     assert_eq!(c.provider(), "bedrock");
     assert!(c.detail().contains("Too many requests"), "{}", c.detail());
 
-    let err = http_error(400, "ValidationException", "The provided model identifier is invalid.", &[]).await;
+    let err = http_error(
+        400,
+        "ValidationException",
+        "The provided model identifier is invalid.",
+        &[],
+    )
+    .await;
     let c = classify(&err);
     assert!(!c.is_retryable(), "{c:?}");
     assert_eq!(c.status(), Some(400));
 
-    let err = http_error(403, "AccessDeniedException", "You don't have access to the model with the specified model ID.", &[]).await;
+    let err = http_error(
+        403,
+        "AccessDeniedException",
+        "You don't have access to the model with the specified model ID.",
+        &[],
+    )
+    .await;
     assert_eq!(classify(&err).kind(), Some(&ChatErrorKind::Auth));
     assert!(!classify(&err).is_retryable());
 
-    let err = http_error(403, "ExpiredTokenException", "The security token included in the request is expired", &[]).await;
+    let err = http_error(
+        403,
+        "ExpiredTokenException",
+        "The security token included in the request is expired",
+        &[],
+    )
+    .await;
     assert_eq!(classify(&err).kind(), Some(&ChatErrorKind::Auth));
 
-    let err = http_error(424, "ModelStreamErrorException", "The model stream failed", &[]).await;
+    let err = http_error(
+        424,
+        "ModelStreamErrorException",
+        "The model stream failed",
+        &[],
+    )
+    .await;
     assert_eq!(classify(&err).status(), Some(424));
     // Never the token in an error.
     assert!(!format!("{err:?}").contains(TOKEN));
@@ -333,17 +398,32 @@ async fn bearer_requests_carry_the_token_and_the_bedrock_body() {
         r.path,
         "/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/invoke-with-response-stream"
     );
-    assert_eq!(r.header("authorization"), Some(format!("Bearer {TOKEN}").as_str()));
+    assert_eq!(
+        r.header("authorization"),
+        Some(format!("Bearer {TOKEN}").as_str())
+    );
     assert_eq!(r.header("x-api-key"), None);
     assert_eq!(r.header("anthropic-version"), None);
     assert_eq!(r.header("anthropic-beta"), None);
-    assert_eq!(r.header("user-agent"), Some("coder-agents/test (linux/amd64)"));
-    assert_eq!(r.header("accept"), Some("application/vnd.amazon.eventstream"));
+    assert_eq!(
+        r.header("user-agent"),
+        Some("coder-agents/test (linux/amd64)")
+    );
+    assert_eq!(
+        r.header("accept"),
+        Some("application/vnd.amazon.eventstream")
+    );
     let json = r.json();
     assert_eq!(json["anthropic_version"], BEDROCK_ANTHROPIC_VERSION);
-    assert_eq!(json["anthropic_beta"], serde_json::json!(["context-1m-2025-08-07"]));
+    assert_eq!(
+        json["anthropic_beta"],
+        serde_json::json!(["context-1m-2025-08-07"])
+    );
     assert_eq!(json["thinking"]["budget_tokens"], 2048);
-    assert!(json.get("model").is_none() && json.get("stream").is_none(), "{json}");
+    assert!(
+        json.get("model").is_none() && json.get("stream").is_none(),
+        "{json}"
+    );
     assert_eq!(json["messages"][0]["role"], "user");
 }
 
@@ -359,7 +439,10 @@ fn urls_regions_and_paths() {
         format!("https://bedrock-runtime.eu-west-3.amazonaws.com/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/invoke-with-response-stream")
     );
     // The base URL override wins, without its trailing slash.
-    let m = sigv4_model(Some("https://vpce-1.bedrock-runtime.example.test/"), Some("eu-west-3"));
+    let m = sigv4_model(
+        Some("https://vpce-1.bedrock-runtime.example.test/"),
+        Some("eu-west-3"),
+    );
     assert!(m
         .invoke_url("eu-west-3")
         .starts_with("https://vpce-1.bedrock-runtime.example.test/model/"));
@@ -374,10 +457,12 @@ fn sigv4_matches_the_published_aws_vectors() {
     {
         let context: Value =
             serde_json::from_slice(&read_testdata(&format!("sigv4/{case}/context.json"))).unwrap();
-        let request = String::from_utf8(read_testdata(&format!("sigv4/{case}/request.txt"))).unwrap();
-        let signed =
-            String::from_utf8(read_testdata(&format!("sigv4/{case}/header-signed-request.txt")))
-                .unwrap();
+        let request =
+            String::from_utf8(read_testdata(&format!("sigv4/{case}/request.txt"))).unwrap();
+        let signed = String::from_utf8(read_testdata(&format!(
+            "sigv4/{case}/header-signed-request.txt"
+        )))
+        .unwrap();
         let mut lines = request.lines();
         let first: Vec<&str> = lines.next().unwrap().split(' ').collect();
         let (method, target) = (first[0], first[1]);
@@ -395,19 +480,24 @@ fn sigv4_matches_the_published_aws_vectors() {
             }
         }
         let body: Vec<u8> = lines.collect::<Vec<_>>().join("\n").into_bytes();
-        let header_refs: Vec<(&str, &str)> =
-            headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        let header_refs: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
         let url = format!("https://{host}{target}");
         let creds = AwsCredentials::new(
             context["credentials"]["access_key_id"].as_str().unwrap(),
-            context["credentials"]["secret_access_key"].as_str().unwrap(),
+            context["credentials"]["secret_access_key"]
+                .as_str()
+                .unwrap(),
             context["credentials"]["token"].as_str().map(str::to_owned),
             None,
             "vectors",
         );
-        let time: SystemTime = chrono::DateTime::parse_from_rfc3339(context["timestamp"].as_str().unwrap())
-            .unwrap()
-            .into();
+        let time: SystemTime =
+            chrono::DateTime::parse_from_rfc3339(context["timestamp"].as_str().unwrap())
+                .unwrap()
+                .into();
         let out = sigv4_headers(
             &SigV4Request {
                 method,
@@ -472,7 +562,9 @@ fn verify_signature(r: &Recorded, region: &str) -> Result<(), String> {
     if want == got {
         Ok(())
     } else {
-        Err(format!("signature mismatch: sent {got:?}, expected {want:?}"))
+        Err(format!(
+            "signature mismatch: sent {got:?}, expected {want:?}"
+        ))
     }
 }
 
@@ -485,7 +577,10 @@ async fn sigv4_requests_verify_at_a_local_server() {
             Ok(()) => reply.clone(),
             Err(e) => Reply::status(
                 403,
-                vec![("x-amzn-errortype".into(), "InvalidSignatureException".into())],
+                vec![(
+                    "x-amzn-errortype".into(),
+                    "InvalidSignatureException".into(),
+                )],
                 serde_json::json!({ "message": e }).to_string().into_bytes(),
             ),
         })
@@ -496,8 +591,14 @@ async fn sigv4_requests_verify_at_a_local_server() {
     assert_eq!(parts, decode_bedrock_body(&body).unwrap());
     let r = &server.requests()[0];
     let auth = r.header("authorization").unwrap();
-    assert!(auth.starts_with(&format!("AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/")), "{auth}");
-    assert!(auth.contains("/eu-central-1/bedrock/aws4_request"), "{auth}");
+    assert!(
+        auth.starts_with(&format!("AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/")),
+        "{auth}"
+    );
+    assert!(
+        auth.contains("/eu-central-1/bedrock/aws4_request"),
+        "{auth}"
+    );
     assert_eq!(r.header("x-api-key"), None);
     assert_eq!(r.header("anthropic-version"), None);
 
@@ -513,7 +614,10 @@ async fn sigv4_requests_verify_at_a_local_server() {
     }
     let leak = format!("leak {SECRET_KEY} {SESSION_TOKEN}");
     let redacted = wrong.redactor().redact(&leak).to_string();
-    assert!(!redacted.contains(SECRET_KEY) && !redacted.contains(SESSION_TOKEN), "{redacted}");
+    assert!(
+        !redacted.contains(SECRET_KEY) && !redacted.contains(SESSION_TOKEN),
+        "{redacted}"
+    );
 }
 
 #[tokio::test]
@@ -539,7 +643,10 @@ fn the_factory_builds_bearer_and_ambient_models() {
     let m = language_model(&creds, MODEL, None, settings()).unwrap();
     assert_eq!((m.provider(), m.model_id()), (Provider::Bedrock, MODEL));
     let dbg = format!("{m:?}");
-    assert!(dbg.contains("BedrockModel") && dbg.contains("Bearer"), "{dbg}");
+    assert!(
+        dbg.contains("BedrockModel") && dbg.contains("Bearer"),
+        "{dbg}"
+    );
     assert!(!dbg.contains(TOKEN), "{dbg}");
     assert!(!m.redactor().redact(TOKEN).to_string().contains(TOKEN));
 
@@ -556,5 +663,8 @@ fn the_factory_builds_bearer_and_ambient_models() {
     let err = ProviderApiKeys::new()
         .client_credentials("bedrock")
         .unwrap_err();
-    assert_eq!(err.to_string(), "API key for provider \"bedrock\" is not set");
+    assert_eq!(
+        err.to_string(),
+        "API key for provider \"bedrock\" is not set"
+    );
 }
