@@ -15,7 +15,8 @@
 //! `docs/providers.md` explains them for administrators.
 //!
 //! The streaming clients — OpenAI Responses, OpenAI Chat Completions (also for
-//! OpenAI-compatible servers, OpenRouter and Vercel) and Anthropic Messages — turn a
+//! OpenAI-compatible servers, OpenRouter and Vercel), Anthropic Messages, and Anthropic
+//! Messages on AWS Bedrock (bearer token or SigV4 with ambient AWS credentials) — turn a
 //! provider-neutral [`ModelRequest`] into the provider's wire format and its server-sent
 //! events back into provider-neutral [`StreamPart`]s; failures are
 //! [`chaterror::ProviderError`]s that [`chaterror::classify`] understands. [`language_model`]
@@ -34,7 +35,8 @@
 //! - Images: [`inline_image_byte_cap`], [`check_inline_images`].
 //! - Streaming: [`LanguageModel`], [`language_model`], [`ModelRequest`], [`StreamPart`],
 //!   [`ModelResponse`], the clients [`OpenAiResponsesModel`], [`OpenAiChatModel`],
-//!   [`AnthropicModel`], conversions [`message_from_parts`] / [`response_to_parts`].
+//!   [`AnthropicModel`], [`BedrockModel`] (with [`AwsEnvironment`], [`sigv4_headers`],
+//!   [`BedrockFramer`]), conversions [`message_from_parts`] / [`response_to_parts`].
 //!
 //! # Example: streaming a turn from OpenAI with a tool
 //!
