@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run -q -p chatprovider --example stream -- --provider <id> --model <model> \
-//!     --base-url <url> --api-key <key> [--openai-api chat|responses] [--system <text>] \
+//!     [--base-url <url>] [--api-key <key>] [--openai-api chat|responses] [--system <text>] \
 //!     [--prompt <text>] [--messages <file.json>] [--tools <file.json>] [--max-output-tokens <n>]
 //! ```
 //!
@@ -10,6 +10,12 @@
 //! `{"text", "reasoning", "tool_calls": [{"id", "name", "args"}], "usage": {…},
 //! "finish_reason", "response_id"}`. On failure the last line is `{"error": <ChatError>}`
 //! and the exit code is 1.
+//!
+//! `--provider bedrock` without `--api-key` signs with the ambient AWS credentials (the
+//! standard chain: `AWS_ACCESS_KEY_ID`…, `AWS_PROFILE`, web identity, ECS/EC2 roles) in the
+//! chain's region; with a key it sends the key as a Bedrock API key (`Authorization:
+//! Bearer`) to `AWS_REGION` or `us-east-1`. `--model` is then a Bedrock model id or
+//! inference profile, e.g. `us.anthropic.claude-sonnet-4-5-20250929-v1:0`.
 //!
 //! `--messages` holds a JSON array of `{"role": "user"|"assistant"|"tool"|"system",
 //! "content": [<ChatMessagePart>, …]}`; `--tools` holds a JSON array of `DynamicTool`s.
@@ -30,7 +36,7 @@ use serde_json::json;
 #[derive(Parser, Debug)]
 #[command(about = "Stream one model turn and print every part as JSON")]
 struct Args {
-    /// Provider id: openai, azure, anthropic, openai-compat, openrouter, vercel.
+    /// Provider id: openai, azure, anthropic, bedrock, openai-compat, openrouter, vercel.
     #[arg(long)]
     provider: String,
     /// Provider model id.
@@ -39,9 +45,9 @@ struct Args {
     /// Base URL of the provider API (default: the provider's public endpoint).
     #[arg(long)]
     base_url: Option<String>,
-    /// API key.
+    /// API key (Bedrock: a Bedrock API key; without one, ambient AWS credentials).
     #[arg(long, env = "CHATD_EXAMPLE_API_KEY", hide_env_values = true)]
-    api_key: String,
+    api_key: Option<String>,
     /// OpenAI API to use for openai/azure models.
     #[arg(long, value_parser = ["chat", "responses"])]
     openai_api: Option<String>,
@@ -140,9 +146,18 @@ async fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
-    let mut keys = match ProviderApiKeys::new().with_api_key(provider, args.api_key.as_str()) {
-        Ok(k) => k,
-        Err(e) => return print_error(e.classification().to_chat_error()),
+    let mut keys = match args.api_key.as_deref().filter(|k| !k.trim().is_empty()) {
+        Some(key) => match ProviderApiKeys::new().with_api_key(provider, key) {
+            Ok(k) => k,
+            Err(e) => return print_error(e.classification().to_chat_error()),
+        },
+        None => {
+            // No key: ambient credentials where the provider allows them (Bedrock); any
+            // other provider then fails below with its missing-key error.
+            let mut keys = ProviderApiKeys::new();
+            keys.set_ambient(provider);
+            keys
+        }
     };
     if let Some(url) = &args.base_url {
         keys = match keys.with_base_url(provider, url.as_str()) {

@@ -156,21 +156,12 @@ impl AnthropicModel {
     /// Fails only when an inline image is at or above the Anthropic cap (a pre-classified
     /// `config` error) or the body cannot be serialized.
     pub fn request_json(&self, request: &ModelRequest) -> Result<String, ProviderError> {
-        let body = build_request(&self.model, request)?;
-        serde_json::to_string(&body).map_err(|e| {
-            ProviderError::new(format!("encode anthropic request: {e}"))
-                .with_provider(PROVIDER)
-                .with_source(e)
-        })
+        request_body(Dialect::Direct { model: &self.model }, request, PROVIDER)
     }
 
     /// The `anthropic-beta` flags `request` needs, comma-joined; empty when none.
     pub fn beta_flags(&self, request: &ModelRequest) -> String {
-        let mut flags = Vec::new();
-        if anthropic_options(request).and_then(|o| o.context_1m) == Some(true) {
-            flags.push(ANTHROPIC_CONTEXT_1M_BETA);
-        }
-        flags.join(",")
+        beta_flag_list(request).join(",")
     }
 
     fn build_http_request(
@@ -251,7 +242,14 @@ fn anthropic_options(request: &ModelRequest) -> Option<&AnthropicRequestOptions>
 
 #[derive(Serialize)]
 struct WireRequest<'a> {
-    model: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model: Option<&'a str>,
+    /// Bedrock only: the Anthropic API version goes in the body, not a header.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    anthropic_version: Option<&'static str>,
+    /// Bedrock only: the `anthropic-beta` flags go in the body, not a header.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    anthropic_beta: Vec<&'static str>,
     max_tokens: i64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     system: Vec<OutBlock<'a>>,
@@ -270,7 +268,9 @@ struct WireRequest<'a> {
     thinking: Option<WireThinking<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     output_config: Option<WireOutputConfig<'a>>,
-    stream: bool,
+    /// Direct API only: Bedrock picks streaming by its endpoint and rejects the field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream: Option<bool>,
 }
 
 #[derive(Serialize)]
@@ -434,10 +434,53 @@ fn non_blank(s: &Option<String>) -> Option<&str> {
     s.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
-fn build_request<'a>(
-    model: &'a str,
-    request: &'a ModelRequest,
-) -> Result<WireRequest<'a>, ProviderError> {
+/// Where a Messages body is sent: the two differ only in where the model, the API version
+/// and the beta flags travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect<'a> {
+    /// `POST {base}/v1/messages`: `model` and `stream` in the body, version and betas in
+    /// headers.
+    Direct { model: &'a str },
+    /// Bedrock's `InvokeModelWithResponseStream`: the model is in the URL, the version and
+    /// the betas in the body, no `stream` field.
+    Bedrock,
+}
+
+/// The `anthropic-beta` flags `request` needs.
+pub(crate) fn beta_flag_list(request: &ModelRequest) -> Vec<&'static str> {
+    let mut flags = Vec::new();
+    if anthropic_options(request).and_then(|o| o.context_1m) == Some(true) {
+        flags.push(ANTHROPIC_CONTEXT_1M_BETA);
+    }
+    flags
+}
+
+/// The JSON body of a Messages call for `request` in `dialect` (shared by
+/// [`AnthropicModel`] and [`BedrockModel`](crate::BedrockModel)).
+pub(crate) fn request_body(
+    dialect: Dialect<'_>,
+    request: &ModelRequest,
+    provider: &'static str,
+) -> Result<String, ProviderError> {
+    let mut body = build_request(request)?;
+    match dialect {
+        Dialect::Direct { model } => {
+            body.model = Some(model);
+            body.stream = Some(true);
+        }
+        Dialect::Bedrock => {
+            body.anthropic_version = Some(crate::bedrock::BEDROCK_ANTHROPIC_VERSION);
+            body.anthropic_beta = beta_flag_list(request);
+        }
+    }
+    serde_json::to_string(&body).map_err(|e| {
+        ProviderError::new(format!("encode {provider} request: {e}"))
+            .with_provider(provider)
+            .with_source(e)
+    })
+}
+
+fn build_request<'a>(request: &'a ModelRequest) -> Result<WireRequest<'a>, ProviderError> {
     let opts = anthropic_options(request);
     let send_reasoning = opts.and_then(|o| o.send_reasoning).unwrap_or(true);
     let effort = opts.and_then(|o| non_blank(&o.effort));
@@ -495,7 +538,9 @@ fn build_request<'a>(
     let (tools, tool_choice) = build_tools(request, opts);
 
     Ok(WireRequest {
-        model,
+        model: None,
+        anthropic_version: None,
+        anthropic_beta: Vec::new(),
         max_tokens,
         system,
         messages: build_messages(&request.messages, send_reasoning)?,
@@ -506,7 +551,7 @@ fn build_request<'a>(
         top_k: settings.top_k.filter(|_| sampling),
         thinking,
         output_config: effort.map(|effort| WireOutputConfig { effort }),
-        stream: true,
+        stream: None,
     })
 }
 

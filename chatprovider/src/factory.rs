@@ -5,6 +5,7 @@ use std::sync::Arc;
 use codersdk::SecretString;
 
 use crate::anthropic::AnthropicModel;
+use crate::bedrock::{AwsEnvironment, BedrockAuth, BedrockModel};
 use crate::catalog::Provider;
 use crate::error::{Error, ErrorKind};
 use crate::keys::ProviderCredentials;
@@ -53,7 +54,8 @@ impl OpenAiApi {
 /// | `openai`, `azure` | OpenAI Responses, or Chat Completions when `openai_api` says so (default: [`OpenAiApi::default_for`]) |
 /// | `anthropic` | Anthropic Messages |
 /// | `openai-compat`, `openrouter`, `vercel` | OpenAI Chat Completions at the configured base URL (OpenRouter's included) |
-/// | `bedrock`, `google` | not available yet: a `config` error naming the provider |
+/// | `bedrock` | Anthropic Messages on Bedrock ([`BedrockModel`]): the key as a bearer token, or without one the process's ambient AWS credentials ([`AwsEnvironment::process`], resolved at the first request, never here) |
+/// | `google` | not available yet: a `config` error naming the provider |
 ///
 /// Credentials come from
 /// [`ResolvedProviderKeys::client_credentials`](crate::ResolvedProviderKeys::client_credentials),
@@ -99,7 +101,24 @@ pub fn language_model(
                 settings,
             )))
         }
-        // Bedrock, Google, and any provider a newer codersdk adds.
+        Provider::Bedrock => {
+            if model_id.trim().is_empty() {
+                return Err(Error::model_required());
+            }
+            let auth = match credentials.api_key().filter(|k| !k.trim().is_empty()) {
+                Some(token) => BedrockAuth::Bearer(SecretString::from(token.trim())),
+                None => {
+                    BedrockAuth::Aws(settings.aws.clone().unwrap_or_else(AwsEnvironment::process))
+                }
+            };
+            Ok(Arc::new(BedrockModel::new(
+                model_id.trim(),
+                auth,
+                credentials.base_url(),
+                settings,
+            )))
+        }
+        // Google, and any provider a newer codersdk adds.
         _ => Err(Error::new(
             ErrorKind::UnsupportedProvider,
             format!(

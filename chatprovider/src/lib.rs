@@ -15,7 +15,8 @@
 //! `docs/providers.md` explains them for administrators.
 //!
 //! The streaming clients — OpenAI Responses, OpenAI Chat Completions (also for
-//! OpenAI-compatible servers, OpenRouter and Vercel) and Anthropic Messages — turn a
+//! OpenAI-compatible servers, OpenRouter and Vercel), Anthropic Messages, and Anthropic
+//! Messages on AWS Bedrock (bearer token or SigV4 with ambient AWS credentials) — turn a
 //! provider-neutral [`ModelRequest`] into the provider's wire format and its server-sent
 //! events back into provider-neutral [`StreamPart`]s; failures are
 //! [`chaterror::ProviderError`]s that [`chaterror::classify`] understands. [`language_model`]
@@ -34,7 +35,8 @@
 //! - Images: [`inline_image_byte_cap`], [`check_inline_images`].
 //! - Streaming: [`LanguageModel`], [`language_model`], [`ModelRequest`], [`StreamPart`],
 //!   [`ModelResponse`], the clients [`OpenAiResponsesModel`], [`OpenAiChatModel`],
-//!   [`AnthropicModel`], conversions [`message_from_parts`] / [`response_to_parts`].
+//!   [`AnthropicModel`], [`BedrockModel`] (with [`AwsEnvironment`], [`sigv4_headers`],
+//!   [`BedrockFramer`]), conversions [`message_from_parts`] / [`response_to_parts`].
 //!
 //! # Example: streaming a turn from OpenAI with a tool
 //!
@@ -138,6 +140,7 @@
 
 mod admin;
 mod anthropic;
+mod bedrock;
 mod catalog;
 mod convert;
 mod error;
@@ -161,6 +164,9 @@ pub use admin::{
     validate_user_provider_key_request,
 };
 pub use anthropic::*;
+/// AWS credentials for [`AwsEnvironment::fixed`] (from `aws-credential-types`).
+pub use aws_credential_types::Credentials as AwsCredentials;
+pub use bedrock::*;
 pub use catalog::{
     azure_base_url, is_env_preset_provider, normalize_provider,
     provider_allows_ambient_credentials, provider_display_name, supported_providers, Provider,

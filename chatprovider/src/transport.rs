@@ -76,6 +76,11 @@ pub struct ClientSettings {
     /// The HTTP client; share one across models to reuse connections. Defaults to
     /// [`default_http_client`], which never follows a redirect to another origin.
     pub http: reqwest::Client,
+    /// Where Bedrock models without a key get AWS credentials and their region; `None`
+    /// (the default) is the process-wide standard chain,
+    /// [`AwsEnvironment::process`](crate::AwsEnvironment::process). Tests and embedders
+    /// with credentials of their own set [`AwsEnvironment::fixed`](crate::AwsEnvironment::fixed).
+    pub aws: Option<crate::AwsEnvironment>,
 }
 
 impl Default for ClientSettings {
@@ -86,6 +91,7 @@ impl Default for ClientSettings {
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
             extra_headers: Vec::new(),
             http: default_http_client(),
+            aws: None,
         }
     }
 }
@@ -298,6 +304,39 @@ pub(crate) async fn error_response(resp: reqwest::Response, provider: &str) -> P
     err.with_body(body)
 }
 
+/// Splits a response body into events: SSE for most providers, the AWS event-stream
+/// framing for Bedrock ([`crate::bedrock::BedrockFramer`]).
+pub(crate) trait BodyFramer: Send + 'static {
+    /// Takes the next body chunk, appending every event it completes.
+    fn push(&mut self, chunk: &[u8], out: &mut Vec<SseEvent>) -> Result<(), ProviderError>;
+    /// The body ended.
+    fn finish(&mut self, out: &mut Vec<SseEvent>) -> Result<(), ProviderError>;
+}
+
+/// SSE framing with the provider named in its errors.
+struct SseFramer {
+    decoder: SseDecoder,
+    provider: String,
+}
+
+impl BodyFramer for SseFramer {
+    fn push(&mut self, chunk: &[u8], out: &mut Vec<SseEvent>) -> Result<(), ProviderError> {
+        self.decoder.push(chunk, out).map_err(|e| {
+            ProviderError::new(e.to_string())
+                .with_provider(&self.provider)
+                .with_source(e)
+        })
+    }
+
+    fn finish(&mut self, out: &mut Vec<SseEvent>) -> Result<(), ProviderError> {
+        self.decoder.finish(out).map_err(|e| {
+            ProviderError::new(e.to_string())
+                .with_provider(&self.provider)
+                .with_source(e)
+        })
+    }
+}
+
 /// Decodes a successful response body into SSE events. The first body byte must arrive
 /// before `deadline` (the startup deadline set when the request was sent); an event over
 /// `settings.max_event_bytes` ends the stream with an error.
@@ -307,21 +346,38 @@ pub(crate) fn sse_events(
     provider: &str,
     deadline: tokio::time::Instant,
 ) -> EventStream {
+    let framer = SseFramer {
+        decoder: SseDecoder::new(settings.max_event_bytes),
+        provider: provider.to_owned(),
+    };
+    body_events(resp, settings, provider, deadline, framer)
+}
+
+/// Decodes a successful response body into events with `framer`, under the startup
+/// deadline (see [`sse_events`]).
+pub(crate) fn body_events<F: BodyFramer>(
+    resp: reqwest::Response,
+    settings: &ClientSettings,
+    provider: &str,
+    deadline: tokio::time::Instant,
+    framer: F,
+) -> EventStream {
     let provider = provider.to_owned();
     let startup = settings.startup_timeout;
-    let decoder = SseDecoder::new(settings.max_event_bytes);
     let body = resp.bytes_stream();
-    struct State<B> {
+    struct State<B, F> {
         body: B,
-        decoder: SseDecoder,
+        framer: F,
         ready: std::collections::VecDeque<SseEvent>,
+        failed: Option<ProviderError>,
         started: bool,
         done: bool,
     }
     let state = State {
         body,
-        decoder,
+        framer,
         ready: Default::default(),
+        failed: None,
         started: false,
         done: false,
     };
@@ -331,6 +387,9 @@ pub(crate) fn sse_events(
             loop {
                 if let Some(ev) = st.ready.pop_front() {
                     return Some((Ok(ev), st));
+                }
+                if let Some(e) = st.failed.take() {
+                    return Some((Err(e), st));
                 }
                 if st.done {
                     return None;
@@ -350,7 +409,7 @@ pub(crate) fn sse_events(
                 let step = match next {
                     Some(Ok(chunk)) => {
                         st.started = true;
-                        st.decoder.push(&chunk, &mut out)
+                        st.framer.push(&chunk, &mut out)
                     }
                     Some(Err(e)) => {
                         st.done = true;
@@ -358,19 +417,15 @@ pub(crate) fn sse_events(
                     }
                     None => {
                         st.done = true;
-                        st.decoder.finish(&mut out)
+                        st.framer.finish(&mut out)
                     }
                 };
+                // Events completed before a framing error are still delivered first.
+                st.ready.extend(out);
                 if let Err(e) = step {
                     st.done = true;
-                    return Some((
-                        Err(ProviderError::new(e.to_string())
-                            .with_provider(&provider)
-                            .with_source(e)),
-                        st,
-                    ));
+                    st.failed = Some(e);
                 }
-                st.ready.extend(out);
             }
         }
     }))

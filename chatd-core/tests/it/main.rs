@@ -9,6 +9,7 @@ mod configcache;
 mod debug_runs;
 mod engine;
 mod engine_actions;
+mod engine_bedrock;
 mod engine_chain;
 mod engine_limits;
 mod engine_openai;

@@ -165,6 +165,7 @@ fn models(
         // Not `..Default::default()`: that builds a client (TLS roots) per model.
         user_agent: "redaction-test".into(),
         max_event_bytes: chatprovider::sse::DEFAULT_MAX_EVENT_BYTES,
+        aws: None,
     };
     let with_query = format!("{base}?api_key={query}");
     vec![
@@ -213,6 +214,16 @@ fn models(
                 "claude-test",
                 key,
                 Some(base),
+                settings(),
+            )),
+        ),
+        (
+            "bedrock",
+            Arc::new(chatprovider::BedrockModel::with_bearer_region(
+                "anthropic.claude-test-v1:0",
+                chatprovider::BedrockAuth::Bearer(SecretString::new(key)),
+                Some(base),
+                "us-east-1",
                 settings(),
             )),
         ),
@@ -292,8 +303,8 @@ fn no_provider_error_path_shows_a_secret() {
                         assert_clean(&what, &text, &[&key, &extra, &query])?;
                         // The model's own redactor knows all three.
                         let r = model.redactor();
-                        let known: &[&String] = if client == "anthropic" {
-                            &[&key, &extra] // its base URL carries no query
+                        let known: &[&String] = if client == "anthropic" || client == "bedrock" {
+                            &[&key, &extra] // their base URLs carry no query
                         } else {
                             &[&key, &extra, &query]
                         };
@@ -311,7 +322,7 @@ fn no_provider_error_path_shows_a_secret() {
                         "{client}: only {n} errors echoed a secret"
                     );
                 }
-                prop_assert_eq!(redacted.len(), 4);
+                prop_assert_eq!(redacted.len(), 5);
                 Ok(())
             },
         )
