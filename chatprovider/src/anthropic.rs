@@ -680,6 +680,7 @@ fn message_blocks(
                 name,
                 arguments,
                 provider_executed,
+                ..
             } => {
                 if !assistant {
                     continue;

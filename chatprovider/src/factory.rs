@@ -7,6 +7,7 @@ use codersdk::SecretString;
 use crate::anthropic::AnthropicModel;
 use crate::catalog::Provider;
 use crate::error::{Error, ErrorKind};
+use crate::gemini::GeminiModel;
 use crate::keys::ProviderCredentials;
 use crate::language_model::LanguageModel;
 use crate::openai_chat::OpenAiChatModel;
@@ -46,6 +47,31 @@ impl OpenAiApi {
     }
 }
 
+/// Whether this build has a streaming client for `provider`: the one test of "can this
+/// provider be used", which the model catalogue and provider availability
+/// ([`ResolvedProviderKeys::reason`](crate::ResolvedProviderKeys::reason)) apply, so a
+/// provider is never offered when every turn on it would fail. [`language_model`] refuses
+/// exactly the providers this returns `false` for.
+///
+/// ```
+/// use chatprovider::{streams, Provider};
+/// assert!(streams(Provider::Google));
+/// assert!(streams(Provider::Anthropic));
+/// ```
+pub fn streams(provider: Provider) -> bool {
+    match provider {
+        Provider::OpenAi
+        | Provider::Azure
+        | Provider::Anthropic
+        | Provider::OpenAiCompat
+        | Provider::OpenRouter
+        | Provider::Vercel
+        | Provider::Google => true,
+        // Bedrock, and any provider a newer codersdk adds.
+        _ => false,
+    }
+}
+
 /// Builds the client for `model_id` with the given credentials.
 ///
 /// | provider | client |
@@ -53,7 +79,8 @@ impl OpenAiApi {
 /// | `openai`, `azure` | OpenAI Responses, or Chat Completions when `openai_api` says so (default: [`OpenAiApi::default_for`]) |
 /// | `anthropic` | Anthropic Messages |
 /// | `openai-compat`, `openrouter`, `vercel` | OpenAI Chat Completions at the configured base URL (OpenRouter's included) |
-/// | `bedrock`, `google` | not available yet: a `config` error naming the provider |
+/// | `google` | Gemini `streamGenerateContent` |
+/// | `bedrock` | not available yet ([`streams`] is `false`): a `config` error naming the provider |
 ///
 /// Credentials come from
 /// [`ResolvedProviderKeys::client_credentials`](crate::ResolvedProviderKeys::client_credentials),
@@ -99,7 +126,23 @@ pub fn language_model(
                 settings,
             )))
         }
-        // Bedrock, Google, and any provider a newer codersdk adds.
+        Provider::Google => {
+            let key = credentials
+                .api_key()
+                .map(SecretString::from)
+                .filter(|k| !k.is_empty())
+                .ok_or_else(|| Error::missing_key(provider))?;
+            if model_id.trim().is_empty() {
+                return Err(Error::model_required());
+            }
+            Ok(Arc::new(GeminiModel::new(
+                model_id.trim(),
+                key.expose(),
+                credentials.base_url(),
+                settings,
+            )))
+        }
+        // Bedrock, and any provider a newer codersdk adds: exactly those `streams` refuses.
         _ => Err(Error::new(
             ErrorKind::UnsupportedProvider,
             format!(
@@ -161,9 +204,23 @@ mod tests {
 
     #[test]
     fn unavailable_providers_are_config_errors() {
-        let err = build("google", "g-key", "gemini-2.5-flash", None).unwrap_err();
+        let m = build("google", "AIza-secret-key-123", "gemini-2.5-flash", None).unwrap();
+        assert_eq!((m.provider(), m.model_id()), (Provider::Google, "gemini-2.5-flash"));
+        let dbg = format!("{m:?}");
+        assert!(dbg.contains("GeminiModel") && !dbg.contains("AIza-secret-key-123"), "{dbg}");
+        // Until the Bedrock client is merged, bedrock is the provider that does not stream:
+        // the factory refuses it and `streams` says so.
+        let keys = ProviderApiKeys::new()
+            .with_api_key(Provider::Bedrock, "b-key")
+            .unwrap();
+        let creds = keys.client_credentials("bedrock").unwrap();
+        let err = language_model(&creds, "anthropic.claude", None, ClientSettings::default())
+            .unwrap_err();
         assert!(err.is_config(), "{err}");
-        assert!(err.to_string().contains("google"));
+        assert!(err.to_string().contains("bedrock"));
+        for p in crate::SUPPORTED_PROVIDERS {
+            assert_eq!(streams(p), p != Provider::Bedrock, "{p:?}");
+        }
         assert_eq!(
             OpenAiApi::from_config(
                 "gpt-5",

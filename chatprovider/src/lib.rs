@@ -142,6 +142,7 @@ mod catalog;
 mod convert;
 mod error;
 mod factory;
+mod gemini;
 mod image;
 mod keys;
 mod language_model;
@@ -161,17 +162,18 @@ pub use admin::{
     validate_user_provider_key_request,
 };
 pub use anthropic::*;
+pub use gemini::*;
 pub use catalog::{
     azure_base_url, is_env_preset_provider, normalize_provider,
     provider_allows_ambient_credentials, provider_display_name, supported_providers, Provider,
     ProviderCatalog, AZURE_DEFAULT_API_VERSION, SUPPORTED_PROVIDERS,
 };
 pub use convert::{
-    message_from_parts, request_role, response_to_parts, AnthropicReplay, OpenAiReplay,
-    ReplayMetadata,
+    message_from_parts, request_role, response_to_parts, AnthropicReplay, GoogleReplay,
+    OpenAiReplay, ReplayMetadata,
 };
 pub use error::{Error, ErrorKind, MAX_ECHOED_INPUT_BYTES};
-pub use factory::{language_model, OpenAiApi};
+pub use factory::{language_model, streams, OpenAiApi};
 pub use image::{
     check_inline_image, check_inline_images, client_image_byte_budget, inline_image_byte_cap,
     InlineAttachment, ANTHROPIC_INLINE_IMAGE_CAP_BYTES, CLIENT_IMAGE_BUDGET_HEADROOM_BYTES,

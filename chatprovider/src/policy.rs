@@ -75,6 +75,9 @@ pub enum UnavailableReason {
     /// An administrator disabled the provider (`provider_disabled`). Model catalogues omit
     /// disabled providers, so this reason is not sent in `GET /chats/models`.
     ProviderDisabled,
+    /// This build has no streaming client for the provider (`provider_not_supported`, see
+    /// [`crate::streams`]): every turn on it would fail, so it is not offered.
+    NotSupported,
 }
 
 impl UnavailableReason {
@@ -84,6 +87,7 @@ impl UnavailableReason {
             UnavailableReason::MissingApiKey => "missing_api_key",
             UnavailableReason::UserApiKeyRequired => "user_api_key_required",
             UnavailableReason::ProviderDisabled => "provider_disabled",
+            UnavailableReason::NotSupported => "provider_not_supported",
         }
     }
 
@@ -94,7 +98,7 @@ impl UnavailableReason {
             UnavailableReason::UserApiKeyRequired => {
                 ChatModelProviderUnavailableReason::UserApiKeyRequired
             }
-            UnavailableReason::ProviderDisabled => {
+            UnavailableReason::ProviderDisabled | UnavailableReason::NotSupported => {
                 ChatModelProviderUnavailableReason::Unknown(self.as_str().to_owned())
             }
         }
@@ -221,22 +225,36 @@ impl ResolvedProviderKeys {
         self.keys.base_url(provider)
     }
 
-    /// Whether `provider` is configured, enabled and usable by this user.
+    /// Whether `provider` is configured, enabled, usable by this user, and streamable by
+    /// this build ([`crate::streams`]).
     pub fn is_available(&self, provider: &str) -> bool {
-        self.status(provider)
-            .is_some_and(ProviderStatus::is_available)
+        self.reason(provider).is_none()
     }
 
     /// Why `provider` is not available, as its wire string (`missing_api_key`,
-    /// `user_api_key_required`, `provider_disabled`); `None` exactly when it is
-    /// available.
+    /// `user_api_key_required`, `provider_disabled`, `provider_not_supported`); `None`
+    /// exactly when it is available. A disabled provider is reported as disabled; any
+    /// other provider this build cannot stream as `provider_not_supported`, whatever its
+    /// keys.
     pub fn unavailable_reason(&self, provider: &str) -> Option<&'static str> {
         self.reason(provider).map(UnavailableReason::as_str)
     }
 
     /// [`unavailable_reason`](Self::unavailable_reason), typed.
     pub fn reason(&self, provider: &str) -> Option<UnavailableReason> {
-        match self.status(provider) {
+        let status = self.status(provider);
+        if let (Some(p), false) = (
+            Provider::parse(provider),
+            matches!(
+                status,
+                Some(ProviderStatus::Unavailable(UnavailableReason::ProviderDisabled))
+            ),
+        ) {
+            if !crate::factory::streams(p) {
+                return Some(UnavailableReason::NotSupported);
+            }
+        }
+        match status {
             Some(ProviderStatus::Available(_)) => None,
             Some(ProviderStatus::Unavailable(r)) => Some(*r),
             None => Some(UnavailableReason::MissingApiKey),

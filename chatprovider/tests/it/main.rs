@@ -4,6 +4,7 @@
 
 mod aimock;
 mod anthropic;
+mod gemini;
 mod openai_chat;
 mod openai_responses;
 mod proptests;
