@@ -196,8 +196,8 @@ pub use options::{
     VercelRequestOptions, OPENAI_INCLUDE_REASONING_ENCRYPTED_CONTENT, OPENAI_RESPONSES_INCLUDES,
 };
 pub use policy::{
-    resolve_user_provider_keys, ConfiguredProvider, CredentialSource, ProviderStatus,
-    ResolvedProviderKeys, UnavailableReason, UserProviderKey,
+    resolve_user_provider_keys, unavailable_reason, ConfiguredProvider, CredentialSource,
+    ProviderStatus, ResolvedProviderKeys, UnavailableReason, UserProviderKey,
 };
 pub use reasoning::{
     allowed_reasoning_efforts, effective_reasoning_effort, openai_search_context_size,

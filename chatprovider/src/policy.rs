@@ -76,7 +76,9 @@ pub enum UnavailableReason {
     /// disabled providers, so this reason is not sent in `GET /chats/models`.
     ProviderDisabled,
     /// This build has no streaming client for the provider (`provider_not_supported`, see
-    /// [`crate::streams`]): every turn on it would fail, so it is not offered.
+    /// [`crate::streams`]): every turn on it would fail, so the catalogue does not offer
+    /// it. Not a key-policy outcome: [`ResolvedProviderKeys`] never reports it;
+    /// [`unavailable_reason`] adds it.
     NotSupported,
 }
 
@@ -225,36 +227,24 @@ impl ResolvedProviderKeys {
         self.keys.base_url(provider)
     }
 
-    /// Whether `provider` is configured, enabled, usable by this user, and streamable by
-    /// this build ([`crate::streams`]).
+    /// Whether `provider` is configured, enabled and usable by this user (the key policy
+    /// only; whether this build can stream it is [`crate::streams`], which the catalogue
+    /// adds in [`crate::list_configured_models`]).
     pub fn is_available(&self, provider: &str) -> bool {
-        self.reason(provider).is_none()
+        self.status(provider)
+            .is_some_and(ProviderStatus::is_available)
     }
 
     /// Why `provider` is not available, as its wire string (`missing_api_key`,
-    /// `user_api_key_required`, `provider_disabled`, `provider_not_supported`); `None`
-    /// exactly when it is available. A disabled provider is reported as disabled; any
-    /// other provider this build cannot stream as `provider_not_supported`, whatever its
-    /// keys.
+    /// `user_api_key_required`, `provider_disabled`); `None` exactly when it is
+    /// available.
     pub fn unavailable_reason(&self, provider: &str) -> Option<&'static str> {
         self.reason(provider).map(UnavailableReason::as_str)
     }
 
     /// [`unavailable_reason`](Self::unavailable_reason), typed.
     pub fn reason(&self, provider: &str) -> Option<UnavailableReason> {
-        let status = self.status(provider);
-        if let (Some(p), false) = (
-            Provider::parse(provider),
-            matches!(
-                status,
-                Some(ProviderStatus::Unavailable(UnavailableReason::ProviderDisabled))
-            ),
-        ) {
-            if !crate::factory::streams(p) {
-                return Some(UnavailableReason::NotSupported);
-            }
-        }
-        match status {
+        match self.status(provider) {
             Some(ProviderStatus::Available(_)) => None,
             Some(ProviderStatus::Unavailable(r)) => Some(*r),
             None => Some(UnavailableReason::MissingApiKey),
@@ -345,6 +335,26 @@ fn decide<'a>(
         return Decision::Unavailable(UnavailableReason::UserApiKeyRequired);
     }
     Decision::Unavailable(UnavailableReason::MissingApiKey)
+}
+
+/// Why `provider` cannot be used by this user with this build: [`crate::streams`] first
+/// (a provider without a streaming client is [`UnavailableReason::NotSupported`] whatever its
+/// keys, unless disabled), then the key policy ([`ResolvedProviderKeys::reason`]). What the
+/// model catalogue and the turn's model resolution report.
+pub fn unavailable_reason(
+    resolved: &ResolvedProviderKeys,
+    provider: &str,
+) -> Option<UnavailableReason> {
+    let reason = resolved.reason(provider);
+    match Provider::parse(provider) {
+        Some(p)
+            if !crate::factory::streams(p)
+                && reason != Some(UnavailableReason::ProviderDisabled) =>
+        {
+            Some(UnavailableReason::NotSupported)
+        }
+        _ => reason,
+    }
 }
 
 /// Applies the administrators' key policy for one user.
