@@ -10,6 +10,7 @@ mod debug_runs;
 mod engine;
 mod engine_actions;
 mod engine_chain;
+mod engine_gemini;
 mod engine_limits;
 mod engine_openai;
 mod engine_overrides;
