@@ -30,7 +30,7 @@ use serde_json::json;
 #[derive(Parser, Debug)]
 #[command(about = "Stream one model turn and print every part as JSON")]
 struct Args {
-    /// Provider id: openai, azure, anthropic, openai-compat, openrouter, vercel.
+    /// Provider id: openai, azure, anthropic, google, openai-compat, openrouter, vercel.
     #[arg(long)]
     provider: String,
     /// Provider model id.
