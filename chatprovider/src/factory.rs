@@ -205,9 +205,15 @@ mod tests {
     #[test]
     fn unavailable_providers_are_config_errors() {
         let m = build("google", "AIza-secret-key-123", "gemini-2.5-flash", None).unwrap();
-        assert_eq!((m.provider(), m.model_id()), (Provider::Google, "gemini-2.5-flash"));
+        assert_eq!(
+            (m.provider(), m.model_id()),
+            (Provider::Google, "gemini-2.5-flash")
+        );
         let dbg = format!("{m:?}");
-        assert!(dbg.contains("GeminiModel") && !dbg.contains("AIza-secret-key-123"), "{dbg}");
+        assert!(
+            dbg.contains("GeminiModel") && !dbg.contains("AIza-secret-key-123"),
+            "{dbg}"
+        );
         // Until the Bedrock client is merged, bedrock is the provider that does not stream:
         // the factory refuses it and `streams` says so.
         let keys = ProviderApiKeys::new()

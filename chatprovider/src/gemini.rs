@@ -339,7 +339,10 @@ struct WireFunctionDeclaration<'a> {
     name: &'a str,
     #[serde(skip_serializing_if = "str::is_empty")]
     description: &'a str,
-    #[serde(rename = "parametersJsonSchema", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "parametersJsonSchema",
+        skip_serializing_if = "Option::is_none"
+    )]
     parameters: Option<&'a RawJson>,
 }
 
@@ -1027,8 +1030,14 @@ fn finish_reason(reason: Option<&str>, made_calls: bool) -> FinishReason {
         Some("STOP") => FinishReason::Stop,
         Some("MAX_TOKENS") => FinishReason::Length,
         Some(
-            "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" | "IMAGE_SAFETY"
-            | "IMAGE_PROHIBITED_CONTENT" | "IMAGE_RECITATION",
+            "SAFETY"
+            | "RECITATION"
+            | "BLOCKLIST"
+            | "PROHIBITED_CONTENT"
+            | "SPII"
+            | "IMAGE_SAFETY"
+            | "IMAGE_PROHIBITED_CONTENT"
+            | "IMAGE_RECITATION",
         ) => FinishReason::ContentFilter,
         Some(other) => FinishReason::Other(other.to_owned()),
         None => FinishReason::Other(String::new()),
@@ -1102,8 +1111,7 @@ impl StreamDecoder for GeminiDecoder {
         if self.response_id.is_none() {
             self.response_id.clone_from(&parsed.response_id);
         }
-        if !self.metadata_sent && (parsed.response_id.is_some() || parsed.model_version.is_some())
-        {
+        if !self.metadata_sent && (parsed.response_id.is_some() || parsed.model_version.is_some()) {
             self.metadata_sent = true;
             out.push(StreamPart::ResponseMetadata {
                 id: parsed.response_id,

@@ -162,7 +162,6 @@ pub use admin::{
     validate_user_provider_key_request,
 };
 pub use anthropic::*;
-pub use gemini::*;
 pub use catalog::{
     azure_base_url, is_env_preset_provider, normalize_provider,
     provider_allows_ambient_credentials, provider_display_name, supported_providers, Provider,
@@ -174,6 +173,7 @@ pub use convert::{
 };
 pub use error::{Error, ErrorKind, MAX_ECHOED_INPUT_BYTES};
 pub use factory::{language_model, streams, OpenAiApi};
+pub use gemini::*;
 pub use image::{
     check_inline_image, check_inline_images, client_image_byte_budget, inline_image_byte_cap,
     InlineAttachment, ANTHROPIC_INLINE_IMAGE_CAP_BYTES, CLIENT_IMAGE_BUDGET_HEADROOM_BYTES,

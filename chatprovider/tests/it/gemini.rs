@@ -12,9 +12,8 @@ use chatprovider::sse::DEFAULT_MAX_EVENT_BYTES;
 use chatprovider::{
     decode_body, CallSettings, ClientSettings, FinishReason, GeminiDecoder, GeminiModel,
     GoogleRequestOptions, GoogleSafetySetting, GoogleThinkingOptions, LanguageModel, Message,
-    ModelRequest, ModelResponse, Part, ProviderRequestOptions, ResponseCollector, Role,
-    StreamPart, ToolChoice, ToolDefinition, GEMINI_SKIP_THOUGHT_SIGNATURE,
-    GEMINI_STREAM_CLOSED_ERROR,
+    ModelRequest, ModelResponse, Part, ProviderRequestOptions, ResponseCollector, Role, StreamPart,
+    ToolChoice, ToolDefinition, GEMINI_SKIP_THOUGHT_SIGNATURE, GEMINI_STREAM_CLOSED_ERROR,
 };
 use codersdk::{ChatMessageUsage, RawJson};
 use futures_util::StreamExt;
@@ -88,7 +87,10 @@ fn every_gemini_fixture_is_covered_and_split_anywhere() {
     for name in names {
         let body = stream_body(&name);
         let whole = decode(&body).unwrap();
-        assert!(matches!(whole.last(), Some(StreamPart::Finish { .. })), "{name}");
+        assert!(
+            matches!(whole.last(), Some(StreamPart::Finish { .. })),
+            "{name}"
+        );
         // Every split point, and one byte at a time.
         for at in 0..=body.len() {
             let chunks = vec![body[..at].to_vec(), body[at..].to_vec()];
@@ -111,8 +113,18 @@ fn thoughts_then_text() {
         }
     );
     // Thoughts are block 0 (closed before the text), text is block 1.
-    assert!(matches!(&parts[1], StreamPart::ReasoningDelta { block: 0, .. }));
-    assert!(matches!(&parts[3], StreamPart::ReasoningEnd { block: 0, signature: None, .. }));
+    assert!(matches!(
+        &parts[1],
+        StreamPart::ReasoningDelta { block: 0, .. }
+    ));
+    assert!(matches!(
+        &parts[3],
+        StreamPart::ReasoningEnd {
+            block: 0,
+            signature: None,
+            ..
+        }
+    ));
     assert!(matches!(&parts[4], StreamPart::TextDelta { block: 1, .. }));
     let r = collect(&parts);
     assert_eq!(
@@ -233,7 +245,10 @@ fn a_cut_stream_is_a_retryable_timeout() {
     let cut = text.rfind("data: ").unwrap();
     for end in [cut, cut + 40] {
         let err = decode(&text.as_bytes()[..end]).unwrap_err();
-        assert!(err.to_string().contains(GEMINI_STREAM_CLOSED_ERROR), "{err}");
+        assert!(
+            err.to_string().contains(GEMINI_STREAM_CLOSED_ERROR),
+            "{err}"
+        );
         let c = classify(&err);
         assert_eq!(c.kind(), Some(&ChatErrorKind::Timeout));
         assert!(c.is_retryable());
@@ -503,12 +518,16 @@ fn budgets_win_over_levels_and_plain_requests_stay_plain() {
         ..Default::default()
     };
     let v: Value = serde_json::from_str(&model.request_json(&req).unwrap()).unwrap();
-    assert!(v["contents"][0]["parts"][0].get("thoughtSignature").is_none());
+    assert!(v["contents"][0]["parts"][0]
+        .get("thoughtSignature")
+        .is_none());
 }
 
 fn google_error(code: u16, status: &str, message: &str, details: Value) -> Vec<u8> {
-    serde_json::to_vec(&json!({"error":{"code":code,"message":message,"status":status,"details":details}}))
-        .unwrap()
+    serde_json::to_vec(
+        &json!({"error":{"code":code,"message":message,"status":status,"details":details}}),
+    )
+    .unwrap()
 }
 
 #[tokio::test]
