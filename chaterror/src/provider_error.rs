@@ -326,7 +326,9 @@ pub fn parse_retry_after(ms: Option<&str>, seconds: Option<&str>, now: SystemTim
 /// (`{"error":{"details":[{"@type":"…google.rpc.RetryInfo","retryDelay":"1.5s"}]}}`, or a
 /// JSON array of such errors, as streaming endpoints send), capped at [`MAX_RETRY_AFTER`].
 /// The delay is a protobuf `Duration` in JSON form: decimal seconds with an `s` suffix.
-/// `None` when the body is not such JSON or the delay is not a positive duration.
+/// `None` when the body is not such JSON, is larger than
+/// [`MAX_PARSED_BODY_BYTES`](crate::MAX_PARSED_BODY_BYTES), or the delay is not a positive
+/// duration.
 ///
 /// ```
 /// use std::time::Duration;
@@ -336,6 +338,13 @@ pub fn parse_retry_after(ms: Option<&str>, seconds: Option<&str>, now: SystemTim
 /// assert_eq!(chaterror::parse_google_retry_delay(b"not json"), None);
 /// ```
 pub fn parse_google_retry_delay(body: &[u8]) -> Option<Duration> {
+    // Like classification, never parse a body above the limit, and parse only a body that
+    // can hold a RetryInfo: the common error costs one scan and no allocation.
+    const MARKER: &[u8] = b"RetryInfo";
+    if body.len() > crate::MAX_PARSED_BODY_BYTES || !body.windows(MARKER.len()).any(|w| w == MARKER)
+    {
+        return None;
+    }
     let value: serde_json::Value = serde_json::from_slice(body).ok()?;
     let error = match &value {
         serde_json::Value::Array(items) => items.first()?.get("error")?,
@@ -404,6 +413,22 @@ mod tests {
             parse_google_retry_delay(arr.as_bytes()),
             Some(Duration::from_secs(2))
         );
+        // Bodies above MAX_PARSED_BODY_BYTES are not parsed: the edge.
+        let padded = |len: usize| {
+            let base = body("5s");
+            let inner = base.strip_suffix('}').unwrap();
+            let pad = len - inner.len() - r#","pad":""}"#.len();
+            format!(r#"{inner},"pad":"{}"}}"#, "p".repeat(pad))
+        };
+        let at = padded(crate::MAX_PARSED_BODY_BYTES);
+        assert_eq!(at.len(), crate::MAX_PARSED_BODY_BYTES);
+        assert_eq!(
+            parse_google_retry_delay(at.as_bytes()),
+            Some(Duration::from_secs(5))
+        );
+        let over = padded(crate::MAX_PARSED_BODY_BYTES + 1);
+        assert_eq!(over.len(), crate::MAX_PARSED_BODY_BYTES + 1);
+        assert_eq!(parse_google_retry_delay(over.as_bytes()), None);
         // The header wins; the body is the fallback.
         let err = ProviderError::new("quota")
             .with_status(429)
