@@ -241,3 +241,61 @@ async fn a_gemini_tool_loop_runs_through_the_engine() {
     })
     .await;
 }
+
+/// A model whose provider this build cannot stream (`chatprovider::streams`: bedrock until
+/// its client is merged) is refused when a chat is created on it, through the real
+/// `StoreModelResolver`, instead of failing every turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_on_a_provider_that_cannot_stream_is_refused() {
+    on_each_backend(|store| async move {
+        // When the Bedrock client is merged every provider streams: then this test has no
+        // provider left to refuse and goes (the lead flips it with the merge).
+        assert!(!chatprovider::streams(chatprovider::Provider::Bedrock));
+        let keyring = Arc::new(Keyring::new("k1", SecretKey::from_bytes([7; 32])).unwrap());
+        let keys = ProviderApiKeys::new();
+        let req = CreateChatProviderConfigRequest {
+            provider: "bedrock".into(),
+            api_key: Some(SecretString::new("bedrock-key")),
+            ..Default::default()
+        };
+        let valid = chatprovider::validate_create_provider_request(&req, &keys).unwrap();
+        store
+            .create_provider_config(&valid, &keyring)
+            .await
+            .unwrap();
+        let req = CreateChatModelConfigRequest {
+            provider: "bedrock".into(),
+            model: "anthropic.claude-sonnet-4-5".into(),
+            context_limit: Some(200_000),
+            ..Default::default()
+        };
+        let valid = codersdk::validate_create_model_config(&req).unwrap();
+        let model = store.create_model_config(&valid, &keys).await.unwrap();
+        let resolver = StoreModelResolver::new(store.clone(), keyring, keys);
+        let config = EngineConfig::new(StoreOptions::new("unused"), Arc::new(resolver))
+            .with_generated_titles(false)
+            .with_turn_summaries(false);
+        let engine = Engine::with_store(store.clone(), config).await.unwrap();
+        let f = fixture(&store).await;
+        let err = engine
+            .create_chat(
+                &Actor::user(f.user),
+                CreateChatRequest {
+                    organization_id: Some(f.org),
+                    content: vec![ChatInputPart::text("hello")],
+                    model_config_id: Some(model.id),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), chatd_core::ErrorKind::InvalidArgument, "{err}");
+        assert!(
+            err.to_string()
+                .contains(chatd_core::MODEL_NOT_SUPPORTED_MESSAGE),
+            "{err}"
+        );
+        engine.shutdown().await;
+    })
+    .await;
+}

@@ -1185,3 +1185,56 @@ async fn retention_settings_are_read_by_everyone_and_set_by_administrators() {
     })
     .await;
 }
+
+/// A provider the catalogue offers must stream. Google and Bedrock both configured with a
+/// key and a model: Google is offered; Bedrock, which this build cannot stream yet
+/// (`chatprovider::streams`), is listed unavailable with `provider_not_supported`. (When the
+/// Bedrock client is merged, bedrock becomes available here.) The refusal of a new chat on
+/// such a model is `chatd-core`'s `engine_gemini` test, through `StoreModelResolver`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catalogue_offers_only_providers_that_stream() {
+    on_each_backend(|store| async move {
+        let server = TestServer::start(&store, ScriptedModel::new([])).await;
+        let admin = Some(ADMIN_TOKEN);
+        for (provider, model) in [
+            ("google", "gemini-2.5-flash"),
+            ("bedrock", "anthropic.claude-sonnet-4-5"),
+        ] {
+            let (s, body) = call(
+                &server,
+                Method::POST,
+                "/chats/providers",
+                admin,
+                Some(json!({"provider": provider, "api_key": CENTRAL_KEY})),
+            )
+            .await;
+            assert_eq!(s, StatusCode::CREATED, "{body}");
+            let (s, body) = call(
+                &server,
+                Method::POST,
+                "/chats/model-configs",
+                admin,
+                Some(json!({"provider": provider, "model": model, "context_limit": 200000})),
+            )
+            .await;
+            assert_eq!(s, StatusCode::CREATED, "{body}");
+        }
+        let bob = server.user("bob").await;
+        let member = Some(bob.token.as_str());
+        let (s, catalogue) = call(&server, Method::GET, "/chats/models", member, None).await;
+        assert_eq!(s, StatusCode::OK);
+        let google = entry(&catalogue["providers"], "google");
+        assert_eq!(google["available"], true, "{catalogue}");
+        assert_eq!(google["models"][0]["model"], "gemini-2.5-flash");
+        let bedrock = entry(&catalogue["providers"], "bedrock");
+        assert_eq!(
+            bedrock["available"],
+            chatprovider::streams(Provider::Bedrock),
+            "{catalogue}"
+        );
+        assert_eq!(bedrock["unavailable_reason"], "provider_not_supported");
+
+        server.stop().await;
+    })
+    .await;
+}
