@@ -74,7 +74,7 @@ pub use cost::{
 pub use error::{CostError, CostErrorKind};
 pub use models_dev::{ProviderMapping, MAX_UPSTREAM_JSON_BYTES, SEED_PROVIDERS};
 pub use normalize::{
-    AnthropicCacheCreation, AnthropicUsage, AnthropicUsageAccumulator, DeepSeekUsage,
+    AnthropicCacheCreation, AnthropicUsage, AnthropicUsageAccumulator, DeepSeekUsage, GeminiUsage,
     OpenAiChatUsage, OpenAiInputDetails, OpenAiOutputDetails, OpenAiResponsesUsage, XaiUsage,
 };
 pub use pricebook::{

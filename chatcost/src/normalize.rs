@@ -10,6 +10,7 @@
 //! | Anthropic, Bedrock ([`AnthropicUsage`], [`anthropic`], [`AnthropicUsageAccumulator`]) | `input_tokens` (already excludes cache) | `cache_read_input_tokens` | `cache_creation.ephemeral_5m + ephemeral_1h` if the breakdown is present, else `cache_creation_input_tokens` | `output_tokens` | not reported (`None`) |
 //! | xAI ([`XaiUsage`], [`xai_chat`]) | `prompt_tokens − cached` | `prompt_tokens_details.cached_tokens` | if reported | `completion_tokens + reasoning_tokens` | `completion_tokens_details.reasoning_tokens` |
 //! | DeepSeek ([`DeepSeekUsage`], [`deepseek_chat`]) | `prompt_cache_miss_tokens` | `prompt_cache_hit_tokens` | if reported | `completion_tokens` | `completion_tokens_details.reasoning_tokens` |
+//! | Google Gemini ([`GeminiUsage`], [`gemini`]) | `promptTokenCount − cachedContentTokenCount + toolUsePromptTokenCount` | `cachedContentTokenCount` | not reported (`None`) | `candidatesTokenCount + thoughtsTokenCount` | `thoughtsTokenCount` if reported |
 //!
 //! Common rules:
 //! - A usage object with no token counter at all normalizes to an empty
@@ -193,6 +194,78 @@ pub struct DeepSeekUsage {
     /// Completion breakdown (`reasoning_tokens`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub completion_tokens_details: Option<OpenAiOutputDetails>,
+}
+
+/// Gemini `usageMetadata` (`generateContent` and every `streamGenerateContent` chunk).
+///
+/// `promptTokenCount` includes the cached tokens; `candidatesTokenCount` excludes the
+/// thinking tokens, which Google bills at the output rate; `toolUsePromptTokenCount` counts
+/// the prompt of built-in tools (search grounding) and is billed as input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct GeminiUsage {
+    /// All prompt tokens, cached ones included.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt_token_count: Option<i64>,
+    /// Prompt tokens served from cached content.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cached_content_token_count: Option<i64>,
+    /// Generated tokens, thoughts excluded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub candidates_token_count: Option<i64>,
+    /// Thinking tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thoughts_token_count: Option<i64>,
+    /// Prompt tokens of built-in tool use.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_use_prompt_token_count: Option<i64>,
+    /// Provider's total (not copied; see the module docs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_token_count: Option<i64>,
+}
+
+/// Gemini usage: `input = prompt − cached + tool_use_prompt`, `cache_read = cached`,
+/// `output = candidates + thoughts`, `reasoning = thoughts` (when reported).
+///
+/// ```
+/// let raw: chatcost::GeminiUsage = serde_json::from_str(
+///     r#"{"promptTokenCount":100,"cachedContentTokenCount":40,"candidatesTokenCount":20,
+///         "thoughtsTokenCount":30,"totalTokenCount":150}"#,
+/// )?;
+/// let u = chatcost::normalize::gemini(&raw)?;
+/// assert_eq!((u.input_tokens, u.cache_read_tokens, u.output_tokens), (Some(60), Some(40), Some(50)));
+/// assert_eq!((u.reasoning_tokens, u.total_tokens), (Some(30), Some(150)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn gemini(usage: &GeminiUsage) -> Result<ChatMessageUsage, CostError> {
+    let counters = [
+        ("promptTokenCount", usage.prompt_token_count),
+        ("cachedContentTokenCount", usage.cached_content_token_count),
+        ("candidatesTokenCount", usage.candidates_token_count),
+        ("thoughtsTokenCount", usage.thoughts_token_count),
+        ("toolUsePromptTokenCount", usage.tool_use_prompt_token_count),
+        ("totalTokenCount", usage.total_token_count),
+    ];
+    check_counters(&counters)?;
+    if counters.iter().all(|(_, v)| v.is_none()) {
+        return Ok(ChatMessageUsage::default());
+    }
+    let cached = usage.cached_content_token_count.unwrap_or(0);
+    let input = prompt_minus(usage.prompt_token_count, cached, "cachedContentTokenCount")?
+        .checked_add(usage.tool_use_prompt_token_count.unwrap_or(0))
+        .ok_or_else(|| overflow("toolUsePromptTokenCount"))?;
+    let output = usage
+        .candidates_token_count
+        .unwrap_or(0)
+        .checked_add(usage.thoughts_token_count.unwrap_or(0))
+        .ok_or_else(|| overflow("thoughtsTokenCount"))?;
+    Ok(build(
+        input,
+        output,
+        usage.thoughts_token_count,
+        cached,
+        None,
+    ))
 }
 
 /// OpenAI Chat Completions usage (also Groq): `input = prompt − cached − cache_write`,
@@ -635,5 +708,45 @@ fn build(
         cache_creation_tokens: cache_creation,
         cache_read_tokens: Some(cache_read),
         context_limit: None,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+mod gemini_tests {
+    use super::*;
+
+    fn usage(json: &str) -> Result<ChatMessageUsage, CostError> {
+        gemini(&serde_json::from_str(json).unwrap())
+    }
+
+    #[test]
+    fn gemini_usage_rules() {
+        let u = usage(
+            r#"{"promptTokenCount":120,"cachedContentTokenCount":100,"candidatesTokenCount":7,
+                "thoughtsTokenCount":5,"toolUsePromptTokenCount":3,"totalTokenCount":135}"#,
+        )
+        .unwrap();
+        assert_eq!(u.input_tokens, Some(23));
+        assert_eq!(u.cache_read_tokens, Some(100));
+        assert_eq!(u.output_tokens, Some(12));
+        assert_eq!(u.reasoning_tokens, Some(5));
+        assert_eq!(u.cache_creation_tokens, None);
+        assert_eq!(u.total_tokens, Some(135));
+        // Without thoughts: no reasoning counter; nothing at all: empty usage.
+        let u = usage(r#"{"promptTokenCount":4,"candidatesTokenCount":2}"#).unwrap();
+        assert_eq!((u.output_tokens, u.reasoning_tokens), (Some(2), None));
+        assert_eq!(usage("{}").unwrap(), ChatMessageUsage::default());
+        // Cached above the prompt, and negative counters, are errors.
+        let e = usage(r#"{"promptTokenCount":4,"cachedContentTokenCount":5}"#).unwrap_err();
+        assert_eq!(e.kind(), CostErrorKind::InconsistentUsage);
+        let e = usage(r#"{"thoughtsTokenCount":-1}"#).unwrap_err();
+        assert_eq!(e.kind(), CostErrorKind::InvalidTokenCount);
+        let e = usage(&format!(
+            r#"{{"candidatesTokenCount":{},"thoughtsTokenCount":1}}"#,
+            i64::MAX
+        ))
+        .unwrap_err();
+        assert_eq!(e.kind(), CostErrorKind::Overflow);
     }
 }

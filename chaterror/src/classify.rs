@@ -327,7 +327,9 @@ impl Signals {
         Signals {
             overloaded: status == 529 || contains_any(lower, pat::OVERLOADED),
             usage_limit,
-            auth_strong: status == 401 || contains_any(lower, pat::AUTH_STRONG),
+            auth_strong: status == 401
+                || contains_any(lower, pat::AUTH_STRONG)
+                || contains_any(lower_detail, pat::AUTH_STRONG_DETAIL),
             auth_weak: status == 403 || contains_any(lower, pat::AUTH_WEAK),
             config: contains_any(lower, pat::CONFIG),
             rate_limit: status == 429 || contains_any(lower, pat::RATE_LIMIT),

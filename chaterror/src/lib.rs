@@ -115,7 +115,8 @@ pub use overflow::is_context_overflow;
 pub use persisted::{decode_chat_error, decode_last_error, persisted_error_text};
 pub use provider::{detect_provider, display_name, normalize_provider};
 pub use provider_error::{
-    parse_retry_after, ProviderError, MAX_RETRY_AFTER, RETRY_AFTER, RETRY_AFTER_MS, X_SHOULD_RETRY,
+    parse_google_retry_delay, parse_retry_after, ProviderError, MAX_RETRY_AFTER, RETRY_AFTER,
+    RETRY_AFTER_MS, X_SHOULD_RETRY,
 };
 pub use redact::{
     redact, RedactedDisplay, Redactor, MIN_ASSIGNED_SECRET_CHARS, MIN_BEARER_TOKEN_CHARS,

@@ -39,7 +39,15 @@ pub(crate) const AUTH_STRONG: &[&str] = &[
     "unauthorized",
     "invalid api key",
     "invalid_api_key",
+    "api key not valid",
+    "api key expired",
 ];
+
+/// Auth patterns also looked for in the provider's own error message (the body's
+/// detail): Gemini answers a bad key with a 400 `INVALID_ARGUMENT` whose message is "API key
+/// not valid. Please pass a valid API key." (an expired key: "API key expired. …"), so the
+/// status alone reads as a bad request.
+pub(crate) const AUTH_STRONG_DETAIL: &[&str] = &["api key not valid", "api key expired"];
 
 pub(crate) const AUTH_WEAK: &[&str] = &["forbidden"];
 

@@ -189,12 +189,22 @@ impl ProviderError {
 
     /// The provider's minimum retry delay from `retry-after-ms` or `retry-after`; zero when
     /// absent or unusable. See [`parse_retry_after`].
+    ///
+    /// Without a usable header, a Google RPC `RetryInfo` in the body counts as well: Gemini
+    /// answers a 429 `RESOURCE_EXHAUSTED` with
+    /// `{"error":{"details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"30s"}]}}`
+    /// and no `Retry-After` ([`parse_google_retry_delay`]).
     pub fn retry_after(&self) -> Duration {
-        parse_retry_after(
+        let from_headers = parse_retry_after(
             self.header(RETRY_AFTER_MS),
             self.header(RETRY_AFTER),
             SystemTime::now(),
-        )
+        );
+        if from_headers.is_zero() {
+            parse_google_retry_delay(&self.inner.body).unwrap_or(Duration::ZERO)
+        } else {
+            from_headers
+        }
     }
 
     /// Rewrites every text the error shows (message, title, header names and values) with
@@ -312,6 +322,50 @@ pub fn parse_retry_after(ms: Option<&str>, seconds: Option<&str>, now: SystemTim
     }
 }
 
+/// The `retryDelay` of the first Google RPC `RetryInfo` detail in an error body
+/// (`{"error":{"details":[{"@type":"…google.rpc.RetryInfo","retryDelay":"1.5s"}]}}`, or a
+/// JSON array of such errors, as streaming endpoints send), capped at [`MAX_RETRY_AFTER`].
+/// The delay is a protobuf `Duration` in JSON form: decimal seconds with an `s` suffix.
+/// `None` when the body is not such JSON, is larger than
+/// [`MAX_PARSED_BODY_BYTES`](crate::MAX_PARSED_BODY_BYTES), or the delay is not a positive
+/// duration.
+///
+/// ```
+/// use std::time::Duration;
+/// let body = br#"{"error":{"code":429,"status":"RESOURCE_EXHAUSTED","details":[
+///   {"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"17.5s"}]}}"#;
+/// assert_eq!(chaterror::parse_google_retry_delay(body), Some(Duration::from_millis(17_500)));
+/// assert_eq!(chaterror::parse_google_retry_delay(b"not json"), None);
+/// ```
+pub fn parse_google_retry_delay(body: &[u8]) -> Option<Duration> {
+    // Like classification, never parse a body above the limit, and parse only a body that
+    // can hold a RetryInfo: the common error costs one scan and no allocation.
+    const MARKER: &[u8] = b"RetryInfo";
+    if body.len() > crate::MAX_PARSED_BODY_BYTES || !body.windows(MARKER.len()).any(|w| w == MARKER)
+    {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let error = match &value {
+        serde_json::Value::Array(items) => items.first()?.get("error")?,
+        other => other.get("error")?,
+    };
+    let delay = error
+        .get("details")?
+        .as_array()?
+        .iter()
+        .filter(|d| {
+            d.get("@type")
+                .and_then(serde_json::Value::as_str)
+                .is_some_and(|t| t.ends_with("google.rpc.RetryInfo"))
+        })
+        .find_map(|d| d.get("retryDelay").and_then(serde_json::Value::as_str))?;
+    let secs = positive_float(delay.trim().strip_suffix('s')?)?;
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .map(|d| d.min(MAX_RETRY_AFTER))
+}
+
 fn positive_float(s: &str) -> Option<f64> {
     let v = s.trim().parse::<f64>().ok()?;
     (v.is_finite() && v > 0.0).then_some(v)
@@ -336,6 +390,52 @@ mod tests {
         assert_eq!(ProviderError::new("m").to_string(), "m");
         assert_eq!(ProviderError::new("m").with_title("T").to_string(), "T: m");
         assert_eq!(ProviderError::new("").to_string(), "");
+    }
+
+    #[test]
+    fn google_retry_delay() {
+        let body = |delay: &str| {
+            format!(
+                r#"{{"error":{{"code":429,"details":[{{"@type":"type.googleapis.com/google.rpc.QuotaFailure"}},{{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"{delay}"}}]}}}}"#
+            )
+        };
+        let p = |delay: &str| parse_google_retry_delay(body(delay).as_bytes());
+        assert_eq!(p("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(p("0.25s"), Some(Duration::from_millis(250)));
+        assert_eq!(p("3600s"), Some(MAX_RETRY_AFTER));
+        assert_eq!(p("3601s"), Some(MAX_RETRY_AFTER));
+        assert_eq!(p("0s"), None);
+        assert_eq!(p("-1s"), None);
+        assert_eq!(p("30"), None);
+        assert_eq!(p("NaNs"), None);
+        let arr = format!("[{}]", body("2s"));
+        assert_eq!(
+            parse_google_retry_delay(arr.as_bytes()),
+            Some(Duration::from_secs(2))
+        );
+        // Bodies above MAX_PARSED_BODY_BYTES are not parsed: the edge.
+        let padded = |len: usize| {
+            let base = body("5s");
+            let inner = base.strip_suffix('}').unwrap();
+            let pad = len - inner.len() - r#","pad":""}"#.len();
+            format!(r#"{inner},"pad":"{}"}}"#, "p".repeat(pad))
+        };
+        let at = padded(crate::MAX_PARSED_BODY_BYTES);
+        assert_eq!(at.len(), crate::MAX_PARSED_BODY_BYTES);
+        assert_eq!(
+            parse_google_retry_delay(at.as_bytes()),
+            Some(Duration::from_secs(5))
+        );
+        let over = padded(crate::MAX_PARSED_BODY_BYTES + 1);
+        assert_eq!(over.len(), crate::MAX_PARSED_BODY_BYTES + 1);
+        assert_eq!(parse_google_retry_delay(over.as_bytes()), None);
+        // The header wins; the body is the fallback.
+        let err = ProviderError::new("quota")
+            .with_status(429)
+            .with_body(body("9s").into_bytes());
+        assert_eq!(err.retry_after(), Duration::from_secs(9));
+        let err = err.with_header("Retry-After", "3");
+        assert_eq!(err.retry_after(), Duration::from_secs(3));
     }
 
     #[test]

@@ -36,7 +36,7 @@ use serde_json::json;
 #[derive(Parser, Debug)]
 #[command(about = "Stream one model turn and print every part as JSON")]
 struct Args {
-    /// Provider id: openai, azure, anthropic, bedrock, openai-compat, openrouter, vercel.
+    /// Provider id: openai, azure, anthropic, bedrock, google, openai-compat, openrouter, vercel.
     #[arg(long)]
     provider: String,
     /// Provider model id.

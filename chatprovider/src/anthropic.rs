@@ -725,6 +725,7 @@ fn message_blocks(
                 name,
                 arguments,
                 provider_executed,
+                ..
             } => {
                 if !assistant {
                     continue;

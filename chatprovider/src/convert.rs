@@ -9,6 +9,9 @@
 //! ```json
 //! {"openai": {"item_id": "rs_…", "encrypted_content": "…"}, "anthropic": {"redacted_data": "…"}}
 //! ```
+//!
+//! Gemini's thought signatures belong to the tool call they came with and are kept on that
+//! `tool-call` part: `{"google": {"thought_signature": "…"}}`.
 
 use base64::Engine as _;
 use codersdk::{ChatMessagePart, ChatMessagePartType, ChatMessageRole, RawJson};
@@ -26,6 +29,17 @@ pub struct ReplayMetadata {
     /// Anthropic thinking.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anthropic: Option<AnthropicReplay>,
+    /// Google Gemini (on `tool-call` parts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub google: Option<GoogleReplay>,
+}
+
+/// Google Gemini replay data.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GoogleReplay {
+    /// The thought signature of a function call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thought_signature: Option<String>,
 }
 
 /// OpenAI Responses reasoning item replay data.
@@ -56,7 +70,7 @@ impl ReplayMetadata {
     }
 
     fn is_empty(&self) -> bool {
-        self.openai.is_none() && self.anthropic.is_none()
+        self.openai.is_none() && self.anthropic.is_none() && self.google.is_none()
     }
 }
 
@@ -112,6 +126,9 @@ fn part_to_request(role: Role, p: &ChatMessagePart) -> Option<Part> {
             name: p.tool_name.clone(),
             arguments: p.args.clone().unwrap_or_else(RawJson::empty_object),
             provider_executed: p.provider_executed,
+            thought_signature: ReplayMetadata::from_part(p)
+                .google
+                .and_then(|g| g.thought_signature),
         }),
         ChatMessagePartType::ToolResult if !p.tool_call_id.is_empty() => Some(Part::ToolResult {
             tool_call_id: p.tool_call_id.clone(),
@@ -165,6 +182,20 @@ pub fn response_to_parts(resp: &ModelResponse) -> Vec<ChatMessagePart> {
             .unwrap_or_else(|| RawJson::from(serde_json::Value::String(call.arguments.clone())));
         let mut part = ChatMessagePart::tool_call(call.id.clone(), call.name.clone(), args);
         part.provider_executed = call.provider_executed;
+        let signature = resp
+            .thought_signatures
+            .iter()
+            .find(|(id, _)| *id == call.id)
+            .map(|(_, s)| s.clone());
+        if let Some(signature) = signature {
+            let meta = ReplayMetadata {
+                google: Some(GoogleReplay {
+                    thought_signature: Some(signature),
+                }),
+                ..Default::default()
+            };
+            part.provider_metadata = RawJson::from_value(&meta).ok();
+        }
         parts.push(part);
     }
     for (url, title) in &resp.sources {
@@ -189,6 +220,7 @@ fn reasoning_part(block: &ReasoningBlock) -> ChatMessagePart {
         anthropic: block.redacted_data.clone().map(|d| AnthropicReplay {
             redacted_data: Some(d),
         }),
+        google: None,
     };
     if !meta.is_empty() {
         part.provider_metadata = RawJson::from_value(&meta).ok();
@@ -254,6 +286,40 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(&msg.content[2], Part::ToolCall { id, .. } if id == "call_1"));
+    }
+
+    #[test]
+    fn thought_signatures_stay_on_their_tool_call() {
+        let call = |id: &str| ToolCall {
+            id: id.into(),
+            name: "ls".into(),
+            arguments: "{}".into(),
+            arguments_valid: true,
+            provider_executed: false,
+        };
+        let resp = ModelResponse {
+            tool_calls: vec![call("c1"), call("c2")],
+            thought_signatures: vec![("c2".into(), "sig-2".into())],
+            ..Default::default()
+        };
+        let parts = response_to_parts(&resp);
+        assert!(parts[0].provider_metadata.is_none());
+        assert_eq!(
+            parts[1].provider_metadata.as_ref().unwrap().get(),
+            r#"{"google":{"thought_signature":"sig-2"}}"#
+        );
+        let msg = message_from_parts(&ChatMessageRole::Assistant, &parts).unwrap();
+        let sigs: Vec<_> = msg
+            .content
+            .iter()
+            .map(|p| match p {
+                Part::ToolCall {
+                    thought_signature, ..
+                } => thought_signature.clone(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(sigs, [None, Some("sig-2".to_owned())]);
     }
 
     #[test]

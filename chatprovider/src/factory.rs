@@ -8,6 +8,7 @@ use crate::anthropic::AnthropicModel;
 use crate::bedrock::{AwsEnvironment, BedrockAuth, BedrockModel};
 use crate::catalog::Provider;
 use crate::error::{Error, ErrorKind};
+use crate::gemini::GeminiModel;
 use crate::keys::ProviderCredentials;
 use crate::language_model::LanguageModel;
 use crate::openai_chat::OpenAiChatModel;
@@ -47,6 +48,32 @@ impl OpenAiApi {
     }
 }
 
+/// Whether this build has a streaming client for `provider`: the one test of "can this
+/// provider be used", which the model catalogue and provider availability
+/// ([`ResolvedProviderKeys::reason`](crate::ResolvedProviderKeys::reason)) apply, so a
+/// provider is never offered when every turn on it would fail. [`language_model`] refuses
+/// exactly the providers this returns `false` for.
+///
+/// ```
+/// use chatprovider::{streams, Provider};
+/// assert!(streams(Provider::Google));
+/// assert!(streams(Provider::Anthropic));
+/// ```
+pub fn streams(provider: Provider) -> bool {
+    match provider {
+        Provider::OpenAi
+        | Provider::Azure
+        | Provider::Anthropic
+        | Provider::OpenAiCompat
+        | Provider::OpenRouter
+        | Provider::Vercel
+        | Provider::Bedrock
+        | Provider::Google => true,
+        // Any provider a newer codersdk adds.
+        _ => false,
+    }
+}
+
 /// Builds the client for `model_id` with the given credentials.
 ///
 /// | provider | client |
@@ -55,7 +82,7 @@ impl OpenAiApi {
 /// | `anthropic` | Anthropic Messages |
 /// | `openai-compat`, `openrouter`, `vercel` | OpenAI Chat Completions at the configured base URL (OpenRouter's included) |
 /// | `bedrock` | Anthropic Messages on Bedrock ([`BedrockModel`]): the key as a bearer token, or without one the process's ambient AWS credentials ([`AwsEnvironment::process`], resolved at the first request, never here) |
-/// | `google` | not available yet: a `config` error naming the provider |
+/// | `google` | Gemini `streamGenerateContent` |
 ///
 /// Credentials come from
 /// [`ResolvedProviderKeys::client_credentials`](crate::ResolvedProviderKeys::client_credentials),
@@ -118,7 +145,23 @@ pub fn language_model(
                 settings,
             )))
         }
-        // Google, and any provider a newer codersdk adds.
+        Provider::Google => {
+            let key = credentials
+                .api_key()
+                .map(SecretString::from)
+                .filter(|k| !k.is_empty())
+                .ok_or_else(|| Error::missing_key(provider))?;
+            if model_id.trim().is_empty() {
+                return Err(Error::model_required());
+            }
+            Ok(Arc::new(GeminiModel::new(
+                model_id.trim(),
+                key.expose(),
+                credentials.base_url(),
+                settings,
+            )))
+        }
+        // Any provider a newer codersdk adds: exactly those `streams` refuses.
         _ => Err(Error::new(
             ErrorKind::UnsupportedProvider,
             format!(
@@ -179,10 +222,28 @@ mod tests {
     }
 
     #[test]
-    fn unavailable_providers_are_config_errors() {
-        let err = build("google", "g-key", "gemini-2.5-flash", None).unwrap_err();
-        assert!(err.is_config(), "{err}");
-        assert!(err.to_string().contains("google"));
+    fn google_and_bedrock_build_their_clients() {
+        let m = build("google", "AIza-secret-key-123", "gemini-2.5-flash", None).unwrap();
+        assert_eq!(
+            (m.provider(), m.model_id()),
+            (Provider::Google, "gemini-2.5-flash")
+        );
+        let dbg = format!("{m:?}");
+        assert!(
+            dbg.contains("GeminiModel") && !dbg.contains("AIza-secret-key-123"),
+            "{dbg}"
+        );
+        // Every supported provider has a client; bedrock builds with a key (bearer mode).
+        let keys = ProviderApiKeys::new()
+            .with_api_key(Provider::Bedrock, "b-key")
+            .unwrap();
+        let creds = keys.client_credentials("bedrock").unwrap();
+        let m =
+            language_model(&creds, "anthropic.claude", None, ClientSettings::default()).unwrap();
+        assert_eq!(m.provider(), Provider::Bedrock);
+        for p in crate::SUPPORTED_PROVIDERS {
+            assert!(streams(p), "{p:?}");
+        }
         assert_eq!(
             OpenAiApi::from_config(
                 "gpt-5",

@@ -145,6 +145,7 @@ mod catalog;
 mod convert;
 mod error;
 mod factory;
+mod gemini;
 mod image;
 mod keys;
 mod language_model;
@@ -173,11 +174,12 @@ pub use catalog::{
     ProviderCatalog, AZURE_DEFAULT_API_VERSION, SUPPORTED_PROVIDERS,
 };
 pub use convert::{
-    message_from_parts, request_role, response_to_parts, AnthropicReplay, OpenAiReplay,
-    ReplayMetadata,
+    message_from_parts, request_role, response_to_parts, AnthropicReplay, GoogleReplay,
+    OpenAiReplay, ReplayMetadata,
 };
 pub use error::{Error, ErrorKind, MAX_ECHOED_INPUT_BYTES};
-pub use factory::{language_model, OpenAiApi};
+pub use factory::{language_model, streams, OpenAiApi};
+pub use gemini::*;
 pub use image::{
     check_inline_image, check_inline_images, client_image_byte_budget, inline_image_byte_cap,
     InlineAttachment, ANTHROPIC_INLINE_IMAGE_CAP_BYTES, CLIENT_IMAGE_BUDGET_HEADROOM_BYTES,
@@ -200,8 +202,8 @@ pub use options::{
     VercelRequestOptions, OPENAI_INCLUDE_REASONING_ENCRYPTED_CONTENT, OPENAI_RESPONSES_INCLUDES,
 };
 pub use policy::{
-    resolve_user_provider_keys, ConfiguredProvider, CredentialSource, ProviderStatus,
-    ResolvedProviderKeys, UnavailableReason, UserProviderKey,
+    resolve_user_provider_keys, unavailable_reason, ConfiguredProvider, CredentialSource,
+    ProviderStatus, ResolvedProviderKeys, UnavailableReason, UserProviderKey,
 };
 pub use reasoning::{
     allowed_reasoning_efforts, effective_reasoning_effort, openai_search_context_size,

@@ -765,6 +765,7 @@ fn assistant_message(parts: &[Part]) -> Option<Value> {
                 name,
                 arguments,
                 provider_executed: false,
+                ..
             } => Some(json!({
                 "id": id,
                 "type": "function",

@@ -550,6 +550,7 @@ fn input_items(messages: &[Message], store: bool) -> Vec<Value> {
                     name,
                     arguments,
                     provider_executed,
+                    ..
                 } => {
                     flush(&mut content, &mut items);
                     if *provider_executed {

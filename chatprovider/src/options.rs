@@ -114,6 +114,20 @@ pub fn call_options(
         .and_then(|o| provider_request_options(o, responses));
     if let Some(effort) = requested_reasoning_effort(requested_effort, config) {
         apply_reasoning_effort(&mut provider_options, provider, responses, &effort);
+        // Google: the effort is a Gemini 3+ thinking level (mapped and clamped to the model by
+        // `gemini_thinking_level` when the request is built); an explicit budget still wins
+        // there, and earlier models take none.
+        if provider == Provider::Google
+            && crate::gemini::gemini_thinking_level(model, &effort).is_some()
+        {
+            provider_options
+                .get_or_insert_with(ProviderRequestOptions::default)
+                .google
+                .get_or_insert_with(GoogleRequestOptions::default)
+                .thinking
+                .get_or_insert_with(GoogleThinkingOptions::default)
+                .level = Some(effort.trim().to_ascii_lowercase());
+        }
     }
     CallOptions {
         settings: config.map(crate::CallSettings::from).unwrap_or_default(),
@@ -1137,6 +1151,37 @@ mod tests {
 
         let bare = call_options(Provider::Google, "gemini-2.5-pro", None, Some("high"));
         assert_eq!(bare, CallOptions::default());
+        // With a reasoning-effort config, a Gemini 3 model gets the effort as its thinking
+        // level; a Gemini 2.5 model gets nothing.
+        let effort_config: ChatModelCallConfig = serde_json::from_str(
+            r#"{"reasoning_effort":{"default":"medium","max":"high"},
+                "provider_options":{"google":{"thinking_config":{"thinking_level":"low"}}}}"#,
+        )
+        .unwrap();
+        let g3 = call_options(
+            Provider::Google,
+            "gemini-3-flash",
+            Some(&effort_config),
+            Some("high"),
+        );
+        let thinking = g3
+            .provider_options
+            .and_then(|o| o.google)
+            .and_then(|g| g.thinking)
+            .unwrap();
+        assert_eq!(thinking.level.as_deref(), Some("high"));
+        let g25 = call_options(
+            Provider::Google,
+            "gemini-2.5-flash",
+            Some(&effort_config),
+            Some("high"),
+        );
+        let thinking = g25
+            .provider_options
+            .and_then(|o| o.google)
+            .and_then(|g| g.thinking)
+            .unwrap();
+        assert_eq!(thinking.level.as_deref(), Some("low"), "left as configured");
         let plain = call_options(Provider::Anthropic, "claude-sonnet-4", None, Some(" HIGH "));
         assert_eq!(
             plain

@@ -75,6 +75,11 @@ pub enum UnavailableReason {
     /// An administrator disabled the provider (`provider_disabled`). Model catalogues omit
     /// disabled providers, so this reason is not sent in `GET /chats/models`.
     ProviderDisabled,
+    /// This build has no streaming client for the provider (`provider_not_supported`, see
+    /// [`crate::streams`]): every turn on it would fail, so the catalogue does not offer
+    /// it. Not a key-policy outcome: [`ResolvedProviderKeys`] never reports it;
+    /// [`unavailable_reason`] adds it.
+    NotSupported,
 }
 
 impl UnavailableReason {
@@ -84,6 +89,7 @@ impl UnavailableReason {
             UnavailableReason::MissingApiKey => "missing_api_key",
             UnavailableReason::UserApiKeyRequired => "user_api_key_required",
             UnavailableReason::ProviderDisabled => "provider_disabled",
+            UnavailableReason::NotSupported => "provider_not_supported",
         }
     }
 
@@ -94,7 +100,7 @@ impl UnavailableReason {
             UnavailableReason::UserApiKeyRequired => {
                 ChatModelProviderUnavailableReason::UserApiKeyRequired
             }
-            UnavailableReason::ProviderDisabled => {
+            UnavailableReason::ProviderDisabled | UnavailableReason::NotSupported => {
                 ChatModelProviderUnavailableReason::Unknown(self.as_str().to_owned())
             }
         }
@@ -221,7 +227,9 @@ impl ResolvedProviderKeys {
         self.keys.base_url(provider)
     }
 
-    /// Whether `provider` is configured, enabled and usable by this user.
+    /// Whether `provider` is configured, enabled and usable by this user (the key policy
+    /// only; whether this build can stream it is [`crate::streams`], which the catalogue
+    /// adds in [`crate::list_configured_models`]).
     pub fn is_available(&self, provider: &str) -> bool {
         self.status(provider)
             .is_some_and(ProviderStatus::is_available)
@@ -327,6 +335,26 @@ fn decide<'a>(
         return Decision::Unavailable(UnavailableReason::UserApiKeyRequired);
     }
     Decision::Unavailable(UnavailableReason::MissingApiKey)
+}
+
+/// Why `provider` cannot be used by this user with this build: [`crate::streams`] first
+/// (a provider without a streaming client is [`UnavailableReason::NotSupported`] whatever its
+/// keys, unless disabled), then the key policy ([`ResolvedProviderKeys::reason`]). What the
+/// model catalogue and the turn's model resolution report.
+pub fn unavailable_reason(
+    resolved: &ResolvedProviderKeys,
+    provider: &str,
+) -> Option<UnavailableReason> {
+    let reason = resolved.reason(provider);
+    match Provider::parse(provider) {
+        Some(p)
+            if !crate::factory::streams(p)
+                && reason != Some(UnavailableReason::ProviderDisabled) =>
+        {
+            Some(UnavailableReason::NotSupported)
+        }
+        _ => reason,
+    }
 }
 
 /// Applies the administrators' key policy for one user.

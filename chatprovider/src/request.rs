@@ -170,6 +170,8 @@ pub enum Part {
         arguments: RawJson,
         /// Executed by the provider itself (e.g. web search).
         provider_executed: bool,
+        /// Gemini: the thought signature the API attached to this call, sent back with it.
+        thought_signature: Option<String>,
     },
     /// The result of a tool call.
     ToolResult {

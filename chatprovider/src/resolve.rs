@@ -132,7 +132,7 @@ fn catalogue_entry(
     models: Vec<ChatModel>,
     resolved: &ResolvedProviderKeys,
 ) -> ChatModelProvider {
-    let reason = resolved.reason(provider.as_str());
+    let reason = crate::policy::unavailable_reason(resolved, provider.as_str());
     ChatModelProvider {
         provider: provider.as_str().to_owned(),
         available: reason.is_none(),
@@ -149,7 +149,9 @@ fn catalogue_entry(
 /// models are skipped), in catalog order, without disabled ones. Each provider lists its
 /// models once (model ids compared trimmed and case-insensitively, first wins), sorted by
 /// model id, as `{id: "<provider>:<model>", provider, model, display_name}`; availability
-/// comes from `resolved` (`missing_api_key` for providers it does not cover).
+/// is [`unavailable_reason`](crate::unavailable_reason): `provider_not_supported` for a
+/// provider this build cannot stream ([`crate::streams`]), else from `resolved`
+/// (`missing_api_key` for providers it does not cover).
 pub fn list_configured_models(
     configured_providers: &[ConfiguredProvider],
     models: &[ConfiguredModel],
@@ -488,10 +490,59 @@ mod tests {
             ]
         );
         assert!(got.providers.iter().all(|p| p.models.is_empty()));
-        assert!(got
-            .providers
+        // Every provider streams in this build: the unavailable ones lack a key.
+        for p in got.providers.iter().filter(|p| !p.available) {
+            assert_eq!(
+                p.unavailable_reason,
+                Some(Reason::MissingApiKey),
+                "{}",
+                p.provider
+            );
+        }
+    }
+
+    /// A provider the catalogue offers must stream: with a usable key every provider of this
+    /// build is available, because every one has a client (`streams`); a provider without
+    /// one would be listed `provider_not_supported` (the factory's tests show `streams`
+    /// covering every supported provider).
+    #[test]
+    fn catalogue_lists_only_streamable_providers_as_available() {
+        let rows: Vec<ConfiguredProvider> = SUPPORTED_PROVIDERS
             .iter()
-            .filter(|p| !p.available)
-            .all(|p| p.unavailable_reason == Some(Reason::MissingApiKey)));
+            .enumerate()
+            .map(|(i, p)| row(i as u128 + 1, p.as_str(), "key-123456", true))
+            .collect();
+        let models: Vec<ConfiguredModel> = vec![
+            model("bedrock", "anthropic.claude-sonnet-4-5", ""),
+            model("google", "gemini-2.5-flash", ""),
+            model("anthropic", "claude-sonnet-4-5", ""),
+        ];
+        let resolved = resolve_user_provider_keys(&ProviderApiKeys::new(), &rows, &[]);
+        let catalogue = list_configured_models(&rows, &models, &resolved).unwrap();
+        for p in &catalogue.providers {
+            let id = Provider::parse(&p.provider).unwrap();
+            assert!(resolved.is_available(&p.provider), "{}", p.provider);
+            assert!(crate::streams(id), "{}", p.provider);
+            assert!(p.available, "{}", p.provider);
+            assert_eq!(crate::unavailable_reason(&resolved, &p.provider), None);
+        }
+        let listed = |name: &str| {
+            catalogue
+                .providers
+                .iter()
+                .find(|p| p.provider == name)
+                .map_or(0, |p| p.models.len())
+        };
+        assert_eq!((listed("bedrock"), listed("google")), (1, 1));
+        // A disabled provider stays "disabled", not "not supported".
+        let mut disabled = rows.clone();
+        for r in &mut disabled {
+            r.enabled = false;
+        }
+        let resolved = resolve_user_provider_keys(&ProviderApiKeys::new(), &disabled, &[]);
+        assert_eq!(
+            crate::unavailable_reason(&resolved, "bedrock"),
+            Some(crate::UnavailableReason::ProviderDisabled)
+        );
     }
 }

@@ -112,6 +112,15 @@ pub enum StreamPart {
     },
     /// A complete tool call.
     ToolCall(ToolCall),
+    /// Gemini's thought signature for a tool call (sent just before that call's
+    /// [`StreamPart::ToolCall`]): opaque data the API requires back with the call on the
+    /// next request of the turn. Kept in the stored part's `provider_metadata`.
+    ThoughtSignature {
+        /// The call it belongs to.
+        tool_call_id: String,
+        /// The signature.
+        signature: String,
+    },
     /// A source the model cited (e.g. from provider web search).
     Source {
         /// Source id.
@@ -182,6 +191,8 @@ pub struct ModelResponse {
     pub tool_calls: Vec<ToolCall>,
     /// Cited sources.
     pub sources: Vec<(String, Option<String>)>,
+    /// Gemini thought signatures by tool call id, in order.
+    pub thought_signatures: Vec<(String, String)>,
     /// Why it stopped (`None` only if the stream ended without a finish part).
     pub finish_reason: Option<FinishReason>,
     /// Usage.
@@ -258,6 +269,12 @@ impl ResponseCollector {
             | StreamPart::ToolCallDelta { .. }
             | StreamPart::ProviderToolResult { .. } => {}
             StreamPart::ToolCall(call) => r.tool_calls.push(call.clone()),
+            StreamPart::ThoughtSignature {
+                tool_call_id,
+                signature,
+            } => r
+                .thought_signatures
+                .push((tool_call_id.clone(), signature.clone())),
             StreamPart::Source { url, title, .. } => r.sources.push((url.clone(), title.clone())),
             StreamPart::Finish { reason, usage } => {
                 r.finish_reason = Some(reason.clone());

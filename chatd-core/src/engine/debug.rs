@@ -567,6 +567,7 @@ fn part_json(part: &Part) -> Value {
             name,
             arguments,
             provider_executed,
+            ..
         } => json!({
             "type": "tool_call",
             "id": id,

@@ -59,7 +59,7 @@ pub use models::{ModelResolver, ModelSelection, ResolvedModel, TurnModelRequest}
 pub use ops::UNUSABLE_MCP_SERVER_DETAIL;
 #[doc(hidden)]
 pub use publish::{HookPoint, TestHook};
-pub use resolver::{StoreModelResolver, MODEL_KEY_MISSING_MESSAGE};
+pub use resolver::{StoreModelResolver, MODEL_KEY_MISSING_MESSAGE, MODEL_NOT_SUPPORTED_MESSAGE};
 pub use retention::{
     auto_archive_cutoff, retention_cutoff, RetentionSweep, DEFAULT_RETENTION_INTERVAL,
     RETENTION_BATCH_SIZE, RETENTION_MIDNIGHT_SLACK,

@@ -71,6 +71,11 @@ fn config_error(message: impl Into<String>) -> ChatError {
 pub const MODEL_KEY_MISSING_MESSAGE: &str =
     "The chat's model cannot be used: its provider has no API key.";
 
+/// Message of the refusal of a new chat whose model's provider this build cannot stream
+/// ([`chatprovider::streams`]).
+pub const MODEL_NOT_SUPPORTED_MESSAGE: &str =
+    "The selected model's provider is not supported by this version.";
+
 /// The 400 of [`StoreModelResolver::check_new_chat`]: the provider, and the environment
 /// variable or the personal key it lacks. Only names, never a value.
 fn missing_key_error(provider: &str, reason: UnavailableReason) -> Error {
@@ -217,6 +222,16 @@ impl ModelResolver for StoreModelResolver {
             Some(
                 reason @ (UnavailableReason::MissingApiKey | UnavailableReason::UserApiKeyRequired),
             ) => Err(missing_key_error(&model.model_config.provider, reason)),
+            Some(UnavailableReason::NotSupported) => Err(Error::with_response(
+                ErrorKind::InvalidArgument,
+                Response::new(MODEL_NOT_SUPPORTED_MESSAGE).with_validation(
+                    "model_config_id",
+                    format!(
+                        "Provider \"{}\" cannot be used with this version of chatd.",
+                        model.model_config.provider
+                    ),
+                ),
+            )),
             _ => Ok(()),
         }
     }

@@ -11,6 +11,7 @@ mod engine;
 mod engine_actions;
 mod engine_bedrock;
 mod engine_chain;
+mod engine_gemini;
 mod engine_limits;
 mod engine_openai;
 mod engine_overrides;

@@ -288,7 +288,10 @@ async fn every_admission_point_refuses_a_user_over_the_limit() {
         // below exists): `running` alone is set before the turn reaches its first step.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while model.calls.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-            assert!(std::time::Instant::now() < deadline, "the first step never started");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the first step never started"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
         let queued = engine

@@ -524,6 +524,7 @@ async fn tool_loop_requests_match_the_recorded_ones() {
             name: call.name.clone(),
             arguments: call.arguments_json().unwrap(),
             provider_executed: false,
+            thought_signature: None,
         }],
     });
     let output =
@@ -1340,12 +1341,14 @@ fn conversation_mapping_and_cache_markers() {
                         name: "search".into(),
                         arguments: raw(json!({"q": "x"})),
                         provider_executed: false,
+                        thought_signature: None,
                     },
                     Part::ToolCall {
                         id: "toolu_2".into(),
                         name: "noop".into(),
                         arguments: raw(json!([1])),
                         provider_executed: false,
+                        thought_signature: None,
                     },
                     Part::Text {
                         text: String::new(),
@@ -1607,6 +1610,7 @@ fn web_search_round_trip() {
                         name: call.name.clone(),
                         arguments: call.arguments_json().unwrap(),
                         provider_executed: true,
+                        thought_signature: None,
                     },
                     Part::ToolResult {
                         tool_call_id: result.0.clone(),

@@ -5,6 +5,7 @@
 mod aimock;
 mod anthropic;
 mod bedrock;
+mod gemini;
 mod openai_chat;
 mod openai_responses;
 mod proptests;

@@ -504,6 +504,7 @@ async fn reasoning_tool_loop_replays_reasoning_calls_and_outputs_in_order() {
             name: call.name.clone(),
             arguments: call.arguments_json().unwrap(),
             provider_executed: false,
+            thought_signature: None,
         });
         expected_input.push(json!({
             "type": "function_call",
@@ -977,6 +978,7 @@ fn full_request_mapping() {
                         name: "read".into(),
                         arguments: RawJson::from_json(r#"{"path": "a"}"#).unwrap(),
                         provider_executed: false,
+                        thought_signature: None,
                     },
                 ],
             },
@@ -1151,6 +1153,7 @@ fn replay_of_reasoning_and_provider_tools_depends_on_store() {
                     name: "web_search".into(),
                     arguments: RawJson::empty_object(),
                     provider_executed: true,
+                    thought_signature: None,
                 },
                 Part::Text {
                     text: "Found it.".into(),

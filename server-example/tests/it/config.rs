@@ -1185,3 +1185,52 @@ async fn retention_settings_are_read_by_everyone_and_set_by_administrators() {
     })
     .await;
 }
+
+/// A provider the catalogue offers must stream: Google and Bedrock, both configured with a
+/// key and a model, are offered with their models now that both have clients
+/// (`chatprovider::streams`; a provider without one would be `provider_not_supported`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catalogue_offers_only_providers_that_stream() {
+    on_each_backend(|store| async move {
+        let server = TestServer::start(&store, ScriptedModel::new([])).await;
+        let admin = Some(ADMIN_TOKEN);
+        for (provider, model) in [
+            ("google", "gemini-2.5-flash"),
+            ("bedrock", "anthropic.claude-sonnet-4-5"),
+        ] {
+            let (s, body) = call(
+                &server,
+                Method::POST,
+                "/chats/providers",
+                admin,
+                Some(json!({"provider": provider, "api_key": CENTRAL_KEY})),
+            )
+            .await;
+            assert_eq!(s, StatusCode::CREATED, "{body}");
+            let (s, body) = call(
+                &server,
+                Method::POST,
+                "/chats/model-configs",
+                admin,
+                Some(json!({"provider": provider, "model": model, "context_limit": 200000})),
+            )
+            .await;
+            assert_eq!(s, StatusCode::CREATED, "{body}");
+        }
+        let bob = server.user("bob").await;
+        let member = Some(bob.token.as_str());
+        let (s, catalogue) = call(&server, Method::GET, "/chats/models", member, None).await;
+        assert_eq!(s, StatusCode::OK);
+        let google = entry(&catalogue["providers"], "google");
+        assert_eq!(google["available"], true, "{catalogue}");
+        assert_eq!(google["models"][0]["model"], "gemini-2.5-flash");
+        let bedrock = entry(&catalogue["providers"], "bedrock");
+        assert!(chatprovider::streams(Provider::Bedrock));
+        assert_eq!(bedrock["available"], true, "{catalogue}");
+        assert!(bedrock.get("unavailable_reason").is_none(), "{catalogue}");
+        assert_eq!(bedrock["models"][0]["model"], "anthropic.claude-sonnet-4-5");
+
+        server.stop().await;
+    })
+    .await;
+}

@@ -95,16 +95,22 @@ impl TurnModel {
         self.keys.credential(&self.model_config.provider)
     }
 
-    /// Why the provider cannot be used (`missing_api_key`, `user_api_key_required`,
-    /// `provider_disabled`); `None` when it can.
+    /// Why the provider cannot be used (`provider_not_supported` when this build cannot
+    /// stream it, `missing_api_key`, `user_api_key_required`, `provider_disabled`); `None`
+    /// when it can.
     pub fn unavailable_reason(&self) -> Option<UnavailableReason> {
+        if let Some(p) = chatprovider::Provider::parse(&self.model_config.provider) {
+            if !chatprovider::streams(p) && self.provider_config.is_none() {
+                return Some(UnavailableReason::NotSupported);
+            }
+        }
         if self.provider_config.is_none() {
             // Only configured providers are in the policy's availability map; a
             // deployment-supplied provider is available exactly when it has credentials.
             return (!self.keys.keys().is_usable(&self.model_config.provider))
                 .then_some(UnavailableReason::MissingApiKey);
         }
-        self.keys.reason(&self.model_config.provider)
+        chatprovider::unavailable_reason(&self.keys, &self.model_config.provider)
     }
 
     /// The keys the policy resolved for the owner (the model's provider and the
