@@ -119,12 +119,7 @@ impl AnthropicModel {
         base_url: Option<&str>,
         settings: ClientSettings,
     ) -> Self {
-        let base = base_url
-            .map(str::trim)
-            .filter(|b| !b.is_empty())
-            .unwrap_or(ANTHROPIC_DEFAULT_BASE_URL)
-            .trim_end_matches('/')
-            .to_owned();
+        let base = transport::base_url_or(base_url, ANTHROPIC_DEFAULT_BASE_URL);
         let api_key = SecretString::new(api_key.into());
         let redactor = transport::client_redactor(
             Some(api_key.expose()),

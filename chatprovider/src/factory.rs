@@ -113,16 +113,9 @@ pub fn language_model(
             OpenAiChatModel::from_credentials(credentials, model_id, settings)?,
         )),
         Provider::Anthropic => {
-            let key = credentials
-                .api_key()
-                .map(SecretString::from)
-                .filter(|k| !k.is_empty())
-                .ok_or_else(|| Error::missing_key(provider))?;
-            if model_id.trim().is_empty() {
-                return Err(Error::model_required());
-            }
+            let (key, model) = keyed(credentials, model_id)?;
             Ok(Arc::new(AnthropicModel::new(
-                model_id.trim(),
+                model,
                 key.expose(),
                 credentials.base_url(),
                 settings,
@@ -146,16 +139,9 @@ pub fn language_model(
             )))
         }
         Provider::Google => {
-            let key = credentials
-                .api_key()
-                .map(SecretString::from)
-                .filter(|k| !k.is_empty())
-                .ok_or_else(|| Error::missing_key(provider))?;
-            if model_id.trim().is_empty() {
-                return Err(Error::model_required());
-            }
+            let (key, model) = keyed(credentials, model_id)?;
             Ok(Arc::new(GeminiModel::new(
-                model_id.trim(),
+                model,
                 key.expose(),
                 credentials.base_url(),
                 settings,
@@ -171,6 +157,24 @@ pub fn language_model(
         )
         .with_provider(provider)),
     }
+}
+
+/// The key and the trimmed model id of a client that needs both (Anthropic, Google):
+/// [`Error::missing_key`] without a key, [`Error::model_required`] without a model.
+fn keyed<'a>(
+    credentials: &ProviderCredentials<'_>,
+    model_id: &'a str,
+) -> Result<(SecretString, &'a str), Error> {
+    let key = credentials
+        .api_key()
+        .map(SecretString::from)
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| Error::missing_key(credentials.provider()))?;
+    let model = model_id.trim();
+    if model.is_empty() {
+        return Err(Error::model_required());
+    }
+    Ok((key, model))
 }
 
 #[cfg(test)]

@@ -113,6 +113,17 @@ pub(crate) fn startup_deadline(settings: &ClientSettings) -> tokio::time::Instan
 /// `api-version`, are not secret and are left in error text.
 const CREDENTIAL_QUERY_NAMES: &[&str] = &["key", "token", "secret", "sig", "auth", "pass"];
 
+/// A client's base URL: `configured` trimmed, else `default` when it is blank or absent,
+/// without a trailing `/` (paths are appended with their own).
+pub(crate) fn base_url_or(configured: Option<&str>, default: &str) -> String {
+    configured
+        .map(str::trim)
+        .filter(|b| !b.is_empty())
+        .unwrap_or(default)
+        .trim_end_matches('/')
+        .to_owned()
+}
+
 /// The secrets a client sends besides its key: every extra header value (the client
 /// cannot tell a proxy credential from a label), and the user info and credential query
 /// values of the endpoint, which gateways use for credentials.
