@@ -85,6 +85,7 @@
 //! None.
 
 mod admin;
+pub mod aibridge;
 pub mod clock;
 pub mod cluster;
 pub mod configcache;

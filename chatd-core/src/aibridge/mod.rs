@@ -1,0 +1,17 @@
+//! The AI Gateway's records: what one proxied LLM call was, and where the proxy hands it.
+//!
+//! The gateway (routes under `/api/v2/aibridge/{provider}/v1/…` on the reference server)
+//! forwards an external agent's request to a provider instance byte for byte and observes
+//! the response on the side. What it observed becomes one [`InterceptionRecord`], handed
+//! to an [`InterceptionSink`] off the request path: the sink must never block the stream
+//! (a bounded queue that counts what it drops, not one that waits).
+//!
+//! The proxy does not know how records are stored, costed or logged; the sink does not
+//! know HTTP. This module is the seam between the two.
+
+mod interception;
+
+pub use interception::{
+    CredentialKind, GatewayApi, InterceptionRecord, InterceptionSink, InterceptionStart,
+    ToolUsage,
+};
