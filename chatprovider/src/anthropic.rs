@@ -25,8 +25,8 @@ use std::fmt;
 
 use base64::Engine as _;
 use chatcost::{AnthropicUsage, AnthropicUsageAccumulator};
-use chaterror::{ClassifiedError, ProviderError};
-use codersdk::{ChatErrorKind, RawJson, SecretString};
+use chaterror::ProviderError;
+use codersdk::RawJson;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -92,19 +92,14 @@ const PROVIDER: &str = "anthropic";
 #[derive(Clone)]
 pub struct AnthropicModel {
     model: String,
-    api_key: SecretString,
-    base_url: String,
-    settings: ClientSettings,
-    redactor: chaterror::Redactor,
+    endpoint: transport::KeyedEndpoint,
 }
 
 impl fmt::Debug for AnthropicModel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AnthropicModel")
             .field("model", &self.model)
-            .field("api_key", &self.api_key)
-            .field("base_url", &self.base_url)
-            .field("settings", &self.settings)
+            .field("endpoint", &self.endpoint)
             .finish()
     }
 }
@@ -119,30 +114,26 @@ impl AnthropicModel {
         base_url: Option<&str>,
         settings: ClientSettings,
     ) -> Self {
-        let base = transport::base_url_or(base_url, ANTHROPIC_DEFAULT_BASE_URL);
-        let api_key = SecretString::new(api_key.into());
-        let redactor = transport::client_redactor(
-            Some(api_key.expose()),
-            url::Url::parse(&base).ok().as_ref(),
-            &settings,
+        let endpoint = transport::KeyedEndpoint::new(
+            api_key.into(),
+            base_url,
+            ANTHROPIC_DEFAULT_BASE_URL,
+            settings,
         );
         AnthropicModel {
             model: model.into(),
-            api_key,
-            base_url: base,
-            settings,
-            redactor,
+            endpoint,
         }
     }
 
     /// The base URL requests go to.
     pub fn base_url(&self) -> &str {
-        &self.base_url
+        &self.endpoint.base_url
     }
 
     /// The full Messages endpoint URL.
     pub fn messages_url(&self) -> String {
-        format!("{}{ANTHROPIC_MESSAGES_PATH}", self.base_url)
+        format!("{}{ANTHROPIC_MESSAGES_PATH}", self.endpoint.base_url)
     }
 
     /// The JSON body this client sends for `request` (exposed for tests and for clients of
@@ -164,10 +155,9 @@ impl AnthropicModel {
         request: &ModelRequest,
     ) -> Result<reqwest::RequestBuilder, ProviderError> {
         let body = self.request_json(request)?;
-        let mut key = reqwest::header::HeaderValue::from_str(self.api_key.expose())
-            .map_err(|_| invalid_key_error())?;
-        key.set_sensitive(true);
+        let key = self.endpoint.key_header(PROVIDER)?;
         let mut req = self
+            .endpoint
             .settings
             .http
             .post(self.messages_url())
@@ -179,7 +169,10 @@ impl AnthropicModel {
         if !betas.is_empty() {
             req = req.header("anthropic-beta", betas);
         }
-        Ok(transport::with_common_headers(req, &self.settings, &request.correlation).body(body))
+        Ok(
+            transport::with_common_headers(req, &self.endpoint.settings, &request.correlation)
+                .body(body),
+        )
     }
 }
 
@@ -198,30 +191,16 @@ impl LanguageModel for AnthropicModel {
             transport::stream_sse(
                 self.build_http_request(&request),
                 PROVIDER,
-                self.settings.clone(),
+                self.endpoint.settings.clone(),
                 AnthropicDecoder::new(),
             ),
-            self.redactor.clone(),
+            self.endpoint.redactor.clone(),
         )
     }
 
     fn redactor(&self) -> chaterror::Redactor {
-        self.redactor.clone()
+        self.endpoint.redactor.clone()
     }
-}
-
-fn invalid_key_error() -> ProviderError {
-    let classified = ClassifiedError::builder(ChatErrorKind::Config)
-        .provider(PROVIDER)
-        .retryable(false)
-        .build();
-    let inner = chaterror::with_classification(
-        "anthropic API key contains characters not allowed in an HTTP header",
-        classified,
-    );
-    ProviderError::new("anthropic API key is not a valid header value")
-        .with_provider(PROVIDER)
-        .with_source(inner)
 }
 
 fn anthropic_options(request: &ModelRequest) -> Option<&AnthropicRequestOptions> {

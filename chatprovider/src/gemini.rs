@@ -30,7 +30,7 @@ use std::fmt;
 use base64::Engine as _;
 use chatcost::GeminiUsage;
 use chaterror::{ClassifiedError, ProviderError};
-use codersdk::{ChatErrorKind, RawJson, SecretString};
+use codersdk::{ChatErrorKind, RawJson};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -77,19 +77,14 @@ const PROVIDER: &str = "google";
 #[derive(Clone)]
 pub struct GeminiModel {
     model: String,
-    api_key: SecretString,
-    base_url: String,
-    settings: ClientSettings,
-    redactor: chaterror::Redactor,
+    endpoint: transport::KeyedEndpoint,
 }
 
 impl fmt::Debug for GeminiModel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GeminiModel")
             .field("model", &self.model)
-            .field("api_key", &self.api_key)
-            .field("base_url", &self.base_url)
-            .field("settings", &self.settings)
+            .field("endpoint", &self.endpoint)
             .finish()
     }
 }
@@ -104,34 +99,30 @@ impl GeminiModel {
         base_url: Option<&str>,
         settings: ClientSettings,
     ) -> Self {
-        let base = transport::base_url_or(base_url, GEMINI_DEFAULT_BASE_URL);
-        let api_key = SecretString::new(api_key.into());
-        let redactor = transport::client_redactor(
-            Some(api_key.expose()),
-            url::Url::parse(&base).ok().as_ref(),
-            &settings,
+        let endpoint = transport::KeyedEndpoint::new(
+            api_key.into(),
+            base_url,
+            GEMINI_DEFAULT_BASE_URL,
+            settings,
         );
         let model: String = model.into();
         let model = model.trim();
         GeminiModel {
             model: model.strip_prefix("models/").unwrap_or(model).to_owned(),
-            api_key,
-            base_url: base,
-            settings,
-            redactor,
+            endpoint,
         }
     }
 
     /// The base URL requests go to.
     pub fn base_url(&self) -> &str {
-        &self.base_url
+        &self.endpoint.base_url
     }
 
     /// The full streaming endpoint URL.
     pub fn stream_url(&self) -> String {
         format!(
             "{}/models/{}{GEMINI_STREAM_METHOD}",
-            self.base_url,
+            self.endpoint.base_url,
             urlencoding_path(&self.model)
         )
     }
@@ -151,17 +142,19 @@ impl GeminiModel {
         request: &ModelRequest,
     ) -> Result<reqwest::RequestBuilder, ProviderError> {
         let body = self.request_json(request)?;
-        let mut key = reqwest::header::HeaderValue::from_str(self.api_key.expose())
-            .map_err(|_| invalid_key_error())?;
-        key.set_sensitive(true);
+        let key = self.endpoint.key_header(PROVIDER)?;
         let req = self
+            .endpoint
             .settings
             .http
             .post(self.stream_url())
             .header(GEMINI_API_KEY_HEADER, key)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(reqwest::header::ACCEPT, "text/event-stream");
-        Ok(transport::with_common_headers(req, &self.settings, &request.correlation).body(body))
+        Ok(
+            transport::with_common_headers(req, &self.endpoint.settings, &request.correlation)
+                .body(body),
+        )
     }
 }
 
@@ -193,30 +186,16 @@ impl LanguageModel for GeminiModel {
             transport::stream_sse(
                 self.build_http_request(&request),
                 PROVIDER,
-                self.settings.clone(),
+                self.endpoint.settings.clone(),
                 GeminiDecoder::new(),
             ),
-            self.redactor.clone(),
+            self.endpoint.redactor.clone(),
         )
     }
 
     fn redactor(&self) -> chaterror::Redactor {
-        self.redactor.clone()
+        self.endpoint.redactor.clone()
     }
-}
-
-fn invalid_key_error() -> ProviderError {
-    let classified = ClassifiedError::builder(ChatErrorKind::Config)
-        .provider(PROVIDER)
-        .retryable(false)
-        .build();
-    let inner = chaterror::with_classification(
-        "gemini API key contains characters not allowed in an HTTP header",
-        classified,
-    );
-    ProviderError::new("gemini API key is not a valid header value")
-        .with_provider(PROVIDER)
-        .with_source(inner)
 }
 
 fn google_options(request: &ModelRequest) -> Option<&GoogleRequestOptions> {

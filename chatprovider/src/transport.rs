@@ -9,6 +9,8 @@ use chaterror::{ClassifiedError, ProviderError};
 use codersdk::ChatErrorKind;
 use futures_util::{Stream, StreamExt};
 
+use codersdk::SecretString;
+
 use crate::request::CorrelationHeaders;
 use crate::sse::{SseDecoder, SseEvent, DEFAULT_MAX_EVENT_BYTES};
 
@@ -122,6 +124,77 @@ pub(crate) fn base_url_or(configured: Option<&str>, default: &str) -> String {
         .unwrap_or(default)
         .trim_end_matches('/')
         .to_owned()
+}
+
+/// Where a keyed client sends its requests: the API key (sent in a provider-specific
+/// header), the normalized base URL, the HTTP settings, and the redactor built from all
+/// three. One value for every client that is "a key and an endpoint", so the key's
+/// handling (sealed, never in `Debug`, known to the redactor) is written once.
+#[derive(Clone)]
+pub(crate) struct KeyedEndpoint {
+    pub(crate) api_key: SecretString,
+    pub(crate) base_url: String,
+    pub(crate) settings: ClientSettings,
+    pub(crate) redactor: chaterror::Redactor,
+}
+
+impl KeyedEndpoint {
+    /// `api_key` at `base_url` (blank or `None`: `default`; see [`base_url_or`]).
+    pub(crate) fn new(
+        api_key: String,
+        base_url: Option<&str>,
+        default: &str,
+        settings: ClientSettings,
+    ) -> Self {
+        let base_url = base_url_or(base_url, default);
+        let api_key = SecretString::new(api_key);
+        let redactor = client_redactor(
+            Some(api_key.expose()),
+            url::Url::parse(&base_url).ok().as_ref(),
+            &settings,
+        );
+        KeyedEndpoint {
+            api_key,
+            base_url,
+            settings,
+            redactor,
+        }
+    }
+
+    /// The key as a header value marked sensitive (so `reqwest` and `http` never print it).
+    /// A key `http` refuses (control characters) is a non-retryable `config` error of
+    /// `provider`, which names the provider and never the key.
+    pub(crate) fn key_header(
+        &self,
+        provider: &str,
+    ) -> Result<reqwest::header::HeaderValue, ProviderError> {
+        let mut key =
+            reqwest::header::HeaderValue::from_str(self.api_key.expose()).map_err(|_| {
+                let classified = ClassifiedError::builder(ChatErrorKind::Config)
+                    .provider(provider)
+                    .retryable(false)
+                    .build();
+                let inner = chaterror::with_classification(
+                    format!("{provider} API key contains characters not allowed in an HTTP header"),
+                    classified,
+                );
+                ProviderError::new(format!("{provider} API key is not a valid header value"))
+                    .with_provider(provider)
+                    .with_source(inner)
+            })?;
+        key.set_sensitive(true);
+        Ok(key)
+    }
+}
+
+impl std::fmt::Debug for KeyedEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyedEndpoint")
+            .field("api_key", &self.api_key)
+            .field("base_url", &self.base_url)
+            .field("settings", &self.settings)
+            .finish()
+    }
 }
 
 /// The secrets a client sends besides its key: every extra header value (the client
@@ -446,6 +519,36 @@ pub(crate) fn body_events<F: BodyFramer>(
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_keyed_endpoint_hides_its_key_and_refuses_one_http_cannot_send() {
+        let endpoint = KeyedEndpoint::new(
+            "sk-live-0123456789abcdef".into(),
+            Some(" https://proxy.example/v1/ "),
+            "https://default.example",
+            ClientSettings::default(),
+        );
+        assert_eq!(endpoint.base_url, "https://proxy.example/v1");
+        assert!(!format!("{endpoint:?}").contains("0123456789abcdef"));
+        assert!(endpoint.key_header("anthropic").unwrap().is_sensitive());
+        assert!(!endpoint
+            .redactor
+            .redact("echo sk-live-0123456789abcdef")
+            .contains("0123456789abcdef"));
+
+        let broken = KeyedEndpoint::new(
+            "sk-bad\nkey-0123456789".into(),
+            None,
+            "https://default.example",
+            ClientSettings::default(),
+        );
+        assert_eq!(broken.base_url, "https://default.example");
+        let err = broken.key_header("google").unwrap_err();
+        let classified = chaterror::classify(&err);
+        assert_eq!(classified.kind(), Some(&ChatErrorKind::Config));
+        assert!(!classified.is_retryable());
+        assert!(!err.to_string().contains("0123456789"));
+    }
 
     #[tokio::test]
     async fn an_enormous_startup_timeout_saturates_instead_of_panicking() {

@@ -12,6 +12,5 @@
 mod interception;
 
 pub use interception::{
-    CredentialKind, GatewayApi, InterceptionRecord, InterceptionSink, InterceptionStart,
-    ToolUsage,
+    CredentialKind, GatewayApi, InterceptionRecord, InterceptionSink, InterceptionStart, ToolUsage,
 };
