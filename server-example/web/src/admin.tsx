@@ -57,6 +57,13 @@ export function Admin({ api, user }: { api: Api; user: User }) {
     }
   };
 
+  // A provider listed as merely supported (or preset from the environment) has no stored
+  // config yet: changing it creates one; a stored config is updated.
+  const saveProvider = (p: ChatProviderConfig, change: { enabled?: boolean; api_key?: string }) =>
+    p.source === "database"
+      ? api.updateProvider(p.id, change)
+      : api.createProvider({ provider: p.provider, enabled: true, ...change });
+
   return (
     <div class="admin">
       <h2>Administration</h2>
@@ -86,7 +93,7 @@ export function Admin({ api, user }: { api: Api; user: User }) {
                     checked={p.enabled}
                     onChange={(e) => {
                       const enabled = e.currentTarget.checked;
-                      void act("Provider updated.", () => api.updateProvider(p.id, { enabled }));
+                      void act("Provider updated.", () => saveProvider(p, { enabled }));
                     }}
                   />
                 </td>
@@ -106,7 +113,7 @@ export function Admin({ api, user }: { api: Api; user: User }) {
                     onClick={() => {
                       const api_key = keyEdits[p.id] ?? "";
                       setKeyEdits({ ...keyEdits, [p.id]: "" });
-                      void act("Key replaced.", () => api.updateProvider(p.id, { api_key }));
+                      void act("Key saved.", () => saveProvider(p, { api_key }));
                     }}
                   >
                     Save key

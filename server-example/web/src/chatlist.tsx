@@ -129,7 +129,8 @@ export function ChatList(props: {
             onClick={() => props.navigate(`/chats/${c.id}`)}
           >
             <div class="chat-item-top">
-              {c.has_unread ? <span class="unread" title="Unread reply" /> : null}
+              {/* The open chat is read: its stream moved the read marker. */}
+              {c.has_unread && c.id !== props.selected ? <span class="unread" title="Unread reply" /> : null}
               <span class="chat-item-title">{c.title || "Untitled"}</span>
               <span class={`status status-${c.status}`}>{c.status}</span>
             </div>

@@ -37,6 +37,8 @@ const started = Date.now();
 const server = await startServer();
 const browser = await launchBrowser(executable);
 const failures = [];
+/** Uncaught page errors and Content-Security-Policy violations (there must be none). */
+const pageErrors = [];
 /** Every HTTP request URL of the pages that carried the token (there must be none). */
 const tokenUrls = [];
 /** Every WebSocket URL the pages opened (each must carry it: the API reads it there). */
@@ -54,7 +56,7 @@ async function newPage(token = server.adminToken, { signIn = true } = {}) {
     dialogs.push(d.message());
     void d.dismiss();
   });
-  const errors = [];
+  const errors = pageErrors;
   page.on("pageerror", (e) => errors.push(String(e)));
   page.on("console", (m) => {
     if (m.type() === "error" && /Content Security Policy/i.test(m.text())) errors.push(m.text());
@@ -218,14 +220,15 @@ const tests = {
     const urls = [];
     await page.routeWebSocket(/\/stream\?/, (ws) => {
       urls.push(ws.url());
-      const upstream = ws.connectToServer();
-      sockets.push(upstream);
+      ws.connectToServer();
+      sockets.push(ws);
     });
     await newChat(page, "before the drop");
     await waitStatus(page, "waiting");
     await lastAssistant(page).filter({ hasText: "before the drop" }).waitFor();
     const before = await page.locator(".messages .msg").count();
-    // The server side goes away: the page reconnects with after_id.
+    // The connection drops (the page's side is closed, as a lost network would): the page
+    // reconnects with after_id.
     await sockets.at(-1).close({ code: 1001, reason: "test drop" });
     const deadline = Date.now() + WAIT_MS;
     while (urls.length < 2 && Date.now() < deadline) await page.waitForTimeout(50);
@@ -329,6 +332,13 @@ for (const [name, test] of Object.entries(tests)) {
     failures.push(name);
     console.log(`FAIL ${name} (${Date.now() - t0} ms)\n${e?.stack ?? e}`);
   }
+}
+
+if (pageErrors.length) {
+  failures.push("page errors");
+  console.log(`FAIL uncaught errors or CSP violations on the pages:\n  ${pageErrors.join("\n  ")}`);
+} else {
+  console.log("ok   no uncaught page error and no Content-Security-Policy violation");
 }
 
 // The token travelled in the query of WebSocket upgrades only.
