@@ -142,10 +142,16 @@ export interface MessageProps {
  */
 export class MessageView extends Component<MessageProps> {
   override shouldComponentUpdate(next: MessageProps): boolean {
-    return (
-      next.message !== this.props.message ||
-      next.results !== this.props.results ||
-      (next.onEdit === null) !== (this.props.onEdit === null)
+    const prev = this.props;
+    if (next.message !== prev.message || (next.onEdit === null) !== (prev.onEdit === null)) return true;
+    if (next.results === prev.results) return false;
+    // A new results map (a message arrived): only a message whose calls got a result, or
+    // whose results found their call, changes.
+    return (next.message.content ?? []).some(
+      (p) =>
+        (p.type === "tool-call" || p.type === "tool-result") &&
+        p.tool_call_id !== undefined &&
+        next.results.get(p.tool_call_id) !== prev.results.get(p.tool_call_id),
     );
   }
   override render() {
