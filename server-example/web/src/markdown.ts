@@ -5,7 +5,24 @@
 import DOMPurify from "dompurify";
 import { Marked } from "marked";
 
-const marked = new Marked({ gfm: true, breaks: false, async: false });
+/** `&`, `<`, `>`, `"` and `'` as entities: text that must stay text inside HTML. */
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+const marked = new Marked({
+  gfm: true,
+  breaks: false,
+  async: false,
+  renderer: {
+    // Raw HTML in model output is shown as the text it is, never parsed as markup: a
+    // reply about HTML reads as written, and the sanitizer below never even sees an event
+    // handler attribute (Chromium reports one it parses as a CSP violation).
+    html({ text }) {
+      return escapeHtml(text);
+    },
+  },
+});
 
 /** Where links may point: web and mail addresses only (no `javascript:`, `data:`, `vbscript:`). */
 const SAFE_URL = /^(?:https?:|mailto:|#|\/(?!\/))/i;

@@ -250,6 +250,13 @@ const tests = {
     const reply = lastAssistant(page);
     await reply.filter({ hasText: "click me" }).waitFor();
     assert.equal(await reply.locator("img, script, iframe").count(), 0);
+    // No element of the page carries an event handler attribute.
+    const handlers = await page.locator("body *").evaluateAll((els) =>
+      els.flatMap((e) => [...e.attributes].filter((a) => /^on/i.test(a.name)).map((a) => `${e.tagName} ${a.name}`)),
+    );
+    assert.deepEqual(handlers, []);
+    // The markup reads as text.
+    assert.match(await reply.textContent(), /<img src=x onerror=alert\(1\)>/);
     const link = reply.locator("a", { hasText: "click me" });
     if ((await link.count()) > 0) {
       const href = await link.getAttribute("href");
