@@ -27,11 +27,11 @@ if [ ! -d bindings/node_modules/typescript ]; then
 fi
 (cd bindings && npx --no-install tsc --noEmit -p .)
 
-step "web page: type-check and bundle drift"
+step "web page: type-check, bundle drift, unit tests"
 if [ ! -d server-example/web/node_modules/esbuild ]; then
   (cd server-example/web && npm ci --no-audit --no-fund)
 fi
-(cd server-example/web && npx --no-install tsc --noEmit -p . && node build.mjs --check)
+(cd server-example/web && npx --no-install tsc --noEmit -p . && node build.mjs --check && node tests/unit.mjs)
 
 step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked

@@ -197,6 +197,44 @@ const tests = {
     await context.close();
   },
 
+  async "a file attachment, plan mode and the model picker go with the message"() {
+    const { context, page } = await newPage();
+    await page.locator(".new-chat").click();
+    // The demo model is the one the catalogue offers while nothing is configured.
+    const options = await page.getByLabel("Model").locator("option").allTextContents();
+    assert.ok(options.some((o) => /demo/.test(o)), `models: ${options}`);
+    await page.getByLabel("Model").selectOption({ label: options.find((o) => /demo/.test(o)) });
+    await page.locator('input[type="file"]').setInputFiles({
+      name: "<i>notes<i> &amp; more.txt",
+      mimeType: "text/plain",
+      buffer: Buffer.from("some notes\n"),
+    });
+    await page.locator(".attachments .file-name").filter({ hasText: "<i>notes<i> &amp; more.txt" }).waitFor();
+    await page.getByLabel("Plan mode").check();
+    await send(page, "here is a file");
+    await page.waitForURL(/\/chats\//);
+    await page.locator(".msg-user .file-name").filter({ hasText: "<i>notes<i> &amp; more.txt" }).waitFor();
+    await page.locator(".chat-head .badge").filter({ hasText: "plan mode" }).waitFor();
+    assert.equal(await page.locator(".msg-user i").count(), 0, "the file name is text");
+    await waitStatus(page, "waiting");
+    await context.close();
+  },
+
+  async "a chat waiting for client tool results says so"() {
+    // A client-executed (dynamic) tool that the message names: the demo model calls it and
+    // the chat waits in requires_action for the client's answer.
+    const chat = await api(server, server.adminToken, "POST", "/api/experimental/chats", {
+      content: [{ type: "text", text: "please run lookup_order" }],
+      unsafe_dynamic_tools: [{ name: "lookup_order", description: "Looks an order up.", input_schema: { type: "object" } }],
+    });
+    const { context, page } = await newPage();
+    await page.goto(`${server.base}/chats/${chat.id}`);
+    await page.locator(".banner.action").filter({ hasText: "lookup_order" }).waitFor();
+    await waitStatus(page, "requires_action");
+    await page.locator('.tool[data-tool="lookup_order"] .badge-running').waitFor();
+    await context.close();
+  },
+
   async "a second tab sees the new chat through the watch, and a reload keeps it"() {
     const { context, page } = await newPage();
     const second = await context.newPage();
