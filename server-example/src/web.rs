@@ -65,7 +65,10 @@ pub fn content_security_policy(access_url: Option<&str>) -> String {
         .and_then(|url| {
             url.strip_prefix("https://")
                 .map(|rest| format!("wss://{rest}"))
-                .or_else(|| url.strip_prefix("http://").map(|rest| format!("ws://{rest}")))
+                .or_else(|| {
+                    url.strip_prefix("http://")
+                        .map(|rest| format!("ws://{rest}"))
+                })
         })
         .map(|origin| {
             // The origin only: the access URL may carry a path.
@@ -140,12 +143,21 @@ mod tests {
     #[test]
     fn the_policy_names_the_socket_origin_of_the_access_url() {
         let csp = content_security_policy(Some("https://chat.example.com/base"));
-        assert!(csp.contains("connect-src 'self' wss://chat.example.com;"), "{csp}");
+        assert!(
+            csp.contains("connect-src 'self' wss://chat.example.com;"),
+            "{csp}"
+        );
         let csp = content_security_policy(Some("http://127.0.0.1:3000"));
-        assert!(csp.contains("connect-src 'self' ws://127.0.0.1:3000;"), "{csp}");
+        assert!(
+            csp.contains("connect-src 'self' ws://127.0.0.1:3000;"),
+            "{csp}"
+        );
         let csp = content_security_policy(None);
         assert!(csp.contains("connect-src 'self';"), "{csp}");
-        assert!(csp.contains("script-src 'self';") && !csp.contains("unsafe"), "{csp}");
+        assert!(
+            csp.contains("script-src 'self';") && !csp.contains("unsafe"),
+            "{csp}"
+        );
     }
 
     #[test]
