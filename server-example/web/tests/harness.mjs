@@ -13,10 +13,12 @@ export const repo = path.resolve(here, "../../..");
 /** How long the server may take to print its address. */
 const SERVER_START_TIMEOUT_MS = 30_000;
 
-/** The Chromium to drive: CHATD_CHROMIUM, else Debian's. */
+/** The Chromium to drive: CHATD_CHROMIUM when set (and only it), else Debian's. */
 export function chromiumPath() {
-  const candidates = [process.env.CHATD_CHROMIUM, "/usr/bin/chromium", "/usr/bin/chromium-browser"];
-  return candidates.find((p) => p && fs.existsSync(p)) ?? null;
+  const candidates = process.env.CHATD_CHROMIUM
+    ? [process.env.CHATD_CHROMIUM]
+    : ["/usr/bin/chromium", "/usr/bin/chromium-browser"];
+  return candidates.find((p) => fs.existsSync(p)) ?? null;
 }
 
 /** The server binary: CHATD_SERVER_BIN, else the cargo target directory's debug build. */
