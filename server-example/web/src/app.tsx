@@ -81,10 +81,12 @@ export function App() {
         api.models().then(setModels, () => setModels(null));
       })
       .catch((e: unknown) => {
-        localStorage.removeItem(TOKEN_KEY);
+        // Only a refused token is forgotten; when the server is unreachable the stored one
+        // stays, and a reload tries it again.
+        if (e instanceof ApiError && e.status === 401) localStorage.removeItem(TOKEN_KEY);
         setToken(null);
         setUser(null);
-        setSignInError(e instanceof ApiError ? e.describe() : String(e));
+        setSignInError(e instanceof ApiError ? e.describe() : `The server could not be reached: ${String(e)}`);
       });
   }, [api]);
 

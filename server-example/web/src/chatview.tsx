@@ -14,8 +14,11 @@ import { applyEvent, emptyChatState, resultsByCall, resumeState, type ChatState 
 import { MessageView, Part } from "./parts";
 import { keepOpen } from "./socket";
 
-/** How often a retry countdown and the cost line refresh. */
+/** How often a retry countdown refreshes. */
 const TICK_MS = 250;
+
+/** Within this many pixels of the end the view follows new output. */
+const STICK_PX = 80;
 
 function errorText(e: unknown): string {
   return e instanceof ApiError ? e.describe() : String(e);
@@ -260,8 +263,11 @@ export function ChatView(props: {
       .catch(() => setCost(null));
   }, [api, chat?.id, state.lastMessageId, state.status]);
 
+  // Follow the conversation while the reader is at its end; leave them be when they
+  // scrolled up to read.
+  const stick = useRef(true);
   useEffect(() => {
-    bottom.current?.scrollIntoView({ block: "end" });
+    if (stick.current) bottom.current?.scrollIntoView({ block: "end" });
   }, [state.messages.length, state.streaming]);
 
   const results = useMemo(() => resultsByCall(state.messages), [state.messages]);
@@ -288,8 +294,13 @@ export function ChatView(props: {
   };
   const saveEdit = async () => {
     if (!editing) return;
+    // The new text, and the message's attachments kept as they were.
+    const content: ChatInputPart[] = [{ type: "text", text: editText }];
+    for (const p of editing.content ?? []) {
+      if (p.type === "file" && p.file_id) content.push({ type: "file", file_id: p.file_id });
+    }
     try {
-      await api.edit(chatId, editing.id, { content: [{ type: "text", text: editText }] });
+      await api.edit(chatId, editing.id, { content });
       setEditing(null);
       // The later history is gone: start over from a fresh snapshot.
       setGeneration((g) => g + 1);
@@ -314,7 +325,14 @@ export function ChatView(props: {
         </span>
       </div>
       {loadError ? <div class="error" role="alert">{loadError}</div> : null}
-      <div class="messages" data-count={state.messages.length}>
+      <div
+        class="messages"
+        data-count={state.messages.length}
+        onScroll={(e) => {
+          const el = e.currentTarget;
+          stick.current = el.scrollHeight - el.scrollTop - el.clientHeight < STICK_PX;
+        }}
+      >
         {state.messages.map((m) =>
           editing && editing.id === m.id ? (
             <div key={m.id} class="msg msg-user editing">
