@@ -43,6 +43,8 @@ export function ChatList(props: {
   const query = listQuery(search, archived);
   const archivedRef = useRef(archived);
   archivedRef.current = archived;
+  const searchRef = useRef(search);
+  searchRef.current = search;
   const onChat = useRef(props.onChat);
   onChat.current = props.onChat;
 
@@ -63,13 +65,13 @@ export function ChatList(props: {
   }, [query]);
 
   useEffect(() => {
-    let opened = 0;
     return keepOpen({
       url: () => api.watchUrl(),
       onOpen: () => {
         setLive(true);
-        // Events missed while the socket was down: read the list again.
-        if (opened++ > 0) reload.current();
+        // Events sent before the socket opened (or while it was down) are lost: read the
+        // list again.
+        reload.current();
       },
       onDown: () => setLive(false),
       onMessage: (data) => {
@@ -84,7 +86,13 @@ export function ChatList(props: {
           const merged: Chat = old ? { ...old, ...ev.chat } : ev.chat;
           const filter = archivedRef.current;
           if (filter !== "any" && String(merged.archived) !== filter) return rest;
-          if (!old && ev.kind !== "created") return list;
+          if (!old && (ev.kind !== "created" || searchRef.current.trim() !== "")) {
+            // A chat the list has not seen (created before the first read finished, or
+            // outside the current search), or a new chat while a search is on: the
+            // server's filter decides whether it belongs.
+            window.setTimeout(() => reload.current(), 0);
+            return list;
+          }
           return sortChats([merged, ...rest]);
         });
       },

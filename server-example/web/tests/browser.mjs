@@ -235,6 +235,34 @@ const tests = {
     await context.close();
   },
 
+  async "the list: search with q, pins first, archive and the archived filter"() {
+    const { context, page } = await newPage();
+    const zebra = await newChat(page, "zebra crossing");
+    // The tab that created it lists it (even when it was created before the watch opened).
+    await page.locator(`.chat-item[data-chat-id="${zebra}"]`).waitFor();
+    await waitStatus(page, "waiting");
+    const other = await newChat(page, "another topic");
+    await waitStatus(page, "waiting");
+    await page.locator(`.chat-item[data-chat-id="${other}"]`).waitFor();
+    // Pinned first, whatever the activity.
+    await page.locator(`.chat-item[data-chat-id="${zebra}"]`).getByRole("button", { name: "pin" }).click();
+    await page.locator(`.chat-item[data-chat-id="${zebra}"] button[title="Unpin"]`).waitFor();
+    assert.equal(await page.locator(".chat-item").first().getAttribute("data-chat-id"), zebra);
+    // Search: `q` syntax.
+    await page.getByLabel("Search chats").fill("title:zebra");
+    await page.locator(`.chat-item[data-chat-id="${other}"]`).waitFor({ state: "detached" });
+    assert.equal(await page.locator(".chat-item").count(), 1);
+    await page.getByLabel("Search chats").fill("");
+    await page.locator(`.chat-item[data-chat-id="${other}"]`).waitFor();
+    // Archive: gone from the active chats, listed under the archived ones.
+    await page.locator(`.chat-item[data-chat-id="${other}"]`).getByRole("button", { name: "archive" }).click();
+    await page.locator(`.chat-item[data-chat-id="${other}"]`).waitFor({ state: "detached" });
+    await page.getByLabel("Archived").selectOption("true");
+    await page.locator(`.chat-item[data-chat-id="${other}"]`).waitFor();
+    assert.equal(await page.locator(`.chat-item[data-chat-id="${zebra}"]`).count(), 0);
+    await context.close();
+  },
+
   async "a second tab sees the new chat through the watch, and a reload keeps it"() {
     const { context, page } = await newPage();
     const second = await context.newPage();
