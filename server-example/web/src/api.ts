@@ -66,8 +66,16 @@ async function errorBody(res: globalThis.Response): Promise<ApiResponse | null> 
 /** The API for one token. */
 export class Api {
   readonly token: string;
+  /** Called when the server refuses the token (revoked or expired while the page is open). */
+  onUnauthorized: ((e: ApiError) => void) | null = null;
   constructor(token: string) {
     this.token = token;
+  }
+
+  private refused(res: globalThis.Response, body: ApiResponse | null): ApiError {
+    const e = new ApiError(res.status, body);
+    if (res.status === 401) this.onUnauthorized?.(e);
+    return e;
   }
 
   private async call<T>(method: string, path: string, body?: unknown): Promise<T> {
@@ -78,7 +86,7 @@ export class Api {
       payload = JSON.stringify(body);
     }
     const res = await fetch(path, { method, headers, body: payload ?? null, cache: "no-store" });
-    if (!res.ok) throw new ApiError(res.status, await errorBody(res));
+    if (!res.ok) throw this.refused(res, await errorBody(res));
     if (res.status === 204) return undefined as T;
     return (await res.json()) as T;
   }
@@ -138,7 +146,7 @@ export class Api {
       },
       body: file,
     });
-    if (!res.ok) throw new ApiError(res.status, await errorBody(res));
+    if (!res.ok) throw this.refused(res, await errorBody(res));
     return (await res.json()) as UploadChatFileResponse;
   }
   providers(): Promise<ChatProviderConfig[]> {

@@ -72,6 +72,13 @@ export function App() {
 
   useEffect(() => {
     if (!api) return;
+    // A token revoked or expired while the page is open: back to the sign-in form.
+    api.onUnauthorized = (e) => {
+      localStorage.removeItem(TOKEN_KEY);
+      setToken(null);
+      setUser(null);
+      setSignInError(e.describe());
+    };
     api
       .me()
       .then((u) => {

@@ -248,7 +248,11 @@ export function ChatView(props: {
     api
       .getChat(chatId)
       .then((c) => setChat(c))
-      .catch((e) => setLoadError(errorText(e)));
+      .catch((e) => {
+        setLoadError(errorText(e));
+        // No such chat (or not the caller's): there is nothing to reconnect to.
+        if (e instanceof ApiError && (e.status === 404 || e.status === 403 || e.status === 400)) stop();
+      });
     return stop;
   }, [api, chatId, generation]);
 

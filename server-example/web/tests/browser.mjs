@@ -350,6 +350,21 @@ const tests = {
     await context.close();
   },
 
+  async "a missing chat says so; a token revoked meanwhile returns to the sign-in form"() {
+    const token = await createMember(server, "revokeme");
+    const { context, page } = await newPage(token);
+    await page.goto(`${server.base}/chats/${crypto.randomUUID()}`);
+    await page.getByRole("alert").filter({ hasText: /not found/i }).waitFor();
+    const [key] = await api(server, server.adminToken, "GET", "/api/v2/users/revokeme/keys/tokens");
+    await api(server, server.adminToken, "DELETE", `/api/v2/users/revokeme/keys/${key.id}`);
+    await page.locator(".new-chat").click();
+    await send(page, "after the revocation");
+    await page.getByRole("alert").filter({ hasText: "revoked" }).waitFor();
+    await page.getByLabel("API token").waitFor();
+    assert.equal(await page.evaluate(() => localStorage.getItem("chatd.token")), null);
+    await context.close();
+  },
+
   async "the admin page manages providers without showing keys"() {
     const { context, page } = await newPage();
     await page.getByRole("link", { name: "Admin" }).click();
