@@ -27,11 +27,29 @@ if [ ! -d bindings/node_modules/typescript ]; then
 fi
 (cd bindings && npx --no-install tsc --noEmit -p .)
 
+step "web page: type-check, bundle drift, unit tests"
+if [ ! -d server-example/web/node_modules/esbuild ]; then
+  (cd server-example/web && npm ci --no-audit --no-fund)
+fi
+(cd server-example/web && npx --no-install tsc --noEmit -p . && node build.mjs --check && node tests/unit.mjs)
+
 step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 
 step "tests"
 cargo test --workspace --locked
+
+# The chat page in headless Chromium against a real server (docs/web.md). Without Chromium
+# it is installed from Debian's packages when possible (root with apt-get); otherwise the
+# browser tests alone skip with a message, unless CHATD_REQUIRE_BROWSER=1 (.ci/run).
+step "web page: browser tests"
+if [ ! -x /usr/bin/chromium ] && [ -z "${CHATD_CHROMIUM:-}" ] \
+  && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && apt-get install -y -qq chromium) \
+    || echo "chromium could not be installed from Debian's packages"
+fi
+cargo build -p server-example --bin chatd-server --locked
+(cd server-example/web && node tests/browser.mjs)
 
 # Seconds per cargo-fuzz target when the nightly toolchain and cargo-fuzz are present
 # (docs/fuzzing.md); scripts/fuzz.sh prints why it skips otherwise.

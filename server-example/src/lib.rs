@@ -23,6 +23,7 @@ pub mod routes;
 pub mod serve;
 pub mod sockets;
 pub mod state;
+pub mod web;
 
 use axum::Router;
 
@@ -40,9 +41,9 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
 
-/// The whole reference server: `/healthz`, `/metrics`, the chats API under
-/// `/api/experimental` and the user and token routes under `/api/v2`, authenticated with
-/// this server's API tokens.
+/// The whole reference server: `/healthz`, `/metrics`, the chat page at `/` ([`web`]),
+/// the chats API under `/api/experimental` and the user and token routes under `/api/v2`,
+/// authenticated with this server's API tokens.
 pub fn router(state: AppState) -> Router {
     let metrics = metrics::MetricsLayer::new(state.metrics().clone());
     // One table builds the router and is what the bad-input suite walks.

@@ -82,7 +82,8 @@ pub enum RouteKind {
     Browser,
     /// A Coder-platform feature this server does not build: 501 to authenticated callers.
     Unsupported,
-    /// Outside the API (`/healthz`, `/metrics`): unauthenticated, plain text.
+    /// Outside the API (`/healthz`, `/metrics`, the chat page and its assets):
+    /// unauthenticated, plain text or the page.
     Public,
 }
 
@@ -261,12 +262,14 @@ pub fn v2() -> Router<AppState> {
 }
 
 /// Every route of the reference server ([`crate::router`]), with full paths: `/healthz`,
-/// `/metrics`, then the `/api/experimental` and `/api/v2` routes.
+/// `/metrics`, the chat page ([`crate::web::routes`]: `/`, its page paths, `/assets/…`),
+/// then the `/api/experimental` and `/api/v2` routes.
 pub fn table() -> Vec<Route> {
     let mut all = vec![
         Route::get("/healthz", crate::healthz).kind(RouteKind::Public),
         Route::get("/metrics", crate::metrics::serve).kind(RouteKind::Public),
     ];
+    all.extend(crate::web::routes());
     for (prefix, routes) in [
         (EXPERIMENTAL_PREFIX, experimental_routes()),
         (V2_PREFIX, v2_routes()),

@@ -29,4 +29,5 @@ mod streams;
 mod subagents;
 mod usage_limits;
 mod users;
+mod web;
 mod workspace;
