@@ -158,7 +158,7 @@ export function ChatList(props: {
                   void update(c, { pin_order: c.pin_order > 0 ? 0 : 1 });
                 }}
               >
-                {c.pin_order > 0 ? "📌 unpin" : "pin"}
+                {c.pin_order > 0 ? "★ unpin" : "pin"}
               </button>
               <button
                 type="button"
