@@ -1,12 +1,14 @@
 //! Turn-path benchmark: the same zero-delay mock model, the same client and the same
 //! workloads against (a) the mock directly, (b) `chatd-server` on SQLite and on PostgreSQL,
-//! and optionally (c) the LiteLLM proxy, each system a process of its own, in interleaved
-//! rounds. A manual tool (never run by CI); how to run it and the numbers are in
-//! docs/turn-path-benchmark.md.
+//! and optionally (c) the LiteLLM proxy and (d) `chatd-server`'s AI Gateway (plain
+//! Chat Completions calls forwarded to the mock, records kept on SQLite), each system a
+//! process of its own, in interleaved rounds. A manual tool (never run by CI); how to run
+//! it and the numbers are in docs/turn-path-benchmark.md and (the gateway against LiteLLM)
+//! docs/ai-gateway-benchmark.md.
 //!
 //! ```text
 //! cargo bench -p server-example --bench turn_path -- [--rounds R]
-//!     [--workloads 1x200,100x10] [--systems direct,sqlite,postgres[,litellm]]
+//!     [--workloads 1x200,100x10] [--systems direct,sqlite,postgres[,litellm][,gateway]]
 //!     [--database-url postgres://postgres@127.0.0.1:5432/test] [--chunks K]
 //!     [--litellm /tmp/litellm/bin/litellm] [--json FILE]
 //! ```
@@ -88,6 +90,8 @@ enum System {
     Sqlite,
     Postgres,
     Litellm,
+    /// `chatd-server`'s AI Gateway (SQLite, records kept) forwarding to the mock.
+    Gateway,
 }
 
 impl System {
@@ -97,6 +101,7 @@ impl System {
             System::Sqlite => "chatd SQLite",
             System::Postgres => "chatd PostgreSQL",
             System::Litellm => "LiteLLM proxy",
+            System::Gateway => "chatd AI Gateway",
         }
     }
 
@@ -106,6 +111,7 @@ impl System {
             System::Sqlite => "sqlite",
             System::Postgres => "postgres",
             System::Litellm => "litellm",
+            System::Gateway => "gateway",
         }
     }
 
@@ -115,10 +121,12 @@ impl System {
             "sqlite" => System::Sqlite,
             "postgres" => System::Postgres,
             "litellm" => System::Litellm,
+            "gateway" => System::Gateway,
             other => {
-                return Err(
-                    format!("unknown system {other:?} (direct, sqlite, postgres, litellm)").into(),
+                return Err(format!(
+                    "unknown system {other:?} (direct, sqlite, postgres, litellm, gateway)"
                 )
+                .into())
             }
         })
     }
@@ -154,8 +162,9 @@ const USAGE: &str = "\
 usage: cargo bench -p server-example --bench turn_path -- [options]
   --rounds R              measured rounds per workload, systems interleaved (default 5)
   --workloads CxN[,CxN]   C concurrent chats, N turns each (default 1x200,100x10)
-  --systems LIST          direct,sqlite,postgres[,litellm] (default: direct,sqlite,postgres,
-                          plus litellm when --litellm is given)
+  --systems LIST          direct,sqlite,postgres[,litellm][,gateway] (default:
+                          direct,sqlite,postgres, plus litellm when --litellm is given);
+                          gateway = OpenAI calls through chatd's AI Gateway (SQLite)
   --database-url URL      PostgreSQL database for a fresh schema (default
                           postgres://postgres@127.0.0.1:5432/test)
   --chunks K              text chunks per mock reply (default 5)
@@ -629,6 +638,8 @@ impl Chatd {
             .env("OPENAI_API_KEY", MOCK_API_KEY)
             .env("OPENAI_BASE_URL", mock.v1())
             .env("NO_COLOR", "1")
+            // The mock listens on loopback, which the AI Gateway refuses unless allowed.
+            .env("CHATD_AI_GATEWAY_ALLOWED_PRIVATE_CIDRS", "127.0.0.0/8")
             // Warnings, and the start line that says the address.
             .env("CHATD_LOG", "warn,chatd_server=info");
         let (name, sqlite_dir, application_name) = match postgres {
@@ -1303,6 +1314,7 @@ async fn run(args: Args) -> Result<()> {
     let mut sqlite = None;
     let mut postgres = None;
     let mut litellm = None;
+    let mut gateway = None;
     for system in &args.systems {
         match system {
             System::Direct => {}
@@ -1310,6 +1322,7 @@ async fn run(args: Args) -> Result<()> {
             System::Postgres => {
                 postgres = Some(Chatd::start(&args, &mock, max_chats, postgres_db.as_ref()).await?)
             }
+            System::Gateway => gateway = Some(Chatd::start(&args, &mock, 1, None).await?),
             System::Litellm => {
                 let program = args.litellm.as_deref().ok_or("--litellm PATH")?;
                 let l = Litellm::start(program, &mock).await?;
@@ -1361,6 +1374,25 @@ async fn run(args: Args) -> Result<()> {
                         })
                         .await
                         .map_err(|e| format!("LiteLLM: {e}\n{}", l.proc.log_tail()))?
+                    }
+                    System::Gateway => {
+                        let g = gateway
+                            .as_ref()
+                            .ok_or("the gateway server is not running")?;
+                        let watched = Watched {
+                            roles: vec![mock_role, ("server", vec![g.proc.pid()])],
+                            postgres: None,
+                        };
+                        measure(&watched, &mock, || {
+                            round_openai(
+                                format!("{}/api/v2/aibridge/openai/v1/chat/completions", g.base),
+                                MOCK_MODEL,
+                                ADMIN_TOKEN,
+                                *workload,
+                            )
+                        })
+                        .await
+                        .map_err(|e| format!("gateway: {e}\n{}", g.proc.log_tail()))?
                     }
                     System::Sqlite => {
                         let c = sqlite.as_ref().ok_or("the SQLite server is not running")?;
@@ -1436,7 +1468,10 @@ async fn run(args: Args) -> Result<()> {
                     .map_or("—".to_owned(), |v| format!("{v:.3}"))
             };
             let overhead = match (&direct, system) {
-                (Some(d), System::Sqlite | System::Postgres | System::Litellm) => {
+                (
+                    Some(d),
+                    System::Sqlite | System::Postgres | System::Litellm | System::Gateway,
+                ) => {
                     format!("{:+.2} ms", s.ttfo_p50 - d.ttfo_p50)
                 }
                 _ => "—".into(),
@@ -1487,6 +1522,7 @@ async fn run(args: Args) -> Result<()> {
     drop(sqlite);
     drop(postgres);
     drop(litellm);
+    drop(gateway);
     if let Some(pool) = postgres_pool {
         pool.close().await;
     }
