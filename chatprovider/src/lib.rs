@@ -146,6 +146,7 @@ mod convert;
 mod error;
 mod factory;
 mod gemini;
+pub mod gateway;
 mod image;
 mod keys;
 mod language_model;
