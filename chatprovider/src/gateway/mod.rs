@@ -265,6 +265,11 @@ type Upstream = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>
 /// yielded as soon as the upstream delivers it.
 pub struct ObservedBody {
     upstream: Upstream,
+    /// The upstream's `Content-Length`: once that many bytes passed, the body is complete
+    /// even if the server drops it without polling for its end (hyper does, having
+    /// written the length it announced).
+    expected_len: Option<u64>,
+    passed_len: u64,
     observer: Option<Observer>,
     on_end: Option<Box<dyn FnOnce(Observation, BodyEnd) + Send>>,
 }
@@ -285,6 +290,8 @@ impl ObservedBody {
         on_end: impl FnOnce(Observation, BodyEnd) + Send + 'static,
     ) -> Self {
         ObservedBody {
+            expected_len: response.content_length(),
+            passed_len: 0,
             upstream: Box::pin(response.bytes_stream()),
             observer: Some(observer),
             on_end: Some(Box::new(on_end)),
@@ -306,6 +313,12 @@ impl Stream for ObservedBody {
             Poll::Ready(Some(Ok(chunk))) => {
                 if let Some(observer) = self.observer.as_mut() {
                     observer.observe(&chunk);
+                }
+                self.passed_len = self
+                    .passed_len
+                    .saturating_add(u64::try_from(chunk.len()).unwrap_or(u64::MAX));
+                if self.expected_len == Some(self.passed_len) {
+                    self.end(BodyEnd::Complete);
                 }
                 Poll::Ready(Some(Ok(chunk)))
             }

@@ -55,7 +55,7 @@ const SCENARIO: &str = "x-mock-scenario";
 const CHAT_TOOL_STREAM: &str = "openai-chat--tool-call--single.sse";
 const CHAT_TEXT_STREAM: &str = "openai-chat--text--usage.sse";
 const RESPONSES_STREAM: &str = "openai-responses--text--azure.jsonl";
-const MESSAGES_TOOL_STREAM: &str = "anthropic-messages--text-then-tool-use.sse";
+const MESSAGES_TOOL_STREAM: &str = "anthropic-messages--tool-loop--turn1.sse";
 
 fn sse(body: Vec<u8>) -> Response {
     ([("content-type", "text/event-stream")], body).into_response()
@@ -427,7 +427,12 @@ async fn official_sdks_call_through_the_gateway_and_every_call_is_recorded() {
         let byok = by("default-openai", "chat-stream-text");
         assert_eq!(header(byok[0], "authorization"), Some(&*format!("Bearer {USER_OPENAI_KEY}")));
         let byok = by("default-anthropic", "messages-json");
-        assert_eq!(header(byok[0], "x-api-key"), Some(USER_ANTHROPIC_KEY));
+        // The client's own key goes upstream in the header it came in (this SDK version
+        // sends it as a bearer token).
+        let own = header(byok[0], "x-api-key")
+            .map(str::to_owned)
+            .or_else(|| header(byok[0], "authorization").map(|v| v.trim_start_matches("Bearer ").to_owned()));
+        assert_eq!(own.as_deref(), Some(USER_ANTHROPIC_KEY), "{:?}", byok[0].headers);
         let named = by("openai-b", "chat-stream-text");
         assert_eq!(header(named[0], "authorization"), Some(&*format!("Bearer {OPENAI_B_KEY}")));
         let models: Vec<&Seen> = seen.iter().filter(|s| s.method == "GET").collect();
@@ -626,7 +631,8 @@ async fn refusals_are_in_the_providers_shape() {
         let mut at = b"{}".to_vec();
         at.resize(MAX_GATEWAY_BODY_BYTES, b' ');
         let a = post("/aibridge/openai/v1/chat/completions", at).await.unwrap();
-        assert_ne!(a.status(), 413, "a body at the limit is read");
+        let status = a.status();
+        assert_ne!(status, 413, "a body at the limit is read: {}", a.text().await.unwrap());
         // An Anthropic instance does not serve the OpenAI paths.
         let a = post("/aibridge/anthropic-corp/v1/responses", b"{}".to_vec()).await.unwrap();
         assert_eq!(a.status(), 404);
