@@ -504,3 +504,158 @@ fn classified(err: &ProviderError, provider: Provider, redactor: &Redactor) -> O
         message,
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::language_model::decode_body;
+    use reqwest::header::HeaderValue;
+
+    fn headers(content_type: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("content-type", HeaderValue::from_str(content_type).unwrap());
+        h
+    }
+
+    fn testdata(name: &str) -> Vec<u8> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../testdata/streams")
+            .join(name);
+        std::fs::read(path).unwrap()
+    }
+
+    /// Feeds `body` in chunks of `size` bytes.
+    fn observe(api: WireApi, status: u16, ct: &str, body: &[u8], size: usize) -> Observation {
+        let mut o = Observer::new(api, status, &headers(ct), Redactor::new());
+        for chunk in body.chunks(size.max(1)) {
+            o.observe(chunk);
+        }
+        o.finish(true)
+    }
+
+    #[test]
+    fn streams_are_seen_as_the_engine_decodes_them_whatever_the_chunking() {
+        for (api, name) in [
+            (WireApi::ChatCompletions, "openai-chat--tool-calls--parallel.sse"),
+            (WireApi::ChatCompletions, "openai-chat--text--usage.sse"),
+            (WireApi::Messages, "anthropic-messages--tool-loop--turn1.sse"),
+            (WireApi::Messages, "anthropic-messages--text-then-tool-use.sse"),
+        ] {
+            let body = testdata(name);
+            let parts = match api {
+                WireApi::Messages => decode_body(AnthropicDecoder::new(), &body, DEFAULT_MAX_EVENT_BYTES),
+                _ => decode_body(OpenAiChatDecoder::new(Provider::OpenAi), &body, DEFAULT_MAX_EVENT_BYTES),
+            }
+            .unwrap();
+            let calls: Vec<String> = parts
+                .iter()
+                .filter_map(|p| match p {
+                    StreamPart::ToolCall(c) => Some(c.name.clone()),
+                    _ => None,
+                })
+                .collect();
+            let usage = parts
+                .iter()
+                .find_map(|p| match p {
+                    StreamPart::Finish { usage, .. } => Some(usage.clone()),
+                    _ => None,
+                })
+                .unwrap();
+            for size in [1, 7, 64, body.len()] {
+                let seen = observe(api, 200, "text/event-stream; charset=utf-8", &body, size);
+                assert!(seen.streamed);
+                assert_eq!(seen.error, None, "{name} in {size}-byte chunks");
+                assert_eq!(seen.usage, usage, "{name} in {size}-byte chunks");
+                let names: Vec<String> = seen.tool_calls.iter().map(|c| c.name.clone()).collect();
+                assert_eq!(names, calls, "{name}");
+                assert!(seen.model.is_some(), "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_error_status_is_classified_with_its_retry_after_and_redacted() {
+        let body = br#"{"error":{"message":"Incorrect API key provided: sk-secret-0123456789","type":"invalid_request_error","code":"invalid_api_key"}}"#;
+        let mut o = Observer::new(
+            WireApi::ChatCompletions,
+            401,
+            &headers("application/json"),
+            Redactor::new().with_secret("sk-secret-0123456789"),
+        );
+        o.observe(body);
+        let seen = o.finish(true);
+        let e = seen.error.unwrap();
+        assert_eq!(e.kind, ChatErrorKind::Auth);
+        assert!(!e.message.contains("sk-secret-0123456789"), "{}", e.message);
+        let limited = observe(WireApi::Messages, 429, "application/json",
+            br#"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#, 5);
+        assert_eq!(limited.error.unwrap().kind, ChatErrorKind::RateLimit);
+        let overloaded = observe(WireApi::Messages, 529, "application/json",
+            br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#, 100);
+        assert_eq!(overloaded.error.unwrap().kind, ChatErrorKind::Overloaded);
+    }
+
+    #[test]
+    fn an_error_event_inside_a_stream_is_recorded() {
+        let body = b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"model\":\"claude-x\",\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\nevent: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
+        let seen = observe(WireApi::Messages, 200, "text/event-stream", body, 10);
+        assert_eq!(seen.model.as_deref(), Some("claude-x"));
+        assert_eq!(seen.error.unwrap().kind, ChatErrorKind::Overloaded);
+    }
+
+    #[test]
+    fn a_stream_cut_short_is_an_error_unless_the_client_left() {
+        let body = testdata("openai-chat--text--usage.sse");
+        let half = &body[..body.len() / 2];
+        let mut o = Observer::new(WireApi::ChatCompletions, 200, &headers("text/event-stream"), Redactor::new());
+        o.observe(half);
+        assert!(o.finish(true).error.is_some(), "the upstream closed early");
+        let mut o = Observer::new(WireApi::ChatCompletions, 200, &headers("text/event-stream"), Redactor::new());
+        o.observe(half);
+        assert!(o.finish(false).error.is_none(), "the client went away: not the upstream's fault");
+    }
+
+    #[test]
+    fn json_bodies_are_read_at_their_end_within_the_limit() {
+        let body = br#"{"model":"gpt-4o","choices":[{"message":{"tool_calls":[{"id":"c1","function":{"name":"f","arguments":"{\"a\":1}"}}]}}],"usage":{"prompt_tokens":10,"completion_tokens":2,"prompt_tokens_details":{"cached_tokens":4}}}"#;
+        let seen = observe(WireApi::ChatCompletions, 200, "application/json", body, 3);
+        assert!(!seen.streamed);
+        assert_eq!(seen.model.as_deref(), Some("gpt-4o"));
+        assert_eq!(seen.usage.input_tokens, Some(6));
+        assert_eq!(seen.usage.cache_read_tokens, Some(4));
+        assert_eq!(seen.tool_calls, vec![ObservedToolCall { id: "c1".into(), name: "f".into(), argument_bytes: 7 }]);
+        // At the limit a body is read; one byte more and it is not (and says so).
+        let pad = |n: usize| {
+            let mut b = br#"{"model":"m"}"#.to_vec();
+            b.resize(n, b' ');
+            b
+        };
+        let at = observe(WireApi::Responses, 200, "application/json", &pad(MAX_OBSERVED_JSON_BYTES), 1 << 20);
+        assert_eq!(at.model.as_deref(), Some("m"));
+        assert!(!at.observation_truncated);
+        let over = observe(WireApi::Responses, 200, "application/json", &pad(MAX_OBSERVED_JSON_BYTES + 1), 1 << 20);
+        assert!(over.observation_truncated);
+        assert_eq!(over.model, None);
+        let not_json = observe(WireApi::Messages, 200, "application/json", b"<html>", 10);
+        assert!(not_json.error.is_some());
+    }
+
+    #[test]
+    fn thoughts_and_tool_calls_are_bounded() {
+        let thinking = "é".repeat(MAX_THOUGHT_BYTES);
+        let body = serde_json::json!({"model": "claude", "content": [
+            {"type": "thinking", "thinking": thinking},
+            {"type": "thinking", "thinking": "more"}
+        ]});
+        let seen = observe(WireApi::Messages, 200, "application/json", body.to_string().as_bytes(), 4096);
+        let total: usize = seen.thoughts.iter().map(String::len).sum();
+        assert!(total <= MAX_THOUGHT_BYTES && total >= MAX_THOUGHT_BYTES - 1, "{total}");
+        let calls: Vec<serde_json::Value> = (0..MAX_OBSERVED_TOOL_CALLS + 3)
+            .map(|i| serde_json::json!({"type": "function_call", "call_id": format!("c{i}"), "name": "f", "arguments": "{}"}))
+            .collect();
+        let body = serde_json::json!({"model": "m", "output": calls});
+        let seen = observe(WireApi::Responses, 200, "application/json", body.to_string().as_bytes(), 1 << 16);
+        assert_eq!(seen.tool_calls.len(), MAX_OBSERVED_TOOL_CALLS);
+    }
+}
