@@ -25,12 +25,12 @@
 
 use std::sync::Arc;
 
+use chatd_core::aibridge::InterceptionSink;
 use chatd_core::store::{NewUser, Store, StoreOptions};
 use chatd_core::{Admin, EngineSettings, Keyring, SecretKey};
 use chatprovider::ProviderApiKeys;
 use codersdk::Uuid;
 use reqwest::Method;
-use chatd_core::aibridge::InterceptionSink;
 use server_example::routes::aibridge::GatewayOptions;
 use server_example::state::{build_on, AccessUrl, ServerOptions};
 use server_example::AppState;

@@ -554,7 +554,8 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     options.ai_gateway.allowed_private = args.ai_gateway_allowed_private_cidrs.clone();
     // Variables that are not UTF-8 cannot be instance settings; `vars()` would panic.
     options.ai_gateway.instances = chatd_core::aibridge::instances_from_env(
-        std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+        std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
     )?;
     options.admin_token = std::env::var(ADMIN_TOKEN_VAR)
         .ok()

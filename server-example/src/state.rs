@@ -401,13 +401,16 @@ pub async fn build_on(admin: Admin, options: ServerOptions) -> chatd_core::Resul
     // announcer holds the engine weakly: the demo resolver holds the admin handle, which
     // must not keep the engine alive).
     admin.on_config_change(engine.config_announcer());
-    let gateway = Gateway::new(options.ai_gateway.clone(), options.interception_sink.clone())
-        .map_err(|e| {
-            chatd_core::Error::with_response(
-                chatd_core::ErrorKind::InvalidArgument,
-                codersdk::Response::new(format!("The AI Gateway cannot start: {e}")),
-            )
-        })?;
+    let gateway = Gateway::new(
+        options.ai_gateway.clone(),
+        options.interception_sink.clone(),
+    )
+    .map_err(|e| {
+        chatd_core::Error::with_response(
+            chatd_core::ErrorKind::InvalidArgument,
+            codersdk::Response::new(format!("The AI Gateway cannot start: {e}")),
+        )
+    })?;
     let state = AppState::with_parts(
         engine,
         admin,

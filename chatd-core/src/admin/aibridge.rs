@@ -30,10 +30,8 @@ impl Admin {
         if stored.as_ref().is_some_and(|p| !p.enabled) {
             return Ok(None);
         }
-        let merged = chatprovider::ProviderApiKeys::merged(
-            self.deployment_keys(),
-            stored.as_slice(),
-        );
+        let merged =
+            chatprovider::ProviderApiKeys::merged(self.deployment_keys(), stored.as_slice());
         let base_url = merged
             .base_url(provider.as_str())
             .or(provider.default_base_url())

@@ -279,7 +279,7 @@ pub fn instances_from_env(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
@@ -298,7 +298,10 @@ mod tests {
             ("CHATD_AIBRIDGE_PROVIDER_2_TYPE", "Anthropic"),
             ("CHATD_AIBRIDGE_PROVIDER_2_NAME", "anthropic-corp"),
             ("CHATD_AIBRIDGE_PROVIDER_2_KEY", "sk-ant-corp-0123456789"),
-            ("CHATD_AIBRIDGE_PROVIDER_2_BASE_URL", "https://llm.corp.example/anthropic/"),
+            (
+                "CHATD_AIBRIDGE_PROVIDER_2_BASE_URL",
+                "https://llm.corp.example/anthropic/",
+            ),
             ("PATH", "/usr/bin"),
         ]))
         .unwrap();
@@ -336,14 +339,26 @@ mod tests {
     #[test]
     fn bad_settings_name_their_variable() {
         for (pairs, needle) in [
-            (vec![("CHATD_AIBRIDGE_PROVIDER_0_NAME", "x")], "CHATD_AIBRIDGE_PROVIDER_0_TYPE is not set"),
-            (vec![("CHATD_AIBRIDGE_PROVIDER_0_TYPE", "openai")], "_0_NAME is not set"),
             (
-                vec![("CHATD_AIBRIDGE_PROVIDER_0_TYPE", "gemini"), ("CHATD_AIBRIDGE_PROVIDER_0_NAME", "g")],
+                vec![("CHATD_AIBRIDGE_PROVIDER_0_NAME", "x")],
+                "CHATD_AIBRIDGE_PROVIDER_0_TYPE is not set",
+            ),
+            (
+                vec![("CHATD_AIBRIDGE_PROVIDER_0_TYPE", "openai")],
+                "_0_NAME is not set",
+            ),
+            (
+                vec![
+                    ("CHATD_AIBRIDGE_PROVIDER_0_TYPE", "gemini"),
+                    ("CHATD_AIBRIDGE_PROVIDER_0_NAME", "g"),
+                ],
                 "not an instance type",
             ),
             (
-                vec![("CHATD_AIBRIDGE_PROVIDER_0_TYPE", "openai"), ("CHATD_AIBRIDGE_PROVIDER_0_NAME", "Bad Name")],
+                vec![
+                    ("CHATD_AIBRIDGE_PROVIDER_0_TYPE", "openai"),
+                    ("CHATD_AIBRIDGE_PROVIDER_0_NAME", "Bad Name"),
+                ],
                 "not an instance name",
             ),
             (
@@ -354,8 +369,14 @@ mod tests {
                 ],
                 "_0_BASE_URL",
             ),
-            (vec![("CHATD_AIBRIDGE_PROVIDER_X_TYPE", "openai")], "not an instance index"),
-            (vec![("CHATD_AIBRIDGE_PROVIDER_0_MODEL", "gpt")], "unknown setting"),
+            (
+                vec![("CHATD_AIBRIDGE_PROVIDER_X_TYPE", "openai")],
+                "not an instance index",
+            ),
+            (
+                vec![("CHATD_AIBRIDGE_PROVIDER_0_MODEL", "gpt")],
+                "unknown setting",
+            ),
             (vec![("CHATD_AIBRIDGE_PROVIDER_0", "gpt")], "expected"),
         ] {
             let err = instances_from_env(env(&pairs)).unwrap_err().to_string();
@@ -376,8 +397,14 @@ mod tests {
             vars.push((format!("{ENV_PREFIX}{i}_TYPE"), "openai".to_owned()));
             vars.push((format!("{ENV_PREFIX}{i}_NAME"), format!("i{i}")));
         }
-        assert_eq!(instances_from_env(vars.clone()).unwrap().len(), MAX_ENV_INSTANCES);
-        vars.push((format!("{ENV_PREFIX}{MAX_ENV_INSTANCES}_TYPE"), "openai".to_owned()));
+        assert_eq!(
+            instances_from_env(vars.clone()).unwrap().len(),
+            MAX_ENV_INSTANCES
+        );
+        vars.push((
+            format!("{ENV_PREFIX}{MAX_ENV_INSTANCES}_TYPE"),
+            "openai".to_owned(),
+        ));
         assert!(instances_from_env(vars).is_err());
         let url_at = format!("https://e.com/{}", "a".repeat(MAX_BASE_URL_BYTES - 14));
         assert!(normalize_base_url(&url_at).is_ok());

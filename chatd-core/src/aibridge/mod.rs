@@ -19,6 +19,5 @@ pub use instances::{
     MAX_INSTANCE_NAME_BYTES,
 };
 pub use interception::{
-    CredentialKind, GatewayApi, InterceptionRecord, InterceptionSink, InterceptionStart,
-    ToolUsage,
+    CredentialKind, GatewayApi, InterceptionRecord, InterceptionSink, InterceptionStart, ToolUsage,
 };

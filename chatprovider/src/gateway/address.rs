@@ -364,7 +364,10 @@ mod tests {
         let policy = AddressPolicy::parse_allow_list(" 127.0.0.1 , 10.0.0.0/8,,fd00::/8").unwrap();
         assert_eq!(policy.allowed().len(), 3);
         assert!(policy.permits(ip("127.0.0.1")));
-        assert!(policy.permits(ip("::ffff:127.0.0.1")), "mapped form of an allowed v4");
+        assert!(
+            policy.permits(ip("::ffff:127.0.0.1")),
+            "mapped form of an allowed v4"
+        );
         assert!(!policy.permits(ip("127.0.0.2")));
         assert!(policy.permits(ip("10.200.3.4")));
         assert!(policy.permits(ip("fd00::5")));
@@ -377,7 +380,10 @@ mod tests {
 
     #[test]
     fn bad_allow_lists_are_refused_and_the_count_is_bounded() {
-        assert!(AddressPolicy::parse_allow_list("").unwrap().allowed().is_empty());
+        assert!(AddressPolicy::parse_allow_list("")
+            .unwrap()
+            .allowed()
+            .is_empty());
         for bad in ["10.0.0.0/33", "localhost", "10.0.0/8", "fd00::/129"] {
             let err = AddressPolicy::parse_allow_list(bad).unwrap_err();
             assert!(err.to_string().contains("CIDR"), "{bad}: {err}");
@@ -387,7 +393,10 @@ mod tests {
             .collect::<Vec<_>>()
             .join(",");
         assert_eq!(
-            AddressPolicy::parse_allow_list(&at_limit).unwrap().allowed().len(),
+            AddressPolicy::parse_allow_list(&at_limit)
+                .unwrap()
+                .allowed()
+                .len(),
             MAX_ALLOWED_PRIVATE_CIDRS
         );
         let over = format!("{at_limit},11.0.0.0/8");
@@ -399,18 +408,26 @@ mod tests {
         let resolver = GuardedResolver::new(Arc::new(AddressPolicy::new()));
         let addr = |s: &str| SocketAddr::new(ip(s), 0);
         let approved = resolver
-            .approve("mixed.example", [addr("10.0.0.1"), addr("1.1.1.1"), addr("::1")])
+            .approve(
+                "mixed.example",
+                [addr("10.0.0.1"), addr("1.1.1.1"), addr("::1")],
+            )
             .unwrap();
         assert_eq!(approved, vec![addr("1.1.1.1")]);
         let refused = resolver
-            .approve("rebind.example", [addr("127.0.0.1"), addr("169.254.169.254")])
+            .approve(
+                "rebind.example",
+                [addr("127.0.0.1"), addr("169.254.169.254")],
+            )
             .unwrap_err();
         assert_eq!(refused.host(), "rebind.example");
-        assert!(refused.to_string().contains("--ai-gateway-allowed-private-cidrs"));
+        assert!(refused
+            .to_string()
+            .contains("--ai-gateway-allowed-private-cidrs"));
         assert!(resolver.approve("empty.example", []).is_err());
         // Only the first MAX_RESOLVED_ADDRESSES answers are considered.
-        let many = std::iter::repeat_n(addr("10.0.0.1"), MAX_RESOLVED_ADDRESSES)
-            .chain([addr("1.1.1.1")]);
+        let many =
+            std::iter::repeat_n(addr("10.0.0.1"), MAX_RESOLVED_ADDRESSES).chain([addr("1.1.1.1")]);
         assert!(resolver.approve("many.example", many).is_err());
     }
 

@@ -219,8 +219,14 @@ mod tests {
 
     #[test]
     fn bearer_tokens_and_header_text_are_read_leniently() {
-        assert_eq!(bearer_token(&map(&[("authorization", "Bearer  abc ")])), Some("abc"));
-        assert_eq!(bearer_token(&map(&[("authorization", "bearer abc")])), Some("abc"));
+        assert_eq!(
+            bearer_token(&map(&[("authorization", "Bearer  abc ")])),
+            Some("abc")
+        );
+        assert_eq!(
+            bearer_token(&map(&[("authorization", "bearer abc")])),
+            Some("abc")
+        );
         assert_eq!(bearer_token(&map(&[("authorization", "Basic abc")])), None);
         assert_eq!(bearer_token(&map(&[("authorization", "Bearer ")])), None);
         assert_eq!(bearer_token(&HeaderMap::new()), None);

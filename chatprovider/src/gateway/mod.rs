@@ -27,8 +27,7 @@ pub use address::{
 pub use headers::{
     bearer_token, client_response_headers, forwards_request_header, forwards_response_header,
     header_text, upstream_request_headers, CODER_HEADER_PREFIX, CREDENTIAL_HEADERS,
-    GOVERNANCE_REQUEST_ID_HEADER, GOVERNANCE_TOKEN_ALT_HEADER, GOVERNANCE_TOKEN_HEADER,
-    HOP_BY_HOP,
+    GOVERNANCE_REQUEST_ID_HEADER, GOVERNANCE_TOKEN_ALT_HEADER, GOVERNANCE_TOKEN_HEADER, HOP_BY_HOP,
 };
 pub use observe::{
     Observation, ObservedError, ObservedToolCall, Observer, MAX_OBSERVED_JSON_BYTES,

@@ -119,7 +119,11 @@ fn is_event_stream(headers: &HeaderMap) -> bool {
     headers
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/event-stream"))
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("text/event-stream")
+        })
 }
 
 impl Observer {
@@ -202,7 +206,12 @@ impl Observer {
                     parts.clear();
                     let step = decoder.on_event(event, parts);
                     for part in parts.drain(..) {
-                        collect_part(&mut self.seen, &mut self.thought_bytes, &mut self.last_thought_block, part);
+                        collect_part(
+                            &mut self.seen,
+                            &mut self.thought_bytes,
+                            &mut self.last_thought_block,
+                            part,
+                        );
                     }
                     if let Err(e) = step {
                         *failed = true;
@@ -262,7 +271,12 @@ impl Observer {
                             break;
                         }
                         for part in parts.drain(..) {
-                            collect_part(&mut self.seen, &mut self.thought_bytes, &mut self.last_thought_block, part);
+                            collect_part(
+                                &mut self.seen,
+                                &mut self.thought_bytes,
+                                &mut self.last_thought_block,
+                                part,
+                            );
                         }
                     }
                     if self.seen.error.is_none() {
@@ -270,7 +284,12 @@ impl Observer {
                         match decoder.on_end(&mut parts) {
                             Ok(()) => {
                                 for part in parts.drain(..) {
-                                    collect_part(&mut self.seen, &mut self.thought_bytes, &mut self.last_thought_block, part);
+                                    collect_part(
+                                        &mut self.seen,
+                                        &mut self.thought_bytes,
+                                        &mut self.last_thought_block,
+                                        part,
+                                    );
                                 }
                             }
                             Err(e) => {
@@ -537,15 +556,30 @@ mod tests {
     #[test]
     fn streams_are_seen_as_the_engine_decodes_them_whatever_the_chunking() {
         for (api, name) in [
-            (WireApi::ChatCompletions, "openai-chat--tool-calls--parallel.sse"),
+            (
+                WireApi::ChatCompletions,
+                "openai-chat--tool-calls--parallel.sse",
+            ),
             (WireApi::ChatCompletions, "openai-chat--text--usage.sse"),
-            (WireApi::Messages, "anthropic-messages--tool-loop--turn1.sse"),
-            (WireApi::Messages, "anthropic-messages--text-then-tool-use.sse"),
+            (
+                WireApi::Messages,
+                "anthropic-messages--tool-loop--turn1.sse",
+            ),
+            (
+                WireApi::Messages,
+                "anthropic-messages--text-then-tool-use.sse",
+            ),
         ] {
             let body = testdata(name);
             let parts = match api {
-                WireApi::Messages => decode_body(AnthropicDecoder::new(), &body, DEFAULT_MAX_EVENT_BYTES),
-                _ => decode_body(OpenAiChatDecoder::new(Provider::OpenAi), &body, DEFAULT_MAX_EVENT_BYTES),
+                WireApi::Messages => {
+                    decode_body(AnthropicDecoder::new(), &body, DEFAULT_MAX_EVENT_BYTES)
+                }
+                _ => decode_body(
+                    OpenAiChatDecoder::new(Provider::OpenAi),
+                    &body,
+                    DEFAULT_MAX_EVENT_BYTES,
+                ),
             }
             .unwrap();
             let calls: Vec<String> = parts
@@ -558,7 +592,7 @@ mod tests {
             let usage = parts
                 .iter()
                 .find_map(|p| match p {
-                    StreamPart::Finish { usage, .. } => Some(usage.clone()),
+                    StreamPart::Finish { usage, .. } => Some(*usage),
                     _ => None,
                 })
                 .unwrap();
@@ -588,11 +622,21 @@ mod tests {
         let e = seen.error.unwrap();
         assert_eq!(e.kind, ChatErrorKind::Auth);
         assert!(!e.message.contains("sk-secret-0123456789"), "{}", e.message);
-        let limited = observe(WireApi::Messages, 429, "application/json",
-            br#"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#, 5);
+        let limited = observe(
+            WireApi::Messages,
+            429,
+            "application/json",
+            br#"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#,
+            5,
+        );
         assert_eq!(limited.error.unwrap().kind, ChatErrorKind::RateLimit);
-        let overloaded = observe(WireApi::Messages, 529, "application/json",
-            br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#, 100);
+        let overloaded = observe(
+            WireApi::Messages,
+            529,
+            "application/json",
+            br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+            100,
+        );
         assert_eq!(overloaded.error.unwrap().kind, ChatErrorKind::Overloaded);
     }
 
@@ -608,12 +652,25 @@ mod tests {
     fn a_stream_cut_short_is_an_error_unless_the_client_left() {
         let body = testdata("openai-chat--text--usage.sse");
         let half = &body[..body.len() / 2];
-        let mut o = Observer::new(WireApi::ChatCompletions, 200, &headers("text/event-stream"), Redactor::new());
+        let mut o = Observer::new(
+            WireApi::ChatCompletions,
+            200,
+            &headers("text/event-stream"),
+            Redactor::new(),
+        );
         o.observe(half);
         assert!(o.finish(true).error.is_some(), "the upstream closed early");
-        let mut o = Observer::new(WireApi::ChatCompletions, 200, &headers("text/event-stream"), Redactor::new());
+        let mut o = Observer::new(
+            WireApi::ChatCompletions,
+            200,
+            &headers("text/event-stream"),
+            Redactor::new(),
+        );
         o.observe(half);
-        assert!(o.finish(false).error.is_none(), "the client went away: not the upstream's fault");
+        assert!(
+            o.finish(false).error.is_none(),
+            "the client went away: not the upstream's fault"
+        );
     }
 
     #[test]
@@ -624,17 +681,36 @@ mod tests {
         assert_eq!(seen.model.as_deref(), Some("gpt-4o"));
         assert_eq!(seen.usage.input_tokens, Some(6));
         assert_eq!(seen.usage.cache_read_tokens, Some(4));
-        assert_eq!(seen.tool_calls, vec![ObservedToolCall { id: "c1".into(), name: "f".into(), argument_bytes: 7 }]);
+        assert_eq!(
+            seen.tool_calls,
+            vec![ObservedToolCall {
+                id: "c1".into(),
+                name: "f".into(),
+                argument_bytes: 7
+            }]
+        );
         // At the limit a body is read; one byte more and it is not (and says so).
         let pad = |n: usize| {
             let mut b = br#"{"model":"m"}"#.to_vec();
             b.resize(n, b' ');
             b
         };
-        let at = observe(WireApi::Responses, 200, "application/json", &pad(MAX_OBSERVED_JSON_BYTES), 1 << 20);
+        let at = observe(
+            WireApi::Responses,
+            200,
+            "application/json",
+            &pad(MAX_OBSERVED_JSON_BYTES),
+            1 << 20,
+        );
         assert_eq!(at.model.as_deref(), Some("m"));
         assert!(!at.observation_truncated);
-        let over = observe(WireApi::Responses, 200, "application/json", &pad(MAX_OBSERVED_JSON_BYTES + 1), 1 << 20);
+        let over = observe(
+            WireApi::Responses,
+            200,
+            "application/json",
+            &pad(MAX_OBSERVED_JSON_BYTES + 1),
+            1 << 20,
+        );
         assert!(over.observation_truncated);
         assert_eq!(over.model, None);
         let not_json = observe(WireApi::Messages, 200, "application/json", b"<html>", 10);
@@ -648,14 +724,29 @@ mod tests {
             {"type": "thinking", "thinking": thinking},
             {"type": "thinking", "thinking": "more"}
         ]});
-        let seen = observe(WireApi::Messages, 200, "application/json", body.to_string().as_bytes(), 4096);
+        let seen = observe(
+            WireApi::Messages,
+            200,
+            "application/json",
+            body.to_string().as_bytes(),
+            4096,
+        );
         let total: usize = seen.thoughts.iter().map(String::len).sum();
-        assert!(total <= MAX_THOUGHT_BYTES && total >= MAX_THOUGHT_BYTES - 1, "{total}");
+        assert!(
+            (MAX_THOUGHT_BYTES - 1..=MAX_THOUGHT_BYTES).contains(&total),
+            "{total}"
+        );
         let calls: Vec<serde_json::Value> = (0..MAX_OBSERVED_TOOL_CALLS + 3)
             .map(|i| serde_json::json!({"type": "function_call", "call_id": format!("c{i}"), "name": "f", "arguments": "{}"}))
             .collect();
         let body = serde_json::json!({"model": "m", "output": calls});
-        let seen = observe(WireApi::Responses, 200, "application/json", body.to_string().as_bytes(), 1 << 16);
+        let seen = observe(
+            WireApi::Responses,
+            200,
+            "application/json",
+            body.to_string().as_bytes(),
+            1 << 16,
+        );
         assert_eq!(seen.tool_calls.len(), MAX_OBSERVED_TOOL_CALLS);
     }
 }

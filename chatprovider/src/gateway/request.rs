@@ -67,7 +67,9 @@ pub fn inspect_request(
     let json: Value = serde_json::from_slice(body)
         .map_err(|e| BadRequest(format!("The request body is not valid JSON: {e}.")))?;
     let Some(obj) = json.as_object() else {
-        return Err(BadRequest("The request body must be a JSON object.".to_owned()));
+        return Err(BadRequest(
+            "The request body must be a JSON object.".to_owned(),
+        ));
     };
     let model = obj
         .get("model")
@@ -174,9 +176,16 @@ fn last_user_text<'a>(items: impl DoubleEndedIterator<Item = &'a Value>) -> Opti
 }
 
 fn chat_completions_turn(messages: Option<&Value>) -> (Option<String>, Vec<String>) {
-    let messages = messages.and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let messages = messages
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     let mut ids = Vec::new();
-    for m in messages.iter().rev().take_while(|m| role(m) == Some("tool")) {
+    for m in messages
+        .iter()
+        .rev()
+        .take_while(|m| role(m) == Some("tool"))
+    {
         push_id(&mut ids, m.get("tool_call_id"));
     }
     ids.reverse();
@@ -204,10 +213,18 @@ fn responses_turn(input: Option<&Value>) -> (Option<String>, Vec<String>) {
 }
 
 fn messages_turn(messages: Option<&Value>) -> (Option<String>, Vec<String>) {
-    let messages = messages.and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let messages = messages
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     let mut ids = Vec::new();
     if let Some(last) = messages.last().filter(|m| role(m) == Some("user")) {
-        for block in last.get("content").and_then(Value::as_array).into_iter().flatten() {
+        for block in last
+            .get("content")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             if block.get("type").and_then(Value::as_str) == Some("tool_result") {
                 push_id(&mut ids, block.get("tool_use_id"));
             }
@@ -256,7 +273,11 @@ mod tests {
 
     #[test]
     fn responses_facts() {
-        let f = facts(WireApi::Responses, &[], json!({"model": "gpt-5", "input": "hi"}));
+        let f = facts(
+            WireApi::Responses,
+            &[],
+            json!({"model": "gpt-5", "input": "hi"}),
+        );
         assert_eq!(f.prompt.as_deref(), Some("hi"));
         assert!(!f.stream);
         assert_eq!(f.client_session_id, None);
@@ -278,15 +299,15 @@ mod tests {
     fn messages_facts_and_claude_code_sessions() {
         let body = |user_id: &str| {
             json!({"model": "claude-sonnet-4-5", "stream": true,
-                "metadata": {"user_id": user_id},
-                "messages": [
-                    {"role": "user", "content": "read main.rs"},
-                    {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "read", "input": {}}]},
-                    {"role": "user", "content": [
-                        {"type": "tool_result", "tool_use_id": "toolu_1", "content": "fn main"},
-                        {"type": "text", "text": "and explain it"}
-                    ]}
-                ]})
+            "metadata": {"user_id": user_id},
+            "messages": [
+                {"role": "user", "content": "read main.rs"},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "read", "input": {}}]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_1", "content": "fn main"},
+                    {"type": "text", "text": "and explain it"}
+                ]}
+            ]})
         };
         let legacy = facts(
             WireApi::Messages,
@@ -308,7 +329,10 @@ mod tests {
             body(r#"{"session_id":"s-42"}"#),
         );
         assert_eq!(header_wins.client_session_id.as_deref(), Some("h-1"));
-        assert_eq!(facts(WireApi::Messages, &[], body("user_only")).client_session_id, None);
+        assert_eq!(
+            facts(WireApi::Messages, &[], body("user_only")).client_session_id,
+            None
+        );
     }
 
     #[test]
@@ -320,8 +344,11 @@ mod tests {
             json!({"model": "m", "input": long}),
         );
         let prompt = f.prompt.unwrap();
-        assert!(prompt.len() <= MAX_PROMPT_BYTES && prompt.len() >= MAX_PROMPT_BYTES - 1);
-        assert_eq!(f.client_session_id, None, "an over-long session id is ignored");
+        assert!((MAX_PROMPT_BYTES - 1..=MAX_PROMPT_BYTES).contains(&prompt.len()));
+        assert_eq!(
+            f.client_session_id, None,
+            "an over-long session id is ignored"
+        );
         let at_limit = facts(
             WireApi::Responses,
             &[("session_id", &"s".repeat(MAX_SESSION_ID_BYTES))],
@@ -334,7 +361,11 @@ mod tests {
         let many: Vec<Value> = (0..MAX_TOOL_RESULT_IDS + 5)
             .map(|i| json!({"role": "tool", "tool_call_id": format!("c{i}")}))
             .collect();
-        let f = facts(WireApi::ChatCompletions, &[], json!({"model": "m", "messages": many}));
+        let f = facts(
+            WireApi::ChatCompletions,
+            &[],
+            json!({"model": "m", "messages": many}),
+        );
         assert_eq!(f.tool_result_call_ids.len(), MAX_TOOL_RESULT_IDS);
     }
 }

@@ -234,7 +234,15 @@ async fn chat_completions(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    forward(state, WireApi::ChatCompletions, provider, uri, headers, body).await
+    forward(
+        state,
+        WireApi::ChatCompletions,
+        provider,
+        uri,
+        headers,
+        body,
+    )
+    .await
 }
 
 async fn responses(
@@ -624,9 +632,18 @@ async fn forward_inner(
 
 /// The refusal of a request that could not be forwarded, after its record went to the
 /// sink.
-fn forward_failed(gateway: &Gateway, start: InterceptionStart, shape: Shape, e: ForwardError) -> Refusal {
+fn forward_failed(
+    gateway: &Gateway,
+    start: InterceptionStart,
+    shape: Shape,
+    e: ForwardError,
+) -> Refusal {
     let (kind, status, message) = match &e {
-        ForwardError::Refused(r) => (ChatErrorKind::Config, StatusCode::BAD_GATEWAY, r.to_string()),
+        ForwardError::Refused(r) => (
+            ChatErrorKind::Config,
+            StatusCode::BAD_GATEWAY,
+            r.to_string(),
+        ),
         ForwardError::Transport(p) => {
             let c = chaterror::classify(p);
             let status = if c.kind() == Some(&ChatErrorKind::Timeout) {
@@ -640,7 +657,11 @@ fn forward_failed(gateway: &Gateway, start: InterceptionStart, shape: Shape, e: 
                 p.message().to_owned(),
             )
         }
-        _ => (ChatErrorKind::Generic, StatusCode::BAD_GATEWAY, e.to_string()),
+        _ => (
+            ChatErrorKind::Generic,
+            StatusCode::BAD_GATEWAY,
+            e.to_string(),
+        ),
     };
     tracing::warn!(
         interception_id = %start.id,
@@ -736,8 +757,8 @@ async fn models(
             )
             .await
             .map_err(|e| Refusal::new(shape, StatusCode::BAD_GATEWAY, e.to_string()))?;
-        let status = StatusCode::from_u16(upstream.status().as_u16())
-            .unwrap_or(StatusCode::BAD_GATEWAY);
+        let status =
+            StatusCode::from_u16(upstream.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
         let response_headers = gateway::client_response_headers(upstream.headers());
         let mut response = Response::new(Body::from_stream(upstream.bytes_stream()));
         *response.status_mut() = status;
@@ -749,7 +770,7 @@ async fn models(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
@@ -828,9 +849,14 @@ mod tests {
 
     #[test]
     fn upstream_urls_keep_the_query() {
-        let uri: Uri = "/api/v2/aibridge/anthropic/v1/messages?beta=true".parse().unwrap();
+        let uri: Uri = "/api/v2/aibridge/anthropic/v1/messages?beta=true"
+            .parse()
+            .unwrap();
         let url = upstream_url("https://api.anthropic.com", "/v1/messages", &uri).unwrap();
-        assert_eq!(url.as_str(), "https://api.anthropic.com/v1/messages?beta=true");
+        assert_eq!(
+            url.as_str(),
+            "https://api.anthropic.com/v1/messages?beta=true"
+        );
         let uri: Uri = "/x".parse().unwrap();
         let url = upstream_url("https://api.openai.com/v1", "/responses", &uri).unwrap();
         assert_eq!(url.as_str(), "https://api.openai.com/v1/responses");

@@ -18,8 +18,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method as AxumMethod, StatusCode as AxumStatus, Uri};
 use axum::response::{IntoResponse, Response};
 use chatd_core::aibridge::{
-    CredentialKind, GatewayApi, InstanceSource, InstanceType, InterceptionRecord,
-    InterceptionSink, InterceptionStart, ProviderInstance,
+    CredentialKind, GatewayApi, InstanceSource, InstanceType, InterceptionRecord, InterceptionSink,
+    InterceptionStart, ProviderInstance,
 };
 use chatd_core::store::{HiddenUsage, Store};
 use chatd_test_support::db::on_each_backend;
@@ -127,8 +127,10 @@ async fn mock_handler(
                 "display_name": "Claude Mock", "created_at": "2025-01-01T00:00:00Z"}],
                 "has_more": false, "first_id": "claude-mock", "last_id": "claude-mock"}))
         } else {
-            json_answer(json!({"object": "list", "data": [{"id": "gpt-mock", "object": "model",
-                "created": 0, "owned_by": "mock"}]}))
+            json_answer(
+                json!({"object": "list", "data": [{"id": "gpt-mock", "object": "model",
+                "created": 0, "owned_by": "mock"}]}),
+            )
         };
     }
     match scenario.as_str() {
@@ -147,7 +149,11 @@ async fn mock_handler(
             .to_string(),
         )
             .into_response(),
-        other => (AxumStatus::IM_A_TEAPOT, format!("unknown scenario {other:?}")).into_response(),
+        other => (
+            AxumStatus::IM_A_TEAPOT,
+            format!("unknown scenario {other:?}"),
+        )
+            .into_response(),
     }
 }
 
@@ -231,7 +237,12 @@ async fn gateway_server(
         options.allowed_private = AddressPolicy::parse_allow_list("127.0.0.1/32").unwrap();
     }
     options.instances = vec![
-        instance("openai-b", InstanceType::OpenAi, format!("{mock}/openai-b/v1"), OPENAI_B_KEY),
+        instance(
+            "openai-b",
+            InstanceType::OpenAi,
+            format!("{mock}/openai-b/v1"),
+            OPENAI_B_KEY,
+        ),
         instance(
             "anthropic-corp",
             InstanceType::Anthropic,
@@ -251,11 +262,13 @@ async fn gateway_server(
 fn run_sdks(base: &str, calls: Value) -> BTreeMap<String, Value> {
     let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/aibridge-sdk"));
     assert!(
-        dir.join("node_modules/openai").exists() && dir.join("node_modules/@anthropic-ai/sdk").exists(),
+        dir.join("node_modules/openai").exists()
+            && dir.join("node_modules/@anthropic-ai/sdk").exists(),
         "the SDKs are not installed: run `npm ci` in {} (scripts/test.sh does this)",
         dir.display()
     );
-    let plan = std::env::temp_dir().join(format!("chatd-aibridge-plan-{}.json", uuid::Uuid::new_v4()));
+    let plan =
+        std::env::temp_dir().join(format!("chatd-aibridge-plan-{}.json", uuid::Uuid::new_v4()));
     std::fs::write(&plan, json!({"base": base, "calls": calls}).to_string()).unwrap();
     let out = std::process::Command::new("node")
         .arg(dir.join("run.mjs"))
@@ -269,8 +282,12 @@ fn run_sdks(base: &str, calls: Value) -> BTreeMap<String, Value> {
         "the SDK script failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let results: Vec<Value> = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("SDK output is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+    let results: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "SDK output is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
     results
         .into_iter()
         .map(|r| (r["id"].as_str().unwrap().to_owned(), r))
@@ -299,7 +316,13 @@ fn assert_clean(seen: &Seen, user: &TestUser) {
     }
 }
 
-fn record_of<'a>(records: &'a [InterceptionRecord], scenario_model: &str, provider: &str, kind: CredentialKind, api: GatewayApi) -> &'a InterceptionRecord {
+fn record_of<'a>(
+    records: &'a [InterceptionRecord],
+    scenario_model: &str,
+    provider: &str,
+    kind: CredentialKind,
+    api: GatewayApi,
+) -> &'a InterceptionRecord {
     records
         .iter()
         .find(|r| {
@@ -308,7 +331,11 @@ fn record_of<'a>(records: &'a [InterceptionRecord], scenario_model: &str, provid
                 && r.start.credential_kind == kind
                 && r.start.api == api
         })
-        .unwrap_or_else(|| panic!("no record of {scenario_model} via {provider} ({kind:?}, {api:?}) in {records:#?}"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no record of {scenario_model} via {provider} ({kind:?}, {api:?}) in {records:#?}"
+            )
+        })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -534,26 +561,39 @@ async fn byok_off_is_403_and_private_upstreams_are_refused() {
         let server = gateway_server(&store, &mock, false, false, Arc::clone(&sink)).await;
         let user = server.user("bob").await;
         let t = user.token.as_str();
-        let results = run_sdks(&server.base, json!([
-            {"id": "byok", "sdk": "anthropic", "api": "messages", "instance": "anthropic",
-             "apiKey": USER_ANTHROPIC_KEY, "stream": false,
-             "headers": {"X-Coder-AI-Governance-Token": t, SCENARIO: "messages-json"}},
-            {"id": "private", "sdk": "openai", "api": "chat", "instance": "openai", "apiKey": t,
-             "stream": true, "headers": scenario("chat-stream-text")}
-        ]));
+        let results = run_sdks(
+            &server.base,
+            json!([
+                {"id": "byok", "sdk": "anthropic", "api": "messages", "instance": "anthropic",
+                 "apiKey": USER_ANTHROPIC_KEY, "stream": false,
+                 "headers": {"X-Coder-AI-Governance-Token": t, SCENARIO: "messages-json"}},
+                {"id": "private", "sdk": "openai", "api": "chat", "instance": "openai", "apiKey": t,
+                 "stream": true, "headers": scenario("chat-stream-text")}
+            ]),
+        );
         let r = &results["byok"];
         assert_eq!(r["status"], 403, "{r}");
         assert_eq!(r["errorBody"]["error"]["type"], "permission_error");
         assert!(
-            r["errorBody"]["error"]["message"].as_str().unwrap().contains("--ai-gateway-allow-byok"),
+            r["errorBody"]["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("--ai-gateway-allow-byok"),
             "the 403 names the flag: {r}"
         );
         let r = &results["private"];
         assert_eq!(r["status"], 502, "{r}");
         assert!(r["error"].as_str().unwrap().contains("private"), "{r}");
-        assert!(upstream.seen.lock().unwrap().is_empty(), "nothing reached the private upstream");
+        assert!(
+            upstream.seen.lock().unwrap().is_empty(),
+            "nothing reached the private upstream"
+        );
         let records = sink.wait_for(1).await;
-        assert_eq!(records.len(), 1, "the refused forward is recorded, the 403 is not");
+        assert_eq!(
+            records.len(),
+            1,
+            "the refused forward is recorded, the 403 is not"
+        );
         assert_eq!(records[0].error_kind, Some(ChatErrorKind::Config));
         assert_eq!(records[0].upstream_status, None);
         server.stop().await;
@@ -592,7 +632,13 @@ async fn a_name_resolving_to_a_private_address_is_refused_at_connect_time() {
             .unwrap();
         assert_eq!(answer.status(), 502);
         let body: Value = answer.json().await.unwrap();
-        assert!(body["error"]["message"].as_str().unwrap().contains("localhost"), "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("localhost"),
+            "{body}"
+        );
         assert!(upstream.seen.lock().unwrap().is_empty());
         server.stop().await;
     })
@@ -624,19 +670,31 @@ async fn refusals_are_in_the_providers_shape() {
         }
         // The body limit, at its edge: one byte over is 413 before anything is parsed.
         let over = vec![b' '; MAX_GATEWAY_BODY_BYTES + 1];
-        let a = post("/aibridge/openai/v1/chat/completions", over).await.unwrap();
+        let a = post("/aibridge/openai/v1/chat/completions", over)
+            .await
+            .unwrap();
         assert_eq!(a.status(), 413);
         let body: Value = a.json().await.unwrap();
         assert_eq!(body["error"]["code"], "request_too_large", "{body}");
         // At the limit the body is read, then found not to be JSON (a 400 of ours, not
         // forwarded).
         let at = vec![b' '; MAX_GATEWAY_BODY_BYTES];
-        let a = post("/aibridge/openai/v1/chat/completions", at).await.unwrap();
+        let a = post("/aibridge/openai/v1/chat/completions", at)
+            .await
+            .unwrap();
         assert_eq!(a.status(), 400);
         let body: Value = a.json().await.unwrap();
-        assert!(body["error"]["message"].as_str().unwrap().contains("not valid JSON"), "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("not valid JSON"),
+            "{body}"
+        );
         // An Anthropic instance does not serve the OpenAI paths.
-        let a = post("/aibridge/anthropic-corp/v1/responses", b"{}".to_vec()).await.unwrap();
+        let a = post("/aibridge/anthropic-corp/v1/responses", b"{}".to_vec())
+            .await
+            .unwrap();
         assert_eq!(a.status(), 404);
         // No token at all.
         let a = server
@@ -662,7 +720,10 @@ async fn refusals_are_in_the_providers_shape() {
             .unwrap();
         assert_eq!(a.status(), 200);
         let last = upstream.seen.lock().unwrap().last().cloned().unwrap();
-        assert_eq!((last.path.as_str(), last.query.as_deref()), ("/v1/messages", Some("beta=true")));
+        assert_eq!(
+            (last.path.as_str(), last.query.as_deref()),
+            ("/v1/messages", Some("beta=true"))
+        );
 
         // The usage limit: once spent, the provider-shaped 429 tells the SDK not to retry.
         let admin = &server.admin_token;
@@ -705,7 +766,9 @@ async fn refusals_are_in_the_providers_shape() {
         let before = upstream.seen.lock().unwrap().len();
         let a = post(
             "/aibridge/anthropic/v1/messages",
-            json!({"model": "claude", "max_tokens": 5, "messages": []}).to_string().into_bytes(),
+            json!({"model": "claude", "max_tokens": 5, "messages": []})
+                .to_string()
+                .into_bytes(),
         )
         .await
         .unwrap();
@@ -713,7 +776,11 @@ async fn refusals_are_in_the_providers_shape() {
         assert_eq!(a.headers()["x-should-retry"], "false");
         let body: Value = a.json().await.unwrap();
         assert_eq!(body["error"]["type"], "rate_limit_error", "{body}");
-        assert_eq!(upstream.seen.lock().unwrap().len(), before, "the refused call was not sent");
+        assert_eq!(
+            upstream.seen.lock().unwrap().len(),
+            before,
+            "the refused call was not sent"
+        );
         server.stop().await;
     })
     .await;
@@ -734,9 +801,24 @@ async fn soak_streams_are_byte_identical_and_each_leaves_one_record() {
         let server = gateway_server(&store, &mock, true, true, Arc::clone(&sink)).await;
         let user = server.user("erin").await;
         let expected: [(&str, &str, &str, Vec<u8>); 3] = [
-            ("openai", "chat/completions", "chat-stream-tool", stream_body(CHAT_TOOL_STREAM)),
-            ("openai", "responses", "responses-stream", stream_body(RESPONSES_STREAM)),
-            ("anthropic", "messages", "messages-stream-tool", stream_body(MESSAGES_TOOL_STREAM)),
+            (
+                "openai",
+                "chat/completions",
+                "chat-stream-tool",
+                stream_body(CHAT_TOOL_STREAM),
+            ),
+            (
+                "openai",
+                "responses",
+                "responses-stream",
+                stream_body(RESPONSES_STREAM),
+            ),
+            (
+                "anthropic",
+                "messages",
+                "messages-stream-tool",
+                stream_body(MESSAGES_TOOL_STREAM),
+            ),
         ];
         let expected = Arc::new(expected);
         let started = std::time::Instant::now();
@@ -766,7 +848,10 @@ async fn soak_streams_are_byte_identical_and_each_leaves_one_record() {
                         .unwrap();
                     assert_eq!(got.status(), 200);
                     let bytes = got.bytes().await.unwrap();
-                    assert!(bytes.as_ref() == body.as_slice(), "stream {i} ({sc}) differs");
+                    assert!(
+                        bytes.as_ref() == body.as_slice(),
+                        "stream {i} ({sc}) differs"
+                    );
                 }
             });
         }
@@ -776,7 +861,9 @@ async fn soak_streams_are_byte_identical_and_each_leaves_one_record() {
         let elapsed = started.elapsed();
         let records = sink.wait_for(n).await;
         assert_eq!(records.len(), n, "one record per call");
-        assert!(records.iter().all(|r| r.error_kind.is_none() && !r.client_disconnected));
+        assert!(records
+            .iter()
+            .all(|r| r.error_kind.is_none() && !r.client_disconnected));
         let mut ids: Vec<_> = records.iter().map(|r| r.start.id).collect();
         ids.sort();
         ids.dedup();
