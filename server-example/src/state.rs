@@ -411,6 +411,10 @@ pub async fn build_on(admin: Admin, options: ServerOptions) -> chatd_core::Resul
             codersdk::Response::new(format!("The AI Gateway cannot start: {e}")),
         )
     })?;
+    // A name both in the environment and stored through the API is configured twice.
+    admin
+        .check_aibridge_instance_names(&options.ai_gateway.instances)
+        .await?;
     let state = AppState::with_parts(
         engine,
         admin,

@@ -84,6 +84,8 @@ pub enum InstanceSource {
     Default,
     /// `CHATD_AIBRIDGE_PROVIDER_<N>_*`; read-only through the API.
     Environment,
+    /// Managed through the admin API and stored, its key sealed with the keyring.
+    Database,
 }
 
 /// One provider instance. `Debug` never shows the key.
@@ -126,9 +128,16 @@ impl fmt::Display for InstanceConfigError {
 
 impl std::error::Error for InstanceConfigError {}
 
+/// Names no instance may take: the gateway's own routes below `/api/v2/aibridge/`.
+pub const RESERVED_INSTANCE_NAMES: &[&str] = &["providers", "interceptions", "sessions"];
+
 /// Checks an instance name: 1 to [`MAX_INSTANCE_NAME_BYTES`] bytes of lowercase ASCII
-/// letters, digits, `-` and `_`, starting with a letter or digit (it is a path segment).
+/// letters, digits, `-` and `_`, starting with a letter or digit (it is a path segment),
+/// and none of [`RESERVED_INSTANCE_NAMES`].
 pub fn validate_instance_name(name: &str) -> Result<(), String> {
+    if RESERVED_INSTANCE_NAMES.contains(&name) {
+        return Err(format!("{name:?} is reserved for the gateway's own routes"));
+    }
     if name.is_empty() || name.len() > MAX_INSTANCE_NAME_BYTES {
         return Err(format!(
             "an instance name has 1 to {MAX_INSTANCE_NAME_BYTES} characters"
@@ -392,6 +401,9 @@ mod tests {
         assert!(validate_instance_name("").is_err());
         assert!(validate_instance_name("-x").is_err());
         assert!(validate_instance_name("anthropic-corp_2").is_ok());
+        for reserved in RESERVED_INSTANCE_NAMES {
+            assert!(validate_instance_name(reserved).is_err());
+        }
         let mut vars = Vec::new();
         for i in 0..MAX_ENV_INSTANCES {
             vars.push((format!("{ENV_PREFIX}{i}_TYPE"), "openai".to_owned()));

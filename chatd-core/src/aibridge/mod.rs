@@ -16,7 +16,7 @@ pub use instances::{
     instances_from_env, normalize_base_url, validate_instance_name, InstanceConfigError,
     InstanceSource, InstanceType, ProviderInstance, DEFAULT_ANTHROPIC_INSTANCE,
     DEFAULT_OPENAI_INSTANCE, ENV_PREFIX, MAX_BASE_URL_BYTES, MAX_ENV_INSTANCES,
-    MAX_INSTANCE_NAME_BYTES,
+    MAX_INSTANCE_NAME_BYTES, RESERVED_INSTANCE_NAMES,
 };
 pub use interception::{
     CredentialKind, GatewayApi, InterceptionRecord, InterceptionSink, InterceptionStart, ToolUsage,

@@ -27,9 +27,15 @@ use chatprovider::gateway::{
     self, AddressPolicy, BodyEnd, ForwardError, GatewayClient, GatewaySettings, Observation,
     ObservedBody, Observer, WireApi,
 };
-use codersdk::{ChatErrorKind, SecretString, Timestamp, Uuid};
+use codersdk::{
+    AIBridgeProviderInstance, ChatErrorKind, CreateAIBridgeProviderInstanceRequest, SecretString,
+    Timestamp, UpdateAIBridgeProviderInstanceRequest, Uuid,
+};
 
 use super::{Route, RouteBody, RouteKind};
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, Json};
+use crate::extract::{InstanceName, NoQuery};
 use crate::state::AppState;
 
 /// Most bytes of a request body the gateway forwards: Anthropic's own limit for a
@@ -112,16 +118,40 @@ impl Gateway {
         if let Some(i) = self.instances.iter().find(|i| i.name == name) {
             return Ok(Some(i.clone()));
         }
-        state.admin().aibridge_default_instance(name).await
+        if let Some(i) = state.admin().aibridge_default_instance(name).await? {
+            return Ok(Some(i));
+        }
+        state.admin().aibridge_stored_instance(name).await
+    }
+
+    /// The instances configured by the environment.
+    pub fn environment_instances(&self) -> &[ProviderInstance] {
+        &self.instances
     }
 }
 
-/// The gateway's routes, relative to `/api/v2`.
+/// The gateway's routes, relative to `/api/v2`: the instances' admin API, then the proxy.
 pub fn routes() -> Vec<Route> {
     let raw = RouteBody::Upload {
         limit: MAX_GATEWAY_BODY_BYTES,
     };
     vec![
+        Route::get("/aibridge/providers", list_instances),
+        Route::json::<CreateAIBridgeProviderInstanceRequest, _, _>(
+            Method::POST,
+            "/aibridge/providers",
+            create_instance,
+        ),
+        Route::json::<UpdateAIBridgeProviderInstanceRequest, _, _>(
+            Method::PATCH,
+            "/aibridge/providers/{instance}",
+            update_instance,
+        ),
+        Route::new(
+            Method::DELETE,
+            "/aibridge/providers/{instance}",
+            delete_instance,
+        ),
         Route::new(
             Method::POST,
             "/aibridge/{provider}/v1/chat/completions",
@@ -137,6 +167,80 @@ pub fn routes() -> Vec<Route> {
             .kind(RouteKind::Gateway),
         Route::get("/aibridge/{provider}/v1/models", models).kind(RouteKind::Gateway),
     ]
+}
+
+/// The environment's instances, or 404 when the gateway is off.
+fn environment(state: &AppState) -> Result<Arc<Gateway>, ApiError> {
+    state
+        .gateway()
+        .ok_or_else(|| ApiError::not_found("The AI Gateway is not enabled on this server."))
+}
+
+/// `GET /aibridge/providers` (admin): every instance, keys never shown.
+async fn list_instances(
+    State(state): State<AppState>,
+    caller: Caller,
+    _: NoQuery,
+) -> ApiResult<Json<Vec<AIBridgeProviderInstance>>> {
+    let gateway = environment(&state)?;
+    Ok(Json(
+        state
+            .admin()
+            .list_aibridge_instances(&caller.actor, gateway.environment_instances())
+            .await?,
+    ))
+}
+
+/// `POST /aibridge/providers` (admin): a stored instance, 201.
+async fn create_instance(
+    State(state): State<AppState>,
+    caller: Caller,
+    _: NoQuery,
+    Json(request): Json<CreateAIBridgeProviderInstanceRequest>,
+) -> ApiResult<(StatusCode, Json<AIBridgeProviderInstance>)> {
+    let gateway = environment(&state)?;
+    let created = state
+        .admin()
+        .create_aibridge_instance(&caller.actor, gateway.environment_instances(), &request)
+        .await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// `PATCH /aibridge/providers/{instance}` (admin): a stored instance's base URL or key.
+async fn update_instance(
+    State(state): State<AppState>,
+    caller: Caller,
+    InstanceName(name): InstanceName,
+    _: NoQuery,
+    Json(request): Json<UpdateAIBridgeProviderInstanceRequest>,
+) -> ApiResult<Json<AIBridgeProviderInstance>> {
+    let gateway = environment(&state)?;
+    Ok(Json(
+        state
+            .admin()
+            .update_aibridge_instance(
+                &caller.actor,
+                gateway.environment_instances(),
+                &name,
+                &request,
+            )
+            .await?,
+    ))
+}
+
+/// `DELETE /aibridge/providers/{instance}` (admin): 204.
+async fn delete_instance(
+    State(state): State<AppState>,
+    caller: Caller,
+    InstanceName(name): InstanceName,
+    _: NoQuery,
+) -> ApiResult<StatusCode> {
+    let gateway = environment(&state)?;
+    state
+        .admin()
+        .delete_aibridge_instance(&caller.actor, gateway.environment_instances(), &name)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Which error body shape a refusal takes.

@@ -873,3 +873,191 @@ async fn soak_streams_are_byte_identical_and_each_leaves_one_record() {
     })
     .await;
 }
+
+/// Instances managed through the admin API: created, listed with the defaults and the
+/// environment's (keys never shown), used by the gateway with their sealed key, changed,
+/// deleted; the deployment's own are read-only; names are unique across all three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_instances_are_managed_by_admins_and_used_by_the_gateway() {
+    on_each_backend(|store| async move {
+        let (mock, upstream) = mock_upstream().await;
+        let sink = Arc::new(Collect::default());
+        let server = gateway_server(&store, &mock, true, true, Arc::clone(&sink)).await;
+        let member = server.user("frank").await;
+        let admin = server.admin_token.clone();
+        let call = |method: reqwest::Method, path: &str, token: &str, body: Option<Value>| {
+            let mut r = server
+                .http
+                .request(method, server.api_v2(path))
+                .header("Coder-Session-Token", token);
+            if let Some(b) = body {
+                r = r.json(&b);
+            }
+            r.send()
+        };
+        const STORED_KEY: &str = "sk-stored-instance-0123456789abcdef";
+        let create = json!({"name": "openai-stored", "type": "openai",
+            "base_url": format!("{mock}/openai-stored/v1"), "api_key": STORED_KEY});
+        let denied = call(
+            reqwest::Method::POST,
+            "/aibridge/providers",
+            &member.token,
+            Some(create.clone()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(denied.status(), 403);
+        let created = call(
+            reqwest::Method::POST,
+            "/aibridge/providers",
+            &admin,
+            Some(create.clone()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(created.status(), 201);
+        let text = created.text().await.unwrap();
+        assert!(!text.contains(STORED_KEY), "{text}");
+        let created: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(created["has_api_key"], true);
+        assert_eq!(created["source"], "database");
+        // Sealed at rest.
+        let row = store
+            .get_aibridge_instance("openai-stored")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!row.api_key_sealed.clone().unwrap().contains(STORED_KEY));
+        // Taken names: stored, environment, default, reserved.
+        for (name, status) in [
+            ("openai-stored", 409),
+            ("openai-b", 409),
+            ("anthropic", 409),
+            ("providers", 400),
+        ] {
+            let mut body = create.clone();
+            body["name"] = json!(name);
+            let a = call(
+                reqwest::Method::POST,
+                "/aibridge/providers",
+                &admin,
+                Some(body),
+            )
+            .await
+            .unwrap();
+            assert_eq!(a.status(), status, "{name}");
+        }
+        let bad = call(
+            reqwest::Method::POST,
+            "/aibridge/providers",
+            &admin,
+            Some(json!({"name": "x", "type": "gemini"})),
+        )
+        .await
+        .unwrap();
+        assert_eq!(bad.status(), 400);
+        let list: Vec<Value> = call(reqwest::Method::GET, "/aibridge/providers", &admin, None)
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let names: Vec<&str> = list.iter().map(|i| i["name"].as_str().unwrap()).collect();
+        assert_eq!(
+            names,
+            [
+                "openai",
+                "anthropic",
+                "openai-b",
+                "anthropic-corp",
+                "openai-stored"
+            ]
+        );
+        assert!(list.iter().all(|i| i.get("api_key").is_none()));
+        assert_eq!(list[2]["read_only"], true);
+
+        // The gateway uses it, with its key.
+        let user = server.user("gina").await;
+        let a = server
+            .http
+            .post(server.api_v2("/aibridge/openai-stored/v1/chat/completions"))
+            .bearer_auth(&user.token)
+            .header(SCENARIO, "chat-json")
+            .json(&json!({"model": "gpt-4o", "messages": []}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(a.status(), 200);
+        let seen = upstream.seen.lock().unwrap().last().cloned().unwrap();
+        assert_eq!(seen.tag, "openai-stored");
+        assert_eq!(
+            header(&seen, "authorization"),
+            Some(&*format!("Bearer {STORED_KEY}"))
+        );
+        let records = sink.wait_for(1).await;
+        assert_eq!(records[0].start.provider_name, "openai-stored");
+
+        // Changes: the key removed; the deployment's instances are read-only.
+        let patched: Value = call(
+            reqwest::Method::PATCH,
+            "/aibridge/providers/openai-stored",
+            &admin,
+            Some(json!({"api_key": ""})),
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(patched["has_api_key"], false);
+        for name in ["openai", "openai-b"] {
+            let a = call(
+                reqwest::Method::PATCH,
+                &format!("/aibridge/providers/{name}"),
+                &admin,
+                Some(json!({"api_key": "x"})),
+            )
+            .await
+            .unwrap();
+            assert_eq!(a.status(), 403, "{name}");
+            let a = call(
+                reqwest::Method::DELETE,
+                &format!("/aibridge/providers/{name}"),
+                &admin,
+                None,
+            )
+            .await
+            .unwrap();
+            assert_eq!(a.status(), 403, "{name}");
+        }
+        let gone = call(
+            reqwest::Method::DELETE,
+            "/aibridge/providers/openai-stored",
+            &admin,
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(gone.status(), 204);
+        let again = call(
+            reqwest::Method::DELETE,
+            "/aibridge/providers/openai-stored",
+            &admin,
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(again.status(), 404);
+        let a = server
+            .http
+            .post(server.api_v2("/aibridge/openai-stored/v1/chat/completions"))
+            .bearer_auth(&user.token)
+            .json(&json!({"model": "gpt-4o", "messages": []}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(a.status(), 404);
+        server.stop().await;
+    })
+    .await;
+}

@@ -741,6 +741,8 @@ async fn fixtures(server: &TestServer) -> BTreeMap<&'static str, String> {
         ("run", codersdk::Uuid::new_v4().to_string()),
         // An AI Gateway instance name (only its paths' 405s are checked here).
         ("provider", "openai".to_owned()),
+        // A stored AI Gateway instance's name (none is stored: the routes answer 404).
+        ("instance", "corp-llm".to_owned()),
         (
             "organization",
             server.state.default_organization().to_string(),
