@@ -369,6 +369,22 @@ pub async fn build_on(admin: Admin, options: ServerOptions) -> chatd_core::Resul
             .map(codersdk::SecretString::from),
     );
     let boot = admin.bootstrap(&bootstrap).await?;
+    // The gateway's configuration is checked before the engine starts, so a refused
+    // start leaves nothing running.
+    let gateway = Gateway::new(
+        options.ai_gateway.clone(),
+        options.interception_sink.clone(),
+    )
+    .map_err(|e| {
+        chatd_core::Error::with_response(
+            chatd_core::ErrorKind::InvalidArgument,
+            codersdk::Response::new(format!("The AI Gateway cannot start: {e}")),
+        )
+    })?;
+    // A name both in the environment and stored through the API is configured twice.
+    admin
+        .check_aibridge_instance_names(&options.ai_gateway.instances)
+        .await?;
     // A flag of this process, shared by the engine and the Admin handle through the store.
     admin.set_debug_logging_forced(options.debug_logging_forced);
     let models = match options.models.clone() {
@@ -401,20 +417,6 @@ pub async fn build_on(admin: Admin, options: ServerOptions) -> chatd_core::Resul
     // announcer holds the engine weakly: the demo resolver holds the admin handle, which
     // must not keep the engine alive).
     admin.on_config_change(engine.config_announcer());
-    let gateway = Gateway::new(
-        options.ai_gateway.clone(),
-        options.interception_sink.clone(),
-    )
-    .map_err(|e| {
-        chatd_core::Error::with_response(
-            chatd_core::ErrorKind::InvalidArgument,
-            codersdk::Response::new(format!("The AI Gateway cannot start: {e}")),
-        )
-    })?;
-    // A name both in the environment and stored through the API is configured twice.
-    admin
-        .check_aibridge_instance_names(&options.ai_gateway.instances)
-        .await?;
     let state = AppState::with_parts(
         engine,
         admin,

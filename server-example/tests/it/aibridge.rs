@@ -1061,3 +1061,36 @@ async fn stored_instances_are_managed_by_admins_and_used_by_the_gateway() {
     })
     .await;
 }
+
+/// A name both stored through the API and configured by the environment is configured
+/// twice: the server does not start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_stored_and_in_the_environment_stops_the_start() {
+    on_each_backend(|store| async move {
+        store
+            .insert_aibridge_instance(&chatd_core::store::StoredAibridgeInstance {
+                id: codersdk::Uuid::new_v4(),
+                name: "corp".to_owned(),
+                instance_type: "openai".to_owned(),
+                base_url: "https://llm.corp.example/v1".to_owned(),
+                api_key_sealed: None,
+            })
+            .await
+            .unwrap();
+        let keyring = chatd_test_support::server::test_keyring();
+        let mut options =
+            server_example::ServerOptions::new(chatd_core::StoreOptions::new("unused"), keyring);
+        options.ai_gateway.instances = vec![instance(
+            "corp",
+            InstanceType::OpenAi,
+            "https://other.example/v1".to_owned(),
+            OPENAI_B_KEY,
+        )];
+        let admin = chatd_test_support::server::admin_over(&store, &options);
+        let err = server_example::state::build_on(admin, options)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("configured twice"), "{err}");
+    })
+    .await;
+}
