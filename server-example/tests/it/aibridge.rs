@@ -28,6 +28,7 @@ use chatd_test_support::server::{serve, TestServer, TestUser};
 use chatprovider::gateway::AddressPolicy;
 use chatprovider::{Provider, ProviderApiKeys};
 use codersdk::ChatErrorKind;
+use futures_util::StreamExt;
 use serde_json::{json, Value};
 use server_example::routes::aibridge::{GatewayOptions, MAX_GATEWAY_BODY_BYTES};
 
@@ -51,6 +52,10 @@ struct MockState {
 /// Header the SDK calls send to pick the mock's answer; an ordinary header, so it is
 /// forwarded.
 const SCENARIO: &str = "x-mock-scenario";
+
+/// The first event of the streams that stall or break.
+const STALLED_FIRST_EVENT: &[u8] =
+    b"data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o\",\"choices\":[]}\n\n";
 
 const CHAT_TOOL_STREAM: &str = "openai-chat--tool-call--single.sse";
 const CHAT_TEXT_STREAM: &str = "openai-chat--text--usage.sse";
@@ -149,6 +154,32 @@ async fn mock_handler(
             .to_string(),
         )
             .into_response(),
+        // The first event, then nothing more until the client goes away.
+        "stalled-stream" => {
+            let first = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(
+                STALLED_FIRST_EVENT,
+            ))]);
+            let body = first.chain(futures_util::stream::pending());
+            (
+                [("content-type", "text/event-stream")],
+                axum::body::Body::from_stream(body),
+            )
+                .into_response()
+        }
+        // The first event, then the connection breaks.
+        "broken-stream" => {
+            // The break comes a moment later, once the head and the first event are out.
+            let body = futures_util::stream::iter([Ok(Bytes::from_static(STALLED_FIRST_EVENT))])
+                .chain(futures_util::stream::once(async {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    Err(std::io::Error::other("upstream broke"))
+                }));
+            (
+                [("content-type", "text/event-stream")],
+                axum::body::Body::from_stream(body),
+            )
+                .into_response()
+        }
         other => (
             AxumStatus::IM_A_TEAPOT,
             format!("unknown scenario {other:?}"),
@@ -1091,6 +1122,57 @@ async fn a_name_stored_and_in_the_environment_stops_the_start() {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("configured twice"), "{err}");
+    })
+    .await;
+}
+
+/// A client that goes away mid-stream, and an upstream whose stream breaks, each leave one
+/// record saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnects_and_broken_upstreams_are_recorded() {
+    on_each_backend(|store| async move {
+        let (mock, _upstream) = mock_upstream().await;
+        let sink = Arc::new(Collect::default());
+        let server = gateway_server(&store, &mock, true, true, Arc::clone(&sink)).await;
+        let user = server.user("hana").await;
+        let send = |sc: &'static str| {
+            server
+                .http
+                .post(server.api_v2("/aibridge/openai/v1/chat/completions"))
+                .bearer_auth(&user.token)
+                .header(SCENARIO, sc)
+                .json(&json!({"model": "gpt-4o", "stream": true, "messages": []}))
+                .send()
+        };
+        let mut stalled = send("stalled-stream").await.unwrap();
+        assert_eq!(stalled.status(), 200);
+        let first = stalled.chunk().await.unwrap().unwrap();
+        assert!(
+            first.starts_with(b"data: "),
+            "the first event arrives at once, unbuffered"
+        );
+        drop(stalled);
+        let records = sink.wait_for(1).await;
+        assert_eq!(records.len(), 1);
+        assert!(records[0].client_disconnected, "{:#?}", records[0]);
+        assert_eq!(
+            records[0].error_kind, None,
+            "the client left; the upstream did nothing wrong"
+        );
+        assert_eq!(records[0].model, "gpt-4o");
+
+        let broken = send("broken-stream").await.unwrap();
+        assert_eq!(broken.status(), 200);
+        assert!(
+            broken.bytes().await.is_err(),
+            "the break reaches the client as a break"
+        );
+        let records = sink.wait_for(2).await;
+        assert_eq!(records.len(), 2);
+        let r = &records[1];
+        assert!(!r.client_disconnected);
+        assert_eq!(r.error_kind, Some(ChatErrorKind::Timeout), "{r:#?}");
+        server.stop().await;
     })
     .await;
 }
