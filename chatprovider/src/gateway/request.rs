@@ -3,6 +3,8 @@
 //! the tool calls whose results the request carries.
 
 use reqwest::header::HeaderMap;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::headers::header_text;
@@ -57,6 +59,23 @@ impl std::fmt::Display for BadRequest {
 
 impl std::error::Error for BadRequest {}
 
+/// The top-level fields the gateway reads, each kept as its raw JSON text: the body is
+/// scanned once, without building a tree of it (a coding agent's request carries the whole
+/// conversation, often megabytes); only the few messages the record needs are parsed.
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(default, borrow)]
+    model: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    stream: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    metadata: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    messages: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    input: Option<&'a RawValue>,
+}
+
 /// Reads the facts of a request to `api`. The body must be a JSON object (the providers
 /// refuse anything else too; the gateway refuses it before spending an upstream call).
 pub fn inspect_request(
@@ -64,30 +83,44 @@ pub fn inspect_request(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<RequestFacts, BadRequest> {
-    let json: Value = serde_json::from_slice(body)
-        .map_err(|e| BadRequest(format!("The request body is not valid JSON: {e}.")))?;
-    let Some(obj) = json.as_object() else {
+    let text = std::str::from_utf8(body).map_err(|_| {
+        BadRequest("The request body is not valid JSON: it is not UTF-8.".to_owned())
+    })?;
+    if !text.trim_start().starts_with('{') {
+        // Also catches an empty body, which serde reports less clearly.
+        serde_json::from_str::<serde::de::IgnoredAny>(text)
+            .map_err(|e| BadRequest(format!("The request body is not valid JSON: {e}.")))?;
         return Err(BadRequest(
             "The request body must be a JSON object.".to_owned(),
         ));
-    };
-    let model = obj
-        .get("model")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    let stream = obj.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    }
+    let head: Head<'_> = serde_json::from_str(text)
+        .map_err(|e| BadRequest(format!("The request body is not valid JSON: {e}.")))?;
+    let model = head
+        .model
+        .and_then(|m| serde_json::from_str::<String>(m.get()).ok())
+        .unwrap_or_default();
+    let stream = head.stream.is_some_and(|s| s.get() == "true");
     let client_session_id = session_from_headers(headers).or_else(|| {
         (api == WireApi::Messages)
-            .then(|| obj.get("metadata").and_then(|m| m.get("user_id")))
+            .then_some(head.metadata)
             .flatten()
-            .and_then(Value::as_str)
-            .and_then(session_from_claude_user_id)
+            .and_then(|m| serde_json::from_str::<Value>(m.get()).ok())
+            .and_then(|m| {
+                m.get("user_id")
+                    .and_then(Value::as_str)
+                    .and_then(session_from_claude_user_id)
+            })
     });
     let (prompt, tool_result_call_ids) = match api {
-        WireApi::ChatCompletions => chat_completions_turn(obj.get("messages")),
-        WireApi::Responses => responses_turn(obj.get("input")),
-        WireApi::Messages => messages_turn(obj.get("messages")),
+        WireApi::ChatCompletions => chat_completions_turn(&items(head.messages)),
+        WireApi::Responses => match head.input {
+            Some(raw) if raw.get().starts_with('"') => {
+                (serde_json::from_str::<String>(raw.get()).ok(), Vec::new())
+            }
+            other => responses_turn(&items(other)),
+        },
+        _ => messages_turn(&items(head.messages)),
     };
     Ok(RequestFacts {
         model,
@@ -96,6 +129,17 @@ pub fn inspect_request(
         prompt: prompt.map(|p| bounded(&p, MAX_PROMPT_BYTES)),
         tool_result_call_ids,
     })
+}
+
+/// The elements of a JSON array, each still raw text; empty when it is not an array.
+fn items(raw: Option<&RawValue>) -> Vec<&RawValue> {
+    raw.and_then(|r| serde_json::from_str::<Vec<&RawValue>>(r.get()).ok())
+        .unwrap_or_default()
+}
+
+/// One element parsed (only the ones the record needs are).
+fn parse(raw: &RawValue) -> Value {
+    serde_json::from_str(raw.get()).unwrap_or(Value::Null)
 }
 
 fn usable_session(id: &str) -> Option<String> {
@@ -168,57 +212,52 @@ fn push_id(ids: &mut Vec<String>, id: Option<&Value>) {
     }
 }
 
-fn last_user_text<'a>(items: impl DoubleEndedIterator<Item = &'a Value>) -> Option<String> {
-    items
-        .rev()
-        .filter(|m| role(m) == Some("user"))
-        .find_map(|m| content_text(m.get("content")))
+/// The text of the last user message with text, parsing from the end.
+fn last_user_text(items: &[&RawValue]) -> Option<String> {
+    items.iter().rev().find_map(|raw| {
+        let m = parse(raw);
+        if role(&m) == Some("user") {
+            content_text(m.get("content"))
+        } else {
+            None
+        }
+    })
 }
 
-fn chat_completions_turn(messages: Option<&Value>) -> (Option<String>, Vec<String>) {
-    let messages = messages
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default();
+fn chat_completions_turn(messages: &[&RawValue]) -> (Option<String>, Vec<String>) {
     let mut ids = Vec::new();
-    for m in messages
-        .iter()
-        .rev()
-        .take_while(|m| role(m) == Some("tool"))
-    {
+    for m in messages.iter().rev().map(|raw| parse(raw)) {
+        if role(&m) != Some("tool") {
+            break;
+        }
         push_id(&mut ids, m.get("tool_call_id"));
     }
     ids.reverse();
-    (last_user_text(messages.iter()), ids)
+    (last_user_text(messages), ids)
 }
 
-fn responses_turn(input: Option<&Value>) -> (Option<String>, Vec<String>) {
-    match input {
-        Some(Value::String(s)) => (Some(s.clone()), Vec::new()),
-        Some(Value::Array(items)) => {
-            let mut ids = Vec::new();
-            for item in items.iter().rev().take_while(|i| {
-                matches!(
-                    i.get("type").and_then(Value::as_str),
-                    Some("function_call_output") | Some("custom_tool_call_output")
-                )
-            }) {
-                push_id(&mut ids, item.get("call_id"));
-            }
-            ids.reverse();
-            (last_user_text(items.iter()), ids)
-        }
-        _ => (None, Vec::new()),
-    }
-}
-
-fn messages_turn(messages: Option<&Value>) -> (Option<String>, Vec<String>) {
-    let messages = messages
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default();
+fn responses_turn(items: &[&RawValue]) -> (Option<String>, Vec<String>) {
     let mut ids = Vec::new();
-    if let Some(last) = messages.last().filter(|m| role(m) == Some("user")) {
+    for item in items.iter().rev().map(|raw| parse(raw)) {
+        if !matches!(
+            item.get("type").and_then(Value::as_str),
+            Some("function_call_output") | Some("custom_tool_call_output")
+        ) {
+            break;
+        }
+        push_id(&mut ids, item.get("call_id"));
+    }
+    ids.reverse();
+    (last_user_text(items), ids)
+}
+
+fn messages_turn(messages: &[&RawValue]) -> (Option<String>, Vec<String>) {
+    let mut ids = Vec::new();
+    if let Some(last) = messages
+        .last()
+        .map(|raw| parse(raw))
+        .filter(|m| role(m) == Some("user"))
+    {
         for block in last
             .get("content")
             .and_then(Value::as_array)
@@ -230,7 +269,7 @@ fn messages_turn(messages: Option<&Value>) -> (Option<String>, Vec<String>) {
             }
         }
     }
-    (last_user_text(messages.iter()), ids)
+    (last_user_text(messages), ids)
 }
 
 #[cfg(test)]
