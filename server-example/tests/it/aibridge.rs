@@ -60,6 +60,7 @@ const STALLED_FIRST_EVENT: &[u8] =
 const CHAT_TOOL_STREAM: &str = "openai-chat--tool-call--single.sse";
 const CHAT_TEXT_STREAM: &str = "openai-chat--text--usage.sse";
 const RESPONSES_STREAM: &str = "openai-responses--text--azure.jsonl";
+const RESPONSES_TOOL_STREAM: &str = "openai-responses--function-call--azure.jsonl";
 const MESSAGES_TOOL_STREAM: &str = "anthropic-messages--tool-loop--turn1.sse";
 
 fn sse(body: Vec<u8>) -> Response {
@@ -144,6 +145,7 @@ async fn mock_handler(
         "chat-json" => json_answer(chat_json()),
         "responses-stream" => sse(stream_body(RESPONSES_STREAM)),
         "responses-json" => json_answer(responses_json()),
+        "responses-stream-tool" => sse(stream_body(RESPONSES_TOOL_STREAM)),
         "messages-stream-tool" => sse(stream_body(MESSAGES_TOOL_STREAM)),
         "messages-json" => json_answer(messages_json()),
         "rate-limited" => (
@@ -389,6 +391,8 @@ async fn official_sdks_call_through_the_gateway_and_every_call_is_recorded() {
              "stream": false, "tools": true, "headers": scenario("chat-json")},
             {"id": "responses-stream", "sdk": "openai", "api": "responses", "instance": "openai",
              "apiKey": t, "stream": true, "headers": scenario("responses-stream")},
+            {"id": "responses-stream-tool", "sdk": "openai", "api": "responses", "instance": "openai",
+             "apiKey": t, "stream": true, "tools": true, "headers": scenario("responses-stream-tool")},
             {"id": "responses-json", "sdk": "openai", "api": "responses", "instance": "openai",
              "apiKey": t, "stream": false, "headers": scenario("responses-json")},
             {"id": "messages-stream", "sdk": "anthropic", "api": "messages", "instance": "anthropic",
@@ -429,6 +433,8 @@ async fn official_sdks_call_through_the_gateway_and_every_call_is_recorded() {
         assert_eq!(r["ok"], true, "{r}");
         assert!(!r["text"].as_str().unwrap().is_empty(), "{r}");
         assert_eq!(results["responses-json"]["text"], "Hello!");
+        let r = &results["responses-stream-tool"];
+        assert_eq!(r["toolCalls"][0]["name"], "weather", "{r}");
         let r = &results["messages-stream"];
         assert_eq!(r["ok"], true, "{r}");
         assert_eq!(r["toolCalls"].as_array().unwrap().len(), 1, "{r}");
@@ -455,7 +461,7 @@ async fn official_sdks_call_through_the_gateway_and_every_call_is_recorded() {
         // What reached the upstream: the right instance, the right key, nothing of chatd's.
         let seen = upstream.seen.lock().unwrap().clone();
         let posts: Vec<&Seen> = seen.iter().filter(|s| s.method == "POST").collect();
-        assert_eq!(posts.len(), 11, "every call but the refused ones was forwarded");
+        assert_eq!(posts.len(), 12, "every call but the refused ones was forwarded");
         for s in &seen {
             assert_clean(s, &user);
         }
@@ -499,9 +505,9 @@ async fn official_sdks_call_through_the_gateway_and_every_call_is_recorded() {
         assert!(models.iter().any(|s| s.tag == "anthropic-corp" && s.path == "/v1/models"));
 
         // What the sink was handed: one record per forwarded call.
-        let records = sink.wait_for(11).await;
-        assert_eq!(records.len(), 11, "{records:#?}");
-        assert_eq!(sink.started.lock().unwrap().len(), 11);
+        let records = sink.wait_for(12).await;
+        assert_eq!(records.len(), 12, "{records:#?}");
+        assert_eq!(sink.started.lock().unwrap().len(), 12);
         for r in &records {
             assert_eq!(r.start.user_id, user.id);
             assert!(r.ended_at.as_datetime() >= r.start.started_at.as_datetime());
@@ -538,11 +544,19 @@ async fn official_sdks_call_through_the_gateway_and_every_call_is_recorded() {
             .unwrap();
         assert_eq!(responses.model, "gpt-5.1-2025-11-13");
         assert_eq!(responses.usage.reasoning_tokens, Some(4));
-        let streamed_responses = records
+        let streamed_responses: Vec<&InterceptionRecord> = records
             .iter()
-            .find(|r| r.start.streamed && r.start.api == GatewayApi::Responses)
-            .unwrap();
-        assert!(streamed_responses.usage.output_tokens.unwrap_or(0) > 0, "{streamed_responses:#?}");
+            .filter(|r| r.start.streamed && r.start.api == GatewayApi::Responses)
+            .collect();
+        assert_eq!(streamed_responses.len(), 2);
+        for r in &streamed_responses {
+            assert!(r.usage.output_tokens.unwrap_or(0) > 0, "{r:#?}");
+        }
+        let with_tool: Vec<&&InterceptionRecord> =
+            streamed_responses.iter().filter(|r| !r.tool_calls.is_empty()).collect();
+        assert_eq!(with_tool.len(), 1);
+        assert_eq!(with_tool[0].tool_calls[0].name, "weather");
+        assert!(with_tool[0].tool_calls[0].argument_bytes > 0);
         let messages = records
             .iter()
             .find(|r| r.start.streamed && r.start.api == GatewayApi::Messages)
