@@ -20,6 +20,9 @@ fi
 if [ ! -d chatd-test-support/mcp-everything/node_modules/@modelcontextprotocol/server-everything ]; then
   (cd chatd-test-support/mcp-everything && npm ci --no-audit --no-fund)
 fi
+if [ ! -d server-example/tests/aibridge-sdk/node_modules/openai ]; then
+  (cd server-example/tests/aibridge-sdk && npm ci --no-audit --no-fund)
+fi
 
 step "TypeScript bindings type-check"
 if [ ! -d bindings/node_modules/typescript ]; then

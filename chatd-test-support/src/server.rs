@@ -25,11 +25,13 @@
 
 use std::sync::Arc;
 
+use chatd_core::aibridge::InterceptionSink;
 use chatd_core::store::{NewUser, Store, StoreOptions};
 use chatd_core::{Admin, EngineSettings, Keyring, SecretKey};
 use chatprovider::ProviderApiKeys;
 use codersdk::Uuid;
 use reqwest::Method;
+use server_example::routes::aibridge::GatewayOptions;
 use server_example::state::{build_on, AccessUrl, ServerOptions};
 use server_example::AppState;
 
@@ -127,6 +129,8 @@ pub struct TestServerBuilder {
     deployment_keys: ProviderApiKeys,
     settings: EngineSettings,
     turn_summaries: bool,
+    ai_gateway: GatewayOptions,
+    interception_sink: Option<Arc<dyn InterceptionSink>>,
 }
 
 impl TestServerBuilder {
@@ -169,6 +173,19 @@ impl TestServerBuilder {
         self
     }
 
+    /// The AI Gateway's settings (the default: BYOK on, no private upstreams, no named
+    /// instances).
+    pub fn ai_gateway(mut self, options: GatewayOptions) -> Self {
+        self.ai_gateway = options;
+        self
+    }
+
+    /// Where the AI Gateway hands its interception records (the default: nowhere).
+    pub fn interception_sink(mut self, sink: Arc<dyn InterceptionSink>) -> Self {
+        self.interception_sink = Some(sink);
+        self
+    }
+
     /// Builds the server over the store, with [`ADMIN_TOKEN`] as the admin's token, and
     /// serves it on a random local port, which is also its access URL (MCP OAuth2
     /// callbacks come back to it).
@@ -182,6 +199,8 @@ impl TestServerBuilder {
         options.engine = self.settings;
         options.deployment_keys = self.deployment_keys;
         options.turn_summaries = self.turn_summaries;
+        options.ai_gateway = self.ai_gateway;
+        options.interception_sink = self.interception_sink;
         if self.scripted {
             options.models = Some(ScriptedResolver::new(self.model.clone()));
         }
@@ -218,6 +237,8 @@ impl TestServer {
             deployment_keys: ProviderApiKeys::new(),
             settings: fast_settings(),
             turn_summaries: true,
+            ai_gateway: GatewayOptions::default(),
+            interception_sink: None,
         }
     }
 

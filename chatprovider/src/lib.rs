@@ -145,6 +145,7 @@ mod catalog;
 mod convert;
 mod error;
 mod factory;
+pub mod gateway;
 mod gemini;
 mod image;
 mod keys;

@@ -266,6 +266,23 @@ impl PathParam for OverrideContext {
 
 path_extractor!(OverrideContext);
 
+/// `{instance}`: an AI Gateway provider instance's name
+/// (`chatd_core::aibridge::validate_instance_name`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceName(pub String);
+
+impl PathParam for InstanceName {
+    const NAME: &'static str = "instance";
+
+    fn parse(raw: &str) -> ApiResult<Self> {
+        chatd_core::aibridge::validate_instance_name(raw)
+            .map(|()| InstanceName(raw.to_owned()))
+            .map_err(|rule| invalid_path_param("instance", "AI Gateway instance", raw, &rule))
+    }
+}
+
+path_extractor!(InstanceName);
+
 // ---------------------------------------------------------------------------------------
 // MCP OAuth2 pages
 // ---------------------------------------------------------------------------------------

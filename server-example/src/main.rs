@@ -14,6 +14,7 @@ use chatd_core::workspace::{
     find_bwrap, LocalWorkspaceConfig, LocalWorkspaceProvider, Sandbox, WorkspaceProvider,
 };
 use chatd_core::{Keyring, SecretKey, SqliteSynchronous, StoreOptions};
+use chatprovider::gateway::AddressPolicy;
 use chatprovider::{Provider, ProviderApiKeys};
 use clap::{Parser, Subcommand};
 use codersdk::SecretString;
@@ -156,6 +157,23 @@ struct ServeArgs {
     #[arg(long, env = "CHATD_CHAT_DEBUG_LOGGING_FORCED", default_value_t = false,
           action = clap::ArgAction::Set)]
     chat_debug_logging_forced: bool,
+    /// Whether AI Gateway callers may bring their own provider key (BYOK: the key in the
+    /// provider's header, the chatd token in X-Coder-AI-Governance-Token); off answers
+    /// such requests 403 (docs/ai-gateway.md).
+    #[arg(long, env = "CHATD_AI_GATEWAY_ALLOW_BYOK", default_value_t = true,
+          action = clap::ArgAction::Set)]
+    ai_gateway_allow_byok: bool,
+    /// Comma-separated CIDR ranges of private or reserved addresses (10.0.0.0/8, fd00::/8,
+    /// 127.0.0.1/32, …) the AI Gateway may forward to; all others are refused at connect
+    /// time (docs/ai-gateway.md "Upstream addresses").
+    #[arg(long, env = "CHATD_AI_GATEWAY_ALLOWED_PRIVATE_CIDRS", value_parser = parse_cidrs,
+          default_value = "")]
+    ai_gateway_allowed_private_cidrs: AddressPolicy,
+}
+
+/// Parses `--ai-gateway-allowed-private-cidrs`.
+fn parse_cidrs(value: &str) -> Result<AddressPolicy, String> {
+    AddressPolicy::parse_allow_list(value).map_err(|e| e.to_string())
 }
 
 /// The values of `--workspace-sandbox`.
@@ -425,6 +443,18 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "CHATD_CHAT_DEBUG_LOGGING_FORCED",
         "true|false: record every chat's model calls (--chat-debug-logging-forced)",
     ),
+    (
+        "CHATD_AI_GATEWAY_ALLOW_BYOK",
+        "true|false: AI Gateway callers may bring their own key (--ai-gateway-allow-byok)",
+    ),
+    (
+        "CHATD_AI_GATEWAY_ALLOWED_PRIVATE_CIDRS",
+        "private ranges the AI Gateway may forward to (--ai-gateway-allowed-private-cidrs)",
+    ),
+    (
+        "CHATD_AIBRIDGE_PROVIDER_<N>_{TYPE,NAME,KEY,BASE_URL}",
+        "an AI Gateway provider instance: openai|anthropic, its name, key and base URL",
+    ),
     ("CHATD_URL", "server URL of `chat` (--url)"),
     ("CHATD_TOKEN", "API token of `chat` (--token)"),
 ];
@@ -520,6 +550,13 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     options.debug_logging_forced = args.chat_debug_logging_forced;
     options.engine.turn_summary_delay = args.turn_summary_delay;
     options.deployment_keys = deployment_keys_from_env()?;
+    options.ai_gateway.allow_byok = args.ai_gateway_allow_byok;
+    options.ai_gateway.allowed_private = args.ai_gateway_allowed_private_cidrs.clone();
+    // Variables that are not UTF-8 cannot be instance settings; `vars()` would panic.
+    options.ai_gateway.instances = chatd_core::aibridge::instances_from_env(
+        std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+    )?;
     options.admin_token = std::env::var(ADMIN_TOKEN_VAR)
         .ok()
         .filter(|t| !t.trim().is_empty());

@@ -11,7 +11,10 @@ use chatd_core::{
 use chatprovider::ProviderApiKeys;
 use codersdk::Uuid;
 
+use chatd_core::aibridge::InterceptionSink;
+
 use crate::metrics::Metrics;
+use crate::routes::aibridge::{Gateway, GatewayOptions};
 use crate::sockets::UserSockets;
 
 /// Name of the organization every server has; users created through the API join it.
@@ -33,6 +36,8 @@ struct StateInner {
     sockets: Arc<UserSockets>,
     default_organization: Uuid,
     access_url: Option<AccessUrl>,
+    /// The AI Gateway, once [`build_on`] (or an embedder) set it.
+    gateway: std::sync::OnceLock<Arc<Gateway>>,
 }
 
 /// Path of an MCP server's OAuth2 callback under the access URL, `{id}` standing for the
@@ -165,8 +170,20 @@ impl AppState {
                 sockets: Arc::new(UserSockets::default()),
                 default_organization,
                 access_url,
+                gateway: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// The AI Gateway (`/api/v2/aibridge/…`), when it is set; without one those routes
+    /// answer 404.
+    pub fn gateway(&self) -> Option<Arc<Gateway>> {
+        self.inner.gateway.get().cloned()
+    }
+
+    /// Sets the AI Gateway; `false` when one was set already (the first stays).
+    pub fn set_gateway(&self, gateway: Gateway) -> bool {
+        self.inner.gateway.set(Arc::new(gateway)).is_ok()
     }
 
     /// The access URL, when one is configured.
@@ -277,6 +294,12 @@ pub struct ServerOptions {
     /// (`--chat-debug-logging-forced`; docs/debug-runs.md): every model call of every
     /// turn is recorded, and users cannot turn it off. Off by default.
     pub debug_logging_forced: bool,
+    /// The AI Gateway's settings (`--ai-gateway-*`, `CHATD_AIBRIDGE_PROVIDER_<N>_*`;
+    /// docs/ai-gateway.md).
+    pub ai_gateway: GatewayOptions,
+    /// Where the AI Gateway hands its interception records. `None` keeps no records:
+    /// calls are forwarded and nothing is written about them.
+    pub interception_sink: Option<Arc<dyn InterceptionSink>>,
 }
 
 impl std::fmt::Debug for ServerOptions {
@@ -303,6 +326,8 @@ impl ServerOptions {
             access_url: None,
             turn_summaries: true,
             debug_logging_forced: false,
+            ai_gateway: GatewayOptions::default(),
+            interception_sink: None,
         }
     }
 }
@@ -344,6 +369,22 @@ pub async fn build_on(admin: Admin, options: ServerOptions) -> chatd_core::Resul
             .map(codersdk::SecretString::from),
     );
     let boot = admin.bootstrap(&bootstrap).await?;
+    // The gateway's configuration is checked before the engine starts, so a refused
+    // start leaves nothing running.
+    let gateway = Gateway::new(
+        options.ai_gateway.clone(),
+        options.interception_sink.clone(),
+    )
+    .map_err(|e| {
+        chatd_core::Error::with_response(
+            chatd_core::ErrorKind::InvalidArgument,
+            codersdk::Response::new(format!("The AI Gateway cannot start: {e}")),
+        )
+    })?;
+    // A name both in the environment and stored through the API is configured twice.
+    admin
+        .check_aibridge_instance_names(&options.ai_gateway.instances)
+        .await?;
     // A flag of this process, shared by the engine and the Admin handle through the store.
     admin.set_debug_logging_forced(options.debug_logging_forced);
     let models = match options.models.clone() {
@@ -376,14 +417,16 @@ pub async fn build_on(admin: Admin, options: ServerOptions) -> chatd_core::Resul
     // announcer holds the engine weakly: the demo resolver holds the admin handle, which
     // must not keep the engine alive).
     admin.on_config_change(engine.config_announcer());
+    let state = AppState::with_parts(
+        engine,
+        admin,
+        boot.organization_id,
+        options.access_url.clone(),
+        metrics,
+    );
+    state.set_gateway(gateway);
     Ok(Started {
-        state: AppState::with_parts(
-            engine,
-            admin,
-            boot.organization_id,
-            options.access_url.clone(),
-            metrics,
-        ),
+        state,
         generated_admin_token: boot.generated_admin_token,
         admin_token_refused: boot.admin_token_refused,
     })

@@ -1,6 +1,7 @@
 //! The administration handle ([`Admin`]): the deployment's configuration, users and
 //! tokens behind one type that authorizes every call.
 
+mod aibridge;
 mod catalogue;
 mod config;
 mod costs;

@@ -9,8 +9,15 @@
 //! The proxy does not know how records are stored, costed or logged; the sink does not
 //! know HTTP. This module is the seam between the two.
 
+mod instances;
 mod interception;
 
+pub use instances::{
+    instances_from_env, normalize_base_url, validate_instance_name, InstanceConfigError,
+    InstanceSource, InstanceType, ProviderInstance, DEFAULT_ANTHROPIC_INSTANCE,
+    DEFAULT_OPENAI_INSTANCE, ENV_PREFIX, MAX_BASE_URL_BYTES, MAX_ENV_INSTANCES,
+    MAX_INSTANCE_NAME_BYTES, RESERVED_INSTANCE_NAMES,
+};
 pub use interception::{
     CredentialKind, GatewayApi, InterceptionRecord, InterceptionSink, InterceptionStart, ToolUsage,
 };

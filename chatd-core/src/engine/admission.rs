@@ -133,3 +133,15 @@ impl Engine {
         self.inner.usage_limit_status(user_id).await
     }
 }
+
+impl Engine {
+    /// The usage-limit admission check for work that does not go through a chat (the AI
+    /// Gateway's proxied calls): `Err` with kind
+    /// [`ErrorKind::UsageLimit`](crate::ErrorKind::UsageLimit) and the figures
+    /// ([`Error::usage_limit_exceeded`]) when `user_id` has spent their limit for the
+    /// period. Fails open like the chats' check: a check that cannot be made is logged and
+    /// lets the call through.
+    pub async fn check_usage_limit(&self, user_id: Uuid) -> Result<()> {
+        self.inner.admit(user_id).await
+    }
+}

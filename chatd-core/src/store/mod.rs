@@ -8,6 +8,7 @@
 
 mod accounts;
 mod actions;
+mod aibridge;
 mod changes;
 mod chats;
 mod cluster;
@@ -46,6 +47,7 @@ pub use actions::{
     EditMessage, Edited, NOT_AWAITING_TOOL_RESULTS_MESSAGE, ONLY_USER_MESSAGES_EDITABLE_MESSAGE,
     PARENT_ARCHIVED_MESSAGE,
 };
+pub use aibridge::{aibridge_key_aad, StoredAibridgeInstance, MAX_STORED_AIBRIDGE_INSTANCES};
 pub use changes::TOOL_INTERRUPTED_MESSAGE;
 pub use chats::{MessageVisibility, NewChat, NewMessage};
 pub use compaction::{Compaction, COMPACTION_BUSY_MESSAGE};

@@ -186,6 +186,10 @@ ts_types![
     Group,
     CreateGroupRequest,
     PatchGroupRequest,
+    // AI Gateway
+    AIBridgeProviderInstance,
+    CreateAIBridgeProviderInstanceRequest,
+    UpdateAIBridgeProviderInstanceRequest,
 ];
 
 /// Request names that are Rust type aliases. ts-rs exports types, not aliases, so each is
@@ -289,6 +293,14 @@ fn schemas() -> BTreeMap<String, String> {
     schema!("ChatUsageLimitConfig", ChatUsageLimitConfig);
     schema!("CreateGroupRequest", CreateGroupRequest);
     schema!("PatchGroupRequest", PatchGroupRequest);
+    schema!(
+        "CreateAIBridgeProviderInstanceRequest",
+        CreateAIBridgeProviderInstanceRequest
+    );
+    schema!(
+        "UpdateAIBridgeProviderInstanceRequest",
+        UpdateAIBridgeProviderInstanceRequest
+    );
     schema!(
         "UpsertChatUsageLimitOverrideRequest",
         UpsertChatUsageLimitOverrideRequest

@@ -334,6 +334,10 @@ wire_types![
     Group,
     CreateGroupRequest,
     PatchGroupRequest,
+    // AI Gateway
+    AIBridgeProviderInstance,
+    CreateAIBridgeProviderInstanceRequest,
+    UpdateAIBridgeProviderInstanceRequest,
 ];
 
 fn check_samples(ty: &str) {

@@ -7,6 +7,7 @@
 //! (`tests/bad_inputs.rs`) walks this table instead: a route added to a group is
 //! covered automatically.
 
+pub mod aibridge;
 pub mod chats;
 pub mod config;
 pub mod costs;
@@ -85,6 +86,10 @@ pub enum RouteKind {
     /// Outside the API (`/healthz`, `/metrics`, the chat page and its assets):
     /// unauthenticated, plain text or the page.
     Public,
+    /// An AI Gateway proxy route (`/api/v2/aibridge/…`): authenticated by the chatd token
+    /// where a provider SDK puts its key, any query passed upstream, refusals in the
+    /// provider's error shape rather than a `Response` (docs/ai-gateway.md).
+    Gateway,
 }
 
 /// One route: method, path and handler, with what the bad-input suite needs to know.
@@ -248,6 +253,7 @@ pub fn experimental_routes() -> Vec<Route> {
 pub fn v2_routes() -> Vec<Route> {
     let mut routes = users::routes();
     routes.extend(groups::routes());
+    routes.extend(aibridge::routes());
     routes
 }
 

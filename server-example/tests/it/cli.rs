@@ -47,6 +47,9 @@ const EXPECTED_ENVIRONMENT: &[&str] = &[
     "CHATD_TURN_SUMMARIES",
     "CHATD_TURN_SUMMARY_DELAY",
     "CHATD_CHAT_DEBUG_LOGGING_FORCED",
+    "CHATD_AI_GATEWAY_ALLOW_BYOK",
+    "CHATD_AI_GATEWAY_ALLOWED_PRIVATE_CIDRS",
+    "CHATD_AIBRIDGE_PROVIDER_<N>_{TYPE,NAME,KEY,BASE_URL}",
     "CHATD_URL",
     "CHATD_TOKEN",
 ];
@@ -373,5 +376,67 @@ async fn files_at_rest_are_owner_only_whatever_the_umask() {
     }
     let probe_mode = std::fs::metadata(&probe).unwrap().permissions().mode() & 0o777;
     assert_eq!(probe_mode, 0o666, "the umask was 000");
+    server.stop();
+}
+
+/// The AI Gateway's start-up checks: an instance name configured twice, or a bad
+/// allow-list, stops `serve` with the variable named; a good configuration serves the
+/// named instance.
+#[tokio::test]
+async fn ai_gateway_settings_are_checked_at_start_up() {
+    let dir = TempDir::new();
+    let db = format!("sqlite://{}", dir.0.join("chatd.db").display());
+    let run = |env: &[(&str, &str)]| {
+        let mut command = binary();
+        command
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("CHATD_DATABASE_URL", &db)
+            .stdin(Stdio::null());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        command.output().unwrap()
+    };
+    let twice = run(&[
+        ("CHATD_AIBRIDGE_PROVIDER_0_TYPE", "openai"),
+        ("CHATD_AIBRIDGE_PROVIDER_0_NAME", "corp"),
+        ("CHATD_AIBRIDGE_PROVIDER_1_TYPE", "anthropic"),
+        ("CHATD_AIBRIDGE_PROVIDER_1_NAME", "corp"),
+    ]);
+    assert!(!twice.status.success());
+    let stderr = String::from_utf8_lossy(&twice.stderr);
+    assert!(stderr.contains("configured twice"), "{stderr}");
+    let bad_cidr = run(&[("CHATD_AI_GATEWAY_ALLOWED_PRIVATE_CIDRS", "10.0.0.0/33")]);
+    assert!(!bad_cidr.status.success());
+    let stderr = String::from_utf8_lossy(&bad_cidr.stderr);
+    assert!(stderr.contains("CIDR"), "{stderr}");
+
+    let mut command = binary();
+    command
+        .env("CHATD_AIBRIDGE_PROVIDER_0_TYPE", "anthropic")
+        .env("CHATD_AIBRIDGE_PROVIDER_0_NAME", "anthropic-corp")
+        .env(
+            "CHATD_AIBRIDGE_PROVIDER_0_KEY",
+            "sk-ant-corp-0123456789abcdef",
+        )
+        .env("CHATD_AI_GATEWAY_ALLOW_BYOK", "false");
+    let server = Server::start_with(command, &dir.0, Some("chatd_cli_admin_token"));
+    let list: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/api/v2/aibridge/providers", server.base))
+        .header("Coder-Session-Token", "chatd_cli_admin_token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"anthropic-corp"), "{list}");
+    assert!(!list.to_string().contains("sk-ant-corp"), "{list}");
     server.stop();
 }

@@ -6,6 +6,7 @@
 //! subscriber that records every span, which would capture the spans of every other test
 //! here (and let them match its assertions).
 
+mod aibridge;
 mod api_tokens;
 mod bad_inputs;
 mod bot_openai;

@@ -242,3 +242,22 @@ pub(super) fn open_cached_user_key(
         )?,
     })
 }
+
+impl Store {
+    /// The live configuration of chat provider `provider` with its central key opened,
+    /// from the hot-config cache; `None` when the provider has none. The AI Gateway's
+    /// default instances (`openai`, `anthropic`) read their key and base URL here at
+    /// every request, so a key rotated through the API applies at once.
+    pub(crate) async fn cached_configured_provider(
+        &self,
+        provider: &str,
+        keyring: &Keyring,
+    ) -> Result<Option<ConfiguredProvider>> {
+        let providers = self.cached_providers().await?;
+        providers
+            .iter()
+            .find(|p| p.config.provider == provider)
+            .map(|p| configured_from_cached(p, keyring))
+            .transpose()
+    }
+}
