@@ -163,6 +163,7 @@
 //!   (they rely on its raw-value support), not through `#[serde(flatten)]`.
 //! - Secrets are [`SecretString`]s, which never print themselves.
 
+mod aibridge;
 mod chat;
 #[cfg(feature = "client")]
 pub mod client;
@@ -186,6 +187,7 @@ mod stream;
 mod time;
 mod user;
 mod validation;
+pub use aibridge::*;
 pub use chat::*;
 pub use config::*;
 pub use content::*;

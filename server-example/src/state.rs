@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chatd_core::aibridge::{Recorder, RecorderSettings};
 use chatd_core::mcp::{McpConnector, McpSettings, OidcTokenSource};
 use chatd_core::workspace::WorkspaceProvider;
 use chatd_core::{
@@ -33,6 +34,7 @@ struct StateInner {
     sockets: Arc<UserSockets>,
     default_organization: Uuid,
     access_url: Option<AccessUrl>,
+    interceptions: Recorder,
 }
 
 /// Path of an MCP server's OAuth2 callback under the access URL, `{id}` standing for the
@@ -149,13 +151,34 @@ impl AppState {
     }
 
     /// [`AppState::with_access_url`] recording into `metrics` (which the engine's MCP
-    /// connector may already report to).
+    /// connector may already report to), with an AI Gateway recorder of default settings
+    /// (started on the current Tokio runtime).
     pub fn with_parts(
         engine: Engine,
         admin: Admin,
         default_organization: Uuid,
         access_url: Option<AccessUrl>,
         metrics: Metrics,
+    ) -> Self {
+        let interceptions = Recorder::for_admin(&admin, RecorderSettings::default());
+        AppState::with_recorder(
+            engine,
+            admin,
+            default_organization,
+            access_url,
+            metrics,
+            interceptions,
+        )
+    }
+
+    /// [`AppState::with_parts`] with the AI Gateway's recorder given.
+    pub fn with_recorder(
+        engine: Engine,
+        admin: Admin,
+        default_organization: Uuid,
+        access_url: Option<AccessUrl>,
+        metrics: Metrics,
+        interceptions: Recorder,
     ) -> Self {
         AppState {
             inner: Arc::new(StateInner {
@@ -165,8 +188,16 @@ impl AppState {
                 sockets: Arc::new(UserSockets::default()),
                 default_organization,
                 access_url,
+                interceptions,
             }),
         }
+    }
+
+    /// The AI Gateway's recorder: the [`chatd_core::aibridge::InterceptionSink`] the
+    /// gateway's proxy hands its records to (stored, costed, logged off the request path;
+    /// docs/ai-gateway-records.md).
+    pub fn interceptions(&self) -> &Recorder {
+        &self.inner.interceptions
     }
 
     /// The access URL, when one is configured.
@@ -210,6 +241,8 @@ impl AppState {
     /// (running turns hand their chats back) and closes the database cleanly, which on
     /// SQLite checkpoints and truncates the write-ahead log.
     pub async fn shutdown(&self) {
+        // The gateway's queued records first, while the database is open.
+        self.inner.interceptions.shutdown().await;
         self.inner.engine.clone().shutdown().await;
         // The engine closed every stream and watch; their sockets now send their close
         // frames (1012, reconnect). Give them a moment before the process goes.
@@ -277,6 +310,10 @@ pub struct ServerOptions {
     /// (`--chat-debug-logging-forced`; docs/debug-runs.md): every model call of every
     /// turn is recorded, and users cannot turn it off. Off by default.
     pub debug_logging_forced: bool,
+    /// The AI Gateway recorder's queue, batch and prompt settings
+    /// (`--ai-gateway-record-prompts`, `--ai-gateway-record-queue`;
+    /// docs/ai-gateway-records.md).
+    pub ai_gateway_records: RecorderSettings,
 }
 
 impl std::fmt::Debug for ServerOptions {
@@ -303,6 +340,7 @@ impl ServerOptions {
             access_url: None,
             turn_summaries: true,
             debug_logging_forced: false,
+            ai_gateway_records: RecorderSettings::default(),
         }
     }
 }
@@ -376,13 +414,16 @@ pub async fn build_on(admin: Admin, options: ServerOptions) -> chatd_core::Resul
     // announcer holds the engine weakly: the demo resolver holds the admin handle, which
     // must not keep the engine alive).
     admin.on_config_change(engine.config_announcer());
+    // The AI Gateway's records go to this recorder (AppState::interceptions).
+    let interceptions = Recorder::for_admin(&admin, options.ai_gateway_records.clone());
     Ok(Started {
-        state: AppState::with_parts(
+        state: AppState::with_recorder(
             engine,
             admin,
             boot.organization_id,
             options.access_url.clone(),
             metrics,
+            interceptions,
         ),
         generated_admin_token: boot.generated_admin_token,
         admin_token_refused: boot.admin_token_refused,

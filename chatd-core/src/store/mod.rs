@@ -18,6 +18,7 @@ mod debug_runs;
 mod files;
 mod groups;
 mod history;
+mod interceptions;
 mod leases;
 mod listing;
 mod mcp;
@@ -63,7 +64,8 @@ pub use config::{
 #[doc(hidden)]
 pub use costs::cost_statements;
 pub use costs::{
-    CostSummary, CostTotals, CostUsersPage, MAX_COST_SUMMARY_CHATS, UNKNOWN_MODEL_DISPLAY_NAME,
+    CostSummary, CostTotals, CostUsersPage, GATEWAY_MODEL_DISPLAY_SUFFIX, MAX_COST_SUMMARY_CHATS,
+    UNKNOWN_MODEL_DISPLAY_NAME,
 };
 pub use debug_runs::{
     cap_debug_document, DebugStepEnd, NewDebugRun, NewDebugStep, DEFAULT_DEBUG_RETENTION_DAYS,
@@ -77,6 +79,14 @@ pub use files::{
 pub use groups::{
     GROUP_NOT_FOUND_MESSAGE, MAX_GROUPS_PER_ORGANIZATION, NOT_AN_ORGANIZATION_MEMBER_MESSAGE,
     ORGANIZATION_NOT_FOUND_MESSAGE,
+};
+#[doc(hidden)]
+pub use interceptions::session_page_statements;
+pub use interceptions::{
+    decode_session_cursor, InterceptionFilter, InterceptionPage, InterceptionPageRequest,
+    NewInterception, NewToolUsage, SessionPage, ThreadLink, INVALID_SESSION_CURSOR_MESSAGE,
+    MAX_INTERCEPTION_PAGE, MAX_SESSION_CURSOR_BYTES, MAX_THREAD_LINK_CALL_IDS,
+    MAX_TOOL_USAGES_PER_INTERCEPTION,
 };
 pub use history::{HistoryMark, HistoryRead, TurnInputs, TurnStart};
 pub use leases::{

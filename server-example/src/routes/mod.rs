@@ -13,6 +13,7 @@ pub mod costs;
 pub mod debug;
 pub mod files;
 pub mod groups;
+pub mod interceptions;
 pub mod mcp;
 pub mod streams;
 pub mod unsupported;
@@ -247,6 +248,7 @@ pub fn experimental_routes() -> Vec<Route> {
 pub fn v2_routes() -> Vec<Route> {
     let mut routes = users::routes();
     routes.extend(groups::routes());
+    routes.extend(interceptions::routes());
     routes
 }
 
