@@ -292,7 +292,7 @@ impl Store {
               AS group_limit, \
              {} AS spent",
             super::costs::SPEND_EXPR
-        ))
+        )))
         .bind(uuid_text(user_id))
         .bind(start_micros)
         .bind(end_micros)
