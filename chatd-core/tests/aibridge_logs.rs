@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use chatd_core::aibridge::{
-    CredentialKind, GatewayApi, InterceptionRecord, InterceptionSink, InterceptionStart,
-    Recorder, RecorderSettings, ToolUsage, LOG_MESSAGE,
+    CredentialKind, GatewayApi, InterceptionRecord, InterceptionSink, InterceptionStart, Recorder,
+    RecorderSettings, ToolUsage, LOG_MESSAGE,
 };
 use chatd_test_support::db::{fixture, on_each_backend};
 use chrono::{TimeZone, Utc};

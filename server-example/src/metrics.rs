@@ -287,7 +287,8 @@ impl Metrics {
         ] {
             counter.inc_by(now.saturating_sub(counter.get()));
         }
-        m.queued.set(i64::try_from(stats.queued).unwrap_or(i64::MAX));
+        m.queued
+            .set(i64::try_from(stats.queued).unwrap_or(i64::MAX));
     }
 
     /// Sets `chat_replica_running_chats` (read from the engine when scraped).

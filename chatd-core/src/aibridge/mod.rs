@@ -16,16 +16,15 @@ mod logs;
 mod recorder;
 
 pub use interception::{
-    CredentialKind, GatewayApi, InterceptionRecord, InterceptionSink, InterceptionStart,
-    ToolUsage,
+    CredentialKind, GatewayApi, InterceptionRecord, InterceptionSink, InterceptionStart, ToolUsage,
 };
 pub use logs::{
     LOG_MESSAGE, LOG_TARGET, RECORD_INTERCEPTION_END, RECORD_INTERCEPTION_START,
     RECORD_MODEL_THOUGHT, RECORD_PROMPT_USAGE, RECORD_TOKEN_USAGE, RECORD_TOOL_USAGE,
 };
 pub use recorder::{
-    interception_cost_micros, Recorder, RecorderSettings, RecorderStats,
-    DEFAULT_DROP_LOG_INTERVAL, DEFAULT_MAX_PROMPT_BYTES, DEFAULT_MAX_THOUGHTS_LOGGED,
-    DEFAULT_MAX_THOUGHT_BYTES, DEFAULT_RECORDER_BATCH_SIZE, DEFAULT_RECORDER_QUEUE_CAPACITY,
-    MAX_RECORDED_ERROR_BYTES, MAX_RECORDED_FIELD_BYTES,
+    interception_cost_micros, Recorder, RecorderSettings, RecorderStats, DEFAULT_DROP_LOG_INTERVAL,
+    DEFAULT_MAX_PROMPT_BYTES, DEFAULT_MAX_THOUGHTS_LOGGED, DEFAULT_MAX_THOUGHT_BYTES,
+    DEFAULT_RECORDER_BATCH_SIZE, DEFAULT_RECORDER_QUEUE_CAPACITY, MAX_RECORDED_ERROR_BYTES,
+    MAX_RECORDED_FIELD_BYTES,
 };

@@ -328,10 +328,8 @@ impl Writer {
     }
 
     async fn write(&self, records: Vec<InterceptionRecord>) {
-        let rows: Vec<NewInterception> = records
-            .iter()
-            .map(|r| to_row(r, &self.settings))
-            .collect();
+        let rows: Vec<NewInterception> =
+            records.iter().map(|r| to_row(r, &self.settings)).collect();
         let links = match self.store.record_interceptions(&rows).await {
             Ok(links) => {
                 self.recorded.fetch_add(

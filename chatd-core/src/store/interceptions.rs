@@ -373,11 +373,14 @@ impl Store {
             let rows = query.fetch_all(self.pool()).await.db()?;
             let mut by_id: HashMap<Uuid, Vec<(String, String, i64)>> = HashMap::new();
             for row in &rows {
-                by_id.entry(get_uuid(row, "interception_id")?).or_default().push((
-                    row.try_get("call_id").db()?,
-                    row.try_get("name").db()?,
-                    row.try_get("argument_bytes").db()?,
-                ));
+                by_id
+                    .entry(get_uuid(row, "interception_id")?)
+                    .or_default()
+                    .push((
+                        row.try_get("call_id").db()?,
+                        row.try_get("name").db()?,
+                        row.try_get("argument_bytes").db()?,
+                    ));
             }
             for result in &mut results {
                 if let Some(calls) = by_id.remove(&result.id) {
@@ -413,11 +416,7 @@ impl Store {
     ) -> Result<SessionPage> {
         let limit = limit.clamp(1, MAX_INTERCEPTION_PAGE);
         let cursor = cursor.map(decode_session_cursor).transpose()?;
-        let mut tx = self
-            .pool()
-            .begin_with(self.snapshot_begin())
-            .await
-            .db()?;
+        let mut tx = self.pool().begin_with(self.snapshot_begin()).await.db()?;
         let result = sessions_in_tx(
             &mut tx,
             user_id,
@@ -527,7 +526,10 @@ async fn sessions_in_tx(
     let terms = (0..keys.len())
         .map(|i| {
             let a = i.saturating_mul(2).saturating_add(1);
-            format!("(i.user_id = ${a} AND i.session_key = ${})", a.saturating_add(1))
+            format!(
+                "(i.user_id = ${a} AND i.session_key = ${})",
+                a.saturating_add(1)
+            )
         })
         .collect::<Vec<_>>()
         .join(" OR ");

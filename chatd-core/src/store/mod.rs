@@ -80,6 +80,7 @@ pub use groups::{
     GROUP_NOT_FOUND_MESSAGE, MAX_GROUPS_PER_ORGANIZATION, NOT_AN_ORGANIZATION_MEMBER_MESSAGE,
     ORGANIZATION_NOT_FOUND_MESSAGE,
 };
+pub use history::{HistoryMark, HistoryRead, TurnInputs, TurnStart};
 #[doc(hidden)]
 pub use interceptions::session_page_statements;
 pub use interceptions::{
@@ -88,7 +89,6 @@ pub use interceptions::{
     MAX_INTERCEPTION_PAGE, MAX_SESSION_CURSOR_BYTES, MAX_THREAD_LINK_CALL_IDS,
     MAX_TOOL_USAGES_PER_INTERCEPTION,
 };
-pub use history::{HistoryMark, HistoryRead, TurnInputs, TurnStart};
 pub use leases::{
     ClaimLimits, Claimed, Lease, LeaseState, RecoveredChats, CLAIM_ADVISORY_LOCK_KEY,
     DYNAMIC_TOOL_TIMEOUT_MESSAGE, MAX_CLAIM_BATCH, MAX_LEASES_PER_HEARTBEAT_STATEMENT,

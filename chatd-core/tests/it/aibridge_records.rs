@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chatd_core::aibridge::{
-    CredentialKind, GatewayApi, InterceptionRecord, InterceptionSink, InterceptionStart,
-    Recorder, RecorderSettings, ToolUsage,
+    CredentialKind, GatewayApi, InterceptionRecord, InterceptionSink, InterceptionStart, Recorder,
+    RecorderSettings, ToolUsage,
 };
 use chatd_core::store::{NewUser, Store, GATEWAY_MODEL_DISPLAY_SUFFIX};
 use chatd_core::{Actor, Admin, ErrorKind, Keyring, Role, SecretKey};
@@ -108,7 +108,11 @@ fn all(admin: bool) -> Actor {
     }
 }
 
-async fn list(admin: &Admin, actor: &Actor, q: &[(&str, &str)]) -> codersdk::AIBridgeListInterceptionsResponse {
+async fn list(
+    admin: &Admin,
+    actor: &Actor,
+    q: &[(&str, &str)],
+) -> codersdk::AIBridgeListInterceptionsResponse {
     let get = |k: &str| q.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
     let query = parse_aibridge_interceptions_query(
         get("initiator"),
@@ -120,7 +124,10 @@ async fn list(admin: &Admin, actor: &Actor, q: &[(&str, &str)]) -> codersdk::AIB
         get("limit"),
     )
     .unwrap();
-    admin.list_aibridge_interceptions(actor, &query).await.unwrap()
+    admin
+        .list_aibridge_interceptions(actor, &query)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -164,7 +171,10 @@ async fn records_land_with_exact_cost_and_null_when_unpriced() {
         assert!(failed.token_usages.is_empty());
         assert_eq!(failed.status, Some(429));
         let err = failed.error.as_ref().unwrap();
-        assert_eq!((err.kind.as_str(), err.message.as_str()), ("rate_limit", "slow down"));
+        assert_eq!(
+            (err.kind.as_str(), err.message.as_str()),
+            ("rate_limit", "slow down")
+        );
         recorder.shutdown().await;
     })
     .await;
@@ -278,14 +288,8 @@ async fn sessions_group_by_client_session_then_thread_and_page_first() {
         assert_eq!(s1.last_prompt.as_deref(), Some("the last"));
         assert_eq!(s1.initiator.username, "alice");
         // The time window applies to the session's first call.
-        let q = parse_aibridge_sessions_query(
-            None,
-            Some(&at(150).to_string()),
-            None,
-            None,
-            None,
-        )
-        .unwrap();
+        let q = parse_aibridge_sessions_query(None, Some(&at(150).to_string()), None, None, None)
+            .unwrap();
         let late = admin.list_aibridge_sessions(&actor, &q).await.unwrap();
         assert_eq!(late.sessions.len(), 2);
         // A cursor the server did not give out is a 400.
@@ -329,13 +333,19 @@ async fn the_listing_filters_pages_and_keeps_members_to_their_own() {
         // Asking for another user's is forbidden, before any lookup.
         let q = parse_aibridge_interceptions_query(Some("bob"), None, None, None, None, None, None)
             .unwrap();
-        let err = admin.list_aibridge_interceptions(&alice, &q).await.unwrap_err();
+        let err = admin
+            .list_aibridge_interceptions(&alice, &q)
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Forbidden);
         // Administrators see everyone, and filter by user, provider, model and time.
         let everyone = list(&admin, &all(true), &[]).await;
         assert_eq!(everyone.results.len(), 6);
         let bobs = list(&admin, &all(true), &[("initiator", "bob")]).await;
-        assert_eq!(bobs.results.iter().map(|r| r.id).collect::<Vec<_>>(), [bob_id]);
+        assert_eq!(
+            bobs.results.iter().map(|r| r.id).collect::<Vec<_>>(),
+            [bob_id]
+        );
         let corp = list(&admin, &all(true), &[("provider", "anthropic-corp")]).await;
         assert_eq!(corp.results.len(), 1);
         let haiku = list(&admin, &all(true), &[("model", "claude-haiku-4-5")]).await;
@@ -393,7 +403,10 @@ async fn a_full_queue_drops_and_counts_without_blocking() {
         let stats = recorder.stats();
         assert_eq!((stats.recorded, stats.dropped, stats.queued), (1, 1, 0));
         let page = list(&admin_of(&store), &Actor::user(f.user), &[]).await;
-        assert_eq!(page.results.iter().map(|r| r.id).collect::<Vec<_>>(), [first_id]);
+        assert_eq!(
+            page.results.iter().map(|r| r.id).collect::<Vec<_>>(),
+            [first_id]
+        );
         recorder.shutdown().await;
     })
     .await;
@@ -483,7 +496,14 @@ async fn gateway_spend_counts_toward_the_usage_limit_and_the_cost_reports() {
         let models: Vec<_> = summary
             .by_model
             .iter()
-            .map(|m| (m.display_name.clone(), m.provider.clone(), m.total_cost_micros, m.model_config_id))
+            .map(|m| {
+                (
+                    m.display_name.clone(),
+                    m.provider.clone(),
+                    m.total_cost_micros,
+                    m.model_config_id,
+                )
+            })
             .collect();
         assert_eq!(
             models,

@@ -237,14 +237,26 @@ mod tests {
         let fields: Vec<_> = e.validations.iter().map(|v| v.field.as_str()).collect();
         assert_eq!(fields, ["started_before", "after_id"]);
         let long = "x".repeat(MAX_AIBRIDGE_FILTER_BYTES + 1);
-        assert!(
-            parse_aibridge_interceptions_query(None, Some(&long), None, None, None, None, None)
-                .is_err()
-        );
+        assert!(parse_aibridge_interceptions_query(
+            None,
+            Some(&long),
+            None,
+            None,
+            None,
+            None,
+            None
+        )
+        .is_err());
         let edge = "x".repeat(MAX_AIBRIDGE_FILTER_BYTES);
-        assert!(
-            parse_aibridge_interceptions_query(None, Some(&edge), None, None, None, None, None)
-                .is_ok()
-        );
+        assert!(parse_aibridge_interceptions_query(
+            None,
+            Some(&edge),
+            None,
+            None,
+            None,
+            None,
+            None
+        )
+        .is_ok());
     }
 }

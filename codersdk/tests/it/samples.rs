@@ -1011,7 +1011,12 @@ fn never_null_arrays_and_maps_read_null_and_absent_as_empty() {
         ("AIBridgeInterception", "minimal", "token_usages", "[]"),
         ("AIBridgeInterception", "minimal", "user_prompts", "[]"),
         ("AIBridgeInterception", "minimal", "tool_usages", "[]"),
-        ("AIBridgeListInterceptionsResponse", "minimal", "results", "[]"),
+        (
+            "AIBridgeListInterceptionsResponse",
+            "minimal",
+            "results",
+            "[]",
+        ),
         ("AIBridgeSession", "minimal", "providers", "[]"),
         ("AIBridgeSession", "minimal", "models", "[]"),
         ("AIBridgeListSessionsResponse", "minimal", "sessions", "[]"),

@@ -103,13 +103,23 @@ async fn records_are_listed_to_their_owner_and_to_administrators() {
         assert_eq!(page.results[0].credential_kind, "byok");
         assert_eq!(page.next_after_id, None);
 
-        let (s, body) = get(&server, "/aibridge/interceptions?limit=1", &server.admin_token).await;
+        let (s, body) = get(
+            &server,
+            "/aibridge/interceptions?limit=1",
+            &server.admin_token,
+        )
+        .await;
         assert_eq!(s, StatusCode::OK, "{body}");
         let page: AIBridgeListInterceptionsResponse = serde_json::from_value(body).unwrap();
         assert_eq!(page.results[0].id, c1_id);
         assert_eq!(page.next_after_id, Some(c1_id));
 
-        let (s, body) = get(&server, "/aibridge/interceptions?initiator=carol", &bob.token).await;
+        let (s, body) = get(
+            &server,
+            "/aibridge/interceptions?initiator=carol",
+            &bob.token,
+        )
+        .await;
         assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
         assert_error_body(&body);
 
@@ -122,7 +132,12 @@ async fn records_are_listed_to_their_owner_and_to_administrators() {
         assert_eq!(sessions.sessions[0].total_cost_micros, 1_500_000);
         assert_eq!(sessions.sessions[0].client.as_deref(), Some("codex"));
 
-        let (s, body) = get(&server, "/aibridge/sessions?initiator=me", &server.admin_token).await;
+        let (s, body) = get(
+            &server,
+            "/aibridge/sessions?initiator=me",
+            &server.admin_token,
+        )
+        .await;
         assert_eq!(s, StatusCode::OK, "{body}");
         let (s, body) = get(&server, "/aibridge/sessions", &server.admin_token).await;
         assert_eq!(s, StatusCode::OK, "{body}");
@@ -139,8 +154,14 @@ async fn records_are_listed_to_their_owner_and_to_administrators() {
             .text()
             .await
             .unwrap();
-        assert!(metrics.contains("aibridge_records_recorded_total 3"), "{metrics}");
-        assert!(metrics.contains("aibridge_records_dropped_total 0"), "{metrics}");
+        assert!(
+            metrics.contains("aibridge_records_recorded_total 3"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("aibridge_records_dropped_total 0"),
+            "{metrics}"
+        );
         server.stop().await;
     })
     .await;
@@ -156,7 +177,10 @@ async fn bad_queries_name_the_parameter() {
             (format!("/aibridge/interceptions?limit={over}"), "limit"),
             ("/aibridge/interceptions?limit=0".to_owned(), "limit"),
             ("/aibridge/interceptions?after_id=x".to_owned(), "after_id"),
-            ("/aibridge/interceptions?started_after=yesterday".to_owned(), "started_after"),
+            (
+                "/aibridge/interceptions?started_after=yesterday".to_owned(),
+                "started_after",
+            ),
             (
                 "/aibridge/sessions?started_after=2026-02-01T00:00:00Z\
                  &started_before=2026-01-01T00:00:00Z"
@@ -168,7 +192,12 @@ async fn bad_queries_name_the_parameter() {
             assert_eq!(s, StatusCode::BAD_REQUEST, "{path}: {body}");
             assert_eq!(fields(&body), [field], "{path}");
         }
-        let (s, body) = get(&server, &format!("/aibridge/sessions?limit={MAX_AIBRIDGE_PAGE_LIMIT}"), &token).await;
+        let (s, body) = get(
+            &server,
+            &format!("/aibridge/sessions?limit={MAX_AIBRIDGE_PAGE_LIMIT}"),
+            &token,
+        )
+        .await;
         assert_eq!(s, StatusCode::OK, "{body}");
         // Unknown parameters are refused by the strict query extractor.
         let (s, body) = get(&server, "/aibridge/sessions?provider=openai", &token).await;
