@@ -316,17 +316,20 @@ impl Store {
             clause.push_int(|n| format!("i.started_at < ${n}"), before);
         }
         if let Some(after_id) = page.after_id {
-            let row = sqlx::query("SELECT started_at FROM aibridge_interceptions WHERE id = $1")
-                .bind(uuid_text(after_id))
-                .fetch_optional(self.pool())
-                .await
-                .db()?
-                .ok_or_else(|| {
-                    Error::new(
-                        ErrorKind::InvalidArgument,
-                        "after_id names no interception.",
-                    )
-                })?;
+            // Only an interception the caller may list is a cursor: another user's id is
+            // as unknown as a made-up one.
+            let row = sqlx::query(
+                "SELECT started_at FROM aibridge_interceptions WHERE id = $1 \
+                 AND ($2 = '' OR user_id = $2)",
+            )
+            .bind(uuid_text(after_id))
+            .bind(filter.user_id.map(uuid_text).unwrap_or_default())
+            .fetch_optional(self.pool())
+            .await
+            .db()?
+            .ok_or_else(|| {
+                Error::new(ErrorKind::InvalidArgument, "after_id names no interception.")
+            })?;
             let at: i64 = row.try_get("started_at").db()?;
             let t = clause.next();
             clause.parts.push(format!(

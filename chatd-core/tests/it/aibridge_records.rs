@@ -338,6 +338,23 @@ async fn the_listing_filters_pages_and_keeps_members_to_their_own() {
             .await
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Forbidden);
+        // Another user's interception is no cursor for a member.
+        let bob_text = bob_id.to_string();
+        let q = parse_aibridge_interceptions_query(
+            None,
+            None,
+            None,
+            None,
+            None,
+            Some(&bob_text),
+            None,
+        )
+        .unwrap();
+        let err = admin
+            .list_aibridge_interceptions(&alice, &q)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
         // Administrators see everyone, and filter by user, provider, model and time.
         let everyone = list(&admin, &all(true), &[]).await;
         assert_eq!(everyone.results.len(), 6);

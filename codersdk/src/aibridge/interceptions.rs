@@ -207,7 +207,7 @@ pub struct AIBridgeSession {
     /// Models that answered, sorted. Never null.
     #[serde(default, deserialize_with = "null_as_default")]
     pub models: Vec<String>,
-    /// The client of the newest call, when known.
+    /// A client seen in the session (the greatest name when several), when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[ts(optional)]
     pub client: Option<String>,
