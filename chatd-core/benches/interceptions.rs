@@ -6,7 +6,7 @@
 //!
 //! Run: `CHATD_BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo bench -p
 //! chatd-core --bench interceptions` (fresh schemas, dropped afterwards). Flags: `--sizes
-//! a,b,…` (default 200,200000), `--users N` (100), `--runs N` (timed calls per query, 30),
+//! a,b,…` (default 200,200000), `--users N` (1: every page full at both sizes), `--runs N` (timed calls per query, 30),
 //! `--writes N` (records for the write rate, 20 000), `--plans` (print the plans in full).
 //! Without the variable it prints a note and measures nothing.
 
@@ -41,7 +41,7 @@ struct Args {
 fn args() -> Args {
     let mut a = Args {
         sizes: vec![200, 200_000],
-        users: 100,
+        users: 1,
         runs: 30,
         writes: 20_000,
         plans: false,
@@ -76,8 +76,8 @@ async fn exec(pool: &AnyPool, sql: &str) {
         .unwrap_or_else(|e| panic!("{e}: {sql}"));
 }
 
-/// `users` users and `n` interceptions a second apart ending now, round-robin over the
-/// users; runs of five calls share a client session on even runs, the rest are their own
+/// `users` users and `n` interceptions a second apart ending now, runs of five calls
+/// round-robin over the users; even runs share a client session, the rest are their own
 /// session; every third call made two tool calls; nine in ten are priced. Session rows as
 /// the recorder keeps them.
 async fn fill(pool: &AnyPool, users: i64, n: i64, now: i64) {
@@ -117,7 +117,7 @@ async fn fill(pool: &AnyPool, users: i64, n: i64, now: i64) {
                    CASE WHEN (s.i / 5) % 2 = 0 THEN 'session-' || (s.i / 5) END AS client_session, \
                    {now} - ({n} - s.i) * {SECOND} AS at \
                    FROM generate_series(CAST(0 AS BIGINT), {last}) s(i) \
-                   JOIN bench_users u ON u.k = s.i % {users}) x ORDER BY x.at",
+                   JOIN bench_users u ON u.k = (s.i / 5) % {users}) x ORDER BY x.at",
             last = n - 1
         ),
     )

@@ -40,10 +40,11 @@ CREATE TABLE aibridge_interceptions (
 
 -- The listing (newest first, keyset cursor on (started_at, id)) for everyone, and one
 -- user's calls in a window: the member listing, the usage-limit spend and the cost
--- summary.
+-- summary. `cost_micros` rides along so the spend of a window is read from the index
+-- alone (the admission check runs it before every model step while limits are on).
 CREATE INDEX aibridge_interceptions_started_idx ON aibridge_interceptions (started_at, id);
 CREATE INDEX aibridge_interceptions_user_started_idx
-    ON aibridge_interceptions (user_id, started_at, id);
+    ON aibridge_interceptions (user_id, started_at, id, cost_micros);
 
 -- A session's calls, when a page of sessions is enriched.
 CREATE INDEX aibridge_interceptions_session_idx
