@@ -8,7 +8,7 @@
 //! own id. The writer keeps one `aibridge_sessions` row per key (first and last start), so
 //! a page of sessions is one indexed range read whatever the table holds.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use codersdk::{
     AIBridgeInitiator, AIBridgeInterception, AIBridgeInterceptionError, AIBridgeSession,
@@ -271,21 +271,16 @@ pub fn decode_session_cursor(cursor: &str) -> Result<(i64, Uuid, String)> {
 impl Store {
     /// Writes `batch` in one transaction, in order: each record is linked to the latest
     /// earlier interception of the same user that made one of the tool calls it answers
-    /// (earlier records of the batch included), its tool usages are stored, and its
-    /// session row is created or widened. Returns each record's thread link.
+    /// (earlier records of the batch first), its tool usages are stored, and its session
+    /// row is created or widened. Multi-row inserts: a handful of statements per batch,
+    /// plus one lookup per record answering calls made outside the batch. Returns each
+    /// record's thread link.
     pub async fn record_interceptions(&self, batch: &[NewInterception]) -> Result<Vec<ThreadLink>> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
         let mut tx = self.begin_write().await?;
-        let result = async {
-            let mut links = Vec::with_capacity(batch.len());
-            for record in batch {
-                links.push(record_one(&mut tx, record).await?);
-            }
-            Ok(links)
-        }
-        .await;
+        let result = record_batch(&mut tx, batch).await;
         finish_tx(tx, result).await
     }
 
@@ -673,7 +668,27 @@ async fn sessions_in_tx(
     })
 }
 
-async fn record_one(conn: &mut AnyConnection, r: &NewInterception) -> Result<ThreadLink> {
+/// Rows per multi-row `INSERT` of interceptions (29 parameters each: 1 856 per statement,
+/// under SQLite's and PostgreSQL's parameter limits).
+const INTERCEPTION_ROWS_PER_INSERT: usize = 64;
+
+/// Rows per multi-row `INSERT` of tool usages and of session rows.
+const SMALL_ROWS_PER_INSERT: usize = 256;
+
+/// Where the interception that made a call sits: its place in the batch, id, thread root
+/// and session key.
+type CallSite = (usize, Uuid, Uuid, String);
+
+/// A call made earlier in the batch, by (user, call id).
+type BatchCall = ((Uuid, String), CallSite);
+
+/// The thread parent of `r`: a call of an earlier record of the batch first (the newest),
+/// else the newest stored interception of the same user that made one of the calls.
+async fn find_parent(
+    conn: &mut AnyConnection,
+    r: &NewInterception,
+    batch_calls: &HashMap<(Uuid, String), CallSite>,
+) -> Result<Option<(Uuid, Uuid, String)>> {
     let call_ids: Vec<&str> = r
         .tool_result_call_ids
         .iter()
@@ -681,122 +696,197 @@ async fn record_one(conn: &mut AnyConnection, r: &NewInterception) -> Result<Thr
         .filter(|id| !id.is_empty())
         .take(MAX_THREAD_LINK_CALL_IDS)
         .collect();
-    let mut parent = None;
-    if !call_ids.is_empty() {
-        let placeholders = (2..call_ids.len().saturating_add(2))
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "SELECT i.id AS id, i.thread_root_id AS root, i.session_key AS session_key \
-             FROM aibridge_tool_usages t JOIN aibridge_interceptions i ON i.id = t.interception_id \
-             WHERE i.user_id = $1 AND t.call_id IN ({placeholders}) AND i.id <> ${} \
-             ORDER BY i.started_at DESC, i.id DESC LIMIT 1",
-            call_ids.len().saturating_add(2)
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(uuid_text(r.user_id));
-        for id in &call_ids {
-            query = query.bind((*id).to_owned());
-        }
-        query = query.bind(uuid_text(r.id));
-        if let Some(row) = query.fetch_optional(&mut *conn).await.db()? {
-            parent = Some((
-                get_uuid(&row, "id")?,
-                get_uuid(&row, "root")?,
-                row.try_get::<String, _>("session_key").db()?,
-            ));
-        }
+    if call_ids.is_empty() {
+        return Ok(None);
     }
-    let link = match parent {
-        Some((parent, root, session)) => ThreadLink {
-            parent: Some(parent),
-            root,
-            session_key: r.client_session_id.clone().unwrap_or(session),
-        },
-        None => ThreadLink {
-            parent: None,
-            root: r.id,
-            session_key: r
-                .client_session_id
-                .clone()
-                .unwrap_or_else(|| uuid_text(r.id)),
-        },
-    };
-    sqlx::query(
-        "INSERT INTO aibridge_interceptions (id, user_id, provider_name, provider_type, api, \
-         requested_model, model, client, client_session_id, session_key, thread_parent_id, \
-         thread_root_id, started_at, ended_at, upstream_status, error_kind, error_message, \
-         client_disconnected, streamed, input_tokens, output_tokens, cache_read_tokens, \
-         cache_write_tokens, reasoning_tokens, cost_micros, credential_kind, credential_hint, \
-         prompt, correlation_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
-         $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)",
-    )
-    .bind(uuid_text(r.id))
-    .bind(uuid_text(r.user_id))
-    .bind(r.provider_name.clone())
-    .bind(r.provider_type.clone())
-    .bind(r.api.clone())
-    .bind(r.requested_model.clone())
-    .bind(r.model.clone())
-    .bind(r.client.clone())
-    .bind(r.client_session_id.clone())
-    .bind(link.session_key.clone())
-    .bind(link.parent.map(uuid_text))
-    .bind(uuid_text(link.root))
-    .bind(r.started_at)
-    .bind(r.ended_at)
-    .bind(r.upstream_status)
-    .bind(r.error_kind.clone())
-    .bind(r.error_message.clone())
-    .bind(i64::from(r.client_disconnected))
-    .bind(i64::from(r.streamed))
-    .bind(r.usage.input_tokens)
-    .bind(r.usage.output_tokens)
-    .bind(r.usage.cache_read_tokens)
-    .bind(r.usage.cache_creation_tokens)
-    .bind(r.usage.reasoning_tokens)
-    .bind(r.cost_micros)
-    .bind(r.credential_kind.clone())
-    .bind(r.credential_hint.clone())
-    .bind(r.prompt.clone())
-    .bind(r.correlation_id.clone())
-    .execute(&mut *conn)
-    .await
-    .db()?;
-    for (ordinal, call) in r
-        .tool_calls
+    // The latest record of the batch that made one of the calls.
+    let in_batch = call_ids
         .iter()
-        .take(MAX_TOOL_USAGES_PER_INTERCEPTION)
-        .enumerate()
-    {
-        sqlx::query(
-            "INSERT INTO aibridge_tool_usages (interception_id, ordinal, call_id, name, \
-             argument_bytes) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(uuid_text(r.id))
-        .bind(i64::try_from(ordinal).unwrap_or(i64::MAX))
-        .bind(call.call_id.clone())
-        .bind(call.name.clone())
-        .bind(call.argument_bytes)
-        .execute(&mut *conn)
-        .await
-        .db()?;
+        .filter_map(|id| batch_calls.get(&(r.user_id, (*id).to_owned())))
+        .max_by_key(|site| site.0);
+    if let Some((_, id, root, session)) = in_batch {
+        return Ok(Some((*id, *root, session.clone())));
     }
-    sqlx::query(
-        "INSERT INTO aibridge_sessions (user_id, session_key, started_at, last_started_at) \
-         VALUES ($1, $2, $3, $3) ON CONFLICT (user_id, session_key) DO UPDATE SET \
-         started_at = CASE WHEN excluded.started_at < aibridge_sessions.started_at \
-           THEN excluded.started_at ELSE aibridge_sessions.started_at END, \
-         last_started_at = CASE WHEN excluded.last_started_at > aibridge_sessions.last_started_at \
-           THEN excluded.last_started_at ELSE aibridge_sessions.last_started_at END",
-    )
-    .bind(uuid_text(r.user_id))
-    .bind(link.session_key.clone())
-    .bind(r.started_at)
-    .execute(&mut *conn)
-    .await
-    .db()?;
-    Ok(link)
+    let placeholders = (2..call_ids.len().saturating_add(2))
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT i.id AS id, i.thread_root_id AS root, i.session_key AS session_key \
+         FROM aibridge_tool_usages t JOIN aibridge_interceptions i ON i.id = t.interception_id \
+         WHERE i.user_id = $1 AND t.call_id IN ({placeholders}) \
+         ORDER BY i.started_at DESC, i.id DESC LIMIT 1"
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(uuid_text(r.user_id));
+    for id in &call_ids {
+        query = query.bind((*id).to_owned());
+    }
+    match query.fetch_optional(&mut *conn).await.db()? {
+        Some(row) => Ok(Some((
+            get_uuid(&row, "id")?,
+            get_uuid(&row, "root")?,
+            row.try_get::<String, _>("session_key").db()?,
+        ))),
+        None => Ok(None),
+    }
+}
+
+/// `(${n}, ${n+1}, …)` groups for `rows` rows of `cols` parameters each.
+fn value_groups(rows: usize, cols: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let first = r.saturating_mul(cols).saturating_add(1);
+            let params = (first..first.saturating_add(cols))
+                .map(|n| format!("${n}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("({params})")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Writes a batch inside `conn`'s transaction: thread links (one lookup per record that
+/// answers calls not made in the batch), then multi-row inserts of the interceptions, their
+/// tool usages and the sessions (widened once per session of the batch).
+async fn record_batch(conn: &mut AnyConnection, batch: &[NewInterception]) -> Result<Vec<ThreadLink>> {
+    let mut links = Vec::with_capacity(batch.len());
+    let mut batch_calls: HashMap<(Uuid, String), CallSite> = HashMap::new();
+    for (index, r) in batch.iter().enumerate() {
+        let link = match find_parent(conn, r, &batch_calls).await? {
+            Some((parent, root, session)) => ThreadLink {
+                parent: Some(parent),
+                root,
+                session_key: r.client_session_id.clone().unwrap_or(session),
+            },
+            None => ThreadLink {
+                parent: None,
+                root: r.id,
+                session_key: r
+                    .client_session_id
+                    .clone()
+                    .unwrap_or_else(|| uuid_text(r.id)),
+            },
+        };
+        let calls: Vec<BatchCall> = r
+            .tool_calls
+            .iter()
+            .filter(|c| !c.call_id.is_empty())
+            .map(|c| {
+                (
+                    (r.user_id, c.call_id.clone()),
+                    (index, r.id, link.root, link.session_key.clone()),
+                )
+            })
+            .collect();
+        batch_calls.extend(calls);
+        links.push(link);
+    }
+    let rows: Vec<(&NewInterception, &ThreadLink)> = batch.iter().zip(&links).collect();
+    for chunk in rows.chunks(INTERCEPTION_ROWS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO aibridge_interceptions (id, user_id, provider_name, provider_type, \
+             api, requested_model, model, client, client_session_id, session_key, \
+             thread_parent_id, thread_root_id, started_at, ended_at, upstream_status, \
+             error_kind, error_message, client_disconnected, streamed, input_tokens, \
+             output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, \
+             cost_micros, credential_kind, credential_hint, prompt, correlation_id) VALUES {}",
+            value_groups(chunk.len(), 29)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (r, link) in chunk {
+            q = q
+                .bind(uuid_text(r.id))
+                .bind(uuid_text(r.user_id))
+                .bind(r.provider_name.clone())
+                .bind(r.provider_type.clone())
+                .bind(r.api.clone())
+                .bind(r.requested_model.clone())
+                .bind(r.model.clone())
+                .bind(r.client.clone())
+                .bind(r.client_session_id.clone())
+                .bind(link.session_key.clone())
+                .bind(link.parent.map(uuid_text))
+                .bind(uuid_text(link.root))
+                .bind(r.started_at)
+                .bind(r.ended_at)
+                .bind(r.upstream_status)
+                .bind(r.error_kind.clone())
+                .bind(r.error_message.clone())
+                .bind(i64::from(r.client_disconnected))
+                .bind(i64::from(r.streamed))
+                .bind(r.usage.input_tokens)
+                .bind(r.usage.output_tokens)
+                .bind(r.usage.cache_read_tokens)
+                .bind(r.usage.cache_creation_tokens)
+                .bind(r.usage.reasoning_tokens)
+                .bind(r.cost_micros)
+                .bind(r.credential_kind.clone())
+                .bind(r.credential_hint.clone())
+                .bind(r.prompt.clone())
+                .bind(r.correlation_id.clone());
+        }
+        q.execute(&mut *conn).await.db()?;
+    }
+    let tools: Vec<(Uuid, i64, &NewToolUsage)> = batch
+        .iter()
+        .flat_map(|r| {
+            r.tool_calls
+                .iter()
+                .take(MAX_TOOL_USAGES_PER_INTERCEPTION)
+                .enumerate()
+                .map(move |(i, c)| (r.id, i64::try_from(i).unwrap_or(i64::MAX), c))
+        })
+        .collect();
+    for chunk in tools.chunks(SMALL_ROWS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO aibridge_tool_usages (interception_id, ordinal, call_id, name, \
+             argument_bytes) VALUES {}",
+            value_groups(chunk.len(), 5)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (id, ordinal, call) in chunk {
+            q = q
+                .bind(uuid_text(*id))
+                .bind(*ordinal)
+                .bind(call.call_id.clone())
+                .bind(call.name.clone())
+                .bind(call.argument_bytes);
+        }
+        q.execute(&mut *conn).await.db()?;
+    }
+    // One row per session of the batch (a multi-row upsert may not touch a row twice).
+    let mut sessions: BTreeMap<(Uuid, String), (i64, i64)> = BTreeMap::new();
+    for (r, link) in &rows {
+        let span = sessions
+            .entry((r.user_id, link.session_key.clone()))
+            .or_insert((r.started_at, r.started_at));
+        span.0 = span.0.min(r.started_at);
+        span.1 = span.1.max(r.started_at);
+    }
+    let sessions: Vec<_> = sessions.into_iter().collect();
+    for chunk in sessions.chunks(SMALL_ROWS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO aibridge_sessions (user_id, session_key, started_at, last_started_at) \
+             VALUES {} ON CONFLICT (user_id, session_key) DO UPDATE SET \
+             started_at = CASE WHEN excluded.started_at < aibridge_sessions.started_at \
+               THEN excluded.started_at ELSE aibridge_sessions.started_at END, \
+             last_started_at = CASE \
+               WHEN excluded.last_started_at > aibridge_sessions.last_started_at \
+               THEN excluded.last_started_at ELSE aibridge_sessions.last_started_at END",
+            value_groups(chunk.len(), 4)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for ((user, key), (first, last)) in chunk {
+            q = q
+                .bind(uuid_text(*user))
+                .bind(key.clone())
+                .bind(*first)
+                .bind(*last);
+        }
+        q.execute(&mut *conn).await.db()?;
+    }
+    Ok(links)
 }
 
 fn interception_from_row(row: &AnyRow) -> Result<AIBridgeInterception> {

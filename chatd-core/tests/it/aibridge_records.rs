@@ -191,7 +191,8 @@ async fn tool_results_link_threads_to_the_call_that_made_them() {
         let mut b = record(f.user, 10);
         b.start.tool_result_call_ids = vec!["call_2".into()];
         b.tool_calls = vec![tool("call_3", "edit", 7)];
-        // Flushed between, so the link comes from the stored rows, not the same batch.
+        // a and b go in one batch (b linked to a inside it); c and the other user's call
+        // in a later one (linked through the stored rows).
         let (a_id, b_id) = (a.start.id, b.start.id);
         recorder.finished(a);
         recorder.finished(b);
@@ -563,6 +564,51 @@ async fn gateway_spend_counts_toward_the_usage_limit_and_the_cost_reports() {
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::UsageLimit);
         engine.shutdown().await;
+        recorder.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_large_batch_spans_several_multi_row_inserts() {
+    on_each_backend(|store| async move {
+        let f = fixture(&store).await;
+        let recorder = Recorder::start(store.clone(), RecorderSettings::default());
+        // 150 records in one batch (the writer cannot run before the flush): three
+        // interception inserts of up to 64 rows, two tool-usage inserts of up to 256, the
+        // sessions of 30 client sessions, and links inside the batch.
+        let mut ids = Vec::new();
+        for i in 0..150_i64 {
+            let mut r = record(f.user, i);
+            r.start.client_session_id = Some(format!("s{}", i / 5));
+            r.tool_calls = vec![
+                tool(&format!("c{i}a"), "read", 1),
+                tool(&format!("c{i}b"), "write", 2),
+            ];
+            if i > 0 {
+                r.start.tool_result_call_ids = vec![format!("c{}b", i - 1)];
+            }
+            ids.push(r.start.id);
+            recorder.finished(r);
+        }
+        recorder.flush().await;
+        assert_eq!(recorder.stats().recorded, 150);
+        let page = list(&admin_of(&store), &Actor::user(f.user), &[("limit", "1000")]).await;
+        assert_eq!(page.results.len(), 150);
+        let by_id: BTreeMap<Uuid, _> = page.results.iter().map(|r| (r.id, r)).collect();
+        for (i, id) in ids.iter().enumerate() {
+            let r = by_id[id];
+            assert_eq!(r.tool_usages.len(), 2);
+            assert_eq!(r.thread_root_id, ids[0], "{i}");
+            assert_eq!(r.thread_parent_id, i.checked_sub(1).map(|p| ids[p]), "{i}");
+        }
+        let q = parse_aibridge_sessions_query(None, None, None, None, Some("1000")).unwrap();
+        let sessions = admin_of(&store)
+            .list_aibridge_sessions(&Actor::user(f.user), &q)
+            .await
+            .unwrap();
+        assert_eq!(sessions.sessions.len(), 30);
+        assert!(sessions.sessions.iter().all(|s| s.interception_count == 5));
         recorder.shutdown().await;
     })
     .await;
