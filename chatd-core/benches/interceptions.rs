@@ -93,10 +93,8 @@ async fn fill(pool: &AnyPool, users: i64, n: i64, now: i64) {
     .await;
     exec(
         pool,
-        &format!(
-            "CREATE TABLE bench_users AS SELECT row_number() OVER (ORDER BY id) - 1 AS k, id \
-             FROM users"
-        ),
+        "CREATE TABLE bench_users AS SELECT row_number() OVER (ORDER BY id) - 1 AS k, id \
+         FROM users",
     )
     .await;
     exec(

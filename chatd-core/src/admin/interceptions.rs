@@ -56,12 +56,13 @@ impl Admin {
         let user_id = self
             .interception_owner(actor, query.initiator.as_deref())
             .await?;
-        let mut filter = InterceptionFilter::default();
-        filter.user_id = user_id;
-        filter.provider_name = query.provider.clone();
-        filter.model = query.model.clone();
-        filter.started_after = query.started_after.map(timestamp_to_micros);
-        filter.started_before = query.started_before.map(timestamp_to_micros);
+        let filter = InterceptionFilter {
+            user_id,
+            provider_name: query.provider.clone(),
+            model: query.model.clone(),
+            started_after: query.started_after.map(timestamp_to_micros),
+            started_before: query.started_before.map(timestamp_to_micros),
+        };
         let page = self
             .store()
             .list_interceptions(

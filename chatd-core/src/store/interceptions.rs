@@ -323,7 +323,10 @@ impl Store {
             .await
             .db()?
             .ok_or_else(|| {
-                Error::new(ErrorKind::InvalidArgument, "after_id names no interception.")
+                Error::new(
+                    ErrorKind::InvalidArgument,
+                    "after_id names no interception.",
+                )
             })?;
             let at: i64 = row.try_get("started_at").db()?;
             let t = clause.next();
@@ -749,7 +752,10 @@ fn value_groups(rows: usize, cols: usize) -> String {
 /// Writes a batch inside `conn`'s transaction: thread links (one lookup per record that
 /// answers calls not made in the batch), then multi-row inserts of the interceptions, their
 /// tool usages and the sessions (widened once per session of the batch).
-async fn record_batch(conn: &mut AnyConnection, batch: &[NewInterception]) -> Result<Vec<ThreadLink>> {
+async fn record_batch(
+    conn: &mut AnyConnection,
+    batch: &[NewInterception],
+) -> Result<Vec<ThreadLink>> {
     let mut links = Vec::with_capacity(batch.len());
     let mut batch_calls: HashMap<(Uuid, String), CallSite> = HashMap::new();
     for (index, r) in batch.iter().enumerate() {

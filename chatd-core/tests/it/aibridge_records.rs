@@ -341,16 +341,9 @@ async fn the_listing_filters_pages_and_keeps_members_to_their_own() {
         assert_eq!(err.kind(), ErrorKind::Forbidden);
         // Another user's interception is no cursor for a member.
         let bob_text = bob_id.to_string();
-        let q = parse_aibridge_interceptions_query(
-            None,
-            None,
-            None,
-            None,
-            None,
-            Some(&bob_text),
-            None,
-        )
-        .unwrap();
+        let q =
+            parse_aibridge_interceptions_query(None, None, None, None, None, Some(&bob_text), None)
+                .unwrap();
         let err = admin
             .list_aibridge_interceptions(&alice, &q)
             .await
@@ -593,7 +586,12 @@ async fn a_large_batch_spans_several_multi_row_inserts() {
         }
         recorder.flush().await;
         assert_eq!(recorder.stats().recorded, 150);
-        let page = list(&admin_of(&store), &Actor::user(f.user), &[("limit", "1000")]).await;
+        let page = list(
+            &admin_of(&store),
+            &Actor::user(f.user),
+            &[("limit", "1000")],
+        )
+        .await;
         assert_eq!(page.results.len(), 150);
         let by_id: BTreeMap<Uuid, _> = page.results.iter().map(|r| (r.id, r)).collect();
         for (i, id) in ids.iter().enumerate() {
