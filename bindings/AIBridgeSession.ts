@@ -24,7 +24,7 @@ providers: Array<string>,
  */
 models: Array<string>, 
 /**
- * The client of the newest call, when known.
+ * A client seen in the session (the greatest name when several), when known.
  */
 client?: string, 
 /**
