@@ -163,7 +163,7 @@
 //!   (they rely on its raw-value support), not through `#[serde(flatten)]`.
 //! - Secrets are [`SecretString`]s, which never print themselves.
 
-pub mod aibridge;
+mod aibridge;
 mod chat;
 #[cfg(feature = "client")]
 pub mod client;

@@ -169,6 +169,22 @@ struct ServeArgs {
     #[arg(long, env = "CHATD_AI_GATEWAY_ALLOWED_PRIVATE_CIDRS", value_parser = parse_cidrs,
           default_value = "")]
     ai_gateway_allowed_private_cidrs: AddressPolicy,
+    /// Whether the AI Gateway stores and logs each call's last user prompt (bounded by
+    /// `--ai-gateway-max-prompt-bytes`); off also silences `model_thought` log lines
+    /// (docs/ai-gateway-records.md).
+    #[arg(long, env = "CHATD_AI_GATEWAY_RECORD_PROMPTS", default_value_t = true,
+          action = clap::ArgAction::Set)]
+    ai_gateway_record_prompts: bool,
+    /// Bytes of a user prompt the AI Gateway keeps (cut on a character boundary).
+    #[arg(long, env = "CHATD_AI_GATEWAY_MAX_PROMPT_BYTES",
+          default_value_t = chatd_core::aibridge::DEFAULT_MAX_PROMPT_BYTES)]
+    ai_gateway_max_prompt_bytes: usize,
+    /// AI Gateway records queued for the database before new ones are dropped (counted
+    /// in `aibridge_records_dropped_total`); the proxy never waits for the database.
+    #[arg(long, env = "CHATD_AI_GATEWAY_RECORD_QUEUE",
+          value_parser = clap::value_parser!(u32).range(1..),
+          default_value_t = chatd_core::aibridge::DEFAULT_RECORDER_QUEUE_CAPACITY as u32)]
+    ai_gateway_record_queue: u32,
 }
 
 /// Parses `--ai-gateway-allowed-private-cidrs`.
@@ -548,6 +564,10 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     options.engine.liveness_interval = args.liveness_interval;
     options.turn_summaries = args.turn_summaries;
     options.debug_logging_forced = args.chat_debug_logging_forced;
+    options.ai_gateway_records = chatd_core::aibridge::RecorderSettings::default()
+        .with_record_prompts(args.ai_gateway_record_prompts)
+        .with_max_prompt_bytes(args.ai_gateway_max_prompt_bytes)
+        .with_queue_capacity(usize::try_from(args.ai_gateway_record_queue).unwrap_or(usize::MAX));
     options.engine.turn_summary_delay = args.turn_summary_delay;
     options.deployment_keys = deployment_keys_from_env()?;
     options.ai_gateway.allow_byok = args.ai_gateway_allow_byok;

@@ -111,6 +111,7 @@ struct Inner {
     notification_reconnects: Counter,
     config_changes: Counter,
     retention: RetentionMetrics,
+    aibridge: AibridgeMetrics,
     tracked_turns: AtomicUsize,
     max_tracked_turns: usize,
     tracking_timeout: Duration,
@@ -217,9 +218,11 @@ impl Metrics {
             config_changes.clone(),
         );
         let retention = RetentionMetrics::register(&mut registry);
+        let aibridge = AibridgeMetrics::register(&mut registry);
         Metrics {
             inner: Arc::new(Inner {
                 retention,
+                aibridge,
                 running_chats,
                 claims,
                 recoveries,
@@ -269,6 +272,23 @@ impl Metrics {
     /// retention sweeps.
     pub fn engine_observer(&self) -> Arc<dyn chatd_core::EngineObserver> {
         Arc::new(EngineMetrics(self.clone()))
+    }
+
+    /// Sets the AI Gateway recorder's metrics from its counters
+    /// (`aibridge_records_{recorded,dropped,write_failures}_total`,
+    /// `aibridge_records_queued`); read at each scrape.
+    pub fn set_aibridge_stats(&self, stats: chatd_core::aibridge::RecorderStats) {
+        let m = &self.inner.aibridge;
+        // The recorder's counters only grow: add what is new since the last scrape.
+        for (counter, now) in [
+            (&m.recorded, stats.recorded),
+            (&m.dropped, stats.dropped),
+            (&m.write_failures, stats.write_failures),
+        ] {
+            counter.inc_by(now.saturating_sub(counter.get()));
+        }
+        m.queued
+            .set(i64::try_from(stats.queued).unwrap_or(i64::MAX));
     }
 
     /// Sets `chat_replica_running_chats` (read from the engine when scraped).
@@ -370,6 +390,47 @@ impl Metrics {
             tracing::error!(error = %e, "encoding the metrics failed");
         }
         out
+    }
+}
+
+/// The AI Gateway recorder's counters, copied from its stats at each scrape.
+#[derive(Debug)]
+struct AibridgeMetrics {
+    recorded: Counter,
+    dropped: Counter,
+    write_failures: Counter,
+    queued: Gauge,
+}
+
+impl AibridgeMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let m = AibridgeMetrics {
+            recorded: Counter::default(),
+            dropped: Counter::default(),
+            write_failures: Counter::default(),
+            queued: Gauge::default(),
+        };
+        registry.register(
+            "aibridge_records_recorded",
+            "AI Gateway interception records written to the database",
+            m.recorded.clone(),
+        );
+        registry.register(
+            "aibridge_records_dropped",
+            "AI Gateway interception records dropped because the recorder's queue was full",
+            m.dropped.clone(),
+        );
+        registry.register(
+            "aibridge_records_write_failures",
+            "AI Gateway interception records lost to a failed database write",
+            m.write_failures.clone(),
+        );
+        registry.register(
+            "aibridge_records_queued",
+            "AI Gateway interception records waiting for the database",
+            m.queued.clone(),
+        );
+        m
     }
 }
 
@@ -578,6 +639,9 @@ pub async fn serve(State(state): State<AppState>) -> HttpResponse {
     state
         .metrics()
         .set_running_chats(state.engine().active_turns());
+    state
+        .metrics()
+        .set_aibridge_stats(state.interceptions().stats());
     (
         [(CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)],
         state.metrics().render(),

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chatd_core::aibridge::{Recorder, RecorderSettings};
 use chatd_core::mcp::{McpConnector, McpSettings, OidcTokenSource};
 use chatd_core::workspace::WorkspaceProvider;
 use chatd_core::{
@@ -38,6 +39,7 @@ struct StateInner {
     access_url: Option<AccessUrl>,
     /// The AI Gateway, once [`build_on`] (or an embedder) set it.
     gateway: std::sync::OnceLock<Arc<Gateway>>,
+    interceptions: Recorder,
 }
 
 /// Path of an MCP server's OAuth2 callback under the access URL, `{id}` standing for the
@@ -154,13 +156,34 @@ impl AppState {
     }
 
     /// [`AppState::with_access_url`] recording into `metrics` (which the engine's MCP
-    /// connector may already report to).
+    /// connector may already report to), with an AI Gateway recorder of default settings
+    /// (started on the current Tokio runtime).
     pub fn with_parts(
         engine: Engine,
         admin: Admin,
         default_organization: Uuid,
         access_url: Option<AccessUrl>,
         metrics: Metrics,
+    ) -> Self {
+        let interceptions = Recorder::for_admin(&admin, RecorderSettings::default());
+        AppState::with_recorder(
+            engine,
+            admin,
+            default_organization,
+            access_url,
+            metrics,
+            interceptions,
+        )
+    }
+
+    /// [`AppState::with_parts`] with the AI Gateway's recorder given.
+    pub fn with_recorder(
+        engine: Engine,
+        admin: Admin,
+        default_organization: Uuid,
+        access_url: Option<AccessUrl>,
+        metrics: Metrics,
+        interceptions: Recorder,
     ) -> Self {
         AppState {
             inner: Arc::new(StateInner {
@@ -171,6 +194,7 @@ impl AppState {
                 default_organization,
                 access_url,
                 gateway: std::sync::OnceLock::new(),
+                interceptions,
             }),
         }
     }
@@ -184,6 +208,13 @@ impl AppState {
     /// Sets the AI Gateway; `false` when one was set already (the first stays).
     pub fn set_gateway(&self, gateway: Gateway) -> bool {
         self.inner.gateway.set(Arc::new(gateway)).is_ok()
+    }
+
+    /// The AI Gateway's recorder: the [`chatd_core::aibridge::InterceptionSink`] the
+    /// gateway's proxy hands its records to (stored, costed, logged off the request path;
+    /// docs/ai-gateway-records.md).
+    pub fn interceptions(&self) -> &Recorder {
+        &self.inner.interceptions
     }
 
     /// The access URL, when one is configured.
@@ -227,6 +258,8 @@ impl AppState {
     /// (running turns hand their chats back) and closes the database cleanly, which on
     /// SQLite checkpoints and truncates the write-ahead log.
     pub async fn shutdown(&self) {
+        // The gateway's queued records first, while the database is open.
+        self.inner.interceptions.shutdown().await;
         self.inner.engine.clone().shutdown().await;
         // The engine closed every stream and watch; their sockets now send their close
         // frames (1012, reconnect). Give them a moment before the process goes.
@@ -297,9 +330,14 @@ pub struct ServerOptions {
     /// The AI Gateway's settings (`--ai-gateway-*`, `CHATD_AIBRIDGE_PROVIDER_<N>_*`;
     /// docs/ai-gateway.md).
     pub ai_gateway: GatewayOptions,
-    /// Where the AI Gateway hands its interception records. `None` keeps no records:
-    /// calls are forwarded and nothing is written about them.
+    /// Where the AI Gateway hands its interception records instead of the store-backed
+    /// recorder [`build_on`] starts (an embedder's own sink, or a test's). `None`, the
+    /// default: the [`Recorder`] with [`ServerOptions::ai_gateway_records`].
     pub interception_sink: Option<Arc<dyn InterceptionSink>>,
+    /// The AI Gateway recorder's queue, batch and prompt settings
+    /// (`--ai-gateway-record-prompts`, `--ai-gateway-record-queue`;
+    /// docs/ai-gateway-records.md).
+    pub ai_gateway_records: RecorderSettings,
 }
 
 impl std::fmt::Debug for ServerOptions {
@@ -328,6 +366,7 @@ impl ServerOptions {
             debug_logging_forced: false,
             ai_gateway: GatewayOptions::default(),
             interception_sink: None,
+            ai_gateway_records: RecorderSettings::default(),
         }
     }
 }
@@ -371,11 +410,14 @@ pub async fn build_on(admin: Admin, options: ServerOptions) -> chatd_core::Resul
     let boot = admin.bootstrap(&bootstrap).await?;
     // The gateway's configuration is checked before the engine starts, so a refused
     // start leaves nothing running.
-    let gateway = Gateway::new(
-        options.ai_gateway.clone(),
-        options.interception_sink.clone(),
-    )
-    .map_err(|e| {
+    // The AI Gateway's records go to the store-backed recorder (AppState::interceptions)
+    // unless the options name another sink.
+    let interceptions = Recorder::for_admin(&admin, options.ai_gateway_records.clone());
+    let sink: Arc<dyn InterceptionSink> = match &options.interception_sink {
+        Some(sink) => Arc::clone(sink),
+        None => Arc::new(interceptions.clone()),
+    };
+    let gateway = Gateway::new(options.ai_gateway.clone(), Some(sink)).map_err(|e| {
         chatd_core::Error::with_response(
             chatd_core::ErrorKind::InvalidArgument,
             codersdk::Response::new(format!("The AI Gateway cannot start: {e}")),
@@ -417,12 +459,13 @@ pub async fn build_on(admin: Admin, options: ServerOptions) -> chatd_core::Resul
     // announcer holds the engine weakly: the demo resolver holds the admin handle, which
     // must not keep the engine alive).
     admin.on_config_change(engine.config_announcer());
-    let state = AppState::with_parts(
+    let state = AppState::with_recorder(
         engine,
         admin,
         boot.organization_id,
         options.access_url.clone(),
         metrics,
+        interceptions,
     );
     state.set_gateway(gateway);
     Ok(Started {

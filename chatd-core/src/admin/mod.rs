@@ -6,6 +6,7 @@ mod catalogue;
 mod config;
 mod costs;
 mod debug;
+mod interceptions;
 mod mcp;
 mod mcp_auth;
 mod usage_limits;

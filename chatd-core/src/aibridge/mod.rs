@@ -7,10 +7,14 @@
 //! (a bounded queue that counts what it drops, not one that waits).
 //!
 //! The proxy does not know how records are stored, costed or logged; the sink does not
-//! know HTTP. This module is the seam between the two.
+//! know HTTP. This module is the seam between the two, and holds the sink the server
+//! uses: [`Recorder`] (a bounded queue, a batching writer, exact cost, thread links and
+//! sessions, structured logs; docs/ai-gateway-records.md).
 
 mod instances;
 mod interception;
+mod logs;
+mod recorder;
 
 pub use instances::{
     instances_from_env, normalize_base_url, validate_instance_name, InstanceConfigError,
@@ -20,4 +24,14 @@ pub use instances::{
 };
 pub use interception::{
     CredentialKind, GatewayApi, InterceptionRecord, InterceptionSink, InterceptionStart, ToolUsage,
+};
+pub use logs::{
+    LOG_MESSAGE, LOG_TARGET, RECORD_INTERCEPTION_END, RECORD_INTERCEPTION_START,
+    RECORD_MODEL_THOUGHT, RECORD_PROMPT_USAGE, RECORD_TOKEN_USAGE, RECORD_TOOL_USAGE,
+};
+pub use recorder::{
+    interception_cost_micros, Recorder, RecorderSettings, RecorderStats, DEFAULT_DROP_LOG_INTERVAL,
+    DEFAULT_MAX_PROMPT_BYTES, DEFAULT_MAX_THOUGHTS_LOGGED, DEFAULT_MAX_THOUGHT_BYTES,
+    DEFAULT_RECORDER_BATCH_SIZE, DEFAULT_RECORDER_QUEUE_CAPACITY, MAX_RECORDED_ERROR_BYTES,
+    MAX_RECORDED_FIELD_BYTES,
 };

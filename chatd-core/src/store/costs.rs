@@ -22,6 +22,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::{get_opt_uuid, get_uuid, uuid_text, Dialect, Store};
+
 use crate::error::{DbResultExt, Result};
 
 /// The rows a cost report counts, as a condition on `chat_messages m`: assistant rows with a
@@ -52,6 +53,29 @@ const SUMS: &str = "CAST(COALESCE(SUM(m.total_cost_micros), 0) AS BIGINT) AS tot
      CAST(COALESCE(SUM(m.cache_read_tokens), 0) AS BIGINT) AS total_cache_read_tokens, \
      CAST(COALESCE(SUM(m.cache_creation_tokens), 0) AS BIGINT) AS total_cache_creation_tokens, \
      CAST(COALESCE(SUM(m.runtime_ms), 0) AS BIGINT) AS total_runtime_ms";
+
+/// The AI Gateway's usage rows, as a condition on `aibridge_interceptions i`: calls with a
+/// cost or any token count (a call that failed before the provider reported usage cost
+/// nothing the report can account for).
+const GATEWAY_USAGE_ROW: &str = "(i.cost_micros IS NOT NULL OR i.input_tokens IS NOT NULL \
+     OR i.output_tokens IS NOT NULL OR i.cache_read_tokens IS NOT NULL \
+     OR i.cache_write_tokens IS NOT NULL OR i.reasoning_tokens IS NOT NULL)";
+
+/// [`SUMS`] over the gateway's usage rows, under the same names: a call counts as one
+/// "message", its runtime is its duration.
+const GATEWAY_SUMS: &str = "CAST(COALESCE(SUM(i.cost_micros), 0) AS BIGINT) AS total_cost_micros, \
+     CAST(COUNT(i.cost_micros) AS BIGINT) AS priced_count, \
+     CAST(COUNT(*) AS BIGINT) AS message_count, \
+     CAST(COALESCE(SUM(i.input_tokens), 0) AS BIGINT) AS total_input_tokens, \
+     CAST(COALESCE(SUM(i.output_tokens), 0) AS BIGINT) AS total_output_tokens, \
+     CAST(COALESCE(SUM(i.cache_read_tokens), 0) AS BIGINT) AS total_cache_read_tokens, \
+     CAST(COALESCE(SUM(i.cache_write_tokens), 0) AS BIGINT) AS total_cache_creation_tokens, \
+     CAST(COALESCE(SUM((i.ended_at - i.started_at) / 1000), 0) AS BIGINT) AS total_runtime_ms";
+
+/// The `provider` of the `by_model` entries of AI Gateway calls is the provider instance's
+/// name; their `display_name` is the model followed by this suffix and the instance, and
+/// their `model_config_id` the nil UUID (docs/ai-gateway-records.md).
+pub const GATEWAY_MODEL_DISPLAY_SUFFIX: &str = " via AI Gateway";
 
 /// What one owner's usage rows in a window add up to ([`Store::cost_summary`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -103,15 +127,15 @@ fn contains_pattern(needle: &str) -> String {
 
 impl Store {
     /// Σ `total_cost_micros` of the messages of `owner_id`'s chats created in
-    /// `[start_micros, end_micros)` — the spend a usage limit compares with its limit. One
-    /// statement.
+    /// `[start_micros, end_micros)` plus Σ cost of their AI Gateway calls started in it —
+    /// the spend a usage limit compares with its limit. One statement.
     pub async fn spend_micros(
         &self,
         owner_id: Uuid,
         start_micros: i64,
         end_micros: i64,
     ) -> Result<i64> {
-        let row = sqlx::query(SPEND_SQL)
+        let row = sqlx::query(sqlx::AssertSqlSafe(spend_sql()))
             .bind(uuid_text(owner_id))
             .bind(start_micros)
             .bind(end_micros)
@@ -165,7 +189,7 @@ impl Store {
 
     /// `BEGIN` of a read-only snapshot (SQLite's deferred transaction reads one snapshot in
     /// WAL mode).
-    fn snapshot_begin(&self) -> &'static str {
+    pub(super) fn snapshot_begin(&self) -> &'static str {
         match self.dialect() {
             Dialect::Sqlite => "BEGIN",
             Dialect::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
@@ -192,7 +216,7 @@ pub struct CostSummary {
 #[doc(hidden)]
 pub fn cost_statements() -> Vec<(&'static str, String)> {
     vec![
-        ("spend", SPEND_SQL.to_owned()),
+        ("spend", spend_sql()),
         ("totals", totals_sql()),
         ("by_model", by_model_sql()),
         ("by_chat", by_chat_sql()),
@@ -200,28 +224,57 @@ pub fn cost_statements() -> Vec<(&'static str, String)> {
     ]
 }
 
-const SPEND_SQL: &str = "SELECT CAST(COALESCE(SUM(m.total_cost_micros), 0) AS BIGINT) AS spent \
+/// The owner's spend in `[$2, $3)` ([`SPEND_EXPR`]).
+fn spend_sql() -> String {
+    format!("SELECT {SPEND_EXPR} AS spent")
+}
+
+/// The spend of user `$1` in `[$2, $3)` as one scalar expression: the chats' priced rows
+/// plus the AI Gateway's priced calls (what [`Store::spend_micros`] and the admission
+/// check's statement read). Each side is an indexed range read (`chat_messages (chat_id,
+/// created_at)`, `aibridge_interceptions (user_id, started_at, id)`).
+pub(super) const SPEND_EXPR: &str = "CAST((SELECT COALESCE(SUM(m.total_cost_micros), 0) \
      FROM chats c JOIN chat_messages m ON m.chat_id = c.id \
      WHERE c.owner_id = $1 AND m.created_at >= $2 AND m.created_at < $3 \
-     AND m.total_cost_micros IS NOT NULL";
+     AND m.total_cost_micros IS NOT NULL) + (SELECT COALESCE(SUM(i.cost_micros), 0) \
+     FROM aibridge_interceptions i WHERE i.user_id = $1 AND i.started_at >= $2 \
+     AND i.started_at < $3 AND i.cost_micros IS NOT NULL) AS BIGINT)";
 
 fn totals_sql() -> String {
     format!(
-        "SELECT {SUMS} FROM chats c JOIN chat_messages m ON m.chat_id = c.id \
-         WHERE c.owner_id = $1 AND m.created_at >= $2 AND m.created_at < $3 AND {USAGE_ROW}"
+        "SELECT CAST(SUM(t.total_cost_micros) AS BIGINT) AS total_cost_micros, \
+         CAST(SUM(t.priced_count) AS BIGINT) AS priced_count, \
+         CAST(SUM(t.message_count) AS BIGINT) AS message_count, \
+         CAST(SUM(t.total_input_tokens) AS BIGINT) AS total_input_tokens, \
+         CAST(SUM(t.total_output_tokens) AS BIGINT) AS total_output_tokens, \
+         CAST(SUM(t.total_cache_read_tokens) AS BIGINT) AS total_cache_read_tokens, \
+         CAST(SUM(t.total_cache_creation_tokens) AS BIGINT) AS total_cache_creation_tokens, \
+         CAST(SUM(t.total_runtime_ms) AS BIGINT) AS total_runtime_ms FROM ( \
+         SELECT {SUMS} FROM chats c JOIN chat_messages m ON m.chat_id = c.id \
+         WHERE c.owner_id = $1 AND m.created_at >= $2 AND m.created_at < $3 AND {USAGE_ROW} \
+         UNION ALL SELECT {GATEWAY_SUMS} FROM aibridge_interceptions i \
+         WHERE i.user_id = $1 AND i.started_at >= $2 AND i.started_at < $3 \
+         AND {GATEWAY_USAGE_ROW}) t"
     )
 }
 
+/// Per model config, then one entry per (provider instance, model) of the AI Gateway's
+/// calls (`gateway` = 1), in one order.
 fn by_model_sql() -> String {
     format!(
-        "SELECT m.model_config_id AS model_config_id, mc.display_name AS display_name, \
-         mc.provider AS provider, mc.model AS model, {SUMS} \
+        "SELECT * FROM (SELECT m.model_config_id AS model_config_id, \
+         mc.display_name AS display_name, mc.provider AS provider, mc.model AS model, {SUMS}, \
+         CAST(0 AS BIGINT) AS gateway \
          FROM chats c JOIN chat_messages m ON m.chat_id = c.id \
          LEFT JOIN model_configs mc ON mc.id = m.model_config_id \
          WHERE c.owner_id = $1 AND m.created_at >= $2 AND m.created_at < $3 AND {USAGE_ROW} \
          GROUP BY m.model_config_id, mc.display_name, mc.provider, mc.model \
-         ORDER BY total_cost_micros DESC, message_count DESC, \
-         COALESCE(m.model_config_id, '') ASC"
+         UNION ALL SELECT NULL, NULL, i.provider_name, i.model, {GATEWAY_SUMS}, \
+         CAST(1 AS BIGINT) FROM aibridge_interceptions i \
+         WHERE i.user_id = $1 AND i.started_at >= $2 AND i.started_at < $3 \
+         AND {GATEWAY_USAGE_ROW} GROUP BY i.provider_name, i.model) b \
+         ORDER BY b.total_cost_micros DESC, b.message_count DESC, b.gateway ASC, \
+         COALESCE(b.model_config_id, '') ASC, b.provider ASC, b.model ASC"
     )
 }
 
@@ -251,11 +304,15 @@ fn by_user_grouped_sql() -> String {
          CAST(SUM(r.total_cache_read_tokens) AS BIGINT) AS total_cache_read_tokens, \
          CAST(SUM(r.total_cache_creation_tokens) AS BIGINT) AS total_cache_creation_tokens, \
          CAST(SUM(r.total_runtime_ms) AS BIGINT) AS total_runtime_ms, \
-         CAST(COUNT(*) AS BIGINT) AS chat_count \
+         CAST(COUNT(r.root_chat_id) AS BIGINT) AS chat_count \
          FROM (SELECT c.owner_id AS user_id, c.root_chat_id AS root_chat_id, {SUMS} \
                FROM chat_messages m JOIN chats c ON c.id = m.chat_id \
                WHERE m.created_at >= $1 AND m.created_at < $2 AND {USAGE_ROW} \
-               GROUP BY c.owner_id, c.root_chat_id) r \
+               GROUP BY c.owner_id, c.root_chat_id \
+               UNION ALL SELECT i.user_id, NULL, {GATEWAY_SUMS} \
+               FROM aibridge_interceptions i \
+               WHERE i.started_at >= $1 AND i.started_at < $2 AND {GATEWAY_USAGE_ROW} \
+               GROUP BY i.user_id) r \
          JOIN users u ON u.id = r.user_id \
          WHERE ($3 = '' OR lower(u.username) LIKE lower($3) ESCAPE '\\' \
                 OR lower(u.name) LIKE lower($3) ESCAPE '\\') \
@@ -330,6 +387,20 @@ async fn summary_in_tx(
 }
 
 fn model_breakdown(row: &AnyRow) -> Result<ChatCostModelBreakdown> {
+    let gateway: i64 = row.try_get("gateway").db()?;
+    if gateway != 0 {
+        let provider: String = row.try_get("provider").db()?;
+        let model: String = row.try_get("model").db()?;
+        return Ok(ChatCostModelBreakdown {
+            model_config_id: Uuid::nil(),
+            display_name: format!("{model}{GATEWAY_MODEL_DISPLAY_SUFFIX} ({provider})"),
+            provider,
+            model,
+            total_cost_micros: row.try_get("total_cost_micros").db()?,
+            message_count: row.try_get("message_count").db()?,
+            totals: token_totals(row)?,
+        });
+    }
     let id = get_opt_uuid(row, "model_config_id")?;
     let display: Option<String> = row.try_get("display_name").db()?;
     let provider: Option<String> = row.try_get("provider").db()?;

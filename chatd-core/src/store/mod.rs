@@ -19,6 +19,7 @@ mod debug_runs;
 mod files;
 mod groups;
 mod history;
+mod interceptions;
 mod leases;
 mod listing;
 mod mcp;
@@ -65,7 +66,8 @@ pub use config::{
 #[doc(hidden)]
 pub use costs::cost_statements;
 pub use costs::{
-    CostSummary, CostTotals, CostUsersPage, MAX_COST_SUMMARY_CHATS, UNKNOWN_MODEL_DISPLAY_NAME,
+    CostSummary, CostTotals, CostUsersPage, GATEWAY_MODEL_DISPLAY_SUFFIX, MAX_COST_SUMMARY_CHATS,
+    UNKNOWN_MODEL_DISPLAY_NAME,
 };
 pub use debug_runs::{
     cap_debug_document, DebugStepEnd, NewDebugRun, NewDebugStep, DEFAULT_DEBUG_RETENTION_DAYS,
@@ -81,6 +83,14 @@ pub use groups::{
     ORGANIZATION_NOT_FOUND_MESSAGE,
 };
 pub use history::{HistoryMark, HistoryRead, TurnInputs, TurnStart};
+#[doc(hidden)]
+pub use interceptions::session_page_statements;
+pub use interceptions::{
+    decode_session_cursor, InterceptionFilter, InterceptionPage, InterceptionPageRequest,
+    NewInterception, NewToolUsage, SessionPage, ThreadLink, INVALID_SESSION_CURSOR_MESSAGE,
+    MAX_INTERCEPTION_PAGE, MAX_SESSION_CURSOR_BYTES, MAX_THREAD_LINK_CALL_IDS,
+    MAX_TOOL_USAGES_PER_INTERCEPTION,
+};
 pub use leases::{
     ClaimLimits, Claimed, Lease, LeaseState, RecoveredChats, CLAIM_ADVISORY_LOCK_KEY,
     DYNAMIC_TOOL_TIMEOUT_MESSAGE, MAX_CLAIM_BATCH, MAX_LEASES_PER_HEARTBEAT_STATEMENT,

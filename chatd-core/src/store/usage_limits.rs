@@ -276,25 +276,23 @@ impl Store {
     /// Everything the admission check needs about `user_id` beside the cached
     /// configuration, in one statement: the user's override, the smallest override of the
     /// user's groups, and the user's spend in `[start_micros, end_micros)` (as
-    /// [`Store::spend_micros`] sums it).
+    /// [`Store::spend_micros`] sums it: chats and AI Gateway calls).
     pub async fn usage_limit_inputs(
         &self,
         user_id: Uuid,
         start_micros: i64,
         end_micros: i64,
     ) -> Result<UsageLimitInputs> {
-        let row = sqlx::query(
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT \
              (SELECT o.spend_limit_micros FROM chat_usage_limit_user_overrides o \
               WHERE o.user_id = $1) AS user_limit, \
              (SELECT MIN(go.spend_limit_micros) FROM chat_usage_limit_group_overrides go \
               JOIN group_members gm ON gm.group_id = go.group_id WHERE gm.user_id = $1) \
               AS group_limit, \
-             (SELECT CAST(COALESCE(SUM(m.total_cost_micros), 0) AS BIGINT) \
-              FROM chats c JOIN chat_messages m ON m.chat_id = c.id \
-              WHERE c.owner_id = $1 AND m.created_at >= $2 AND m.created_at < $3 \
-              AND m.total_cost_micros IS NOT NULL) AS spent",
-        )
+             {} AS spent",
+            super::costs::SPEND_EXPR
+        )))
         .bind(uuid_text(user_id))
         .bind(start_micros)
         .bind(end_micros)

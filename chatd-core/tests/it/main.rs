@@ -3,6 +3,7 @@
 //! the tests are organised and how to add one.
 
 mod admin;
+mod aibridge_records;
 mod cluster;
 mod compaction;
 mod configcache;

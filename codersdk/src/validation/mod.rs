@@ -11,6 +11,7 @@
 //! collector, quoting of user input, the display-name rule) and re-exports their public
 //! items, which the crate root re-exports in turn.
 
+mod aibridge;
 mod chat;
 mod content;
 mod costs;
@@ -30,6 +31,7 @@ mod uploads;
 mod urls;
 mod usage;
 
+pub use aibridge::*;
 pub use chat::*;
 pub use content::*;
 pub use costs::*;

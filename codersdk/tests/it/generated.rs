@@ -134,6 +134,17 @@ ts_types![
     ChatUsageLimitStatus,
     UpsertChatUsageLimitOverrideRequest,
     ChatUsageLimitExceededResponse,
+    // AI Gateway records
+    AIBridgeInitiator,
+    AIBridgeTokenUsage,
+    AIBridgeUserPrompt,
+    AIBridgeToolUsage,
+    AIBridgeInterceptionError,
+    AIBridgeInterception,
+    AIBridgeListInterceptionsResponse,
+    AIBridgeSessionTokenUsageSummary,
+    AIBridgeSession,
+    AIBridgeListSessionsResponse,
     // MCP
     MCPServerTransport,
     MCPServerAuthType,

@@ -14,6 +14,7 @@ pub mod costs;
 pub mod debug;
 pub mod files;
 pub mod groups;
+pub mod interceptions;
 pub mod mcp;
 pub mod streams;
 pub mod unsupported;
@@ -254,6 +255,7 @@ pub fn v2_routes() -> Vec<Route> {
     let mut routes = users::routes();
     routes.extend(groups::routes());
     routes.extend(aibridge::routes());
+    routes.extend(interceptions::routes());
     routes
 }
 

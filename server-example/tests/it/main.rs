@@ -19,6 +19,7 @@ mod debug_runs;
 mod demo;
 mod embed;
 mod files;
+mod interceptions;
 mod mcp;
 mod mcp_auth;
 mod mcp_tools;
