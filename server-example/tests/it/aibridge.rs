@@ -253,7 +253,7 @@ async fn gateway_server(
     mock: &str,
     allow_byok: bool,
     allow_loopback: bool,
-    sink: Arc<Collect>,
+    sink: Option<Arc<Collect>>,
 ) -> TestServer {
     let keys = ProviderApiKeys::new()
         .with_api_key(Provider::OpenAi, CENTRAL_OPENAI_KEY)
@@ -283,12 +283,16 @@ async fn gateway_server(
             ANTHROPIC_CORP_KEY,
         ),
     ];
-    TestServer::builder(store)
+    let builder = TestServer::builder(store)
         .deployment_keys(keys)
-        .ai_gateway(options)
-        .interception_sink(sink)
-        .start()
-        .await
+        .ai_gateway(options);
+    // Without a sink of the test's, records go to the server's own recorder.
+    match sink {
+        Some(sink) => builder.interception_sink(sink),
+        None => builder,
+    }
+    .start()
+    .await
 }
 
 /// Runs the SDK script on `calls`; its results by id.
@@ -376,7 +380,7 @@ async fn official_sdks_call_through_the_gateway_and_every_call_is_recorded() {
     on_each_backend(|store| async move {
         let (mock, upstream) = mock_upstream().await;
         let sink = Arc::new(Collect::default());
-        let server = gateway_server(&store, &mock, true, true, Arc::clone(&sink)).await;
+        let server = gateway_server(&store, &mock, true, true, Some(Arc::clone(&sink))).await;
         let user = server.user("alice").await;
         let t = user.token.as_str();
         let gov = |extra: Value| {
@@ -603,7 +607,7 @@ async fn byok_off_is_403_and_private_upstreams_are_refused() {
         let (mock, upstream) = mock_upstream().await;
         let sink = Arc::new(Collect::default());
         // No allow-list: the mock, on loopback, is a private upstream.
-        let server = gateway_server(&store, &mock, false, false, Arc::clone(&sink)).await;
+        let server = gateway_server(&store, &mock, false, false, Some(Arc::clone(&sink))).await;
         let user = server.user("bob").await;
         let t = user.token.as_str();
         let results = run_sdks(
@@ -695,7 +699,7 @@ async fn refusals_are_in_the_providers_shape() {
     on_each_backend(|store| async move {
         let (mock, upstream) = mock_upstream().await;
         let sink = Arc::new(Collect::default());
-        let server = gateway_server(&store, &mock, true, true, Arc::clone(&sink)).await;
+        let server = gateway_server(&store, &mock, true, true, Some(Arc::clone(&sink))).await;
         let user = server.user("dave").await;
         let post = |path: &str, body: Vec<u8>| {
             server
@@ -832,8 +836,9 @@ async fn refusals_are_in_the_providers_shape() {
 }
 
 /// Streamed requests through the gateway: each stream arrives byte-identical and each
-/// call leaves exactly one record. `CHATD_AIBRIDGE_SOAK` sets the count (default 100;
-/// the documented soak is 1000).
+/// call leaves exactly one record in the server's own recorder (the database, read back
+/// through `GET /api/v2/aibridge/interceptions`), with its exact cost. `CHATD_AIBRIDGE_SOAK`
+/// sets the count (default 100; the documented soak is 1000).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soak_streams_are_byte_identical_and_each_leaves_one_record() {
     let n: usize = std::env::var("CHATD_AIBRIDGE_SOAK")
@@ -842,8 +847,7 @@ async fn soak_streams_are_byte_identical_and_each_leaves_one_record() {
         .unwrap_or(100);
     on_each_backend(|store| async move {
         let (mock, _upstream) = mock_upstream().await;
-        let sink = Arc::new(Collect::default());
-        let server = gateway_server(&store, &mock, true, true, Arc::clone(&sink)).await;
+        let server = gateway_server(&store, &mock, true, true, None).await;
         let user = server.user("erin").await;
         let expected: [(&str, &str, &str, Vec<u8>); 3] = [
             (
@@ -904,15 +908,68 @@ async fn soak_streams_are_byte_identical_and_each_leaves_one_record() {
             done.unwrap();
         }
         let elapsed = started.elapsed();
-        let records = sink.wait_for(n).await;
-        assert_eq!(records.len(), n, "one record per call");
-        assert!(records
-            .iter()
-            .all(|r| r.error_kind.is_none() && !r.client_disconnected));
-        let mut ids: Vec<_> = records.iter().map(|r| r.start.id).collect();
+        // A record is handed on when its body ends, which the client may see a moment
+        // before the server's task does; then the recorder's queue is flushed.
+        let recorder = server.state.interceptions().clone();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            recorder.flush().await;
+            let stats = recorder.stats();
+            if stats.recorded >= n as u64 || std::time::Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let stats = recorder.stats();
+        assert_eq!(
+            (stats.recorded, stats.dropped, stats.write_failures),
+            (n as u64, 0, 0),
+            "one record per call, none dropped"
+        );
+        let mut records = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut url = server.api_v2("/aibridge/interceptions?limit=1000");
+            if let Some(id) = &after {
+                url.push_str(&format!("&after_id={id}"));
+            }
+            let page: Value = server
+                .http
+                .get(url)
+                .header("Coder-Session-Token", &user.token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            records.extend(page["results"].as_array().unwrap().iter().cloned());
+            match page["next_after_id"].as_str() {
+                Some(id) => after = Some(id.to_owned()),
+                None => break,
+            }
+        }
+        assert_eq!(records.len(), n, "one stored record per call");
+        let mut ids: Vec<_> = records.iter().map(|r| r["id"].to_string()).collect();
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), n, "ids are unique");
+        for r in &records {
+            assert_eq!(r["status"], 200, "{r}");
+            assert!(
+                r["error"].is_null() && r["client_disconnected"] == false,
+                "{r}"
+            );
+            assert_eq!(r["credential_kind"], "central", "{r}");
+            // Exact cost from the price book (micro-USD per million tokens):
+            // claude-haiku-4-5 1 in / 5 out: 656 + 74 × 5 = 1 026;
+            // gpt-4o-2024-08-06 2.5 in / 10 out: 44 × 2.5 + 16 × 10 = 270.
+            match r["model"].as_str().unwrap() {
+                "claude-haiku-4-5-20251001" => assert_eq!(r["total_cost_micros"], 1026, "{r}"),
+                "gpt-4o-2024-08-06" => assert_eq!(r["total_cost_micros"], 270, "{r}"),
+                _ => assert_eq!(r["api"], "responses", "{r}"),
+            }
+        }
         println!("{n} streamed calls through the gateway in {elapsed:?}");
         server.stop().await;
     })
@@ -927,7 +984,7 @@ async fn stored_instances_are_managed_by_admins_and_used_by_the_gateway() {
     on_each_backend(|store| async move {
         let (mock, upstream) = mock_upstream().await;
         let sink = Arc::new(Collect::default());
-        let server = gateway_server(&store, &mock, true, true, Arc::clone(&sink)).await;
+        let server = gateway_server(&store, &mock, true, true, Some(Arc::clone(&sink))).await;
         let member = server.user("frank").await;
         let admin = server.admin_token.clone();
         let call = |method: reqwest::Method, path: &str, token: &str, body: Option<Value>| {
@@ -1147,7 +1204,7 @@ async fn disconnects_and_broken_upstreams_are_recorded() {
     on_each_backend(|store| async move {
         let (mock, _upstream) = mock_upstream().await;
         let sink = Arc::new(Collect::default());
-        let server = gateway_server(&store, &mock, true, true, Arc::clone(&sink)).await;
+        let server = gateway_server(&store, &mock, true, true, Some(Arc::clone(&sink))).await;
         let user = server.user("hana").await;
         let send = |sc: &'static str| {
             server
