@@ -20,7 +20,7 @@
 use std::time::{Duration, Instant};
 
 use chatd_core::aibridge::{
-    CredentialKind, GatewayApi, InterceptionRecord, InterceptionSink, InterceptionStart, Recorder,
+    CredentialKind, WireApi, InterceptionRecord, InterceptionSink, InterceptionStart, Recorder,
     RecorderSettings, ToolUsage,
 };
 use chatd_core::store::{
@@ -291,7 +291,7 @@ fn record(user: Uuid, i: usize) -> InterceptionRecord {
             user_id: user,
             provider_name: "anthropic".into(),
             provider_type: "anthropic".into(),
-            api: GatewayApi::Messages,
+            api: WireApi::Messages,
             model: "claude-sonnet-4-5".into(),
             streamed: true,
             credential_kind: CredentialKind::Central,

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use chatd_core::aibridge::{
-    CredentialKind, GatewayApi, InterceptionRecord, InterceptionSink, InterceptionStart, Recorder,
+    CredentialKind, WireApi, InterceptionRecord, InterceptionSink, InterceptionStart, Recorder,
     RecorderSettings, ToolUsage, LOG_MESSAGE,
 };
 use chatd_test_support::db::{fixture, on_each_backend};
@@ -26,7 +26,7 @@ fn record(user: Uuid, secs: i64) -> InterceptionRecord {
             user_id: user,
             provider_name: "anthropic".into(),
             provider_type: "anthropic".into(),
-            api: GatewayApi::Messages,
+            api: WireApi::Messages,
             model: "claude-sonnet-4-5".into(),
             streamed: true,
             credential_kind: CredentialKind::Central,

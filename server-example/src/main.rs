@@ -176,7 +176,7 @@ struct ServeArgs {
           action = clap::ArgAction::Set)]
     ai_gateway_record_prompts: bool,
     /// Bytes of a user prompt the AI Gateway keeps (cut on a character boundary).
-    #[arg(long, env = "CHATD_AI_GATEWAY_MAX_PROMPT_BYTES",
+    #[arg(long, env = "CHATD_AI_GATEWAY_MAX_PROMPT_BYTES", value_parser = parse_prompt_bytes,
           default_value_t = chatd_core::aibridge::DEFAULT_MAX_PROMPT_BYTES)]
     ai_gateway_max_prompt_bytes: usize,
     /// AI Gateway records queued for the database before new ones are dropped (counted
@@ -185,6 +185,16 @@ struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..),
           default_value_t = chatd_core::aibridge::DEFAULT_RECORDER_QUEUE_CAPACITY as u32)]
     ai_gateway_record_queue: u32,
+}
+
+/// Parses `--ai-gateway-max-prompt-bytes`: at most what the gateway takes from a request
+/// (`chatprovider::gateway::MAX_PROMPT_BYTES`), so the setting always means what it says.
+fn parse_prompt_bytes(value: &str) -> Result<usize, String> {
+    let max = chatprovider::gateway::MAX_PROMPT_BYTES;
+    match value.trim().parse::<usize>() {
+        Ok(bytes) if bytes <= max => Ok(bytes),
+        _ => Err(format!("expected a number of bytes from 0 to {max}")),
+    }
 }
 
 /// Parses `--ai-gateway-allowed-private-cidrs`.
@@ -723,6 +733,22 @@ fn deployment_keys_from_env() -> Result<ProviderApiKeys, BoxError> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_prompt_bound_may_reach_what_the_gateway_takes_and_no_further() {
+        let max = chatprovider::gateway::MAX_PROMPT_BYTES;
+        let at = Cli::try_parse_from(["chatd-server", "--ai-gateway-max-prompt-bytes", &max.to_string()])
+            .unwrap();
+        assert_eq!(at.serve.ai_gateway_max_prompt_bytes, max);
+        let zero = Cli::try_parse_from(["chatd-server", "--ai-gateway-max-prompt-bytes", "0"]).unwrap();
+        assert_eq!(zero.serve.ai_gateway_max_prompt_bytes, 0);
+        assert!(Cli::try_parse_from([
+            "chatd-server",
+            "--ai-gateway-max-prompt-bytes",
+            &(max + 1).to_string()
+        ])
+        .is_err());
+    }
 
     #[test]
     fn sqlite_paths() {

@@ -1,30 +1,8 @@
 //! One intercepted call: its start, its complete record, and the sink both go to.
 
+use chatprovider::gateway::WireApi;
 use codersdk::{ChatMessageUsage, Timestamp};
 use uuid::Uuid;
-
-/// Which provider API a request used (the path after `/v1/`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum GatewayApi {
-    /// OpenAI `POST /v1/chat/completions`.
-    ChatCompletions,
-    /// OpenAI `POST /v1/responses`.
-    Responses,
-    /// Anthropic `POST /v1/messages`.
-    Messages,
-}
-
-impl GatewayApi {
-    /// The name stored and shown: `chat_completions`, `responses` or `messages`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GatewayApi::ChatCompletions => "chat_completions",
-            GatewayApi::Responses => "responses",
-            GatewayApi::Messages => "messages",
-        }
-    }
-}
 
 /// How the request was authenticated towards the provider.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -70,7 +48,7 @@ pub struct InterceptionStart {
     /// The instance's type: `openai` or `anthropic`.
     pub provider_type: String,
     /// The API called.
-    pub api: GatewayApi,
+    pub api: WireApi,
     /// The model the request asked for.
     pub model: String,
     /// Whether the request asked for a stream.

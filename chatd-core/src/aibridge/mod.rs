@@ -23,8 +23,10 @@ pub use instances::{
     MAX_INSTANCE_NAME_BYTES, RESERVED_INSTANCE_NAMES,
 };
 pub use interception::{
-    CredentialKind, GatewayApi, InterceptionRecord, InterceptionSink, InterceptionStart, ToolUsage,
+    CredentialKind, InterceptionRecord, InterceptionSink, InterceptionStart, ToolUsage,
 };
+/// The provider API a call used (the one enum of the gateway, from `chatprovider`).
+pub use chatprovider::gateway::WireApi;
 pub use logs::{
     LOG_MESSAGE, LOG_TARGET, RECORD_INTERCEPTION_END, RECORD_INTERCEPTION_START,
     RECORD_MODEL_THOUGHT, RECORD_PROMPT_USAGE, RECORD_TOKEN_USAGE, RECORD_TOOL_USAGE,

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chatd_core::aibridge::{
-    CredentialKind, GatewayApi, InterceptionRecord, InterceptionSink, InterceptionStart, Recorder,
+    CredentialKind, WireApi, InterceptionRecord, InterceptionSink, InterceptionStart, Recorder,
     RecorderSettings, ToolUsage,
 };
 use chatd_core::store::{NewUser, Store, GATEWAY_MODEL_DISPLAY_SUFFIX};
@@ -46,7 +46,7 @@ fn record(user: Uuid, secs: i64) -> InterceptionRecord {
         user_id: user,
         provider_name: "anthropic".into(),
         provider_type: "anthropic".into(),
-        api: GatewayApi::Messages,
+        api: WireApi::Messages,
         model: "claude-sonnet-4-5".into(),
         streamed: true,
         credential_kind: CredentialKind::Central,

@@ -53,6 +53,15 @@ pub enum WireApi {
 }
 
 impl WireApi {
+    /// The name stored and shown: `chat_completions`, `responses` or `messages`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WireApi::ChatCompletions => "chat_completions",
+            WireApi::Responses => "responses",
+            WireApi::Messages => "messages",
+        }
+    }
+
     /// The provider family whose wire format this is.
     pub fn provider(self) -> Provider {
         match self {

@@ -10,8 +10,10 @@ use serde_json::Value;
 use super::headers::header_text;
 use super::WireApi;
 
-/// Most bytes of the user prompt kept for the record (cut at a character boundary).
-pub const MAX_PROMPT_BYTES: usize = 4 * 1024;
+/// Most bytes of the user prompt taken from a request for its record (cut at a character
+/// boundary). The recorder keeps at most its own setting of these (the reference server's
+/// `--ai-gateway-max-prompt-bytes`, 16 KiB by default, which may not exceed this bound).
+pub const MAX_PROMPT_BYTES: usize = 64 * 1024;
 
 /// Most bytes of a client session id kept; a longer one is ignored (it is a key for
 /// grouping, not free text).

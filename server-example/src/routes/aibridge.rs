@@ -19,7 +19,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use chatd_core::aibridge::{
-    CredentialKind, GatewayApi, InstanceType, InterceptionRecord, InterceptionSink,
+    CredentialKind, InstanceType, InterceptionRecord, InterceptionSink,
     InterceptionStart, ProviderInstance, ToolUsage,
 };
 use chatd_core::TokenCheck;
@@ -579,14 +579,6 @@ fn correlation_id(headers: &HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn gateway_api(api: WireApi) -> GatewayApi {
-    match api {
-        WireApi::ChatCompletions => GatewayApi::ChatCompletions,
-        WireApi::Responses => GatewayApi::Responses,
-        _ => GatewayApi::Messages,
-    }
-}
-
 /// The client's headers as sent upstream, with the credential set.
 fn upstream_headers(incoming: &HeaderMap, credentials: &Credentials) -> Result<HeaderMap, String> {
     let mut out = gateway::upstream_request_headers(incoming);
@@ -689,7 +681,7 @@ async fn forward_inner(
         user_id: credentials.user_id,
         provider_name: instance.name.clone(),
         provider_type: instance.instance_type.as_str().to_owned(),
-        api: gateway_api(api),
+        api: api,
         model: facts.model.clone(),
         streamed: facts.stream,
         credential_kind: credentials.kind,

@@ -18,7 +18,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method as AxumMethod, StatusCode as AxumStatus, Uri};
 use axum::response::{IntoResponse, Response};
 use chatd_core::aibridge::{
-    CredentialKind, GatewayApi, InstanceSource, InstanceType, InterceptionRecord, InterceptionSink,
+    CredentialKind, WireApi, InstanceSource, InstanceType, InterceptionRecord, InterceptionSink,
     InterceptionStart, ProviderInstance,
 };
 use chatd_core::store::{HiddenUsage, Store};
@@ -358,7 +358,7 @@ fn record_of<'a>(
     scenario_model: &str,
     provider: &str,
     kind: CredentialKind,
-    api: GatewayApi,
+    api: WireApi,
 ) -> &'a InterceptionRecord {
     records
         .iter()
@@ -517,13 +517,13 @@ async fn official_sdks_call_through_the_gateway_and_every_call_is_recorded() {
             assert!(r.ended_at.as_datetime() >= r.start.started_at.as_datetime());
             assert!(!r.client_disconnected, "{r:#?}");
         }
-        let r = record_of(&records, "gpt-4o-2024-08-06", "openai", CredentialKind::Central, GatewayApi::ChatCompletions);
+        let r = record_of(&records, "gpt-4o-2024-08-06", "openai", CredentialKind::Central, WireApi::ChatCompletions);
         assert_eq!(r.start.provider_type, "openai");
         assert_eq!(r.start.credential_hint, chatprovider::key_hint(CENTRAL_OPENAI_KEY));
         assert_eq!(r.upstream_status, Some(200));
         let streamed: Vec<&InterceptionRecord> = records
             .iter()
-            .filter(|r| r.start.streamed && r.start.api == GatewayApi::ChatCompletions && r.start.credential_kind == CredentialKind::Central && r.start.provider_name == "openai")
+            .filter(|r| r.start.streamed && r.start.api == WireApi::ChatCompletions && r.start.credential_kind == CredentialKind::Central && r.start.provider_name == "openai")
             .collect();
         assert_eq!(streamed.len(), 2, "the tool stream and its raw twin");
         for r in &streamed {
@@ -536,7 +536,7 @@ async fn official_sdks_call_through_the_gateway_and_every_call_is_recorded() {
         }
         let json_chat = records
             .iter()
-            .find(|r| !r.start.streamed && r.start.api == GatewayApi::ChatCompletions && r.upstream_status == Some(200))
+            .find(|r| !r.start.streamed && r.start.api == WireApi::ChatCompletions && r.upstream_status == Some(200))
             .unwrap();
         assert_eq!(json_chat.tool_calls[0].call_id, "call_json_1");
         assert_eq!(json_chat.usage.input_tokens, Some(20), "prompt minus cached: {json_chat:#?}");
@@ -544,13 +544,13 @@ async fn official_sdks_call_through_the_gateway_and_every_call_is_recorded() {
         assert_eq!(json_chat.usage.output_tokens, Some(18));
         let responses = records
             .iter()
-            .find(|r| !r.start.streamed && r.start.api == GatewayApi::Responses)
+            .find(|r| !r.start.streamed && r.start.api == WireApi::Responses)
             .unwrap();
         assert_eq!(responses.model, "gpt-5.1-2025-11-13");
         assert_eq!(responses.usage.reasoning_tokens, Some(4));
         let streamed_responses: Vec<&InterceptionRecord> = records
             .iter()
-            .filter(|r| r.start.streamed && r.start.api == GatewayApi::Responses)
+            .filter(|r| r.start.streamed && r.start.api == WireApi::Responses)
             .collect();
         assert_eq!(streamed_responses.len(), 2);
         for r in &streamed_responses {
@@ -563,7 +563,7 @@ async fn official_sdks_call_through_the_gateway_and_every_call_is_recorded() {
         assert!(with_tool[0].tool_calls[0].argument_bytes > 0);
         let messages = records
             .iter()
-            .find(|r| r.start.streamed && r.start.api == GatewayApi::Messages)
+            .find(|r| r.start.streamed && r.start.api == WireApi::Messages)
             .unwrap();
         assert_eq!(messages.start.client_session_id.as_deref(), Some("claude-session-1"));
         assert_eq!(messages.tool_calls.len(), 1);

@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use chatd_core::aibridge::{
-    CredentialKind, GatewayApi, InterceptionRecord, InterceptionSink, InterceptionStart,
+    CredentialKind, WireApi, InterceptionRecord, InterceptionSink, InterceptionStart,
 };
 use chatd_test_support::db::on_each_backend;
 use chatd_test_support::request::assert_error_body;
@@ -27,7 +27,7 @@ fn record(user: Uuid, session: Option<&str>, secs_ago: i64) -> InterceptionRecor
             user_id: user,
             provider_name: "openai".into(),
             provider_type: "openai".into(),
-            api: GatewayApi::ChatCompletions,
+            api: WireApi::ChatCompletions,
             model: "gpt-4o-mini".into(),
             streamed: false,
             credential_kind: CredentialKind::Byok,
