@@ -441,6 +441,18 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "CHATD_CHAT_DEBUG_LOGGING_FORCED",
         "true|false: record every chat's model calls (--chat-debug-logging-forced)",
     ),
+    (
+        "CHATD_AI_GATEWAY_RECORD_PROMPTS",
+        "true|false: store and log AI Gateway user prompts (--ai-gateway-record-prompts)",
+    ),
+    (
+        "CHATD_AI_GATEWAY_MAX_PROMPT_BYTES",
+        "bytes of an AI Gateway prompt kept (--ai-gateway-max-prompt-bytes)",
+    ),
+    (
+        "CHATD_AI_GATEWAY_RECORD_QUEUE",
+        "AI Gateway records queued before drops (--ai-gateway-record-queue)",
+    ),
     ("CHATD_URL", "server URL of `chat` (--url)"),
     ("CHATD_TOKEN", "API token of `chat` (--token)"),
 ];
@@ -808,6 +820,29 @@ mod tests {
             assert!(ENVIRONMENT.iter().any(|(listed, _)| *listed == key));
             assert!(ENVIRONMENT.iter().any(|(listed, _)| *listed == url));
         }
+    }
+
+    #[test]
+    fn ai_gateway_record_flags() {
+        let defaults = Cli::try_parse_from(["chatd-server"]).unwrap().serve;
+        assert!(defaults.ai_gateway_record_prompts);
+        assert_eq!(
+            defaults.ai_gateway_max_prompt_bytes,
+            chatd_core::aibridge::DEFAULT_MAX_PROMPT_BYTES
+        );
+        let off = Cli::try_parse_from([
+            "chatd-server",
+            "--ai-gateway-record-prompts",
+            "false",
+            "--ai-gateway-record-queue",
+            "1",
+        ])
+        .unwrap()
+        .serve;
+        assert!(!off.ai_gateway_record_prompts);
+        assert_eq!(off.ai_gateway_record_queue, 1);
+        // A queue holds at least one record.
+        assert!(Cli::try_parse_from(["chatd-server", "--ai-gateway-record-queue", "0"]).is_err());
     }
 
     #[test]
