@@ -20,8 +20,8 @@
 use std::time::{Duration, Instant};
 
 use chatd_core::aibridge::{
-    CredentialKind, WireApi, InterceptionRecord, InterceptionSink, InterceptionStart, Recorder,
-    RecorderSettings, ToolUsage,
+    CredentialKind, InterceptionRecord, InterceptionSink, InterceptionStart, Recorder,
+    RecorderSettings, ToolUsage, WireApi,
 };
 use chatd_core::store::{
     session_page_statements, InterceptionFilter, InterceptionPageRequest, Store, StoreOptions,

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use chatd_core::aibridge::{
-    CredentialKind, WireApi, InterceptionRecord, InterceptionSink, InterceptionStart, Recorder,
-    RecorderSettings, ToolUsage, LOG_MESSAGE,
+    CredentialKind, InterceptionRecord, InterceptionSink, InterceptionStart, Recorder,
+    RecorderSettings, ToolUsage, WireApi, LOG_MESSAGE,
 };
 use chatd_test_support::db::{fixture, on_each_backend};
 use chrono::{TimeZone, Utc};

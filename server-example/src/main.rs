@@ -481,6 +481,18 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "CHATD_AIBRIDGE_PROVIDER_<N>_{TYPE,NAME,KEY,BASE_URL}",
         "an AI Gateway provider instance: openai|anthropic, its name, key and base URL",
     ),
+    (
+        "CHATD_AI_GATEWAY_RECORD_PROMPTS",
+        "true|false: store and log AI Gateway user prompts (--ai-gateway-record-prompts)",
+    ),
+    (
+        "CHATD_AI_GATEWAY_MAX_PROMPT_BYTES",
+        "bytes of an AI Gateway prompt kept (--ai-gateway-max-prompt-bytes)",
+    ),
+    (
+        "CHATD_AI_GATEWAY_RECORD_QUEUE",
+        "AI Gateway records queued before drops (--ai-gateway-record-queue)",
+    ),
     ("CHATD_URL", "server URL of `chat` (--url)"),
     ("CHATD_TOKEN", "API token of `chat` (--token)"),
 ];
@@ -737,10 +749,15 @@ mod tests {
     #[test]
     fn the_prompt_bound_may_reach_what_the_gateway_takes_and_no_further() {
         let max = chatprovider::gateway::MAX_PROMPT_BYTES;
-        let at = Cli::try_parse_from(["chatd-server", "--ai-gateway-max-prompt-bytes", &max.to_string()])
-            .unwrap();
+        let at = Cli::try_parse_from([
+            "chatd-server",
+            "--ai-gateway-max-prompt-bytes",
+            &max.to_string(),
+        ])
+        .unwrap();
         assert_eq!(at.serve.ai_gateway_max_prompt_bytes, max);
-        let zero = Cli::try_parse_from(["chatd-server", "--ai-gateway-max-prompt-bytes", "0"]).unwrap();
+        let zero =
+            Cli::try_parse_from(["chatd-server", "--ai-gateway-max-prompt-bytes", "0"]).unwrap();
         assert_eq!(zero.serve.ai_gateway_max_prompt_bytes, 0);
         assert!(Cli::try_parse_from([
             "chatd-server",
@@ -871,6 +888,29 @@ mod tests {
             assert!(ENVIRONMENT.iter().any(|(listed, _)| *listed == key));
             assert!(ENVIRONMENT.iter().any(|(listed, _)| *listed == url));
         }
+    }
+
+    #[test]
+    fn ai_gateway_record_flags() {
+        let defaults = Cli::try_parse_from(["chatd-server"]).unwrap().serve;
+        assert!(defaults.ai_gateway_record_prompts);
+        assert_eq!(
+            defaults.ai_gateway_max_prompt_bytes,
+            chatd_core::aibridge::DEFAULT_MAX_PROMPT_BYTES
+        );
+        let off = Cli::try_parse_from([
+            "chatd-server",
+            "--ai-gateway-record-prompts",
+            "false",
+            "--ai-gateway-record-queue",
+            "1",
+        ])
+        .unwrap()
+        .serve;
+        assert!(!off.ai_gateway_record_prompts);
+        assert_eq!(off.ai_gateway_record_queue, 1);
+        // A queue holds at least one record.
+        assert!(Cli::try_parse_from(["chatd-server", "--ai-gateway-record-queue", "0"]).is_err());
     }
 
     #[test]

@@ -16,6 +16,8 @@ mod interception;
 mod logs;
 mod recorder;
 
+/// The provider API a call used (the one enum of the gateway, from `chatprovider`).
+pub use chatprovider::gateway::WireApi;
 pub use instances::{
     instances_from_env, normalize_base_url, validate_instance_name, InstanceConfigError,
     InstanceSource, InstanceType, ProviderInstance, DEFAULT_ANTHROPIC_INSTANCE,
@@ -25,8 +27,6 @@ pub use instances::{
 pub use interception::{
     CredentialKind, InterceptionRecord, InterceptionSink, InterceptionStart, ToolUsage,
 };
-/// The provider API a call used (the one enum of the gateway, from `chatprovider`).
-pub use chatprovider::gateway::WireApi;
 pub use logs::{
     LOG_MESSAGE, LOG_TARGET, RECORD_INTERCEPTION_END, RECORD_INTERCEPTION_START,
     RECORD_MODEL_THOUGHT, RECORD_PROMPT_USAGE, RECORD_TOKEN_USAGE, RECORD_TOOL_USAGE,

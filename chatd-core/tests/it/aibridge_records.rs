@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chatd_core::aibridge::{
-    CredentialKind, WireApi, InterceptionRecord, InterceptionSink, InterceptionStart, Recorder,
-    RecorderSettings, ToolUsage,
+    CredentialKind, InterceptionRecord, InterceptionSink, InterceptionStart, Recorder,
+    RecorderSettings, ToolUsage, WireApi,
 };
 use chatd_core::store::{NewUser, Store, GATEWAY_MODEL_DISPLAY_SUFFIX};
 use chatd_core::{Actor, Admin, ErrorKind, Keyring, Role, SecretKey};

@@ -19,8 +19,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use chatd_core::aibridge::{
-    CredentialKind, InstanceType, InterceptionRecord, InterceptionSink,
-    InterceptionStart, ProviderInstance, ToolUsage,
+    CredentialKind, InstanceType, InterceptionRecord, InterceptionSink, InterceptionStart,
+    ProviderInstance, ToolUsage,
 };
 use chatd_core::TokenCheck;
 use chatprovider::gateway::{

@@ -18,8 +18,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method as AxumMethod, StatusCode as AxumStatus, Uri};
 use axum::response::{IntoResponse, Response};
 use chatd_core::aibridge::{
-    CredentialKind, WireApi, InstanceSource, InstanceType, InterceptionRecord, InterceptionSink,
-    InterceptionStart, ProviderInstance,
+    CredentialKind, InstanceSource, InstanceType, InterceptionRecord, InterceptionSink,
+    InterceptionStart, ProviderInstance, WireApi,
 };
 use chatd_core::store::{HiddenUsage, Store};
 use chatd_test_support::db::on_each_backend;

@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use chatd_core::aibridge::{
-    CredentialKind, WireApi, InterceptionRecord, InterceptionSink, InterceptionStart,
+    CredentialKind, InterceptionRecord, InterceptionSink, InterceptionStart, WireApi,
 };
 use chatd_test_support::db::on_each_backend;
 use chatd_test_support::request::assert_error_body;
