@@ -681,7 +681,7 @@ async fn forward_inner(
         user_id: credentials.user_id,
         provider_name: instance.name.clone(),
         provider_type: instance.instance_type.as_str().to_owned(),
-        api: api,
+        api,
         model: facts.model.clone(),
         streamed: facts.stream,
         credential_kind: credentials.kind,
