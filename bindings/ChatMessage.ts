@@ -38,4 +38,11 @@ content?: Array<ChatMessagePart>,
 /**
  * Token usage; omitted when every field is unknown.
  */
-usage?: ChatMessageUsage, };
+usage?: ChatMessageUsage, 
+/**
+ * Exact cost of the model call that wrote this message, in micro-USD; omitted when
+ * unknown (user and tool messages, unpriced models). chatd's addition to Coder's type
+ * (Coder keeps the column but reports cost only in aggregates), so a page can show
+ * what each reply cost.
+ */
+total_cost_micros?: number, };

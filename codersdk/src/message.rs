@@ -416,6 +416,13 @@ pub struct ChatMessage {
     #[serde(default, skip_serializing_if = "usage_is_empty")]
     #[ts(optional)]
     pub usage: Option<ChatMessageUsage>,
+    /// Exact cost of the model call that wrote this message, in micro-USD; omitted when
+    /// unknown (user and tool messages, unpriced models). chatd's addition to Coder's type
+    /// (Coder keeps the column but reports cost only in aggregates), so a page can show
+    /// what each reply cost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub total_cost_micros: Option<i64>,
 }
 
 /// A message waiting in a chat's queue while the chat is busy.
@@ -625,6 +632,7 @@ mod tests {
             role: ChatMessageRole::Assistant,
             content: vec![],
             usage: Some(ChatMessageUsage::default()),
+            total_cost_micros: None,
         };
         assert_eq!(
             serde_json::to_string(&m).unwrap_or_default(),

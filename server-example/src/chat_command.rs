@@ -424,6 +424,7 @@ mod tests {
             role,
             content: vec![codersdk::ChatMessagePart::text(text)],
             usage: None,
+            total_cost_micros: None,
         }
     }
 

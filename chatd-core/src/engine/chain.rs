@@ -350,6 +350,7 @@ mod tests {
             role,
             content,
             usage: None,
+            total_cost_micros: None,
         }
     }
 

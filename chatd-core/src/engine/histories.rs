@@ -142,6 +142,7 @@ mod tests {
             role: ChatMessageRole::User,
             content: Vec::new(),
             usage: None,
+            total_cost_micros: None,
         }
     }
 

@@ -412,6 +412,7 @@ mod tests {
             role,
             content: vec![ChatMessagePart::text(text)],
             usage: None,
+            total_cost_micros: None,
         }
     }
 

@@ -113,7 +113,7 @@ pub(super) const CHAT_COLUMNS: &str = concat!(
 pub(super) const MESSAGE_COLUMNS: &str =
     "id, chat_id, created_by, model_config_id, role, content, \
     content_version, created_at, input_tokens, output_tokens, total_tokens, reasoning_tokens, \
-    cache_creation_tokens, cache_read_tokens, context_limit";
+    cache_creation_tokens, cache_read_tokens, context_limit, total_cost_micros";
 
 pub(super) fn json_text(encoded: serde_json::Result<String>, what: &str) -> Result<String> {
     encoded.map_err(|_| {
@@ -365,7 +365,7 @@ pub(super) async fn insert_message_row(
         .fetch_one(&mut *conn)
         .await
         .db()?;
-    inserted_message(id, chat_id, now, new)
+    inserted_message(id, chat_id, now, new, step.total_cost_micros)
 }
 
 /// The columns of a message insert, bound by [`bind_message`] as `$1`–`$20`
@@ -414,12 +414,13 @@ pub(super) fn bind_message<'q, O>(
         .bind(i64::from(step.deleted))
 }
 
-/// The message an insert of `new` made as row `id`.
+/// The message an insert of `new` made as row `id`, with the cost its step columns gave.
 pub(super) fn inserted_message(
     id: i64,
     chat_id: Uuid,
     now: i64,
     new: NewMessage,
+    total_cost_micros: Option<i64>,
 ) -> Result<ChatMessage> {
     Ok(ChatMessage {
         id,
@@ -430,6 +431,7 @@ pub(super) fn inserted_message(
         role: new.role,
         content: new.parts,
         usage: new.usage.filter(|u| !u.is_empty()),
+        total_cost_micros,
     })
 }
 
@@ -554,5 +556,6 @@ pub(super) fn message_from_row(row: &AnyRow) -> Result<ChatMessage> {
         role: ChatMessageRole::from_wire(&row.try_get::<String, _>("role").db()?),
         content,
         usage: (!usage.is_empty()).then_some(usage),
+        total_cost_micros: row.try_get("total_cost_micros").db()?,
     })
 }

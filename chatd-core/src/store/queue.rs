@@ -439,7 +439,7 @@ async fn claim_and_insert(
         epoch,
     };
     let message = match dialect {
-        Dialect::Postgres => inserted_message(id, chat_id, now, new)?,
+        Dialect::Postgres => inserted_message(id, chat_id, now, new, step.total_cost_micros)?,
         Dialect::Sqlite => insert_message(conn, chat_id, now, new).await?,
     };
     Ok(Ok((lease, message)))

@@ -123,6 +123,9 @@ async fn a_recorded_openai_stream_becomes_a_priced_assistant_message() {
                 .await
                 .unwrap();
         assert_eq!(stored, Some(335));
+        // The API carries it on the message; the user's message has none.
+        assert_eq!(reply.total_cost_micros, Some(335));
+        assert_eq!(messages[0].total_cost_micros, None);
         // What the client sent: the default system prompt, then the user's message, streamed.
         let requests: Vec<serde_json::Value> = replay
             .requests()

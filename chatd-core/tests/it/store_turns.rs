@@ -147,6 +147,9 @@ async fn persisted_step_then_completion_leaves_waiting_history() {
         let assistant = &persisted.transition.messages[0];
         assert_eq!(assistant.model_config_id, Some(model));
         assert_eq!(assistant.usage.as_ref().unwrap().total_tokens, Some(15));
+        // The message the step's subscribers see carries its cost; the tool results none.
+        assert_eq!(assistant.total_cost_micros, Some(42));
+        assert_eq!(persisted.transition.messages[1].total_cost_micros, None);
         let row = sqlx::query(
             "SELECT visibility, total_cost_micros, runtime_ms, provider_response_id, \
              context_limit FROM chat_messages WHERE id = $1",

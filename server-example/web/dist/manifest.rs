@@ -7,6 +7,6 @@ pub(crate) const INDEX_HTML: &[u8] = include_bytes!("index.html");
 
 /// The hashed assets served under `/assets/`: file name, content type, bytes.
 pub(crate) const ASSETS: &[(&str, &str, &[u8])] = &[
-    ("app-D6PMVWSZ.js", "text/javascript; charset=utf-8", include_bytes!("app-D6PMVWSZ.js")),
+    ("app-BAUWIOVO.js", "text/javascript; charset=utf-8", include_bytes!("app-BAUWIOVO.js")),
     ("app-NL4XQYY2.css", "text/css; charset=utf-8", include_bytes!("app-NL4XQYY2.css")),
 ];

@@ -11,7 +11,7 @@ import type {
 } from "../../../bindings/index";
 import { ApiError, parseStreamFrame, type Api } from "./api";
 import { applyEvent, emptyChatState, resultsByCall, resumeState, type ChatState } from "./chatstate";
-import { MessageView, Part } from "./parts";
+import { dollars, MessageView, Part } from "./parts";
 import { keepOpen } from "./socket";
 
 /** How often a retry countdown refreshes. */
@@ -22,11 +22,6 @@ const STICK_PX = 80;
 
 function errorText(e: unknown): string {
   return e instanceof ApiError ? e.describe() : String(e);
-}
-
-/** Microdollars as dollars. */
-export function dollars(micros: number): string {
-  return `$${(micros / 1_000_000).toFixed(micros !== 0 && Math.abs(micros) < 10_000 ? 6 : 2)}`;
 }
 
 function ModelPicker({

@@ -119,6 +119,11 @@ export function Part({
   }
 }
 
+/** Microdollars as dollars (six decimals below a cent, so a cheap reply is not "$0.00"). */
+export function dollars(micros: number): string {
+  return `$${(micros / 1_000_000).toFixed(micros !== 0 && Math.abs(micros) < 10_000 ? 6 : 2)}`;
+}
+
 /** "12 in · 34 out" from a usage, or null when it says nothing. */
 export function usageText(u: ChatMessageUsage | undefined): string | null {
   if (!u) return null;
@@ -160,7 +165,10 @@ export class MessageView extends Component<MessageProps> {
     // A tool message whose results all render under their calls shows nothing.
     const visible = parts.filter((p) => !(p.type === "tool-result" && p.tool_call_id && results.has(p.tool_call_id)));
     if (message.role === "tool" && visible.length === 0) return null;
-    const usage = message.role === "assistant" ? usageText(message.usage) : null;
+    const tokens = message.role === "assistant" ? usageText(message.usage) : null;
+    // The exact cost of the model call that wrote the message, when the server knows it.
+    const cost = message.total_cost_micros !== undefined ? dollars(message.total_cost_micros) : null;
+    const usage = [tokens, cost].filter((t) => t !== null).join(" · ");
     return (
       <div class={`msg msg-${message.role}`} data-message-id={message.id}>
         <div class="msg-role">
