@@ -3,7 +3,7 @@
 
 use uuid::Uuid;
 
-use super::{quoted, Problems};
+use super::{present, query_time, quoted, Problems};
 use crate::{Response, Timestamp};
 
 /// Page size of both listings when `limit` is absent or empty (Coder's default).
@@ -54,10 +54,6 @@ pub struct AIBridgeSessionsQuery {
     pub limit: i64,
 }
 
-fn present(raw: Option<&str>) -> Option<&str> {
-    raw.filter(|s| !s.is_empty())
-}
-
 fn text(name: &str, raw: Option<&str>, max: usize, p: &mut Problems) -> Option<String> {
     let raw = present(raw)?;
     if raw.len() > max || raw.chars().any(char::is_control) {
@@ -68,24 +64,6 @@ fn text(name: &str, raw: Option<&str>, max: usize, p: &mut Problems) -> Option<S
         return None;
     }
     Some(raw.to_owned())
-}
-
-fn time(name: &str, raw: Option<&str>, p: &mut Problems) -> Option<Timestamp> {
-    let raw = present(raw)?;
-    match raw.parse::<Timestamp>() {
-        Ok(t) => Some(t),
-        Err(_) => {
-            p.push(
-                name,
-                format!(
-                    "{name} must be an RFC 3339 date and time such as 2026-01-31T00:00:00Z, \
-                     not {}.",
-                    quoted(raw)
-                ),
-            );
-            None
-        }
-    }
 }
 
 fn limit(raw: Option<&str>, p: &mut Problems) -> i64 {
@@ -112,8 +90,8 @@ fn window(
     before: Option<&str>,
     p: &mut Problems,
 ) -> (Option<Timestamp>, Option<Timestamp>) {
-    let after = time("started_after", after, p);
-    let before = time("started_before", before, p);
+    let after = query_time("started_after", after, p);
+    let before = query_time("started_before", before, p);
     if let (Some(a), Some(b)) = (after, before) {
         if b <= a {
             p.push(

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::{quoted, Problems};
+use super::{present, query_time, quoted, Problems};
 use crate::{Response, Timestamp};
 
 /// Length of the report window when `start_date` is absent: the 30 days before `end_date`.
@@ -99,37 +99,14 @@ fn check_order(start: Timestamp, end: Timestamp, p: &mut Problems) {
     }
 }
 
-/// Absent and empty query parameters mean the same thing, as with Go's `Query().Get`.
-fn present(raw: Option<&str>) -> Option<&str> {
-    raw.filter(|s| !s.is_empty())
-}
-
-fn date(name: &str, raw: Option<&str>, p: &mut Problems) -> Option<Timestamp> {
-    let raw = present(raw)?;
-    match raw.parse::<Timestamp>() {
-        Ok(t) => Some(t),
-        Err(_) => {
-            p.push(
-                name,
-                format!(
-                    "{name} must be an RFC 3339 date and time such as 2026-01-31T00:00:00Z, \
-                     not {}.",
-                    quoted(raw)
-                ),
-            );
-            None
-        }
-    }
-}
-
 fn window(
     start_date: Option<&str>,
     end_date: Option<&str>,
     now: Timestamp,
     p: &mut Problems,
 ) -> Option<CostWindow> {
-    let start = date("start_date", start_date, p);
-    let end = date("end_date", end_date, p);
+    let start = query_time("start_date", start_date, p);
+    let end = query_time("end_date", end_date, p);
     if (present(start_date).is_some() && start.is_none())
         || (present(end_date).is_some() && end.is_none())
     {

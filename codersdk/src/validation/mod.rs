@@ -104,6 +104,31 @@ fn quoted(s: &str) -> String {
     format!("{cut:?}")
 }
 
+/// Absent and empty query parameters mean the same thing, as with Go's `Query().Get`.
+fn present(raw: Option<&str>) -> Option<&str> {
+    raw.filter(|s| !s.is_empty())
+}
+
+/// Query parameter `name` as an RFC 3339 time; a bad one is a problem naming the field and
+/// echoing the value; absent or empty is `None`.
+fn query_time(name: &str, raw: Option<&str>, p: &mut Problems) -> Option<crate::Timestamp> {
+    let raw = present(raw)?;
+    match raw.parse::<crate::Timestamp>() {
+        Ok(t) => Some(t),
+        Err(_) => {
+            p.push(
+                name,
+                format!(
+                    "{name} must be an RFC 3339 date and time such as 2026-01-31T00:00:00Z, \
+                     not {}.",
+                    quoted(raw)
+                ),
+            );
+            None
+        }
+    }
+}
+
 /// Lower-cased, trimmed form used for the case-insensitive enum comparisons of requests.
 fn folded(s: &str) -> String {
     s.trim().to_ascii_lowercase()

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use uuid::Uuid;
 
-use super::{quoted, single, Problems};
+use super::{present, quoted, single, Problems};
 use crate::Response;
 
 /// Page size of `GET /chats/{chat}/messages` when `limit` is absent.
@@ -28,11 +28,6 @@ pub const MAX_CHAT_LIST_OFFSET: i64 = i32::MAX as i64;
 pub const MAX_WORKSPACE_IDS_PER_LOOKUP: usize = 25;
 
 const MSG_QUERY: &str = "Invalid query parameters.";
-
-/// Absent and empty query parameters mean the same thing, as with Go's `Query().Get`.
-fn present(raw: Option<&str>) -> Option<&str> {
-    raw.filter(|s| !s.is_empty())
-}
 
 fn positive_id(name: &str, raw: Option<&str>, p: &mut Problems) -> Option<i64> {
     let raw = present(raw)?;
