@@ -408,8 +408,6 @@ pub async fn build_on(admin: Admin, options: ServerOptions) -> chatd_core::Resul
             .map(codersdk::SecretString::from),
     );
     let boot = admin.bootstrap(&bootstrap).await?;
-    // The gateway's configuration is checked before the engine starts, so a refused
-    // start leaves nothing running.
     // The AI Gateway's records go to the store-backed recorder (AppState::interceptions)
     // unless the options name another sink.
     let interceptions = Recorder::for_admin(&admin, options.ai_gateway_records.clone());
@@ -417,6 +415,8 @@ pub async fn build_on(admin: Admin, options: ServerOptions) -> chatd_core::Resul
         Some(sink) => Arc::clone(sink),
         None => Arc::new(interceptions.clone()),
     };
+    // The gateway's configuration is checked before the engine starts, so a refused
+    // start leaves no engine running.
     let gateway = Gateway::new(options.ai_gateway.clone(), Some(sink)).map_err(|e| {
         chatd_core::Error::with_response(
             chatd_core::ErrorKind::InvalidArgument,
