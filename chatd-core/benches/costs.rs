@@ -17,7 +17,11 @@
     missing_docs
 )]
 
-use std::time::{Duration, Instant};
+#[path = "support/timing.rs"]
+mod timing;
+use timing::time;
+
+use std::time::Instant;
 
 use chatd_core::store::{cost_statements, Store, StoreOptions, MAX_COST_SUMMARY_CHATS};
 use chatd_test_support::db::TestDatabase;
@@ -214,28 +218,6 @@ async fn fill(pool: &AnyPool, a: &Args, now: i64) {
         a.messages,
         started.elapsed().as_secs_f64()
     );
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-/// p50 and p90 of `runs` calls of `f`, after one warm-up call.
-async fn time<F, Fut, T>(runs: usize, mut f: F) -> (f64, f64)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = T>,
-{
-    let _ = f().await;
-    let mut samples = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        let t = Instant::now();
-        let _ = f().await;
-        samples.push(t.elapsed());
-    }
-    samples.sort();
-    let at = |p: f64| ms(samples[((samples.len() - 1) as f64 * p).round() as usize]);
-    (at(0.5), at(0.9))
 }
 
 /// The plan of `name`'s statement with the benchmark's parameters.

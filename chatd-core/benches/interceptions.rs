@@ -17,6 +17,10 @@
     missing_docs
 )]
 
+#[path = "support/timing.rs"]
+mod timing;
+use timing::{ms, time};
+
 use std::time::{Duration, Instant};
 
 use chatd_core::aibridge::{
@@ -144,28 +148,6 @@ async fn fill(pool: &AnyPool, users: i64, n: i64, now: i64) {
         "generated {n} interceptions of {users} users in {sessions} sessions in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-/// p50 and p90 of `runs` calls of `f`, after one warm-up call.
-async fn time<F, Fut, T>(runs: usize, mut f: F) -> (f64, f64)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = T>,
-{
-    let _ = f().await;
-    let mut samples = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        let t = Instant::now();
-        let _ = f().await;
-        samples.push(t.elapsed());
-    }
-    samples.sort();
-    let at = |p: f64| ms(samples[((samples.len() - 1) as f64 * p).round() as usize]);
-    (at(0.5), at(0.9))
 }
 
 async fn explain(pool: &AnyPool, sql: &str, user: Option<&str>, limit: i64) -> String {
