@@ -9,7 +9,8 @@ export type AIBridgeProviderInstance = {
  */
 name: string, 
 /**
- * The wire API it speaks: `openai` or `anthropic`.
+ * The wire API it speaks: `openai`, `anthropic`, or `bedrock` (Anthropic's Messages
+ * API answered by Claude on AWS Bedrock).
  */
 type: string, 
 /**
@@ -28,4 +29,18 @@ source: string,
 /**
  * Whether this API may change or delete it (only `database` instances).
  */
-read_only: boolean, };
+read_only: boolean, 
+/**
+ * A `bedrock` instance's AWS region (its endpoint's and the one requests are signed
+ * for).
+ */
+bedrock_region?: string, 
+/**
+ * A `bedrock` instance's model (id, inference-profile id or ARN) every request is sent
+ * to; absent: the client's `model` is the Bedrock model id.
+ */
+bedrock_model?: string, 
+/**
+ * A `bedrock` instance's model for requests naming a "haiku" model.
+ */
+bedrock_small_fast_model?: string, };

@@ -10,15 +10,29 @@ export type CreateAIBridgeProviderInstanceRequest = {
  */
 name: string, 
 /**
- * `openai` or `anthropic`.
+ * `openai`, `anthropic` or `bedrock`.
  */
 type: string, 
 /**
- * Base URL (absolute http/https, no query); the type's public endpoint when absent.
+ * Base URL (absolute http/https, no query); the type's public endpoint when absent
+ * (a `bedrock` instance's region's: one of the two is required).
  */
 base_url?: string, 
 /**
  * Central key (write-only); without one the instance serves only requests that bring
- * their own key.
+ * their own key — except a `bedrock` instance, whose central requests are then signed
+ * with the server's AWS credentials. A `bedrock` instance's key is a Bedrock API key.
  */
-api_key?: string, };
+api_key?: string, 
+/**
+ * `bedrock` only: the AWS region (lowercase letters, digits, `-`).
+ */
+bedrock_region?: string, 
+/**
+ * `bedrock` only: the model every request is sent to.
+ */
+bedrock_model?: string, 
+/**
+ * `bedrock` only: the model "haiku" requests are sent to (needs `bedrock_model`).
+ */
+bedrock_small_fast_model?: string, };

@@ -2,7 +2,7 @@
 
 /**
  * Body of `PATCH /api/v2/aibridge/providers/{instance}` (admin): absent = unchanged,
- * `api_key: ""` removes the key.
+ * `api_key: ""` removes the key, and an empty Bedrock setting removes that setting.
  */
 export type UpdateAIBridgeProviderInstanceRequest = { 
 /**
@@ -12,4 +12,16 @@ base_url?: string,
 /**
  * New central key; empty removes it.
  */
-api_key?: string, };
+api_key?: string, 
+/**
+ * `bedrock` only: new region; empty removes it.
+ */
+bedrock_region?: string, 
+/**
+ * `bedrock` only: new model; empty removes it.
+ */
+bedrock_model?: string, 
+/**
+ * `bedrock` only: new small, fast model; empty removes it.
+ */
+bedrock_small_fast_model?: string, };

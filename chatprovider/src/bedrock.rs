@@ -165,9 +165,20 @@ impl AwsEnvironment {
 
     /// The region and current credentials (cached and refreshed by the chain).
     pub async fn resolve(&self) -> Result<(String, Credentials), ProviderError> {
+        let (region, credentials) = self.resolve_with_region(None).await?;
+        Ok((region, credentials))
+    }
+
+    /// Like [`AwsEnvironment::resolve`], with `region` (when given) instead of the chain's:
+    /// a configured region needs none in the AWS environment.
+    pub async fn resolve_with_region(
+        &self,
+        region: Option<&str>,
+    ) -> Result<(String, Credentials), ProviderError> {
         let config = self.config().await;
-        let region = config
-            .region
+        let region = region
+            .map(str::to_owned)
+            .or(config.region)
             .filter(|r| !r.trim().is_empty())
             .ok_or_else(|| {
                 config_error(

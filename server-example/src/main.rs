@@ -478,8 +478,9 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "private ranges the AI Gateway may forward to (--ai-gateway-allowed-private-cidrs)",
     ),
     (
-        "CHATD_AIBRIDGE_PROVIDER_<N>_{TYPE,NAME,KEY,BASE_URL}",
-        "an AI Gateway provider instance: openai|anthropic, its name, key and base URL",
+        "CHATD_AIBRIDGE_PROVIDER_<N>_{TYPE,NAME,KEY,BASE_URL,REGION,MODEL,SMALL_FAST_MODEL}",
+        "an AI Gateway provider instance: openai|anthropic|bedrock, its name, key, base URL \
+         and (bedrock) AWS region and model mapping",
     ),
     (
         "CHATD_AI_GATEWAY_RECORD_PROMPTS",

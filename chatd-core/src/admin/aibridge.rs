@@ -9,8 +9,8 @@ use codersdk::{
 
 use super::Admin;
 use crate::aibridge::{
-    normalize_base_url, validate_instance_name, InstanceSource, InstanceType, ProviderInstance,
-    DEFAULT_ANTHROPIC_INSTANCE, DEFAULT_OPENAI_INSTANCE,
+    bedrock_settings, normalize_base_url, validate_instance_name, BedrockSettings, InstanceSource,
+    InstanceType, ProviderInstance, DEFAULT_ANTHROPIC_INSTANCE, DEFAULT_OPENAI_INSTANCE,
 };
 use crate::engine::Actor;
 use crate::error::{Error, ErrorKind, Result};
@@ -60,6 +60,9 @@ fn wire(instance: &ProviderInstance) -> AIBridgeProviderInstance {
         }
         .to_owned(),
         read_only: instance.source != InstanceSource::Database,
+        bedrock_region: instance.bedrock.region.clone(),
+        bedrock_model: instance.bedrock.model.clone(),
+        bedrock_small_fast_model: instance.bedrock.small_fast_model.clone(),
     }
 }
 
@@ -71,7 +74,27 @@ fn stored_wire(row: &StoredAibridgeInstance) -> AIBridgeProviderInstance {
         has_api_key: row.api_key_sealed.is_some(),
         source: "database".to_owned(),
         read_only: false,
+        bedrock_region: row.bedrock_region.clone(),
+        bedrock_model: row.bedrock_model.clone(),
+        bedrock_small_fast_model: row.bedrock_small_fast_model.clone(),
     }
+}
+
+/// The Bedrock settings of an instance of `instance_type`, as a 400 naming the field.
+fn checked_bedrock(
+    instance_type: InstanceType,
+    region: Option<&str>,
+    model: Option<&str>,
+    small_fast_model: Option<&str>,
+) -> Result<BedrockSettings> {
+    bedrock_settings(instance_type, region, model, small_fast_model).map_err(|(field, e)| {
+        let field = match field {
+            "REGION" => "bedrock_region",
+            "MODEL" => "bedrock_model",
+            _ => "bedrock_small_fast_model",
+        };
+        invalid(field, e)
+    })
 }
 
 impl Admin {
@@ -100,7 +123,8 @@ impl Admin {
         let base_url = merged
             .base_url(provider.as_str())
             .or(provider.default_base_url())
-            .unwrap_or(instance_type.default_base_url())
+            .or(instance_type.default_base_url())
+            .unwrap_or_default()
             .trim_end_matches('/')
             .to_owned();
         Ok(Some(ProviderInstance {
@@ -111,6 +135,7 @@ impl Admin {
                 .api_key(provider.as_str())
                 .map(|k| codersdk::SecretString::from(k.to_owned())),
             source: InstanceSource::Default,
+            bedrock: BedrockSettings::default(),
         }))
     }
 }
@@ -136,12 +161,25 @@ impl Admin {
                     .decrypt_secret(sealed, aibridge_key_aad(row.id).as_bytes())
             })
             .transpose()?;
+        let bedrock = checked_bedrock(
+            instance_type,
+            row.bedrock_region.as_deref(),
+            row.bedrock_model.as_deref(),
+            row.bedrock_small_fast_model.as_deref(),
+        )
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::CorruptRow,
+                format!("AI Gateway instance {name:?} has invalid Bedrock settings: {e}"),
+            )
+        })?;
         Ok(Some(ProviderInstance {
             name: row.name,
             instance_type,
             base_url: row.base_url,
             api_key,
             source: InstanceSource::Database,
+            bedrock,
         }))
     }
 
@@ -183,13 +221,16 @@ impl Admin {
         let name = request.name.trim();
         validate_instance_name(name).map_err(|e| invalid("name", e))?;
         let instance_type = InstanceType::parse(&request.provider_type)
-            .ok_or_else(|| invalid("type", "the type is openai or anthropic"))?;
-        let base_url = match request.base_url.as_deref().map(str::trim) {
-            Some(raw) if !raw.is_empty() => {
-                normalize_base_url(raw).map_err(|e| invalid("base_url", e))?
-            }
-            _ => instance_type.default_base_url().to_owned(),
-        };
+            .ok_or_else(|| invalid("type", "the type is openai, anthropic or bedrock"))?;
+        let bedrock = checked_bedrock(
+            instance_type,
+            request.bedrock_region.as_deref(),
+            request.bedrock_model.as_deref(),
+            request.bedrock_small_fast_model.as_deref(),
+        )?;
+        let base_url = instance_type
+            .base_url(request.base_url.as_deref(), &bedrock)
+            .map_err(|e| invalid("base_url", e))?;
         if is_default_name(name) || environment.iter().any(|i| i.name == name) {
             return Err(Error::new(
                 ErrorKind::Conflict,
@@ -219,13 +260,16 @@ impl Admin {
             instance_type: instance_type.as_str().to_owned(),
             base_url,
             api_key_sealed,
+            bedrock_region: bedrock.region,
+            bedrock_model: bedrock.model,
+            bedrock_small_fast_model: bedrock.small_fast_model,
         };
         self.store().insert_aibridge_instance(&row).await?;
         Ok(stored_wire(&row))
     }
 
-    /// Changes a stored instance's base URL or key (admin). The defaults and the
-    /// environment's are read-only here (403); an unknown name is 404.
+    /// Changes a stored instance's base URL, key or Bedrock settings (admin). The defaults
+    /// and the environment's are read-only here (403); an unknown name is 404.
     pub async fn update_aibridge_instance(
         &self,
         actor: &Actor,
@@ -238,6 +282,40 @@ impl Admin {
         if let Some(raw) = request.base_url.as_deref() {
             row.base_url = normalize_base_url(raw).map_err(|e| invalid("base_url", e))?;
         }
+        let old_region = row.bedrock_region.clone();
+        let changed = |new: &Option<String>, old: Option<String>| match new {
+            Some(v) if v.trim().is_empty() => None,
+            Some(v) => Some(v.trim().to_owned()),
+            None => old,
+        };
+        let instance_type = InstanceType::parse(&row.instance_type).ok_or_else(|| {
+            Error::new(
+                ErrorKind::CorruptRow,
+                format!("AI Gateway instance {name:?} has an unknown type"),
+            )
+        })?;
+        let bedrock = checked_bedrock(
+            instance_type,
+            changed(&request.bedrock_region, row.bedrock_region.take()).as_deref(),
+            changed(&request.bedrock_model, row.bedrock_model.take()).as_deref(),
+            changed(
+                &request.bedrock_small_fast_model,
+                row.bedrock_small_fast_model.take(),
+            )
+            .as_deref(),
+        )?;
+        // A base URL that was the old region's endpoint follows the region.
+        let old_endpoint = old_region
+            .as_deref()
+            .map(chatprovider::bedrock_default_base_url);
+        if request.base_url.is_none() && old_endpoint.as_deref() == Some(row.base_url.as_str()) {
+            if let Some(endpoint) = bedrock.default_base_url() {
+                row.base_url = endpoint;
+            }
+        }
+        row.bedrock_region = bedrock.region;
+        row.bedrock_model = bedrock.model;
+        row.bedrock_small_fast_model = bedrock.small_fast_model;
         if let Some(key) = &request.api_key {
             row.api_key_sealed = match checked_key(key)? {
                 Some(key) => Some(

@@ -1,7 +1,8 @@
 //! Provider instances: the named upstreams the gateway forwards to.
 //!
 //! Every instance has a name (the `{provider}` path segment), a type (which wire API it
-//! speaks: `openai` or `anthropic`), a base URL and, for central-key requests, a key.
+//! speaks: `openai`, `anthropic`, or `bedrock` — Anthropic's Messages API answered by
+//! Claude on AWS Bedrock), a base URL and, for central-key requests, a key.
 //! Two come by default — `openai` and `anthropic`, from the chat providers' configuration
 //! (their central key and base URL, else the environment's) — and any number more are
 //! configured by indexed environment variables ([`instances_from_env`]).
@@ -9,10 +10,12 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use chatprovider::gateway::BedrockSettings;
 use codersdk::SecretString;
 
 /// Prefix of the environment variables that configure instances:
-/// `CHATD_AIBRIDGE_PROVIDER_<N>_{TYPE,NAME,KEY,BASE_URL}`.
+/// `CHATD_AIBRIDGE_PROVIDER_<N>_{TYPE,NAME,KEY,BASE_URL}`, and for `bedrock` instances
+/// `_{REGION,MODEL,SMALL_FAST_MODEL}`.
 pub const ENV_PREFIX: &str = "CHATD_AIBRIDGE_PROVIDER_";
 
 /// Most instances the environment may configure.
@@ -38,6 +41,10 @@ pub enum InstanceType {
     OpenAi,
     /// Anthropic: `/v1/messages`, `/v1/models`.
     Anthropic,
+    /// Anthropic's `/v1/messages` (and `/v1/models`, from the configuration) answered by
+    /// Claude on AWS Bedrock: the key, when set, is a Bedrock API key; without one, central
+    /// requests are signed with the server's AWS credentials (SigV4).
+    Bedrock,
 }
 
 impl InstanceType {
@@ -46,14 +53,16 @@ impl InstanceType {
         match self {
             InstanceType::OpenAi => "openai",
             InstanceType::Anthropic => "anthropic",
+            InstanceType::Bedrock => "bedrock",
         }
     }
 
-    /// Parses `openai` or `anthropic` (trimmed, any case).
+    /// Parses `openai`, `anthropic` or `bedrock` (trimmed, any case).
     pub fn parse(raw: &str) -> Option<InstanceType> {
         match raw.trim().to_ascii_lowercase().as_str() {
             "openai" => Some(InstanceType::OpenAi),
             "anthropic" => Some(InstanceType::Anthropic),
+            "bedrock" => Some(InstanceType::Bedrock),
             _ => None,
         }
     }
@@ -63,15 +72,32 @@ impl InstanceType {
         match self {
             InstanceType::OpenAi => chatprovider::Provider::OpenAi,
             InstanceType::Anthropic => chatprovider::Provider::Anthropic,
+            InstanceType::Bedrock => chatprovider::Provider::Bedrock,
         }
     }
 
     /// The provider's public endpoint, used when an instance sets none (OpenAI's ends in
-    /// `/v1`, Anthropic's does not, as in the chat providers' configuration).
-    pub fn default_base_url(self) -> &'static str {
+    /// `/v1`, Anthropic's does not, as in the chat providers' configuration). `None` for
+    /// Bedrock, whose endpoint is its region's.
+    pub fn default_base_url(self) -> Option<&'static str> {
         match self {
-            InstanceType::OpenAi => "https://api.openai.com/v1",
-            InstanceType::Anthropic => "https://api.anthropic.com",
+            InstanceType::OpenAi => Some("https://api.openai.com/v1"),
+            InstanceType::Anthropic => Some("https://api.anthropic.com"),
+            InstanceType::Bedrock => None,
+        }
+    }
+
+    /// The base URL of an instance of this type: `raw` when given (checked with
+    /// [`normalize_base_url`]), else the type's public endpoint, else (Bedrock) the
+    /// region's endpoint; an error when a Bedrock instance has neither.
+    pub fn base_url(self, raw: Option<&str>, bedrock: &BedrockSettings) -> Result<String, String> {
+        match raw.map(str::trim).filter(|r| !r.is_empty()) {
+            Some(raw) => normalize_base_url(raw),
+            None => self
+                .default_base_url()
+                .map(str::to_owned)
+                .or_else(|| bedrock.default_base_url())
+                .ok_or_else(|| "a bedrock instance needs a region or a base URL".to_owned()),
         }
     }
 }
@@ -102,6 +128,8 @@ pub struct ProviderInstance {
     pub api_key: Option<SecretString>,
     /// Where it was configured.
     pub source: InstanceSource,
+    /// Region and model mapping of a `bedrock` instance (empty for the other types).
+    pub bedrock: BedrockSettings,
 }
 
 impl fmt::Debug for ProviderInstance {
@@ -112,6 +140,7 @@ impl fmt::Debug for ProviderInstance {
             .field("base_url", &self.base_url)
             .field("has_api_key", &self.api_key.is_some())
             .field("source", &self.source)
+            .field("bedrock", &self.bedrock)
             .finish()
     }
 }
@@ -178,12 +207,54 @@ pub fn normalize_base_url(raw: &str) -> Result<String, String> {
     Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
+/// The Bedrock settings of an instance of `instance_type` (checked): only a `bedrock`
+/// instance may have them. The error names the setting (`REGION`, `MODEL`,
+/// `SMALL_FAST_MODEL`) and says what is wrong.
+pub fn bedrock_settings(
+    instance_type: InstanceType,
+    region: Option<&str>,
+    model: Option<&str>,
+    small_fast_model: Option<&str>,
+) -> Result<BedrockSettings, (&'static str, String)> {
+    let given = |v: Option<&str>| v.is_some_and(|v| !v.trim().is_empty());
+    if instance_type != InstanceType::Bedrock {
+        for (field, value) in [
+            ("REGION", region),
+            ("MODEL", model),
+            ("SMALL_FAST_MODEL", small_fast_model),
+        ] {
+            if given(value) {
+                return Err((field, "only a bedrock instance has this setting".to_owned()));
+            }
+        }
+        return Ok(BedrockSettings::default());
+    }
+    // Each setting checked on its own first, so the error names the one at fault.
+    BedrockSettings::new(region, None, None).map_err(|e| ("REGION", e))?;
+    BedrockSettings::new(None, model, None).map_err(|e| ("MODEL", e))?;
+    if let Some(small) = small_fast_model {
+        chatprovider::gateway::validate_bedrock_model_id(small.trim())
+            .or_else(|e| {
+                if small.trim().is_empty() {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
+            .map_err(|e| ("SMALL_FAST_MODEL", e))?;
+    }
+    BedrockSettings::new(region, model, small_fast_model).map_err(|e| ("SMALL_FAST_MODEL", e))
+}
+
 #[derive(Default)]
 struct EnvEntry {
     instance_type: Option<String>,
     name: Option<String>,
     key: Option<String>,
     base_url: Option<String>,
+    region: Option<String>,
+    model: Option<String>,
+    small_fast_model: Option<String>,
 }
 
 /// The instances configured by `CHATD_AIBRIDGE_PROVIDER_<N>_{TYPE,NAME,KEY,BASE_URL}`
@@ -222,9 +293,13 @@ pub fn instances_from_env(
             "NAME" => &mut entry.name,
             "KEY" => &mut entry.key,
             "BASE_URL" => &mut entry.base_url,
+            "REGION" => &mut entry.region,
+            "MODEL" => &mut entry.model,
+            "SMALL_FAST_MODEL" => &mut entry.small_fast_model,
             _ => {
                 return Err(InstanceConfigError(format!(
-                    "{var}: unknown setting {field:?} (TYPE, NAME, KEY or BASE_URL)"
+                    "{var}: unknown setting {field:?} (TYPE, NAME, KEY, BASE_URL, or for \
+                     bedrock REGION, MODEL, SMALL_FAST_MODEL)"
                 )))
             }
         };
@@ -238,7 +313,7 @@ pub fn instances_from_env(
             .ok_or_else(|| InstanceConfigError(format!("{} is not set", var("TYPE"))))?;
         let instance_type = InstanceType::parse(&raw_type).ok_or_else(|| {
             InstanceConfigError(format!(
-                "{}: {raw_type:?} is not an instance type (openai or anthropic)",
+                "{}: {raw_type:?} is not an instance type (openai, anthropic or bedrock)",
                 var("TYPE")
             ))
         })?;
@@ -257,11 +332,16 @@ pub fn instances_from_env(
                 var("NAME")
             )));
         }
-        let base_url = match entry.base_url.as_deref().map(str::trim) {
-            Some(raw) if !raw.is_empty() => normalize_base_url(raw)
-                .map_err(|e| InstanceConfigError(format!("{}: {e}", var("BASE_URL"))))?,
-            _ => instance_type.default_base_url().to_owned(),
-        };
+        let bedrock = bedrock_settings(
+            instance_type,
+            entry.region.as_deref(),
+            entry.model.as_deref(),
+            entry.small_fast_model.as_deref(),
+        )
+        .map_err(|(field, e)| InstanceConfigError(format!("{}: {e}", var(field))))?;
+        let base_url = instance_type
+            .base_url(entry.base_url.as_deref(), &bedrock)
+            .map_err(|e| InstanceConfigError(format!("{}: {e}", var("BASE_URL"))))?;
         let api_key = match entry.key.as_deref().map(str::trim) {
             Some(key) if !key.is_empty() => {
                 if key.len() > chatprovider::MAX_API_KEY_BYTES || key.chars().any(char::is_control)
@@ -282,6 +362,7 @@ pub fn instances_from_env(
             base_url,
             api_key,
             source: InstanceSource::Environment,
+            bedrock,
         });
     }
     Ok(instances)
@@ -383,10 +464,105 @@ mod tests {
                 "not an instance index",
             ),
             (
-                vec![("CHATD_AIBRIDGE_PROVIDER_0_MODEL", "gpt")],
+                vec![("CHATD_AIBRIDGE_PROVIDER_0_DEPLOYMENT", "gpt")],
                 "unknown setting",
             ),
             (vec![("CHATD_AIBRIDGE_PROVIDER_0", "gpt")], "expected"),
+        ] {
+            let err = instances_from_env(env(&pairs)).unwrap_err().to_string();
+            assert!(err.contains(needle), "{err} should contain {needle}");
+        }
+    }
+
+    #[test]
+    fn bedrock_instances_take_a_region_or_a_base_url_and_a_model_mapping() {
+        let instances = instances_from_env(env(&[
+            ("CHATD_AIBRIDGE_PROVIDER_0_TYPE", "bedrock"),
+            ("CHATD_AIBRIDGE_PROVIDER_0_NAME", "claude-aws"),
+            ("CHATD_AIBRIDGE_PROVIDER_0_REGION", "eu-west-1"),
+            (
+                "CHATD_AIBRIDGE_PROVIDER_0_MODEL",
+                "eu.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            ),
+            (
+                "CHATD_AIBRIDGE_PROVIDER_0_SMALL_FAST_MODEL",
+                "eu.anthropic.claude-haiku-4-5-20251001-v1:0",
+            ),
+            ("CHATD_AIBRIDGE_PROVIDER_1_TYPE", "Bedrock"),
+            ("CHATD_AIBRIDGE_PROVIDER_1_NAME", "bedrock-proxy"),
+            (
+                "CHATD_AIBRIDGE_PROVIDER_1_BASE_URL",
+                "https://bedrock.corp.example/",
+            ),
+            (
+                "CHATD_AIBRIDGE_PROVIDER_1_KEY",
+                "ABSKbedrockapikey0123456789",
+            ),
+        ]))
+        .unwrap();
+        let aws = &instances[0];
+        assert_eq!(aws.instance_type, InstanceType::Bedrock);
+        assert_eq!(
+            aws.base_url,
+            "https://bedrock-runtime.eu-west-1.amazonaws.com"
+        );
+        assert!(
+            aws.api_key.is_none(),
+            "signed with the server's AWS credentials"
+        );
+        assert_eq!(aws.bedrock.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(
+            aws.bedrock.model_for("claude-haiku-4-5"),
+            "eu.anthropic.claude-haiku-4-5-20251001-v1:0"
+        );
+        let proxy = &instances[1];
+        assert_eq!(proxy.base_url, "https://bedrock.corp.example");
+        assert_eq!(proxy.bedrock.region, None);
+        assert_eq!(proxy.bedrock.model_for("x.y"), "x.y");
+        assert!(!format!("{proxy:?}").contains("ABSKbedrock"));
+
+        for (pairs, needle) in [
+            (
+                vec![
+                    ("CHATD_AIBRIDGE_PROVIDER_0_TYPE", "bedrock"),
+                    ("CHATD_AIBRIDGE_PROVIDER_0_NAME", "b"),
+                ],
+                "_0_BASE_URL: a bedrock instance needs a region or a base URL",
+            ),
+            (
+                vec![
+                    ("CHATD_AIBRIDGE_PROVIDER_0_TYPE", "anthropic"),
+                    ("CHATD_AIBRIDGE_PROVIDER_0_NAME", "a"),
+                    ("CHATD_AIBRIDGE_PROVIDER_0_REGION", "us-east-1"),
+                ],
+                "_0_REGION: only a bedrock instance",
+            ),
+            (
+                vec![
+                    ("CHATD_AIBRIDGE_PROVIDER_0_TYPE", "bedrock"),
+                    ("CHATD_AIBRIDGE_PROVIDER_0_NAME", "b"),
+                    ("CHATD_AIBRIDGE_PROVIDER_0_REGION", "evil.com/x"),
+                ],
+                "_0_REGION",
+            ),
+            (
+                vec![
+                    ("CHATD_AIBRIDGE_PROVIDER_0_TYPE", "bedrock"),
+                    ("CHATD_AIBRIDGE_PROVIDER_0_NAME", "b"),
+                    ("CHATD_AIBRIDGE_PROVIDER_0_REGION", "us-east-1"),
+                    ("CHATD_AIBRIDGE_PROVIDER_0_SMALL_FAST_MODEL", "h"),
+                ],
+                "_0_SMALL_FAST_MODEL",
+            ),
+            (
+                vec![
+                    ("CHATD_AIBRIDGE_PROVIDER_0_TYPE", "bedrock"),
+                    ("CHATD_AIBRIDGE_PROVIDER_0_NAME", "b"),
+                    ("CHATD_AIBRIDGE_PROVIDER_0_REGION", "us-east-1"),
+                    ("CHATD_AIBRIDGE_PROVIDER_0_MODEL", "two words"),
+                ],
+                "_0_MODEL",
+            ),
         ] {
             let err = instances_from_env(env(&pairs)).unwrap_err().to_string();
             assert!(err.contains(needle), "{err} should contain {needle}");

@@ -16,13 +16,15 @@ mod interception;
 mod logs;
 mod recorder;
 
+/// A `bedrock` instance's region and model mapping (from `chatprovider`, which applies it).
+pub use chatprovider::gateway::BedrockSettings;
 /// The provider API a call used (the one enum of the gateway, from `chatprovider`).
 pub use chatprovider::gateway::WireApi;
 pub use instances::{
-    instances_from_env, normalize_base_url, validate_instance_name, InstanceConfigError,
-    InstanceSource, InstanceType, ProviderInstance, DEFAULT_ANTHROPIC_INSTANCE,
-    DEFAULT_OPENAI_INSTANCE, ENV_PREFIX, MAX_BASE_URL_BYTES, MAX_ENV_INSTANCES,
-    MAX_INSTANCE_NAME_BYTES, RESERVED_INSTANCE_NAMES,
+    bedrock_settings, instances_from_env, normalize_base_url, validate_instance_name,
+    InstanceConfigError, InstanceSource, InstanceType, ProviderInstance,
+    DEFAULT_ANTHROPIC_INSTANCE, DEFAULT_OPENAI_INSTANCE, ENV_PREFIX, MAX_BASE_URL_BYTES,
+    MAX_ENV_INSTANCES, MAX_INSTANCE_NAME_BYTES, RESERVED_INSTANCE_NAMES,
 };
 pub use interception::{
     CredentialKind, InterceptionRecord, InterceptionSink, InterceptionStart, ToolUsage,

@@ -1,5 +1,6 @@
 //! AI Gateway provider instances managed through the admin API
-//! (`aibridge_provider_instances`): name, type, base URL and the sealed central key.
+//! (`aibridge_provider_instances`): name, type, base URL, the sealed central key and, for
+//! `bedrock` instances, the region and model mapping.
 
 use codersdk::Uuid;
 use sqlx::Row;
@@ -17,12 +18,18 @@ pub struct StoredAibridgeInstance {
     pub id: Uuid,
     /// The name.
     pub name: String,
-    /// `openai` or `anthropic`.
+    /// `openai`, `anthropic` or `bedrock`.
     pub instance_type: String,
     /// The base URL.
     pub base_url: String,
     /// The central key, sealed with the keyring ([`aibridge_key_aad`]).
     pub api_key_sealed: Option<String>,
+    /// A `bedrock` instance's AWS region.
+    pub bedrock_region: Option<String>,
+    /// A `bedrock` instance's model every request goes to.
+    pub bedrock_model: Option<String>,
+    /// A `bedrock` instance's model for "haiku" requests.
+    pub bedrock_small_fast_model: Option<String>,
 }
 
 impl std::fmt::Debug for StoredAibridgeInstance {
@@ -33,6 +40,9 @@ impl std::fmt::Debug for StoredAibridgeInstance {
             .field("instance_type", &self.instance_type)
             .field("base_url", &self.base_url)
             .field("has_api_key", &self.api_key_sealed.is_some())
+            .field("bedrock_region", &self.bedrock_region)
+            .field("bedrock_model", &self.bedrock_model)
+            .field("bedrock_small_fast_model", &self.bedrock_small_fast_model)
             .finish()
     }
 }
@@ -43,7 +53,8 @@ pub fn aibridge_key_aad(id: Uuid) -> String {
     format!("aibridge_provider_instances.api_key:{}", uuid_text(id))
 }
 
-const COLUMNS: &str = "id, name, instance_type, base_url, api_key_sealed";
+const COLUMNS: &str = "id, name, instance_type, base_url, api_key_sealed, bedrock_region, \
+                       bedrock_model, bedrock_small_fast_model";
 
 fn from_row(row: &sqlx::any::AnyRow) -> Result<StoredAibridgeInstance> {
     Ok(StoredAibridgeInstance {
@@ -52,6 +63,9 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<StoredAibridgeInstance> {
         instance_type: row.try_get("instance_type").db()?,
         base_url: row.try_get("base_url").db()?,
         api_key_sealed: row.try_get("api_key_sealed").db()?,
+        bedrock_region: row.try_get("bedrock_region").db()?,
+        bedrock_model: row.try_get("bedrock_model").db()?,
+        bedrock_small_fast_model: row.try_get("bedrock_small_fast_model").db()?,
     })
 }
 
@@ -106,13 +120,17 @@ impl Store {
         let now = now_micros();
         sqlx::query(
             "INSERT INTO aibridge_provider_instances (id, name, instance_type, base_url, \
-             api_key_sealed, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)",
+             api_key_sealed, bedrock_region, bedrock_model, bedrock_small_fast_model, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
         )
         .bind(uuid_text(instance.id))
         .bind(&instance.name)
         .bind(&instance.instance_type)
         .bind(&instance.base_url)
         .bind(instance.api_key_sealed.as_deref())
+        .bind(instance.bedrock_region.as_deref())
+        .bind(instance.bedrock_model.as_deref())
+        .bind(instance.bedrock_small_fast_model.as_deref())
         .bind(now)
         .execute(self.pool())
         .await
@@ -133,18 +151,22 @@ impl Store {
         Ok(())
     }
 
-    /// Replaces a stored instance's base URL and sealed key; `false` when there is none of
-    /// that id.
+    /// Replaces a stored instance's base URL, sealed key and Bedrock settings; `false` when
+    /// there is none of that id.
     pub async fn update_aibridge_instance(
         &self,
         instance: &StoredAibridgeInstance,
     ) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE aibridge_provider_instances SET base_url = $1, api_key_sealed = $2, \
-             updated_at = $3 WHERE id = $4",
+             bedrock_region = $3, bedrock_model = $4, bedrock_small_fast_model = $5, \
+             updated_at = $6 WHERE id = $7",
         )
         .bind(&instance.base_url)
         .bind(instance.api_key_sealed.as_deref())
+        .bind(instance.bedrock_region.as_deref())
+        .bind(instance.bedrock_model.as_deref())
+        .bind(instance.bedrock_small_fast_model.as_deref())
         .bind(now_micros())
         .bind(uuid_text(instance.id))
         .execute(self.pool())

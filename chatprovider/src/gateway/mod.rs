@@ -7,6 +7,7 @@
 //! module knows providers' wire formats but nothing of users, tokens or storage.
 
 mod address;
+mod bedrock;
 mod headers;
 mod observe;
 mod request;
@@ -23,6 +24,12 @@ use futures_util::Stream;
 pub use address::{
     check_literal_host, is_private_or_reserved, AddressPolicy, AllowListError, GuardedResolver,
     RefusedAddress, MAX_ALLOWED_PRIVATE_CIDRS, MAX_RESOLVED_ADDRESSES,
+};
+pub use bedrock::{
+    anthropic_error_body, anthropic_error_type, bedrock_invocation, bedrock_model_path,
+    event_stream_to_sse, validate_bedrock_model_id, validate_bedrock_region, BedrockInvocation,
+    BedrockSettings, EventStreamToSse, BEDROCK_BETAS, MAX_BEDROCK_MODEL_ID_BYTES,
+    MAX_BEDROCK_REGION_BYTES,
 };
 pub use headers::{
     bearer_token, client_response_headers, forwards_request_header, forwards_response_header,
@@ -297,10 +304,23 @@ impl ObservedBody {
         observer: Observer,
         on_end: impl FnOnce(Observation, BodyEnd) + Send + 'static,
     ) -> Self {
+        let expected_len = response.content_length();
+        Self::from_stream(response.bytes_stream(), expected_len, observer, on_end)
+    }
+
+    /// Observes a body the gateway made from the upstream's (Bedrock's event stream turned
+    /// into server-sent events, an error rewritten in the client's shape) that is
+    /// `expected_len` bytes long when known.
+    pub fn from_stream(
+        body: impl Stream<Item = Result<Bytes, reqwest::Error>> + Send + 'static,
+        expected_len: Option<u64>,
+        observer: Observer,
+        on_end: impl FnOnce(Observation, BodyEnd) + Send + 'static,
+    ) -> Self {
         ObservedBody {
-            expected_len: response.content_length(),
+            expected_len,
             passed_len: 0,
-            upstream: Box::pin(response.bytes_stream()),
+            upstream: Box::pin(body),
             observer: Some(observer),
             on_end: Some(Box::new(on_end)),
         }

@@ -11,7 +11,8 @@ use crate::SecretString;
 pub struct AIBridgeProviderInstance {
     /// The name clients use in the path (`/api/v2/aibridge/{name}/v1/…`).
     pub name: String,
-    /// The wire API it speaks: `openai` or `anthropic`.
+    /// The wire API it speaks: `openai`, `anthropic`, or `bedrock` (Anthropic's Messages
+    /// API answered by Claude on AWS Bedrock).
     #[serde(rename = "type")]
     #[ts(rename = "type")]
     pub provider_type: String,
@@ -24,6 +25,20 @@ pub struct AIBridgeProviderInstance {
     pub source: String,
     /// Whether this API may change or delete it (only `database` instances).
     pub read_only: bool,
+    /// A `bedrock` instance's AWS region (its endpoint's and the one requests are signed
+    /// for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub bedrock_region: Option<String>,
+    /// A `bedrock` instance's model (id, inference-profile id or ARN) every request is sent
+    /// to; absent: the client's `model` is the Bedrock model id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub bedrock_model: Option<String>,
+    /// A `bedrock` instance's model for requests naming a "haiku" model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub bedrock_small_fast_model: Option<String>,
 }
 
 /// Body of `POST /api/v2/aibridge/providers` (admin).
@@ -35,21 +50,32 @@ pub struct CreateAIBridgeProviderInstanceRequest {
     /// Name: lowercase letters, digits, `-` and `_`, 1 to 64 characters, unique among all
     /// instances.
     pub name: String,
-    /// `openai` or `anthropic`.
+    /// `openai`, `anthropic` or `bedrock`.
     #[serde(rename = "type")]
     #[ts(rename = "type")]
     pub provider_type: String,
-    /// Base URL (absolute http/https, no query); the type's public endpoint when absent.
+    /// Base URL (absolute http/https, no query); the type's public endpoint when absent
+    /// (a `bedrock` instance's region's: one of the two is required).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
     /// Central key (write-only); without one the instance serves only requests that bring
-    /// their own key.
+    /// their own key — except a `bedrock` instance, whose central requests are then signed
+    /// with the server's AWS credentials. A `bedrock` instance's key is a Bedrock API key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<SecretString>,
+    /// `bedrock` only: the AWS region (lowercase letters, digits, `-`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bedrock_region: Option<String>,
+    /// `bedrock` only: the model every request is sent to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bedrock_model: Option<String>,
+    /// `bedrock` only: the model "haiku" requests are sent to (needs `bedrock_model`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bedrock_small_fast_model: Option<String>,
 }
 
 /// Body of `PATCH /api/v2/aibridge/providers/{instance}` (admin): absent = unchanged,
-/// `api_key: ""` removes the key.
+/// `api_key: ""` removes the key, and an empty Bedrock setting removes that setting.
 #[derive(
     Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS, schemars::JsonSchema,
 )]
@@ -61,4 +87,13 @@ pub struct UpdateAIBridgeProviderInstanceRequest {
     /// New central key; empty removes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<SecretString>,
+    /// `bedrock` only: new region; empty removes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bedrock_region: Option<String>,
+    /// `bedrock` only: new model; empty removes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bedrock_model: Option<String>,
+    /// `bedrock` only: new small, fast model; empty removes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bedrock_small_fast_model: Option<String>,
 }

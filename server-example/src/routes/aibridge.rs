@@ -27,6 +27,7 @@ use chatprovider::gateway::{
     self, AddressPolicy, BodyEnd, ForwardError, GatewayClient, GatewaySettings, Observation,
     ObservedBody, Observer, WireApi,
 };
+use chatprovider::AwsEnvironment;
 use codersdk::{
     AIBridgeProviderInstance, ChatErrorKind, CreateAIBridgeProviderInstanceRequest, SecretString,
     Timestamp, UpdateAIBridgeProviderInstanceRequest, Uuid,
@@ -63,6 +64,10 @@ pub struct GatewayOptions {
     pub allowed_private: AddressPolicy,
     /// Instances besides the default `openai` and `anthropic`.
     pub instances: Vec<ProviderInstance>,
+    /// Where central requests to a `bedrock` instance without a key take the AWS
+    /// credentials they are signed with (and the region, when the instance sets none): the
+    /// process's standard AWS chain by default.
+    pub aws: AwsEnvironment,
 }
 
 impl Default for GatewayOptions {
@@ -71,6 +76,7 @@ impl Default for GatewayOptions {
             allow_byok: true,
             allowed_private: AddressPolicy::new(),
             instances: Vec::new(),
+            aws: AwsEnvironment::process(),
         }
     }
 }
@@ -80,6 +86,7 @@ pub struct Gateway {
     client: GatewayClient,
     allow_byok: bool,
     instances: Vec<ProviderInstance>,
+    aws: AwsEnvironment,
     sink: Option<Arc<dyn InterceptionSink>>,
 }
 
@@ -105,6 +112,7 @@ impl Gateway {
             client: GatewayClient::new(GatewaySettings::with_policy(options.allowed_private))?,
             allow_byok: options.allow_byok,
             instances: options.instances,
+            aws: options.aws,
             sink,
         })
     }
@@ -260,7 +268,7 @@ impl Shape {
 
     fn of_instance(t: InstanceType) -> Shape {
         match t {
-            InstanceType::Anthropic => Shape::Anthropic,
+            InstanceType::Anthropic | InstanceType::Bedrock => Shape::Anthropic,
             _ => Shape::OpenAi,
         }
     }
@@ -369,13 +377,32 @@ async fn messages(
     forward(state, WireApi::Messages, provider, uri, headers, body).await
 }
 
-/// Who is calling and which key goes upstream.
+/// Who is calling and how the upstream call is authenticated.
 struct Credentials {
     user_id: Uuid,
     kind: CredentialKind,
-    /// The key sent upstream and the header it goes in.
-    key: SecretString,
-    header: KeyHeader,
+    upstream: UpstreamAuth,
+}
+
+/// How the upstream call is authenticated.
+enum UpstreamAuth {
+    /// A key in a header: the caller's (BYOK) or the instance's.
+    Key {
+        key: SecretString,
+        header: KeyHeader,
+    },
+    /// Signed with the server's AWS credentials (a `bedrock` instance without a key).
+    Aws,
+}
+
+impl Credentials {
+    /// The key sent upstream, when one is.
+    fn key(&self) -> Option<&str> {
+        match &self.upstream {
+            UpstreamAuth::Key { key, .. } => Some(key.expose()),
+            UpstreamAuth::Aws => None,
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -461,11 +488,24 @@ async fn authenticate(
             Ok(Credentials {
                 user_id: user.id,
                 kind: CredentialKind::Byok,
-                key: SecretString::from(key),
-                header,
+                upstream: UpstreamAuth::Key {
+                    key: SecretString::from(key),
+                    // A Bedrock API key is a bearer token wherever the client put it.
+                    header: match instance.instance_type {
+                        InstanceType::Bedrock => KeyHeader::Bearer,
+                        _ => header,
+                    },
+                },
             })
         }
         None => {
+            if instance.instance_type == InstanceType::Bedrock && instance.api_key.is_none() {
+                return Ok(Credentials {
+                    user_id: user.id,
+                    kind: CredentialKind::Central,
+                    upstream: UpstreamAuth::Aws,
+                });
+            }
             let Some(key) = instance.api_key.clone() else {
                 return Err(Refusal::new(
                     shape,
@@ -480,10 +520,12 @@ async fn authenticate(
             Ok(Credentials {
                 user_id: user.id,
                 kind: CredentialKind::Central,
-                key,
-                header: match instance.instance_type {
-                    InstanceType::Anthropic => KeyHeader::XApiKey,
-                    _ => KeyHeader::Bearer,
+                upstream: UpstreamAuth::Key {
+                    key,
+                    header: match instance.instance_type {
+                        InstanceType::Anthropic => KeyHeader::XApiKey,
+                        _ => KeyHeader::Bearer,
+                    },
                 },
             })
         }
@@ -518,7 +560,7 @@ async fn find_instance(
     };
     if let Some(api) = api {
         let speaks = match instance.instance_type {
-            InstanceType::Anthropic => api == WireApi::Messages,
+            InstanceType::Anthropic | InstanceType::Bedrock => api == WireApi::Messages,
             _ => matches!(api, WireApi::ChatCompletions | WireApi::Responses),
         };
         if !speaks {
@@ -582,16 +624,25 @@ fn correlation_id(headers: &HeaderMap) -> Option<String> {
 /// The client's headers as sent upstream, with the credential set.
 fn upstream_headers(incoming: &HeaderMap, credentials: &Credentials) -> Result<HeaderMap, String> {
     let mut out = gateway::upstream_request_headers(incoming);
-    let secret = credentials.key.expose();
-    let (name, value) = match credentials.header {
+    set_key(&mut out, credentials)?;
+    Ok(out)
+}
+
+/// Puts the credential's key in its header (nothing for AWS-signed calls).
+fn set_key(headers: &mut HeaderMap, credentials: &Credentials) -> Result<(), String> {
+    let UpstreamAuth::Key { key, header } = &credentials.upstream else {
+        return Ok(());
+    };
+    let secret = key.expose();
+    let (name, value) = match header {
         KeyHeader::Bearer => ("authorization", format!("Bearer {secret}")),
         KeyHeader::XApiKey => ("x-api-key", secret.to_owned()),
     };
     let mut value = HeaderValue::from_str(&value)
         .map_err(|_| "the provider key cannot be sent in a header".to_owned())?;
     value.set_sensitive(true);
-    out.insert(name, value);
-    Ok(out)
+    headers.insert(name, value);
+    Ok(())
 }
 
 async fn read_body(body: Body, shape: Shape) -> Result<bytes::Bytes, Refusal> {
@@ -672,20 +723,48 @@ async fn forward_inner(
         refusal.no_retry = true;
         return Err(refusal);
     }
-    let url = upstream_url(&instance.base_url, api.upstream_path(), &uri)
-        .map_err(|m| Refusal::new(shape, StatusCode::BAD_GATEWAY, m))?;
-    let upstream_headers = upstream_headers(&headers, &credentials)
-        .map_err(|m| Refusal::new(shape, StatusCode::BAD_REQUEST, m))?;
+    let mut call = match instance.instance_type {
+        InstanceType::Bedrock => bedrock_call(&instance, &headers, &body, &credentials)
+            .map_err(|m| Refusal::new(shape, StatusCode::BAD_REQUEST, m))?,
+        _ => UpstreamCall {
+            url: upstream_url(&instance.base_url, api.upstream_path(), &uri)
+                .map_err(|m| Refusal::new(shape, StatusCode::BAD_GATEWAY, m))?,
+            headers: upstream_headers(&headers, &credentials)
+                .map_err(|m| Refusal::new(shape, StatusCode::BAD_REQUEST, m))?,
+            body,
+            bedrock: None,
+        },
+    };
+    // The server's AWS credentials, for a `bedrock` instance without a key (cached by the
+    // AWS chain; the first call loads it).
+    let aws = match credentials.upstream {
+        UpstreamAuth::Aws => Some(
+            gateway
+                .aws
+                .resolve_with_region(instance.bedrock.region.as_deref())
+                .await,
+        ),
+        UpstreamAuth::Key { .. } => None,
+    };
+    let credential_hint = match (&aws, credentials.key()) {
+        (Some(Ok((_, aws))), _) => chatprovider::key_hint(aws.access_key_id()),
+        (_, Some(key)) => chatprovider::key_hint(key),
+        _ => String::new(),
+    };
     let start = InterceptionStart {
         id: Uuid::new_v4(),
         user_id: credentials.user_id,
         provider_name: instance.name.clone(),
         provider_type: instance.instance_type.as_str().to_owned(),
         api,
-        model: facts.model.clone(),
+        // Bedrock prices by the model invoked, which the instance may have mapped.
+        model: call
+            .bedrock
+            .as_ref()
+            .map_or_else(|| facts.model.clone(), |b| b.model.clone()),
         streamed: facts.stream,
         credential_kind: credentials.kind,
-        credential_hint: chatprovider::key_hint(credentials.key.expose()),
+        credential_hint,
         client_session_id: facts.client_session_id.clone(),
         client: client_name(&headers),
         correlation_id: correlation_id(&headers),
@@ -696,14 +775,45 @@ async fn forward_inner(
     if let Some(sink) = &gateway.sink {
         sink.started(&start);
     }
+    let mut redactor = chaterror::Redactor::new();
+    if let Some(key) = credentials.key() {
+        redactor.add_secret(key);
+    }
+    match aws {
+        Some(Ok((region, aws))) => {
+            for secret in [Some(aws.secret_access_key()), aws.session_token()]
+                .into_iter()
+                .flatten()
+            {
+                redactor.add_secret(secret);
+            }
+            if let Err(e) = sign_for_bedrock(&mut call, &region, &aws) {
+                return Err(forward_failed(
+                    &gateway,
+                    start,
+                    shape,
+                    ForwardError::Transport(e),
+                ));
+            }
+        }
+        Some(Err(e)) => {
+            return Err(forward_failed(
+                &gateway,
+                start,
+                shape,
+                ForwardError::Transport(redactor.redact_provider_error(e)),
+            ))
+        }
+        None => {}
+    }
     let sent = gateway
         .client
         .send(
             reqwest::Method::POST,
-            url,
-            upstream_headers,
-            body,
-            api.provider(),
+            call.url,
+            call.headers,
+            call.body,
+            instance.instance_type.provider(),
         )
         .await;
     let upstream = match sent {
@@ -711,19 +821,198 @@ async fn forward_inner(
         Err(e) => return Err(forward_failed(&gateway, start, shape, e)),
     };
     let status = upstream.status().as_u16();
-    let response_headers = gateway::client_response_headers(upstream.headers());
-    let redactor = chaterror::Redactor::new().with_secret(credentials.key.expose());
-    let observer = Observer::new(api, status, upstream.headers(), redactor);
+    let mut response_headers = gateway::client_response_headers(upstream.headers());
     let sink = gateway.sink.clone();
-    let observed = ObservedBody::new(upstream, observer, move |observation, end| {
+    let model_from_response = call.bedrock.is_none();
+    let on_end = move |observation, end| {
         if let Some(sink) = sink {
-            sink.finished(record(start, Some(status), observation, end));
+            sink.finished(record(
+                start,
+                Some(status),
+                observation,
+                end,
+                model_from_response,
+            ));
         }
-    });
+    };
+    let observed = match &call.bedrock {
+        None => {
+            let observer = Observer::new(api, status, upstream.headers(), redactor);
+            ObservedBody::new(upstream, observer, on_end)
+        }
+        Some(bedrock) => {
+            bedrock_response(
+                upstream,
+                bedrock.stream,
+                &mut response_headers,
+                redactor,
+                on_end,
+            )
+            .await
+        }
+    };
     let mut response = Response::new(Body::from_stream(observed));
     *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
     *response.headers_mut() = response_headers;
     Ok(response)
+}
+
+/// One call as it goes upstream.
+struct UpstreamCall {
+    url: url::Url,
+    headers: reqwest::header::HeaderMap,
+    body: bytes::Bytes,
+    /// What a call to a `bedrock` instance invokes.
+    bedrock: Option<BedrockCall>,
+}
+
+struct BedrockCall {
+    /// The Bedrock model invoked.
+    model: String,
+    /// Whether it is the streaming invocation.
+    stream: bool,
+}
+
+/// A Messages request to a `bedrock` instance as Bedrock takes it
+/// (`chatprovider::gateway::bedrock_invocation`): none of the client's headers are sent,
+/// only the content type, what is accepted, and the key (an AWS-signed call is signed
+/// later, [`sign_for_bedrock`]).
+fn bedrock_call(
+    instance: &ProviderInstance,
+    headers: &HeaderMap,
+    body: &[u8],
+    credentials: &Credentials,
+) -> Result<UpstreamCall, String> {
+    let invocation =
+        gateway::bedrock_invocation(body, headers, &instance.bedrock).map_err(|e| e.0)?;
+    if !invocation.dropped_betas.is_empty() {
+        tracing::debug!(
+            instance = %instance.name,
+            dropped = ?invocation.dropped_betas,
+            "AI Gateway: anthropic-beta flags Bedrock does not accept were left out"
+        );
+    }
+    let url = url::Url::parse(&format!("{}{}", instance.base_url, invocation.path))
+        .map_err(|e| format!("the instance's upstream URL is invalid: {e}"))?;
+    let mut out = reqwest::header::HeaderMap::new();
+    out.insert(
+        reqwest::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    out.insert(
+        reqwest::header::ACCEPT,
+        HeaderValue::from_static(if invocation.stream {
+            chatprovider::BEDROCK_EVENT_STREAM_CONTENT_TYPE
+        } else {
+            "application/json"
+        }),
+    );
+    set_key(&mut out, credentials)?;
+    Ok(UpstreamCall {
+        url,
+        headers: out,
+        body: invocation.body,
+        bedrock: Some(BedrockCall {
+            model: invocation.model,
+            stream: invocation.stream,
+        }),
+    })
+}
+
+/// Signs a Bedrock call with AWS Signature Version 4 for `region`.
+fn sign_for_bedrock(
+    call: &mut UpstreamCall,
+    region: &str,
+    credentials: &chatprovider::AwsCredentials,
+) -> Result<(), chaterror::ProviderError> {
+    let signed = chatprovider::sigv4_headers(
+        &chatprovider::SigV4Request {
+            method: "POST",
+            url: call.url.as_str(),
+            headers: &[("content-type", "application/json")],
+            body: &call.body,
+        },
+        credentials,
+        region,
+        chatprovider::BEDROCK_SIGNING_NAME,
+        std::time::SystemTime::now(),
+    )?;
+    for (name, value) in signed {
+        let name = reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+            chaterror::ProviderError::new("a signed header name is not valid")
+                .with_provider("bedrock")
+        })?;
+        let mut value = HeaderValue::from_str(&value).map_err(|_| {
+            chaterror::ProviderError::new("the AWS credentials are not a valid header value")
+                .with_provider("bedrock")
+        })?;
+        value.set_sensitive(true);
+        call.headers.insert(name, value);
+    }
+    Ok(())
+}
+
+/// Bedrock's answer in Anthropic's terms (see `chatprovider::gateway`'s Bedrock module):
+/// an error status's body rewritten in Anthropic's error shape, a stream's event-stream
+/// frames turned into server-sent events, a non-streamed message passed as it is; each
+/// observed as the Anthropic response it now is.
+async fn bedrock_response(
+    upstream: reqwest::Response,
+    stream: bool,
+    response_headers: &mut HeaderMap,
+    redactor: chaterror::Redactor,
+    on_end: impl FnOnce(Observation, BodyEnd) + Send + 'static,
+) -> ObservedBody {
+    let status = upstream.status().as_u16();
+    let mut seen_headers = upstream.headers().clone();
+    if status >= 400 {
+        let error_type =
+            gateway::header_text(upstream.headers(), "x-amzn-errortype").map(str::to_owned);
+        let raw = bounded_body(upstream, chatprovider::MAX_ERROR_BODY_BYTES).await;
+        let body = gateway::anthropic_error_body(status, &raw, error_type.as_deref());
+        set_content_type(response_headers, "application/json");
+        set_content_type(&mut seen_headers, "application/json");
+        let observer = Observer::new(WireApi::Messages, status, &seen_headers, redactor);
+        let len = u64::try_from(body.len()).ok();
+        return ObservedBody::from_stream(
+            futures_util::stream::once(async move { Ok(body) }),
+            len,
+            observer,
+            on_end,
+        );
+    }
+    if !stream {
+        let observer = Observer::new(WireApi::Messages, status, &seen_headers, redactor);
+        return ObservedBody::new(upstream, observer, on_end);
+    }
+    set_content_type(response_headers, "text/event-stream; charset=utf-8");
+    set_content_type(&mut seen_headers, "text/event-stream");
+    let observer = Observer::new(WireApi::Messages, status, &seen_headers, redactor);
+    let events = gateway::event_stream_to_sse(Box::pin(upstream.bytes_stream()));
+    ObservedBody::from_stream(events, None, observer, on_end)
+}
+
+/// Replaces the content type and drops the length (the body was rewritten).
+fn set_content_type(headers: &mut HeaderMap, value: &'static str) {
+    headers.remove(axum::http::header::CONTENT_LENGTH);
+    headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static(value),
+    );
+}
+
+/// At most `limit` bytes of a body (an error's: small, and only read for its message); a
+/// read failure keeps what arrived.
+async fn bounded_body(mut response: reqwest::Response, limit: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = limit.saturating_sub(out.len());
+        out.extend_from_slice(chunk.get(..room.min(chunk.len())).unwrap_or_default());
+        if out.len() >= limit {
+            break;
+        }
+    }
+    out
 }
 
 /// The refusal of a request that could not be forwarded, after its record went to the
@@ -771,17 +1060,28 @@ fn forward_failed(
             kind: kind.clone(),
             message: message.clone(),
         });
-        sink.finished(record(start, None, observation, BodyEnd::UpstreamFailed));
+        sink.finished(record(
+            start,
+            None,
+            observation,
+            BodyEnd::UpstreamFailed,
+            false,
+        ));
     }
     Refusal::new(shape, status, message)
 }
 
 /// The complete record of one call.
+///
+/// The model is the one the response names, else the request's; with
+/// `model_from_response` false (Bedrock: the model invoked is the one priced), always the
+/// request's.
 fn record(
     start: InterceptionStart,
     upstream_status: Option<u16>,
     observation: Observation,
     end: BodyEnd,
+    model_from_response: bool,
 ) -> InterceptionRecord {
     let (error_kind, error_message) = match (observation.error, end) {
         (Some(e), _) => (Some(e.kind), Some(e.message)),
@@ -799,7 +1099,10 @@ fn record(
         (None, _) => (None, None),
     };
     InterceptionRecord {
-        model: observation.model.unwrap_or_else(|| start.model.clone()),
+        model: observation
+            .model
+            .filter(|_| model_from_response)
+            .unwrap_or_else(|| start.model.clone()),
         ended_at: Timestamp::now(),
         upstream_status,
         error_kind,
@@ -834,6 +1137,9 @@ async fn models(
         let instance = find_instance(&state, &gateway, &provider, Shape::OpenAi, None).await?;
         let shape = Shape::of_instance(instance.instance_type);
         let credentials = authenticate(&state, &gateway, shape, &instance, &headers).await?;
+        if instance.instance_type == InstanceType::Bedrock {
+            return Ok(bedrock_models(&instance));
+        }
         let url = upstream_url(
             &instance.base_url,
             gateway::models_path(instance.instance_type.provider()),
@@ -863,6 +1169,24 @@ async fn models(
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// A `bedrock` instance's model list, in Anthropic's shape: the models it maps to (Bedrock's
+/// runtime has no listing of its own; without a mapping the list is empty, and any model id
+/// the caller's AWS account may invoke is accepted).
+fn bedrock_models(instance: &ProviderInstance) -> Response {
+    let models = instance.bedrock.configured_models();
+    let data: Vec<serde_json::Value> = models
+        .iter()
+        .map(|id| serde_json::json!({"type": "model", "id": id, "display_name": id}))
+        .collect();
+    axum::Json(serde_json::json!({
+        "data": data,
+        "has_more": false,
+        "first_id": models.first(),
+        "last_id": models.last(),
+    }))
+    .into_response()
 }
 
 #[cfg(test)]

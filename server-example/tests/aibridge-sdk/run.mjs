@@ -3,7 +3,7 @@
 // calls one after another, and prints one JSON array of results to stdout.
 //
 // A call: { id, sdk: "openai" | "anthropic", api: "chat" | "responses" | "messages" |
-// "models", instance, apiKey, authToken?, headers?, stream, tools?, raw? }.
+// "models", instance, apiKey, authToken?, headers?, stream, tools?, raw?, model? }.
 // A result: { id, ok, text, toolCalls: [{id, name, arguments}], model, usage, status,
 // retryAfter, shouldRetry, error, rawBody? } — the SDK's own view of the answer.
 import { readFileSync } from "node:fs";
@@ -133,7 +133,7 @@ async function responses(call) {
 async function messages(call) {
   const client = anthropicClient(call);
   const body = {
-    model: "claude-sonnet-4-5",
+    model: call.model ?? "claude-sonnet-4-5",
     max_tokens: 1024,
     messages: [{ role: "user", content: "What is the weather in Paris?" }],
     metadata: { user_id: JSON.stringify({ device_id: "d1", account_uuid: "", session_id: "claude-session-1" }) },

@@ -201,7 +201,7 @@ async fn mock_upstream() -> (String, MockState) {
 
 /// The sink of the tests: keeps what it is handed.
 #[derive(Debug, Default)]
-struct Collect {
+pub(crate) struct Collect {
     started: Mutex<Vec<InterceptionStart>>,
     finished: Mutex<Vec<InterceptionRecord>>,
 }
@@ -218,7 +218,7 @@ impl InterceptionSink for Collect {
 impl Collect {
     /// The finished records, once `n` arrived (a record is handed on when the body ends,
     /// which the client may see a moment before the server's task finishes).
-    async fn wait_for(&self, n: usize) -> Vec<InterceptionRecord> {
+    pub(crate) async fn wait_for(&self, n: usize) -> Vec<InterceptionRecord> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         loop {
             let records = self.finished.lock().unwrap().clone();
@@ -244,6 +244,7 @@ fn instance(name: &str, t: InstanceType, base: String, key: &str) -> ProviderIns
         base_url: base,
         api_key: Some(key.into()),
         source: InstanceSource::Environment,
+        bedrock: chatd_core::aibridge::BedrockSettings::default(),
     }
 }
 
@@ -296,7 +297,7 @@ async fn gateway_server(
 }
 
 /// Runs the SDK script on `calls`; its results by id.
-fn run_sdks(base: &str, calls: Value) -> BTreeMap<String, Value> {
+pub(crate) fn run_sdks(base: &str, calls: Value) -> BTreeMap<String, Value> {
     let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/aibridge-sdk"));
     assert!(
         dir.join("node_modules/openai").exists()
@@ -1176,6 +1177,9 @@ async fn a_name_stored_and_in_the_environment_stops_the_start() {
                 instance_type: "openai".to_owned(),
                 base_url: "https://llm.corp.example/v1".to_owned(),
                 api_key_sealed: None,
+                bedrock_region: None,
+                bedrock_model: None,
+                bedrock_small_fast_model: None,
             })
             .await
             .unwrap();

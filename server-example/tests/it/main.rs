@@ -7,6 +7,7 @@
 //! here (and let them match its assertions).
 
 mod aibridge;
+mod aibridge_bedrock;
 mod api_tokens;
 mod bad_inputs;
 mod bot_openai;
