@@ -318,15 +318,29 @@ pub fn anthropic_error_body(status: u16, bedrock_body: &[u8], error_type: Option
     )
 }
 
-/// One server-sent event as Anthropic writes them: `event: <type>` (the JSON's `type`),
-/// then the data, then a blank line.
-fn write_sse(out: &mut BytesMut, data: &str) {
+/// The event's `type`: read straight off the front when the JSON starts with it (every
+/// Anthropic event Bedrock relays does: `{"type":"content_block_delta",…`), else parsed.
+fn event_type(data: &str) -> Option<&str> {
+    if let Some(rest) = data.strip_prefix(r#"{"type":""#) {
+        if let Some((kind, _)) = rest.split_once('"') {
+            // A plain name (no escapes): what a type always is.
+            if !kind.is_empty() && !kind.contains('\\') {
+                return Some(kind);
+            }
+        }
+    }
     #[derive(serde::Deserialize)]
     struct Typed<'a> {
         #[serde(rename = "type", borrow)]
         kind: Option<&'a str>,
     }
-    if let Ok(Typed { kind: Some(kind) }) = serde_json::from_str::<Typed<'_>>(data) {
+    serde_json::from_str::<Typed<'_>>(data).ok()?.kind
+}
+
+/// One server-sent event as Anthropic writes them: `event: <type>` (the JSON's `type`),
+/// then the data, then a blank line.
+fn write_sse(out: &mut BytesMut, data: &str) {
+    if let Some(kind) = event_type(data) {
         out.extend_from_slice(b"event: ");
         out.extend_from_slice(kind.as_bytes());
         out.extend_from_slice(b"\n");
@@ -574,6 +588,16 @@ mod tests {
         let v: serde_json::Value =
             serde_json::from_slice(&anthropic_error_body(400, b"plain text", None)).unwrap();
         assert_eq!(v["error"]["message"], "plain text");
+    }
+
+    #[test]
+    fn event_types_are_read_off_the_front_or_parsed() {
+        assert_eq!(event_type(r#"{"type":"ping"}"#), Some("ping"));
+        assert_eq!(event_type(r#"{ "index":0, "type": "content_block_stop"}"#), Some("content_block_stop"));
+        assert_eq!(event_type(r#"{"type":"a\u0062"}"#), None, "escaped: parsed, not borrowed");
+        assert_eq!(event_type(r#"{"type":""}"#), Some(""));
+        assert_eq!(event_type("not json"), None);
+        assert_eq!(event_type(r#"{"index":0}"#), None);
     }
 
     fn frames(events: &[&str]) -> Vec<u8> {
