@@ -57,6 +57,10 @@ def main() -> None:
         family = path.name.split("--", 1)[0]
         for sel in selector.get(family, []):
             put(corpus, "stream_decoders", bytes([sel]) + body)
+    # Bedrock's event streams: the decoder (4) and the gateway's translation (5).
+    for path in sorted((TESTDATA / "bedrock").glob("*.eventstream")):
+        for sel in (4, 5):
+            put(corpus, "stream_decoders", bytes([sel]) + path.read_bytes())
     for path in sorted((TESTDATA / "errors").glob("*")):
         if path.suffix in (".sse",):
             body = path.read_bytes()
