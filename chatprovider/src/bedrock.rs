@@ -368,32 +368,14 @@ impl BedrockModel {
                 value.set_sensitive(true);
                 (
                     self.invoke_url(&self.bearer_region),
-                    vec![(reqwest::header::AUTHORIZATION.to_string(), value)],
+                    vec![(reqwest::header::AUTHORIZATION, value)],
                 )
             }
             BedrockAuth::Aws(env) => {
                 let (region, credentials) = env.resolve().await?;
                 self.remember_secrets(&credentials);
                 let url = self.invoke_url(&region);
-                let signed = sigv4_headers(
-                    &SigV4Request {
-                        method: "POST",
-                        url: &url,
-                        headers: &[("content-type", "application/json")],
-                        body: body.as_bytes(),
-                    },
-                    &credentials,
-                    &region,
-                    BEDROCK_SIGNING_NAME,
-                    SystemTime::now(),
-                )?;
-                let mut headers = Vec::new();
-                for (name, value) in signed {
-                    let mut value = reqwest::header::HeaderValue::from_str(&value)
-                        .map_err(|_| invalid_token_error())?;
-                    value.set_sensitive(true);
-                    headers.push((name, value));
-                }
+                let headers = bedrock_signed_headers(&url, body.as_bytes(), &credentials, &region)?;
                 (url, headers)
             }
         };
@@ -408,6 +390,41 @@ impl BedrockModel {
         }
         Ok(transport::with_common_headers(req, &self.settings, &request.correlation).body(body))
     }
+}
+
+/// The headers that sign a Bedrock invocation — `POST url` with the JSON `body` — with
+/// SigV4 for `region` (service `bedrock`, signing `content-type` besides `host`), at this
+/// moment: `x-amz-date`, `authorization` and, for temporary credentials,
+/// `x-amz-security-token`, each marked sensitive. The request must then be sent with
+/// exactly this URL, body and `Content-Type: application/json`.
+pub fn bedrock_signed_headers(
+    url: &str,
+    body: &[u8],
+    credentials: &Credentials,
+    region: &str,
+) -> Result<Vec<(reqwest::header::HeaderName, reqwest::header::HeaderValue)>, ProviderError> {
+    let signed = sigv4_headers(
+        &SigV4Request {
+            method: "POST",
+            url,
+            headers: &[("content-type", "application/json")],
+            body,
+        },
+        credentials,
+        region,
+        BEDROCK_SIGNING_NAME,
+        SystemTime::now(),
+    )?;
+    let mut headers = Vec::with_capacity(signed.len());
+    for (name, value) in signed {
+        let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| invalid_token_error())?;
+        let mut value =
+            reqwest::header::HeaderValue::from_str(&value).map_err(|_| invalid_token_error())?;
+        value.set_sensitive(true);
+        headers.push((name, value));
+    }
+    Ok(headers)
 }
 
 fn invalid_token_error() -> ProviderError {

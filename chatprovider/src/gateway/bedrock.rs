@@ -593,8 +593,15 @@ mod tests {
     #[test]
     fn event_types_are_read_off_the_front_or_parsed() {
         assert_eq!(event_type(r#"{"type":"ping"}"#), Some("ping"));
-        assert_eq!(event_type(r#"{ "index":0, "type": "content_block_stop"}"#), Some("content_block_stop"));
-        assert_eq!(event_type(r#"{"type":"a\u0062"}"#), None, "escaped: parsed, not borrowed");
+        assert_eq!(
+            event_type(r#"{ "index":0, "type": "content_block_stop"}"#),
+            Some("content_block_stop")
+        );
+        assert_eq!(
+            event_type(r#"{"type":"a\u0062"}"#),
+            None,
+            "escaped: parsed, not borrowed"
+        );
         assert_eq!(event_type(r#"{"type":""}"#), Some(""));
         assert_eq!(event_type("not json"), None);
         assert_eq!(event_type(r#"{"index":0}"#), None);

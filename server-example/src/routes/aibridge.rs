@@ -925,30 +925,9 @@ fn sign_for_bedrock(
     region: &str,
     credentials: &chatprovider::AwsCredentials,
 ) -> Result<(), chaterror::ProviderError> {
-    let signed = chatprovider::sigv4_headers(
-        &chatprovider::SigV4Request {
-            method: "POST",
-            url: call.url.as_str(),
-            headers: &[("content-type", "application/json")],
-            body: &call.body,
-        },
-        credentials,
-        region,
-        chatprovider::BEDROCK_SIGNING_NAME,
-        std::time::SystemTime::now(),
-    )?;
-    for (name, value) in signed {
-        let name = reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-            chaterror::ProviderError::new("a signed header name is not valid")
-                .with_provider("bedrock")
-        })?;
-        let mut value = HeaderValue::from_str(&value).map_err(|_| {
-            chaterror::ProviderError::new("the AWS credentials are not a valid header value")
-                .with_provider("bedrock")
-        })?;
-        value.set_sensitive(true);
-        call.headers.insert(name, value);
-    }
+    let signed =
+        chatprovider::bedrock_signed_headers(call.url.as_str(), &call.body, credentials, region)?;
+    call.headers.extend(signed);
     Ok(())
 }
 
