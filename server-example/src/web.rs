@@ -13,6 +13,13 @@
 //! only to the two WebSocket routes). Every answer carries a strict
 //! Content-Security-Policy ([`content_security_policy`]): no inline script, no `eval`,
 //! connections only to this origin.
+//!
+//! The build writes gzip and Brotli variants of `index.html` and the assets next to them,
+//! all embedded; each answer is the variant the request's `Accept-Encoding` prefers
+//! ([`accept_encoding`]), with `Content-Encoding` and, compressed or not,
+//! `Vary: Accept-Encoding`. Nothing is compressed per request.
+
+pub mod accept_encoding;
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -21,9 +28,76 @@ use axum::response::{IntoResponse, Response};
 use crate::error::ApiError;
 use crate::routes::{Route, RouteKind};
 use crate::state::AppState;
+use accept_encoding::{AcceptEncoding, ContentCoding};
 
 // `INDEX_HTML` and `ASSETS`, written by `web/build.mjs` next to the files they embed.
 include!("../web/dist/manifest.rs");
+
+/// One file of the page as embedded: its bytes and the precompressed variants the build
+/// wrote (none where compressing did not make it smaller).
+pub(crate) struct EmbeddedFile {
+    /// The file name (the last segment of its URL for an asset).
+    pub(crate) name: &'static str,
+    /// Its `Content-Type`, whichever coding it is sent in.
+    pub(crate) content_type: &'static str,
+    /// The file itself.
+    pub(crate) identity: &'static [u8],
+    /// The file compressed with Brotli.
+    pub(crate) br: Option<&'static [u8]>,
+    /// The file compressed with gzip.
+    pub(crate) gzip: Option<&'static [u8]>,
+}
+
+impl EmbeddedFile {
+    /// The compressed codings the file has.
+    fn offered(&self) -> Vec<ContentCoding> {
+        [
+            (ContentCoding::Brotli, self.br),
+            (ContentCoding::Gzip, self.gzip),
+        ]
+        .into_iter()
+        .filter_map(|(coding, bytes)| bytes.map(|_| coding))
+        .collect()
+    }
+
+    /// The bytes of the file in `coding`, if it has them. (No wildcard arm: a coding added
+    /// to [`ContentCoding`] must say where its bytes are, or it would send others.)
+    fn variant(&self, coding: ContentCoding) -> Option<&'static [u8]> {
+        match coding {
+            ContentCoding::Brotli => self.br,
+            ContentCoding::Gzip => self.gzip,
+            ContentCoding::Identity => Some(self.identity),
+        }
+    }
+
+    /// The file as answer to a request accepting `accepted`: the chosen variant, its
+    /// `Content-Encoding`, `Vary: Accept-Encoding` (caches must key on it whichever variant
+    /// this one is) and `cache_control`. Axum answers `HEAD` with the same headers.
+    fn response(&self, accepted: &AcceptEncoding, cache_control: &'static str) -> Response {
+        let chosen = accepted.choose(&self.offered());
+        let (coding, bytes) = self
+            .variant(chosen)
+            .map_or((ContentCoding::Identity, self.identity), |bytes| {
+                (chosen, bytes)
+            });
+        let mut response = (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, self.content_type),
+                (header::CACHE_CONTROL, cache_control),
+                (header::VARY, header::ACCEPT_ENCODING.as_str()),
+            ],
+            bytes,
+        )
+            .into_response();
+        if let Some(encoding) = coding.content_encoding() {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding));
+        }
+        response
+    }
+}
 
 /// Where the hashed assets are served.
 pub const ASSETS_PREFIX: &str = "/assets";
@@ -107,33 +181,21 @@ fn secured(state: &AppState, mut response: Response) -> Response {
 }
 
 /// `GET /` and the page paths: `index.html`.
-async fn index(State(state): State<AppState>) -> Response {
-    let response = (
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CACHE_CONTROL, INDEX_CACHE_CONTROL),
-        ],
-        INDEX_HTML,
-    )
-        .into_response();
-    secured(&state, response)
+async fn index(State(state): State<AppState>, accepted: AcceptEncoding) -> Response {
+    secured(&state, INDEX_HTML.response(&accepted, INDEX_CACHE_CONTROL))
 }
 
-/// `GET /assets/{file}`: a hashed asset, or 404 JSON.
-async fn asset(State(state): State<AppState>, Path(file): Path<String>) -> Response {
-    let Some((_, content_type, bytes)) = ASSETS.iter().find(|(name, _, _)| *name == file) else {
+/// `GET /assets/{file}`: a hashed asset, or 404 JSON. Only the assets' own names are
+/// served: their compressed variants (`app-<hash>.js.gz`) are not assets of their own.
+async fn asset(
+    State(state): State<AppState>,
+    accepted: AcceptEncoding,
+    Path(file): Path<String>,
+) -> Response {
+    let Some(asset) = ASSETS.iter().find(|asset| asset.name == file) else {
         return ApiError::not_found("No such asset.").into_response();
     };
-    let response = (
-        StatusCode::OK,
-        [
-            (header::CONTENT_TYPE, *content_type),
-            (header::CACHE_CONTROL, ASSET_CACHE_CONTROL),
-        ],
-        *bytes,
-    )
-        .into_response();
-    secured(&state, response)
+    secured(&state, asset.response(&accepted, ASSET_CACHE_CONTROL))
 }
 
 #[cfg(test)]
@@ -162,13 +224,31 @@ mod tests {
 
     #[test]
     fn the_manifest_lists_a_script_and_a_stylesheet_named_by_their_hash() {
-        let html = std::str::from_utf8(INDEX_HTML).unwrap_or_default();
-        for (name, content_type, bytes) in ASSETS {
-            assert!(!bytes.is_empty(), "{name}");
+        let html = std::str::from_utf8(INDEX_HTML.identity).unwrap_or_default();
+        assert_eq!(INDEX_HTML.content_type, "text/html; charset=utf-8");
+        for asset in ASSETS {
+            let name = asset.name;
+            assert!(!asset.identity.is_empty(), "{name}");
             assert!(name.starts_with("app-"), "{name}");
             assert!(html.contains(&format!("{ASSETS_PREFIX}/{name}")), "{name}");
-            assert!(content_type.ends_with("charset=utf-8"), "{content_type}");
+            assert!(asset.content_type.ends_with("charset=utf-8"), "{name}");
         }
         assert_eq!(ASSETS.len(), 2);
+    }
+
+    #[test]
+    fn every_served_file_has_smaller_brotli_and_gzip_variants() {
+        for file in ASSETS.iter().chain([&INDEX_HTML]) {
+            let name = file.name;
+            let (Some(br), Some(gzip)) = (file.br, file.gzip) else {
+                panic!("{name} has no br or no gzip variant");
+            };
+            assert!(br.len() < file.identity.len(), "{name}");
+            assert!(gzip.len() < file.identity.len(), "{name}");
+            // The formats' magic: gzip's two bytes and deflate method; Brotli has none, so
+            // at least not gzip.
+            assert_eq!(gzip.get(..3), Some(&[0x1f, 0x8b, 8][..]), "{name}");
+            assert_ne!(br.get(..2), Some(&[0x1f, 0x8b][..]), "{name}");
+        }
     }
 }

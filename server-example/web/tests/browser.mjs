@@ -406,6 +406,34 @@ const tests = {
     for (const p of ["/admin", `/chats/${crypto.randomUUID()}`]) {
       assert.equal((await fetch(`${server.base}${p}`)).status, 200, p);
     }
+    // Asked for no coding, the files come as they are, and still say they vary with it.
+    const plain = await fetch(`${server.base}/assets/${asset}`, { headers: { "accept-encoding": "identity" } });
+    assert.equal(plain.headers.get("content-encoding"), null);
+    assert.equal(plain.headers.get("vary"), "accept-encoding");
+  },
+
+  async "the page arrives compressed, and runs"() {
+    const { context, page } = await newPage(server.adminToken, { signIn: false });
+    const responses = [];
+    page.on("response", (r) => {
+      if (r.url().startsWith(server.base)) responses.push(r);
+    });
+    await page.goto(server.base);
+    await page.getByLabel("API token").waitFor();
+    const kinds = new Map();
+    for (const r of responses) kinds.set(r.request().resourceType(), r);
+    for (const kind of ["document", "script", "stylesheet"]) {
+      const r = kinds.get(kind);
+      assert.ok(r, `no ${kind} loaded`);
+      const accepted = (await r.request().allHeaders())["accept-encoding"] ?? "";
+      const headers = await r.allHeaders();
+      // Brotli when Chromium offers it (it may not over plain HTTP), else gzip.
+      const want = /\bbr\b/.test(accepted) ? "br" : "gzip";
+      assert.equal(headers["content-encoding"], want, `${kind}; Chromium sent Accept-Encoding: ${accepted}`);
+      assert.equal(headers["vary"], "accept-encoding", kind);
+      assert.ok((await r.body()).length > 0, kind);
+    }
+    await context.close();
   },
 };
 

@@ -1,5 +1,5 @@
-// Performance of the chat page (docs/web.md, "Performance"): first-load transfer size and
-// time to interactive on loopback, and the time to render a 1 000-message chat. A manual
+// Performance of the chat page (docs/web.md, "Performance"): first-load transfer size (and
+// the content coding each file came in) and time to interactive on loopback, and the time to render a 1 000-message chat. A manual
 // tool, not part of the test command. Needs the sqlite3 command-line shell to seed the
 // messages straight into the store (a thousand demo turns through the API would take
 // half an hour), and the same server binary and Chromium as tests/browser.mjs.
@@ -14,6 +14,18 @@ import { api, chromiumPath, launchBrowser, startServer } from "./harness.mjs";
 const MESSAGES = 1000;
 /** Runs of each measurement; the median is reported. */
 const RUNS = 5;
+/** Runs of the first load, each both compressed and not (cheap, and noisier than the rest). */
+const FIRST_LOAD_RUNS = 11;
+/**
+ * A modest link the first load is also measured on (Chromium's network emulation): loopback
+ * hides what the bytes cost. Throughputs in bytes per second, latency in ms.
+ */
+const SLOW_NETWORK = {
+  name: "10 Mbit/s, 40 ms",
+  latency: 40,
+  downloadThroughput: 10e6 / 8,
+  uploadThroughput: 5e6 / 8,
+};
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
@@ -50,23 +62,42 @@ try {
   const { messages } = await api(server, server.adminToken, "GET", `/api/experimental/chats/${chat.id}/messages?limit=1`);
   console.log(`seeded chat ${chat.id}; newest message id ${messages[0]?.id}`);
 
-  // First load: a fresh context each run (empty cache), the sign-in page.
-  const loads = [];
-  for (let i = 0; i < RUNS; i++) {
-    const context = await browser.newContext();
+  // First load: a fresh context each run (empty cache), the sign-in page. Each run loads it
+  // twice, as Chromium asks for it (compressed) and with `Accept-Encoding: identity` (the
+  // files as they are, as the server sent them before it compressed), so both are measured
+  // under the same machine load.
+  async function firstLoad(extraHTTPHeaders, network) {
+    const context = await browser.newContext({ extraHTTPHeaders });
     const page = await context.newPage();
     const cdp = await context.newCDPSession(page);
     await cdp.send("Network.enable");
+    if (network) await cdp.send("Network.emulateNetworkConditions", { offline: false, ...network });
     let bytes = 0;
     cdp.on("Network.loadingFinished", (e) => (bytes += e.encodedDataLength));
+    // The Content-Encoding each file came in (the server picks it from Accept-Encoding).
+    const codings = [];
+    cdp.on("Network.responseReceived", (e) => {
+      const h = Object.fromEntries(Object.entries(e.response.headers).map(([k, v]) => [k.toLowerCase(), v]));
+      codings.push(`${e.type.toLowerCase()} ${h["content-encoding"] ?? "identity"}`);
+    });
     await page.goto(server.base, { waitUntil: "load" });
     await page.getByLabel("API token").waitFor();
     const nav = await page.evaluate(() => {
       const n = performance.getEntriesByType("navigation")[0];
       return { dcl: n.domContentLoadedEventEnd, load: n.loadEventEnd };
     });
-    loads.push({ bytes, ...nav });
     await context.close();
+    return { bytes, codings, ...nav };
+  }
+  const IDENTITY = { "Accept-Encoding": "identity" };
+  const firstLoads = [
+    ["first load", {}, null],
+    ["first load, Accept-Encoding: identity", IDENTITY, null],
+    [`first load, ${SLOW_NETWORK.name}`, {}, SLOW_NETWORK],
+    [`first load, ${SLOW_NETWORK.name}, Accept-Encoding: identity`, IDENTITY, SLOW_NETWORK],
+  ].map(([what, headers, network]) => ({ what, headers, network, runs: [] }));
+  for (let i = 0; i < FIRST_LOAD_RUNS; i++) {
+    for (const f of firstLoads) f.runs.push(await firstLoad(f.headers, f.network));
   }
 
   // A chat opened: navigation start → every message in the DOM (the stream's snapshot
@@ -101,8 +132,10 @@ try {
   }
 
   const fmt = (x) => x.toFixed(0);
-  console.log(`first load: ${median(loads.map((l) => l.bytes))} bytes transferred (all requests, headers included)`);
-  console.log(`first load: DOMContentLoaded (page rendered, interactive) median ${fmt(median(loads.map((l) => l.dcl)))} ms, load ${fmt(median(loads.map((l) => l.load)))} ms; runs ${loads.map((l) => fmt(l.dcl)).join(", ")}`);
+  for (const { what, runs } of firstLoads) {
+    console.log(`${what}: ${median(runs.map((l) => l.bytes))} bytes transferred (all requests, headers included), received as ${runs[0]?.codings.join(", ")}`);
+    console.log(`${what}: DOMContentLoaded (page rendered, interactive) median ${fmt(median(runs.map((l) => l.dcl)))} ms, load ${fmt(median(runs.map((l) => l.load)))} ms; runs ${runs.map((l) => fmt(l.dcl)).join(", ")}`);
+  }
   console.log(`${MESSAGES}-message chat rendered: median ${fmt(median(renders))} ms after navigation start; runs ${renders.map(fmt).join(", ")}`);
   console.log(`baseline, 2-message chat: median ${fmt(median(baseline))} ms; runs ${baseline.map(fmt).join(", ")}`);
   console.log(`machine: ${os.cpus().length} × ${os.cpus()[0]?.model}; load average ${os.loadavg().map((x) => x.toFixed(2)).join(" ")}`);
