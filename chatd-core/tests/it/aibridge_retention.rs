@@ -2,7 +2,8 @@
 //! and PostgreSQL: the retention sweep purges the calls that started before the window
 //! (one exactly at the boundary stays) with their tool usages; sessions follow the calls
 //! that remain, in the listings and in spend; a backlog goes in bounded batches; 0 keeps
-//! everything; the engine refuses a window outside its bounds.
+//! everything; the engine refuses a window outside its bounds; on PostgreSQL a session
+//! written during the purge keeps its row.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::collections::BTreeSet;
@@ -315,6 +316,117 @@ async fn the_engine_refuses_a_gateway_retention_outside_its_bounds() {
                 }
             }
         }
+    })
+    .await;
+}
+
+/// PostgreSQL: a call written into a session while the purge empties that session of its
+/// old calls. The writer holds the session row (as the recorder's upsert does); the purge
+/// waits for it and then sees the new call, so the session stays, starting at the new call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_written_during_the_purge_stays_with_its_new_call() {
+    on_each_backend(|store| async move {
+        if store.dialect() != chatd_core::store::Dialect::Postgres {
+            return;
+        }
+        let f = fixture(&store).await;
+        let cutoff = now().timestamp_micros() - 60 * DAY_MICROS;
+        let old = call(f.user, cutoff - 1, Some("s"), 0, 1);
+        store.record_interceptions(&[old]).await.unwrap();
+        let new_start = cutoff + DAY_MICROS;
+        let mut writer = store.pool().begin().await.unwrap();
+        sqlx::query(
+            "INSERT INTO aibridge_interceptions (id, user_id, provider_name, provider_type, \
+             api, requested_model, model, session_key, thread_root_id, started_at, ended_at, \
+             client_disconnected, streamed, credential_kind, credential_hint) \
+             VALUES ($1, $2, 'anthropic', 'anthropic', 'messages', 'm', 'm', 's', $1, $3, $3, \
+             0, 0, 'central', '')",
+        )
+        .bind(Uuid::new_v4().to_string())
+        .bind(f.user.to_string())
+        .bind(new_start)
+        .execute(&mut *writer)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO aibridge_sessions (user_id, session_key, started_at, last_started_at) \
+             VALUES ($1, 's', $2, $2) ON CONFLICT (user_id, session_key) DO UPDATE SET \
+             last_started_at = excluded.last_started_at",
+        )
+        .bind(f.user.to_string())
+        .bind(new_start)
+        .execute(&mut *writer)
+        .await
+        .unwrap();
+        let purging = tokio::spawn({
+            let store = store.clone();
+            async move { store.purge_interceptions(cutoff, 100).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(
+            !purging.is_finished(),
+            "the purge did not wait for the session row"
+        );
+        writer.commit().await.unwrap();
+        let purged = purging.await.unwrap().unwrap();
+        assert_eq!((purged.interceptions, purged.sessions), (1, 0));
+        let start: i64 = sqlx::query_scalar(
+            "SELECT started_at FROM aibridge_sessions WHERE user_id = $1 AND session_key = 's'",
+        )
+        .bind(f.user.to_string())
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(start, new_start);
+        let sessions = store
+            .list_interception_sessions(Some(f.user), None, None, None, 10)
+            .await
+            .unwrap();
+        assert_eq!(sessions.sessions.len(), 1);
+        assert_eq!(sessions.sessions[0].interception_count, 1);
+    })
+    .await;
+}
+
+/// Not a check: how long one batch and a whole backlog take (docs/ai-gateway-records.md
+/// "Retention"). `--ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement"]
+async fn measure_purging_a_gateway_backlog() {
+    on_each_backend(|store| async move {
+        let f = fixture(&store).await;
+        let cutoff = now().timestamp_micros() - 60 * DAY_MICROS;
+        let total = 20_000_usize;
+        for chunk in 0..total / 1000 {
+            let calls: Vec<NewInterception> = (0..1000)
+                .map(|i| {
+                    let n = chunk * 1000 + i;
+                    let at = cutoff - 1 - i64::try_from(total - n).unwrap() * 1_000_000;
+                    call(f.user, at, Some(&format!("s{}", n / 20)), 2, 1)
+                })
+                .collect();
+            store.record_interceptions(&calls).await.unwrap();
+        }
+        let started = std::time::Instant::now();
+        let one = store
+            .purge_interceptions(cutoff, RETENTION_BATCH_SIZE)
+            .await
+            .unwrap();
+        let batch = started.elapsed();
+        assert_eq!(one.interceptions, RETENTION_BATCH_SIZE as u64);
+        let started = std::time::Instant::now();
+        let report = sweep_with(&store, 60).await;
+        let rest = started.elapsed();
+        assert_eq!(
+            report.purged_interceptions,
+            (total - RETENTION_BATCH_SIZE) as u64
+        );
+        println!(
+            "{:?}: one batch of {RETENTION_BATCH_SIZE} calls {batch:?}; the other {} in one \
+             sweep {rest:?}",
+            store.dialect(),
+            total - RETENTION_BATCH_SIZE
+        );
     })
     .await;
 }
