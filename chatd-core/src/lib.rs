@@ -114,8 +114,9 @@ pub use cluster::{
     ConfigChange, EngineObserver, NoObserver, RecoveryCause, DEFAULT_LIVENESS_INTERVAL,
 };
 pub use engine::{
-    auto_archive_cutoff, retention_cutoff, RetentionSweep, DEFAULT_RETENTION_INTERVAL,
-    RETENTION_BATCH_SIZE, RETENTION_MIDNIGHT_SLACK,
+    auto_archive_cutoff, retention_cutoff, validate_ai_gateway_retention_days, RetentionSweep,
+    DEFAULT_AI_GATEWAY_RETENTION_DAYS, DEFAULT_RETENTION_INTERVAL, MAX_AI_GATEWAY_RETENTION_DAYS,
+    MIN_AI_GATEWAY_RETENTION_DAYS, RETENTION_BATCH_SIZE, RETENTION_MIDNIGHT_SLACK,
 };
 pub use engine::{
     context_tokens, COMPACTION_DISABLED_THRESHOLD, COMPACTION_FAILED_MESSAGE,

@@ -185,6 +185,29 @@ struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..),
           default_value_t = chatd_core::aibridge::DEFAULT_RECORDER_QUEUE_CAPACITY as u32)]
     ai_gateway_record_queue: u32,
+    /// Days the AI Gateway's interception records (calls, their tool usages and sessions)
+    /// are kept, by each call's start, before the retention job purges them; `0` keeps them
+    /// forever. 31 to 3650 otherwise: a shorter window would purge calls that still count
+    /// toward a monthly usage limit (docs/ai-gateway-records.md "Retention").
+    #[arg(long, env = "CHATD_AI_GATEWAY_RETENTION", value_name = "DAYS",
+          value_parser = parse_ai_gateway_retention,
+          default_value_t = chatd_core::DEFAULT_AI_GATEWAY_RETENTION_DAYS)]
+    ai_gateway_retention: u32,
+}
+
+/// Parses `--ai-gateway-retention`: whole days (a trailing `d` is accepted: `60d`), 0 or
+/// within `chatd_core::validate_ai_gateway_retention_days`'s bounds.
+fn parse_ai_gateway_retention(value: &str) -> Result<u32, String> {
+    let trimmed = value.trim();
+    let digits = trimmed.strip_suffix('d').unwrap_or(trimmed);
+    let days = digits.parse::<u32>().map_err(|_| {
+        format!(
+            "expected a number of days (0 keeps the records forever, else {} to {})",
+            chatd_core::MIN_AI_GATEWAY_RETENTION_DAYS,
+            chatd_core::MAX_AI_GATEWAY_RETENTION_DAYS
+        )
+    })?;
+    chatd_core::validate_ai_gateway_retention_days(days)
 }
 
 /// Parses `--ai-gateway-max-prompt-bytes`: at most what the gateway takes from a request
@@ -494,6 +517,10 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "CHATD_AI_GATEWAY_RECORD_QUEUE",
         "AI Gateway records queued before drops (--ai-gateway-record-queue)",
     ),
+    (
+        "CHATD_AI_GATEWAY_RETENTION",
+        "days AI Gateway records are kept, 0 forever (--ai-gateway-retention)",
+    ),
     ("CHATD_URL", "server URL of `chat` (--url)"),
     ("CHATD_TOKEN", "API token of `chat` (--token)"),
 ];
@@ -592,6 +619,9 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
         .with_max_prompt_bytes(args.ai_gateway_max_prompt_bytes)
         .with_queue_capacity(usize::try_from(args.ai_gateway_record_queue).unwrap_or(usize::MAX));
     options.engine.turn_summary_delay = args.turn_summary_delay;
+    // The engine's retention job purges the gateway's records (docs/ai-gateway-records.md
+    // "Retention"), so the setting is the engine's.
+    options.engine.ai_gateway_retention_days = args.ai_gateway_retention;
     options.deployment_keys = deployment_keys_from_env()?;
     options.ai_gateway.allow_byok = args.ai_gateway_allow_byok;
     options.ai_gateway.allowed_private = args.ai_gateway_allowed_private_cidrs.clone();
@@ -912,6 +942,26 @@ mod tests {
         assert_eq!(off.ai_gateway_record_queue, 1);
         // A queue holds at least one record.
         assert!(Cli::try_parse_from(["chatd-server", "--ai-gateway-record-queue", "0"]).is_err());
+    }
+
+    #[test]
+    fn ai_gateway_retention_flag() {
+        let days = |args: &[&str]| {
+            let mut argv = vec!["chatd-server"];
+            argv.extend_from_slice(args);
+            Cli::try_parse_from(argv).map(|c| c.serve.ai_gateway_retention)
+        };
+        assert_eq!(
+            days(&[]).unwrap(),
+            chatd_core::DEFAULT_AI_GATEWAY_RETENTION_DAYS
+        );
+        assert_eq!(days(&["--ai-gateway-retention", "0"]).unwrap(), 0);
+        assert_eq!(days(&["--ai-gateway-retention", "31"]).unwrap(), 31);
+        assert_eq!(days(&["--ai-gateway-retention", "90d"]).unwrap(), 90);
+        assert_eq!(days(&["--ai-gateway-retention", "3650"]).unwrap(), 3650);
+        for bad in ["30", "3651", "-1", "1.5", "60h", ""] {
+            assert!(days(&["--ai-gateway-retention", bad]).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -28,6 +28,7 @@
 //! | `chat_retention_purged_chats_total` | counter | archived chats the sweeps purged |
 //! | `chat_retention_purged_debug_runs_total` | counter | debug runs the sweeps purged (docs/debug-runs.md) |
 //! | `chat_retention_purged_files_total` | counter | unlinked files the sweeps purged |
+//! | `chat_retention_purged_ai_gateway_interceptions_total` | counter | AI Gateway interception records the sweeps purged (docs/ai-gateway-records.md "Retention") |
 //! | `chat_retention_failed_steps_total` | counter | sweep steps that failed (logged) |
 //!
 //! The values live in a `prometheus-client` registry per [`Metrics`] (no global state, so
@@ -478,6 +479,7 @@ struct RetentionMetrics {
     purged_chats: Counter,
     purged_debug_runs: Counter,
     purged_files: Counter,
+    purged_interceptions: Counter,
     failed_steps: Counter,
 }
 
@@ -520,6 +522,11 @@ impl RetentionMetrics {
             metrics.purged_files.clone(),
         );
         registry.register(
+            "chat_retention_purged_ai_gateway_interceptions",
+            "AI Gateway interception records the retention sweeps purged",
+            metrics.purged_interceptions.clone(),
+        );
+        registry.register(
             "chat_retention_failed_steps",
             "Retention sweep steps that failed",
             metrics.failed_steps.clone(),
@@ -535,6 +542,7 @@ impl RetentionMetrics {
         self.purged_chats.inc_by(sweep.purged_chats);
         self.purged_debug_runs.inc_by(sweep.purged_debug_runs);
         self.purged_files.inc_by(sweep.purged_files);
+        self.purged_interceptions.inc_by(sweep.purged_interceptions);
         self.failed_steps.inc_by(u64::from(sweep.failed_steps));
     }
 }

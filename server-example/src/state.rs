@@ -336,7 +336,9 @@ pub struct ServerOptions {
     pub interception_sink: Option<Arc<dyn InterceptionSink>>,
     /// The AI Gateway recorder's queue, batch and prompt settings
     /// (`--ai-gateway-record-prompts`, `--ai-gateway-record-queue`;
-    /// docs/ai-gateway-records.md).
+    /// docs/ai-gateway-records.md). How long the records are kept is the engine's
+    /// (`engine.ai_gateway_retention_days`, `--ai-gateway-retention`): its retention job
+    /// purges them (docs/ai-gateway-records.md "Retention").
     pub ai_gateway_records: RecorderSettings,
 }
 

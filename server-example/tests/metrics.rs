@@ -139,6 +139,7 @@ async fn retention_sweeps_are_counted_with_their_last_run() {
             "chat_retention_archived_chats",
             "chat_retention_purged_chats",
             "chat_retention_purged_files",
+            "chat_retention_purged_ai_gateway_interceptions",
             "chat_retention_failed_steps",
         ] {
             assert!(
@@ -177,11 +178,29 @@ async fn retention_sweeps_are_counted_with_their_last_run() {
             .await
             .unwrap();
         store.set_retention_days(1).await.unwrap();
+        // And an AI Gateway call older than the default 60-day retention.
+        let mut call = chatd_core::store::NewInterception::new(
+            codersdk::Uuid::new_v4(),
+            bob.id,
+            "anthropic",
+            "anthropic",
+        );
+        call.started_at = 1_000_000;
+        call.ended_at = 2_000_000;
+        store.record_interceptions(&[call]).await.unwrap();
         let report = engine.run_retention_sweep().await.unwrap().unwrap();
         assert_eq!(report.purged_chats, 1, "{report:?}");
+        assert_eq!(report.purged_interceptions, 1, "{report:?}");
         let text = scrape(&server).await;
         assert_eq!(sample(&text, "chat_retention_sweeps_total"), 2.0);
         assert_eq!(sample(&text, "chat_retention_purged_chats_total"), 1.0);
+        assert_eq!(
+            sample(
+                &text,
+                "chat_retention_purged_ai_gateway_interceptions_total"
+            ),
+            1.0
+        );
         assert_eq!(sample(&text, "chat_retention_archived_chats_total"), 0.0);
         assert_eq!(sample(&text, "chat_retention_failed_steps_total"), 0.0);
         let last = sample(&text, "chat_retention_last_sweep_timestamp_seconds");

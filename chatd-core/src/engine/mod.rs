@@ -61,8 +61,9 @@ pub use ops::UNUSABLE_MCP_SERVER_DETAIL;
 pub use publish::{HookPoint, TestHook};
 pub use resolver::{StoreModelResolver, MODEL_KEY_MISSING_MESSAGE, MODEL_NOT_SUPPORTED_MESSAGE};
 pub use retention::{
-    auto_archive_cutoff, retention_cutoff, RetentionSweep, DEFAULT_RETENTION_INTERVAL,
-    RETENTION_BATCH_SIZE, RETENTION_MIDNIGHT_SLACK,
+    auto_archive_cutoff, retention_cutoff, validate_ai_gateway_retention_days, RetentionSweep,
+    DEFAULT_AI_GATEWAY_RETENTION_DAYS, DEFAULT_RETENTION_INTERVAL, MAX_AI_GATEWAY_RETENTION_DAYS,
+    MIN_AI_GATEWAY_RETENTION_DAYS, RETENTION_BATCH_SIZE, RETENTION_MIDNIGHT_SLACK,
 };
 pub use runner::CONTENDED_CLAIM_RETRY;
 pub use stream::ChatStream;
@@ -154,6 +155,14 @@ pub struct EngineSettings {
     /// runs no job: sweeps happen only through [`Engine::run_retention_sweep`] (tests, or an
     /// embedder that schedules them itself).
     pub retention_interval: Option<Duration>,
+    /// How many days the retention job keeps AI Gateway interception records (by their
+    /// start) before purging them with their tool usages (docs/ai-gateway-records.md
+    /// "Retention"): [`DEFAULT_AI_GATEWAY_RETENTION_DAYS`] by default; 0 keeps them
+    /// forever; otherwise [`MIN_AI_GATEWAY_RETENTION_DAYS`] to
+    /// [`MAX_AI_GATEWAY_RETENTION_DAYS`] ([`Engine::start`] refuses anything else). A
+    /// deployment setting, not a `site_config` one: Coder's `CODER_AIBRIDGE_RETENTION` is
+    /// a server flag too.
+    pub ai_gateway_retention_days: u32,
 }
 
 impl Default for EngineSettings {
@@ -173,6 +182,7 @@ impl Default for EngineSettings {
             claim_on_send: true,
             liveness_interval: crate::cluster::DEFAULT_LIVENESS_INTERVAL,
             retention_interval: Some(DEFAULT_RETENTION_INTERVAL),
+            ai_gateway_retention_days: DEFAULT_AI_GATEWAY_RETENTION_DAYS,
         }
     }
 }
@@ -199,6 +209,8 @@ impl EngineSettings {
                 format!("engine setting {name} must be positive"),
             ));
         }
+        retention::validate_ai_gateway_retention_days(self.ai_gateway_retention_days)
+            .map_err(|e| Error::new(ErrorKind::InvalidArgument, format!("engine setting {e}")))?;
         if self.heartbeat_interval >= self.stale_after {
             // A worker would be declared stale between two of its own heartbeats.
             return Err(Error::new(

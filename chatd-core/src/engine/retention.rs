@@ -8,7 +8,10 @@
 //!    their messages, queues, labels and file links;
 //! 3. **purge debug runs**: debug runs last written before `debug_retention_days`
 //!    (default 30; 0 keeps them until their chat goes) are deleted (docs/debug-runs.md);
-//! 4. **purge files**: files linked to no chat and older than
+//! 4. **purge AI Gateway records**: interceptions that started longer ago than
+//!    [`EngineSettings::ai_gateway_retention_days`] (default 60; 0 keeps them) are deleted
+//!    with their tool usages, and their sessions follow (docs/ai-gateway-records.md);
+//! 5. **purge files**: files linked to no chat and older than
 //!    [`UNLINKED_FILE_GRACE`](crate::store::UNLINKED_FILE_GRACE) are deleted (only while a
 //!    retention window is set).
 //!
@@ -35,6 +38,39 @@ pub const DEFAULT_RETENTION_INTERVAL: Duration = Duration::from_secs(60 * 60);
 /// Most families (or files) one batch of a sweep step handles, each batch in a transaction
 /// of its own: a sweep over a large backlog holds no lock for long.
 pub const RETENTION_BATCH_SIZE: usize = 100;
+
+/// How long AI Gateway interception records are kept by default
+/// ([`EngineSettings::ai_gateway_retention_days`]): Coder's `CODER_AIBRIDGE_RETENTION`
+/// default.
+///
+/// [`EngineSettings::ai_gateway_retention_days`]: super::EngineSettings::ai_gateway_retention_days
+pub const DEFAULT_AI_GATEWAY_RETENTION_DAYS: u32 = 60;
+
+/// The shortest AI Gateway retention other than 0 (keep forever): the longest usage-limit
+/// period, a calendar month, is at most 31 days, and a call purged while its period runs
+/// would no longer count toward the user's spend (the admission check sums the stored
+/// calls). With at least 31 days every call of a current period is still stored.
+pub const MIN_AI_GATEWAY_RETENTION_DAYS: u32 = 31;
+
+/// The longest AI Gateway retention (ten years, as the chats' `MAX_CHAT_RETENTION_DAYS`);
+/// longer is 0, keep forever.
+pub const MAX_AI_GATEWAY_RETENTION_DAYS: u32 = 3650;
+
+/// Checks an AI Gateway retention in days: 0 (keep forever) or
+/// [`MIN_AI_GATEWAY_RETENTION_DAYS`]..=[`MAX_AI_GATEWAY_RETENTION_DAYS`]; the error says
+/// which values are accepted and why.
+pub fn validate_ai_gateway_retention_days(days: u32) -> std::result::Result<u32, String> {
+    if days == 0 || (MIN_AI_GATEWAY_RETENTION_DAYS..=MAX_AI_GATEWAY_RETENTION_DAYS).contains(&days)
+    {
+        Ok(days)
+    } else {
+        Err(format!(
+            "the AI Gateway retention must be 0 (keep forever) or from \
+             {MIN_AI_GATEWAY_RETENTION_DAYS} to {MAX_AI_GATEWAY_RETENTION_DAYS} days, not {days}: \
+             a shorter window would purge calls that still count toward a monthly usage limit"
+        ))
+    }
+}
 
 /// How long after UTC midnight the job sweeps for the new day (the wait is the interval or
 /// the time to the next midnight plus this, whichever is shorter): a margin for the wall
@@ -67,6 +103,14 @@ pub struct RetentionSweep {
     pub debug_retention_days: i32,
     /// Debug runs purged (with their steps).
     pub purged_debug_runs: u64,
+    /// The AI Gateway retention it applied, in days (0: no record purged).
+    pub ai_gateway_retention_days: u32,
+    /// AI Gateway interceptions purged.
+    pub purged_interceptions: u64,
+    /// Their tool usages.
+    pub purged_interception_tool_usages: u64,
+    /// AI Gateway sessions left without calls, purged.
+    pub purged_interception_sessions: u64,
     /// Unlinked files purged.
     pub purged_files: u64,
     /// Steps that failed (logged); the other steps still ran.
@@ -81,13 +125,15 @@ enum Step {
     AutoArchive,
     PurgeChats,
     PurgeDebugRuns,
+    PurgeInterceptions,
     PurgeFiles,
 }
 
-const STEPS: [Step; 4] = [
+const STEPS: [Step; 5] = [
     Step::AutoArchive,
     Step::PurgeChats,
     Step::PurgeDebugRuns,
+    Step::PurgeInterceptions,
     Step::PurgeFiles,
 ];
 
@@ -97,6 +143,7 @@ impl Step {
             Step::AutoArchive => "auto_archive",
             Step::PurgeChats => "purge_chats",
             Step::PurgeDebugRuns => "purge_debug_runs",
+            Step::PurgeInterceptions => "purge_ai_gateway_records",
             Step::PurgeFiles => "purge_files",
         }
     }
@@ -198,6 +245,10 @@ async fn sweep(inner: &Inner) -> Result<Option<RetentionSweep>> {
         purged_chats: 0,
         debug_retention_days,
         purged_debug_runs: 0,
+        ai_gateway_retention_days: inner.settings.ai_gateway_retention_days,
+        purged_interceptions: 0,
+        purged_interception_tool_usages: 0,
+        purged_interception_sessions: 0,
         purged_files: 0,
         failed_steps: 0,
     };
@@ -209,6 +260,7 @@ async fn sweep(inner: &Inner) -> Result<Option<RetentionSweep>> {
             Step::AutoArchive => auto_archive(inner, &mut report).await,
             Step::PurgeChats => purge_chats(inner, &mut report).await,
             Step::PurgeDebugRuns => purge_debug_runs(inner, &mut report).await,
+            Step::PurgeInterceptions => purge_interceptions(inner, &mut report).await,
             Step::PurgeFiles => purge_files(inner, &mut report).await,
         };
         if let Err(e) = done {
@@ -291,7 +343,33 @@ async fn purge_debug_runs(inner: &Inner, report: &mut RetentionSweep) -> Result<
     }
 }
 
-/// Step 4: while a retention window is set, purges the files no chat links that are older
+/// Step 4: purges the AI Gateway interceptions that started before [`retention_cutoff`]
+/// of [`EngineSettings::ai_gateway_retention_days`] (a rolling window, like the chats'),
+/// with their tool usages and emptied sessions, a batch per transaction.
+///
+/// [`EngineSettings::ai_gateway_retention_days`]: super::EngineSettings::ai_gateway_retention_days
+async fn purge_interceptions(inner: &Inner, report: &mut RetentionSweep) -> Result<()> {
+    let days = i32::try_from(report.ai_gateway_retention_days).unwrap_or(i32::MAX);
+    let Some(cutoff) = retention_cutoff(report.started_at, days) else {
+        return Ok(());
+    };
+    loop {
+        let purged = inner
+            .store
+            .purge_interceptions(cutoff.timestamp_micros(), RETENTION_BATCH_SIZE)
+            .await?;
+        report.purged_interceptions += purged.interceptions;
+        report.purged_interception_tool_usages += purged.tool_usages;
+        report.purged_interception_sessions += purged.sessions;
+        let full =
+            usize::try_from(purged.interceptions).unwrap_or(usize::MAX) >= RETENTION_BATCH_SIZE;
+        if !full || inner.shutdown.is_cancelled() {
+            return Ok(());
+        }
+    }
+}
+
+/// Step 5: while a retention window is set, purges the files no chat links that are older
 /// than [`UNLINKED_FILE_GRACE`](crate::store::UNLINKED_FILE_GRACE), a batch per transaction.
 async fn purge_files(inner: &Inner, report: &mut RetentionSweep) -> Result<()> {
     if report.retention_days <= 0 {
@@ -361,6 +439,23 @@ mod tests {
             Some(at("2026-12-05T10:30:00Z"))
         );
         assert_eq!(retention_cutoff(at("2026-12-07T10:30:00Z"), 0), None);
+    }
+
+    #[test]
+    fn the_ai_gateway_retention_is_zero_or_a_month_to_ten_years() {
+        for ok in [0, 31, 60, 3650] {
+            assert_eq!(validate_ai_gateway_retention_days(ok), Ok(ok));
+        }
+        for bad in [1, 30, 3651, u32::MAX] {
+            let Err(e) = validate_ai_gateway_retention_days(bad) else {
+                panic!("{bad} accepted");
+            };
+            assert!(
+                e.contains("0 (keep forever) or from 31 to 3650 days"),
+                "{e}"
+            );
+            assert!(e.ends_with("monthly usage limit"), "{e}");
+        }
     }
 
     #[test]

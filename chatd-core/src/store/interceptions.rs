@@ -7,6 +7,10 @@
 //! session of the call whose tool calls this one answered (its thread), else the call's
 //! own id. The writer keeps one `aibridge_sessions` row per key (first and last start), so
 //! a page of sessions is one indexed range read whatever the table holds.
+//!
+//! The retention purge ([`Store::purge_interceptions`], run by the engine's retention
+//! sweep) deletes calls that started before a cutoff in bounded batches, with their tool
+//! usages, and keeps the session rows true to the calls that remain.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -18,7 +22,9 @@ use codersdk::{
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::{finish_tx, get_bool, get_opt_uuid, get_uuid, timestamp_from_micros, uuid_text, Store};
+use super::{
+    finish_tx, get_bool, get_opt_uuid, get_uuid, timestamp_from_micros, uuid_text, Dialect, Store,
+};
 use crate::error::{DbResultExt, Error, ErrorKind, Result};
 
 /// Most tool-result call ids one record is linked by: the first this many of a request
@@ -30,6 +36,23 @@ pub const MAX_TOOL_USAGES_PER_INTERCEPTION: usize = 256;
 
 /// Most interceptions or sessions one listing page holds.
 pub const MAX_INTERCEPTION_PAGE: i64 = 1000;
+
+/// Most interceptions one [`Store::purge_interceptions`] call deletes, whatever `limit` it
+/// is given: the batch's ids and sessions are statement parameters (two per session), and
+/// a batch is one transaction that must stay short. The retention sweep asks for
+/// [`RETENTION_BATCH_SIZE`](crate::RETENTION_BATCH_SIZE).
+pub const MAX_INTERCEPTION_PURGE_BATCH: usize = 1000;
+
+/// What one [`Store::purge_interceptions`] batch deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PurgedInterceptions {
+    /// Interceptions (calls) deleted.
+    pub interceptions: u64,
+    /// Their tool usages.
+    pub tool_usages: u64,
+    /// Session rows left without any call, deleted.
+    pub sessions: u64,
+}
 
 /// One tool call of a [`NewInterception`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -281,6 +304,35 @@ impl Store {
         }
         let mut tx = self.begin_write().await?;
         let result = record_batch(&mut tx, batch).await;
+        finish_tx(tx, result).await
+    }
+
+    /// Deletes, in one transaction, up to `limit` (at most [`MAX_INTERCEPTION_PURGE_BATCH`];
+    /// 0 deletes nothing) interceptions that started before `started_before` (Unix microseconds; a call
+    /// starting exactly then stays), oldest first, with their tool usages. Their sessions
+    /// follow what remains: a session left without calls is deleted, the others get the
+    /// first and last start of their remaining calls, so the sessions listing pages and
+    /// filters by calls that still exist. Thread links of later calls that name a purged
+    /// call as their parent or root are kept as they are (they are ids, not references).
+    ///
+    /// On PostgreSQL the batch's session rows are locked first, in the order the recorder
+    /// locks them (user, then key: no deadlock with a batch being written), and the
+    /// session statements run after the locks: a call of the same session written at the
+    /// same moment either commits first (the session stays, its start recomputed) or waits
+    /// and then recreates the session row. On SQLite the write transaction holds the
+    /// database.
+    pub async fn purge_interceptions(
+        &self,
+        started_before: i64,
+        limit: usize,
+    ) -> Result<PurgedInterceptions> {
+        let limit = limit.min(MAX_INTERCEPTION_PURGE_BATCH);
+        if limit == 0 {
+            return Ok(PurgedInterceptions::default());
+        }
+        let dialect = self.dialect();
+        let mut tx = self.begin_write().await?;
+        let result = purge_batch(&mut tx, dialect, started_before, limit).await;
         finish_tx(tx, result).await
     }
 
@@ -668,6 +720,127 @@ async fn sessions_in_tx(
     Ok(SessionPage {
         sessions,
         next_cursor,
+    })
+}
+
+/// `$first, $first+1, …` for `n` parameters.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first.saturating_add(n))
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// [`Store::purge_interceptions`] inside `conn`'s transaction.
+async fn purge_batch(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    started_before: i64,
+    limit: usize,
+) -> Result<PurgedInterceptions> {
+    // Oldest first through the (started_at, id) index: each batch reads only what it
+    // deletes. Calls are never updated after they are written, so they need no lock.
+    let rows = sqlx::query(
+        "SELECT id, user_id, session_key FROM aibridge_interceptions WHERE started_at < $1 \
+         ORDER BY started_at, id LIMIT $2",
+    )
+    .bind(started_before)
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(&mut *conn)
+    .await
+    .db()?;
+    if rows.is_empty() {
+        return Ok(PurgedInterceptions::default());
+    }
+    let mut ids = Vec::with_capacity(rows.len());
+    // Text order of (user id, key) is the recorder's (Uuid, key) order: a lowercase
+    // hyphenated UUID sorts as its bytes.
+    let mut sessions: BTreeSet<(String, String)> = BTreeSet::new();
+    for row in &rows {
+        ids.push(row.try_get::<String, _>("id").db()?);
+        sessions.insert((
+            row.try_get("user_id").db()?,
+            row.try_get("session_key").db()?,
+        ));
+    }
+    if dialect == Dialect::Postgres {
+        for (user, key) in &sessions {
+            sqlx::query(
+                "SELECT 1 FROM aibridge_sessions WHERE user_id = $1 AND session_key = $2 \
+                 FOR UPDATE",
+            )
+            .bind(user)
+            .bind(key)
+            .fetch_optional(&mut *conn)
+            .await
+            .db()?;
+        }
+    }
+    let in_ids = placeholders(1, ids.len());
+    let bind_ids = |sql: String| {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in &ids {
+            q = q.bind(id.clone());
+        }
+        q
+    };
+    // Explicitly rather than by cascade: SQLite does not count the rows a cascade deletes.
+    let tool_usages = bind_ids(format!(
+        "DELETE FROM aibridge_tool_usages WHERE interception_id IN ({in_ids})"
+    ))
+    .execute(&mut *conn)
+    .await
+    .db()?
+    .rows_affected();
+    let interceptions = bind_ids(format!(
+        "DELETE FROM aibridge_interceptions WHERE id IN ({in_ids})"
+    ))
+    .execute(&mut *conn)
+    .await
+    .db()?
+    .rows_affected();
+    let terms = (0..sessions.len())
+        .map(|i| {
+            let a = i.saturating_mul(2).saturating_add(1);
+            format!(
+                "(aibridge_sessions.user_id = ${a} AND aibridge_sessions.session_key = ${})",
+                a.saturating_add(1)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let bind_sessions = |sql: String| {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (user, key) in &sessions {
+            q = q.bind(user.clone()).bind(key.clone());
+        }
+        q
+    };
+    let calls_of_session = "FROM aibridge_interceptions i \
+         WHERE i.user_id = aibridge_sessions.user_id \
+         AND i.session_key = aibridge_sessions.session_key";
+    let emptied = bind_sessions(format!(
+        "DELETE FROM aibridge_sessions WHERE ({terms}) \
+         AND NOT EXISTS (SELECT 1 {calls_of_session})"
+    ))
+    .execute(&mut *conn)
+    .await
+    .db()?
+    .rows_affected();
+    // The sessions that keep calls start (and last started) where those calls do.
+    bind_sessions(format!(
+        "UPDATE aibridge_sessions SET \
+         started_at = (SELECT MIN(i.started_at) {calls_of_session}), \
+         last_started_at = (SELECT MAX(i.started_at) {calls_of_session}) \
+         WHERE ({terms}) AND EXISTS (SELECT 1 {calls_of_session})"
+    ))
+    .execute(&mut *conn)
+    .await
+    .db()?;
+    Ok(PurgedInterceptions {
+        interceptions,
+        tool_usages,
+        sessions: emptied,
     })
 }
 

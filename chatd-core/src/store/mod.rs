@@ -87,9 +87,9 @@ pub use history::{HistoryMark, HistoryRead, TurnInputs, TurnStart};
 pub use interceptions::session_page_statements;
 pub use interceptions::{
     decode_session_cursor, InterceptionFilter, InterceptionPage, InterceptionPageRequest,
-    NewInterception, NewToolUsage, SessionPage, ThreadLink, INVALID_SESSION_CURSOR_MESSAGE,
-    MAX_INTERCEPTION_PAGE, MAX_SESSION_CURSOR_BYTES, MAX_THREAD_LINK_CALL_IDS,
-    MAX_TOOL_USAGES_PER_INTERCEPTION,
+    NewInterception, NewToolUsage, PurgedInterceptions, SessionPage, ThreadLink,
+    INVALID_SESSION_CURSOR_MESSAGE, MAX_INTERCEPTION_PAGE, MAX_INTERCEPTION_PURGE_BATCH,
+    MAX_SESSION_CURSOR_BYTES, MAX_THREAD_LINK_CALL_IDS, MAX_TOOL_USAGES_PER_INTERCEPTION,
 };
 pub use leases::{
     ClaimLimits, Claimed, Lease, LeaseState, RecoveredChats, CLAIM_ADVISORY_LOCK_KEY,

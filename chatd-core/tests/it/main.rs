@@ -4,6 +4,7 @@
 
 mod admin;
 mod aibridge_records;
+mod aibridge_retention;
 mod cluster;
 mod compaction;
 mod configcache;

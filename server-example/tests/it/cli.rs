@@ -53,6 +53,7 @@ const EXPECTED_ENVIRONMENT: &[&str] = &[
     "CHATD_AI_GATEWAY_RECORD_PROMPTS",
     "CHATD_AI_GATEWAY_MAX_PROMPT_BYTES",
     "CHATD_AI_GATEWAY_RECORD_QUEUE",
+    "CHATD_AI_GATEWAY_RETENTION",
     "CHATD_URL",
     "CHATD_TOKEN",
 ];
@@ -91,6 +92,7 @@ const INHERITED: &[&str] = &[
     "CHATD_TURN_SUMMARIES",
     "CHATD_TURN_SUMMARY_DELAY",
     "CHATD_CHAT_DEBUG_LOGGING_FORCED",
+    "CHATD_AI_GATEWAY_RETENTION",
 ];
 
 fn binary() -> Command {
@@ -123,6 +125,38 @@ fn help_lists_every_environment_variable() {
     }
     assert!(help.contains("Logs go to stderr"));
     assert!(!help.as_bytes().contains(&0x1b), "colour codes in --help");
+}
+
+/// `--ai-gateway-retention` (`CHATD_AI_GATEWAY_RETENTION`): documented in `--help` with its
+/// default; outside 0 or 31–3650 days the server refuses to start and says why, before it
+/// creates anything.
+#[test]
+fn ai_gateway_retention_is_bounded_at_start_up() {
+    let out = binary().arg("--help").output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(help.contains("--ai-gateway-retention <DAYS>"), "{help}");
+    assert!(help.contains("[default: 60]"), "{help}");
+    let dir = TempDir::new();
+    let db = dir.0.join("chatd.db");
+    let url = format!("sqlite://{}", db.display());
+    for (how, value) in [("flag", "30"), ("env", "3651"), ("flag", "forever")] {
+        let mut command = binary();
+        command
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("CHATD_DATABASE_URL", &url)
+            .stdin(Stdio::null());
+        if how == "flag" {
+            command.args(["--ai-gateway-retention", value]);
+        } else {
+            command.env("CHATD_AI_GATEWAY_RETENTION", value);
+        }
+        let out = command.output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{value}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("--ai-gateway-retention"), "{stderr}");
+        assert!(stderr.contains("31 to 3650"), "{stderr}");
+    }
+    assert!(!db.exists(), "a refused start created the database");
 }
 
 /// A running server process with its output collected line by line.
