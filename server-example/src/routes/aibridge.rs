@@ -1246,6 +1246,33 @@ mod tests {
         assert_eq!(correlation_id(&h), None);
     }
 
+    #[tokio::test]
+    async fn error_bodies_are_read_up_to_the_limit() {
+        let response = |len: usize| {
+            let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = vec![
+                Ok(bytes::Bytes::from(vec![b'a'; len / 2])),
+                Ok(bytes::Bytes::from(vec![b'b'; len - len / 2])),
+            ];
+            reqwest::Response::from(
+                axum::http::Response::builder()
+                    .status(429)
+                    .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+                        chunks,
+                    )))
+                    .unwrap(),
+            )
+        };
+        let limit = chatprovider::MAX_ERROR_BODY_BYTES;
+        assert_eq!(
+            bounded_body(response(limit - 1), limit).await.len(),
+            limit - 1
+        );
+        assert_eq!(bounded_body(response(limit), limit).await.len(), limit);
+        let over = bounded_body(response(limit + 10), limit).await;
+        assert_eq!(over.len(), limit);
+        assert!(over.starts_with(b"aaa") && over.ends_with(b"bbb"));
+    }
+
     #[test]
     fn upstream_urls_keep_the_query() {
         let uri: Uri = "/api/v2/aibridge/anthropic/v1/messages?beta=true"
