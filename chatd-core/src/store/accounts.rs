@@ -243,10 +243,7 @@ impl Store {
             return Ok((accounts, count));
         }
         // Every membership of the page in one query (ids are bound, never spliced).
-        let placeholders = (1..=accounts.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let placeholders = super::placeholders(1, accounts.len());
         let sql = format!(
             "SELECT user_id, organization_id FROM organization_members \
              WHERE user_id IN ({placeholders}) ORDER BY created_at, organization_id"

@@ -23,7 +23,8 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::{
-    finish_tx, get_bool, get_opt_uuid, get_uuid, timestamp_from_micros, uuid_text, Dialect, Store,
+    finish_tx, get_bool, get_opt_uuid, get_uuid, placeholders, timestamp_from_micros, uuid_text,
+    Dialect, Store,
 };
 use crate::error::{DbResultExt, Error, ErrorKind, Result};
 
@@ -410,10 +411,7 @@ impl Store {
             .collect::<Result<Vec<_>>>()?;
         if !results.is_empty() {
             let ids: Vec<String> = results.iter().map(|r| uuid_text(r.id)).collect();
-            let placeholders = (1..=ids.len())
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let placeholders = placeholders(1, ids.len());
             let sql = format!(
                 "SELECT interception_id, call_id, name, argument_bytes \
                  FROM aibridge_tool_usages WHERE interception_id IN ({placeholders}) \
@@ -574,18 +572,8 @@ async fn sessions_in_tx(
     if keys.is_empty() {
         return Ok(SessionPage::default());
     }
-    // The page's sessions as `(user_id = $a AND session_key = $b) OR …`: each term one
-    // range of the (user_id, session_key) index.
-    let terms = (0..keys.len())
-        .map(|i| {
-            let a = i.saturating_mul(2).saturating_add(1);
-            format!(
-                "(i.user_id = ${a} AND i.session_key = ${})",
-                a.saturating_add(1)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(" OR ");
+    // The page's sessions, each term one range of the (user_id, session_key) index.
+    let terms = session_terms("i", keys.len());
     let bind_keys = |sql: String| {
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for k in &keys {
@@ -723,12 +711,19 @@ async fn sessions_in_tx(
     })
 }
 
-/// `$first, $first+1, …` for `n` parameters.
-fn placeholders(first: usize, n: usize) -> String {
-    (first..first.saturating_add(n))
-        .map(|i| format!("${i}"))
+/// `(alias.user_id = $1 AND alias.session_key = $2) OR …` for `n` sessions, bound as
+/// user id then key: each term one range of the (user_id, session_key) index.
+fn session_terms(alias: &str, n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            let a = i.saturating_mul(2).saturating_add(1);
+            format!(
+                "({alias}.user_id = ${a} AND {alias}.session_key = ${})",
+                a.saturating_add(1)
+            )
+        })
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(" OR ")
 }
 
 /// [`Store::purge_interceptions`] inside `conn`'s transaction.
@@ -799,16 +794,7 @@ async fn purge_batch(
     .await
     .db()?
     .rows_affected();
-    let terms = (0..sessions.len())
-        .map(|i| {
-            let a = i.saturating_mul(2).saturating_add(1);
-            format!(
-                "(aibridge_sessions.user_id = ${a} AND aibridge_sessions.session_key = ${})",
-                a.saturating_add(1)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(" OR ");
+    let terms = session_terms("aibridge_sessions", sessions.len());
     let bind_sessions = |sql: String| {
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (user, key) in &sessions {
@@ -883,10 +869,7 @@ async fn find_parent(
     if let Some((_, id, root, session)) = in_batch {
         return Ok(Some((*id, *root, session.clone())));
     }
-    let placeholders = (2..call_ids.len().saturating_add(2))
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let placeholders = placeholders(2, call_ids.len());
     let sql = format!(
         "SELECT i.id AS id, i.thread_root_id AS root, i.session_key AS session_key \
          FROM aibridge_tool_usages t JOIN aibridge_interceptions i ON i.id = t.interception_id \
@@ -912,11 +895,7 @@ fn value_groups(rows: usize, cols: usize) -> String {
     (0..rows)
         .map(|r| {
             let first = r.saturating_mul(cols).saturating_add(1);
-            let params = (first..first.saturating_add(cols))
-                .map(|n| format!("${n}"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            format!("({params})")
+            format!("({})", placeholders(first, cols))
         })
         .collect::<Vec<_>>()
         .join(", ")

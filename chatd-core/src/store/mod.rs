@@ -896,6 +896,15 @@ pub fn timestamp_to_micros(t: Timestamp) -> i64 {
     t.0.timestamp_micros()
 }
 
+/// `$first, $first+1, …` for `n` bound parameters (an `IN (…)` list, a `VALUES` group):
+/// values are always bound, never spliced into the SQL.
+pub(crate) fn placeholders(first: usize, n: usize) -> String {
+    (first..first.saturating_add(n))
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A UUID as stored: lowercase hyphenated text.
 pub fn uuid_text(id: Uuid) -> String {
     id.as_hyphenated().to_string()
